@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+/**
+ * The `kernway` command. Each subcommand lives in its own module and is imported only
+ * when used, so `kernway --help` stays fast and needs no addon.
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { KernwayError, errorMessage } from '../common/errors.js';
+import { version } from '../common/version.js';
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run(argv: string[]): Promise<number>;
+}
+
+const commands: Record<string, () => Promise<Command>> = {
+  version: async () => ({
+    summary: 'print the kernway version',
+    usage: 'kernway version',
+    run: async () => { console.log(`kernway ${version()} (node ${process.version})`); return 0; },
+  }),
+  // One line per subcommand module; each module exports `command: Command`.
+};
+
+async function help(): Promise<void> {
+  const lines = ['usage: kernway <command> [options]', '', 'commands:'];
+  for (const [name, load] of Object.entries(commands)) {
+    const c = await load();
+    lines.push(`  ${name.padEnd(12)} ${c.summary}`);
+  }
+  lines.push('', "Run 'kernway <command> --help' for a command's options.");
+  console.log(lines.join('\n'));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    await help();
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') return main(['version']);
+  const load = commands[name];
+  if (!load) {
+    console.error(`kernway: unknown command '${name}'. Run 'kernway --help' for the list.`);
+    return 2;
+  }
+  const cmd = await load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(`usage: ${cmd.usage}\n\n${cmd.summary}`);
+    return 0;
+  }
+  return cmd.run(rest);
+}
+
+function invokedDirectly(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (e: unknown) => {
+      const code = e instanceof KernwayError ? e.code : (e as { code?: string }).code ?? 'KW_INTERNAL';
+      console.error(`kernway: ${errorMessage(e)} [${code}]`);
+      process.exitCode = 1;
+    },
+  );
+}
