@@ -1,0 +1,371 @@
+/**
+ * A directory of ordinary Kubernetes manifests (YAML, multi-document, or JSON; searched
+ * recursively), loaded once and then watched.
+ *
+ * - Each file is all-or-nothing: a file that fails to parse or validate is reported
+ *   (file, object, field, reason) and its previous good content stays in force.
+ * - Only the files that changed are re-read; unchanged files keep their parsed objects
+ *   (the same object references, so consumers can memoise on identity).
+ * - The same object (group, kind, namespace, name) in two files: the first by file name
+ *   order wins, the other is reported.
+ * - Hidden entries (names starting with '.') are skipped, but an event on one rescans its
+ *   directory: a ConfigMap volume swaps its `..data` symlink when it is updated.
+ */
+import { EventEmitter } from 'node:events';
+import { readdir, readFile, stat, lstat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { join, sep } from 'node:path';
+import { KernwayError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { objectRef, parseManifestText } from './manifest-parse.js';
+import { TreeWatcher } from './tree-watch.js';
+
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    creationTimestamp?: string;
+    uid?: string;
+    generation?: number;
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+/** An object and where it came from. `index`: the document's index in the file (0-based). */
+export interface Located { object: K8sObject; file: string; index: number }
+export interface ManifestProblem { code: string; file: string; object?: string /* 'Kind ns/name' */; field?: string; message: string }
+export interface ManifestSnapshot { objects: Located[]; problems: ManifestProblem[] }
+/** Checks one object; any problem returned makes its whole file keep its previous good content. */
+export type ObjectValidator = (o: Located) => ManifestProblem[];
+
+/** Event emitted after changes: `dir.on(SNAPSHOT, (s: ManifestSnapshot) => ...)`. */
+export const SNAPSHOT = 'snapshot';
+export type SNAPSHOT = typeof SNAPSHOT;
+
+/** Problem codes of this module (stable; KW_MANIFEST_PARSE and KW_MANIFEST_SHAPE come from manifest-parse.ts). */
+export const READ_ERROR = 'KW_MANIFEST_READ';
+export const DUPLICATE_OBJECT = 'KW_MANIFEST_DUPLICATE';
+export const VALIDATOR_FAILED = 'KW_MANIFEST_VALIDATOR';
+export const WATCH_ERROR = 'KW_MANIFEST_WATCH';
+
+const EXTENSIONS = ['.yaml', '.yml', '.json'];
+/** Kinds without a namespace; everything else defaults to namespace 'default' for duplicate detection. */
+const CLUSTER_SCOPED = new Set(['Namespace', 'Node', 'PersistentVolume', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding',
+  'CustomResourceDefinition', 'GatewayClass', 'PriorityClass', 'IngressClass', 'RuntimeClass', 'APIService',
+  'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']);
+
+interface FileState {
+  /** The text last read, to skip re-parsing an unchanged file. */
+  text: string | undefined;
+  /** Stat signature at the last read, to skip re-reading on a rescan. */
+  sig: string;
+  /** The last good content: what is in force. */
+  good: Located[];
+  /** What is wrong with the file's current text (empty when it is good). */
+  problems: ManifestProblem[];
+}
+
+const ALL = Symbol('all');
+
+export class ManifestDirectory extends EventEmitter {
+  private readonly dir: string;
+  private readonly validate: ObjectValidator | undefined;
+  private readonly debounceMs: number;
+  private readonly log: Logger | undefined;
+  private readonly files = new Map<string, FileState>();
+  private sortedFiles: string[] | undefined;
+  private dirProblems: ManifestProblem[] = [];
+  private watcher: TreeWatcher | undefined;
+  private dirty = new Map<string, Set<string> | typeof ALL>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(dir: string, opts: { validate?: ObjectValidator; debounceMs?: number; log?: Logger } = {}) {
+    super();
+    if (typeof dir !== 'string' || dir === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'manifest directory: expected a path');
+    const debounceMs = opts.debounceMs ?? 20;
+    if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new KernwayError('KW_INVALID_ARGUMENT', `debounceMs: expected a number >= 0, got ${debounceMs}`);
+    this.dir = dir.length > 1 && dir.endsWith(sep) ? dir.slice(0, -1) : dir;
+    this.validate = opts.validate;
+    this.debounceMs = debounceMs;
+    this.log = opts.log;
+  }
+
+  /** Read the whole tree (again) and return the snapshot. Throws KW_MANIFEST_DIR when `dir` is not a readable directory. */
+  async load(): Promise<ManifestSnapshot> {
+    this.checkRoot();
+    await this.scanTree(this.dir, false);
+    return this.snapshot();
+  }
+
+  /**
+   * Watch the tree. Emits SNAPSHOT after each batch of changes (debounced by `debounceMs`
+   * from the first event). Starts with a rescan, so nothing changed between load() and
+   * watch() is missed (and watch() without load() emits the first snapshot).
+   */
+  watch(): void {
+    if (this.closed) throw new KernwayError('KW_MANIFEST_CLOSED', `manifest directory ${this.dir}: watch() after close()`);
+    if (this.watcher) return;
+    this.checkRoot();
+    this.watcher = new TreeWatcher(
+      (dir, name) => this.onEvent(dir, name),
+      (dir, err) => {
+        this.log?.warn({ dir, err: err.message }, 'manifest directory: watch error');
+        this.dirProblems.push({ code: WATCH_ERROR, file: dir, message: `cannot watch ${dir}: ${err.message} (changes there are not seen)` });
+      },
+    );
+    this.markDirty(this.dir, null);
+  }
+
+  /** Stop watching. Pending changes are dropped; no more events. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
+    this.dirty.clear();
+  }
+
+  /** The snapshot of what is in force now (objects in file name order, then document order). */
+  snapshot(): ManifestSnapshot {
+    if (this.sortedFiles === undefined) this.sortedFiles = [...this.files.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const objects: Located[] = [];
+    const problems: ManifestProblem[] = [...this.dirProblems];
+    const seen = new Map<string, Located>();
+    for (const file of this.sortedFiles) {
+      const st = this.files.get(file)!;
+      for (const loc of st.good) {
+        const key = identity(loc.object);
+        const first = seen.get(key);
+        if (first) {
+          problems.push({ code: DUPLICATE_OBJECT, file, object: objectRef(loc.object), field: 'metadata.name',
+            message: `document ${loc.index}: ${objectRef(loc.object)} is also defined in ${first.file} (document ${first.index}); that one is used` });
+          continue;
+        }
+        seen.set(key, loc);
+        objects.push(loc);
+      }
+      for (const p of st.problems) problems.push(p);
+    }
+    return { objects, problems };
+  }
+
+  private checkRoot(): void {
+    let isDir = false;
+    try {
+      isDir = statSync(this.dir).isDirectory();
+    } catch (e) {
+      throw new KernwayError('KW_MANIFEST_DIR', `manifest directory ${this.dir}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : (e as Error).message}`, { dir: this.dir });
+    }
+    if (!isDir) throw new KernwayError('KW_MANIFEST_DIR', `manifest directory ${this.dir}: is not a directory`, { dir: this.dir });
+  }
+
+  private onEvent(dir: string, name: string | null): void {
+    if (this.closed) return;
+    this.markDirty(dir, name);
+  }
+
+  private markDirty(dir: string, name: string | null): void {
+    const cur = this.dirty.get(dir);
+    if (name === null || name.startsWith('.')) this.dirty.set(dir, ALL);
+    else if (cur === undefined) this.dirty.set(dir, new Set([name]));
+    else if (cur !== ALL) cur.add(name);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    // Debounce from the first event, not the last: latency stays bounded under a stream of writes.
+    if (this.timer || this.running || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.flush().finally(() => {
+        this.running = undefined;
+        if (this.dirty.size > 0) this.schedule();
+      });
+    }, this.debounceMs);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.dirty;
+    this.dirty = new Map();
+    const t0 = performance.now();
+    let changed = false;
+    try {
+      for (const [dir, names] of batch) {
+        if (this.closed) return;
+        if (names === ALL) changed = (await this.scanTree(dir, true)) || changed;
+        else for (const name of names) changed = (await this.refreshPath(join(dir, name))) || changed;
+      }
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message }, 'manifest directory: failed to process changes');
+    }
+    if (this.closed || !changed) return;
+    const snap = this.snapshot();
+    this.log?.debug({ dir: this.dir, objects: snap.objects.length, problems: snap.problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'manifest directory changed');
+    this.emit(SNAPSHOT, snap);
+  }
+
+  /** Something happened at `path`: a file added/changed/removed, or a directory added/removed. */
+  private async refreshPath(path: string): Promise<boolean> {
+    let st;
+    try {
+      st = await stat(path);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return this.forgetTree(path);
+      return this.setReadProblem(path, e as Error);
+    }
+    if (st.isDirectory()) {
+      if ((await lstat(path)).isSymbolicLink()) return false; // not followed: no loops
+      return this.scanTree(path, true);
+    }
+    if (!st.isFile() || !hasManifestExt(path)) return false;
+    return this.readFileState(path, sigOf(st), true);
+  }
+
+  /**
+   * (Re)scan `dir` and everything below it: new files are read, changed files (by stat
+   * signature) re-read, vanished files and directories forgotten. Returns whether the
+   * content in force or the problems changed.
+   */
+  private async scanTree(dir: string, watching: boolean): Promise<boolean> {
+    const seenFiles = new Set<string>();
+    const seenDirs = new Set<string>();
+    let changed = false;
+    const walk = async (d: string): Promise<void> => {
+      // Watch before listing, so a file created right after the listing is still seen.
+      if (watching) this.watcher?.add(d);
+      let entries;
+      try {
+        entries = await readdir(d, { withFileTypes: true });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        if (d === this.dir) throw e;
+        this.log?.warn({ dir: d, err: (e as Error).message }, 'manifest directory: cannot list a subdirectory');
+        return;
+      }
+      seenDirs.add(d);
+      const reads: Promise<void>[] = [];
+      for (const ent of entries) {
+        if (ent.name.startsWith('.')) continue;
+        const p = join(d, ent.name);
+        let isFile = ent.isFile();
+        if (ent.isDirectory()) { await walk(p); continue; }
+        if (ent.isSymbolicLink()) {
+          // Symlinked files are followed (ConfigMap volumes are made of them); symlinked directories are not.
+          try { isFile = (await stat(p)).isFile(); } catch { isFile = false; }
+        }
+        if (!isFile || !hasManifestExt(p)) continue;
+        seenFiles.add(p);
+        reads.push((async () => {
+          let sig: string;
+          try { sig = sigOf(await stat(p)); } catch (e) { changed = this.setReadProblem(p, e as Error) || changed; return; }
+          const prev = this.files.get(p);
+          if (prev && prev.sig === sig) return;
+          changed = (await this.readFileState(p, sig, false)) || changed;
+        })());
+        if (reads.length >= 64) { await Promise.all(reads); reads.length = 0; }
+      }
+      await Promise.all(reads);
+    };
+    await walk(dir);
+    // Forget what is no longer there.
+    const prefix = dir + sep;
+    for (const f of [...this.files.keys()]) {
+      if ((f.startsWith(prefix)) && !seenFiles.has(f)) { this.files.delete(f); this.sortedFiles = undefined; changed = true; }
+    }
+    if (this.watcher) for (const d of this.watcher.dirs()) {
+      if ((d === dir || d.startsWith(prefix)) && !seenDirs.has(d)) this.watcher.removeTree(d);
+    }
+    return changed;
+  }
+
+  /** `path` is gone: forget it, or everything below it if it was a directory. */
+  private forgetTree(path: string): boolean {
+    let changed = false;
+    if (this.files.delete(path)) changed = true;
+    const prefix = path + sep;
+    for (const f of [...this.files.keys()]) if (f.startsWith(prefix)) { this.files.delete(f); changed = true; }
+    if (changed) this.sortedFiles = undefined;
+    this.watcher?.removeTree(path);
+    return changed;
+  }
+
+  private setReadProblem(path: string, err: Error): boolean {
+    const st = this.ensure(path);
+    st.text = undefined;
+    st.sig = '';
+    st.problems = [{ code: READ_ERROR, file: path, message: `cannot read: ${err.message}` }];
+    return true;
+  }
+
+  private ensure(path: string): FileState {
+    let st = this.files.get(path);
+    if (!st) {
+      st = { text: undefined, sig: '', good: [], problems: [] };
+      this.files.set(path, st);
+      this.sortedFiles = undefined;
+    }
+    return st;
+  }
+
+  private async readFileState(path: string, sig: string, fromEvent: boolean): Promise<boolean> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return this.forgetTree(path); // removed between the event and the read
+      return this.setReadProblem(path, e as Error);
+    }
+    const prev = this.files.get(path);
+    if (prev && prev.text === text) { prev.sig = sig; return false; }
+    const st = this.ensure(path);
+    st.text = text;
+    st.sig = sig;
+    const parsed = parseManifestText(path, text);
+    const problems = parsed.problems;
+    const located: Located[] = parsed.documents.map((d) => ({ object: d.object, file: path, index: d.index }));
+    if (this.validate) {
+      for (const loc of located) {
+        try {
+          for (const p of this.validate(loc)) problems.push(p);
+        } catch (e) {
+          problems.push({ code: VALIDATOR_FAILED, file: path, object: objectRef(loc.object), message: `document ${loc.index}: validator failed: ${(e as Error).message}` });
+        }
+      }
+    }
+    if (problems.length === 0) {
+      st.good = located;
+      st.problems = [];
+    } else {
+      st.problems = problems; // st.good stays: the previous good content is kept in force
+      this.log?.debug({ file: path, problems: problems.length, kept: st.good.length, fromEvent }, 'manifest file rejected; previous content kept');
+    }
+    return true;
+  }
+}
+
+function hasManifestExt(p: string): boolean {
+  for (const e of EXTENSIONS) if (p.endsWith(e)) return true;
+  return false;
+}
+
+function sigOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+/** Identity of an object for duplicate detection: API group, kind, namespace, name. */
+function identity(o: K8sObject): string {
+  const slash = o.apiVersion.indexOf('/');
+  const group = slash < 0 ? '' : o.apiVersion.slice(0, slash);
+  const ns = o.metadata.namespace ?? (CLUSTER_SCOPED.has(o.kind) ? '' : 'default');
+  return `${group}|${o.kind}|${ns}|${o.metadata.name}`;
+}
