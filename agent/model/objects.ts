@@ -1,0 +1,302 @@
+/**
+ * Kubernetes objects (Service, EndpointSlice, Pod, Namespace) checked and normalised into
+ * model objects. Parsing is memoised on the raw object's identity, so an unchanged file
+ * (whose objects a source hands over again) costs nothing and yields the same model
+ * objects, which lets later stages memoise in turn.
+ */
+import { Checker } from './check.js';
+import { parseIP } from './ip.js';
+import {
+  DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
+  type AddressType, type Endpoint, type EndpointSlice, type EndpointSlicePort, type LbAlgorithm, type Namespace, type Pod,
+  type Problem, type Protocol, type Service, type ServicePort, type ServiceType, type SourcedObject, type TrafficPolicy,
+} from './types.js';
+
+export type ModelObject =
+  | { kind: 'Service'; value: Service }
+  | { kind: 'EndpointSlice'; value: EndpointSlice }
+  | { kind: 'Pod'; value: Pod }
+  | { kind: 'Namespace'; value: Namespace };
+
+/** The result of parsing one raw object: a model object when valid, and the problems found. */
+export interface Parsed { model: ModelObject | undefined; problems: Problem[] }
+
+const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
+const TRAFFIC_POLICIES: readonly TrafficPolicy[] = ['Cluster', 'Local'];
+const ALGORITHMS: readonly LbAlgorithm[] = ['random', 'maglev'];
+const ADDRESS_TYPES: readonly AddressType[] = ['IPv4', 'IPv6', 'FQDN'];
+const NOT_OURS: Parsed = Object.freeze({ model: undefined, problems: [] }) as Parsed;
+
+const cache = new WeakMap<object, Parsed>();
+
+/** Which kinds the model reads (apiVersion + kind); everything else is not its business. */
+export function isModelKind(o: { apiVersion: string; kind: string }): boolean {
+  return parserFor(o) !== undefined;
+}
+
+/**
+ * Check and normalise one object. Objects of kinds the model does not read give no model
+ * object and no problem. The origin recorded is that of the first call for a raw object.
+ */
+export function parseObject(src: SourcedObject): Parsed {
+  const hit = cache.get(src.object);
+  if (hit) return hit;
+  const parse = parserFor(src.object);
+  const result = parse ? parse(src) : NOT_OURS;
+  cache.set(src.object, result);
+  return result;
+}
+
+/** An `ObjectValidator` for sources (ManifestDirectory): the problems of `parseObject`. */
+export function validateObject(src: SourcedObject): Problem[] {
+  return parseObject(src).problems;
+}
+
+function parserFor(o: { apiVersion: string; kind: string }): ((src: SourcedObject) => Parsed) | undefined {
+  switch (o.kind) {
+    case 'Service': return o.apiVersion === 'v1' ? parseService : undefined;
+    case 'EndpointSlice': return o.apiVersion === 'discovery.k8s.io/v1' ? parseEndpointSlice : undefined;
+    case 'Pod': return o.apiVersion === 'v1' ? parsePod : undefined;
+    case 'Namespace': return o.apiVersion === 'v1' ? parseNamespace : undefined;
+    default: return undefined;
+  }
+}
+
+function namespaceOf(c: Checker, o: SourcedObject['object']): string {
+  const ns = o.metadata.namespace ?? 'default';
+  c.dnsLabel(ns, 'metadata.namespace');
+  return ns;
+}
+
+function result<K extends ModelObject['kind']>(c: Checker, kind: K, value: Extract<ModelObject, { kind: K }>['value']): Parsed {
+  if (!c.ok) return { model: undefined, problems: c.problems };
+  return { model: { kind, value } as ModelObject, problems: [] };
+}
+
+// ---------------------------------------------------------------- Service
+
+function parseService(src: SourcedObject): Parsed {
+  const o = src.object;
+  const namespace = o.metadata.namespace ?? 'default';
+  const c = new Checker(src, namespace);
+  namespaceOf(c, o);
+  const name = o.metadata.name;
+  c.dns1035Label(name, 'metadata.name');
+  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
+  const algorithm = c.oneOf(annotations[LB_ALGORITHM_ANNOTATION], `metadata.annotations[${JSON.stringify(LB_ALGORITHM_ANNOTATION)}]`, ALGORITHMS, 'random');
+
+  if (o.spec === undefined || o.spec === null) c.fail('spec', 'is missing');
+  const spec = c.record(o.spec, 'spec') ?? {};
+  const type = c.oneOf(spec.type, 'spec.type', SERVICE_TYPES, 'ClusterIP');
+
+  // Cluster IPs: clusterIP and clusterIPs (dual-stack); clusterIPs[0] must equal clusterIP.
+  let headless = false;
+  const clusterIPs: string[] = [];
+  const clusterIP = c.string(spec.clusterIP, 'spec.clusterIP', '');
+  const listed = c.list(spec.clusterIPs, 'spec.clusterIPs') ?? [];
+  const raw: { v: unknown; field: string }[] = listed.length > 0
+    ? listed.map((v, i) => ({ v, field: `spec.clusterIPs[${i}]` }))
+    : clusterIP ? [{ v: clusterIP, field: 'spec.clusterIP' }] : [];
+  if (listed.length > 0 && clusterIP && listed[0] !== clusterIP) c.fail('spec.clusterIPs[0]', `must equal spec.clusterIP (${JSON.stringify(clusterIP)}), got ${JSON.stringify(listed[0])}`);
+  if (listed.length > 2) c.fail('spec.clusterIPs', `must hold at most 2 addresses (one per family), got ${listed.length}`);
+  if (type !== 'ExternalName') {
+    for (const { v, field } of raw) {
+      if (v === 'None') { headless = true; continue; }
+      const ip = parseIP(v);
+      if (!ip) { c.fail(field, `must be an IPv4 or IPv6 address, or "None" for a headless Service, got ${JSON.stringify(v)}`); continue; }
+      if (clusterIPs.length > 0 && parseIP(clusterIPs[0])!.family === ip.family) { c.fail(field, 'must be of the other IP family than the first cluster IP (one address per family)'); continue; }
+      clusterIPs.push(ip.ip);
+    }
+    if (headless && clusterIPs.length > 0) c.fail('spec.clusterIPs', 'must not mix "None" with addresses');
+  }
+
+  // Ports.
+  const rawPorts = c.list(spec.ports, 'spec.ports') ?? [];
+  if (rawPorts.length === 0 && type !== 'ExternalName' && !headless) c.fail('spec.ports', 'must list at least one port');
+  const ports: ServicePort[] = [];
+  const names = new Set<string>();
+  const portProto = new Set<string>();
+  rawPorts.forEach((rp, i) => {
+    const f = `spec.ports[${i}]`;
+    const p = c.record(rp, f);
+    if (!p) return;
+    const portName = c.string(p.name, `${f}.name`, '') ?? '';
+    if (portName === '' && rawPorts.length > 1) c.fail(`${f}.name`, 'is required when a Service has more than one port');
+    if (portName !== '') {
+      c.dnsLabel(portName, `${f}.name`);
+      if (names.has(portName)) c.fail(`${f}.name`, `duplicate port name ${JSON.stringify(portName)}`);
+      names.add(portName);
+    }
+    const port = c.port(p.port, `${f}.port`);
+    const protocol = c.oneOf(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP');
+    let targetPort: number | string | undefined = port;
+    if (typeof p.targetPort === 'string') {
+      if (/^[0-9]+$/.test(p.targetPort)) {
+        targetPort = c.int(Number(p.targetPort), `${f}.targetPort`, 1, 65535);
+      } else {
+        c.ianaSvcName(p.targetPort, `${f}.targetPort`);
+        targetPort = p.targetPort;
+      }
+    } else if (p.targetPort !== undefined && p.targetPort !== null && p.targetPort !== 0) {
+      targetPort = c.int(p.targetPort, `${f}.targetPort`, 1, 65535);
+    }
+    if (port === undefined || targetPort === undefined) return;
+    const pp = `${port}/${protocol}`;
+    if (portProto.has(pp)) c.fail(`${f}.port`, `duplicate port ${pp}`);
+    portProto.add(pp);
+    ports.push({ name: portName, port, targetPort, protocol });
+  });
+
+  // Session affinity.
+  const sessionAffinity = c.oneOf(spec.sessionAffinity, 'spec.sessionAffinity', ['None', 'ClientIP'] as const, 'None');
+  let affinity: { timeoutSeconds: number } | null = null;
+  if (sessionAffinity === 'ClientIP') {
+    const cfg = c.record(spec.sessionAffinityConfig, 'spec.sessionAffinityConfig') ?? {};
+    const cip = c.record(cfg.clientIP, 'spec.sessionAffinityConfig.clientIP') ?? {};
+    const t = c.int(cip.timeoutSeconds, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds', 1, MAX_AFFINITY_TIMEOUT_SECONDS, DEFAULT_AFFINITY_TIMEOUT_SECONDS);
+    affinity = { timeoutSeconds: t ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS };
+  }
+  const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
+
+  return result(c, 'Service', Object.freeze({
+    namespace, name, key: `${namespace}/${name}`, type, clusterIPs: type === 'ExternalName' ? [] : clusterIPs, headless,
+    ports, affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
+  }));
+}
+
+// ---------------------------------------------------------------- EndpointSlice
+
+function parseEndpointSlice(src: SourcedObject): Parsed {
+  const o = src.object;
+  const namespace = o.metadata.namespace ?? 'default';
+  const c = new Checker(src, namespace);
+  namespaceOf(c, o);
+  const name = o.metadata.name;
+  c.dnsSubdomain(name, 'metadata.name');
+  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const serviceName = labels[SERVICE_NAME_LABEL];
+  const labelField = `metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`;
+  if (serviceName === undefined) c.fail(labelField, 'is missing: it names the Service this EndpointSlice belongs to');
+  else if (serviceName === '') c.fail(labelField, 'must name a Service, got ""');
+
+  if (o.addressType === undefined || o.addressType === null) c.fail('addressType', 'is missing (IPv4, IPv6 or FQDN)');
+  const addressType = c.oneOf(o.addressType, 'addressType', ADDRESS_TYPES, 'IPv4');
+
+  const endpoints: Endpoint[] = [];
+  (c.list(o.endpoints, 'endpoints') ?? []).forEach((re, i) => {
+    const f = `endpoints[${i}]`;
+    const e = c.record(re, f);
+    if (!e) return;
+    const addrs = c.list(e.addresses, `${f}.addresses`) ?? [];
+    if (addrs.length === 0) { c.fail(`${f}.addresses`, 'must hold at least one address'); return; }
+    const addresses: string[] = [];
+    addrs.forEach((a, j) => {
+      if (addressType === 'FQDN') {
+        if (typeof a === 'string' && a !== '') addresses.push(a);
+        else c.fail(`${f}.addresses[${j}]`, 'must be a host name');
+        return;
+      }
+      const ip = parseIP(a);
+      if (!ip) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address, got ${JSON.stringify(a)}`);
+      else if (ip.family !== addressType) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address (the slice's addressType), got ${ip.family} ${ip.ip}`);
+      else addresses.push(ip.ip);
+    });
+    const cond = c.record(e.conditions, `${f}.conditions`) ?? {};
+    // Kubernetes: ready and serving unset mean true; terminating unset means false.
+    const ready = c.bool(cond.ready, `${f}.conditions.ready`, true);
+    const serving = c.bool(cond.serving, `${f}.conditions.serving`, true);
+    const terminating = c.bool(cond.terminating, `${f}.conditions.terminating`, false);
+    const ep: Endpoint = { addresses, ready, serving, terminating };
+    const nodeName = c.string(e.nodeName, `${f}.nodeName`);
+    if (nodeName) ep.nodeName = nodeName;
+    const zone = c.string(e.zone, `${f}.zone`);
+    if (zone) ep.zone = zone;
+    if (e.targetRef !== undefined && e.targetRef !== null) {
+      const tr = c.record(e.targetRef, `${f}.targetRef`);
+      if (tr && typeof tr.kind === 'string' && typeof tr.name === 'string') {
+        ep.targetRef = typeof tr.namespace === 'string' ? { kind: tr.kind, namespace: tr.namespace, name: tr.name } : { kind: tr.kind, name: tr.name };
+      }
+    }
+    endpoints.push(ep);
+  });
+
+  const ports: EndpointSlicePort[] = [];
+  const seen = new Set<string>();
+  (c.list(o.ports, 'ports') ?? []).forEach((rp, i) => {
+    const f = `ports[${i}]`;
+    const p = c.record(rp, f);
+    if (!p) return;
+    const portName = c.string(p.name, `${f}.name`, '') ?? '';
+    if (portName !== '') c.dnsLabel(portName, `${f}.name`);
+    const protocol = c.oneOf(p.protocol, `${f}.protocol`, PROTOCOLS, 'TCP');
+    if (seen.has(`${portName}/${protocol}`)) c.fail(`${f}.name`, `duplicate port ${JSON.stringify(portName)} (${protocol})`);
+    seen.add(`${portName}/${protocol}`);
+    const port = p.port === undefined || p.port === null ? undefined : c.int(p.port, `${f}.port`, 1, 65535);
+    ports.push({ name: portName, port, protocol });
+  });
+
+  return result(c, 'EndpointSlice', Object.freeze({
+    namespace, name, key: `${namespace}/${name}`, serviceName: serviceName ?? '', addressType, endpoints, ports,
+    origin: { file: src.file, index: src.index },
+  }));
+}
+
+// ---------------------------------------------------------------- Pod
+
+function parsePod(src: SourcedObject): Parsed {
+  const o = src.object;
+  const namespace = o.metadata.namespace ?? 'default';
+  const c = new Checker(src, namespace);
+  namespaceOf(c, o);
+  const name = o.metadata.name;
+  c.dnsSubdomain(name, 'metadata.name');
+  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
+  const spec = c.record(o.spec, 'spec') ?? {};
+  const status = c.record(o.status, 'status') ?? {};
+  const nodeName = c.string(spec.nodeName, 'spec.nodeName');
+  const serviceAccountName = c.string(spec.serviceAccountName, 'spec.serviceAccountName', 'default') || 'default';
+  if (serviceAccountName !== 'default') c.dnsSubdomain(serviceAccountName, 'spec.serviceAccountName');
+  const hostNetwork = c.bool(spec.hostNetwork, 'spec.hostNetwork', false);
+  const phase = c.string(status.phase, 'status.phase');
+
+  const podIPs: string[] = [];
+  const listed = c.list(status.podIPs, 'status.podIPs') ?? [];
+  listed.forEach((rp, i) => {
+    const r = c.record(rp, `status.podIPs[${i}]`);
+    if (!r) return;
+    const ip = parseIP(r.ip);
+    if (!ip) c.fail(`status.podIPs[${i}].ip`, `must be an IPv4 or IPv6 address, got ${JSON.stringify(r.ip)}`);
+    else if (podIPs.some((x) => parseIP(x)!.family === ip.family)) c.fail(`status.podIPs[${i}].ip`, 'must be of the other IP family than the first (one address per family)');
+    else podIPs.push(ip.ip);
+  });
+  if (status.podIP !== undefined && status.podIP !== null && status.podIP !== '') {
+    const ip = parseIP(status.podIP);
+    if (!ip) c.fail('status.podIP', `must be an IPv4 or IPv6 address, got ${JSON.stringify(status.podIP)}`);
+    else if (podIPs.length === 0) podIPs.push(ip.ip);
+    else if (podIPs[0] !== ip.ip) c.fail('status.podIPs[0].ip', `must equal status.podIP (${ip.ip}), got ${podIPs[0]}`);
+  }
+
+  const pod: Pod = {
+    namespace, name, key: `${namespace}/${name}`, labels, annotations, serviceAccountName, hostNetwork, podIPs,
+    origin: { file: src.file, index: src.index },
+  };
+  if (typeof o.metadata.uid === 'string') pod.uid = o.metadata.uid;
+  if (nodeName) pod.nodeName = nodeName;
+  if (phase) pod.phase = phase;
+  return result(c, 'Pod', Object.freeze(pod));
+}
+
+// ---------------------------------------------------------------- Namespace
+
+function parseNamespace(src: SourcedObject): Parsed {
+  const o = src.object;
+  const c = new Checker(src, '');
+  c.dnsLabel(o.metadata.name, 'metadata.name');
+  if (o.metadata.namespace !== undefined) c.fail('metadata.namespace', 'must not be set: a Namespace is not namespaced');
+  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
+  return result(c, 'Namespace', Object.freeze({ name: o.metadata.name, labels, annotations, origin: { file: src.file, index: src.index } }));
+}

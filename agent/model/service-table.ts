@@ -1,0 +1,138 @@
+/**
+ * The service table: what the socket load balancer needs, one entry per
+ * (cluster IP, port, protocol), with the backends chosen as kube-proxy chooses them:
+ *
+ * - the endpoints of the Service's EndpointSlices of the VIP's address family, matched to
+ *   the Service port by port name and protocol (so a named targetPort resolves to each
+ *   slice's own port number); the first address of each endpoint; duplicates once;
+ * - ready endpoints; when none is ready, the serving-and-terminating ones;
+ * - internalTrafficPolicy Local: only this node's endpoints (same rule among them), and
+ *   none at all when this node has none;
+ * - headless and ExternalName Services (and Services without a cluster IP) have no entry;
+ *   a Service with no usable endpoint has an entry with no backend, so connect() can be
+ *   refused at once.
+ *
+ * Per-Service results are memoised on the identity of the Service and its slices (model
+ * objects are shared between snapshots when their file did not change): a rebuild after a
+ * one-file change recomputes only the Services concerned, and unchanged entries are the
+ * same objects as before (`prev.get(k) === next.get(k)` means "no change").
+ */
+import { KernwayError } from '../../common/errors.js';
+import { familyOf, hostPort } from './ip.js';
+import type { EndpointSlice, IPFamily, LbAlgorithm, Model, Protocol, Service, ServicePort } from './types.js';
+
+export interface Backend {
+  ip: string;
+  port: number;
+  /** The node the endpoint runs on, when the slice says. */
+  nodeName?: string;
+}
+
+export interface ServiceEntry {
+  /** serviceKey(vip, port, proto), e.g. '10.96.0.10:80/TCP' or '[fd00::10]:53/UDP'. */
+  key: string;
+  vip: string;
+  family: IPFamily;
+  port: number;
+  proto: Protocol;
+  /** Sorted by ip then port. Empty: no usable endpoint, refuse. */
+  backends: readonly Backend[];
+  algorithm: LbAlgorithm;
+  /** ClientIP session affinity, or null. */
+  affinity: { timeoutSeconds: number } | null;
+  /** 'ns/name' of the Service. */
+  service: string;
+  /** The Service port's name ('' when unnamed). */
+  portName: string;
+  /** True when no endpoint was ready and the backends are serving-and-terminating ones. */
+  terminatingFallback: boolean;
+}
+
+export type ServiceTable = Map<string, ServiceEntry>;
+
+export interface ServiceTableOptions {
+  /** This node's name: internalTrafficPolicy Local keeps only endpoints whose nodeName is this. */
+  nodeName: string;
+}
+
+export function serviceKey(vip: string, port: number, proto: Protocol): string {
+  return `${hostPort(vip, port)}/${proto}`;
+}
+
+interface Memo { nodeName: string; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
+const memo = new WeakMap<Service, Memo>();
+const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
+
+export function buildServiceTable(model: Model, opts: ServiceTableOptions): ServiceTable {
+  if (typeof opts?.nodeName !== 'string' || opts.nodeName === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'buildServiceTable: nodeName must be a non-empty string');
+  const table: ServiceTable = new Map();
+  for (const svc of model.services.values()) {
+    const slices = model.slicesByService.get(svc.key) ?? NO_SLICES;
+    let m = memo.get(svc);
+    if (!m || m.nodeName !== opts.nodeName || !sameList(m.slices, slices)) {
+      m = { nodeName: opts.nodeName, slices, entries: serviceEntries(svc, slices, opts.nodeName) };
+      memo.set(svc, m);
+    }
+    for (const e of m.entries) if (!table.has(e.key)) table.set(e.key, e);
+  }
+  return table;
+}
+
+/** The entries of one Service (exported for tests and for callers that track Services themselves). */
+export function serviceEntries(svc: Service, slices: readonly EndpointSlice[], nodeName: string): ServiceEntry[] {
+  if (svc.headless || svc.type === 'ExternalName' || svc.clusterIPs.length === 0) return [];
+  const entries: ServiceEntry[] = [];
+  for (const vip of svc.clusterIPs) {
+    const family = familyOf(vip);
+    for (const sp of svc.ports) {
+      const { backends, terminatingFallback } = selectBackends(svc, sp, family, slices, nodeName);
+      entries.push({
+        key: serviceKey(vip, sp.port, sp.protocol), vip, family, port: sp.port, proto: sp.protocol, backends,
+        algorithm: svc.algorithm, affinity: svc.affinity, service: svc.key, portName: sp.name, terminatingFallback,
+      });
+    }
+  }
+  return entries;
+}
+
+interface Candidate { ip: string; port: number; nodeName: string | undefined; ready: boolean; servingTerminating: boolean }
+
+function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices: readonly EndpointSlice[], nodeName: string): { backends: Backend[]; terminatingFallback: boolean } {
+  const local = svc.internalTrafficPolicy === 'Local';
+  const candidates: Candidate[] = [];
+  const seen = new Set<string>();
+  for (const slice of slices) {
+    if (slice.addressType !== family) continue;
+    // kube-proxy matches slice ports to Service ports by name and protocol; the slice's number
+    // is the target port resolved for its endpoints (which is how a named targetPort resolves).
+    let port: number | undefined;
+    for (const p of slice.ports) if (p.name === sp.name && p.protocol === sp.protocol && p.port !== undefined) { port = p.port; break; }
+    if (port === undefined) continue;
+    for (const ep of slice.endpoints) {
+      if (local && ep.nodeName !== nodeName) continue;
+      const ip = ep.addresses[0]!;
+      const id = `${ip}|${port}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      candidates.push({ ip, port, nodeName: ep.nodeName, ready: ep.ready, servingTerminating: ep.serving && ep.terminating });
+    }
+  }
+  let chosen = candidates.filter((c) => c.ready);
+  let terminatingFallback = false;
+  if (chosen.length === 0) {
+    chosen = candidates.filter((c) => c.servingTerminating);
+    terminatingFallback = chosen.length > 0;
+  }
+  chosen.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+  return {
+    backends: chosen.map((c) => (c.nodeName === undefined ? { ip: c.ip, port: c.port } : { ip: c.ip, port: c.port, nodeName: c.nodeName })),
+    terminatingFallback,
+  };
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
