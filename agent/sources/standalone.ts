@@ -1,0 +1,98 @@
+/**
+ * The standalone source: a directory of Kubernetes manifests (ManifestDirectory, checked
+ * with the model's validator) turned into a stream of model snapshots. Problems are logged
+ * once when they appear (file, object, field, reason) and once when they are resolved.
+ *
+ * Usage (the agent):
+ *   const src = new StandaloneSource(dir, { log });
+ *   const first = await src.start();          // throws KW_MANIFEST_DIR when dir is unusable
+ *   src.on(MODEL, (s: StandaloneSnapshot) => reconcile(s.model));
+ *   ...
+ *   src.close();
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../../common/log.js';
+import { buildModel } from '../model/model.js';
+import { validateObject } from '../model/objects.js';
+import type { Model } from '../model/types.js';
+import { ManifestDirectory, SNAPSHOT, type ManifestProblem, type ManifestSnapshot } from './manifest-dir.js';
+
+export interface StandaloneSnapshot {
+  /** Counts up from 1 with each snapshot. */
+  generation: number;
+  model: Model;
+  /** Every problem in force: files rejected (their last good content kept) and cross-object problems. */
+  problems: ManifestProblem[];
+}
+
+/** Event emitted with each new StandaloneSnapshot after the first. */
+export const MODEL = 'model';
+export type MODEL = typeof MODEL;
+
+export interface StandaloneOptions {
+  log?: Logger;
+  /** Debounce of file system events, from the first event of a burst (default 20 ms). */
+  debounceMs?: number;
+}
+
+export class StandaloneSource extends EventEmitter {
+  private readonly manifests: ManifestDirectory;
+  private readonly log: Logger | undefined;
+  private reported = new Map<string, ManifestProblem>();
+  private generation = 0;
+  private last: StandaloneSnapshot | undefined;
+
+  constructor(readonly dir: string, opts: StandaloneOptions = {}) {
+    super();
+    this.log = opts.log;
+    this.manifests = new ManifestDirectory(dir, { validate: validateObject, debounceMs: opts.debounceMs ?? 20, log: opts.log });
+    this.manifests.on(SNAPSHOT, (s: ManifestSnapshot) => {
+      try {
+        this.emit(MODEL, this.accept(s));
+      } catch (e) {
+        this.log?.error({ err: (e as Error).message, stack: (e as Error).stack }, 'standalone: failed to build the model; previous one kept');
+      }
+    });
+  }
+
+  /** Load the directory, report its problems, start watching. Returns the first snapshot. */
+  async start(): Promise<StandaloneSnapshot> {
+    const snap = this.accept(await this.manifests.load());
+    this.manifests.watch();
+    return snap;
+  }
+
+  /** The latest snapshot (undefined before start()). */
+  current(): StandaloneSnapshot | undefined {
+    return this.last;
+  }
+
+  close(): void {
+    this.manifests.close();
+    this.removeAllListeners(MODEL);
+  }
+
+  private accept(s: ManifestSnapshot): StandaloneSnapshot {
+    const t0 = performance.now();
+    const model = buildModel(s.objects);
+    const problems = s.problems.concat(model.problems);
+    this.report(problems);
+    const snap: StandaloneSnapshot = { generation: ++this.generation, model, problems };
+    this.last = snap;
+    this.log?.debug({ generation: snap.generation, services: model.services.size, problems: problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'standalone: model built');
+    return snap;
+  }
+
+  /** Log problems that appeared, and those that went away. */
+  private report(problems: ManifestProblem[]): void {
+    const now = new Map<string, ManifestProblem>();
+    for (const p of problems) now.set(`${p.code}\0${p.file}\0${p.object ?? ''}\0${p.field ?? ''}\0${p.message}`, p);
+    for (const [k, p] of now) {
+      if (!this.reported.has(k)) this.log?.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
+    }
+    for (const [k, p] of this.reported) {
+      if (!now.has(k)) this.log?.info({ code: p.code, file: p.file, object: p.object, field: p.field }, `resolved: ${p.message}`);
+    }
+    this.reported = now;
+  }
+}
