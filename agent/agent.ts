@@ -1,0 +1,185 @@
+/**
+ * The node agent: sources -> model -> datapath, with its admin API and metrics.
+ *
+ * Lifecycle (grpc-js style):
+ *   start()          loads and attaches the programs (adopting pinned maps and links),
+ *                    reads the manifests, reconciles, then serves admin and metrics;
+ *   drain()          (first SIGTERM) stops watching and serving, closes file
+ *                    descriptors: the programs stay attached and the maps pinned, so
+ *                    connections keep being balanced with the last state applied;
+ *   forceShutdown()  (second SIGTERM) exits at once.
+ * Bad manifests never stop the agent: the last good state stays in the maps.
+ */
+import { performance } from 'node:perf_hooks';
+import { KernwayError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { buildServiceTable } from './model/service-table.js';
+import { MODEL, StandaloneSource, type StandaloneSnapshot } from './sources/standalone.js';
+import { readKernelServices, type KernelService } from './datapath/inspect.js';
+import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
+import { loadSockLb, type SockLb } from './datapath/sock-lb.js';
+import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
+import type { AgentOptions } from './options.js';
+
+export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
+
+export interface AgentStatus {
+  state: AgentState;
+  nodeName: string;
+  cgroup: string;
+  bpffs: string;
+  generation: number;
+  frontends: number;
+  problems: Array<{ code: string; file: string; object?: string; field?: string; message: string }>;
+  lastReconcile?: { at: string; ms: number; result?: ReconcileResult; error?: string };
+  reusedMaps: boolean;
+}
+
+/** Per-Service counters read from the kernel, summed over the Service's frontends. */
+export interface ServiceCounters { service: string; balanced: number; refused: number }
+
+export interface ReconcileObserver {
+  (ev: { ms: number; result?: ReconcileResult; error?: unknown; generation: number }): void;
+}
+
+export class Agent {
+  readonly opts: Readonly<AgentOptions>;
+  private readonly log: Logger;
+  private state: AgentState = 'starting';
+  private lb: SockLb | undefined;
+  private sync: ServiceSync | undefined;
+  private source: StandaloneSource | undefined;
+  private generation = 0;
+  private problems: AgentStatus['problems'] = [];
+  private lastReconcile: AgentStatus['lastReconcile'];
+  private readonly observers: ReconcileObserver[] = [];
+  private drained: Promise<void> | undefined;
+
+  constructor(opts: Readonly<AgentOptions>, log: Logger) {
+    this.opts = opts;
+    this.log = log;
+  }
+
+  /** Called after each reconcile (metrics). */
+  onReconcile(fn: ReconcileObserver): void {
+    this.observers.push(fn);
+  }
+
+  get ready(): boolean {
+    return this.state === 'running' && this.lastReconcile !== undefined && this.lastReconcile.error === undefined;
+  }
+
+  get healthy(): boolean {
+    return this.state === 'running' || this.state === 'starting';
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
+    try {
+      this.sync = new ServiceSync(this.lb.maps, { log: this.log });
+      this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs });
+      const first = await this.source.start();
+      this.apply(first);
+      this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));
+    } catch (e) {
+      this.source?.close();
+      this.lb.close();
+      throw e;
+    }
+    this.state = 'running';
+    this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
+  }
+
+  /** Applies one model snapshot to the maps; a failure is logged and the last good state stays. */
+  private apply(s: StandaloneSnapshot): void {
+    if (!this.sync || this.state === 'draining' || this.state === 'stopped') return;
+    this.generation = s.generation;
+    this.problems = s.problems.map((p) => ({ ...p }));
+    const t0 = performance.now();
+    try {
+      const table = buildServiceTable(s.model, { nodeName: this.opts.nodeName });
+      const result = this.sync.reconcile(table);
+      const ms = performance.now() - t0;
+      this.lastReconcile = { at: new Date().toISOString(), ms, result };
+      if (result.skipped.length > 0) this.log.warn({ frontends: result.skipped }, 'SCTP service ports are not balanced by the socket load balancer');
+      this.log.info({ generation: s.generation, ms: +ms.toFixed(2), created: result.created, changed: result.changed, removed: result.removed,
+        unchanged: result.unchanged, writes: result.writes, deletes: result.deletes, problems: s.problems.length }, 'reconciled');
+      for (const fn of this.observers) fn({ ms, result, generation: s.generation });
+    } catch (e) {
+      const ms = performance.now() - t0;
+      this.lastReconcile = { at: new Date().toISOString(), ms, error: errorMessage(e) };
+      this.log.error({ generation: s.generation, code: (e as { code?: string }).code, err: errorMessage(e) }, 'reconcile failed; the maps keep the last good state');
+      for (const fn of this.observers) fn({ ms, error: e, generation: s.generation });
+    }
+  }
+
+  /** What the kernel balances, read from the maps, with the Service names the agent knows. */
+  services(): KernelService[] {
+    if (!this.lb || !this.sync) throw new KernwayError('KW_NOT_READY', 'the agent has not loaded its maps yet');
+    const names = new Map<number, { service?: string; portName?: string }>();
+    for (const f of this.sync.frontends()) {
+      const n: { service?: string; portName?: string } = {};
+      if (f.service !== undefined) n.service = f.service;
+      if (f.portName !== undefined) n.portName = f.portName;
+      names.set(f.svcId, n);
+    }
+    return readKernelServices(this.lb.maps, names);
+  }
+
+  /** Kernel counters per Service (summed over its frontends), read now. */
+  counters(): ServiceCounters[] {
+    if (!this.lb || !this.sync) return [];
+    const by = new Map<string, ServiceCounters>();
+    for (const f of this.sync.frontends()) {
+      const raw = this.lb.maps.kw_svc_stats.lookup(encodeU32(f.svcId));
+      if (!raw) continue;
+      const st = decodeSvcStatsPerCpu(raw);
+      const name = f.service ?? `${f.vip}:${f.port}`;
+      let c = by.get(name);
+      if (!c) by.set(name, (c = { service: name, balanced: 0, refused: 0 }));
+      c.balanced += Number(st.balanced);
+      c.refused += Number(st.refused);
+    }
+    return [...by.values()];
+  }
+
+  /** Entries in use and capacity of each map. */
+  mapUsage(): MapUsage[] {
+    if (!this.lb || !this.sync) return [];
+    const usage = this.sync.usage();
+    for (const name of ['kw_svc_stats', 'kw_affinity', 'kw_revnat'] as const) {
+      const info = this.lb.maps[name].info();
+      // LRU maps are not counted (walking them costs); the stats array is always full.
+      usage.push({ name, entries: name === 'kw_svc_stats' ? this.sync.size : -1, capacity: info.maxEntries });
+    }
+    return usage.filter((u) => u.entries >= 0);
+  }
+
+  mapCapacities(): Array<{ name: string; capacity: number }> {
+    if (!this.lb) return [];
+    return Object.entries(this.lb.maps).map(([name, m]) => ({ name, capacity: m.info().maxEntries }));
+  }
+
+  status(): AgentStatus {
+    const st: AgentStatus = {
+      state: this.state, nodeName: this.opts.nodeName, cgroup: this.opts.cgroup, bpffs: this.opts.bpffs,
+      generation: this.generation, frontends: this.sync?.size ?? 0, problems: this.problems, reusedMaps: this.lb?.reusedMaps ?? false,
+    };
+    if (this.lastReconcile) st.lastReconcile = this.lastReconcile;
+    return st;
+  }
+
+  /** Stops watching and closes our descriptors; programs and maps stay pinned. Idempotent. */
+  drain(): Promise<void> {
+    if (this.drained) return this.drained;
+    this.state = 'draining';
+    this.drained = (async () => {
+      this.source?.close();
+      this.lb?.close();
+      this.state = 'stopped';
+      this.log.info({ bpffs: this.opts.bpffs }, 'agent stopped; programs stay attached and maps pinned');
+    })();
+    return this.drained;
+  }
+}

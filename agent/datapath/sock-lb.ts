@@ -1,0 +1,225 @@
+/**
+ * Loading and attaching the socket load balancer (bpf/sock_lb.bpf.c), restart-safe.
+ *
+ * Pins, under the agent's bpffs folder:
+ *   <bpffs>/maps/kw_*                  the maps; a restarted agent reuses them as they are
+ *   <bpffs>/links/cg-<id>/kw_connect4  one cgroup link per program, <id> the cgroup's inode
+ *
+ * Stopping the agent closes its file descriptors only: the pinned links keep the
+ * programs attached and the pinned maps keep their entries, so traffic keeps flowing.
+ * The next agent loads the new programs, reusing the pinned maps, and swaps each
+ * pinned link to its new program with one bpf_link_update() (no moment without a
+ * program). `uninstall()` detaches the links and removes every pin.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { KernwayError, errorMessage } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { projectRoot } from '../../common/version.js';
+import { BpfError, BpfLink, BpfMap, BpfObject, type CgroupAttachType } from '../../native/index.js';
+import { LB_MAP_NAMES, type LbCapacities, type LbMapName, type LbMaps } from './lb-maps.js';
+
+export const SOCK_LB_PROGRAMS: ReadonlyArray<readonly [string, CgroupAttachType]> = [
+  ['kw_connect4', 'connect4'], ['kw_connect6', 'connect6'],
+  ['kw_sendmsg4', 'sendmsg4'], ['kw_sendmsg6', 'sendmsg6'],
+  ['kw_recvmsg4', 'recvmsg4'], ['kw_recvmsg6', 'recvmsg6'],
+  ['kw_getpeername4', 'getpeername4'], ['kw_getpeername6', 'getpeername6'],
+];
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+export function defaultObjectPath(): string {
+  return join(projectRoot(), 'build', 'bpf', 'sock_lb.bpf.o');
+}
+
+export interface SockLbOptions {
+  /** The cgroup (v2) whose processes are balanced; programs are inherited by its descendants. */
+  cgroupPath: string;
+  /** A folder on a bpffs mount, owned by this agent. */
+  bpffsDir: string;
+  objectPath?: string;
+  /** max_entries per map. Pinned maps keep theirs: a different value is an error. */
+  capacities?: LbCapacities;
+  /** rodata tunables (kw_cfg_*). */
+  tunables?: Record<string, number>;
+  log?: Logger;
+}
+
+export interface SockLb {
+  maps: LbMaps;
+  /** True when the maps were adopted from pins (a restart), false when created now. */
+  reusedMaps: boolean;
+  /** Program names whose pinned link was updated (restart) or created (first start). */
+  updatedLinks: string[];
+  createdLinks: string[];
+  /** Closes our file descriptors; programs stay attached and maps pinned. */
+  close(): void;
+}
+
+export function pinLayout(bpffsDir: string, cgroupPath?: string): { maps: string; links: string; cgroupLinks: string | undefined } {
+  const links = join(bpffsDir, 'links');
+  return {
+    maps: join(bpffsDir, 'maps'),
+    links,
+    cgroupLinks: cgroupPath === undefined ? undefined : join(links, `cg-${statSync(cgroupPath).ino}`),
+  };
+}
+
+function checkFs(path: string, magic: number, what: string, code: string): void {
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch (e) {
+    throw new KernwayError(code, `${what} ${path}: ${errorMessage(e)}`);
+  }
+  if (type !== magic) throw new KernwayError(code, `${what} ${path} is not on a ${magic === BPF_FS_MAGIC ? 'bpf' : 'cgroup2'} filesystem`);
+}
+
+/** Validates the cgroup and bpffs folder; creates the pin folders. */
+function preparePins(opts: SockLbOptions): { maps: string; links: string; cgroupLinks: string } {
+  checkFs(opts.cgroupPath, CGROUP2_SUPER_MAGIC, '--cgroup', 'KW_BAD_CGROUP');
+  if (!statSync(opts.cgroupPath).isDirectory()) throw new KernwayError('KW_BAD_CGROUP', `--cgroup ${opts.cgroupPath} is not a cgroup directory`);
+  mkdirSync(opts.bpffsDir, { recursive: true });
+  checkFs(opts.bpffsDir, BPF_FS_MAGIC, '--bpffs', 'KW_BAD_BPFFS');
+  const layout = pinLayout(opts.bpffsDir, opts.cgroupPath);
+  mkdirSync(layout.maps, { recursive: true });
+  mkdirSync(layout.links, { recursive: true });
+  const mine = layout.cgroupLinks!.split('/').pop()!;
+  const others = readdirSync(layout.links).filter((d) => d !== mine && readdirSync(join(layout.links, d)).length > 0);
+  if (others.length > 0) {
+    throw new KernwayError('KW_PINS_OTHER_CGROUP',
+      `${opts.bpffsDir} holds programs attached to another cgroup (${others.join(', ')}, by inode); ` +
+      `run \`kernway uninstall --bpffs ${opts.bpffsDir}\` first, or give this cgroup its own --bpffs folder`);
+  }
+  mkdirSync(layout.cgroupLinks!, { recursive: true });
+  return layout as { maps: string; links: string; cgroupLinks: string };
+}
+
+/** max_entries for each map: the pinned map's own when there is one. */
+function capacitiesFor(mapsDir: string, wanted: LbCapacities): { sizes: Record<string, number>; reused: boolean } {
+  const sizes: Record<string, number> = {};
+  let reused = false;
+  for (const name of LB_MAP_NAMES) {
+    const pin = join(mapsDir, name);
+    const want = wanted[name];
+    if (existsSync(pin)) {
+      reused = true;
+      const m = BpfMap.openPinned(pin);
+      const have = m.info().maxEntries;
+      m.close();
+      if (want !== undefined && want !== have) {
+        throw new KernwayError('KW_MAP_CAPACITY_CHANGED',
+          `map ${name} is pinned with ${have} entries but ${want} were asked; a pinned map cannot be resized: ` +
+          'keep the capacity, or run `kernway uninstall` (balancing stops until the agent starts again)');
+      }
+      sizes[name] = have;
+    } else if (want !== undefined) {
+      sizes[name] = want;
+    }
+  }
+  return { sizes, reused };
+}
+
+export async function loadSockLb(opts: SockLbOptions): Promise<SockLb> {
+  const layout = preparePins(opts);
+  const { sizes, reused } = capacitiesFor(layout.maps, opts.capacities ?? {});
+  const pins: Record<string, string> = {};
+  for (const name of LB_MAP_NAMES) pins[name] = join(layout.maps, name);
+  const objectPath = opts.objectPath ?? defaultObjectPath();
+  let obj: BpfObject;
+  try {
+    obj = BpfObject.open(objectPath, { maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: opts.tunables ?? {} });
+  } catch (e) {
+    throw new KernwayError('KW_BPF_OBJECT', `cannot open ${objectPath}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });
+  }
+  try {
+    await obj.load();
+  } catch (e) {
+    obj.close();
+    const log = e instanceof BpfError && e.verifierLog ? `\nverifier log (tail):\n${e.verifierLog}` : '';
+    throw new KernwayError('KW_BPF_LOAD', `loading ${objectPath} failed: ${errorMessage(e)}${log}`, undefined, { cause: e });
+  }
+  const maps = Object.fromEntries(LB_MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as LbMaps;
+
+  const updatedLinks: string[] = [];
+  const createdLinks: string[] = [];
+  try {
+    for (const [prog, type] of SOCK_LB_PROGRAMS) {
+      const pin = join(layout.cgroupLinks, prog);
+      const p = obj.program(prog);
+      if (existsSync(pin)) {
+        const link = BpfLink.openPinned(pin);
+        try { link.update(p); } finally { link.close(); }
+        updatedLinks.push(prog);
+      } else {
+        const link = p.attachCgroup(opts.cgroupPath, type);
+        try { link.pin(pin); } catch (e) { link.detach(); throw e; } finally { link.close(); }
+        createdLinks.push(prog);
+      }
+    }
+  } catch (e) {
+    obj.close();
+    const hint = e instanceof BpfError && e.code === 'EPERM' ? ' (the agent needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)' : '';
+    throw new KernwayError('KW_BPF_ATTACH', `attaching the socket load balancer to ${opts.cgroupPath} failed: ${errorMessage(e)}${hint}`, undefined, { cause: e });
+  }
+  opts.log?.info({ cgroup: opts.cgroupPath, bpffs: opts.bpffsDir, reusedMaps: reused, updatedLinks: updatedLinks.length, createdLinks: createdLinks.length },
+    'socket load balancer attached');
+  return { maps, reusedMaps: reused, updatedLinks, createdLinks, close: () => obj.close() };
+}
+
+/** Opens the pinned maps without loading anything (for `kernway services` without an agent). */
+export function openPinnedMaps(bpffsDir: string): LbMaps {
+  const dir = pinLayout(bpffsDir).maps;
+  const out: Partial<Record<LbMapName, BpfMap>> = {};
+  try {
+    for (const name of LB_MAP_NAMES) out[name] = BpfMap.openPinned(join(dir, name));
+  } catch (e) {
+    for (const m of Object.values(out)) m.close();
+    throw new KernwayError('KW_NO_PINNED_MAPS', `no kernway maps pinned under ${dir}: ${errorMessage(e)}`, undefined, { cause: e });
+  }
+  return out as LbMaps;
+}
+
+export interface UninstallResult { detached: string[]; unpinned: string[] }
+
+/**
+ * Detaches every program linked under bpffsDir and removes every pin and folder there.
+ * With cgroupPath, also checks the folder's links are that cgroup's (else refuses).
+ */
+export function uninstall(bpffsDir: string, cgroupPath?: string): UninstallResult {
+  const result: UninstallResult = { detached: [], unpinned: [] };
+  if (!existsSync(bpffsDir)) return result;
+  checkFs(bpffsDir, BPF_FS_MAGIC, '--bpffs', 'KW_BAD_BPFFS');
+  const layout = pinLayout(bpffsDir);
+  if (cgroupPath !== undefined && existsSync(layout.links)) {
+    const mine = `cg-${statSync(cgroupPath).ino}`;
+    const others = readdirSync(layout.links).filter((d) => d !== mine && readdirSync(join(layout.links, d)).length > 0);
+    if (others.length > 0) {
+      throw new KernwayError('KW_PINS_OTHER_CGROUP', `${bpffsDir} holds links of another cgroup (${others.join(', ')}) than --cgroup ${cgroupPath}; nothing was removed`);
+    }
+  }
+  if (existsSync(layout.links)) {
+    for (const cg of readdirSync(layout.links)) {
+      const dir = join(layout.links, cg);
+      for (const name of readdirSync(dir)) {
+        const pin = join(dir, name);
+        const link = BpfLink.openPinned(pin);
+        try { link.detach(); } finally { link.close(); }
+        rmSync(pin);
+        result.detached.push(`${cg}/${name}`);
+      }
+      rmdirSync(dir);
+    }
+    rmdirSync(layout.links);
+  }
+  if (existsSync(layout.maps)) {
+    for (const name of readdirSync(layout.maps)) {
+      rmSync(join(layout.maps, name));
+      result.unpinned.push(name);
+    }
+    rmdirSync(layout.maps);
+  }
+  try { rmdirSync(bpffsDir); } catch { /* not empty: someone else's pins stay */ }
+  return result;
+}

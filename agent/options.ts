@@ -1,0 +1,103 @@
+/**
+ * The agent's options, validated once at the door and frozen. Messages name the option.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isAbsolute } from 'node:path';
+import { isIP } from 'node:net';
+import { InvalidArgumentError, KernwayError } from '../common/errors.js';
+import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
+
+export interface AgentOptions {
+  /** Directory of Kubernetes manifests (standalone mode). */
+  standalone: string;
+  /** This node's name (internalTrafficPolicy: Local). */
+  nodeName: string;
+  /** cgroup v2 directory whose processes are balanced. */
+  cgroup: string;
+  /** The agent's own folder on bpffs for pins. */
+  bpffs: string;
+  /** Unix socket of the admin API (mode 0600). */
+  adminSocket: string;
+  /** Where /metrics, /healthz, /readyz listen. */
+  metrics: { host: string; port: number };
+  /** The BPF object (default build/bpf/sock_lb.bpf.o). */
+  objectPath?: string;
+  /** max_entries overrides of the maps (first start only; pinned maps keep theirs). */
+  capacities: LbCapacities;
+  /** Debounce of manifest changes, ms. */
+  debounceMs: number;
+}
+
+export interface RawAgentOptions {
+  standalone?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
+  metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown;
+}
+
+function path(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v === '') throw new InvalidArgumentError(name, 'a path', v);
+  if (!isAbsolute(v) && !name.startsWith('--standalone')) throw new InvalidArgumentError(name, 'an absolute path', v);
+  return v;
+}
+
+/** 'HOST:PORT' or '[v6]:PORT' -> host, port. */
+export function parseHostPort(name: string, v: unknown): { host: string; port: number } {
+  if (typeof v !== 'string') throw new InvalidArgumentError(name, 'HOST:PORT', v);
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(v);
+  const host = m ? (m[1] ?? m[2] ?? '') : '';
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535 || (host !== '' && host !== 'localhost' && isIP(host) === 0)) {
+    throw new InvalidArgumentError(name, 'HOST:PORT with an IP address (or localhost) and a port 0-65535', v);
+  }
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOptions> {
+  const nodeName = raw.nodeName;
+  if (typeof nodeName !== 'string' || !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(nodeName)) {
+    throw new InvalidArgumentError('--node-name', 'a Kubernetes node name (lowercase letters, digits, - and .)', nodeName);
+  }
+  const capacities: LbCapacities = {};
+  if (raw.capacities !== undefined) {
+    if (typeof raw.capacities !== 'object' || raw.capacities === null) throw new InvalidArgumentError('capacities', 'a map name -> entries object', raw.capacities);
+    for (const [k, v] of Object.entries(raw.capacities)) {
+      if (!(LB_MAP_NAMES as readonly string[]).includes(k)) throw new InvalidArgumentError(`capacities.${k}`, `one of ${LB_MAP_NAMES.join(', ')}`, k);
+      if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`capacities.${k}`, 'a positive integer', v);
+      capacities[k as keyof LbCapacities] = v as number;
+    }
+  }
+  const debounceMs = raw.debounceMs ?? 20;
+  if (typeof debounceMs !== 'number' || !Number.isFinite(debounceMs) || debounceMs < 0) throw new InvalidArgumentError('debounceMs', 'a number >= 0', debounceMs);
+  const opts: AgentOptions = {
+    standalone: path('--standalone', raw.standalone),
+    nodeName,
+    cgroup: path('--cgroup', raw.cgroup),
+    bpffs: path('--bpffs', raw.bpffs),
+    adminSocket: path('--admin-socket', raw.adminSocket),
+    metrics: parseHostPort('--metrics-address', raw.metricsAddress),
+    capacities: Object.freeze(capacities),
+    debounceMs,
+  };
+  if (raw.objectPath !== undefined) opts.objectPath = path('objectPath', raw.objectPath);
+  return Object.freeze(opts);
+}
+
+/** Defaults for a real node. Tests always pass their own. */
+export const DEFAULTS = Object.freeze({
+  bpffs: '/sys/fs/bpf/kernway',
+  adminSocket: '/run/kernway/admin.sock',
+  metricsAddress: '0.0.0.0:9464',
+});
+
+/** The machine's cgroup2 mount point (the root cgroup), from /proc/mounts. */
+export function cgroup2Root(): string {
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[2] === 'cgroup2' && f[1]) return f[1].replace(/\\040/g, ' ');
+  }
+  throw new KernwayError('KW_NO_CGROUP2', 'no cgroup2 filesystem is mounted (see /proc/mounts); kernway needs cgroup v2, or pass --cgroup');
+}
+
+export function defaultNodeName(): string {
+  return hostname().toLowerCase();
+}

@@ -1,0 +1,92 @@
+/** `kernway agent`: the node agent. SIGTERM drains (programs stay attached), a second SIGTERM forces. */
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
+import { Agent } from '../agent/agent.js';
+import { DEFAULTS, cgroup2Root, defaultNodeName, validateAgentOptions } from '../agent/options.js';
+import type { Command } from './main.js';
+
+const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
+                     [--admin-socket PATH] [--metrics-address HOST:PORT]
+
+  --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
+  --node-name NAME            this node's name, for internalTrafficPolicy: Local (default: hostname)
+  --cgroup PATH               cgroup v2 whose processes are balanced (default: the cgroup2 root)
+  --bpffs DIR                 folder on bpffs for pinned maps and links (default: ${DEFAULTS.bpffs})
+  --admin-socket PATH         admin API Unix socket, mode 0600 (default: ${DEFAULTS.adminSocket})
+  --metrics-address HOST:PORT /metrics, /healthz, /readyz (default: ${DEFAULTS.metricsAddress})`;
+
+export const command: Command = {
+  summary: 'run the node agent: Service load balancing in the kernel at connect()',
+  usage: USAGE,
+  async run(argv) {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: argv,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          standalone: { type: 'string' },
+          'node-name': { type: 'string' },
+          cgroup: { type: 'string' },
+          bpffs: { type: 'string' },
+          'admin-socket': { type: 'string' },
+          'metrics-address': { type: 'string' },
+        },
+      }));
+    } catch (e) {
+      console.error(`kernway agent: ${errorMessage(e)}\nusage: ${USAGE}`);
+      return 2;
+    }
+    if (values.standalone === undefined) {
+      console.error(`kernway agent: --standalone DIR is required (the Kubernetes API source is not built yet)\nusage: ${USAGE}`);
+      return 2;
+    }
+    let opts;
+    try {
+      opts = validateAgentOptions({
+        standalone: values.standalone,
+        nodeName: values['node-name'] ?? defaultNodeName(),
+        cgroup: values.cgroup ?? cgroup2Root(),
+        bpffs: values.bpffs ?? DEFAULTS.bpffs,
+        adminSocket: values['admin-socket'] ?? DEFAULTS.adminSocket,
+        metricsAddress: values['metrics-address'] ?? DEFAULTS.metricsAddress,
+      });
+    } catch (e) {
+      if (e instanceof InvalidArgumentError || e instanceof KernwayError) {
+        console.error(`kernway agent: ${e.message}`);
+        return 2;
+      }
+      throw e;
+    }
+    const log = createLogger('kernway-agent');
+    const agent = new Agent(opts, log);
+
+    let signals = 0;
+    const done = new Promise<number>((resolve) => {
+      const onSignal = (sig: NodeJS.Signals): void => {
+        signals++;
+        if (signals === 1) {
+          log.info({ signal: sig }, 'draining (send again to force)');
+          agent.drain().then(() => resolve(0), (e: unknown) => { log.error({ err: errorMessage(e) }, 'drain failed'); resolve(1); });
+        } else {
+          log.warn({ signal: sig }, 'forced shutdown');
+          process.exit(1);
+        }
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+    try {
+      await agent.start();
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? 'KW_INTERNAL';
+      log.fatal({ code, err: errorMessage(e) }, 'agent failed to start');
+      console.error(`kernway agent: ${errorMessage(e)} [${code}]`);
+      await agent.drain().catch(() => undefined);
+      return 1;
+    }
+    return done;
+  },
+};
