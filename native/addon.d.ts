@@ -1,0 +1,80 @@
+/**
+ * The raw kernway addon (build/Release/kernway.node), as native/src/*.cc exports it.
+ * Use native/index.ts instead: it validates arguments, names things in errors and owns
+ * the file descriptors. Everything here trusts its caller; fds are plain numbers.
+ */
+
+export interface RawRodataVar { name: string; offset: number; size: number; kind: 'int' | 'uint' | 'bool' | 'bytes' }
+export interface RawProgram { name: string; section: string; type: string; attachType: string; fd: number }
+export interface RawObjectMap {
+  name: string; type: string; keySize: number; valueSize: number; maxEntries: number; internal: boolean; fd: number;
+}
+export interface RawMapInfo { id: number; name: string; type: string; keySize: number; valueSize: number; maxEntries: number; flags: number }
+export interface RawProgInfo { id: number; name: string; type: string; tag: string }
+export interface RawLinkInfo { id: number; type: string; progId: number; ifindex?: number; cgroupId?: number; mapId?: number }
+export interface RawTestRun { retval: number; data: Buffer; durationNs: number; ctx?: Buffer }
+export type RawTcAttach =
+  | { kind: 'link'; fd: number; ifindex: number }
+  | { kind: 'tc-clsact'; ifindex: number; handle: number; priority: number };
+export type RawSkMsgAttach =
+  | { kind: 'link'; fd: number }
+  | { kind: 'prog-attach'; progFd: number; targetFd: number; attachType: string };
+
+export declare class ObjectHandle {
+  /** Parses the ELF object (throws BpfError op 'object.open'). */
+  constructor(path: string);
+  readonly name: string;
+  readonly state: 'open' | 'loading' | 'loaded' | 'failed' | 'closed';
+  rodataVars(): RawRodataVar[];
+  /** Patches `value` into .rodata at `offset` (before load). */
+  setRodata(offset: number, value: Buffer): void;
+  setMaxEntries(map: string, maxEntries: number): void;
+  /** Loads on a worker thread; `reuse` maps are taken from their pins when present, `pin` maps pinned after. */
+  load(reuse: Array<[string, string]>, pin: Array<[string, string]>): Promise<{ reused: string[]; pinned: string[] }>;
+  programs(): RawProgram[];
+  maps(): RawObjectMap[];
+  close(): void;
+}
+
+export interface RawAddon {
+  setErrorClass(ctor: new (init: any) => Error): void;
+  ObjectHandle: typeof ObjectHandle;
+
+  mapInfo(fd: number): RawMapInfo;
+  mapLookup(fd: number, key: Buffer, keySize: number, valueBytes: number): Buffer | undefined;
+  mapUpdate(fd: number, key: Buffer, keySize: number, value: Buffer, valueBytes: number, flags: number): void;
+  mapDelete(fd: number, key: Buffer, keySize: number): boolean;
+  mapNextKey(fd: number, key: Buffer | null, keySize: number): Buffer | undefined;
+  mapBatchUpdate(fd: number, keys: Buffer, keySize: number, values: Buffer, valueBytes: number, count: number, flags: number): number;
+  mapBatchLookup(fd: number, keySize: number, valueBytes: number, maxEntries: number): { keys: Buffer; values: Buffer; count: number };
+  mapBatchDelete(fd: number, keys: Buffer, keySize: number, count: number): number;
+  objPin(fd: number, path: string): void;
+  objGet(path: string): number;
+  fdKind(fd: number): 'map' | 'prog' | 'link' | 'other';
+  closeFd(fd: number): void;
+  dupFd(fd: number): number;
+  numPossibleCpus(): number;
+
+  cgroupAttach(progFd: number, cgroupPath: string, attachType: string): number;
+  skMsgAttach(progFd: number, mapFd: number, mode: 'auto' | 'link' | 'prog-attach'): RawSkMsgAttach;
+  progAttach(progFd: number, targetFd: number, attachType: string): void;
+  progDetach(progFd: number, targetFd: number, attachType: string): void;
+  progQuery(target: number | string, attachType: string): number[];
+  tcAttach(progFd: number, iface: string | number, ingress: boolean, netns: string, mode: 'auto' | 'tcx' | 'clsact'): RawTcAttach;
+  tcDetach(ifindex: number, ingress: boolean, handle: number, priority: number, netns: string): void;
+  tcReplace(progFd: number, ifindex: number, ingress: boolean, handle: number, priority: number, netns: string): void;
+  tcQuery(ifindex: number, ingress: boolean, handle: number, priority: number, netns: string): number;
+  tcxQuery(iface: string | number, ingress: boolean, netns: string): number[];
+  linkDetach(fd: number): void;
+  linkUpdate(fd: number, progFd: number): void;
+  linkInfo(fd: number): RawLinkInfo;
+
+  progInfo(fd: number): RawProgInfo;
+  progTestRun(fd: number, data: Buffer, ctx: Buffer | null, repeat: number, outSize: number): RawTestRun;
+  probeProgType(name: string): boolean | null;
+  probeMapType(name: string): boolean | null;
+  probeHelper(progType: string, helper: string): boolean | null;
+  probeTcx(): boolean;
+  probeSockmapLink(): boolean;
+  libbpfVersion(): string;
+}

@@ -1,0 +1,15 @@
+/**
+ * The addon's TypeScript face: BPF objects, programs, maps and links over libbpf.
+ * Arguments are validated here (InvalidArgumentError naming the argument); kernel-side
+ * failures are BpfError with the errno name as `code`. See docs/native.md.
+ */
+export { BpfError, type BpfErrorInit } from './errors.js';
+export { BpfObject, type OpenOptions, type RodataValue } from './object.js';
+export { BpfMap, UpdateFlags, type MapInfo, type MapType } from './map.js';
+export {
+  BpfProgram, CGROUP_ATTACH_TYPES, type CgroupAttachType, type TcAttachOptions, type TcDirection, type TcMode,
+  type SkMsgMode, type TestRunOptions, type TestRunResult,
+} from './program.js';
+export { BpfLink, type LinkInfo, type LinkKind } from './link.js';
+export { probe, ensureBpffs, mountsOfType, type Probe } from './probe.js';
+export { addon } from './load.js';
