@@ -22,8 +22,8 @@ export interface MapInfo {
   flags: number;
 }
 
-/** Flags of update() and batchUpdate(). */
-export const UpdateFlags = Object.freeze({ ANY: 0, NOEXIST: 1, EXIST: 2 } as const);
+/** Flags of update(); batchUpdate() takes ANY or F_LOCK only (the kernel's rule for batches). */
+export const UpdateFlags = Object.freeze({ ANY: 0, NOEXIST: 1, EXIST: 2, F_LOCK: 4 } as const);
 
 const PERCPU = new Set(['percpu_hash', 'percpu_array', 'lru_percpu_hash', 'percpu_cgroup_storage']);
 
@@ -109,7 +109,9 @@ export class BpfMap {
     if (k.count !== v.count) {
       throw new InvalidArgumentError(`map '${this.name}' values`, `${k.count} values (one per key)`, values);
     }
-    checkUint(`map '${this.name}' flags`, flags);
+    if (flags !== UpdateFlags.ANY && flags !== UpdateFlags.F_LOCK) {
+      throw new InvalidArgumentError(`map '${this.name}' flags`, 'UpdateFlags.ANY or UpdateFlags.F_LOCK (the kernel takes no other flag for batches)', flags);
+    }
     return this.call(() => addon().mapBatchUpdate(this.fd, k.buf, this.keySize, v.buf, this.valueBytes, k.count, flags));
   }
 

@@ -9,7 +9,7 @@
 #include <bpf/bpf_helpers.h>
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH); /* a hash lookup may return NULL */
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);

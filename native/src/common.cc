@@ -77,7 +77,7 @@ Napi::Value MakeError(Napi::Env env, const ErrorInfo& info) {
   init.Set("code", ErrnoName(norm));
   init.Set("errno", norm);
   init.Set("op", info.op);
-  init.Set("detail", info.detail.empty() ? text : text + ": " + info.detail);
+  init.Set("detail", info.detail.empty() ? text : info.detailOnly ? info.detail : text + ": " + info.detail);
   if (!info.object.empty()) init.Set("object", info.object);
   if (!info.program.empty()) init.Set("program", info.program);
   if (!info.map.empty()) init.Set("map", info.map);

@@ -19,6 +19,7 @@ struct ErrorInfo {
   std::string op;           // 'object.load', 'map.update', 'link.attach_tc', ...
   int err = 0;              // positive errno, or a libbpf errno (4000..)
   std::string detail;       // extra text after the errno's description
+  bool detailOnly = false;  // the detail says it all: leave the errno's description out
   std::string object, program, map;
   std::string verifierLog;  // tail of the verifier log
 };

@@ -67,6 +67,7 @@ class ObjectHandle : public Napi::ObjectWrap<ObjectHandle> {
     path_ = ArgString(info, 0, "path");
     size_t slash = path_.rfind('/');
     name_ = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+    name_ = name_.substr(0, name_.find('.'));  // as libbpf names objects: "maps.bpf.o" -> "maps"
     ClearCapture();
     errno = 0;
     obj_ = bpf_object__open_file(path_.c_str(), nullptr);
@@ -317,7 +318,9 @@ class LoadWorker : public Napi::AsyncWorker {
         }
       }
       if (!err_.verifierLog.empty()) {
-        err_.detail = "the verifier rejected program '" + err_.program + "': " + LastLines(err_.verifierLog, 3);
+        err_.detail = "the verifier rejected program '" + err_.program + "': " + LastLines(err_.verifierLog, 3) +
+                      " (full log tail in verifierLog)";
+        err_.detailOnly = true;
       } else {
         err_.detail = WarningSummary(3);
       }
@@ -365,15 +368,25 @@ class LoadWorker : public Napi::AsyncWorker {
     return false;
   }
 
-  static std::string LastLines(const std::string& s, int n) {
-    size_t end = s.size();
-    while (end > 0 && s[end - 1] == '\n') end--;
-    size_t pos = end;
-    for (int i = 0; i < n && pos != std::string::npos && pos > 0; i++) pos = s.rfind('\n', pos - 1);
-    std::string tail = s.substr(pos == std::string::npos ? 0 : pos + 1, end - (pos == std::string::npos ? 0 : pos + 1));
-    for (char& c : tail)
-      if (c == '\n') c = ' ';
-    return tail;
+  // The last `n` lines of a verifier log, without its statistics lines, on one line.
+  static std::string LastLines(const std::string& s, size_t n) {
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t nl = s.find('\n', start);
+      std::string line = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      start = nl == std::string::npos ? s.size() : nl + 1;
+      if (line.empty() || line.rfind("processed ", 0) == 0 || line.rfind("verification time", 0) == 0 ||
+          line.rfind("stack depth", 0) == 0)
+        continue;
+      lines.push_back(line);
+    }
+    std::string out;
+    for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); i++) {
+      if (!out.empty()) out += " | ";
+      out += lines[i];
+    }
+    return out;
   }
 
   // Reuses the map pinned at `path` if there is one and it matches the object's map.
