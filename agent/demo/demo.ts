@@ -1,0 +1,168 @@
+/**
+ * `kernway demo`: the socket load balancer on one machine, end to end.
+ *
+ * Builds a lab (a node namespace, four pods, a cgroup), starts echo backends in three
+ * pods, writes standalone manifests for a Service, runs `kernway agent` on them, and
+ * from the client pod shows connections to the ClusterIP spread over the backends;
+ * then removes a backend and shows the spread change, prints what the kernel's maps
+ * hold and a few lines of /metrics, and removes everything it made.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { KernwayError } from '../../common/errors.js';
+import { projectRoot } from '../../common/version.js';
+import { Lab, type Pod } from '../../lab/index.js';
+import { uninstall } from '../datapath/sock-lb.js';
+import { serviceObject, sliceObject, writeManifest } from './manifests.js';
+
+const VIP = '10.96.0.10';
+const NODE_NAME = 'demo-node';
+const CONNECTIONS = 300;
+
+type Say = (line: string) => void;
+
+function fixture(name: string): string {
+  return join(projectRoot(), 'test', 'fixtures', name);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function waitLine(child: ChildProcess, match: (l: string) => boolean, what: string, ms = 15_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    const timer = setTimeout(() => { rl.close(); reject(new KernwayError('KW_DEMO', `${what}: nothing within ${ms} ms`)); }, ms);
+    rl.on('line', (l) => { if (match(l)) { clearTimeout(timer); rl.close(); resolve(l); } });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new KernwayError('KW_DEMO', `${what}: exited with ${code}`)); });
+  });
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch { /* not yet */ }
+    if (Date.now() > end) throw new KernwayError('KW_DEMO', `${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function bar(n: number, total: number): string {
+  return '#'.repeat(Math.round((40 * n) / Math.max(total, 1)));
+}
+
+function manifests(dir: string, backends: Pod[]): void {
+  writeManifest(dir, 'echo.yaml', [
+    serviceObject({ name: 'echo', namespace: 'demo', clusterIPs: [VIP], ports: [{ name: 'tcp', port: 80, targetPort: 'echo' }] }),
+    sliceObject({
+      name: 'echo-abc12', namespace: 'demo', service: 'echo', ports: [{ name: 'tcp', port: 8080 }],
+      endpoints: backends.map((p) => ({ ip: p.ipv4, nodeName: NODE_NAME })),
+    }),
+  ]);
+}
+
+export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
+  const t0 = Date.now();
+  const main = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'kernway-demo-'));
+  const lab = await Lab.create({ tag: 'demo' });
+  const undoSignals = lab.destroyOnSignals();
+  let agent: ChildProcess | undefined;
+  const bpffs = join(lab.bpffsDir, 'agent');
+  try {
+    say(`== a node in miniature: namespace ${lab.nodeNs}, cgroup ${lab.cgroupPath}`);
+    const client = await lab.addPod('client');
+    const backends = [await lab.addPod('echo-1'), await lab.addPod('echo-2'), await lab.addPod('echo-3')];
+    for (const p of [client, ...backends]) say(`   pod ${p.name.padEnd(7)} ${p.ipv4}`);
+    await Promise.all(backends.map(async (p) => {
+      const child = lab.spawn(p, process.execPath, [fixture('echo-server.mjs'), p.name, '8080', '5353']);
+      await waitLine(child, (l) => l === 'ready', `echo server in ${p.name}`);
+    }));
+    say(`== echo servers listen on :8080 in ${backends.map((p) => p.name).join(', ')}`);
+
+    manifests(dir, backends);
+    say(`== manifests in ${dir}: Service demo/echo ${VIP}:80 -> targetPort "echo" (8080), EndpointSlice with 3 endpoints`);
+    const metricsPort = await freePort();
+    const adminSocket = join(dir, 'admin.sock');
+    const agentArgs = ['agent', '--standalone', dir, '--node-name', NODE_NAME, '--cgroup', lab.cgroupPath, '--bpffs', bpffs,
+      '--admin-socket', adminSocket, '--metrics-address', `127.0.0.1:${metricsPort}`];
+    say(`== kernway ${agentArgs.join(' ')}`);
+    agent = spawn(process.execPath, [main, ...agentArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
+    let agentErr = '';
+    agent.stderr!.setEncoding('utf8').on('data', (d: string) => { agentErr += d; });
+    const metricsUrl = `http://127.0.0.1:${metricsPort}`;
+    await until('agent ready', async () => {
+      if (agent!.exitCode !== null) throw new KernwayError('KW_DEMO', `the agent exited (${agent!.exitCode}): ${agentErr}`);
+      return (await fetch(`${metricsUrl}/readyz`)).ok ? true : undefined;
+    }).catch((e: Error) => { throw new KernwayError('KW_DEMO', `${e.message}\n${agentErr}`); });
+    say('   agent ready: programs attached to the lab cgroup, maps pinned under ' + bpffs);
+
+    const lb = lab.spawn(client, process.execPath, [fixture('lb-client.mjs')]);
+    const rl = createInterface({ input: lb.stdout! });
+    const answers: Array<(v: Record<string, unknown>) => void> = [];
+    rl.on('line', (l) => answers.shift()?.(JSON.parse(l) as Record<string, unknown>));
+    const ask = (cmd: Record<string, unknown>): Promise<Record<string, unknown>> =>
+      new Promise((resolve) => { answers.push(resolve); lb.stdin!.write(JSON.stringify(cmd) + '\n'); });
+
+    const spread = async (title: string): Promise<void> => {
+      const r = (await ask({ op: 'tcp', host: VIP, port: 80, n: CONNECTIONS, concurrency: 16 })) as { counts: Record<string, number>; errors: Record<string, number> };
+      say(`== ${title}: ${CONNECTIONS} connections from pod client to ${VIP}:80`);
+      for (const name of Object.keys(r.counts).sort()) say(`   ${name.padEnd(7)} ${String(r.counts[name]).padStart(4)} ${bar(r.counts[name]!, CONNECTIONS)}`);
+      for (const [code, n] of Object.entries(r.errors)) say(`   error ${code}: ${n}`);
+    };
+    const peer = (await ask({ op: 'peer', host: VIP, port: 80 })) as { remoteAddress: string; remotePort: number; greeting: string };
+    say(`== one connection: answered by ${peer.greeting}; getpeername() says ${peer.remoteAddress}:${peer.remotePort}`);
+    await spread('spread over 3 backends');
+
+    const services = async (): Promise<string> => {
+      const child = spawn(process.execPath, [main, 'services', '--admin-socket', adminSocket], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      await new Promise((r) => child.once('close', r));
+      return out.trimEnd();
+    };
+    say('== kernway services (read from the kernel maps)');
+    for (const l of (await services()).split('\n')) say(`   ${l}`);
+
+    const t1 = performance.now();
+    manifests(dir, [backends[0]!, backends[2]!]);
+    say(`== echo-2 removed from the EndpointSlice (file rewritten)`);
+    await until('the kernel to drop echo-2', async () => ((await services()).includes(backends[1]!.ipv4) ? undefined : true));
+    say(`   the maps changed ${(performance.now() - t1).toFixed(0)} ms after the file was written`);
+    await spread('spread over the 2 remaining backends');
+
+    const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
+    say('== a few lines of /metrics');
+    const keep = /^kernway_(lb_connections_(balanced|refused)_total|map_entries|reconcile_duration_seconds_(count|sum))/;
+    for (const l of metrics.split('\n').filter((l) => keep.test(l)).slice(0, 12)) say(`   ${l}`);
+
+    lb.stdin!.end();
+    agent.kill('SIGTERM');
+    await new Promise((r) => (agent!.exitCode !== null ? r(null) : agent!.once('exit', r)));
+    say('== agent stopped with SIGTERM (programs stay attached until uninstall)');
+    const u = uninstall(bpffs, lab.cgroupPath);
+    say(`== kernway uninstall: detached ${u.detached.length} programs, removed ${u.unpinned.length} pinned maps`);
+  } finally {
+    if (agent && agent.exitCode === null) agent.kill('SIGKILL');
+    undoSignals();
+    await lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  say(`== lab removed; done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
