@@ -1,96 +1,264 @@
 /**
- * Building the model from a set of sourced objects: per-object parsing (memoised), then
- * the checks that need more than one object (an EndpointSlice whose Service is missing,
- * a cluster IP used by two Services, the same object twice).
+ * Building the model from sourced objects: per-object parsing (memoised), then the rules
+ * that need more than one object:
  *
- * Those cross-object problems are reported and the object concerned is left out (or, for
- * a Service without a cluster IP, kept but unreachable); they never reject a whole file.
+ * - the same object twice (same kind, namespace, name): the first by origin (file name,
+ *   then document index) is used, the others are reported;
+ * - a cluster IP claimed by two Services: the first by origin owns it; a Service that does
+ *   not own all its cluster IPs is reported and not used;
+ * - an EndpointSlice whose Service is missing (or not used): reported, balances nothing;
+ * - a Service without a cluster IP (nothing allocates one in standalone mode): reported.
+ *
+ * These problems never reject a file; the object concerned is left out.
+ *
+ * ModelBuilder applies changes incrementally (objects added and removed): the work is
+ * proportional to the change, and `ModelChange.services` names the Services whose Service
+ * object or slices changed, so the service table can be updated for those alone.
  */
-import { refOf } from './check.js';
-import { parseObject } from './objects.js';
+import { parseObject, type ModelObject } from './objects.js';
 import {
   CLUSTER_IP_CONFLICT, DUPLICATE_OBJECT, SERVICE_NAME_LABEL, SERVICE_NOT_FOUND, SERVICE_NO_CLUSTER_IP,
-  type EndpointSlice, type Model, type Namespace, type Pod, type Problem, type Service, type SourcedObject,
+  type EndpointSlice, type Model, type Namespace, type Origin, type Pod, type Problem, type Service, type SourcedObject,
 } from './types.js';
 
-export function buildModel(objects: readonly SourcedObject[]): Model {
-  const problems: Problem[] = [];
-  const services = new Map<string, Service>();
-  const slices = new Map<string, { slice: EndpointSlice; src: SourcedObject }>();
-  const pods = new Map<string, Pod>();
-  const namespaces = new Map<string, Namespace>();
-  const vipOwner = new Map<string, Service>();
-
-  const duplicate = (src: SourcedObject, ref: string, first: { origin: { file: string; index: number } }): void => {
-    problems.push({ code: DUPLICATE_OBJECT, file: src.file, object: ref, field: 'metadata.name',
-      message: `metadata.name: ${ref} is also defined in ${first.origin.file} (document ${first.origin.index}); that one is used` });
-  };
-
-  for (const src of objects) {
-    const parsed = parseObject(src);
-    for (const p of parsed.problems) problems.push(p);
-    const m = parsed.model;
-    if (!m) continue;
-    switch (m.kind) {
-      case 'Service': {
-        const s = m.value;
-        const first = services.get(s.key);
-        if (first) { duplicate(src, `Service ${s.key}`, first); break; }
-        let conflict = false;
-        for (const [i, ip] of s.clusterIPs.entries()) {
-          const owner = vipOwner.get(ip);
-          if (owner) {
-            const field = s.clusterIPs.length > 1 || i > 0 ? `spec.clusterIPs[${i}]` : 'spec.clusterIP';
-            problems.push({ code: CLUSTER_IP_CONFLICT, file: src.file, object: `Service ${s.key}`, field,
-              message: `${field}: ${ip} is already the cluster IP of Service ${owner.key} (${owner.origin.file}); this Service is ignored` });
-            conflict = true;
-          }
-        }
-        if (conflict) break;
-        for (const ip of s.clusterIPs) vipOwner.set(ip, s);
-        if (s.clusterIPs.length === 0 && !s.headless && s.type !== 'ExternalName') {
-          problems.push({ code: SERVICE_NO_CLUSTER_IP, file: src.file, object: `Service ${s.key}`, field: 'spec.clusterIP',
-            message: 'spec.clusterIP: not set, so the Service has no address to balance; without an API server to allocate one, set spec.clusterIP (or "None" for a headless Service)' });
-        }
-        services.set(s.key, s);
-        break;
-      }
-      case 'EndpointSlice': {
-        const first = slices.get(m.value.key);
-        if (first) { duplicate(src, `EndpointSlice ${m.value.key}`, first.slice); break; }
-        slices.set(m.value.key, { slice: m.value, src });
-        break;
-      }
-      case 'Pod': {
-        const first = pods.get(m.value.key);
-        if (first) { duplicate(src, `Pod ${m.value.key}`, first); break; }
-        pods.set(m.value.key, m.value);
-        break;
-      }
-      case 'Namespace': {
-        const first = namespaces.get(m.value.name);
-        if (first) { duplicate(src, `Namespace ${m.value.name}`, first); break; }
-        namespaces.set(m.value.name, m.value);
-        break;
-      }
-    }
-  }
-
-  const slicesByService = new Map<string, EndpointSlice[]>();
-  for (const { slice, src } of slices.values()) {
-    const svcKey = `${slice.namespace}/${slice.serviceName}`;
-    if (!services.has(svcKey)) {
-      const field = `metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`;
-      problems.push({ code: SERVICE_NOT_FOUND, file: src.file, object: refOf(src.object, slice.namespace), field,
-        message: `${field}: Service ${svcKey} is not defined (in any manifest); the endpoints of this EndpointSlice are not used` });
-      continue;
-    }
-    let list = slicesByService.get(svcKey);
-    if (!list) slicesByService.set(svcKey, (list = []));
-    list.push(slice);
-  }
-  for (const list of slicesByService.values()) if (list.length > 1) list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-
-  return { services, slicesByService, pods, namespaces, problems };
+export interface ModelDelta {
+  added: readonly SourcedObject[];
+  removed: readonly SourcedObject[];
 }
 
+export interface ModelChange {
+  /** The builder's model (live: the same Model object after every update). */
+  model: Model;
+  /** 'ns/name' of every Service whose Service object (or its use) or EndpointSlices changed, including removed ones. */
+  services: ReadonlySet<string>;
+}
+
+/** Build a model from scratch (the full, non-incremental path). */
+export function buildModel(objects: readonly SourcedObject[]): Model {
+  return new ModelBuilder().reset(objects).model;
+}
+
+type Named = { origin: Origin };
+
+function byOrigin(a: Named, b: Named): number {
+  const fa = a.origin.file, fb = b.origin.file;
+  return fa < fb ? -1 : fa > fb ? 1 : a.origin.index - b.origin.index;
+}
+
+/** Insert keeping origin order; returns the list. */
+function insert<T extends Named>(list: T[] | undefined, v: T): T[] {
+  if (!list) return [v];
+  let i = list.length;
+  while (i > 0 && byOrigin(list[i - 1]!, v) > 0) i--;
+  list.splice(i, 0, v);
+  return list;
+}
+
+function remove<T>(map: Map<string, T[]>, key: string, v: T): void {
+  const list = map.get(key);
+  if (!list) return;
+  const i = list.indexOf(v);
+  if (i < 0) return;
+  if (list.length === 1) map.delete(key);
+  else list.splice(i, 1);
+}
+
+export class ModelBuilder {
+  // Candidates per identity, in origin order; the first is the one used.
+  private readonly svcCands = new Map<string, Service[]>();
+  private readonly sliceCands = new Map<string, EndpointSlice[]>();
+  private readonly podCands = new Map<string, Pod[]>();
+  private readonly nsCands = new Map<string, Namespace[]>();
+  /** Winners by key among Service candidates (whether or not they own their cluster IPs). */
+  private readonly svcWinner = new Map<string, Service>();
+  /** Cluster IP -> the Service winners claiming it, in origin order; the first owns it. */
+  private readonly vipClaims = new Map<string, Service[]>();
+  /** Winning slices by their key. */
+  private readonly sliceWinner = new Map<string, EndpointSlice>();
+
+  // The model (live maps).
+  private readonly services = new Map<string, Service>();
+  private readonly slicesByService = new Map<string, readonly EndpointSlice[]>();
+  private readonly pods = new Map<string, Pod>();
+  private readonly namespaces = new Map<string, Namespace>();
+
+  // Problems by subject.
+  private readonly parseProblems = new Map<object, Problem[]>();
+  private readonly dupProblems = new Map<string, Problem[]>(); // 'Kind|key'
+  private readonly svcProblems = new Map<string, Problem[]>(); // service key
+  private readonly sliceProblems = new Map<string, Problem>(); // slice key
+
+  readonly model: Model;
+
+  constructor() {
+    this.model = { services: this.services, slicesByService: this.slicesByService, pods: this.pods, namespaces: this.namespaces, problems: [] };
+  }
+
+  /** Forget everything and build from `objects`. */
+  reset(objects: readonly SourcedObject[]): ModelChange {
+    const before = new Set(this.services.keys());
+    for (const m of [this.svcCands, this.sliceCands, this.podCands, this.nsCands, this.svcWinner, this.vipClaims, this.sliceWinner,
+      this.services, this.slicesByService, this.pods, this.namespaces, this.parseProblems, this.dupProblems, this.svcProblems, this.sliceProblems]) {
+      (m as Map<unknown, unknown>).clear();
+    }
+    const change = this.apply({ added: objects, removed: [] });
+    for (const k of before) (change.services as Set<string>).add(k);
+    return change;
+  }
+
+  /** Apply objects added and removed (a changed object is one removed and one added). */
+  apply(delta: ModelDelta): ModelChange {
+    const dirtySvc = new Set<string>();
+    const dirtySlice = new Set<string>();
+    const dirtyPod = new Set<string>();
+    const dirtyNs = new Set<string>();
+    const changed = new Set<string>();
+
+    const visit = (src: SourcedObject, add: boolean): void => {
+      const parsed = parseObject(src);
+      if (parsed.problems.length > 0) {
+        if (add) this.parseProblems.set(src.object, parsed.problems);
+        else this.parseProblems.delete(src.object);
+      }
+      const m: ModelObject | undefined = parsed.model;
+      if (!m) return;
+      switch (m.kind) {
+        case 'Service':
+          if (add) this.svcCands.set(m.value.key, insert(this.svcCands.get(m.value.key), m.value));
+          else remove(this.svcCands, m.value.key, m.value);
+          dirtySvc.add(m.value.key);
+          break;
+        case 'EndpointSlice':
+          if (add) this.sliceCands.set(m.value.key, insert(this.sliceCands.get(m.value.key), m.value));
+          else remove(this.sliceCands, m.value.key, m.value);
+          dirtySlice.add(m.value.key);
+          break;
+        case 'Pod':
+          if (add) this.podCands.set(m.value.key, insert(this.podCands.get(m.value.key), m.value));
+          else remove(this.podCands, m.value.key, m.value);
+          dirtyPod.add(m.value.key);
+          break;
+        case 'Namespace':
+          if (add) this.nsCands.set(m.value.name, insert(this.nsCands.get(m.value.name), m.value));
+          else remove(this.nsCands, m.value.name, m.value);
+          dirtyNs.add(m.value.name);
+          break;
+      }
+    };
+    for (const src of delta.removed) visit(src, false);
+    for (const src of delta.added) visit(src, true);
+
+    // Services: key winners, then cluster IP ownership, then which are used.
+    const recheck = new Set<string>();
+    for (const key of dirtySvc) {
+      const cands = this.svcCands.get(key);
+      this.setDupProblems('Service', key, cands);
+      const prev = this.svcWinner.get(key);
+      const next = cands?.[0];
+      recheck.add(key);
+      if (prev === next) continue;
+      if (prev) for (const ip of prev.clusterIPs) { remove(this.vipClaims, ip, prev); for (const s of this.vipClaims.get(ip) ?? []) recheck.add(s.key); }
+      if (next) for (const ip of next.clusterIPs) { const l = insert(this.vipClaims.get(ip), next); this.vipClaims.set(ip, l); for (const s of l) recheck.add(s.key); }
+      if (next) this.svcWinner.set(key, next);
+      else this.svcWinner.delete(key);
+    }
+    const usageChanged: string[] = [];
+    for (const key of recheck) {
+      const w = this.svcWinner.get(key);
+      const problems: Problem[] = [];
+      let used = w;
+      if (w) {
+        w.clusterIPs.forEach((ip, i) => {
+          const owner = this.vipClaims.get(ip)![0]!;
+          if (owner === w) return;
+          used = undefined;
+          const field = w.clusterIPs.length > 1 ? `spec.clusterIPs[${i}]` : 'spec.clusterIP';
+          problems.push({ code: CLUSTER_IP_CONFLICT, file: w.origin.file, object: `Service ${key}`, field,
+            message: `${field}: ${ip} is already the cluster IP of Service ${owner.key} (${owner.origin.file}); this Service is ignored` });
+        });
+        if (used && w.clusterIPs.length === 0 && !w.headless && w.type !== 'ExternalName') {
+          problems.push({ code: SERVICE_NO_CLUSTER_IP, file: w.origin.file, object: `Service ${key}`, field: 'spec.clusterIP',
+            message: 'spec.clusterIP: not set, so the Service has no address to balance; without an API server to allocate one, set spec.clusterIP (or "None" for a headless Service)' });
+        }
+      }
+      if (problems.length > 0) this.svcProblems.set(key, problems);
+      else this.svcProblems.delete(key);
+      if (this.services.get(key) === used) continue;
+      if (used) this.services.set(key, used);
+      else this.services.delete(key);
+      changed.add(key);
+      usageChanged.push(key);
+    }
+
+    // EndpointSlices: winners, grouped by their Service (copy-on-write lists, sorted by name).
+    for (const key of dirtySlice) {
+      const cands = this.sliceCands.get(key);
+      this.setDupProblems('EndpointSlice', key, cands);
+      const prev = this.sliceWinner.get(key);
+      const next = cands?.[0];
+      if (prev === next) continue;
+      if (prev) {
+        const list = (this.slicesByService.get(prev.serviceKey) ?? []).filter((s) => s !== prev);
+        if (list.length > 0) this.slicesByService.set(prev.serviceKey, list);
+        else this.slicesByService.delete(prev.serviceKey);
+        changed.add(prev.serviceKey);
+        this.sliceProblems.delete(key);
+      }
+      if (next) {
+        const list = [...(this.slicesByService.get(next.serviceKey) ?? []), next];
+        if (list.length > 1) list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        this.slicesByService.set(next.serviceKey, list);
+        this.sliceWinner.set(key, next);
+        changed.add(next.serviceKey);
+        this.checkSlice(next);
+      } else {
+        this.sliceWinner.delete(key);
+      }
+    }
+    // Slices of Services that came into or went out of use.
+    for (const svcKey of usageChanged) for (const s of this.slicesByService.get(svcKey) ?? []) this.checkSlice(s);
+
+    for (const key of dirtyPod) {
+      const cands = this.podCands.get(key);
+      this.setDupProblems('Pod', key, cands);
+      if (cands) this.pods.set(key, cands[0]!);
+      else this.pods.delete(key);
+    }
+    for (const key of dirtyNs) {
+      const cands = this.nsCands.get(key);
+      this.setDupProblems('Namespace', key, cands);
+      if (cands) this.namespaces.set(key, cands[0]!);
+      else this.namespaces.delete(key);
+    }
+
+    this.model.problems = this.collectProblems();
+    return { model: this.model, services: changed };
+  }
+
+  private checkSlice(s: EndpointSlice): void {
+    if (this.services.has(s.serviceKey)) { this.sliceProblems.delete(s.key); return; }
+    const field = `metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`;
+    const why = this.svcWinner.has(s.serviceKey) ? 'is not in use (see its own problem)' : 'is not defined (in any manifest)';
+    this.sliceProblems.set(s.key, { code: SERVICE_NOT_FOUND, file: s.origin.file, object: `EndpointSlice ${s.key}`, field,
+      message: `${field}: Service ${s.serviceKey} ${why}; the endpoints of this EndpointSlice are not used` });
+  }
+
+  private setDupProblems(kind: string, key: string, cands: readonly Named[] | undefined): void {
+    const id = `${kind}|${key}`;
+    if (!cands || cands.length < 2) { this.dupProblems.delete(id); return; }
+    const first = cands[0]!.origin;
+    this.dupProblems.set(id, cands.slice(1).map((c) => ({
+      code: DUPLICATE_OBJECT, file: c.origin.file, object: `${kind} ${key}`, field: 'metadata.name',
+      message: `metadata.name: ${kind} ${key} is also defined in ${first.file} (document ${first.index}); that one is used`,
+    })));
+  }
+
+  private collectProblems(): Problem[] {
+    const out: Problem[] = [];
+    for (const ps of this.parseProblems.values()) for (const p of ps) out.push(p);
+    for (const ps of this.dupProblems.values()) for (const p of ps) out.push(p);
+    for (const ps of this.svcProblems.values()) for (const p of ps) out.push(p);
+    for (const p of this.sliceProblems.values()) out.push(p);
+    return out;
+  }
+}

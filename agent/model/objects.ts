@@ -26,7 +26,18 @@ const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBal
 const TRAFFIC_POLICIES: readonly TrafficPolicy[] = ['Cluster', 'Local'];
 const ALGORITHMS: readonly LbAlgorithm[] = ['random', 'maglev'];
 const ADDRESS_TYPES: readonly AddressType[] = ['IPv4', 'IPv6', 'FQDN'];
-const NOT_OURS: Parsed = Object.freeze({ model: undefined, problems: [] }) as Parsed;
+const NO_PROBLEMS: Problem[] = Object.freeze([]) as unknown as Problem[];
+const NO_IPS: string[] = Object.freeze([]) as unknown as string[];
+const NOT_OURS: Parsed = Object.freeze({ model: undefined, problems: NO_PROBLEMS }) as Parsed;
+
+/** Interned short strings (node names, label values repeated in every endpoint): one copy each. */
+const interned = new Map<string, string>();
+function intern(s: string): string {
+  const hit = interned.get(s);
+  if (hit !== undefined) return hit;
+  if (interned.size < 100_000) interned.set(s, s);
+  return s;
+}
 
 const cache = new WeakMap<object, Parsed>();
 
@@ -46,6 +57,20 @@ export function parseObject(src: SourcedObject): Parsed {
   const result = parse ? parse(src) : NOT_OURS;
   cache.set(src.object, result);
   return result;
+}
+
+/**
+ * What a source needs to keep of an object once parsed: for the model's kinds, a stub
+ * (apiVersion, kind, metadata) that parseObject() still maps to the same model object, so
+ * the raw content (endpoints, spec, status) can be freed; other objects are kept whole.
+ */
+export function slimObject(src: SourcedObject): SourcedObject['object'] {
+  const o = src.object;
+  const parsed = parseObject(src);
+  if (parsed.model === undefined) return o;
+  const stub = { apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata };
+  cache.set(stub, parsed);
+  return stub;
 }
 
 /** An `ObjectValidator` for sources (ManifestDirectory): the problems of `parseObject`. */
@@ -71,7 +96,7 @@ function namespaceOf(c: Checker, o: SourcedObject['object']): string {
 
 function result<K extends ModelObject['kind']>(c: Checker, kind: K, value: Extract<ModelObject, { kind: K }>['value']): Parsed {
   if (!c.ok) return { model: undefined, problems: c.problems };
-  return { model: { kind, value } as ModelObject, problems: [] };
+  return { model: { kind, value } as ModelObject, problems: NO_PROBLEMS };
 }
 
 // ---------------------------------------------------------------- Service
@@ -161,8 +186,8 @@ function parseService(src: SourcedObject): Parsed {
   const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
 
   return result(c, 'Service', Object.freeze({
-    namespace, name, key: `${namespace}/${name}`, type, clusterIPs: type === 'ExternalName' ? [] : clusterIPs, headless,
-    ports, affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
+    namespace, name, key: `${namespace}/${name}`, type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
+    ports: ports.slice(), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
   }));
 }
 
@@ -184,43 +209,37 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
   if (o.addressType === undefined || o.addressType === null) c.fail('addressType', 'is missing (IPv4, IPv6 or FQDN)');
   const addressType = c.oneOf(o.addressType, 'addressType', ADDRESS_TYPES, 'IPv4');
 
-  const endpoints: Endpoint[] = [];
-  (c.list(o.endpoints, 'endpoints') ?? []).forEach((re, i) => {
+  const rawEndpoints = c.list(o.endpoints, 'endpoints') ?? [];
+  const endpoints: Endpoint[] = new Array<Endpoint>(rawEndpoints.length);
+  let n = 0;
+  for (let i = 0; i < rawEndpoints.length; i++) {
     const f = `endpoints[${i}]`;
-    const e = c.record(re, f);
-    if (!e) return;
+    const e = c.record(rawEndpoints[i], f);
+    if (!e) continue;
     const addrs = c.list(e.addresses, `${f}.addresses`) ?? [];
-    if (addrs.length === 0) { c.fail(`${f}.addresses`, 'must hold at least one address'); return; }
-    const addresses: string[] = [];
-    addrs.forEach((a, j) => {
+    if (addrs.length === 0) { c.fail(`${f}.addresses`, 'must hold at least one address'); continue; }
+    let address: string | undefined;
+    for (let j = 0; j < addrs.length; j++) {
+      const a = addrs[j];
       if (addressType === 'FQDN') {
-        if (typeof a === 'string' && a !== '') addresses.push(a);
+        if (typeof a === 'string' && a !== '') address ??= a;
         else c.fail(`${f}.addresses[${j}]`, 'must be a host name');
-        return;
+        continue;
       }
       const ip = parseIP(a);
       if (!ip) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address, got ${JSON.stringify(a)}`);
       else if (ip.family !== addressType) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address (the slice's addressType), got ${ip.family} ${ip.ip}`);
-      else addresses.push(ip.ip);
-    });
+      else address ??= ip.ip;
+    }
     const cond = c.record(e.conditions, `${f}.conditions`) ?? {};
-    // Kubernetes: ready and serving unset mean true; terminating unset means false.
+    // Kubernetes (kube-proxy): ready and serving unset mean true; terminating unset means false.
     const ready = c.bool(cond.ready, `${f}.conditions.ready`, true);
     const serving = c.bool(cond.serving, `${f}.conditions.serving`, true);
     const terminating = c.bool(cond.terminating, `${f}.conditions.terminating`, false);
-    const ep: Endpoint = { addresses, ready, serving, terminating };
     const nodeName = c.string(e.nodeName, `${f}.nodeName`);
-    if (nodeName) ep.nodeName = nodeName;
-    const zone = c.string(e.zone, `${f}.zone`);
-    if (zone) ep.zone = zone;
-    if (e.targetRef !== undefined && e.targetRef !== null) {
-      const tr = c.record(e.targetRef, `${f}.targetRef`);
-      if (tr && typeof tr.kind === 'string' && typeof tr.name === 'string') {
-        ep.targetRef = typeof tr.namespace === 'string' ? { kind: tr.kind, namespace: tr.namespace, name: tr.name } : { kind: tr.kind, name: tr.name };
-      }
-    }
-    endpoints.push(ep);
-  });
+    if (address !== undefined) endpoints[n++] = { address, ready, serving, terminating, nodeName: nodeName ? intern(nodeName) : undefined };
+  }
+  endpoints.length = n;
 
   const ports: EndpointSlicePort[] = [];
   const seen = new Set<string>();
@@ -238,7 +257,8 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
   });
 
   return result(c, 'EndpointSlice', Object.freeze({
-    namespace, name, key: `${namespace}/${name}`, serviceName: serviceName ?? '', addressType, endpoints, ports,
+    namespace, name, key: `${namespace}/${name}`, serviceName: serviceName ?? '', serviceKey: `${namespace}/${serviceName ?? ''}`,
+    addressType, endpoints, ports: ports.slice(),
     origin: { file: src.file, index: src.index },
   }));
 }
@@ -280,7 +300,7 @@ function parsePod(src: SourcedObject): Parsed {
   }
 
   const pod: Pod = {
-    namespace, name, key: `${namespace}/${name}`, labels, annotations, serviceAccountName, hostNetwork, podIPs,
+    namespace, name, key: `${namespace}/${name}`, labels, annotations, serviceAccountName, hostNetwork, podIPs: podIPs.slice(),
     origin: { file: src.file, index: src.index },
   };
   if (typeof o.metadata.uid === 'string') pod.uid = o.metadata.uid;

@@ -62,20 +62,90 @@ export function serviceKey(vip: string, port: number, proto: Protocol): string {
 interface Memo { nodeName: string; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
 const memo = new WeakMap<Service, Memo>();
 const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
+const NO_ENTRIES: ServiceEntry[] = Object.freeze([]) as unknown as ServiceEntry[];
 
+/** The whole table, from scratch (memoised per Service: cheap when little changed). */
 export function buildServiceTable(model: Model, opts: ServiceTableOptions): ServiceTable {
-  if (typeof opts?.nodeName !== 'string' || opts.nodeName === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'buildServiceTable: nodeName must be a non-empty string');
+  checkOptions(opts);
   const table: ServiceTable = new Map();
   for (const svc of model.services.values()) {
-    const slices = model.slicesByService.get(svc.key) ?? NO_SLICES;
-    let m = memo.get(svc);
-    if (!m || m.nodeName !== opts.nodeName || !sameList(m.slices, slices)) {
-      m = { nodeName: opts.nodeName, slices, entries: serviceEntries(svc, slices, opts.nodeName) };
-      memo.set(svc, m);
-    }
-    for (const e of m.entries) if (!table.has(e.key)) table.set(e.key, e);
+    for (const e of entriesOf(svc, model.slicesByService.get(svc.key) ?? NO_SLICES, opts.nodeName)) if (!table.has(e.key)) table.set(e.key, e);
   }
   return table;
+}
+
+/**
+ * The service table kept up to date with a ModelBuilder's changes: `update(change)`
+ * recomputes only the Services named in the change. `table` is live (the same Map, updated
+ * in place); an entry that did not change stays the same object.
+ */
+export class ServiceTableBuilder {
+  readonly table: ServiceTable = new Map();
+  private readonly bySvc = new Map<string, ServiceEntry[]>();
+  private readonly nodeName: string;
+
+  constructor(opts: ServiceTableOptions) {
+    checkOptions(opts);
+    this.nodeName = opts.nodeName;
+  }
+
+  /**
+   * Bring the table in line with `model` for the Services `services` (all Services, and
+   * those in the table, when omitted). Returns the keys of the entries added, changed or
+   * removed.
+   */
+  update(model: Model, services?: Iterable<string>): Set<string> {
+    const changed = new Set<string>();
+    const keys = services ?? new Set([...this.bySvc.keys(), ...model.services.keys()]);
+    for (const svcKey of keys) {
+      const svc = model.services.get(svcKey);
+      const prev = this.bySvc.get(svcKey) ?? NO_ENTRIES;
+      const next = svc ? entriesOf(svc, model.slicesByService.get(svcKey) ?? NO_SLICES, this.nodeName, prev) : NO_ENTRIES;
+      if (prev === next) continue;
+      for (const e of prev) {
+        if (this.table.get(e.key) === e && !next.some((n) => n.key === e.key)) { this.table.delete(e.key); changed.add(e.key); }
+      }
+      for (const e of next) {
+        if (this.table.get(e.key) !== e) { this.table.set(e.key, e); changed.add(e.key); }
+      }
+      if (next.length > 0) this.bySvc.set(svcKey, next);
+      else this.bySvc.delete(svcKey);
+    }
+    return changed;
+  }
+}
+
+function checkOptions(opts: ServiceTableOptions): void {
+  if (typeof opts?.nodeName !== 'string' || opts.nodeName === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'service table: nodeName must be a non-empty string');
+}
+
+/**
+ * The entries of a Service, memoised on the identity of the Service, its slices and the
+ * node name. When recomputed, an entry equal to one in `prev` is that same object.
+ */
+function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[] = NO_ENTRIES): ServiceEntry[] {
+  let m = memo.get(svc);
+  if (!m || m.nodeName !== nodeName || !sameList(m.slices, slices)) {
+    const entries = serviceEntries(svc, slices, nodeName);
+    for (let i = 0; i < entries.length; i++) {
+      const old = prev.find((p) => p.key === entries[i]!.key);
+      if (old && sameEntry(old, entries[i]!)) entries[i] = old;
+    }
+    m = { nodeName, slices, entries: entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries };
+    memo.set(svc, m);
+  }
+  return m.entries;
+}
+
+function sameEntry(a: ServiceEntry, b: ServiceEntry): boolean {
+  if (a.key !== b.key || a.algorithm !== b.algorithm || a.service !== b.service || a.portName !== b.portName || a.terminatingFallback !== b.terminatingFallback) return false;
+  if ((a.affinity?.timeoutSeconds ?? -1) !== (b.affinity?.timeoutSeconds ?? -1)) return false;
+  if (a.backends.length !== b.backends.length) return false;
+  for (let i = 0; i < a.backends.length; i++) {
+    const x = a.backends[i]!, y = b.backends[i]!;
+    if (x.ip !== y.ip || x.port !== y.port || x.nodeName !== y.nodeName) return false;
+  }
+  return true;
 }
 
 /** The entries of one Service (exported for tests and for callers that track Services themselves). */
@@ -110,7 +180,7 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
     if (port === undefined) continue;
     for (const ep of slice.endpoints) {
       if (local && ep.nodeName !== nodeName) continue;
-      const ip = ep.addresses[0]!;
+      const ip = ep.address;
       const id = `${ip}|${port}`;
       if (seen.has(id)) continue;
       seen.add(id);

@@ -65,16 +65,14 @@ export interface Service {
 }
 
 export interface Endpoint {
-  /** Canonical addresses; kube-proxy uses the first. */
-  addresses: string[];
+  /** The endpoint's first address, canonical (kube-proxy uses only the first; the others are validated and dropped). */
+  address: string;
   /** Kubernetes defaults: ready and serving unset mean true, terminating unset means false. */
   ready: boolean;
   serving: boolean;
   terminating: boolean;
-  nodeName?: string;
-  zone?: string;
-  /** The Pod behind the endpoint, when the slice says. */
-  targetRef?: { kind: string; namespace?: string; name: string };
+  /** The node the endpoint runs on, when the slice says. */
+  nodeName: string | undefined;
 }
 
 export interface EndpointSlicePort {
@@ -92,6 +90,8 @@ export interface EndpointSlice {
   key: string;
   /** From the label kubernetes.io/service-name. */
   serviceName: string;
+  /** 'ns/serviceName': the key of the Service in Model.services. */
+  serviceKey: string;
   addressType: AddressType;
   endpoints: Endpoint[];
   ports: EndpointSlicePort[];
@@ -122,11 +122,16 @@ export interface Namespace {
   origin: Origin;
 }
 
-/** Everything the datapath is built from. Objects are immutable once built (shared between snapshots). */
+/**
+ * Everything the datapath is built from. The model objects (Service, EndpointSlice...) are
+ * immutable and shared between snapshots; the maps of a Model made by a ModelBuilder are
+ * live: they reflect the builder's latest update.
+ */
 export interface Model {
   /** By 'ns/name'. */
   services: ReadonlyMap<string, Service>;
-  /** By the Service's 'ns/name'; each list sorted by slice name. Slices of unknown Services are not here. */
+  /** By the 'ns/name' of the Service named in the slices' label; each list sorted by slice name. The
+   *  Service may be missing (or unused): such slices are reported in `problems` and balance nothing. */
   slicesByService: ReadonlyMap<string, readonly EndpointSlice[]>;
   /** By 'ns/name'. */
   pods: ReadonlyMap<string, Pod>;

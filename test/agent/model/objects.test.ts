@@ -107,8 +107,8 @@ describe('EndpointSlice', () => {
     expect(p.model?.value).toMatchObject({
       key: 'default/web-1', serviceName: 'web', addressType: 'IPv4',
       endpoints: [
-        { addresses: ['10.0.0.1'], ready: true, serving: true, terminating: false },
-        { addresses: ['10.0.0.2'], ready: false, serving: true, terminating: true },
+        { address: '10.0.0.1', ready: true, serving: true, terminating: false },
+        { address: '10.0.0.2', ready: false, serving: true, terminating: true },
       ],
       ports: [{ name: '', port: 8080, protocol: 'TCP' }],
     });
