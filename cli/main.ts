@@ -21,6 +21,7 @@ const commands: Record<string, () => Promise<Command>> = {
     run: async () => { console.log(`kernway ${version()} (node ${process.version})`); return 0; },
   }),
   // One line per subcommand module; each module exports `command: Command`.
+  probe: async () => (await import('./probe.js')).command,
 };
 
 async function help(): Promise<void> {
