@@ -2,14 +2,8 @@
   "targets": [
     {
       "target_name": "kernway",
-      "sources": [
-        "native/src/addon.cc",
-        "native/src/common.cc",
-        "native/src/object.cc",
-        "native/src/maps.cc",
-        "native/src/links.cc",
-        "native/src/progs.cc"
-      ],
+      # One translation unit (see native/src/unity.cc); the parts are native/src/*.cc.
+      "sources": ["native/src/unity.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"],

@@ -56,6 +56,11 @@ std::string WarningSummary(size_t maxLines = 3);
 // What a file descriptor refers to: "map", "prog", "link" or "other" (from /proc/self/fd).
 std::string FdKind(int fd);
 
+// Kernel values newer than the 6.1 UAPI headers (checked against the 6.18 kernel's enums).
+constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS (6.6)
+constexpr int kTcxEgress = 47;   // BPF_TCX_EGRESS (6.6)
+constexpr int kENOTSUPP = 524;   // kernel-internal "not supported" that bpf(2) can return
+
 // A zeroed libbpf options struct with its size set (LIBBPF_OPTS without C designated
 // initializers, which C++ only accepts in declaration order).
 template <typename T>

@@ -17,11 +17,6 @@
 namespace kw {
 namespace {
 
-// The 6.1 UAPI headers predate these; values checked against the 6.18 kernel's enums.
-constexpr int kTcxIngress = 46;       // BPF_TCX_INGRESS
-constexpr int kTcxEgress = 47;        // BPF_TCX_EGRESS
-constexpr int kENOTSUPP = 524;
-
 const char* LinkTypeName(uint32_t t) {
   const char* s = libbpf_bpf_link_type_str(static_cast<bpf_link_type>(t));
   if (s) return s;

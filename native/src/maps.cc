@@ -15,8 +15,6 @@
 namespace kw {
 namespace {
 
-constexpr int kENOTSUPP = 524;  // kernel-internal "not supported" that bpf(2) can return
-
 void CheckSize(Napi::Env env, const Napi::Buffer<uint8_t>& b, size_t want, const char* what) {
   if (b.Length() != want)
     ThrowType(env, std::string(what) + " is " + std::to_string(b.Length()) + " bytes, expected " + std::to_string(want));

@@ -13,8 +13,6 @@
 namespace kw {
 namespace {
 
-constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS (6.6), absent from the 6.1 UAPI headers
-
 // progInfo(fd) -> { id, name, type, tag }
 Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
