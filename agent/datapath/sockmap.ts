@@ -1,0 +1,384 @@
+/**
+ * Same-node socket acceleration (bpf/sockmap.bpf.c, docs/sockmap.md): loading and
+ * attaching it, restart-safe, the local-pod map, the node-wide switch and the counters.
+ *
+ * Pins, under the agent's bpffs folder (the layout of sock-lb.ts):
+ *   <bpffs>/maps/kw_sm_*                      the maps; a restarted agent reuses them
+ *   <bpffs>/links/cg-<ino>/kw_sm_sockops      the cgroup sock_ops link
+ *   <bpffs>/links/cg-<ino>/kw_sm_msg          the sk_msg link on kw_sm_hash
+ *
+ * Stopping the agent closes its file descriptors only: the links keep the programs
+ * attached, the maps keep the accelerated sockets, and those sockets keep the program
+ * they were added with. The next agent reuses the maps (kw_sm_hash must never be
+ * replaced: freeing it would drop every socket's unread redirected bytes) and swaps
+ * each link to its new program with one bpf_link_update().
+ */
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import { KernwayError, InvalidArgumentError, errorMessage } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { projectRoot } from '../../common/version.js';
+import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
+import type { Model } from '../model/types.js';
+import { ADDR_SIZE, encodeAddr, familyOf, readAddr } from './addr.js';
+import { pinLayout } from './sock-lb.js';
+
+export const SOCKMAP_MAP_NAMES = ['kw_sm_hash', 'kw_sm_sk', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats'] as const;
+export type SockmapMapName = (typeof SOCKMAP_MAP_NAMES)[number];
+/** Maps whose size the agent may choose (first start only: pinned maps keep theirs). */
+export type SockmapCapacities = Partial<Record<'kw_sm_hash' | 'kw_sm_pods' | 'kw_sm_handover', number>>;
+const SIZED_MAPS = ['kw_sm_hash', 'kw_sm_pods', 'kw_sm_handover'] as const;
+
+export const SOCKOPS_PROGRAM = 'kw_sm_sockops';
+export const SK_MSG_PROGRAM = 'kw_sm_msg';
+
+/** The annotation that turns acceleration off for a pod, or for every pod of a namespace. */
+export const SOCKMAP_ANNOTATION = 'kernway.io/sockmap';
+
+/** struct kw_sm_pod.flags */
+export const SM_POD_OFF = 1 << 0;
+
+/** Sizes of the structs of bpf/include/sockmap.h, checked against the loaded maps. */
+export const SM_SIZES = {
+  kw_sm_hash: { key: 44 },
+  kw_sm_sk: { value: 96 },
+  kw_sm_pods: { key: ADDR_SIZE, value: 4 },
+  kw_sm_cfg: { key: 4, value: 4 },
+  kw_sm_handover: { key: 44, value: 8 },
+  kw_sm_stats: { key: 4, value: 8 },
+} as const;
+
+/** The counters of bpf/include/sockmap.h (KW_SM_STAT_*), in index order. */
+export const SM_STATS = [
+  'redirectedMessages', 'redirectedBytes', 'passedNoPeer', 'passedOrder',
+  'inserts', 'insertFull', 'insertErrors', 'handovers', 'skippedOff',
+] as const;
+export type SockmapStats = Record<(typeof SM_STATS)[number], number>;
+
+export interface LocalPod {
+  /** An address of a pod running on this node (IPv4 or IPv6). */
+  ip: string;
+  /** The pod or its namespace is annotated kernway.io/sockmap: "off". */
+  sockmapOff?: boolean;
+}
+
+export interface SockmapOptions {
+  /** The cgroup (v2) whose sockets are accelerated; inherited by its descendants. */
+  cgroupPath: string;
+  /** A folder on a bpffs mount, owned by this agent. */
+  bpffsDir: string;
+  objectPath?: string;
+  /** max_entries per map (first start; a pinned map keeps its own, a different value is an error). */
+  capacities?: SockmapCapacities;
+  /** The node-wide switch after loading (default true). */
+  enabled?: boolean;
+  /** Tests only: every direction's first message misses its peer (kw_sm_test_first_miss). */
+  testFirstMiss?: boolean;
+  log?: Logger;
+}
+
+export function defaultSockmapObjectPath(): string {
+  return join(projectRoot(), 'build', 'bpf', 'sockmap.bpf.o');
+}
+
+/** Map entries of the local pods: address key (hex) -> flags. Later duplicates win "off". */
+export function encodeLocalPods(pods: readonly LocalPod[]): Map<string, { key: Buffer; flags: number }> {
+  const out = new Map<string, { key: Buffer; flags: number }>();
+  pods.forEach((p, i) => {
+    if (typeof p?.ip !== 'string' || familyOf(p.ip) === undefined) throw new InvalidArgumentError(`pods[${i}].ip`, 'an IPv4 or IPv6 address', p?.ip);
+    const key = encodeAddr(p.ip);
+    const hex = key.toString('hex');
+    const flags = (p.sockmapOff ? SM_POD_OFF : 0) | (out.get(hex)?.flags ?? 0);
+    out.set(hex, { key, flags });
+  });
+  return out;
+}
+
+/**
+ * The local pods of a model: pods on `nodeName` (not host-network) with their
+ * addresses, off when the pod or its namespace says kernway.io/sockmap: "off".
+ */
+export function localPodsFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string): LocalPod[] {
+  const out: LocalPod[] = [];
+  for (const pod of model.pods.values()) {
+    if (pod.nodeName !== nodeName || pod.hostNetwork) continue;
+    const off = isOff(pod.annotations[SOCKMAP_ANNOTATION]) || isOff(model.namespaces.get(pod.namespace)?.annotations[SOCKMAP_ANNOTATION]);
+    for (const ip of pod.podIPs) out.push({ ip, sockmapOff: off });
+  }
+  return out;
+}
+
+function isOff(v: string | undefined): boolean {
+  return v !== undefined && v.trim().toLowerCase() === 'off';
+}
+
+/** Sums a per-CPU u64 value (8 bytes per possible CPU). */
+function sumPerCpu(b: Buffer): number {
+  let n = 0n;
+  for (let o = 0; o + 8 <= b.length; o += 8) n += b.readBigUInt64LE(o);
+  return Number(n);
+}
+
+/** Reads the counters from kw_sm_stats (opened from a loaded object or from its pin). */
+export function readSockmapStats(stats: BpfMap): SockmapStats {
+  const out = {} as SockmapStats;
+  const key = Buffer.alloc(4);
+  SM_STATS.forEach((name, i) => {
+    key.writeUInt32LE(i);
+    const v = stats.lookup(key);
+    out[name] = v ? sumPerCpu(v) : 0;
+  });
+  return out;
+}
+
+export interface PodSyncResult { added: number; changed: number; removed: number }
+
+export class Sockmap {
+  readonly maps: Readonly<Record<SockmapMapName, BpfMap>>;
+  /** True when the maps were adopted from pins (a restart). */
+  readonly reusedMaps: boolean;
+  /** Links updated in place (restart) and links created (first start). */
+  readonly updatedLinks: string[];
+  readonly createdLinks: string[];
+  private readonly obj: BpfObject;
+  private closed = false;
+
+  private constructor(obj: BpfObject, reused: boolean, updated: string[], created: string[]) {
+    this.obj = obj;
+    this.maps = Object.fromEntries(SOCKMAP_MAP_NAMES.map((n) => [n, obj.map(n)])) as Record<SockmapMapName, BpfMap>;
+    this.reusedMaps = reused;
+    this.updatedLinks = updated;
+    this.createdLinks = created;
+  }
+
+  /** Loads the programs (reusing pinned maps), attaches or updates the links, sets the switch. */
+  static async load(opts: SockmapOptions): Promise<Sockmap> {
+    const layout = preparePins(opts.cgroupPath, opts.bpffsDir);
+    const { sizes, reused } = capacitiesFor(layout.maps, opts.capacities ?? {});
+    const pins: Record<string, string> = {};
+    for (const name of SOCKMAP_MAP_NAMES) pins[name] = join(layout.maps, name);
+    const objectPath = opts.objectPath ?? defaultSockmapObjectPath();
+    let obj: BpfObject;
+    try {
+      obj = BpfObject.open(objectPath, {
+        maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: { kw_sm_test_first_miss: opts.testFirstMiss ? 1 : 0 },
+      });
+    } catch (e) {
+      throw new KernwayError('KW_BPF_OBJECT', `cannot open ${objectPath}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });
+    }
+    try {
+      await obj.load();
+    } catch (e) {
+      obj.close();
+      const log = e instanceof BpfError && e.verifierLog ? `\nverifier log (tail):\n${e.verifierLog}` : '';
+      throw new KernwayError('KW_BPF_LOAD', `loading ${objectPath} failed: ${errorMessage(e)}${log}`, undefined, { cause: e });
+    }
+    const updated: string[] = [];
+    const created: string[] = [];
+    let sm: Sockmap;
+    try {
+      sm = new Sockmap(obj, reused, updated, created);
+      sm.checkLayout();
+      // The switch first, so that a first start with --sockmap=off never accelerates.
+      sm.setEnabled(opts.enabled ?? true);
+      // sk_msg before sock_ops: a socket added to the map always finds a verdict program.
+      attachOrUpdate(join(layout.cgroupLinks, SK_MSG_PROGRAM), obj.program(SK_MSG_PROGRAM),
+        (p) => p.attachSkMsg(obj.map('kw_sm_hash')), updated, created);
+      attachOrUpdate(join(layout.cgroupLinks, SOCKOPS_PROGRAM), obj.program(SOCKOPS_PROGRAM),
+        (p) => p.attachCgroup(opts.cgroupPath, 'sock_ops'), updated, created);
+    } catch (e) {
+      obj.close();
+      if (e instanceof KernwayError) throw e;
+      const hint = e instanceof BpfError && e.code === 'EPERM' ? ' (the agent needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)' : '';
+      throw new KernwayError('KW_BPF_ATTACH', `attaching sockmap acceleration to ${opts.cgroupPath} failed: ${errorMessage(e)}${hint}`, undefined, { cause: e });
+    }
+    opts.log?.info({ cgroup: opts.cgroupPath, bpffs: opts.bpffsDir, reusedMaps: reused, updatedLinks: updated, createdLinks: created, enabled: opts.enabled ?? true },
+      'sockmap acceleration attached');
+    return sm;
+  }
+
+  private checkLayout(): void {
+    for (const [name, want] of Object.entries(SM_SIZES) as Array<[SockmapMapName, { key?: number; value?: number }]>) {
+      const info = this.maps[name].info();
+      if ((want.key !== undefined && info.keySize !== want.key) || (want.value !== undefined && info.valueSize !== want.value)) {
+        throw new KernwayError('KW_MAP_LAYOUT', `map ${name} has key/value sizes ${info.keySize}/${info.valueSize}, agent/datapath/sockmap.ts expects ` +
+          `${want.key ?? info.keySize}/${want.value ?? info.valueSize}: the object and the agent disagree (rebuild both)`);
+      }
+    }
+  }
+
+  /** The node-wide switch: off, no new connection is accelerated; established ones carry on. */
+  setEnabled(on: boolean): void {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(on ? 1 : 0);
+    this.maps.kw_sm_cfg.update(Buffer.alloc(4), v);
+  }
+
+  get enabled(): boolean {
+    return (this.maps.kw_sm_cfg.lookup(Buffer.alloc(4))?.readUInt32LE(0) ?? 0) !== 0;
+  }
+
+  /**
+   * Makes kw_sm_pods hold exactly these pods. Only new connections are affected: a
+   * removed or opted-out pod's established connections stay accelerated until closed.
+   */
+  setLocalPods(pods: readonly LocalPod[]): PodSyncResult {
+    const want = encodeLocalPods(pods);
+    const map = this.maps.kw_sm_pods;
+    const have = new Map<string, number>();
+    for (const [k, v] of map.entries()) have.set(k.toString('hex'), v.readUInt32LE(0));
+    const result: PodSyncResult = { added: 0, changed: 0, removed: 0 };
+    for (const [hex, { key, flags }] of want) {
+      const cur = have.get(hex);
+      if (cur === flags) continue;
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(flags);
+      try {
+        map.update(key, v);
+      } catch (e) {
+        if (e instanceof BpfError && e.code === 'E2BIG') {
+          throw new KernwayError('KW_MAP_FULL', `kw_sm_pods is full (${map.info().maxEntries} addresses): raise capacities.kw_sm_pods`, undefined, { cause: e });
+        }
+        throw e;
+      }
+      if (cur === undefined) result.added++;
+      else result.changed++;
+    }
+    for (const hex of have.keys()) {
+      if (!want.has(hex) && map.delete(Buffer.from(hex, 'hex'))) result.removed++;
+    }
+    return result;
+  }
+
+  /** The local pods in the kernel map. */
+  localPods(): LocalPod[] {
+    return [...this.maps.kw_sm_pods.entries()].map(([k, v]) => ({ ip: readAddr(k), sockmapOff: (v.readUInt32LE(0) & SM_POD_OFF) !== 0 }));
+  }
+
+  stats(): SockmapStats {
+    return readSockmapStats(this.maps.kw_sm_stats);
+  }
+
+  /** Sockets in kw_sm_hash now (iterates the map: for status and tests, not per scrape). */
+  socketCount(): number {
+    let n = 0;
+    for (const _ of this.maps.kw_sm_hash.keys()) n++;
+    return n;
+  }
+
+  /** Closes our file descriptors; programs stay attached and maps pinned. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.obj.close();
+  }
+}
+
+function attachOrUpdate(pin: string, prog: BpfProgram, attach: (p: BpfProgram) => BpfLink, updated: string[], created: string[]): void {
+  if (existsSync(pin)) {
+    const link = BpfLink.openPinned(pin);
+    try { link.update(prog); } finally { link.close(); }
+    updated.push(prog.name);
+    return;
+  }
+  const link = attach(prog);
+  try {
+    if (link.kind === 'link') link.pin(pin);
+    // Without sockmap links (kernel < 6.10) the sk_msg program is attached to the map
+    // itself and stays there as long as the pinned map lives; attaching again replaces it.
+  } catch (e) {
+    link.detach();
+    throw e;
+  } finally {
+    link.close();
+  }
+  created.push(prog.name);
+}
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+function preparePins(cgroupPath: string, bpffsDir: string): { maps: string; cgroupLinks: string } {
+  let isDir = false;
+  try { isDir = statSync(cgroupPath).isDirectory(); } catch { /* reported below */ }
+  if (!isDir) throw new KernwayError('KW_BAD_CGROUP', `--cgroup ${cgroupPath} is not a cgroup directory`);
+  mkdirSync(bpffsDir, { recursive: true });
+  const layout = pinLayout(bpffsDir, cgroupPath);
+  mkdirSync(layout.maps, { recursive: true });
+  mkdirSync(layout.cgroupLinks!, { recursive: true });
+  return { maps: layout.maps, cgroupLinks: layout.cgroupLinks! };
+}
+
+function capacitiesFor(mapsDir: string, wanted: SockmapCapacities): { sizes: Record<string, number>; reused: boolean } {
+  const sizes: Record<string, number> = {};
+  let reused = false;
+  for (const [name, v] of Object.entries(wanted)) {
+    if (!(SIZED_MAPS as readonly string[]).includes(name)) throw new InvalidArgumentError(`capacities.${name}`, `one of ${SIZED_MAPS.join(', ')}`, name);
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`capacities.${name}`, 'a positive integer', v);
+  }
+  for (const name of SOCKMAP_MAP_NAMES) {
+    const pin = join(mapsDir, name);
+    if (!existsSync(pin)) {
+      const want = wanted[name as keyof SockmapCapacities];
+      if (want !== undefined) sizes[name] = want;
+      continue;
+    }
+    reused = true;
+    const m = BpfMap.openPinned(pin);
+    const have = m.info().maxEntries;
+    m.close();
+    const want = wanted[name as keyof SockmapCapacities];
+    if (want !== undefined && want !== have) {
+      throw new KernwayError('KW_MAP_CAPACITY_CHANGED',
+        `map ${name} is pinned with ${have} entries but ${want} were asked; a pinned map cannot be resized ` +
+        '(replacing kw_sm_hash would cut every accelerated connection): keep the capacity, or run `kernway uninstall`');
+    }
+    if ((SIZED_MAPS as readonly string[]).includes(name)) sizes[name] = have;
+  }
+  return { sizes, reused };
+}
+
+/**
+ * Registers the sockmap counters on a prom-client registry; read() is called at scrape
+ * time (undefined: acceleration not loaded, nothing reported).
+ */
+export function registerSockmapMetrics(registry: Registry, read: () => { stats: SockmapStats; enabled: boolean } | undefined): void {
+  let snap: { stats: SockmapStats; enabled: boolean } | undefined;
+  let taken = 0;
+  // One kernel read per scrape, shared by the metrics below.
+  const get = (): typeof snap => {
+    const now = Date.now();
+    if (now - taken > 100) { snap = read(); taken = now; }
+    return snap;
+  };
+  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter, s: SockmapStats) => void): void => {
+    registry.registerMetric(new Counter({
+      name, help, labelNames, registers: [],
+      collect() {
+        const s = get();
+        this.reset();
+        if (s) fill(this, s.stats);
+      },
+    }));
+  };
+  counter('kernway_sockmap_redirected_messages_total', 'Messages moved straight to the peer socket (same-node acceleration).', [],
+    (c, s) => c.inc(s.redirectedMessages));
+  counter('kernway_sockmap_redirected_bytes_total', 'Bytes moved straight to the peer socket.', [], (c, s) => c.inc(s.redirectedBytes));
+  counter('kernway_sockmap_passed_messages_total', 'Messages of accelerated sockets sent through the TCP/IP stack, by reason: no_peer (the peer socket was not in the map), ordering (kept on the stack so the stream stays in order).',
+    ['reason'], (c, s) => { c.inc({ reason: 'no_peer' }, s.passedNoPeer); c.inc({ reason: 'ordering' }, s.passedOrder); });
+  counter('kernway_sockmap_inserts_total', 'Sockets added to the sockhash.', [], (c, s) => c.inc(s.inserts));
+  counter('kernway_sockmap_insert_failures_total', 'Sockets not accelerated because the sockhash was full (reason full) or another error.',
+    ['reason'], (c, s) => { c.inc({ reason: 'full' }, s.insertFull); c.inc({ reason: 'error' }, s.insertErrors); });
+  counter('kernway_sockmap_handovers_total', 'Directions switched from the stack to redirection once the peer had read every earlier byte.', [],
+    (c, s) => c.inc(s.handovers));
+  counter('kernway_sockmap_skipped_connections_total', 'Pod-to-pod connections not accelerated because acceleration was off (flag or annotation).', [],
+    (c, s) => c.inc(s.skippedOff));
+  registry.registerMetric(new Gauge({
+    name: 'kernway_sockmap_enabled', help: '1 when new same-node connections are accelerated.', registers: [],
+    collect() {
+      const s = get();
+      this.set(s?.enabled ? 1 : 0);
+    },
+  }));
+}

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Same-node socket acceleration (docs/sockmap.md). kw_sm_sockops is attached to the
+ * agent's cgroup and adds established pod-to-pod TCP sockets to kw_sm_hash;
+ * kw_sm_msg is attached to kw_sm_hash and moves each message a socket sends straight
+ * into its peer socket's receive queue, or lets it take the TCP/IP stack. The rules
+ * that keep every byte are in include/sockmap.h.
+ */
+#include "kw_common.h"
+#include "sockmap.h"
+
+SEC("sockops")
+int kw_sm_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		kw_sm_established(skops);
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+SEC("sk_msg")
+int kw_sm_msg(struct sk_msg_md *msg)
+{
+	return kw_sm_verdict(msg);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
