@@ -151,6 +151,14 @@ export class PolicyCompiler {
 
   constructor(private readonly opts: { maxEntries?: number; maxCidrs?: number } = {}) {}
 
+  /** After a restart: the classes the pinned kw_cidr holds ('<addr hex>/<bits>' -> class), kept where still used. */
+  seedClasses(classes: ReadonlyMap<string, number>): void {
+    for (const [k, cls] of classes) {
+      this.classIds.set(k, cls);
+      if (cls >= this.nextClass) this.nextClass = cls + 1;
+    }
+  }
+
   compile(input: CompileInput): CompileResult {
     const identities = Array.isArray(input.identities) ? input.identities as readonly Identity[] : [...(input.identities as ReadonlyMap<number, Identity>).values()];
     const root = input.rootNamespace ?? 'kernway-system';

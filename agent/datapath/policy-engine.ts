@@ -1,0 +1,271 @@
+/**
+ * The L4 policy engine of the agent, in one object: pods and AuthorizationPolicies in,
+ * identities, endpoints (tc on local pod veths) and verdict tables in the kernel out.
+ *
+ *   const engine = await PolicyEngine.start({ nodeName, cgroupPath, bpffsDir, log });
+ *   engine.update({ pods: model.pods, namespaces: model.namespaces });   // on each model snapshot
+ *   engine.update({ policies });                                         // on each policy snapshot
+ *   engine.report();                                                     // `kernway policies`
+ *   await engine.close();                                                // programs stay attached
+ *
+ * Load it after the socket load balancer: its connect() check must run after the
+ * balancer's (see agent/datapath/policy.ts).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../../common/log.js';
+import type { Namespace, Pod, Problem } from '../model/types.js';
+import { PolicyCompiler, type CompileResult, type Enforcement, type WorkloadPolicy } from '../policy/compile.js';
+import { IdentityAllocator, type IdentityAssignment } from '../policy/identity.js';
+import { ID_HOST, type AuthorizationPolicy } from '../policy/types.js';
+import { EndpointManager, type EndpointInfo, type LocalPod } from './endpoints.js';
+import { PolicyDatapath, emptyStats, type ApplyStats, type PolicyCapacities } from './policy.js';
+import { DROP_REASONS, zeroCounters, type DropReason, type EndpointCounters, type IdentVal } from './policy-codec.js';
+
+/** Namespace label naming the namespace's waypoint (a Gateway); its pods carry WAYPOINT_POD_LABEL=<name>. */
+export const USE_WAYPOINT_LABEL = 'kernway.io/use-waypoint';
+export const WAYPOINT_POD_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+export interface PolicyEngineOptions {
+  /** This node: pods with spec.nodeName equal to it are endpoints. */
+  nodeName: string;
+  /** The agent's cgroup: connect() is checked for its processes; pod cgroups are found under it. */
+  cgroupPath: string;
+  bpffsDir: string;
+  /** Network namespace of the pod veths (a path); default: the agent's own. */
+  netns?: string;
+  /** The node's own addresses: identity host. */
+  hostIPs?: readonly string[];
+  /** Policies there apply to every namespace (default kernway-system). */
+  rootNamespace?: string;
+  /** Traffic from the node's own addresses passes whatever the policy (default true). */
+  allowHost?: boolean;
+  capacities?: PolicyCapacities;
+  objectDir?: string;
+  attachConnect?: boolean;
+  /** Watch links and routes for new veths (default true). */
+  watch?: boolean;
+  log?: Logger;
+}
+
+export interface PolicyEngineInput {
+  pods?: ReadonlyMap<string, Pod> | Iterable<Pod>;
+  namespaces?: ReadonlyMap<string, Namespace>;
+  policies?: readonly AuthorizationPolicy[];
+}
+
+export interface PolicyUpdateResult {
+  ms: number;
+  identities: number;
+  endpoints: number;
+  destinations: number;
+  tables: number;
+  entries: number;
+  stats: ApplyStats;
+  problems: Problem[];
+}
+
+export interface WorkloadReport extends WorkloadPolicy {
+  table?: number;
+  pods: Array<{
+    pod: string;
+    ips: string[];
+    local: boolean;
+    endpoint?: EndpointInfo;
+    counters?: EndpointCounters;
+  }>;
+}
+
+export interface PolicyReport {
+  node: string;
+  workloads: WorkloadReport[];
+  policies: Array<{ key: string; action: string; file: string; selects: number; enforcement: Enforcement; message?: string }>;
+  problems: Problem[];
+  totals: { identities: number; policies: number; tables: number; entries: number; cidrs: number; endpoints: number };
+  drops: Record<DropReason, number>;
+}
+
+export class PolicyEngine {
+  readonly datapath: PolicyDatapath;
+  readonly endpoints: EndpointManager;
+  private readonly opts: PolicyEngineOptions;
+  private readonly allocator = new IdentityAllocator();
+  private readonly compiler: PolicyCompiler;
+  private pods: Pod[] = [];
+  private namespaces: ReadonlyMap<string, Namespace> = new Map();
+  private policies: readonly AuthorizationPolicy[] = [];
+  private assignment: IdentityAssignment | undefined;
+  private compiled: CompileResult | undefined;
+  private lastProblems: Problem[] = [];
+
+  private constructor(opts: PolicyEngineOptions, datapath: PolicyDatapath) {
+    this.opts = opts;
+    this.datapath = datapath;
+    this.compiler = new PolicyCompiler({
+      maxEntries: datapath.maps.kw_pol.info().maxEntries,
+      maxCidrs: datapath.maps.kw_cidr.info().maxEntries,
+    });
+    this.compiler.seedClasses(datapath.pinnedClasses());
+    this.allocator.seed(datapath.pinnedIdentities());
+    this.endpoints = new EndpointManager({
+      maps: datapath.maps,
+      programs: { toPod: datapath.toPod, fromPod: datapath.fromPod },
+      tcPinDir: datapath.pins.tc,
+      cgroupRoot: opts.cgroupPath,
+      ...(opts.netns ? { netns: opts.netns } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+      ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+    });
+    this.endpoints.seed(datapath.pinnedEndpoints());
+  }
+
+  static async start(opts: PolicyEngineOptions): Promise<PolicyEngine> {
+    const dp = await PolicyDatapath.load({
+      cgroupPath: opts.cgroupPath, bpffsDir: opts.bpffsDir,
+      ...(opts.objectDir ? { objectDir: opts.objectDir } : {}),
+      ...(opts.capacities ? { capacities: opts.capacities } : {}),
+      ...(opts.allowHost !== undefined ? { allowHost: opts.allowHost } : {}),
+      ...(opts.attachConnect !== undefined ? { attachConnect: opts.attachConnect } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+    const engine = new PolicyEngine(opts, dp);
+    engine.endpoints.start();
+    return engine;
+  }
+
+  /**
+   * Takes what changed (pods, namespaces, policies; absent means unchanged) and brings
+   * the kernel in line: identities, endpoints, verdict tables. Synchronous for the maps;
+   * tc attachment of new endpoints continues in the background (see settled()).
+   */
+  update(input: PolicyEngineInput): PolicyUpdateResult {
+    const t0 = performance.now();
+    if (input.pods) this.pods = input.pods instanceof Map ? [...input.pods.values()] : [...(input.pods as Iterable<Pod>)];
+    if (input.namespaces) this.namespaces = input.namespaces;
+    if (input.policies) this.policies = input.policies;
+
+    const a = this.allocator.assign(this.pods);
+    this.assignment = a;
+    for (const c of a.conflicts) this.opts.log?.warn({ ip: c.ip, pods: c.pods, winner: c.winner }, 'policy: two pods claim one address; the running one keeps it');
+
+    // Endpoints: the running pods of this node with an address of their own.
+    const local: LocalPod[] = [];
+    for (const pod of this.pods) {
+      if (pod.nodeName !== this.opts.nodeName || pod.hostNetwork || pod.podIPs.length === 0) continue;
+      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
+      const ident = a.byPod.get(pod.key);
+      if (!ident) continue;
+      const lp: LocalPod = { key: pod.key, ips: pod.podIPs, identity: ident.id, annotations: pod.annotations };
+      if (pod.uid) lp.uid = pod.uid;
+      local.push(lp);
+    }
+    const epIds = this.endpoints.setPods(local);
+
+    const stats = emptyStats();
+    const idents = new Map<string, IdentVal>();
+    for (const [ip, v] of a.addresses) idents.set(ip, { id: v.id, epId: epIds.get(v.pod) ?? 0 });
+    for (const ip of this.opts.hostIPs ?? []) if (!idents.has(ip)) idents.set(ip, { id: ID_HOST, epId: 0 });
+    this.datapath.applyIdentities(idents, stats);
+
+    const compiled = this.compiler.compile({
+      identities: a.identities, policies: this.policies, waypoints: this.waypoints(a),
+      ...(this.opts.rootNamespace ? { rootNamespace: this.opts.rootNamespace } : {}),
+    });
+    this.compiled = compiled;
+    this.datapath.applyPolicies(compiled, stats);
+    this.reportProblems(compiled.problems);
+
+    const ms = +(performance.now() - t0).toFixed(2);
+    const result: PolicyUpdateResult = {
+      ms, identities: a.identities.size, endpoints: local.length, destinations: compiled.destinations.size,
+      tables: compiled.tables.size, entries: compiled.entryCount, stats, problems: compiled.problems,
+    };
+    this.opts.log?.info({ ms, identities: result.identities, endpoints: result.endpoints, policies: this.policies.length, destinations: result.destinations,
+      tables: result.tables, entries: result.entries, ...stats }, 'policy applied');
+    return result;
+  }
+
+  /** Resolves when endpoint attachment in progress is done. */
+  settled(): Promise<void> {
+    return this.endpoints.settled();
+  }
+
+  problems(): Problem[] {
+    return this.lastProblems;
+  }
+
+  /** Each workload's effective policy, its pods, endpoints and counters. */
+  report(): PolicyReport {
+    const a = this.assignment;
+    const c = this.compiled;
+    const eps = new Map(this.endpoints.list().map((e) => [e.key, e]));
+    const counters = this.endpoints.counters();
+    const drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
+    for (const k of counters.values()) for (const r of DROP_REASONS) drops[r] += k.drops[r];
+    const workloads: WorkloadReport[] = [];
+    if (a && c) {
+      const podsById = new Map<number, Pod[]>();
+      for (const pod of this.pods) {
+        const ident = a.byPod.get(pod.key);
+        if (!ident) continue;
+        const l = podsById.get(ident.id);
+        if (l) l.push(pod); else podsById.set(ident.id, [pod]);
+      }
+      for (const w of [...c.workloads.values()].sort((x, y) => (x.namespace < y.namespace ? -1 : x.namespace > y.namespace ? 1 : x.id - y.id))) {
+        const r: WorkloadReport = { ...w, pods: [] };
+        const t = this.datapath.tableOf(w.id);
+        if (t !== undefined) r.table = t;
+        for (const pod of podsById.get(w.id) ?? []) {
+          const e = eps.get(pod.key);
+          const entry: WorkloadReport['pods'][number] = { pod: pod.key, ips: [...pod.podIPs], local: e !== undefined };
+          if (e) { entry.endpoint = e; entry.counters = counters.get(pod.key) ?? zeroCounters(); }
+          r.pods.push(entry);
+        }
+        workloads.push(r);
+      }
+    }
+    const policies = this.policies.map((p) => {
+      const st = c?.policies.get(p.key);
+      const out: PolicyReport['policies'][number] = { key: p.key, action: p.action, file: p.origin.file, selects: st?.selects.length ?? 0, enforcement: st?.enforcement ?? 'kernel' };
+      if (st?.message) out.message = st.message;
+      return out;
+    });
+    return {
+      node: this.opts.nodeName, workloads, policies, problems: this.lastProblems, drops,
+      totals: {
+        identities: a?.identities.size ?? 0, policies: this.policies.length, tables: c?.tables.size ?? 0, entries: c?.entryCount ?? 0,
+        cidrs: c?.cidrs.length ?? 0, endpoints: eps.size,
+      },
+    };
+  }
+
+  /** Stops watching and closes descriptors; programs stay attached, maps and links pinned. */
+  async close(): Promise<void> {
+    await this.endpoints.close();
+    this.datapath.close();
+  }
+
+  /** Namespaces with a waypoint, and the identities of the waypoint's pods. */
+  private waypoints(a: IdentityAssignment): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const ns of this.namespaces.values()) {
+      const name = ns.labels[USE_WAYPOINT_LABEL];
+      if (!name) continue;
+      const ids = new Set<number>();
+      for (const pod of this.pods) {
+        if (pod.namespace === ns.name && pod.labels[WAYPOINT_POD_LABEL] === name) {
+          const ident = a.byPod.get(pod.key);
+          if (ident) ids.add(ident.id);
+        }
+      }
+      out.set(ns.name, [...ids]);
+    }
+    return out;
+  }
+
+  private reportProblems(problems: Problem[]): void {
+    const key = (p: Problem): string => `${p.code}\0${p.object ?? ''}\0${p.message}`;
+    const before = new Set(this.lastProblems.map(key));
+    for (const p of problems) if (!before.has(key(p))) this.opts.log?.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
+    this.lastProblems = problems;
+  }
+}
