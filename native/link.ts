@@ -8,6 +8,7 @@
  *                   closed; cannot be pinned.
  */
 import { unlinkSync } from 'node:fs';
+import { InvalidArgumentError } from '../common/errors.js';
 import type { RawLinkInfo } from './addon.js';
 import { BpfError, pinCall, withContext } from './errors.js';
 import { addon } from './load.js';
@@ -122,6 +123,9 @@ export class BpfLink {
 
   /** Replaces the attached program atomically: no packet or socket sees neither. */
   update(program: BpfProgram): void {
+    if (typeof program !== 'object' || program === null || typeof (program as { name?: unknown }).name !== 'string' || !('fd' in program)) {
+      throw new InvalidArgumentError('program', 'a BpfProgram', program);
+    }
     const s = this.live('link.update');
     const raw = addon();
     const progFd = program.fd;

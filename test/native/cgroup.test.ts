@@ -3,6 +3,7 @@
  * the connect() of a process inside that cgroup and leaves one outside alone; sock_ops
  * and sk_msg see the sockets of processes inside.
  */
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../common/errors.js';
@@ -62,6 +63,8 @@ afterAll(async () => {
   for (const l of links) if (!l.isClosed) l.detach();
   for (const o of objects) o.close();
   await lab?.destroy();
+  expect(existsSync(lab.cgroupPath)).toBe(false); // and the links with it
+  expect(existsSync(lab.bpffsDir)).toBe(false);
 });
 
 async function load(name: string, opts: Parameters<typeof BpfObject.open>[1] = {}): Promise<BpfObject> {
@@ -146,6 +149,8 @@ describe('sock_ops and sk_msg', () => {
     expect(stat.lookup(u32(0))!.readBigUInt64LE()).toBeGreaterThanOrEqual(2n); // both ends established
     expect(stat.lookup(u32(1))!.readBigUInt64LE()).toBeGreaterThanOrEqual(3n); // client's pings at least
 
+    // A sockhash has no batch ops: batchLookup walks it key by key (empty once the sockets closed).
+    expect(socks.batchLookup().keys).toEqual([]);
     skmsg.detach();
     sockops.detach();
     expect(addon().progQuery(lab.cgroupPath, 'cgroup_sock_ops')).toEqual([]);

@@ -1,8 +1,11 @@
 /** Pins: a map pinned by one object is reused by the next one, contents and all (the restart story). */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BpfError, BpfMap, BpfObject, BpfProgram } from '../../native/index.js';
+import type { InvalidArgumentError } from '../../common/errors.js';
+import { BpfError, BpfMap, BpfObject, BpfProgram, ensureBpffs, mountsOfType } from '../../native/index.js';
 import { makePinDir, testObject, u32, u64 } from './helpers.js';
 
 let pins: ReturnType<typeof makePinDir>;
@@ -22,6 +25,26 @@ async function loaded(opts: Parameters<typeof BpfObject.open>[1] = {}): Promise<
   }
   return obj;
 }
+
+describe('ensureBpffs', () => {
+  it('leaves a mounted bpffs alone and mounts one where there is none', () => {
+    expect(ensureBpffs()).toBe('/sys/fs/bpf');
+    expect(mountsOfType('bpf')).toContain('/sys/fs/bpf');
+    const dir = mkdtempSync(join(tmpdir(), 'kernway-test-bpffs-'));
+    try {
+      expect(mountsOfType('bpf')).not.toContain(dir);
+      expect(ensureBpffs(dir)).toBe(dir);
+      expect(mountsOfType('bpf')).toContain(dir);
+      expect(ensureBpffs(dir)).toBe(dir); // idempotent
+    } finally {
+      execFileSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(mountsOfType('bpf')).not.toContain(dir);
+    const e = (() => { try { ensureBpffs('relative'); } catch (x) { return x; } })() as InvalidArgumentError;
+    expect(e.path).toBe('path');
+  });
+});
 
 describe('pinning', () => {
   it('a fresh object reuses a pinned map and sees the old contents', async () => {

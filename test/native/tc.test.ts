@@ -3,7 +3,7 @@
  * lab's node netns) count the pod's real pings, as tcx links and as clsact filters;
  * links are pinned, atomically updated and detached.
  */
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../common/errors.js';
@@ -34,6 +34,10 @@ afterAll(async () => {
   for (const l of links) if (!l.isClosed) l.detach();
   obj?.close();
   await lab?.destroy();
+  // Nothing of the run is left: namespaces (and their veths), cgroups, pins.
+  expect(existsSync(lab.nodeNsPath) || existsSync(pod.netnsPath)).toBe(false);
+  expect(existsSync(lab.cgroupPath)).toBe(false);
+  expect(existsSync(lab.bpffsDir)).toBe(false);
 });
 
 function count(slot: number): number {
@@ -95,6 +99,8 @@ describe('tc on a pod veth (node netns)', () => {
     expect(count(ECHO_REQ)).toBe(0); // countA no longer runs there
     expect(count(ALL_B)).toBeGreaterThanOrEqual(3);
 
+    const bad = (() => { try { again.update({} as never); } catch (e) { return e; } })() as InvalidArgumentError;
+    expect(bad.path).toBe('program');
     again.unpin(pin);
     again.detach();
     expect(addon().tcxQuery(pod.hostVeth, true, lab.nodeNsPath)).toEqual([]);
