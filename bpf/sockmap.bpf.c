@@ -17,6 +17,9 @@ int kw_sm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		kw_sm_established(skops);
 		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		kw_sm_state_change(skops);
+		break;
 	default:
 		break;
 	}

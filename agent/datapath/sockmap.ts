@@ -76,6 +76,8 @@ export interface SockmapOptions {
   enabled?: boolean;
   /** Tests only: every direction's first message misses its peer (kw_sm_test_first_miss). */
   testFirstMiss?: boolean;
+  /** Tests only: break rule 3 ('order') or rule 4 ('unhash') on purpose (kw_sm_test_break). */
+  testBreak?: 'order' | 'unhash';
   log?: Logger;
 }
 
@@ -163,7 +165,10 @@ export class Sockmap {
     let obj: BpfObject;
     try {
       obj = BpfObject.open(objectPath, {
-        maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: { kw_sm_test_first_miss: opts.testFirstMiss ? 1 : 0 },
+        maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: {
+          kw_sm_test_first_miss: opts.testFirstMiss ? 1 : 0,
+          kw_sm_test_break: opts.testBreak === 'order' ? 1 : opts.testBreak === 'unhash' ? 2 : 0,
+        },
       });
     } catch (e) {
       throw new KernwayError('KW_BPF_OBJECT', `cannot open ${objectPath}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });

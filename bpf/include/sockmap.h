@@ -151,6 +151,18 @@ struct {
  */
 const volatile __u32 kw_sm_test_first_miss = 0;
 
+/*
+ * Test only, always 0 in production: breaks one rule on purpose, so that the tests can
+ * show they catch what the rule prevents (test/sockmap/controls.test.ts).
+ *   KW_SM_BREAK_ORDER:  a waiting direction switches to redirection as soon as the peer
+ *                       is in the map (rule 3 ignored: reorders streams);
+ *   KW_SM_BREAK_UNHASH: a socket's entry is deleted when it enters TCP_CLOSE (rule 4
+ *                       ignored: drops unread bytes of half-closed sockets).
+ */
+#define KW_SM_BREAK_ORDER  1
+#define KW_SM_BREAK_UNHASH 2
+const volatile __u32 kw_sm_test_break = 0;
+
 /* Counters (KW_SM_STAT_*), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -313,6 +325,21 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 		return;
 	}
 	kw_sm_count(KW_SM_STAT_INSERTS, 1);
+	if (kw_sm_test_break == KW_SM_BREAK_UNHASH)
+		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* Test only (KW_SM_BREAK_UNHASH): what rule 4 forbids, deleting at TCP_CLOSE. */
+static __always_inline void kw_sm_state_change(struct bpf_sock_ops *skops)
+{
+	struct kw_sm_sock *st;
+	struct bpf_sock *sk = skops->sk;
+
+	if (kw_sm_test_break != KW_SM_BREAK_UNHASH || skops->args[1] != 7 /* TCP_CLOSE */ || !sk)
+		return;
+	st = bpf_sk_storage_get(&kw_sm_sk, sk, 0, 0);
+	if (st)
+		bpf_map_delete_elem(&kw_sm_hash, &st->self);
 }
 
 /* A socket reports how far it has read to a peer waiting for a handover (rule 3). */
@@ -342,6 +369,8 @@ static __always_inline int kw_sm_handover_ready(struct kw_sm_sock *st, struct bp
 	struct tcp_sock *tp;
 	__u64 v;
 
+	if (kw_sm_test_break == KW_SM_BREAK_ORDER)
+		return 1;
 	if (!ho)
 		return 0;
 	v = ho->read;

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Lab, Pod, Target } from '../../lab/index.js';
-import { Sockmap, type SockmapCapacities, type SockmapStats } from '../../agent/datapath/sockmap.js';
+import { Sockmap, type SockmapOptions, type SockmapStats } from '../../agent/datapath/sockmap.js';
 
 export const SERVER = fileURLToPath(new URL('../fixtures/sockmap-server.mjs', import.meta.url));
 export const CLIENT = fileURLToPath(new URL('../fixtures/sockmap-client.mjs', import.meta.url));
@@ -112,7 +112,7 @@ export function localPodsOf(...pods: Pod[]): Array<{ ip: string }> {
   return pods.flatMap((p) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]);
 }
 
-export async function loadSockmap(lab: Lab, opts: { capacities?: SockmapCapacities; enabled?: boolean } = {}): Promise<Sockmap> {
+export async function loadSockmap(lab: Lab, opts: Omit<SockmapOptions, 'cgroupPath' | 'bpffsDir' | 'objectPath' | 'log'> = {}): Promise<Sockmap> {
   return Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: lab.bpffsDir, objectPath: OBJECT, ...opts });
 }
 
