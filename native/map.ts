@@ -40,13 +40,16 @@ export class BpfMap {
   /** Bytes of one value as user space sees it: per-CPU maps hold one (8-aligned) slot per possible CPU. */
   readonly valueBytes: number;
   private readonly owned: boolean;
+  /** The BpfObject whose fd this is: kept reachable so the GC cannot close the fd under us. */
+  private readonly owner: object | undefined;
   private readonly object: string | undefined;
   private closed = false;
 
   /** @internal Use BpfObject.map() or BpfMap.openPinned(). */
-  constructor(fd: number, opts: { owned: boolean; object?: string; name?: string }) {
+  constructor(fd: number, opts: { owned: boolean; object?: string; name?: string; owner?: object }) {
     this.fd_ = fd;
     this.owned = opts.owned;
+    this.owner = opts.owner;
     this.object = opts.object;
     const raw = withContext({ map: opts.name, object: opts.object }, () => addon().mapInfo(fd));
     this.info_ = Object.freeze({ ...raw });

@@ -115,7 +115,7 @@ export class BpfObject {
       throw BpfError.of('ENOENT', 2, 'object.program', `no program named '${name}' (has: ${all.map((x) => x.name).join(', ') || 'none'})`, { object: this.name, program: name });
     }
     this.requireLoaded('object.program', { program: name });
-    const prog = new BpfProgram(p.fd, { name, type: p.type, section: p.section, attachType: p.attachType, object: this.name, owned: false });
+    const prog = new BpfProgram(p.fd, { name, type: p.type, section: p.section, attachType: p.attachType, object: this.name, owned: false, owner: this });
     this.programCache.set(name, prog);
     return prog;
   }
@@ -131,7 +131,7 @@ export class BpfObject {
       throw BpfError.of('ENOENT', 2, 'object.map', `no map named '${name}' (has: ${all.map((x) => x.name).join(', ') || 'none'})`, { object: this.name, map: name });
     }
     this.requireLoaded('object.map', { map: name });
-    const map = withContext({ object: this.name, map: name }, () => new BpfMap(m.fd, { owned: false, object: this.name, name }));
+    const map = withContext({ object: this.name, map: name }, () => new BpfMap(m.fd, { owned: false, object: this.name, name, owner: this }));
     this.mapCache.set(name, map);
     return map;
   }

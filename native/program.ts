@@ -59,12 +59,15 @@ export class BpfProgram {
   readonly attachType: string;
   private readonly fd_: number;
   private readonly owned: boolean;
+  /** The BpfObject whose fd this is: kept reachable so the GC cannot close the fd under us. */
+  private readonly owner: object | undefined;
   private readonly object: string | undefined;
   private closed = false;
 
   /** @internal Use BpfObject.program() or BpfProgram.openPinned(). */
-  constructor(fd: number, desc: { name: string; type: string; section?: string; attachType?: string; object?: string; owned: boolean }) {
+  constructor(fd: number, desc: { name: string; type: string; section?: string; attachType?: string; object?: string; owned: boolean; owner?: object }) {
     this.fd_ = fd;
+    this.owner = desc.owner;
     this.name = desc.name;
     this.type = desc.type;
     this.section = desc.section ?? '';

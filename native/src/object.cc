@@ -307,14 +307,11 @@ class LoadWorker : public Napi::AsyncWorker {
         err_.program = pl.program;
         err_.verifierLog = pl.log;
       }
-      if (err_.program.empty()) {
-        for (const std::string& w : CapturedWarnings()) {
-          size_t p = w.find("prog '");
-          size_t q = p == std::string::npos ? p : w.find("'", p + 6);
-          if (q != std::string::npos) {
-            err_.program = w.substr(p + 6, q - p - 6);
-            break;
-          }
+      if (err_.program.empty()) {  // name the program or map libbpf complained about last
+        auto warnings = CapturedWarnings();
+        for (auto w = warnings.rbegin(); w != warnings.rend() && err_.program.empty() && err_.map.empty(); ++w) {
+          err_.program = Quoted(*w, "prog '");
+          if (err_.program.empty()) err_.map = Quoted(*w, "map '");
         }
       }
       if (!err_.verifierLog.empty()) {
@@ -361,6 +358,15 @@ class LoadWorker : public Napi::AsyncWorker {
 
  private:
   void Fail() { SetError(err_.op); }
+
+  // The name in `prefix<name>'` within a libbpf message, or "".
+  static std::string Quoted(const std::string& w, const char* prefix) {
+    size_t p = w.find(prefix);
+    if (p == std::string::npos) return "";
+    p += strlen(prefix);
+    size_t q = w.find('\'', p);
+    return q == std::string::npos ? "" : w.substr(p, q - p);
+  }
 
   bool IsReused(const std::string& name) const {
     for (const auto& r : reused_)
