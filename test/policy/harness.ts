@@ -1,0 +1,154 @@
+/**
+ * A lab wired like the agent wires the policy engine: a manifest directory read by the
+ * model's StandaloneSource (pods, namespaces) and by the PolicySource (policies), both
+ * feeding a PolicyEngine attached to the lab's cgroup and pod veths. Plus long-lived
+ * clients and servers in pods.
+ */
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Lab, type Pod } from '../../lab/index.js';
+import { PolicyEngine, type PolicyEngineOptions } from '../../agent/datapath/policy-engine.js';
+import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/sources/standalone.js';
+import { POLICIES, PolicySource, type PolicySnapshot } from '../../agent/policy/source.js';
+import { projectRoot } from '../../common/version.js';
+
+export const NODE_NAME = 'lab-node';
+const FIXTURES = join(projectRoot(), 'test', 'fixtures');
+
+export interface ConnectResult { ok: boolean; code?: string; greeting?: string; reply?: string; ms?: number }
+
+/** A policy-client.mjs process in a pod: one command at a time. */
+export class PodClient {
+  private readonly waiters: Array<(r: ConnectResult) => void> = [];
+  constructor(readonly child: ChildProcess) {
+    createInterface({ input: child.stdout! }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as ConnectResult));
+  }
+  private send(cmd: Record<string, unknown>): Promise<ConnectResult> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      this.child.stdin!.write(JSON.stringify(cmd) + '\n');
+    });
+  }
+  connect(host: string, port: number, timeoutMs = 3000): Promise<ConnectResult> {
+    return this.send({ op: 'connect', host, port, timeoutMs });
+  }
+  hold(id: string, host: string, port: number): Promise<ConnectResult> {
+    return this.send({ op: 'hold', id, host, port, timeoutMs: 3000 });
+  }
+  ping(id: string, line: string): Promise<ConnectResult> {
+    return this.send({ op: 'ping', id, line, timeoutMs: 3000 });
+  }
+  close(id: string): Promise<ConnectResult> {
+    return this.send({ op: 'close', id });
+  }
+}
+
+export interface PodSpec { namespace: string; serviceAccount?: string; labels?: Record<string, string> }
+
+export class PolicyLab {
+  readonly dir: string;
+  engine!: PolicyEngine;
+  private source!: StandaloneSource;
+  private policies!: PolicySource;
+  policySnapshot: PolicySnapshot | undefined;
+  /** Times (performance.now()) at which the engine applied each kind of input. */
+  lastPods = 0;
+  lastPolicies = 0;
+
+  private constructor(readonly lab: Lab) {
+    this.dir = mkdtempSync(join(tmpdir(), 'kernway-policy-'));
+  }
+
+  static async create(opts: Partial<PolicyEngineOptions> = {}): Promise<PolicyLab> {
+    const lab = await Lab.create({ tag: 'test' });
+    const h = new PolicyLab(lab);
+    try {
+      h.engine = await PolicyEngine.start({ nodeName: NODE_NAME, cgroupPath: lab.cgroupPath, bpffsDir: lab.bpffsDir, netns: lab.nodeNsPath, ...opts });
+      h.source = new StandaloneSource(h.dir, { debounceMs: 5 });
+      h.policies = new PolicySource(h.dir, { debounceMs: 5 });
+      const first = await h.source.start();
+      const pol = await h.policies.start();
+      h.policySnapshot = pol;
+      h.engine.update({ pods: first.model.pods, namespaces: first.model.namespaces, policies: pol.policies });
+      h.source.on(MODEL, (s: StandaloneSnapshot) => { h.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces }); h.lastPods = performance.now(); });
+      h.policies.on(POLICIES, (s: PolicySnapshot) => { h.policySnapshot = s; h.engine.update({ policies: s.policies }); h.lastPolicies = performance.now(); });
+    } catch (e) {
+      await h.destroy();
+      throw e;
+    }
+    return h;
+  }
+
+  /** A pod manifest for a lab pod (on this node, with its cgroup named by annotation). */
+  podManifest(name: string, ips: string[], spec: PodSpec, node = NODE_NAME): string {
+    return JSON.stringify({
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name, namespace: spec.namespace, labels: spec.labels ?? {}, annotations: { 'kernway.io/cgroup': `pod-${name}` } },
+      spec: { nodeName: node, serviceAccountName: spec.serviceAccount ?? 'default' },
+      status: { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) },
+    }, null, 1);
+  }
+
+  async addPod(name: string, spec: PodSpec): Promise<Pod> {
+    const pod = await this.lab.addPod(name);
+    this.write(`pod-${name}.json`, this.podManifest(name, [pod.ipv4, pod.ipv6], spec));
+    return pod;
+  }
+
+  write(file: string, text: string): void {
+    const tmp = join(this.dir, `.${file}.tmp`);
+    writeFileSync(tmp, text);
+    renameSync(tmp, join(this.dir, file)); // the watcher sees one complete file
+  }
+
+  remove(file: string): void {
+    rmSync(join(this.dir, file), { force: true });
+  }
+
+  client(pod: Pod): PodClient {
+    return new PodClient(this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-client.mjs')]));
+  }
+
+  async server(pod: Pod, ports: number[]): Promise<ChildProcess> {
+    const child = this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-server.mjs'), pod.name, ...ports.map(String)]);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (c) => reject(new Error(`server in ${pod.name} exited (${c})`)));
+    });
+    return child;
+  }
+
+  /** Waits until cond() holds (polling), or fails naming what it waited for. */
+  async until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Waits until the engine has a policy with this key (or, with present=false, has not). */
+  untilPolicy(key: string, present = true): Promise<void> {
+    return this.until(`policy ${key} ${present ? 'applied' : 'removed'}`, () => this.engine.report().policies.some((p) => p.key === key) === present);
+  }
+
+  counters(podKey: string) {
+    const c = this.engine.endpoints.counters().get(podKey);
+    if (!c) throw new Error(`no endpoint ${podKey}`);
+    return c;
+  }
+
+  async destroy(): Promise<void> {
+    this.source?.close();
+    this.policies?.close();
+    if (this.engine) {
+      await this.engine.endpoints.detachAll().catch(() => {});
+      await this.engine.close().catch(() => {});
+    }
+    await this.lab.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
