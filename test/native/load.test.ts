@@ -42,6 +42,24 @@ describe('addon loading', () => {
     }
   });
 
+  it('loads in a worker thread too (context-aware), next to the main thread', async () => {
+    const { addon, addonCandidates } = await freshLoad();
+    const main = addon();
+    const { Worker } = await import('node:worker_threads');
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const raw = require(workerData);
+      let code = '';
+      try { raw.objGet('/sys/fs/bpf/kernway-test-none/none'); } catch (e) { code = e.code; }
+      parentPort.postMessage({ version: raw.libbpfVersion(), cpus: raw.numPossibleCpus(), code });`;
+    const got = await new Promise<{ version: string; cpus: number; code: string }>((resolve, reject) => {
+      const w = new Worker(code, { eval: true, workerData: addonCandidates()[0] });
+      w.once('message', (m) => { void w.terminate(); resolve(m as never); });
+      w.once('error', reject);
+    });
+    expect(got).toEqual({ version: main.libbpfVersion(), cpus: main.numPossibleCpus(), code: 'ENOENT' });
+  });
+
   it('the built addon loads and registers BpfError', async () => {
     const { addon } = await freshLoad();
     const { BpfError } = await import('../../native/errors.js');
