@@ -22,6 +22,7 @@ const commands: Record<string, () => Promise<Command>> = {
   }),
   // One line per subcommand module; each module exports `command: Command`.
   probe: async () => (await import('./probe.js')).command,
+  policies: async () => (await import('./policies.js')).command,
 };
 
 async function help(): Promise<void> {
