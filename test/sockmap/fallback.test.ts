@@ -1,0 +1,183 @@
+/**
+ * Where acceleration does not apply, the normal stack carries the bytes, and nothing
+ * fails: connections opened before the programs were attached, peers that are not
+ * local pods, a full sockhash, and acceleration switched off (node-wide or by pod
+ * annotation) while connections run.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Lab, type Pod } from '../../lab/index.js';
+import type { Sockmap } from '../../agent/datapath/sockmap.js';
+import { Server, delta, loadSockmap, localPodsOf, runClient, startClient, waitFor } from './harness.js';
+
+describe('sockmap: connections opened before the agent started', () => {
+  let lab: Lab;
+  let sm: Sockmap | undefined;
+  let server: Server;
+  afterAll(async () => {
+    await server?.stop();
+    sm?.close();
+    await lab?.destroy();
+  });
+
+  it('keep working through the stack; new ones are accelerated', async () => {
+    lab = await Lab.create({ tag: 'smearly' });
+    const a = await lab.addPod('a');
+    const b = await lab.addPod('b');
+    server = await Server.start(lab, b, '::', [7001]);
+    const targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+    // Long transfers: each side waits 1.5 s before reading, so most bytes move after the load.
+    const early = startClient(lab, a, { targets, conns: 6, concurrency: 6, min: 8 << 20, max: 8 << 20, serverDelayMs: 1500, readDelayMs: 1500 });
+    await sleep(500);
+    sm = await loadSockmap(lab);
+    sm.setLocalPods(localPodsOf(a, b));
+    expect(sm.socketCount()).toBe(0);
+    const res = await early;
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(6);
+    const s = sm.stats();
+    expect(s.inserts).toBe(0);
+    expect(s.redirectedBytes).toBe(0);
+
+    const later = await runClient(lab, a, { targets, conns: 10, concurrency: 10, min: 1, max: 1 << 20 });
+    expect(later.failures).toEqual([]);
+    expect(sm.stats().inserts).toBe(20);
+    expect(sm.stats().redirectedBytes).toBeGreaterThanOrEqual(0.9 * (later.sent + later.received));
+  });
+});
+
+describe('sockmap: peers that are not local pods', () => {
+  let lab: Lab;
+  let a: Pod, b: Pod, r: Pod;
+  let sm: Sockmap;
+  let servers: Server[];
+  beforeAll(async () => {
+    lab = await Lab.create({ tag: 'smremote' });
+    a = await lab.addPod('a');
+    b = await lab.addPod('b');
+    r = await lab.addPod('r', { remote: true });
+    sm = await loadSockmap(lab);
+    sm.setLocalPods(localPodsOf(a, b));
+    servers = [await Server.start(lab, b, '::', [7001]), await Server.start(lab, r, '::', [7001]), await Server.start(lab, 'node', '::', [7002])];
+  });
+  afterAll(async () => {
+    for (const s of servers ?? []) await s.stop();
+    sm?.close();
+    await lab?.destroy();
+  });
+
+  it('a pod talking to a host on another node, and back, goes through the stack', async () => {
+    const before = sm.stats();
+    const out = await runClient(lab, a, { targets: [{ host: r.ipv4, port: 7001 }, { host: r.ipv6, port: 7001 }], conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
+    const back = await runClient(lab, r, { targets: [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }], conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
+    expect(out.failures).toEqual([]);
+    expect(back.failures).toEqual([]);
+    expect(out.ok + back.ok).toBe(40);
+    const d = delta(before, sm.stats());
+    expect(d.inserts).toBe(0);
+    expect(d.redirectedBytes).toBe(0);
+  });
+
+  it('a pod talking to the node itself (not a pod) goes through the stack', async () => {
+    const before = sm.stats();
+    const res = await runClient(lab, a, { targets: [{ host: '10.244.0.1', port: 7002 }], conns: 10, concurrency: 10, min: 1, max: 1 << 20 });
+    expect(res.failures).toEqual([]);
+    expect(delta(before, sm.stats()).inserts).toBe(0);
+  });
+});
+
+describe('sockmap: a full sockhash', () => {
+  let lab: Lab;
+  let sm: Sockmap;
+  let server: Server;
+  afterAll(async () => {
+    await server?.stop();
+    sm?.close();
+    await lab?.destroy();
+  });
+
+  it('leaves new connections on the stack, counts them, and fails nothing', async () => {
+    lab = await Lab.create({ tag: 'smfull' });
+    const a = await lab.addPod('a');
+    const b = await lab.addPod('b');
+    sm = await loadSockmap(lab, { capacities: { kw_sm_hash: 8 } });
+    expect(sm.maps.kw_sm_hash.info().maxEntries).toBe(8);
+    sm.setLocalPods(localPodsOf(a, b));
+    server = await Server.start(lab, b, '::', [7001]);
+    // 40 connections open at once: at most 8 sockets fit.
+    const res = await runClient(lab, a, { targets: [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }], conns: 40, concurrency: 40, min: 64 << 10, max: 1 << 20, serverDelayMs: 300 });
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(40);
+    const s = sm.stats();
+    expect(s.insertFull).toBeGreaterThan(0);
+    expect(s.inserts + s.insertFull).toBe(80);
+    expect(s.inserts).toBeGreaterThan(0);
+    expect(s.insertErrors).toBe(0);
+    await waitFor(() => sm.socketCount() === 0, 'closed sockets to leave the full map');
+  });
+});
+
+describe('sockmap: switched off at runtime', () => {
+  let lab: Lab;
+  let a: Pod, b: Pod, c: Pod;
+  let sm: Sockmap;
+  let servers: Server[];
+  beforeAll(async () => {
+    lab = await Lab.create({ tag: 'smswitch' });
+    a = await lab.addPod('a');
+    b = await lab.addPod('b');
+    c = await lab.addPod('c');
+    sm = await loadSockmap(lab);
+    sm.setLocalPods(localPodsOf(a, b, c));
+    servers = [await Server.start(lab, b, '::', [7001]), await Server.start(lab, c, '::', [7001])];
+  });
+  afterEach(() => {
+    sm.setEnabled(true);
+    sm.setLocalPods(localPodsOf(a, b, c));
+  });
+  afterAll(async () => {
+    for (const s of servers ?? []) await s.stop();
+    sm?.close();
+    await lab?.destroy();
+  });
+
+  it('node-wide: running connections stay accelerated, new ones take the stack, on again accelerates', async () => {
+    const targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+    const s0 = sm.stats();
+    // Established now; the server only starts sending (16 MiB each) after 800 ms.
+    const running = startClient(lab, a, { targets, conns: 4, concurrency: 4, min: 16 << 20, max: 16 << 20, serverDelayMs: 800, readDelayMs: 800 });
+    await waitFor(() => sm.stats().inserts - s0.inserts === 8, 'the running connections to be accelerated');
+    sm.setEnabled(false);
+    expect(sm.enabled).toBe(false);
+    const s1 = sm.stats();
+    const off = await runClient(lab, a, { targets, conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
+    expect(off.failures).toEqual([]);
+    const s2 = sm.stats();
+    expect(s2.inserts).toBe(s1.inserts);
+    expect(s2.skippedOff - s1.skippedOff).toBe(20);
+    const res = await running;
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(4);
+    // The servers' 4 x 16 MiB went socket to socket after the switch.
+    expect(sm.stats().redirectedBytes - s1.redirectedBytes).toBeGreaterThanOrEqual(4 * (16 << 20));
+
+    sm.setEnabled(true);
+    const on = await runClient(lab, a, { targets, conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
+    expect(on.failures).toEqual([]);
+    expect(sm.stats().inserts - s2.inserts).toBe(20);
+  });
+
+  it('per pod: an opted-out pod gets the stack, the others keep acceleration', async () => {
+    sm.setLocalPods([...localPodsOf(a, c), { ip: b.ipv4, sockmapOff: true }, { ip: b.ipv6, sockmapOff: true }]);
+    const s0 = sm.stats();
+    const toB = await runClient(lab, a, { targets: [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }], conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
+    const s1 = sm.stats();
+    const toC = await runClient(lab, a, { targets: [{ host: c.ipv4, port: 7001 }, { host: c.ipv6, port: 7001 }], conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
+    const s2 = sm.stats();
+    expect(toB.failures).toEqual([]);
+    expect(toC.failures).toEqual([]);
+    expect(s1.inserts - s0.inserts).toBe(0);
+    expect(s1.skippedOff - s0.skippedOff).toBe(20);
+    expect(s2.inserts - s1.inserts).toBe(20);
+  });
+});
