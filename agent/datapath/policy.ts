@@ -137,6 +137,7 @@ export class PolicyDatapath {
         try {
           obj = BpfObject.open(path, { maxEntries: sizes, reusePinned: mapPins, pinMaps: mapPins, rodata });
         } catch (e) {
+          if ((e as { code?: string }).code === 'KW_ADDON_LOAD') throw e;
           throw new KernwayError('KW_BPF_OBJECT', `cannot open ${path}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });
         }
         objects.push(obj);

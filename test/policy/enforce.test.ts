@@ -3,7 +3,11 @@
  * engine fed from a manifest directory, as the agent runs it. Local clients are refused
  * at connect() (EPERM); a host outside the node is dropped at the pod's tc ingress.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { command as policiesCommand } from '../../cli/policies.js';
 import type { Pod } from '../../lab/index.js';
 import { PolicyLab, type PodClient } from './harness.js';
 
@@ -191,5 +195,37 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
     expect(w.pods[0]!.counters!.drops.policy_denied_connect).toBeGreaterThan(0);
     expect(rep.workloads.find((x) => x.namespace === 'front')!.mode).toBe('open');
     expect(rep.drops.policy_denied).toBeGreaterThan(0);
+  });
+
+  it('shows the report with `kernway policies` (table and --json) from the agent\'s admin socket', async () => {
+    const sock = join(tmpdir(), `kernway-policy-admin-${process.pid}.sock`);
+    const srv = createServer((req, res) => {
+      if (req.url === '/policies') { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(h.engine.report())); return; }
+      res.statusCode = 404;
+      res.end('not found');
+    });
+    await new Promise<void>((resolve) => srv.listen(sock, resolve));
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      expect(await policiesCommand.run(['--admin-socket', sock])).toBe(0);
+      const text = log.mock.calls.map((c) => String(c[0])).join('\n');
+      expect(text).toMatch(/shop sa=web app=web\s+\d+\s+allow-listed\s+shop\/allow-client\(ALLOW\) shop\/deny-all\(ALLOW\)/);
+      expect(text).toContain(`shop/web  ${web.hostVeth}`);
+      expect(text).not.toContain('front sa=client'); // open workloads only with --all
+      log.mockClear();
+      expect(await policiesCommand.run(['--json', '--admin-socket', sock])).toBe(0);
+      const json = JSON.parse(String(log.mock.calls[0]![0])) as { workloads: Array<{ namespace: string; mode: string }> };
+      expect(json.workloads.find((w) => w.namespace === 'front')!.mode).toBe('open');
+    } finally {
+      log.mockRestore();
+      srv.close();
+    }
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      expect(await policiesCommand.run(['--admin-socket', sock])).toBe(1);
+      expect(String(err.mock.calls[0]![0])).toMatch(/cannot reach the agent on .*is `kernway agent` running/);
+    } finally {
+      err.mockRestore();
+    }
   });
 });
