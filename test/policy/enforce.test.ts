@@ -210,7 +210,7 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
       expect(await policiesCommand.run(['--admin-socket', sock])).toBe(0);
       const text = log.mock.calls.map((c) => String(c[0])).join('\n');
       expect(text).toMatch(/shop sa=web app=web\s+\d+\s+allow-listed\s+shop\/allow-client\(ALLOW\) shop\/deny-all\(ALLOW\)/);
-      expect(text).toContain(`shop/web  ${web.hostVeth}`);
+      expect(text).toMatch(new RegExp(`shop/web\\s+${web.hostVeth}\\s+attached\\s+\\d+`));
       expect(text).not.toContain('front sa=client'); // open workloads only with --all
       log.mockClear();
       expect(await policiesCommand.run(['--json', '--admin-socket', sock])).toBe(0);
