@@ -29,7 +29,7 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | system
 bpf: $(BPF_OBJS)
 
 build/Release/kernway.node: binding.gyp $(NATIVE_SRCS) node_modules/.package-lock.json | system
-	npx --no-install node-gyp rebuild $(NODEDIR) --loglevel=warn
+	npx --no-install node-gyp configure build $(NODEDIR) --loglevel=warn
 	@touch $@
 
 addon: build/Release/kernway.node
