@@ -84,7 +84,7 @@ export class Lab {
     const tag = opts.tag ?? 'test';
     if (!validTag(tag)) throw new InvalidArgumentError('tag', '1-12 lowercase letters or digits', tag);
     if (process.getuid?.() !== 0) throw new KernwayError('KW_LAB_NOT_ROOT', 'the lab needs root (network namespaces, cgroups, bpffs)');
-    const lab = new Lab(tag, runId(), cgroup2Mount(), await ensureBpffs());
+    const lab = new Lab(tag, runId(), cgroup2Mount(), ensureBpffs());
     try {
       createCgroup(lab.cgroupPath);
       createCgroup(join(lab.cgroupPath, 'node'));

@@ -1,32 +1,8 @@
-/**
- * Where the machine keeps its cgroup2 and bpffs mounts, and small process helpers the
- * lab uses. Read from /proc/mounts, never assumed.
- */
+/** Small process helpers the lab uses, and the mounts it needs. */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { KernwayError } from '../common/errors.js';
 
-export function mountsOfType(type: string): string[] {
-  return readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f[2] === type)
-    .map((f) => f[1]!.replace(/\\040/g, ' '));
-}
-
-/** The cgroup2 mount point (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified). */
-export function cgroup2Mount(): string {
-  const m = mountsOfType('cgroup2')[0];
-  if (!m) throw new KernwayError('KW_NO_CGROUP2', 'no cgroup2 filesystem is mounted (see /proc/mounts); kernway needs cgroup v2');
-  return m;
-}
-
-/** The bpffs mount at /sys/fs/bpf, mounting it when nothing is mounted there. */
-export async function ensureBpffs(mountPoint = '/sys/fs/bpf'): Promise<string> {
-  if (mountsOfType('bpf').includes(mountPoint)) return mountPoint;
-  await run('mount', ['-t', 'bpf', 'bpf', mountPoint]);
-  return mountPoint;
-}
+export { cgroup2Mount, ensureBpffs, mountsOfType } from '../common/mounts.js';
 
 export interface RunResult { code: number; stdout: string; stderr: string }
 

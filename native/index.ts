@@ -11,5 +11,6 @@ export {
   type SkMsgMode, type TestRunOptions, type TestRunResult,
 } from './program.js';
 export { BpfLink, type LinkInfo, type LinkKind } from './link.js';
-export { probe, ensureBpffs, mountsOfType, type Probe } from './probe.js';
+export { probe, type Probe } from './probe.js';
+export { ensureBpffs, mountsOfType, cgroup2Mount } from '../common/mounts.js';
 export { addon } from './load.js';

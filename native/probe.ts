@@ -3,12 +3,10 @@
  * tiny programs and create scratch maps, so they need CAP_BPF (root); without it every
  * BPF feature reads as missing and `errors` says why.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { release } from 'node:os';
-import { KernwayError } from '../common/errors.js';
+import { mountsOfType } from '../common/mounts.js';
 import { addon } from './load.js';
-import { checkAbsolutePath } from './validate.js';
 
 export interface Probe {
   kernel: string;
@@ -53,15 +51,6 @@ export const PROBED_HELPERS: ReadonlyArray<readonly [string, string]> = [
   ['bpf_get_prandom_u32', 'sched_cls'],
 ];
 
-/** Mount points of a filesystem type, from /proc/mounts. */
-export function mountsOfType(type: string): string[] {
-  return readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f[2] === type && f[1] !== undefined)
-    .map((f) => f[1]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-}
-
 export function probe(): Probe {
   const cgroup2 = mountsOfType('cgroup2')[0];
   const bpffsMounts = mountsOfType('bpf');
@@ -94,18 +83,4 @@ export function probe(): Probe {
   p.tcx = raw.probeTcx();
   p.sockmapLink = raw.probeSockmapLink();
   return p;
-}
-
-/** Mounts bpffs at `path` (default /sys/fs/bpf) unless one is mounted there; returns the mount point. */
-export function ensureBpffs(path = '/sys/fs/bpf'): string {
-  checkAbsolutePath('path', path);
-  if (mountsOfType('bpf').includes(path)) return path;
-  try {
-    mkdirSync(path, { recursive: true });
-    execFileSync('mount', ['-t', 'bpf', 'bpf', path], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new KernwayError('KW_BPFFS_MOUNT', `cannot mount bpffs at ${path}: ${stderr || (e as Error).message} (needs root)`, { path });
-  }
-  return path;
 }
