@@ -1,0 +1,142 @@
+/**
+ * Same-node acceleration, with vs. without, in one run on one machine (lab pods):
+ *   - sockperf TCP ping-pong pod -> pod and pod -> ClusterIP -> pod: p50 / p99 round trip;
+ *   - iperf3 single-stream throughput pod -> pod.
+ * "without" and "with" alternate round by round (the node-wide switch, kw_sm_cfg, is
+ * flipped between rounds; each sockperf/iperf3 run opens new connections), so drift on
+ * a shared machine hits both alike; the report gives medians and ratios with/without.
+ *
+ *   node dist/bench/sockmap/compare.js [--seconds 5] [--rounds 3] [--msg-size 64] [--iperf-seconds 5]
+ *
+ * Needs root (a lab), sockperf and iperf3. Prints one JSON line.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Lab, type Pod } from '../../lab/index.js';
+import { invokedDirectly } from '../lb/main-guard.js';
+import { buildModel } from '../../agent/model/model.js';
+import { buildServiceTable } from '../../agent/model/service-table.js';
+import type { SourcedObject } from '../../agent/model/types.js';
+import { ServiceSync } from '../../agent/datapath/service-sync.js';
+import { loadSockLb } from '../../agent/datapath/sock-lb.js';
+import { Sockmap, type SockmapStats } from '../../agent/datapath/sockmap.js';
+import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
+
+const VIP = '10.96.0.77';
+const SOCKPERF_PORT = 11111;
+const IPERF_PORT = 5201;
+
+export interface Latency { p50: number; p99: number }
+
+/** sockperf's summary lines: "---> percentile 50.000 =    12.345" (usec). */
+export function parseSockperf(out: string): Latency {
+  const pct = (p: string): number => {
+    const m = new RegExp(`percentile ${p.replace('.', '\\.')}\\d* =\\s+([\\d.]+)`).exec(out);
+    if (!m) throw new Error(`sockperf output has no percentile ${p}:\n${out}`);
+    return Number(m[1]);
+  };
+  return { p50: pct('50.0'), p99: pct('99.0') };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+const ratio = (a: number, b: number): number => +(a / b).toFixed(3);
+
+function diff(a: SockmapStats, b: SockmapStats): Partial<SockmapStats> {
+  return { redirectedMessages: b.redirectedMessages - a.redirectedMessages, redirectedBytes: b.redirectedBytes - a.redirectedBytes,
+    passedNoPeer: b.passedNoPeer - a.passedNoPeer, passedOrder: b.passedOrder - a.passedOrder, inserts: b.inserts - a.inserts };
+}
+
+export interface CompareOptions { seconds: number; rounds: number; msgSize: number; iperfSeconds: number }
+
+export async function sockmapBench(opts: CompareOptions): Promise<Record<string, unknown>> {
+  const lab = await Lab.create({ tag: 'benchsm' });
+  const undo = lab.destroyOnSignals();
+  try {
+    const client = await lab.addPod('client');
+    const server = await lab.addPod('server');
+    const servers = [
+      lab.spawn(server, 'sockperf', ['server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]),
+      lab.spawn(server, 'iperf3', ['-s', '-p', String(IPERF_PORT)]),
+    ];
+    await new Promise((r) => setTimeout(r, 500));
+    if (servers.some((s) => s.exitCode !== null)) throw new Error('sockperf or iperf3 server exited');
+
+    const bpffs = join(lab.bpffsDir, 'agent');
+    const lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
+    const sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, enabled: false });
+    try {
+      const objs = [
+        serviceObject({ name: 'pp', clusterIPs: [VIP], ports: [{ port: SOCKPERF_PORT }] }),
+        sliceObject({ name: 'pp-1', service: 'pp', ports: [{ port: SOCKPERF_PORT }], endpoints: [{ ip: server.ipv4 }] }),
+      ];
+      const model = buildModel(objs.map((object, index) => ({ object: object as SourcedObject['object'], file: 'pp.yaml', index })));
+      new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: 'bench' }));
+      sm.setLocalPods([client, server].flatMap((p: Pod) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]));
+
+      const ping = async (host: string): Promise<Latency> => {
+        const r = await lab.exec(client, 'sockperf', ['ping-pong', '--tcp', '-i', host, '-p', String(SOCKPERF_PORT), '-t', String(opts.seconds),
+          '-m', String(opts.msgSize), '--full-rtt'], { timeoutMs: (opts.seconds + 30) * 1000 });
+        if (r.code !== 0) throw new Error(`sockperf ping-pong to ${host} failed: ${r.stderr || r.stdout}`);
+        return parseSockperf(r.stdout + r.stderr);
+      };
+      const iperf = async (): Promise<number> => {
+        const r = await lab.exec(client, 'iperf3', ['-c', server.ipv4, '-p', String(IPERF_PORT), '-t', String(opts.iperfSeconds), '-J'],
+          { timeoutMs: (opts.iperfSeconds + 30) * 1000 });
+        if (r.code !== 0) throw new Error(`iperf3 failed: ${r.stderr || r.stdout}`);
+        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+        return j.end.sum_received.bits_per_second;
+      };
+
+      type Side = { direct: Latency[]; vip: Latency[]; iperf: number[]; counters: Array<Partial<SockmapStats>> };
+      const runs: Record<'with' | 'without', Side> = {
+        without: { direct: [], vip: [], iperf: [], counters: [] },
+        with: { direct: [], vip: [], iperf: [], counters: [] },
+      };
+      for (let i = 0; i < opts.rounds; i++) {
+        for (const side of (i % 2 === 0 ? ['without', 'with'] : ['with', 'without']) as Array<'with' | 'without'>) {
+          sm.setEnabled(side === 'with');
+          const before = sm.stats();
+          runs[side].direct.push(await ping(server.ipv4));
+          runs[side].vip.push(await ping(VIP));
+          runs[side].iperf.push(await iperf());
+          runs[side].counters.push(diff(before, sm.stats()));
+        }
+      }
+      const lat = (xs: Latency[]): Latency => ({ p50: median(xs.map((x) => x.p50)), p99: median(xs.map((x) => x.p99)) });
+      const w = { direct: lat(runs.with.direct), vip: lat(runs.with.vip), gbps: median(runs.with.iperf) / 1e9 };
+      const wo = { direct: lat(runs.without.direct), vip: lat(runs.without.vip), gbps: median(runs.without.iperf) / 1e9 };
+      return {
+        bench: 'sockmap', unit: 'usec round trip (sockperf), Gbit/s (iperf3)', seconds: opts.seconds, rounds: opts.rounds, msgSize: opts.msgSize,
+        with: w, without: wo,
+        ratios: {
+          podToPod: { p50: ratio(w.direct.p50, wo.direct.p50), p99: ratio(w.direct.p99, wo.direct.p99) },
+          podToClusterIP: { p50: ratio(w.vip.p50, wo.vip.p50), p99: ratio(w.vip.p99, wo.vip.p99) },
+          iperf3Throughput: ratio(w.gbps, wo.gbps),
+        },
+        targets: { p50: '<= 0.8', p99: '<= 0.85' },
+        runs,
+      };
+    } finally {
+      sm.close();
+      lb.close();
+    }
+  } finally {
+    undo();
+    await lab.destroy();
+  }
+}
+
+if (invokedDirectly(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' },
+      'msg-size': { type: 'string', default: '64' }, 'iperf-seconds': { type: 'string', default: '5' },
+    },
+  });
+  sockmapBench({ seconds: Number(values.seconds), rounds: Number(values.rounds), msgSize: Number(values['msg-size']), iperfSeconds: Number(values['iperf-seconds']) })
+    .then((r) => console.log(JSON.stringify(r)), (e: unknown) => { console.error(e); process.exitCode = 1; });
+}
