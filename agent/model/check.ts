@@ -3,6 +3,7 @@
  * (spec.ports[1].port), in the words of the Kubernetes API.
  */
 import { describe } from '../../common/errors.js';
+import { own } from './strings.js';
 import { INVALID_FIELD, type Problem, type SourcedObject } from './types.js';
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
@@ -119,7 +120,9 @@ export class Checker {
     for (const k of keys) {
       if (typeof r[k] !== 'string') this.fail(`${field}[${JSON.stringify(k)}]`, `must be a string (quote it), got ${describe(r[k])}`);
     }
-    return Object.freeze({ ...(r as Record<string, string>) });
+    const copy: Record<string, string> = {};
+    for (const k of keys) copy[k] = own(r[k] as string);
+    return Object.freeze(copy);
   }
 }
 

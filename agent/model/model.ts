@@ -15,6 +15,7 @@
  * proportional to the change, and `ModelChange.services` names the Services whose Service
  * object or slices changed, so the service table can be updated for those alone.
  */
+import { Candidates } from './candidates.js';
 import { parseObject, type ModelObject } from './objects.js';
 import {
   CLUSTER_IP_CONFLICT, DUPLICATE_OBJECT, SERVICE_NAME_LABEL, SERVICE_NOT_FOUND, SERVICE_NO_CLUSTER_IP,
@@ -45,36 +46,14 @@ function byOrigin(a: Named, b: Named): number {
   return fa < fb ? -1 : fa > fb ? 1 : a.origin.index - b.origin.index;
 }
 
-/** Insert keeping origin order; returns the list. */
-function insert<T extends Named>(list: T[] | undefined, v: T): T[] {
-  if (!list) return [v];
-  let i = list.length;
-  while (i > 0 && byOrigin(list[i - 1]!, v) > 0) i--;
-  list.splice(i, 0, v);
-  return list;
-}
-
-function remove<T>(map: Map<string, T[]>, key: string, v: T): void {
-  const list = map.get(key);
-  if (!list) return;
-  const i = list.indexOf(v);
-  if (i < 0) return;
-  if (list.length === 1) map.delete(key);
-  else list.splice(i, 1);
-}
-
 export class ModelBuilder {
   // Candidates per identity, in origin order; the first is the one used.
-  private readonly svcCands = new Map<string, Service[]>();
-  private readonly sliceCands = new Map<string, EndpointSlice[]>();
-  private readonly podCands = new Map<string, Pod[]>();
-  private readonly nsCands = new Map<string, Namespace[]>();
-  /** Winners by key among Service candidates (whether or not they own their cluster IPs). */
-  private readonly svcWinner = new Map<string, Service>();
-  /** Cluster IP -> the Service winners claiming it, in origin order; the first owns it. */
-  private readonly vipClaims = new Map<string, Service[]>();
-  /** Winning slices by their key. */
-  private readonly sliceWinner = new Map<string, EndpointSlice>();
+  private readonly svcCands = new Candidates<Service>(byOrigin);
+  private readonly sliceCands = new Candidates<EndpointSlice>(byOrigin);
+  private readonly podCands = new Candidates<Pod>(byOrigin);
+  private readonly nsCands = new Candidates<Namespace>(byOrigin);
+  /** Cluster IP -> the winning Services (by key) claiming it, in origin order; the first owns it. */
+  private readonly vipClaims = new Candidates<Service>(byOrigin);
 
   // The model (live maps).
   private readonly services = new Map<string, Service>();
@@ -97,8 +76,8 @@ export class ModelBuilder {
   /** Forget everything and build from `objects`. */
   reset(objects: readonly SourcedObject[]): ModelChange {
     const before = new Set(this.services.keys());
-    for (const m of [this.svcCands, this.sliceCands, this.podCands, this.nsCands, this.svcWinner, this.vipClaims, this.sliceWinner,
-      this.services, this.slicesByService, this.pods, this.namespaces, this.parseProblems, this.dupProblems, this.svcProblems, this.sliceProblems]) {
+    for (const c of [this.svcCands, this.sliceCands, this.podCands, this.nsCands, this.vipClaims]) (c as Candidates<unknown>).clear();
+    for (const m of [this.services, this.slicesByService, this.pods, this.namespaces, this.parseProblems, this.dupProblems, this.svcProblems, this.sliceProblems]) {
       (m as Map<unknown, unknown>).clear();
     }
     const change = this.apply({ added: objects, removed: [] });
@@ -108,8 +87,9 @@ export class ModelBuilder {
 
   /** Apply objects added and removed (a changed object is one removed and one added). */
   apply(delta: ModelDelta): ModelChange {
-    const dirtySvc = new Set<string>();
-    const dirtySlice = new Set<string>();
+    // Key -> the winner before this change (recorded before the first touch of the key).
+    const prevSvc = new Map<string, Service | undefined>();
+    const prevSlice = new Map<string, EndpointSlice | undefined>();
     const dirtyPod = new Set<string>();
     const dirtyNs = new Set<string>();
     const changed = new Set<string>();
@@ -123,24 +103,28 @@ export class ModelBuilder {
       const m: ModelObject | undefined = parsed.model;
       if (!m) return;
       switch (m.kind) {
-        case 'Service':
-          if (add) this.svcCands.set(m.value.key, insert(this.svcCands.get(m.value.key), m.value));
-          else remove(this.svcCands, m.value.key, m.value);
-          dirtySvc.add(m.value.key);
+        case 'Service': {
+          const key = m.value.key;
+          if (!prevSvc.has(key)) prevSvc.set(key, this.svcCands.first(key));
+          if (add) this.svcCands.add(key, m.value);
+          else this.svcCands.remove(key, m.value);
           break;
-        case 'EndpointSlice':
-          if (add) this.sliceCands.set(m.value.key, insert(this.sliceCands.get(m.value.key), m.value));
-          else remove(this.sliceCands, m.value.key, m.value);
-          dirtySlice.add(m.value.key);
+        }
+        case 'EndpointSlice': {
+          const key = m.value.key;
+          if (!prevSlice.has(key)) prevSlice.set(key, this.sliceCands.first(key));
+          if (add) this.sliceCands.add(key, m.value);
+          else this.sliceCands.remove(key, m.value);
           break;
+        }
         case 'Pod':
-          if (add) this.podCands.set(m.value.key, insert(this.podCands.get(m.value.key), m.value));
-          else remove(this.podCands, m.value.key, m.value);
+          if (add) this.podCands.add(m.value.key, m.value);
+          else this.podCands.remove(m.value.key, m.value);
           dirtyPod.add(m.value.key);
           break;
         case 'Namespace':
-          if (add) this.nsCands.set(m.value.name, insert(this.nsCands.get(m.value.name), m.value));
-          else remove(this.nsCands, m.value.name, m.value);
+          if (add) this.nsCands.add(m.value.name, m.value);
+          else this.nsCands.remove(m.value.name, m.value);
           dirtyNs.add(m.value.name);
           break;
       }
@@ -150,26 +134,22 @@ export class ModelBuilder {
 
     // Services: key winners, then cluster IP ownership, then which are used.
     const recheck = new Set<string>();
-    for (const key of dirtySvc) {
-      const cands = this.svcCands.get(key);
-      this.setDupProblems('Service', key, cands);
-      const prev = this.svcWinner.get(key);
-      const next = cands?.[0];
+    for (const [key, prev] of prevSvc) {
+      this.setDupProblems('Service', key, this.svcCands);
+      const next = this.svcCands.first(key);
       recheck.add(key);
       if (prev === next) continue;
-      if (prev) for (const ip of prev.clusterIPs) { remove(this.vipClaims, ip, prev); for (const s of this.vipClaims.get(ip) ?? []) recheck.add(s.key); }
-      if (next) for (const ip of next.clusterIPs) { const l = insert(this.vipClaims.get(ip), next); this.vipClaims.set(ip, l); for (const s of l) recheck.add(s.key); }
-      if (next) this.svcWinner.set(key, next);
-      else this.svcWinner.delete(key);
+      if (prev) for (const ip of prev.clusterIPs) { this.vipClaims.remove(ip, prev); for (const s of this.vipClaims.all(ip)) recheck.add(s.key); }
+      if (next) for (const ip of next.clusterIPs) { this.vipClaims.add(ip, next); for (const s of this.vipClaims.all(ip)) recheck.add(s.key); }
     }
     const usageChanged: string[] = [];
     for (const key of recheck) {
-      const w = this.svcWinner.get(key);
+      const w = this.svcCands.first(key);
       const problems: Problem[] = [];
       let used = w;
       if (w) {
         w.clusterIPs.forEach((ip, i) => {
-          const owner = this.vipClaims.get(ip)![0]!;
+          const owner = this.vipClaims.first(ip)!;
           if (owner === w) return;
           used = undefined;
           const field = w.clusterIPs.length > 1 ? `spec.clusterIPs[${i}]` : 'spec.clusterIP';
@@ -191,11 +171,9 @@ export class ModelBuilder {
     }
 
     // EndpointSlices: winners, grouped by their Service (copy-on-write lists, sorted by name).
-    for (const key of dirtySlice) {
-      const cands = this.sliceCands.get(key);
-      this.setDupProblems('EndpointSlice', key, cands);
-      const prev = this.sliceWinner.get(key);
-      const next = cands?.[0];
+    for (const [key, prev] of prevSlice) {
+      this.setDupProblems('EndpointSlice', key, this.sliceCands);
+      const next = this.sliceCands.first(key);
       if (prev === next) continue;
       if (prev) {
         const list = (this.slicesByService.get(prev.serviceKey) ?? []).filter((s) => s !== prev);
@@ -208,26 +186,23 @@ export class ModelBuilder {
         const list = [...(this.slicesByService.get(next.serviceKey) ?? []), next];
         if (list.length > 1) list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
         this.slicesByService.set(next.serviceKey, list);
-        this.sliceWinner.set(key, next);
         changed.add(next.serviceKey);
         this.checkSlice(next);
-      } else {
-        this.sliceWinner.delete(key);
       }
     }
     // Slices of Services that came into or went out of use.
     for (const svcKey of usageChanged) for (const s of this.slicesByService.get(svcKey) ?? []) this.checkSlice(s);
 
     for (const key of dirtyPod) {
-      const cands = this.podCands.get(key);
-      this.setDupProblems('Pod', key, cands);
-      if (cands) this.pods.set(key, cands[0]!);
+      this.setDupProblems('Pod', key, this.podCands);
+      const w = this.podCands.first(key);
+      if (w) this.pods.set(key, w);
       else this.pods.delete(key);
     }
     for (const key of dirtyNs) {
-      const cands = this.nsCands.get(key);
-      this.setDupProblems('Namespace', key, cands);
-      if (cands) this.namespaces.set(key, cands[0]!);
+      this.setDupProblems('Namespace', key, this.nsCands);
+      const w = this.nsCands.first(key);
+      if (w) this.namespaces.set(key, w);
       else this.namespaces.delete(key);
     }
 
@@ -238,16 +213,17 @@ export class ModelBuilder {
   private checkSlice(s: EndpointSlice): void {
     if (this.services.has(s.serviceKey)) { this.sliceProblems.delete(s.key); return; }
     const field = `metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`;
-    const why = this.svcWinner.has(s.serviceKey) ? 'is not in use (see its own problem)' : 'is not defined (in any manifest)';
+    const why = this.svcCands.first(s.serviceKey) ? 'is not in use (see its own problem)' : 'is not defined (in any manifest)';
     this.sliceProblems.set(s.key, { code: SERVICE_NOT_FOUND, file: s.origin.file, object: `EndpointSlice ${s.key}`, field,
       message: `${field}: Service ${s.serviceKey} ${why}; the endpoints of this EndpointSlice are not used` });
   }
 
-  private setDupProblems(kind: string, key: string, cands: readonly Named[] | undefined): void {
+  private setDupProblems<T extends Named>(kind: string, key: string, cands: Candidates<T>): void {
     const id = `${kind}|${key}`;
-    if (!cands || cands.length < 2) { this.dupProblems.delete(id); return; }
-    const first = cands[0]!.origin;
-    this.dupProblems.set(id, cands.slice(1).map((c) => ({
+    if (!cands.contested(key)) { this.dupProblems.delete(id); return; }
+    const [winner, ...others] = cands.all(key);
+    const first = winner!.origin;
+    this.dupProblems.set(id, others.map((c) => ({
       code: DUPLICATE_OBJECT, file: c.origin.file, object: `${kind} ${key}`, field: 'metadata.name',
       message: `metadata.name: ${kind} ${key} is also defined in ${first.file} (document ${first.index}); that one is used`,
     })));

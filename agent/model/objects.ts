@@ -6,6 +6,7 @@
  */
 import { Checker } from './check.js';
 import { parseIP } from './ip.js';
+import { intern, own } from './strings.js';
 import {
   DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
   type AddressType, type Endpoint, type EndpointSlice, type EndpointSlicePort, type LbAlgorithm, type Namespace, type Pod,
@@ -30,16 +31,10 @@ const NO_PROBLEMS: Problem[] = Object.freeze([]) as unknown as Problem[];
 const NO_IPS: string[] = Object.freeze([]) as unknown as string[];
 const NOT_OURS: Parsed = Object.freeze({ model: undefined, problems: NO_PROBLEMS }) as Parsed;
 
-/** Interned short strings (node names, label values repeated in every endpoint): one copy each. */
-const interned = new Map<string, string>();
-function intern(s: string): string {
-  const hit = interned.get(s);
-  if (hit !== undefined) return hit;
-  if (interned.size < 100_000) interned.set(s, s);
-  return s;
-}
 
-const cache = new WeakMap<object, Parsed>();
+
+/** Raw object -> its model object, or its problems, or null (not a model kind). */
+const cache = new WeakMap<object, ModelObject | Problem[] | null>();
 
 /** Which kinds the model reads (apiVersion + kind); everything else is not its business. */
 export function isModelKind(o: { apiVersion: string; kind: string }): boolean {
@@ -51,12 +46,16 @@ export function isModelKind(o: { apiVersion: string; kind: string }): boolean {
  * object and no problem. The origin recorded is that of the first call for a raw object.
  */
 export function parseObject(src: SourcedObject): Parsed {
-  const hit = cache.get(src.object);
-  if (hit) return hit;
-  const parse = parserFor(src.object);
-  const result = parse ? parse(src) : NOT_OURS;
-  cache.set(src.object, result);
-  return result;
+  let hit = cache.get(src.object);
+  if (hit === undefined) {
+    const parse = parserFor(src.object);
+    const r = parse ? parse(src) : NOT_OURS;
+    hit = r.model ?? (r.problems.length > 0 ? r.problems : null);
+    cache.set(src.object, hit);
+  }
+  if (hit === null) return NOT_OURS;
+  if (Array.isArray(hit)) return { model: undefined, problems: hit };
+  return { model: hit, problems: NO_PROBLEMS };
 }
 
 /**
@@ -68,8 +67,11 @@ export function slimObject(src: SourcedObject): SourcedObject['object'] {
   const o = src.object;
   const parsed = parseObject(src);
   if (parsed.model === undefined) return o;
-  const stub = { apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata };
-  cache.set(stub, parsed);
+  // Only what identifies the object (duplicates, problem messages) is kept.
+  const metadata: SourcedObject['object']['metadata'] = { name: own(o.metadata.name) };
+  if (o.metadata.namespace !== undefined) metadata.namespace = intern(o.metadata.namespace);
+  const stub = { apiVersion: intern(o.apiVersion), kind: intern(o.kind), metadata };
+  cache.set(stub, parsed.model);
   return stub;
 }
 
@@ -103,10 +105,10 @@ function result<K extends ModelObject['kind']>(c: Checker, kind: K, value: Extra
 
 function parseService(src: SourcedObject): Parsed {
   const o = src.object;
-  const namespace = o.metadata.namespace ?? 'default';
+  const namespace = intern(o.metadata.namespace ?? 'default');
   const c = new Checker(src, namespace);
   namespaceOf(c, o);
-  const name = o.metadata.name;
+  const name = own(o.metadata.name);
   c.dns1035Label(name, 'metadata.name');
   const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
@@ -132,7 +134,7 @@ function parseService(src: SourcedObject): Parsed {
       const ip = parseIP(v);
       if (!ip) { c.fail(field, `must be an IPv4 or IPv6 address, or "None" for a headless Service, got ${JSON.stringify(v)}`); continue; }
       if (clusterIPs.length > 0 && parseIP(clusterIPs[0])!.family === ip.family) { c.fail(field, 'must be of the other IP family than the first cluster IP (one address per family)'); continue; }
-      clusterIPs.push(ip.ip);
+      clusterIPs.push(own(ip.ip));
     }
     if (headless && clusterIPs.length > 0) c.fail('spec.clusterIPs', 'must not mix "None" with addresses');
   }
@@ -171,7 +173,7 @@ function parseService(src: SourcedObject): Parsed {
     const pp = `${port}/${protocol}`;
     if (portProto.has(pp)) c.fail(`${f}.port`, `duplicate port ${pp}`);
     portProto.add(pp);
-    ports.push({ name: portName, port, targetPort, protocol });
+    ports.push({ name: intern(portName), port, targetPort: typeof targetPort === 'string' ? intern(targetPort) : targetPort, protocol });
   });
 
   // Session affinity.
@@ -186,7 +188,7 @@ function parseService(src: SourcedObject): Parsed {
   const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
 
   return result(c, 'Service', Object.freeze({
-    namespace, name, key: `${namespace}/${name}`, type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
+    namespace, name, key: own(`${namespace}/${name}`), type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
     ports: ports.slice(), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
   }));
 }
@@ -195,10 +197,10 @@ function parseService(src: SourcedObject): Parsed {
 
 function parseEndpointSlice(src: SourcedObject): Parsed {
   const o = src.object;
-  const namespace = o.metadata.namespace ?? 'default';
+  const namespace = intern(o.metadata.namespace ?? 'default');
   const c = new Checker(src, namespace);
   namespaceOf(c, o);
-  const name = o.metadata.name;
+  const name = own(o.metadata.name);
   c.dnsSubdomain(name, 'metadata.name');
   const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
   const serviceName = labels[SERVICE_NAME_LABEL];
@@ -237,7 +239,7 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
     const serving = c.bool(cond.serving, `${f}.conditions.serving`, true);
     const terminating = c.bool(cond.terminating, `${f}.conditions.terminating`, false);
     const nodeName = c.string(e.nodeName, `${f}.nodeName`);
-    if (address !== undefined) endpoints[n++] = { address, ready, serving, terminating, nodeName: nodeName ? intern(nodeName) : undefined };
+    if (address !== undefined) endpoints[n++] = { address: own(address), ready, serving, terminating, nodeName: nodeName ? intern(nodeName) : undefined };
   }
   endpoints.length = n;
 
@@ -253,11 +255,11 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
     if (seen.has(`${portName}/${protocol}`)) c.fail(`${f}.name`, `duplicate port ${JSON.stringify(portName)} (${protocol})`);
     seen.add(`${portName}/${protocol}`);
     const port = p.port === undefined || p.port === null ? undefined : c.int(p.port, `${f}.port`, 1, 65535);
-    ports.push({ name: portName, port, protocol });
+    ports.push({ name: intern(portName), port, protocol });
   });
 
   return result(c, 'EndpointSlice', Object.freeze({
-    namespace, name, key: `${namespace}/${name}`, serviceName: serviceName ?? '', serviceKey: `${namespace}/${serviceName ?? ''}`,
+    namespace, name, key: own(`${namespace}/${name}`), serviceName: serviceName ?? '', serviceKey: own(`${namespace}/${serviceName ?? ''}`),
     addressType, endpoints, ports: ports.slice(),
     origin: { file: src.file, index: src.index },
   }));
@@ -267,10 +269,10 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
 
 function parsePod(src: SourcedObject): Parsed {
   const o = src.object;
-  const namespace = o.metadata.namespace ?? 'default';
+  const namespace = intern(o.metadata.namespace ?? 'default');
   const c = new Checker(src, namespace);
   namespaceOf(c, o);
-  const name = o.metadata.name;
+  const name = own(o.metadata.name);
   c.dnsSubdomain(name, 'metadata.name');
   const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
@@ -290,22 +292,22 @@ function parsePod(src: SourcedObject): Parsed {
     const ip = parseIP(r.ip);
     if (!ip) c.fail(`status.podIPs[${i}].ip`, `must be an IPv4 or IPv6 address, got ${JSON.stringify(r.ip)}`);
     else if (podIPs.some((x) => parseIP(x)!.family === ip.family)) c.fail(`status.podIPs[${i}].ip`, 'must be of the other IP family than the first (one address per family)');
-    else podIPs.push(ip.ip);
+    else podIPs.push(own(ip.ip));
   });
   if (status.podIP !== undefined && status.podIP !== null && status.podIP !== '') {
     const ip = parseIP(status.podIP);
     if (!ip) c.fail('status.podIP', `must be an IPv4 or IPv6 address, got ${JSON.stringify(status.podIP)}`);
-    else if (podIPs.length === 0) podIPs.push(ip.ip);
+    else if (podIPs.length === 0) podIPs.push(own(ip.ip));
     else if (podIPs[0] !== ip.ip) c.fail('status.podIPs[0].ip', `must equal status.podIP (${ip.ip}), got ${podIPs[0]}`);
   }
 
   const pod: Pod = {
-    namespace, name, key: `${namespace}/${name}`, labels, annotations, serviceAccountName, hostNetwork, podIPs: podIPs.slice(),
+    namespace, name, key: own(`${namespace}/${name}`), labels, annotations, serviceAccountName: intern(serviceAccountName), hostNetwork, podIPs: podIPs.slice(),
     origin: { file: src.file, index: src.index },
   };
   if (typeof o.metadata.uid === 'string') pod.uid = o.metadata.uid;
-  if (nodeName) pod.nodeName = nodeName;
-  if (phase) pod.phase = phase;
+  if (nodeName) pod.nodeName = intern(nodeName);
+  if (phase) pod.phase = intern(phase);
   return result(c, 'Pod', Object.freeze(pod));
 }
 
@@ -318,5 +320,5 @@ function parseNamespace(src: SourcedObject): Parsed {
   if (o.metadata.namespace !== undefined) c.fail('metadata.namespace', 'must not be set: a Namespace is not namespaced');
   const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
-  return result(c, 'Namespace', Object.freeze({ name: o.metadata.name, labels, annotations, origin: { file: src.file, index: src.index } }));
+  return result(c, 'Namespace', Object.freeze({ name: intern(o.metadata.name), labels, annotations, origin: { file: src.file, index: src.index } }));
 }

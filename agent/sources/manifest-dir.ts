@@ -8,15 +8,17 @@
  *   (the same object references, so consumers can memoise on identity).
  * - The same object (group, kind, namespace, name) in two files: the first by file name
  *   order wins, the other is reported.
- * - Hidden entries (names starting with '.') are skipped, but an event on one rescans its
- *   directory: a ConfigMap volume swaps its `..data` symlink when it is updated.
+ * - Hidden entries (names starting with '.') are skipped, but an event on a '..' name
+ *   rescans its directory: a ConfigMap volume swaps its `..data` symlink when updated.
  */
 import { EventEmitter } from 'node:events';
 import { readdir, readFile, stat, lstat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join, sep } from 'node:path';
 import { KernwayError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { Candidates } from '../model/candidates.js';
 import { objectRef, parseManifestText } from './manifest-parse.js';
 import { TreeWatcher } from './tree-watch.js';
 
@@ -38,7 +40,16 @@ export interface K8sObject {
 /** An object and where it came from. `index`: the document's index in the file (0-based). */
 export interface Located { object: K8sObject; file: string; index: number }
 export interface ManifestProblem { code: string; file: string; object?: string /* 'Kind ns/name' */; field?: string; message: string }
-export interface ManifestSnapshot { objects: Located[]; problems: ManifestProblem[] }
+export interface ManifestSnapshot {
+  objects: Located[];
+  problems: ManifestProblem[];
+  /**
+   * What entered and left `objects` since the previous snapshot of this directory (the
+   * first snapshot: everything added). A changed object is one removed and one added.
+   * Lets consumers work in proportion to the change.
+   */
+  changes?: { added: Located[]; removed: Located[] };
+}
 /** Checks one object; any problem returned makes its whole file keep its previous good content. */
 export type ObjectValidator = (o: Located) => ManifestProblem[];
 
@@ -58,25 +69,50 @@ const CLUSTER_SCOPED = new Set(['Namespace', 'Node', 'PersistentVolume', 'Storag
   'CustomResourceDefinition', 'GatewayClass', 'PriorityClass', 'IngressClass', 'RuntimeClass', 'APIService',
   'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']);
 
+export interface ManifestDirectoryOptions {
+  /** Checks each object; a problem rejects the object's whole file (its previous good content stays). */
+  validate?: ObjectValidator;
+  /** Debounce of file system events, counted from the first event of a burst (default 20 ms). */
+  debounceMs?: number;
+  log?: Logger;
+  /**
+   * What to keep of an accepted object (default: all of it). Lets a consumer that has
+   * already digested an object (in `validate`) keep a stub instead, to save memory.
+   */
+  slim?: (o: Located) => K8sObject;
+}
+
 interface FileState {
-  /** The text last read, to skip re-parsing an unchanged file. */
-  text: string | undefined;
+  /** Hash of the text last read, to skip re-parsing an unchanged file. */
+  hash: string | undefined;
   /** Stat signature at the last read, to skip re-reading on a rescan. */
   sig: string;
-  /** The last good content: what is in force. */
+  /** The last good content: what is in force (unless a duplicate of an earlier file's). */
   good: Located[];
   /** What is wrong with the file's current text (empty when it is good). */
   problems: ManifestProblem[];
 }
 
 const ALL = Symbol('all');
+const NOTHING: Located[] = Object.freeze([]) as unknown as Located[];
+const NO_PROBLEMS: ManifestProblem[] = Object.freeze([]) as unknown as ManifestProblem[];
 
 export class ManifestDirectory extends EventEmitter {
   private readonly dir: string;
   private readonly validate: ObjectValidator | undefined;
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
+  private readonly slim: ((o: Located) => K8sObject) | undefined;
   private readonly files = new Map<string, FileState>();
+  /** Identity -> the objects claiming it, in file order; the first is in force. */
+  private readonly claims = new Candidates<Located>(compareLoc);
+  /** Objects not in force because an earlier file has the same object. */
+  private readonly losers = new Set<Located>();
+  /** Identities claimed more than once. */
+  private readonly dupIds = new Set<string>();
+  /** Changes since the last snapshot. */
+  private pendingAdded = new Set<Located>();
+  private pendingRemoved = new Set<Located>();
   private sortedFiles: string[] | undefined;
   private dirProblems: ManifestProblem[] = [];
   private watcher: TreeWatcher | undefined;
@@ -85,7 +121,7 @@ export class ManifestDirectory extends EventEmitter {
   private running: Promise<void> | undefined;
   private closed = false;
 
-  constructor(dir: string, opts: { validate?: ObjectValidator; debounceMs?: number; log?: Logger } = {}) {
+  constructor(dir: string, opts: ManifestDirectoryOptions = {}) {
     super();
     if (typeof dir !== 'string' || dir === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'manifest directory: expected a path');
     const debounceMs = opts.debounceMs ?? 20;
@@ -94,6 +130,7 @@ export class ManifestDirectory extends EventEmitter {
     this.validate = opts.validate;
     this.debounceMs = debounceMs;
     this.log = opts.log;
+    this.slim = opts.slim;
   }
 
   /** Read the whole tree (again) and return the snapshot. Throws KW_MANIFEST_DIR when `dir` is not a readable directory. */
@@ -133,27 +170,61 @@ export class ManifestDirectory extends EventEmitter {
   }
 
   /** The snapshot of what is in force now (objects in file name order, then document order). */
-  snapshot(): ManifestSnapshot {
-    if (this.sortedFiles === undefined) this.sortedFiles = [...this.files.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  private snapshot(): ManifestSnapshot {
+    if (this.sortedFiles === undefined) this.sortedFiles = [...this.files.keys()].sort(compareStrings);
     const objects: Located[] = [];
     const problems: ManifestProblem[] = [...this.dirProblems];
-    const seen = new Map<string, Located>();
+    const filter = this.losers.size > 0;
     for (const file of this.sortedFiles) {
       const st = this.files.get(file)!;
-      for (const loc of st.good) {
-        const key = identity(loc.object);
-        const first = seen.get(key);
-        if (first) {
-          problems.push({ code: DUPLICATE_OBJECT, file, object: objectRef(loc.object), field: 'metadata.name',
-            message: `document ${loc.index}: ${objectRef(loc.object)} is also defined in ${first.file} (document ${first.index}); that one is used` });
-          continue;
-        }
-        seen.set(key, loc);
-        objects.push(loc);
-      }
+      for (const loc of st.good) if (!filter || !this.losers.has(loc)) objects.push(loc);
       for (const p of st.problems) problems.push(p);
     }
-    return { objects, problems };
+    for (const id of this.dupIds) {
+      const [first, ...others] = this.claims.all(id);
+      for (const loc of others) {
+        problems.push({ code: DUPLICATE_OBJECT, file: loc.file, object: objectRef(loc.object), field: 'metadata.name',
+          message: `document ${loc.index}: ${objectRef(loc.object)} is also defined in ${first!.file} (document ${first!.index}); that one is used` });
+      }
+    }
+    const changes = { added: [...this.pendingAdded], removed: [...this.pendingRemoved] };
+    this.pendingAdded = new Set();
+    this.pendingRemoved = new Set();
+    return { objects, problems, changes };
+  }
+
+  /** Replace the content in force of a file, keeping claims, losers and pending changes up to date. */
+  private setGood(st: FileState, located: Located[]): void {
+    for (const loc of st.good) this.unclaim(identity(loc.object), loc);
+    st.good = located.length > 0 ? located : NOTHING;
+    for (const loc of located) this.claim(identity(loc.object), loc);
+  }
+
+  private claim(id: string, loc: Located): void {
+    const before = this.claims.first(id);
+    this.claims.add(id, loc);
+    if (before === undefined) { this.entered(loc); return; }
+    this.dupIds.add(id);
+    if (this.claims.first(id) === loc) { this.left(before); this.losers.add(before); this.entered(loc); }
+    else this.losers.add(loc);
+  }
+
+  private unclaim(id: string, loc: Located): void {
+    const wasFirst = this.claims.first(id) === loc;
+    if (!this.claims.remove(id, loc)) return;
+    if (!this.claims.contested(id)) this.dupIds.delete(id);
+    if (!wasFirst) { this.losers.delete(loc); return; }
+    this.left(loc);
+    const next = this.claims.first(id);
+    if (next !== undefined) { this.losers.delete(next); this.entered(next); }
+  }
+
+  private entered(loc: Located): void {
+    if (!this.pendingRemoved.delete(loc)) this.pendingAdded.add(loc);
+  }
+
+  private left(loc: Located): void {
+    if (!this.pendingAdded.delete(loc)) this.pendingRemoved.add(loc);
   }
 
   private checkRoot(): void {
@@ -173,7 +244,10 @@ export class ManifestDirectory extends EventEmitter {
 
   private markDirty(dir: string, name: string | null): void {
     const cur = this.dirty.get(dir);
-    if (name === null || name.startsWith('.')) this.dirty.set(dir, ALL);
+    // '..data' and friends: a ConfigMap volume's atomic swap, rescan. Other hidden names are
+    // editors' temporary files: ignored (the rename onto the real name gives its own event).
+    if (name !== null && name.startsWith('.') && !name.startsWith('..')) return;
+    if (name === null || name.startsWith('..')) this.dirty.set(dir, ALL);
     else if (cur === undefined) this.dirty.set(dir, new Set([name]));
     else if (cur !== ALL) cur.add(name);
     this.schedule();
@@ -279,7 +353,7 @@ export class ManifestDirectory extends EventEmitter {
     // Forget what is no longer there.
     const prefix = dir + sep;
     for (const f of [...this.files.keys()]) {
-      if ((f.startsWith(prefix)) && !seenFiles.has(f)) { this.files.delete(f); this.sortedFiles = undefined; changed = true; }
+      if ((f.startsWith(prefix)) && !seenFiles.has(f)) { this.dropFile(f); changed = true; }
     }
     if (this.watcher) for (const d of this.watcher.dirs()) {
       if ((d === dir || d.startsWith(prefix)) && !seenDirs.has(d)) this.watcher.removeTree(d);
@@ -290,17 +364,25 @@ export class ManifestDirectory extends EventEmitter {
   /** `path` is gone: forget it, or everything below it if it was a directory. */
   private forgetTree(path: string): boolean {
     let changed = false;
-    if (this.files.delete(path)) changed = true;
+    if (this.dropFile(path)) changed = true;
     const prefix = path + sep;
-    for (const f of [...this.files.keys()]) if (f.startsWith(prefix)) { this.files.delete(f); changed = true; }
-    if (changed) this.sortedFiles = undefined;
+    for (const f of [...this.files.keys()]) if (f.startsWith(prefix) && this.dropFile(f)) changed = true;
     this.watcher?.removeTree(path);
     return changed;
   }
 
+  private dropFile(path: string): boolean {
+    const st = this.files.get(path);
+    if (!st) return false;
+    this.setGood(st, []);
+    this.files.delete(path);
+    this.sortedFiles = undefined;
+    return true;
+  }
+
   private setReadProblem(path: string, err: Error): boolean {
     const st = this.ensure(path);
-    st.text = undefined;
+    st.hash = undefined;
     st.sig = '';
     st.problems = [{ code: READ_ERROR, file: path, message: `cannot read: ${err.message}` }];
     return true;
@@ -309,7 +391,7 @@ export class ManifestDirectory extends EventEmitter {
   private ensure(path: string): FileState {
     let st = this.files.get(path);
     if (!st) {
-      st = { text: undefined, sig: '', good: [], problems: [] };
+      st = { hash: undefined, sig: '', good: NOTHING, problems: NO_PROBLEMS };
       this.files.set(path, st);
       this.sortedFiles = undefined;
     }
@@ -325,14 +407,15 @@ export class ManifestDirectory extends EventEmitter {
       if (code === 'ENOENT') return this.forgetTree(path); // removed between the event and the read
       return this.setReadProblem(path, e as Error);
     }
+    const hash = createHash('sha1').update(text).digest('base64');
     const prev = this.files.get(path);
-    if (prev && prev.text === text) { prev.sig = sig; return false; }
+    if (prev && prev.hash === hash) { prev.sig = sig; return false; }
     const st = this.ensure(path);
-    st.text = text;
+    st.hash = hash;
     st.sig = sig;
     const parsed = parseManifestText(path, text);
     const problems = parsed.problems;
-    const located: Located[] = parsed.documents.map((d) => ({ object: d.object, file: path, index: d.index }));
+    let located: Located[] = parsed.documents.map((d) => ({ object: d.object, file: path, index: d.index }));
     if (this.validate) {
       for (const loc of located) {
         try {
@@ -343,8 +426,10 @@ export class ManifestDirectory extends EventEmitter {
       }
     }
     if (problems.length === 0) {
-      st.good = located;
-      st.problems = [];
+      const slim = this.slim;
+      if (slim) located = located.map((l) => ({ object: slim(l), file: l.file, index: l.index }));
+      this.setGood(st, located);
+      st.problems = NO_PROBLEMS;
     } else {
       st.problems = problems; // st.good stays: the previous good content is kept in force
       this.log?.debug({ file: path, problems: problems.length, kept: st.good.length, fromEvent }, 'manifest file rejected; previous content kept');
@@ -353,13 +438,26 @@ export class ManifestDirectory extends EventEmitter {
   }
 }
 
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareLoc(a: Located, b: Located): number {
+  return a.file < b.file ? -1 : a.file > b.file ? 1 : a.index - b.index;
+}
+
 function hasManifestExt(p: string): boolean {
   for (const e of EXTENSIONS) if (p.endsWith(e)) return true;
   return false;
 }
 
 function sigOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  return flat(`${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`);
+}
+
+/** A flat copy of a string built by concatenation (kept for long: no tree of pieces behind it). */
+function flat(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
 }
 
 /** Identity of an object for duplicate detection: API group, kind, namespace, name. */
@@ -367,5 +465,5 @@ function identity(o: K8sObject): string {
   const slash = o.apiVersion.indexOf('/');
   const group = slash < 0 ? '' : o.apiVersion.slice(0, slash);
   const ns = o.metadata.namespace ?? (CLUSTER_SCOPED.has(o.kind) ? '' : 'default');
-  return `${group}|${o.kind}|${ns}|${o.metadata.name}`;
+  return flat(`${group}|${o.kind}|${ns}|${o.metadata.name}`);
 }

@@ -6,21 +6,26 @@
  * Usage (the agent):
  *   const src = new StandaloneSource(dir, { log });
  *   const first = await src.start();          // throws KW_MANIFEST_DIR when dir is unusable
- *   src.on(MODEL, (s: StandaloneSnapshot) => reconcile(s.model));
+ *   const table = new ServiceTableBuilder({ nodeName });
+ *   table.update(first.model);
+ *   src.on(MODEL, (s: StandaloneSnapshot) => { table.update(s.model, s.changedServices); reconcile(table.table); });
  *   ...
  *   src.close();
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../common/log.js';
-import { buildModel } from '../model/model.js';
-import { validateObject } from '../model/objects.js';
+import { ModelBuilder } from '../model/model.js';
+import { slimObject, validateObject } from '../model/objects.js';
 import type { Model } from '../model/types.js';
 import { ManifestDirectory, SNAPSHOT, type ManifestProblem, type ManifestSnapshot } from './manifest-dir.js';
 
 export interface StandaloneSnapshot {
   /** Counts up from 1 with each snapshot. */
   generation: number;
+  /** The model (live: the same object, updated in place, in every snapshot of this source). */
   model: Model;
+  /** 'ns/name' of the Services whose Service or EndpointSlices changed since the previous snapshot (the first: all). */
+  changedServices: ReadonlySet<string>;
   /** Every problem in force: files rejected (their last good content kept) and cross-object problems. */
   problems: ManifestProblem[];
 }
@@ -37,6 +42,7 @@ export interface StandaloneOptions {
 
 export class StandaloneSource extends EventEmitter {
   private readonly manifests: ManifestDirectory;
+  private readonly builder = new ModelBuilder();
   private readonly log: Logger | undefined;
   private reported = new Map<string, ManifestProblem>();
   private generation = 0;
@@ -45,7 +51,9 @@ export class StandaloneSource extends EventEmitter {
   constructor(readonly dir: string, opts: StandaloneOptions = {}) {
     super();
     this.log = opts.log;
-    this.manifests = new ManifestDirectory(dir, { validate: validateObject, debounceMs: opts.debounceMs ?? 20, log: opts.log });
+    // The model digests Services, EndpointSlices, Pods and Namespaces while validating: only a
+    // stub of those is kept by the directory (slimObject), the model objects hold the rest.
+    this.manifests = new ManifestDirectory(dir, { validate: validateObject, slim: slimObject, debounceMs: opts.debounceMs ?? 20, log: opts.log });
     this.manifests.on(SNAPSHOT, (s: ManifestSnapshot) => {
       try {
         this.emit(MODEL, this.accept(s));
@@ -74,10 +82,11 @@ export class StandaloneSource extends EventEmitter {
 
   private accept(s: ManifestSnapshot): StandaloneSnapshot {
     const t0 = performance.now();
-    const model = buildModel(s.objects);
+    const change = s.changes && this.generation > 0 ? this.builder.apply(s.changes) : this.builder.reset(s.objects);
+    const model = change.model;
     const problems = s.problems.concat(model.problems);
     this.report(problems);
-    const snap: StandaloneSnapshot = { generation: ++this.generation, model, problems };
+    const snap: StandaloneSnapshot = { generation: ++this.generation, model, changedServices: change.services, problems };
     this.last = snap;
     this.log?.debug({ generation: snap.generation, services: model.services.size, problems: problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'standalone: model built');
     return snap;

@@ -1,0 +1,190 @@
+/**
+ * Model and standalone-source speed: 10,000 Services x 10 endpoints.
+ *
+ *   node dist/bench/agent-model.js [--services N] [--endpoints N] [--files N] [--changes N]
+ *
+ * Measures (each printed as one JSON line):
+ *   1. buildModel + buildServiceTable from nothing, from objects in memory (cold), and the
+ *      rebuild after one EndpointSlice changed (memoised path);
+ *   2. the manifest directory loaded from YAML files (read + parse + validate + model + table);
+ *   3. the latency from an endpoint change written to a file to the new model and service
+ *      table (watcher event, debounce, re-read of that file only, model, table): p50/p99;
+ *   4. the RSS of a process that loaded the directory as the agent does (model, table).
+ */
+import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { buildModel } from '../agent/model/model.js';
+import { buildServiceTable, ServiceTableBuilder } from '../agent/model/service-table.js';
+import type { SourcedObject } from '../agent/model/types.js';
+import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/sources/standalone.js';
+
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    files: { type: 'string', default: '100' },
+    changes: { type: 'string', default: '200' },
+    'debounce-ms': { type: 'string', default: '20' },
+    phase: { type: 'string', default: 'all' },
+    dir: { type: 'string' },
+  },
+});
+const PHASE = values.phase;
+const SERVICES = Number(values.services);
+const ENDPOINTS = Number(values.endpoints);
+const FILES = Number(values.files);
+const CHANGES = Number(values.changes);
+const DEBOUNCE = Number(values['debounce-ms']);
+
+function ip(base: number, i: number): string {
+  const n = base + i;
+  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+const VIP_BASE = (10 << 24) | (96 << 16);
+const POD_BASE = (10 << 24) | (1 << 16);
+
+function serviceObj(i: number): SourcedObject['object'] {
+  return {
+    apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'bench' },
+    spec: { clusterIP: ip(VIP_BASE, i + 1), ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  };
+}
+function sliceObj(i: number, gen = 0): SourcedObject['object'] {
+  const endpoints = [];
+  for (let e = 0; e < ENDPOINTS; e++) {
+    endpoints.push({ addresses: [ip(POD_BASE, i * ENDPOINTS + e + gen)], conditions: { ready: true }, nodeName: `node-${e % 3}` });
+  }
+  return {
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    metadata: { name: `svc-${i}-abc`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` } },
+    addressType: 'IPv4', endpoints, ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  };
+}
+
+function ms(t0: number): number {
+  return +(performance.now() - t0).toFixed(1);
+}
+function out(o: Record<string, unknown>): void {
+  console.log(JSON.stringify(o));
+}
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return +s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!.toFixed(2);
+}
+
+// 4 (run in a child process, so nothing else is in its heap): load a directory as the agent does, report RSS.
+if (PHASE === 'memory') {
+  const src = new StandaloneSource(values.dir!, {});
+  const first = await src.start();
+  const tb = new ServiceTableBuilder({ nodeName: 'node-0' });
+  tb.update(first.model);
+  if (tb.table.size !== SERVICES) throw new Error(`unexpected ${tb.table.size} entries`);
+  const rssLoaded = process.memoryUsage().rss;
+  // Idle for a while, as the agent is between changes: V8's memory reducer gives back what the load used.
+  await new Promise((r) => setTimeout(r, 10_000));
+  global.gc?.();
+  const mu = process.memoryUsage();
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  src.close();
+  process.exit(0);
+}
+
+// 1. In memory.
+{
+  const objects: SourcedObject[] = [];
+  for (let i = 0; i < SERVICES; i++) {
+    objects.push({ object: serviceObj(i), file: 'mem', index: 2 * i });
+    objects.push({ object: sliceObj(i), file: 'mem', index: 2 * i + 1 });
+  }
+  let t0 = performance.now();
+  const model = buildModel(objects);
+  const tModel = ms(t0);
+  t0 = performance.now();
+  const table = buildServiceTable(model, { nodeName: 'node-0' });
+  const tTable = ms(t0);
+  if (table.size !== SERVICES || model.problems.length !== 0) throw new Error(`unexpected: ${table.size} entries, ${model.problems.length} problems`);
+  objects[1] = { object: sliceObj(0, 1), file: 'mem', index: 1 };
+  t0 = performance.now();
+  const table2 = buildServiceTable(buildModel(objects), { nodeName: 'node-0' });
+  const tIncr = ms(t0);
+  let changed = 0;
+  for (const [k, e] of table2) if (table.get(k) !== e) changed++;
+  out({ bench: 'model-in-memory', services: SERVICES, endpoints: ENDPOINTS, buildModelMs: tModel, buildServiceTableMs: tTable, coldTotalMs: +(tModel + tTable).toFixed(1), rebuildAfterOneSliceMs: tIncr, entriesChanged: changed });
+}
+
+// 2-4. From files.
+const dir = mkdtempSync(join(tmpdir(), 'kw-bench-model-'));
+try {
+  const perFile = Math.ceil(SERVICES / FILES);
+  const fileOf = (i: number): string => join(dir, `ns-${Math.floor(i / perFile)}`, `services-${Math.floor(i / perFile)}.yaml`);
+  const sliceFile = (i: number): string => join(dir, 'slices', `svc-${i}.yaml`);
+  const { mkdirSync } = await import('node:fs');
+  const { stringify } = await import('yaml');
+  mkdirSync(join(dir, 'slices'), { recursive: true });
+  for (let f = 0; f < FILES; f++) {
+    const docs: string[] = [];
+    for (let i = f * perFile; i < Math.min(SERVICES, (f + 1) * perFile); i++) docs.push(stringify(serviceObj(i)));
+    if (docs.length === 0) continue;
+    mkdirSync(join(dir, `ns-${f}`), { recursive: true });
+    writeFileSync(fileOf(f * perFile), docs.join('---\n'));
+  }
+  for (let i = 0; i < SERVICES; i++) writeFileSync(sliceFile(i), stringify(sliceObj(i)));
+
+  // 4. Memory, in a child process.
+  const child = spawnSync(process.execPath, [...(process.env.KW_BENCH_NODE_FLAGS ?? '--expose-gc').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--phase', 'memory', '--dir', dir, '--services', String(SERVICES), '--endpoints', String(ENDPOINTS)], { encoding: 'utf8' });
+  process.stdout.write(child.stdout);
+  if (child.status !== 0) process.stderr.write(child.stderr);
+
+  const src = new StandaloneSource(dir, { debounceMs: DEBOUNCE });
+  let t0 = performance.now();
+  const first = await src.start();
+  const tLoad = ms(t0);
+  t0 = performance.now();
+  const tb = new ServiceTableBuilder({ nodeName: 'node-0' });
+  tb.update(first.model);
+  const table = tb.table;
+  const tTable = ms(t0);
+  if (table.size !== SERVICES || first.problems.length !== 0) throw new Error(`unexpected: ${table.size} entries, ${first.problems.length} problems: ${JSON.stringify(first.problems.slice(0, 3))}`);
+  out({ bench: 'standalone-load', services: SERVICES, endpoints: ENDPOINTS, files: FILES + SERVICES, loadAndModelMs: tLoad, serviceTableMs: tTable });
+
+  // 3. Latency of one endpoint change: write (tmp + rename, as editors and kubectl cp do) -> new table.
+  const lat: number[] = [];
+  let pending: { i: number; t0: number; resolve: () => void } | undefined;
+  src.on(MODEL, (s: StandaloneSnapshot) => {
+    tb.update(s.model, s.changedServices);
+    if (!pending) return;
+    const e = table.get(`${ip(VIP_BASE, pending.i + 1)}:80/TCP`);
+    if (e && e.backends.some((b) => b.ip === ip(POD_BASE, pending!.i * ENDPOINTS + 1000000))) {
+      lat.push(performance.now() - pending.t0);
+      const r = pending.resolve;
+      pending = undefined;
+      r();
+    }
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  for (let c = 0; c < CHANGES; c++) {
+    const i = (c * 7919) % SERVICES;
+    const obj = sliceObj(i);
+    (obj.endpoints as { addresses: string[] }[])[0]!.addresses = [ip(POD_BASE, i * ENDPOINTS + 1000000)];
+    const text = stringify(obj);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`change ${c} not seen within 5 s`)), 5000);
+      pending = { i, t0: performance.now(), resolve: () => { clearTimeout(timer); resolve(); } };
+      const tmp = join(dir, 'slices', `.tmp-${i}`);
+      writeFileSync(tmp, text);
+      renameSync(tmp, sliceFile(i));
+    });
+    // Put it back (not measured).
+    writeFileSync(sliceFile(i), stringify(sliceObj(i)));
+    await new Promise((r) => setTimeout(r, DEBOUNCE + 30));
+  }
+  out({ bench: 'standalone-change-latency', services: SERVICES, debounceMs: DEBOUNCE, changes: lat.length, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: percentile(lat, 100) });
+
+  src.close();
+} finally {
+  if (!process.env.KW_BENCH_KEEP) rmSync(dir, { recursive: true, force: true }); else console.error(dir);
+}
