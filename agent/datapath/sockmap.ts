@@ -137,6 +137,18 @@ export function readSockmapStats(stats: BpfMap): SockmapStats {
 
 export interface PodSyncResult { added: number; changed: number; removed: number }
 
+/** What `kernway status` shows of the acceleration. */
+export interface SockmapStatus {
+  enabled: boolean;
+  /** Accelerated sockets now (two per connection) and the sockhash's capacity. */
+  sockets: number;
+  capacity: number;
+  /** Local pod addresses known, and how many of them opted out. */
+  localPods: number;
+  localPodsOff: number;
+  stats: SockmapStats;
+}
+
 export class Sockmap {
   readonly maps: Readonly<Record<SockmapMapName, BpfMap>>;
   /** True when the maps were adopted from pins (a restart). */
@@ -273,6 +285,14 @@ export class Sockmap {
     return n;
   }
 
+  status(): SockmapStatus {
+    const pods = this.localPods();
+    return {
+      enabled: this.enabled, sockets: this.socketCount(), capacity: this.maps.kw_sm_hash.info().maxEntries,
+      localPods: pods.length, localPodsOff: pods.filter((p) => p.sockmapOff).length, stats: this.stats(),
+    };
+  }
+
   /** Closes our file descriptors; programs stay attached and maps pinned. */
   close(): void {
     if (this.closed) return;
@@ -354,7 +374,11 @@ export function registerSockmapMetrics(registry: Registry, read: () => { stats: 
   // One kernel read per scrape, shared by the metrics below.
   const get = (): typeof snap => {
     const now = Date.now();
-    if (now - taken > 100) { snap = read(); taken = now; }
+    if (now - taken > 100) {
+      taken = now;
+      // A failed read reports nothing rather than failing the whole scrape.
+      try { snap = read(); } catch { snap = undefined; }
+    }
     return snap;
   };
   const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter, s: SockmapStats) => void): void => {

@@ -122,5 +122,11 @@ describe('sockmap module: loaded', () => {
     expect(text).toContain(`kernway_sockmap_passed_messages_total{reason="ordering"} ${4 * tri}`);
     expect(text).toContain(`kernway_sockmap_insert_failures_total{reason="full"} ${6 * tri}`);
     expect(text).toContain('kernway_sockmap_enabled 1');
+
+    const st = sm.status();
+    const pods = sm.localPods();
+    expect(st).toMatchObject({ enabled: true, sockets: 0, capacity: 65536, localPods: pods.length, localPodsOff: pods.filter((p) => p.sockmapOff).length });
+    expect(st.localPodsOff).toBe(1);
+    expect(st.stats.redirectedBytes).toBe(2 * tri);
   });
 });
