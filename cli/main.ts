@@ -22,6 +22,9 @@ const commands: Record<string, () => Promise<Command>> = {
   }),
   // One line per subcommand module; each module exports `command: Command`.
   probe: async () => (await import('./probe.js')).command,
+  agent: async () => (await import('./agent.js')).command,
+  uninstall: async () => (await import('./uninstall.js')).command,
+  waypoint: async () => (await import('./waypoint.js')).command,
   policies: async () => (await import('./policies.js')).command,
 };
 

@@ -16,18 +16,45 @@ export function familyOf(ip: string): Family | undefined {
   return undefined;
 }
 
-function parseV4(ip: string, out: Buffer, offset: number): void {
-  const parts = ip.split('.');
-  for (let i = 0; i < 4; i++) out[offset + i] = Number(parts[i]);
+/**
+ * Parses a dotted quad into 4 bytes at offset; false when it is not one (no leading
+ * zeros, octets 0-255). A char loop, as this runs for every backend.
+ */
+function parseV4(ip: string, out: Buffer, offset: number): boolean {
+  if (ip.length < 7 || ip.length > 15) return false;
+  let octet = 0;
+  let digits = 0;
+  let i = 0;
+  for (let c = 0; c <= ip.length; c++) {
+    const ch = c === ip.length ? 46 : ip.charCodeAt(c);
+    if (ch === 46 /* . */) {
+      if (digits === 0 || i > 3) return false;
+      out[offset + i++] = octet;
+      octet = 0;
+      digits = 0;
+    } else if (ch >= 48 && ch <= 57) {
+      if (digits > 0 && octet === 0) return false; // leading zero
+      octet = octet * 10 + (ch - 48);
+      if (octet > 255) return false;
+      digits++;
+    } else {
+      return false;
+    }
+  }
+  return i === 4;
+}
+
+/** Could be a dotted quad (no colon): which parser to try first. */
+function looksV4(ip: string): boolean {
+  return ip.length <= 15 && ip.indexOf(':') < 0;
 }
 
 /** Writes `ip` (IPv4 or IPv6 text) as 16 bytes at `offset` of `out`. */
 export function writeAddr(ip: string, out: Buffer, offset = 0): void {
-  if (isIPv4(ip)) {
+  if (looksV4(ip) && parseV4(ip, out, offset + 12)) {
     out.fill(0, offset, offset + 10);
     out[offset + 10] = 0xff;
     out[offset + 11] = 0xff;
-    parseV4(ip, out, offset + 12);
     return;
   }
   if (!isIPv6(ip)) throw new InvalidArgumentError('address', 'an IPv4 or IPv6 address', ip);
@@ -39,7 +66,7 @@ export function writeAddr(ip: string, out: Buffer, offset = 0): void {
   const lastColon = text.lastIndexOf(':');
   if (text.includes('.', lastColon)) {
     const v4 = Buffer.alloc(4);
-    parseV4(text.slice(lastColon + 1), v4, 0);
+    if (!parseV4(text.slice(lastColon + 1), v4, 0)) throw new InvalidArgumentError('address', 'an IPv4 or IPv6 address', ip);
     tail = [v4.readUInt16BE(0), v4.readUInt16BE(2)];
     text = text.slice(0, lastColon + 1) + '0';
   }
@@ -85,6 +112,16 @@ export function readAddr(b: Buffer, offset = 0): string {
   const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
   if (best < 0) return hex(g);
   return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+/**
+ * The text the datapath knows an address by, from a model address (already canonical:
+ * dotted quad, or RFC 5952 IPv6): only an IPv4-mapped IPv6 address changes, to the
+ * dotted quad the kernel maps hold it as.
+ */
+export function datapathAddr(ip: string): string {
+  if (looksV4(ip)) return ip;
+  return ip.startsWith('::ffff:') ? canonicalAddr(ip) : ip;
 }
 
 /** The canonical text of an address (so '::FFFF:0a00:1' and '10.0.0.1' compare equal). */

@@ -37,7 +37,7 @@ export const SIZES = {
 
 // ---- struct kw_svc_key { kw_addr addr; __be16 port; __u8 proto; __u8 pad; } -------
 export interface SvcKey { vip: string; port: number; proto: number }
-export function encodeSvcKey(k: SvcKey, out = Buffer.alloc(20), o = 0): Buffer {
+export function encodeSvcKey(k: SvcKey, out: Buffer = Buffer.alloc(20), o = 0): Buffer {
   writeAddr(k.vip, out, o);
   out.writeUInt16BE(k.port, o + 16);
   out[o + 18] = k.proto;
@@ -50,7 +50,7 @@ export function decodeSvcKey(b: Buffer, o = 0): SvcKey {
 
 // ---- struct kw_svc_val { u32 count, set_id, svc_id; u16 flags, pad; u32 affinity_timeout; }
 export interface SvcVal { count: number; setId: number; svcId: number; flags: number; affinityTimeout: number }
-export function encodeSvcVal(v: SvcVal, out = Buffer.alloc(20), o = 0): Buffer {
+export function encodeSvcVal(v: SvcVal, out: Buffer = Buffer.alloc(20), o = 0): Buffer {
   out.writeUInt32LE(v.count, o);
   out.writeUInt32LE(v.setId, o + 4);
   out.writeUInt32LE(v.svcId, o + 8);
@@ -68,7 +68,7 @@ export function decodeSvcVal(b: Buffer, o = 0): SvcVal {
 
 // ---- struct kw_slot_key { u32 set_id, slot; } -> u32 backend id ---------------------
 export interface SlotKey { setId: number; slot: number }
-export function encodeSlotKey(k: SlotKey, out = Buffer.alloc(8), o = 0): Buffer {
+export function encodeSlotKey(k: SlotKey, out: Buffer = Buffer.alloc(8), o = 0): Buffer {
   out.writeUInt32LE(k.setId, o);
   out.writeUInt32LE(k.slot, o + 4);
   return out;
@@ -76,7 +76,7 @@ export function encodeSlotKey(k: SlotKey, out = Buffer.alloc(8), o = 0): Buffer 
 export function decodeSlotKey(b: Buffer, o = 0): SlotKey {
   return { setId: b.readUInt32LE(o), slot: b.readUInt32LE(o + 4) };
 }
-export function encodeU32(n: number, out = Buffer.alloc(4), o = 0): Buffer {
+export function encodeU32(n: number, out: Buffer = Buffer.alloc(4), o = 0): Buffer {
   out.writeUInt32LE(n, o);
   return out;
 }
@@ -86,7 +86,7 @@ export function decodeU32(b: Buffer, o = 0): number {
 
 // ---- struct kw_backend { kw_addr addr; __be16 port; u8 proto; u8 pad; u32 svc_id; } --
 export interface Backend { ip: string; port: number; proto: number; svcId: number }
-export function encodeBackend(v: Backend, out = Buffer.alloc(24), o = 0): Buffer {
+export function encodeBackend(v: Backend, out: Buffer = Buffer.alloc(24), o = 0): Buffer {
   writeAddr(v.ip, out, o);
   out.writeUInt16BE(v.port, o + 16);
   out[o + 18] = v.proto;

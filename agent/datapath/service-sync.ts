@@ -17,7 +17,7 @@ import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { hostPort } from '../model/ip.js';
 import type { ServiceEntry, ServiceTable } from '../model/service-table.js';
-import { canonicalAddr } from './addr.js';
+import { datapathAddr } from './addr.js';
 import {
   IPPROTO_TCP, IPPROTO_UDP, SVC_F_AFFINITY, SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal,
   decodeU32, encodeBackend, encodeMaglevTable, encodeSlotKey, encodeSvcKey, encodeSvcVal, encodeU32,
@@ -25,11 +25,8 @@ import {
 import { checkLayout, type LbMaps, type MapLike } from './lb-maps.js';
 import { maglevTable } from './maglev.js';
 
-/** A frontend as the maps hold it, plus the names we know it by. */
+/** A frontend as the maps hold it, plus the Service entry it was written from. */
 interface LiveFrontend {
-  /** `${canonical vip}|${port}|${proto number}` */
-  id: string;
-  keyBuf: Buffer;
   vip: string;
   port: number;
   proto: number;
@@ -37,17 +34,27 @@ interface LiveFrontend {
   setId: number;
   flags: number;
   affinityTimeout: number;
-  /** Backend ids of the live set, in slot order. */
-  slots: number[];
-  /** Slot keys the live set has in the map (= its count; more than slots.length only when adopted broken). */
+  /** Backend ids of the live set in slot order (each backend of this frontend once). */
+  ids: number[];
+  /** Slot keys the set has in the map: its count (the map may miss some when adopted broken). */
   slotCount: number;
-  /** Backend ids of this frontend by backend name ('ip:port'). */
-  backends: Map<string, number>;
   hasMaglev: boolean;
   /** The maps disagree with themselves (found at adoption): rewrite on the next reconcile. */
   dirty: boolean;
-  /** The service table entry last applied (same object: nothing to do). */
+  /** The service table entry last applied (the same object next time: nothing to do). */
   entry: ServiceEntry | undefined;
+  /** Backend names parallel to `ids`, when adopted from the maps (otherwise derived from `entry`). */
+  adoptedNames: string[] | undefined;
+}
+
+function frontendId(vip: string, port: number, proto: number): string {
+  return `${vip}|${port}|${proto}`;
+}
+
+/** Backend names ('ip:port') parallel to f.ids. */
+function namesOf(f: LiveFrontend): readonly string[] {
+  if (f.adoptedNames) return f.adoptedNames;
+  return f.entry ? f.entry.backends.map((b) => backendNameOf(datapathAddr(b.ip), b.port)) : [];
 }
 
 export interface ReconcileResult {
@@ -75,30 +82,70 @@ function backendNameOf(ip: string, port: number): string {
   return hostPort(ip, port);
 }
 
-/** Ids from 1 up to `limit - 1`, reused only after the counter wraps (so a stale reference misses). */
-class IdAllocator {
+/** svc ids: 0 .. limit-1 (they index kw_svc_stats), lowest free first. */
+class SmallIds {
   private readonly used = new Set<number>();
-  private next = 1;
-  constructor(private readonly limit: number, private readonly what: string) {}
+  private next = 0;
+  constructor(private readonly limit: number) {}
   take(): number {
-    if (this.used.size >= this.limit - 1) throw new KernwayError('KW_MAP_FULL', `no free ${this.what} id: all ${this.limit - 1} are in use`);
-    for (;;) {
-      const id = this.next;
-      this.next = this.next + 1 >= this.limit ? 1 : this.next + 1;
-      if (!this.used.has(id)) { this.used.add(id); return id; }
-    }
+    if (this.used.size >= this.limit) throw new KernwayError('KW_MAP_FULL', `no free service id: all ${this.limit} are in use; raise the capacity of kw_svc and kw_svc_stats`);
+    while (this.used.has(this.next)) this.next = this.next + 1 >= this.limit ? 0 : this.next + 1;
+    this.used.add(this.next);
+    return this.next;
   }
-  mark(id: number): void { this.used.add(id); if (id >= this.next && id + 1 < this.limit) this.next = id + 1; }
-  free(id: number): void { this.used.delete(id); }
-  get size(): number { return this.used.size; }
-  reset(): void { this.used.clear(); this.next = 1; }
+  mark(id: number): void { this.used.add(id); }
+  free(id: number): void { this.used.delete(id); if (id < this.next) this.next = id; }
+  reset(): void { this.used.clear(); this.next = 0; }
 }
 
-/** Collected map writes of one reconcile, applied phase by phase. */
+/**
+ * Set and backend ids: a counter over 1 .. 2^32-2, so an id is not reused before four
+ * billion others (a connect() holding a stale id misses). After a wrap, ids still in
+ * use (asked to `inUse`) are skipped.
+ */
+class SerialIds {
+  private next = 1;
+  private wrapped: Set<number> | undefined;
+  constructor(private readonly inUse: () => Set<number>) {}
+  take(): number {
+    for (;;) {
+      if (this.next >= 0xffffffff) { this.next = 1; this.wrapped = this.inUse(); }
+      const id = this.next++;
+      if (!this.wrapped?.has(id)) { this.wrapped?.add(id); return id; }
+    }
+  }
+  mark(id: number): void { if (id >= this.next) this.next = id + 1; }
+  reset(): void { this.next = 1; this.wrapped = undefined; }
+}
+
+/** Map entries of one reconcile, encoded in place into one growing buffer pair. */
 class Batch {
-  readonly keys: Buffer[] = [];
-  readonly values: Buffer[] = [];
-  put(k: Buffer, v: Buffer): void { this.keys.push(k); this.values.push(v); }
+  private k: Buffer;
+  private v: Buffer;
+  count = 0;
+  constructor(readonly keySize: number, readonly valueSize: number) {
+    this.k = Buffer.alloc(keySize * 64);
+    this.v = Buffer.alloc(Math.max(valueSize, 1) * 64);
+  }
+  /** Reserves one entry; returns its index (key at index*keySize, value at index*valueSize). */
+  add(): number {
+    if ((this.count + 1) * this.keySize > this.k.length) {
+      const k = Buffer.alloc(this.k.length * 2); this.k.copy(k); this.k = k;
+      const v = Buffer.alloc(this.v.length * 2); this.v.copy(v); this.v = v;
+    }
+    return this.count++;
+  }
+  /** The buffers to encode into: read them after add(), which may replace them. */
+  get keyBuf(): Buffer { return this.k; }
+  get valueBuf(): Buffer { return this.v; }
+  keys(): Buffer { return this.k.subarray(0, this.count * this.keySize); }
+  values(): Buffer { return this.v.subarray(0, this.count * this.valueSize); }
+  /** The keys as separate buffers (copies). */
+  keyList(): Buffer[] {
+    const out: Buffer[] = [];
+    for (let i = 0; i < this.count; i++) out.push(Buffer.from(this.k.subarray(i * this.keySize, (i + 1) * this.keySize)));
+    return out;
+  }
 }
 
 export class ServiceSync {
@@ -106,9 +153,9 @@ export class ServiceSync {
   private readonly log: Logger | undefined;
   readonly maglevM: number;
   private readonly live = new Map<string, LiveFrontend>();
-  private readonly svcIds: IdAllocator;
-  private readonly setIds = new IdAllocator(0xffffffff, 'backend set');
-  private readonly backendIds = new IdAllocator(0xffffffff, 'backend');
+  private readonly svcIds: SmallIds;
+  private readonly setIds = new SerialIds(() => new Set([...this.live.values()].map((f) => f.setId)));
+  private readonly backendIds = new SerialIds(() => new Set([...this.live.values()].flatMap((f) => f.ids)));
   private statsZero: Buffer | undefined;
   private counts = { slots: 0, backends: 0, maglev: 0 };
 
@@ -118,7 +165,7 @@ export class ServiceSync {
     this.maglevM = checkLayout(maps).maglevM;
     // svc_id indexes kw_svc_stats: it must stay below both maps' sizes.
     const limit = Math.min(maps.kw_svc.info().maxEntries, maps.kw_svc_stats.info().maxEntries);
-    this.svcIds = new IdAllocator(limit, 'service');
+    this.svcIds = new SmallIds(limit);
     this.adopt();
   }
 
@@ -130,7 +177,7 @@ export class ServiceSync {
   /** The svc ids of live frontends, with the Service they belong to when known. */
   frontends(): Array<{ svcId: number; service: string | undefined; portName: string | undefined; vip: string; port: number; proto: number; backends: number }> {
     return [...this.live.values()].map((f) => ({
-      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: f.slots.length,
+      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: f.ids.length,
     }));
   }
 
@@ -185,10 +232,10 @@ export class ServiceSync {
       const key = decodeSvcKey(svc.keys[i]!);
       const val = decodeSvcVal(svc.values[i]!);
       const f: LiveFrontend = {
-        id: `${key.vip}|${key.port}|${key.proto}`, keyBuf: Buffer.from(svc.keys[i]!), vip: key.vip, port: key.port, proto: key.proto,
-        svcId: val.svcId, setId: val.setId, flags: val.flags, affinityTimeout: val.affinityTimeout,
-        slots: [], slotCount: val.count, backends: new Map(), hasMaglev: false, dirty: false, entry: undefined,
+        vip: key.vip, port: key.port, proto: key.proto, svcId: val.svcId, setId: val.setId, flags: val.flags,
+        affinityTimeout: val.affinityTimeout, ids: [], slotCount: val.count, hasMaglev: false, dirty: false, entry: undefined, adoptedNames: [],
       };
+      const names = f.adoptedNames!;
       this.svcIds.mark(val.svcId);
       if (val.setId !== NO_SET) { this.setIds.mark(val.setId); liveSets.add(val.setId); }
       const set = sets.get(val.setId);
@@ -197,14 +244,15 @@ export class ServiceSync {
         const id = set?.get(s);
         const b = id === undefined ? undefined : mine?.get(id);
         if (id === undefined || b === undefined) { f.dirty = true; continue; }
-        f.slots.push(id);
-        if (!f.backends.has(b.name)) f.backends.set(b.name, id);
+        if (names.includes(b.name)) f.dirty = true; // the same backend twice: rewrite
+        f.ids.push(id);
+        names.push(b.name);
       }
       if (set && set.size !== val.count) f.dirty = true;
       f.hasMaglev = maglevSets.has(val.setId);
       if ((val.flags & SVC_F_MAGLEV) !== 0 && val.count > 0 && !f.hasMaglev) f.dirty = true;
-      for (const id of f.backends.values()) { liveBackends.add(id); this.backendIds.mark(id); }
-      this.live.set(f.id, f);
+      for (const id of f.ids) { liveBackends.add(id); this.backendIds.mark(id); }
+      this.live.set(frontendId(f.vip, f.port, f.proto), f);
     }
 
     // Leftovers of an interrupted update: nothing live points at them.
@@ -247,90 +295,96 @@ export class ServiceSync {
   /** Makes the maps hold `table`. Throws KW_DATAPATH_APPLY (after re-reading the maps) when a write fails. */
   reconcile(table: ServiceTable): ReconcileResult {
     const result: ReconcileResult = { created: 0, changed: 0, removed: 0, unchanged: 0, writes: 0, deletes: 0, skipped: [] };
-    const backendPut = new Batch();
-    const slotPut = new Batch();
-    const maglevPut = new Batch();
-    const statsPut = new Batch();
-    const svcPut = new Batch();
+    const backendPut = new Batch(4, 24);
+    const slotPut = new Batch(8, 4);
+    const maglevPut: Array<[Buffer, Buffer]> = [];
+    const statsPut = new Batch(4, this.zeroStats().length);
+    const svcPut = new Batch(20, 20);
     const svcDel: Buffer[] = [];
-    const slotDel: Buffer[] = [];
-    const maglevDel: Buffer[] = [];
-    const backendDel: Buffer[] = [];
+    const slotDel = new Batch(8, 0);
+    const maglevDel = new Batch(4, 0);
+    const backendDel = new Batch(4, 0);
     /** What the mirror becomes once everything is applied. */
     const next = new Map<string, LiveFrontend>();
     const freedSvcIds: number[] = [];
-    const freedSets: number[] = [];
-    const freedBackends: number[] = [];
     const counts = { ...this.counts };
-    const taken = { svc: [] as number[], set: [] as number[], backend: [] as number[] };
+
+    const delSet = (f: LiveFrontend): void => {
+      for (let s = 0; s < f.slotCount; s++) { const i = slotDel.add(); encodeSlotKey({ setId: f.setId, slot: s }, slotDel.keyBuf, i * 8); }
+      counts.slots -= f.slotCount;
+      if (f.hasMaglev) { const i = maglevDel.add(); encodeU32(f.setId, maglevDel.keyBuf, i * 4); counts.maglev--; }
+    };
+    const delBackend = (id: number): void => {
+      const i = backendDel.add();
+      encodeU32(id, backendDel.keyBuf, i * 4);
+      counts.backends--;
+    };
 
     try {
       for (const e of table.values()) {
         const proto = protoOf(e);
         if (proto === undefined) { result.skipped.push(e.key); continue; }
-        const vip = canonicalAddr(e.vip);
-        const id = `${vip}|${e.port}|${proto}`;
+        const vip = datapathAddr(e.vip);
+        const id = frontendId(vip, e.port, proto);
         const old = this.live.get(id);
+        // The service table hands over the same entry object when nothing changed.
         if (old && old.entry === e && !old.dirty) { next.set(id, old); result.unchanged++; continue; }
 
         const flags = (e.algorithm === 'maglev' ? SVC_F_MAGLEV : 0) | (e.affinity ? SVC_F_AFFINITY : 0);
         const timeout = e.affinity ? e.affinity.timeoutSeconds : 0;
-        const names = e.backends.map((b) => backendNameOf(canonicalAddr(b.ip), b.port));
+        const ips = e.backends.map((b) => datapathAddr(b.ip));
+        const names = e.backends.map((b, i) => backendNameOf(ips[i]!, b.port));
         const f: LiveFrontend = old
-          ? { ...old, backends: new Map(old.backends), entry: e }
+          ? { ...old, entry: e, adoptedNames: undefined }
           : {
-            id, keyBuf: encodeSvcKey({ vip, port: e.port, proto }), vip, port: e.port, proto,
-            svcId: 0, setId: NO_SET, flags, affinityTimeout: timeout, slots: [], slotCount: 0, backends: new Map(),
-            hasMaglev: false, dirty: false, entry: e,
+            vip, port: e.port, proto, svcId: this.svcIds.take(), setId: NO_SET, flags, affinityTimeout: timeout,
+            ids: [], slotCount: 0, hasMaglev: false, dirty: false, entry: e, adoptedNames: undefined,
           };
-        if (!old) {
-          f.svcId = this.svcIds.take();
-          taken.svc.push(f.svcId);
-          statsPut.put(encodeU32(f.svcId), this.zeroStats());
-        }
+        // Counters of a new svc id start at zero (batch values are zero-filled).
+        if (!old) { const i = statsPut.add(); encodeU32(f.svcId, statsPut.keyBuf, i * 4); }
         const wantMaglev = (flags & SVC_F_MAGLEV) !== 0 && names.length > 0;
-        const sameSet = old !== undefined && !old.dirty && sameNames(old, names) && (!wantMaglev || old.hasMaglev);
+        const oldNames = old ? namesOf(old) : [];
+        const sameSet = old !== undefined && !old.dirty && sameList(oldNames, names) && (!wantMaglev || old.hasMaglev);
         if (sameSet) {
           if (old.flags === flags && old.affinityTimeout === timeout) { next.set(id, f); result.unchanged++; continue; }
         } else {
-          // 1. backends this frontend does not have yet, and the new set.
-          const ids: number[] = [];
+          // 1. the backends this frontend does not have yet, and the new set.
+          const reuse = new Map<string, number>();
+          if (old && !old.dirty) for (let i = 0; i < oldNames.length; i++) reuse.set(oldNames[i]!, old.ids[i]!);
+          const ids: number[] = new Array<number>(names.length);
           for (let i = 0; i < names.length; i++) {
-            let bid = f.backends.get(names[i]!);
-            if (bid === undefined || f.dirty) {
+            let bid = reuse.get(names[i]!);
+            if (bid === undefined) {
               bid = this.backendIds.take();
-              taken.backend.push(bid);
-              const b = e.backends[i]!;
-              backendPut.put(encodeU32(bid), encodeBackend({ ip: canonicalAddr(b.ip), port: b.port, proto, svcId: f.svcId }));
-              if (f.backends.has(names[i]!)) { backendDel.push(encodeU32(f.backends.get(names[i]!)!)); freedBackends.push(f.backends.get(names[i]!)!); counts.backends--; }
-              f.backends.set(names[i]!, bid);
+              const k = backendPut.add();
+              encodeU32(bid, backendPut.keyBuf, k * 4);
+              encodeBackend({ ip: ips[i]!, port: e.backends[i]!.port, proto, svcId: f.svcId }, backendPut.valueBuf, k * 24);
               counts.backends++;
+            } else {
+              reuse.delete(names[i]!);
             }
-            ids.push(bid);
+            ids[i] = bid;
           }
           const setId = ids.length > 0 ? this.setIds.take() : NO_SET;
-          if (setId !== NO_SET) taken.set.push(setId);
-          for (let s = 0; s < ids.length; s++) slotPut.put(encodeSlotKey({ setId, slot: s }), encodeU32(ids[s]!));
+          for (let s = 0; s < ids.length; s++) {
+            const k = slotPut.add();
+            encodeSlotKey({ setId, slot: s }, slotPut.keyBuf, k * 8);
+            encodeU32(ids[s]!, slotPut.valueBuf, k * 4);
+          }
           counts.slots += ids.length;
           if (wantMaglev) {
             const t = maglevTable(names, this.maglevM);
             for (let i = 0; i < t.length; i++) t[i] = ids[t[i]!]!;
-            maglevPut.put(encodeU32(setId), encodeMaglevTable(t));
+            maglevPut.push([encodeU32(setId), encodeMaglevTable(t)]);
             counts.maglev++;
           }
-          // 3. (later) the old set and the backends that left.
+          // 3. (later) the old set and the backends that left (all of them when the old set was broken).
           if (old) {
-            for (let s = 0; s < old.slotCount; s++) slotDel.push(encodeSlotKey({ setId: old.setId, slot: s }));
-            counts.slots -= old.slotCount;
-            if (old.hasMaglev) { maglevDel.push(encodeU32(old.setId)); counts.maglev--; }
-            if (old.setId !== NO_SET) freedSets.push(old.setId);
-            const keep = new Set(names);
-            for (const [name, bid] of [...f.backends]) {
-              if (!keep.has(name)) { backendDel.push(encodeU32(bid)); freedBackends.push(bid); f.backends.delete(name); counts.backends--; }
-            }
+            delSet(old);
+            if (old.dirty) { for (const bid of old.ids) delBackend(bid); } else { for (const bid of reuse.values()) delBackend(bid); }
           }
           f.setId = setId;
-          f.slots = ids;
+          f.ids = ids;
           f.slotCount = ids.length;
           f.hasMaglev = wantMaglev;
           f.dirty = false;
@@ -338,39 +392,38 @@ export class ServiceSync {
         f.flags = flags;
         f.affinityTimeout = timeout;
         // 2. the switch.
-        svcPut.put(f.keyBuf, encodeSvcVal({ count: f.slots.length, setId: f.setId, svcId: f.svcId, flags, affinityTimeout: timeout }));
+        const k = svcPut.add();
+        encodeSvcKey({ vip, port: e.port, proto }, svcPut.keyBuf, k * 20);
+        encodeSvcVal({ count: f.ids.length, setId: f.setId, svcId: f.svcId, flags, affinityTimeout: timeout }, svcPut.valueBuf, k * 20);
         next.set(id, f);
         if (old) result.changed++; else result.created++;
       }
       for (const [id, old] of this.live) {
         if (next.has(id)) continue;
-        svcDel.push(old.keyBuf);
-        for (let s = 0; s < old.slotCount; s++) slotDel.push(encodeSlotKey({ setId: old.setId, slot: s }));
-        counts.slots -= old.slotCount;
-        if (old.hasMaglev) { maglevDel.push(encodeU32(old.setId)); counts.maglev--; }
-        if (old.setId !== NO_SET) freedSets.push(old.setId);
-        for (const bid of old.backends.values()) { backendDel.push(encodeU32(bid)); freedBackends.push(bid); counts.backends--; }
+        svcDel.push(encodeSvcKey({ vip: old.vip, port: old.port, proto: old.proto }));
+        delSet(old);
+        for (const bid of old.ids) delBackend(bid);
         freedSvcIds.push(old.svcId);
         result.removed++;
       }
       // Old and new sets live side by side until the deletions: check the peak.
       this.checkCapacity(next.size + svcDel.length, {
-        slots: this.counts.slots + slotPut.keys.length,
-        backends: this.counts.backends + backendPut.keys.length,
-        maglev: this.counts.maglev + maglevPut.keys.length,
+        slots: this.counts.slots + slotPut.count,
+        backends: this.counts.backends + backendPut.count,
+        maglev: this.counts.maglev + maglevPut.length,
       });
 
       // Apply: writes first, then the switch, then the deletions.
       result.writes += this.put(this.maps.kw_backend, backendPut);
       result.writes += this.put(this.maps.kw_slot, slotPut);
-      for (let i = 0; i < maglevPut.keys.length; i++) this.maps.kw_maglev.update(maglevPut.keys[i]!, maglevPut.values[i]!);
-      result.writes += maglevPut.keys.length;
-      for (let i = 0; i < statsPut.keys.length; i++) this.maps.kw_svc_stats.update(statsPut.keys[i]!, statsPut.values[i]!);
+      for (const [k, v] of maglevPut) this.maps.kw_maglev.update(k, v);
+      result.writes += maglevPut.length;
+      result.writes += this.put(this.maps.kw_svc_stats, statsPut);
       result.writes += this.put(this.maps.kw_svc, svcPut);
       result.deletes += this.deleteAll(this.maps.kw_svc, svcDel);
-      result.deletes += this.deleteAll(this.maps.kw_slot, slotDel);
-      result.deletes += this.deleteAll(this.maps.kw_maglev, maglevDel);
-      result.deletes += this.deleteAll(this.maps.kw_backend, backendDel);
+      result.deletes += this.deleteBatch(this.maps.kw_slot, slotDel);
+      result.deletes += this.deleteBatch(this.maps.kw_maglev, maglevDel);
+      result.deletes += this.deleteBatch(this.maps.kw_backend, backendDel);
     } catch (err) {
       // The maps are the truth: read them back so the next reconcile diffs against reality.
       try { this.adopt(); } catch (e2) { this.log?.error({ err: errorMessage(e2) }, 'reading the maps back failed'); }
@@ -381,8 +434,6 @@ export class ServiceSync {
     }
 
     for (const id of freedSvcIds) this.svcIds.free(id);
-    for (const id of freedSets) this.setIds.free(id);
-    for (const id of freedBackends) this.backendIds.free(id);
     this.live.clear();
     for (const [k, v] of next) this.live.set(k, v);
     this.counts = counts;
@@ -390,8 +441,17 @@ export class ServiceSync {
   }
 
   private put(map: MapLike, b: Batch): number {
-    if (b.keys.length === 0) return 0;
-    return map.batchUpdate(Buffer.concat(b.keys), Buffer.concat(b.values));
+    if (b.count === 0) return 0;
+    return map.batchUpdate(b.keys(), b.values());
+  }
+
+  private deleteBatch(map: MapLike, b: Batch): number {
+    if (b.count === 0) return 0;
+    try {
+      return map.batchDelete(b.keys());
+    } catch {
+      return this.deleteAll(map, b.keyList());
+    }
   }
 
   private zeroStats(): Buffer {
@@ -414,10 +474,8 @@ export class ServiceSync {
   }
 }
 
-function sameNames(f: LiveFrontend, names: string[]): boolean {
-  if (f.slots.length !== names.length) return false;
-  const byId = new Map<number, string>();
-  for (const [name, id] of f.backends) byId.set(id, name);
-  for (let i = 0; i < names.length; i++) if (byId.get(f.slots[i]!) !== names[i]) return false;
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }

@@ -61,3 +61,13 @@ describe('struct codecs (layout of bpf/include/lb.h)', () => {
     expect(decodeMaglevTable(encodeMaglevTable(t))).toEqual(t);
   });
 });
+
+describe('IPv4 parsing edge cases', () => {
+  it('rejects leading zeros, big octets, wrong counts', () => {
+    for (const bad of ['010.0.0.1', '256.0.0.1', '1.2.3', '1.2.3.4.5', '1..2.3', '1.2.3.', 'a.b.c.d', '1.2.3.4 ']) {
+      expect(() => encodeAddr(bad)).toThrow(/address/);
+    }
+    expect(encodeAddr('0.0.0.0').subarray(12).toString('hex')).toBe('00000000');
+    expect(encodeAddr('255.255.255.255').subarray(12).toString('hex')).toBe('ffffffff');
+  });
+});

@@ -1,0 +1,179 @@
+/**
+ * The agent's control-plane speed and size with many Services:
+ *
+ *   1. reconcile N Services x E endpoints from nothing into the maps (targets: N=10,000,
+ *      E=10 under 2 s), timed for the datapath alone (service table -> maps) and for the
+ *      whole path (objects -> model -> service table -> maps);
+ *   2. one endpoint change, from the file write to the map update, repeated (target:
+ *      p99 under 50 ms), with the agent watching a directory of N Services;
+ *   3. the resident memory of a real `kernway agent` process holding N Services
+ *      (target: under 80 MiB).
+ *
+ *   node dist/bench/lb/reconcile.js [--services 10000] [--endpoints 10] [--changes 200]
+ *
+ * Needs root (a lab for the cgroup and bpffs folder). Prints one JSON line.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { createLogger } from '../../common/log.js';
+import { Lab } from '../../lab/index.js';
+import { Agent } from '../../agent/agent.js';
+import { validateAgentOptions } from '../../agent/options.js';
+import { buildModel } from '../../agent/model/model.js';
+import { buildServiceTable } from '../../agent/model/service-table.js';
+import type { SourcedObject } from '../../agent/model/types.js';
+import { ServiceSync } from '../../agent/datapath/service-sync.js';
+import { loadSockLb, uninstall } from '../../agent/datapath/sock-lb.js';
+import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
+import { invokedDirectly } from './main-guard.js';
+
+const NODE = 'bench-node';
+
+function vipOf(i: number): string {
+  return `10.96.${(i >> 8) & 255}.${i & 255}`;
+}
+function endpointOf(i: number, j: number, gen = 0): string {
+  const n = i * 16 + j + gen * 7;
+  return `10.${100 + ((n >> 16) & 63)}.${(n >> 8) & 255}.${n & 255}`;
+}
+function objectsOf(i: number, endpoints: number, gen = 0): Array<Record<string, unknown>> {
+  const name = `svc-${i}`;
+  return [
+    serviceObject({ name, namespace: 'bench', clusterIPs: [vipOf(i + 1)], ports: [{ port: 80, targetPort: 8080 }] }),
+    sliceObject({
+      name: `${name}-1`, namespace: 'bench', service: name, ports: [{ port: 8080 }],
+      endpoints: Array.from({ length: endpoints }, (_, j) => ({ ip: endpointOf(i, j, j === 0 ? gen : 0) })),
+    }),
+  ];
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+async function reconcileFromNothing(lab: Lab, services: number, endpoints: number): Promise<Record<string, number>> {
+  const srcs: SourcedObject[] = [];
+  for (let i = 0; i < services; i++) {
+    objectsOf(i, endpoints).forEach((object, index) => srcs.push({ object: object as SourcedObject['object'], file: `svc-${i}.yaml`, index }));
+  }
+  const bpffs = join(lab.bpffsDir, 'reconcile');
+  const lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
+  try {
+    const sync = new ServiceSync(lb.maps);
+    const t0 = performance.now();
+    const model = buildModel(srcs);
+    const table = buildServiceTable(model, { nodeName: NODE });
+    const t1 = performance.now();
+    const r = sync.reconcile(table);
+    const t2 = performance.now();
+    if (r.created !== services) throw new Error(`created ${r.created} frontends, expected ${services}`);
+    // A second pass with nothing changed: the cost of a no-op reconcile.
+    const t3 = performance.now();
+    sync.reconcile(buildServiceTable(buildModel(srcs), { nodeName: NODE }));
+    const t4 = performance.now();
+    return {
+      modelMs: +(t1 - t0).toFixed(1), datapathMs: +(t2 - t1).toFixed(1), totalMs: +(t2 - t0).toFixed(1),
+      mapWrites: r.writes, noopReconcileMs: +(t4 - t3).toFixed(1),
+    };
+  } finally {
+    lb.close();
+    uninstall(bpffs);
+  }
+}
+
+async function endpointChangeLatency(lab: Lab, services: number, endpoints: number, changes: number): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-'));
+  const bpffs = join(lab.bpffsDir, 'latency');
+  try {
+    for (let i = 0; i < services; i++) writeManifest(dir, `svc-${i}.yaml`, objectsOf(i, endpoints));
+    const opts = validateAgentOptions({
+      standalone: dir, nodeName: NODE, cgroup: lab.cgroupPath, bpffs, adminSocket: join(dir, '.admin.sock'), metricsAddress: '127.0.0.1:0',
+    });
+    const agent = new Agent(opts, createLogger('bench', 'warn'));
+    const t0 = performance.now();
+    await agent.start();
+    const startMs = performance.now() - t0;
+    const samples: number[] = [];
+    let waiting: ((t: number) => void) | undefined;
+    agent.onReconcile((ev) => { if (ev.result && ev.result.changed > 0) waiting?.(performance.now()); });
+    try {
+      for (let k = 0; k < changes; k++) {
+        const i = (k * 7919) % services;
+        const done = new Promise<number>((r) => { waiting = r; });
+        const tw = performance.now();
+        writeManifest(dir, `svc-${i}.yaml`, objectsOf(i, endpoints, k + 1));
+        const tm = await Promise.race([done, new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`change ${k} not applied within 5 s`)), 5000))]);
+        samples.push(tm - tw);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      await agent.drain();
+    }
+    return {
+      agentStartMs: +startMs.toFixed(1), changes: samples.length,
+      p50Ms: +percentile(samples, 50).toFixed(1), p99Ms: +percentile(samples, 99).toFixed(1), maxMs: +Math.max(...samples).toFixed(1),
+    };
+  } finally {
+    uninstall(bpffs);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function agentRss(lab: Lab, services: number, endpoints: number): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-'));
+  const bpffs = join(lab.bpffsDir, 'rss');
+  const main = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+  try {
+    for (let i = 0; i < services; i++) writeManifest(dir, `svc-${i}.yaml`, objectsOf(i, endpoints));
+    const child = spawn(process.execPath, [main, 'agent', '--standalone', dir, '--node-name', NODE, '--cgroup', lab.cgroupPath,
+      '--bpffs', bpffs, '--admin-socket', join(dir, '.admin.sock'), '--metrics-address', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const rl = createInterface({ input: child.stderr! });
+        const timer = setTimeout(() => reject(new Error('agent not reconciled within 60 s')), 60_000);
+        rl.on('line', (l) => { if (l.includes('"msg":"agent running"')) { clearTimeout(timer); rl.close(); resolve(); } });
+        child.once('exit', (c) => { clearTimeout(timer); reject(new Error(`agent exited ${c}`)); });
+      });
+      // Let the first-start garbage go.
+      await new Promise((r) => setTimeout(r, 2000));
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+      return { rssMiB: +(kb('VmRSS') / 1024).toFixed(1), hwmMiB: +(kb('VmHWM') / 1024).toFixed(1) };
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    }
+  } finally {
+    uninstall(bpffs);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function reconcileBench(opts: { services: number; endpoints: number; changes: number }): Promise<Record<string, unknown>> {
+  const lab = await Lab.create({ tag: 'benchrec' });
+  const undo = lab.destroyOnSignals();
+  try {
+    const fromNothing = await reconcileFromNothing(lab, opts.services, opts.endpoints);
+    const change = await endpointChangeLatency(lab, opts.services, opts.endpoints, opts.changes);
+    const rss = await agentRss(lab, opts.services, opts.endpoints);
+    return { bench: 'lb-reconcile', ...opts, fromNothing, endpointChange: change, agentMemory: rss };
+  } finally {
+    undo();
+    await lab.destroy();
+  }
+}
+
+if (invokedDirectly(import.meta.url)) {
+  const { values } = parseArgs({ options: {
+    services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' }, changes: { type: 'string', default: '200' },
+  } });
+  reconcileBench({ services: Number(values.services), endpoints: Number(values.endpoints), changes: Number(values.changes) })
+    .then((r) => console.log(JSON.stringify(r)), (e: unknown) => { console.error(e); process.exitCode = 1; });
+}

@@ -1,0 +1,150 @@
+/**
+ * ServiceSync against real kernel maps (the sock_lb object loaded, nothing attached):
+ * minimal diffs, the backend-set switch, adoption of what a crashed agent left, and
+ * errors that leave the maps as they were.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { BpfObject } from '../../native/index.js';
+import { buildModel } from '../../agent/model/model.js';
+import { buildServiceTable, type ServiceTable } from '../../agent/model/service-table.js';
+import type { SourcedObject } from '../../agent/model/types.js';
+import { ServiceSync } from '../../agent/datapath/service-sync.js';
+import { defaultObjectPath } from '../../agent/datapath/sock-lb.js';
+import { LB_MAP_NAMES, type LbMaps } from '../../agent/datapath/lb-maps.js';
+import { readKernelServices } from '../../agent/datapath/inspect.js';
+import { decodeMaglevTable, decodeSvcKey, decodeSvcVal, decodeU32, encodeBackend, encodeSlotKey, encodeU32, IPPROTO_TCP } from '../../agent/datapath/codec.js';
+import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
+
+let obj: BpfObject | undefined;
+
+async function maps(maxEntries: Record<string, number> = {}): Promise<LbMaps> {
+  obj = BpfObject.open(defaultObjectPath(), { maxEntries });
+  await obj.load();
+  return Object.fromEntries(LB_MAP_NAMES.map((n) => [n, obj!.map(n)])) as unknown as LbMaps;
+}
+
+afterEach(() => {
+  obj?.close();
+  obj = undefined;
+});
+
+interface Svc { name: string; vip: string; backends: string[]; algorithm?: 'maglev'; affinity?: number }
+function table(svcs: Svc[]): ServiceTable {
+  const srcs: SourcedObject[] = [];
+  for (const s of svcs) {
+    const objs = [
+      serviceObject({ name: s.name, clusterIPs: [s.vip], algorithm: s.algorithm, affinityTimeoutSeconds: s.affinity, ports: [{ port: 80, targetPort: 8080 }] }),
+      sliceObject({ name: `${s.name}-1`, service: s.name, ports: [{ port: 8080 }], endpoints: s.backends.map((ip) => ({ ip })) }),
+    ];
+    objs.forEach((o, index) => srcs.push({ object: o as SourcedObject['object'], file: `${s.name}.yaml`, index }));
+  }
+  const model = buildModel(srcs);
+  expect(model.problems).toEqual([]);
+  return buildServiceTable(model, { nodeName: 'n' });
+}
+
+const count = (m: LbMaps, name: keyof LbMaps): number => m[name].batchLookup().keys.length;
+
+describe('ServiceSync', () => {
+  it('writes a new Service whole, then only what changes', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    const a: Svc = { name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1', '10.0.0.2', '10.0.0.3'] };
+    let r = sync.reconcile(table([a]));
+    expect(r).toMatchObject({ created: 1, changed: 0, removed: 0 });
+    expect(r.writes).toBe(3 + 3 + 1 + 1); // backends, slots, stats, service entry
+    expect(readKernelServices(m)).toMatchObject([{ frontend: '10.96.0.1:80/TCP', algorithm: 'random', affinityTimeoutSeconds: null,
+      backends: ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080'] }]);
+
+    // Nothing changed: nothing written.
+    r = sync.reconcile(table([a]));
+    expect(r).toMatchObject({ unchanged: 1, writes: 0, deletes: 0 });
+
+    // One endpoint replaced: one backend, a new set of 3 slots, the switch; the old set and backend go.
+    r = sync.reconcile(table([{ ...a, backends: ['10.0.0.1', '10.0.0.2', '10.0.0.4'] }]));
+    expect(r).toMatchObject({ changed: 1, writes: 1 + 3 + 1, deletes: 3 + 1 });
+    expect(count(m, 'kw_slot')).toBe(3);
+    expect(count(m, 'kw_backend')).toBe(3);
+    expect(readKernelServices(m)[0]!.backends).toEqual(['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.4:8080']);
+
+    // Only the affinity changes: the service entry alone.
+    r = sync.reconcile(table([{ ...a, backends: ['10.0.0.1', '10.0.0.2', '10.0.0.4'], affinity: 60 }]));
+    expect(r).toMatchObject({ changed: 1, writes: 1, deletes: 0 });
+    expect(readKernelServices(m)[0]!.affinityTimeoutSeconds).toBe(60);
+
+    // Removed: everything of it goes.
+    r = sync.reconcile(table([]));
+    expect(r).toMatchObject({ removed: 1 });
+    for (const name of ['kw_svc', 'kw_slot', 'kw_backend'] as const) expect(count(m, name)).toBe(0);
+  });
+
+  it('a Service without endpoints has an entry with no backend (refused), and gets them later', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    sync.reconcile(table([{ name: 'e', vip: '10.96.0.2', backends: [] }]));
+    expect(readKernelServices(m)).toMatchObject([{ frontend: '10.96.0.2:80/TCP', backends: [] }]);
+    sync.reconcile(table([{ name: 'e', vip: '10.96.0.2', backends: ['10.0.0.9'] }]));
+    expect(readKernelServices(m)[0]!.backends).toEqual(['10.0.0.9:8080']);
+  });
+
+  it('Maglev: the live set has a full table of its backend ids', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    sync.reconcile(table([{ name: 'g', vip: '10.96.0.3', algorithm: 'maglev', backends: ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5'] }]));
+    const [svc] = readKernelServices(m);
+    expect(svc).toMatchObject({ algorithm: 'maglev', maglevTable: true });
+    const tables = m.kw_maglev.batchLookup();
+    expect(tables.keys.length).toBe(1);
+    const t = decodeMaglevTable(tables.values[0]!);
+    expect(t.length).toBe(sync.maglevM);
+    const ids = new Set(m.kw_backend.batchLookup().keys.map((k) => decodeU32(k)));
+    const per = new Map<number, number>();
+    for (const id of t) per.set(id, (per.get(id) ?? 0) + 1);
+    expect([...per.keys()].sort()).toEqual([...ids].sort());
+    for (const n of per.values()) expect(Math.abs(n - sync.maglevM / 5)).toBeLessThanOrEqual(1);
+    // Back to random: the table goes with the next set.
+    sync.reconcile(table([{ name: 'g', vip: '10.96.0.3', backends: ['10.0.0.1', '10.0.0.2'] }]));
+    expect(count(m, 'kw_maglev')).toBe(0);
+  });
+
+  it('adopts the maps of a previous agent: nothing rewritten, leftovers of a half-done update removed, a broken set repaired', async () => {
+    const m = await maps();
+    const first = new ServiceSync(m);
+    const svcs: Svc[] = [{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1', '10.0.0.2'] }, { name: 'b', vip: '10.96.0.2', backends: ['10.0.0.3'] }];
+    first.reconcile(table(svcs));
+    // A crash between steps 1 and 2 of an update leaves a set and a backend nothing uses.
+    m.kw_slot.update(encodeSlotKey({ setId: 999, slot: 0 }), encodeU32(777));
+    m.kw_backend.update(encodeU32(777), encodeBackend({ ip: '10.0.0.77', port: 8080, proto: IPPROTO_TCP, svcId: 1 }));
+    const again = new ServiceSync(m);
+    expect(again.size).toBe(2);
+    expect(count(m, 'kw_slot')).toBe(3);
+    expect(count(m, 'kw_backend')).toBe(3);
+    const r = again.reconcile(table(svcs));
+    expect(r).toMatchObject({ created: 0, changed: 0, removed: 0, writes: 0, deletes: 0 });
+
+    // A set with a slot missing is rewritten by the next reconcile.
+    const entries = m.kw_svc.batchLookup();
+    const i = entries.keys.findIndex((k) => decodeSvcKey(k).vip === '10.96.0.1');
+    expect(m.kw_slot.delete(encodeSlotKey({ setId: decodeSvcVal(entries.values[i]!).setId, slot: 1 }))).toBe(true);
+    const third = new ServiceSync(m);
+    const r3 = third.reconcile(table(svcs));
+    expect(r3.changed).toBeGreaterThanOrEqual(1);
+    expect(readKernelServices(m).map((s) => s.backends)).toEqual([['10.0.0.1:8080', '10.0.0.2:8080'], ['10.0.0.3:8080']]);
+    expect(count(m, 'kw_slot')).toBe(3);
+    expect(count(m, 'kw_backend')).toBe(3);
+  });
+
+  it('too many Services for the map: a clear error, and the maps keep their last good state', async () => {
+    const m = await maps({ kw_svc: 2, kw_svc_stats: 2 });
+    const sync = new ServiceSync(m);
+    sync.reconcile(table([{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] }]));
+    expect(() => sync.reconcile(table([
+      { name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] }, { name: 'b', vip: '10.96.0.2', backends: ['10.0.0.2'] },
+      { name: 'd', vip: '10.96.0.4', backends: ['10.0.0.4'] },
+    ]))).toThrow(/service id|kw_svc/);
+    expect(readKernelServices(m).map((s) => s.frontend)).toEqual(['10.96.0.1:80/TCP']);
+    // And it recovers once the table fits again.
+    const r = sync.reconcile(table([{ name: 'c', vip: '10.96.0.3', backends: ['10.0.0.3'] }]));
+    expect(r).toMatchObject({ created: 1, removed: 1 });
+  });
+});
