@@ -45,12 +45,12 @@ export function parseManifestText(file: string, text: string): ParsedFile {
     for (let i = 0; i < docs.length; i++) {
       const doc = docs[i]!;
       if (doc.errors.length > 0) {
-        for (const err of doc.errors) {
-          const pos = err.linePos?.[0];
-          const where = pos ? `line ${pos.line}, column ${pos.col}` : `document ${i}`;
-          const firstLine = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-          problems.push({ code: PARSE_ERROR, file, message: `YAML syntax error at ${where} (document ${i}): ${firstLine}` });
-        }
+        // The first error only: the ones after it are mostly its consequences.
+        const err = doc.errors[0]!;
+        const pos = err.linePos?.[0];
+        const where = pos ? `line ${pos.line}, column ${pos.col}` : `document ${i}`;
+        const firstLine = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        problems.push({ code: PARSE_ERROR, file, message: `YAML syntax error at ${where} (document ${i}): ${firstLine}` });
         continue;
       }
       try {
