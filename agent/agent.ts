@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { buildServiceTable } from './model/service-table.js';
+import { ServiceTableBuilder } from './model/service-table.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from './sources/standalone.js';
 import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
@@ -49,6 +49,7 @@ export class Agent {
   private lb: SockLb | undefined;
   private sync: ServiceSync | undefined;
   private source: StandaloneSource | undefined;
+  private table: ServiceTableBuilder | undefined;
   private generation = 0;
   private problems: AgentStatus['problems'] = [];
   private lastReconcile: AgentStatus['lastReconcile'];
@@ -78,6 +79,7 @@ export class Agent {
     this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
     try {
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
+      this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
       this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs });
       const first = await this.source.start();
       this.apply(first);
@@ -93,13 +95,15 @@ export class Agent {
 
   /** Applies one model snapshot to the maps; a failure is logged and the last good state stays. */
   private apply(s: StandaloneSnapshot): void {
-    if (!this.sync || this.state === 'draining' || this.state === 'stopped') return;
+    if (!this.sync || !this.table || this.state === 'draining' || this.state === 'stopped') return;
     this.generation = s.generation;
     this.problems = s.problems.map((p) => ({ ...p }));
     const t0 = performance.now();
     try {
-      const table = buildServiceTable(s.model, { nodeName: this.opts.nodeName });
-      const result = this.sync.reconcile(table);
+      // The first snapshot (and the one after a failure) is applied whole, then only what changed.
+      const whole = s.generation === 1 || this.lastReconcile?.error !== undefined;
+      const changed = this.table.update(s.model, whole ? undefined : s.changedServices);
+      const result = this.sync.reconcile(this.table.table, whole ? undefined : changed);
       const ms = performance.now() - t0;
       this.lastReconcile = { at: new Date().toISOString(), ms, result };
       if (result.skipped.length > 0) this.log.warn({ frontends: result.skipped }, 'SCTP service ports are not balanced by the socket load balancer');

@@ -152,7 +152,11 @@ export class ServiceSync {
   private readonly maps: LbMaps;
   private readonly log: Logger | undefined;
   readonly maglevM: number;
-  private readonly live = new Map<string, LiveFrontend>();
+  private live = new Map<string, LiveFrontend>();
+  /** Service table key -> frontend id, for entries applied since the last full reconcile. */
+  private idByKey = new Map<string, string>();
+  /** A full reconcile happened since adoption: incremental ones may follow. */
+  private synced = false;
   private readonly svcIds: SmallIds;
   private readonly setIds = new SerialIds(() => new Set([...this.live.values()].map((f) => f.setId)));
   private readonly backendIds = new SerialIds(() => new Set([...this.live.values()].flatMap((f) => f.ids)));
@@ -201,6 +205,8 @@ export class ServiceSync {
    */
   adopt(): void {
     this.live.clear();
+    this.idByKey.clear();
+    this.synced = false;
     this.svcIds.reset();
     this.setIds.reset();
     this.backendIds.reset();
@@ -292,8 +298,15 @@ export class ServiceSync {
 
   // ---------------------------------------------------------------- reconcile
 
-  /** Makes the maps hold `table`. Throws KW_DATAPATH_APPLY (after re-reading the maps) when a write fails. */
-  reconcile(table: ServiceTable): ReconcileResult {
+  /**
+   * Makes the maps hold `table`. With `changed` (the table keys added, changed or removed
+   * since the last call, as ServiceTableBuilder.update() returns them) only those are
+   * looked at; the first reconcile after adoption is always whole.
+   * Throws KW_DATAPATH_APPLY (after re-reading the maps) when a write fails.
+   */
+  reconcile(table: ServiceTable, changed?: Iterable<string>): ReconcileResult {
+    const incremental = changed !== undefined && this.synced;
+    const keys = incremental ? new Set(changed) : undefined;
     const result: ReconcileResult = { created: 0, changed: 0, removed: 0, unchanged: 0, writes: 0, deletes: 0, skipped: [] };
     const backendPut = new Batch(4, 24);
     const slotPut = new Batch(8, 4);
@@ -305,7 +318,8 @@ export class ServiceSync {
     const maglevDel = new Batch(4, 0);
     const backendDel = new Batch(4, 0);
     /** What the mirror becomes once everything is applied. */
-    const next = new Map<string, LiveFrontend>();
+    const next = incremental ? new Map(this.live) : new Map<string, LiveFrontend>();
+    const idByKey = incremental ? new Map(this.idByKey) : new Map<string, string>();
     const freedSvcIds: number[] = [];
     const counts = { ...this.counts };
 
@@ -321,11 +335,13 @@ export class ServiceSync {
     };
 
     try {
-      for (const e of table.values()) {
+      const entries = keys ? [...keys].map((k) => table.get(k)).filter((e): e is ServiceEntry => e !== undefined) : table.values();
+      for (const e of entries) {
         const proto = protoOf(e);
         if (proto === undefined) { result.skipped.push(e.key); continue; }
         const vip = datapathAddr(e.vip);
         const id = frontendId(vip, e.port, proto);
+        idByKey.set(e.key, id);
         const old = this.live.get(id);
         // The service table hands over the same entry object when nothing changed.
         if (old && old.entry === e && !old.dirty) { next.set(id, old); result.unchanged++; continue; }
@@ -398,8 +414,19 @@ export class ServiceSync {
         next.set(id, f);
         if (old) result.changed++; else result.created++;
       }
-      for (const [id, old] of this.live) {
-        if (next.has(id)) continue;
+      const gone: Array<[string, LiveFrontend]> = [];
+      if (keys) {
+        for (const k of keys) {
+          if (table.has(k)) continue;
+          const id = idByKey.get(k);
+          const old = id === undefined ? undefined : this.live.get(id);
+          idByKey.delete(k);
+          if (id !== undefined && old && next.get(id) === old) { next.delete(id); gone.push([id, old]); }
+        }
+      } else {
+        for (const [id, old] of this.live) if (!next.has(id)) gone.push([id, old]);
+      }
+      for (const [, old] of gone) {
         svcDel.push(encodeSvcKey({ vip: old.vip, port: old.port, proto: old.proto }));
         delSet(old);
         for (const bid of old.ids) delBackend(bid);
@@ -434,8 +461,9 @@ export class ServiceSync {
     }
 
     for (const id of freedSvcIds) this.svcIds.free(id);
-    this.live.clear();
-    for (const [k, v] of next) this.live.set(k, v);
+    this.live = next;
+    this.idByKey = idByKey;
+    this.synced = true;
     this.counts = counts;
     return result;
   }

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BpfObject } from '../../native/index.js';
 import { buildModel } from '../../agent/model/model.js';
-import { buildServiceTable, type ServiceTable } from '../../agent/model/service-table.js';
+import { buildServiceTable, ServiceTableBuilder, type ServiceTable } from '../../agent/model/service-table.js';
 import type { SourcedObject } from '../../agent/model/types.js';
 import { ServiceSync } from '../../agent/datapath/service-sync.js';
 import { defaultObjectPath } from '../../agent/datapath/sock-lb.js';
@@ -15,20 +15,32 @@ import { readKernelServices } from '../../agent/datapath/inspect.js';
 import { decodeMaglevTable, decodeSvcKey, decodeSvcVal, decodeU32, encodeBackend, encodeSlotKey, encodeU32, IPPROTO_TCP } from '../../agent/datapath/codec.js';
 import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
 
-let obj: BpfObject | undefined;
+const objects: BpfObject[] = [];
 
 async function maps(maxEntries: Record<string, number> = {}): Promise<LbMaps> {
-  obj = BpfObject.open(defaultObjectPath(), { maxEntries });
+  const obj = BpfObject.open(defaultObjectPath(), { maxEntries });
+  objects.push(obj);
   await obj.load();
-  return Object.fromEntries(LB_MAP_NAMES.map((n) => [n, obj!.map(n)])) as unknown as LbMaps;
+  return Object.fromEntries(LB_MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as LbMaps;
 }
 
 afterEach(() => {
-  obj?.close();
-  obj = undefined;
+  for (const o of objects.splice(0)) o.close();
 });
 
 interface Svc { name: string; vip: string; backends: string[]; algorithm?: 'maglev'; affinity?: number }
+function model(svcs: Svc[]) {
+  const srcs: SourcedObject[] = [];
+  for (const s of svcs) {
+    const objs = [
+      serviceObject({ name: s.name, clusterIPs: [s.vip], algorithm: s.algorithm, affinityTimeoutSeconds: s.affinity, ports: [{ port: 80, targetPort: 8080 }] }),
+      sliceObject({ name: `${s.name}-1`, service: s.name, ports: [{ port: 8080 }], endpoints: s.backends.map((ip) => ({ ip })) }),
+    ];
+    objs.forEach((o, index) => srcs.push({ object: o as SourcedObject['object'], file: `${s.name}.yaml`, index }));
+  }
+  return buildModel(srcs);
+}
+
 function table(svcs: Svc[]): ServiceTable {
   const srcs: SourcedObject[] = [];
   for (const s of svcs) {
@@ -132,6 +144,29 @@ describe('ServiceSync', () => {
     expect(readKernelServices(m).map((s) => s.backends)).toEqual([['10.0.0.1:8080', '10.0.0.2:8080'], ['10.0.0.3:8080']]);
     expect(count(m, 'kw_slot')).toBe(3);
     expect(count(m, 'kw_backend')).toBe(3);
+  });
+
+  it('incremental reconciles (only the changed table keys) give the same maps as whole ones', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    const builder = new ServiceTableBuilder({ nodeName: 'n' });
+    const svcs: Svc[] = Array.from({ length: 20 }, (_, i) => ({ name: `s${i}`, vip: `10.96.1.${i + 1}`, backends: [`10.0.1.${i + 1}`, `10.0.2.${i + 1}`] }));
+    builder.update(model(svcs));
+    expect(sync.reconcile(builder.table).created).toBe(20);
+    // s3 changes, s7 goes, s20 comes.
+    const next = svcs.filter((s) => s.name !== 's7').map((s) => (s.name === 's3' ? { ...s, backends: ['10.0.9.9'] } : s));
+    next.push({ name: 's20', vip: '10.96.1.100', backends: ['10.0.3.1'] });
+    const changed = builder.update(model(next), ['default/s3', 'default/s7', 'default/s20']);
+    expect(changed.size).toBe(3);
+    const r = sync.reconcile(builder.table, changed);
+    expect(r).toMatchObject({ created: 1, changed: 1, removed: 1, unchanged: 0 });
+    const whole = readKernelServices(m).map((s) => `${s.frontend} ${s.backends.join(',')}`);
+    // The same maps as a fresh sync reconciling the whole table from scratch would leave.
+    const m2 = await maps();
+    new ServiceSync(m2).reconcile(table(next));
+    expect(readKernelServices(m2).map((s) => `${s.frontend} ${s.backends.join(',')}`)).toEqual(whole);
+    expect(whole).toContain('10.96.1.4:80/TCP 10.0.9.9:8080');
+    expect(whole.some((l) => l.startsWith('10.96.1.8:'))).toBe(false);
   });
 
   it('too many Services for the map: a clear error, and the maps keep their last good state', async () => {
