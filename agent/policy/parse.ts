@@ -27,6 +27,18 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 const HEADER_KEY = /^request\.headers\[[A-Za-z0-9!#$%&'*+\-.^_`|~]+\]$/;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 
+/** The fields kernway reads, by object (the CRD's schema lists the same; a test keeps them equal). */
+export const POLICY_FIELDS = {
+  spec: ['selector', 'action', 'rules'],
+  selector: ['matchLabels'],
+  rule: ['from', 'to', 'when'],
+  from: ['source'],
+  source: ['namespaces', 'serviceAccounts', 'ipBlocks'],
+  to: ['operation'],
+  operation: ['ports', 'methods', 'paths', 'hosts'],
+  when: ['key', 'values'],
+} as const;
+
 /** Fields Istio has and kernway does not, with what to use instead. */
 const UNSUPPORTED: Record<string, string> = {
   targetRef: 'select workloads with spec.selector.matchLabels',
@@ -121,13 +133,13 @@ function parse(src: SourcedObject): ParsedPolicy {
 
   // An absent or empty spec is valid: ALLOW with no rule, which admits nothing.
   const spec = o.spec === undefined || o.spec === null ? {} : c.object(o.spec, 'spec') ?? {};
-  c.only(spec, 'spec', ['selector', 'action', 'rules']);
+  c.only(spec, 'spec', POLICY_FIELDS.spec);
 
   let matchLabels: Record<string, string> | undefined;
   if (spec.selector !== undefined && spec.selector !== null) {
     const sel = c.object(spec.selector, 'spec.selector');
     if (sel) {
-      c.only(sel, 'spec.selector', ['matchLabels']);
+      c.only(sel, 'spec.selector', POLICY_FIELDS.selector);
       if (sel.matchLabels !== undefined && sel.matchLabels !== null) {
         const ml = c.object(sel.matchLabels, 'spec.selector.matchLabels');
         if (ml) {
@@ -173,7 +185,7 @@ function parse(src: SourcedObject): ParsedPolicy {
 function parseRule(c: PolicyChecker, rr: unknown, f: string, namespace: string): PolicyRule | undefined {
   const r = c.object(rr, f);
   if (!r) return undefined;
-  c.only(r, f, ['from', 'to', 'when']);
+  c.only(r, f, POLICY_FIELDS.rule);
   const l7Fields: string[] = [];
   const rule: PolicyRule = { l7Fields };
 
@@ -182,7 +194,7 @@ function parseRule(c: PolicyChecker, rr: unknown, f: string, namespace: string):
     const from: PolicySource[] = [];
     froms.forEach((fr, j) => {
       const ff = `${f}.from[${j}]`;
-      c.only(fr, ff, ['source']);
+      c.only(fr, ff, POLICY_FIELDS.from);
       if (fr.source === undefined || fr.source === null) { c.fail(`${ff}.source`, 'is required'); return; }
       const s = c.object(fr.source, `${ff}.source`);
       if (s) from.push(parseSource(c, s, `${ff}.source`, namespace));
@@ -195,7 +207,7 @@ function parseRule(c: PolicyChecker, rr: unknown, f: string, namespace: string):
     const to: PolicyOperation[] = [];
     tos.forEach((tr, j) => {
       const tf = `${f}.to[${j}]`;
-      c.only(tr, tf, ['operation']);
+      c.only(tr, tf, POLICY_FIELDS.to);
       if (tr.operation === undefined || tr.operation === null) { c.fail(`${tf}.operation`, 'is required'); return; }
       const op = c.object(tr.operation, `${tf}.operation`);
       if (op) to.push(parseOperation(c, op, `${tf}.operation`, l7Fields));
@@ -208,7 +220,7 @@ function parseRule(c: PolicyChecker, rr: unknown, f: string, namespace: string):
     const when: PolicyCondition[] = [];
     whens.forEach((w, j) => {
       const wf = `${f}.when[${j}]`;
-      c.only(w, wf, ['key', 'values']);
+      c.only(w, wf, POLICY_FIELDS.when);
       if (typeof w.key !== 'string' || !HEADER_KEY.test(w.key)) {
         c.fail(`${wf}.key`, `must be request.headers[<header name>] (the only condition kernway supports), got ${describe(w.key)}`);
         return;
@@ -224,7 +236,7 @@ function parseRule(c: PolicyChecker, rr: unknown, f: string, namespace: string):
 }
 
 function parseSource(c: PolicyChecker, s: Record<string, unknown>, f: string, namespace: string): PolicySource {
-  c.only(s, f, ['namespaces', 'serviceAccounts', 'ipBlocks']);
+  c.only(s, f, POLICY_FIELDS.source);
   const out: PolicySource = {};
   const namespaces = c.strings(s.namespaces, `${f}.namespaces`);
   if (namespaces) {
@@ -259,7 +271,7 @@ function parseSource(c: PolicyChecker, s: Record<string, unknown>, f: string, na
 }
 
 function parseOperation(c: PolicyChecker, op: Record<string, unknown>, f: string, l7Fields: string[]): PolicyOperation {
-  c.only(op, f, ['ports', 'methods', 'paths', 'hosts']);
+  c.only(op, f, POLICY_FIELDS.operation);
   const out: PolicyOperation = {};
   if (op.ports !== undefined && op.ports !== null) {
     if (!Array.isArray(op.ports)) c.fail(`${f}.ports`, `must be a list of ports, got ${describe(op.ports)}`);

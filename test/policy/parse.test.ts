@@ -92,3 +92,36 @@ spec:
     expect(parsePolicy(src).policy).toBeUndefined();
   });
 });
+
+describe('the CRD manifest', () => {
+  it('has the schema of the fields the agent reads, no more and no fewer', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const { join } = await import('node:path');
+    const { projectRoot } = await import('../../common/version.js');
+    const { POLICY_FIELDS } = await import('../../agent/policy/parse.js');
+    const crd = parse(readFileSync(join(projectRoot(), 'deploy', 'crds', 'authorizationpolicy.yaml'), 'utf8'));
+    expect(crd.spec.group).toBe('kernway.io');
+    expect(crd.spec.names.kind).toBe('AuthorizationPolicy');
+    const v = crd.spec.versions[0];
+    expect(v.name).toBe('v1alpha1');
+    const spec = v.schema.openAPIV3Schema.properties.spec;
+    const rule = spec.properties.rules.items;
+    const from = rule.properties.from.items;
+    const to = rule.properties.to.items;
+    const keys = (o: { properties: Record<string, unknown> }) => Object.keys(o.properties).sort();
+    expect(keys(spec)).toEqual([...POLICY_FIELDS.spec].sort());
+    expect(keys(spec.properties.selector)).toEqual([...POLICY_FIELDS.selector].sort());
+    expect(keys(rule)).toEqual([...POLICY_FIELDS.rule].sort());
+    expect(keys(from)).toEqual([...POLICY_FIELDS.from].sort());
+    expect(keys(from.properties.source)).toEqual([...POLICY_FIELDS.source].sort());
+    expect(keys(to)).toEqual([...POLICY_FIELDS.to].sort());
+    expect(keys(to.properties.operation)).toEqual([...POLICY_FIELDS.operation].sort());
+    expect(keys(rule.properties.when.items)).toEqual([...POLICY_FIELDS.when].sort());
+    expect(spec.properties.action.enum).toEqual(['ALLOW', 'DENY']);
+    // The CRD's service account pattern accepts what the parser accepts.
+    const re = new RegExp(from.properties.source.properties.serviceAccounts.items.pattern);
+    expect(re.test('front/client')).toBe(true);
+    expect(re.test('client')).toBe(false);
+  });
+});
