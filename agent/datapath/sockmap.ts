@@ -401,7 +401,7 @@ export function registerSockmapMetrics(registry: Registry, read: () => { stats: 
     ['reason'], (c, s) => { c.inc({ reason: 'full' }, s.insertFull); c.inc({ reason: 'error' }, s.insertErrors); });
   counter('kernway_sockmap_handovers_total', 'Directions switched from the stack to redirection once the peer had read every earlier byte.', [],
     (c, s) => c.inc(s.handovers));
-  counter('kernway_sockmap_skipped_connections_total', 'Pod-to-pod connections not accelerated because acceleration was off (flag or annotation).', [],
+  counter('kernway_sockmap_skipped_sockets_total', 'Pod-to-pod sockets (two per connection) not accelerated because acceleration was off (agent flag or annotation).', [],
     (c, s) => c.inc(s.skippedOff));
   registry.registerMetric(new Gauge({
     name: 'kernway_sockmap_enabled', help: '1 when new same-node connections are accelerated.', registers: [],

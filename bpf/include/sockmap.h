@@ -97,7 +97,7 @@ struct kw_sm_handover {
 #define KW_SM_STAT_INSERT_FULL     5 /* sockets not added: kw_sm_hash full */
 #define KW_SM_STAT_INSERT_ERR      6 /* sockets not added: another error (storage, duplicate key) */
 #define KW_SM_STAT_HANDOVERS       7 /* directions switched from the stack to redirection */
-#define KW_SM_STAT_SKIPPED_OFF     8 /* connections between local pods not accelerated: switched off */
+#define KW_SM_STAT_SKIPPED_OFF     8 /* pod-to-pod sockets not added: switched off (node or pod) */
 #define KW_SM_STAT_COUNT           9
 
 /* Accelerated sockets: kw_sm_key (as the socket sees itself) -> socket. */
