@@ -1,0 +1,33 @@
+/**
+ * Gateway API conformance, mesh (GAMMA, east-west) cases: every case of
+ * ../shared/conformance/gateway-api/mesh, sent for real through `kernway waypoint`'s mesh port (a PROXY v2
+ * header naming the Service cluster IP) to echo backends on loopback, judged by the upstream rules.
+ */
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { DATA_DIR, dataAvailable, loadCases, loadIndex } from './conformance/data.js';
+import { caseName, runCase, runDistribution } from './conformance/cases.js';
+import { startWorld, type World } from './conformance/world.js';
+
+const available = dataAvailable();
+if (!available) console.warn(`[kernway] Gateway API conformance (mesh) SKIPPED: ${DATA_DIR} not found — clone shared/ beside the repository to run it`);
+
+describe.skipIf(!available)('Gateway API conformance: mesh (Service parents)', () => {
+  let world: World;
+  beforeAll(async () => { world = await startWorld('mesh', 'base/mesh-base-manifests.yaml', 'gateway-conformance-mesh'); }, 60_000);
+  afterAll(async () => { await world?.close(); });
+
+  for (const entry of available ? loadIndex().filter((e) => e.group === 'mesh') : []) {
+    const file = loadCases('mesh', entry.name);
+    for (const test of file.tests) {
+      describe(`${test.shortName} (${entry.name})`, () => {
+        beforeAll(async () => { await world.apply(test.localManifests); }, 20_000);
+        file.cases.forEach((c, i) => {
+          it(caseName(c, i), async () => { await runCase(world, 'mesh', c, file); }, 60_000);
+        });
+        if (file.distribution) {
+          it('weighted distribution across backends', async () => { await runDistribution(world, 'mesh', file); }, 120_000);
+        }
+      });
+    }
+  }
+});

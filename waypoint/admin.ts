@@ -1,0 +1,61 @@
+/**
+ * The admin server (--metrics-address): /metrics (Prometheus), /healthz (the process
+ * answers), /readyz (a configuration is in force and every listener is bound),
+ * /debug/routes (route and Gateway status as JSON, for `kernway routes`).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { StatusReport } from './status.js';
+import type { WaypointMetrics } from './observe/metrics.js';
+
+export interface AdminTarget {
+  readonly metrics: WaypointMetrics;
+  readiness(): { ready: boolean; reason: string };
+  status(): StatusReport;
+}
+
+export class AdminServer {
+  private constructor(private readonly server: http.Server, readonly port: number) {}
+
+  static start(addr: { host: string; port: number }, target: AdminTarget): Promise<AdminServer> {
+    const server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      const send = (status: number, type: string, body: string): void => {
+        res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      };
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
+      switch (path) {
+        case '/metrics':
+          target.metrics.registry.metrics().then(
+            (m) => send(200, target.metrics.registry.contentType, m),
+            (e: Error) => send(500, 'text/plain', `${e.message}\n`),
+          );
+          return;
+        case '/healthz': return send(200, 'text/plain', 'ok\n');
+        case '/readyz': {
+          const r = target.readiness();
+          return send(r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
+        }
+        case '/debug/routes': return send(200, 'application/json', JSON.stringify(target.status(), null, 2));
+        default: return send(404, 'text/plain', 'not found (try /metrics, /healthz, /readyz, /debug/routes)\n');
+      }
+    });
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(addr.port, addr.host, () => {
+        server.removeListener('error', reject);
+        resolve(new AdminServer(server, (server.address() as AddressInfo).port));
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.closeAllConnections();
+      this.server.close(() => resolve());
+    });
+  }
+}

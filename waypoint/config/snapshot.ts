@@ -1,0 +1,102 @@
+/**
+ * One consistent view of everything the waypoint reads, built from a set of sourced
+ * objects: Services, EndpointSlices, Pods and Namespaces through agent/model; the Gateway
+ * API kinds through this folder's parsers, AuthorizationPolicy through agent/policy.
+ */
+import { buildModel } from '../../agent/model/model.js';
+import { isModelKind, validateObject } from '../../agent/model/objects.js';
+import type { Model, Problem, SourcedObject } from '../../agent/model/types.js';
+import { isPolicyKind, parsePolicy } from '../../agent/policy/parse.js';
+import type { AuthorizationPolicy } from '../../agent/policy/types.js';
+import { isGatewayApiKind, parseGatewayApiObject } from './gateway-api.js';
+import type { Gateway, GatewayClass, HTTPRoute, ReferenceGrant } from './types.js';
+
+export const DUPLICATE_OBJECT = 'KW_DUPLICATE_OBJECT';
+
+export interface WaypointConfig {
+  model: Model;
+  /** appProtocol of Service ports, by 'ns/name' then port number (agent/model does not keep it). */
+  appProtocols: ReadonlyMap<string, ReadonlyMap<number, string>>;
+  gatewayClasses: ReadonlyMap<string, GatewayClass>;
+  gateways: readonly Gateway[];
+  routes: readonly HTTPRoute[];
+  grants: readonly ReferenceGrant[];
+  policies: readonly AuthorizationPolicy[];
+  /** Problems of the objects in force (files that failed validation are reported by the source). */
+  problems: readonly Problem[];
+}
+
+/** Whether the waypoint reads this kind at all. */
+export function isWaypointKind(o: { apiVersion: string; kind: string }): boolean {
+  return isModelKind(o) || isGatewayApiKind(o) || isPolicyKind(o);
+}
+
+/**
+ * The ObjectValidator handed to the manifest source: an object of a kind the waypoint
+ * reads that breaks its schema makes its file keep its last good content.
+ */
+export function validateWaypointObject(src: SourcedObject): Problem[] {
+  if (isModelKind(src.object)) return validateObject(src);
+  if (isGatewayApiKind(src.object)) return parseGatewayApiObject(src).problems;
+  if (isPolicyKind(src.object)) return parsePolicy(src).problems;
+  return [];
+}
+
+export function buildWaypointConfig(objects: readonly SourcedObject[]): WaypointConfig {
+  const model = buildModel(objects.filter((o) => isModelKind(o.object)));
+  const problems: Problem[] = [...model.problems];
+  const appProtocols = new Map<string, Map<number, string>>();
+  const gatewayClasses = new Map<string, GatewayClass>();
+  const gateways = new Map<string, Gateway>();
+  const routes = new Map<string, HTTPRoute>();
+  const grants = new Map<string, ReferenceGrant>();
+  const policies = new Map<string, AuthorizationPolicy>();
+
+  const dup = <T>(map: Map<string, T>, key: string, v: T, src: SourcedObject, kind: string): void => {
+    if (map.has(key)) {
+      problems.push({ code: DUPLICATE_OBJECT, file: src.file, object: `${kind} ${key}`, field: 'metadata.name',
+        message: `metadata.name: ${kind} ${key} is defined twice; the first one read is used` });
+      return;
+    }
+    map.set(key, v);
+  };
+
+  for (const src of objects) {
+    const o = src.object;
+    if (o.kind === 'Service' && o.apiVersion === 'v1') {
+      const key = `${o.metadata.namespace || 'default'}/${o.metadata.name}`;
+      const spec = o.spec as { ports?: unknown } | undefined;
+      if (model.services.has(key) && spec && Array.isArray(spec.ports)) {
+        const m = new Map<number, string>();
+        for (const p of spec.ports as { port?: unknown; appProtocol?: unknown }[]) {
+          if (p && typeof p.port === 'number' && typeof p.appProtocol === 'string') m.set(p.port, p.appProtocol);
+        }
+        if (m.size > 0 && !appProtocols.has(key)) appProtocols.set(key, m);
+      }
+      continue;
+    }
+    if (isGatewayApiKind(o)) {
+      const r = parseGatewayApiObject(src);
+      problems.push(...r.problems);
+      const v = r.value;
+      if (!v) continue;
+      switch (v.kind) {
+        case 'GatewayClass': dup(gatewayClasses, v.value.name, v.value, src, 'GatewayClass'); break;
+        case 'Gateway': dup(gateways, v.value.meta.key, v.value, src, 'Gateway'); break;
+        case 'HTTPRoute': dup(routes, v.value.meta.key, v.value, src, 'HTTPRoute'); break;
+        case 'ReferenceGrant': dup(grants, v.value.meta.key, v.value, src, 'ReferenceGrant'); break;
+      }
+      continue;
+    }
+    if (isPolicyKind(o)) {
+      const r = parsePolicy(src);
+      problems.push(...r.problems);
+      if (r.policy) dup(policies, r.policy.key, r.policy, src, 'AuthorizationPolicy');
+    }
+  }
+  return {
+    model, appProtocols, gatewayClasses,
+    gateways: [...gateways.values()], routes: [...routes.values()], grants: [...grants.values()], policies: [...policies.values()],
+    problems,
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * `kernway waypoint` options: parsed and checked once, at the door; errors name the option.
+ */
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { InvalidArgumentError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { parseDuration } from './config/duration.js';
+import type { AccessLogDestination } from './observe/access-log.js';
+import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
+
+export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [--listen-address IP] [--mesh-port PORT]
+                 [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
+                 [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
+                 [--max-header-bytes N]
+
+  --namespace NS              the namespace this waypoint serves (its Gateways and Services)
+  --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
+                              Namespace, ReferenceGrant, AuthorizationPolicy) in DIR, watched
+  --listen-address IP         where Gateway listeners bind (default ${'0.0.0.0'})
+  --mesh-port PORT            the mesh port: connections start with a PROXY v2 header (default 15019)
+  --mesh-address IP           where the mesh port binds (default: --listen-address)
+  --metrics-address HOST:PORT /metrics, /healthz, /readyz, /debug/routes (default 0.0.0.0:15020; 'off': none)
+  --access-log WHERE          JSON access log: stdout (default), stderr, off, or a file path
+  --drain-timeout DURATION    on SIGTERM, how long requests in flight may finish (default 10s)
+  --header-timeout DURATION   time to receive a request's headers (default 10s)
+  --idle-timeout DURATION     idle keep-alive connections are closed after (default 60s)
+  --max-header-bytes N        largest request head accepted (default 16384)`;
+
+export interface WaypointCliOptions {
+  manifests: string;
+  waypoint: Omit<WaypointOptions, 'log'>;
+}
+
+export function parseHostPort(name: string, v: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:([0-9]{1,5})$/.exec(v);
+  if (!m) throw new InvalidArgumentError(name, 'HOST:PORT (e.g. 0.0.0.0:15020 or [::]:15020)', v);
+  const port = Number(m[2]);
+  if (port > 65535) throw new InvalidArgumentError(name, 'a port from 0 to 65535', v);
+  return { host: m[1] === '' ? '0.0.0.0' : m[1]!, port };
+}
+
+function duration(name: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const ms = parseDuration(v);
+  if (ms === undefined || ms === 0) throw new InvalidArgumentError(name, 'a duration such as 500ms, 10s or 1m', v);
+  return ms;
+}
+
+function ip(name: string, v: string): string {
+  if (isIP(v) === 0) throw new InvalidArgumentError(name, 'an IPv4 or IPv6 address', v);
+  return v;
+}
+
+/** Parse argv (strict); throws InvalidArgumentError naming the option. */
+export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: {
+        namespace: { type: 'string' }, manifests: { type: 'string' },
+        'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
+        'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
+        'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
+        'max-header-bytes': { type: 'string' },
+      },
+    }));
+  } catch (e) {
+    throw new InvalidArgumentError('arguments', 'the options listed in the usage', (e as Error).message);
+  }
+  const ns = values.namespace;
+  if (ns === undefined || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) throw new InvalidArgumentError('--namespace', 'a namespace name (DNS label)', ns);
+  if (values.manifests === undefined || values.manifests === '') throw new InvalidArgumentError('--manifests', 'a directory of manifests (the agent source is not built yet)', values.manifests);
+  const listenAddress = ip('--listen-address', values['listen-address'] ?? '0.0.0.0');
+  const meshPortText = values['mesh-port'] ?? '15019';
+  const meshPort = /^[0-9]{1,5}$/.test(meshPortText) ? Number(meshPortText) : Number.NaN;
+  if (!(meshPort >= 0 && meshPort <= 65535)) throw new InvalidArgumentError('--mesh-port', 'a port from 0 to 65535', meshPortText);
+  const metrics = values['metrics-address'] ?? '0.0.0.0:15020';
+  const metricsAddress = metrics === 'off' ? undefined : parseHostPort('--metrics-address', metrics);
+  const al = values['access-log'] ?? 'stdout';
+  const accessLog: AccessLogDestination = al === 'stdout' || al === 'stderr' || al === 'off' ? al : { file: al };
+  const maxHeaderText = values['max-header-bytes'] ?? String(DEFAULT_LIMITS.maxHeaderBytes);
+  const maxHeaderBytes = /^[0-9]+$/.test(maxHeaderText) ? Number(maxHeaderText) : Number.NaN;
+  if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
+  return Object.freeze({
+    manifests: values.manifests,
+    waypoint: Object.freeze({
+      namespace: ns,
+      listenAddress,
+      ...(values['mesh-address'] !== undefined ? { meshAddress: ip('--mesh-address', values['mesh-address']) } : {}),
+      meshPort,
+      metricsAddress,
+      accessLog,
+      limits: {
+        ...DEFAULT_LIMITS,
+        maxHeaderBytes,
+        headersTimeoutMs: duration('--header-timeout', values['header-timeout'], DEFAULT_LIMITS.headersTimeoutMs),
+        idleTimeoutMs: duration('--idle-timeout', values['idle-timeout'], DEFAULT_LIMITS.idleTimeoutMs),
+      },
+      upstream: { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, maxIdlePerEndpoint: 256 },
+      drainTimeoutMs: duration('--drain-timeout', values['drain-timeout'], 10_000),
+    }),
+  });
+}
+
+/** The full options for Waypoint.start. */
+export function withLogger(o: WaypointCliOptions, log: Logger): WaypointOptions {
+  return { ...o.waypoint, log };
+}

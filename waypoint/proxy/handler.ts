@@ -1,0 +1,560 @@
+/**
+ * One HTTP request through the waypoint: parent (Gateway listener or mesh destination),
+ * caller identity, authorization, route rule, filters, backend choice, the exchange with
+ * the backend (timeouts, retries, mirrors), the response (header filters, CORS), then
+ * metrics and the access log. Works for HTTP/1.x and HTTP/2 callers alike (Node's
+ * compatibility API), and for WebSocket upgrades.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../../common/log.js';
+import type { AccessLog } from '../observe/access-log.js';
+import type { WaypointMetrics } from '../observe/metrics.js';
+import { continueTrace, requestId, type TraceContext } from '../observe/trace.js';
+import type { Endpoint, ServiceTarget } from '../routing/backends.js';
+import { requestHost } from '../routing/hostnames.js';
+import type { MatchRequest } from '../routing/match.js';
+import { parseTarget } from '../routing/path.js';
+import { meshLookup, passthroughRule, podTarget, selectListener, type CompiledBackend, type CompiledRule, type RoutingTable } from '../routing/table.js';
+import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evaluate.js';
+import { connOf, type ConnInfo } from './accept.js';
+import type { Balancer } from './balancer.js';
+import { endpointKey } from './balancer.js';
+import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
+import { applyModifier, forwardable, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
+import { UpstreamError, type UpstreamPool, type UpstreamResponse } from './upstream.js';
+
+type DownReq = IncomingMessage | Http2ServerRequest;
+type DownRes = ServerResponse | Http2ServerResponse;
+
+const KEEP_TE = new Set(['te']);
+const KEEP_UPGRADE = new Set(['upgrade']);
+/** Request bodies up to this size are buffered when a retry policy or a mirror needs to send them again. */
+const REPLAY_LIMIT = 64 * 1024;
+const MIRROR_LIMIT = 1024 * 1024;
+const MAX_BACKOFF_MS = 10_000;
+
+export interface HandlerDeps {
+  table(): RoutingTable;
+  balancer: Balancer;
+  upstream: UpstreamPool;
+  metrics: WaypointMetrics;
+  accessLog: AccessLog;
+  log: Logger;
+}
+
+/** What is known about a request as it goes, for the access log and metrics. */
+interface Exchange {
+  start: number;
+  conn: ConnInfo;
+  method: string;
+  path: string;
+  protocol: string;
+  route: string;
+  rule: string;
+  destination: string;
+  upstream: string | undefined;
+  source: string;
+  parent: string;
+  bytesIn: number;
+  bytesOut: number;
+  trace: TraceContext | undefined;
+  requestId: string;
+  reason: string | undefined;
+  attempts: number;
+  done: boolean;
+}
+
+interface Routed {
+  rule: CompiledRule;
+  /** Port for redirects without one: the listener's or the Service's. */
+  port: number;
+  parent: string;
+}
+
+export class RequestHandler {
+  constructor(private readonly d: HandlerDeps) {}
+
+  /** Entry point for both HTTP servers' 'request' events. */
+  readonly onRequest = (req: DownReq, res: DownRes): void => {
+    this.handle(req, res).catch((e: unknown) => {
+      this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
+      try {
+        if (!res.headersSent) { res.writeHead(500, { 'content-type': 'text/plain' }); res.end('internal error\n'); }
+        else res.destroy();
+      } catch { /* the connection is gone */ }
+    });
+  };
+
+  private async handle(req: DownReq, res: DownRes): Promise<void> {
+    const conn = connOf(req.socket);
+    const h2 = req.httpVersionMajor === 2;
+    const ex: Exchange = {
+      start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
+      route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
+      trace: undefined, requestId: '', reason: undefined, attempts: 0, done: false,
+    };
+    this.d.metrics.activeRequests.inc();
+    res.once('close', () => this.finish(ex, req, res));
+    if (!conn) return this.local(ex, res, 500, 'no_connection_info', 'internal error');
+    const table = this.d.table();
+
+    const target = parseTarget(req.url ?? '');
+    if (!target) return this.local(ex, res, 400, 'bad_request', 'malformed request target');
+    ex.path = target.path;
+    const raw = req.rawHeaders;
+    let authority: string | undefined;
+    if (h2) authority = (req.headers[':authority'] as string | undefined) ?? (req.headers.host as string | undefined);
+    else {
+      let hosts = 0;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
+      if (hosts > 1) return this.local(ex, res, 400, 'bad_request', 'more than one Host header');
+      authority = target.authority ?? req.headers.host;
+      if (authority === undefined && req.httpVersion === '1.1') return this.local(ex, res, 400, 'bad_request', 'missing Host header');
+    }
+    const host = requestHost(authority);
+    if (authority !== undefined && authority !== '' && host === undefined) return this.local(ex, res, 400, 'bad_request', 'malformed Host header');
+    const header = (name: string): string | undefined => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v.join(',') : v;
+    };
+    const mreq: MatchRequest = { path: target.path, query: target.query, method: ex.method, header };
+    ex.trace = continueTrace(header('traceparent'));
+    ex.requestId = header('x-request-id') ?? requestId();
+
+    const id = table.pods.get(conn.peerAddress)?.identity;
+    if (id) ex.source = id.workload;
+    const caller: Caller = { address: conn.peerAddress, namespace: id?.namespace, serviceAccount: id?.serviceAccount };
+
+    const routed = this.route(table, conn, host, mreq, ex);
+    if (typeof routed === 'number') return this.local(ex, res, routed, routed === 404 ? 'no_route' : 'no_destination', routed === 404 ? 'no route matched' : 'unknown destination');
+    const { rule } = routed;
+    ex.route = rule.route;
+    ex.rule = rule.rule;
+    ex.parent = routed.parent;
+
+    // CORS: preflights are answered here; allowed origins get headers on the response.
+    let corsHeaders: HeaderList | undefined;
+    if (rule.cors) {
+      const origin = header('origin');
+      if (origin !== undefined) {
+        const allowed = originAllowed(rule.cors, origin);
+        const acrm = header('access-control-request-method');
+        if (isPreflight(ex.method, origin, acrm)) {
+          return this.local(ex, res, 204, 'cors_preflight', '', allowed ? preflightHeaders(rule.cors, origin, acrm!, header('access-control-request-headers')) : []);
+        }
+        if (allowed) corsHeaders = corsResponseHeaders(rule.cors, origin);
+      }
+    }
+
+    if (rule.redirect) {
+      const location = redirectLocation(rule.redirect, {
+        scheme: 'http', host, port: routed.port, path: target.path, query: target.query, prefix: rule.prefix, fallbackHost: conn.localAddress,
+      });
+      const h: HeaderList = ['location', location];
+      applyModifier(h, rule.responseHeaders);
+      return this.local(ex, res, rule.redirect.statusCode, 'redirect', '', h);
+    }
+
+    const backend = this.d.balancer.pickBackend(rule);
+    if (!backend) return this.local(ex, res, 500, 'no_backend', 'the matched rule has no backend');
+    if (!backend.target) return this.local(ex, res, 500, 'invalid_backend', `backend unavailable: ${backend.failure?.message ?? 'unresolved'}`);
+    const svc = backend.target;
+    ex.destination = svc.key.startsWith('pod ') ? `${svc.namespace}/direct` : `${svc.namespace}/${svc.name}`;
+
+    // The request as the backend gets it.
+    let path = target.path;
+    let outHost = authority ?? host ?? conn.localAddress;
+    for (const rw of [rule.rewrite, backend.rewrite]) {
+      if (!rw) continue;
+      path = modifyPath(path, rw.path, rule.prefix);
+      if (rw.hostname) outHost = rw.hostname;
+    }
+    const grpc = (header('content-type') ?? '').startsWith('application/grpc');
+    const headers = forwardable(raw, h2 || grpc ? KEEP_TE : undefined);
+    removeHeader(headers, 'host');
+    headers.unshift('Host', outHost);
+    applyModifier(headers, rule.requestHeaders);
+    applyModifier(headers, backend.requestHeaders);
+    const xff = getHeader(headers, 'x-forwarded-for');
+    setHeader(headers, 'x-forwarded-for', xff ? `${xff}, ${conn.peerAddress}` : conn.peerAddress);
+    setHeader(headers, 'x-forwarded-proto', 'http');
+    if (header('x-request-id') === undefined) headers.push('x-request-id', ex.requestId);
+    setHeader(headers, 'traceparent', ex.trace.header);
+    const url = target.query !== '' ? `${path}?${target.query}` : path;
+    const protocol = grpc ? 'h2c' : svc.protocol;
+
+    // The body: streamed, or buffered when it has to be sent more than once.
+    const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    const mirrors = rule.mirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
+    let body: Readable | Buffer | undefined;
+    if (hasBody) {
+      req.on('data', (c: Buffer) => { ex.bytesIn += c.length; });
+      const declared = Number(req.headers['content-length'] ?? Number.NaN);
+      const wantReplay = (rule.retry !== undefined && declared <= REPLAY_LIMIT) || (mirrors.length > 0 && declared <= MIRROR_LIMIT);
+      body = wantReplay ? await readAll(req) : req;
+    }
+    const sendMirrors = (): void => {
+      for (const m of mirrors) {
+        if (body !== undefined && !Buffer.isBuffer(body)) { this.d.metrics.mirrored.inc({ destination_service: `${m.target!.namespace}/${m.target!.name}`, result: 'dropped' }); continue; }
+        this.mirror(m.target!, ex.method, url, headers, body);
+      }
+    };
+    const authz: AuthzRequest = { caller, method: ex.method, path: target.path, host, header };
+    await this.forward(ex, req, res, rule, backend, svc, { method: ex.method, url, headers, body, protocol }, corsHeaders, h2, table, authz, sendMirrors);
+  }
+
+  /** The parent and rule of a request, or a status when there is none. */
+  private route(table: RoutingTable, conn: ConnInfo, host: string | undefined, mreq: MatchRequest, ex: Exchange): Routed | number {
+    if (conn.kind === 'gateway') {
+      const bp = table.ports.get(conn.bind);
+      const entry = bp && selectListener(bp, host);
+      if (!entry) return 404;
+      ex.parent = entry.listeners[0]!;
+      const m = entry.table.lookup(host, mreq);
+      if (!m) return 404;
+      return { rule: m.target, port: entry.port, parent: entry.listeners[0]! };
+    }
+    const dst = conn.destination!;
+    const mp = table.mesh.get(`${dst.address}:${dst.port}`);
+    if (mp) {
+      ex.parent = `${mp.namespace}/${mp.service}:${mp.port}`;
+      const callerNs = table.pods.get(conn.peerAddress)?.identity.namespace;
+      const { rule } = meshLookup(mp, callerNs, mreq);
+      if (!rule) return 404;
+      return { rule, port: mp.port, parent: ex.parent };
+    }
+    const pod = podTarget(table, dst.address, dst.port);
+    if (!pod) return 503;
+    return { rule: passthroughRule(pod), port: dst.port, parent: `pod ${pod.namespace}/${pod.name}` };
+  }
+
+  private async forward(
+    ex: Exchange, req: DownReq, res: DownRes, rule: CompiledRule, backend: CompiledBackend, svc: ServiceTarget,
+    out: { method: string; url: string; headers: HeaderList; body: Readable | Buffer | undefined; protocol: ServiceTarget['protocol'] },
+    corsHeaders: HeaderList | undefined, h2: boolean, table: RoutingTable, authz: AuthzRequest, sendMirrors: () => void,
+  ): Promise<void> {
+    const replayable = out.body === undefined || Buffer.isBuffer(out.body);
+    const retry = rule.retry;
+    const maxAttempts = 1 + (retry && replayable ? retry.attempts : 0);
+    const deadline = rule.requestTimeoutMs ? ex.start + rule.requestTimeoutMs : undefined;
+    const tried = new Set<string>();
+    let clientGone = false;
+    let abortCurrent: (() => void) | undefined;
+    const onClientClose = (): void => { if (!res.writableFinished) { clientGone = true; abortCurrent?.(); } };
+    res.once('close', onClientClose);
+    let freeRetries = 1; // one extra try for a pooled connection the backend had just closed
+
+    for (let attempt = 1; ; attempt++) {
+      const ep = this.d.balancer.pickEndpoint(svc, tried);
+      if (!ep) return this.local(ex, res, 503, 'no_endpoints', `no endpoint for ${svc.key}`);
+      tried.add(endpointKey(ep));
+      ex.upstream = endpointKey(ep);
+      if (!table.authz.empty) {
+        const decision = this.authorize(table, svc, ep, authz);
+        if (!decision.allowed) return this.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy');
+      }
+      if (attempt === 1) sendMirrors();
+      ex.attempts++;
+      const done = this.d.balancer.begin(svc, ep);
+      const exch = this.d.upstream.request({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body });
+      abortCurrent = exch.abort;
+      const attemptTimeout = minTimeout(rule.backendRequestTimeoutMs, deadline);
+      const attemptEnd = attemptTimeout === undefined ? undefined : performance.now() + attemptTimeout;
+      const outcome = await raceTimeout(exch.response, attemptTimeout, exch.abort);
+      if (clientGone) { done(); ex.reason = 'client_closed'; return; }
+      if (outcome.kind === 'timeout') {
+        done();
+        this.d.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: 'timeout' });
+        const requestExpired = deadline !== undefined && performance.now() >= deadline;
+        if (!requestExpired && retry?.codes.includes(504) && attempt < maxAttempts) { await this.backoff(retry.backoffMs, attempt, deadline); continue; }
+        return this.local(ex, res, 504, requestExpired ? 'request_timeout' : 'backend_timeout', 'upstream request timeout');
+      }
+      if (outcome.kind === 'error') {
+        done();
+        const e = outcome.error instanceof UpstreamError ? outcome.error : new UpstreamError('reset', String(outcome.error), undefined, false);
+        this.d.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: e.kind });
+        if (replayable && e.retryable && e.kind === 'reset' && freeRetries > 0) { freeRetries--; attempt--; continue; }
+        const canRetry = replayable && e.kind === 'connect' && (attempt < maxAttempts || (attempt === 1 && !retry && tried.size < svc.endpoints.length));
+        if (canRetry && (deadline === undefined || performance.now() < deadline)) {
+          this.d.metrics.retries.inc({ destination_service: ex.destination });
+          if (retry && attempt < maxAttempts) await this.backoff(retry.backoffMs, attempt, deadline);
+          continue;
+        }
+        const status = e.kind === 'connect' ? 503 : 502;
+        return this.local(ex, res, status, `upstream_${e.kind}`, `upstream ${e.kind === 'connect' ? 'connect error' : 'error'}: ${e.message}`);
+      }
+      const up = outcome.value;
+      if (retry && retry.codes.includes(up.status) && attempt < maxAttempts && (deadline === undefined || performance.now() < deadline)) {
+        up.abort();
+        done();
+        this.d.metrics.retries.inc({ destination_service: ex.destination });
+        await this.backoff(retry.backoffMs, attempt, deadline);
+        continue;
+      }
+      return this.respond(ex, req, res, rule, backend, up, corsHeaders, h2, done, attemptEnd === undefined ? undefined : Math.max(0, attemptEnd - performance.now()), exch.abort);
+    }
+  }
+
+  /** Authorization for the workload behind an endpoint (its Pod's labels, or its Service's namespace alone). */
+  private authorize(table: RoutingTable, svc: ServiceTarget, ep: Endpoint, req: AuthzRequest): Decision {
+    const pod = table.pods.get(ep.address)?.pod;
+    const dest: Destination = pod ? { namespace: pod.namespace, labels: pod.labels, port: ep.port } : { namespace: svc.namespace, labels: {}, port: ep.port };
+    const d = table.authz.evaluate(dest, req);
+    if (!d.allowed) this.d.metrics.denied.inc({ policy: d.policy ?? '', destination_service: svc.key.startsWith('pod ') ? `${svc.namespace}/direct` : `${svc.namespace}/${svc.name}` });
+    return d;
+  }
+
+  private async backoff(baseMs: number, attempt: number, deadline: number | undefined): Promise<void> {
+    if (baseMs <= 0) return;
+    let ms = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** (attempt - 1));
+    ms = ms / 2 + Math.random() * (ms / 2);
+    if (deadline !== undefined) ms = Math.max(0, Math.min(ms, deadline - performance.now()));
+    await new Promise((r) => setTimeout(r, ms).unref());
+  }
+
+  /** Send the backend's response on: status, filtered headers, body, trailers. */
+  private respond(
+    ex: Exchange, _req: DownReq, res: DownRes, rule: CompiledRule, backend: CompiledBackend, up: UpstreamResponse,
+    corsHeaders: HeaderList | undefined, h2: boolean, done: () => void, remainingMs: number | undefined, abort: () => void,
+  ): Promise<void> {
+    const headers = forwardable(up.headers);
+    applyModifier(headers, rule.responseHeaders);
+    applyModifier(headers, backend.responseHeaders);
+    if (corsHeaders) for (let i = 0; i < corsHeaders.length; i += 2) setHeader(headers, corsHeaders[i]!, corsHeaders[i + 1]!);
+    ex.reason = undefined;
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const end = (): void => { if (timer) clearTimeout(timer); done(); resolve(); };
+      if (remainingMs !== undefined) {
+        // The backend request timeout covers the whole response; a response cut short is reset.
+        timer = setTimeout(() => { ex.reason = 'backend_timeout'; abort(); res.destroy(); end(); }, remainingMs);
+        timer.unref();
+      }
+      try {
+        if (h2) (res as Http2ServerResponse).writeHead(up.status, toObject(headers) as unknown as http.OutgoingHttpHeaders);
+        else (res as ServerResponse).writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
+      } catch (e) {
+        ex.reason = 'bad_upstream_headers';
+        up.abort();
+        this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
+        if (!res.headersSent) { this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend'); }
+        end();
+        return;
+      }
+      const body = up.body;
+      body.on('data', (chunk: Buffer) => {
+        ex.bytesOut += chunk.length;
+        if (!(res as ServerResponse).write(chunk)) { body.pause(); res.once('drain', () => body.resume()); }
+      });
+      body.once('end', () => {
+        const t = up.trailers();
+        if (t.length > 0) {
+          try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
+        }
+        res.end();
+        end();
+      });
+      body.once('error', () => { ex.reason = 'upstream_reset'; res.destroy(); end(); });
+      body.once('close', () => { if (!body.readableEnded) { ex.reason ??= 'upstream_reset'; res.destroy(); end(); } });
+      res.once('close', () => { if (!res.writableFinished) { abort(); end(); } });
+    });
+  }
+
+  private mirror(t: ServiceTarget, method: string, url: string, headers: HeaderList, body: Buffer | undefined): void {
+    const ep = this.d.balancer.pickEndpoint(t);
+    const label = `${t.namespace}/${t.name}`;
+    if (!ep) { this.d.metrics.mirrored.inc({ destination_service: label, result: 'dropped' }); return; }
+    const h = [...headers];
+    const exch = this.d.upstream.request({ endpoint: ep, protocol: t.protocol, method, path: url, headers: h, body });
+    exch.response.then(
+      (r) => { r.body.resume(); this.d.metrics.mirrored.inc({ destination_service: label, result: 'sent' }); },
+      () => { this.d.metrics.mirrored.inc({ destination_service: label, result: 'failed' }); },
+    );
+  }
+
+  /** A response from the waypoint itself. */
+  private local(ex: Exchange, res: DownRes, status: number, reason: string, message: string, extra?: HeaderList): void {
+    ex.reason = reason;
+    if (res.headersSent) { res.destroy(); return; }
+    const body = message === '' || status === 204 || status === 304 ? '' : `${message}\n`;
+    const h: HeaderList = extra ? [...extra] : [];
+    if (body !== '') h.push('content-type', 'text/plain; charset=utf-8');
+    if (status !== 204 && status !== 304) h.push('content-length', String(Buffer.byteLength(body)));
+    try {
+      if (res instanceof http.ServerResponse) res.writeHead(status, h as unknown as http.OutgoingHttpHeaders);
+      else res.writeHead(status, toObject(h) as unknown as http.OutgoingHttpHeaders);
+      res.end(body);
+    } catch {
+      res.destroy();
+    }
+    ex.bytesOut += Buffer.byteLength(body);
+  }
+
+  private finish(ex: Exchange, _req: DownReq, res: DownRes): void {
+    if (ex.done) return;
+    ex.done = true;
+    this.d.metrics.activeRequests.dec();
+    const status = res.writableFinished ? res.statusCode : ex.reason === 'client_closed' || !res.headersSent ? 499 : res.statusCode;
+    const seconds = (performance.now() - ex.start) / 1000;
+    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source }, seconds, ex.bytesIn, ex.bytesOut);
+    if (this.d.accessLog.enabled) {
+      this.d.accessLog.write({
+        method: ex.method, path: ex.path, protocol: ex.protocol, status, durationMs: Math.round(seconds * 1e6) / 1000,
+        route: ex.route, rule: ex.rule, destination: ex.destination, upstream: ex.upstream, source: ex.source,
+        sourceAddress: ex.conn?.peerAddress ?? '', parent: ex.parent, bytesIn: ex.bytesIn, bytesOut: ex.bytesOut,
+        traceId: ex.trace?.traceId ?? '', spanId: ex.trace?.spanId ?? '', requestId: ex.requestId,
+        userAgent: undefined, reason: ex.reason, attempts: ex.attempts,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- WebSocket (HTTP/1.1 Upgrade)
+
+  /** The HTTP/1.1 server's 'upgrade' event: WebSocket is proxied; other upgrades (h2c) are ignored. */
+  readonly onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    const upgrade = (req.headers.upgrade ?? '').toLowerCase();
+    if (upgrade !== 'websocket') {
+      // RFC 9110 §7.8: a server may ignore Upgrade; answer the request over HTTP/1.1.
+      if (head.length > 0) socket.unshift(head);
+      const res = new http.ServerResponse(req);
+      res.shouldKeepAlive = false;
+      res.assignSocket(socket);
+      res.once('finish', () => socket.end());
+      this.onRequest(req, res);
+      return;
+    }
+    this.upgrade(req, socket, head).catch((e: unknown) => {
+      this.d.log.error({ err: (e as Error).message }, 'waypoint: upgrade failed');
+      socket.destroy();
+    });
+  };
+
+  private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const conn = connOf(socket);
+    const table = this.d.table();
+    socket.on('error', () => socket.destroy());
+    const refuse = (status: number, msg: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${msg.length + 1}\r\nconnection: close\r\n\r\n${msg}\n`);
+    };
+    const target = parseTarget(req.url ?? '');
+    if (!conn || !target) return refuse(400, 'malformed request');
+    const authority = target.authority ?? req.headers.host;
+    const host = requestHost(authority);
+    const header = (name: string): string | undefined => { const v = req.headers[name]; return Array.isArray(v) ? v.join(',') : v; };
+    const mreq: MatchRequest = { path: target.path, query: target.query, method: req.method ?? 'GET', header };
+    const ex = { parent: '' } as Exchange;
+    const routed = this.route(table, conn, host, mreq, ex);
+    if (typeof routed === 'number') return refuse(routed, 'no route');
+    const id = table.pods.get(conn.peerAddress)?.identity;
+    const rule = routed.rule;
+    if (rule.redirect) {
+      const loc = redirectLocation(rule.redirect, { scheme: 'http', host, port: routed.port, path: target.path, query: target.query, prefix: rule.prefix, fallbackHost: conn.localAddress });
+      socket.end(`HTTP/1.1 ${rule.redirect.statusCode} ${http.STATUS_CODES[rule.redirect.statusCode]}\r\nlocation: ${loc}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      return;
+    }
+    const backend = this.d.balancer.pickBackend(rule);
+    if (!backend?.target) return refuse(500, 'no usable backend');
+    const svc = backend.target;
+    const ep = this.d.balancer.pickEndpoint(svc);
+    if (!ep) return refuse(503, 'no endpoint');
+    if (!table.authz.empty) {
+      const caller: Caller = { address: conn.peerAddress, namespace: id?.namespace, serviceAccount: id?.serviceAccount };
+      const d = this.authorize(table, svc, ep, { caller, method: mreq.method, path: target.path, host, header });
+      if (!d.allowed) return refuse(403, 'access denied by AuthorizationPolicy');
+    }
+    let path = target.path;
+    let outHost = authority ?? host ?? conn.localAddress;
+    for (const rw of [rule.rewrite, backend.rewrite]) {
+      if (!rw) continue;
+      path = modifyPath(path, rw.path, rule.prefix);
+      if (rw.hostname) outHost = rw.hostname;
+    }
+    const headers = forwardable(req.rawHeaders, KEEP_UPGRADE);
+    removeHeader(headers, 'host');
+    headers.unshift('Host', outHost);
+    applyModifier(headers, rule.requestHeaders);
+    applyModifier(headers, backend.requestHeaders);
+    headers.push('Connection', 'Upgrade');
+    setHeader(headers, 'traceparent', continueTrace(header('traceparent')).header);
+    const done = this.d.balancer.begin(svc, ep);
+    const start = performance.now();
+    const source = id?.workload ?? 'unknown';
+    const destination = `${svc.namespace}/${svc.name}`;
+    const up = http.request({ host: ep.address, port: ep.port, method: req.method, path: target.query ? `${path}?${target.query}` : path, headers: headers as unknown as http.OutgoingHttpHeaders, agent: false, setHost: false });
+    const record = (code: number): void => {
+      done();
+      this.d.metrics.observe({ route: rule.route, destination, code, source }, (performance.now() - start) / 1000, 0, 0);
+    };
+    up.once('upgrade', (ures, usock, uhead) => {
+      const rh = forwardable(ures.rawHeaders, KEEP_UPGRADE);
+      applyModifier(rh, rule.responseHeaders);
+      applyModifier(rh, backend.responseHeaders);
+      let head101 = `HTTP/1.1 101 Switching Protocols\r\n`;
+      for (let i = 0; i < rh.length; i += 2) head101 += `${rh[i]}: ${rh[i + 1]}\r\n`;
+      head101 += 'Connection: Upgrade\r\n\r\n';
+      socket.write(head101);
+      if (uhead.length > 0) socket.write(uhead);
+      if (head.length > 0) usock.write(head);
+      socket.setTimeout(0);
+      usock.on('error', () => socket.destroy());
+      usock.pipe(socket);
+      socket.pipe(usock);
+      socket.once('close', () => usock.destroy());
+      usock.once('close', () => socket.destroy());
+      record(101);
+    });
+    up.once('response', (ures) => {
+      // The backend declined the upgrade: pass its answer on and close.
+      let s = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
+      const rh = forwardable(ures.rawHeaders);
+      for (let i = 0; i < rh.length; i += 2) s += `${rh[i]}: ${rh[i + 1]}\r\n`;
+      socket.write(`${s}connection: close\r\n\r\n`);
+      ures.pipe(socket);
+      record(ures.statusCode ?? 502);
+    });
+    up.once('error', (e: NodeJS.ErrnoException) => {
+      refuse(e.code === 'ECONNREFUSED' ? 503 : 502, 'upstream connect error');
+      record(e.code === 'ECONNREFUSED' ? 503 : 502);
+    });
+    up.end();
+  }
+}
+
+function readAll(s: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    s.once('error', reject);
+  });
+}
+
+function minTimeout(backendMs: number | undefined, deadline: number | undefined): number | undefined {
+  const a = backendMs ? backendMs : undefined;
+  const b = deadline !== undefined ? Math.max(0, deadline - performance.now()) : undefined;
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+type Outcome<T> = { kind: 'value'; value: T } | { kind: 'error'; error: unknown } | { kind: 'timeout' };
+
+function raceTimeout<T>(p: Promise<T>, ms: number | undefined, onTimeout: () => void): Promise<Outcome<T>> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const timer = ms === undefined ? undefined : setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      onTimeout();
+      resolve({ kind: 'timeout' });
+    }, ms);
+    p.then(
+      (value) => { if (settled) { (value as { abort?: () => void }).abort?.(); return; } settled = true; if (timer) clearTimeout(timer); resolve({ kind: 'value', value }); },
+      (error: unknown) => { if (settled) return; settled = true; if (timer) clearTimeout(timer); resolve({ kind: 'error', error }); },
+    );
+  });
+}

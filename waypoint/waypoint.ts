@@ -1,0 +1,307 @@
+/**
+ * The waypoint: one L7 proxy shared by a namespace. It owns the sockets (Gateway
+ * listeners, the mesh port, the admin port), the HTTP/1.1 and HTTP/2 servers the sockets
+ * are handed to, and the routing table in force. A configuration change builds a new
+ * table and swaps it in: requests in flight keep the table they started with, listeners
+ * that remain keep their sockets. A configuration that cannot be built is reported and
+ * the last good one stays.
+ *
+ * Lifecycle: start() → (config changes) → stop(): stop accepting, let requests in flight
+ * finish (up to the drain timeout), close what is left.
+ */
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import http2 from 'node:http2';
+import net, { type Socket } from 'node:net';
+import type { Logger } from '../common/log.js';
+import type { Problem } from '../agent/model/types.js';
+import { AccessLog, type AccessLogDestination } from './observe/access-log.js';
+import { WaypointMetrics } from './observe/metrics.js';
+import type { ConfigSource, ConfigUpdate } from './config/source.js';
+import { buildRoutingTable, type RoutingTable } from './routing/table.js';
+import { accept, connOf, type AcceptHandlers, type ConnInfo } from './proxy/accept.js';
+import { Balancer } from './proxy/balancer.js';
+import { RequestHandler } from './proxy/handler.js';
+import { UpstreamPool } from './proxy/upstream.js';
+import { AdminServer } from './admin.js';
+import { statusReport, type StatusReport } from './status.js';
+
+export interface WaypointLimits {
+  /** Largest request head (request line and headers), bytes: larger gets 431. */
+  maxHeaderBytes: number;
+  /** Time to receive a request's head (slowloris): 408 after it. */
+  headersTimeoutMs: number;
+  /** Time to receive a whole request, body included. */
+  requestTimeoutMs: number;
+  /** Idle keep-alive connections from callers are closed after this. */
+  idleTimeoutMs: number;
+  /** Time for the PROXY header and the first bytes of a new connection. */
+  firstBytesTimeoutMs: number;
+}
+
+export interface WaypointOptions {
+  namespace: string;
+  /** Where Gateway listeners bind (unless a Gateway lists spec.addresses). */
+  listenAddress: string;
+  /** Where the mesh port binds (default: listenAddress). */
+  meshAddress?: string;
+  /** Mesh port; 0 picks a free port (tests). */
+  meshPort: number;
+  /** Admin server (/metrics, /healthz, /readyz, /debug/routes); undefined: none. */
+  metricsAddress: { host: string; port: number } | undefined;
+  accessLog: AccessLogDestination;
+  controllerName?: string;
+  limits: WaypointLimits;
+  upstream: { connectTimeoutMs: number; idleTimeoutMs: number; maxIdlePerEndpoint: number };
+  /** How long stop() waits for requests in flight. */
+  drainTimeoutMs: number;
+  log: Logger;
+  /** Process metrics (CPU, memory, event loop) in /metrics (default true). */
+  processMetrics?: boolean;
+}
+
+export const DEFAULT_LIMITS: WaypointLimits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  idleTimeoutMs: 60_000,
+  firstBytesTimeoutMs: 10_000,
+};
+
+/** Event emitted after a configuration is applied: `(generation: number)`. */
+export const CONFIG_APPLIED = 'config';
+/** Problem codes of the waypoint itself. */
+export const LISTEN_FAILED = 'KW_WAYPOINT_LISTEN';
+export const CONFIG_FAILED = 'KW_WAYPOINT_CONFIG';
+
+interface Listening { server: net.Server; address: string; port: number; error: string | undefined }
+
+export class Waypoint extends EventEmitter {
+  readonly metrics: WaypointMetrics;
+  private tableInForce: RoutingTable;
+  private generation = 0;
+  private problems: Problem[] = [];
+  private readonly balancer = new Balancer();
+  private readonly upstream: UpstreamPool;
+  private readonly accessLog: AccessLog;
+  private readonly handler: RequestHandler;
+  private readonly h1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly acceptHandlers: AcceptHandlers;
+  private readonly gatewaySockets = new Map<string, Listening>();
+  private mesh: Listening | undefined;
+  private admin: AdminServer | undefined;
+  private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private stopping = false;
+  private applying: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly opts: WaypointOptions, private readonly source: ConfigSource) {
+    super();
+    const log = opts.log;
+    this.upstream = new UpstreamPool(opts.upstream);
+    this.metrics = new WaypointMetrics({ defaultMetrics: opts.processMetrics !== false, upstreamConnections: () => this.upstream.connectionCount() });
+    this.accessLog = new AccessLog(opts.accessLog);
+    this.tableInForce = buildRoutingTable(emptyConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
+    this.handler = new RequestHandler({
+      table: () => this.tableInForce, balancer: this.balancer, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
+    });
+    const l = opts.limits;
+    this.h1 = http.createServer({
+      maxHeaderSize: l.maxHeaderBytes, headersTimeout: l.headersTimeoutMs, requestTimeout: l.requestTimeoutMs,
+      keepAliveTimeout: l.idleTimeoutMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(l.headersTimeoutMs / 4))),
+      requireHostHeader: true, joinDuplicateHeaders: false,
+    }, this.handler.onRequest);
+    // The HTTP server is handed sockets instead of listening; 'listening' starts its
+    // tracking of connections, which enforces headersTimeout and requestTimeout.
+    this.h1.emit('listening');
+    this.h1.on('upgrade', this.handler.onUpgrade);
+    this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
+    this.h1.on('connect', (_req: http.IncomingMessage, socket: Socket) => {
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    });
+    this.h2 = http2.createServer({
+      maxSessionMemory: 32,
+      settings: { maxConcurrentStreams: 1000, maxHeaderListSize: l.maxHeaderBytes, enablePush: false },
+    }, this.handler.onRequest);
+    this.h2.setTimeout(l.idleTimeoutMs);
+    this.h2.on('session', (s: http2.ServerHttp2Session) => {
+      this.sessions.add(s);
+      s.once('close', () => this.sessions.delete(s));
+      s.on('error', () => { /* the session ends; streams report their own errors */ });
+    });
+    this.acceptHandlers = {
+      http1: (s) => this.h1.emit('connection', s),
+      http2: (s) => this.h2.emit('connection', s),
+      refused: (kind, info, detail) => {
+        this.metrics.downstreamErrors.inc({ kind });
+        log.debug({ kind, peer: `${info.peerAddress}:${info.peerPort}`, detail }, 'waypoint: connection refused');
+      },
+      firstBytesTimeoutMs: l.firstBytesTimeoutMs,
+    };
+  }
+
+  /** Start: read the configuration, bind the mesh port and the Gateway listeners. */
+  static async start(opts: WaypointOptions, source: ConfigSource): Promise<Waypoint> {
+    const w = new Waypoint(opts, source);
+    try {
+      if (opts.metricsAddress) w.admin = await AdminServer.start(opts.metricsAddress, w);
+      w.mesh = await w.listen(opts.meshAddress ?? opts.listenAddress, opts.meshPort, 'mesh', 'mesh');
+      if (w.mesh.error) throw Object.assign(new Error(`mesh port ${opts.meshAddress ?? opts.listenAddress}:${opts.meshPort}: ${w.mesh.error}`), { code: LISTEN_FAILED });
+      await source.start((u) => { w.applying = w.applying.then(() => w.apply(u)); });
+      await w.applying;
+    } catch (e) {
+      await w.stop(0);
+      throw e;
+    }
+    return w;
+  }
+
+  get table(): RoutingTable {
+    return this.tableInForce;
+  }
+
+  get configGeneration(): number {
+    return this.generation;
+  }
+
+  /** The mesh port actually bound (when started with port 0). */
+  get meshPort(): number {
+    return this.mesh?.port ?? 0;
+  }
+
+  get adminPort(): number | undefined {
+    return this.admin?.port;
+  }
+
+  /** Ready: a configuration is in force and every listener is bound. */
+  readiness(): { ready: boolean; reason: string } {
+    if (this.stopping) return { ready: false, reason: 'stopping' };
+    if (this.generation === 0) return { ready: false, reason: 'no configuration yet' };
+    const failed = [...this.gatewaySockets.values()].filter((l) => l.error);
+    if (failed.length > 0) return { ready: false, reason: failed.map((f) => `${f.address}:${f.port}: ${f.error}`).join('; ') };
+    return { ready: true, reason: 'ok' };
+  }
+
+  /** What `kernway routes` shows: route and Gateway status, listeners, problems. */
+  status(): StatusReport {
+    return statusReport(this.tableInForce, this.generation, this.problems, [...this.gatewaySockets.values()].map((l) => ({ address: l.address, port: l.port, error: l.error })), this.mesh ? { address: this.mesh.address, port: this.mesh.port } : undefined);
+  }
+
+  /** Resolves once a configuration of at least `generation` is in force. */
+  waitForGeneration(generation: number): Promise<void> {
+    if (this.generation >= generation) return Promise.resolve();
+    return new Promise((resolve) => {
+      const on = (g: number): void => { if (g >= generation) { this.off(CONFIG_APPLIED, on); resolve(); } };
+      this.on(CONFIG_APPLIED, on);
+    });
+  }
+
+  private async apply(u: ConfigUpdate): Promise<void> {
+    if (this.stopping) return;
+    const log = this.opts.log;
+    let table: RoutingTable;
+    try {
+      table = buildRoutingTable(u.config, { namespace: this.opts.namespace, listenAddress: this.opts.listenAddress, ...(this.opts.controllerName ? { controllerName: this.opts.controllerName } : {}) });
+    } catch (e) {
+      this.metrics.configReloads.inc({ result: 'failed' });
+      const p: Problem = { code: CONFIG_FAILED, file: '', message: `the configuration could not be applied (the previous one stays): ${(e as Error).message}` };
+      this.problems = [...this.problems.filter((x) => x.code !== CONFIG_FAILED), p];
+      log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: configuration not applied; the last good one stays');
+      return;
+    }
+    this.tableInForce = table;
+    this.generation++;
+    this.problems = [...u.sourceProblems, ...u.config.problems];
+    this.metrics.configGeneration.set(this.generation);
+    this.metrics.configProblems.set(this.problems.length);
+    this.metrics.configReloads.inc({ result: 'applied' });
+    this.metrics.reset();
+    await this.reconcileListeners(table);
+    for (const p of u.sourceProblems) log.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
+    log.info({ generation: this.generation, ...table.stats, problems: this.problems.length }, 'waypoint: configuration applied');
+    this.emit(CONFIG_APPLIED, this.generation);
+  }
+
+  /** Open the Gateway listener sockets the table needs, close those it no longer has. */
+  private async reconcileListeners(table: RoutingTable): Promise<void> {
+    for (const [key, l] of this.gatewaySockets) {
+      if (table.ports.has(key)) continue;
+      this.gatewaySockets.delete(key);
+      l.server.close();
+    }
+    const opening: Promise<void>[] = [];
+    for (const [key, bp] of table.ports) {
+      const have = this.gatewaySockets.get(key);
+      if (have && !have.error) continue;
+      opening.push(this.listen(bp.address, bp.port, 'gateway', key).then((l) => {
+        if (l.error) this.opts.log.error({ address: bp.address, port: bp.port, err: l.error }, 'waypoint: cannot listen for a Gateway listener');
+        this.gatewaySockets.set(key, l);
+      }));
+    }
+    await Promise.all(opening);
+  }
+
+  private listen(address: string, port: number, kind: ConnInfo['kind'], key: string): Promise<Listening> {
+    return new Promise((resolve) => {
+      const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
+        if (this.stopping) { socket.destroy(); return; }
+        this.sockets.add(socket);
+        this.metrics.connections.inc({ kind });
+        socket.once('close', () => { this.sockets.delete(socket); this.metrics.connections.dec({ kind }); });
+        accept(socket, kind, key, this.acceptHandlers);
+      });
+      server.once('error', (e: NodeJS.ErrnoException) => resolve({ server, address, port, error: `${e.code ?? 'error'}: ${e.message}` }));
+      server.listen({ host: address, port, exclusive: true }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (e) => this.opts.log.error({ err: e.message, address, port }, 'waypoint: listener error'));
+        resolve({ server, address, port: (server.address() as net.AddressInfo).port, error: undefined });
+      });
+    });
+  }
+
+  private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const code = err.code ?? '';
+    const [status, kind] =
+      code === 'HPE_HEADER_OVERFLOW' ? [431, 'header_too_large'] :
+      code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request_timeout'] :
+      code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_INVALID_CONTENT_LENGTH' ? [400, 'request_smuggling'] :
+      code === 'ECONNRESET' ? [0, 'reset'] :
+      [400, 'bad_request'];
+    this.metrics.downstreamErrors.inc({ kind });
+    const info = connOf(socket);
+    this.opts.log.debug({ code, kind, peer: info ? `${info.peerAddress}:${info.peerPort}` : undefined, err: err.message }, 'waypoint: malformed request refused');
+    const busy = (socket as unknown as { _httpMessage?: unknown })._httpMessage !== undefined && (socket as unknown as { _httpMessage?: unknown })._httpMessage !== null;
+    if (status === 0 || !socket.writable || busy) { socket.destroy(); return; }
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  }
+
+  /** Stop accepting, wait for requests in flight (up to `drainMs`), then close everything. */
+  async stop(drainMs = this.opts.drainTimeoutMs): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.source.close();
+    for (const l of this.gatewaySockets.values()) l.server.close();
+    this.mesh?.server.close();
+    this.h1.closeIdleConnections();
+    for (const s of this.sessions) s.close();
+    const deadline = Date.now() + drainMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      this.h1.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    for (const s of this.sockets) s.destroy();
+    this.h1.close();
+    this.h2.close();
+    this.upstream.close();
+    await this.admin?.close();
+    this.accessLog.flush();
+  }
+}
+
+function emptyConfig(): import('./config/snapshot.js').WaypointConfig {
+  return {
+    model: { services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), problems: [] },
+    appProtocols: new Map(), gatewayClasses: new Map(), gateways: [], routes: [], grants: [], policies: [], problems: [],
+  };
+}
