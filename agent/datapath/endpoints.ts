@@ -178,8 +178,9 @@ export class EndpointManager {
         }
         continue;
       }
-      const epId = this.allocId(pod.ips);
-      this.opts.maps.kw_ep_stats.update(encodeU32(epId), this.zeroStats);
+      const { id: epId, seeded } = this.allocId(pod.ips);
+      // A fresh id starts from zero; a seeded one (a restart) keeps counting where it was.
+      if (!seeded) this.opts.maps.kw_ep_stats.update(encodeU32(epId), this.zeroStats);
       this.endpoints.set(pod.key, { pod, epId, firstSeen: now, retryMs: MIN_RETRY_MS, retryAt: 0 });
     }
     this.seedIds.clear();
@@ -415,24 +416,25 @@ export class EndpointManager {
     for (const k of [...this.opts.maps.kw_cgrp.keys()]) if (!cg.has(k.readBigUInt64LE(0))) this.opts.maps.kw_cgrp.delete(k);
   }
 
-  private allocId(ips: readonly string[]): number {
+  private allocId(ips: readonly string[]): { id: number; seeded: boolean } {
     const used = new Set([...this.endpoints.values()].map((e) => e.epId));
     for (const ip of ips) {
       const s = this.seedIds.get(ip);
       if (s !== undefined && !used.has(s)) {
         const i = this.freeIds.indexOf(s);
         if (i >= 0) this.freeIds.splice(i, 1);
-        if (s >= this.nextId) this.nextId = s + 1;
-        return s;
+        return { id: s, seeded: true };
       }
     }
+    const seededIds = new Set(this.seedIds.values());
     while (this.freeIds.length > 0) {
       const id = this.freeIds.shift()!;
-      if (!used.has(id)) return id;
+      if (!used.has(id)) return { id, seeded: false };
     }
-    while (this.nextId <= this.maxId && used.has(this.nextId)) this.nextId++;
+    // Skip ids in use, and ids a restarted agent will give back to their pods in this same pass.
+    while (this.nextId <= this.maxId && (used.has(this.nextId) || seededIds.has(this.nextId))) this.nextId++;
     if (this.nextId > this.maxId) throw new KernwayError('KW_ENDPOINTS_FULL', `more than ${this.maxId} pods on this node; raise the kw_ep_stats capacity`);
-    return this.nextId++;
+    return { id: this.nextId++, seeded: false };
   }
 
   // ---------------------------------------------------------------- the node namespace

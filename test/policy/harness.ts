@@ -82,6 +82,22 @@ export class PolicyLab {
     return h;
   }
 
+  /**
+   * Stops the engine as a draining agent does (closes its descriptors, leaves programs
+   * attached and maps pinned) and returns a function that starts a new one on the same
+   * pins, as a restarted agent, fed the sources' current state.
+   */
+  async stopEngine(): Promise<() => Promise<PolicyEngine>> {
+    const old = this.engine;
+    await old.close();
+    return async () => {
+      this.engine = await PolicyEngine.start({ nodeName: NODE_NAME, cgroupPath: this.lab.cgroupPath, bpffsDir: this.lab.bpffsDir, netns: this.lab.nodeNsPath });
+      const m = this.source.current()!;
+      this.engine.update({ pods: m.model.pods, namespaces: m.model.namespaces, policies: this.policies.current()!.policies });
+      return this.engine;
+    };
+  }
+
   /** A pod manifest for a lab pod (on this node, with its cgroup named by annotation). */
   podManifest(name: string, ips: string[], spec: PodSpec, node = NODE_NAME): string {
     return JSON.stringify({
