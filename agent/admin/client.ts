@@ -1,0 +1,67 @@
+/**
+ * The client side of the admin API, for the CLI (`kernway services`, `status`, ...).
+ *
+ *   const services = await adminRequest<ServiceView[]>(socketPath, '/v1/services');
+ *
+ * Errors (all KernwayError):
+ *   KW_AGENT_UNREACHABLE  no agent on that socket (missing, refused, permission denied)
+ *   KW_AGENT_TIMEOUT      the agent did not answer in time
+ *   KW_ADMIN_BAD_RESPONSE the answer is not JSON
+ *   <the agent's code>    the agent answered with an error (its code and message)
+ */
+import { request } from 'node:http';
+import { KernwayError, errorMessage } from '../../common/errors.js';
+import type { AdminErrorBody, AdminMethod } from './server.js';
+
+/** The agent's default admin socket on a node. */
+export const DEFAULT_ADMIN_SOCKET = '/run/kernway/admin.sock';
+
+export interface AdminRequestOptions {
+  method?: AdminMethod;
+  /** JSON request body (POST/PUT). */
+  body?: unknown;
+  /** Default 5000 ms. */
+  timeoutMs?: number;
+}
+
+export function adminRequest<T = unknown>(socketPath: string, path: string, opts: AdminRequestOptions = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  return new Promise<T>((resolve, reject) => {
+    const req = request({
+      socketPath, path, method: opts.method ?? 'GET', timeout: timeoutMs,
+      headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e) => reject(unreachable(socketPath, e as NodeJS.ErrnoException)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown;
+        try {
+          body = text === '' ? undefined : JSON.parse(text);
+        } catch (e) {
+          reject(new KernwayError('KW_ADMIN_BAD_RESPONSE', `the agent at ${socketPath} answered ${path} with something that is not JSON (${errorMessage(e)}): ${text.slice(0, 120)}`));
+          return;
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) { resolve(body as T); return; }
+        const err = (body as Partial<AdminErrorBody> | undefined)?.error;
+        reject(new KernwayError(err?.code ?? 'KW_ADMIN_ERROR', err?.message ?? `the agent at ${socketPath} answered ${path} with HTTP ${status}`, { status, path }));
+      });
+    });
+    req.on('timeout', () => req.destroy(new KernwayError('KW_AGENT_TIMEOUT', `the agent at ${socketPath} did not answer ${path} within ${timeoutMs} ms`, { socket: socketPath })));
+    req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof KernwayError ? e : unreachable(socketPath, e)));
+    req.end(payload);
+  });
+}
+
+function unreachable(socketPath: string, e: NodeJS.ErrnoException): KernwayError {
+  const why = e.code === 'ENOENT' ? 'no socket there'
+    : e.code === 'ECONNREFUSED' ? 'nothing listening (a stale socket)'
+      : e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied (the socket is mode 0600: run as the agent\'s user, usually root)'
+        : e.code ?? e.message;
+  return new KernwayError('KW_AGENT_UNREACHABLE',
+    `cannot reach the kernway agent at ${socketPath}: ${why}. Is \`kernway agent\` running? (--admin-socket PATH selects another socket)`,
+    { socket: socketPath, errno: e.code }, { cause: e });
+}
