@@ -129,12 +129,23 @@ describe('adminRequest errors', () => {
     }
   });
 
-  it('permission denied is explained (when not root)', async () => {
-    if (process.getuid?.() === 0) return; // root ignores file modes: nothing to show here
+  it('permission denied is explained (a user other than the agent\'s)', async () => {
     const path = join(dir, 'admin.sock');
     const s = server(path);
     await s.listen();
-    chmodSync(path, 0o000);
-    await expect(adminRequest(path, '/v1/ping')).rejects.toMatchObject({ code: 'KW_AGENT_UNREACHABLE', message: expect.stringMatching(/permission denied/) });
+    chmodSync(dir, 0o755); // the directory is traversable; the socket itself is 0600
+    // Connect as nobody: connect(2) on a Unix socket is issued synchronously by request(),
+    // so the effective uid only needs to be switched around the call.
+    const asRoot = process.geteuid?.() === 0;
+    if (asRoot) process.seteuid!(65534);
+    let p: Promise<unknown>;
+    try {
+      p = adminRequest(path, '/v1/ping');
+    } finally {
+      if (asRoot) process.seteuid!(0);
+    }
+    if (!asRoot) chmodSync(path, 0o000); // not root: take our own permission away instead (too late for p, so ask again)
+    await expect(asRoot ? p : adminRequest(path, '/v1/ping')).rejects.toMatchObject({ code: 'KW_AGENT_UNREACHABLE', details: { errno: 'EACCES' }, message: expect.stringMatching(/permission denied.*0600/) });
+    if (!asRoot) await p.catch(() => undefined);
   });
 });
