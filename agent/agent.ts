@@ -20,6 +20,7 @@ import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/ser
 import { loadSockLb, type SockLb } from './datapath/sock-lb.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import type { AgentOptions } from './options.js';
+import { AdminServer } from './admin/server.js';
 
 export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -50,6 +51,7 @@ export class Agent {
   private sync: ServiceSync | undefined;
   private source: StandaloneSource | undefined;
   private table: ServiceTableBuilder | undefined;
+  private admin: AdminServer | undefined;
   private generation = 0;
   private problems: AgentStatus['problems'] = [];
   private lastReconcile: AgentStatus['lastReconcile'];
@@ -84,8 +86,13 @@ export class Agent {
       const first = await this.source.start();
       this.apply(first);
       this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));
+      this.admin = new AdminServer(o.adminSocket, { log: this.log });
+      this.admin.route('GET', '/v1/services', () => this.services());
+      this.admin.route('GET', '/v1/status', () => ({ ...this.status(), maps: this.mapUsage() }));
+      await this.admin.listen();
     } catch (e) {
       this.source?.close();
+      await this.admin?.close();
       this.lb.close();
       throw e;
     }
@@ -180,6 +187,7 @@ export class Agent {
     this.state = 'draining';
     this.drained = (async () => {
       this.source?.close();
+      await this.admin?.close();
       this.lb?.close();
       this.state = 'stopped';
       this.log.info({ bpffs: this.opts.bpffs }, 'agent stopped; programs stay attached and maps pinned');

@@ -24,6 +24,8 @@ const commands: Record<string, () => Promise<Command>> = {
   probe: async () => (await import('./probe.js')).command,
   agent: async () => (await import('./agent.js')).command,
   uninstall: async () => (await import('./uninstall.js')).command,
+  services: async () => (await import('./services.js')).command,
+  demo: async () => (await import('./demo.js')).command,
   waypoint: async () => (await import('./waypoint.js')).command,
   policies: async () => (await import('./policies.js')).command,
 };
