@@ -443,28 +443,39 @@ export class EndpointManager {
     return this.opts.netns ? ['nsenter', [`--net=${this.opts.netns}`, '--', ...args]] : [args[0]!, args.slice(1)];
   }
 
-  /** Host routes and veths of the node namespace, in one process. */
-  private readVeths(): Promise<VethView> {
-    const [cmd, args] = this.command(['sh', '-c', 'ip -j route show; echo; ip -j -6 route show; echo; ip -j link show type veth']);
+  /**
+   * Host routes and veths of the node namespace: one `ip -batch` process (IPv4 routes and
+   * veths), and a second one for IPv6 routes only when some pod has no IPv4 address.
+   */
+  private async readVeths(): Promise<VethView> {
+    const needV6 = [...this.endpoints.values()].some((ep) => !ep.pod.ips.some((ip) => !ip.includes(':')));
+    const main = await this.ip(['-j', '-batch', '-'], 'route show\nlink show type veth\n');
+    const [r4, links] = main as [Array<{ dst?: string; dev?: string }>, Array<{ ifname: string; ifindex: number }>];
+    const r6 = needV6 ? ((await this.ip(['-j', '-6', 'route', 'show']))[0] as Array<{ dst?: string; dev?: string }>) : [];
+    const routes = new Map<string, string>();
+    for (const r of [...(r4 ?? []), ...(r6 ?? [])]) {
+      if (!r.dst || !r.dev) continue;
+      const dst = r.dst.endsWith('/32') || r.dst.endsWith('/128') ? r.dst.slice(0, r.dst.lastIndexOf('/')) : r.dst;
+      if (!dst.includes('/')) routes.set(dst, r.dev);
+    }
+    const veths = new Map<string, number>();
+    for (const l of links ?? []) veths.set(l.ifname.split('@')[0]!, l.ifindex);
+    return { routes, veths };
+  }
+
+  /** Runs ip (in the node namespace) and parses its JSON output, one document per line. */
+  private ip(args: string[], input?: string): Promise<unknown[]> {
+    const [cmd, argv] = this.command(['ip', ...args]);
     return new Promise((resolveP, reject) => {
-      execFile(cmd, args, { timeout: 10_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-        if (err) { reject(new KernwayError('KW_ENDPOINTS_IP', `reading routes and links failed: ${stderr.trim() || err.message}`)); return; }
-        const parts = stdout.split('\n').filter((l) => l.trim() !== '');
+      const child = execFile(cmd, argv, { timeout: 10_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+        if (err) { reject(new KernwayError('KW_ENDPOINTS_IP', `ip ${args.join(' ')} failed: ${stderr.trim() || err.message}`)); return; }
         try {
-          const [r4, r6, links] = parts.map((p) => JSON.parse(p) as unknown[]) as [Array<{ dst?: string; dev?: string }>, Array<{ dst?: string; dev?: string }>, Array<{ ifname: string; ifindex: number }>];
-          const routes = new Map<string, string>();
-          for (const r of [...(r4 ?? []), ...(r6 ?? [])]) {
-            if (!r.dst || !r.dev) continue;
-            const dst = r.dst.endsWith('/32') || r.dst.endsWith('/128') ? r.dst.slice(0, r.dst.lastIndexOf('/')) : r.dst;
-            if (!dst.includes('/')) routes.set(dst, r.dev);
-          }
-          const veths = new Map<string, number>();
-          for (const l of links ?? []) veths.set(l.ifname.split('@')[0]!, l.ifindex);
-          resolveP({ routes, veths });
+          resolveP(stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as unknown));
         } catch (e) {
           reject(new KernwayError('KW_ENDPOINTS_IP', `cannot read the output of ip: ${errorMessage(e)}`));
         }
       });
+      if (input !== undefined) child.stdin?.end(input);
     });
   }
 
