@@ -21,6 +21,7 @@ import { loadSockLb, type SockLb } from './datapath/sock-lb.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
+import { AgentMetrics } from './metrics/registry.js';
 
 export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -56,11 +57,47 @@ export class Agent {
   private problems: AgentStatus['problems'] = [];
   private lastReconcile: AgentStatus['lastReconcile'];
   private readonly observers: ReconcileObserver[] = [];
+  /** The agent's metrics registry (served on --metrics-address). */
+  readonly metrics: AgentMetrics;
   private drained: Promise<void> | undefined;
 
   constructor(opts: Readonly<AgentOptions>, log: Logger) {
     this.opts = opts;
     this.log = log;
+    this.metrics = new AgentMetrics({ log });
+    this.registerMetrics();
+  }
+
+  /** The load balancer's metrics, read from the kernel at scrape time. */
+  private registerMetrics(): void {
+    const m = this.metrics;
+    m.counterAtScrape({
+      name: 'kernway_lb_connections_balanced_total', labelNames: ['service'],
+      help: 'Connections (and unconnected UDP datagrams) sent to a backend by the socket load balancer, per Service (ns/name).',
+      read: () => this.counters().map((c) => ({ labels: { service: c.service }, value: c.balanced })),
+    });
+    m.counterAtScrape({
+      name: 'kernway_lb_connections_refused_total', labelNames: ['service'],
+      help: 'connect()/sendmsg() to a Service refused (ECONNREFUSED) because it had no usable endpoint, per Service (ns/name).',
+      read: () => this.counters().map((c) => ({ labels: { service: c.service }, value: c.refused })),
+    });
+    m.gaugeAtScrape({
+      name: 'kernway_bpf_map_entries', labelNames: ['map'],
+      help: 'Entries in use in a BPF map (the maps the agent writes; LRU maps are not counted).',
+      read: () => this.mapUsage().map((u) => ({ labels: { map: u.name }, value: u.entries })),
+    });
+    m.gaugeAtScrape({
+      name: 'kernway_bpf_map_max_entries', labelNames: ['map'],
+      help: 'Capacity (max_entries) of a BPF map.',
+      read: () => this.mapCapacities().map((u) => ({ labels: { map: u.name }, value: u.capacity })),
+    });
+    m.gaugeAtScrape({
+      name: 'kernway_lb_frontends', help: 'Service ports (VIP, port, protocol) in the load balancer maps.',
+      read: () => [{ value: this.sync?.size ?? 0 }],
+    });
+    this.onReconcile((ev) => {
+      m.reconcileDuration.observe({ trigger: ev.generation === 1 ? 'start' : 'change' }, ev.ms / 1000);
+    });
   }
 
   /** Called after each reconcile (metrics). */
@@ -105,6 +142,7 @@ export class Agent {
     if (!this.sync || !this.table || this.state === 'draining' || this.state === 'stopped') return;
     this.generation = s.generation;
     this.problems = s.problems.map((p) => ({ ...p }));
+    this.metrics.manifestProblems.set(s.problems.length);
     const t0 = performance.now();
     try {
       // The first snapshot (and the one after a failure) is applied whole, then only what changed.
