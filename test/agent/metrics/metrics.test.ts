@@ -1,0 +1,124 @@
+/** The agent's metrics registry and its HTTP server, over real TCP on loopback. */
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentMetrics } from '../../../agent/metrics/registry.js';
+import { MetricsServer } from '../../../agent/metrics/server.js';
+
+const servers: MetricsServer[] = [];
+afterEach(async () => { for (const s of servers.splice(0)) await s.close(); });
+
+async function serve(metrics: AgentMetrics, health?: () => true | string): Promise<{ s: MetricsServer; base: string }> {
+  const s = new MetricsServer({ host: '127.0.0.1', port: 0, metrics, health });
+  servers.push(s);
+  const { port } = await s.listen();
+  return { s, base: `http://127.0.0.1:${port}` };
+}
+
+async function get(url: string, method = 'GET'): Promise<{ status: number; body: string; type: string | null }> {
+  const r = await fetch(url, { method });
+  return { status: r.status, body: await r.text(), type: r.headers.get('content-type') };
+}
+
+describe('AgentMetrics', () => {
+  it('has its own registry with the agent metrics (not the global registry)', async () => {
+    const a = new AgentMetrics({ defaultMetrics: false });
+    const b = new AgentMetrics({ defaultMetrics: false });
+    a.manifestProblems.set(3);
+    a.reconcileDuration.observe({ trigger: 'change' }, 0.004);
+    const text = await a.text();
+    expect(text).toMatch(/^kernway_manifest_problems 3$/m);
+    expect(text).toMatch(/^kernway_reconcile_duration_seconds_bucket\{le="0.005",trigger="change"\} 1$/m);
+    expect(text).toMatch(/^kernway_reconcile_duration_seconds_count\{trigger="change"\} 1$/m);
+    expect(await b.text()).toMatch(/^kernway_manifest_problems 0$/m);
+    const { register } = await import('prom-client');
+    expect(register.getSingleMetric('kernway_manifest_problems')).toBeUndefined();
+  });
+
+  it('reads gauges and counters at scrape time', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    let entries = 5;
+    let reads = 0;
+    m.gaugeAtScrape({ name: 'kernway_bpf_map_entries', help: 'entries in use', labelNames: ['map'], read: () => { reads++; return [{ labels: { map: 'kw_svc' }, value: entries }, { labels: { map: 'kw_backend' }, value: 50 }]; } });
+    m.counterAtScrape({ name: 'kernway_lb_connections_total', help: 'balanced', labelNames: ['service'], read: async () => [{ labels: { service: 'default/web' }, value: 1234 }] });
+    m.gaugeAtScrape({ name: 'kernway_thing_ratio', help: 'no labels', read: () => [{ value: 0.5 }] });
+    expect(reads).toBe(0);
+    let text = await m.text();
+    expect(reads).toBe(1);
+    expect(text).toMatch(/^kernway_bpf_map_entries\{map="kw_svc"\} 5$/m);
+    expect(text).toMatch(/^kernway_bpf_map_entries\{map="kw_backend"\} 50$/m);
+    expect(text).toMatch(/^kernway_lb_connections_total\{service="default\/web"\} 1234$/m);
+    expect(text).toMatch(/^kernway_thing_ratio 0.5$/m);
+    entries = 7;
+    text = await m.text();
+    expect(text).toMatch(/^kernway_bpf_map_entries\{map="kw_svc"\} 7$/m);
+  });
+
+  it('a failing reader leaves its metric out of the scrape and counts the failure; the rest is served', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    m.gaugeAtScrape({ name: 'kernway_broken_entries', help: 'x', labelNames: ['map'], read: () => { throw new Error('map gone'); } });
+    m.gaugeAtScrape({ name: 'kernway_fine_entries', help: 'x', read: () => [{ value: 1 }] });
+    const text = await m.text();
+    expect(text).not.toMatch(/^kernway_broken_entries\{/m);
+    expect(text).toMatch(/^kernway_fine_entries 1$/m);
+    // The failure is counted as it happens, so it shows from the next scrape on.
+    expect(await m.text()).toMatch(/^kernway_metrics_collect_errors_total\{metric="kernway_broken_entries"\} 2$/m);
+  });
+
+  it('refuses bad names', () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    expect(() => m.gaugeAtScrape({ name: 'bad-name', help: 'x', read: () => [] })).toThrow(/metric name/);
+    expect(() => m.counterAtScrape({ name: 'kernway_conns', help: 'x', read: () => [] })).toThrow(/_total/);
+  });
+
+  it('includes the Node.js process metrics by default', async () => {
+    expect(await new AgentMetrics().text()).toMatch(/^process_resident_memory_bytes \d+/m);
+  });
+});
+
+describe('MetricsServer', () => {
+  it('serves /metrics, /healthz and /readyz', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    m.manifestProblems.set(2);
+    let healthy: true | string = true;
+    const { s, base } = await serve(m, () => healthy);
+    const metrics = await get(`${base}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.type).toMatch(/^text\/plain; version=0.0.4/);
+    expect(metrics.body).toMatch(/^kernway_manifest_problems 2$/m);
+
+    expect(await get(`${base}/healthz`)).toMatchObject({ status: 200, body: 'ok\n' });
+    healthy = 'event loop stuck';
+    expect(await get(`${base}/healthz`)).toMatchObject({ status: 503, body: 'unhealthy: event loop stuck\n' });
+
+    expect(await get(`${base}/readyz`)).toMatchObject({ status: 503, body: 'not ready: starting\n' });
+    s.setReady(true);
+    expect(await get(`${base}/readyz`)).toMatchObject({ status: 200, body: 'ready\n' });
+    s.setReady(false, 'reconcile failed: map full');
+    expect(await get(`${base}/readyz`)).toMatchObject({ status: 503, body: 'not ready: reconcile failed: map full\n' });
+
+    expect((await get(`${base}/nope`)).status).toBe(404);
+    expect((await get(`${base}/metrics`, 'POST')).status).toBe(405);
+    expect((await get(`${base}/readyz?verbose=1`)).status).toBe(503);
+  });
+
+  it('binds the address given, nothing else', async () => {
+    const { s } = await serve(new AgentMetrics({ defaultMetrics: false }));
+    expect(s.address().host).toBe('127.0.0.1');
+  });
+
+  it('an address in use is a clear error naming the option', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const s = new MetricsServer({ host: '127.0.0.1', port, metrics: new AgentMetrics({ defaultMetrics: false }) });
+      await expect(s.listen()).rejects.toMatchObject({ code: 'KW_METRICS_LISTEN', message: `cannot serve metrics on 127.0.0.1:${port} (--metrics-address): the address is in use` });
+    } finally {
+      await new Promise<void>((r) => blocker.close(() => r()));
+    }
+  });
+
+  it('refuses a bad port at the door', () => {
+    expect(() => new MetricsServer({ host: '127.0.0.1', port: 70000, metrics: new AgentMetrics({ defaultMetrics: false }) })).toThrow(/--metrics-address/);
+  });
+});
