@@ -22,6 +22,7 @@ import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
+import { MetricsServer } from './metrics/server.js';
 
 export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -53,6 +54,7 @@ export class Agent {
   private source: StandaloneSource | undefined;
   private table: ServiceTableBuilder | undefined;
   private admin: AdminServer | undefined;
+  private http: MetricsServer | undefined;
   private generation = 0;
   private problems: AgentStatus['problems'] = [];
   private lastReconcile: AgentStatus['lastReconcile'];
@@ -115,7 +117,17 @@ export class Agent {
 
   async start(): Promise<void> {
     const o = this.opts;
-    this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
+    // /healthz and /readyz answer from the start ("not ready: starting").
+    this.http = new MetricsServer({ host: o.metrics.host, port: o.metrics.port, metrics: this.metrics, log: this.log,
+      health: () => (this.healthy ? true : this.state) });
+    this.http.setReady(false, 'starting: loading the programs and reading the manifests');
+    await this.http.listen();
+    try {
+      this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
+    } catch (e) {
+      await this.http.close();
+      throw e;
+    }
     try {
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
       this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
@@ -130,10 +142,12 @@ export class Agent {
     } catch (e) {
       this.source?.close();
       await this.admin?.close();
+      await this.http.close();
       this.lb.close();
       throw e;
     }
     this.state = 'running';
+    this.updateReadiness();
     this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
   }
 
@@ -155,12 +169,27 @@ export class Agent {
       this.log.info({ generation: s.generation, ms: +ms.toFixed(2), created: result.created, changed: result.changed, removed: result.removed,
         unchanged: result.unchanged, writes: result.writes, deletes: result.deletes, problems: s.problems.length }, 'reconciled');
       for (const fn of this.observers) fn({ ms, result, generation: s.generation });
+      this.updateReadiness();
     } catch (e) {
       const ms = performance.now() - t0;
       this.lastReconcile = { at: new Date().toISOString(), ms, error: errorMessage(e) };
       this.log.error({ generation: s.generation, code: (e as { code?: string }).code, err: errorMessage(e) }, 'reconcile failed; the maps keep the last good state');
       for (const fn of this.observers) fn({ ms, error: e, generation: s.generation });
+      this.updateReadiness();
     }
+  }
+
+  /** Ready: running, and the maps hold the latest desired state (the last reconcile succeeded). */
+  private updateReadiness(): void {
+    if (!this.http) return;
+    if (this.ready) this.http.setReady(true);
+    else if (this.lastReconcile?.error) this.http.setReady(false, `the last reconcile failed (the maps keep the previous state): ${this.lastReconcile.error}`);
+    else this.http.setReady(false, this.state);
+  }
+
+  /** Where /metrics listens (the port actually bound, when 0 was asked). */
+  metricsAddress(): { host: string; port: number } | undefined {
+    try { return this.http?.address(); } catch { return undefined; }
   }
 
   /** What the kernel balances, read from the maps, with the Service names the agent knows. */
@@ -224,8 +253,10 @@ export class Agent {
     if (this.drained) return this.drained;
     this.state = 'draining';
     this.drained = (async () => {
+      this.http?.setReady(false, 'draining');
       this.source?.close();
       await this.admin?.close();
+      await this.http?.close();
       this.lb?.close();
       this.state = 'stopped';
       this.log.info({ bpffs: this.opts.bpffs }, 'agent stopped; programs stay attached and maps pinned');

@@ -4,7 +4,7 @@
  * while the last good state keeps working; a stopped agent leaves traffic flowing and a
  * restarted one adopts the maps; uninstall removes everything.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,10 @@ import { createLogger } from '../../common/log.js';
 import { Lab, type Pod } from '../../lab/index.js';
 import { Agent } from '../../agent/agent.js';
 import { validateAgentOptions } from '../../agent/options.js';
-import { uninstall } from '../../agent/datapath/sock-lb.js';
+import { openPinnedMaps, uninstall } from '../../agent/datapath/sock-lb.js';
+import { readKernelServices, type KernelService } from '../../agent/datapath/inspect.js';
+import { adminRequest } from '../../agent/admin/client.js';
+import { formatServices } from '../../cli/services.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
 
@@ -89,6 +92,38 @@ describe('kernway agent --standalone', () => {
     expect(Object.keys(r.counts).sort()).toEqual(['b1', 'b2', 'b3']);
     const counters = agent.counters();
     expect(counters.find((c) => c.service === 'shop/web')?.balanced).toBeGreaterThanOrEqual(60);
+  });
+
+  it('serves /metrics, /healthz, /readyz and the admin API (0600) with what the kernel holds', async () => {
+    const { port } = agent.metricsAddress()!;
+    const base = `http://127.0.0.1:${port}`;
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    expect(value(/^kernway_lb_connections_balanced_total\{service="shop\/web"\} (\d+)$/m)).toBeGreaterThanOrEqual(60);
+    expect(value(/^kernway_bpf_map_entries\{map="kw_svc"\} (\d+)$/m)).toBe(1);
+    expect(value(/^kernway_bpf_map_entries\{map="kw_backend"\} (\d+)$/m)).toBe(3);
+    expect(value(/^kernway_bpf_map_max_entries\{map="kw_svc"\} (\d+)$/m)).toBe(65536);
+    expect(value(/^kernway_reconcile_duration_seconds_count\{trigger="start"\} (\d+)$/m)).toBe(1);
+    expect(text).toMatch(/^# HELP kernway_lb_connections_refused_total /m);
+
+    const socket = agent.opts.adminSocket;
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+    const viaAdmin = await adminRequest<KernelService[]>(socket, '/v1/services');
+    expect(viaAdmin).toEqual(agent.services());
+    const table = formatServices(viaAdmin);
+    expect(table.split('\n')[0]).toMatch(/^FRONTEND\s+SERVICE\s+ALGORITHM\s+BACKENDS\s+BALANCED\s+REFUSED$/);
+    expect(table).toContain('10.96.0.10:80/TCP');
+    expect(table).toContain('shop/web:http');
+    for (const p of pods) expect(table).toContain(`${p.ipv4}:8080`);
+    // The same, read from the pins without the agent.
+    const maps = openPinnedMaps(bpffs);
+    try {
+      expect(readKernelServices(maps).map((s) => s.backends)).toEqual(viaAdmin.map((s) => s.backends));
+    } finally {
+      for (const m of Object.values(maps)) m.close?.();
+    }
   });
 
   it('applies a changed EndpointSlice live', async () => {
