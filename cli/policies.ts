@@ -2,13 +2,15 @@
  * `kernway policies`: each workload's effective L4 policy and its counters, as the
  * running agent knows them (GET /policies on its admin socket).
  */
-import { request } from 'node:http';
 import { parseArgs } from 'node:util';
-import { KernwayError, errorMessage } from '../common/errors.js';
+import { errorMessage } from '../common/errors.js';
+import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
+import { formatTable } from '../agent/admin/table.js';
 import type { PolicyReport, WorkloadReport } from '../agent/datapath/policy-engine.js';
 import type { Command } from './main.js';
 
-const DEFAULT_ADMIN_SOCKET = '/run/kernway/admin.sock';
+/** The admin route serving PolicyEngine.report(). */
+export const POLICIES_ROUTE = '/v1/policies';
 
 const USAGE = `kernway policies [--json] [--admin-socket PATH] [--all]
 
@@ -30,45 +32,17 @@ export const command: Command = {
       console.error(`kernway policies: ${errorMessage(e)}\nusage: ${USAGE}`);
       return 2;
     }
-    const socket = values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET;
     let report: PolicyReport;
     try {
-      report = await fetchReport(socket);
+      report = await adminRequest<PolicyReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, POLICIES_ROUTE);
     } catch (e) {
-      console.error(`kernway policies: ${errorMessage(e)}`);
+      console.error(`kernway policies: ${errorMessage(e)} [${(e as { code?: string }).code ?? 'KW_INTERNAL'}]`);
       return 1;
     }
     console.log(values.json ? JSON.stringify(report, null, 2) : renderPolicies(report, { all: values.all === true }));
     return 0;
   },
 };
-
-/** GET /policies from the agent's admin socket. */
-export function fetchReport(socketPath: string, timeoutMs = 5000): Promise<PolicyReport> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: '/policies', method: 'GET', timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => {
-        if (res.statusCode !== 200) {
-          reject(new KernwayError('KW_ADMIN', `the agent answered ${res.statusCode} on ${socketPath}: ${body.trim().slice(0, 200)}`));
-          return;
-        }
-        try { resolve(JSON.parse(body) as PolicyReport); } catch (e) { reject(new KernwayError('KW_ADMIN', `bad JSON from the agent: ${errorMessage(e)}`)); }
-      });
-    });
-    req.on('timeout', () => req.destroy(new KernwayError('KW_ADMIN', `no answer from the agent on ${socketPath} within ${timeoutMs} ms`)));
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e instanceof KernwayError) reject(e);
-      else reject(new KernwayError('KW_ADMIN', `cannot reach the agent on ${socketPath} (${e.code ?? e.message}): is \`kernway agent\` running? (--admin-socket)`));
-    });
-    req.end();
-  });
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
-}
 
 function workloadName(w: WorkloadReport): string {
   const labels = Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',');
@@ -79,32 +53,37 @@ function workloadName(w: WorkloadReport): string {
 export function renderPolicies(r: PolicyReport, opts: { all?: boolean } = {}): string {
   const out: string[] = [];
   const shown = r.workloads.filter((w) => opts.all || w.mode !== 'open');
-  const rows = [['WORKLOAD', 'IDENTITY', 'MODE', 'POLICIES', 'ENTRIES']];
-  for (const w of shown) {
-    rows.push([workloadName(w), String(w.id), w.mode, w.policies.map((p) => `${p.key}(${p.action}${p.enforcement === 'kernel' ? '' : `, ${p.enforcement}`})`).join(' ') || '-', String(w.entries)]);
-  }
-  out.push(shown.length > 0 ? table(rows) : `no workload is selected by a policy (${r.totals.identities} identities; --all lists them)`);
+  out.push(formatTable(shown, [
+    { header: 'WORKLOAD', value: workloadName },
+    { header: 'IDENTITY', value: (w) => w.id },
+    { header: 'MODE', value: (w) => w.mode },
+    { header: 'POLICIES', value: (w) => w.policies.map((p) => `${p.key}(${p.action}${p.enforcement === 'kernel' ? '' : `, ${p.enforcement}`})`).join(' ') },
+    { header: 'ENTRIES', value: (w) => w.entries },
+  ], { none: `no workload is selected by a policy (${r.totals.identities} identities; --all lists them)` }));
 
-  const podRows = [['POD', 'VETH', 'STATUS', 'PKTS IN', 'BYTES IN', 'PKTS OUT', 'BYTES OUT', 'DENIED', 'REFUSED AT CONNECT', 'OWN CONNECTS REFUSED']];
-  for (const w of shown) {
-    for (const p of w.pods) {
-      if (!p.endpoint) continue;
-      const c = p.counters;
-      podRows.push([
-        p.pod, p.endpoint.ifname ?? '-', p.endpoint.status,
-        String(c?.packetsIn ?? 0), String(c?.bytesIn ?? 0), String(c?.packetsOut ?? 0), String(c?.bytesOut ?? 0),
-        String((c?.drops.policy_denied ?? 0) + (c?.drops.policy_l7_unenforceable ?? 0)),
-        String((c?.drops.policy_denied_connect ?? 0) + (c?.drops.policy_l7_unenforceable_connect ?? 0)),
-        String(c?.refusedOut ?? 0),
-      ]);
-    }
+  const pods = shown.flatMap((w) => w.pods.filter((p) => p.endpoint !== undefined));
+  if (pods.length > 0) {
+    out.push('', `local pods on ${r.node}:`, formatTable(pods, [
+      { header: 'POD', value: (p) => p.pod },
+      { header: 'VETH', value: (p) => p.endpoint!.ifname },
+      { header: 'STATUS', value: (p) => p.endpoint!.status },
+      { header: 'PKTS IN', value: (p) => p.counters?.packetsIn ?? 0 },
+      { header: 'BYTES IN', value: (p) => p.counters?.bytesIn ?? 0 },
+      { header: 'PKTS OUT', value: (p) => p.counters?.packetsOut ?? 0 },
+      { header: 'BYTES OUT', value: (p) => p.counters?.bytesOut ?? 0 },
+      { header: 'DENIED', value: (p) => (p.counters?.drops.policy_denied ?? 0) + (p.counters?.drops.policy_l7_unenforceable ?? 0) },
+      { header: 'REFUSED AT CONNECT', value: (p) => (p.counters?.drops.policy_denied_connect ?? 0) + (p.counters?.drops.policy_l7_unenforceable_connect ?? 0) },
+      { header: 'OWN CONNECTS REFUSED', value: (p) => p.counters?.refusedOut ?? 0 },
+    ]));
   }
-  if (podRows.length > 1) out.push('', `local pods on ${r.node}:`, table(podRows));
-
   if (r.policies.length > 0) {
-    const pr = [['POLICY', 'ACTION', 'SELECTS', 'ENFORCED', 'FILE']];
-    for (const p of r.policies) pr.push([p.key, p.action, `${p.selects} workload(s)`, p.enforcement, p.file]);
-    out.push('', table(pr));
+    out.push('', formatTable(r.policies, [
+      { header: 'POLICY', value: (p) => p.key },
+      { header: 'ACTION', value: (p) => p.action },
+      { header: 'SELECTS', value: (p) => `${p.selects} workload(s)` },
+      { header: 'ENFORCED', value: (p) => p.enforcement },
+      { header: 'FILE', value: (p) => p.file },
+    ]));
   }
   if (r.problems.length > 0) {
     out.push('', 'problems:');

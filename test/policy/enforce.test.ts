@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { command as policiesCommand } from '../../cli/policies.js';
+import { AgentMetrics } from '../../agent/metrics/registry.js';
+import { registerPolicyMetrics } from '../../agent/datapath/policy-metrics.js';
 import type { Pod } from '../../lab/index.js';
 import { PolicyLab, type PodClient } from './harness.js';
 
@@ -197,10 +199,24 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
     expect(rep.drops.policy_denied).toBeGreaterThan(0);
   });
 
+  it('exports bounded metrics read from the kernel at scrape time', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    registerPolicyMetrics(m, () => h.engine);
+    const text = await m.text();
+    const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    const drops = h.engine.report().drops;
+    expect(value(/^kernway_policy_denied_total\{reason="policy_denied"\} (\d+)$/m)).toBe(drops.policy_denied);
+    expect(value(/^kernway_policy_denied_total\{reason="policy_denied_connect"\} (\d+)$/m)).toBe(drops.policy_denied_connect);
+    expect(value(/^kernway_pod_packets_total\{direction="in"\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(value(/^kernway_policy_endpoints\{status="attached"\} (\d+)$/m)).toBe(h.engine.endpoints.list().filter((e) => e.status === 'attached').length);
+    expect(value(/^kernway_policy_objects\{kind="policies"\} (\d+)$/m)).toBe(2);
+    expect(text).not.toMatch(/10\.244\./); // no addresses in labels
+  });
+
   it('shows the report with `kernway policies` (table and --json) from the agent\'s admin socket', async () => {
     const sock = join(tmpdir(), `kernway-policy-admin-${process.pid}.sock`);
     const srv = createServer((req, res) => {
-      if (req.url === '/policies') { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(h.engine.report())); return; }
+      if (req.url === '/v1/policies') { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(h.engine.report())); return; }
       res.statusCode = 404;
       res.end('not found');
     });
@@ -223,7 +239,7 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
     const err = vi.spyOn(console, 'error').mockImplementation(() => {});
     try {
       expect(await policiesCommand.run(['--admin-socket', sock])).toBe(1);
-      expect(String(err.mock.calls[0]![0])).toMatch(/cannot reach the agent on .*is `kernway agent` running/);
+      expect(String(err.mock.calls[0]![0])).toMatch(/cannot reach the kernway agent at .*Is `kernway agent` running\?.*KW_AGENT_UNREACHABLE/);
     } finally {
       err.mockRestore();
     }
