@@ -43,7 +43,7 @@ ts: dist/.stamp
 build: system bpf addon ts
 
 demo: build
-	node dist/cli/main.js probe
+	node dist/cli/main.js demo
 
 test: build
 	node scripts/run-tests.mjs

@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { KernwayError } from '../../common/errors.js';
 import { projectRoot } from '../../common/version.js';
 import { Lab, type Pod } from '../../lab/index.js';
-import { uninstall } from '../datapath/sock-lb.js';
+import { adminRequest } from '../admin/client.js';
+import type { KernelService } from '../datapath/inspect.js';
 import { serviceObject, sliceObject, writeManifest } from './manifests.js';
 
 const VIP = '10.96.0.10';
@@ -58,7 +59,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_
       if (v !== undefined) return v;
     } catch { /* not yet */ }
     if (Date.now() > end) throw new KernwayError('KW_DEMO', `${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -143,21 +144,27 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
     const t1 = performance.now();
     manifests(dir, [backends[0]!, backends[2]!]);
     say(`== echo-2 removed from the EndpointSlice (file rewritten)`);
-    await until('the kernel to drop echo-2', async () => ((await services()).includes(backends[1]!.ipv4) ? undefined : true));
+    const dropped = (list: KernelService[]): boolean => !list.some((s) => s.backends.some((b) => b.startsWith(`${backends[1]!.ipv4}:`)));
+    await until('the kernel to drop echo-2', async () => (dropped(await adminRequest<KernelService[]>(adminSocket, '/v1/services', { timeoutMs: 1000 })) ? true : undefined));
     say(`   the maps changed ${(performance.now() - t1).toFixed(0)} ms after the file was written`);
     await spread('spread over the 2 remaining backends');
 
     const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
     say('== a few lines of /metrics');
-    const keep = /^kernway_(lb_connections_(balanced|refused)_total|map_entries|reconcile_duration_seconds_(count|sum))/;
+    const keep = /^kernway_(lb_connections_(balanced|refused)_total|bpf_map_entries\{map="kw_(svc|backend|slot)"|reconcile_duration_seconds_(count|sum)|lb_frontends)/;
     for (const l of metrics.split('\n').filter((l) => keep.test(l)).slice(0, 12)) say(`   ${l}`);
 
     lb.stdin!.end();
     agent.kill('SIGTERM');
     await new Promise((r) => (agent!.exitCode !== null ? r(null) : agent!.once('exit', r)));
     say('== agent stopped with SIGTERM (programs stay attached until uninstall)');
-    const u = uninstall(bpffs, lab.cgroupPath);
-    say(`== kernway uninstall: detached ${u.detached.length} programs, removed ${u.unpinned.length} pinned maps`);
+    const args = ['uninstall', '--cgroup', lab.cgroupPath, '--bpffs', bpffs];
+    const u = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    u.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    await new Promise((r) => u.once('close', r));
+    say(`== kernway ${args.join(' ')}`);
+    say(`   ${out.trim()}`);
   } finally {
     if (agent && agent.exitCode === null) agent.kill('SIGKILL');
     undoSignals();
