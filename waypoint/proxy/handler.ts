@@ -334,24 +334,44 @@ export class RequestHandler {
         timer = setTimeout(() => { ex.reason = 'backend_timeout'; abort(); res.destroy(); end(); }, remainingMs);
         timer.unref();
       }
-      try {
-        if (h2) (res as Http2ServerResponse).writeHead(up.status, toObject(headers) as unknown as http.OutgoingHttpHeaders);
-        else (res as ServerResponse).writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
-      } catch (e) {
-        ex.reason = 'bad_upstream_headers';
-        up.abort();
-        this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
-        if (!res.headersSent) { this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend'); }
-        end();
-        return;
-      }
+      // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
+      // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
+      const trailersOnly = h2 && headers.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'grpc-status');
+      let headSent = false;
+      const sendHead = (): boolean => {
+        if (headSent) return true;
+        headSent = true;
+        try {
+          if (h2) (res as Http2ServerResponse).writeHead(up.status, toObject(headers) as unknown as http.OutgoingHttpHeaders);
+          else (res as ServerResponse).writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
+          return true;
+        } catch (e) {
+          ex.reason = 'bad_upstream_headers';
+          up.abort();
+          this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
+          if (!res.headersSent) this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend');
+          end();
+          return false;
+        }
+      };
+      if (!trailersOnly && !sendHead()) return;
       const body = up.body;
       body.on('data', (chunk: Buffer) => {
+        if (!headSent && !sendHead()) return;
         ex.bytesOut += chunk.length;
         if (!(res as ServerResponse).write(chunk)) { body.pause(); res.once('drain', () => body.resume()); }
       });
       body.once('end', () => {
         const t = up.trailers();
+        if (!headSent && t.length === 0) {
+          const r2 = res as Http2ServerResponse;
+          r2.statusCode = up.status;
+          for (const [k, v] of Object.entries(toObject(headers))) r2.setHeader(k, v);
+          res.end();
+          end();
+          return;
+        }
+        if (!sendHead()) return;
         if (t.length > 0) {
           try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
         }
