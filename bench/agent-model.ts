@@ -2,6 +2,7 @@
  * Model and standalone-source speed: 10,000 Services x 10 endpoints.
  *
  *   node dist/bench/agent-model.js [--services N] [--endpoints N] [--files N] [--changes N]
+ *                                  [--format yaml|json] [--debounce-ms N]
  *
  * Measures (each printed as one JSON line):
  *   1. buildModel + buildServiceTable from nothing, from objects in memory (cold), and the
@@ -30,10 +31,13 @@ const { values } = parseArgs({
     changes: { type: 'string', default: '200' },
     'debounce-ms': { type: 'string', default: '20' },
     phase: { type: 'string', default: 'all' },
+    format: { type: 'string', default: 'yaml' },
     dir: { type: 'string' },
   },
 });
 const PHASE = values.phase;
+const FORMAT = values.format;
+if (FORMAT !== 'yaml' && FORMAT !== 'json') throw new Error(`--format: yaml or json, got ${FORMAT}`);
 const SERVICES = Number(values.services);
 const ENDPOINTS = Number(values.endpoints);
 const FILES = Number(values.files);
@@ -88,7 +92,7 @@ if (PHASE === 'memory') {
   await new Promise((r) => setTimeout(r, 10_000));
   global.gc?.();
   const mu = process.memoryUsage();
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
   src.close();
   process.exit(0);
 }
@@ -120,17 +124,20 @@ if (PHASE === 'memory') {
 const dir = mkdtempSync(join(tmpdir(), 'kw-bench-model-'));
 try {
   const perFile = Math.ceil(SERVICES / FILES);
-  const fileOf = (i: number): string => join(dir, `ns-${Math.floor(i / perFile)}`, `services-${Math.floor(i / perFile)}.yaml`);
-  const sliceFile = (i: number): string => join(dir, 'slices', `svc-${i}.yaml`);
+  const ext = FORMAT === 'json' ? 'json' : 'yaml';
+  const fileOf = (i: number): string => join(dir, `ns-${Math.floor(i / perFile)}`, `services-${Math.floor(i / perFile)}.${ext}`);
+  const sliceFile = (i: number): string => join(dir, 'slices', `svc-${i}.${ext}`);
   const { mkdirSync } = await import('node:fs');
-  const { stringify } = await import('yaml');
+  const yaml = await import('yaml');
+  const stringify = (o: unknown): string => (FORMAT === 'json' ? JSON.stringify(o) : yaml.stringify(o));
+  const multi = (docs: unknown[]): string => (FORMAT === 'json' ? JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }) : docs.map((d) => yaml.stringify(d)).join('---\n'));
   mkdirSync(join(dir, 'slices'), { recursive: true });
   for (let f = 0; f < FILES; f++) {
-    const docs: string[] = [];
-    for (let i = f * perFile; i < Math.min(SERVICES, (f + 1) * perFile); i++) docs.push(stringify(serviceObj(i)));
+    const docs: unknown[] = [];
+    for (let i = f * perFile; i < Math.min(SERVICES, (f + 1) * perFile); i++) docs.push(serviceObj(i));
     if (docs.length === 0) continue;
     mkdirSync(join(dir, `ns-${f}`), { recursive: true });
-    writeFileSync(fileOf(f * perFile), docs.join('---\n'));
+    writeFileSync(fileOf(f * perFile), multi(docs));
   }
   for (let i = 0; i < SERVICES; i++) writeFileSync(sliceFile(i), stringify(sliceObj(i)));
 
@@ -149,7 +156,7 @@ try {
   const table = tb.table;
   const tTable = ms(t0);
   if (table.size !== SERVICES || first.problems.length !== 0) throw new Error(`unexpected: ${table.size} entries, ${first.problems.length} problems: ${JSON.stringify(first.problems.slice(0, 3))}`);
-  out({ bench: 'standalone-load', services: SERVICES, endpoints: ENDPOINTS, files: FILES + SERVICES, loadAndModelMs: tLoad, serviceTableMs: tTable });
+  out({ bench: 'standalone-load', format: FORMAT, services: SERVICES, endpoints: ENDPOINTS, files: FILES + SERVICES, loadAndModelMs: tLoad, serviceTableMs: tTable });
 
   // 3. Latency of one endpoint change: write (tmp + rename, as editors and kubectl cp do) -> new table.
   const lat: number[] = [];
@@ -174,7 +181,7 @@ try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`change ${c} not seen within 5 s`)), 5000);
       pending = { i, t0: performance.now(), resolve: () => { clearTimeout(timer); resolve(); } };
-      const tmp = join(dir, 'slices', `.tmp-${i}`);
+      const tmp = join(dir, 'slices', `.tmp-${i}.${ext}`);
       writeFileSync(tmp, text);
       renameSync(tmp, sliceFile(i));
     });
@@ -182,7 +189,7 @@ try {
     writeFileSync(sliceFile(i), stringify(sliceObj(i)));
     await new Promise((r) => setTimeout(r, DEBOUNCE + 30));
   }
-  out({ bench: 'standalone-change-latency', services: SERVICES, debounceMs: DEBOUNCE, changes: lat.length, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: percentile(lat, 100) });
+  out({ bench: 'standalone-change-latency', format: FORMAT, services: SERVICES, debounceMs: DEBOUNCE, changes: lat.length, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: percentile(lat, 100) });
 
   src.close();
 } finally {
