@@ -110,7 +110,7 @@ describe('tracing and access logs', () => {
     expect(h.tracestate).toEqual(['a=b']);
   });
   it('starts a trace when there is none (or it is invalid)', async () => {
-    for (const headers of [{}, { traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' }]) {
+    for (const headers of [{}, { traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' }] as Record<string, string>[]) {
       const r = await mesh(rig.a.caller(0), '/items/t2', { headers });
       const tp = (r.json as { headers: Record<string, string[]> }).headers.traceparent![0]!;
       expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
