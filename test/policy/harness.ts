@@ -62,10 +62,13 @@ export class PolicyLab {
     this.dir = mkdtempSync(join(tmpdir(), 'kernway-policy-'));
   }
 
-  static async create(opts: Partial<PolicyEngineOptions> = {}): Promise<PolicyLab> {
+  /** `beforeEngine` runs first (e.g. loads the load balancer, whose connect programs must come first). */
+  static async create(opts: Partial<PolicyEngineOptions> = {}, beforeEngine?: (lab: Lab) => Promise<void>,
+    onModel?: (s: StandaloneSnapshot) => void): Promise<PolicyLab> {
     const lab = await Lab.create({ tag: 'test' });
     const h = new PolicyLab(lab);
     try {
+      if (beforeEngine) await beforeEngine(lab);
       h.engine = await PolicyEngine.start({ nodeName: NODE_NAME, cgroupPath: lab.cgroupPath, bpffsDir: lab.bpffsDir, netns: lab.nodeNsPath, ...opts });
       h.source = new StandaloneSource(h.dir, { debounceMs: 5 });
       h.policies = new PolicySource(h.dir, { debounceMs: 5 });
@@ -73,7 +76,8 @@ export class PolicyLab {
       const pol = await h.policies.start();
       h.policySnapshot = pol;
       h.engine.update({ pods: first.model.pods, namespaces: first.model.namespaces, policies: pol.policies });
-      h.source.on(MODEL, (s: StandaloneSnapshot) => { h.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces }); h.lastPods = performance.now(); });
+      onModel?.(first);
+      h.source.on(MODEL, (s: StandaloneSnapshot) => { h.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces }); onModel?.(s); h.lastPods = performance.now(); });
       h.policies.on(POLICIES, (s: PolicySnapshot) => { h.policySnapshot = s; h.engine.update({ policies: s.policies }); h.lastPolicies = performance.now(); });
     } catch (e) {
       await h.destroy();
