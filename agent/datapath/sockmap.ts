@@ -15,12 +15,11 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Registry } from 'prom-client';
-import { Counter, Gauge } from 'prom-client';
 import { KernwayError, InvalidArgumentError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
+import type { AgentMetrics } from '../metrics/registry.js';
 import type { Model } from '../model/types.js';
 import { ADDR_SIZE, encodeAddr, familyOf, readAddr } from './addr.js';
 import { pinLayout } from './sock-lb.js';
@@ -365,49 +364,41 @@ function capacitiesFor(mapsDir: string, wanted: SockmapCapacities): { sizes: Rec
 }
 
 /**
- * Registers the sockmap counters on a prom-client registry; read() is called at scrape
- * time (undefined: acceleration not loaded, nothing reported).
+ * Registers the sockmap counters on the agent's metrics (agent/metrics/registry.ts);
+ * read() is called at scrape time, once per scrape for all of them (undefined:
+ * acceleration not loaded, nothing reported).
  */
-export function registerSockmapMetrics(registry: Registry, read: () => { stats: SockmapStats; enabled: boolean } | undefined): void {
+export function registerSockmapMetrics(
+  m: Pick<AgentMetrics, 'counterAtScrape' | 'gaugeAtScrape'>,
+  read: () => { stats: SockmapStats; enabled: boolean } | undefined,
+): void {
   let snap: { stats: SockmapStats; enabled: boolean } | undefined;
   let taken = 0;
-  // One kernel read per scrape, shared by the metrics below.
+  // One kernel read per scrape, shared by the metrics below (a read that throws is
+  // counted by AgentMetrics and leaves the metrics out of that scrape).
   const get = (): typeof snap => {
     const now = Date.now();
-    if (now - taken > 100) {
-      taken = now;
-      // A failed read reports nothing rather than failing the whole scrape.
-      try { snap = read(); } catch { snap = undefined; }
-    }
+    if (now - taken > 100) { snap = undefined; taken = now; snap = read(); }
     return snap;
   };
-  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter, s: SockmapStats) => void): void => {
-    registry.registerMetric(new Counter({
-      name, help, labelNames, registers: [],
-      collect() {
-        const s = get();
-        this.reset();
-        if (s) fill(this, s.stats);
-      },
-    }));
+  const counter = (name: string, help: string, samples: (s: SockmapStats) => Array<{ labels?: Record<string, string>; value: number }>, labelNames: string[] = []): void => {
+    m.counterAtScrape({ name, help, labelNames, read: () => { const s = get(); return s ? samples(s.stats) : []; } });
   };
-  counter('kernway_sockmap_redirected_messages_total', 'Messages moved straight to the peer socket (same-node acceleration).', [],
-    (c, s) => c.inc(s.redirectedMessages));
-  counter('kernway_sockmap_redirected_bytes_total', 'Bytes moved straight to the peer socket.', [], (c, s) => c.inc(s.redirectedBytes));
-  counter('kernway_sockmap_passed_messages_total', 'Messages of accelerated sockets sent through the TCP/IP stack, by reason: no_peer (the peer socket was not in the map), ordering (kept on the stack so the stream stays in order).',
-    ['reason'], (c, s) => { c.inc({ reason: 'no_peer' }, s.passedNoPeer); c.inc({ reason: 'ordering' }, s.passedOrder); });
-  counter('kernway_sockmap_inserts_total', 'Sockets added to the sockhash.', [], (c, s) => c.inc(s.inserts));
-  counter('kernway_sockmap_insert_failures_total', 'Sockets not accelerated because the sockhash was full (reason full) or another error.',
-    ['reason'], (c, s) => { c.inc({ reason: 'full' }, s.insertFull); c.inc({ reason: 'error' }, s.insertErrors); });
-  counter('kernway_sockmap_handovers_total', 'Directions switched from the stack to redirection once the peer had read every earlier byte.', [],
-    (c, s) => c.inc(s.handovers));
-  counter('kernway_sockmap_skipped_sockets_total', 'Pod-to-pod sockets (two per connection) not accelerated because acceleration was off (agent flag or annotation).', [],
-    (c, s) => c.inc(s.skippedOff));
-  registry.registerMetric(new Gauge({
-    name: 'kernway_sockmap_enabled', help: '1 when new same-node connections are accelerated.', registers: [],
-    collect() {
-      const s = get();
-      this.set(s?.enabled ? 1 : 0);
-    },
-  }));
+  counter('kernway_sockmap_redirected_messages_total', 'Messages moved straight to the peer socket (same-node acceleration).',
+    (s) => [{ value: s.redirectedMessages }]);
+  counter('kernway_sockmap_redirected_bytes_total', 'Bytes moved straight to the peer socket.', (s) => [{ value: s.redirectedBytes }]);
+  counter('kernway_sockmap_passed_messages_total',
+    'Messages of accelerated sockets sent through the TCP/IP stack, by reason: no_peer (the peer socket was not in the sockhash), ordering (kept on the stack so the stream stays in order).',
+    (s) => [{ labels: { reason: 'no_peer' }, value: s.passedNoPeer }, { labels: { reason: 'ordering' }, value: s.passedOrder }], ['reason']);
+  counter('kernway_sockmap_inserts_total', 'Sockets added to the sockhash.', (s) => [{ value: s.inserts }]);
+  counter('kernway_sockmap_insert_failures_total', 'Sockets not accelerated because the sockhash was full (reason full) or another error (reason error).',
+    (s) => [{ labels: { reason: 'full' }, value: s.insertFull }, { labels: { reason: 'error' }, value: s.insertErrors }], ['reason']);
+  counter('kernway_sockmap_handovers_total', 'Directions switched from the stack to redirection once the peer had read every earlier byte.',
+    (s) => [{ value: s.handovers }]);
+  counter('kernway_sockmap_skipped_sockets_total', 'Pod-to-pod sockets (two per connection) not accelerated because acceleration was off (agent flag or annotation).',
+    (s) => [{ value: s.skippedOff }]);
+  m.gaugeAtScrape({
+    name: 'kernway_sockmap_enabled', help: '1 when new same-node connections are accelerated.',
+    read: () => [{ value: get()?.enabled ? 1 : 0 }],
+  });
 }

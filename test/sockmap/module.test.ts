@@ -3,7 +3,6 @@
  * map kept in sync, the switch, errors at the door, and the counters on /metrics.
  */
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../lab/index.js';
 import { buildModel } from '../../agent/model/model.js';
@@ -12,6 +11,7 @@ import {
   SM_STATS, Sockmap, encodeLocalPods, localPodsFromModel, registerSockmapMetrics,
 } from '../../agent/datapath/sockmap.js';
 import { addon } from '../../native/index.js';
+import { AgentMetrics } from '../../agent/metrics/registry.js';
 import { OBJECT } from './harness.js';
 
 function pod(name: string, ns: string, ips: string[], extra: { node?: string; hostNetwork?: boolean; annotations?: Record<string, string> } = {}) {
@@ -113,9 +113,9 @@ describe('sockmap module: loaded', () => {
     expect(s.redirectedBytes).toBe(2 * tri);
     expect(s.insertFull).toBe(6 * tri);
 
-    const registry = new Registry();
-    registerSockmapMetrics(registry, () => ({ stats: sm.stats(), enabled: sm.enabled }));
-    const text = await registry.metrics();
+    const metrics = new AgentMetrics({ defaultMetrics: false });
+    registerSockmapMetrics(metrics, () => ({ stats: sm.stats(), enabled: sm.enabled }));
+    const text = await metrics.text();
     expect(text).toContain(`kernway_sockmap_redirected_messages_total ${tri}`);
     expect(text).toContain(`kernway_sockmap_redirected_bytes_total ${2 * tri}`);
     expect(text).toContain(`kernway_sockmap_passed_messages_total{reason="no_peer"} ${3 * tri}`);
