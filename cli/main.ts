@@ -27,6 +27,7 @@ const commands: Record<string, () => Promise<Command>> = {
   services: async () => (await import('./services.js')).command,
   demo: async () => (await import('./demo.js')).command,
   waypoint: async () => (await import('./waypoint.js')).command,
+  routes: async () => (await import('./routes.js')).command,
   policies: async () => (await import('./policies.js')).command,
 };
 
