@@ -311,9 +311,13 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 	kw_sm_mirror(&key, &st->peer);
 	st->state = KW_SM_NEW;
 	st->pad = 0;
-	/* Bytes queued before now (TCP Fast Open data) went through the stack: rule 3. */
+	/*
+	 * Bytes this socket sent or queued before now went through the stack (TCP Fast Open
+	 * data in the SYN, already acknowledged and so counted in snd_una; data queued
+	 * behind the handshake): rule 3 applies from the first message.
+	 */
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp || tp->write_seq != key.lseq)
+	if (!tp || tp->write_seq != key.lseq || skops->data_segs_out != 0)
 		st->state = KW_SM_WAIT;
 
 	/* NOEXIST: never replace a live socket, whatever the key says. */
