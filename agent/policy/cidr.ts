@@ -83,13 +83,27 @@ export function parseCidr(s: string): CidrResult {
   return { cidr: { text: `${addrText(net)}/${len}`, addr: net, bits } };
 }
 
+const bigCache = new WeakMap<Buffer, bigint>();
+
+/** The 16 address bytes as one 128-bit integer (memoised per buffer). */
+export function addrBig(b: Buffer): bigint {
+  let v = bigCache.get(b);
+  if (v === undefined) {
+    v = (b.readBigUInt64BE(0) << 64n) | b.readBigUInt64BE(8);
+    bigCache.set(b, v);
+  }
+  return v;
+}
+
 /** Whether block `outer` contains block `inner` (equal blocks contain each other). */
 export function cidrContains(outer: Cidr, inner: Cidr): boolean {
   if (outer.bits > inner.bits) return false;
-  return maskAddr(inner.addr, outer.bits).equals(outer.addr);
+  const shift = BigInt(128 - outer.bits);
+  return addrBig(inner.addr) >> shift === addrBig(outer.addr) >> shift;
 }
 
 /** Whether the address (16 bytes) is in the block. */
 export function cidrHas(block: Cidr, addr: Buffer): boolean {
-  return maskAddr(addr, block.bits).equals(block.addr);
+  const shift = BigInt(128 - block.bits);
+  return addrBig(addr) >> shift === addrBig(block.addr) >> shift;
 }

@@ -17,7 +17,7 @@
  * rules admit the waypoint's own identities on the rule's ports (the waypoint checks the
  * rest), and such DENY rules deny every other source.
  */
-import { addrBytes, cidrContains } from './cidr.js';
+import { addrBig, addrBytes, cidrContains } from './cidr.js';
 import {
   ID_HOST, ID_WORLD, POLICY_CAPACITY, POLICY_L7_NOT_ENFORCEABLE,
   type AuthorizationPolicy, type Cidr, type Identity, type PolicyOperation, type PolicyRule, type PolicySource,
@@ -180,6 +180,9 @@ export class PolicyCompiler {
       problems.push({ code: POLICY_CAPACITY, file: '', message: `policies use ${cidrs.length} distinct ipBlocks, more than kw_cidr holds (${this.opts.maxCidrs}); raise the capacity` });
     }
 
+    // Each prefix with what the class computation compares, worked out once.
+    const prefixInfo = cidrs.map(({ cidr, cls }) => ({ cls, bits: cidr.bits, v4: isV4(cidr), value: addrBig(cidr.addr) }));
+
     // ---- Indexes for sources.
     const idsByNs = new Map<string, number[]>();
     const idsBySa = new Map<string, number[]>();
@@ -211,7 +214,9 @@ export class PolicyCompiler {
         const set = new Set<number>();
         for (const x of s.ipBlocks) {
           const fx = isV4(x);
-          for (const { cidr: p, cls } of cidrs) if (isV4(p) === fx && cidrContains(x, p)) set.add(cls);
+          const shift = BigInt(128 - x.bits);
+          const xv = addrBig(x.addr) >> shift;
+          for (const p of prefixInfo) if (p.v4 === fx && p.bits >= x.bits && p.value >> shift === xv) set.add(p.cls);
         }
         classes = [...set].sort((a, b) => a - b);
       }
