@@ -63,7 +63,7 @@ export class ModelBuilder {
 
   // Problems by subject.
   private readonly parseProblems = new Map<object, Problem[]>();
-  private readonly dupProblems = new Map<string, Problem[]>(); // 'Kind|key'
+  private readonly dupProblems = new Map<string, Map<string, Problem[]>>(); // kind -> key -> problems
   private readonly svcProblems = new Map<string, Problem[]>(); // service key
   private readonly sliceProblems = new Map<string, Problem>(); // slice key
 
@@ -219,11 +219,12 @@ export class ModelBuilder {
   }
 
   private setDupProblems<T extends Named>(kind: string, key: string, cands: Candidates<T>): void {
-    const id = `${kind}|${key}`;
-    if (!cands.contested(key)) { this.dupProblems.delete(id); return; }
+    let byKey = this.dupProblems.get(kind);
+    if (!cands.contested(key)) { byKey?.delete(key); return; }
+    if (!byKey) this.dupProblems.set(kind, (byKey = new Map()));
     const [winner, ...others] = cands.all(key);
     const first = winner!.origin;
-    this.dupProblems.set(id, others.map((c) => ({
+    byKey.set(key, others.map((c) => ({
       code: DUPLICATE_OBJECT, file: c.origin.file, object: `${kind} ${key}`, field: 'metadata.name',
       message: `metadata.name: ${kind} ${key} is also defined in ${first.file} (document ${first.index}); that one is used`,
     })));
@@ -232,7 +233,7 @@ export class ModelBuilder {
   private collectProblems(): Problem[] {
     const out: Problem[] = [];
     for (const ps of this.parseProblems.values()) for (const p of ps) out.push(p);
-    for (const ps of this.dupProblems.values()) for (const p of ps) out.push(p);
+    for (const byKey of this.dupProblems.values()) for (const ps of byKey.values()) for (const p of ps) out.push(p);
     for (const ps of this.svcProblems.values()) for (const p of ps) out.push(p);
     for (const p of this.sliceProblems.values()) out.push(p);
     return out;

@@ -188,7 +188,7 @@ function parseService(src: SourcedObject): Parsed {
   const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
 
   return result(c, 'Service', Object.freeze({
-    namespace, name, key: own(`${namespace}/${name}`), type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
+    namespace, name, key: `${namespace}/${name}`, type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
     ports: ports.slice(), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
   }));
 }
@@ -215,6 +215,9 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
   const endpoints: Endpoint[] = new Array<Endpoint>(rawEndpoints.length);
   let n = 0;
   for (let i = 0; i < rawEndpoints.length; i++) {
+    const fast = plainEndpoint(rawEndpoints[i], addressType);
+    if (fast) { endpoints[n++] = fast; continue; }
+    // Something unusual or wrong: the careful path, which names the fields.
     const f = `endpoints[${i}]`;
     const e = c.record(rawEndpoints[i], f);
     if (!e) continue;
@@ -259,10 +262,35 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
   });
 
   return result(c, 'EndpointSlice', Object.freeze({
-    namespace, name, key: own(`${namespace}/${name}`), serviceName: serviceName ?? '', serviceKey: own(`${namespace}/${serviceName ?? ''}`),
+    namespace, name, key: `${namespace}/${name}`, serviceName: serviceName ?? '', serviceKey: `${namespace}/${own(serviceName ?? '')}`,
     addressType, endpoints, ports: ports.slice(),
     origin: { file: src.file, index: src.index },
   }));
+}
+
+/**
+ * The common endpoint (one address of the slice's family, boolean or unset conditions,
+ * a node name or none) without building field paths: undefined sends it to the careful path.
+ */
+function plainEndpoint(e: unknown, addressType: AddressType): Endpoint | undefined {
+  if (addressType === 'FQDN' || typeof e !== 'object' || e === null) return undefined;
+  const r = e as Record<string, unknown>;
+  const addrs = r.addresses;
+  if (!Array.isArray(addrs) || addrs.length !== 1) return undefined;
+  const ip = parseIP(addrs[0]);
+  if (!ip || ip.family !== addressType) return undefined;
+  let ready = true, serving = true, terminating = false;
+  const cond = r.conditions;
+  if (cond !== undefined && cond !== null) {
+    if (typeof cond !== 'object' || Array.isArray(cond)) return undefined;
+    const { ready: rd, serving: sv, terminating: tm } = cond as Record<string, unknown>;
+    if (rd !== undefined && rd !== null) { if (typeof rd !== 'boolean') return undefined; ready = rd; }
+    if (sv !== undefined && sv !== null) { if (typeof sv !== 'boolean') return undefined; serving = sv; }
+    if (tm !== undefined && tm !== null) { if (typeof tm !== 'boolean') return undefined; terminating = tm; }
+  }
+  const nn = r.nodeName;
+  if (nn !== undefined && nn !== null && typeof nn !== 'string') return undefined;
+  return { address: own(ip.ip), ready, serving, terminating, nodeName: nn ? intern(nn) : undefined };
 }
 
 // ---------------------------------------------------------------- Pod
@@ -302,7 +330,7 @@ function parsePod(src: SourcedObject): Parsed {
   }
 
   const pod: Pod = {
-    namespace, name, key: own(`${namespace}/${name}`), labels, annotations, serviceAccountName: intern(serviceAccountName), hostNetwork, podIPs: podIPs.slice(),
+    namespace, name, key: `${namespace}/${name}`, labels, annotations, serviceAccountName: intern(serviceAccountName), hostNetwork, podIPs: podIPs.slice(),
     origin: { file: src.file, index: src.index },
   };
   if (typeof o.metadata.uid === 'string') pod.uid = o.metadata.uid;

@@ -19,7 +19,6 @@
  */
 import { KernwayError } from '../../common/errors.js';
 import { familyOf, hostPort } from './ip.js';
-import { own } from './strings.js';
 import type { EndpointSlice, IPFamily, LbAlgorithm, Model, Protocol, Service, ServicePort } from './types.js';
 
 export interface Backend {
@@ -57,7 +56,7 @@ export interface ServiceTableOptions {
 }
 
 export function serviceKey(vip: string, port: number, proto: Protocol): string {
-  return own(`${hostPort(vip, port)}/${proto}`);
+  return `${hostPort(vip, port)}/${proto}`;
 }
 
 interface Memo { nodeName: string; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
@@ -166,12 +165,12 @@ export function serviceEntries(svc: Service, slices: readonly EndpointSlice[], n
   return entries;
 }
 
-interface Candidate { ip: string; port: number; nodeName: string | undefined; ready: boolean; servingTerminating: boolean }
-
 function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices: readonly EndpointSlice[], nodeName: string): { backends: Backend[]; terminatingFallback: boolean } {
   const local = svc.internalTrafficPolicy === 'Local';
-  const candidates: Candidate[] = [];
-  const seen = new Set<string>();
+  const ready: Backend[] = [];
+  const terminating: Backend[] = [];
+  let seen: Set<string> | undefined; // only when two slices could hold the same endpoint
+  let matched = 0;
   for (const slice of slices) {
     if (slice.addressType !== family) continue;
     // kube-proxy matches slice ports to Service ports by name and protocol; the slice's number
@@ -179,26 +178,26 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
     let port: number | undefined;
     for (const p of slice.ports) if (p.name === sp.name && p.protocol === sp.protocol && p.port !== undefined) { port = p.port; break; }
     if (port === undefined) continue;
+    if (++matched === 2) seen = new Set([...ready, ...terminating].map((b) => `${b.ip}|${b.port}`));
     for (const ep of slice.endpoints) {
       if (local && ep.nodeName !== nodeName) continue;
-      const ip = ep.address;
-      const id = `${ip}|${port}`;
-      if (seen.has(id)) continue;
-      seen.add(id);
-      candidates.push({ ip, port, nodeName: ep.nodeName, ready: ep.ready, servingTerminating: ep.serving && ep.terminating });
+      const usable = ep.ready || (ep.serving && ep.terminating && ready.length === 0);
+      if (!usable) continue;
+      if (seen) {
+        const id = `${ep.address}|${port}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+      } else if (slice.endpoints.length > 1 && (ep.ready ? ready : terminating).some((b) => b.ip === ep.address)) {
+        continue; // the same address twice in one slice
+      }
+      const b: Backend = ep.nodeName === undefined ? { ip: ep.address, port } : { ip: ep.address, port, nodeName: ep.nodeName };
+      (ep.ready ? ready : terminating).push(b);
     }
   }
-  let chosen = candidates.filter((c) => c.ready);
-  let terminatingFallback = false;
-  if (chosen.length === 0) {
-    chosen = candidates.filter((c) => c.servingTerminating);
-    terminatingFallback = chosen.length > 0;
-  }
-  chosen.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
-  return {
-    backends: chosen.map((c) => (c.nodeName === undefined ? { ip: c.ip, port: c.port } : { ip: c.ip, port: c.port, nodeName: c.nodeName })),
-    terminatingFallback,
-  };
+  const terminatingFallback = ready.length === 0 && terminating.length > 0;
+  const backends = ready.length > 0 ? ready : terminating;
+  if (backends.length > 1) backends.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+  return { backends, terminatingFallback };
 }
 
 function sameList<T>(a: readonly T[], b: readonly T[]): boolean {

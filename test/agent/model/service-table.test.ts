@@ -152,6 +152,16 @@ const cases: Case[] = [
     want: { '10.96.0.1:80/TCP': ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080'] },
   },
   {
+    name: 'the same address twice in one slice is used once',
+    objects: [service('web'), slice('web-1', 'web', ['10.0.0.1', '10.0.0.2', '10.0.0.1'])],
+    want: { '10.96.0.1:80/TCP': ['10.0.0.1:8080', '10.0.0.2:8080'] },
+  },
+  {
+    name: 'a terminating endpoint in one slice and ready ones in another: only the ready ones',
+    objects: [service('web'), slice('web-1', 'web', [{ ip: '10.0.0.1', ready: false, serving: true, terminating: true }]), slice('web-2', 'web', ['10.0.0.2'])],
+    want: { '10.96.0.1:80/TCP': ['10.0.0.2:8080'] },
+  },
+  {
     name: 'slices belong to the Service of their own namespace',
     objects: [
       service('web', { ns: 'a', ip: '10.96.0.1' }), service('web', { ns: 'b', ip: '10.96.0.2' }),
