@@ -3,12 +3,12 @@
  * through pinned links, the maps (above all kw_sm_hash) through pins; the new agent
  * reuses the maps and swaps each link's program in one bpf_link_update().
  */
-import { readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../lab/index.js';
 import { BpfLink } from '../../native/index.js';
-import { pinLayout } from '../../agent/datapath/sock-lb.js';
+import { pinLayout, uninstall } from '../../agent/datapath/sock-lb.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
 import { Server, loadSockmap, localPodsOf, runClient, startClient, waitFor } from './harness.js';
 
@@ -89,5 +89,18 @@ describe('sockmap: agent restart', () => {
     const later = await runClient(lab, a, { targets, conns: 10, concurrency: 10, min: 1, max: 1 << 20 });
     expect(later.failures).toEqual([]);
     expect(sm.stats().inserts - mid.inserts).toBe(20);
+  });
+
+  it('kernway uninstall (sock-lb uninstall()) detaches both links and removes the pins', async () => {
+    sm?.close();
+    sm = undefined;
+    const res = uninstall(lab.bpffsDir, lab.cgroupPath);
+    expect(res.detached.map((d) => d.split('/')[1]).sort()).toEqual(['kw_sm_msg', 'kw_sm_sockops']);
+    expect(res.unpinned.sort()).toEqual(['kw_sm_cfg', 'kw_sm_handover', 'kw_sm_hash', 'kw_sm_pods', 'kw_sm_sk', 'kw_sm_stats']);
+    expect(existsSync(join(lab.bpffsDir, 'maps'))).toBe(false);
+    // Nothing is attached any more: a new connection is plain TCP, and works.
+    const b = lab.pod('b');
+    const res2 = await runClient(lab, lab.pod('a'), { targets: [{ host: b.ipv4, port: 7001 }], conns: 5, concurrency: 5, min: 1, max: 1 << 20 });
+    expect(res2.failures).toEqual([]);
   });
 });
