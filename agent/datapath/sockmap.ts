@@ -98,13 +98,14 @@ export function encodeLocalPods(pods: readonly LocalPod[]): Map<string, { key: B
 }
 
 /**
- * The local pods of a model: pods on `nodeName` (not host-network) with their
- * addresses, off when the pod or its namespace says kernway.io/sockmap: "off".
+ * The local pods of a model: pods on `nodeName` (not host-network, not finished: a
+ * finished pod's address may already be another pod's) with their addresses, off when
+ * the pod or its namespace says kernway.io/sockmap: "off".
  */
 export function localPodsFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string): LocalPod[] {
   const out: LocalPod[] = [];
   for (const pod of model.pods.values()) {
-    if (pod.nodeName !== nodeName || pod.hostNetwork) continue;
+    if (pod.nodeName !== nodeName || pod.hostNetwork || pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
     const off = isOff(pod.annotations[SOCKMAP_ANNOTATION]) || isOff(model.namespaces.get(pod.namespace)?.annotations[SOCKMAP_ANNOTATION]);
     for (const ip of pod.podIPs) out.push({ ip, sockmapOff: off });
   }

@@ -24,7 +24,7 @@ function pod(name: string, ns: string, ips: string[], extra: { node?: string; ho
 }
 
 describe('sockmap module: local pods', () => {
-  it('takes the pods of this node, not host-network ones, off by pod or namespace annotation', () => {
+  it('takes the running pods of this node, not host-network ones, off by pod or namespace annotation', () => {
     const objects = [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'quiet', annotations: { 'kernway.io/sockmap': 'off' } } },
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } },
@@ -33,6 +33,7 @@ describe('sockmap module: local pods', () => {
       pod('batch', 'quiet', ['10.244.0.7']),
       pod('far', 'default', ['10.244.1.9'], { node: 'node-b' }),
       pod('host', 'default', ['192.168.1.10'], { hostNetwork: true }),
+      { ...pod('done', 'default', ['10.244.0.8']), status: { phase: 'Succeeded', podIP: '10.244.0.8', podIPs: [{ ip: '10.244.0.8' }] } },
     ];
     const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'm.yaml', index })));
     expect(model.problems).toEqual([]);
