@@ -9,7 +9,7 @@
  * at the host veth's tc EGRESS, kw_from_pod (traffic from the pod) at its tc INGRESS.
  *
  * How new pods are picked up: a pod's manifest gives the manager its address; the veth
- * may come before or after. `ip monitor link route` runs in the node namespace for the
+ * may come before or after. `ip monitor link route address` runs in the node namespace for the
  * manager's lifetime, and any link or route event triggers a reconcile (debounced by a
  * few milliseconds), so a veth that appears after the manifest is attached within
  * milliseconds. Pods still without a veth are retried with backoff (50 ms doubling to
@@ -72,6 +72,8 @@ export interface EndpointManagerOptions {
   resyncMs?: number;
   /** Reacts to `ip monitor` events (default true). */
   watch?: boolean;
+  /** Called with the node namespace's own addresses when they are first read and whenever they change. */
+  onHostAddresses?: (ips: readonly string[]) => void;
 }
 
 interface Endpoint {
@@ -96,6 +98,8 @@ interface VethView {
   routes: Map<string, string>;
   /** veth name -> ifindex. */
   veths: Map<string, number>;
+  /** The node namespace's own addresses (scope global), sorted. */
+  hostAddrs: string[];
 }
 
 const MIN_RETRY_MS = 50;
@@ -118,6 +122,7 @@ export class EndpointManager {
   private monitor: ChildProcess | undefined;
   private closed = false;
   private readonly zeroStats: Buffer;
+  private hostAddrs: string | undefined;
 
   constructor(opts: EndpointManagerOptions) {
     this.opts = opts;
@@ -278,6 +283,11 @@ export class EndpointManager {
     if (this.closed) return;
     const view = await this.readVeths();
     if (this.closed) return;
+    const host = view.hostAddrs.join(',');
+    if (host !== this.hostAddrs) {
+      this.hostAddrs = host;
+      try { this.opts.onHostAddresses?.(view.hostAddrs); } catch (e) { this.opts.log?.warn({ err: errorMessage(e) }, 'endpoints: host address update failed'); }
+    }
     const now = performance.now();
     const claimed = new Set<number>();
     for (const ep of this.endpoints.values()) {
@@ -449,8 +459,9 @@ export class EndpointManager {
    */
   private async readVeths(): Promise<VethView> {
     const needV6 = [...this.endpoints.values()].some((ep) => !ep.pod.ips.some((ip) => !ip.includes(':')));
-    const main = await this.ip(['-j', '-batch', '-'], 'route show\nlink show type veth\n');
-    const [r4, links] = main as [Array<{ dst?: string; dev?: string }>, Array<{ ifname: string; ifindex: number }>];
+    const main = await this.ip(['-j', '-batch', '-'], 'route show\nlink show type veth\naddr show\n');
+    const [r4, links, addrs] = main as [Array<{ dst?: string; dev?: string }>, Array<{ ifname: string; ifindex: number }>,
+      Array<{ addr_info?: Array<{ local?: string; scope?: string }> }>];
     const r6 = needV6 ? ((await this.ip(['-j', '-6', 'route', 'show']))[0] as Array<{ dst?: string; dev?: string }>) : [];
     const routes = new Map<string, string>();
     for (const r of [...(r4 ?? []), ...(r6 ?? [])]) {
@@ -460,7 +471,9 @@ export class EndpointManager {
     }
     const veths = new Map<string, number>();
     for (const l of links ?? []) veths.set(l.ifname.split('@')[0]!, l.ifindex);
-    return { routes, veths };
+    const hostAddrs = new Set<string>();
+    for (const l of addrs ?? []) for (const a of l.addr_info ?? []) if (a.local && a.scope === 'global') hostAddrs.add(a.local);
+    return { routes, veths, hostAddrs: [...hostAddrs].sort() };
   }
 
   /** Runs ip (in the node namespace) and parses its JSON output, one document per line. */
@@ -480,7 +493,7 @@ export class EndpointManager {
   }
 
   private startMonitor(): void {
-    const [cmd, args] = this.command(['ip', 'monitor', 'link', 'route']);
+    const [cmd, args] = this.command(['ip', 'monitor', 'link', 'route', 'address']);
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.monitor = child;
     child.stdout!.on('data', () => this.schedule(5));

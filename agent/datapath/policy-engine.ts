@@ -33,7 +33,7 @@ export interface PolicyEngineOptions {
   bpffsDir: string;
   /** Network namespace of the pod veths (a path); default: the agent's own. */
   netns?: string;
-  /** The node's own addresses: identity host. */
+  /** The node's own addresses: identity host. Default: the addresses (scope global) of the node namespace, kept up to date. */
   hostIPs?: readonly string[];
   /** Policies there apply to every namespace (default kernway-system). */
   rootNamespace?: string;
@@ -96,10 +96,12 @@ export class PolicyEngine {
   private assignment: IdentityAssignment | undefined;
   private compiled: CompileResult | undefined;
   private lastProblems: Problem[] = [];
+  private hostIPs: readonly string[];
 
   private constructor(opts: PolicyEngineOptions, datapath: PolicyDatapath) {
     this.opts = opts;
     this.datapath = datapath;
+    this.hostIPs = opts.hostIPs ?? [];
     this.compiler = new PolicyCompiler({
       maxEntries: datapath.maps.kw_pol.info().maxEntries,
       maxCidrs: datapath.maps.kw_cidr.info().maxEntries,
@@ -114,6 +116,7 @@ export class PolicyEngine {
       ...(opts.netns ? { netns: opts.netns } : {}),
       ...(opts.log ? { log: opts.log } : {}),
       ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+      ...(opts.hostIPs === undefined ? { onHostAddresses: (ips: readonly string[]) => this.setHostIPs(ips) } : {}),
     });
     this.endpoints.seed(datapath.pinnedEndpoints());
   }
@@ -163,7 +166,7 @@ export class PolicyEngine {
     const stats = emptyStats();
     const idents = new Map<string, IdentVal>();
     for (const [ip, v] of a.addresses) idents.set(ip, { id: v.id, epId: epIds.get(v.pod) ?? 0 });
-    for (const ip of this.opts.hostIPs ?? []) if (!idents.has(ip)) idents.set(ip, { id: ID_HOST, epId: 0 });
+    for (const ip of this.hostIPs) if (!idents.has(ip)) idents.set(ip, { id: ID_HOST, epId: 0 });
     this.datapath.applyIdentities(idents, stats);
 
     const compiled = this.compiler.compile({
@@ -182,6 +185,20 @@ export class PolicyEngine {
     this.opts.log?.info({ ms, identities: result.identities, endpoints: result.endpoints, policies: this.policies.length, destinations: result.destinations,
       tables: result.tables, entries: result.entries, ...stats }, 'policy applied');
     return result;
+  }
+
+  /** The node's own addresses changed (auto-detected): they are identity host. */
+  private setHostIPs(ips: readonly string[]): void {
+    this.hostIPs = ips;
+    this.opts.log?.info({ addresses: ips }, 'policy: node addresses (identity host)');
+    if (this.assignment) {
+      try { this.update({}); } catch (e) { this.opts.log?.error({ err: (e as Error).message }, 'policy: update after a node address change failed'); }
+    }
+  }
+
+  /** The addresses given identity host. */
+  nodeAddresses(): readonly string[] {
+    return this.hostIPs;
   }
 
   /** Resolves when endpoint attachment in progress is done. */

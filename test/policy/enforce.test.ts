@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { command as policiesCommand } from '../../cli/policies.js';
 import { AgentMetrics } from '../../agent/metrics/registry.js';
 import { registerPolicyMetrics } from '../../agent/datapath/policy-metrics.js';
-import type { Pod } from '../../lab/index.js';
+import { NODE_IPV4, type Pod } from '../../lab/index.js';
 import { PolicyLab, type PodClient } from './harness.js';
 
 const DROP_TIMEOUT_MS = 1000; // a dropped SYN: the client gives up after this
@@ -64,6 +64,9 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
     expect(after.drops.policy_denied_connect - before.drops.policy_denied_connect).toBe(3);
     expect(after.drops.policy_denied - before.drops.policy_denied).toBeGreaterThanOrEqual(2); // SYNs (and their retries)
     expect(h.counters('front/cli').refusedOut - cliBefore.refusedOut).toBe(2);
+    // The node itself (kubelet probes) gets through: its addresses are identity host.
+    expect(h.engine.nodeAddresses()).toContain(NODE_IPV4);
+    expect((await h.client('node').connect(web.ipv4, 8080)).greeting).toBe('web');
     // The other direction is open: front has no policy.
     await h.server(cli, [7070]);
     expect((await h.client(web).connect(cli.ipv4, 7070)).greeting).toBe('cli');

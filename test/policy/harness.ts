@@ -128,7 +128,7 @@ export class PolicyLab {
     rmSync(join(this.dir, file), { force: true });
   }
 
-  client(pod: Pod): PodClient {
+  client(pod: Pod | 'node'): PodClient {
     return new PodClient(this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-client.mjs')]));
   }
 
