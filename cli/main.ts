@@ -29,6 +29,7 @@ const commands: Record<string, () => Promise<Command>> = {
   waypoint: async () => (await import('./waypoint.js')).command,
   routes: async () => (await import('./routes.js')).command,
   policies: async () => (await import('./policies.js')).command,
+  bench: async () => (await import('./bench.js')).command,
 };
 
 async function help(): Promise<void> {

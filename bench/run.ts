@@ -1,0 +1,257 @@
+/**
+ * The benchmark run: sets the modes up side by side (one lab each), then, for each
+ * number of Services, installs them in every mode and measures every workload in every
+ * mode, round after round. Within a round a workload is measured in all its modes back
+ * to back, in an order that rotates from round to round (A B C, B C A, C A B, ...), so
+ * machine noise hits all modes alike. Every raw sample is kept; ratios are computed per
+ * round (mode / baseline, measured minutes apart at most) and summarised across rounds.
+ *
+ * Everything created is removed at the end, on error, and on SIGINT/SIGTERM.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from '../common/log.js';
+import { KernwayError, errorMessage } from '../common/errors.js';
+import { projectRoot, version } from '../common/version.js';
+import { run as runCmd } from '../lab/system.js';
+import { MODES, modeDef, type ConfigureResult, type ModeInstance, type ModeName } from './modes.js';
+import { benchServices } from './services.js';
+import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
+import { DEFAULT_TOOL_SETTINGS, type Sample, type ToolSettings } from './tools.js';
+import { analyse, type Analysis } from './analyse.js';
+
+export interface BenchOptions {
+  modes: ModeName[];
+  services: number[];
+  workloads: WorkloadName[];
+  rounds: number;
+  /** Seconds per measurement. */
+  seconds: number;
+  quick: boolean;
+  settings: ToolSettings;
+}
+
+export const QUICK: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 10_000], rounds: 3, seconds: 1, quick: true });
+export const FULL: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 1000, 10_000], rounds: 5, seconds: 3, quick: false });
+
+export interface RawSample {
+  services: number;
+  round: number;
+  workload: WorkloadName;
+  mode: ModeName;
+  /** Position of the mode in this round's order for this workload (0 = first). */
+  order: number;
+  startedAt: string;
+  seconds: number;
+  values?: Sample;
+  error?: string;
+}
+
+export interface ConfigureRecord extends ConfigureResult { services: number; mode: ModeName }
+
+export interface MachineInfo {
+  kernel: string;
+  cpu: string;
+  cpus: number;
+  loadAverageBefore: number[];
+  loadAverageAfter?: number[];
+  iptables: string;
+  node: string;
+  tools: Record<string, string>;
+}
+
+export interface BenchResults {
+  kernway: string;
+  startedAt: string;
+  finishedAt?: string;
+  durationSeconds?: number;
+  options: BenchOptions;
+  machine: MachineInfo;
+  modes: Array<{ name: ModeName; description: string; workloads: WorkloadName[] }>;
+  configure: ConfigureRecord[];
+  samples: RawSample[];
+  evidence: Record<string, Record<string, unknown>>;
+  analysis?: Analysis;
+  aborted?: string;
+}
+
+function toolVersion(cmd: string, args: string[]): string {
+  // Some tools print their version on stderr (nginx -v), some exit non-zero (wrk -v).
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
+  const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').map((l) => l.trim()).find((l) => l !== '');
+  return text ?? 'unknown';
+}
+
+export function machineInfo(): MachineInfo {
+  return {
+    kernel: release(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: cpus().length,
+    loadAverageBefore: loadavg().map((x) => +x.toFixed(2)),
+    iptables: toolVersion('iptables', ['-V']),
+    node: process.version,
+    tools: {
+      sockperf: toolVersion('sockperf', ['--version']).replace(/^sockperf,\s*/, ''),
+      wrk: toolVersion('wrk', ['-v']),
+      h2load: toolVersion('h2load', ['--version']),
+      iperf3: toolVersion('iperf3', ['--version']),
+      nginx: toolVersion('nginx', ['-v']),
+      cc: toolVersion('cc', ['--version']),
+    },
+  };
+}
+
+/** Checks the tools a run needs are installed; names the missing ones (and the Debian packages). */
+export function checkTools(opts: BenchOptions): void {
+  const need = new Map<string, string>([['iptables-restore', 'iptables'], ['nsenter', 'util-linux'], ['ss', 'iproute2'], ['cc', 'gcc or clang']]);
+  const ws = opts.workloads.map(workload);
+  if (ws.some((w) => w.tool === 'sockperf')) need.set('sockperf', 'sockperf');
+  if (ws.some((w) => w.tool === 'wrk')) need.set('wrk', 'wrk');
+  if (ws.some((w) => w.tool === 'h2load')) need.set('h2load', 'nghttp2-client');
+  if (ws.some((w) => w.tool === 'iperf3')) need.set('iperf3', 'iperf3');
+  need.set('nginx', 'nginx-light');
+  if (opts.modes.includes('sidecar')) need.set('setpriv', 'util-linux');
+  const missing: string[] = [];
+  for (const [cmd, pkg] of need) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    } catch {
+      missing.push(`${cmd} (${pkg})`);
+    }
+  }
+  if (opts.modes.includes('sidecar') && !existsSync('/usr/lib/nginx/modules/ngx_stream_module.so')) missing.push('nginx stream module (libnginx-mod-stream)');
+  if (missing.length > 0) throw new KernwayError('KW_BENCH_TOOLS', `kernway bench needs: ${missing.join(', ')}. Install the Debian packages named in brackets.`);
+}
+
+/** Compiles bench/connrate.c with the machine's cc into `dir`. */
+export async function buildConnrate(dir: string): Promise<string> {
+  const src = join(projectRoot(), 'bench', 'connrate.c');
+  const bin = join(dir, 'connrate');
+  await runCmd('cc', ['-O2', '-pthread', '-o', bin, src], { timeoutMs: 60_000 });
+  return bin;
+}
+
+/** Round r's order of the given modes: rotated by r, so each mode takes each position in turn. */
+export function roundOrder<T>(items: readonly T[], round: number): T[] {
+  if (items.length === 0) return [];
+  const k = round % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+export interface RunHooks {
+  log: Logger;
+  progress?: (line: string) => void;
+  /** Called with the results so far after each sample (to write them out as the run goes). */
+  checkpoint?: (r: BenchResults) => void;
+}
+
+/**
+ * Runs the benchmark. Resolves with the results (also when a measurement failed: its
+ * sample carries the error); rejects only when the setup fails. Cleans up in all cases.
+ */
+export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<BenchResults> {
+  const progress = hooks.progress ?? (() => undefined);
+  checkTools(opts);
+  const started = Date.now();
+  const results: BenchResults = {
+    kernway: version(),
+    startedAt: new Date(started).toISOString(),
+    options: opts,
+    machine: machineInfo(),
+    modes: opts.modes.map((m) => ({ name: m, description: modeDef(m).description, workloads: opts.workloads.filter((w) => modeDef(m).carries(workload(w))) })),
+    configure: [],
+    samples: [],
+    evidence: {},
+  };
+  const tmp = mkdtempSync(join(tmpdir(), 'kernway-bench-'));
+  // The sidecar proxies run as uid 1337 and must reach their folders below.
+  chmodSync(tmp, 0o711);
+  const instances: ModeInstance[] = [];
+  let closing: Promise<void> | undefined;
+  const cleanup = (): Promise<void> => {
+    closing ??= (async () => {
+      for (const m of instances.splice(0).reverse()) {
+        try { await m.close(); } catch (e) { hooks.log.warn({ mode: m.name, err: errorMessage(e) }, 'bench: closing a mode failed'); }
+      }
+      rmSync(tmp, { recursive: true, force: true });
+    })();
+    return closing;
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    progress(`${sig}: cleaning up`);
+    void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const connrate = await buildConnrate(tmp);
+    const env = (name: string): { dir: string; log: Logger; node: string; kernwayMain: string } => {
+      const dir = join(tmp, name);
+      mkdirSync(dir, { recursive: true });
+      return { dir, log: hooks.log, node: process.execPath, kernwayMain: join(projectRoot(), 'dist', 'cli', 'main.js') };
+    };
+    for (const name of opts.modes) {
+      progress(`setting up mode ${name}`);
+      instances.push(await modeDef(name).create(env(name)));
+    }
+    const byName = new Map(instances.map((m) => [m.name, m]));
+    const scratch = join(tmp, 'tools');
+    mkdirSync(scratch, { recursive: true });
+
+    for (const n of opts.services) {
+      for (const m of instances) {
+        progress(`installing ${n} Services in mode ${m.name}`);
+        const rec = await m.configure(benchServices(n, m.server.ipv4));
+        results.configure.push({ ...rec, services: n, mode: m.name });
+        progress(`  ${m.name}: ${rec.what} in ${rec.ms.toFixed(0)} ms`);
+      }
+      for (let round = 0; round < opts.rounds; round++) {
+        for (const wname of opts.workloads) {
+          const w = workload(wname);
+          const modes = opts.modes.filter((mn) => modeDef(mn).carries(w));
+          const order = roundOrder(modes, round);
+          for (const [pos, mn] of order.entries()) {
+            const m = byName.get(mn)!;
+            const seconds = Math.max(1, Math.round(opts.seconds * w.durationFactor));
+            const sample: RawSample = { services: n, round, workload: wname, mode: mn, order: pos, startedAt: new Date().toISOString(), seconds };
+            try {
+              sample.values = await w.run({ lab: m.lab, client: m.client, dir: scratch, connrate }, m.endpoint(w), seconds, opts.settings);
+            } catch (e) {
+              sample.error = errorMessage(e);
+              hooks.log.warn({ mode: mn, workload: wname, services: n, round, err: sample.error }, 'bench: a measurement failed');
+            }
+            results.samples.push(sample);
+            const v = sample.values;
+            progress(`  [${n} svc, round ${round + 1}/${opts.rounds}] ${wname.padEnd(10)} ${mn.padEnd(8)} ${v ? `${w.headline}=${v[w.headline]!.toFixed(w.headline === 'gbps' ? 2 : 1)}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);
+            hooks.checkpoint?.(results);
+          }
+        }
+      }
+    }
+    for (const m of instances) results.evidence[m.name] = await m.evidence();
+  } catch (e) {
+    results.aborted = errorMessage(e);
+    throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanup();
+    results.machine.loadAverageAfter = loadavg().map((x) => +x.toFixed(2));
+    results.finishedAt = new Date().toISOString();
+    results.durationSeconds = Math.round((Date.now() - started) / 1000);
+  }
+  results.analysis = analyse(results);
+  return results;
+}
+
+export function defaultOptions(quick: boolean): BenchOptions {
+  const base = quick ? QUICK : FULL;
+  return {
+    ...base, services: [...base.services],
+    modes: MODES.map((m) => m.name),
+    workloads: WORKLOADS.map((w) => w.name),
+    settings: { ...DEFAULT_TOOL_SETTINGS },
+  };
+}
