@@ -115,6 +115,8 @@ export class EndpointManager {
   /** Pinned links found at start, by ifindex, until an endpoint adopts them. */
   private readonly orphanLinks = new Map<number, { to?: BpfLink; from?: BpfLink }>();
   private firstReconcileDone = false;
+  /** No reconcile before the first setPods(): it would take every adopted link for a pod that is gone. */
+  private podsKnown = false;
   private running: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
@@ -167,6 +169,7 @@ export class EndpointManager {
   setPods(pods: readonly LocalPod[]): ReadonlyMap<string, number> {
     const want = new Map(pods.map((p) => [p.key, p]));
     const now = performance.now();
+    this.podsKnown = true;
     for (const [key, ep] of this.endpoints) {
       if (!want.has(key)) this.remove(ep);
     }
@@ -280,7 +283,7 @@ export class EndpointManager {
   }
 
   private async reconcile(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || !this.podsKnown) return;
     const view = await this.readVeths();
     if (this.closed) return;
     const host = view.hostAddrs.join(',');
