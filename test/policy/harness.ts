@@ -54,6 +54,8 @@ export class PolicyLab {
   private source!: StandaloneSource;
   private policies!: PolicySource;
   policySnapshot: PolicySnapshot | undefined;
+  /** Processes started in pods, ended (and waited for) before the lab is destroyed. */
+  private readonly children: ChildProcess[] = [];
   /** Times (performance.now()) at which the engine applied each kind of input. */
   lastPods = 0;
   lastPolicies = 0;
@@ -91,11 +93,12 @@ export class PolicyLab {
    * attached and maps pinned) and returns a function that starts a new one on the same
    * pins, as a restarted agent, fed the sources' current state.
    */
-  async stopEngine(): Promise<() => Promise<PolicyEngine>> {
+  async stopEngine(): Promise<(beforeFirstUpdate?: () => Promise<void>) => Promise<PolicyEngine>> {
     const old = this.engine;
     await old.close();
-    return async () => {
+    return async (beforeFirstUpdate) => {
       this.engine = await PolicyEngine.start({ nodeName: NODE_NAME, cgroupPath: this.lab.cgroupPath, bpffsDir: this.lab.bpffsDir, netns: this.lab.nodeNsPath });
+      await beforeFirstUpdate?.();
       const m = this.source.current()!;
       this.engine.update({ pods: m.model.pods, namespaces: m.model.namespaces, policies: this.policies.current()!.policies });
       return this.engine;
@@ -129,11 +132,14 @@ export class PolicyLab {
   }
 
   client(pod: Pod | 'node'): PodClient {
-    return new PodClient(this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-client.mjs')]));
+    const child = this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-client.mjs')]);
+    this.children.push(child);
+    return new PodClient(child);
   }
 
   async server(pod: Pod, ports: number[]): Promise<ChildProcess> {
     const child = this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-server.mjs'), pod.name, ...ports.map(String)]);
+    this.children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout!.once('data', () => resolve());
       child.once('exit', (c) => reject(new Error(`server in ${pod.name} exited (${c})`)));
@@ -168,7 +174,21 @@ export class PolicyLab {
       await this.engine.endpoints.detachAll().catch(() => {});
       await this.engine.close().catch(() => {});
     }
-    await this.lab.destroy();
+    // End our processes and wait until they (all their threads) are gone, so the lab's
+    // cgroups are empty when it removes them.
+    await Promise.all(this.children.map((c) => new Promise<void>((resolve) => {
+      if (c.exitCode !== null || c.signalCode !== null) { resolve(); return; }
+      const t = setTimeout(resolve, 3000);
+      c.once('exit', () => { clearTimeout(t); resolve(); });
+      c.kill('SIGKILL');
+    })));
+    try {
+      await this.lab.destroy();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e;
+      await new Promise((r) => setTimeout(r, 200)); // a process still leaving its cgroup
+      await this.lab.destroy();
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

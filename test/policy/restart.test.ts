@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../lab/index.js';
 import { policyPins, uninstallPolicy } from '../../agent/datapath/policy.js';
 import { PolicyLab, type PodClient } from './harness.js';
+import { run } from '../../lab/system.js';
 
 const policy = (name: string, ns: string, spec: Record<string, unknown>): string =>
   JSON.stringify({ apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec });
@@ -44,7 +45,12 @@ describe('policy engine restart', () => {
     expect((await fromRemote.connect(web.ipv4, 8080)).greeting).toBe('web');
     expect(readdirSync(policyPins(h.lab.bpffsDir).tc).sort()).toHaveLength(4);
 
-    const engine = await start();
+    // Link events reach the new agent before its first pod list (it must not drop what it will adopt).
+    const engine = await start(async () => {
+      await run('ip', ['-n', h.lab.nodeNs, 'link', 'add', 'kwpoltmp0', 'type', 'veth', 'peer', 'name', 'kwpoltmp1']);
+      await run('ip', ['-n', h.lab.nodeNs, 'link', 'del', 'kwpoltmp0']);
+      await new Promise((r) => setTimeout(r, 100));
+    });
     await engine.settled();
     const eps = engine.endpoints.list();
     expect(eps.map((e) => [e.key, e.epId, e.ifindex]).sort()).toEqual(epBefore);
