@@ -12,11 +12,12 @@
  * program). `uninstall()` detaches the links and removes every pin.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync, statfsSync } from 'node:fs';
+import { release as osRelease } from 'node:os';
 import { join } from 'node:path';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
-import { BpfError, BpfLink, BpfMap, BpfObject, type CgroupAttachType } from '../../native/index.js';
+import { BpfError, BpfLink, BpfMap, BpfObject, probe, type CgroupAttachType } from '../../native/index.js';
 import { LB_MAP_NAMES, type LbCapacities, type LbMapName, type LbMaps } from './lb-maps.js';
 
 export const SOCK_LB_PROGRAMS: ReadonlyArray<readonly [string, CgroupAttachType]> = [
@@ -121,7 +122,26 @@ function capacitiesFor(mapsDir: string, wanted: LbCapacities): { sizes: Record<s
   return { sizes, reused };
 }
 
+/** Linux 5.18: bpf_set_retval() in cgroup sock_addr programs (ECONNREFUSED at connect()). */
+export const MIN_KERNEL: readonly [number, number] = [5, 18];
+
+/** Fails with a clear message when the kernel lacks what the programs need. */
+export function checkKernel(release = osRelease()): void {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  const [maj, min] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
+  if (maj < MIN_KERNEL[0] || (maj === MIN_KERNEL[0] && min < MIN_KERNEL[1])) {
+    throw new KernwayError('KW_KERNEL_TOO_OLD',
+      `socket load balancing needs Linux ${MIN_KERNEL.join('.')} or newer (bpf_set_retval in cgroup connect/sendmsg programs, ` +
+      `to fail connect() with ECONNREFUSED when a Service has no endpoint); this kernel is ${release}`);
+  }
+  const p = probe();
+  if (p.programTypes.cgroup_sock_addr === false) {
+    throw new KernwayError('KW_KERNEL_FEATURE', 'this kernel cannot load cgroup sock_addr programs (BPF_PROG_TYPE_CGROUP_SOCK_ADDR, Linux 4.17+, CONFIG_CGROUP_BPF)');
+  }
+}
+
 export async function loadSockLb(opts: SockLbOptions): Promise<SockLb> {
+  checkKernel();
   const layout = preparePins(opts);
   const { sizes, reused } = capacitiesFor(layout.maps, opts.capacities ?? {});
   const pins: Record<string, string> = {};
@@ -138,6 +158,9 @@ export async function loadSockLb(opts: SockLbOptions): Promise<SockLb> {
   } catch (e) {
     obj.close();
     const log = e instanceof BpfError && e.verifierLog ? `\nverifier log (tail):\n${e.verifierLog}` : '';
+    if (e instanceof BpfError && /set_retval|unknown func/.test(e.verifierLog ?? '')) {
+      throw new KernwayError('KW_KERNEL_FEATURE', `this kernel refuses a helper the socket load balancer needs (bpf_set_retval in cgroup sock_addr programs needs Linux 5.18+)${log}`, undefined, { cause: e });
+    }
     throw new KernwayError('KW_BPF_LOAD', `loading ${objectPath} failed: ${errorMessage(e)}${log}`, undefined, { cause: e });
   }
   const maps = Object.fromEntries(LB_MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as LbMaps;
