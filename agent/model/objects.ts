@@ -188,7 +188,7 @@ function parseService(src: SourcedObject): Parsed {
   const internalTrafficPolicy = c.oneOf(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
 
   return result(c, 'Service', Object.freeze({
-    namespace, name, key: `${namespace}/${name}`, type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
+    namespace, name, key: own(`${namespace}/${name}`), type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
     ports: ports.slice(), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
   }));
 }
@@ -262,7 +262,7 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
   });
 
   return result(c, 'EndpointSlice', Object.freeze({
-    namespace, name, key: `${namespace}/${name}`, serviceName: serviceName ?? '', serviceKey: `${namespace}/${own(serviceName ?? '')}`,
+    namespace, name, key: own(`${namespace}/${name}`), serviceName: serviceName ?? '', serviceKey: own(`${namespace}/${serviceName ?? ''}`),
     addressType, endpoints, ports: ports.slice(),
     origin: { file: src.file, index: src.index },
   }));
@@ -330,7 +330,7 @@ function parsePod(src: SourcedObject): Parsed {
   }
 
   const pod: Pod = {
-    namespace, name, key: `${namespace}/${name}`, labels, annotations, serviceAccountName: intern(serviceAccountName), hostNetwork, podIPs: podIPs.slice(),
+    namespace, name, key: own(`${namespace}/${name}`), labels, annotations, serviceAccountName: intern(serviceAccountName), hostNetwork, podIPs: podIPs.slice(),
     origin: { file: src.file, index: src.index },
   };
   if (typeof o.metadata.uid === 'string') pod.uid = o.metadata.uid;

@@ -19,6 +19,7 @@
  */
 import { KernwayError } from '../../common/errors.js';
 import { familyOf, hostPort } from './ip.js';
+import { own } from './strings.js';
 import type { EndpointSlice, IPFamily, LbAlgorithm, Model, Protocol, Service, ServicePort } from './types.js';
 
 export interface Backend {
@@ -56,7 +57,7 @@ export interface ServiceTableOptions {
 }
 
 export function serviceKey(vip: string, port: number, proto: Protocol): string {
-  return `${hostPort(vip, port)}/${proto}`;
+  return own(`${hostPort(vip, port)}/${proto}`); // a flat copy: keys live long, a concatenation keeps its pieces
 }
 
 interface Memo { nodeName: string; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
