@@ -9,7 +9,9 @@
  *   3. the resident memory of a real `kernway agent` process holding N Services
  *      (target: under 80 MiB).
  *
- *   node dist/bench/lb/reconcile.js [--services 10000] [--endpoints 10] [--changes 200]
+ *   node dist/bench/lb/reconcile.js [--services 10000] [--endpoints 10] [--files 10000] [--changes 200]
+ *
+ * --files: how many manifest files the Services are spread over (default one per Service).
  *
  * Needs root (a lab for the cgroup and bpffs folder). Prints one JSON line.
  */
@@ -42,6 +44,17 @@ function endpointOf(i: number, j: number, gen = 0): string {
   const n = i * 16 + j + gen * 7;
   return `10.${100 + ((n >> 16) & 63)}.${(n >> 8) & 255}.${n & 255}`;
 }
+/** The manifest files: Services spread evenly over `files` files; gens[i] shifts Service i's first endpoint. */
+function writeFiles(dir: string, services: number, endpoints: number, files: number, gens: Map<number, number>, only?: number): void {
+  const per = Math.ceil(services / files);
+  for (let f = 0; f < files; f++) {
+    if (only !== undefined && Math.floor(only / per) !== f) continue;
+    const objs: Array<Record<string, unknown>> = [];
+    for (let i = f * per; i < Math.min(services, (f + 1) * per); i++) objs.push(...objectsOf(i, endpoints, gens.get(i) ?? 0));
+    writeManifest(dir, `svc-${f}.yaml`, objs);
+  }
+}
+
 function objectsOf(i: number, endpoints: number, gen = 0): Array<Record<string, unknown>> {
   const name = `svc-${i}`;
   return [
@@ -88,11 +101,12 @@ async function reconcileFromNothing(lab: Lab, services: number, endpoints: numbe
   }
 }
 
-async function endpointChangeLatency(lab: Lab, services: number, endpoints: number, changes: number): Promise<Record<string, number>> {
+async function endpointChangeLatency(lab: Lab, services: number, endpoints: number, files: number, changes: number): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-'));
   const bpffs = join(lab.bpffsDir, 'latency');
+  const gens = new Map<number, number>();
   try {
-    for (let i = 0; i < services; i++) writeManifest(dir, `svc-${i}.yaml`, objectsOf(i, endpoints));
+    writeFiles(dir, services, endpoints, files, gens);
     const opts = validateAgentOptions({
       standalone: dir, nodeName: NODE, cgroup: lab.cgroupPath, bpffs, adminSocket: join(dir, '.admin.sock'), metricsAddress: '127.0.0.1:0',
     });
@@ -108,7 +122,8 @@ async function endpointChangeLatency(lab: Lab, services: number, endpoints: numb
         const i = (k * 7919) % services;
         const done = new Promise<number>((r) => { waiting = r; });
         const tw = performance.now();
-        writeManifest(dir, `svc-${i}.yaml`, objectsOf(i, endpoints, k + 1));
+        gens.set(i, k + 1);
+        writeFiles(dir, services, endpoints, files, gens, i);
         const tm = await Promise.race([done, new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`change ${k} not applied within 5 s`)), 5000))]);
         samples.push(tm - tw);
         await new Promise((r) => setTimeout(r, 10));
@@ -126,12 +141,12 @@ async function endpointChangeLatency(lab: Lab, services: number, endpoints: numb
   }
 }
 
-async function agentRss(lab: Lab, services: number, endpoints: number): Promise<Record<string, number>> {
+async function agentRss(lab: Lab, services: number, endpoints: number, files: number): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-'));
   const bpffs = join(lab.bpffsDir, 'rss');
   const main = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
   try {
-    for (let i = 0; i < services; i++) writeManifest(dir, `svc-${i}.yaml`, objectsOf(i, endpoints));
+    writeFiles(dir, services, endpoints, files, new Map());
     const child = spawn(process.execPath, [main, 'agent', '--standalone', dir, '--node-name', NODE, '--cgroup', lab.cgroupPath,
       '--bpffs', bpffs, '--admin-socket', join(dir, '.admin.sock'), '--metrics-address', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     try {
@@ -141,11 +156,16 @@ async function agentRss(lab: Lab, services: number, endpoints: number): Promise<
         rl.on('line', (l) => { if (l.includes('"msg":"agent running"')) { clearTimeout(timer); rl.close(); resolve(); } });
         child.once('exit', (c) => { clearTimeout(timer); reject(new Error(`agent exited ${c}`)); });
       });
-      // Let the first-start garbage go.
-      await new Promise((r) => setTimeout(r, 2000));
-      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-      const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
-      return { rssMiB: +(kb('VmRSS') / 1024).toFixed(1), hwmMiB: +(kb('VmHWM') / 1024).toFixed(1) };
+      const rss = (): { rss: number; hwm: number } => {
+        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+        const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+        return { rss: +(kb('VmRSS') / 1024).toFixed(1), hwm: +(kb('VmHWM') / 1024).toFixed(1) };
+      };
+      const atStart = rss();
+      // V8 hands the start-up garbage back to the system once allocation calms down.
+      await new Promise((r) => setTimeout(r, 15_000));
+      const settled = rss();
+      return { rssAtReadyMiB: atStart.rss, rssAfter15sMiB: settled.rss, peakMiB: settled.hwm };
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
@@ -156,13 +176,13 @@ async function agentRss(lab: Lab, services: number, endpoints: number): Promise<
   }
 }
 
-export async function reconcileBench(opts: { services: number; endpoints: number; changes: number }): Promise<Record<string, unknown>> {
+export async function reconcileBench(opts: { services: number; endpoints: number; files: number; changes: number }): Promise<Record<string, unknown>> {
   const lab = await Lab.create({ tag: 'benchrec' });
   const undo = lab.destroyOnSignals();
   try {
     const fromNothing = await reconcileFromNothing(lab, opts.services, opts.endpoints);
-    const change = await endpointChangeLatency(lab, opts.services, opts.endpoints, opts.changes);
-    const rss = await agentRss(lab, opts.services, opts.endpoints);
+    const change = await endpointChangeLatency(lab, opts.services, opts.endpoints, opts.files, opts.changes);
+    const rss = await agentRss(lab, opts.services, opts.endpoints, opts.files);
     return { bench: 'lb-reconcile', ...opts, fromNothing, endpointChange: change, agentMemory: rss };
   } finally {
     undo();
@@ -173,7 +193,8 @@ export async function reconcileBench(opts: { services: number; endpoints: number
 if (invokedDirectly(import.meta.url)) {
   const { values } = parseArgs({ options: {
     services: { type: 'string', default: '10000' }, endpoints: { type: 'string', default: '10' }, changes: { type: 'string', default: '200' },
+    files: { type: 'string', default: '10000' },
   } });
-  reconcileBench({ services: Number(values.services), endpoints: Number(values.endpoints), changes: Number(values.changes) })
+  reconcileBench({ services: Number(values.services), endpoints: Number(values.endpoints), files: Number(values.files), changes: Number(values.changes) })
     .then((r) => console.log(JSON.stringify(r)), (e: unknown) => { console.error(e); process.exitCode = 1; });
 }
