@@ -114,7 +114,9 @@ export class ManifestDirectory extends EventEmitter {
   private pendingAdded = new Set<Located>();
   private pendingRemoved = new Set<Located>();
   private sortedFiles: string[] | undefined;
-  private dirProblems: ManifestProblem[] = [];
+  /** Directories that cannot be watched (inotify limits, permissions), by path. */
+  private readonly dirProblems = new Map<string, ManifestProblem>();
+  private dirProblemsChanged = false;
   private watcher: TreeWatcher | undefined;
   private dirty = new Map<string, Set<string> | typeof ALL>();
   private timer: NodeJS.Timeout | undefined;
@@ -153,7 +155,9 @@ export class ManifestDirectory extends EventEmitter {
       (dir, name) => this.onEvent(dir, name),
       (dir, err) => {
         this.log?.warn({ dir, err: err.message }, 'manifest directory: watch error');
-        this.dirProblems.push({ code: WATCH_ERROR, file: dir, message: `cannot watch ${dir}: ${err.message} (changes there are not seen)` });
+        const hint = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ' (inotify watch limit reached: raise fs.inotify.max_user_watches)' : '';
+        this.dirProblemsChanged = true;
+        this.dirProblems.set(dir, { code: WATCH_ERROR, file: dir, message: `cannot watch ${dir}: ${err.message}${hint}; changes there are not seen` });
       },
     );
     this.markDirty(this.dir, null);
@@ -173,7 +177,7 @@ export class ManifestDirectory extends EventEmitter {
   private snapshot(): ManifestSnapshot {
     if (this.sortedFiles === undefined) this.sortedFiles = [...this.files.keys()].sort(compareStrings);
     const objects: Located[] = [];
-    const problems: ManifestProblem[] = [...this.dirProblems];
+    const problems: ManifestProblem[] = [...this.dirProblems.values()];
     const filter = this.losers.size > 0;
     for (const file of this.sortedFiles) {
       const st = this.files.get(file)!;
@@ -279,6 +283,7 @@ export class ManifestDirectory extends EventEmitter {
     } catch (e) {
       this.log?.error({ err: (e as Error).message }, 'manifest directory: failed to process changes');
     }
+    if (this.dirProblemsChanged) { this.dirProblemsChanged = false; changed = true; }
     if (this.closed || !changed) return;
     const snap = this.snapshot();
     this.log?.debug({ dir: this.dir, objects: snap.objects.length, problems: snap.problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'manifest directory changed');
@@ -358,6 +363,9 @@ export class ManifestDirectory extends EventEmitter {
     if (this.watcher) for (const d of this.watcher.dirs()) {
       if ((d === dir || d.startsWith(prefix)) && !seenDirs.has(d)) this.watcher.removeTree(d);
     }
+    for (const d of [...this.dirProblems.keys()]) {
+      if ((d === dir || d.startsWith(prefix)) && !seenDirs.has(d)) { this.dirProblems.delete(d); changed = true; }
+    }
     return changed;
   }
 
@@ -368,6 +376,9 @@ export class ManifestDirectory extends EventEmitter {
     const prefix = path + sep;
     for (const f of [...this.files.keys()]) if (f.startsWith(prefix) && this.dropFile(f)) changed = true;
     this.watcher?.removeTree(path);
+    for (const d of [...this.dirProblems.keys()]) {
+      if (d === path || d.startsWith(prefix)) { this.dirProblems.delete(d); changed = true; }
+    }
     return changed;
   }
 
