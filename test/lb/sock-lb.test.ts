@@ -116,8 +116,11 @@ describe('socket load balancing in the kernel', () => {
     const tcp = await client.send<{ results: Array<{ code: string; ms: number }> }>({ op: 'refused', host: '10.96.0.20', port: 80, n: 5 });
     for (const x of tcp.results) {
       expect(x.code).toBe('ECONNREFUSED');
-      expect(x.ms).toBeLessThan(10);
+      expect(x.ms).toBeLessThan(1000); // never a hang, even on a busy machine
     }
+    // Typically well under a millisecond; the median keeps a descheduled client from failing it.
+    const ms = tcp.results.map((x) => x.ms).sort((a, b) => a - b);
+    expect(ms[2]!).toBeLessThan(10);
     const udp = await client.send<{ results: Array<{ code: string; ms: number }> }>({ op: 'refused', host: '10.96.0.20', port: 81, n: 2, proto: 'udp' });
     for (const x of udp.results) expect(x.code).toBe('ECONNREFUSED');
   });
@@ -200,7 +203,7 @@ describe('socket load balancing in the kernel', () => {
 
   it('ClientIP session affinity holds within its timeout and lapses after it', async () => {
     objects['aff.yaml'] = [
-      serviceObject({ name: 'aff', clusterIPs: ['10.96.0.40'], affinityTimeoutSeconds: 1, ports: [{ port: 80, targetPort: 8080 }] }),
+      serviceObject({ name: 'aff', clusterIPs: ['10.96.0.40'], affinityTimeoutSeconds: 2, ports: [{ port: 80, targetPort: 8080 }] }),
       sliceObject({ name: 'aff-1', service: 'aff', ports: [{ port: 8080 }], endpoints: eps(pods.map((p) => [p])) }),
     ];
     apply();
@@ -211,7 +214,7 @@ describe('socket load balancing in the kernel', () => {
     const first = await round();
     for (let i = 0; i < 4; i++) expect((await round()).bySrc).toEqual(first.bySrc);
     // Without affinity, 30 clients x 5 rounds over 3 backends would never all stay put.
-    await new Promise((r) => setTimeout(r, 1300));
+    await new Promise((r) => setTimeout(r, 2300));
     const later = await round();
     const changed = srcs.filter((s) => later.bySrc[s] !== first.bySrc[s]).length;
     // Each client is balanced afresh: about 2/3 change backend (fewer than 30% has odds < 1e-4).
