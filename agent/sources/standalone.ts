@@ -17,7 +17,7 @@ import type { Logger } from '../../common/log.js';
 import { ModelBuilder } from '../model/model.js';
 import { slimObject, validateObject } from '../model/objects.js';
 import type { Model } from '../model/types.js';
-import { ManifestDirectory, SNAPSHOT, type ManifestProblem, type ManifestSnapshot } from './manifest-dir.js';
+import { ManifestDirectory, SNAPSHOT, type Located, type ManifestProblem, type ManifestSnapshot, type ObjectValidator } from './manifest-dir.js';
 
 export interface StandaloneSnapshot {
   /** Counts up from 1 with each snapshot. */
@@ -28,6 +28,13 @@ export interface StandaloneSnapshot {
   changedServices: ReadonlySet<string>;
   /** Every problem in force: files rejected (their last good content kept) and cross-object problems. */
   problems: ManifestProblem[];
+  /**
+   * The directory's snapshot this model was built from: objects of the model's kinds as
+   * stubs (apiVersion, kind, metadata name/namespace), every other kind whole, and the
+   * `changes` since the previous snapshot. For other readers of the same directory
+   * (policies), so that each file is read and parsed once.
+   */
+  manifests: ManifestSnapshot;
 }
 
 /** Event emitted with each new StandaloneSnapshot after the first. */
@@ -38,6 +45,11 @@ export interface StandaloneOptions {
   log?: Logger;
   /** Debounce of file system events, from the first event of a burst (default 20 ms). */
   debounceMs?: number;
+  /**
+   * More checks (e.g. AuthorizationPolicy parsing): their problems reject the file like the
+   * model's own. Runs on every object of every file read.
+   */
+  validate?: ObjectValidator;
 }
 
 export class StandaloneSource extends EventEmitter {
@@ -53,7 +65,9 @@ export class StandaloneSource extends EventEmitter {
     this.log = opts.log;
     // The model digests Services, EndpointSlices, Pods and Namespaces while validating: only a
     // stub of those is kept by the directory (slimObject), the model objects hold the rest.
-    this.manifests = new ManifestDirectory(dir, { validate: validateObject, slim: slimObject, debounceMs: opts.debounceMs ?? 20, log: opts.log });
+    const extra = opts.validate;
+    const validate: ObjectValidator = extra ? (o: Located) => { const p = validateObject(o); const q = extra(o); return p.length === 0 ? q : q.length === 0 ? p : [...p, ...q]; } : validateObject;
+    this.manifests = new ManifestDirectory(dir, { validate, slim: slimObject, debounceMs: opts.debounceMs ?? 20, log: opts.log });
     this.manifests.on(SNAPSHOT, (s: ManifestSnapshot) => {
       try {
         this.emit(MODEL, this.accept(s));
@@ -86,7 +100,7 @@ export class StandaloneSource extends EventEmitter {
     const model = change.model;
     const problems = s.problems.concat(model.problems);
     this.report(problems);
-    const snap: StandaloneSnapshot = { generation: ++this.generation, model, changedServices: change.services, problems };
+    const snap: StandaloneSnapshot = { generation: ++this.generation, model, changedServices: change.services, problems, manifests: s };
     this.last = snap;
     this.log?.debug({ generation: snap.generation, services: model.services.size, problems: problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'standalone: model built');
     return snap;

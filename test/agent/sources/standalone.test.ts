@@ -160,3 +160,24 @@ describe('standalone source: bad input', () => {
     expect(lines.filter((l) => l.code === 'KW_MANIFEST_PARSE' && l.level === 40)).toHaveLength(1);
   });
 });
+
+describe('standalone source: other readers of the directory', () => {
+  it('an extra validator rejects files like the model does, and the manifests snapshot carries other kinds whole', async () => {
+    write(join(dir, 'a.yaml'), svcYaml('web', '10.96.0.10') + '---\napiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p1}\nspec: {action: ALLOW}\n');
+    write(join(dir, 'b.yaml'), svcYaml('api', '10.96.0.11') + '---\napiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p2}\nspec: {action: MAYBE}\n');
+    src = new StandaloneSource(dir, {
+      validate: (o) => (o.object.kind === 'AuthorizationPolicy' && (o.object.spec as { action?: string }).action !== 'ALLOW' && (o.object.spec as { action?: string }).action !== 'DENY'
+        ? [{ code: 'KW_POLICY_INVALID', file: o.file, object: `AuthorizationPolicy ${o.object.metadata.name}`, field: 'spec.action', message: 'spec.action: ALLOW or DENY' }]
+        : []),
+    });
+    const first = await src.start();
+    expect([...first.model.services.keys()]).toEqual(['default/web']); // b.yaml rejected as a whole
+    expect(first.problems).toMatchObject([{ code: 'KW_POLICY_INVALID', file: join(dir, 'b.yaml'), field: 'spec.action' }]);
+    const objs = first.manifests.objects.map((o) => o.object);
+    expect(objs).toEqual([
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' } },
+      { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name: 'p1' }, spec: { action: 'ALLOW' } },
+    ]);
+    expect(first.manifests.changes?.added).toHaveLength(2);
+  });
+});
