@@ -148,7 +148,7 @@ export class PolicyLab {
   }
 
   /** Waits until cond() holds (polling), or fails naming what it waited for. */
-  async until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  async until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (!cond()) {
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
