@@ -158,6 +158,7 @@ export class Sockmap {
   readonly createdLinks: string[];
   private readonly obj: BpfObject;
   private closed = false;
+  private podsSig: string | undefined;
 
   private constructor(obj: BpfObject, reused: boolean, updated: string[], created: string[]) {
     this.obj = obj;
@@ -242,6 +243,7 @@ export class Sockmap {
    * removed or opted-out pod's established connections stay accelerated until closed.
    */
   setLocalPods(pods: readonly LocalPod[]): PodSyncResult {
+    this.podsSig = undefined;
     const want = encodeLocalPods(pods);
     const map = this.maps.kw_sm_pods;
     const have = new Map<string, number>();
@@ -267,6 +269,19 @@ export class Sockmap {
       if (!want.has(hex) && map.delete(Buffer.from(hex, 'hex'))) result.removed++;
     }
     return result;
+  }
+
+  /**
+   * Makes kw_sm_pods follow a model's local pods (localPodsFromModel); a model whose
+   * local pods did not change since the last call costs no map access (undefined).
+   */
+  syncFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string): PodSyncResult | undefined {
+    const pods = localPodsFromModel(model, nodeName);
+    const sig = pods.map((p) => `${p.ip}${p.sockmapOff ? '!' : ''}`).sort().join(',');
+    if (sig === this.podsSig) return undefined;
+    const r = this.setLocalPods(pods);
+    this.podsSig = sig;
+    return r;
   }
 
   /** The local pods in the kernel map. */

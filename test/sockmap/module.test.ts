@@ -81,6 +81,15 @@ describe('sockmap module: loaded', () => {
     expect(sm.setLocalPods([{ ip: '10.244.0.2', sockmapOff: true }, { ip: 'fd00:244::2' }, { ip: '10.244.0.4' }])).toEqual({ added: 0, changed: 0, removed: 0 });
   });
 
+  it('follows a model, touching the map only when its local pods changed', () => {
+    const objs = (off: boolean) => [pod('w', 'default', ['10.244.0.9'], off ? { annotations: { 'kernway.io/sockmap': 'off' } } : {})];
+    const model = (off: boolean) => buildModel(objs(off).map((o, index) => ({ object: o as SourcedObject['object'], file: 'm.yaml', index })));
+    expect(sm.syncFromModel(model(false), 'node-a')).toEqual({ added: 1, changed: 0, removed: 3 });
+    expect(sm.syncFromModel(model(false), 'node-a')).toBeUndefined();
+    expect(sm.syncFromModel(model(true), 'node-a')).toEqual({ added: 0, changed: 1, removed: 0 });
+    expect(sm.localPods()).toEqual([{ ip: '10.244.0.9', sockmapOff: true }]);
+  });
+
   it('says the pod map is full, naming the capacity to raise', () => {
     const many = Array.from({ length: 17 }, (_, i) => ({ ip: `10.244.2.${i + 1}` }));
     expect(() => sm.setLocalPods(many)).toThrow(/kw_sm_pods is full \(16 addresses\): raise capacities\.kw_sm_pods/);
