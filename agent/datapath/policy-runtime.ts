@@ -1,70 +1,61 @@
 /**
- * The policy engine as the agent runs it in standalone mode: the engine, plus the
- * PolicySource reading AuthorizationPolicies from the agent's manifest directory. The
- * agent hands over each model snapshot (pods, namespaces); policies arrive on their own.
+ * The policy engine as the agent runs it in standalone mode. The agent's StandaloneSource
+ * checks AuthorizationPolicies with the others (its `validate` option: a file with a bad
+ * policy is rejected whole, named in the agent's problems) and hands over, with each
+ * snapshot, the model (pods, namespaces) and the directory's objects, from which the
+ * policies are taken (each file read and parsed once, policies parsed once per object).
  *
+ *   this.source = new StandaloneSource(o.standalone, { log, debounceMs, validate: validatePolicyObject });
  *   // in Agent.start(), after loadSockLb() (its connect programs must be attached first):
- *   this.policy = await PolicyRuntime.start({ standalone: o.standalone, nodeName: o.nodeName,
- *     cgroupPath: o.cgroup, bpffsDir: o.bpffs, debounceMs: o.debounceMs, log: this.log });
- *   // with every model snapshot (the first one too):
- *   this.policy.onModel(s.model);
+ *   this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
+ *   // with every snapshot (the first one too):
+ *   this.policy.onSnapshot(s);
  *   // admin: this.admin.route('GET', '/v1/policies', () => this.policy.report());
  *   // drain(): await this.policy.close();
  */
 import type { Logger } from '../../common/log.js';
-import type { Model } from '../model/types.js';
-import { POLICIES, PolicySource, type PolicySnapshot } from '../policy/source.js';
-import { PolicyEngine, type PolicyEngineOptions, type PolicyReport } from './policy-engine.js';
+import type { Model, SourcedObject } from '../model/types.js';
+import { policiesOf } from '../policy/parse.js';
+import type { AuthorizationPolicy } from '../policy/types.js';
+import { PolicyEngine, type PolicyEngineOptions, type PolicyReport, type PolicyUpdateResult } from './policy-engine.js';
 
-export interface PolicyRuntimeOptions extends PolicyEngineOptions {
-  /** The manifest directory (the agent's --standalone). */
-  standalone: string;
-  debounceMs?: number;
+/** What the runtime reads of a StandaloneSnapshot. */
+export interface PolicySnapshotInput {
+  model: Pick<Model, 'pods' | 'namespaces'>;
+  manifests: { objects: readonly SourcedObject[] };
 }
 
 export class PolicyRuntime {
-  private modelSeen = false;
-  private constructor(readonly engine: PolicyEngine, private readonly source: PolicySource, private readonly log: Logger | undefined) {}
+  private last: readonly AuthorizationPolicy[] = [];
+  private constructor(readonly engine: PolicyEngine, private readonly log: Logger | undefined) {}
 
-  static async start(opts: PolicyRuntimeOptions): Promise<PolicyRuntime> {
-    const engine = await PolicyEngine.start(opts);
-    const source = new PolicySource(opts.standalone, { ...(opts.log ? { log: opts.log } : {}), ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}) });
-    let first: PolicySnapshot;
-    try {
-      first = await source.start();
-    } catch (e) {
-      source.close();
-      await engine.close();
-      throw e;
-    }
-    const rt = new PolicyRuntime(engine, source, opts.log);
-    engine.update({ policies: first.policies });
-    source.on(POLICIES, (s: PolicySnapshot) => rt.safely(() => engine.update({ policies: s.policies })));
-    return rt;
+  static async start(opts: PolicyEngineOptions): Promise<PolicyRuntime> {
+    return new PolicyRuntime(await PolicyEngine.start(opts), opts.log);
   }
 
-  /** A model snapshot: pods and namespaces (the model's maps are read, not kept). */
-  onModel(model: Pick<Model, 'pods' | 'namespaces'>): void {
-    this.modelSeen = true;
-    this.safely(() => this.engine.update({ pods: model.pods, namespaces: model.namespaces }));
+  /**
+   * One snapshot: pods, namespaces and policies. An update that fails is logged and leaves
+   * the last good state in the maps; the agent keeps running.
+   */
+  onSnapshot(s: PolicySnapshotInput): PolicyUpdateResult | undefined {
+    const policies = policiesOf(s.manifests.objects);
+    const same = policies.length === this.last.length && policies.every((p, i) => p === this.last[i]);
+    try {
+      const r = this.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces, ...(same ? {} : { policies }) });
+      this.last = policies;
+      return r;
+    } catch (e) {
+      this.log?.error({ code: (e as { code?: string }).code, err: (e as Error).message }, 'policy: update failed; the maps keep the last good state');
+      return undefined;
+    }
   }
 
   report(): PolicyReport {
     return this.engine.report();
   }
 
-  /** Stops reading; the programs stay attached with the last state (pinned). */
+  /** Stops the engine; the programs stay attached with the last state (pinned). */
   async close(): Promise<void> {
-    this.source.close();
     await this.engine.close();
-  }
-
-  /** An update that fails leaves the last good state in the maps; the agent keeps running. */
-  private safely(fn: () => unknown): void {
-    try {
-      fn();
-    } catch (e) {
-      this.log?.error({ code: (e as { code?: string }).code, err: (e as Error).message, modelSeen: this.modelSeen }, 'policy: update failed; the maps keep the last good state');
-    }
   }
 }

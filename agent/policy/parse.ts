@@ -75,6 +75,17 @@ export function parsePolicy(src: SourcedObject): ParsedPolicy {
   return r;
 }
 
+/** The valid AuthorizationPolicies among sourced objects (in their order); others are skipped. Memoised per object. */
+export function policiesOf(objects: Iterable<SourcedObject>): AuthorizationPolicy[] {
+  const out: AuthorizationPolicy[] = [];
+  for (const o of objects) {
+    if (!isPolicyKind(o.object)) continue;
+    const p = parsePolicy(o).policy;
+    if (p) out.push(p);
+  }
+  return out;
+}
+
 /** An ObjectValidator (agent/sources) for AuthorizationPolicy: its problems, none for other kinds. */
 export function validatePolicyObject(src: SourcedObject): Problem[] {
   return parsePolicy(src).problems;

@@ -127,9 +127,9 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
       ['bad-port.json', { rules: [{ to: [{ operation: { ports: ['99999'] } }] }] }, /to\[0\]\.operation\.ports\[0\]: must be a port number/],
     ];
     for (const [file, spec] of bad) h.write(file, policy(file.replace('.json', ''), 'shop', { action: 'DENY', ...spec }));
-    await h.until('three problems reported', () => (h.policySnapshot?.problems.length ?? 0) >= 3);
+    await h.until('three problems reported', () => h.policyProblems().length >= 3);
     for (const [file, , re] of bad) {
-      const p = h.policySnapshot!.problems.find((x) => x.file.endsWith(file));
+      const p = h.policyProblems().find((x) => x.file.endsWith(file));
       expect(p, file).toBeDefined();
       expect(p!.object).toBe(`AuthorizationPolicy shop/${file.replace('.json', '')}`);
       expect(`${p!.field}: ${p!.message}`).toMatch(re);
@@ -139,7 +139,7 @@ describe('AuthorizationPolicy enforced in the kernel (lab pods, real traffic)', 
     expect((await fromCli.connect(web.ipv4, 8080)).greeting).toBe('web');
     expect(await fromOth.connect(web.ipv4, 8080)).toMatchObject({ ok: false, code: 'EPERM' });
     for (const [file] of bad) h.remove(file);
-    await h.until('problems resolved', () => h.policySnapshot?.problems.length === 0);
+    await h.until('problems resolved', () => h.policyProblems().length === 0);
   });
 
   it('fails safe on an L7 rule without a waypoint, says so, and counts the refusals apart', async () => {

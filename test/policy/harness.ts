@@ -1,7 +1,7 @@
 /**
  * A lab wired like the agent wires the policy engine: a manifest directory read by the
- * model's StandaloneSource (pods, namespaces) and by the PolicySource (policies), both
- * feeding a PolicyEngine attached to the lab's cgroup and pod veths. Plus long-lived
+ * StandaloneSource with the policy validator, each snapshot (pods, namespaces, policies)
+ * handed to a PolicyRuntime attached to the lab's cgroup and pod veths. Plus long-lived
  * clients and servers in pods.
  */
 import { type ChildProcess } from 'node:child_process';
@@ -10,9 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Lab, type Pod } from '../../lab/index.js';
-import { PolicyEngine, type PolicyEngineOptions } from '../../agent/datapath/policy-engine.js';
+import type { PolicyEngine, PolicyEngineOptions } from '../../agent/datapath/policy-engine.js';
+import { PolicyRuntime } from '../../agent/datapath/policy-runtime.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/sources/standalone.js';
-import { POLICIES, PolicySource, type PolicySnapshot } from '../../agent/policy/source.js';
+import { validatePolicyObject } from '../../agent/policy/parse.js';
+import type { Problem } from '../../agent/model/types.js';
 import { projectRoot } from '../../common/version.js';
 
 export const NODE_NAME = 'lab-node';
@@ -51,14 +53,11 @@ export interface PodSpec { namespace: string; serviceAccount?: string; labels?: 
 export class PolicyLab {
   readonly dir: string;
   engine!: PolicyEngine;
+  private runtime!: PolicyRuntime;
   private source!: StandaloneSource;
-  private policies!: PolicySource;
-  policySnapshot: PolicySnapshot | undefined;
+  snapshot: StandaloneSnapshot | undefined;
   /** Processes started in pods, ended (and waited for) before the lab is destroyed. */
   private readonly children: ChildProcess[] = [];
-  /** Times (performance.now()) at which the engine applied each kind of input. */
-  lastPods = 0;
-  lastPolicies = 0;
 
   private constructor(readonly lab: Lab) {
     this.dir = mkdtempSync(join(tmpdir(), 'kernway-policy-'));
@@ -71,16 +70,14 @@ export class PolicyLab {
     const h = new PolicyLab(lab);
     try {
       if (beforeEngine) await beforeEngine(lab);
-      h.engine = await PolicyEngine.start({ nodeName: NODE_NAME, cgroupPath: lab.cgroupPath, bpffsDir: lab.bpffsDir, netns: lab.nodeNsPath, ...opts });
-      h.source = new StandaloneSource(h.dir, { debounceMs: 5 });
-      h.policies = new PolicySource(h.dir, { debounceMs: 5 });
+      h.runtime = await PolicyRuntime.start({ nodeName: NODE_NAME, cgroupPath: lab.cgroupPath, bpffsDir: lab.bpffsDir, netns: lab.nodeNsPath, ...opts });
+      h.engine = h.runtime.engine;
+      h.source = new StandaloneSource(h.dir, { debounceMs: 5, validate: validatePolicyObject });
       const first = await h.source.start();
-      const pol = await h.policies.start();
-      h.policySnapshot = pol;
-      h.engine.update({ pods: first.model.pods, namespaces: first.model.namespaces, policies: pol.policies });
+      h.snapshot = first;
+      h.runtime.onSnapshot(first);
       onModel?.(first);
-      h.source.on(MODEL, (s: StandaloneSnapshot) => { h.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces }); onModel?.(s); h.lastPods = performance.now(); });
-      h.policies.on(POLICIES, (s: PolicySnapshot) => { h.policySnapshot = s; h.engine.update({ policies: s.policies }); h.lastPolicies = performance.now(); });
+      h.source.on(MODEL, (s: StandaloneSnapshot) => { h.snapshot = s; h.runtime.onSnapshot(s); onModel?.(s); });
     } catch (e) {
       await h.destroy();
       throw e;
@@ -94,15 +91,19 @@ export class PolicyLab {
    * pins, as a restarted agent, fed the sources' current state.
    */
   async stopEngine(): Promise<(beforeFirstUpdate?: () => Promise<void>) => Promise<PolicyEngine>> {
-    const old = this.engine;
-    await old.close();
+    await this.runtime.close();
     return async (beforeFirstUpdate) => {
-      this.engine = await PolicyEngine.start({ nodeName: NODE_NAME, cgroupPath: this.lab.cgroupPath, bpffsDir: this.lab.bpffsDir, netns: this.lab.nodeNsPath });
+      this.runtime = await PolicyRuntime.start({ nodeName: NODE_NAME, cgroupPath: this.lab.cgroupPath, bpffsDir: this.lab.bpffsDir, netns: this.lab.nodeNsPath });
+      this.engine = this.runtime.engine;
       await beforeFirstUpdate?.();
-      const m = this.source.current()!;
-      this.engine.update({ pods: m.model.pods, namespaces: m.model.namespaces, policies: this.policies.current()!.policies });
+      this.runtime.onSnapshot(this.source.current()!);
       return this.engine;
     };
+  }
+
+  /** Problems about AuthorizationPolicies in the latest snapshot. */
+  policyProblems(): Problem[] {
+    return (this.snapshot?.problems ?? []).filter((p) => p.object?.startsWith('AuthorizationPolicy ') === true);
   }
 
   /** A pod manifest for a lab pod (on this node, with its cgroup named by annotation). */
@@ -169,7 +170,6 @@ export class PolicyLab {
 
   async destroy(): Promise<void> {
     this.source?.close();
-    this.policies?.close();
     if (this.engine) {
       await this.engine.endpoints.detachAll().catch(() => {});
       await this.engine.close().catch(() => {});
