@@ -18,7 +18,8 @@
  * Every lab has the same server pod: sockperf server, nginx (HTTP/1.1 and h2c) and an
  * iperf3 server, on the target Service's ports.
  */
-import { chownSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -322,11 +323,18 @@ const sidecar: ModeDef = {
   async create(env) {
     const b = await baseLab('bsidecar', env);
     const proxies: ChildProcess[] = [];
+    // The proxies run as uid 1337: their folders live apart from the run's (root-only) scratch folder.
+    const proxyRoot = mkdtempSync(join(tmpdir(), `kernway-sidecar-${process.pid}-`));
+    chmodSync(proxyRoot, 0o755);
+    const close = async (): Promise<void> => {
+      await closeBase(b, proxies);
+      rmSync(proxyRoot, { recursive: true, force: true });
+    };
     try {
       const ports = sidecarPorts(Object.keys(TARGET_PORTS) as TargetPortName[]);
       for (const pod of [b.client, b.server]) {
-        const dir = join(env.dir, `proxy-${pod.name}`);
-        mkdirSync(dir, { recursive: true });
+        const dir = join(proxyRoot, pod.name);
+        mkdirSync(dir);
         writeFileSync(join(dir, 'nginx.conf'), sidecarNginxConf(ports, b.server.ipv4, dir));
         chownSync(dir, PROXY_UID, PROXY_UID);
         await iptablesRestore(pod.netnsPath, sidecarIptables(ports));
@@ -338,7 +346,7 @@ const sidecar: ModeDef = {
         await waitListening(pod.netnsPath, ports.flatMap((p) => [p.outbound, p.inbound]), `sidecar proxy in pod ${pod.name}`, 15_000, join(dir, 'error.log'));
       }
     } catch (e) {
-      await closeBase(b, proxies);
+      await close();
       throw e;
     }
     return {
@@ -350,7 +358,7 @@ const sidecar: ModeDef = {
         const redirected = [...r.stdout.matchAll(/^\[(\d+):\d+\] -A ISTIO_REDIRECT .*--dport (\d+) -j REDIRECT/gm)].map((m) => [m[2], Number(m[1])]);
         return { clientRedirectPackets: Object.fromEntries(redirected) };
       },
-      close: () => closeBase(b, proxies),
+      close,
     };
   },
 };

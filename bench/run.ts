@@ -9,7 +9,7 @@
  * Everything created is removed at the end, on error, and on SIGINT/SIGTERM.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../common/log.js';
@@ -33,8 +33,10 @@ export interface BenchOptions {
   settings: ToolSettings;
 }
 
-export const QUICK: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 10_000], rounds: 3, seconds: 1, quick: true });
+export const QUICK: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 10_000], rounds: 2, seconds: 1, quick: true });
 export const FULL: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 1000, 10_000], rounds: 5, seconds: 3, quick: false });
+
+const WARMUP_SECONDS = 1;
 
 export interface RawSample {
   services: number;
@@ -72,6 +74,8 @@ export interface BenchResults {
   modes: Array<{ name: ModeName; description: string; workloads: WorkloadName[] }>;
   configure: ConfigureRecord[];
   samples: RawSample[];
+  /** Warm-up measurements (HTTP paths, once, before the first round): not analysed. */
+  warmup: RawSample[];
   evidence: Record<string, Record<string, unknown>>;
   analysis?: Analysis;
   aborted?: string;
@@ -163,11 +167,10 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
     modes: opts.modes.map((m) => ({ name: m, description: modeDef(m).description, workloads: opts.workloads.filter((w) => modeDef(m).carries(workload(w))) })),
     configure: [],
     samples: [],
+    warmup: [],
     evidence: {},
   };
-  const tmp = mkdtempSync(join(tmpdir(), 'kernway-bench-'));
-  // The sidecar proxies run as uid 1337 and must reach their folders below.
-  chmodSync(tmp, 0o711);
+  const tmp = mkdtempSync(join(tmpdir(), `kernway-bench-${process.pid}-`));
   const instances: ModeInstance[] = [];
   let closing: Promise<void> | undefined;
   const cleanup = (): Promise<void> => {
@@ -200,12 +203,32 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
     const scratch = join(tmp, 'tools');
     mkdirSync(scratch, { recursive: true });
 
-    for (const n of opts.services) {
+    const measure = async (m: ModeInstance, wname: WorkloadName, sample: RawSample): Promise<void> => {
+      try {
+        sample.values = await workload(wname).run({ lab: m.lab, client: m.client, dir: scratch, connrate }, m.endpoint(workload(wname)), sample.seconds, opts.settings);
+      } catch (e) {
+        sample.error = errorMessage(e);
+        hooks.log.warn({ mode: m.name, workload: wname, services: sample.services, round: sample.round, err: sample.error }, 'bench: a measurement failed');
+      }
+    };
+    for (const [i, n] of opts.services.entries()) {
       for (const m of instances) {
         progress(`installing ${n} Services in mode ${m.name}`);
         const rec = await m.configure(benchServices(n, m.server.ipv4));
         results.configure.push({ ...rec, services: n, mode: m.name });
         progress(`  ${m.name}: ${rec.what} in ${rec.ms.toFixed(0)} ms`);
+      }
+      if (i === 0) {
+        // A proxy written in a JIT-compiled language (the waypoint) is slow for its first
+        // second or so: every HTTP path is warmed once, and these samples are kept apart.
+        for (const wname of opts.workloads.filter((x) => workload(x).l7)) {
+          for (const mn of opts.modes.filter((x) => modeDef(x).carries(workload(wname)))) {
+            const sample: RawSample = { services: n, round: -1, workload: wname, mode: mn, order: 0, startedAt: new Date().toISOString(), seconds: WARMUP_SECONDS };
+            await measure(byName.get(mn)!, wname, sample);
+            results.warmup.push(sample);
+            progress(`  warm-up ${wname} ${mn}: ${sample.values ? `p50=${sample.values['p50']}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);
+          }
+        }
       }
       for (let round = 0; round < opts.rounds; round++) {
         for (const wname of opts.workloads) {
@@ -216,12 +239,7 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
             const m = byName.get(mn)!;
             const seconds = Math.max(1, Math.round(opts.seconds * w.durationFactor));
             const sample: RawSample = { services: n, round, workload: wname, mode: mn, order: pos, startedAt: new Date().toISOString(), seconds };
-            try {
-              sample.values = await w.run({ lab: m.lab, client: m.client, dir: scratch, connrate }, m.endpoint(w), seconds, opts.settings);
-            } catch (e) {
-              sample.error = errorMessage(e);
-              hooks.log.warn({ mode: mn, workload: wname, services: n, round, err: sample.error }, 'bench: a measurement failed');
-            }
+            await measure(m, wname, sample);
             results.samples.push(sample);
             const v = sample.values;
             progress(`  [${n} svc, round ${round + 1}/${opts.rounds}] ${wname.padEnd(10)} ${mn.padEnd(8)} ${v ? `${w.headline}=${v[w.headline]!.toFixed(w.headline === 'gbps' ? 2 : 1)}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);

@@ -11,12 +11,12 @@ import type { Command } from './main.js';
 const USAGE = `kernway bench [--quick] [--modes LIST] [--services LIST] [--workloads LIST] [--rounds N]
               [--seconds N] [--out DIR]
 
-  --quick            short run (3 rounds of 1 s, 10 and 10,000 Services): under 3 minutes
+  --quick            short run (2 rounds of 1 s, 10 and 10,000 Services): about 3 minutes
   --modes LIST       comma-separated, from: direct, ebpf, iptables, sidecar, waypoint (default: all)
   --services LIST    numbers of Services installed, e.g. 10,1000,10000 (default: 10,1000,10000;
                      --quick: 10,10000); only one Service carries the traffic
   --workloads LIST   from: tcp-rr, conn-rate, http1, h2c, throughput (default: all)
-  --rounds N         rounds; every mode is measured once per round (default 5; --quick 3)
+  --rounds N         rounds; every mode is measured once per round (default 5; --quick 2)
   --seconds N        seconds per measurement (default 3; --quick 1)
   --out DIR          where results.json, report.md and charts/ go (default ./kernway-bench-<time>)
 
