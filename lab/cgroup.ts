@@ -45,11 +45,24 @@ export async function removeCgroupTree(path: string): Promise<void> {
     }
     await sleep(20);
   }
-  const removeTree = (p: string): void => {
-    for (const c of childCgroups(p)) removeTree(c);
-    try { rmdirSync(p); } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  // A killed multi-threaded process may still be leaving (cgroup.procs empty, threads
+  // not yet gone): rmdir then says EBUSY for a moment. Retry for up to ~2 s.
+  const removeTree = async (p: string): Promise<void> => {
+    for (const c of childCgroups(p)) await removeTree(c);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        rmdirSync(p);
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return;
+        if (code !== 'EBUSY' || attempt >= 100) throw e;
+        for (const pid of processesIn(p)) {
+          try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+        }
+        await sleep(20);
+      }
     }
   };
-  removeTree(path);
+  await removeTree(path);
 }
