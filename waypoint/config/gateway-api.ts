@@ -57,6 +57,22 @@ export function parseGatewayApiObject(src: SourcedObject): ParsedGatewayApi {
   return r;
 }
 
+/**
+ * What a source needs to keep of an object once parsed: a stub (apiVersion, kind, name,
+ * namespace) that parseGatewayApiObject() maps to the same result, so the raw content can
+ * be freed. Objects with problems are kept whole.
+ */
+export function slimGatewayApiObject(src: SourcedObject): SourcedObject['object'] {
+  const parsed = parseGatewayApiObject(src);
+  if (parsed.value === undefined) return src.object;
+  const o = src.object;
+  const metadata: SourcedObject['object']['metadata'] = { name: o.metadata.name };
+  if (o.metadata.namespace !== undefined) metadata.namespace = o.metadata.namespace;
+  const stub = { apiVersion: o.apiVersion, kind: o.kind, metadata };
+  cache.set(stub, parsed);
+  return stub;
+}
+
 function parserFor(o: { apiVersion: string; kind: string }): ((src: SourcedObject) => ParsedGatewayApi) | undefined {
   if (typeof o.apiVersion !== 'string') return undefined;
   const [group, version] = o.apiVersion.split('/');

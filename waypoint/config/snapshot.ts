@@ -4,11 +4,11 @@
  * API kinds through this folder's parsers, AuthorizationPolicy through agent/policy.
  */
 import { buildModel } from '../../agent/model/model.js';
-import { isModelKind, validateObject } from '../../agent/model/objects.js';
+import { isModelKind, slimObject, validateObject } from '../../agent/model/objects.js';
 import type { Model, Problem, SourcedObject } from '../../agent/model/types.js';
 import { isPolicyKind, parsePolicy } from '../../agent/policy/parse.js';
 import type { AuthorizationPolicy } from '../../agent/policy/types.js';
-import { isGatewayApiKind, parseGatewayApiObject } from './gateway-api.js';
+import { isGatewayApiKind, parseGatewayApiObject, slimGatewayApiObject } from './gateway-api.js';
 import type { Gateway, GatewayClass, HTTPRoute, ReferenceGrant } from './types.js';
 
 export const DUPLICATE_OBJECT = 'KW_DUPLICATE_OBJECT';
@@ -40,6 +40,29 @@ export function validateWaypointObject(src: SourcedObject): Problem[] {
   if (isGatewayApiKind(src.object)) return parseGatewayApiObject(src).problems;
   if (isPolicyKind(src.object)) return parsePolicy(src).problems;
   return [];
+}
+
+/**
+ * What the manifest source keeps of an accepted object: a stub for the kinds parsed into
+ * the model or the Gateway API model (their parsed form is memoised on the stub), so the
+ * raw objects do not stay in memory twice. A Service's stub keeps its ports'
+ * appProtocol, which agent/model does not record.
+ */
+export function slimWaypointObject(src: SourcedObject): SourcedObject['object'] {
+  const o = src.object;
+  if (isModelKind(o)) {
+    const stub = slimObject(src);
+    if (o.kind === 'Service' && stub !== o) {
+      const ports = (o.spec as { ports?: unknown } | undefined)?.ports;
+      const kept = Array.isArray(ports)
+        ? (ports as { port?: unknown; appProtocol?: unknown }[]).filter((p) => p && typeof p.appProtocol === 'string').map((p) => ({ port: p.port, appProtocol: p.appProtocol }))
+        : [];
+      if (kept.length > 0) (stub as Record<string, unknown>).spec = { ports: kept };
+    }
+    return stub;
+  }
+  if (isGatewayApiKind(o)) return slimGatewayApiObject(src);
+  return o;
 }
 
 export function buildWaypointConfig(objects: readonly SourcedObject[]): WaypointConfig {

@@ -5,7 +5,7 @@
 import type { Logger } from '../../common/log.js';
 import type { Problem, SourcedObject } from '../../agent/model/types.js';
 import { ManifestDirectory, SNAPSHOT, type ManifestSnapshot } from '../../agent/sources/manifest-dir.js';
-import { buildWaypointConfig, validateWaypointObject, type WaypointConfig } from './snapshot.js';
+import { buildWaypointConfig, slimWaypointObject, validateWaypointObject, type WaypointConfig } from './snapshot.js';
 
 export interface ConfigUpdate {
   config: WaypointConfig;
@@ -28,7 +28,7 @@ export class ManifestDirSource implements ConfigSource {
 
   constructor(path: string, opts: { log?: Logger; debounceMs?: number } = {}) {
     this.description = `manifest directory ${path}`;
-    this.dir = new ManifestDirectory(path, { validate: validateWaypointObject, debounceMs: opts.debounceMs ?? 50, ...(opts.log ? { log: opts.log } : {}) });
+    this.dir = new ManifestDirectory(path, { validate: validateWaypointObject, slim: slimWaypointObject, debounceMs: opts.debounceMs ?? 50, ...(opts.log ? { log: opts.log } : {}) });
   }
 
   async start(onUpdate: (u: ConfigUpdate) => void): Promise<void> {
