@@ -19,6 +19,7 @@ import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
 import { loadSockLb, type SockLb } from './datapath/sock-lb.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
+import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -36,6 +37,8 @@ export interface AgentStatus {
   problems: Array<{ code: string; file: string; object?: string; field?: string; message: string }>;
   lastReconcile?: { at: string; ms: number; result?: ReconcileResult; error?: string };
   reusedMaps: boolean;
+  /** Same-node acceleration (absent when it could not be loaded). */
+  sockmap?: SockmapStatus;
 }
 
 /** Per-Service counters read from the kernel, summed over the Service's frontends. */
@@ -50,6 +53,7 @@ export class Agent {
   private readonly log: Logger;
   private state: AgentState = 'starting';
   private lb: SockLb | undefined;
+  private sockmap: Sockmap | undefined;
   private sync: ServiceSync | undefined;
   private source: StandaloneSource | undefined;
   private table: ServiceTableBuilder | undefined;
@@ -97,6 +101,7 @@ export class Agent {
       name: 'kernway_lb_frontends', help: 'Service ports (VIP, port, protocol) in the load balancer maps.',
       read: () => [{ value: this.sync?.size ?? 0 }],
     });
+    registerSockmapMetrics(m, () => (this.sockmap ? { stats: this.sockmap.stats(), enabled: this.sockmap.enabled } : undefined));
     this.onReconcile((ev) => {
       m.reconcileDuration.observe({ trigger: ev.generation === 1 ? 'start' : 'change' }, ev.ms / 1000);
     });
@@ -128,6 +133,7 @@ export class Agent {
       await this.http.close();
       throw e;
     }
+    this.sockmap = await this.loadSockmap();
     try {
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
       this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
@@ -143,6 +149,7 @@ export class Agent {
       this.source?.close();
       await this.admin?.close();
       await this.http.close();
+      this.sockmap?.close();
       this.lb.close();
       throw e;
     }
@@ -157,6 +164,7 @@ export class Agent {
     this.generation = s.generation;
     this.problems = s.problems.map((p) => ({ ...p }));
     this.metrics.manifestProblems.set(s.problems.length);
+    this.syncSockmap(s);
     const t0 = performance.now();
     try {
       // The first snapshot (and the one after a failure) is applied whole, then only what changed.
@@ -176,6 +184,31 @@ export class Agent {
       this.log.error({ generation: s.generation, code: (e as { code?: string }).code, err: errorMessage(e) }, 'reconcile failed; the maps keep the last good state');
       for (const fn of this.observers) fn({ ms, error: e, generation: s.generation });
       this.updateReadiness();
+    }
+  }
+
+  /**
+   * Same-node acceleration is an accelerator: when it cannot be loaded (kernel without
+   * sockmap, missing object), the agent says so and balances without it.
+   */
+  private async loadSockmap(): Promise<Sockmap | undefined> {
+    const o = this.opts;
+    try {
+      return await Sockmap.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, enabled: o.sockmap, log: this.log });
+    } catch (e) {
+      this.log.error({ code: (e as { code?: string }).code, err: errorMessage(e) }, 'same-node acceleration unavailable; connections take the TCP/IP stack');
+      return undefined;
+    }
+  }
+
+  /** The local pods of the snapshot into the acceleration's pod map (new connections only). */
+  private syncSockmap(s: StandaloneSnapshot): void {
+    if (!this.sockmap) return;
+    try {
+      const r = this.sockmap.syncFromModel(s.model, this.opts.nodeName);
+      if (r) this.log.info({ generation: s.generation, ...r }, 'sockmap local pods updated');
+    } catch (e) {
+      this.log.error({ generation: s.generation, code: (e as { code?: string }).code, err: errorMessage(e) }, 'sockmap local pods not updated');
     }
   }
 
@@ -245,6 +278,7 @@ export class Agent {
       generation: this.generation, frontends: this.sync?.size ?? 0, problems: this.problems, reusedMaps: this.lb?.reusedMaps ?? false,
     };
     if (this.lastReconcile) st.lastReconcile = this.lastReconcile;
+    if (this.sockmap) st.sockmap = this.sockmap.status();
     return st;
   }
 
@@ -257,6 +291,7 @@ export class Agent {
       this.source?.close();
       await this.admin?.close();
       await this.http?.close();
+      this.sockmap?.close();
       this.lb?.close();
       this.state = 'stopped';
       this.log.info({ bpffs: this.opts.bpffs }, 'agent stopped; programs stay attached and maps pinned');

@@ -27,11 +27,13 @@ export interface AgentOptions {
   capacities: LbCapacities;
   /** Debounce of manifest changes, ms. */
   debounceMs: number;
+  /** Same-node acceleration of new pod-to-pod connections (--sockmap on|off, default on). */
+  sockmap: boolean;
 }
 
 export interface RawAgentOptions {
   standalone?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
-  metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown;
+  metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown; sockmap?: unknown;
 }
 
 function path(name: string, v: unknown): string {
@@ -77,9 +79,17 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
     metrics: parseHostPort('--metrics-address', raw.metricsAddress),
     capacities: Object.freeze(capacities),
     debounceMs,
+    sockmap: sockmapSwitch(raw.sockmap),
   };
   if (raw.objectPath !== undefined) opts.objectPath = path('objectPath', raw.objectPath);
   return Object.freeze(opts);
+}
+
+/** --sockmap: 'on' (default) or 'off' (booleans accepted from code). */
+function sockmapSwitch(v: unknown): boolean {
+  if (v === undefined || v === 'on' || v === true) return true;
+  if (v === 'off' || v === false) return false;
+  throw new InvalidArgumentError('--sockmap', 'on or off', v);
 }
 
 /** Defaults for a real node. Tests always pass their own. */

@@ -7,14 +7,16 @@ import { DEFAULTS, cgroup2Root, defaultNodeName, validateAgentOptions } from '..
 import type { Command } from './main.js';
 
 const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
-                     [--admin-socket PATH] [--metrics-address HOST:PORT]
+                     [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
 
   --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
   --node-name NAME            this node's name, for internalTrafficPolicy: Local (default: hostname)
   --cgroup PATH               cgroup v2 whose processes are balanced (default: the cgroup2 root)
   --bpffs DIR                 folder on bpffs for pinned maps and links (default: ${DEFAULTS.bpffs})
   --admin-socket PATH         admin API Unix socket, mode 0600 (default: ${DEFAULTS.adminSocket})
-  --metrics-address HOST:PORT /metrics, /healthz, /readyz (default: ${DEFAULTS.metricsAddress})`;
+  --metrics-address HOST:PORT /metrics, /healthz, /readyz (default: ${DEFAULTS.metricsAddress})
+  --sockmap on|off            same-node acceleration of new pod-to-pod connections (default: on;
+                              a pod or namespace opts out with kernway.io/sockmap: "off")`;
 
 export const command: Command = {
   summary: 'run the node agent: Service load balancing in the kernel at connect()',
@@ -33,6 +35,7 @@ export const command: Command = {
           bpffs: { type: 'string' },
           'admin-socket': { type: 'string' },
           'metrics-address': { type: 'string' },
+          sockmap: { type: 'string' },
         },
       }));
     } catch (e) {
@@ -52,6 +55,7 @@ export const command: Command = {
         bpffs: values.bpffs ?? DEFAULTS.bpffs,
         adminSocket: values['admin-socket'] ?? DEFAULTS.adminSocket,
         metricsAddress: values['metrics-address'] ?? DEFAULTS.metricsAddress,
+        sockmap: values.sockmap,
       });
     } catch (e) {
       if (e instanceof InvalidArgumentError || e instanceof KernwayError) {
