@@ -21,8 +21,10 @@ export interface TargetResult {
   where: string;
   threshold: string;
   ratio?: Spread;
-  /** true met, false missed, null not measured (mode or workload not in the run, or failed). */
+  /** true met, false missed, null not measured (mode or workload not in the run, or failed). Judged on the median. */
   met: boolean | null;
+  /** Whether every round, taken alone, gives the same verdict as the median (false: the spread crosses the threshold). */
+  everyRound?: boolean;
   note?: string;
 }
 
@@ -93,7 +95,7 @@ function judge(id: string, text: string, threshold: string, rows: Array<{ where:
   if (rows.length === 0 || rows.every((x) => x.ratio === undefined)) return [{ id, text, where: '-', threshold, met: null, note: missingNote }];
   return rows.map(({ where, ratio: s }) => (s === undefined || !Number.isFinite(s.median)
     ? { id, text, where, threshold, met: null, note: missingNote }
-    : { id, text, where, threshold, ratio: s, met: ok(s.median) }));
+    : { id, text, where, threshold, ratio: s, met: ok(s.median), everyRound: s.rounds.filter((x) => Number.isFinite(x)).every((x) => ok(x) === ok(s.median)) }));
 }
 
 function targets(services: readonly number[], ratios: readonly RatioRow[], scaling: readonly ScalingRow[]): TargetResult[] {
@@ -119,4 +121,11 @@ function targets(services: readonly number[], ratios: readonly RatioRow[], scali
       services.map((n) => ({ where: at(n), ratio: find(n, w, 'p50', 'waypoint', 'sidecar') })), (x) => x < 1.0, `needs modes waypoint and sidecar and workload ${w}`));
   }
   return out;
+}
+
+/** "met", "missed", with a note when the rounds disagree; "not measured". */
+export function verdict(t: TargetResult): string {
+  if (t.met === null) return 'not measured';
+  const v = t.met ? 'met' : 'missed';
+  return t.everyRound === false ? `${v} (on the median; not in every round)` : v;
 }

@@ -11,6 +11,7 @@ import type { ModeName } from './modes.js';
 import { workload } from './workloads.js';
 import type { Spread } from './stats.js';
 import { barChart, lineChart } from './svg.js';
+import { verdict } from './analyse.js';
 
 /** JSON.stringify with NaN/Infinity as null (JSON has no NaN). */
 export function toJson(r: unknown): string {
@@ -100,7 +101,7 @@ export function reportMarkdown(r: BenchResults, charts: Array<{ file: string; ti
   L.push('## Targets', '');
   L.push('| target | where | measured ratio (median, min–max) | threshold | result |', '|---|---|---|---|---|');
   for (const t of a.targets) {
-    const res = t.met === null ? `not measured (${t.note ?? ''})` : t.met ? '**met**' : '**missed**';
+    const res = t.met === null ? `not measured (${t.note ?? ''})` : `**${verdict(t)}**`;
     L.push(`| ${t.text} | ${t.where} | ${spreadText(t.ratio)} | ${t.threshold} | ${res} |`);
   }
   L.push('');

@@ -48,6 +48,7 @@ export const command: Command = {
     const { MAX_SERVICES } = await import('../bench/services.js');
     const { defaultOptions, runBench } = await import('../bench/run.js');
     const { writeReport, writeResultsJson } = await import('../bench/report.js');
+    const { verdict } = await import('../bench/analyse.js');
     let opts;
     let out: string;
     try {
@@ -91,8 +92,7 @@ export const command: Command = {
       const files = writeReport(out, results);
       console.log(`\n${stamp()} done: ${files.report}, ${files.json}, ${files.charts.length} chart(s)`);
       for (const t of results.analysis?.targets ?? []) {
-        const res = t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED';
-        console.log(`  ${res.padEnd(12)} ${t.text} [${t.where}]: ${t.ratio ? `${t.ratio.median} (${t.ratio.min}-${t.ratio.max})` : '-'} (target ${t.threshold})`);
+        console.log(`  ${verdict(t).padEnd(12)} ${t.text} [${t.where}]: ${t.ratio ? `${t.ratio.median} (${t.ratio.min}-${t.ratio.max})` : '-'} (target ${t.threshold})`);
       }
       return results.analysis && results.analysis.failures > 0 ? 1 : 0;
     } catch (e) {
