@@ -179,8 +179,34 @@ async function dnatCounters(netnsPath: string): Promise<Record<string, number>> 
 // ---------------------------------------------------------------- the kernway agent
 
 /** `kernway agent --standalone` in a lab's node namespace, fed the N Services as one JSON List. */
+interface AgentStatusView {
+  frontends: number;
+  generation: number;
+  lastReconcile?: { ms: number; error?: string };
+  sockmap?: { enabled: boolean; localPods: number; stats: Record<string, number> };
+}
+
+const NODE_NAME = 'bench-node';
+
+/** Namespace and Pod objects for the lab's pods, on node `nodeName`. */
+export function podManifests(pods: readonly Pod[], nodeName: string): Record<string, unknown> {
+  return {
+    apiVersion: 'v1', kind: 'List',
+    items: [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: TARGET_NAMESPACE } },
+      ...pods.map((p) => ({
+        apiVersion: 'v1', kind: 'Pod',
+        metadata: { name: p.name, namespace: TARGET_NAMESPACE, labels: { app: p.name } },
+        spec: { nodeName, containers: [{ name: p.name, image: 'bench' }] },
+        status: { phase: 'Running', podIP: p.ipv4, podIPs: [{ ip: p.ipv4 }, { ip: p.ipv6 }] },
+      })),
+    ],
+  };
+}
+
 class AgentProcess {
   readonly manifests: string;
+  private pods = 0;
   readonly socket: string;
   private child: ChildProcess | undefined;
 
@@ -190,16 +216,22 @@ class AgentProcess {
     mkdirSync(this.manifests, { recursive: true });
   }
 
-  async start(): Promise<void> {
+  /**
+   * The lab's pods as Pod objects on this node (the agent accelerates same-node
+   * connections between the pods it knows), then the agent.
+   */
+  async start(pods: readonly Pod[]): Promise<void> {
+    this.pods = pods.length;
+    writeFileSync(join(this.manifests, 'pods.json'), JSON.stringify(podManifests(pods, NODE_NAME)));
     const out = logFile(join(this.env.dir, 'agent.log'));
-    this.child = this.lab.spawn('node', this.env.node, [this.env.kernwayMain, 'agent', '--standalone', this.manifests, '--node-name', 'bench-node',
+    this.child = this.lab.spawn('node', this.env.node, [this.env.kernwayMain, 'agent', '--standalone', this.manifests, '--node-name', NODE_NAME,
       '--cgroup', this.lab.cgroupPath, '--bpffs', join(this.lab.bpffsDir, 'agent'), '--admin-socket', this.socket,
       '--metrics-address', '127.0.0.1:0'], { stdio: ['ignore', out, out] });
     closeSync(out);
     await Promise.race([this.waitStatus(() => true, 30_000), watchEarlyExit(this.child, `${this.name}: kernway agent`, join(this.env.dir, 'agent.log'))]);
   }
 
-  private async status(): Promise<{ frontends: number; generation: number; lastReconcile?: { ms: number; error?: string } } | undefined> {
+  private async status(): Promise<AgentStatusView | undefined> {
     try {
       return await adminRequest(this.socket, '/v1/status', { timeoutMs: 10_000 });
     } catch {
@@ -207,7 +239,7 @@ class AgentProcess {
     }
   }
 
-  private async waitStatus(ok: (s: { frontends: number; generation: number; lastReconcile?: { ms: number; error?: string } }) => boolean, timeoutMs: number): Promise<{ frontends: number; generation: number; lastReconcile?: { ms: number; error?: string } }> {
+  private async waitStatus(ok: (s: AgentStatusView) => boolean, timeoutMs: number): Promise<AgentStatusView> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const s = await this.status();
@@ -227,16 +259,22 @@ class AgentProcess {
     writeFileSync(`${file}.tmp`, JSON.stringify(serviceManifests(services)));
     renameSync(`${file}.tmp`, file);
     const want = frontendCount(services);
-    const s = await this.waitStatus((st) => st.generation > before && st.frontends === want && st.lastReconcile?.error === undefined, 300_000);
-    return { what: `kernway agent: ${want} frontends`, ms: performance.now() - t0, details: { frontends: s.frontends, reconcileMs: s.lastReconcile?.ms } };
+    // Each pod has an IPv4 and an IPv6 address: both are local pod addresses to the sockmap.
+    const s = await this.waitStatus((st) => st.generation > before && st.frontends === want && st.lastReconcile?.error === undefined
+      && (st.sockmap === undefined || st.sockmap.localPods >= 2 * this.pods), 300_000);
+    return {
+      what: `kernway agent: ${want} frontends${s.sockmap ? `, sockmap ${s.sockmap.enabled ? 'on' : 'off'} for ${s.sockmap.localPods} local pod addresses` : ', no sockmap'}`,
+      ms: performance.now() - t0, details: { frontends: s.frontends, reconcileMs: s.lastReconcile?.ms, sockmap: s.sockmap !== undefined },
+    };
   }
 
   async evidence(): Promise<Record<string, unknown>> {
     try {
       const services = await adminRequest<Array<{ vip?: string; port?: number; connectionsBalanced?: number; backends?: string[] }>>(this.socket, '/v1/services', { timeoutMs: 30_000 });
       const balanced: Record<string, unknown> = {};
-      for (const s of services) if (s.vip === TARGET_VIP) balanced[`${s.vip}:${s.port}`] = { connectionsBalanced: s.connectionsBalanced, backends: s.backends };
-      return { agentFrontends: services.length, target: balanced };
+      for (const s of services) if (s.vip === TARGET_VIP) balanced[`${s.vip}:${s.port} -> ${(s.backends ?? []).join(',')}`] = s.connectionsBalanced;
+      const st = await this.status();
+      return { agentFrontends: services.length, connectionsBalanced: balanced, sockmap: st?.sockmap ? { enabled: st.sockmap.enabled, stats: st.sockmap.stats } : 'not loaded' };
     } catch (e) {
       return { agentError: errorMessage(e) };
     }
@@ -273,7 +311,7 @@ const ebpf: ModeDef = {
     const b = await baseLab('bebpf', env);
     const agent = new AgentProcess(b.lab, env, 'ebpf');
     try {
-      await agent.start();
+      await agent.start([b.client, b.server]);
     } catch (e) {
       await agent.stop();
       await closeBase(b);
@@ -406,7 +444,7 @@ const waypoint: ModeDef = {
         waitListening(wpPod.netnsPath, [TARGET_PORTS.http, TARGET_PORTS.h2c], 'kernway waypoint', 30_000, join(env.dir, 'waypoint.log')),
         watchEarlyExit(proxy, 'kernway waypoint', join(env.dir, 'waypoint.log')),
       ]);
-      await agent.start();
+      await agent.start([b.client, b.server, wpPod]);
     } catch (e) {
       await agent.stop();
       await closeBase(b, [proxy]);

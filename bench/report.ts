@@ -162,7 +162,7 @@ export function reportMarkdown(r: BenchResults, charts: Array<{ file: string; ti
   }
 
   L.push('## Evidence that each mode carried the traffic', '');
-  for (const [mode, ev] of Object.entries(r.evidence)) L.push(`- ${mode}: \`${JSON.stringify(ev).slice(0, 400)}\``);
+  for (const [mode, ev] of Object.entries(r.evidence)) L.push(`- ${mode}: \`${JSON.stringify(ev).slice(0, 1000)}\``);
   L.push('');
   L.push('## How this was measured', '');
   L.push('See docs/bench.md. Each mode runs in a lab of its own (network namespaces for the node and the pods, a cgroup, a bpffs folder); the machine\'s own namespace and iptables are never touched. All raw samples are in results.json.');

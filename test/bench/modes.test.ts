@@ -81,7 +81,9 @@ describe('benchmark modes: setup, path, teardown', () => {
       const ev = JSON.stringify(await m.evidence());
       if (name === 'iptables') expect(ev).toMatch(/"10\.244\.0\.3:8080":[1-9]/);
       if (name === 'sidecar') expect(ev).toMatch(/"8080":[1-9]/);
-      if (name === 'ebpf' || name === 'waypoint') expect(ev).toMatch(/"10\.96\.0\.10:8080":\{"connectionsBalanced":[1-9]/);
+      if (name === 'ebpf') expect(ev).toMatch(/"10\.96\.0\.10:8080 -> 10\.244\.0\.3:8080":[1-9]/);
+      // The agent sends the Service's HTTP port to the waypoint pod (10.244.0.4).
+      if (name === 'waypoint') expect(ev).toMatch(/"10\.96\.0\.10:8080 -> 10\.244\.0\.4:8080":[1-9]/);
 
       const pids = processesIn(m.lab.cgroupPath);
       expect(pids.length).toBeGreaterThan(0);
