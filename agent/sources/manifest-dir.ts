@@ -94,6 +94,8 @@ interface FileState {
 }
 
 const ALL = Symbol('all');
+/** Files read at once during a scan: enough to overlap I/O, few enough that parse garbage dies young. */
+const READ_CONCURRENCY = Number(process.env.KW_MANIFEST_READ_CONCURRENCY ?? 8);
 const NOTHING: Located[] = Object.freeze([]) as unknown as Located[];
 const NO_PROBLEMS: ManifestProblem[] = Object.freeze([]) as unknown as ManifestProblem[];
 
@@ -350,7 +352,7 @@ export class ManifestDirectory extends EventEmitter {
           if (prev && prev.sig === sig) return;
           changed = (await this.readFileState(p, sig, false)) || changed;
         })());
-        if (reads.length >= 64) { await Promise.all(reads); reads.length = 0; }
+        if (reads.length >= READ_CONCURRENCY) { await Promise.all(reads); reads.length = 0; }
       }
       await Promise.all(reads);
     };
