@@ -1,10 +1,11 @@
 /**
- * The benchmark run: sets the modes up side by side (one lab each), then, for each
- * number of Services, installs them in every mode and measures every workload in every
- * mode, round after round. Within a round a workload is measured in all its modes back
- * to back, in an order that rotates from round to round (A B C, B C A, C A B, ...), so
- * machine noise hits all modes alike. Every raw sample is kept; ratios are computed per
- * round (mode / baseline, measured minutes apart at most) and summarised across rounds.
+ * The benchmark run: sets the modes up side by side (one lab each), then, round after
+ * round, for each number of Services (ascending, then descending on the next round, so
+ * counts are interleaved too) installs the Services in every mode and measures every
+ * workload in every mode. A workload is measured in all its modes back to back, in an
+ * order that rotates from round to round (A B C, B C A, C A B, ...), so machine noise
+ * hits all modes alike. Every raw sample is kept; ratios are computed within a round
+ * (mode / baseline, measured seconds apart) and summarised across rounds.
  *
  * Everything created is removed at the end, on error, and on SIGINT/SIGTERM.
  */
@@ -137,6 +138,16 @@ export async function buildConnrate(dir: string): Promise<string> {
   return bin;
 }
 
+/**
+ * Round r's order of the numbers of Services: ascending on even rounds, descending on
+ * odd ones (10, 1k, 10k | 10k, 1k, 10 | ...), so that the counts are interleaved across
+ * the run like the modes are, at the cost of one reinstallation per count and round
+ * (none at the turn).
+ */
+export function serviceOrder(services: readonly number[], round: number): number[] {
+  return round % 2 === 0 ? [...services] : [...services].reverse();
+}
+
 /** Round r's order of the given modes: rotated by r, so each mode takes each position in turn. */
 export function roundOrder<T>(items: readonly T[], round: number): T[] {
   if (items.length === 0) return [];
@@ -211,26 +222,32 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
         hooks.log.warn({ mode: m.name, workload: wname, services: sample.services, round: sample.round, err: sample.error }, 'bench: a measurement failed');
       }
     };
-    for (const [i, n] of opts.services.entries()) {
+    let installed: number | undefined;
+    const install = async (n: number): Promise<void> => {
+      if (installed === n) return;
       for (const m of instances) {
         progress(`installing ${n} Services in mode ${m.name}`);
         const rec = await m.configure(benchServices(n, m.server.ipv4));
         results.configure.push({ ...rec, services: n, mode: m.name });
         progress(`  ${m.name}: ${rec.what} in ${rec.ms.toFixed(0)} ms`);
       }
-      if (i === 0) {
-        // A proxy written in a JIT-compiled language (the waypoint) is slow for its first
-        // second or so: every HTTP path is warmed once, and these samples are kept apart.
-        for (const wname of opts.workloads.filter((x) => workload(x).l7)) {
-          for (const mn of opts.modes.filter((x) => modeDef(x).carries(workload(wname)))) {
-            const sample: RawSample = { services: n, round: -1, workload: wname, mode: mn, order: 0, startedAt: new Date().toISOString(), seconds: WARMUP_SECONDS };
-            await measure(byName.get(mn)!, wname, sample);
-            results.warmup.push(sample);
-            progress(`  warm-up ${wname} ${mn}: ${sample.values ? `p50=${sample.values['p50']}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);
+      installed = n;
+    };
+    for (let round = 0; round < opts.rounds; round++) {
+      for (const n of serviceOrder(opts.services, round)) {
+        await install(n);
+        if (round === 0 && results.warmup.length === 0) {
+          // A proxy written in a JIT-compiled language (the waypoint) is slow for its first
+          // second or so: every HTTP path is warmed once, and these samples are kept apart.
+          for (const wname of opts.workloads.filter((x) => workload(x).l7)) {
+            for (const mn of opts.modes.filter((x) => modeDef(x).carries(workload(wname)))) {
+              const sample: RawSample = { services: n, round: -1, workload: wname, mode: mn, order: 0, startedAt: new Date().toISOString(), seconds: WARMUP_SECONDS };
+              await measure(byName.get(mn)!, wname, sample);
+              results.warmup.push(sample);
+              progress(`  warm-up ${wname} ${mn}: ${sample.values ? `p50=${sample.values['p50']}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);
+            }
           }
         }
-      }
-      for (let round = 0; round < opts.rounds; round++) {
         for (const wname of opts.workloads) {
           const w = workload(wname);
           const modes = opts.modes.filter((mn) => modeDef(mn).carries(w));
@@ -242,7 +259,7 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
             await measure(m, wname, sample);
             results.samples.push(sample);
             const v = sample.values;
-            progress(`  [${n} svc, round ${round + 1}/${opts.rounds}] ${wname.padEnd(10)} ${mn.padEnd(8)} ${v ? `${w.headline}=${v[w.headline]!.toFixed(w.headline === 'gbps' ? 2 : 1)}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);
+            progress(`  [round ${round + 1}/${opts.rounds}, ${n} svc] ${wname.padEnd(10)} ${mn.padEnd(8)} ${v ? `${w.headline}=${v[w.headline]!.toFixed(w.headline === 'gbps' ? 2 : 1)}` : `FAILED: ${sample.error!.split('\n')[0]}`}`);
             hooks.checkpoint?.(results);
           }
         }

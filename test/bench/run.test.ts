@@ -15,7 +15,7 @@ import { createLogger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { cgroup2Mount, run } from '../../lab/system.js';
 import { ownerPid } from '../../lab/names.js';
-import { defaultOptions, roundOrder, runBench, type BenchResults } from '../../bench/run.js';
+import { defaultOptions, roundOrder, runBench, serviceOrder, type BenchResults } from '../../bench/run.js';
 import { writeReport } from '../../bench/report.js';
 import { workload } from '../../bench/workloads.js';
 
@@ -35,8 +35,9 @@ describe('bench run', () => {
   const out = mkdtempSync(join(tmpdir(), `kernway-test-benchout-${process.pid}-`));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('rotates the order of the modes from round to round', () => {
+  it('rotates the order of the modes from round to round, and walks the Service counts up then down', () => {
     expect([0, 1, 2, 3].map((r) => roundOrder(['a', 'b', 'c'], r).join(''))).toEqual(['abc', 'bca', 'cab', 'abc']);
+    expect([0, 1, 2].map((r) => serviceOrder([10, 1000, 10_000], r))).toEqual([[10, 1000, 10_000], [10_000, 1000, 10], [10, 1000, 10_000]]);
   });
 
   it('a tiny run writes a well-formed results.json, report.md and charts, and leaves nothing behind', async () => {
@@ -61,8 +62,9 @@ describe('bench run', () => {
     for (const n of [3, 50]) expect(new Set(r.samples.filter((s) => s.services === n && s.workload === 'http1' && s.mode === 'direct').map((s) => s.order))).toEqual(new Set([0, 1]));
     // HTTP paths were warmed up first, apart from the samples.
     expect(r.warmup.map((s) => `${s.workload}/${s.mode}`).sort()).toEqual(['http1/direct', 'http1/iptables']);
-    // kube-proxy rules were installed for each count; direct installs nothing.
-    expect(r.configure.filter((c) => c.mode === 'iptables').map((c) => c.services)).toEqual([3, 50]);
+    // kube-proxy rules were installed for each count as the rounds walked them (3, 50 | 50, 3).
+    expect(r.configure.filter((c) => c.mode === 'iptables').map((c) => c.services)).toEqual([3, 50, 3]);
+    expect(r.samples.map((s) => s.services)).toEqual([...Array(4).fill(3), ...Array(8).fill(50), ...Array(4).fill(3)]);
 
     const a = r.analysis!;
     const rate = a.ratios.find((x) => x.services === 50 && x.workload === 'conn-rate' && x.metric === 'rate' && x.mode === 'iptables' && x.baseline === 'direct')!;
