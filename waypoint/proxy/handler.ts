@@ -63,6 +63,7 @@ interface Exchange {
   bytesOut: number;
   trace: TraceContext | undefined;
   requestId: string;
+  userAgent: string | undefined;
   reason: string | undefined;
   attempts: number;
   done: boolean;
@@ -95,7 +96,7 @@ export class RequestHandler {
     const ex: Exchange = {
       start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
-      trace: undefined, requestId: '', reason: undefined, attempts: 0, done: false,
+      trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false,
     };
     this.d.metrics.activeRequests.inc();
     res.once('close', () => this.finish(ex, req, res));
@@ -124,6 +125,7 @@ export class RequestHandler {
     const mreq: MatchRequest = { path: target.path, query: target.query, method: ex.method, header };
     ex.trace = continueTrace(header('traceparent'));
     ex.requestId = header('x-request-id') ?? requestId();
+    ex.userAgent = header('user-agent');
 
     const id = table.pods.get(conn.peerAddress)?.identity;
     if (id) ex.source = id.workload;
@@ -427,7 +429,7 @@ export class RequestHandler {
         route: ex.route, rule: ex.rule, destination: ex.destination, upstream: ex.upstream, source: ex.source,
         sourceAddress: ex.conn?.peerAddress ?? '', parent: ex.parent, bytesIn: ex.bytesIn, bytesOut: ex.bytesOut,
         traceId: ex.trace?.traceId ?? '', spanId: ex.trace?.spanId ?? '', requestId: ex.requestId,
-        userAgent: undefined, reason: ex.reason, attempts: ex.attempts,
+        userAgent: ex.userAgent, reason: ex.reason, attempts: ex.attempts,
       });
     }
   }

@@ -3,10 +3,10 @@
  * per endpoint), and h2c (one HTTP/2 session per endpoint, streams multiplexed). A
  * request is sent once; retries, timeouts and balancing are the caller's.
  */
-import http from 'node:http';
 import http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Endpoint, BackendProtocol } from '../routing/backends.js';
+import { H1Error, H1Pool } from './h1-client.js';
 import { fromObject, type HeaderList } from './headers.js';
 
 export interface UpstreamRequest {
@@ -52,12 +52,12 @@ export interface UpstreamOptions {
 }
 
 export class UpstreamPool {
-  private readonly agent: http.Agent;
+  private readonly h1pool: H1Pool;
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
   private closed = false;
 
   constructor(private readonly opts: UpstreamOptions) {
-    this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: opts.maxIdlePerEndpoint, scheduling: 'lifo', timeout: opts.idleTimeoutMs });
+    this.h1pool = new H1Pool({ maxIdlePerEndpoint: opts.maxIdlePerEndpoint, idleTimeoutMs: opts.idleTimeoutMs, connectTimeoutMs: opts.connectTimeoutMs });
   }
 
   /** Send one request; resolves with the response head, rejects with UpstreamError. */
@@ -67,55 +67,23 @@ export class UpstreamPool {
 
   /** Connections currently open to backends (idle and busy), for metrics. */
   connectionCount(): number {
-    let n = this.sessions.size;
-    for (const list of Object.values(this.agent.sockets)) n += list?.length ?? 0;
-    for (const list of Object.values(this.agent.freeSockets)) n += list?.length ?? 0;
-    return n;
+    return this.sessions.size + this.h1pool.connections;
   }
 
   close(): void {
     this.closed = true;
-    this.agent.destroy();
+    this.h1pool.close();
     for (const s of this.sessions.values()) s.close();
     this.sessions.clear();
   }
 
   private h1(r: UpstreamRequest): { response: Promise<UpstreamResponse>; abort: () => void } {
-    let req: http.ClientRequest | undefined;
-    let aborted = false;
-    const response = new Promise<UpstreamResponse>((resolve, reject) => {
-      req = http.request({
-        host: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path,
-        headers: r.headers as unknown as http.OutgoingHttpHeaders, agent: this.agent, setHost: false,
-      });
-      let connected = false;
-      const connectTimer = setTimeout(() => {
-        if (!connected) req!.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
-      }, this.opts.connectTimeoutMs);
-      connectTimer.unref();
-      req.once('socket', (s) => {
-        if (!s.connecting) { connected = true; clearTimeout(connectTimer); return; }
-        s.once('connect', () => { connected = true; clearTimeout(connectTimer); });
-      });
-      req.once('response', (res) => {
-        clearTimeout(connectTimer);
-        resolve({
-          status: res.statusCode ?? 502,
-          headers: res.rawHeaders,
-          body: res,
-          trailers: () => res.rawTrailers,
-          abort: () => { res.destroy(); req!.destroy(); },
-        });
-      });
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(connectTimer);
-        reject(classify(e, !connected, req!.reusedSocket, aborted));
-      });
-      if (r.body === undefined) req.end();
-      else if (Buffer.isBuffer(r.body)) req.end(r.body);
-      else r.body.pipe(req);
+    const x = this.h1pool.request({ address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body });
+    const response = x.response.catch((e: unknown) => {
+      if (e instanceof H1Error) throw new UpstreamError(e.kind, e.message, e.code, e.retryable);
+      throw e;
     });
-    return { response, abort: () => { aborted = true; req?.destroy(); } };
+    return { response, abort: x.abort };
   }
 
   private session(e: Endpoint): http2.ClientHttp2Session {
