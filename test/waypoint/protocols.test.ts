@@ -108,6 +108,17 @@ describe('HTTP versions', () => {
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ proto: 'HTTP/2.0', path: '/h2/x', host: 'test.example' });
   });
+  it('sets the forwarding headers: X-Forwarded-For appended, X-Forwarded-Proto, X-Request-Id kept or made', async () => {
+    const r = await request({ address: rig.a.gateway, port: 8080, path: '/web/f', from: rig.a.outside, headers: { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': 'https', connection: 'keep-alive, x-drop-me', 'x-drop-me': '1' } });
+    const h = (r.json as { headers: Record<string, string[]> }).headers;
+    const get = (n: string): string[] | undefined => Object.entries(h).find(([k]) => k.toLowerCase() === n)?.[1];
+    expect(get('x-forwarded-for')).toEqual([`192.0.2.1, ${rig.a.outside}`]);
+    expect(get('x-forwarded-proto')).toEqual(['http']);
+    expect(get('x-request-id')![0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(get('x-drop-me')).toBeUndefined();
+    const kept = await request({ address: rig.a.gateway, port: 8080, path: '/web/f', headers: { 'x-request-id': 'abc-123' } });
+    expect(Object.entries((kept.json as { headers: Record<string, string[]> }).headers).find(([k]) => k.toLowerCase() === 'x-request-id')?.[1]).toEqual(['abc-123']);
+  });
   it('request bodies pass both ways (h1 -> h2c)', async () => {
     const body = 'x'.repeat(200_000);
     const r = await request({ address: rig.a.gateway, port: 8080, path: '/h2/upload', method: 'POST', body, headers: { 'content-type': 'text/plain' } });

@@ -24,7 +24,7 @@ import { connOf, type ConnInfo } from './accept.js';
 import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
-import { applyModifier, forwardable, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
+import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
 import { UpstreamError, type UpstreamPool, type UpstreamResponse } from './upstream.js';
 
 type DownReq = IncomingMessage | Http2ServerRequest;
@@ -176,22 +176,23 @@ export class RequestHandler {
       if (rw.hostname) outHost = rw.hostname;
     }
     const grpc = (header('content-type') ?? '').startsWith('application/grpc');
-    const headers = forwardable(raw, h2 || grpc ? KEEP_TE : undefined);
-    removeHeader(headers, 'host');
-    headers.unshift('Host', outHost);
-    applyModifier(headers, rule.requestHeaders);
-    applyModifier(headers, backend.requestHeaders);
-    const xff = getHeader(headers, 'x-forwarded-for');
-    setHeader(headers, 'x-forwarded-for', xff ? `${xff}, ${conn.peerAddress}` : conn.peerAddress);
-    setHeader(headers, 'x-forwarded-proto', 'http');
-    if (header('x-request-id') === undefined) headers.push('x-request-id', ex.requestId);
-    setHeader(headers, 'traceparent', ex.trace.header);
+    const headers: HeaderList = ['Host', outHost];
+    const fwd = forwardableRequest(raw, h2 || grpc ? KEEP_TE : undefined, headers);
+    if (rule.requestHeaders || backend.requestHeaders) {
+      applyModifier(headers, rule.requestHeaders);
+      applyModifier(headers, backend.requestHeaders);
+      const set = getHeader(headers, 'x-forwarded-for');
+      if (set !== undefined) { removeHeader(headers, 'x-forwarded-for'); fwd.xff = set; }
+    }
+    headers.push('x-forwarded-for', fwd.xff !== undefined ? `${fwd.xff}, ${conn.peerAddress}` : conn.peerAddress, 'x-forwarded-proto', 'http');
+    if (fwd.requestId === undefined) headers.push('x-request-id', ex.requestId);
+    headers.push('traceparent', ex.trace.header);
     const url = target.query !== '' ? `${path}?${target.query}` : path;
     const protocol = grpc ? 'h2c' : svc.protocol;
 
     // The body: streamed, or buffered when it has to be sent more than once.
     const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
-    const mirrors = rule.mirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
+    const mirrors = rule.mirrors.length === 0 ? rule.mirrors : rule.mirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
     let body: Readable | Buffer | undefined;
     if (hasBody) {
       req.on('data', (c: Buffer) => { ex.bytesIn += c.length; });

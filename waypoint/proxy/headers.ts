@@ -41,6 +41,39 @@ export function forwardable(raw: readonly string[], keep?: ReadonlySet<string>):
   return out;
 }
 
+/**
+ * forwardable() for a request on its way to a backend, in one pass: also takes out what
+ * the proxy sets itself (Host, X-Forwarded-For, X-Forwarded-Proto, traceparent) and
+ * returns the caller's X-Forwarded-For (joined) and X-Request-Id.
+ */
+export function forwardableRequest(raw: readonly string[], keep: ReadonlySet<string> | undefined, into: HeaderList): { xff: string | undefined; requestId: string | undefined } {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      for (const t of raw[i + 1]!.split(',')) {
+        const n = t.trim().toLowerCase();
+        if (n !== '' && n !== 'close' && n !== 'keep-alive' && !(keep?.has(n))) (named ??= new Set()).add(n);
+      }
+    }
+  }
+  let xff: string | undefined;
+  let requestId: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    switch (lower) {
+      case 'host': case 'x-forwarded-proto': case 'traceparent': continue;
+      case 'x-forwarded-for': xff = xff === undefined ? raw[i + 1] : `${xff}, ${raw[i + 1]}`; continue;
+      case 'x-request-id': requestId ??= raw[i + 1]; break;
+      default:
+    }
+    if (lower.charCodeAt(0) === 58 /* ':' */) continue;
+    if ((HOP_BY_HOP.has(lower) && !(keep?.has(lower))) || named?.has(lower)) continue;
+    into.push(name, raw[i + 1]!);
+  }
+  return { xff, requestId };
+}
+
 export function getHeader(h: HeaderList, lower: string): string | undefined {
   let v: string | undefined;
   for (let i = 0; i < h.length; i += 2) {
