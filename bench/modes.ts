@@ -196,7 +196,8 @@ export function podManifests(pods: readonly Pod[], nodeName: string): Record<str
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: TARGET_NAMESPACE } },
       ...pods.map((p) => ({
         apiVersion: 'v1', kind: 'Pod',
-        metadata: { name: p.name, namespace: TARGET_NAMESPACE, labels: { app: p.name } },
+        // The pod's cgroup, relative to the agent's --cgroup (kubelet's pod<uid> folders do not exist in a lab).
+        metadata: { name: p.name, namespace: TARGET_NAMESPACE, labels: { app: p.name }, annotations: { 'kernway.io/cgroup': `pod-${p.name}` } },
         spec: { nodeName, containers: [{ name: p.name, image: 'bench' }] },
         status: { phase: 'Running', podIP: p.ipv4, podIPs: [{ ip: p.ipv4 }, { ip: p.ipv6 }] },
       })),
