@@ -118,6 +118,25 @@ class SerialIds {
   reset(): void { this.next = 1; this.wrapped = undefined; }
 }
 
+/** Changes over a map, read through, applied to it by commit() (a failed reconcile leaves it as it was). */
+class Overlay<K, V> {
+  private readonly changes = new Map<K, V | undefined>();
+  constructor(private readonly base: Map<K, V>) {}
+  get(k: K): V | undefined { return this.changes.has(k) ? this.changes.get(k) : this.base.get(k); }
+  has(k: K): boolean { return this.get(k) !== undefined; }
+  set(k: K, v: V): void { this.changes.set(k, v); }
+  delete(k: K): void { this.changes.set(k, undefined); }
+  get size(): number {
+    let n = this.base.size;
+    for (const [k, v] of this.changes) n += (v !== undefined ? 1 : 0) - (this.base.has(k) ? 1 : 0);
+    return n;
+  }
+  commit(): Map<K, V> {
+    for (const [k, v] of this.changes) if (v === undefined) this.base.delete(k); else this.base.set(k, v);
+    return this.base;
+  }
+}
+
 /** Map entries of one reconcile, encoded in place into one growing buffer pair. */
 class Batch {
   private k: Buffer;
@@ -318,8 +337,9 @@ export class ServiceSync {
     const maglevDel = new Batch(4, 0);
     const backendDel = new Batch(4, 0);
     /** What the mirror becomes once everything is applied. */
-    const next = incremental ? new Map(this.live) : new Map<string, LiveFrontend>();
-    const idByKey = incremental ? new Map(this.idByKey) : new Map<string, string>();
+    // Changes are recorded over the mirror and committed only once the maps took them.
+    const next = new Overlay(incremental ? this.live : new Map<string, LiveFrontend>());
+    const idByKey = new Overlay(incremental ? this.idByKey : new Map<string, string>());
     const freedSvcIds: number[] = [];
     const counts = { ...this.counts };
 
@@ -461,8 +481,8 @@ export class ServiceSync {
     }
 
     for (const id of freedSvcIds) this.svcIds.free(id);
-    this.live = next;
-    this.idByKey = idByKey;
+    this.live = next.commit();
+    this.idByKey = idByKey.commit();
     this.synced = true;
     this.counts = counts;
     return result;
