@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { projectRoot } from '../../common/version.js';
 import { rssBytes, startNginx, startWaypoint, type Proc } from './procs.js';
 
-export interface MemoryPoint { routes: number; rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number }
+export interface MemoryPoint { routes: number; layout: 'one file' | 'file per route'; nodeFlags: string[]; rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number }
 export interface MemoryResult { routes: number; points: MemoryPoint[] }
 
 const ADDR = '127.93.0.1';
@@ -79,15 +79,17 @@ function get(host: string, path: string, agent: http.Agent, port = PORT): Promis
   });
 }
 
-async function point(dir: string, n: number, cpu: number): Promise<MemoryPoint> {
-  const mdir = join(dir, `manifests-${n}`);
+async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['layout'], nodeFlags: string[]): Promise<MemoryPoint> {
+  const mdir = join(dir, `manifests-${n}-${layout.replace(/ /g, '-')}-${nodeFlags.length}`);
   mkdirSync(mdir, { recursive: true });
-  writeFileSync(join(mdir, 'routes.yaml'), manyRoutes(n));
+  const docs = manyRoutes(n).split('\n---\n');
+  if (layout === 'one file') writeFileSync(join(mdir, 'routes.yaml'), docs.join('\n---\n'));
+  else docs.forEach((d, i) => writeFileSync(join(mdir, `${String(i).padStart(5, '0')}.yaml`), `${d}\n`));
   const t0 = Date.now();
   const wp = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), cpu, [
     '--namespace', 'bench', '--manifests', mdir, '--listen-address', ADDR, '--mesh-port', '0',
     '--metrics-address', `${ADDR}:${ADMIN}`, '--access-log', 'off',
-  ], { address: ADDR, port: PORT }, join(dir, `waypoint-memory-${n}.log`));
+  ], { address: ADDR, port: PORT }, join(dir, `waypoint-memory-${n}.log`), nodeFlags);
   const readyMs = Date.now() - t0;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   try {
@@ -102,19 +104,24 @@ async function point(dir: string, n: number, cpu: number): Promise<MemoryPoint> 
     }));
     const metrics = await get(ADDR, '/metrics', agent, ADMIN);
     const heap = /^kernway_waypoint_nodejs_heap_size_used_bytes ([\d.e+]+)$/m.exec(metrics.body);
-    return { routes: n, rssBytes: rssBytes(wp.pid), heapUsedBytes: heap ? Number(heap[1]) : Number.NaN, readyMs, requestsOk: ok };
+    return { routes: n, layout, nodeFlags, rssBytes: rssBytes(wp.pid), heapUsedBytes: heap ? Number(heap[1]) : Number.NaN, readyMs, requestsOk: ok };
   } finally {
     agent.destroy();
     await wp.stop();
   }
 }
 
-export async function measureMemory(dir: string, o: { routes: number; cpu: number; loadCpu: number }): Promise<MemoryResult> {
+export async function measureMemory(dir: string, o: { routes: number; cpu: number; loadCpu: number; nodeFlags: string[] }): Promise<MemoryResult> {
   const procs: Proc[] = [];
   try {
     procs.push(await startNginx('memory-backend', dir, o.loadCpu, `  access_log off;
   server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
-    const points = [await point(dir, 0, o.cpu), await point(dir, o.routes, o.cpu)];
+    const points: MemoryPoint[] = [];
+    for (const flags of o.nodeFlags.length > 0 ? [o.nodeFlags, []] : [[]]) {
+      points.push(await point(dir, 0, o.cpu, 'one file', flags));
+      points.push(await point(dir, o.routes, o.cpu, 'one file', flags));
+      points.push(await point(dir, o.routes, o.cpu, 'file per route', flags));
+    }
     return { routes: o.routes, points };
   } finally {
     for (const p of procs) await p.stop();

@@ -75,12 +75,18 @@ ${httpBlock}
   };
 }
 
-/** `node dist/cli/main.js waypoint ...`, pinned. */
-export async function startWaypoint(mainJs: string, cpu: number, args: string[], ready: { address: string; port: number }, log: string): Promise<Proc> {
+/**
+ * Node.js flags the waypoint runs with (deploy/ sets them through NODE_OPTIONS): a small
+ * young generation keeps the resident memory low (see docs/waypoint.md, Memory).
+ */
+export const WAYPOINT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/** `node [flags] dist/cli/main.js waypoint ...`, pinned. */
+export async function startWaypoint(mainJs: string, cpu: number, args: string[], ready: { address: string; port: number }, log: string, nodeFlags: readonly string[] = WAYPOINT_NODE_FLAGS): Promise<Proc> {
   if (!existsSync(mainJs)) throw new Error(`${mainJs} not found: build first (make build, or npx tsc -p tsconfig.json)`);
   const { openSync, closeSync } = await import('node:fs');
   const fd = openSync(log, 'a');
-  const child = spawn('taskset', ['-c', String(cpu), process.execPath, mainJs, 'waypoint', ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
+  const child = spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeFlags, mainJs, 'waypoint', ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
   closeSync(fd);
   try {
     await waitPort(ready.address, ready.port, `kernway waypoint (log: ${log})`);

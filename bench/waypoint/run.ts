@@ -4,24 +4,32 @@
  * backend on another. wrk (HTTP/1.1) and h2load (h2c) measure throughput with many
  * connections and latency with one; then the waypoint's memory with 1,000 HTTPRoutes.
  *
- *   node dist/bench/waypoint/run.js [--seconds 10] [--connections 64] [--proxy-cpu 0]
- *     [--load-cpu 1] [--routes 1000] [--out DIR] [--skip-memory] [--skip-load]
+ *   node dist/bench/waypoint/run.js [--seconds 10] [--connections 64] [--rounds 3]
+ *     [--proxy-cpu 0] [--load-cpu 1] [--routes 1000] [--node-flags '...'] [--out DIR]
+ *     [--skip-memory] [--skip-load]
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../../common/version.js';
 import { parseH2load, parseWrk, WRK_SCRIPT, type Sample } from '../tools.js';
 import { measureMemory, type MemoryResult } from './memory.js';
-import { runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
+import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
 
-export interface LoadOptions { seconds: number; connections: number; h2Connections: number; h2Streams: number; proxyCpu: number; loadCpu: number; warmupSeconds: number }
+export interface LoadOptions {
+  seconds: number; connections: number; h2Connections: number; h2Streams: number; proxyCpu: number; loadCpu: number; warmupSeconds: number;
+  /** Rounds; each measures both proxies (order alternating), results are the medians. */
+  rounds: number;
+  /** Node.js flags for the waypoint process (as the deployment runs it). */
+  nodeFlags: string[];
+}
 
-interface Run { proxy: 'waypoint' | 'nginx'; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample }
+type ProxyName = 'waypoint' | 'nginx';
+interface Run { round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number }
 
 const ADDR = '127.93.0.1';
 const BACKEND = { address: '127.93.0.10', port: 18181 };
@@ -101,53 +109,100 @@ async function h2load(o: LoadOptions, dir: string, url: string, connections: num
   rmSync(log, { force: true });
   const r = await runTool(o.loadCpu, 'h2load', [`-c${connections}`, `-m${streams}`, `-D${seconds}`, '--warm-up-time=1', `--log-file=${log}`, url], (seconds + 30) * 1000);
   if (r.code !== 0) throw new Error(`h2load failed: ${r.out}`);
-  const { readFileSync } = await import('node:fs');
   return parseH2load(r.out, readFileSync(log, 'utf8'));
 }
 
-/** One proxy: warm up, then throughput and latency with wrk and h2load. */
-async function measure(proxy: Run['proxy'], o: LoadOptions, dir: string, h1: string, h2: string): Promise<Run[]> {
+/** CPU time (user + system, seconds) of processes so far. */
+function cpuSeconds(pids: readonly number[]): number {
+  let t = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      t += (Number(f[11]) + Number(f[12])) / 100;
+    } catch { /* gone */ }
+  }
+  return t;
+}
+
+/** nginx's worker processes (children of the master). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').map(Number);
+  } catch {
+    return [];
+  }
+}
+
+interface Target { proxy: ProxyName; h1: string; h2: string; pids: () => number[] }
+
+/** One proxy, one round: throughput and latency with wrk and h2load, with the proxy's CPU per request. */
+async function measure(t: Target, round: number, o: LoadOptions, dir: string): Promise<Run[]> {
   const runs: Run[] = [];
-  await wrk(o, dir, h1, o.connections, o.warmupSeconds);
-  runs.push({ proxy, tool: 'wrk', kind: 'throughput', sample: await wrk(o, dir, h1, o.connections, o.seconds) });
-  runs.push({ proxy, tool: 'wrk', kind: 'latency', sample: await wrk(o, dir, h1, 1, o.seconds) });
-  await h2load(o, dir, h2, o.h2Connections, o.h2Streams, o.warmupSeconds);
-  runs.push({ proxy, tool: 'h2load', kind: 'throughput', sample: await h2load(o, dir, h2, o.h2Connections, o.h2Streams, o.seconds) });
-  runs.push({ proxy, tool: 'h2load', kind: 'latency', sample: await h2load(o, dir, h2, 1, 1, o.seconds) });
+  const timed = async (tool: Run['tool'], kind: Run['kind'], f: () => Promise<Sample>): Promise<void> => {
+    const pids = t.pids();
+    const c0 = cpuSeconds(pids);
+    const sample = await f();
+    const c1 = cpuSeconds(pids);
+    const requests = sample.rps! * o.seconds;
+    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN });
+  };
+  await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
+  await timed('wrk', 'throughput', () => wrk(o, dir, t.h1, o.connections, o.seconds));
+  await timed('wrk', 'latency', () => wrk(o, dir, t.h1, 1, o.seconds));
+  await h2load(o, dir, t.h2, o.h2Connections, o.h2Streams, o.warmupSeconds);
+  await timed('h2load', 'throughput', () => h2load(o, dir, t.h2, o.h2Connections, o.h2Streams, o.seconds));
+  await timed('h2load', 'latency', () => h2load(o, dir, t.h2, 1, 1, o.seconds));
   return runs;
 }
 
-export interface LoadResult { runs: Run[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number }[] }
+export interface Summary { proxy: ProxyName; tool: string; kind: string; rps: number; p50: number; p99: number; cpuUsPerRequest: number; errors: number }
+export interface LoadResult { runs: Run[]; summary: Summary[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number; cpuPerRequest: number }[] }
+
+function med(xs: number[]): number {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
 
 export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> {
   const procs: Proc[] = [];
   try {
     procs.push(await startNginx('backend', dir, o.loadCpu, backendBlock(), BACKEND));
-    const runs: Run[] = [];
-    // nginx
     const ng = await startNginx('proxy', dir, o.proxyCpu, nginxProxyBlock(dir), { address: ADDR, port: NGINX.h1 });
     procs.push(ng);
     await waitPort(ADDR, NGINX.h2, 'nginx h2c');
-    runs.push(...await measure('nginx', o, dir, `http://${ADDR}:${NGINX.h1}/echo`, `http://${ADDR}:${NGINX.h2}/echo`));
-    await ng.stop();
-    // waypoint
     const mdir = join(dir, 'manifests');
     mkdirSync(mdir, { recursive: true });
     writeFileSync(join(mdir, 'bench.yaml'), waypointBenchManifests());
     const wp = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), o.proxyCpu, [
       '--namespace', 'bench', '--manifests', mdir, '--listen-address', ADDR, '--mesh-port', '0',
       '--metrics-address', `${ADDR}:${WAYPOINT.admin}`, '--access-log', join(dir, 'waypoint.access.log'),
-    ], { address: ADDR, port: WAYPOINT.port }, join(dir, 'waypoint.log'));
+    ], { address: ADDR, port: WAYPOINT.port }, join(dir, 'waypoint.log'), o.nodeFlags);
     procs.push(wp);
     const url = `http://${ADDR}:${WAYPOINT.port}/echo`;
-    runs.push(...await measure('waypoint', o, dir, url, url));
-    await wp.stop();
+    const targets: Target[] = [
+      { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
+      { proxy: 'waypoint', h1: url, h2: url, pids: () => [wp.pid] },
+    ];
+    const runs: Run[] = [];
+    for (let round = 0; round < o.rounds; round++) {
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) runs.push(...await measure(t, round, o, dir));
+    }
+    const summary: Summary[] = [];
+    for (const proxy of ['nginx', 'waypoint'] as const) for (const tool of ['wrk', 'h2load'] as const) for (const kind of ['throughput', 'latency'] as const) {
+      const rs = runs.filter((r) => r.proxy === proxy && r.tool === tool && r.kind === kind);
+      summary.push({
+        proxy, tool, kind, rps: med(rs.map((r) => r.sample.rps!)), p50: med(rs.map((r) => r.sample.p50!)), p99: med(rs.map((r) => r.sample.p99!)),
+        cpuUsPerRequest: med(rs.map((r) => r.cpuUsPerRequest)), errors: rs.reduce((n, r) => n + (r.sample.errors ?? 0), 0),
+      });
+    }
     const ratios = (['wrk', 'h2load'] as const).flatMap((tool) => (['throughput', 'latency'] as const).map((kind) => {
-      const w = runs.find((r) => r.proxy === 'waypoint' && r.tool === tool && r.kind === kind)!.sample;
-      const n = runs.find((r) => r.proxy === 'nginx' && r.tool === tool && r.kind === kind)!.sample;
-      return { tool, kind, rps: w.rps! / n.rps!, p50: w.p50! / n.p50!, p99: w.p99! / n.p99! };
+      const w = summary.find((r) => r.proxy === 'waypoint' && r.tool === tool && r.kind === kind)!;
+      const n = summary.find((r) => r.proxy === 'nginx' && r.tool === tool && r.kind === kind)!;
+      return { tool, kind, rps: w.rps / n.rps, p50: w.p50 / n.p50, p99: w.p99 / n.p99, cpuPerRequest: w.cpuUsPerRequest / n.cpuUsPerRequest };
     }));
-    return { runs, ratios };
+    return { runs, summary, ratios };
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }
@@ -159,18 +214,20 @@ function fmt(x: number, digits = 2): string {
 
 export function report(load: LoadResult | undefined, memory: MemoryResult | undefined, o: LoadOptions): string {
   const lines = ['# kernway waypoint vs nginx', '',
-    `One hop each, same echo backend (nginx \`return 200\`), proxy alone on CPU ${o.proxyCpu} (nginx: 1 worker; waypoint: 1 Node.js process), load tool and backend on CPU ${o.loadCpu}.`,
-    `wrk: -t1 -c${o.connections} (throughput) and -c1 (latency); h2load: -c${o.h2Connections} -m${o.h2Streams} (throughput) and -c1 -m1 (latency); ${o.seconds}s each after ${o.warmupSeconds}s of warm-up.`, ''];
+    `One hop each, same echo backend (nginx \`return 200\`), the proxy under test alone on CPU ${o.proxyCpu} (nginx: 1 worker; waypoint: 1 Node.js process${o.nodeFlags.length ? ` with ${o.nodeFlags.join(' ')}` : ''}), load tool and backend on CPU ${o.loadCpu}; both log every request.`,
+    `wrk: -t1 -c${o.connections} (throughput) and -c1 (latency); h2load (h2c): -c${o.h2Connections} -m${o.h2Streams} (throughput) and -c1 -m1 (latency); ${o.seconds}s each after ${o.warmupSeconds}s of warm-up; ${o.rounds} rounds alternating the order, medians.`,
+    'CPU/request: user+system CPU time of the proxy process(es) divided by the requests served — less sensitive to other load on the machine than req/s.', ''];
   if (load) {
-    lines.push('| tool | run | proxy | req/s | p50 (us) | p99 (us) | errors |', '|---|---|---|---:|---:|---:|---:|');
-    for (const r of load.runs) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.sample.rps!, 0)} | ${fmt(r.sample.p50!, 0)} | ${fmt(r.sample.p99!, 0)} | ${r.sample.errors} |`);
-    lines.push('', '| tool | run | throughput waypoint/nginx (target >= 0.5) | p50 ratio | p99 ratio (target <= 2) |', '|---|---|---:|---:|---:|');
-    for (const r of load.ratios) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} |`);
+    lines.push('| tool | run | proxy | req/s | p50 (us) | p99 (us) | CPU/request (us) | errors |', '|---|---|---|---:|---:|---:|---:|---:|');
+    for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${r.errors} |`);
+    lines.push('', '| tool | run | req/s waypoint/nginx (target >= 0.5) | p50 ratio | p99 ratio (target <= 2) | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
+    for (const r of load.ratios) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
   }
   if (memory) {
     lines.push('', `## Memory with ${memory.routes} HTTPRoutes (target < 100 MiB)`, '',
-      `| routes | RSS after load (MiB) | heap used (MiB) | config build (ms) | requests checked |`, '|---:|---:|---:|---:|---:|');
-    for (const m of memory.points) lines.push(`| ${m.routes} | ${fmt(m.rssBytes / 1048576, 1)} | ${fmt(m.heapUsedBytes / 1048576, 1)} | ${fmt(m.readyMs, 0)} | ${m.requestsOk} |`);
+      'RSS after every route served a request; the manifests in one file, or one file per route.', '',
+      '| routes | layout | node flags | RSS (MiB) | heap used (MiB) | ready after (ms) | requests answered 200 |', '|---:|---|---|---:|---:|---:|---:|');
+    for (const m of memory.points) lines.push(`| ${m.routes} | ${m.layout} | ${m.nodeFlags.join(' ') || '(defaults)'} | ${fmt(m.rssBytes / 1048576, 1)} | ${fmt(m.heapUsedBytes / 1048576, 1)} | ${fmt(m.readyMs, 0)} | ${m.requestsOk} |`);
   }
   return lines.join('\n') + '\n';
 }
@@ -180,18 +237,21 @@ async function cli(): Promise<void> {
     options: {
       seconds: { type: 'string' }, connections: { type: 'string' }, 'proxy-cpu': { type: 'string' }, 'load-cpu': { type: 'string' },
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
+      rounds: { type: 'string' }, 'node-flags': { type: 'string' },
     },
   });
+  const nodeFlags = (values['node-flags'] ?? WAYPOINT_NODE_FLAGS.join(' ')).split(' ').filter((x) => x !== '');
   const o: LoadOptions = {
     seconds: Number(values.seconds ?? 10), connections: Number(values.connections ?? 64), h2Connections: 16, h2Streams: 8,
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
+    rounds: Number(values.rounds ?? 3), nodeFlags,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });
   const scratch = mkdtempSync(join(tmpdir(), 'kw-bench-waypoint-'));
   try {
     const load = values['skip-load'] ? undefined : await runLoad(o, scratch);
-    const memory = values['skip-memory'] ? undefined : await measureMemory(scratch, { routes: Number(values.routes ?? 1000), cpu: o.proxyCpu, loadCpu: o.loadCpu });
+    const memory = values['skip-memory'] ? undefined : await measureMemory(scratch, { routes: Number(values.routes ?? 1000), cpu: o.proxyCpu, loadCpu: o.loadCpu, nodeFlags });
     writeFileSync(join(out, 'results.json'), JSON.stringify({ options: o, load, memory, node: process.version, at: new Date().toISOString() }, null, 2));
     const md = report(load, memory, o);
     writeFileSync(join(out, 'report.md'), md);

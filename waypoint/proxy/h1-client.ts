@@ -52,10 +52,32 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', '
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CRLF2 = Buffer.from('\r\n\r\n');
 
-interface Pooled { socket: Socket; timer: NodeJS.Timeout | undefined }
+/**
+ * One connection to a backend, with its listeners installed once: they hand events to
+ * the exchange in progress, or, while the connection is idle in the pool, drop it.
+ */
+class Conn {
+  exchange: Exchange | undefined;
+  timer: NodeJS.Timeout | undefined;
+  idle = false;
+  reused = false;
+
+  constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool) {
+    socket.on('data', (d: Buffer) => { if (this.exchange) this.exchange.onData(d); else this.drop(); });
+    socket.on('error', (e: NodeJS.ErrnoException) => { if (this.exchange) this.exchange.onClose(e); else this.drop(); });
+    socket.on('end', () => { if (this.exchange) this.exchange.onEnd(); else this.drop(); });
+    socket.on('close', () => { pool.closedConn(this); if (this.exchange) this.exchange.onClose(undefined); });
+  }
+
+  /** Leave the pool (idle timeout, or the backend closed or spoke). */
+  drop(): void {
+    this.pool.unpool(this);
+    this.socket.destroy();
+  }
+}
 
 export class H1Pool {
-  private readonly idle = new Map<string, Pooled[]>();
+  private readonly idle = new Map<string, Conn[]>();
   private open = 0;
   private closed = false;
   private readonly maxHeaderBytes: number;
@@ -71,39 +93,40 @@ export class H1Pool {
 
   close(): void {
     this.closed = true;
-    for (const list of this.idle.values()) for (const p of list) { if (p.timer) clearTimeout(p.timer); p.socket.destroy(); }
+    for (const list of this.idle.values()) for (const c of [...list]) c.drop();
     this.idle.clear();
   }
 
   request(r: H1Request): { response: Promise<H1Response>; abort: () => void } {
     let exchange: Exchange | undefined;
-    let connecting: Socket | undefined;
     let fail: ((e: H1Error) => void) | undefined;
     const response = new Promise<H1Response>((resolve, reject) => {
       const key = `${r.address}:${r.port}`;
       const pooled = this.take(key);
       if (pooled) {
-        exchange = new Exchange(this, key, pooled, true, r, resolve, reject, this.maxHeaderBytes);
+        exchange = new Exchange(this, pooled, true, r, resolve, reject, this.maxHeaderBytes);
         exchange.start();
         return;
       }
       const socket = net.connect({ host: r.address, port: r.port, noDelay: true });
-      connecting = socket;
       this.open++;
-      socket.once('close', () => { this.open--; });
       const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.opts.connectTimeoutMs);
       timer.unref();
       const onConnectError = (e: NodeJS.ErrnoException): void => {
         clearTimeout(timer);
         reject(new H1Error('connect', e.message, e.code, true));
       };
+      const onEarlyClose = (): void => { this.open--; };
       fail = (e) => { clearTimeout(timer); socket.destroy(); reject(e); };
       socket.once('error', onConnectError);
+      socket.once('close', onEarlyClose);
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeListener('error', onConnectError);
-        connecting = undefined;
-        exchange = new Exchange(this, key, socket, false, r, resolve, reject, this.maxHeaderBytes);
+        socket.removeListener('close', onEarlyClose);
+        fail = undefined;
+        const conn = new Conn(socket, key, this);
+        exchange = new Exchange(this, conn, false, r, resolve, reject, this.maxHeaderBytes);
         exchange.start();
       });
     });
@@ -111,55 +134,50 @@ export class H1Pool {
       response,
       abort: () => {
         if (exchange) exchange.abort();
-        else if (connecting && fail) fail(new H1Error('reset', 'aborted', undefined, false));
+        else fail?.(new H1Error('reset', 'aborted', undefined, false));
       },
     };
   }
 
-  /** An idle socket for the endpoint, if any is still usable. */
-  private take(key: string): Socket | undefined {
+  /** An idle connection to the endpoint, if any is still usable. */
+  private take(key: string): Conn | undefined {
     const list = this.idle.get(key);
     while (list && list.length > 0) {
-      const p = list.pop()!;
-      if (p.timer) clearTimeout(p.timer);
-      p.socket.removeAllListeners('close');
-      p.socket.removeAllListeners('data');
-      p.socket.removeAllListeners('error');
-      p.socket.removeAllListeners('end');
-      p.socket.once('close', () => { this.open--; });
-      if (!p.socket.destroyed && p.socket.writable && p.socket.readable) return p.socket;
-      p.socket.destroy();
+      const c = list.pop()!;
+      c.idle = false;
+      if (c.timer) { clearTimeout(c.timer); c.timer = undefined; }
+      if (!c.socket.destroyed && c.socket.writable && c.socket.readable) return c;
+      c.socket.destroy();
     }
     return undefined;
   }
 
-  /** Give a socket back after a complete exchange that allows reuse. */
-  release(key: string, socket: Socket): void {
-    if (this.closed) { socket.destroy(); return; }
-    let list = this.idle.get(key);
-    if (!list) this.idle.set(key, (list = []));
-    if (list.length >= this.opts.maxIdlePerEndpoint) { socket.destroy(); return; }
-    socket.removeAllListeners('data');
-    socket.removeAllListeners('error');
-    socket.removeAllListeners('end');
-    socket.removeAllListeners('close');
-    const entry: Pooled = { socket, timer: undefined };
-    const drop = (): void => {
-      const l = this.idle.get(key);
-      const i = l ? l.indexOf(entry) : -1;
-      if (i >= 0) l!.splice(i, 1);
-      if (entry.timer) clearTimeout(entry.timer);
-      socket.destroy();
-    };
-    socket.once('close', () => { this.open--; drop(); });
-    socket.on('error', drop);
-    socket.on('end', drop);
-    // A backend does not speak first: any byte on an idle connection is a fault.
-    socket.on('data', drop);
-    entry.timer = setTimeout(drop, this.opts.idleTimeoutMs);
-    entry.timer.unref();
-    if (socket.isPaused()) socket.resume();
-    list.push(entry);
+  /** Give a connection back after a complete exchange that allows reuse. */
+  release(c: Conn): void {
+    c.exchange = undefined;
+    if (this.closed) { c.socket.destroy(); return; }
+    let list = this.idle.get(c.key);
+    if (!list) this.idle.set(c.key, (list = []));
+    if (list.length >= this.opts.maxIdlePerEndpoint) { c.socket.destroy(); return; }
+    c.idle = true;
+    c.timer = setTimeout(() => c.drop(), this.opts.idleTimeoutMs);
+    c.timer.unref();
+    if (c.socket.isPaused()) c.socket.resume();
+    list.push(c);
+  }
+
+  unpool(c: Conn): void {
+    if (c.timer) { clearTimeout(c.timer); c.timer = undefined; }
+    if (!c.idle) return;
+    c.idle = false;
+    const list = this.idle.get(c.key);
+    const i = list ? list.indexOf(c) : -1;
+    if (i >= 0) list!.splice(i, 1);
+  }
+
+  closedConn(c: Conn): void {
+    this.open--;
+    this.unpool(c);
   }
 }
 
@@ -181,21 +199,20 @@ class Exchange {
   private finished = false;
   private readonly head: boolean;
 
+  private readonly socket: Socket;
+
   constructor(
-    private readonly pool: H1Pool, private readonly key: string, private readonly socket: Socket, private readonly reused: boolean,
+    private readonly pool: H1Pool, private readonly conn: Conn, private readonly reused: boolean,
     private readonly req: H1Request, private readonly resolve: (r: H1Response) => void, private readonly reject: (e: H1Error) => void,
     private readonly maxHeaderBytes: number,
   ) {
     this.head = req.method === 'HEAD';
+    this.socket = conn.socket;
   }
 
   start(): void {
-    const s = this.socket;
-    s.on('data', (d: Buffer) => this.onData(d));
-    s.on('error', (e: NodeJS.ErrnoException) => this.onClose(e));
-    s.on('close', () => this.onClose(undefined));
-    s.on('end', () => this.onEnd());
-    if (s.isPaused()) s.resume();
+    this.conn.exchange = this;
+    if (this.socket.isPaused()) this.socket.resume();
     this.write();
   }
 
@@ -258,7 +275,7 @@ class Exchange {
     else this.body!.destroy(e);
   }
 
-  private onClose(e: NodeJS.ErrnoException | undefined): void {
+  onClose(e: NodeJS.ErrnoException | undefined): void {
     if (this.finished) return;
     if (this.state === State.UntilClose && !e) { this.complete(false); return; }
     const code = e?.code;
@@ -272,12 +289,12 @@ class Exchange {
     }
   }
 
-  private onEnd(): void {
+  onEnd(): void {
     if (this.state === State.UntilClose) this.complete(false);
     else if (!this.finished) this.onClose(undefined);
   }
 
-  private onData(d: Buffer): void {
+  onData(d: Buffer): void {
     if (this.finished) return;
     this.gotBytes = true;
     if (this.state === State.Head) {
@@ -471,7 +488,7 @@ class Exchange {
     const s = this.socket;
     if (reuse && this.keepAlive && !s.destroyed) {
       // Hand the socket back once the request body (if streamed) is fully written.
-      if (this.req.body === undefined || Buffer.isBuffer(this.req.body) || this.req.body.readableEnded) this.pool.release(this.key, s);
+      if (this.req.body === undefined || Buffer.isBuffer(this.req.body) || this.req.body.readableEnded) this.pool.release(this.conn);
       else s.destroy();
     } else s.destroy();
   }

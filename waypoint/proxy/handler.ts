@@ -67,6 +67,8 @@ interface Exchange {
   reason: string | undefined;
   attempts: number;
   done: boolean;
+  /** Called when the caller's response closes (one 'close' listener per request). */
+  onClose: (() => void) | undefined;
 }
 
 interface Routed {
@@ -96,10 +98,10 @@ export class RequestHandler {
     const ex: Exchange = {
       start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
-      trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false,
+      trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
     };
     this.d.metrics.activeRequests.inc();
-    res.once('close', () => this.finish(ex, req, res));
+    res.once('close', () => { ex.onClose?.(); this.finish(ex, req, res); });
     if (!conn) return this.local(ex, res, 500, 'no_connection_info', 'internal error');
     const table = this.d.table();
 
@@ -247,8 +249,7 @@ export class RequestHandler {
     const tried = new Set<string>();
     let clientGone = false;
     let abortCurrent: (() => void) | undefined;
-    const onClientClose = (): void => { if (!res.writableFinished) { clientGone = true; abortCurrent?.(); } };
-    res.once('close', onClientClose);
+    ex.onClose = (): void => { if (!res.writableFinished) { clientGone = true; abortCurrent?.(); } };
     let freeRetries = 1; // one extra try for a pooled connection the backend had just closed
 
     for (let attempt = 1; ; attempt++) {
@@ -383,7 +384,7 @@ export class RequestHandler {
       });
       body.once('error', () => { ex.reason = 'upstream_reset'; res.destroy(); end(); });
       body.once('close', () => { if (!body.readableEnded) { ex.reason ??= 'upstream_reset'; res.destroy(); end(); } });
-      res.once('close', () => { if (!res.writableFinished) { abort(); end(); } });
+      ex.onClose = (): void => { if (!res.writableFinished) { abort(); end(); } };
     });
   }
 
