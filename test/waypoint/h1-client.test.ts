@@ -122,6 +122,41 @@ describe('framing', () => {
   });
 });
 
+describe('flow control', () => {
+  it('a large body reaches a slow consumer whole, the backend held back meanwhile', async () => {
+    const size = 8 * 1024 * 1024;
+    const payload = Buffer.alloc(size, 'x');
+    payload.write('begin', 0);
+    payload.write('end', size - 3);
+    const f = await fake(() => Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`), payload]));
+    const p = pool();
+    const r = await get(p, f.port);
+    let got = 0;
+    let first = '';
+    let last = '';
+    let paused = 0;
+    await new Promise<void>((resolve, reject) => {
+      r.body.on('data', (c: Buffer) => {
+        if (got === 0) first = c.toString('latin1', 0, 5);
+        got += c.length;
+        last = c.toString('latin1', c.length - 3);
+        r.body.pause();
+        paused++;
+        setTimeout(() => r.body.resume(), 1);
+      });
+      r.body.on('end', () => resolve());
+      r.body.on('error', reject);
+    });
+    expect(got).toBe(size);
+    expect(first).toBe('begin');
+    expect(last).toBe('end');
+    expect(paused).toBeGreaterThan(10);
+    // The connection is reused afterwards.
+    expect(await body(await get(p, f.port))).toHaveLength(size);
+    expect(f.connections).toBe(1);
+  }, 30_000);
+});
+
 describe('strictness', () => {
   const bad: [string, string][] = [
     ['a bad status line', 'HTTP/2 200 OK\r\n\r\n'],
