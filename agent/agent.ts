@@ -20,6 +20,9 @@ import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/ser
 import { loadSockLb, type SockLb } from './datapath/sock-lb.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
+import { PolicyRuntime } from './datapath/policy-runtime.js';
+import { registerPolicyMetrics } from './datapath/policy-metrics.js';
+import { validatePolicyObject } from './policy/parse.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -54,6 +57,7 @@ export class Agent {
   private state: AgentState = 'starting';
   private lb: SockLb | undefined;
   private sockmap: Sockmap | undefined;
+  private policy: PolicyRuntime | undefined;
   private sync: ServiceSync | undefined;
   private source: StandaloneSource | undefined;
   private table: ServiceTableBuilder | undefined;
@@ -102,6 +106,7 @@ export class Agent {
       read: () => [{ value: this.sync?.size ?? 0 }],
     });
     registerSockmapMetrics(m, () => (this.sockmap ? { stats: this.sockmap.stats(), enabled: this.sockmap.enabled } : undefined));
+    registerPolicyMetrics(m, () => this.policy?.engine);
     this.onReconcile((ev) => {
       m.reconcileDuration.observe({ trigger: ev.generation === 1 ? 'start' : 'change' }, ev.ms / 1000);
     });
@@ -135,20 +140,27 @@ export class Agent {
     }
     this.sockmap = await this.loadSockmap();
     try {
+      // After the balancer: the policy's connect() check must see the backend it chose.
+      this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
       this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
-      this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs });
+      this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate: validatePolicyObject });
       const first = await this.source.start();
       this.apply(first);
       this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));
       this.admin = new AdminServer(o.adminSocket, { log: this.log });
       this.admin.route('GET', '/v1/services', () => this.services());
       this.admin.route('GET', '/v1/status', () => ({ ...this.status(), maps: this.mapUsage() }));
+      this.admin.route('GET', '/v1/policies', () => {
+        if (!this.policy) throw new KernwayError('KW_NOT_READY', 'the agent has not loaded its policy programs yet');
+        return this.policy.report();
+      });
       await this.admin.listen();
     } catch (e) {
       this.source?.close();
       await this.admin?.close();
       await this.http.close();
+      await this.policy?.close();
       this.sockmap?.close();
       this.lb.close();
       throw e;
@@ -165,6 +177,7 @@ export class Agent {
     this.problems = s.problems.map((p) => ({ ...p }));
     this.metrics.manifestProblems.set(s.problems.length);
     this.syncSockmap(s);
+    this.policy?.onSnapshot(s);
     const t0 = performance.now();
     try {
       // The first snapshot (and the one after a failure) is applied whole, then only what changed.
@@ -291,6 +304,7 @@ export class Agent {
       this.source?.close();
       await this.admin?.close();
       await this.http?.close();
+      await this.policy?.close();
       this.sockmap?.close();
       this.lb?.close();
       this.state = 'stopped';

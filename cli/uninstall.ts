@@ -27,8 +27,8 @@ export const command: Command = {
       console.error(`kernway uninstall: --cgroup ${cgroup} does not exist`);
       return 2;
     }
-    const { uninstall } = await import('../agent/datapath/sock-lb.js');
-    const r = uninstall(bpffs, cgroup);
+    const { uninstallAgent } = await import('../agent/uninstall.js');
+    const r = uninstallAgent(bpffs, cgroup);
     if (r.detached.length === 0 && r.unpinned.length === 0) {
       console.log(`nothing to remove under ${bpffs}`);
       return 0;

@@ -12,7 +12,8 @@ import { createLogger } from '../../common/log.js';
 import { Lab, type Pod } from '../../lab/index.js';
 import { Agent } from '../../agent/agent.js';
 import { validateAgentOptions } from '../../agent/options.js';
-import { openPinnedMaps, SOCK_LB_PROGRAMS, uninstall } from '../../agent/datapath/sock-lb.js';
+import { openPinnedMaps, SOCK_LB_PROGRAMS } from '../../agent/datapath/sock-lb.js';
+import { uninstallAgent } from '../../agent/uninstall.js';
 import { readKernelServices, type KernelService } from '../../agent/datapath/inspect.js';
 import { adminRequest } from '../../agent/admin/client.js';
 import { formatServices } from '../../cli/services.js';
@@ -73,7 +74,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const a of agents) await a.drain().catch(() => undefined);
   client?.close();
-  try { if (bpffs) uninstall(bpffs); } catch { /* the lab removes the folder anyway */ }
+  try { if (bpffs) uninstallAgent(bpffs); } catch { /* the lab removes the folder anyway */ }
   await lab?.destroy();
   if (dir) rmSync(join(dir, '..'), { recursive: true, force: true });
 });
@@ -192,7 +193,7 @@ describe('kernway agent --standalone', () => {
 
   it('uninstall detaches the programs and removes the pins: the ClusterIP is no longer balanced', async () => {
     await agent.drain();
-    const r = uninstall(bpffs, lab.cgroupPath);
+    const r = uninstallAgent(bpffs, lab.cgroupPath);
     // Ours (the eight socket load balancer links) and whatever else the agent linked there.
     for (const [prog] of SOCK_LB_PROGRAMS) expect(r.detached.some((d) => d.endsWith(`/${prog}`))).toBe(true);
     expect(r.unpinned).toEqual(expect.arrayContaining(['kw_svc', 'kw_slot', 'kw_backend', 'kw_maglev', 'kw_svc_stats', 'kw_affinity', 'kw_revnat']));
