@@ -29,6 +29,7 @@ const commands: Record<string, () => Promise<Command>> = {
   waypoint: async () => (await import('./waypoint.js')).command,
   routes: async () => (await import('./routes.js')).command,
   policies: async () => (await import('./policies.js')).command,
+  status: async () => (await import('./status.js')).command,
   bench: async () => (await import('./bench.js')).command,
 };
 

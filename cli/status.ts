@@ -1,0 +1,89 @@
+/**
+ * `kernway status`: the running agent at a glance — its state, the last reconcile, the
+ * manifests' problems, map usage and the same-node acceleration's counters (GET /v1/status
+ * on the admin socket; the counters are read from the kernel when asked).
+ */
+import { parseArgs } from 'node:util';
+import { errorMessage } from '../common/errors.js';
+import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
+import { formatTable } from '../agent/admin/table.js';
+import type { AgentStatus } from '../agent/agent.js';
+import type { MapUsage } from '../agent/datapath/service-sync.js';
+import type { Command } from './main.js';
+
+export const STATUS_ROUTE = '/v1/status';
+
+const USAGE = `kernway status [--json] [--admin-socket PATH]
+
+  --json               print the agent's status as JSON
+  --admin-socket PATH  the agent's admin API socket (default: ${DEFAULT_ADMIN_SOCKET})`;
+
+export type StatusReport = AgentStatus & { maps?: MapUsage[] };
+
+export const command: Command = {
+  summary: "show the running agent's state, last reconcile, problems, maps and sockmap counters",
+  usage: USAGE,
+  async run(argv) {
+    let values;
+    try {
+      ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false,
+        options: { json: { type: 'boolean' }, 'admin-socket': { type: 'string' } } }));
+    } catch (e) {
+      console.error(`kernway status: ${errorMessage(e)}\nusage: ${USAGE}`);
+      return 2;
+    }
+    let st: StatusReport;
+    try {
+      st = await adminRequest<StatusReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, STATUS_ROUTE);
+    } catch (e) {
+      console.error(`kernway status: ${errorMessage(e)} [${(e as { code?: string }).code ?? 'KW_INTERNAL'}]`);
+      return 1;
+    }
+    console.log(values.json ? JSON.stringify(st, null, 2) : renderStatus(st));
+    return 0;
+  },
+};
+
+export function renderStatus(st: StatusReport): string {
+  const out: string[] = [];
+  const rec = st.lastReconcile;
+  out.push(formatTable([
+    ['state', st.state],
+    ['node', st.nodeName],
+    ['cgroup', st.cgroup],
+    ['bpffs', st.bpffs],
+    ['manifests generation', st.generation],
+    ['service ports balanced', st.frontends],
+    ['maps adopted from pins', st.reusedMaps ? 'yes (restart)' : 'no (first start)'],
+    ['last reconcile', rec ? `${rec.at} in ${rec.ms.toFixed(1)} ms${rec.error ? ` FAILED: ${rec.error}` : ''}` : 'none yet'],
+  ], [{ header: 'AGENT', value: (r) => r[0] }, { header: '', value: (r) => r[1] }]));
+  if (st.problems.length > 0) {
+    out.push('', `${st.problems.length} manifest problem(s) (the last good content of those files stays in force):`);
+    out.push(formatTable(st.problems, [
+      { header: 'CODE', value: (p) => p.code },
+      { header: 'FILE', value: (p) => p.file },
+      { header: 'OBJECT', value: (p) => p.object ?? '' },
+      { header: 'FIELD', value: (p) => p.field ?? '' },
+      { header: 'MESSAGE', value: (p) => p.message },
+    ]));
+  }
+  if (st.maps && st.maps.length > 0) {
+    out.push('', formatTable(st.maps, [
+      { header: 'MAP', value: (m) => m.name },
+      { header: 'ENTRIES', value: (m) => m.entries },
+      { header: 'CAPACITY', value: (m) => m.capacity },
+    ]));
+  }
+  if (st.sockmap) {
+    const s = st.sockmap;
+    out.push('', `same-node acceleration (sockmap): ${s.enabled ? 'on' : 'off'}, ${s.sockets}/${s.capacity} sockets, ` +
+      `${s.localPods} local pod address(es)${s.localPodsOff ? ` (${s.localPodsOff} opted out)` : ''}`);
+    out.push(formatTable(Object.entries(s.stats), [
+      { header: 'COUNTER', value: (e) => e[0] },
+      { header: 'VALUE', value: (e) => e[1] },
+    ]));
+  } else {
+    out.push('', 'same-node acceleration (sockmap): not loaded (see the agent log)');
+  }
+  return out.join('\n');
+}
