@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeProxyV2 } from '../../waypoint/proxy/proxy-protocol.js';
 import { baseManifests, gatewayRoute, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
 
 const OCTET = 89;
@@ -135,6 +136,31 @@ describe('HTTP versions', () => {
     const n = Number(/kernway_waypoint_upstream_connections (\d+)/.exec(m)![1]);
     expect(n).toBeGreaterThan(0);
     expect(n).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('the mesh port', () => {
+  it('carries h2c after the PROXY header, routed by the cluster IP', async () => {
+    const vip = `10.96.${100 + (process.pid % 100)}.1`; // Service web, the first of baseManifests
+    const session = http2.connect(`http://${rig.a.gateway}:${rig.waypoint.meshPort}`, {
+      createConnection: () => {
+        const s = net.connect({ host: rig.a.gateway, port: rig.waypoint.meshPort });
+        s.write(encodeProxyV2({ address: '127.0.0.1', port: 5000 }, { address: vip, port: 80 }));
+        return s;
+      },
+    });
+    const body = await new Promise<string>((resolve, reject) => {
+      const st = session.request({ ':path': '/anything', ':authority': 'not-the-service.example' });
+      let b = '';
+      st.setEncoding('utf8');
+      st.on('data', (d: string) => { b += d; });
+      st.on('end', () => resolve(b));
+      st.on('error', reject);
+    });
+    session.close();
+    const j = JSON.parse(body) as { pod: string; path: string; proto: string };
+    expect(j.pod).toMatch(/^web-/);
+    expect(j.path).toBe('/anything');
   });
 });
 

@@ -187,3 +187,15 @@ describe('configuration changes', () => {
     await expect(request({ address: rig.a.gateway, port: 8081, path: '/web/alt' })).rejects.toThrow(/ECONNREFUSED/);
   });
 });
+
+describe('shutdown', () => {
+  it('drains: requests in flight finish, new connections are refused', async () => {
+    const pending = request({ address: rig.a.gateway, port: 8080, path: '/web/drain?delay=500ms' });
+    await new Promise((r) => setTimeout(r, 100));
+    const stopping = rig.waypoint.stop(3000);
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(request({ address: rig.a.gateway, port: 8080, path: '/web/late' })).rejects.toThrow(/ECONNREFUSED/);
+    expect((await pending).status).toBe(200);
+    await stopping;
+  });
+});

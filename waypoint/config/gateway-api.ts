@@ -333,7 +333,7 @@ function parseRule(c: Checker, rr: unknown, f: string, index: number, routeNs: s
   });
   if (matches.length === 0 && matchList.length === 0) matches.push({ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: undefined });
 
-  const filters = parseFilters(c, r.filters, `${f}.filters`, routeNs, notes, false);
+  const filters = parseFilters(c, r.filters, `${f}.filters`, routeNs, notes);
 
   const backendRefs: BackendRef[] = [];
   (c.list(r.backendRefs, `${f}.backendRefs`) ?? []).forEach((rb, j) => {
@@ -342,7 +342,7 @@ function parseRule(c: Checker, rr: unknown, f: string, index: number, routeNs: s
     if (!b) return;
     const ref = objectRef(c, b, bf, routeNs);
     const weight = c.int(b.weight, `${bf}.weight`, 0, MAX_WEIGHT, 1) ?? 1;
-    const bfilters = parseFilters(c, b.filters, `${bf}.filters`, routeNs, notes, true);
+    const bfilters = parseFilters(c, b.filters, `${bf}.filters`, routeNs, notes);
     if (ref) backendRefs.push({ ...ref, weight, filters: bfilters });
   });
   if (backendRefs.length > 16) c.fail(`${f}.backendRefs`, `must hold at most 16 references, got ${backendRefs.length}`);
@@ -498,7 +498,7 @@ export function regexProblem(v: string): string | undefined {
   return undefined;
 }
 
-function parseFilters(c: Checker, v: unknown, f: string, routeNs: string, notes: RuleNotes, onBackend: boolean): Filter[] {
+function parseFilters(c: Checker, v: unknown, f: string, routeNs: string, notes: RuleNotes): Filter[] {
   const out: Filter[] = [];
   const raw = c.list(v, f) ?? [];
   if (raw.length > 16) c.fail(f, `must hold at most 16 filters, got ${raw.length}`);
@@ -570,9 +570,6 @@ function parseFilters(c: Checker, v: unknown, f: string, routeNs: string, notes:
   }
   if ((counts.get('RequestRedirect') ?? 0) > 0 && (counts.get('URLRewrite') ?? 0) > 0) {
     c.fail(f, 'may specify either a RequestRedirect or a URLRewrite filter, not both');
-  }
-  if (onBackend && (counts.get('RequestRedirect') ?? 0) > 0) {
-    notes.unsupported.push(`${f}: a RequestRedirect filter on a backendRef is not supported by kernway (put it on the rule)`);
   }
   return out;
 }

@@ -165,6 +165,15 @@ export class RequestHandler {
 
     const backend = this.d.balancer.pickBackend(rule);
     if (!backend) return this.local(ex, res, 500, 'no_backend', 'the matched rule has no backend');
+    if (backend.redirect) {
+      const location = redirectLocation(backend.redirect, {
+        scheme: 'http', host, port: routed.port, path: target.path, query: target.query, prefix: rule.prefix, fallbackHost: conn.localAddress,
+      });
+      const h: HeaderList = ['location', location];
+      applyModifier(h, rule.responseHeaders);
+      applyModifier(h, backend.responseHeaders);
+      return this.local(ex, res, backend.redirect.statusCode, 'redirect', '', h);
+    }
     if (!backend.target) return this.local(ex, res, 500, 'invalid_backend', `backend unavailable: ${backend.failure?.message ?? 'unresolved'}`);
     const svc = backend.target;
     ex.destination = svc.key.startsWith('pod ') ? `${svc.namespace}/direct` : `${svc.namespace}/${svc.name}`;
@@ -194,7 +203,8 @@ export class RequestHandler {
 
     // The body: streamed, or buffered when it has to be sent more than once.
     const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
-    const mirrors = rule.mirrors.length === 0 ? rule.mirrors : rule.mirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
+    const allMirrors = backend.mirrors.length === 0 ? rule.mirrors : [...rule.mirrors, ...backend.mirrors];
+    const mirrors = allMirrors.length === 0 ? allMirrors : allMirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
     let body: Readable | Buffer | undefined;
     if (hasBody) {
       req.on('data', (c: Buffer) => { ex.bytesIn += c.length; });

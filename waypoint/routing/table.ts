@@ -34,6 +34,10 @@ export interface CompiledBackend {
   requestHeaders: HeaderModifier | undefined;
   responseHeaders: HeaderModifier | undefined;
   rewrite: Rewrite | undefined;
+  /** A RequestRedirect filter on the backendRef: requests given this backend are redirected. */
+  redirect: Redirect | undefined;
+  /** RequestMirror filters on the backendRef: mirrors of requests given this backend. */
+  mirrors: readonly CompiledMirror[];
 }
 
 export interface CompiledMirror { target: ServiceTarget | undefined; percent: number }
@@ -395,7 +399,7 @@ export function passthroughRule(target: ServiceTarget | undefined, failure?: Ref
   return {
     route: '', rule: 'passthrough', requestHeaders: undefined, responseHeaders: undefined, redirect: undefined, rewrite: undefined,
     cors: undefined, mirrors: [], prefix: undefined, requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined, retry: undefined,
-    backends: [{ weight: 1, target, failure: target ? undefined : failure ?? { reason: 'BackendNotFound', message: 'no target' }, requestHeaders: undefined, responseHeaders: undefined, rewrite: undefined }],
+    backends: [{ weight: 1, target, failure: target ? undefined : failure ?? { reason: 'BackendNotFound', message: 'no target' }, requestHeaders: undefined, responseHeaders: undefined, rewrite: undefined, redirect: undefined, mirrors: [] }],
     totalWeight: 1,
   };
 }
@@ -493,18 +497,20 @@ function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parent
   const backends: CompiledBackend[] = rule.backendRefs.map((b) => {
     const res = resolver.resolve(b, r.meta.namespace, parentServices);
     if (res.failure) failures.push(res.failure);
-    let bReq: HeaderModifier | undefined, bResp: HeaderModifier | undefined, bRewrite: Rewrite | undefined;
+    let bReq: HeaderModifier | undefined, bResp: HeaderModifier | undefined, bRewrite: Rewrite | undefined, bRedirect: Redirect | undefined;
+    const bMirrors: CompiledMirror[] = [];
     for (const f of b.filters) {
       if (f.type === 'RequestHeaderModifier') bReq = f.modifier;
       else if (f.type === 'ResponseHeaderModifier') bResp = f.modifier;
       else if (f.type === 'URLRewrite') bRewrite = f.rewrite;
+      else if (f.type === 'RequestRedirect') bRedirect = f.redirect;
       else if (f.type === 'RequestMirror') {
         const mres = resolver.resolve(f.backend, r.meta.namespace, parentServices);
         if (mres.failure) failures.push(mres.failure);
-        mirrors.push({ target: mres.target, percent: f.percent });
+        bMirrors.push({ target: mres.target, percent: f.percent });
       }
     }
-    return { weight: b.weight, target: res.target, failure: res.failure, requestHeaders: bReq, responseHeaders: bResp, rewrite: bRewrite };
+    return { weight: b.weight, target: res.target, failure: res.failure, requestHeaders: bReq, responseHeaders: bResp, rewrite: bRewrite, redirect: bRedirect, mirrors: bMirrors };
   });
   const first = rule.matches[0];
   return {
