@@ -12,15 +12,10 @@
 import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderList } from './headers.js';
+import { UpstreamError as H1Error } from './upstream-error.js';
 
-export type H1FailureKind = 'connect' | 'reset' | 'protocol';
-
-export class H1Error extends Error {
-  constructor(readonly kind: H1FailureKind, message: string, readonly code: string | undefined, readonly retryable: boolean) {
-    super(message);
-    this.name = 'H1Error';
-  }
-}
+/** Failures are UpstreamErrors (kind connect, reset or protocol), as the proxy expects them. */
+export { UpstreamError as H1Error } from './upstream-error.js';
 
 export interface H1Response {
   status: number;

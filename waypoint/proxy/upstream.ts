@@ -6,7 +6,8 @@
 import http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Endpoint, BackendProtocol } from '../routing/backends.js';
-import { H1Error, H1Pool } from './h1-client.js';
+import { H1Pool } from './h1-client.js';
+import { UpstreamError } from './upstream-error.js';
 import { fromObject, type HeaderList } from './headers.js';
 
 export interface UpstreamRequest {
@@ -31,15 +32,7 @@ export interface UpstreamResponse {
   abort(): void;
 }
 
-/** Why an exchange failed, as the proxy maps it to a status: connect → 503, reset/protocol → 502. */
-export type FailureKind = 'connect' | 'reset' | 'protocol';
-
-export class UpstreamError extends Error {
-  constructor(readonly kind: FailureKind, message: string, readonly code: string | undefined, readonly retryable: boolean) {
-    super(message);
-    this.name = 'UpstreamError';
-  }
-}
+export { UpstreamError, type FailureKind } from './upstream-error.js';
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
 
@@ -78,12 +71,7 @@ export class UpstreamPool {
   }
 
   private h1(r: UpstreamRequest): { response: Promise<UpstreamResponse>; abort: () => void } {
-    const x = this.h1pool.request({ address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body });
-    const response = x.response.catch((e: unknown) => {
-      if (e instanceof H1Error) throw new UpstreamError(e.kind, e.message, e.code, e.retryable);
-      throw e;
-    });
-    return { response, abort: x.abort };
+    return this.h1pool.request({ address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body });
   }
 
   private session(e: Endpoint): http2.ClientHttp2Session {
