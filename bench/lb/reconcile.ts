@@ -117,7 +117,8 @@ async function agentProcess(lab: Lab, services: number, endpoints: number, files
       await new Promise<void>((resolve, reject) => {
         const rl = createInterface({ input: child.stderr! });
         const timer = setTimeout(() => reject(new Error('agent not running within 180 s')), 180_000);
-        rl.on('line', (l) => { if (l.includes('"msg":"agent running"')) { clearTimeout(timer); rl.close(); resolve(); } });
+        // Keep reading after that: a pipe nobody drains would block the agent's log writes.
+        rl.on('line', (l) => { if (l.includes('"msg":"agent running"')) { clearTimeout(timer); resolve(); } });
         child.once('exit', (c) => { clearTimeout(timer); reject(new Error(`agent exited ${c}`)); });
       });
       const startMs = performance.now() - t0;
