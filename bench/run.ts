@@ -10,13 +10,13 @@
  * Everything created is removed at the end, on error, and on SIGINT/SIGTERM.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../common/log.js';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import { projectRoot, version } from '../common/version.js';
-import { run as runCmd } from '../lab/system.js';
+import { pidAlive, run as runCmd } from '../lab/system.js';
 import { MODES, modeDef, type ConfigureResult, type ModeInstance, type ModeName } from './modes.js';
 import { benchServices } from './services.js';
 import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
@@ -130,6 +130,22 @@ export function checkTools(opts: BenchOptions): void {
   if (missing.length > 0) throw new KernwayError('KW_BENCH_TOOLS', `kernway bench needs: ${missing.join(', ')}. Install the Debian packages named in brackets.`);
 }
 
+/**
+ * Removes the scratch folders of earlier runs that were killed before they could clean up
+ * (kernway-bench-<pid>-* and kernway-sidecar-<pid>-* whose process is gone). Their labs
+ * (namespaces, cgroups, pins) are swept by the lab's own sweep (lab/sweep.ts).
+ */
+export function sweepScratch(dir = tmpdir()): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const m = /^kernway-(?:bench|sidecar)-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+    if (!m || pidAlive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
 /** Compiles bench/connrate.c with the machine's cc into `dir`. */
 export async function buildConnrate(dir: string): Promise<string> {
   const src = join(projectRoot(), 'bench', 'connrate.c');
@@ -169,6 +185,7 @@ export interface RunHooks {
 export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<BenchResults> {
   const progress = hooks.progress ?? (() => undefined);
   checkTools(opts);
+  for (const name of sweepScratch()) progress(`removed ${name}, left by a run that was killed`);
   const started = Date.now();
   const results: BenchResults = {
     kernway: version(),

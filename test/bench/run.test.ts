@@ -7,7 +7,7 @@
  * No assertion here is about speed.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { createLogger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { cgroup2Mount, run } from '../../lab/system.js';
 import { ownerPid } from '../../lab/names.js';
-import { defaultOptions, roundOrder, runBench, serviceOrder, type BenchResults } from '../../bench/run.js';
+import { defaultOptions, roundOrder, runBench, serviceOrder, sweepScratch, type BenchResults } from '../../bench/run.js';
 import { writeReport } from '../../bench/report.js';
 import { workload } from '../../bench/workloads.js';
 
@@ -34,6 +34,17 @@ async function leftovers(pid: number): Promise<string[]> {
 describe('bench run', () => {
   const out = mkdtempSync(join(tmpdir(), `kernway-test-benchout-${process.pid}-`));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('sweeps the scratch folders of killed runs only', () => {
+    const dir = mkdtempSync(join(tmpdir(), `kernway-test-sweep-${process.pid}-`));
+    try {
+      for (const n of ['kernway-bench-999999999-aB3dE6', `kernway-sidecar-${process.pid}-xY7zW1`, 'kernway-bench-AbCdEf', 'kernway-bench-999999999-aB3dE6x']) mkdirSync(join(dir, n));
+      expect(sweepScratch(dir)).toEqual(['kernway-bench-999999999-aB3dE6']);
+      expect(readdirSync(dir).sort()).toEqual(['kernway-bench-999999999-aB3dE6x', 'kernway-bench-AbCdEf', `kernway-sidecar-${process.pid}-xY7zW1`]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('rotates the order of the modes from round to round, and walks the Service counts up then down', () => {
     expect([0, 1, 2, 3].map((r) => roundOrder(['a', 'b', 'c'], r).join(''))).toEqual(['abc', 'bca', 'cab', 'abc']);
