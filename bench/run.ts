@@ -17,6 +17,7 @@ import type { Logger } from '../common/log.js';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import { projectRoot, version } from '../common/version.js';
 import { pidAlive, run as runCmd } from '../lab/system.js';
+import { sweepLeftovers } from '../lab/sweep.js';
 import { MODES, modeDef, type ConfigureResult, type ModeInstance, type ModeName } from './modes.js';
 import { benchServices } from './services.js';
 import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
@@ -186,6 +187,9 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
   const progress = hooks.progress ?? (() => undefined);
   checkTools(opts);
   for (const name of sweepScratch()) progress(`removed ${name}, left by a run that was killed`);
+  const swept = await sweepLeftovers();
+  const sweptCount = swept.cgroups.length + swept.bpffs.length + swept.netns.length;
+  if (sweptCount > 0) progress(`removed ${sweptCount} lab object(s) left by processes that are gone`);
   const started = Date.now();
   const results: BenchResults = {
     kernway: version(),
