@@ -113,7 +113,8 @@ function targets(services: readonly number[], ratios: readonly RatioRow[], scali
     big === undefined ? [] : [{ where: at(big), ratio: find(big, 'conn-rate', 'rate', 'ebpf', 'iptables') }], (x) => x >= 1.5, 'needs modes ebpf and iptables and workload conn-rate'));
   const sc = big !== undefined && small !== undefined && big !== small
     ? scaling.find((x) => x.workload === 'conn-rate' && x.metric === 'rate' && x.mode === 'ebpf' && x.services === big && x.from === small)?.ratio : undefined;
-  out.push(...judge('conn-rate-scaling', `Connection rate: ebpf at ${big !== undefined ? fmtN(big) : '10,000'} Services within 5% of ebpf at ${small !== undefined ? fmtN(small) : '10'}`, '>= 0.95',
+  const two = big !== undefined && small !== undefined && big !== small;
+  out.push(...judge('conn-rate-scaling', `Connection rate: ebpf at ${two ? fmtN(big) : '10,000'} Services within 5% of ebpf at ${two ? fmtN(small) : '10'}`, '>= 0.95',
     big !== undefined && small !== undefined && big !== small ? [{ where: `${at(big)} / ${at(small)}`, ratio: sc }] : [], (x) => x >= 0.95,
     'needs mode ebpf, workload conn-rate and at least two Service counts'));
   for (const w of ['http1', 'h2c'] as const) {
