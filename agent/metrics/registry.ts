@@ -98,7 +98,8 @@ export class AgentMetrics {
       async collect() {
         const samples = await self.read(m);
         this.reset();
-        if (samples) for (const s of samples) if (s.value > 0) (s.labels ? this.inc(s.labels, s.value) : this.inc(s.value));
+        // A known label set with nothing counted yet still shows 0 (rate() needs the series from the start).
+        if (samples) for (const s of samples) if (s.value >= 0) (s.labels ? this.inc(s.labels, s.value) : this.inc(s.value));
       },
     });
   }

@@ -64,6 +64,15 @@ describe('AgentMetrics', () => {
     expect(await m.text()).toMatch(/^kernway_metrics_collect_errors_total\{metric="kernway_broken_entries"\} 2$/m);
   });
 
+  it('shows a known label set at 0 before anything is counted', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    m.counterAtScrape({ name: 'kw_test_refused_total', help: 'h', labelNames: ['service'],
+      read: () => [{ labels: { service: 'demo/echo' }, value: 0 }, { labels: { service: 'demo/web' }, value: 3 }] });
+    const text = await m.text();
+    expect(text).toContain('kw_test_refused_total{service="demo/echo"} 0');
+    expect(text).toContain('kw_test_refused_total{service="demo/web"} 3');
+  });
+
   it('refuses bad names', () => {
     const m = new AgentMetrics({ defaultMetrics: false });
     expect(() => m.gaugeAtScrape({ name: 'bad-name', help: 'x', read: () => [] })).toThrow(/metric name/);
