@@ -117,7 +117,9 @@ export async function measureMemory(dir: string, o: { routes: number; cpu: numbe
     procs.push(await startNginx('memory-backend', dir, o.loadCpu, `  access_log off;
   server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
     const points: MemoryPoint[] = [];
-    for (const flags of o.nodeFlags.length > 0 ? [o.nodeFlags, []] : [[]]) {
+    // The flags the waypoint runs with, Node's defaults, and V8's memory-over-speed mode.
+    const variants: string[][] = [o.nodeFlags, [], ['--optimize-for-size']].filter((f, i, all) => all.findIndex((g) => g.join(' ') === f.join(' ')) === i);
+    for (const flags of variants) {
       points.push(await point(dir, 0, o.cpu, 'one file', flags));
       points.push(await point(dir, o.routes, o.cpu, 'one file', flags));
       points.push(await point(dir, o.routes, o.cpu, 'file per route', flags));

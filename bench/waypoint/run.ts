@@ -6,7 +6,7 @@
  *
  *   node dist/bench/waypoint/run.js [--seconds 10] [--connections 64] [--rounds 3]
  *     [--proxy-cpu 0] [--load-cpu 1] [--routes 1000] [--node-flags '...'] [--out DIR]
- *     [--skip-memory] [--skip-load]
+ *     [--skip-memory] [--skip-load] [--baselines]
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../../common/version.js';
 import { parseH2load, parseWrk, WRK_SCRIPT, type Sample } from '../tools.js';
+import { BASELINE_PROGRAMS, startBaseline } from './baselines.js';
 import { measureMemory, type MemoryResult } from './memory.js';
 import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
 
@@ -26,9 +27,11 @@ export interface LoadOptions {
   rounds: number;
   /** Node.js flags for the waypoint process (as the deployment runs it). */
   nodeFlags: string[];
+  /** Also measure what Node.js itself costs (bench/waypoint/baselines.ts), with wrk only. */
+  baselines: boolean;
 }
 
-type ProxyName = 'waypoint' | 'nginx';
+type ProxyName = 'waypoint' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
 interface Run { round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number }
 
 const ADDR = '127.93.0.1';
@@ -133,7 +136,7 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-interface Target { proxy: ProxyName; h1: string; h2: string; pids: () => number[] }
+interface Target { proxy: ProxyName; h1: string; h2: string | undefined; pids: () => number[] }
 
 /** One proxy, one round: throughput and latency with wrk and h2load, with the proxy's CPU per request. */
 async function measure(t: Target, round: number, o: LoadOptions, dir: string): Promise<Run[]> {
@@ -149,9 +152,11 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string): P
   await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
   await timed('wrk', 'throughput', () => wrk(o, dir, t.h1, o.connections, o.seconds));
   await timed('wrk', 'latency', () => wrk(o, dir, t.h1, 1, o.seconds));
-  await h2load(o, dir, t.h2, o.h2Connections, o.h2Streams, o.warmupSeconds);
-  await timed('h2load', 'throughput', () => h2load(o, dir, t.h2, o.h2Connections, o.h2Streams, o.seconds));
-  await timed('h2load', 'latency', () => h2load(o, dir, t.h2, 1, 1, o.seconds));
+  const h2 = t.h2;
+  if (h2 === undefined) return runs;
+  await h2load(o, dir, h2, o.h2Connections, o.h2Streams, o.warmupSeconds);
+  await timed('h2load', 'throughput', () => h2load(o, dir, h2, o.h2Connections, o.h2Streams, o.seconds));
+  await timed('h2load', 'latency', () => h2load(o, dir, h2, 1, 1, o.seconds));
   return runs;
 }
 
@@ -184,14 +189,24 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
       { proxy: 'waypoint', h1: url, h2: url, pids: () => [wp.pid] },
     ];
+    if (o.baselines) {
+      let port = 18191;
+      for (const name of Object.keys(BASELINE_PROGRAMS) as ProxyName[]) {
+        const b = await startBaseline(name, dir, o.proxyCpu, { address: ADDR, port }, BACKEND);
+        procs.push(b);
+        targets.push({ proxy: name, h1: `http://${ADDR}:${port}/echo`, h2: undefined, pids: () => [b.pid] });
+        port++;
+      }
+    }
     const runs: Run[] = [];
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) runs.push(...await measure(t, round, o, dir));
     }
     const summary: Summary[] = [];
-    for (const proxy of ['nginx', 'waypoint'] as const) for (const tool of ['wrk', 'h2load'] as const) for (const kind of ['throughput', 'latency'] as const) {
+    for (const proxy of targets.map((t) => t.proxy)) for (const tool of ['wrk', 'h2load'] as const) for (const kind of ['throughput', 'latency'] as const) {
       const rs = runs.filter((r) => r.proxy === proxy && r.tool === tool && r.kind === kind);
+      if (rs.length === 0) continue;
       summary.push({
         proxy, tool, kind, rps: med(rs.map((r) => r.sample.rps!)), p50: med(rs.map((r) => r.sample.p50!)), p99: med(rs.map((r) => r.sample.p99!)),
         cpuUsPerRequest: med(rs.map((r) => r.cpuUsPerRequest)), errors: rs.reduce((n, r) => n + (r.sample.errors ?? 0), 0),
@@ -237,14 +252,14 @@ async function cli(): Promise<void> {
     options: {
       seconds: { type: 'string' }, connections: { type: 'string' }, 'proxy-cpu': { type: 'string' }, 'load-cpu': { type: 'string' },
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
-      rounds: { type: 'string' }, 'node-flags': { type: 'string' },
+      rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' },
     },
   });
   const nodeFlags = (values['node-flags'] ?? WAYPOINT_NODE_FLAGS.join(' ')).split(' ').filter((x) => x !== '');
   const o: LoadOptions = {
     seconds: Number(values.seconds ?? 10), connections: Number(values.connections ?? 64), h2Connections: 16, h2Streams: 8,
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
-    rounds: Number(values.rounds ?? 3), nodeFlags,
+    rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });
