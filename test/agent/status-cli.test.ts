@@ -7,29 +7,17 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../common/version.js';
+import { KERNWAY_MAIN as MAIN, runKernway as kernway } from '../fixtures/cli.js';
 import { Lab } from '../../lab/index.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import type { StatusReport } from '../../cli/status.js';
 
-const MAIN = join(projectRoot(), 'dist', 'cli', 'main.js');
 let lab: Lab;
 let root: string;
 let dir: string;
 let bpffs: string;
 let socket: string;
 let agent: ChildProcess | undefined;
-
-function kernway(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function statusJson(): Promise<StatusReport> {
   const r = await kernway(['status', '--json', '--admin-socket', socket]);

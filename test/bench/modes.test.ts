@@ -11,8 +11,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KERNWAY_MAIN } from '../fixtures/cli.js';
 import { createLogger } from '../../common/log.js';
-import { projectRoot } from '../../common/version.js';
 import { processesIn } from '../../lab/cgroup.js';
 import { pidAlive, run } from '../../lab/system.js';
 import { MODES, modeDef, type ModeInstance, type ModeName } from '../../bench/modes.js';
@@ -66,7 +66,7 @@ describe('benchmark modes: setup, path, teardown', () => {
 
   for (const name of MODES.map((m) => m.name) as ModeName[]) {
     it(`${name}: carries HTTP from the client pod to the server pod, then leaves nothing behind`, async () => {
-      const env = { dir: join(dir, name), log, node: process.execPath, kernwayMain: join(projectRoot(), 'dist', 'cli', 'main.js') };
+      const env = { dir: join(dir, name), log, node: process.execPath, kernwayMain: KERNWAY_MAIN };
       const m = await modeDef(name).create(env);
       open.push(m);
       const conf = await m.configure(benchServices(10, m.server.ipv4));

@@ -11,15 +11,14 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { KERNWAY_MAIN as MAIN } from '../fixtures/cli.js';
 import { createLogger } from '../../common/log.js';
-import { projectRoot } from '../../common/version.js';
 import { cgroup2Mount, run } from '../../lab/system.js';
 import { ownerPid } from '../../lab/names.js';
 import { defaultOptions, roundOrder, runBench, serviceOrder, sweepScratch, type BenchResults } from '../../bench/run.js';
 import { writeReport } from '../../bench/report.js';
 import { workload } from '../../bench/workloads.js';
 
-const MAIN = join(projectRoot(), 'dist', 'cli', 'main.js');
 
 /** Lab objects (netns, cgroups, bpffs folders) and scratch folders a bench process (by PID) owns. */
 async function leftovers(pid: number): Promise<string[]> {

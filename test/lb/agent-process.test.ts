@@ -9,12 +9,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../common/version.js';
+import { KERNWAY_MAIN as MAIN, runKernway as kernway } from '../fixtures/cli.js';
 import { Lab, type Pod } from '../../lab/index.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
 
-const MAIN = join(projectRoot(), 'dist', 'cli', 'main.js');
 let lab: Lab;
 let root: string;
 let dir: string;
@@ -22,17 +21,6 @@ let bpffs: string;
 let pods: Pod[];
 let client: Client;
 const children: ChildProcess[] = [];
-
-function kernway(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    c.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    c.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
