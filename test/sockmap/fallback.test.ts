@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Pod } from '../../lab/index.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
-import { Server, delta, loadSockmap, localPodsOf, runClient, startClient, waitFor } from './harness.js';
+import { Server, delta, dualStack, loadSockmap, localPodsOf, runClient, startClient, stopRig, waitFor } from './harness.js';
 
 const TFO = fileURLToPath(new URL('../fixtures/sockmap-tfo.py', import.meta.url));
 
@@ -17,18 +17,14 @@ describe('sockmap: connections opened before the agent started', () => {
   let lab: Lab;
   let sm: Sockmap | undefined;
   let server: Server;
-  afterAll(async () => {
-    await server?.stop();
-    sm?.close();
-    await lab?.destroy();
-  });
+  afterAll(() => stopRig({ server, sm, lab }));
 
   it('keep working through the stack; new ones are accelerated', async () => {
     lab = await Lab.create({ tag: 'smearly' });
     const a = await lab.addPod('a');
     const b = await lab.addPod('b');
     server = await Server.start(lab, b, '::', [7001]);
-    const targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+    const targets = dualStack(b, 7001);
     // Long transfers: each side waits 1.5 s before reading, so most bytes move after the load.
     const early = startClient(lab, a, { targets, conns: 6, concurrency: 6, min: 8 << 20, max: 8 << 20, serverDelayMs: 1500, readDelayMs: 1500 });
     await sleep(500);
@@ -63,16 +59,12 @@ describe('sockmap: peers that are not local pods', () => {
     sm.setLocalPods(localPodsOf(a, b));
     servers = [await Server.start(lab, b, '::', [7001]), await Server.start(lab, r, '::', [7001]), await Server.start(lab, 'node', '::', [7002])];
   });
-  afterAll(async () => {
-    for (const s of servers ?? []) await s.stop();
-    sm?.close();
-    await lab?.destroy();
-  });
+  afterAll(() => stopRig({ servers, sm, lab }));
 
   it('a pod talking to a host on another node, and back, goes through the stack', async () => {
     const before = sm.stats();
-    const out = await runClient(lab, a, { targets: [{ host: r.ipv4, port: 7001 }, { host: r.ipv6, port: 7001 }], conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
-    const back = await runClient(lab, r, { targets: [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }], conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
+    const out = await runClient(lab, a, { targets: dualStack(r, 7001), conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
+    const back = await runClient(lab, r, { targets: dualStack(b, 7001), conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
     expect(out.failures).toEqual([]);
     expect(back.failures).toEqual([]);
     expect(out.ok + back.ok).toBe(40);
@@ -92,10 +84,7 @@ describe('sockmap: peers that are not local pods', () => {
 describe('sockmap: TCP Fast Open', () => {
   let lab: Lab;
   let sm: Sockmap;
-  afterAll(async () => {
-    sm?.close();
-    await lab?.destroy();
-  });
+  afterAll(() => stopRig({ sm, lab }));
 
   it('data sent in the SYN and the bytes after it arrive in order', async () => {
     lab = await Lab.create({ tag: 'smtfo' });
@@ -124,11 +113,7 @@ describe('sockmap: a full sockhash', () => {
   let lab: Lab;
   let sm: Sockmap;
   let server: Server;
-  afterAll(async () => {
-    await server?.stop();
-    sm?.close();
-    await lab?.destroy();
-  });
+  afterAll(() => stopRig({ server, sm, lab }));
 
   it('leaves new connections on the stack, counts them, and fails nothing', async () => {
     lab = await Lab.create({ tag: 'smfull' });
@@ -139,7 +124,7 @@ describe('sockmap: a full sockhash', () => {
     sm.setLocalPods(localPodsOf(a, b));
     server = await Server.start(lab, b, '::', [7001]);
     // 40 connections open at once: at most 8 sockets fit.
-    const res = await runClient(lab, a, { targets: [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }], conns: 40, concurrency: 40, min: 64 << 10, max: 1 << 20, serverDelayMs: 300 });
+    const res = await runClient(lab, a, { targets: dualStack(b, 7001), conns: 40, concurrency: 40, min: 64 << 10, max: 1 << 20, serverDelayMs: 300 });
     expect(res.failures).toEqual([]);
     expect(res.ok).toBe(40);
     const s = sm.stats();
@@ -169,14 +154,10 @@ describe('sockmap: switched off at runtime', () => {
     sm.setEnabled(true);
     sm.setLocalPods(localPodsOf(a, b, c));
   });
-  afterAll(async () => {
-    for (const s of servers ?? []) await s.stop();
-    sm?.close();
-    await lab?.destroy();
-  });
+  afterAll(() => stopRig({ servers, sm, lab }));
 
   it('node-wide: running connections stay accelerated, new ones take the stack, on again accelerates', async () => {
-    const targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+    const targets = dualStack(b, 7001);
     const s0 = sm.stats();
     // Established now; the server only starts sending (16 MiB each) after 800 ms.
     const running = startClient(lab, a, { targets, conns: 4, concurrency: 4, min: 16 << 20, max: 16 << 20, serverDelayMs: 800, readDelayMs: 800 });
@@ -204,9 +185,9 @@ describe('sockmap: switched off at runtime', () => {
   it('per pod: an opted-out pod gets the stack, the others keep acceleration', async () => {
     sm.setLocalPods([...localPodsOf(a, c), { ip: b.ipv4, sockmapOff: true }, { ip: b.ipv6, sockmapOff: true }]);
     const s0 = sm.stats();
-    const toB = await runClient(lab, a, { targets: [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }], conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
+    const toB = await runClient(lab, a, { targets: dualStack(b, 7001), conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
     const s1 = sm.stats();
-    const toC = await runClient(lab, a, { targets: [{ host: c.ipv4, port: 7001 }, { host: c.ipv6, port: 7001 }], conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
+    const toC = await runClient(lab, a, { targets: dualStack(c, 7001), conns: 10, concurrency: 10, min: 1, max: 256 << 10 });
     const s2 = sm.stats();
     expect(toB.failures).toEqual([]);
     expect(toC.failures).toEqual([]);

@@ -5,9 +5,9 @@
  * the peer has read every byte sent so far. Streams stay whole and in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, type Pod } from '../../lab/index.js';
+import type { Lab, Pod } from '../../lab/index.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
-import { Server, delta, loadSockmap, localPodsOf, runClient } from './harness.js';
+import { delta, runClient, startPairRig, stopRig, type Server } from './harness.js';
 
 let lab: Lab;
 let a: Pod, b: Pod;
@@ -16,20 +16,10 @@ let server: Server;
 let targets: Array<{ host: string; port: number }>;
 
 beforeAll(async () => {
-  lab = await Lab.create({ tag: 'smhand' });
-  a = await lab.addPod('a');
-  b = await lab.addPod('b');
-  sm = await loadSockmap(lab, { testFirstMiss: true });
-  sm.setLocalPods(localPodsOf(a, b));
-  server = await Server.start(lab, b, '::', [7001]);
-  targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+  ({ lab, a, b, sm, server, targets } = await startPairRig('smhand', { testFirstMiss: true }));
 });
 
-afterAll(async () => {
-  await server?.stop();
-  sm?.close();
-  await lab?.destroy();
-});
+afterAll(() => stopRig({ server, sm, lab }));
 
 describe('sockmap: handover after a first message without peer', () => {
   it('request/response: both directions hand over and every byte arrives in order', async () => {

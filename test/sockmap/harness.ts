@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Lab, Pod, Target } from '../../lab/index.js';
+import { Lab, type Pod, type Target } from '../../lab/index.js';
 import { Sockmap, type SockmapOptions, type SockmapStats } from '../../agent/datapath/sockmap.js';
 
 export const SERVER = fileURLToPath(new URL('../fixtures/sockmap-server.mjs', import.meta.url));
@@ -121,4 +121,44 @@ export function delta(before: SockmapStats, after: SockmapStats): SockmapStats {
   const out = { ...after };
   for (const k of Object.keys(out) as Array<keyof SockmapStats>) out[k] = after[k] - before[k];
   return out;
+}
+
+/** Where a pod's server listens on `port`, over IPv4 and over IPv6 (a job's `targets`). */
+export function dualStack(pod: Pod, port: number): Array<{ host: string; port: number }> {
+  return [{ host: pod.ipv4, port }, { host: pod.ipv6, port }];
+}
+
+/** The rig most sockmap tests share: pods a and b, accelerated, and a server in b on port 7001. */
+export interface PairRig {
+  lab: Lab;
+  a: Pod;
+  b: Pod;
+  sm: Sockmap;
+  server: Server;
+  targets: Array<{ host: string; port: number }>;
+}
+
+/** Builds a PairRig in a new lab (the sockmap loaded before the server starts); removes what it made if a step fails. */
+export async function startPairRig(tag: string, opts: Parameters<typeof loadSockmap>[1] = {}): Promise<PairRig> {
+  const lab = await Lab.create({ tag });
+  let sm: Sockmap | undefined;
+  try {
+    const a = await lab.addPod('a');
+    const b = await lab.addPod('b');
+    sm = await loadSockmap(lab, opts);
+    sm.setLocalPods(localPodsOf(a, b));
+    const server = await Server.start(lab, b, '::', [7001]);
+    return { lab, a, b, sm, server, targets: dualStack(b, 7001) };
+  } catch (err) {
+    await stopRig({ sm, lab });
+    throw err;
+  }
+}
+
+/** Stops the servers, closes the sockmap and destroys the lab: whichever of them exist. */
+export async function stopRig(r: { server?: Server; servers?: Server[]; sm?: Sockmap; lab?: Lab }): Promise<void> {
+  await r.server?.stop();
+  for (const s of r.servers ?? []) await s.stop();
+  r.sm?.close();
+  await r.lab?.destroy();
 }

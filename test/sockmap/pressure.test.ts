@@ -3,10 +3,10 @@
  * against a reader that stalls, and many tiny writes with TCP_NODELAY.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, type Pod } from '../../lab/index.js';
+import type { Lab, Pod } from '../../lab/index.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
 import { run } from '../../lab/system.js';
-import { Server, delta, loadSockmap, localPodsOf, runClient } from './harness.js';
+import { delta, runClient, startPairRig, stopRig, type Server } from './harness.js';
 
 let lab: Lab;
 let a: Pod, b: Pod;
@@ -15,20 +15,10 @@ let server: Server;
 let targets: Array<{ host: string; port: number }>;
 
 beforeAll(async () => {
-  lab = await Lab.create({ tag: 'smpress' });
-  a = await lab.addPod('a');
-  b = await lab.addPod('b');
-  sm = await loadSockmap(lab);
-  sm.setLocalPods(localPodsOf(a, b));
-  server = await Server.start(lab, b, '::', [7001]);
-  targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+  ({ lab, a, b, sm, server, targets } = await startPairRig('smpress'));
 });
 
-afterAll(async () => {
-  await server?.stop();
-  sm?.close();
-  await lab?.destroy();
-});
+afterAll(() => stopRig({ server, sm, lab }));
 
 describe('sockmap: backpressure and tiny writes', () => {
   it('writes much larger than the socket buffers, to readers that stall, arrive whole', async () => {

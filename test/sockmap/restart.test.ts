@@ -10,7 +10,7 @@ import { Lab } from '../../lab/index.js';
 import { BpfLink } from '../../native/index.js';
 import { pinLayout, uninstall } from '../../agent/datapath/sock-lb.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
-import { Server, loadSockmap, localPodsOf, runClient, startClient, waitFor } from './harness.js';
+import { Server, dualStack, loadSockmap, localPodsOf, runClient, startClient, stopRig, waitFor } from './harness.js';
 
 /** BPF objects (maps, programs, links) this process holds file descriptors of. */
 function bpfFds(): string[] {
@@ -38,18 +38,14 @@ describe('sockmap: agent restart', () => {
   let lab: Lab;
   let sm: Sockmap | undefined;
   let server: Server;
-  afterAll(async () => {
-    await server?.stop();
-    sm?.close();
-    await lab?.destroy();
-  });
+  afterAll(() => stopRig({ server, sm, lab }));
 
   it('100 transfers running across the restart all complete with correct checksums', async () => {
     lab = await Lab.create({ tag: 'smrestart' });
     const a = await lab.addPod('a');
     const b = await lab.addPod('b');
     server = await Server.start(lab, b, '::', [7001]);
-    const targets = [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+    const targets = dualStack(b, 7001);
     const fdsBefore = bpfFds().length;
 
     sm = await loadSockmap(lab);
