@@ -8,6 +8,7 @@ import http from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/version.js';
+import { gatewayManifests } from './manifests.js';
 import { rssBytes, startNginx, startWaypoint, type Proc } from './procs.js';
 
 export interface MemoryPoint { routes: number; layout: 'one file' | 'file per route'; nodeFlags: string[]; rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number }
@@ -20,17 +21,7 @@ const ADMIN = 18290;
 const SERVICES = 100;
 
 export function manyRoutes(n: number): string {
-  const parts: string[] = [`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: kernway}
-spec: {controllerName: kernway.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: bench}
-spec:
-  gatewayClassName: kernway
-  listeners: [{name: http, port: ${PORT}, protocol: HTTP}]`];
+  const parts: string[] = [gatewayManifests('bench', 'bench', PORT)];
   for (let s = 0; s < SERVICES; s++) {
     parts.push(`apiVersion: v1
 kind: Service

@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { projectRoot } from '../../common/version.js';
 import { parseH2load, parseWrk, WRK_SCRIPT, type Sample } from '../tools.js';
 import { BASELINE_PROGRAMS, startBaseline } from './baselines.js';
+import { gatewayManifests } from './manifests.js';
 import { measureMemory, type MemoryResult } from './memory.js';
 import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
 
@@ -64,17 +65,7 @@ function nginxProxyBlock(dir: string): string {
 }
 
 export function waypointBenchManifests(): string {
-  return `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: kernway}
-spec: {controllerName: kernway.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: bench}
-spec:
-  gatewayClassName: kernway
-  listeners: [{name: http, port: ${WAYPOINT.port}, protocol: HTTP}]
+  return `${gatewayManifests('bench', 'bench', WAYPOINT.port)}
 ---
 apiVersion: v1
 kind: Service

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
 import { projectRoot } from '../../common/version.js';
+import { gatewayManifests } from '../../bench/waypoint/manifests.js';
 import { parseWaypointArgs } from '../../waypoint/options.js';
 import { EchoServer } from './fixtures/echo.js';
 import { request, rigAddresses } from './fixtures/rig.js';
@@ -18,17 +19,7 @@ const a = rigAddresses(92, { web: 1 });
 const ADMIN_PORT = 20000 + (process.pid % 10000);
 
 function manifests(): string {
-  return `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: kernway}
-spec: {controllerName: kernway.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: ns}
-spec:
-  gatewayClassName: kernway
-  listeners: [{name: http, port: 18080, protocol: HTTP}]
+  return `${gatewayManifests('gw', 'ns', 18080)}
 ---
 apiVersion: v1
 kind: Service
