@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../../lab/index.js';
 import { invokedDirectly } from './main-guard.js';
+import { middle as median } from '../round-stats.js';
 import { buildModel } from '../../agent/model/model.js';
 import { buildServiceTable } from '../../agent/model/service-table.js';
 import type { SourcedObject } from '../../agent/model/types.js';
@@ -33,11 +34,6 @@ function parseSockperf(out: string): Percentiles {
   };
   const avg = /avg-(?:lat|rtt)=\s*([\d.]+)/.exec(out);
   return { p50: pct('50.0'), p99: pct('99.0'), avg: avg ? Number(avg[1]) : NaN };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 export async function latencyBench(opts: { seconds: number; rounds: number; msgSize: number }): Promise<Record<string, unknown>> {

@@ -30,6 +30,7 @@ import type { Pod } from '../../agent/model/types.js';
 import { parsePolicy } from '../../agent/policy/parse.js';
 import type { AuthorizationPolicy } from '../../agent/policy/types.js';
 import { invokedDirectly } from '../lb/main-guard.js';
+import { middle as median, ratio, sockperfLatency as parseSockperf, type Latency } from '../round-stats.js';
 import { encodeLxcVal, encodeU32 } from '../../agent/datapath/policy-codec.js';
 import { addrBytes } from '../../agent/policy/cidr.js';
 
@@ -37,7 +38,6 @@ const HTTP_PORT = 8080;
 const SOCKPERF_PORT = 11111;
 const NODE = 'bench-node';
 
-interface Latency { p50: number; p99: number }
 interface WrkResult extends Latency { rps: number; errors: number }
 
 function modelPod(ns: string, name: string, sa: string, labels: Record<string, string>, ip: string, node: string, cgroup?: string): Pod {
@@ -97,20 +97,6 @@ function parseWrk(out: string): WrkResult {
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   if (!rps) throw new Error(`wrk output has no Requests/sec:\n${out}`);
   return { rps: Number(rps[1]), p50: pct('50'), p99: pct('99'), errors: errs ? Number(errs[1]) + Number(errs[4]) : 0 };
-}
-
-function parseSockperf(out: string): Latency {
-  const pct = (p: string): number => {
-    const m = new RegExp(`percentile ${p.replace('.', '\\.')}\\d* =\\s+([\\d.]+)`).exec(out);
-    if (!m) throw new Error(`sockperf output has no percentile ${p}:\n${out}`);
-    return Number(m[1]);
-  };
-  return { p50: pct('50.0'), p99: pct('99.0') };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 export async function policyBench(opts: { seconds: number; rounds: number; policies: number; identities: number; connections: number }): Promise<Record<string, unknown>> {
@@ -206,7 +192,6 @@ export async function policyBench(opts: { seconds: number; rounds: number; polic
     const lat = (xs: Latency[]) => ({ p50: median(xs.map((x) => x.p50)), p99: median(xs.map((x) => x.p99)) });
     const r0 = { local: sum(runs[0].local), remote: sum(runs[0].remote), pingpong: lat(runs[0].pingpong) };
     const rn = { local: sum(runs.n.local), remote: sum(runs.n.remote), pingpong: lat(runs.n.pingpong) };
-    const ratio = (a: number, b: number): number => +(a / b).toFixed(3);
     const counters = engine.endpoints.counters().get('bench/server');
     return {
       bench: 'policy', unit: 'connections/s; latency usec', seconds: opts.seconds, rounds: opts.rounds, connections: opts.connections, apply,

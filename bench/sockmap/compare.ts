@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab, type Pod } from '../../lab/index.js';
 import { invokedDirectly } from '../lb/main-guard.js';
+import { middle as median, ratio, sockperfLatency as parseSockperf, type Latency } from '../round-stats.js';
 import { buildModel } from '../../agent/model/model.js';
 import { buildServiceTable } from '../../agent/model/service-table.js';
 import type { SourcedObject } from '../../agent/model/types.js';
@@ -26,24 +27,7 @@ const VIP = '10.96.0.77';
 const SOCKPERF_PORT = 11111;
 const IPERF_PORT = 5201;
 
-export interface Latency { p50: number; p99: number }
-
-/** sockperf's summary lines: "---> percentile 50.000 =    12.345" (usec). */
-export function parseSockperf(out: string): Latency {
-  const pct = (p: string): number => {
-    const m = new RegExp(`percentile ${p.replace('.', '\\.')}\\d* =\\s+([\\d.]+)`).exec(out);
-    if (!m) throw new Error(`sockperf output has no percentile ${p}:\n${out}`);
-    return Number(m[1]);
-  };
-  return { p50: pct('50.0'), p99: pct('99.0') };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-const ratio = (a: number, b: number): number => +(a / b).toFixed(3);
+export { type Latency, sockperfLatency as parseSockperf } from '../round-stats.js';
 
 function diff(a: SockmapStats, b: SockmapStats): Partial<SockmapStats> {
   return { redirectedMessages: b.redirectedMessages - a.redirectedMessages, redirectedBytes: b.redirectedBytes - a.redirectedBytes,
