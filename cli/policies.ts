@@ -2,11 +2,11 @@
  * `kernway policies`: each workload's effective L4 policy and its counters, as the
  * running agent knows them (GET /policies on its admin socket).
  */
-import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
 import { formatTable } from '../agent/admin/table.js';
 import type { PolicyReport, WorkloadReport } from '../agent/datapath/policy-engine.js';
+import { parseCommandOptions } from './args.js';
 import type { Command } from './main.js';
 
 /** The admin route serving PolicyEngine.report(). */
@@ -22,16 +22,8 @@ export const command: Command = {
   summary: 'show each workload\'s effective authorization policy and its counters',
   usage: USAGE,
   async run(argv) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv, strict: true, allowPositionals: false,
-        options: { json: { type: 'boolean' }, 'admin-socket': { type: 'string' }, all: { type: 'boolean' } },
-      }));
-    } catch (e) {
-      console.error(`kernway policies: ${errorMessage(e)}\nusage: ${USAGE}`);
-      return 2;
-    }
+    const values = parseCommandOptions('policies', USAGE, argv, { json: { type: 'boolean' }, 'admin-socket': { type: 'string' }, all: { type: 'boolean' } });
+    if (!values) return 2;
     let report: PolicyReport;
     try {
       report = await adminRequest<PolicyReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, POLICIES_ROUTE);

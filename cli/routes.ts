@@ -4,7 +4,6 @@
  * Services, and the problems found in the manifests. From a running waypoint (its admin
  * address), or computed from a manifest directory.
  */
-import { parseArgs } from 'node:util';
 import http from 'node:http';
 import { InvalidArgumentError, errorMessage } from '../common/errors.js';
 import { ManifestDirectory } from '../agent/sources/manifest-dir.js';
@@ -12,6 +11,7 @@ import { buildWaypointConfig, validateWaypointObject } from '../waypoint/config/
 import { parseHostPort } from '../waypoint/options.js';
 import { buildRoutingTable } from '../waypoint/routing/table.js';
 import { formatReport, statusReport, type StatusReport } from '../waypoint/status.js';
+import { parseCommandOptions } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE = `kernway routes [--json] [--admin HOST:PORT | --manifests DIR --namespace NS [--listen-address IP]]
@@ -53,16 +53,8 @@ export const command: Command = {
   summary: 'show HTTPRoute status (Accepted, ResolvedRefs with reasons), Gateway listeners and manifest problems',
   usage: USAGE,
   async run(argv) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv, strict: true, allowPositionals: false,
-        options: { json: { type: 'boolean' }, admin: { type: 'string' }, manifests: { type: 'string' }, namespace: { type: 'string' }, 'listen-address': { type: 'string' } },
-      }));
-    } catch (e) {
-      console.error(`kernway routes: ${errorMessage(e)}\nusage: ${USAGE}`);
-      return 2;
-    }
+    const values = parseCommandOptions('routes', USAGE, argv, { json: { type: 'boolean' }, admin: { type: 'string' }, manifests: { type: 'string' }, namespace: { type: 'string' }, 'listen-address': { type: 'string' } });
+    if (!values) return 2;
     let report: StatusReport;
     try {
       if (values.manifests !== undefined) {

@@ -3,11 +3,11 @@
  * through the running agent's admin API, or with --bpffs straight from the pinned maps
  * (no agent needed).
  */
-import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { DEFAULTS } from '../agent/options.js';
 import type { KernelService } from '../agent/datapath/inspect.js';
 import { formatTable } from '../agent/admin/table.js';
+import { parseCommandOptions } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE = `kernway services [--json] [--admin-socket PATH | --bpffs DIR]
@@ -31,15 +31,10 @@ export const command: Command = {
   summary: 'list the Services the kernel balances (VIP:port/proto, backends, algorithm), read from the maps',
   usage: USAGE,
   async run(argv) {
-    let values;
-    try {
-      ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-        json: { type: 'boolean', default: false }, 'admin-socket': { type: 'string' }, bpffs: { type: 'string' },
-      } }));
-    } catch (e) {
-      console.error(`kernway services: ${errorMessage(e)}\nusage: ${USAGE}`);
-      return 2;
-    }
+    const values = parseCommandOptions('services', USAGE, argv, {
+      json: { type: 'boolean', default: false }, 'admin-socket': { type: 'string' }, bpffs: { type: 'string' },
+    });
+    if (!values) return 2;
     if (values.bpffs !== undefined && values['admin-socket'] !== undefined) {
       console.error('kernway services: give --admin-socket or --bpffs, not both');
       return 2;

@@ -3,12 +3,12 @@
  * manifests' problems, map usage and the same-node acceleration's counters (GET /v1/status
  * on the admin socket; the counters are read from the kernel when asked).
  */
-import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
 import { formatTable } from '../agent/admin/table.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { MapUsage } from '../agent/datapath/service-sync.js';
+import { parseCommandOptions } from './args.js';
 import type { Command } from './main.js';
 
 export const STATUS_ROUTE = '/v1/status';
@@ -24,14 +24,8 @@ export const command: Command = {
   summary: "show the running agent's state, last reconcile, problems, maps and sockmap counters",
   usage: USAGE,
   async run(argv) {
-    let values;
-    try {
-      ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false,
-        options: { json: { type: 'boolean' }, 'admin-socket': { type: 'string' } } }));
-    } catch (e) {
-      console.error(`kernway status: ${errorMessage(e)}\nusage: ${USAGE}`);
-      return 2;
-    }
+    const values = parseCommandOptions('status', USAGE, argv, { json: { type: 'boolean' }, 'admin-socket': { type: 'string' } });
+    if (!values) return 2;
     let st: StatusReport;
     try {
       st = await adminRequest<StatusReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, STATUS_ROUTE);

@@ -1,8 +1,8 @@
 /** `kernway uninstall`: detach every kernway program and remove every pin of an agent's bpffs folder. */
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { DEFAULTS, cgroup2Root } from '../agent/options.js';
+import { parseCommandOptions } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE = `kernway uninstall [--cgroup PATH] [--bpffs DIR]
@@ -14,13 +14,8 @@ export const command: Command = {
   summary: 'detach the programs and remove the pinned maps and links (stops balancing)',
   usage: USAGE,
   async run(argv) {
-    let values;
-    try {
-      ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { cgroup: { type: 'string' }, bpffs: { type: 'string' } } }));
-    } catch (e) {
-      console.error(`kernway uninstall: ${errorMessage(e)}\nusage: ${USAGE}`);
-      return 2;
-    }
+    const values = parseCommandOptions('uninstall', USAGE, argv, { cgroup: { type: 'string' }, bpffs: { type: 'string' } });
+    if (!values) return 2;
     const bpffs = values.bpffs ?? DEFAULTS.bpffs;
     const cgroup = values.cgroup ?? cgroup2Root();
     if (!existsSync(cgroup)) {
