@@ -66,3 +66,13 @@ export function udpPacket(opts: { dport: number; sport?: number; ttl?: number; p
   udp.writeUInt16BE(8 + payload.length, 4);
   return Buffer.concat([eth, ip, udp, payload]);
 }
+
+/** What fn() throws (fails the test when it does not throw). */
+export function catchError(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected an error');
+}

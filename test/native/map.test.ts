@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { BpfError, BpfMap, BpfObject, UpdateFlags } from '../../native/index.js';
-import { sumPerCpu, testObject, u32, u64, udpPacket } from './helpers.js';
+import { catchError, sumPerCpu, testObject, u32, u64, udpPacket } from './helpers.js';
 
 let obj: BpfObject;
 beforeAll(async () => {
@@ -11,15 +11,6 @@ beforeAll(async () => {
   await obj.load();
 });
 afterAll(() => obj?.close());
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected an error');
-}
 
 describe('BpfMap', () => {
   it('looks up, updates (with flags) and deletes', () => {

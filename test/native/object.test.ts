@@ -5,19 +5,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { BpfError, BpfObject } from '../../native/index.js';
-import { testObject, u32, udpPacket } from './helpers.js';
+import { catchError, testObject, u32, udpPacket } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'kw-native-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected an error');
-}
 
 describe('BpfObject', () => {
   it('opens, loads asynchronously and lists its programs and maps', async () => {
