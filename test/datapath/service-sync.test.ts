@@ -42,17 +42,9 @@ function model(svcs: Svc[]) {
 }
 
 function table(svcs: Svc[]): ServiceTable {
-  const srcs: SourcedObject[] = [];
-  for (const s of svcs) {
-    const objs = [
-      serviceObject({ name: s.name, clusterIPs: [s.vip], algorithm: s.algorithm, affinityTimeoutSeconds: s.affinity, ports: [{ port: 80, targetPort: 8080 }] }),
-      sliceObject({ name: `${s.name}-1`, service: s.name, ports: [{ port: 8080 }], endpoints: s.backends.map((ip) => ({ ip })) }),
-    ];
-    objs.forEach((o, index) => srcs.push({ object: o as SourcedObject['object'], file: `${s.name}.yaml`, index }));
-  }
-  const model = buildModel(srcs);
-  expect(model.problems).toEqual([]);
-  return buildServiceTable(model, { nodeName: 'n' });
+  const m = model(svcs);
+  expect(m.problems).toEqual([]);
+  return buildServiceTable(m, { nodeName: 'n' });
 }
 
 const count = (m: LbMaps, name: keyof LbMaps): number => m[name].batchLookup().keys.length;
