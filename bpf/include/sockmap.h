@@ -418,12 +418,26 @@ static __always_inline int kw_sm_verdict(struct sk_msg_md *msg)
 	kw_sm_report(st, sk);
 
 	switch (st->state) {
-	case KW_SM_NEW:
+	case KW_SM_NEW: {
+		/*
+		 * Rule 3 again at the first message: a send that began before the socket was
+		 * in the map (a blocking send or TCP Fast Open without a cookie, both waiting
+		 * for the handshake) finishes on the stack after sock_ops inserted it. Its bytes
+		 * are ahead of this message, so this direction waits for a handover.
+		 */
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+		if (!tp || tp->write_seq != st->self.lseq) {
+			kw_sm_wait(st);
+			kw_sm_count(KW_SM_STAT_PASS_ORDER, 1);
+			return SK_PASS;
+		}
 		if (kw_sm_test_first_miss) {
 			kw_sm_wait(st);
 			kw_sm_count(KW_SM_STAT_PASS_NO_PEER, 1);
 			return SK_PASS;
 		}
+	}
 		/* fall through */
 	case KW_SM_REDIR:
 		/* bpf_msg_redirect_hash() looks the peer up; a miss returns SK_DROP and
