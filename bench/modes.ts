@@ -349,7 +349,7 @@ const iptables: ModeDef = {
       name: 'iptables', lab: b.lab, client: b.client, server: b.server,
       endpoint: vipEndpoint,
       configure: kubeProxyConfigure(b.lab.nodeNsPath),
-      evidence: async () => ({ dnatPackets: await dnatCounters(b.lab.nodeNsPath) }),
+      evidence: async () => ({ dnatPacketsSinceLastInstall: await dnatCounters(b.lab.nodeNsPath) }),
       close: () => closeBase(b),
     };
   },

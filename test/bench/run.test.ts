@@ -86,7 +86,7 @@ describe('bench run', () => {
     expect(a.scaling.find((x) => x.workload === 'conn-rate' && x.mode === 'iptables' && x.services === 50 && x.from === 3)).toBeDefined();
     expect(a.targets.length).toBeGreaterThanOrEqual(6);
     expect(a.targets.every((t) => t.met === null)).toBe(true); // ebpf, sidecar and waypoint were not in this run
-    expect(r.evidence['iptables']).toHaveProperty('dnatPackets');
+    expect(r.evidence['iptables']).toHaveProperty('dnatPacketsSinceLastInstall');
 
     const report = readFileSync(files.report, 'utf8');
     expect(report).toContain('## Targets');
