@@ -2,7 +2,7 @@
 # Installs the Debian packages kernway needs, only those missing. Idempotent and
 # quick (one dpkg-query) when everything is already there. Needs root for apt.
 set -euo pipefail
-pkgs=(clang llvm iputils-ping libbpf-dev libelf-dev bpftool iproute2 iptables sockperf wrk iperf3 nghttp2-client nginx-light)
+pkgs=(clang llvm iputils-ping libbpf-dev libelf-dev bpftool iproute2 iptables sockperf wrk iperf3 nghttp2-client nginx-light libnginx-mod-stream)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
