@@ -96,6 +96,18 @@ function namespaceOf(c: Checker, o: SourcedObject['object']): string {
   return ns;
 }
 
+/** What every namespaced kind starts with: namespace, name (checked by its rule) and labels. */
+function namespacedHead(src: SourcedObject, nameRule: 'dns1035Label' | 'dnsSubdomain') {
+  const o = src.object;
+  const namespace = intern(o.metadata.namespace ?? 'default');
+  const c = new Checker(src, namespace);
+  namespaceOf(c, o);
+  const name = own(o.metadata.name);
+  c[nameRule](name, 'metadata.name');
+  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  return { o, namespace, c, name, labels };
+}
+
 function result<K extends ModelObject['kind']>(c: Checker, kind: K, value: Extract<ModelObject, { kind: K }>['value']): Parsed {
   if (!c.ok) return { model: undefined, problems: c.problems };
   return { model: { kind, value } as ModelObject, problems: NO_PROBLEMS };
@@ -104,13 +116,7 @@ function result<K extends ModelObject['kind']>(c: Checker, kind: K, value: Extra
 // ---------------------------------------------------------------- Service
 
 function parseService(src: SourcedObject): Parsed {
-  const o = src.object;
-  const namespace = intern(o.metadata.namespace ?? 'default');
-  const c = new Checker(src, namespace);
-  namespaceOf(c, o);
-  const name = own(o.metadata.name);
-  c.dns1035Label(name, 'metadata.name');
-  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const { o, namespace, c, name, labels } = namespacedHead(src, 'dns1035Label');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
   const algorithm = c.oneOf(annotations[LB_ALGORITHM_ANNOTATION], `metadata.annotations[${JSON.stringify(LB_ALGORITHM_ANNOTATION)}]`, ALGORITHMS, 'random');
 
@@ -196,13 +202,7 @@ function parseService(src: SourcedObject): Parsed {
 // ---------------------------------------------------------------- EndpointSlice
 
 function parseEndpointSlice(src: SourcedObject): Parsed {
-  const o = src.object;
-  const namespace = intern(o.metadata.namespace ?? 'default');
-  const c = new Checker(src, namespace);
-  namespaceOf(c, o);
-  const name = own(o.metadata.name);
-  c.dnsSubdomain(name, 'metadata.name');
-  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const { o, namespace, c, name, labels } = namespacedHead(src, 'dnsSubdomain');
   const serviceName = labels[SERVICE_NAME_LABEL];
   const labelField = `metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`;
   if (serviceName === undefined) c.fail(labelField, 'is missing: it names the Service this EndpointSlice belongs to');
@@ -296,13 +296,7 @@ function plainEndpoint(e: unknown, addressType: AddressType): Endpoint | undefin
 // ---------------------------------------------------------------- Pod
 
 function parsePod(src: SourcedObject): Parsed {
-  const o = src.object;
-  const namespace = intern(o.metadata.namespace ?? 'default');
-  const c = new Checker(src, namespace);
-  namespaceOf(c, o);
-  const name = own(o.metadata.name);
-  c.dnsSubdomain(name, 'metadata.name');
-  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const { o, namespace, c, name, labels } = namespacedHead(src, 'dnsSubdomain');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
   const spec = c.record(o.spec, 'spec') ?? {};
   const status = c.record(o.status, 'status') ?? {};
