@@ -10,6 +10,7 @@
  *   forceShutdown()  (second SIGTERM) exits at once.
  * Bad manifests never stop the agent: the last good state stays in the maps.
  */
+import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -17,7 +18,7 @@ import { ServiceTableBuilder } from './model/service-table.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from './sources/standalone.js';
 import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
-import { loadSockLb, type SockLb } from './datapath/sock-lb.js';
+import { checkKernel, loadSockLb, type SockLb } from './datapath/sock-lb.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
@@ -27,6 +28,9 @@ import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
 import { MetricsServer } from './metrics/server.js';
+import { OwnerLock } from './lock.js';
+import { ensureBpffsDir, preflight } from './preflight.js';
+import { uninstallAgent } from './uninstall.js';
 
 export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -70,6 +74,8 @@ export class Agent {
   /** The agent's metrics registry (served on --metrics-address). */
   readonly metrics: AgentMetrics;
   private drained: Promise<void> | undefined;
+  /** The owner locks on --cgroup and --bpffs (agent/lock.ts), held from start to drain. */
+  private readonly locks: OwnerLock[] = [];
 
   constructor(opts: Readonly<AgentOptions>, log: Logger) {
     this.opts = opts;
@@ -107,8 +113,9 @@ export class Agent {
     });
     registerSockmapMetrics(m, () => (this.sockmap ? { stats: this.sockmap.stats(), enabled: this.sockmap.enabled } : undefined));
     registerPolicyMetrics(m, () => this.policy?.engine);
+    let reconciles = 0;
     this.onReconcile((ev) => {
-      m.reconcileDuration.observe({ trigger: ev.generation === 1 ? 'start' : 'change' }, ev.ms / 1000);
+      m.reconcileDuration.observe({ trigger: reconciles++ === 0 ? 'start' : 'change' }, ev.ms / 1000);
     });
   }
 
@@ -125,28 +132,39 @@ export class Agent {
     return this.state === 'running' || this.state === 'starting';
   }
 
+  /**
+   * Start order (docs/agent.md): first everything that needs no kernel (options were
+   * validated at the door; here the paths, the kernel version, the manifests, the metrics
+   * and admin sockets), then the owner locks on the cgroup and the --bpffs folder, and only
+   * then load and attach. A start refused before the last step has attached and pinned
+   * nothing; one refused after it, on a first start, removes what it attached.
+   */
   async start(): Promise<void> {
     const o = this.opts;
-    // /healthz and /readyz answer from the start ("not ready: starting").
-    this.http = new MetricsServer({ host: o.metrics.host, port: o.metrics.port, metrics: this.metrics, log: this.log,
-      health: () => (this.healthy ? true : this.state) });
-    this.http.setReady(false, 'starting: loading the programs and reading the manifests');
-    await this.http.listen();
+    preflight(o);
+    checkKernel();
+    this.locks.push(OwnerLock.take(o.cgroup, '--cgroup', 'KW_CGROUP_IN_USE'));
+    const created = !existsSync(o.bpffs);
     try {
-      this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
+      ensureBpffsDir(o.bpffs);
+      this.locks.push(OwnerLock.take(o.bpffs, '--bpffs', 'KW_BPFFS_IN_USE'));
     } catch (e) {
-      await this.http.close();
+      this.releaseLocks();
+      if (created) try { rmdirSync(o.bpffs); } catch { /* not ours to remove any more */ }
       throw e;
     }
-    this.sockmap = await this.loadSockmap();
+    // Nothing pinned yet: a start that fails after attaching takes everything back off.
+    const fresh = readdirSync(o.bpffs).length === 0;
+    let touched = false;
     try {
-      // After the balancer: the policy's connect() check must see the backend it chose.
-      this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
-      this.sync = new ServiceSync(this.lb.maps, { log: this.log });
-      this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
+      // /healthz and /readyz answer from the start ("not ready: starting").
+      this.http = new MetricsServer({ host: o.metrics.host, port: o.metrics.port, metrics: this.metrics, log: this.log,
+        health: () => (this.healthy ? true : this.state) });
+      this.http.setReady(false, 'starting: reading the manifests and loading the programs');
+      await this.http.listen();
       this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate: validatePolicyObject });
-      const first = await this.source.start();
-      this.apply(first);
+      await this.source.start();
+      // Snapshots that arrive while the programs load are applied when they are (apply() waits for the maps).
       this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));
       this.admin = new AdminServer(o.adminSocket, { log: this.log });
       this.admin.route('GET', '/v1/services', () => this.services());
@@ -156,23 +174,48 @@ export class Agent {
         return this.policy.report();
       });
       await this.admin.listen();
+      if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
+
+      touched = true;
+      this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
+      this.sockmap = await this.loadSockmap();
+      // After the balancer: the policy's connect() check must see the backend it chose.
+      this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
+      this.sync = new ServiceSync(this.lb.maps, { log: this.log });
+      this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
+      if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
     } catch (e) {
       this.source?.close();
       await this.admin?.close();
-      await this.http.close();
+      await this.http?.close();
       await this.policy?.close();
       this.sockmap?.close();
-      this.lb.close();
+      this.lb?.close();
+      this.sync = undefined;
+      if (touched && fresh) {
+        try {
+          const r = uninstallAgent(o.bpffs, o.cgroup, { lockHeld: true });
+          this.log.warn({ detached: r.detached.length, unpinned: r.unpinned.length }, 'start failed: what this start attached and pinned was removed');
+        } catch (u) {
+          this.log.error({ err: errorMessage(u) }, 'start failed and what it attached could not all be removed; run `kernway uninstall`');
+        }
+      }
+      this.releaseLocks();
       throw e;
     }
     this.state = 'running';
+    this.apply(this.source.current()!);
     this.updateReadiness();
     this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
   }
 
+  private releaseLocks(): void {
+    for (const l of this.locks.splice(0)) l.release();
+  }
+
   /** Applies one model snapshot to the maps; a failure is logged and the last good state stays. */
   private apply(s: StandaloneSnapshot): void {
-    if (!this.sync || !this.table || this.state === 'draining' || this.state === 'stopped') return;
+    if (!this.sync || !this.table || this.state !== 'running') return;
     this.generation = s.generation;
     this.problems = s.problems.map((p) => ({ ...p }));
     this.metrics.manifestProblems.set(s.problems.length);
@@ -181,7 +224,7 @@ export class Agent {
     const t0 = performance.now();
     try {
       // The first snapshot (and the one after a failure) is applied whole, then only what changed.
-      const whole = s.generation === 1 || this.lastReconcile?.error !== undefined;
+      const whole = this.lastReconcile === undefined || this.lastReconcile.error !== undefined;
       const changed = this.table.update(s.model, whole ? undefined : s.changedServices);
       const result = this.sync.reconcile(this.table.table, whole ? undefined : changed);
       const ms = performance.now() - t0;
@@ -307,6 +350,7 @@ export class Agent {
       await this.policy?.close();
       this.sockmap?.close();
       this.lb?.close();
+      this.releaseLocks();
       this.state = 'stopped';
       this.log.info({ bpffs: this.opts.bpffs }, 'agent stopped; programs stay attached and maps pinned');
     })();

@@ -54,6 +54,9 @@ export interface RawAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   numPossibleCpus(): number;
+  /** flock(fd, LOCK_EX|LOCK_NB) (or LOCK_SH): false when another open file holds the lock. */
+  flockTry(fd: number, exclusive: boolean): boolean;
+  flockRelease(fd: number): void;
 
   cgroupAttach(progFd: number, cgroupPath: string, attachType: string): number;
   skMsgAttach(progFd: number, mapFd: number, mode: 'auto' | 'link' | 'prog-attach'): RawSkMsgAttach;

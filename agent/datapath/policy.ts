@@ -22,6 +22,7 @@ import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
 import type { CompileResult } from '../policy/compile.js';
+import { checkBpffsFolder, checkCgroupLinks, detachCgroupLinks, detachPin, removeEmptyDir, unpinOwnMaps } from './pins.js';
 import {
   decodeAddr, decodeCidrKey, decodePolKey, encodeAddr, encodeCidrKey, encodeIdentVal, encodePdstVal, encodePolKey, encodeU32,
   POLICY_MAP_NAMES, POLICY_SIZES, type IdentVal, type PolicyMapName,
@@ -360,36 +361,22 @@ function capacityError(map: string, e: unknown): Error {
 
 export interface PolicyUninstallResult { detached: string[]; unpinned: string[] }
 
-/** Detaches every policy program linked under <bpffs>/policy and removes its pins. */
-export function uninstallPolicy(bpffsDir: string): PolicyUninstallResult {
+/** Detaches the policy programs linked under <bpffs>/policy and removes its own pins (agent/datapath/pins.ts rules). */
+export function uninstallPolicy(bpffsDir: string, cgroupPath?: string): PolicyUninstallResult {
   const pins = policyPins(bpffsDir);
   const result: PolicyUninstallResult = { detached: [], unpinned: [] };
   if (!existsSync(pins.root)) return result;
-  const detachDir = (dir: string, label: string): void => {
-    if (!existsSync(dir)) return;
-    for (const name of readdirSync(dir)) {
-      const p = join(dir, name);
-      if (statSync(p).isDirectory()) { detachDir(p, `${label}${name}/`); rmdirSync(p); continue; }
-      try {
-        const link = BpfLink.openPinned(p);
-        try { link.detach(); } finally { link.close(); }
-        result.detached.push(`${label}${name}`);
-      } catch {
-        // A link whose interface is gone is already detached.
-      }
-      rmSync(p);
-    }
-  };
-  detachDir(pins.links, 'links/');
-  detachDir(pins.tc, 'tc/');
-  if (existsSync(pins.maps)) {
-    for (const name of readdirSync(pins.maps)) {
-      rmSync(join(pins.maps, name));
-      result.unpinned.push(name);
+  checkBpffsFolder(bpffsDir);
+  const programs = new Set<string>(CONNECT_PROGRAMS.map(([p]) => p));
+  if (cgroupPath !== undefined) checkCgroupLinks(pins.links, cgroupPath, programs);
+  result.detached.push(...detachCgroupLinks(pins.links, programs, cgroupPath).map((d) => `links/${d}`));
+  if (existsSync(pins.tc)) {
+    for (const name of readdirSync(pins.tc)) {
+      // Per pod interface: <ifindex>-to, <ifindex>-from (agent/datapath/endpoints.ts).
+      if (/^\d+-(to|from)$/.test(name) && detachPin(join(pins.tc, name))) result.detached.push(`tc/${name}`);
     }
   }
-  for (const d of [pins.links, pins.tc, pins.maps, pins.root]) {
-    try { rmdirSync(d); } catch { /* not there or not empty */ }
-  }
+  result.unpinned.push(...unpinOwnMaps(pins.maps, new Set(POLICY_MAP_NAMES)));
+  for (const d of [pins.links, pins.tc, pins.maps, pins.root]) removeEmptyDir(d);
   return result;
 }

@@ -9,15 +9,16 @@
  * programs attached and the pinned maps keep their entries, so traffic keeps flowing.
  * The next agent loads the new programs, reusing the pinned maps, and swaps each
  * pinned link to its new program with one bpf_link_update() (no moment without a
- * program). `uninstall()` detaches the links and removes every pin.
+ * program). `uninstall()` detaches the links and removes kernway's own pins.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, statfsSync } from 'node:fs';
 import { release as osRelease } from 'node:os';
 import { join } from 'node:path';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { BpfError, BpfLink, BpfMap, BpfObject, probe, type CgroupAttachType } from '../../native/index.js';
+import { checkBpffsFolder, checkCgroupLinks, detachCgroupLinks, removeEmptyDir, unpinOwnMaps } from './pins.js';
 import { LB_MAP_NAMES, type LbCapacities, type LbMapName, type LbMaps } from './lb-maps.js';
 
 export const SOCK_LB_PROGRAMS: ReadonlyArray<readonly [string, CgroupAttachType]> = [
@@ -207,42 +208,22 @@ export function openPinnedMaps(bpffsDir: string): LbMaps {
 export interface UninstallResult { detached: string[]; unpinned: string[] }
 
 /**
- * Detaches every program linked under bpffsDir and removes every pin and folder there.
- * With cgroupPath, also checks the folder's links are that cgroup's (else refuses).
+ * Detaches the load balancer's and the accelerator's cgroup links pinned under bpffsDir and
+ * removes their pins and the maps of their names (agent/datapath/pins.ts rules: checked
+ * first, own names only). With cgroupPath, refuses when the links are another cgroup's.
  */
 export function uninstall(bpffsDir: string, cgroupPath?: string): UninstallResult {
   const result: UninstallResult = { detached: [], unpinned: [] };
   if (!existsSync(bpffsDir)) return result;
-  checkFs(bpffsDir, BPF_FS_MAGIC, '--bpffs', 'KW_BAD_BPFFS');
+  checkBpffsFolder(bpffsDir);
   const layout = pinLayout(bpffsDir);
-  if (cgroupPath !== undefined && existsSync(layout.links)) {
-    const mine = `cg-${statSync(cgroupPath).ino}`;
-    const others = readdirSync(layout.links).filter((d) => d !== mine && readdirSync(join(layout.links, d)).length > 0);
-    if (others.length > 0) {
-      throw new KernwayError('KW_PINS_OTHER_CGROUP', `${bpffsDir} holds links of another cgroup (${others.join(', ')}) than --cgroup ${cgroupPath}; nothing was removed`);
-    }
-  }
-  if (existsSync(layout.links)) {
-    for (const cg of readdirSync(layout.links)) {
-      const dir = join(layout.links, cg);
-      for (const name of readdirSync(dir)) {
-        const pin = join(dir, name);
-        const link = BpfLink.openPinned(pin);
-        try { link.detach(); } finally { link.close(); }
-        rmSync(pin);
-        result.detached.push(`${cg}/${name}`);
-      }
-      rmdirSync(dir);
-    }
-    rmdirSync(layout.links);
-  }
-  if (existsSync(layout.maps)) {
-    for (const name of readdirSync(layout.maps)) {
-      rmSync(join(layout.maps, name));
-      result.unpinned.push(name);
-    }
-    rmdirSync(layout.maps);
-  }
-  try { rmdirSync(bpffsDir); } catch { /* not empty: someone else's pins stay */ }
+  if (cgroupPath !== undefined) checkCgroupLinks(layout.links, cgroupPath, OWN_LINKS);
+  result.detached = detachCgroupLinks(layout.links, OWN_LINKS, cgroupPath);
+  result.unpinned = unpinOwnMaps(layout.maps, OWN_MAPS);
+  removeEmptyDir(bpffsDir);
   return result;
 }
+
+/** The names the balancer and the accelerator pin under links/cg-<id>/ and maps/. */
+export const OWN_LINKS: ReadonlySet<string> = new Set([...SOCK_LB_PROGRAMS.map(([p]) => p), 'kw_sm_msg', 'kw_sm_sockops']);
+export const OWN_MAPS: ReadonlySet<string> = new Set([...LB_MAP_NAMES, 'kw_sm_hash', 'kw_sm_sk', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats']);

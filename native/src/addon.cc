@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMaps(env, exports);
   InitLinks(env, exports);
   InitProgs(env, exports);
+  InitLock(env, exports);
   return exports;
 }
 

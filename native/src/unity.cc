@@ -7,3 +7,4 @@
 #include "maps.cc"
 #include "object.cc"
 #include "progs.cc"
+#include "lock.cc"

@@ -196,7 +196,7 @@ describe('kernway agent --standalone', () => {
     const r = uninstallAgent(bpffs, lab.cgroupPath);
     // Ours (the eight socket load balancer links) and whatever else the agent linked there.
     for (const [prog] of SOCK_LB_PROGRAMS) expect(r.detached.some((d) => d.endsWith(`/${prog}`))).toBe(true);
-    expect(r.unpinned).toEqual(expect.arrayContaining(['kw_svc', 'kw_slot', 'kw_backend', 'kw_maglev', 'kw_svc_stats', 'kw_affinity', 'kw_revnat']));
+    expect(r.unpinned).toEqual(expect.arrayContaining(['kw_svc', 'kw_slot', 'kw_backend', 'kw_maglev', 'kw_svc_stats', 'kw_affinity', 'kw_revnat'].map((m) => `maps/${m}`)));
     expect(existsSync(bpffs)).toBe(false);
     const after = await client.send<{ results: Array<{ code: string }> }>({ op: 'refused', host: '10.96.0.10', port: 80, n: 1 });
     // Nothing routes 10.96.0.10 in the pod: without the program the connect goes nowhere.
