@@ -3,13 +3,12 @@
  * dist/, as `make test` builds it): options checked at the door, SIGTERM leaves the
  * programs attached and the maps pinned, a second SIGTERM forces, uninstall removes all.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KERNWAY_MAIN as MAIN, runKernway as kernway } from '../fixtures/cli.js';
+import { KERNWAY_MAIN as MAIN, runKernway as kernway, startAgentProcess, type AgentProcess } from '../fixtures/cli.js';
 import { Lab, type Pod } from '../../lab/index.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
@@ -22,33 +21,10 @@ let pods: Pod[];
 let client: Client;
 const children: ChildProcess[] = [];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startAgent(name: string): Promise<{ child: ChildProcess; socket: string; metrics: string; exited: Promise<number | null> }> {
-  const port = await freePort();
-  const socket = join(root, `${name}.sock`);
-  const child = spawn(process.execPath, [MAIN, 'agent', '--standalone', dir, '--node-name', 'node-a', '--cgroup', lab.cgroupPath,
-    '--bpffs', bpffs, '--admin-socket', socket, '--metrics-address', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const metrics = `http://127.0.0.1:${port}`;
-  const end = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${err}`);
-    try { if ((await fetch(`${metrics}/readyz`)).ok) break; } catch { /* not listening yet */ }
-    if (Date.now() > end) throw new Error(`agent not ready: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, socket, metrics, exited };
+async function startAgent(name: string): Promise<AgentProcess> {
+  const a = await startAgentProcess(['--standalone', dir, '--node-name', 'node-a', '--cgroup', lab.cgroupPath, '--bpffs', bpffs], join(root, `${name}.sock`));
+  children.push(a.child);
+  return a;
 }
 
 beforeAll(async () => {
