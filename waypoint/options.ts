@@ -12,7 +12,7 @@ import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
 export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [--listen-address IP] [--mesh-port PORT]
                  [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
-                 [--max-header-bytes N]
+                 [--max-header-bytes N] [--http1-server kernway|node]
 
   --namespace NS              the namespace this waypoint serves (its Gateways and Services)
   --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
@@ -25,7 +25,9 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [
   --drain-timeout DURATION    on SIGTERM, how long requests in flight may finish (default 10s)
   --header-timeout DURATION   time to receive a request's headers (default 10s)
   --idle-timeout DURATION     idle keep-alive connections are closed after (default 60s)
-  --max-header-bytes N        largest request head accepted (default 16384)`;
+  --max-header-bytes N        largest request head accepted (default 16384)
+  --http1-server kernway|node which server parses HTTP/1.x callers: the waypoint's own
+                              (default) or node:http (kept for one release)`;
 
 export interface WaypointCliOptions {
   manifests: string;
@@ -63,7 +65,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
         'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
         'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
         'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
-        'max-header-bytes': { type: 'string' },
+        'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -83,6 +85,8 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   const maxHeaderText = values['max-header-bytes'] ?? String(DEFAULT_LIMITS.maxHeaderBytes);
   const maxHeaderBytes = /^[0-9]+$/.test(maxHeaderText) ? Number(maxHeaderText) : Number.NaN;
   if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
+  const http1Server = values['http1-server'] ?? 'kernway';
+  if (http1Server !== 'kernway' && http1Server !== 'node') throw new InvalidArgumentError('--http1-server', 'kernway or node', http1Server);
   return Object.freeze({
     manifests: values.manifests,
     waypoint: Object.freeze({
@@ -100,6 +104,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       },
       upstream: { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, maxIdlePerEndpoint: 256 },
       drainTimeoutMs: duration('--drain-timeout', values['drain-timeout'], 10_000),
+      http1Server,
     }),
   });
 }

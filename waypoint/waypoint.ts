@@ -22,6 +22,7 @@ import { buildRoutingTable, type RoutingTable } from './routing/table.js';
 import { accept, connOf, type AcceptHandlers, type ConnInfo } from './proxy/accept.js';
 import { Balancer } from './proxy/balancer.js';
 import { RequestHandler } from './proxy/handler.js';
+import { classifyClientError, H1Server, refusalBytes } from './proxy/h1-server.js';
 import { UpstreamPool } from './proxy/upstream.js';
 import { AdminServer } from './admin.js';
 import { statusReport, type StatusReport } from './status.js';
@@ -58,6 +59,11 @@ export interface WaypointOptions {
   log: Logger;
   /** Process metrics (CPU, memory, event loop) in /metrics (default true). */
   processMetrics?: boolean;
+  /**
+   * Which server parses HTTP/1.x callers: 'kernway' (default, the waypoint's own server on
+   * raw sockets, waypoint/proxy/h1-server.ts) or 'node' (node:http; kept for one release).
+   */
+  http1Server?: 'kernway' | 'node';
 }
 
 export const DEFAULT_LIMITS: WaypointLimits = {
@@ -86,6 +92,7 @@ export class Waypoint extends EventEmitter {
   private readonly accessLog: AccessLog;
   private readonly handler: RequestHandler;
   private readonly h1: http.Server;
+  private readonly fast: H1Server | undefined;
   private readonly h2: http2.Http2Server;
   private readonly acceptHandlers: AcceptHandlers;
   private readonly gatewaySockets = new Map<string, Listening>();
@@ -130,8 +137,16 @@ export class Waypoint extends EventEmitter {
       s.once('close', () => this.sessions.delete(s));
       s.on('error', () => { /* the session ends; streams report their own errors */ });
     });
+    if (opts.http1Server !== 'node') {
+      this.fast = new H1Server({
+        maxHeaderBytes: l.maxHeaderBytes, headersTimeoutMs: l.headersTimeoutMs, requestTimeoutMs: l.requestTimeoutMs, idleTimeoutMs: l.idleTimeoutMs,
+        onRequest: this.handler.onRequest, onUpgrade: this.handler.onUpgrade,
+        onClientError: (code, kind, socket, detail) => this.clientErrorSeen(code, kind, socket, detail),
+      });
+    }
+    const fast = this.fast;
     this.acceptHandlers = {
-      http1: (s) => this.h1.emit('connection', s),
+      http1: fast ? (s) => fast.connection(s) : (s) => this.h1.emit('connection', s),
       http2: (s) => this.h2.emit('connection', s),
       refused: (kind, info, detail) => {
         this.metrics.downstreamErrors.inc({ kind });
@@ -260,20 +275,20 @@ export class Waypoint extends EventEmitter {
     });
   }
 
+  /** node:http's 'clientError' (the --http1-server node path). */
   private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const code = err.code ?? '';
-    const [status, kind] =
-      code === 'HPE_HEADER_OVERFLOW' ? [431, 'header_too_large'] :
-      code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request_timeout'] :
-      code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_INVALID_CONTENT_LENGTH' ? [400, 'request_smuggling'] :
-      code === 'ECONNRESET' ? [0, 'reset'] :
-      [400, 'bad_request'];
-    this.metrics.downstreamErrors.inc({ kind });
-    const info = connOf(socket);
-    this.opts.log.debug({ code, kind, peer: info ? `${info.peerAddress}:${info.peerPort}` : undefined, err: err.message }, 'waypoint: malformed request refused');
+    const [status, kind] = classifyClientError(code);
+    this.clientErrorSeen(code, kind, socket, err.message);
     const busy = (socket as unknown as { _httpMessage?: unknown })._httpMessage !== undefined && (socket as unknown as { _httpMessage?: unknown })._httpMessage !== null;
     if (status === 0 || !socket.writable || busy) { socket.destroy(); return; }
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    socket.end(refusalBytes(status));
+  }
+
+  private clientErrorSeen(code: string, kind: string, socket: Socket, detail: string): void {
+    this.metrics.downstreamErrors.inc({ kind });
+    const info = connOf(socket);
+    this.opts.log.debug({ code, kind, peer: info ? `${info.peerAddress}:${info.peerPort}` : undefined, err: detail }, 'waypoint: malformed request refused');
   }
 
   /** Stop accepting, wait for requests in flight (up to `drainMs`), then close everything. */
@@ -284,14 +299,17 @@ export class Waypoint extends EventEmitter {
     for (const l of this.gatewaySockets.values()) l.server.close();
     this.mesh?.server.close();
     this.h1.closeIdleConnections();
+    this.fast?.closeIdleConnections();
     for (const s of this.sessions) s.close();
     const deadline = Date.now() + drainMs;
     while (this.sockets.size > 0 && Date.now() < deadline) {
       this.h1.closeIdleConnections();
+      this.fast?.closeIdleConnections();
       await new Promise((r) => setTimeout(r, 25));
     }
     for (const s of this.sockets) s.destroy();
     this.h1.close();
+    this.fast?.close();
     this.h2.close();
     this.upstream.close();
     await this.admin?.close();

@@ -6,7 +6,7 @@
  * compatibility API), and for WebSocket upgrades.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -21,14 +21,21 @@ import { parseTarget } from '../routing/path.js';
 import { meshLookup, passthroughRule, podTarget, selectListener, type CompiledBackend, type CompiledRule, type RoutingTable } from '../routing/table.js';
 import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evaluate.js';
 import { connOf, type ConnInfo } from './accept.js';
+import { FastRequest, type FastResponse } from './h1-server.js';
 import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
 import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
 import { UpstreamError, type UpstreamPool, type UpstreamResponse } from './upstream.js';
 
-type DownReq = IncomingMessage | Http2ServerRequest;
+type DownReq = IncomingMessage | Http2ServerRequest | FastRequest;
+/** FastResponse has the members of ServerResponse the handler uses; it is handled as one. */
 type DownRes = ServerResponse | Http2ServerResponse;
+
+/** The request body as a stream: the request itself for Node's objects, its body for the waypoint's own HTTP/1.1 server. */
+function bodyOf(req: DownReq): Readable {
+  return req instanceof FastRequest ? req.body : req;
+}
 
 const KEEP_TE = new Set(['te']);
 const KEEP_UPGRADE = new Set(['upgrade']);
@@ -82,7 +89,8 @@ export class RequestHandler {
   constructor(private readonly d: HandlerDeps) {}
 
   /** Entry point for both HTTP servers' 'request' events. */
-  readonly onRequest = (req: DownReq, res: DownRes): void => {
+  readonly onRequest = (req: DownReq, response: DownRes | FastResponse): void => {
+    const res = response as DownRes;
     this.handle(req, res).catch((e: unknown) => {
       this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
       try {
@@ -109,21 +117,18 @@ export class RequestHandler {
     if (!target) return this.local(ex, res, 400, 'bad_request', 'malformed request target');
     ex.path = target.path;
     const raw = req.rawHeaders;
+    const header = headerOf(req);
     let authority: string | undefined;
     if (h2) authority = (req.headers[':authority'] as string | undefined) ?? (req.headers.host as string | undefined);
     else {
       let hosts = 0;
       for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
       if (hosts > 1) return this.local(ex, res, 400, 'bad_request', 'more than one Host header');
-      authority = target.authority ?? req.headers.host;
+      authority = target.authority ?? header('host');
       if (authority === undefined && req.httpVersion === '1.1') return this.local(ex, res, 400, 'bad_request', 'missing Host header');
     }
     const host = requestHost(authority);
     if (authority !== undefined && authority !== '' && host === undefined) return this.local(ex, res, 400, 'bad_request', 'malformed Host header');
-    const header = (name: string): string | undefined => {
-      const v = req.headers[name];
-      return Array.isArray(v) ? v.join(',') : v;
-    };
     const mreq: MatchRequest = { path: target.path, query: target.query, method: ex.method, header };
     ex.trace = continueTrace(header('traceparent'));
     ex.requestId = header('x-request-id') ?? requestId();
@@ -202,15 +207,17 @@ export class RequestHandler {
     const protocol = grpc ? 'h2c' : svc.protocol;
 
     // The body: streamed, or buffered when it has to be sent more than once.
-    const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    const contentLength = h2 ? undefined : header('content-length');
+    const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (contentLength !== undefined && contentLength !== '0') || header('transfer-encoding') !== undefined;
     const allMirrors = backend.mirrors.length === 0 ? rule.mirrors : [...rule.mirrors, ...backend.mirrors];
     const mirrors = allMirrors.length === 0 ? allMirrors : allMirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
     let body: Readable | Buffer | undefined;
     if (hasBody) {
-      req.on('data', (c: Buffer) => { ex.bytesIn += c.length; });
-      const declared = Number(req.headers['content-length'] ?? Number.NaN);
+      const stream = bodyOf(req);
+      stream.on('data', (c: Buffer) => { ex.bytesIn += c.length; });
+      const declared = Number(h2 ? header('content-length') ?? Number.NaN : contentLength ?? Number.NaN);
       const wantReplay = (rule.retry !== undefined && declared <= REPLAY_LIMIT) || (mirrors.length > 0 && declared <= MIRROR_LIMIT);
-      body = wantReplay ? await readAll(req) : req;
+      body = wantReplay ? await readAll(stream) : stream;
     }
     const sendMirrors = (): void => {
       for (const m of mirrors) {
@@ -373,7 +380,7 @@ export class RequestHandler {
       body.on('data', (chunk: Buffer) => {
         if (!headSent && !sendHead()) return;
         ex.bytesOut += chunk.length;
-        if (!(res as ServerResponse).write(chunk)) { body.pause(); res.once('drain', () => body.resume()); }
+        if (!(res as ServerResponse).write(chunk)) { body.pause(); (res as ServerResponse).once('drain', () => body.resume()); }
       });
       body.once('end', () => {
         const t = up.trailers();
@@ -419,8 +426,8 @@ export class RequestHandler {
     if (body !== '') h.push('content-type', 'text/plain; charset=utf-8');
     if (status !== 204 && status !== 304) h.push('content-length', String(Buffer.byteLength(body)));
     try {
-      if (res instanceof http.ServerResponse) res.writeHead(status, h as unknown as http.OutgoingHttpHeaders);
-      else res.writeHead(status, toObject(h) as unknown as http.OutgoingHttpHeaders);
+      if (res instanceof Http2ServerResponse) res.writeHead(status, toObject(h) as unknown as http.OutgoingHttpHeaders);
+      else (res as ServerResponse).writeHead(status, h as unknown as http.OutgoingHttpHeaders);
       res.end(body);
     } catch {
       res.destroy();
@@ -449,9 +456,9 @@ export class RequestHandler {
   // ---------------------------------------------------------------- WebSocket (HTTP/1.1 Upgrade)
 
   /** The HTTP/1.1 server's 'upgrade' event: WebSocket is proxied; other upgrades (h2c) are ignored. */
-  readonly onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
-    const upgrade = (req.headers.upgrade ?? '').toLowerCase();
-    if (upgrade !== 'websocket') {
+  readonly onUpgrade = (req: IncomingMessage | FastRequest, socket: Socket, head: Buffer): void => {
+    const upgrade = (headerOf(req)('upgrade') ?? '').toLowerCase();
+    if (upgrade !== 'websocket' && !(req instanceof FastRequest)) {
       // RFC 9110 §7.8: a server may ignore Upgrade; answer the request over HTTP/1.1.
       if (head.length > 0) socket.unshift(head);
       const res = new http.ServerResponse(req);
@@ -467,7 +474,7 @@ export class RequestHandler {
     });
   };
 
-  private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  private async upgrade(req: IncomingMessage | FastRequest, socket: Socket, head: Buffer): Promise<void> {
     const conn = connOf(socket);
     const table = this.d.table();
     socket.on('error', () => socket.destroy());
@@ -476,9 +483,9 @@ export class RequestHandler {
     };
     const target = parseTarget(req.url ?? '');
     if (!conn || !target) return refuse(400, 'malformed request');
-    const authority = target.authority ?? req.headers.host;
+    const header = headerOf(req);
+    const authority = target.authority ?? header('host');
     const host = requestHost(authority);
-    const header = (name: string): string | undefined => { const v = req.headers[name]; return Array.isArray(v) ? v.join(',') : v; };
     const mreq: MatchRequest = { path: target.path, query: target.query, method: req.method ?? 'GET', header };
     const ex = { parent: '' } as Exchange;
     const routed = this.route(table, conn, host, mreq, ex);
@@ -556,6 +563,15 @@ export class RequestHandler {
     });
     up.end();
   }
+}
+
+/** A header's value by lower-case name: the first one for the waypoint's own server (as its Host, Content-Length checks ensure), Node's joined value otherwise. */
+function headerOf(req: DownReq): (name: string) => string | undefined {
+  if (req instanceof FastRequest) return (name) => req.header(name);
+  return (name) => {
+    const v = req.headers[name];
+    return Array.isArray(v) ? v.join(',') : v;
+  };
 }
 
 function readAll(s: Readable): Promise<Buffer> {

@@ -1,0 +1,559 @@
+/**
+ * The waypoint's own HTTP/1.1 server: it owns the caller's connection. Requests are
+ * parsed by Node's llhttp (`HTTPParser` from `_http_common`, strict: no lenient flag)
+ * on the raw socket, by one parser and one state object per connection; no
+ * IncomingMessage, ServerResponse or http.Server is made. Requests are served one at a
+ * time per connection (pipelined ones wait, parsed, in order); the response head is
+ * written with the first body chunk in one write; time limits are checked from
+ * timestamps by one sweep per server, not a timer per request.
+ *
+ * What reaches the request handler is a small request/response pair with the members
+ * the handler uses of Node's objects (FastRequest, FastResponse). The node:http server
+ * stays available behind `--http1-server node` for one release.
+ */
+import { createRequire } from 'node:module';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import type { HeaderList } from './headers.js';
+
+interface ParserInstance {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | (Error & { code: string; bytesParsed: number; reason?: string });
+  finish(): unknown;
+  close(): void;
+  free(): void;
+  remove(): void;
+  [key: number]: unknown;
+}
+interface ParserClass {
+  new (): ParserInstance;
+  REQUEST: number;
+  RESPONSE: number;
+  kOnMessageBegin: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kOnExecute: number;
+  kLenientNone: number;
+}
+const require = createRequire(import.meta.url);
+const common = require('_http_common') as { HTTPParser: ParserClass; methods: string[] };
+export const HTTPParser = common.HTTPParser;
+const METHODS = common.methods;
+
+/** What a malformed request or a time limit gets: status (0: close without answer) and metric kind. */
+export function classifyClientError(code: string): [number, string] {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW': return [431, 'header_too_large'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return [408, 'request_timeout'];
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH': case 'HPE_INVALID_TRANSFER_ENCODING': case 'HPE_INVALID_CONTENT_LENGTH': return [400, 'request_smuggling'];
+    case 'ECONNRESET': return [0, 'reset'];
+    default: return [400, 'bad_request'];
+  }
+}
+
+/** The answer to a refused request: the connection is closed after it. */
+export function refusalBytes(status: number): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`;
+}
+
+export interface H1ServerOptions {
+  maxHeaderBytes: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  onRequest(req: FastRequest, res: FastResponse): void;
+  /** A WebSocket upgrade: the socket leaves this server with the bytes after the head. */
+  onUpgrade(req: FastRequest, socket: Socket, head: Buffer): void;
+  /** A request refused before the handler (malformed, too large, too slow): for metrics and logs. */
+  onClientError(code: string, kind: string, socket: Socket, detail: string): void;
+}
+
+/** A request as the handler sees it (the members of IncomingMessage it uses). */
+export class FastRequest {
+  readonly httpVersion: string;
+  readonly socket: Socket;
+  /** Set when the request body is complete. */
+  complete = false;
+  private stream: Readable | undefined;
+  /** Body chunks received before the handler asked for the body. */
+  private chunks: Buffer[] | undefined;
+  private buffered = 0;
+  private parsed: Record<string, string | string[]> | undefined;
+  discard = false;
+  readonly res: FastResponse;
+
+  constructor(
+    readonly conn: H1Conn, readonly method: string, readonly url: string, readonly rawHeaders: string[],
+    readonly httpVersionMajor: number, readonly httpVersionMinor: number, readonly keepAlive: boolean, readonly upgrade: boolean,
+  ) {
+    this.httpVersion = httpVersionMinor === 1 && httpVersionMajor === 1 ? '1.1' : `${httpVersionMajor}.${httpVersionMinor}`;
+    this.socket = conn.socket;
+    this.res = new FastResponse(conn, this);
+  }
+
+  /** Header object with Node's rules for repeated headers (first kept for single-valued ones, set-cookie an array, others joined). */
+  get headers(): Record<string, string | string[]> {
+    if (this.parsed) return this.parsed;
+    const o: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase();
+      const v = raw[i + 1]!;
+      const prev = o[k];
+      if (prev === undefined) { o[k] = k === 'set-cookie' ? [v] : v; continue; }
+      if (k === 'set-cookie') (prev as string[]).push(v);
+      else if (k === 'cookie') o[k] = `${prev as string}; ${v}`;
+      else if (!SINGLE.has(k)) o[k] = `${prev as string}, ${v}`;
+    }
+    this.parsed = o;
+    return o;
+  }
+
+  /** A header's value (lower-case name) from the raw list, as `headers[name]` would give it (arrays joined with ','). */
+  header(lower: string): string | undefined {
+    const raw = this.rawHeaders;
+    const n = lower.length;
+    let v: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!;
+      if (k.length !== n || (k !== lower && k.toLowerCase() !== lower)) continue;
+      if (v === undefined) v = raw[i + 1];
+      else if (SINGLE.has(lower)) return v;
+      else v = `${v}${lower === 'cookie' ? '; ' : lower === 'set-cookie' ? ',' : ', '}${raw[i + 1]}`;
+    }
+    return v;
+  }
+
+  /** The request body as a stream (made on first use). */
+  get body(): Readable {
+    if (this.stream) return this.stream;
+    const s = new Readable({ read: () => this.conn.bodyRead() });
+    this.stream = s;
+    if (this.chunks) { for (const c of this.chunks) s.push(c); this.chunks = undefined; this.buffered = 0; }
+    if (this.complete) s.push(null);
+    return s;
+  }
+
+  /** Parser: a body chunk. Returns false when the socket should pause. */
+  pushBody(b: Buffer): boolean {
+    if (this.discard) return true;
+    if (this.stream) return this.stream.push(b);
+    (this.chunks ??= []).push(b);
+    this.buffered += b.length;
+    return this.buffered < 64 * 1024;
+  }
+
+  endBody(): void {
+    this.complete = true;
+    if (this.stream && !this.discard) this.stream.push(null);
+  }
+
+  /** The response is over: what is still coming of the body is dropped. */
+  dropBody(): void {
+    this.discard = true;
+    this.chunks = undefined;
+    if (this.stream && !this.complete) this.stream.destroy();
+  }
+}
+
+const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
+  'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
+/** Field values Node refuses to send (checkInvalidHeaderChar). */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+
+const statusLines: string[] = [];
+function statusLine(status: number): string {
+  return (statusLines[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`);
+}
+
+let dateSecond = 0;
+let dateValue = '';
+function dateHeader(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) { dateSecond = s; dateValue = new Date(now).toUTCString(); }
+  return dateValue;
+}
+
+/** A response as the handler writes it (the members of ServerResponse it uses). */
+export class FastResponse {
+  statusCode = 200;
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  private head: string | undefined;
+  private chunked = false;
+  private noBody = false;
+  private trailer = '';
+  keepAlive: boolean;
+  private onClose: (() => void) | undefined;
+  private onDrain: (() => void) | undefined;
+  private closed = false;
+
+  constructor(private readonly conn: H1Conn, private readonly req: FastRequest) {
+    this.keepAlive = req.keepAlive && !req.upgrade;
+  }
+
+  once(event: 'close' | 'drain', fn: () => void): this {
+    if (event === 'close') this.onClose = fn;
+    else this.onDrain = fn;
+    return this;
+  }
+
+  /** 100 Continue, for requests that expect it. */
+  writeContinue(): void {
+    this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+  }
+
+  writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
+    if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
+    let h = statusLine(status);
+    let hasLength = false, hasDate = false;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!;
+      const value = list[i + 1]!;
+      if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
+      const n = name.length;
+      if (n === 14 && name.toLowerCase() === 'content-length') hasLength = true;
+      else if (n === 4 && name.toLowerCase() === 'date') hasDate = true;
+      else if ((n === 10 && name.toLowerCase() === 'connection') || (n === 17 && name.toLowerCase() === 'transfer-encoding')) continue;
+      h += `${name}: ${value}\r\n`;
+    }
+    this.statusCode = status;
+    this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    if (!hasDate) h += `Date: ${dateHeader()}\r\n`;
+    if (!this.noBody && !hasLength) {
+      if (this.req.httpVersion === '1.1') this.chunked = true;
+      else this.keepAlive = false;
+    }
+    if (this.conn.stopping) this.keepAlive = false;
+    if (this.keepAlive) h += this.conn.keepAliveHeader;
+    else h += 'Connection: close\r\n';
+    if (this.chunked) h += 'Transfer-Encoding: chunked\r\n';
+    this.head = `${h}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.writableEnded || this.closed) return false;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const s = this.conn.socket;
+    const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    if (this.noBody || len === 0) {
+      if (this.head !== undefined) { const hd = this.head; this.head = undefined; return s.write(hd, 'latin1'); }
+      return true;
+    }
+    s.cork();
+    if (this.head !== undefined) {
+      s.write(this.chunked ? `${this.head}${len.toString(16)}\r\n` : this.head, 'latin1');
+      this.head = undefined;
+    } else if (this.chunked) s.write(`${len.toString(16)}\r\n`, 'latin1');
+    let ok = s.write(chunk);
+    if (this.chunked) ok = s.write('\r\n', 'latin1');
+    s.uncork();
+    return ok;
+  }
+
+  addTrailers(t: Record<string, string | string[]>): void {
+    for (const [k, v] of Object.entries(t)) {
+      for (const x of Array.isArray(v) ? v : [v]) {
+        if (!TOKEN.test(k) || INVALID_VALUE.test(x)) throw Object.assign(new Error(`invalid trailer ${k}`), { code: 'ERR_INVALID_CHAR' });
+        this.trailer += `${k}: ${x}\r\n`;
+      }
+    }
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (this.writableEnded || this.closed) return;
+    if (!this.headersSent) {
+      // Nothing written yet: a body given here is the whole body; frame it by its length.
+      const n = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      const st = this.statusCode;
+      this.writeHead(st, st === 204 || st === 304 || st < 200 ? [] : ['content-length', String(n)]);
+    }
+    const s = this.conn.socket;
+    const tail = this.chunked ? `0\r\n${this.trailer}\r\n` : '';
+    const hasChunk = chunk !== undefined && !this.noBody && (typeof chunk === 'string' ? chunk.length > 0 : chunk.length > 0);
+    if (hasChunk) {
+      s.cork();
+      this.write(chunk);
+      if (tail !== '') s.write(tail, 'latin1');
+      s.uncork();
+    } else {
+      const hd = this.head ?? '';
+      this.head = undefined;
+      if (hd !== '' || tail !== '') s.write(hd + tail, 'latin1');
+    }
+    this.writableEnded = true;
+    this.writableFinished = true;
+    this.conn.responseDone(this.req, this.keepAlive);
+    this.emitClose();
+  }
+
+  destroy(): void {
+    this.conn.destroy();
+  }
+
+  /** The caller's socket can take more. */
+  drained(): void {
+    const f = this.onDrain;
+    this.onDrain = undefined;
+    f?.();
+  }
+
+  emitClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const f = this.onClose;
+    this.onClose = undefined;
+    f?.();
+  }
+}
+
+function objectToList(o: Record<string, string | string[] | number>): HeaderList {
+  const out: HeaderList = [];
+  for (const k of Object.keys(o)) {
+    const v = o[k]!;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, String(v));
+  }
+  return out;
+}
+
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/** One caller connection: its parser, the request being parsed, the one being served, those waiting. */
+export class H1Conn {
+  private readonly parser: ParserInstance;
+  private rawHeaders: string[] = [];
+  private url = '';
+  private parsing: FastRequest | undefined;
+  private upgrading: FastRequest | undefined;
+  active: FastRequest | undefined;
+  private readonly pending: FastRequest[] = [];
+  /** When the head being received began (0: none). */
+  headStart = 0;
+  /** When the request being served arrived. */
+  requestStart = 0;
+  /** Since when nothing is in progress (0: busy). */
+  idleSince: number;
+  private paused = false;
+  private done = false;
+  stopping = false;
+  readonly keepAliveHeader: string;
+
+  constructor(readonly socket: Socket, private readonly server: H1Server) {
+    this.keepAliveHeader = server.keepAliveHeader;
+    this.idleSince = performance.now();
+    const p = new HTTPParser();
+    p.initialize(HTTPParser.REQUEST, {}, server.opts.maxHeaderBytes, HTTPParser.kLenientNone);
+    p[HTTPParser.kOnMessageBegin] = (): void => { this.headStart = performance.now(); this.idleSince = 0; };
+    p[HTTPParser.kOnHeaders] = (headers: string[], url: string): void => {
+      for (const h of headers) this.rawHeaders.push(h);
+      this.url += url;
+    };
+    p[HTTPParser.kOnHeadersComplete] = (vMajor: number, vMinor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: unknown, _msg: unknown, upgrade: boolean, keepAlive: boolean): number => {
+      this.headStart = 0;
+      if (!headers) { headers = this.rawHeaders; this.rawHeaders = []; }
+      if (!url) { url = this.url; this.url = ''; }
+      const req = new FastRequest(this, METHODS[method] ?? 'GET', url, headers, vMajor, vMinor, keepAlive, upgrade);
+      this.parsing = req;
+      if (upgrade) { this.upgrading = req; return 0; } // handled after execute(): the bytes that follow are not HTTP
+      if (this.active || this.pending.length > 0) this.pending.push(req);
+      else this.dispatch(req);
+      return 0;
+    };
+    p[HTTPParser.kOnBody] = (b: Buffer): void => {
+      const req = this.parsing;
+      if (req && !req.pushBody(b)) this.pause();
+    };
+    p[HTTPParser.kOnMessageComplete] = (): void => {
+      const req = this.parsing;
+      this.parsing = undefined;
+      if (req) req.endBody();
+    };
+    this.parser = p;
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('drain', () => this.active?.res.drained());
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => { /* 'close' follows */ });
+    socket.on('close', () => this.onClose());
+  }
+
+  private onData(d: Buffer): void {
+    if (this.done) return;
+    const ret = this.parser.execute(d);
+    if (typeof ret !== 'number') { this.clientError(ret.code, ret.reason ?? ret.message); return; }
+    const req = this.upgrading;
+    if (req && !this.done) { this.upgrading = undefined; this.onUpgradeHead(req, d.subarray(ret)); }
+  }
+
+  private onUpgradeHead(req: FastRequest, rest: Buffer): void {
+    this.parsing = undefined;
+    if (req.method === 'CONNECT') { this.refuse(405); return; }
+    if ((req.header('upgrade') ?? '').toLowerCase() === 'websocket' && !this.active && this.pending.length === 0) {
+      this.detach();
+      this.server.opts.onUpgrade(req, this.socket, rest);
+      return;
+    }
+    // Other upgrades (h2c) are ignored (RFC 9110 §7.8): answered over HTTP/1.1, then the connection ends.
+    this.done = true;
+    req.complete = true;
+    if (this.active || this.pending.length > 0) this.pending.push(req);
+    else this.dispatch(req);
+  }
+
+  private onEnd(): void {
+    // The caller is done sending: finish what is in progress, then close.
+    this.stopping = true;
+    if (!this.active && this.pending.length === 0) this.socket.end();
+  }
+
+  private onClose(): void {
+    this.done = true;
+    this.server.conns.delete(this);
+    const a = this.active;
+    this.active = undefined;
+    this.pending.length = 0;
+    if (a) { a.dropBody(); a.res.emitClose(); }
+    this.parser.close?.();
+  }
+
+  private dispatch(req: FastRequest): void {
+    this.active = req;
+    this.requestStart = performance.now();
+    this.idleSince = 0;
+    const res = req.res;
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      const expect = req.header('expect');
+      if (expect !== undefined) {
+        if (CONTINUE.test(expect)) res.writeContinue();
+        else { res.writeHead(417, ['content-length', '0']); res.end(); return; }
+      }
+    }
+    this.server.opts.onRequest(req, res);
+  }
+
+  /** The response to `req` has been written. */
+  responseDone(req: FastRequest, keepAlive: boolean): void {
+    if (this.active !== req) return;
+    this.active = undefined;
+    if (!req.complete) req.dropBody();
+    if (!keepAlive || this.stopping) {
+      this.done = true;
+      this.pending.length = 0;
+      this.socket.end();
+      return;
+    }
+    const next = this.pending.shift();
+    if (next) { process.nextTick(() => { if (!this.done || next.upgrade) this.dispatch(next); }); return; }
+    this.idleSince = performance.now();
+    if (this.paused) this.resume();
+  }
+
+  /** The handler reads the body: the socket may flow again. */
+  bodyRead(): void {
+    if (this.paused) this.resume();
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private resume(): void {
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  private detach(): void {
+    this.done = true;
+    this.server.conns.delete(this);
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('drain');
+    this.socket.removeAllListeners('end');
+    this.socket.removeAllListeners('close');
+    this.socket.removeAllListeners('error');
+    this.parser.close?.();
+  }
+
+  /** A malformed request, or one too large or too slow: answered (when nothing is in progress) and closed. */
+  clientError(code: string, detail: string): void {
+    const [status, kind] = classifyClientError(code);
+    this.server.opts.onClientError(code, kind, this.socket, detail);
+    this.refuse(status);
+  }
+
+  private refuse(status: number): void {
+    this.done = true;
+    this.pending.length = 0;
+    const busy = this.active !== undefined && this.active.res.headersSent;
+    if (status === 0 || busy || !this.socket.writable) { this.socket.destroy(); return; }
+    if (this.active) { this.active.dropBody(); this.active.res.emitClose(); this.active = undefined; }
+    this.socket.end(refusalBytes(status), 'latin1');
+  }
+
+  /** Idle (nothing in progress nor being received): closed at once when the server stops. */
+  get idle(): boolean {
+    return this.active === undefined && this.pending.length === 0 && this.headStart === 0 && this.parsing === undefined;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** The sweep: time limits from timestamps. */
+  check(now: number): void {
+    const o = this.server.opts;
+    if (this.headStart !== 0 && now - this.headStart > o.headersTimeoutMs) { this.clientError('ERR_HTTP_REQUEST_TIMEOUT', 'request head not received in time'); return; }
+    if (this.active && !this.active.complete && now - this.requestStart > o.requestTimeoutMs) { this.clientError('ERR_HTTP_REQUEST_TIMEOUT', 'request not received in time'); return; }
+    if (this.idleSince !== 0 && this.idle && now - this.idleSince > o.idleTimeoutMs) this.socket.destroy();
+  }
+}
+
+export class H1Server {
+  readonly conns = new Set<H1Conn>();
+  readonly keepAliveHeader: string;
+  private readonly sweep: NodeJS.Timeout;
+  private stopping = false;
+
+  constructor(readonly opts: H1ServerOptions) {
+    this.keepAliveHeader = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(opts.idleTimeoutMs / 1000)}\r\n`;
+    const every = Math.min(1000, Math.max(50, Math.floor(opts.headersTimeoutMs / 4)));
+    this.sweep = setInterval(() => {
+      const now = performance.now();
+      for (const c of this.conns) c.check(now);
+    }, every);
+    this.sweep.unref();
+  }
+
+  /** A new caller connection (after the PROXY header and the HTTP/2 preface check). */
+  connection(socket: Socket): void {
+    if (this.stopping) { socket.destroy(); return; }
+    const c = new H1Conn(socket, this);
+    this.conns.add(c);
+  }
+
+  /** Close connections with nothing in progress; the others close after their response. */
+  closeIdleConnections(): void {
+    this.stopping = true;
+    for (const c of this.conns) {
+      c.stopping = true;
+      if (c.idle) c.destroy();
+    }
+  }
+
+  close(): void {
+    this.stopping = true;
+    clearInterval(this.sweep);
+    for (const c of this.conns) c.destroy();
+  }
+}
