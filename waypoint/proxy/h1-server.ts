@@ -433,10 +433,17 @@ export class H1Conn {
     this.idleSince = 0;
     const res = req.res;
     if (req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      if (req.header('host') === undefined) {
+        // What node:http answers (requireHostHeader), byte for byte.
+        this.active = undefined;
+        this.done = true;
+        this.socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nDate: ${dateHeader()}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 'latin1');
+        return;
+      }
       const expect = req.header('expect');
       if (expect !== undefined) {
         if (CONTINUE.test(expect)) res.writeContinue();
-        else { res.writeHead(417, ['content-length', '0']); res.end(); return; }
+        else { res.writeHead(417); res.end(); return; } // as node:http answers
       }
     }
     this.server.opts.onRequest(req, res);

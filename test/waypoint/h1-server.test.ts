@@ -1,0 +1,239 @@
+/**
+ * The waypoint's own HTTP/1.1 server (waypoint/proxy/h1-server.ts) against node:http
+ * (`--http1-server node`), differentially: the same raw requests go through two waypoints
+ * with the same configuration, one per server, to one recording backend. The backend must
+ * receive the same bytes and the caller the same response (Date, the hop's span id and
+ * the backend's own per-connection details aside). The cases cover what the servers
+ * themselves decide: framing (Content-Length, chunked, HEAD/204/304, until-close),
+ * `Expect: 100-continue`, pipelining order, HTTP/1.0 keep-alive, hop-by-hop headers,
+ * refusals (400, smuggling, 431). A seeded fuzz run then checks that the new server
+ * never crashes and answers every bad input with a 4xx or a closed connection.
+ */
+import net from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/log.js';
+import { ManifestDirSource } from '../../waypoint/config/source.js';
+import { parseWaypointArgs, withLogger } from '../../waypoint/options.js';
+import { Waypoint } from '../../waypoint/waypoint.js';
+import { baseManifests, gatewayRoute, rawExchange, type RigAddresses } from './fixtures/rig.js';
+import { fuzzCases, mulberry32, proxyCases, verdict } from '../../bench/waypoint/fuzz-inputs.js';
+import { encodeProxyV2, parseProxyV2, SIGNATURE } from '../../waypoint/proxy/proxy-protocol.js';
+
+const base = `127.92.${10 + (process.pid % 200)}`;
+const BACKEND = `${base}.10`;
+const GW = { node: `${base}.1`, kernway: `${base}.2` };
+const PORT = 8080;
+
+/** A backend that records every connection's bytes and answers by the path's first segment. */
+class RecordingBackend {
+  /** Every byte received, in order (requests are sent one test exchange at a time). */
+  log = '';
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor() {
+    this.server = net.createServer((s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => s.destroy());
+      let buf = '';
+      s.on('data', (d: Buffer) => {
+        this.log += d.toString('latin1');
+        buf += d.toString('latin1');
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const head = buf.slice(0, end);
+          const cl = /\r\ncontent-length: *([0-9]+)/i.exec(head);
+          const chunked = /\r\ntransfer-encoding: *chunked/i.test(head);
+          let total = end + 4;
+          if (cl) total += Number(cl[1]);
+          else if (chunked) {
+            const z = buf.indexOf('0\r\n\r\n', end + 4);
+            if (z < 0) return;
+            total = z + 5;
+          }
+          if (buf.length < total) return;
+          buf = buf.slice(total);
+          const [method, target] = head.split(' ');
+          s.write(answer(method!, target!));
+          if (target!.startsWith('/web/until-close')) { s.end(); return; }
+        }
+      });
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: BACKEND, port: PORT, exclusive: true }, () => resolve());
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+function answer(method: string, target: string): string {
+  const what = target.split('/')[2] ?? '';
+  const body = `${method} ${target}\n`;
+  switch (what) {
+    case 'chunked': return `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t1\r\n\r\n`;
+    case 'no-content': return 'HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n';
+    case 'not-modified': return 'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n';
+    case 'informational': return `HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    case 'until-close': return `HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${body}`;
+    case 'cookies': return `HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Multi: 1\r\nX-Multi: 2\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    default: return `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${method === 'HEAD' ? 42 : body.length}\r\n\r\n${method === 'HEAD' ? '' : body}`;
+  }
+}
+
+const backend = new RecordingBackend();
+const waypoints: Waypoint[] = [];
+let dir = '';
+
+async function startWaypoint(address: string, server: 'node' | 'kernway', manifests: string): Promise<Waypoint> {
+  const opts = parseWaypointArgs([
+    '--namespace', 'ns', '--manifests', manifests, '--listen-address', address, '--mesh-port', '0', '--metrics-address', 'off',
+    '--access-log', 'off', '--header-timeout', '1s', '--max-header-bytes', '4096', '--http1-server', server,
+  ]);
+  const log = createLogger('kernway-waypoint-test', process.env.KERNWAY_LOG_LEVEL ?? 'silent');
+  return Waypoint.start({ ...withLogger(opts, log), drainTimeoutMs: 500 }, new ManifestDirSource(manifests, { log, debounceMs: 10 }));
+}
+
+beforeAll(async () => {
+  await backend.listen();
+  dir = mkdtempSync(join(tmpdir(), 'kw-h1-diff-'));
+  const manifests = join(dir, 'manifests');
+  mkdirSync(manifests);
+  const a: RigAddresses = { gateway: GW.kernway, pods: { web: [BACKEND] }, outside: `${base}.3`, caller: (i) => `${base}.${200 + i}` };
+  writeFileSync(join(manifests, 'config.yaml'), baseManifests(a) + gatewayRoute('main', `  - matches: [{path: {type: PathPrefix, value: /web}}]
+    backendRefs: [{name: web, port: 80}]`));
+  waypoints.push(await startWaypoint(GW.node, 'node', manifests), await startWaypoint(GW.kernway, 'kernway', manifests));
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all(waypoints.map((w) => w.stop(0)));
+  await backend.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** What differs by nature between two runs: dates, the hop's span id, request ids the waypoint makes. */
+function normalize(s: string): string {
+  return s
+    .replace(/^(date): .*$/gim, '$1: X')
+    .replace(/^(traceparent): 00-([0-9a-f]{32})-[0-9a-f]{16}-/gim, '$1: 00-$2-SPAN-')
+    .replace(/^(x-request-id): .*$/gim, '$1: X');
+}
+
+/** Send `data` through one waypoint on a new connection; the caller's bytes and the backend's bytes for it. */
+async function through(server: 'node' | 'kernway', data: string | string[]): Promise<{ caller: string; backend: string }> {
+  const before = backend.log.length;
+  const parts = Array.isArray(data) ? [...data] : [data];
+  const caller = await new Promise<string>((resolve, reject) => {
+    const s = net.connect({ host: GW[server], port: PORT });
+    let got = '';
+    let timer = setTimeout(() => { s.destroy(); resolve(got); }, 700);
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      clearTimeout(timer);
+      timer = setTimeout(() => { s.destroy(); resolve(got); }, 400);
+      // Later parts wait for the 100 Continue (or the first response).
+      if (parts.length > 0) s.write(parts.shift()!);
+    });
+    s.on('close', () => { clearTimeout(timer); resolve(got); });
+    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(got) : reject(e)));
+    s.write(parts.shift()!);
+  });
+  const seen = backend.log.slice(before);
+  return { caller: normalize(caller), backend: normalize(seen) };
+}
+
+async function same(data: string | string[]): Promise<{ caller: string; backend: string }> {
+  const node = await through('node', data);
+  const kernway = await through('kernway', data);
+  expect(kernway.backend).toBe(node.backend);
+  expect(kernway.caller).toBe(node.caller);
+  return kernway;
+}
+
+const TP = 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nx-request-id: r1\r\n';
+
+describe('the same bytes through node:http and the waypoint\'s own server', () => {
+  it('a GET with repeated, mixed-case and hop-by-hop headers', async () => {
+    const r = await same(`GET /web/a?q=1 HTTP/1.1\r\nHost: example.com\r\n${TP}X-A: 1\r\nx-a: 2\r\nConnection: keep-alive, X-Drop\r\nX-Drop: secret\r\nKeep-Alive: timeout=5\r\nTE: gzip\r\nUser-Agent: t\r\n\r\n`);
+    expect(r.caller).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(r.backend).toContain('X-A: 1\r\nx-a: 2\r\n');
+    expect(r.backend).not.toMatch(/x-drop|keep-alive|^te:/im);
+  });
+  it('request bodies: Content-Length, chunked, Expect: 100-continue', async () => {
+    expect((await same(`POST /web/cl HTTP/1.1\r\nHost: h\r\n${TP}Content-Length: 5\r\n\r\nhello`)).backend).toMatch(/\r\n\r\nhello$/);
+    expect((await same(`POST /web/te HTTP/1.1\r\nHost: h\r\n${TP}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`)).backend).toContain('abc');
+    const r = await same([`POST /web/expect HTTP/1.1\r\nHost: h\r\n${TP}Expect: 100-continue\r\nContent-Length: 4\r\n\r\n`, 'body']);
+    expect(r.caller).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
+    expect(await same(`GET /web/e HTTP/1.1\r\nHost: h\r\n${TP}Expect: something-else\r\n\r\n`)).toMatchObject({ caller: expect.stringMatching(/^HTTP\/1\.1 417 /) as unknown });
+  });
+  it('response framing: chunked with trailers, HEAD, 204, 304, 1xx skipped, until close, repeated response headers', async () => {
+    for (const p of ['chunked', 'no-content', 'not-modified', 'informational', 'until-close', 'cookies']) {
+      const r = await same(`GET /web/${p} HTTP/1.1\r\nHost: h\r\n${TP}\r\n`);
+      expect(r.caller).toMatch(/^HTTP\/1\.1 [23]0[0-9] /);
+    }
+    const head = await same(`HEAD /web/x HTTP/1.1\r\nHost: h\r\n${TP}\r\n`);
+    expect(head.caller).toMatch(/Content-Length: 42\r\n/);
+  });
+  it('pipelined requests are answered in order; HTTP/1.0 with and without keep-alive', async () => {
+    const r = await same(`GET /web/1 HTTP/1.1\r\nHost: h\r\n${TP}\r\nGET /web/2 HTTP/1.1\r\nHost: h\r\n${TP}\r\nGET /web/3 HTTP/1.1\r\nHost: h\r\n${TP}Connection: close\r\n\r\n`);
+    expect([...r.caller.matchAll(/GET (\/web\/[0-9])/g)].map((m) => m[1])).toEqual(['/web/1', '/web/2', '/web/3']);
+    expect((await same(`GET /web/old HTTP/1.0\r\nHost: h\r\n${TP}\r\n`)).caller).toMatch(/Connection: close/i);
+    const ka = await same(`GET /web/ka1 HTTP/1.0\r\nHost: h\r\n${TP}Connection: keep-alive\r\n\r\nGET /web/ka2 HTTP/1.0\r\nHost: h\r\n${TP}\r\n`);
+    expect(ka.caller).toContain('/web/ka2');
+  });
+  it('refusals: malformed, smuggling, oversized, no Host, CONNECT', async () => {
+    for (const bad of [
+      'GET /web HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n',
+      'POST /web HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /web/smuggled HTTP/1.1\r\nHost: x\r\n\r\n',
+      'POST /web HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd',
+      'POST /web HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n',
+      `GET /web HTTP/1.1\r\nHost: x\r\nX-Big: ${'x'.repeat(5000)}\r\n\r\n`,
+      'GET /web HTTP/1.1\r\n\r\n',
+      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+    ]) {
+      const r = await same(bad);
+      expect(r.caller).toMatch(/^HTTP\/1\.1 4[0-9][0-9] /);
+      expect(r.backend).toBe('');
+    }
+  });
+});
+
+describe('fuzzing (seeded, short; bench/waypoint/fuzz.ts runs for minutes)', () => {
+  it('the request parser: never crashes; every input llhttp refuses gets a 4xx or a closed connection', async () => {
+    const rand = mulberry32(1234);
+    for (const input of fuzzCases(rand, 80)) {
+      const got = await rawExchange(GW.kernway, PORT, input, 250);
+      for (const m of got.matchAll(/HTTP\/1\.1 ([0-9]{3}) /g)) expect(Number(m[1])).toBeLessThan(600);
+      if (verdict(input, 4096) === 'error') expect(got === '' || /^HTTP\/1\.1 4[0-9][0-9] /.test(got), JSON.stringify(input.toString('latin1').slice(0, 200))).toBe(true);
+    }
+    expect(await rawExchange(GW.kernway, PORT, 'GET /web/alive HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+  }, 60_000);
+  it('the PROXY header reader: random and mutated headers never throw; the mesh port closes or answers, and keeps serving', async () => {
+    const rand = mulberry32(99);
+    for (let i = 0; i < 20_000; i++) {
+      const b = Buffer.alloc(Math.floor(rand() * 80));
+      for (let j = 0; j < b.length; j++) b[j] = Math.floor(rand() * 256);
+      if (rand() < 0.5 && b.length >= 12) SIGNATURE.copy(b, 0);
+      expect(['more', 'error', 'header']).toContain(parseProxyV2(b).kind);
+    }
+    const valid = encodeProxyV2({ address: `${base}.3`, port: 1234 }, { address: '10.96.0.1', port: 80 });
+    const mesh = waypoints[1]!.meshPort;
+    for (const input of proxyCases(rand, valid, 30)) {
+      const got = await rawExchange(GW.kernway, mesh, input, 250);
+      expect(got === '' || /^HTTP\/1\.1 [0-9]{3} /.test(got)).toBe(true);
+    }
+    expect(await rawExchange(GW.kernway, PORT, 'GET /web/alive HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+  }, 60_000);
+});
