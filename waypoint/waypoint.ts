@@ -313,7 +313,7 @@ export class Waypoint extends EventEmitter {
     this.h2.close();
     this.upstream.close();
     await this.admin?.close();
-    this.accessLog.flush();
+    this.accessLog.close();
   }
 }
 

@@ -6,7 +6,9 @@
  *
  *   node dist/bench/waypoint/run.js [--seconds 10] [--connections 64] [--rounds 3]
  *     [--proxy-cpu 0] [--load-cpu 1] [--routes 1000] [--node-flags '...'] [--out DIR]
- *     [--skip-memory] [--skip-load] [--baselines]
+ *     [--skip-memory] [--skip-load] [--baselines] [--node-path]
+ *
+ * --node-path adds the waypoint with `--http1-server node` (the previous HTTP/1.1 path).
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
@@ -30,15 +32,19 @@ export interface LoadOptions {
   nodeFlags: string[];
   /** Also measure what Node.js itself costs (bench/waypoint/baselines.ts), with wrk only. */
   baselines: boolean;
+  /** Also measure the waypoint with `--http1-server node` (the previous HTTP/1.1 path). */
+  nodePath: boolean;
 }
 
-type ProxyName = 'waypoint' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
+type ProxyName = 'waypoint' | 'waypoint-node-http' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
 interface Run { round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number }
 
 const ADDR = '127.93.0.1';
 const BACKEND = { address: '127.93.0.10', port: 18181 };
 const NGINX = { h1: 18180, h2: 18182 };
 const WAYPOINT = { port: 18183, admin: 18190 };
+/** The same waypoint with `--http1-server node` (the previous HTTP/1.1 path), for comparison. */
+const WAYPOINT_NODE = { address: '127.93.0.2', admin: 18189 };
 
 function backendBlock(): string {
   return `  access_log off;
@@ -176,10 +182,23 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
     ], { address: ADDR, port: WAYPOINT.port }, join(dir, 'waypoint.log'), o.nodeFlags);
     procs.push(wp);
     const url = `http://${ADDR}:${WAYPOINT.port}/echo`;
+    let wpNode: Proc | undefined;
+    if (o.nodePath) {
+      wpNode = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), o.proxyCpu, [
+        '--namespace', 'bench', '--manifests', mdir, '--listen-address', WAYPOINT_NODE.address, '--mesh-port', '0', '--http1-server', 'node',
+        '--metrics-address', `${WAYPOINT_NODE.address}:${WAYPOINT_NODE.admin}`, '--access-log', join(dir, 'waypoint-node.access.log'),
+      ], { address: WAYPOINT_NODE.address, port: WAYPOINT.port }, join(dir, 'waypoint-node.log'), o.nodeFlags);
+      procs.push(wpNode);
+    }
     const targets: Target[] = [
       { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
       { proxy: 'waypoint', h1: url, h2: url, pids: () => [wp.pid] },
     ];
+    if (wpNode) {
+      const u = `http://${WAYPOINT_NODE.address}:${WAYPOINT.port}/echo`;
+      const pid = wpNode.pid;
+      targets.push({ proxy: 'waypoint-node-http', h1: u, h2: u, pids: () => [pid] });
+    }
     if (o.baselines) {
       let port = 18191;
       for (const name of Object.keys(BASELINE_PROGRAMS) as ProxyName[]) {
@@ -243,14 +262,14 @@ async function cli(): Promise<void> {
     options: {
       seconds: { type: 'string' }, connections: { type: 'string' }, 'proxy-cpu': { type: 'string' }, 'load-cpu': { type: 'string' },
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
-      rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' },
+      rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' }, 'node-path': { type: 'boolean' },
     },
   });
   const nodeFlags = (values['node-flags'] ?? WAYPOINT_NODE_FLAGS.join(' ')).split(' ').filter((x) => x !== '');
   const o: LoadOptions = {
     seconds: Number(values.seconds ?? 10), connections: Number(values.connections ?? 64), h2Connections: 16, h2Streams: 8,
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
-    rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false,
+    rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false, nodePath: values['node-path'] ?? false,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });

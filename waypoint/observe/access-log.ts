@@ -1,7 +1,9 @@
 /**
  * Access logs: one JSON line per request in pino's format (level, time, name, msg
  * "request", then the fields), written asynchronously in batches through pino's
- * destination (sonic-boom), so that logging does not slow the proxy down. The line is
+ * destination (sonic-boom), so that logging does not slow the proxy down: lines are
+ * buffered up to 64 KiB and flushed at least once a second (as nginx's
+ * `access_log ... buffer=64k flush=1s`). The line is
  * assembled here rather than by pino's generic serializer: its fields are fixed, and this
  * is on every request's path. Destination: stdout (default), stderr, a file, or off.
  */
@@ -35,12 +37,19 @@ export interface AccessRecord {
 
 type Destination = ReturnType<typeof pino.destination>;
 
+const BUFFER_BYTES = 64 * 1024;
+const FLUSH_EVERY_MS = 1000;
+
 export class AccessLog {
   private readonly dest: Destination | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(where: AccessLogDestination) {
     if (where === 'off') return;
-    this.dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: 4096, mkdir: true });
+    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: BUFFER_BYTES, maxWrite: 2 * BUFFER_BYTES, mkdir: true });
+    this.dest = dest;
+    this.timer = setInterval(() => { try { dest.flush(); } catch { /* not open yet, or busy writing */ } }, FLUSH_EVERY_MS);
+    this.timer.unref();
   }
 
   get enabled(): boolean {
@@ -58,7 +67,13 @@ export class AccessLog {
     this.dest.write(`${line},"attempts":${r.attempts}}\n`);
   }
 
-  /** Flush what is buffered (at shutdown). */
+  /** At shutdown: stop the flush timer, write what is buffered. */
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.flush();
+  }
+
+  /** Write what is buffered now. */
   flush(): void {
     try { this.dest?.flushSync(); } catch { /* not ready yet: nothing to flush */ }
   }
