@@ -24,6 +24,8 @@ import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { validatePolicyObject } from './policy/parse.js';
+import { serviceRangeProblems } from './model/service-range.js';
+import type { ObjectValidator } from './sources/manifest-dir.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -162,7 +164,12 @@ export class Agent {
         health: () => (this.healthy ? true : this.state) });
       this.http.setReady(false, 'starting: reading the manifests and loading the programs');
       await this.http.listen();
-      this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate: validatePolicyObject });
+      const validate: ObjectValidator = (obj) => {
+        const range = serviceRangeProblems(o.serviceCidr, obj);
+        const policy = validatePolicyObject(obj);
+        return range.length === 0 ? policy : [...range, ...policy];
+      };
+      this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate });
       await this.source.start();
       // Snapshots that arrive while the programs load are applied when they are (apply() waits for the maps).
       this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));

@@ -7,6 +7,7 @@ import { isAbsolute } from 'node:path';
 import { isIP } from 'node:net';
 import { InvalidArgumentError, KernwayError } from '../common/errors.js';
 import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
+import { DEFAULT_SERVICE_CIDR, parseServiceRange, type ServiceRange } from './model/service-range.js';
 
 export interface AgentOptions {
   /** Directory of Kubernetes manifests (standalone mode). */
@@ -29,11 +30,14 @@ export interface AgentOptions {
   debounceMs: number;
   /** Same-node acceleration of new pod-to-pod connections (--sockmap on|off, default on). */
   sockmap: boolean;
+  /** The service IP range: cluster IPs outside it are refused (--service-cidr). */
+  serviceCidr: ServiceRange;
 }
 
 export interface RawAgentOptions {
   standalone?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
   metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown; sockmap?: unknown;
+  serviceCidr?: unknown;
 }
 
 function path(name: string, v: unknown): string {
@@ -80,6 +84,7 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
     capacities: Object.freeze(capacities),
     debounceMs,
     sockmap: sockmapSwitch(raw.sockmap),
+    serviceCidr: parseServiceRange(raw.serviceCidr ?? DEFAULT_SERVICE_CIDR),
   };
   if (raw.objectPath !== undefined) opts.objectPath = path('objectPath', raw.objectPath);
   return Object.freeze(opts);

@@ -1,13 +1,15 @@
 /** `kernway agent`: the node agent. SIGTERM drains (programs stay attached), a second SIGTERM forces. */
-import { parseArgs } from 'node:util';
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { Agent } from '../agent/agent.js';
 import { DEFAULTS, cgroup2Root, defaultNodeName, validateAgentOptions } from '../agent/options.js';
+import { DEFAULT_SERVICE_CIDR } from '../agent/model/service-range.js';
+import { parseCommandOptions } from './args.js';
 import type { Command } from './main.js';
 
 const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
+                     [--service-cidr CIDR[,CIDR]]
 
   --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
   --node-name NAME            this node's name, for internalTrafficPolicy: Local (default: hostname)
@@ -16,32 +18,25 @@ const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH]
   --admin-socket PATH         admin API Unix socket, mode 0600 (default: ${DEFAULTS.adminSocket})
   --metrics-address HOST:PORT /metrics, /healthz, /readyz (default: ${DEFAULTS.metricsAddress})
   --sockmap on|off            same-node acceleration of new pod-to-pod connections (default: on;
-                              a pod or namespace opts out with kernway.io/sockmap: "off")`;
+                              a pod or namespace opts out with kernway.io/sockmap: "off")
+  --service-cidr CIDR[,CIDR]  the service IP range: Services with cluster IPs outside it are refused
+                              (default: ${DEFAULT_SERVICE_CIDR})`;
 
 export const command: Command = {
   summary: 'run the node agent: Service load balancing in the kernel at connect()',
   usage: USAGE,
   async run(argv) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          standalone: { type: 'string' },
-          'node-name': { type: 'string' },
-          cgroup: { type: 'string' },
-          bpffs: { type: 'string' },
-          'admin-socket': { type: 'string' },
-          'metrics-address': { type: 'string' },
-          sockmap: { type: 'string' },
-        },
-      }));
-    } catch (e) {
-      console.error(`kernway agent: ${errorMessage(e)}\nusage: ${USAGE}`);
-      return 2;
-    }
+    const values = parseCommandOptions('agent', USAGE, argv, {
+      standalone: { type: 'string' },
+      'node-name': { type: 'string' },
+      cgroup: { type: 'string' },
+      bpffs: { type: 'string' },
+      'admin-socket': { type: 'string' },
+      'metrics-address': { type: 'string' },
+      sockmap: { type: 'string' },
+      'service-cidr': { type: 'string' },
+    });
+    if (!values) return 2;
     if (values.standalone === undefined) {
       console.error(`kernway agent: --standalone DIR is required (the Kubernetes API source is not built yet)\nusage: ${USAGE}`);
       return 2;
@@ -56,6 +51,7 @@ export const command: Command = {
         adminSocket: values['admin-socket'] ?? DEFAULTS.adminSocket,
         metricsAddress: values['metrics-address'] ?? DEFAULTS.metricsAddress,
         sockmap: values.sockmap,
+        serviceCidr: values['service-cidr'],
       });
     } catch (e) {
       if (e instanceof InvalidArgumentError || e instanceof KernwayError) {

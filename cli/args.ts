@@ -12,7 +12,15 @@ type Values<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; s
  */
 export function parseCommandOptions<O extends Options>(name: string, usage: string, argv: string[], options: O): Values<O> | undefined {
   try {
-    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
+    const { values, tokens } = parseArgs({ args: argv, strict: true, allowPositionals: false, options, tokens: true });
+    // A repeated option would silently take the last value (risky for --cgroup): refused.
+    const seen = new Set<string>();
+    for (const t of tokens) {
+      if (t.kind !== 'option' || options[t.name]?.multiple) continue;
+      if (seen.has(t.name)) throw new Error(`option '--${t.name}' is given more than once; give it once`);
+      seen.add(t.name);
+    }
+    return values as Values<O>;
   } catch (e) {
     console.error(`kernway ${name}: ${errorMessage(e)}\nusage: ${usage}`);
     return undefined;

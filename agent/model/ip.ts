@@ -29,3 +29,30 @@ export function hostPort(ip: string, port: number): string {
 export function familyOf(ip: string): IPFamily {
   return ip.includes(':') ? 'IPv6' : 'IPv4';
 }
+
+/**
+ * Why `ip` can never be a cluster IP, an endpoint or a pod address (the API server refuses
+ * these; a manifest holding one could take over loopback or the metadata address inside
+ * the balanced cgroup), or undefined when it can be. IPv4-mapped IPv6 is refused too: the
+ * datapath keys IPv4 that way, so it would alias an IPv4 address.
+ */
+export function forbiddenAddress(ip: ParsedIP): string | undefined {
+  if (ip.family === 'IPv4') {
+    const [a, b] = ip.ip.split('.').map(Number) as [number, number];
+    if (ip.ip === '0.0.0.0') return 'the unspecified address';
+    if (a === 0) return 'in 0.0.0.0/8 ("this network")';
+    if (a === 127) return 'a loopback address (127.0.0.0/8)';
+    if (a === 169 && b === 254) return 'a link-local address (169.254.0.0/16)';
+    if (a >= 224 && a <= 239) return 'a multicast address (224.0.0.0/4)';
+    if (ip.ip === '255.255.255.255') return 'the broadcast address';
+    if (a >= 240) return 'a reserved address (240.0.0.0/4)';
+    return undefined;
+  }
+  const s = ip.ip; // canonical: lower case, zeros compressed
+  if (s === '::') return 'the unspecified address';
+  if (s === '::1') return 'the loopback address';
+  if (/^fe[89ab][0-9a-f]:/.test(s)) return 'a link-local address (fe80::/10)';
+  if (s.startsWith('ff')) return 'a multicast address (ff00::/8)';
+  if (s.startsWith('::ffff:')) return 'an IPv4-mapped IPv6 address (::ffff:0:0/96); write the IPv4 address';
+  return undefined;
+}

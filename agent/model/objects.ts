@@ -5,7 +5,7 @@
  * objects, which lets later stages memoise in turn.
  */
 import { Checker } from './check.js';
-import { parseIP } from './ip.js';
+import { forbiddenAddress, parseIP } from './ip.js';
 import { intern, own } from './strings.js';
 import {
   DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
@@ -139,6 +139,8 @@ function parseService(src: SourcedObject): Parsed {
       if (v === 'None') { headless = true; continue; }
       const ip = parseIP(v);
       if (!ip) { c.fail(field, `must be an IPv4 or IPv6 address, or "None" for a headless Service, got ${JSON.stringify(v)}`); continue; }
+      const bad = forbiddenAddress(ip);
+      if (bad) { c.fail(field, `must not be ${bad}, got ${JSON.stringify(v)}`); continue; }
       if (clusterIPs.length > 0 && parseIP(clusterIPs[0])!.family === ip.family) { c.fail(field, 'must be of the other IP family than the first cluster IP (one address per family)'); continue; }
       clusterIPs.push(own(ip.ip));
     }
@@ -234,6 +236,7 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
       const ip = parseIP(a);
       if (!ip) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address, got ${JSON.stringify(a)}`);
       else if (ip.family !== addressType) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address (the slice's addressType), got ${ip.family} ${ip.ip}`);
+      else if (forbiddenAddress(ip)) c.fail(`${f}.addresses[${j}]`, `must not be ${forbiddenAddress(ip)!}, got ${JSON.stringify(a)}`);
       else address ??= ip.ip;
     }
     const cond = c.record(e.conditions, `${f}.conditions`) ?? {};
@@ -278,7 +281,7 @@ function plainEndpoint(e: unknown, addressType: AddressType): Endpoint | undefin
   const addrs = r.addresses;
   if (!Array.isArray(addrs) || addrs.length !== 1) return undefined;
   const ip = parseIP(addrs[0]);
-  if (!ip || ip.family !== addressType) return undefined;
+  if (!ip || ip.family !== addressType || forbiddenAddress(ip)) return undefined;
   let ready = true, serving = true, terminating = false;
   const cond = r.conditions;
   if (cond !== undefined && cond !== null) {
@@ -313,12 +316,14 @@ function parsePod(src: SourcedObject): Parsed {
     if (!r) return;
     const ip = parseIP(r.ip);
     if (!ip) c.fail(`status.podIPs[${i}].ip`, `must be an IPv4 or IPv6 address, got ${JSON.stringify(r.ip)}`);
+    else if (forbiddenAddress(ip)) c.fail(`status.podIPs[${i}].ip`, `must not be ${forbiddenAddress(ip)!}, got ${JSON.stringify(r.ip)}`);
     else if (podIPs.some((x) => parseIP(x)!.family === ip.family)) c.fail(`status.podIPs[${i}].ip`, 'must be of the other IP family than the first (one address per family)');
     else podIPs.push(own(ip.ip));
   });
   if (status.podIP !== undefined && status.podIP !== null && status.podIP !== '') {
     const ip = parseIP(status.podIP);
     if (!ip) c.fail('status.podIP', `must be an IPv4 or IPv6 address, got ${JSON.stringify(status.podIP)}`);
+    else if (forbiddenAddress(ip)) c.fail('status.podIP', `must not be ${forbiddenAddress(ip)!}, got ${JSON.stringify(status.podIP)}`);
     else if (podIPs.length === 0) podIPs.push(own(ip.ip));
     else if (podIPs[0] !== ip.ip) c.fail('status.podIPs[0].ip', `must equal status.podIP (${ip.ip}), got ${podIPs[0]}`);
   }

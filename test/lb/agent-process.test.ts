@@ -39,7 +39,7 @@ beforeAll(async () => {
   mkdirSync(dir);
   bpffs = join(lab.bpffsDir, 'agent');
   writeManifest(dir, 'web.yaml', [
-    serviceObject({ name: 'web', clusterIPs: ['10.96.0.10', 'fd00:96::10'], ports: [{ port: 80, targetPort: 8080 }] }),
+    serviceObject({ name: 'web', clusterIPs: ['10.96.0.10', 'fd00:10:96::10'], ports: [{ port: 80, targetPort: 8080 }] }),
     sliceObject({ name: 'web-4', service: 'web', ports: [{ port: 8080 }], endpoints: pods.map((p) => ({ ip: p.ipv4, nodeName: 'node-a' })) }),
     sliceObject({ name: 'web-6', service: 'web', addressType: 'IPv6', ports: [{ port: 8080 }], endpoints: pods.map((p) => ({ ip: p.ipv6, nodeName: 'node-a' })) }),
   ]);
@@ -73,12 +73,12 @@ describe('the kernway CLI', () => {
     const list = await kernway(['services', '--admin-socket', a.socket, '--json']);
     expect(list.code).toBe(0);
     const services = JSON.parse(list.stdout) as Array<{ frontend: string; backends: string[] }>;
-    expect(services.map((s) => s.frontend)).toEqual(['10.96.0.10:80/TCP', '[fd00:96::10]:80/TCP']);
+    expect(services.map((s) => s.frontend)).toEqual(['10.96.0.10:80/TCP', '[fd00:10:96::10]:80/TCP']);
     expect(services[1]!.backends).toEqual(pods.map((p) => `[${p.ipv6}]:8080`));
 
     a.child.kill('SIGTERM');
     expect(await a.exited).toBe(0);
-    for (const vip of ['10.96.0.10', 'fd00:96::10']) {
+    for (const vip of ['10.96.0.10', 'fd00:10:96::10']) {
       const r = await client.send<Counts>({ op: 'tcp', host: vip, port: 80, n: 40 });
       expect(r.errors).toEqual({});
       expect(Object.keys(r.counts).sort()).toEqual(['b1', 'b2']);
