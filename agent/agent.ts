@@ -233,9 +233,24 @@ export class Agent {
       // The first snapshot (and the one after a failure) is applied whole, then only what changed.
       const whole = this.lastReconcile === undefined || this.lastReconcile.error !== undefined;
       const changed = this.table.update(s.model, whole ? undefined : s.changedServices);
-      const result = this.sync.reconcile(this.table.table, whole ? undefined : changed);
+      let result: ReconcileResult;
+      let full: string | undefined;
+      try {
+        result = this.sync.reconcile(this.table.table, whole ? undefined : changed);
+      } catch (e) {
+        // More Service ports than kw_svc holds: keep what is there, add what fits, name the rest.
+        const fit = (e as { code?: string }).code === 'KW_MAP_FULL' ? this.sync.fit(this.table.table) : undefined;
+        if (!fit || fit.left.length === 0) throw e;
+        result = this.sync.reconcile(fit.table);
+        const names = fit.left.slice(0, 5).map((x) => `${x.service}:${x.port}/${x.proto}`);
+        full = `${fit.left.length} Service ports do not fit map kw_svc (${fit.table.size} installed): ${names.join(', ')}${fit.left.length > 5 ? ', ...' : ''}; raise its capacity (--map-capacity kw_svc=N; a pinned map keeps its size until \`kernway uninstall\`)`;
+        this.problems.push({ code: 'KW_MAP_FULL', file: '', message: full });
+        this.metrics.manifestProblems.set(this.problems.length);
+      }
       const ms = performance.now() - t0;
-      this.lastReconcile = { at: new Date().toISOString(), ms, result };
+      // A partial install counts as a failed reconcile: not ready, and the next one is whole.
+      this.lastReconcile = { at: new Date().toISOString(), ms, result, ...(full ? { error: full } : {}) };
+      if (full) this.log.error({ generation: s.generation, code: 'KW_MAP_FULL', err: full }, 'reconcile incomplete: the maps are full; what was there stays');
       if (result.skipped.length > 0) this.log.warn({ frontends: result.skipped }, 'SCTP service ports are not balanced by the socket load balancer');
       this.log.info({ generation: s.generation, ms: +ms.toFixed(2), created: result.created, changed: result.changed, removed: result.removed,
         unchanged: result.unchanged, writes: result.writes, deletes: result.deletes, problems: s.problems.length }, 'reconciled');

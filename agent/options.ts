@@ -67,8 +67,8 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
   if (raw.capacities !== undefined) {
     if (typeof raw.capacities !== 'object' || raw.capacities === null) throw new InvalidArgumentError('capacities', 'a map name -> entries object', raw.capacities);
     for (const [k, v] of Object.entries(raw.capacities)) {
-      if (!(LB_MAP_NAMES as readonly string[]).includes(k)) throw new InvalidArgumentError(`capacities.${k}`, `one of ${LB_MAP_NAMES.join(', ')}`, k);
-      if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`capacities.${k}`, 'a positive integer', v);
+      if (!(LB_MAP_NAMES as readonly string[]).includes(k)) throw new InvalidArgumentError(`--map-capacity ${k}`, `one of ${LB_MAP_NAMES.join(', ')}`, k);
+      if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`--map-capacity ${k}`, 'a positive integer', v);
       capacities[k as keyof LbCapacities] = v as number;
     }
   }

@@ -10,6 +10,7 @@ import type { Command } from './main.js';
 const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
                      [--service-cidr CIDR[,CIDR]]
+                     [--map-capacity MAP=N[,MAP=N...]]
 
   --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
   --node-name NAME            this node's name, for internalTrafficPolicy: Local (default: hostname)
@@ -20,7 +21,10 @@ const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH]
   --sockmap on|off            same-node acceleration of new pod-to-pod connections (default: on;
                               a pod or namespace opts out with kernway.io/sockmap: "off")
   --service-cidr CIDR[,CIDR]  the service IP range: Services with cluster IPs outside it are refused
-                              (default: ${DEFAULT_SERVICE_CIDR})`;
+                              (default: ${DEFAULT_SERVICE_CIDR})
+  --map-capacity MAP=N,...    max_entries of load balancer maps (kw_svc, kw_slot, kw_backend, kw_maglev,
+                              kw_svc_stats, kw_affinity, kw_revnat) when they are first created;
+                              pinned maps keep theirs`;
 
 export const command: Command = {
   summary: 'run the node agent: Service load balancing in the kernel at connect()',
@@ -35,6 +39,7 @@ export const command: Command = {
       'metrics-address': { type: 'string' },
       sockmap: { type: 'string' },
       'service-cidr': { type: 'string' },
+      'map-capacity': { type: 'string' },
     });
     if (!values) return 2;
     if (values.standalone === undefined) {
@@ -52,6 +57,7 @@ export const command: Command = {
         metricsAddress: values['metrics-address'] ?? DEFAULTS.metricsAddress,
         sockmap: values.sockmap,
         serviceCidr: values['service-cidr'],
+        capacities: values['map-capacity'] === undefined ? undefined : parseCapacities(values['map-capacity']),
       });
     } catch (e) {
       if (e instanceof InvalidArgumentError || e instanceof KernwayError) {
@@ -90,3 +96,14 @@ export const command: Command = {
     return done;
   },
 };
+
+/** 'kw_svc=64,kw_slot=512' -> { kw_svc: 64, kw_slot: 512 } (names and values checked by validateAgentOptions). */
+function parseCapacities(v: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of v.split(',')) {
+    const m = /^([a-z_]+)=(\d{1,10})$/.exec(part.trim());
+    if (!m) throw new InvalidArgumentError('--map-capacity', 'MAP=N[,MAP=N...] with N a positive integer', v);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}

@@ -215,6 +215,28 @@ export class ServiceSync {
     ];
   }
 
+  /**
+   * The part of `table` that fits kw_svc (and the service ids), for when the whole does
+   * not: every frontend the maps hold now first (what is there stays), then new ones in
+   * the table's order. `left` are the entries that did not fit.
+   */
+  fit(table: ServiceTable): { table: ServiceTable; left: ServiceEntry[] } {
+    const limit = Math.min(this.maps.kw_svc.info().maxEntries, this.maps.kw_svc_stats.info().maxEntries);
+    const kept: ServiceTable = new Map();
+    const fresh: Array<[string, ServiceEntry]> = [];
+    for (const [k, e] of table) {
+      const proto = protoOf(e);
+      if (proto !== undefined && this.live.has(frontendId(datapathAddr(e.vip), e.port, proto))) kept.set(k, e);
+      else fresh.push([k, e]);
+    }
+    const left: ServiceEntry[] = [];
+    for (const [k, e] of fresh) {
+      if (kept.size < limit || protoOf(e) === undefined) kept.set(k, e);
+      else left.push(e);
+    }
+    return { table: kept, left };
+  }
+
   // ---------------------------------------------------------------- adoption
 
   /**

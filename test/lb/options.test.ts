@@ -24,8 +24,8 @@ describe('agent options, checked at the door', () => {
       [{ metricsAddress: '9464' }, /^--metrics-address: /],
       [{ metricsAddress: 'example.com:9464' }, /^--metrics-address: /],
       [{ metricsAddress: '0.0.0.0:70000' }, /^--metrics-address: /],
-      [{ capacities: { kw_nope: 5 } }, /^capacities\.kw_nope: /],
-      [{ capacities: { kw_svc: 0 } }, /^capacities\.kw_svc: expected a positive integer/],
+      [{ capacities: { kw_nope: 5 } }, /^--map-capacity kw_nope: /],
+      [{ capacities: { kw_svc: 0 } }, /^--map-capacity kw_svc: expected a positive integer/],
       [{ debounceMs: -1 }, /^debounceMs: /],
     ];
     for (const [patch, re] of cases) expect(() => validateAgentOptions({ ...good, ...patch })).toThrow(re);
