@@ -93,15 +93,15 @@ export class Checker {
   }
 
   dnsLabel(v: string, field: string): void {
-    if (v.length > 63 || !DNS1123_LABEL.test(v)) this.fail(field, `must be a DNS label (at most 63 lower case letters, digits or '-', starting and ending with a letter or digit), got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length > 63 || !DNS1123_LABEL.test(v)) this.fail(field, `must be a DNS label (at most 63 lower case letters, digits or '-', starting and ending with a letter or digit), got ${describe(v)}`);
   }
 
   dns1035Label(v: string, field: string): void {
-    if (v.length > 63 || !DNS1035_LABEL.test(v)) this.fail(field, `must be a DNS-1035 label (at most 63 lower case letters, digits or '-', starting with a letter, ending with a letter or digit), got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length > 63 || !DNS1035_LABEL.test(v)) this.fail(field, `must be a DNS-1035 label (at most 63 lower case letters, digits or '-', starting with a letter, ending with a letter or digit), got ${describe(v)}`);
   }
 
   dnsSubdomain(v: string, field: string): void {
-    if (v.length > 253 || !DNS1123_SUBDOMAIN.test(v)) this.fail(field, `must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 253), got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length > 253 || !DNS1123_SUBDOMAIN.test(v)) this.fail(field, `must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 253), got ${describe(v)}`);
   }
 
   /** A port name as in a container's ports (IANA service name). */

@@ -14,7 +14,8 @@ function copy(s: string): string {
 
 /** `s`, detached from the text it was cut out of. For values that are mostly unique (names, addresses). */
 export function own(s: string): string {
-  return s.length < SLICE_MIN ? s : copy(s);
+  // Not a string (a manifest's wrong type): handed back for the checks to name.
+  return typeof s !== 'string' || s.length < SLICE_MIN ? s : copy(s);
 }
 
 const interned = new Map<string, string>();

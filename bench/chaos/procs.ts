@@ -23,13 +23,13 @@ import type { ClientConfig, Counters } from './traffic.js';
 export interface ProcEnv { node: string; kernwayMain: string; dir: string }
 
 /** Waits for a condition, polling; fails naming `what` (and the log's tail). */
-export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, logPath?: string): Promise<T> {
+export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, logPath?: string, everyMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new KernwayError('KW_BENCH_SETUP', `${what}: not reached in ${timeoutMs} ms${logPath ? `\n${tail(logPath)}` : ''}`);
-    await sleep(20);
+    await sleep(everyMs);
   }
 }
 
@@ -145,7 +145,7 @@ export class ChaosWaypoint {
     return until(`waypoint ${this.pod.name} ready`, timeoutMs, async () => {
       if (!this.alive) throw new KernwayError('KW_BENCH_SETUP', `waypoint ${this.pod.name} exited\n${tail(this.log)}`);
       return (await this.admin('/readyz')).code === 200 ? true : undefined;
-    }, this.log);
+    }, this.log, 50);
   }
 
   async stop(signal: NodeJS.Signals): Promise<void> {

@@ -72,7 +72,8 @@ export interface FaultResult {
   title: string;
   /** False when the fault could not be injected here (the reason is in notes). */
   ran: boolean;
-  conn: { attempted: number; failed: number };
+  /** slow: succeeded after more than a second; maxMs: the slowest that succeeded. */
+  conn: { attempted: number; failed: number; slow: number; maxMs: number };
   bytes: { sent: number; corrupted: number; lost: number; streamsBroken: number };
   http: { sent: number; failed: number; retried: number; byStatus: Record<string, number> };
   /** From the injection to the component serving again (ms). */
@@ -151,7 +152,7 @@ function delta(a: Counters, b: Counters): Pick<FaultResult, 'conn' | 'bytes' | '
     if (d > 0) byStatus[k] = d;
   }
   return {
-    conn: { attempted: b.conn.attempted - a.conn.attempted, failed: b.conn.failed - a.conn.failed },
+    conn: { attempted: b.conn.attempted - a.conn.attempted, failed: b.conn.failed - a.conn.failed, slow: b.conn.slow - a.conn.slow, maxMs: b.conn.maxMs },
     bytes: { sent: b.stream.sent - a.stream.sent, corrupted: b.stream.corrupted - a.stream.corrupted, lost: b.stream.lost - a.stream.lost, streamsBroken: b.stream.broken - a.stream.broken },
     http: { sent: b.http.sent - a.http.sent, failed: b.http.failed - a.http.failed, retried: b.http.retried - a.http.retried, byStatus },
     failures: b.failures.filter((f) => f.t > a.t),
@@ -378,7 +379,7 @@ async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWa
       const rt = await until('waypoint', 3000, async () => {
         const v = await x.routes();
         return v && v.generation > gens[i]! ? v : undefined;
-      });
+      }, undefined, 50);
       return names(rt.problems) ? 'named' : 'accepted';
     } catch {
       // Unchanged problems make no new configuration.
@@ -433,9 +434,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   try {
     const cfg: ClientConfig = {
       seed: opts.seed,
-      conn: { host: ECHO_VIP, port: PORTS.oneShot, perSecond: opts.connPerSecond, timeoutMs: 3000 },
+      conn: { host: ECHO_VIP, port: PORTS.oneShot, perSecond: opts.connPerSecond, timeoutMs: 10_000 },
       streams: { host: ECHO_VIP, port: PORTS.echo, count: opts.streams, bytesPerSecond: opts.streamBytesPerSecond, windowBytes: 256 << 10 },
-      http: { host: WAYPOINT_VIP, port: PORTS.mesh, source: w.client.ipv4, target: { address: ECHO_VIP, port: PORTS.http }, connections: opts.httpConnections, perSecond: opts.httpPerSecond, timeoutMs: 5000 },
+      http: { host: WAYPOINT_VIP, port: PORTS.mesh, source: w.client.ipv4, target: { address: ECHO_VIP, port: PORTS.http }, connections: opts.httpConnections, perSecond: opts.httpPerSecond, timeoutMs: 10_000 },
     };
     const load = new TrafficClient(w.lab, w.env, w.client, cfg);
     client = load;
@@ -444,6 +445,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const c = await load.snap();
       return c.conn.ok > 0 && c.stream.received > 0 && c.http.ok > 0 ? c : undefined;
     }, join(dir, 'client.log'));
+    const phases: Array<{ fault: FaultName; a: Counters; b: Counters; r: Awaited<ReturnType<Action>> }> = [];
     for (const fault of opts.faults) {
       say(`fault ${fault}: ${FAULT_TITLES[fault]}`);
       await PREPARE[fault]?.(w);
@@ -459,15 +461,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const last = fault === opts.faults[opts.faults.length - 1];
       const b = last ? await load.stop() : await load.snap();
       if (last) client = undefined;
-      const d = delta(a, b);
-      const ran = r.ran !== false;
-      const failedAction = r.violated === true;
-      results.push({
-        fault, title: FAULT_TITLES[fault], ran, ...d, recoverMs: r.recoverMs, notes: r.notes ?? [],
-        met: ran && !failedAction && d.conn.failed === 0 && d.bytes.corrupted === 0 && d.bytes.lost === 0 && d.bytes.streamsBroken === 0 && d.http.failed === 0,
-      });
-      say(`  ${formatRow(results[results.length - 1]!)}`);
+      phases.push({ fault, a, b, r });
+      say(`  ${formatRow(result(fault, a, b, b, r))}`);
     }
+    // A connection or request belongs to the fault during which it started (it may fail later).
+    const final = phases[phases.length - 1]?.b;
+    for (const p of phases) results.push(result(p.fault, p.a, p.b, final!, p.r));
   } finally {
     client?.kill();
     await w.agent.stop('SIGTERM');
@@ -478,6 +477,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   }
   const { log: _log, ...rest } = opts;
   return { seed: opts.seed, options: rest, results, startedAt: new Date(started).toISOString(), seconds: Math.round((Date.now() - started) / 100) / 10 };
+}
+
+/** One fault's figures: counters between a and b; failures (from `all`) by when their connection or request started. */
+function result(fault: FaultName, a: Counters, b: Counters, all: Counters, r: Awaited<ReturnType<Action>>): FaultResult {
+  const d = delta(a, b);
+  const mine = all.failures.filter((f) => f.start >= a.t && f.start < b.t);
+  d.conn.failed = mine.filter((f) => f.kind === 'conn').length;
+  const http = mine.filter((f) => f.kind === 'http');
+  d.http.failed = http.length;
+  d.http.byStatus = {};
+  for (const f of http) d.http.byStatus[f.code ?? '?'] = (d.http.byStatus[f.code ?? '?'] ?? 0) + 1;
+  d.failures = mine.concat(d.failures.filter((f) => f.kind === 'stream'));
+  const ran = r.ran !== false;
+  return {
+    fault, title: FAULT_TITLES[fault], ran, ...d, recoverMs: r.recoverMs, notes: r.notes ?? [],
+    met: ran && r.violated !== true && d.conn.failed === 0 && d.bytes.corrupted === 0 && d.bytes.lost === 0 && d.bytes.streamsBroken === 0 && d.http.failed === 0,
+  };
 }
 
 // ---------------------------------------------------------------- the table
@@ -493,10 +509,10 @@ function mb(n: number): string {
 
 /** The report as a Markdown table, then the notes per fault. */
 export function formatTable(rep: ChaosReport): string {
-  const head = '| fault | connections attempted / failed | stream bytes sent / corrupted / lost (streams broken) | HTTP sent / failed (by status) / retried | recover | targets |';
+  const head = '| fault | connections attempted / failed (slow > 1 s, slowest) | stream bytes sent / corrupted / lost (streams broken) | HTTP sent / failed (by status) / retried | recover | targets |';
   const rows = rep.results.map((r) => {
     const st = Object.entries(r.http.byStatus).map(([k, v]) => `${k}: ${v}`).join(', ');
-    return `| ${r.fault} | ${r.conn.attempted} / ${r.conn.failed} | ${mb(r.bytes.sent)} / ${r.bytes.corrupted} / ${r.bytes.lost} (${r.bytes.streamsBroken}) | ${r.http.sent} / ${r.http.failed}${st ? ` (${st})` : ''} / ${r.http.retried} | ${r.recoverMs === undefined ? '-' : `${r.recoverMs} ms`} | ${r.met ? 'met' : r.ran ? '**missed**' : 'not run'} |`;
+    return `| ${r.fault} | ${r.conn.attempted} / ${r.conn.failed} (${r.conn.slow}, ${r.conn.maxMs} ms) | ${mb(r.bytes.sent)} / ${r.bytes.corrupted} / ${r.bytes.lost} (${r.bytes.streamsBroken}) | ${r.http.sent} / ${r.http.failed}${st ? ` (${st})` : ''} / ${r.http.retried} | ${r.recoverMs === undefined ? '-' : `${r.recoverMs} ms`} | ${r.met ? 'met' : r.ran ? '**missed**' : 'not run'} |`;
   });
   const notes = rep.results.flatMap((r) => [
     `- **${r.fault}** — ${r.title}.`,

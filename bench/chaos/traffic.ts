@@ -33,15 +33,17 @@ export interface ClientConfig {
   http: { host: string; port: number; source: string; target: { address: string; port: number }; connections: number; perSecond: number; timeoutMs: number };
 }
 
-export interface Failure { t: number; kind: 'conn' | 'stream' | 'http'; why: string }
+/** t: when it failed; start: when the connection or request it belongs to started (ms since the epoch). */
+export interface Failure { t: number; start: number; kind: 'conn' | 'stream' | 'http'; why: string; code?: string }
 
 export interface Counters {
   t: number;
-  conn: { attempted: number; ok: number; failed: number };
+  /** slow: connections that succeeded but took more than a second (a SYN sent again, a starved process). */
+  conn: { attempted: number; ok: number; failed: number; slow: number; maxMs: number };
   /** lost: bytes in flight on a stream that broke (never echoed). */
   stream: { sent: number; received: number; corrupted: number; lost: number; broken: number; open: number };
   http: { sent: number; ok: number; retried: number; failed: number; byStatus: Record<string, number> };
-  /** The last failures (newest last, at most 2,000). */
+  /** The failures (oldest first, at most 100,000). */
   failures: Failure[];
 }
 
@@ -127,7 +129,7 @@ function lateSafe(fn: () => void): void {
 class Load {
   readonly c: Counters = {
     t: 0,
-    conn: { attempted: 0, ok: 0, failed: 0 },
+    conn: { attempted: 0, ok: 0, failed: 0, slow: 0, maxMs: 0 },
     stream: { sent: 0, received: 0, corrupted: 0, lost: 0, broken: 0, open: 0 },
     http: { sent: 0, ok: 0, retried: 0, failed: 0, byStatus: {} },
     failures: [],
@@ -138,15 +140,17 @@ class Load {
 
   constructor(private readonly cfg: ClientConfig) {}
 
-  fail(kind: Failure['kind'], why: string): void {
-    this.c.failures.push({ t: Date.now(), kind, why });
-    if (this.c.failures.length > 2000) this.c.failures.splice(0, this.c.failures.length - 2000);
+  private pending = 0;
+  private readonly workers: Promise<void>[] = [];
+
+  fail(kind: Failure['kind'], why: string, start = Date.now(), code?: string): void {
+    if (this.c.failures.length < 100_000) this.c.failures.push({ t: Date.now(), start, kind, why, ...(code ? { code } : {}) });
   }
 
   start(): void {
     this.startConnections();
     for (let i = 0; i < this.cfg.streams.count; i++) this.openStream(i);
-    for (let i = 0; i < this.cfg.http.connections; i++) void this.httpWorker(i);
+    for (let i = 0; i < this.cfg.http.connections; i++) this.workers.push(this.httpWorker(i));
   }
 
   // New connections at a steady rate: connect, one line each way, close.
@@ -163,6 +167,8 @@ class Load {
 
   private oneConnection(host: string, port: number, timeoutMs: number): void {
     this.c.conn.attempted++;
+    this.pending++;
+    const start = Date.now();
     let done = false;
     let got = '';
     const s = net.connect({ host, port });
@@ -171,8 +177,13 @@ class Load {
       done = true;
       clearTimeout(timer);
       s.destroy();
-      if (why === undefined) this.c.conn.ok++;
-      else { this.c.conn.failed++; this.fail('conn', why); }
+      this.pending--;
+      const ms = Date.now() - start;
+      if (why === undefined) {
+        this.c.conn.ok++;
+        if (ms > 1000) this.c.conn.slow++;
+        if (ms > this.c.conn.maxMs) this.c.conn.maxMs = ms;
+      } else { this.c.conn.failed++; this.fail('conn', why, start); }
     };
     const timer = setTimeout(() => lateSafe(() => finish(`timeout after ${timeoutMs} ms`)), timeoutMs);
     s.setEncoding('utf8');
@@ -242,6 +253,7 @@ class Load {
     let next = Date.now();
     while (!this.stopping) {
       const path = `/r/${w}/${n++}`;
+      const start = Date.now();
       this.c.http.sent++;
       for (let attempt = 0; ; attempt++) {
         const fresh = conn === undefined;
@@ -253,7 +265,7 @@ class Load {
           const key = r.status === 200 ? 'bad body' : String(r.status);
           this.c.http.failed++;
           this.c.http.byStatus[key] = (this.c.http.byStatus[key] ?? 0) + 1;
-          this.fail('http', `${path}: ${key}`);
+          this.fail('http', `${path}: ${key}`, start, key);
           break;
         }
         conn.close();
@@ -261,7 +273,7 @@ class Load {
         if (!fresh && !r.anyByte && attempt === 0) { this.c.http.retried++; continue; }
         this.c.http.failed++;
         this.c.http.byStatus[r.why] = (this.c.http.byStatus[r.why] ?? 0) + 1;
-        this.fail('http', `${path}: ${r.why}${fresh ? '' : ' (reused connection)'}`);
+        this.fail('http', `${path}: ${r.why}${fresh ? '' : ' (reused connection)'}`, start, r.why);
         break;
       }
       next += every;
@@ -272,14 +284,20 @@ class Load {
     conn?.close();
   }
 
+  /** The counters now (conn.maxMs: since the last snapshot). */
   snapshot(): Counters {
     this.c.t = Date.now();
-    return this.c;
+    const out = JSON.parse(JSON.stringify(this.c)) as Counters;
+    this.c.conn.maxMs = 0;
+    return out;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    // Connections and requests under way finish (or time out) and count.
+    await Promise.all(this.workers);
+    while (this.pending > 0) await new Promise((r) => setTimeout(r, 20));
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && this.streams.some((s) => s.received < s.sent && !s.sock.destroyed)) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.streams) {

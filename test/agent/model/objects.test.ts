@@ -156,6 +156,15 @@ describe('Pod and Namespace', () => {
     expect(p).toMatchObject({ file: 'pods.yaml', object: 'Pod default/p', field: 'status.podIP' });
   });
 
+  it('rejects names and namespaces of another type than string (found by bench/chaos), never coercing them', () => {
+    for (const name of [12345, 3.5, true, ['web-0'], null]) {
+      const p = only({ apiVersion: 'v1', kind: 'Pod', metadata: { name: name as unknown as string }, spec: {} }, 'pods.json');
+      expect(p).toMatchObject({ file: 'pods.json', field: 'metadata.name' });
+    }
+    const ns = only({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 7 as unknown as string }, spec: {} }, 'pods.json');
+    expect(ns).toMatchObject({ field: 'metadata.namespace' });
+  });
+
   it('normalises a Namespace and rejects a namespaced one', () => {
     const ok = parseObject(src({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } } }));
     expect(ok.model?.value).toMatchObject({ name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } });
