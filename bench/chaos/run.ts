@@ -316,9 +316,13 @@ async function fuzz(w: World): Promise<{ recoverMs?: number; notes: string[]; vi
     { who: 'waypoint', file: join(w.waypointDir, 'waypoint.json'), good: readFileSync(join(w.waypointDir, 'waypoint.json'), 'utf8'), live: true },
     { who: 'waypoint', file: join(w.waypointDir, 'decoy.json'), good: JSON.stringify(waypointManifests(w.server, TARGET_NAMESPACE, '10.96.0.99', 'decoy')), live: false },
   ];
-  for (const t of targets) if (!t.live) writeAtomic(t.file, t.good);
-  const agentBefore = await w.agent.services();
   const wps = [...w.inService];
+  const agentBefore = await w.agent.services();
+  // The decoys in force before the first mutation (else a mutation's judge could see their generation).
+  const wpGens = await Promise.all(wps.map(async (x) => (await x.routes())?.generation ?? 0));
+  for (const t of targets) if (!t.live) writeAtomic(t.file, t.good);
+  await w.agent.waitReady(BASE_FRONTENDS + decoy.length);
+  await Promise.all(wps.map((x, i) => until(`waypoint ${x.pod.name} read the decoy`, 15_000, async () => ((await x.routes())?.generation ?? 0) > wpGens[i]! ? true : undefined, x.log, 50)));
   const counts: Record<string, number> = { named: 0, accepted: 0, unseen: 0 };
   const byKind: Record<string, number> = {};
   const unnamedBreaking: string[] = [];
@@ -366,7 +370,10 @@ async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWa
         const st = await w.agent.status();
         return st && st.generation > before ? st : undefined;
       });
-      return names(s.problems) ? 'named' : 'accepted';
+      if (names(s.problems)) return 'named';
+      // Another change may have made that generation: look once more.
+      await sleep(300);
+      return names((await w.agent.status())?.problems) ? 'named' : 'accepted';
     } catch {
       // Unchanged content (the same problem again) makes no new generation.
       return names((await w.agent.status())?.problems) ? 'named' : 'unseen';
@@ -380,7 +387,9 @@ async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWa
         const v = await x.routes();
         return v && v.generation > gens[i]! ? v : undefined;
       }, undefined, 50);
-      return names(rt.problems) ? 'named' : 'accepted';
+      if (names(rt.problems)) return 'named';
+      await sleep(300);
+      return names((await x.routes())?.problems) ? 'named' : 'accepted';
     } catch {
       // Unchanged problems make no new configuration.
       return names((await x.routes())?.problems) ? 'named' : 'unseen';
