@@ -43,7 +43,7 @@ describe('bench/chaos --quick', () => {
   it('every fault under load: 0 failed connections, 0 corrupted bytes, 0 failed HTTP requests', async () => {
     const lines: string[] = [];
     const rep = await runChaos({
-      ...QUICK, seed: 12, holdSeconds: 0.5, fuzzSeconds: 3,
+      ...QUICK, seed: 12, holdSeconds: 0.3, fuzzSeconds: 2,
       faults: FAULT_NAMES.filter((f) => f !== 'baseline' && f !== 'waypoint-restart'),
       log: (l) => lines.push(l),
     });
