@@ -8,7 +8,7 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c bpf/test/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRCS))
 BPF_HDRS := $(wildcard bpf/include/*.h)
 NATIVE_SRCS := $(wildcard native/src/*.cc native/src/*.h)
-TS_SRCS := $(shell find agent native waypoint bench lab cli common -name '*.ts' -not -name '*.test.ts' 2>/dev/null)
+TS_SRCS := $(shell find k8s model sources agent native waypoint bench lab cli common -name '*.ts' -not -name '*.test.ts' 2>/dev/null)
 # asm/types.h lives in the multiarch include folder, which clang -target bpf does not search.
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Wno-unused-function -Ibpf/include -idirafter /usr/include/$(shell uname -m)-linux-gnu
 

@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', '{agent,native,waypoint,bench,lab,cli,common}/**/*.test.ts'],
+    include: ['test/**/*.test.ts', '{k8s,model,sources,agent,native,waypoint,bench,lab,cli,common}/**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**', 'build/**'],
     // Native addons and netns/cgroup moves want real processes, not worker threads.
     pool: 'forks',

@@ -7,7 +7,7 @@ import { isAbsolute } from 'node:path';
 import { isIP } from 'node:net';
 import { InvalidArgumentError, KernwayError } from '../common/errors.js';
 import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
-import { DEFAULT_SERVICE_CIDR, parseServiceRange, type ServiceRange } from './model/service-range.js';
+import { DEFAULT_SERVICE_CIDR, parseServiceRange, type ServiceRange } from '../k8s/service-range.js';
 
 export interface AgentOptions {
   /** Directory of Kubernetes manifests (standalone mode). */

@@ -11,7 +11,7 @@ import { policyPins, uninstallPolicy } from './datapath/policy.js';
 import { CONNECT_PROGRAMS } from './datapath/policy.js';
 import { checkBpffsFolder, checkCgroupLinks } from './datapath/pins.js';
 import { OWN_LINKS, pinLayout, uninstall as uninstallSockLb } from './datapath/sock-lb.js';
-import { OwnerLock } from './lock.js';
+import { OwnerLock } from './datapath/lock.js';
 
 /** Pins removed, as paths relative to the bpffs folder; `left`: entries that are not kernway's. */
 export interface UninstallReport { detached: string[]; unpinned: string[]; left: string[] }

@@ -18,10 +18,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { buildModel } from '../agent/model/model.js';
-import { buildServiceTable, ServiceTableBuilder } from '../agent/model/service-table.js';
-import type { SourcedObject } from '../agent/model/types.js';
-import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/sources/standalone.js';
+import { buildModel } from '../model/model.js';
+import { buildServiceTable, ServiceTableBuilder } from '../model/service-table.js';
+import type { SourcedObject } from '../k8s/types.js';
+import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/standalone.js';
 
 const { values } = parseArgs({
   options: {

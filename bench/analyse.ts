@@ -5,7 +5,7 @@
  * judged on the median ratio and shown with its spread. Nothing here is tuned to a
  * target: a missed target is reported with its measured ratio.
  */
-import type { BenchResults, RawSample } from './run.js';
+import type { BenchOptions, RawSample } from './samples.js';
 import type { ModeName } from './modes.js';
 import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
 import { ratio, spread, type Spread } from './stats.js';
@@ -49,7 +49,7 @@ function perRound(samples: readonly RawSample[], rounds: number, services: numbe
 
 const hasValues = (xs: number[]): boolean => xs.some((x) => Number.isFinite(x));
 
-export function analyse(r: Pick<BenchResults, 'options' | 'samples'>): Analysis {
+export function analyse(r: { options: BenchOptions; samples: readonly RawSample[] }): Analysis {
   const { rounds, services } = r.options;
   const modes = r.options.modes;
   const values: ValueRow[] = [];

@@ -23,35 +23,16 @@ import { benchServices } from './services.js';
 import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
 import { DEFAULT_TOOL_SETTINGS, type Sample, type ToolSettings } from './tools.js';
 import { analyse, type Analysis } from './analyse.js';
+import type { BenchOptions, RawSample } from './samples.js';
 
-export interface BenchOptions {
-  modes: ModeName[];
-  services: number[];
-  workloads: WorkloadName[];
-  rounds: number;
-  /** Seconds per measurement. */
-  seconds: number;
-  quick: boolean;
-  settings: ToolSettings;
-}
+export type { BenchOptions, RawSample } from './samples.js';
+
 
 export const QUICK: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 10_000], rounds: 2, seconds: 1, quick: true });
 export const FULL: Readonly<Omit<BenchOptions, 'modes' | 'workloads' | 'settings'>> = Object.freeze({ services: [10, 1000, 10_000], rounds: 5, seconds: 3, quick: false });
 
 const WARMUP_SECONDS = 1;
 
-export interface RawSample {
-  services: number;
-  round: number;
-  workload: WorkloadName;
-  mode: ModeName;
-  /** Position of the mode in this round's order for this workload (0 = first). */
-  order: number;
-  startedAt: string;
-  seconds: number;
-  values?: Sample;
-  error?: string;
-}
 
 export interface ConfigureRecord extends ConfigureResult { services: number; mode: ModeName }
 

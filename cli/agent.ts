@@ -3,9 +3,9 @@ import { InvalidArgumentError, KernwayError, errorMessage } from '../common/erro
 import { createLogger } from '../common/log.js';
 import { Agent } from '../agent/agent.js';
 import { DEFAULTS, cgroup2Root, defaultNodeName, validateAgentOptions } from '../agent/options.js';
-import { DEFAULT_SERVICE_CIDR } from '../agent/model/service-range.js';
+import { DEFAULT_SERVICE_CIDR } from '../k8s/service-range.js';
 import { parseCommandOptions } from './args.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]

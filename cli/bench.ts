@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const USAGE = `kernway bench [--quick] [--modes LIST] [--services LIST] [--workloads LIST] [--rounds N]
               [--seconds N] [--out DIR]

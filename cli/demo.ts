@@ -1,7 +1,7 @@
 /** `kernway demo`: Service load balancing in the kernel, end to end on this machine (needs root). */
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 export const command: Command = {
   summary: 'show Service load balancing in the kernel: a lab node, pods, the agent, live changes, metrics; then clean up',

@@ -8,11 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import { version } from '../common/version.js';
 
-export interface Command {
-  summary: string;
-  usage: string;
-  run(argv: string[]): Promise<number>;
-}
+import type { Command } from './command.js';
+
+export type { Command } from './command.js';
 
 const commands: Record<string, () => Promise<Command>> = {
   version: async () => ({

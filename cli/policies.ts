@@ -7,7 +7,7 @@ import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
 import { formatTable } from '../agent/admin/table.js';
 import type { PolicyReport, WorkloadReport } from '../agent/datapath/policy-engine.js';
 import { parseCommandOptions } from './args.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 /** The admin route serving PolicyEngine.report(). */
 export const POLICIES_ROUTE = '/v1/policies';

@@ -3,8 +3,8 @@
  * fails on a missing feature or mount: it reports it (exit 0); only bad options exit 2.
  */
 import { parseArgs } from 'node:util';
-import type { Probe } from '../native/probe.js';
-import type { Command } from './main.js';
+import type { Probe } from '../agent/datapath/probe.js';
+import type { Command } from './command.js';
 
 const USAGE = 'kernway probe [--json]';
 
@@ -50,8 +50,8 @@ export const command: Command = {
       console.error(`kernway probe: ${(e as Error).message}\nusage: ${USAGE}`);
       return 2;
     }
-    const { probe } = await import('../native/probe.js');
-    const p = probe();
+    const { probeKernel } = await import('../agent/datapath/probe.js');
+    const p = probeKernel();
     console.log(json ? JSON.stringify(p, null, 2) : formatProbe(p));
     return 0;
   },

@@ -6,13 +6,13 @@
  */
 import http from 'node:http';
 import { InvalidArgumentError, errorMessage } from '../common/errors.js';
-import { ManifestDirectory } from '../agent/sources/manifest-dir.js';
-import { buildWaypointConfig, validateWaypointObject } from '../waypoint/config/snapshot.js';
+import { ManifestDirectory } from '../sources/manifest-dir.js';
+import { buildWaypointConfig, validateWaypointObject } from '../model/waypoint-config.js';
 import { parseHostPort } from '../waypoint/options.js';
 import { buildRoutingTable } from '../waypoint/routing/table.js';
 import { formatReport, statusReport, type StatusReport } from '../waypoint/status.js';
 import { parseCommandOptions } from './args.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const USAGE = `kernway routes [--json] [--admin HOST:PORT | --manifests DIR --namespace NS [--listen-address IP]]
 

@@ -8,7 +8,7 @@ import { DEFAULTS } from '../agent/options.js';
 import type { KernelService } from '../agent/datapath/inspect.js';
 import { formatTable } from '../agent/admin/table.js';
 import { parseCommandOptions } from './args.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const USAGE = `kernway services [--json] [--admin-socket PATH | --bpffs DIR]
 

@@ -9,7 +9,7 @@ import { formatTable } from '../agent/admin/table.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { MapUsage } from '../agent/datapath/service-sync.js';
 import { parseCommandOptions } from './args.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 export const STATUS_ROUTE = '/v1/status';
 

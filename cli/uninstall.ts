@@ -4,7 +4,7 @@ import { isAbsolute } from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import { DEFAULTS, cgroup2Root } from '../agent/options.js';
 import { parseCommandOptions } from './args.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const USAGE = `kernway uninstall [--cgroup PATH] [--bpffs DIR]
 

@@ -4,7 +4,7 @@ import { createLogger } from '../common/log.js';
 import { ManifestDirSource } from '../waypoint/config/source.js';
 import { WAYPOINT_USAGE, parseWaypointArgs, withLogger } from '../waypoint/options.js';
 import { Waypoint } from '../waypoint/waypoint.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 export const command: Command = {
   summary: 'run a namespace waypoint: Gateway API HTTPRoutes, L7 authorization, request metrics',

@@ -12,8 +12,10 @@ import { InvalidArgumentError } from '../common/errors.js';
 import type { RawLinkInfo } from './addon.js';
 import { BpfError, pinCall, withContext } from './errors.js';
 import { addon } from './load.js';
-import type { BpfProgram } from './program.js';
 import { checkAbsolutePath } from './validate.js';
+
+/** What a link needs of a program (a BpfProgram) to switch to it. */
+export interface LinkableProgram { readonly name: string; readonly fd: number }
 
 export type LinkKind = 'link' | 'tc-clsact' | 'prog-attach';
 
@@ -122,7 +124,7 @@ export class BpfLink {
   }
 
   /** Replaces the attached program atomically: no packet or socket sees neither. */
-  update(program: BpfProgram): void {
+  update(program: LinkableProgram): void {
     if (typeof program !== 'object' || program === null || typeof (program as { name?: unknown }).name !== 'string' || !('fd' in program)) {
       throw new InvalidArgumentError('program', 'a BpfProgram', program);
     }

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { parseDuration } from './config/duration.js';
+import { parseDuration } from '../k8s/duration.js';
 import type { AccessLogDestination } from './observe/access-log.js';
 import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
 

@@ -5,7 +5,7 @@
  * /debug/routes and printed by `kernway routes`; the next step writes the route status
  * to the API server.
  */
-import type { Problem } from '../agent/model/types.js';
+import type { Problem } from '../k8s/types.js';
 import type { GatewayStatus, RouteStatus, RoutingTable } from './routing/table.js';
 
 export interface StatusReport {

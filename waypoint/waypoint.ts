@@ -14,7 +14,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
-import type { Problem } from '../agent/model/types.js';
+import type { Problem } from '../k8s/types.js';
 import { AccessLog, type AccessLogDestination } from './observe/access-log.js';
 import { WaypointMetrics } from './observe/metrics.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
@@ -317,7 +317,7 @@ export class Waypoint extends EventEmitter {
   }
 }
 
-function emptyConfig(): import('./config/snapshot.js').WaypointConfig {
+function emptyConfig(): import('../model/waypoint-config.js').WaypointConfig {
   return {
     model: { services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), problems: [] },
     appProtocols: new Map(), gatewayClasses: new Map(), gateways: [], routes: [], grants: [], policies: [], problems: [],

@@ -3,7 +3,7 @@
  * memory): each frontend with its live backend set, algorithm, affinity and counters.
  * Serves `kernway services` (through the agent's admin API, or from the pins directly).
  */
-import { hostPort } from '../model/ip.js';
+import { hostPort } from '../../k8s/ip.js';
 import {
   SVC_F_AFFINITY, SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcStatsPerCpu, decodeSvcVal, decodeU32,
   encodeU32, protoName,

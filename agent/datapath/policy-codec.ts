@@ -6,7 +6,7 @@
  */
 import { endianness } from 'node:os';
 import { KernwayError } from '../../common/errors.js';
-import { addrBytes, addrText } from '../policy/cidr.js';
+import { addrBytes, addrText } from '../../k8s/cidr.js';
 
 if (endianness() !== 'LE') throw new KernwayError('KW_UNSUPPORTED_HOST', 'kernway datapath codecs assume a little-endian host');
 

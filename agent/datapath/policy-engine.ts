@@ -13,10 +13,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../common/log.js';
-import type { Namespace, Pod, Problem } from '../model/types.js';
-import { PolicyCompiler, type CompileResult, type Enforcement, type WorkloadPolicy } from '../policy/compile.js';
-import { IdentityAllocator, type IdentityAssignment } from '../policy/identity.js';
-import { ID_HOST, type AuthorizationPolicy } from '../policy/types.js';
+import type { Namespace, Pod, Problem } from '../../k8s/types.js';
+import { PolicyCompiler, type CompileResult, type Enforcement, type WorkloadPolicy } from './policy-compile.js';
+import { IdentityAllocator, type IdentityAssignment } from '../../model/identity.js';
+import { ID_HOST, type AuthorizationPolicy } from '../../k8s/policy-types.js';
 import { EndpointManager, type EndpointInfo, type LocalPod } from './endpoints.js';
 import { PolicyDatapath, emptyStats, type ApplyStats, type PolicyCapacities } from './policy.js';
 import { DROP_REASONS, zeroCounters, type DropReason, type EndpointCounters, type IdentVal } from './policy-codec.js';

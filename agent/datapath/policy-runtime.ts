@@ -14,9 +14,10 @@
  *   // drain(): await this.policy.close();
  */
 import type { Logger } from '../../common/log.js';
-import type { Model, SourcedObject } from '../model/types.js';
-import { policiesOf } from '../policy/parse.js';
-import type { AuthorizationPolicy } from '../policy/types.js';
+import type { SourcedObject } from '../../k8s/types.js';
+import type { Model } from '../../model/types.js';
+import { policiesOf } from '../../k8s/policy.js';
+import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
 import { PolicyEngine, type PolicyEngineOptions, type PolicyReport, type PolicyUpdateResult } from './policy-engine.js';
 
 /** What the runtime reads of a StandaloneSnapshot. */

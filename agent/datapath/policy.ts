@@ -21,7 +21,7 @@ import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
-import type { CompileResult } from '../policy/compile.js';
+import type { CompileResult } from './policy-compile.js';
 import { checkBpffsFolder, checkCgroupLinks, detachCgroupLinks, detachPin, removeEmptyDir, unpinOwnMaps } from './pins.js';
 import {
   decodeAddr, decodeCidrKey, decodePolKey, encodeAddr, encodeCidrKey, encodeIdentVal, encodePdstVal, encodePolKey, encodeU32,

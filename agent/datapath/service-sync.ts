@@ -15,8 +15,8 @@
  */
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { hostPort } from '../model/ip.js';
-import type { ServiceEntry, ServiceTable } from '../model/service-table.js';
+import { hostPort } from '../../k8s/ip.js';
+import type { ServiceEntry, ServiceTable } from '../../model/service-table.js';
 import { datapathAddr } from './addr.js';
 import {
   IPPROTO_TCP, IPPROTO_UDP, SVC_F_AFFINITY, SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal,

@@ -20,7 +20,7 @@ import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
 import type { AgentMetrics } from '../metrics/registry.js';
-import type { Model } from '../model/types.js';
+import type { Model } from '../../model/types.js';
 import { ADDR_SIZE, encodeAddr, familyOf, readAddr } from './addr.js';
 import { pinLayout } from './sock-lb.js';
 

@@ -26,13 +26,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab, type Pod as LabPod } from '../../lab/index.js';
 import { PolicyEngine } from '../../agent/datapath/policy-engine.js';
-import type { Pod } from '../../agent/model/types.js';
-import { parsePolicy } from '../../agent/policy/parse.js';
-import type { AuthorizationPolicy } from '../../agent/policy/types.js';
+import type { Pod } from '../../k8s/types.js';
+import { parsePolicy } from '../../k8s/policy.js';
+import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
 import { invokedDirectly } from '../lb/main-guard.js';
 import { middle as median, ratio, sockperfLatency as parseSockperf, type Latency } from '../round-stats.js';
 import { encodeLxcVal, encodeU32 } from '../../agent/datapath/policy-codec.js';
-import { addrBytes } from '../../agent/policy/cidr.js';
+import { addrBytes } from '../../k8s/cidr.js';
 
 const HTTP_PORT = 8080;
 const SOCKPERF_PORT = 11111;

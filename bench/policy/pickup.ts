@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../../lab/index.js';
 import { PolicyEngine } from '../../agent/datapath/policy-engine.js';
-import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/sources/standalone.js';
+import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/standalone.js';
 import { invokedDirectly } from '../lb/main-guard.js';
 
 const NODE = 'bench-node';

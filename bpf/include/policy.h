@@ -2,7 +2,7 @@
 /*
  * policy.h — L4 authorization: compiled AuthorizationPolicies as verdict tables, and
  * the check of one new connection against them (docs/policy.md). The agent compiles
- * policies (agent/policy/compile.ts) and mirrors these layouts in
+ * policies (agent/datapath/policy-compile.ts) and mirrors these layouts in
  * agent/datapath/policy-codec.ts; change both together.
  *
  * A destination identity that some policy selects has an entry in kw_pdst: its verdict

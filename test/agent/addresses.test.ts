@@ -12,8 +12,8 @@ import { Lab, type Pod } from '../../lab/index.js';
 import { Agent } from '../../agent/agent.js';
 import { validateAgentOptions } from '../../agent/options.js';
 import { uninstallAgent } from '../../agent/uninstall.js';
-import { forbiddenAddress, parseIP } from '../../agent/model/ip.js';
-import { parseServiceRange, inServiceRange } from '../../agent/model/service-range.js';
+import { forbiddenAddress, parseIP } from '../../k8s/ip.js';
+import { parseServiceRange, inServiceRange } from '../../k8s/service-range.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
 

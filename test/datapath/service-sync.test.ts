@@ -5,9 +5,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { BpfObject } from '../../native/index.js';
-import { buildModel } from '../../agent/model/model.js';
-import { buildServiceTable, ServiceTableBuilder, type ServiceTable } from '../../agent/model/service-table.js';
-import type { SourcedObject } from '../../agent/model/types.js';
+import { buildModel } from '../../model/model.js';
+import { buildServiceTable, ServiceTableBuilder, type ServiceTable } from '../../model/service-table.js';
+import type { SourcedObject } from '../../k8s/types.js';
 import { ServiceSync } from '../../agent/datapath/service-sync.js';
 import { defaultObjectPath } from '../../agent/datapath/sock-lb.js';
 import { LB_MAP_NAMES, type LbMaps } from '../../agent/datapath/lb-maps.js';

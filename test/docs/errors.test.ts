@@ -16,7 +16,7 @@ function files(dir: string, ext: string): string[] {
 
 describe('docs/errors.md', () => {
   it('documents every KW_ error code used in the source, somewhere in docs/', () => {
-    const source = ['agent', 'waypoint', 'native', 'lab', 'cli', 'common', 'bench'].flatMap((d) => files(join(ROOT, d), '.ts'));
+    const source = ['k8s', 'model', 'sources', 'agent', 'waypoint', 'native', 'lab', 'cli', 'common', 'bench'].flatMap((d) => files(join(ROOT, d), '.ts'));
     const codes = new Set<string>();
     for (const f of source) for (const m of readFileSync(f, 'utf8').matchAll(/['"`](KW_[A-Z0-9_]+)['"`]/g)) codes.add(m[1]!);
     const docs = files(join(ROOT, 'docs'), '.md').map((f) => readFileSync(f, 'utf8')).join('\n');

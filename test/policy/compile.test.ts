@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseCidr, addrBytes, cidrHas } from '../../agent/policy/cidr.js';
-import { evaluateCompiled, PolicyCompiler, namespaceMatches, type Verdict } from '../../agent/policy/compile.js';
-import { IdentityAllocator } from '../../agent/policy/identity.js';
-import { parsePolicy } from '../../agent/policy/parse.js';
-import { ID_HOST, ID_WORLD, type AuthorizationPolicy, type Identity } from '../../agent/policy/types.js';
+import { parseCidr, addrBytes, cidrHas } from '../../k8s/cidr.js';
+import { evaluateCompiled, PolicyCompiler, namespaceMatches, type Verdict } from '../../agent/datapath/policy-compile.js';
+import { IdentityAllocator } from '../../model/identity.js';
+import { parsePolicy } from '../../k8s/policy.js';
+import { ID_HOST, ID_WORLD, type AuthorizationPolicy, type Identity } from '../../k8s/policy-types.js';
 import { parseYaml, pod } from './helpers.js';
 
 function policy(ns: string, name: string, spec: unknown): AuthorizationPolicy {
@@ -188,7 +188,7 @@ describe('policy compilation', () => {
   it('parses CIDRs into the 128-bit space', () => {
     const r = parseCidr('10.1.0.0/16');
     expect('cidr' in r && r.cidr.bits).toBe(112);
-    expect(cidrHas((r as { cidr: import('../../agent/policy/types.js').Cidr }).cidr, addrBytes('10.1.200.3')!)).toBe(true);
+    expect(cidrHas((r as { cidr: import('../../k8s/policy-types.js').Cidr }).cidr, addrBytes('10.1.200.3')!)).toBe(true);
     void parseYaml;
   });
 });

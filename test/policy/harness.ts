@@ -12,9 +12,9 @@ import { createInterface } from 'node:readline';
 import { Lab, type Pod } from '../../lab/index.js';
 import type { PolicyEngine, PolicyEngineOptions } from '../../agent/datapath/policy-engine.js';
 import { PolicyRuntime } from '../../agent/datapath/policy-runtime.js';
-import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/sources/standalone.js';
-import { validatePolicyObject } from '../../agent/policy/parse.js';
-import type { Problem } from '../../agent/model/types.js';
+import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/standalone.js';
+import { validatePolicyObject } from '../../k8s/policy.js';
+import type { Problem } from '../../k8s/types.js';
 import { projectRoot } from '../../common/version.js';
 
 export const NODE_NAME = 'lab-node';

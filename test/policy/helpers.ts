@@ -1,6 +1,6 @@
 /** Shared helpers of the policy tests: objects from YAML, identities and pods by hand. */
 import { parse } from 'yaml';
-import type { Pod, SourcedObject } from '../../agent/model/types.js';
+import type { Pod, SourcedObject } from '../../k8s/types.js';
 
 export function parseYaml(text: string, file = '/m/x.yaml', index = 0): SourcedObject {
   return { object: parse(text) as SourcedObject['object'], file, index };

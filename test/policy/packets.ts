@@ -1,5 +1,5 @@
 /** Test packets for BPF_PROG_TEST_RUN: Ethernet + IPv4/IPv6 (+ extension headers) + TCP/UDP. */
-import { addrBytes } from '../../agent/policy/cidr.js';
+import { addrBytes } from '../../k8s/cidr.js';
 
 export interface PacketSpec {
   src: string;

@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../lab/index.js';
 import { PolicyDatapath } from '../../agent/datapath/policy.js';
 import { decodeEpStats, encodeLxcVal, encodeU32 } from '../../agent/datapath/policy-codec.js';
-import { PolicyCompiler } from '../../agent/policy/compile.js';
-import { IdentityAllocator } from '../../agent/policy/identity.js';
-import { parsePolicy } from '../../agent/policy/parse.js';
-import type { AuthorizationPolicy } from '../../agent/policy/types.js';
+import { PolicyCompiler } from '../../agent/datapath/policy-compile.js';
+import { IdentityAllocator } from '../../model/identity.js';
+import { parsePolicy } from '../../k8s/policy.js';
+import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
 import { pod } from './helpers.js';
 import { packet, type PacketSpec } from './packets.js';
 

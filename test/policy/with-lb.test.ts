@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../lab/index.js';
 import { loadSockLb, type SockLb } from '../../agent/datapath/sock-lb.js';
 import { ServiceSync } from '../../agent/datapath/service-sync.js';
-import { buildServiceTable } from '../../agent/model/service-table.js';
+import { buildServiceTable } from '../../model/service-table.js';
 import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
 import { PolicyLab, NODE_NAME, type PodClient } from './harness.js';
 

@@ -6,9 +6,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type Pod } from '../../lab/index.js';
-import { buildModel } from '../../agent/model/model.js';
-import { buildServiceTable } from '../../agent/model/service-table.js';
-import type { SourcedObject } from '../../agent/model/types.js';
+import { buildModel } from '../../model/model.js';
+import { buildServiceTable } from '../../model/service-table.js';
+import type { SourcedObject } from '../../k8s/types.js';
 import { ServiceSync } from '../../agent/datapath/service-sync.js';
 import { loadSockLb, type SockLb } from '../../agent/datapath/sock-lb.js';
 import { Sockmap } from '../../agent/datapath/sockmap.js';

@@ -5,8 +5,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../lab/index.js';
-import { buildModel } from '../../agent/model/model.js';
-import type { SourcedObject } from '../../agent/model/types.js';
+import { buildModel } from '../../model/model.js';
+import type { SourcedObject } from '../../k8s/types.js';
 import {
   SM_STATS, Sockmap, encodeLocalPods, localPodsFromModel, registerSockmapMetrics,
 } from '../../agent/datapath/sockmap.js';

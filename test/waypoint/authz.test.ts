@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AuthorizationPolicy } from '../../agent/policy/types.js';
+import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
 import { AuthzTable, type AuthzRequest, type Destination } from '../../waypoint/authz/evaluate.js';
 import { configOf } from './helpers.js';
 
@@ -15,7 +15,7 @@ function request(p: Partial<AuthzRequest> & { headers?: Record<string, string> }
   return { caller: p.caller ?? { address: '10.0.0.5', namespace: 'web', serviceAccount: 'web/frontend' }, method: p.method ?? 'GET', path: p.path ?? '/', host: p.host ?? 'cart', header: (n) => h[n] };
 }
 
-describe('waypoint authorization (agent/policy format)', () => {
+describe('waypoint authorization (k8s/policy format)', () => {
   it('no policy: allowed', () => {
     expect(new AuthzTable([]).evaluate(dest, request()).allowed).toBe(true);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Cors, Redirect } from '../../waypoint/config/types.js';
+import type { Cors, Redirect } from '../../k8s/gateway-api-types.js';
 import { corsResponseHeaders, originAllowed, preflightHeaders, redirectLocation } from '../../waypoint/proxy/filters.js';
 import { applyModifier, forwardable, getHeader } from '../../waypoint/proxy/headers.js';
 

@@ -1,7 +1,7 @@
 /** Small builders for waypoint tests: manifests from YAML text, configurations, tables. */
 import { parseAllDocuments } from 'yaml';
-import type { SourcedObject } from '../../agent/model/types.js';
-import { buildWaypointConfig, type WaypointConfig } from '../../waypoint/config/snapshot.js';
+import type { SourcedObject } from '../../k8s/types.js';
+import { buildWaypointConfig, type WaypointConfig } from '../../model/waypoint-config.js';
 import { buildRoutingTable, type RoutingTable } from '../../waypoint/routing/table.js';
 
 export function objectsFrom(yaml: string, file = 'test.yaml'): SourcedObject[] {

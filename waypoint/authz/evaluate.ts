@@ -1,15 +1,15 @@
 /**
- * L7 authorization at the waypoint: kernway's AuthorizationPolicy (agent/policy, one
+ * L7 authorization at the waypoint: kernway's AuthorizationPolicy (k8s/policy.ts, one
  * format for the kernel and the waypoint), evaluated in full (sources, ports, methods,
  * paths, hosts, header conditions) for the workload a request is about to reach, with
  * Istio's semantics: a matching DENY rule refuses; else, when an ALLOW policy selects the
  * workload, one of its rules must match; else the request is allowed.
  *
  * The kernel enforces the L4 parts and lets the waypoint through where rules have L7
- * parts (agent/policy/compile.ts); the waypoint checks the rest here.
+ * parts (agent/datapath/policy-compile.ts); the waypoint checks the rest here.
  */
-import { addrBytes, cidrHas } from '../../agent/policy/cidr.js';
-import type { AuthorizationPolicy, PolicyOperation, PolicyRule, PolicySource } from '../../agent/policy/types.js';
+import { addrBytes, cidrHas } from '../../k8s/cidr.js';
+import type { AuthorizationPolicy, PolicyOperation, PolicyRule, PolicySource } from '../../k8s/policy-types.js';
 
 /** Who is calling, from the TCP peer's address mapped through Pods (never from headers). */
 export interface Caller {

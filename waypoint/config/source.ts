@@ -3,9 +3,9 @@
  * of Kubernetes manifests (`--manifests DIR`, watched); next, the node agent.
  */
 import type { Logger } from '../../common/log.js';
-import type { Problem, SourcedObject } from '../../agent/model/types.js';
-import { ManifestDirectory, SNAPSHOT, type ManifestSnapshot } from '../../agent/sources/manifest-dir.js';
-import { buildWaypointConfig, slimWaypointObject, validateWaypointObject, type WaypointConfig } from './snapshot.js';
+import type { Problem, SourcedObject } from '../../k8s/types.js';
+import { ManifestDirectory, SNAPSHOT, type ManifestSnapshot } from '../../sources/manifest-dir.js';
+import { buildWaypointConfig, slimWaypointObject, validateWaypointObject, type WaypointConfig } from '../../model/waypoint-config.js';
 
 export interface ConfigUpdate {
   config: WaypointConfig;

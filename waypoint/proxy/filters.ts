@@ -3,7 +3,7 @@
  * URLRewrite (path and host), and CORS (origin checks, preflight answers, response
  * headers). Header modifiers are in headers.ts.
  */
-import type { Cors, PathModifier, Redirect } from '../config/types.js';
+import type { Cors, PathModifier, Redirect } from '../../k8s/gateway-api-types.js';
 import { replacePrefix } from '../routing/path.js';
 import type { HeaderList } from './headers.js';
 

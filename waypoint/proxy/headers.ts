@@ -4,7 +4,7 @@
  * Gateway API header modifiers work on them: `set` replaces every value, `add` appends a
  * value (a repeated header: the backend sees "old,new"), `remove` drops every value.
  */
-import type { HeaderModifier } from '../config/types.js';
+import type { HeaderModifier } from '../../k8s/gateway-api-types.js';
 
 export type HeaderList = string[];
 

@@ -3,9 +3,9 @@
  * API names when a reference cannot be resolved (InvalidKind, RefNotPermitted,
  * BackendNotFound, UnsupportedProtocol).
  */
-import type { Service } from '../../agent/model/types.js';
-import type { WaypointConfig } from '../config/snapshot.js';
-import { GATEWAY_GROUP, type ObjectRef, type ReferenceGrant } from '../config/types.js';
+import type { Service } from '../../k8s/types.js';
+import type { WaypointConfig } from '../../model/waypoint-config.js';
+import { GATEWAY_GROUP, type ObjectRef, type ReferenceGrant } from '../../k8s/gateway-api-types.js';
 
 /** How the waypoint speaks to a backend. */
 export type BackendProtocol = 'http1' | 'h2c';

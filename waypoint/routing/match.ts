@@ -7,7 +7,7 @@
  *   5. the oldest route (creationTimestamp), then 'namespace/name' alphabetically;
  *   6. the rule's, then the match's, position in the route.
  */
-import type { RouteMatch } from '../config/types.js';
+import type { RouteMatch } from '../../k8s/gateway-api-types.js';
 import { matchesPrefix, prefixKey, queryParam } from './path.js';
 
 export interface ValueMatcher { name: string; exact: string | undefined; regex: RegExp | undefined }

@@ -12,13 +12,13 @@
  *
  * Pure: no sockets, no clocks. The proxy keeps per-endpoint state elsewhere.
  */
-import type { Pod } from '../../agent/model/types.js';
+import type { Pod } from '../../k8s/types.js';
 import { AuthzTable } from '../authz/evaluate.js';
-import type { WaypointConfig } from '../config/snapshot.js';
+import type { WaypointConfig } from '../../model/waypoint-config.js';
 import {
   CONTROLLER_NAME, GATEWAY_GROUP, type Cors, type Gateway, type HTTPRoute, type HeaderModifier, type LabelSelector,
   type Listener, type ParentRef, type Redirect, type Retry, type Rewrite, type Rule,
-} from '../config/types.js';
+} from '../../k8s/gateway-api-types.js';
 import { BackendResolver, type RefFailure, type ServiceTarget } from './backends.js';
 import { hostMatches, hostSpecificity, intersectHostnames } from './hostnames.js';
 import { comparePrecedence as compareMatchPrecedence, compileMatch, firstMatch, type CompiledMatch, type MatchRequest } from './match.js';

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AdminServer } from '../../../agent/admin/server.js';
 import { adminRequest } from '../../../agent/admin/client.js';
 import { KernwayError } from '../../../common/errors.js';
-import { tempDir } from '../sources/helpers.js';
+import { tempDir } from '../../sources/helpers.js';
 
 let dir: string;
 let cleanup: () => void;

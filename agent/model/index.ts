@@ -1,6 +1,0 @@
-/** The model's public surface: types, parsing/validation, the model builder, the service table. */
-export * from './types.js';
-export { parseIP, hostPort, familyOf, type ParsedIP } from './ip.js';
-export { parseObject, validateObject, isModelKind, type Parsed, type ModelObject } from './objects.js';
-export { buildModel } from './model.js';
-export { buildServiceTable, serviceEntries, serviceKey, type Backend, type ServiceEntry, type ServiceTable, type ServiceTableOptions } from './service-table.js';

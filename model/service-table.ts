@@ -1,0 +1,210 @@
+/**
+ * The service table: what the socket load balancer needs, one entry per
+ * (cluster IP, port, protocol), with the backends chosen as kube-proxy chooses them:
+ *
+ * - the endpoints of the Service's EndpointSlices of the VIP's address family, matched to
+ *   the Service port by port name and protocol (so a named targetPort resolves to each
+ *   slice's own port number); the first address of each endpoint; duplicates once;
+ * - ready endpoints; when none is ready, the serving-and-terminating ones;
+ * - internalTrafficPolicy Local: only this node's endpoints (same rule among them), and
+ *   none at all when this node has none;
+ * - headless and ExternalName Services (and Services without a cluster IP) have no entry;
+ *   a Service with no usable endpoint has an entry with no backend, so connect() can be
+ *   refused at once.
+ *
+ * Per-Service results are memoised on the identity of the Service and its slices (model
+ * objects are shared between snapshots when their file did not change): a rebuild after a
+ * one-file change recomputes only the Services concerned, and unchanged entries are the
+ * same objects as before (`prev.get(k) === next.get(k)` means "no change").
+ */
+import { KernwayError } from '../common/errors.js';
+import { familyOf, hostPort } from '../k8s/ip.js';
+import { own } from '../k8s/strings.js';
+import type { EndpointSlice, IPFamily, LbAlgorithm, Protocol, Service, ServicePort } from '../k8s/types.js';
+import type { Model } from './types.js';
+
+export interface Backend {
+  ip: string;
+  port: number;
+  /** The node the endpoint runs on, when the slice says. */
+  nodeName?: string;
+}
+
+export interface ServiceEntry {
+  /** serviceKey(vip, port, proto), e.g. '10.96.0.10:80/TCP' or '[fd00::10]:53/UDP'. */
+  key: string;
+  vip: string;
+  family: IPFamily;
+  port: number;
+  proto: Protocol;
+  /** Sorted by ip then port. Empty: no usable endpoint, refuse. */
+  backends: readonly Backend[];
+  algorithm: LbAlgorithm;
+  /** ClientIP session affinity, or null. */
+  affinity: { timeoutSeconds: number } | null;
+  /** 'ns/name' of the Service. */
+  service: string;
+  /** The Service port's name ('' when unnamed). */
+  portName: string;
+  /** True when no endpoint was ready and the backends are serving-and-terminating ones. */
+  terminatingFallback: boolean;
+}
+
+export type ServiceTable = Map<string, ServiceEntry>;
+
+export interface ServiceTableOptions {
+  /** This node's name: internalTrafficPolicy Local keeps only endpoints whose nodeName is this. */
+  nodeName: string;
+}
+
+export function serviceKey(vip: string, port: number, proto: Protocol): string {
+  return own(`${hostPort(vip, port)}/${proto}`); // a flat copy: keys live long, a concatenation keeps its pieces
+}
+
+interface Memo { nodeName: string; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
+const memo = new WeakMap<Service, Memo>();
+const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
+const NO_ENTRIES: ServiceEntry[] = Object.freeze([]) as unknown as ServiceEntry[];
+
+/** The whole table, from scratch (memoised per Service: cheap when little changed). */
+export function buildServiceTable(model: Model, opts: ServiceTableOptions): ServiceTable {
+  checkOptions(opts);
+  const table: ServiceTable = new Map();
+  for (const svc of model.services.values()) {
+    for (const e of entriesOf(svc, model.slicesByService.get(svc.key) ?? NO_SLICES, opts.nodeName)) if (!table.has(e.key)) table.set(e.key, e);
+  }
+  return table;
+}
+
+/**
+ * The service table kept up to date with a ModelBuilder's changes: `update(change)`
+ * recomputes only the Services named in the change. `table` is live (the same Map, updated
+ * in place); an entry that did not change stays the same object.
+ */
+export class ServiceTableBuilder {
+  readonly table: ServiceTable = new Map();
+  private readonly bySvc = new Map<string, ServiceEntry[]>();
+  private readonly nodeName: string;
+
+  constructor(opts: ServiceTableOptions) {
+    checkOptions(opts);
+    this.nodeName = opts.nodeName;
+  }
+
+  /**
+   * Bring the table in line with `model` for the Services `services` (all Services, and
+   * those in the table, when omitted). Returns the keys of the entries added, changed or
+   * removed.
+   */
+  update(model: Model, services?: Iterable<string>): Set<string> {
+    const changed = new Set<string>();
+    const keys = services ?? new Set([...this.bySvc.keys(), ...model.services.keys()]);
+    for (const svcKey of keys) {
+      const svc = model.services.get(svcKey);
+      const prev = this.bySvc.get(svcKey) ?? NO_ENTRIES;
+      const next = svc ? entriesOf(svc, model.slicesByService.get(svcKey) ?? NO_SLICES, this.nodeName, prev) : NO_ENTRIES;
+      if (prev === next) continue;
+      for (const e of prev) {
+        if (this.table.get(e.key) === e && !next.some((n) => n.key === e.key)) { this.table.delete(e.key); changed.add(e.key); }
+      }
+      for (const e of next) {
+        if (this.table.get(e.key) !== e) { this.table.set(e.key, e); changed.add(e.key); }
+      }
+      if (next.length > 0) this.bySvc.set(svcKey, next);
+      else this.bySvc.delete(svcKey);
+    }
+    return changed;
+  }
+}
+
+function checkOptions(opts: ServiceTableOptions): void {
+  if (typeof opts?.nodeName !== 'string' || opts.nodeName === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'service table: nodeName must be a non-empty string');
+}
+
+/**
+ * The entries of a Service, memoised on the identity of the Service, its slices and the
+ * node name. When recomputed, an entry equal to one in `prev` is that same object.
+ */
+function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[] = NO_ENTRIES): ServiceEntry[] {
+  let m = memo.get(svc);
+  if (!m || m.nodeName !== nodeName || !sameList(m.slices, slices)) {
+    const entries = serviceEntries(svc, slices, nodeName);
+    for (let i = 0; i < entries.length; i++) {
+      const old = prev.find((p) => p.key === entries[i]!.key);
+      if (old && sameEntry(old, entries[i]!)) entries[i] = old;
+    }
+    m = { nodeName, slices, entries: entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries };
+    memo.set(svc, m);
+  }
+  return m.entries;
+}
+
+function sameEntry(a: ServiceEntry, b: ServiceEntry): boolean {
+  if (a.key !== b.key || a.algorithm !== b.algorithm || a.service !== b.service || a.portName !== b.portName || a.terminatingFallback !== b.terminatingFallback) return false;
+  if ((a.affinity?.timeoutSeconds ?? -1) !== (b.affinity?.timeoutSeconds ?? -1)) return false;
+  if (a.backends.length !== b.backends.length) return false;
+  for (let i = 0; i < a.backends.length; i++) {
+    const x = a.backends[i]!, y = b.backends[i]!;
+    if (x.ip !== y.ip || x.port !== y.port || x.nodeName !== y.nodeName) return false;
+  }
+  return true;
+}
+
+/** The entries of one Service (exported for tests and for callers that track Services themselves). */
+export function serviceEntries(svc: Service, slices: readonly EndpointSlice[], nodeName: string): ServiceEntry[] {
+  if (svc.headless || svc.type === 'ExternalName' || svc.clusterIPs.length === 0) return [];
+  const entries: ServiceEntry[] = [];
+  for (const vip of svc.clusterIPs) {
+    const family = familyOf(vip);
+    for (const sp of svc.ports) {
+      const { backends, terminatingFallback } = selectBackends(svc, sp, family, slices, nodeName);
+      entries.push({
+        key: serviceKey(vip, sp.port, sp.protocol), vip, family, port: sp.port, proto: sp.protocol, backends,
+        algorithm: svc.algorithm, affinity: svc.affinity, service: svc.key, portName: sp.name, terminatingFallback,
+      });
+    }
+  }
+  return entries;
+}
+
+function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices: readonly EndpointSlice[], nodeName: string): { backends: Backend[]; terminatingFallback: boolean } {
+  const local = svc.internalTrafficPolicy === 'Local';
+  const ready: Backend[] = [];
+  const terminating: Backend[] = [];
+  let seen: Set<string> | undefined; // only when two slices could hold the same endpoint
+  let matched = 0;
+  for (const slice of slices) {
+    if (slice.addressType !== family) continue;
+    // kube-proxy matches slice ports to Service ports by name and protocol; the slice's number
+    // is the target port resolved for its endpoints (which is how a named targetPort resolves).
+    let port: number | undefined;
+    for (const p of slice.ports) if (p.name === sp.name && p.protocol === sp.protocol && p.port !== undefined) { port = p.port; break; }
+    if (port === undefined) continue;
+    if (++matched === 2) seen = new Set([...ready, ...terminating].map((b) => `${b.ip}|${b.port}`));
+    for (const ep of slice.endpoints) {
+      if (local && ep.nodeName !== nodeName) continue;
+      const usable = ep.ready || (ep.serving && ep.terminating && ready.length === 0);
+      if (!usable) continue;
+      if (seen) {
+        const id = `${ep.address}|${port}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+      } else if (slice.endpoints.length > 1 && (ep.ready ? ready : terminating).some((b) => b.ip === ep.address)) {
+        continue; // the same address twice in one slice
+      }
+      const b: Backend = ep.nodeName === undefined ? { ip: ep.address, port } : { ip: ep.address, port, nodeName: ep.nodeName };
+      (ep.ready ? ready : terminating).push(b);
+    }
+  }
+  const terminatingFallback = ready.length === 0 && terminating.length > 0;
+  const backends = ready.length > 0 ? ready : terminating;
+  if (backends.length > 1) backends.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+  return { backends, terminatingFallback };
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

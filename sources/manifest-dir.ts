@@ -1,0 +1,469 @@
+/**
+ * A directory of ordinary Kubernetes manifests (YAML, multi-document, or JSON; searched
+ * recursively), loaded once and then watched.
+ *
+ * - Each file is all-or-nothing: a file that fails to parse or validate is reported
+ *   (file, object, field, reason) and its previous good content stays in force.
+ * - Only the files that changed are re-read; unchanged files keep their parsed objects
+ *   (the same object references, so consumers can memoise on identity).
+ * - The same object (group, kind, namespace, name) in two files: the first by file name
+ *   order wins, the other is reported.
+ * - Hidden entries (names starting with '.') are skipped, but an event on a '..' name
+ *   rescans its directory: a ConfigMap volume swaps its `..data` symlink when updated.
+ */
+import { EventEmitter } from 'node:events';
+import { readdir, readFile, stat, lstat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, sep } from 'node:path';
+import { KernwayError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { Candidates } from '../k8s/candidates.js';
+import type { K8sObject, Problem, SourcedObject } from '../k8s/types.js';
+import { objectRef, parseManifestText } from './manifest-parse.js';
+import { TreeWatcher } from './tree-watch.js';
+
+/** An object and where it came from. `index`: the document's index in the file (0-based). */
+export type Located = SourcedObject;
+export type ManifestProblem = Problem;
+export type { K8sObject };
+export interface ManifestSnapshot {
+  objects: Located[];
+  problems: ManifestProblem[];
+  /**
+   * What entered and left `objects` since the previous snapshot of this directory (the
+   * first snapshot: everything added). A changed object is one removed and one added.
+   * Lets consumers work in proportion to the change.
+   */
+  changes?: { added: Located[]; removed: Located[] };
+}
+/** Checks one object; any problem returned makes its whole file keep its previous good content. */
+export type ObjectValidator = (o: Located) => ManifestProblem[];
+
+/** Event emitted after changes: `dir.on(SNAPSHOT, (s: ManifestSnapshot) => ...)`. */
+export const SNAPSHOT = 'snapshot';
+export type SNAPSHOT = typeof SNAPSHOT;
+
+/** Problem codes of this module (stable; KW_MANIFEST_PARSE and KW_MANIFEST_SHAPE come from manifest-parse.ts). */
+export const READ_ERROR = 'KW_MANIFEST_READ';
+export const DUPLICATE_OBJECT = 'KW_MANIFEST_DUPLICATE';
+export const VALIDATOR_FAILED = 'KW_MANIFEST_VALIDATOR';
+export const WATCH_ERROR = 'KW_MANIFEST_WATCH';
+
+const EXTENSIONS = ['.yaml', '.yml', '.json'];
+/** Kinds without a namespace; everything else defaults to namespace 'default' for duplicate detection. */
+const CLUSTER_SCOPED = new Set(['Namespace', 'Node', 'PersistentVolume', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding',
+  'CustomResourceDefinition', 'GatewayClass', 'PriorityClass', 'IngressClass', 'RuntimeClass', 'APIService',
+  'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']);
+
+export interface ManifestDirectoryOptions {
+  /** Checks each object; a problem rejects the object's whole file (its previous good content stays). */
+  validate?: ObjectValidator;
+  /** Debounce of file system events, counted from the first event of a burst (default 20 ms). */
+  debounceMs?: number;
+  log?: Logger;
+  /**
+   * What to keep of an accepted object (default: all of it). Lets a consumer that has
+   * already digested an object (in `validate`) keep a stub instead, to save memory.
+   */
+  slim?: (o: Located) => K8sObject;
+}
+
+interface FileState {
+  /** Hash of the text last read, to skip re-parsing an unchanged file. */
+  hash: string | undefined;
+  /** Stat signature at the last read, to skip re-reading on a rescan. */
+  sig: string;
+  /** The last good content: what is in force (unless a duplicate of an earlier file's). */
+  good: Located[];
+  /** What is wrong with the file's current text (empty when it is good). */
+  problems: ManifestProblem[];
+}
+
+const ALL = Symbol('all');
+/** Files read at once during a scan: enough to overlap I/O, few enough that parse garbage dies young. */
+const READ_CONCURRENCY = Number(process.env.KW_MANIFEST_READ_CONCURRENCY ?? 8);
+const NOTHING: Located[] = Object.freeze([]) as unknown as Located[];
+const NO_PROBLEMS: ManifestProblem[] = Object.freeze([]) as unknown as ManifestProblem[];
+
+export class ManifestDirectory extends EventEmitter {
+  private readonly dir: string;
+  private readonly validate: ObjectValidator | undefined;
+  private readonly debounceMs: number;
+  private readonly log: Logger | undefined;
+  private readonly slim: ((o: Located) => K8sObject) | undefined;
+  private readonly files = new Map<string, FileState>();
+  /** Identity -> the objects claiming it, in file order; the first is in force. */
+  private readonly claims = new Candidates<Located>(compareLoc);
+  /** Objects not in force because an earlier file has the same object. */
+  private readonly losers = new Set<Located>();
+  /** Identities claimed more than once. */
+  private readonly dupIds = new Set<string>();
+  /** Changes since the last snapshot. */
+  private pendingAdded = new Set<Located>();
+  private pendingRemoved = new Set<Located>();
+  private sortedFiles: string[] | undefined;
+  /** Directories that cannot be watched (inotify limits, permissions), by path. */
+  private readonly dirProblems = new Map<string, ManifestProblem>();
+  private dirProblemsChanged = false;
+  private watcher: TreeWatcher | undefined;
+  private dirty = new Map<string, Set<string> | typeof ALL>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(dir: string, opts: ManifestDirectoryOptions = {}) {
+    super();
+    if (typeof dir !== 'string' || dir === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'manifest directory: expected a path');
+    const debounceMs = opts.debounceMs ?? 20;
+    if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new KernwayError('KW_INVALID_ARGUMENT', `debounceMs: expected a number >= 0, got ${debounceMs}`);
+    this.dir = dir.length > 1 && dir.endsWith(sep) ? dir.slice(0, -1) : dir;
+    this.validate = opts.validate;
+    this.debounceMs = debounceMs;
+    this.log = opts.log;
+    this.slim = opts.slim;
+  }
+
+  /** Read the whole tree (again) and return the snapshot. Throws KW_MANIFEST_DIR when `dir` is not a readable directory. */
+  async load(): Promise<ManifestSnapshot> {
+    this.checkRoot();
+    await this.scanTree(this.dir, false);
+    return this.snapshot();
+  }
+
+  /**
+   * Watch the tree. Emits SNAPSHOT after each batch of changes (debounced by `debounceMs`
+   * from the first event). Starts with a rescan, so nothing changed between load() and
+   * watch() is missed (and watch() without load() emits the first snapshot).
+   */
+  watch(): void {
+    if (this.closed) throw new KernwayError('KW_MANIFEST_CLOSED', `manifest directory ${this.dir}: watch() after close()`);
+    if (this.watcher) return;
+    this.checkRoot();
+    this.watcher = new TreeWatcher(
+      (dir, name) => this.onEvent(dir, name),
+      (dir, err) => {
+        this.log?.warn({ dir, err: err.message }, 'manifest directory: watch error');
+        const hint = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ' (inotify watch limit reached: raise fs.inotify.max_user_watches)' : '';
+        this.dirProblemsChanged = true;
+        this.dirProblems.set(dir, { code: WATCH_ERROR, file: dir, message: `cannot watch ${dir}: ${err.message}${hint}; changes there are not seen` });
+      },
+    );
+    this.markDirty(this.dir, null);
+  }
+
+  /** Stop watching. Pending changes are dropped; no more events. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
+    this.dirty.clear();
+  }
+
+  /** The snapshot of what is in force now (objects in file name order, then document order). */
+  private snapshot(): ManifestSnapshot {
+    if (this.sortedFiles === undefined) this.sortedFiles = [...this.files.keys()].sort(compareStrings);
+    const objects: Located[] = [];
+    const problems: ManifestProblem[] = [...this.dirProblems.values()];
+    const filter = this.losers.size > 0;
+    for (const file of this.sortedFiles) {
+      const st = this.files.get(file)!;
+      for (const loc of st.good) if (!filter || !this.losers.has(loc)) objects.push(loc);
+      for (const p of st.problems) problems.push(p);
+    }
+    for (const id of this.dupIds) {
+      const [first, ...others] = this.claims.all(id);
+      for (const loc of others) {
+        problems.push({ code: DUPLICATE_OBJECT, file: loc.file, object: objectRef(loc.object), field: 'metadata.name',
+          message: `document ${loc.index}: ${objectRef(loc.object)} is also defined in ${first!.file} (document ${first!.index}); that one is used` });
+      }
+    }
+    const changes = { added: [...this.pendingAdded], removed: [...this.pendingRemoved] };
+    this.pendingAdded = new Set();
+    this.pendingRemoved = new Set();
+    return { objects, problems, changes };
+  }
+
+  /** Replace the content in force of a file, keeping claims, losers and pending changes up to date. */
+  private setGood(st: FileState, located: Located[]): void {
+    for (const loc of st.good) this.unclaim(identity(loc.object), loc);
+    st.good = located.length > 0 ? located : NOTHING;
+    for (const loc of located) this.claim(identity(loc.object), loc);
+  }
+
+  private claim(id: string, loc: Located): void {
+    const before = this.claims.first(id);
+    this.claims.add(id, loc);
+    if (before === undefined) { this.entered(loc); return; }
+    this.dupIds.add(id);
+    if (this.claims.first(id) === loc) { this.left(before); this.losers.add(before); this.entered(loc); }
+    else this.losers.add(loc);
+  }
+
+  private unclaim(id: string, loc: Located): void {
+    const wasFirst = this.claims.first(id) === loc;
+    if (!this.claims.remove(id, loc)) return;
+    if (!this.claims.contested(id)) this.dupIds.delete(id);
+    if (!wasFirst) { this.losers.delete(loc); return; }
+    this.left(loc);
+    const next = this.claims.first(id);
+    if (next !== undefined) { this.losers.delete(next); this.entered(next); }
+  }
+
+  private entered(loc: Located): void {
+    if (!this.pendingRemoved.delete(loc)) this.pendingAdded.add(loc);
+  }
+
+  private left(loc: Located): void {
+    if (!this.pendingAdded.delete(loc)) this.pendingRemoved.add(loc);
+  }
+
+  private checkRoot(): void {
+    let isDir = false;
+    try {
+      isDir = statSync(this.dir).isDirectory();
+    } catch (e) {
+      throw new KernwayError('KW_MANIFEST_DIR', `manifest directory ${this.dir}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : (e as Error).message}`, { dir: this.dir });
+    }
+    if (!isDir) throw new KernwayError('KW_MANIFEST_DIR', `manifest directory ${this.dir}: is not a directory`, { dir: this.dir });
+  }
+
+  private onEvent(dir: string, name: string | null): void {
+    if (this.closed) return;
+    this.markDirty(dir, name);
+  }
+
+  private markDirty(dir: string, name: string | null): void {
+    const cur = this.dirty.get(dir);
+    // '..data' and friends: a ConfigMap volume's atomic swap, rescan. Other hidden names are
+    // editors' temporary files: ignored (the rename onto the real name gives its own event).
+    if (name !== null && name.startsWith('.') && !name.startsWith('..')) return;
+    if (name === null || name.startsWith('..')) this.dirty.set(dir, ALL);
+    else if (cur === undefined) this.dirty.set(dir, new Set([name]));
+    else if (cur !== ALL) cur.add(name);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    // Debounce from the first event, not the last: latency stays bounded under a stream of writes.
+    if (this.timer || this.running || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.flush().finally(() => {
+        this.running = undefined;
+        if (this.dirty.size > 0) this.schedule();
+      });
+    }, this.debounceMs);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.dirty;
+    this.dirty = new Map();
+    const t0 = performance.now();
+    let changed = false;
+    try {
+      for (const [dir, names] of batch) {
+        if (this.closed) return;
+        if (names === ALL) changed = (await this.scanTree(dir, true)) || changed;
+        else for (const name of names) changed = (await this.refreshPath(join(dir, name))) || changed;
+      }
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message }, 'manifest directory: failed to process changes');
+    }
+    if (this.dirProblemsChanged) { this.dirProblemsChanged = false; changed = true; }
+    if (this.closed || !changed) return;
+    const snap = this.snapshot();
+    this.log?.debug({ dir: this.dir, objects: snap.objects.length, problems: snap.problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'manifest directory changed');
+    this.emit(SNAPSHOT, snap);
+  }
+
+  /** Something happened at `path`: a file added/changed/removed, or a directory added/removed. */
+  private async refreshPath(path: string): Promise<boolean> {
+    let st;
+    try {
+      st = await stat(path);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return this.forgetTree(path);
+      return this.setReadProblem(path, e as Error);
+    }
+    if (st.isDirectory()) {
+      if ((await lstat(path)).isSymbolicLink()) return false; // not followed: no loops
+      return this.scanTree(path, true);
+    }
+    if (!st.isFile() || !hasManifestExt(path)) return false;
+    return this.readFileState(path, sigOf(st), true);
+  }
+
+  /**
+   * (Re)scan `dir` and everything below it: new files are read, changed files (by stat
+   * signature) re-read, vanished files and directories forgotten. Returns whether the
+   * content in force or the problems changed.
+   */
+  private async scanTree(dir: string, watching: boolean): Promise<boolean> {
+    const seenFiles = new Set<string>();
+    const seenDirs = new Set<string>();
+    let changed = false;
+    const walk = async (d: string): Promise<void> => {
+      // Watch before listing, so a file created right after the listing is still seen.
+      if (watching) this.watcher?.add(d);
+      let entries;
+      try {
+        entries = await readdir(d, { withFileTypes: true });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        if (d === this.dir) throw e;
+        this.log?.warn({ dir: d, err: (e as Error).message }, 'manifest directory: cannot list a subdirectory');
+        return;
+      }
+      seenDirs.add(d);
+      const reads: Promise<void>[] = [];
+      for (const ent of entries) {
+        if (ent.name.startsWith('.')) continue;
+        const p = join(d, ent.name);
+        let isFile = ent.isFile();
+        if (ent.isDirectory()) { await walk(p); continue; }
+        if (ent.isSymbolicLink()) {
+          // Symlinked files are followed (ConfigMap volumes are made of them); symlinked directories are not.
+          try { isFile = (await stat(p)).isFile(); } catch { isFile = false; }
+        }
+        if (!isFile || !hasManifestExt(p)) continue;
+        seenFiles.add(p);
+        reads.push((async () => {
+          let sig: string;
+          try { sig = sigOf(await stat(p)); } catch (e) { changed = this.setReadProblem(p, e as Error) || changed; return; }
+          const prev = this.files.get(p);
+          if (prev && prev.sig === sig) return;
+          changed = (await this.readFileState(p, sig, false)) || changed;
+        })());
+        if (reads.length >= READ_CONCURRENCY) { await Promise.all(reads); reads.length = 0; }
+      }
+      await Promise.all(reads);
+    };
+    await walk(dir);
+    // Forget what is no longer there.
+    const prefix = dir + sep;
+    for (const f of [...this.files.keys()]) {
+      if ((f.startsWith(prefix)) && !seenFiles.has(f)) { this.dropFile(f); changed = true; }
+    }
+    if (this.watcher) for (const d of this.watcher.dirs()) {
+      if ((d === dir || d.startsWith(prefix)) && !seenDirs.has(d)) this.watcher.removeTree(d);
+    }
+    for (const d of [...this.dirProblems.keys()]) {
+      if ((d === dir || d.startsWith(prefix)) && !seenDirs.has(d)) { this.dirProblems.delete(d); changed = true; }
+    }
+    return changed;
+  }
+
+  /** `path` is gone: forget it, or everything below it if it was a directory. */
+  private forgetTree(path: string): boolean {
+    let changed = false;
+    if (this.dropFile(path)) changed = true;
+    const prefix = path + sep;
+    for (const f of [...this.files.keys()]) if (f.startsWith(prefix) && this.dropFile(f)) changed = true;
+    this.watcher?.removeTree(path);
+    for (const d of [...this.dirProblems.keys()]) {
+      if (d === path || d.startsWith(prefix)) { this.dirProblems.delete(d); changed = true; }
+    }
+    return changed;
+  }
+
+  private dropFile(path: string): boolean {
+    const st = this.files.get(path);
+    if (!st) return false;
+    this.setGood(st, []);
+    this.files.delete(path);
+    this.sortedFiles = undefined;
+    return true;
+  }
+
+  private setReadProblem(path: string, err: Error): boolean {
+    const st = this.ensure(path);
+    st.hash = undefined;
+    st.sig = '';
+    st.problems = [{ code: READ_ERROR, file: path, message: `cannot read: ${err.message}` }];
+    return true;
+  }
+
+  private ensure(path: string): FileState {
+    let st = this.files.get(path);
+    if (!st) {
+      st = { hash: undefined, sig: '', good: NOTHING, problems: NO_PROBLEMS };
+      this.files.set(path, st);
+      this.sortedFiles = undefined;
+    }
+    return st;
+  }
+
+  private async readFileState(path: string, sig: string, fromEvent: boolean): Promise<boolean> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return this.forgetTree(path); // removed between the event and the read
+      return this.setReadProblem(path, e as Error);
+    }
+    const hash = createHash('sha1').update(text).digest('base64');
+    const prev = this.files.get(path);
+    if (prev && prev.hash === hash) { prev.sig = sig; return false; }
+    const st = this.ensure(path);
+    st.hash = hash;
+    st.sig = sig;
+    const parsed = parseManifestText(path, text);
+    const problems = parsed.problems;
+    let located: Located[] = parsed.documents.map((d) => ({ object: d.object, file: path, index: d.index }));
+    if (this.validate) {
+      for (const loc of located) {
+        try {
+          for (const p of this.validate(loc)) problems.push(p);
+        } catch (e) {
+          problems.push({ code: VALIDATOR_FAILED, file: path, object: objectRef(loc.object), message: `document ${loc.index}: validator failed: ${(e as Error).message}` });
+        }
+      }
+    }
+    if (problems.length === 0) {
+      const slim = this.slim;
+      if (slim) located = located.map((l) => ({ object: slim(l), file: l.file, index: l.index }));
+      this.setGood(st, located);
+      st.problems = NO_PROBLEMS;
+    } else {
+      st.problems = problems; // st.good stays: the previous good content is kept in force
+      this.log?.debug({ file: path, problems: problems.length, kept: st.good.length, fromEvent }, 'manifest file rejected; previous content kept');
+    }
+    return true;
+  }
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareLoc(a: Located, b: Located): number {
+  return a.file < b.file ? -1 : a.file > b.file ? 1 : a.index - b.index;
+}
+
+function hasManifestExt(p: string): boolean {
+  for (const e of EXTENSIONS) if (p.endsWith(e)) return true;
+  return false;
+}
+
+function sigOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+  return flat(`${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`);
+}
+
+/** A flat copy of a string built by concatenation (kept for long: no tree of pieces behind it). */
+function flat(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
+}
+
+/** Identity of an object for duplicate detection: API group, kind, namespace, name. */
+function identity(o: K8sObject): string {
+  const slash = o.apiVersion.indexOf('/');
+  const group = slash < 0 ? '' : o.apiVersion.slice(0, slash);
+  const ns = o.metadata.namespace ?? (CLUSTER_SCOPED.has(o.kind) ? '' : 'default');
+  return flat(`${group}|${o.kind}|${ns}|${o.metadata.name}`);
+}

@@ -1,0 +1,195 @@
+/** Checking and normalising single objects: defaults, and errors that name file, object and field. */
+import { describe, expect, it } from 'vitest';
+import { parseObject, validateObject } from '../../k8s/core.js';
+import type { Problem, SourcedObject } from '../../k8s/types.js';
+import { service, slice, src } from '../model/fixtures.js';
+
+function problems(o: SourcedObject['object'], file = 'svc.yaml'): Problem[] {
+  return validateObject(src(o, file));
+}
+function only(o: SourcedObject['object'], file = 'svc.yaml'): Problem {
+  const ps = problems(o, file);
+  expect(ps).toHaveLength(1);
+  return ps[0]!;
+}
+
+describe('Service', () => {
+  it('normalises with Kubernetes defaults', () => {
+    const p = parseObject(src({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { clusterIP: '10.96.0.1', ports: [{ port: 80 }] } }, 'a.yaml'));
+    expect(p.problems).toEqual([]);
+    expect(p.model?.kind).toBe('Service');
+    expect(p.model?.value).toMatchObject({
+      namespace: 'default', name: 'web', key: 'default/web', type: 'ClusterIP', clusterIPs: ['10.96.0.1'], headless: false,
+      ports: [{ name: '', port: 80, targetPort: 80, protocol: 'TCP' }],
+      affinity: null, internalTrafficPolicy: 'Cluster', algorithm: 'random', origin: { file: 'a.yaml' },
+    });
+  });
+
+  it('reads targetPort numbers given as strings, and names', () => {
+    const p = parseObject(src(service('web', { ports: [{ name: 'a', port: 80, targetPort: '8080' }, { name: 'b', port: 81, targetPort: 'http-alt' }] })));
+    expect(p.problems).toEqual([]);
+    const ports = (p.model?.value as { ports: unknown[] }).ports;
+    expect(ports).toEqual([{ name: 'a', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'b', port: 81, targetPort: 'http-alt', protocol: 'TCP' }]);
+  });
+
+  it('canonicalises IPv6 cluster IPs', () => {
+    const p = parseObject(src(service('web', { ip: ['FD00:0:0::10', '10.96.0.10'] })));
+    expect(p.problems).toEqual([]);
+    expect((p.model?.value as { clusterIPs: string[] }).clusterIPs).toEqual(['fd00::10', '10.96.0.10']);
+  });
+
+  const badPorts: [string, unknown, RegExp][] = [
+    ['zero', 0, /spec\.ports\[1\]\.port: must be an integer from 1 to 65535, got number 0/],
+    ['too large', 70000, /spec\.ports\[1\]\.port: must be an integer from 1 to 65535, got number 70000/],
+    ['a string', 'http', /spec\.ports\[1\]\.port: must be an integer from 1 to 65535, got "http"/],
+    ['a fraction', 80.5, /spec\.ports\[1\]\.port: must be an integer/],
+    ['missing', undefined, /spec\.ports\[1\]\.port: is required/],
+  ];
+  for (const [what, port, msg] of badPorts) {
+    it(`a bad port (${what}) names file, object and field`, () => {
+      const p = only(service('web', { ns: 'shop', ports: [{ name: 'ok', port: 80 }, { name: 'bad', port }] }), 'manifests/web.yaml');
+      expect(p).toMatchObject({ code: 'KW_INVALID_FIELD', file: 'manifests/web.yaml', object: 'Service shop/web', field: 'spec.ports[1].port' });
+      expect(p.message).toMatch(msg);
+    });
+  }
+
+  const badFields: [string, SourcedObject['object'], string, RegExp][] = [
+    ['bad targetPort number', service('web', { ports: [{ port: 80, targetPort: 0x10000 }] }), 'spec.ports[0].targetPort', /1 to 65535/],
+    ['bad targetPort name', service('web', { ports: [{ port: 80, targetPort: 'Not_A_Name' }] }), 'spec.ports[0].targetPort', /port name/],
+    ['bad protocol', service('web', { ports: [{ port: 80, protocol: 'ICMP' }] }), 'spec.ports[0].protocol', /"TCP", "UDP", "SCTP"/],
+    ['unnamed port among several', service('web', { ports: [{ name: 'a', port: 80 }, { port: 81 }] }), 'spec.ports[1].name', /more than one port/],
+    ['duplicate port name', service('web', { ports: [{ name: 'a', port: 80 }, { name: 'a', port: 81 }] }), 'spec.ports[1].name', /duplicate port name "a"/],
+    ['duplicate port/protocol', service('web', { ports: [{ name: 'a', port: 80 }, { name: 'b', port: 80 }] }), 'spec.ports[1].port', /duplicate port 80\/TCP/],
+    ['no ports', service('web', { ports: [] }), 'spec.ports', /at least one port/],
+    ['bad cluster IP', service('web', { ip: '10.96.0.300' }), 'spec.clusterIP', /IPv4 or IPv6 address/],
+    ['clusterIPs[0] differs from clusterIP', service('web', { extra: { clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.2'] } }), 'spec.clusterIPs[0]', /must equal spec.clusterIP/],
+    ['two IPv4 cluster IPs', service('web', { ip: ['10.96.0.1', '10.96.0.2'] }), 'spec.clusterIPs[1]', /other IP family/],
+    ['bad type', service('web', { type: 'Magic' }), 'spec.type', /"ClusterIP"/],
+    ['affinity timeout 0', service('web', { affinity: 0 }), 'spec.sessionAffinityConfig.clientIP.timeoutSeconds', /1 to 86400/],
+    ['affinity timeout over a day', service('web', { affinity: 86401 }), 'spec.sessionAffinityConfig.clientIP.timeoutSeconds', /1 to 86400/],
+    ['bad sessionAffinity', { ...service('web'), spec: { clusterIP: '10.96.0.1', ports: [{ port: 80 }], sessionAffinity: 'Cookie' } }, 'spec.sessionAffinity', /"None", "ClientIP"/],
+    ['bad internalTrafficPolicy', service('web', { itp: 'Node' }), 'spec.internalTrafficPolicy', /"Cluster", "Local"/],
+    ['bad lb algorithm', service('web', { algorithm: 'round-robin' }), 'metadata.annotations["kernway.io/lb-algorithm"]', /"random", "maglev"/],
+    ['bad name', service('Web_1'), 'metadata.name', /DNS-1035/],
+    ['bad namespace', service('web', { ns: 'Shop' }), 'metadata.namespace', /DNS label/],
+    ['missing spec', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' } }, 'spec', /is missing/],
+    ['spec not a mapping', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: [1] }, 'spec', /must be a mapping/],
+    ['label not a string', { ...service('web'), metadata: { name: 'web', labels: { app: 3 } } } as SourcedObject['object'], 'metadata.labels["app"]', /must be a string/],
+  ];
+  for (const [what, obj, field, msg] of badFields) {
+    it(`rejects ${what} at ${field}`, () => {
+      const ps = problems(obj);
+      expect(ps.map((p) => p.field)).toContain(field);
+      const p = ps.find((x) => x.field === field)!;
+      expect(p.code).toBe('KW_INVALID_FIELD');
+      expect(p.file).toBe('svc.yaml');
+      expect(p.object).toMatch(/^Service /);
+      expect(p.message.startsWith(`${field}: `)).toBe(true);
+      expect(p.message).toMatch(msg);
+    });
+  }
+
+  it('accepts headless Services without ports and ExternalName without cluster IP', () => {
+    expect(problems(service('h', { ip: 'None', ports: [] }))).toEqual([]);
+    expect(problems(service('e', { ip: '', type: 'ExternalName', ports: [], extra: { externalName: 'x.example.com' } }))).toEqual([]);
+  });
+
+  it('reports every problem of an object at once', () => {
+    const ps = problems(service('web', { ports: [{ name: 'a', port: 0 }, { name: 'b', port: 81, protocol: 'XTP' }], itp: 'Nope' }));
+    expect(ps.map((p) => p.field).sort()).toEqual(['spec.internalTrafficPolicy', 'spec.ports[0].port', 'spec.ports[1].protocol']);
+  });
+});
+
+describe('EndpointSlice', () => {
+  it('applies the condition defaults (ready, serving unset = true; terminating unset = false)', () => {
+    const p = parseObject(src(slice('web-1', 'web', [{ ip: '10.0.0.1' }, { ip: '10.0.0.2', ready: false, terminating: true }])));
+    expect(p.problems).toEqual([]);
+    expect(p.model?.value).toMatchObject({
+      key: 'default/web-1', serviceName: 'web', addressType: 'IPv4',
+      endpoints: [
+        { address: '10.0.0.1', ready: true, serving: true, terminating: false },
+        { address: '10.0.0.2', ready: false, serving: true, terminating: true },
+      ],
+      ports: [{ name: '', port: 8080, protocol: 'TCP' }],
+    });
+  });
+
+  const bad: [string, SourcedObject['object'], string, RegExp][] = [
+    ['missing service-name label', { ...slice('s', 'web', ['10.0.0.1']), metadata: { name: 's' } }, 'metadata.labels["kubernetes.io/service-name"]', /is missing/],
+    ['missing addressType', { ...slice('s', 'web', ['10.0.0.1']), addressType: undefined }, 'addressType', /is missing/],
+    ['bad address', slice('s', 'web', ['10.0.0.256']), 'endpoints[0].addresses[0]', /IPv4 address/],
+    ['address of the wrong family', slice('s', 'web', ['fd00::1'], undefined, { addressType: 'IPv4' }), 'endpoints[0].addresses[0]', /addressType/],
+    ['ready not a boolean', { ...slice('s', 'web', []), endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: 'yes' } }] }, 'endpoints[0].conditions.ready', /true or false/],
+    ['no addresses', { ...slice('s', 'web', []), endpoints: [{ addresses: [] }] }, 'endpoints[0].addresses', /at least one/],
+    ['bad port', slice('s', 'web', ['10.0.0.1'], [{ name: 'http', port: -1 }]), 'ports[0].port', /1 to 65535/],
+    ['duplicate port name', slice('s', 'web', ['10.0.0.1'], [{ name: 'http', port: 1 }, { name: 'http', port: 2 }]), 'ports[1].name', /duplicate/],
+  ];
+  for (const [what, obj, field, msg] of bad) {
+    it(`rejects ${what} at ${field}`, () => {
+      const ps = problems(obj, 'slices.yaml');
+      const p = ps.find((x) => x.field === field);
+      expect(p, JSON.stringify(ps)).toBeDefined();
+      expect(p).toMatchObject({ code: 'KW_INVALID_FIELD', file: 'slices.yaml', object: 'EndpointSlice default/s' });
+      expect(p!.message).toMatch(msg);
+    });
+  }
+});
+
+describe('Pod and Namespace', () => {
+  it('normalises a Pod', () => {
+    const p = parseObject(src({
+      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-0', namespace: 'shop', uid: 'u1', labels: { app: 'web' } },
+      spec: { nodeName: 'node-a', serviceAccountName: 'web' },
+      status: { podIP: '10.0.0.1', podIPs: [{ ip: '10.0.0.1' }, { ip: 'fd00::0:1' }], phase: 'Running' },
+    }));
+    expect(p.problems).toEqual([]);
+    expect(p.model?.value).toMatchObject({ key: 'shop/web-0', uid: 'u1', nodeName: 'node-a', serviceAccountName: 'web', podIPs: ['10.0.0.1', 'fd00::1'], phase: 'Running', hostNetwork: false, labels: { app: 'web' } });
+  });
+
+  it('defaults the service account and accepts a Pod without status', () => {
+    const p = parseObject(src({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: {} }));
+    expect(p.model?.value).toMatchObject({ serviceAccountName: 'default', podIPs: [] });
+  });
+
+  it('rejects a bad pod IP', () => {
+    const p = only({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, status: { podIP: 'nope' } }, 'pods.yaml');
+    expect(p).toMatchObject({ file: 'pods.yaml', object: 'Pod default/p', field: 'status.podIP' });
+  });
+
+  it('rejects names and namespaces of another type than string (found by bench/chaos), never coercing them', () => {
+    for (const name of [12345, 3.5, true, ['web-0'], null]) {
+      const p = only({ apiVersion: 'v1', kind: 'Pod', metadata: { name: name as unknown as string }, spec: {} }, 'pods.json');
+      expect(p).toMatchObject({ file: 'pods.json', field: 'metadata.name' });
+    }
+    const ns = only({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 7 as unknown as string }, spec: {} }, 'pods.json');
+    expect(ns).toMatchObject({ field: 'metadata.namespace' });
+  });
+
+  it('normalises a Namespace and rejects a namespaced one', () => {
+    const ok = parseObject(src({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } } }));
+    expect(ok.model?.value).toMatchObject({ name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } });
+    const bad = only({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', namespace: 'x' } });
+    expect(bad).toMatchObject({ object: 'Namespace shop', field: 'metadata.namespace' });
+  });
+});
+
+describe('other kinds', () => {
+  it('are none of the model\'s business: no model object, no problem', () => {
+    for (const o of [
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: 42 },
+      { apiVersion: 'serving.knative.dev/v1', kind: 'Service', metadata: { name: 'k' } },
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r' } },
+    ]) {
+      const p = parseObject(src(o));
+      expect(p).toEqual({ model: undefined, problems: [] });
+    }
+  });
+});
+
+describe('memoisation', () => {
+  it('returns the same model object for the same raw object', () => {
+    const s = src(service('web'));
+    expect(parseObject(s).model?.value).toBe(parseObject({ ...s }).model?.value);
+    expect(parseObject(src(service('web'))).model?.value).not.toBe(parseObject(s).model?.value);
+  });
+});

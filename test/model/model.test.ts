@@ -1,0 +1,124 @@
+/** Cross-object checks of buildModel: reported with file, object and field; the object left out, never the file. */
+import { describe, expect, it } from 'vitest';
+import { buildModel, ModelBuilder } from '../../model/model.js';
+import { buildServiceTable, ServiceTableBuilder } from '../../model/service-table.js';
+import type { SourcedObject } from '../../k8s/types.js';
+import type { Model } from '../../model/types.js';
+import { service, slice, src } from './fixtures.js';
+
+describe('buildModel', () => {
+  it('an EndpointSlice for a missing Service is reported naming file, object and label field, and is not used', () => {
+    const m = buildModel([src(service('web'), 'svc.yaml'), src(slice('api-1', 'api', ['10.0.0.1']), 'slices/api.yaml'), src(slice('web-1', 'web', ['10.0.0.2']), 'slices/web.yaml')]);
+    expect(m.problems).toEqual([{
+      code: 'KW_SERVICE_NOT_FOUND', file: 'slices/api.yaml', object: 'EndpointSlice default/api-1',
+      field: 'metadata.labels["kubernetes.io/service-name"]',
+      message: 'metadata.labels["kubernetes.io/service-name"]: Service default/api is not defined (in any manifest); the endpoints of this EndpointSlice are not used',
+    }]);
+    expect([...m.services.keys()]).toEqual(['default/web']);
+  });
+
+  it('a cluster IP used by two Services: the second is reported and left out', () => {
+    const m = buildModel([src(service('a', { ip: '10.96.0.1' }), 'a.yaml'), src(service('b', { ip: '10.96.0.1' }), 'b.yaml')]);
+    expect(m.problems).toHaveLength(1);
+    expect(m.problems[0]).toMatchObject({ code: 'KW_CLUSTER_IP_CONFLICT', file: 'b.yaml', object: 'Service default/b', field: 'spec.clusterIP' });
+    expect(m.problems[0]!.message).toMatch(/already the cluster IP of Service default\/a \(a\.yaml\)/);
+    expect([...m.services.keys()]).toEqual(['default/a']);
+  });
+
+  it('a Service without a cluster IP is reported (nothing allocates one in standalone mode) but kept', () => {
+    const m = buildModel([src(service('web', { ip: '' }), 'web.yaml')]);
+    expect(m.problems).toMatchObject([{ code: 'KW_SERVICE_NO_CLUSTER_IP', file: 'web.yaml', object: 'Service default/web', field: 'spec.clusterIP' }]);
+    expect(m.services.has('default/web')).toBe(true);
+  });
+
+  it('the same object twice: the first is used, the second reported', () => {
+    const m = buildModel([src(service('web', { ip: '10.96.0.1' }), 'a.yaml'), src(service('web', { ip: '10.96.0.2' }), 'b.yaml')]);
+    expect(m.problems).toMatchObject([{ code: 'KW_DUPLICATE_OBJECT', file: 'b.yaml', object: 'Service default/web', field: 'metadata.name' }]);
+    expect(m.services.get('default/web')?.clusterIPs).toEqual(['10.96.0.1']);
+  });
+
+  it('objects that fail validation are reported and left out (for sources that did not validate)', () => {
+    const m = buildModel([src(service('web', { ports: [{ port: 0 }] }), 'web.yaml'), src(service('ok', { ip: '10.96.0.2' }), 'ok.yaml')]);
+    expect(m.problems).toMatchObject([{ code: 'KW_INVALID_FIELD', file: 'web.yaml', field: 'spec.ports[0].port' }]);
+    expect([...m.services.keys()]).toEqual(['default/ok']);
+  });
+
+  it('groups slices by Service, sorted by slice name, and keeps pods and namespaces', () => {
+    const m = buildModel([
+      src(slice('web-b', 'web', ['10.0.0.2'])), src(service('web')), src(slice('web-a', 'web', ['10.0.0.1'])),
+      src({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'shop' }, status: { podIP: '10.0.0.1' } }),
+      src({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }),
+    ]);
+    expect(m.problems).toEqual([]);
+    expect(m.slicesByService.get('default/web')?.map((s) => s.name)).toEqual(['web-a', 'web-b']);
+    expect(m.pods.get('shop/p')?.podIPs).toEqual(['10.0.0.1']);
+    expect(m.namespaces.has('shop')).toBe(true);
+  });
+});
+
+/** The model as plain data, to compare an incrementally built model with a full build. */
+function plain(m: Model): unknown {
+  const sortP = (ps: unknown[]) => ps.map((p) => JSON.stringify(p)).sort();
+  return {
+    services: [...m.services.entries()].sort(),
+    slices: [...m.slicesByService.entries()].sort().map(([k, l]) => [k, l.map((s) => s.key)]),
+    pods: [...m.pods.keys()].sort(),
+    namespaces: [...m.namespaces.keys()].sort(),
+    problems: sortP(m.problems),
+  };
+}
+
+describe('ModelBuilder (incremental)', () => {
+  it('a Service whose cluster IP conflict goes away comes into use, and its slices with it', () => {
+    const a = src(service('a', { ip: '10.96.0.1' }), 'a.yaml');
+    const b = src(service('b', { ip: '10.96.0.1' }), 'b.yaml');
+    const bSlice = src(slice('b-1', 'b', ['10.0.0.1']), 'b.yaml');
+    const mb = new ModelBuilder();
+    let ch = mb.reset([a, b, bSlice]);
+    expect([...ch.model.services.keys()]).toEqual(['default/a']);
+    expect(ch.model.problems.map((p) => p.code).sort()).toEqual(['KW_CLUSTER_IP_CONFLICT', 'KW_SERVICE_NOT_FOUND']);
+    expect(ch.model.problems.find((p) => p.code === 'KW_SERVICE_NOT_FOUND')?.message).toMatch(/not in use/);
+    ch = mb.apply({ added: [], removed: [a] });
+    expect([...ch.model.services.keys()]).toEqual(['default/b']);
+    expect([...ch.services].sort()).toEqual(['default/a', 'default/b']);
+    expect(ch.model.problems).toEqual([]);
+  });
+
+  it('matches a full build after any sequence of changes (random, seeded)', () => {
+    let seed = 42;
+    const rand = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+    const files = ['a.yaml', 'b.yaml', 'c.yaml'];
+    const make = (): SourcedObject => {
+      const file = files[rand(3)]!;
+      const k = rand(6);
+      switch (rand(4)) {
+        case 0: return src(service(`s${k}`, { ip: `10.96.0.${rand(4) + 1}`, itp: rand(2) ? 'Local' : 'Cluster' }), file);
+        case 1: return src(service(`s${k}`, { ip: rand(5) === 0 ? '' : `10.96.0.${rand(4) + 1}` }), file);
+        case 2: return src(slice(`s${k}-${rand(2)}`, `s${rand(6)}`, [`10.0.0.${rand(5)}`, { ip: `10.0.1.${rand(5)}`, node: rand(2) ? 'n1' : 'n2', ready: rand(2) === 0 }]), file);
+        default: return rand(2) ? src({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${k}` } }, file) : src({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `ns${k}` } }, file);
+      }
+    };
+    const mb = new ModelBuilder();
+    const tb = new ServiceTableBuilder({ nodeName: 'n1' });
+    let current: SourcedObject[] = [];
+    tb.update(mb.reset(current).model);
+    for (let step = 0; step < 300; step++) {
+      const removed: SourcedObject[] = [];
+      const added: SourcedObject[] = [];
+      for (let i = rand(3); i > 0 && current.length > 0; i--) removed.push(...current.splice(rand(current.length), 1));
+      for (let i = rand(4); i > 0; i--) added.push(make());
+      current = current.concat(added);
+      const ch = mb.apply({ added, removed });
+      const before = new Map(tb.table);
+      const changed = tb.update(ch.model, ch.services);
+      const full = buildModel(current);
+      expect(plain(ch.model), `step ${step}`).toEqual(plain(full));
+      const fullTable = buildServiceTable(full, { nodeName: 'n1' });
+      expect([...tb.table.entries()].sort(), `step ${step}`).toEqual([...fullTable.entries()].sort());
+      // Exactly the entries reported changed differ (by identity) from before.
+      for (const k of new Set([...before.keys(), ...tb.table.keys()])) {
+        expect(before.get(k) !== tb.table.get(k), `step ${step} ${k}`).toBe(changed.has(k));
+      }
+    }
+  });
+});

@@ -1,0 +1,212 @@
+/** ManifestDirectory on real files with real fs.watch events. */
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManifestDirectory, SNAPSHOT, type Located, type ManifestSnapshot } from '../../sources/manifest-dir.js';
+import { next, tempDir, write, writeAtomic } from './helpers.js';
+
+const pod = (name: string, extra = '') => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n${extra}`;
+const names = (s: ManifestSnapshot) => s.objects.map((o) => o.object.metadata.name);
+const has = (...want: string[]) => (s: ManifestSnapshot) => JSON.stringify(names(s).slice().sort()) === JSON.stringify([...want].sort());
+
+let dir: string;
+let cleanup: () => void;
+let md: ManifestDirectory | undefined;
+beforeEach(() => ({ dir, cleanup } = tempDir()));
+afterEach(() => { md?.close(); md = undefined; cleanup(); });
+
+describe('load', () => {
+  it('reads *.yaml, *.yml and *.json recursively, in file name order, skipping hidden and other files', async () => {
+    write(join(dir, 'b.yaml'), pod('b1') + '---\n' + pod('b2'));
+    write(join(dir, 'a.yml'), pod('a'));
+    write(join(dir, 'sub/deeper/c.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'c' } }));
+    write(join(dir, 'notes.txt'), pod('txt'));
+    write(join(dir, '.hidden.yaml'), pod('hidden'));
+    write(join(dir, '.git/x.yaml'), pod('git'));
+    md = new ManifestDirectory(dir);
+    const s = await md.load();
+    expect(s.problems).toEqual([]);
+    expect(s.objects.map((o: Located) => [o.file.slice(dir.length + 1), o.index, o.object.metadata.name])).toEqual([
+      ['a.yml', 0, 'a'], ['b.yaml', 0, 'b1'], ['b.yaml', 1, 'b2'], ['sub/deeper/c.json', 0, 'c'],
+    ]);
+    expect(s.changes?.added).toHaveLength(4);
+  });
+
+  it('reports a bad file (file and reason) and applies the others', async () => {
+    write(join(dir, 'good.yaml'), pod('good'));
+    write(join(dir, 'bad.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: {name: [x\n');
+    md = new ManifestDirectory(dir);
+    const s = await md.load();
+    expect(names(s)).toEqual(['good']);
+    expect(s.problems).toHaveLength(1);
+    expect(s.problems[0]).toMatchObject({ code: 'KW_MANIFEST_PARSE', file: join(dir, 'bad.yaml') });
+    expect(s.problems[0]!.message).toMatch(/line \d+, column \d+/);
+  });
+
+  it('a validator problem rejects the whole file', async () => {
+    write(join(dir, 'pods.yaml'), pod('ok') + '---\n' + pod('refused'));
+    md = new ManifestDirectory(dir, {
+      validate: (o) => o.object.metadata.name === 'refused' ? [{ code: 'KW_TEST', file: o.file, object: `Pod ${o.object.metadata.name}`, field: 'metadata.name', message: 'metadata.name: refused' }] : [],
+    });
+    const s = await md.load();
+    expect(names(s)).toEqual([]);
+    expect(s.problems).toEqual([{ code: 'KW_TEST', file: join(dir, 'pods.yaml'), object: 'Pod refused', field: 'metadata.name', message: 'metadata.name: refused' }]);
+  });
+
+  it('a throwing validator is a problem, not a crash', async () => {
+    write(join(dir, 'pods.yaml'), pod('a'));
+    md = new ManifestDirectory(dir, { validate: () => { throw new Error('boom'); } });
+    const s = await md.load();
+    expect(s.problems[0]).toMatchObject({ code: 'KW_MANIFEST_VALIDATOR', object: 'Pod a' });
+  });
+
+  it('the same object in two files: the first by file name is used, the other reported', async () => {
+    write(join(dir, 'a.yaml'), pod('same', '  labels: {from: a}\n'));
+    write(join(dir, 'b.yaml'), pod('same', '  labels: {from: b}\n') + '---\n' + pod('other'));
+    write(join(dir, 'c.yaml'), pod('same', '  namespace: default\n')); // the default namespace, spelled out: the same object
+    md = new ManifestDirectory(dir);
+    const s = await md.load();
+    expect(s.objects.map((o) => [o.object.metadata.name, o.file.slice(dir.length + 1)])).toEqual([['same', 'a.yaml'], ['other', 'b.yaml']]);
+    expect(s.problems.map((p) => [p.code, p.file.slice(dir.length + 1), p.object, p.field])).toEqual([
+      ['KW_MANIFEST_DUPLICATE', 'b.yaml', 'Pod same', 'metadata.name'],
+      ['KW_MANIFEST_DUPLICATE', 'c.yaml', 'Pod default/same', 'metadata.name'],
+    ]);
+    expect(s.problems[0]!.message).toMatch(/also defined in .*a\.yaml \(document 0\); that one is used/);
+  });
+
+  it('refuses a missing directory or a file (KW_MANIFEST_DIR)', async () => {
+    await expect(new ManifestDirectory(join(dir, 'nope')).load()).rejects.toMatchObject({ code: 'KW_MANIFEST_DIR', message: expect.stringMatching(/does not exist/) });
+    write(join(dir, 'f.yaml'), '');
+    await expect(new ManifestDirectory(join(dir, 'f.yaml')).load()).rejects.toMatchObject({ code: 'KW_MANIFEST_DIR', message: expect.stringMatching(/not a directory/) });
+  });
+
+  it('keeps only what slim returns', async () => {
+    write(join(dir, 'p.yaml'), pod('a', 'spec: {nodeName: n1}\n'));
+    md = new ManifestDirectory(dir, { slim: (o) => ({ apiVersion: o.object.apiVersion, kind: o.object.kind, metadata: { name: o.object.metadata.name } }) });
+    const s = await md.load();
+    expect(s.objects[0]!.object).toEqual({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a' } });
+  });
+});
+
+describe('watch', () => {
+  async function started(): Promise<ManifestDirectory> {
+    md = new ManifestDirectory(dir, { debounceMs: 10 });
+    await md.load();
+    md.watch();
+    return md;
+  }
+
+  it('sees files added, changed and deleted; unchanged files keep their objects', async () => {
+    write(join(dir, 'a.yaml'), pod('a'));
+    write(join(dir, 'b.yaml'), pod('b'));
+    const m = await started();
+    const first = (await m.load()).objects; // same state: nothing pending
+    const aObj = first.find((o) => o.object.metadata.name === 'a')!;
+
+    let p = next<ManifestSnapshot>(m, SNAPSHOT, has('a', 'b', 'c'));
+    write(join(dir, 'c.yaml'), pod('c'));
+    let s = await p;
+    expect(s.changes?.added.map((o) => o.object.metadata.name)).toEqual(['c']);
+    expect(s.changes?.removed).toEqual([]);
+    expect(s.objects.find((o) => o.object.metadata.name === 'a')).toBe(aObj);
+
+    p = next<ManifestSnapshot>(m, SNAPSHOT, has('a', 'b2', 'c'));
+    writeFileSync(join(dir, 'b.yaml'), pod('b2'));
+    s = await p;
+    expect(s.changes?.added.map((o) => o.object.metadata.name)).toEqual(['b2']);
+    expect(s.changes?.removed.map((o) => o.object.metadata.name)).toEqual(['b']);
+
+    p = next<ManifestSnapshot>(m, SNAPSHOT, has('b2', 'c'));
+    unlinkSync(join(dir, 'a.yaml'));
+    s = await p;
+    expect(s.changes?.removed).toEqual([aObj]);
+  });
+
+  it('sees renames: editor-style saves (temp file renamed over) and moves', async () => {
+    write(join(dir, 'a.yaml'), pod('a'));
+    const m = await started();
+    let p = next<ManifestSnapshot>(m, SNAPSHOT, has('a2'));
+    writeAtomic(join(dir, 'a.yaml'), pod('a2'));
+    await p;
+    p = next<ManifestSnapshot>(m, SNAPSHOT, (s) => has('a2')(s) && s.objects[0]!.file === join(dir, 'z.yaml'));
+    renameSync(join(dir, 'a.yaml'), join(dir, 'z.yaml'));
+    await p;
+    p = next<ManifestSnapshot>(m, SNAPSHOT, has());
+    renameSync(join(dir, 'z.yaml'), join(dir, 'z.yaml.bak'));
+    await p;
+  });
+
+  it('a bad edit keeps the previous good content in force and is reported; fixing it clears the problem', async () => {
+    write(join(dir, 'a.yaml'), pod('a'));
+    const m = await started();
+    let p = next<ManifestSnapshot>(m, SNAPSHOT, (s) => s.problems.length > 0);
+    writeFileSync(join(dir, 'a.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: {name: [\n');
+    let s = await p;
+    expect(names(s)).toEqual(['a']);
+    expect(s.problems[0]).toMatchObject({ code: 'KW_MANIFEST_PARSE', file: join(dir, 'a.yaml') });
+    expect(s.changes).toEqual({ added: [], removed: [] });
+    p = next<ManifestSnapshot>(m, SNAPSHOT, (s2) => s2.problems.length === 0);
+    writeFileSync(join(dir, 'a.yaml'), pod('a-fixed'));
+    s = await p;
+    expect(names(s)).toEqual(['a-fixed']);
+  });
+
+  it('sees new subdirectories (and files in them), and their removal', async () => {
+    const m = await started();
+    let p = next<ManifestSnapshot>(m, SNAPSHOT, has('x', 'y'));
+    mkdirSync(join(dir, 'ns1/deep'), { recursive: true });
+    writeFileSync(join(dir, 'ns1/x.yaml'), pod('x'));
+    writeFileSync(join(dir, 'ns1/deep/y.yaml'), pod('y'));
+    await p;
+    p = next<ManifestSnapshot>(m, SNAPSHOT, has('x', 'y', 'z'));
+    writeFileSync(join(dir, 'ns1/deep/z.yaml'), pod('z')); // the new directory is watched too
+    await p;
+    p = next<ManifestSnapshot>(m, SNAPSHOT, has());
+    rmSync(join(dir, 'ns1'), { recursive: true });
+    await p;
+  });
+
+  it('promotes a duplicate when the file that won is removed', async () => {
+    write(join(dir, 'a.yaml'), pod('same', '  labels: {from: a}\n'));
+    write(join(dir, 'b.yaml'), pod('same', '  labels: {from: b}\n'));
+    const m = await started();
+    const p = next<ManifestSnapshot>(m, SNAPSHOT);
+    unlinkSync(join(dir, 'a.yaml'));
+    const s = await p;
+    expect(s.objects.map((o) => (o.object.metadata.labels as Record<string, string> | undefined)?.from)).toEqual(['b']);
+    expect(s.problems).toEqual([]);
+    expect(s.changes?.added.map((o) => o.file)).toEqual([join(dir, 'b.yaml')]);
+    expect(s.changes?.removed.map((o) => o.file)).toEqual([join(dir, 'a.yaml')]);
+  });
+
+  it('follows a ConfigMap volume update (..data symlink swap)', async () => {
+    // The kubelet's layout: ..<timestamp>/ holds the files, ..data -> it, name.yaml -> ..data/name.yaml.
+    mkdirSync(join(dir, '..v1'));
+    writeFileSync(join(dir, '..v1/app.yaml'), pod('v1'));
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync('..data/app.yaml', join(dir, 'app.yaml'));
+    const m = await started();
+    expect(names(await m.load())).toEqual(['v1']);
+    const p = next<ManifestSnapshot>(m, SNAPSHOT, has('v2'));
+    mkdirSync(join(dir, '..v2'));
+    writeFileSync(join(dir, '..v2/app.yaml'), pod('v2'));
+    symlinkSync('..v2', join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    await p;
+  });
+
+  it('watch() without load() emits the first snapshot; close() stops events', async () => {
+    write(join(dir, 'a.yaml'), pod('a'));
+    md = new ManifestDirectory(dir, { debounceMs: 5 });
+    const p = next<ManifestSnapshot>(md, SNAPSHOT);
+    md.watch();
+    expect(names(await p)).toEqual(['a']);
+    md.close();
+    let seen = false;
+    md.on(SNAPSHOT, () => { seen = true; });
+    writeFileSync(join(dir, 'b.yaml'), pod('b'));
+    // Give a live watcher ample occasion to fire (this bounds nothing; it only lets events arrive).
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toBe(false);
+  });
+});
