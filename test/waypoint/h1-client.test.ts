@@ -59,10 +59,16 @@ function pool(idleTimeoutMs = 10_000): H1Pool {
   return p;
 }
 
-async function body(r: H1Response): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of r.body as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks).toString('latin1');
+/** The whole body, read the way the proxy reads it ('data', then 'end'; 'close' without 'end' is an error). */
+function body(r: H1Response): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let failure: Error | undefined;
+    r.body.on('data', (c: Buffer) => chunks.push(c));
+    r.body.once('end', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    r.body.once('error', (e: Error) => { failure = e; });
+    r.body.once('close', () => { if (!r.body.readableEnded) reject(failure ?? new Error('closed before the end')); });
+  });
 }
 
 function get(p: H1Pool, port: number, extra: { method?: string; body?: Buffer | Readable; headers?: string[] } = {}): Promise<H1Response> {

@@ -3,7 +3,9 @@
  * bounded by the configuration: routes, Services and workloads known to it (anything
  * else is 'unknown'), status codes.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+interface CellValue { metricName?: string; labels: Record<string, string | number>; value: number }
 
 export interface RequestLabels {
   /** 'ns/name' of the route, '' when no route applied (passthrough), 'none' when none matched. */
@@ -15,19 +17,36 @@ export interface RequestLabels {
   source: string;
 }
 
-interface Children {
-  requests: Counter.Internal;
-  duration: Histogram.Internal<string>;
-  reqBytes: Counter.Internal;
-  resBytes: Counter.Internal;
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** Plain numbers for one route and destination: what a request adds to, rendered at scrape time. */
+class RouteCell {
+  readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
+  sum = 0;
+  count = 0;
+  requestBytes = 0;
+  responseBytes = 0;
+  /** Requests by `code\u0000source`. */
+  readonly requests = new Map<string, { code: string; source: string; n: number }>();
+  constructor(readonly route: string, readonly destination: string) {}
+}
+
+/**
+ * A metric for prom-client's registry whose values are the cells' numbers, read when
+ * /metrics is scraped (the request path only adds to plain numbers; no label hashing,
+ * no prom-client call per request). Same names, labels and text as prom-client's own.
+ */
+class CellMetric {
+  readonly aggregator = 'sum' as const;
+  constructor(readonly name: string, readonly help: string, readonly type: 'counter' | 'histogram', private readonly values: () => CellValue[]) {}
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: CellValue[] }> {
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() });
+  }
+  reset(): void { /* cells are kept: counters never go back */ }
 }
 
 export class WaypointMetrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<'route' | 'destination_service' | 'response_code' | 'source_workload'>;
-  private readonly duration: Histogram<'route' | 'destination_service'>;
-  private readonly requestBytes: Counter<'route' | 'destination_service'>;
-  private readonly responseBytes: Counter<'route' | 'destination_service'>;
   readonly denied: Counter<'policy' | 'destination_service'>;
   readonly upstreamErrors: Counter<'destination_service' | 'kind'>;
   readonly downstreamErrors: Counter<'kind'>;
@@ -37,16 +56,33 @@ export class WaypointMetrics {
   readonly configGeneration: Gauge;
   readonly configProblems: Gauge;
   readonly connections: Gauge<'kind'>;
-  readonly activeRequests: Gauge;
-  private readonly cache = new Map<string, Children>();
+  /** Requests in progress (a plain number, read at scrape time). */
+  active = 0;
+  private readonly cells = new Map<string, RouteCell>();
 
   constructor(opts: { defaultMetrics?: boolean; upstreamConnections?: () => number } = {}) {
     const r = this.registry;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: r, prefix: 'kernway_waypoint_' });
-    this.requests = new Counter({ name: 'kernway_waypoint_requests_total', help: 'HTTP requests handled, by route, destination Service, response code and calling workload', labelNames: ['route', 'destination_service', 'response_code', 'source_workload'], registers: [r] });
-    this.duration = new Histogram({ name: 'kernway_waypoint_request_duration_seconds', help: 'Time from the request\'s arrival to the end of the response', labelNames: ['route', 'destination_service'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [r] });
-    this.requestBytes = new Counter({ name: 'kernway_waypoint_request_body_bytes_total', help: 'Request body bytes received from callers', labelNames: ['route', 'destination_service'], registers: [r] });
-    this.responseBytes = new Counter({ name: 'kernway_waypoint_response_body_bytes_total', help: 'Response body bytes sent to callers', labelNames: ['route', 'destination_service'], registers: [r] });
+    const cells = (): RouteCell[] => [...this.cells.values()];
+    r.registerMetric(new CellMetric('kernway_waypoint_requests_total', 'HTTP requests handled, by route, destination Service, response code and calling workload', 'counter',
+      () => cells().flatMap((c) => [...c.requests.values()].map((q) => ({ labels: { route: c.route, destination_service: c.destination, response_code: q.code, source_workload: q.source }, value: q.n })))) as never);
+    r.registerMetric(new CellMetric('kernway_waypoint_request_duration_seconds', 'Time from the request\'s arrival to the end of the response', 'histogram', () => cells().flatMap((c) => {
+      const labels = { route: c.route, destination_service: c.destination };
+      const out: CellValue[] = [];
+      let acc = 0;
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+        acc += c.buckets[i]!;
+        out.push({ metricName: 'kernway_waypoint_request_duration_seconds_bucket', labels: { ...labels, le: DURATION_BUCKETS[i]! }, value: acc });
+      }
+      out.push({ metricName: 'kernway_waypoint_request_duration_seconds_bucket', labels: { ...labels, le: '+Inf' }, value: c.count });
+      out.push({ metricName: 'kernway_waypoint_request_duration_seconds_sum', labels, value: c.sum });
+      out.push({ metricName: 'kernway_waypoint_request_duration_seconds_count', labels, value: c.count });
+      return out;
+    })) as never);
+    r.registerMetric(new CellMetric('kernway_waypoint_request_body_bytes_total', 'Request body bytes received from callers', 'counter',
+      () => cells().filter((c) => c.requestBytes > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: c.requestBytes }))) as never);
+    r.registerMetric(new CellMetric('kernway_waypoint_response_body_bytes_total', 'Response body bytes sent to callers', 'counter',
+      () => cells().filter((c) => c.responseBytes > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: c.responseBytes }))) as never);
     this.denied = new Counter({ name: 'kernway_waypoint_authz_denied_total', help: 'Requests refused (403) by an AuthorizationPolicy', labelNames: ['policy', 'destination_service'], registers: [r] });
     this.upstreamErrors = new Counter({ name: 'kernway_waypoint_upstream_errors_total', help: 'Failed exchanges with backends, by kind (connect, reset, protocol, timeout)', labelNames: ['destination_service', 'kind'], registers: [r] });
     this.downstreamErrors = new Counter({ name: 'kernway_waypoint_downstream_errors_total', help: 'Connections or requests refused before routing (bad_request, header_too_large, header_timeout, proxy_protocol...)', labelNames: ['kind'], registers: [r] });
@@ -56,7 +92,8 @@ export class WaypointMetrics {
     this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r] });
     this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r] });
     this.connections = new Gauge({ name: 'kernway_waypoint_downstream_connections', help: 'Open connections from callers, by kind (gateway, mesh)', labelNames: ['kind'], registers: [r] });
-    this.activeRequests = new Gauge({ name: 'kernway_waypoint_active_requests', help: 'Requests in progress', registers: [r] });
+    const self = this;
+    new Gauge({ name: 'kernway_waypoint_active_requests', help: 'Requests in progress', registers: [r], collect() { this.set(self.active); } });
     const upstream = opts.upstreamConnections;
     if (upstream) {
       new Gauge({ name: 'kernway_waypoint_upstream_connections', help: 'Open connections to backends (pooled HTTP/1.1 and h2c sessions)', registers: [r], collect() { this.set(upstream()); } });
@@ -65,26 +102,28 @@ export class WaypointMetrics {
 
   /** Record one finished request. */
   observe(l: RequestLabels, seconds: number, requestBodyBytes: number, responseBodyBytes: number): void {
-    const key = `${l.route}\u0000${l.destination}\u0000${l.code}\u0000${l.source}`;
-    let c = this.cache.get(key);
+    const key = `${l.route}\u0000${l.destination}`;
+    let c = this.cells.get(key);
     if (!c) {
-      if (this.cache.size > 50_000) this.cache.clear();
-      c = {
-        requests: this.requests.labels(l.route, l.destination, String(l.code), l.source),
-        duration: this.duration.labels(l.route, l.destination),
-        reqBytes: this.requestBytes.labels(l.route, l.destination),
-        resBytes: this.responseBytes.labels(l.route, l.destination),
-      };
-      this.cache.set(key, c);
+      if (this.cells.size > 50_000) this.cells.clear();
+      c = new RouteCell(l.route, l.destination);
+      this.cells.set(key, c);
     }
-    c.requests.inc();
-    c.duration.observe(seconds);
-    if (requestBodyBytes > 0) c.reqBytes.inc(requestBodyBytes);
-    if (responseBodyBytes > 0) c.resBytes.inc(responseBodyBytes);
+    let i = 0;
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+    c.buckets[i]!++;
+    c.sum += seconds;
+    c.count++;
+    c.requestBytes += requestBodyBytes;
+    c.responseBytes += responseBodyBytes;
+    const rk = l.source === 'unknown' ? l.code : `${l.code}\u0000${l.source}`;
+    const q = c.requests.get(rk as string);
+    if (q) q.n++;
+    else c.requests.set(rk as string, { code: String(l.code), source: l.source, n: 1 });
   }
 
-  /** Forget series of routes and Services that no longer exist (after a configuration change). */
+  /** After a configuration change. Series stay (counters never go back); the cells are bounded by the configuration's labels. */
   reset(): void {
-    this.cache.clear();
+    /* nothing to forget: see above */
   }
 }

@@ -10,7 +10,8 @@
  * protocol error (502) and the connection is not reused.
  */
 import net, { type Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { LiteBody, type ResponseBody } from './body.js';
 import type { HeaderList } from './headers.js';
 import { UpstreamError as H1Error } from './upstream-error.js';
 
@@ -20,7 +21,7 @@ export { UpstreamError as H1Error } from './upstream-error.js';
 export interface H1Response {
   status: number;
   headers: HeaderList;
-  body: Readable;
+  body: ResponseBody;
   trailers(): HeaderList;
   abort(): void;
 }
@@ -184,7 +185,7 @@ class Exchange {
   private state: State = State.Head;
   private buf: Buffer | undefined;
   private response: H1Response | undefined;
-  private body: Readable | undefined;
+  private body: LiteBody | undefined;
   private remaining = 0;
   private chunk: Chunk = Chunk.Size;
   private chunkLine = '';
@@ -358,9 +359,8 @@ class Exchange {
     }
     const conn = connection.split(',').map((x) => x.trim());
     this.keepAlive = http10 ? conn.includes('keep-alive') : !conn.includes('close');
-    const body = new Readable({ read: () => { if (this.socket.isPaused() && !this.finished) this.socket.resume(); } });
+    const body = new LiteBody(() => { if (this.socket.isPaused() && !this.finished) this.socket.resume(); });
     this.body = body;
-    body.on('error', () => { /* the consumer sees 'close' before 'end' */ });
     this.response = {
       status, headers, body,
       trailers: () => this.trailers,

@@ -251,6 +251,17 @@ export class FastResponse {
       if (this.head !== undefined) { const hd = this.head; this.head = undefined; return s.write(hd, 'latin1'); }
       return true;
     }
+    if (this.head !== undefined && len <= ONE_WRITE_LIMIT) {
+      // Head and first chunk in one buffer, one write.
+      const hd = this.chunked ? `${this.head}${len.toString(16)}\r\n` : this.head;
+      this.head = undefined;
+      const tail = this.chunked ? 2 : 0;
+      const out = Buffer.allocUnsafe(hd.length + len + tail);
+      out.write(hd, 0, 'latin1');
+      if (typeof chunk === 'string') out.write(chunk, hd.length); else chunk.copy(out, hd.length);
+      if (tail) { out[out.length - 2] = 13; out[out.length - 1] = 10; }
+      return s.write(out);
+    }
     s.cork();
     if (this.head !== undefined) {
       s.write(this.chunked ? `${this.head}${len.toString(16)}\r\n` : this.head, 'latin1');
@@ -329,6 +340,8 @@ function objectToList(o: Record<string, string | string[] | number>): HeaderList
 }
 
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+/** A first body chunk up to this size is copied behind the head: one buffer, one write. */
+const ONE_WRITE_LIMIT = 16 * 1024;
 
 /** One caller connection: its parser, the request being parsed, the one being served, those waiting. */
 export class H1Conn {

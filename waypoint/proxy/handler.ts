@@ -108,7 +108,7 @@ export class RequestHandler {
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
       trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
     };
-    this.d.metrics.activeRequests.inc();
+    this.d.metrics.active++;
     res.once('close', () => { ex.onClose?.(); this.finish(ex, req, res); });
     if (!conn) return this.local(ex, res, 500, 'no_connection_info', 'internal error');
     const table = this.d.table();
@@ -438,7 +438,7 @@ export class RequestHandler {
   private finish(ex: Exchange, _req: DownReq, res: DownRes): void {
     if (ex.done) return;
     ex.done = true;
-    this.d.metrics.activeRequests.dec();
+    this.d.metrics.active--;
     const status = res.writableFinished ? res.statusCode : ex.reason === 'client_closed' || !res.headersSent ? 499 : res.statusCode;
     const seconds = (performance.now() - ex.start) / 1000;
     this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source }, seconds, ex.bytesIn, ex.bytesOut);

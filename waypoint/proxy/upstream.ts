@@ -9,6 +9,7 @@ import type { Endpoint, BackendProtocol } from '../routing/backends.js';
 import { H1Pool } from './h1-client.js';
 import { UpstreamError } from './upstream-error.js';
 import { fromObject, type HeaderList } from './headers.js';
+import type { ResponseBody } from './body.js';
 
 export interface UpstreamRequest {
   endpoint: Endpoint;
@@ -25,7 +26,7 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   headers: HeaderList;
-  body: Readable;
+  body: ResponseBody;
   /** Trailers, once the body has ended. */
   trailers(): HeaderList;
   /** Stop the exchange (the connection is not reused). */

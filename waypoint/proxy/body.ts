@@ -1,0 +1,146 @@
+/**
+ * A response body from a backend as the proxy consumes it: the few members of a Readable
+ * it uses ('data', 'end', 'error', 'close', pause, resume, readableEnded, destroy).
+ * HTTP/2 streams are used as they are; the HTTP/1.1 client hands out a LiteBody, which
+ * is a queue and four listener slots instead of a stream (no ReadableState, no
+ * EventEmitter arrays, no wrapper per `once`): made and dropped on every request, it
+ * used to be a large share of the garbage.
+ */
+export interface ResponseBody {
+  on(event: 'data', fn: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'close', fn: () => void): unknown;
+  on(event: 'error', fn: (e: Error) => void): unknown;
+  once(event: 'end' | 'close', fn: () => void): unknown;
+  once(event: 'error', fn: (e: Error) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  destroy(e?: Error): unknown;
+  readonly readableEnded: boolean;
+}
+
+/** Queued bytes above which push() asks the producer to wait. */
+const HIGH_WATER = 64 * 1024;
+
+function flowNT(b: LiteBody): void {
+  b.flow();
+}
+
+export class LiteBody implements ResponseBody {
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private ended = false;
+  private endEmitted = false;
+  private closed = false;
+  private error: Error | undefined;
+  private paused = false;
+  private flowing = false;
+  private scheduled = false;
+  /** push() said false: the producer waits for onRead. */
+  private waiting = false;
+  private onData: ((c: Buffer) => void) | undefined;
+  private onEnd: (() => void) | undefined;
+  private onError: ((e: Error) => void) | undefined;
+  private onClose: (() => void) | undefined;
+
+  /** `onRead`: the consumer wants more after push() returned false. */
+  constructor(private readonly onRead: () => void) {}
+
+  get readableEnded(): boolean {
+    return this.endEmitted;
+  }
+
+  on(event: 'data' | 'end' | 'close' | 'error', fn: ((c: Buffer) => void) | (() => void) | ((e: Error) => void)): this {
+    if (this.closed) {
+      // Over already (the failure may come before the consumer listens): told on the next tick.
+      if (event === 'close') process.nextTick(fn as () => void);
+      else if (event === 'error' && this.error) process.nextTick(fn as (e: Error) => void, this.error);
+      return this;
+    }
+    switch (event) {
+      case 'data':
+        this.onData = chain1(this.onData, fn as (c: Buffer) => void);
+        if (!this.paused) { this.flowing = true; this.schedule(); }
+        break;
+      case 'end': this.onEnd = chain0(this.onEnd, fn as () => void); break;
+      case 'close': this.onClose = chain0(this.onClose, fn as () => void); break;
+      default: this.onError = chain1(this.onError, fn as (e: Error) => void);
+    }
+    return this;
+  }
+
+  once(event: 'end' | 'close' | 'error', fn: (() => void) | ((e: Error) => void)): this {
+    return this.on(event, fn);
+  }
+
+  pause(): this {
+    this.paused = true;
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    this.flowing = true;
+    this.schedule();
+    return this;
+  }
+
+  /** Producer: a chunk (false: wait until onRead), or null at the end. */
+  push(b: Buffer | null): boolean {
+    if (this.closed) return false;
+    if (b === null) {
+      this.ended = true;
+      if (this.queued === 0 && this.flowing && !this.paused) this.schedule();
+      return false;
+    }
+    if (b.length === 0) return true;
+    if (this.flowing && !this.paused && this.queued === 0 && !this.scheduled && this.onData) { this.onData(b); return true; }
+    this.queue.push(b);
+    this.queued += b.length;
+    if (this.queued < HIGH_WATER) return true;
+    this.waiting = true;
+    return false;
+  }
+
+  destroy(e?: Error): this {
+    if (this.closed) return this;
+    this.closed = true;
+    this.error = e;
+    this.queue = [];
+    this.queued = 0;
+    if (e) this.onError?.(e);
+    this.onClose?.();
+    return this;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    process.nextTick(flowNT, this);
+  }
+
+  /** Deliver what is queued while flowing, then 'end' and 'close' once the producer is done. */
+  flow(): void {
+    this.scheduled = false;
+    if (this.closed) return;
+    while (this.queue.length > 0 && !this.paused && this.flowing) {
+      const c = this.queue.shift()!;
+      this.queued -= c.length;
+      this.onData?.(c);
+      if (this.closed) return;
+    }
+    if (this.waiting && this.queued < HIGH_WATER) { this.waiting = false; this.onRead(); }
+    if (this.queue.length === 0 && this.ended && !this.endEmitted && this.flowing && !this.paused) {
+      this.endEmitted = true;
+      this.onEnd?.();
+      if (!this.closed) { this.closed = true; this.onClose?.(); }
+    }
+  }
+}
+
+function chain0(a: (() => void) | undefined, b: () => void): () => void {
+  return a ? (): void => { a(); b(); } : b;
+}
+
+function chain1<T>(a: ((x: T) => void) | undefined, b: (x: T) => void): (x: T) => void {
+  return a ? (x: T): void => { a(x); b(x); } : b;
+}
