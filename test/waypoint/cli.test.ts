@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
-import { projectRoot } from '../../common/version.js';
 import { gatewayManifests } from '../../bench/waypoint/manifests.js';
 import { parseWaypointArgs } from '../../waypoint/options.js';
+import { KERNWAY_MAIN } from '../fixtures/cli.js';
 import { EchoServer } from './fixtures/echo.js';
 import { request, rigAddresses } from './fixtures/rig.js';
 
@@ -79,8 +79,7 @@ describe('kernway waypoint (a process)', () => {
   afterAll(() => { if (child && child.exitCode === null) child.kill('SIGKILL'); });
 
   it('starts, serves, reports through kernway routes, and drains on SIGTERM', async () => {
-    const bin = join(projectRoot(), 'node_modules', '.bin', 'vite-node');
-    child = spawn(bin, [join(projectRoot(), 'test/waypoint/fixtures/kernway-cli.ts'), 'waypoint', '--namespace', 'ns', '--manifests', dir,
+    child = spawn(process.execPath, [KERNWAY_MAIN, 'waypoint', '--namespace', 'ns', '--manifests', dir,
       '--listen-address', a.gateway, '--mesh-port', '0', '--metrics-address', `${a.gateway}:${ADMIN_PORT}`, '--access-log', 'off'],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KERNWAY_LOG_LEVEL: 'info' } });
     let stderr = '';
