@@ -4,8 +4,7 @@
  * local pods, TCP Fast Open, a full sockhash, and acceleration switched off (node-wide or by pod
  * annotation) while connections run.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Pod } from '../../lab/index.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
@@ -27,7 +26,11 @@ describe('sockmap: connections opened before the agent started', () => {
     const targets = dualStack(b, 7001);
     // Long transfers: each side waits 1.5 s before reading, so most bytes move after the load.
     const early = startClient(lab, a, { targets, conns: 6, concurrency: 6, min: 8 << 20, max: 8 << 20, serverDelayMs: 1500, readDelayMs: 1500 });
-    await sleep(500);
+    // All six must be established before the programs are attached: wait for the server to see them.
+    await vi.waitFor(async () => {
+      const ss = await lab.exec(b, 'ss', ['-Htn', 'state', 'established', '( sport = :7001 )']);
+      expect(ss.stdout.trim().split('\n').filter(Boolean).length).toBeGreaterThanOrEqual(6);
+    }, { timeout: 30_000, interval: 50 });
     sm = await loadSockmap(lab);
     sm.setLocalPods(localPodsOf(a, b));
     expect(sm.socketCount()).toBe(0);
