@@ -7,6 +7,7 @@
  * that keep every byte are in include/sockmap.h.
  */
 #include "kw_common.h"
+#include <bpf/bpf_core_read.h>
 #include "sockmap.h"
 
 SEC("sockops")
@@ -16,6 +17,9 @@ int kw_sm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		kw_sm_established(skops);
+		break;
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		kw_sm_listening(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		kw_sm_state_change(skops);
@@ -30,6 +34,14 @@ SEC("sk_msg")
 int kw_sm_msg(struct sk_msg_md *msg)
 {
 	return kw_sm_verdict(msg);
+}
+
+/* The receive side of accelerated sockets (rules 5 and 6 in include/sockmap.h). */
+SEC("raw_tp/sock_recv_length")
+int kw_sm_recv_prog(struct bpf_raw_tracepoint_args *ctx)
+{
+	kw_sm_recv((struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2]);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

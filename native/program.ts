@@ -141,6 +141,21 @@ export class BpfProgram {
   }
 
   /**
+   * Attaches a raw tracepoint program (SEC("raw_tp/<tracepoint>")) to its tracepoint, as
+   * a bpf_link. It runs for every hit on the machine, whatever cgroup: the program must
+   * select what it acts on itself.
+   */
+  attachRawTracepoint(): BpfLink {
+    const m = /^raw_tp(?:oint)?\/([A-Za-z0-9_]+)$/.exec(this.section);
+    if (this.type !== 'raw_tracepoint' || !m) {
+      throw new InvalidArgumentError('program', `a raw tracepoint program from SEC("raw_tp/<tracepoint>") ('${this.name}' is ${this.type} from SEC("${this.section}"))`, this.name);
+    }
+    const tp = m[1]!;
+    const fd = this.call(() => addon().rawTracepointAttach(this.fd, tp));
+    return new BpfLink({ kind: 'link', fd }, `raw tracepoint ${tp}`, this.name);
+  }
+
+  /**
    * Attaches a tc program to an interface (name or ifindex) as a tcx link where the kernel
    * has tcx (6.6+), else as a clsact filter. With opts.netns the interface is looked up,
    * and attached, in that network namespace.

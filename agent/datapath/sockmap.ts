@@ -13,7 +13,7 @@
  * replaced: freeing it would drop every socket's unread redirected bytes) and swaps
  * each link to its new program with one bpf_link_update().
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { KernwayError, InvalidArgumentError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -24,7 +24,9 @@ import type { Model } from '../../model/types.js';
 import { ADDR_SIZE, encodeAddr, familyOf, readAddr } from './addr.js';
 import { pinLayout } from './sock-lb.js';
 
-export const SOCKMAP_MAP_NAMES = ['kw_sm_hash', 'kw_sm_sk', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats'] as const;
+export const SOCKMAP_MAP_NAMES = [
+  'kw_sm_hash', 'kw_sm_sk', 'kw_sm_io', 'kw_sm_rx', 'kw_sm_ck', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats',
+] as const;
 export type SockmapMapName = (typeof SOCKMAP_MAP_NAMES)[number];
 /** Maps whose size the agent may choose (first start only: pinned maps keep theirs). */
 export type SockmapCapacities = Partial<Record<'kw_sm_hash' | 'kw_sm_pods' | 'kw_sm_handover', number>>;
@@ -32,6 +34,11 @@ const SIZED_MAPS = ['kw_sm_hash', 'kw_sm_pods', 'kw_sm_handover'] as const;
 
 export const SOCKOPS_PROGRAM = 'kw_sm_sockops';
 export const SK_MSG_PROGRAM = 'kw_sm_msg';
+/**
+ * The receive-side program (rules 5 and 6 of bpf/include/sockmap.h): a machine-wide raw
+ * tracepoint link (sock:sock_recv_length) acting only on sockets in this agent's kw_sm_ck.
+ */
+export const RECV_PROGRAM = 'kw_sm_recv_prog';
 
 /** The annotation that turns acceleration off for a pod, or for every pod of a namespace. */
 export const SOCKMAP_ANNOTATION = 'kernway.io/sockmap';
@@ -43,6 +50,10 @@ export const SM_POD_OFF = 1 << 0;
 export const SM_SIZES = {
   kw_sm_hash: { key: 44 },
   kw_sm_sk: { value: 96 },
+  kw_sm_io: { value: 8 },
+  kw_sm_rx: { key: 44, value: 24 },
+  kw_sm_ck: { key: 8, value: 44 },
+  kw_sm_listen: { key: 16, value: 8 },
   kw_sm_pods: { key: ADDR_SIZE, value: 4 },
   kw_sm_cfg: { key: 4, value: 4 },
   kw_sm_handover: { key: 44, value: 8 },
@@ -53,6 +64,7 @@ export const SM_SIZES = {
 export const SM_STATS = [
   'redirectedMessages', 'redirectedBytes', 'passedNoPeer', 'passedOrder',
   'inserts', 'insertFull', 'insertErrors', 'handovers', 'skippedOff',
+  'skippedBlocking', 'passedNotTarget', 'passedFull', 'targets', 'keptOnStack',
 ] as const;
 export type SockmapStats = Record<(typeof SM_STATS)[number], number>;
 
@@ -75,10 +87,13 @@ export interface SockmapOptions {
   enabled?: boolean;
   /** Tests only: every direction's first message misses its peer (kw_sm_test_first_miss). */
   testFirstMiss?: boolean;
-  /** Tests only: break rule 3 ('order') or rule 4 ('unhash') on purpose (kw_sm_test_break). */
-  testBreak?: 'order' | 'unhash';
+  /** Tests only: break rule 3 ('order'), rule 4 ('unhash') or rules 5 and 6 ('rx') on purpose (kw_sm_test_break). */
+  testBreak?: 'order' | 'unhash' | 'rx';
   log?: Logger;
 }
+
+const TEST_BREAKS = { order: 1, unhash: 2, rx: 3 } as const;
+const PER_SOCKET_MAPS: readonly string[] = ['kw_sm_rx', 'kw_sm_ck'];
 
 export function defaultSockmapObjectPath(): string {
   return join(projectRoot(), 'build', 'bpf', 'sockmap.bpf.o');
@@ -171,6 +186,7 @@ export class Sockmap {
   /** Loads the programs (reusing pinned maps), attaches or updates the links, sets the switch. */
   static async load(opts: SockmapOptions): Promise<Sockmap> {
     const layout = preparePins(opts.cgroupPath, opts.bpffsDir);
+    dropStaleStats(layout.maps, opts.log);
     const { sizes, reused } = capacitiesFor(layout.maps, opts.capacities ?? {});
     const pins: Record<string, string> = {};
     for (const name of SOCKMAP_MAP_NAMES) pins[name] = join(layout.maps, name);
@@ -180,7 +196,7 @@ export class Sockmap {
       obj = BpfObject.open(objectPath, {
         maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: {
           kw_sm_test_first_miss: opts.testFirstMiss ? 1 : 0,
-          kw_sm_test_break: opts.testBreak === 'order' ? 1 : opts.testBreak === 'unhash' ? 2 : 0,
+          kw_sm_test_break: opts.testBreak === undefined ? 0 : TEST_BREAKS[opts.testBreak],
         },
       });
     } catch (e) {
@@ -201,6 +217,8 @@ export class Sockmap {
       sm.checkLayout();
       // The switch first, so that a first start with --sockmap=off never accelerates.
       sm.setEnabled(opts.enabled ?? true);
+      // The receive side first: a socket is classified from its first read on.
+      attachTracepoint(join(layout.cgroupLinks, RECV_PROGRAM), obj.program(RECV_PROGRAM), updated, created);
       // sk_msg before sock_ops: a socket added to the map always finds a verdict program.
       attachOrUpdate(join(layout.cgroupLinks, SK_MSG_PROGRAM), obj.program(SK_MSG_PROGRAM),
         (p) => p.attachSkMsg(obj.map('kw_sm_hash')), updated, created);
@@ -316,6 +334,29 @@ export class Sockmap {
   }
 }
 
+/**
+ * Raw tracepoint links cannot swap their program in place: a restart attaches the new program,
+ * pins it over the old pin (rename on bpffs replaces it at once) and the old link goes with its
+ * last reference. Both run for a moment; they share the pinned maps and write the same.
+ */
+function attachTracepoint(pin: string, prog: BpfProgram, updated: string[], created: string[]): void {
+  const existed = existsSync(pin);
+  const link = prog.attachRawTracepoint();
+  const tmp = `${pin}_new`; // bpffs names cannot hold a dot
+  try {
+    rmSync(tmp, { force: true });
+    link.pin(tmp);
+    renameSync(tmp, pin);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    link.detach();
+    throw e;
+  } finally {
+    link.close();
+  }
+  (existed ? updated : created).push(prog.name);
+}
+
 function attachOrUpdate(pin: string, prog: BpfProgram, attach: (p: BpfProgram) => BpfLink, updated: string[], created: string[]): void {
   if (existsSync(pin)) {
     const link = BpfLink.openPinned(pin);
@@ -350,6 +391,22 @@ function preparePins(cgroupPath: string, bpffsDir: string): { maps: string; cgro
   return { maps: layout.maps, cgroupLinks: layout.cgroupLinks! };
 }
 
+/**
+ * kw_sm_stats of an agent with fewer counters cannot be reused (its size differs): its
+ * pin is removed, the counters start from zero. Nothing else depends on it (sockets
+ * added by the old programs keep the old map through them).
+ */
+function dropStaleStats(mapsDir: string, log: Logger | undefined): void {
+  const pin = join(mapsDir, 'kw_sm_stats');
+  if (!existsSync(pin)) return;
+  const m = BpfMap.openPinned(pin);
+  const have = m.info().maxEntries;
+  m.close();
+  if (have === SM_STATS.length) return;
+  rmSync(pin);
+  log?.warn({ map: 'kw_sm_stats', entries: have, want: SM_STATS.length }, 'sockmap counters of an older agent dropped: they start from zero');
+}
+
 function capacitiesFor(mapsDir: string, wanted: SockmapCapacities): { sizes: Record<string, number>; reused: boolean } {
   const sizes: Record<string, number> = {};
   let reused = false;
@@ -374,8 +431,10 @@ function capacitiesFor(mapsDir: string, wanted: SockmapCapacities): { sizes: Rec
         `map ${name} is pinned with ${have} entries but ${want} were asked; a pinned map cannot be resized ` +
         '(replacing kw_sm_hash would cut every accelerated connection): keep the capacity, or run `kernway uninstall`');
     }
-    if ((SIZED_MAPS as readonly string[]).includes(name)) sizes[name] = have;
+    if ((SIZED_MAPS as readonly string[]).includes(name) || PER_SOCKET_MAPS.includes(name)) sizes[name] = have;
   }
+  // kw_sm_rx and kw_sm_ck have an entry per socket of kw_sm_hash: new ones follow its size.
+  for (const name of PER_SOCKET_MAPS) if (sizes[name] === undefined && sizes.kw_sm_hash !== undefined) sizes[name] = sizes.kw_sm_hash;
   return { sizes, reused };
 }
 
@@ -404,8 +463,12 @@ export function registerSockmapMetrics(
     (s) => [{ value: s.redirectedMessages }]);
   counter('kernway_sockmap_redirected_bytes_total', 'Bytes moved straight to the peer socket.', (s) => [{ value: s.redirectedBytes }]);
   counter('kernway_sockmap_passed_messages_total',
-    'Messages of accelerated sockets sent through the TCP/IP stack, by reason: no_peer (the peer socket was not in the sockhash), ordering (kept on the stack so the stream stays in order).',
-    (s) => [{ labels: { reason: 'no_peer' }, value: s.passedNoPeer }, { labels: { reason: 'ordering' }, value: s.passedOrder }], ['reason']);
+    'Messages of accelerated sockets sent through the TCP/IP stack, by reason: no_peer (the peer socket was not in the sockhash), ordering (kept on the stack so the stream stays in order), ' +
+    'not_target (the peer socket is not read in a way redirected bytes serve exactly, or not read yet), receiver_full (the peer has as many unread redirected bytes as its buffers hold).',
+    (s) => [
+      { labels: { reason: 'no_peer' }, value: s.passedNoPeer }, { labels: { reason: 'ordering' }, value: s.passedOrder },
+      { labels: { reason: 'not_target' }, value: s.passedNotTarget }, { labels: { reason: 'receiver_full' }, value: s.passedFull },
+    ], ['reason']);
   counter('kernway_sockmap_inserts_total', 'Sockets added to the sockhash.', (s) => [{ value: s.inserts }]);
   counter('kernway_sockmap_insert_failures_total', 'Sockets not accelerated because the sockhash was full (reason full) or another error (reason error).',
     (s) => [{ labels: { reason: 'full' }, value: s.insertFull }, { labels: { reason: 'error' }, value: s.insertErrors }], ['reason']);
@@ -413,6 +476,12 @@ export function registerSockmapMetrics(
     (s) => [{ value: s.handovers }]);
   counter('kernway_sockmap_skipped_sockets_total', 'Pod-to-pod sockets (two per connection) not accelerated because acceleration was off (agent flag or annotation).',
     (s) => [{ value: s.skippedOff }]);
+  counter('kernway_sockmap_blocking_sockets_total',
+    'Pod-to-pod sockets not accelerated because their owner reads blocking (a blocking socket at connect, a blocking or unknown listener).',
+    (s) => [{ value: s.skippedBlocking }]);
+  counter('kernway_sockmap_receivers_total',
+    'Accelerated sockets by how their owner reads them: target (non-blocking recvmsg, redirected bytes served exactly) or stack (splice, blocking, MSG_PEEK, MSG_WAITALL or SO_RCVLOWAT: kept on the stack).',
+    (s) => [{ labels: { result: 'target' }, value: s.targets }, { labels: { result: 'stack' }, value: s.keptOnStack }], ['result']);
   m.gaugeAtScrape({
     name: 'kernway_sockmap_enabled', help: '1 when new same-node connections are accelerated.',
     read: () => [{ value: get()?.enabled ? 1 : 0 }],

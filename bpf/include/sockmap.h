@@ -20,6 +20,20 @@
  *     a socket's unread redirected bytes with its map entry. The kernel removes a
  *     socket at close(); a half-closed socket in TCP_CLOSE keeps its entry (and its
  *     unread bytes) until then.
+ *  5. A socket receives redirected bytes only while its owner reads it the way the
+ *     sockmap receive path (tcp_bpf_recvmsg) serves exactly as TCP would: the socket
+ *     was added only if its owner is non-blocking (its file at connect(), its listener's
+ *     at listen()), and it becomes a target only after a recvmsg()/read() with
+ *     MSG_DONTWAIT and no MSG_PEEK, MSG_WAITALL, MSG_TRUNC, MSG_OOB, with SO_RCVLOWAT
+ *     at most 1 (kw_sm_recv_enter). Any other read, a splice(2) (kw_sm_splice) or an
+ *     SO_RCVLOWAT above 1 (kw_sm_rcvlowat) marks it "kept on the stack" for good, and
+ *     its peer's direction goes back to the stack (safe by rule 3). Before the first
+ *     such read, everything sent to it takes the stack (and a handover, rule 3, moves
+ *     the direction to redirection afterwards).
+ *  6. A sender stops redirecting while the bytes it redirected and its peer has not
+ *     read yet, plus this message, exceed the peer's receive buffer plus its own send
+ *     buffer: it takes the stack (rule 3 brings it back), and TCP's flow control makes
+ *     the writer block as it would without kernway.
  */
 #ifndef KW_SOCKMAP_H
 #define KW_SOCKMAP_H
@@ -33,7 +47,10 @@
 #define KW_SM_MAX_PODS 4096   /* local pod addresses (IPv4 and IPv6 count apart) */
 #endif
 #ifndef KW_SM_MAX_HANDOVERS
-#define KW_SM_MAX_HANDOVERS 16384 /* directions waiting to switch from the stack to redirection */
+#define KW_SM_MAX_HANDOVERS 65536 /* directions waiting to switch from the stack to redirection */
+#endif
+#ifndef KW_SM_MAX_LISTENERS
+#define KW_SM_MAX_LISTENERS 8192 /* listening sockets whose blocking mode is known (rule 5) */
 #endif
 
 #define KW_AF_INET  2
@@ -63,6 +80,41 @@ struct kw_sm_sock {
 	__u32 pad;             /* zero */
 };
 
+/* kw_sm_rx.state: how the owner of a socket reads it (rule 5). */
+#define KW_SM_RX_UNPROVEN 0 /* not read yet: not a redirect target */
+#define KW_SM_RX_PROVEN   1 /* read only in ways tcp_bpf serves as TCP does: a target */
+#define KW_SM_RX_STACK    2 /* read otherwise (blocking, MSG_PEEK, MSG_WAITALL, ...): never a target again */
+
+/* Value of kw_sm_io (socket-local storage of an accelerated socket, next to kw_sm_sk). 8 bytes. */
+struct kw_sm_io {
+	__u64 redirected; /* bytes this socket redirected to its peer (rule 6) */
+};
+
+/*
+ * Value of kw_sm_rx: a socket's receive side, written by kw_sm_recv (after each read)
+ * and read by the peer's sk_msg program. 24 bytes.
+ */
+struct kw_sm_rx {
+	__u64 consumed; /* bytes redirected to this socket that its owner has read */
+	__u32 state;    /* KW_SM_RX_* */
+	__u32 rcvbuf;   /* sk_rcvbuf at the last read */
+	__u32 seq;      /* copied_seq after the last read */
+	__u32 pad;      /* zero */
+};
+
+/* Key of kw_sm_listen: a listening port in a network namespace. 16 bytes. */
+struct kw_sm_lkey {
+	__u64 netns; /* network namespace cookie */
+	__u32 port;  /* host order */
+	__u32 pad;   /* zero */
+};
+/* Value of kw_sm_listen. 8 bytes (64-bit for the atomic or). */
+struct kw_sm_listener {
+	__u64 flags; /* KW_SM_L_*: what the listening sockets on that port were at listen() */
+};
+#define KW_SM_L_NONBLOCK (1 << 0)
+#define KW_SM_L_BLOCK    (1 << 1)
+
 /* Value of kw_sm_pods: a local pod address. 4 bytes. */
 struct kw_sm_pod {
 	__u32 flags; /* KW_SM_POD_* */
@@ -87,6 +139,9 @@ struct kw_sm_handover {
  * stack: every sequence number compared then lies within 2^30 of the first, so
  * 32-bit equality cannot be fooled by wrap-around. */
 #define KW_SM_HO_MAX_BYTES (1U << 30)
+/* Rule 6: a peer may hold at least this many unread redirected bytes (TCP lets a receive
+ * buffer grow to tcp_rmem[2], 6 MiB by default, for a fast stream). */
+#define KW_SM_UNREAD_MIN (4U << 20)
 
 /* Counters, per CPU, summed by the agent at scrape time. Indexes of kw_sm_stats. */
 #define KW_SM_STAT_REDIR_MSGS      0 /* messages redirected to the peer socket */
@@ -98,7 +153,12 @@ struct kw_sm_handover {
 #define KW_SM_STAT_INSERT_ERR      6 /* sockets not added: another error (storage, duplicate key) */
 #define KW_SM_STAT_HANDOVERS       7 /* directions switched from the stack to redirection */
 #define KW_SM_STAT_SKIPPED_OFF     8 /* pod-to-pod sockets not added: switched off (node or pod) */
-#define KW_SM_STAT_COUNT           9
+#define KW_SM_STAT_SKIPPED_BLOCK   9 /* pod-to-pod sockets not added: blocking owner, or listener unknown (rule 5) */
+#define KW_SM_STAT_PASS_RX        10 /* messages passed: the peer is not (yet) a target (rule 5) */
+#define KW_SM_STAT_PASS_FULL      11 /* messages passed: the peer's unread redirected bytes fill its buffer (rule 6) */
+#define KW_SM_STAT_RX_PROVEN      12 /* sockets that became redirect targets (rule 5) */
+#define KW_SM_STAT_RX_STACK       13 /* sockets kept on the stack for the way they are read (rule 5) */
+#define KW_SM_STAT_COUNT          14
 
 /* Accelerated sockets: kw_sm_key (as the socket sees itself) -> socket. */
 struct {
@@ -115,6 +175,45 @@ struct {
 	__type(key, int);
 	__type(value, struct kw_sm_sock);
 } kw_sm_sk SEC(".maps");
+
+/* Bytes each accelerated socket redirected (rule 6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kw_sm_io);
+} kw_sm_io SEC(".maps");
+
+/*
+ * Receive side of accelerated sockets by their key (rules 5 and 6). LRU: a missing
+ * entry reads as "not a target", which is safe.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KW_SM_MAX_SOCKS);
+	__type(key, struct kw_sm_key);
+	__type(value, struct kw_sm_rx);
+} kw_sm_rx SEC(".maps");
+
+/*
+ * Accelerated sockets by socket cookie -> their key, for kw_sm_recv (a raw tracepoint
+ * gets the kernel's struct sock, not its storage). Cookies are never reused. LRU: a
+ * missing entry leaves the socket's reads unseen, so it never becomes a target.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KW_SM_MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, struct kw_sm_key);
+} kw_sm_ck SEC(".maps");
+
+/* Blocking mode of listening sockets at listen(), for the sockets they accept (rule 5). LRU: missing reads as blocking. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KW_SM_MAX_LISTENERS);
+	__type(key, struct kw_sm_lkey);
+	__type(value, struct kw_sm_listener);
+} kw_sm_listen SEC(".maps");
 
 /* Local pod addresses, written by the agent: only pod-to-pod connections are accelerated. */
 struct {
@@ -155,12 +254,15 @@ const volatile __u32 kw_sm_test_first_miss = 0;
  * Test only, always 0 in production: breaks one rule on purpose, so that the tests can
  * show they catch what the rule prevents (test/sockmap/controls.test.ts).
  *   KW_SM_BREAK_ORDER:  a waiting direction switches to redirection as soon as the peer
- *                       is in the map (rule 3 ignored: reorders streams);
+ *                       is in the map (rule 3 ignored, and rule 5 with it: reorders streams);
  *   KW_SM_BREAK_UNHASH: a socket's entry is deleted when it enters TCP_CLOSE (rule 4
- *                       ignored: drops unread bytes of half-closed sockets).
+ *                       ignored: drops unread bytes of half-closed sockets);
+ *   KW_SM_BREAK_RX:     rules 5 and 6 ignored (what kernway did before them: splice(2)
+ *                       readers miss bytes, MSG_WAITALL returns early, ...).
  */
 #define KW_SM_BREAK_ORDER  1
 #define KW_SM_BREAK_UNHASH 2
+#define KW_SM_BREAK_RX     3 /* rules 5 and 6 ignored: every socket is added and is a target at once */
 const volatile __u32 kw_sm_test_break = 0;
 
 /* Counters (KW_SM_STAT_*), per CPU. */
@@ -189,6 +291,51 @@ struct tcp_sock {
 	__u32 copied_seq; /* first byte the application has not read yet */
 	__u32 write_seq;  /* one past the last byte the application queued for sending */
 } __attribute__((preserve_access_index));
+
+/* The fields of struct sock, struct socket and struct file that rules 5 and 6 read (CO-RE). */
+struct file {
+	unsigned int f_flags;
+} __attribute__((preserve_access_index));
+struct socket {
+	struct file *file;
+} __attribute__((preserve_access_index));
+typedef struct {
+	__s64 counter;
+} atomic64_t;
+struct sock_common {
+	atomic64_t skc_cookie;
+} __attribute__((preserve_access_index));
+struct sock {
+	struct sock_common __sk_common;
+	struct socket *sk_socket;
+	int sk_rcvbuf;
+	int sk_sndbuf;
+	int sk_rcvlowat;
+} __attribute__((preserve_access_index));
+
+#define KW_O_NONBLOCK     04000      /* x86, arm64 */
+#define KW_MSG_PEEK       0x2
+#define KW_MSG_DONTWAIT   0x40
+#define KW_MSG_ERRQUEUE   0x2000
+#define KW_MSG_NOSIGNAL   0x4000
+#define KW_MSG_CMSG_CLOEXEC 0x40000000
+#define KW_MSG_CMSG_COMPAT  0x80000000
+/* The recvmsg flags tcp_bpf_recvmsg serves as tcp_recvmsg does (with MSG_DONTWAIT set). */
+#define KW_SM_RX_FLAGS_OK (KW_MSG_DONTWAIT | KW_MSG_NOSIGNAL | KW_MSG_CMSG_CLOEXEC | KW_MSG_CMSG_COMPAT)
+
+/* 1: the socket's file is non-blocking; 0: blocking; -1: no file (not accepted yet). */
+static __always_inline int kw_sm_nonblocking(struct sock *s)
+{
+	struct socket *so = s->sk_socket;
+	struct file *f;
+
+	if (!so)
+		return -1;
+	f = so->file;
+	if (!f)
+		return -1;
+	return (f->f_flags & KW_O_NONBLOCK) ? 1 : 0;
+}
 
 /*
  * Both addresses of a sock_ops socket as map addresses (IPv4 as ::ffff:a.b.c.d).
@@ -268,6 +415,63 @@ static __always_inline int kw_sm_enabled(void)
 	return cfg && cfg->enabled;
 }
 
+/* The listening port of a sock_ops socket: its network namespace and local port. */
+static __always_inline void kw_sm_listen_key(struct bpf_sock_ops *skops, struct kw_sm_lkey *k)
+{
+	k->netns = bpf_get_netns_cookie(skops);
+	k->port = skops->local_port;
+	k->pad = 0;
+}
+
+/* sock_ops, on TCP_LISTEN: remembers whether the listening socket is non-blocking (rule 5). */
+static __always_inline void kw_sm_listening(struct bpf_sock_ops *skops)
+{
+	struct kw_sm_lkey k;
+	struct kw_sm_listener *l, nl = {};
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp;
+	__u64 flag;
+
+	if (!sk)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	flag = kw_sm_nonblocking((struct sock *)tp) == 1 ? KW_SM_L_NONBLOCK : KW_SM_L_BLOCK;
+	kw_sm_listen_key(skops, &k);
+	/* Sticky: once a blocking listener used the port, its accepted sockets stay out. */
+	l = bpf_map_lookup_elem(&kw_sm_listen, &k);
+	if (l) {
+		__sync_fetch_and_or(&l->flags, flag);
+		return;
+	}
+	nl.flags = flag;
+	if (bpf_map_update_elem(&kw_sm_listen, &k, &nl, BPF_NOEXIST)) {
+		l = bpf_map_lookup_elem(&kw_sm_listen, &k);
+		if (l)
+			__sync_fetch_and_or(&l->flags, flag);
+	}
+}
+
+/*
+ * Rule 5, at establishment: 1 when the socket's owner does not block in reads. A client
+ * socket's file is non-blocking at connect(); an accepted socket has no file yet, so its
+ * listener's mode at listen() stands for it (unknown listener: blocking).
+ */
+static __always_inline int kw_sm_owner_nonblocking(struct bpf_sock_ops *skops, struct sock *s)
+{
+	struct kw_sm_lkey k;
+	struct kw_sm_listener *l;
+
+	if (kw_sm_test_break == KW_SM_BREAK_RX)
+		return 1;
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+		return kw_sm_nonblocking(s) == 1;
+	kw_sm_listen_key(skops, &k);
+	l = bpf_map_lookup_elem(&kw_sm_listen, &k);
+	return l && l->flags == KW_SM_L_NONBLOCK;
+}
+
 /*
  * sock_ops, on ACTIVE/PASSIVE_ESTABLISHED: adds the socket to kw_sm_hash when both
  * ends are local pods and acceleration is on for both. Nothing is ever deleted here
@@ -277,6 +481,7 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 {
 	struct kw_sm_key key = {};
 	struct kw_sm_sock *st;
+	struct kw_sm_io *io;
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
 	__u32 family = skops->family;
@@ -302,11 +507,25 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 	sk = skops->sk;
 	if (!sk)
 		return;
-	st = bpf_sk_storage_get(&kw_sm_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st) {
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp) {
 		kw_sm_count(KW_SM_STAT_INSERT_ERR, 1);
 		return;
 	}
+	/* Rule 5: a blocking owner's reads are never served by tcp_bpf_recvmsg. */
+	if (!kw_sm_owner_nonblocking(skops, (struct sock *)tp)) {
+		kw_sm_count(KW_SM_STAT_SKIPPED_BLOCK, 1);
+		return;
+	}
+	io = bpf_sk_storage_get(&kw_sm_io, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	st = bpf_sk_storage_get(&kw_sm_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st || !io) {
+		bpf_sk_storage_delete(&kw_sm_io, sk);
+		bpf_sk_storage_delete(&kw_sm_sk, sk);
+		kw_sm_count(KW_SM_STAT_INSERT_ERR, 1);
+		return;
+	}
+	io->redirected = 0;
 	st->self = key;
 	kw_sm_mirror(&key, &st->peer);
 	st->state = KW_SM_NEW;
@@ -316,8 +535,7 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 	 * data in the SYN, already acknowledged and so counted in snd_una; data queued
 	 * behind the handshake): rule 3 applies from the first message.
 	 */
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp || tp->write_seq != key.lseq || skops->data_segs_out != 0)
+	if (tp->write_seq != key.lseq || skops->data_segs_out != 0)
 		st->state = KW_SM_WAIT;
 
 	/* NOEXIST: never replace a live socket, whatever the key says. */
@@ -326,9 +544,18 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 		kw_sm_count((err == -7 /* E2BIG */ || err == -12 /* ENOMEM */ || err == -28 /* ENOSPC */)
 			    ? KW_SM_STAT_INSERT_FULL : KW_SM_STAT_INSERT_ERR, 1);
 		bpf_sk_storage_delete(&kw_sm_sk, sk);
+		bpf_sk_storage_delete(&kw_sm_io, sk);
 		return;
 	}
 	kw_sm_count(KW_SM_STAT_INSERTS, 1);
+	{
+		/* Not a target until its owner has read it (rule 5). copied_seq is rseq now. */
+		struct kw_sm_rx rx = { .consumed = 0, .state = KW_SM_RX_UNPROVEN, .rcvbuf = 0, .seq = key.rseq, .pad = 0 };
+		__u64 cookie = bpf_get_socket_cookie(skops);
+
+		bpf_map_update_elem(&kw_sm_rx, &key, &rx, BPF_ANY);
+		bpf_map_update_elem(&kw_sm_ck, &cookie, &key, BPF_ANY);
+	}
 	if (kw_sm_test_break == KW_SM_BREAK_UNHASH)
 		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
@@ -401,17 +628,66 @@ static __always_inline void kw_sm_wait(struct kw_sm_sock *st)
 	bpf_map_update_elem(&kw_sm_handover, &st->peer, &ho, BPF_NOEXIST);
 }
 
+/*
+ * Rules 5 and 6 for one message of `size` bytes: 0 when the peer is a redirect target
+ * with room for it, else the KW_SM_STAT_PASS_* reason to take the stack; *never is set
+ * when the peer will never be a target again.
+ */
+static __always_inline __u32 kw_sm_target_check(struct kw_sm_sock *st, struct kw_sm_io *io, struct bpf_sock *sk,
+						__u64 size, int *never)
+{
+	struct kw_sm_rx *rx;
+	struct tcp_sock *tp;
+	__u64 unread, limit;
+
+	/* The controls of rule 3 skip rule 5 too: it narrows the window rule 3 closes. */
+	if (kw_sm_test_break == KW_SM_BREAK_RX || kw_sm_test_break == KW_SM_BREAK_ORDER)
+		return 0;
+	rx = bpf_map_lookup_elem(&kw_sm_rx, &st->peer);
+	if (!rx || rx->state == KW_SM_RX_UNPROVEN)
+		return KW_SM_STAT_PASS_RX;
+	if (rx->state != KW_SM_RX_PROVEN) {
+		*never = 1;
+		return KW_SM_STAT_PASS_RX;
+	}
+	/* consumed only grows and may be old: the estimate of unread bytes errs high, never low. */
+	unread = io->redirected - rx->consumed;
+	limit = rx->rcvbuf > KW_SM_UNREAD_MIN ? rx->rcvbuf : KW_SM_UNREAD_MIN;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (tp)
+		limit += (__u32)((struct sock *)tp)->sk_sndbuf;
+	if (unread + size > limit)
+		return KW_SM_STAT_PASS_FULL;
+	return 0;
+}
+
+static __always_inline int kw_sm_redirect(struct sk_msg_md *msg, struct kw_sm_sock *st, struct kw_sm_io *io, __u64 size)
+{
+	/* bpf_msg_redirect_hash() looks the peer up; a miss returns SK_DROP and changes
+	 * nothing, and the caller passes instead (rule 2). */
+	if (bpf_msg_redirect_hash(msg, &kw_sm_hash, &st->peer, BPF_F_INGRESS) != SK_PASS)
+		return 0;
+	io->redirected += size;
+	kw_sm_count(KW_SM_STAT_REDIR_MSGS, 1);
+	kw_sm_count(KW_SM_STAT_REDIR_BYTES, size);
+	return 1;
+}
+
 /* sk_msg verdict: redirect to the peer socket's ingress, or pass to the stack. Never drop. */
 static __always_inline int kw_sm_verdict(struct sk_msg_md *msg)
 {
 	struct bpf_sock *sk = msg->sk;
 	struct kw_sm_sock *st;
+	struct kw_sm_io *io;
 	__u64 size = msg->size;
+	__u32 why;
+	int never = 0;
 
 	if (!sk)
 		return SK_PASS;
 	st = bpf_sk_storage_get(&kw_sm_sk, sk, 0, 0);
-	if (!st) {
+	io = bpf_sk_storage_get(&kw_sm_io, sk, 0, 0);
+	if (!st || !io) {
 		kw_sm_count(KW_SM_STAT_PASS_NO_PEER, 1);
 		return SK_PASS;
 	}
@@ -440,12 +716,18 @@ static __always_inline int kw_sm_verdict(struct sk_msg_md *msg)
 	}
 		/* fall through */
 	case KW_SM_REDIR:
-		/* bpf_msg_redirect_hash() looks the peer up; a miss returns SK_DROP and
-		 * changes nothing, and we pass instead (rule 2). */
-		if (bpf_msg_redirect_hash(msg, &kw_sm_hash, &st->peer, BPF_F_INGRESS) == SK_PASS) {
+		why = kw_sm_target_check(st, io, sk, size, &never);
+		if (why) {
+			/* Redirection to the stack is always safe (rule 3); back needs a handover. */
+			if (never)
+				st->state = KW_SM_STACK;
+			else
+				kw_sm_wait(st);
+			kw_sm_count(why, 1);
+			return SK_PASS;
+		}
+		if (kw_sm_redirect(msg, st, io, size)) {
 			st->state = KW_SM_REDIR;
-			kw_sm_count(KW_SM_STAT_REDIR_MSGS, 1);
-			kw_sm_count(KW_SM_STAT_REDIR_BYTES, size);
 			return SK_PASS;
 		}
 		if (st->state == KW_SM_NEW)
@@ -455,17 +737,23 @@ static __always_inline int kw_sm_verdict(struct sk_msg_md *msg)
 		kw_sm_count(KW_SM_STAT_PASS_NO_PEER, 1);
 		return SK_PASS;
 	case KW_SM_WAIT:
-		if (kw_sm_handover_ready(st, sk)) {
-			if (bpf_msg_redirect_hash(msg, &kw_sm_hash, &st->peer, BPF_F_INGRESS) == SK_PASS) {
-				st->state = KW_SM_REDIR;
+		why = kw_sm_target_check(st, io, sk, size, &never);
+		if (why) {
+			if (never) {
+				st->state = KW_SM_STACK;
 				bpf_map_delete_elem(&kw_sm_handover, &st->peer);
+			}
+			kw_sm_count(why, 1);
+			return SK_PASS;
+		}
+		if (kw_sm_handover_ready(st, sk)) {
+			bpf_map_delete_elem(&kw_sm_handover, &st->peer);
+			if (kw_sm_redirect(msg, st, io, size)) {
+				st->state = KW_SM_REDIR;
 				kw_sm_count(KW_SM_STAT_HANDOVERS, 1);
-				kw_sm_count(KW_SM_STAT_REDIR_MSGS, 1);
-				kw_sm_count(KW_SM_STAT_REDIR_BYTES, size);
 				return SK_PASS;
 			}
 			st->state = KW_SM_STACK;
-			bpf_map_delete_elem(&kw_sm_handover, &st->peer);
 			kw_sm_count(KW_SM_STAT_PASS_NO_PEER, 1);
 			return SK_PASS;
 		}
@@ -475,6 +763,59 @@ static __always_inline int kw_sm_verdict(struct sk_msg_md *msg)
 		kw_sm_count(KW_SM_STAT_PASS_ORDER, 1);
 		return SK_PASS;
 	}
+}
+
+/*
+ * kw_sm_recv, the receive side (rules 5 and 6): raw tracepoint sock:sock_recv_length,
+ * which sock_recvmsg() fires after every recvmsg()/recvfrom()/read() of a socket with
+ * the flags of the call (MSG_DONTWAIT included when the file is non-blocking) and what
+ * it returned. Accelerated sockets are found by cookie; every other socket costs one
+ * failed lookup. It runs after the read, which is early enough: a socket is not a
+ * target before its first read.
+ */
+static __always_inline void kw_sm_recv(struct sock *sk, int ret, int flags)
+{
+	struct kw_sm_key *self;
+	struct kw_sm_rx *rx;
+	struct kw_sm_handover *ho;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 cookie;
+	__u32 seq, stack;
+	int lowat, good;
+
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return;
+	self = bpf_map_lookup_elem(&kw_sm_ck, &cookie);
+	if (!self)
+		return;
+	if (flags & KW_MSG_ERRQUEUE)
+		return;
+	rx = bpf_map_lookup_elem(&kw_sm_rx, self);
+	if (!rx)
+		return; /* evicted: stays not a target */
+	seq = BPF_CORE_READ(tp, copied_seq);
+	lowat = BPF_CORE_READ(sk, sk_rcvlowat);
+	if (ret > 0 && !(flags & KW_MSG_PEEK)) {
+		/* What did not come from the TCP receive queue came from the redirected queue. */
+		stack = seq - rx->seq;
+		if (stack < (__u32)ret)
+			rx->consumed += (__u32)ret - stack;
+	}
+	rx->seq = seq;
+	rx->rcvbuf = (__u32)BPF_CORE_READ(sk, sk_rcvbuf);
+	good = (flags & KW_MSG_DONTWAIT) && !(flags & ~KW_SM_RX_FLAGS_OK) && lowat <= 1;
+	if (!good && rx->state != KW_SM_RX_STACK) {
+		rx->state = KW_SM_RX_STACK;
+		kw_sm_count(KW_SM_STAT_RX_STACK, 1);
+	} else if (good && rx->state == KW_SM_RX_UNPROVEN) {
+		rx->state = KW_SM_RX_PROVEN;
+		kw_sm_count(KW_SM_STAT_RX_PROVEN, 1);
+	}
+	/* Rule 3: tell a peer waiting for a handover how far this socket has read. */
+	ho = bpf_map_lookup_elem(&kw_sm_handover, self);
+	if (ho)
+		ho->read = KW_SM_HO_VALID | seq;
 }
 
 #endif /* KW_SOCKMAP_H */

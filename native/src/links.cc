@@ -73,6 +73,17 @@ Napi::Value CgroupAttach(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// rawTracepointAttach(progFd, tracepoint) -> link fd: a raw tracepoint program on a
+// kernel tracepoint ("sock_recv_length"), machine-wide.
+Napi::Value RawTracepointAttach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int prog = ArgInt(info, 0, "progFd");
+  std::string tp = ArgString(info, 1, "tracepoint");
+  int fd = bpf_raw_tracepoint_open(tp.c_str(), prog);
+  if (fd < 0) ThrowErrno(env, "link.attach_raw_tracepoint", errno, tp);
+  return Napi::Number::New(env, fd);
+}
+
 // skMsgAttach(progFd, mapFd, mode: 'auto' | 'link' | 'prog-attach')
 //   -> { kind: 'link', fd } | { kind: 'prog-attach', progFd, targetFd, attachType }
 // Sockmap links need kernel 6.10; before that the program is attached to the map.
@@ -347,6 +358,7 @@ Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
 void InitLinks(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupAttach", Napi::Function::New<CgroupAttach>(env, "cgroupAttach"));
   exports.Set("skMsgAttach", Napi::Function::New<SkMsgAttach>(env, "skMsgAttach"));
+  exports.Set("rawTracepointAttach", Napi::Function::New<RawTracepointAttach>(env, "rawTracepointAttach"));
   exports.Set("progAttach", Napi::Function::New<ProgAttach>(env, "progAttach"));
   exports.Set("progDetach", Napi::Function::New<ProgDetach>(env, "progDetach"));
   exports.Set("progQuery", Napi::Function::New<ProgQuery>(env, "progQuery"));

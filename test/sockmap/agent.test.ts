@@ -52,7 +52,6 @@ beforeAll(async () => {
   mkdirSync(dir);
   bpffs = join(lab.bpffsDir, 'agent');
   writeManifest(dir, 'pods.yaml', [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }, podObject(a), podObject(b)]);
-  server = await Server.start(lab, b, '::', [7001]);
 });
 
 afterAll(async () => {
@@ -69,6 +68,9 @@ describe('sockmap in the agent', () => {
   it('accelerates pods of the manifests, follows their annotation, and reports on /metrics and status', async () => {
     const agent = newAgent();
     await agent.start();
+    // The server listens once the programs are attached: a listener that predates them
+    // is of unknown blocking mode, and its sockets would stay on the stack (rule 5).
+    server = await Server.start(lab, b, '::', [7001]);
     const st = agent.status().sockmap!;
     expect(st).toMatchObject({ enabled: true, localPods: 4, localPodsOff: 0 });
 

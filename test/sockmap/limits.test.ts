@@ -1,23 +1,29 @@
 /**
- * Where the kernel's receive path for redirected bytes differs from TCP's (documented
- * in docs/sockmap.md, "Limits"): a reader using splice(2) does not see them, and
- * recv(MSG_WAITALL) returns early (a sendfile(2) writer, by contrast, is fine). These tests pin that behaviour on this kernel (if a
- * kernel fixes it, they fail and the docs must change) and prove the way out: the
- * kernway.io/sockmap: "off" annotation gives such a pod plain TCP.
+ * Where the kernel's receive path for redirected bytes (tcp_bpf) differs from TCP's,
+ * kernway keeps the socket on the stack, with the defaults (docs/sockmap.md, rules 5 and
+ * 6): splice(2) relays (C, and Go's io.Copy), sendfile/splice writers, blocking clients
+ * with MSG_WAITALL or reading to EOF after shutdown(SHUT_WR), SO_RCVLOWAT and MSG_PEEK
+ * readers, and slow readers (the writer is held back as TCP would hold it). Every byte is
+ * checked. The negative controls load the programs with rules 5 and 6 broken on purpose
+ * (what kernway did before them) and show the same runs fail: the kernel still behaves
+ * as docs/sockmap.md says, and the tests would notice a kernway that stopped guarding.
  */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type Pod } from '../../lab/index.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
-import { loadSockmap, localPodsOf } from './harness.js';
+import { Server, delta, dualStack, loadSockmap, localPodsOf, runClient, stopChild, waitFor } from './harness.js';
 
 const READER = fileURLToPath(new URL('../fixtures/sockmap-reader.py', import.meta.url));
+const SPLICE_SRC = fileURLToPath(new URL('../fixtures/sockmap-splice.c', import.meta.url));
+const RELAY_SRC = fileURLToPath(new URL('../fixtures/sockmap-relay.go', import.meta.url));
 
-let lab: Lab;
-let a: Pod, b: Pod;
-let sm: Sockmap;
-let port = 7100;
-
+/** Sends SIZE bytes (two halves, 300 ms apart: 1s then 2s) and waits for the reader to close. */
 const SENDER = `
 const net = require('node:net');
 const [host, port, size] = process.argv.slice(1);
@@ -30,18 +36,12 @@ s.on('data', () => {});
 s.on('error', () => {});
 s.on('close', () => process.exit(0));
 `;
+const sentDigest = (size: number): string => {
+  const half = Math.floor(size / 2);
+  return createHash('sha256').update(Buffer.alloc(half, 1)).update(Buffer.alloc(size - half, 2)).digest('hex');
+};
 
-beforeAll(async () => {
-  lab = await Lab.create({ tag: 'smlimit' });
-  a = await lab.addPod('a');
-  b = await lab.addPod('b');
-  sm = await loadSockmap(lab);
-});
-afterAll(async () => {
-  sm?.close();
-  await lab?.destroy();
-});
-
+/** Reads what a server sends until EOF; prints "<bytes> <sha256>". */
 const HASHER = `
 const net = require('node:net');
 const { createHash } = require('node:crypto');
@@ -52,57 +52,265 @@ s.on('data', (d) => { h.update(d); n += d.length; });
 s.on('end', () => { console.log(n + ' ' + h.digest('hex')); s.destroy(); });
 `;
 
-/** Starts the reader in pod b, sends `size` bytes in two writes 300 ms apart from pod a; returns what the reader got. */
-async function readWith(mode: 'splice' | 'waitall', size: number): Promise<number> {
-  const p = port++;
-  const reader = lab.spawn(b, 'python3', [READER, String(p), mode, String(size)]);
-  let out = '';
-  let err = '';
-  reader.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  reader.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const exited = new Promise((r) => reader.once('exit', r));
-  for (let i = 0; i < 100 && !out.includes('ready'); i++) await new Promise((r) => setTimeout(r, 50));
-  expect(out, `reader did not start: ${err}`).toContain('ready');
-  // Two bursts 300 ms apart, then wait for the reader to close.
-  const send = lab.exec(a, process.execPath, ['-e', SENDER, b.ipv4, String(p), String(size)], { timeoutMs: 20_000 });
-  await exited;
-  const sent = await send;
-  expect(sent.stderr).toBe('');
-  const m = /(splice|waitall) (\d+)/.exec(out);
-  expect(m, `reader output: ${out} ${err}`).not.toBeNull();
-  return Number(m![2]);
+/**
+ * Slow reader: reads 1 MiB, stops reading for 3 s, then reads the rest; prints
+ * "<bytes> <sha256>". The writer writes TOTAL bytes as fast as the kernel takes them
+ * and prints how many it had handed to the kernel 1.5 s after the start ("accepted N").
+ */
+const SLOW_READER = `
+const net = require('node:net');
+const { createHash } = require('node:crypto');
+const h = createHash('sha256');
+let n = 0, paused = false;
+const srv = net.createServer((s) => {
+  s.on('data', (d) => {
+    h.update(d); n += d.length;
+    if (!paused && n >= 1 << 20) { paused = true; s.pause(); setTimeout(() => s.resume(), 3000); }
+  });
+  s.on('end', () => { console.log(n + ' ' + h.digest('hex')); s.end(); srv.close(); });
+});
+srv.listen(Number(process.argv[1]), '::', () => console.log('ready'));
+`;
+const FAST_WRITER = `
+const net = require('node:net');
+const { createHash } = require('node:crypto');
+const [host, port, total] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const h = createHash('sha256');
+const chunk = Buffer.alloc(256 << 10);
+let sent = 0, i = 0;
+const s = net.connect({ host, port }, () => {
+  setTimeout(() => console.log('accepted ' + (s.bytesWritten - s.writableLength)), 1500);
+  const more = () => {
+    while (sent < total) {
+      chunk.fill(i++ & 0xff);
+      h.update(chunk); sent += chunk.length;
+      if (!s.write(Buffer.from(chunk))) { s.once('drain', more); return; }
+    }
+    s.end(); console.log('sent ' + sent + ' ' + h.digest('hex'));
+  };
+  more();
+});
+s.on('data', () => {});
+s.on('error', (e) => { console.error(e.message); process.exit(1); });
+`;
+
+let port = 7200;
+let bins: string;
+let splice: string;
+let relay: string;
+
+beforeAll(() => {
+  // The relays are compiled now, like bench/connrate.c: cc, and Go (Debian's golang-go).
+  bins = mkdtempSync(join(tmpdir(), 'kernway-smlimits-'));
+  splice = join(bins, 'sockmap-splice');
+  execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', splice, SPLICE_SRC], { stdio: 'pipe' });
+  relay = join(bins, 'sockmap-relay');
+  execFileSync('go', ['build', '-o', relay, RELAY_SRC], {
+    stdio: 'pipe', env: { ...process.env, GO111MODULE: 'off', GOFLAGS: '', GOCACHE: join(bins, 'gocache'), GOPATH: join(bins, 'gopath') },
+  });
+}, 180_000);
+afterAll(() => { rmSync(bins, { recursive: true, force: true }); });
+
+/** A lab with pods a, b, c, the acceleration loaded (defaults, or rules 5 and 6 broken), servers in c. */
+class Rig {
+  lab!: Lab;
+  a!: Pod;
+  b!: Pod;
+  c!: Pod;
+  sm!: Sockmap;
+  server!: Server;
+
+  async start(tag: string, broken: boolean): Promise<void> {
+    this.lab = await Lab.create({ tag });
+    this.a = await this.lab.addPod('a');
+    this.b = await this.lab.addPod('b');
+    this.c = await this.lab.addPod('c');
+    this.sm = await loadSockmap(this.lab, broken ? { testBreak: 'rx' } : {});
+    this.sm.setLocalPods(localPodsOf(this.a, this.b, this.c));
+    this.server = await Server.start(this.lab, this.c, '::', [7001]);
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.stop();
+    this.sm?.close();
+    await this.lab?.destroy();
+  }
+
+  /** Runs a relay (argv: its command line before LISTEN UPSTREAM_HOST UPSTREAM_PORT) in b, to the server in c; 2 x conns transfers through it. */
+  async relay(cmd: string, args: string[], conns: number): Promise<Awaited<ReturnType<typeof runClient>>> {
+    const p = port++;
+    const child = this.lab.spawn(this.b, cmd, [...args, String(p), this.c.ipv4, '7001']);
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    try {
+      await waitFor(() => out.includes('ready'), `relay ${cmd}`);
+      return await runClient(this.lab, this.a, { targets: dualStack(this.b, p), conns, concurrency: 50, min: 1, max: 1 << 20, timeoutMs: 30_000 }, 120_000);
+    } finally {
+      await stopChild(child);
+    }
+  }
+
+  /** Starts a python server in b; returns its output once it exits. */
+  async pyServer(mode: string, size: number, nbl: boolean, drive: (port: number) => Promise<void>): Promise<string> {
+    const p = port++;
+    const child = this.lab.spawn(this.b, 'python3', [READER, String(p), mode, String(size), ...(nbl ? ['nbl'] : [])]);
+    let out = '';
+    let err = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    const closed = new Promise((r) => child.once('close', r));
+    try {
+      await waitFor(() => out.includes('ready'), `python ${mode} server`, 30_000);
+      await drive(p);
+      await closed;
+    } finally {
+      await stopChild(child);
+    }
+    expect(err).toBe('');
+    return out;
+  }
+
+  /** A reader mode in b fed by the two-burst sender in a; returns the reader's result line. */
+  async read(mode: string, size: number, nbl = true): Promise<string> {
+    const out = await this.pyServer(mode, size, nbl, async (p) => {
+      const sent = await this.lab.exec(this.a, process.execPath, ['-e', SENDER, this.b.ipv4, String(p), String(size)], { timeoutMs: 20_000 });
+      expect(sent.stderr).toBe('');
+    });
+    return out.split('\n').find((l) => l.startsWith(mode)) ?? out;
+  }
+
+  /** `n` blocking python clients in a (client-eof or client-waitall), each against its own reply server in b. */
+  async blockingClients(mode: 'client-eof' | 'client-waitall', n: number, size: number): Promise<void> {
+    for (let i = 0; i < n; i += 5) await Promise.all(Array.from({ length: Math.min(5, n - i) }, async () => {
+      let got = '';
+      const out = await this.pyServer('reply', size, true, async (p) => {
+        const r = await this.lab.exec(this.a, 'python3', [READER, mode, this.b.ipv4, String(p), String(64 << 10), String(size)], { timeoutMs: 20_000 });
+        expect(r.stderr).toBe('');
+        got = r.stdout.trim();
+      });
+      const m = /^reply (\d+) ([0-9a-f]{64})$/m.exec(out);
+      expect(m, out).not.toBeNull();
+      expect(m![1]).toBe(String(64 << 10));
+      expect(got).toBe(`${mode} ${size} ${m![2]}`);
+    }));
+  }
+
+  /** The slow reader in b and the fast writer in a; returns what the writer had handed to the kernel while the reader stalled. */
+  async slowReader(total: number): Promise<number> {
+    const p = port++;
+    const reader = this.lab.spawn(this.b, process.execPath, ['-e', SLOW_READER, String(p)]);
+    let out = '';
+    reader.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    const closed = new Promise((r) => reader.once('close', r));
+    try {
+      await waitFor(() => out.includes('ready'), 'slow reader');
+      const w = await this.lab.exec(this.a, process.execPath, ['-e', FAST_WRITER, this.b.ipv4, String(p), String(total)], { timeoutMs: 60_000 });
+      expect(w.stderr).toBe('');
+      await closed;
+      const sent = /^sent (\d+) ([0-9a-f]{64})$/m.exec(w.stdout);
+      expect(sent, w.stdout).not.toBeNull();
+      expect(out).toContain(`${sent![1]} ${sent![2]}`);
+      return Number(/^accepted (\d+)$/m.exec(w.stdout)![1]);
+    } finally {
+      await stopChild(reader);
+    }
+  }
 }
 
-describe('sockmap: kernel limits and the opt-out', () => {
-  it('a splice(2) reader does not see redirected bytes; opted out, it reads them all', async () => {
-    sm.setLocalPods(localPodsOf(a, b));
-    expect(await readWith('splice', 4096)).toBeLessThan(4096);
-    sm.setLocalPods([...localPodsOf(a), { ip: b.ipv4, sockmapOff: true }, { ip: b.ipv6, sockmapOff: true }]);
-    expect(await readWith('splice', 4096)).toBe(4096);
-  });
+describe('sockmap: sockets tcp_bpf would serve differently stay on the stack (defaults)', () => {
+  const rig = new Rig();
+  beforeAll(() => rig.start('smlimit', false), 60_000);
+  afterAll(() => rig.stop());
 
-  it('a sendfile(2) writer (static file servers) is redirected whole', async () => {
-    sm.setLocalPods(localPodsOf(a, b));
-    const p = port++;
+  it('a splice(2) relay in C (poll, socket -> pipe -> socket): 400 transfers, every byte both ways', async () => {
+    const before = rig.sm.stats();
+    const res = await rig.relay(splice, [], 200);
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(200);
+    const d = delta(before, rig.sm.stats());
+    // The relay's sockets were added (non-blocking) but never read with recvmsg: never targets.
+    expect(d.inserts).toBe(800);
+    expect(d.targets).toBe(400); // the client's and the server's sockets
+    // The relay's writes to the server (splice into a socket) are still redirected.
+    expect(d.redirectedBytes).toBeGreaterThan(0);
+  }, 180_000);
+
+  it("a Go relay (io.Copy between two *net.TCPConn, which splices): 400 transfers, every byte both ways", async () => {
+    const res = await rig.relay(relay, [], 200);
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(200);
+  }, 180_000);
+
+  it('sendfile(2) writers are exact (and redirected once the reader has read)', async () => {
     const size = 3 << 20;
-    const writer = lab.spawn(b, 'python3', [READER, String(p), 'sendfile', String(size)]);
-    let out = '';
-    writer.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const exited = new Promise((r) => writer.once('exit', r));
-    for (let i = 0; i < 100 && !out.includes('ready'); i++) await new Promise((r) => setTimeout(r, 50));
-    const before = sm.stats();
-    const got = await lab.exec(a, process.execPath, ['-e', HASHER, b.ipv4, String(p)], { timeoutMs: 20_000 });
-    await exited;
+    let got = '';
+    const out = await rig.pyServer('sendfile', size, true, async (p) => {
+      got = (await rig.lab.exec(rig.a, process.execPath, ['-e', HASHER, rig.b.ipv4, String(p)], { timeoutMs: 20_000 })).stdout.trim();
+    });
     const sent = /sendfile ([0-9a-f]{64})/.exec(out)?.[1];
     expect(sent).toBeDefined();
-    expect(got.stdout.trim()).toBe(`${size} ${sent}`);
-    expect(sm.stats().redirectedBytes - before.redirectedBytes).toBeGreaterThanOrEqual(size);
+    expect(got).toBe(`${size} ${sent}`);
   });
 
-  it('recv(MSG_WAITALL) returns after the first burst; opted out, it waits for all', async () => {
-    sm.setLocalPods(localPodsOf(a, b));
-    expect(await readWith('waitall', 4096)).toBe(2048);
-    sm.setLocalPods([...localPodsOf(a), { ip: b.ipv4, sockmapOff: true }, { ip: b.ipv6, sockmapOff: true }]);
-    expect(await readWith('waitall', 4096)).toBe(4096);
+  it('blocking clients: recv(MSG_WAITALL) gets all it asked for; shutdown(SHUT_WR) then recv() to EOF', async () => {
+    const before = rig.sm.stats();
+    await rig.blockingClients('client-waitall', 10, 256 << 10);
+    await rig.blockingClients('client-eof', 10, 256 << 10);
+    // Blocking at connect(): never added (their servers are, as non-blocking owners).
+    expect(delta(before, rig.sm.stats()).skippedBlocking).toBe(20);
+  }, 120_000);
+
+  it('a blocking recv(MSG_WAITALL) on an accepted socket waits for all; a blocking listener keeps its sockets out', async () => {
+    const before = rig.sm.stats();
+    expect(await rig.read('waitall', 4096, true)).toBe('waitall 4096');
+    const mid = rig.sm.stats();
+    expect(delta(before, mid).keptOnStack).toBe(1);
+    expect(await rig.read('waitall', 4096, false)).toBe('waitall 4096');
+    expect(delta(mid, rig.sm.stats()).skippedBlocking).toBe(1);
   });
+
+  it('SO_RCVLOWAT readers are woken with what they asked for; MSG_PEEK readers see exactly the bytes they then read', async () => {
+    const before = rig.sm.stats();
+    expect(await rig.read('rcvlowat', 4096)).toBe('rcvlowat 4096');
+    expect(await rig.read('peek', 1 << 20)).toBe(`peek ${1 << 20} ${sentDigest(1 << 20)}`);
+    expect(delta(before, rig.sm.stats()).keptOnStack).toBe(2);
+  });
+
+  it('a splice(2) reader gets every byte', async () => {
+    expect(await rig.read('splice', 4096)).toBe('splice 4096');
+  });
+
+  it('a slow reader holds the writer back as TCP would; then every byte arrives', async () => {
+    const before = rig.sm.stats();
+    const accepted = await rig.slowReader(64 << 20);
+    // TCP would buffer the receive buffer (<= tcp_rmem max, 6 MiB) and the send buffer
+    // (<= tcp_wmem max, 4 MiB); kernway adds at most 4 MiB + the send buffer redirected.
+    expect(accepted).toBeLessThan(24 << 20);
+    const d = delta(before, rig.sm.stats());
+    expect(d.passedFull).toBeGreaterThan(0);
+    expect(d.redirectedBytes).toBeGreaterThan(0);
+  }, 90_000);
+});
+
+describe('sockmap negative controls: the same runs with rules 5 and 6 broken', () => {
+  const rig = new Rig();
+  beforeAll(() => rig.start('smlimitx', true), 60_000);
+  afterAll(() => rig.stop());
+
+  it('the splice relay loses the redirected bytes', async () => {
+    const res = await rig.relay(splice, [], 20);
+    expect(res.ok).toBeLessThan(20);
+  }, 120_000);
+
+  it('recv(MSG_WAITALL) returns after the first burst', async () => {
+    expect(await rig.read('waitall', 4096, true)).toBe('waitall 2048');
+  });
+
+  it('a splice(2) reader misses the redirected bytes', async () => {
+    expect(await rig.read('splice', 4096)).not.toBe('splice 4096');
+  });
+
+  it('a slow reader does not hold the writer back', async () => {
+    expect(await rig.slowReader(64 << 20)).toBeGreaterThanOrEqual(48 << 20);
+  }, 90_000);
 });

@@ -35,7 +35,11 @@ describe('sockmap: backpressure and tiny writes', () => {
     expect(res.ok).toBe(4);
     expect(res.sent).toBe(4 * size);
     expect(res.received).toBe(4 * size);
-    expect(delta(before, sm.stats()).redirectedBytes).toBeGreaterThanOrEqual(0.9 * 8 * size);
+    // A reader that stalls holds its writer back (rule 6): the writer takes the stack
+    // once the reader's unread redirected bytes fill its buffers, and TCP blocks it.
+    const d = delta(before, sm.stats());
+    expect(d.passedFull).toBeGreaterThan(0);
+    expect(d.redirectedBytes).toBeGreaterThan(0);
   });
 
   it('many tiny writes with TCP_NODELAY: each one redirected, all echoed back in order', async () => {

@@ -50,7 +50,7 @@ describe('sockmap: agent restart', () => {
 
     sm = await loadSockmap(lab);
     sm.setLocalPods(localPodsOf(a, b));
-    expect(sm.createdLinks.sort()).toEqual(['kw_sm_msg', 'kw_sm_sockops']);
+    expect(sm.createdLinks.sort()).toEqual(['kw_sm_msg', 'kw_sm_recv_prog', 'kw_sm_sockops']);
     const progsBefore = linkProgIds(lab);
 
     // 100 transfers: the client's bytes move at once, the server's (4 MiB each) only
@@ -67,9 +67,9 @@ describe('sockmap: agent restart', () => {
     sm = await loadSockmap(lab);
     expect(sm.reusedMaps).toBe(true);
     expect(sm.createdLinks).toEqual([]);
-    expect(sm.updatedLinks.sort()).toEqual(['kw_sm_msg', 'kw_sm_sockops']);
+    expect(sm.updatedLinks.sort()).toEqual(['kw_sm_msg', 'kw_sm_recv_prog', 'kw_sm_sockops']);
     const progsAfter = linkProgIds(lab);
-    for (const name of ['kw_sm_msg', 'kw_sm_sockops']) expect(progsAfter[name]).not.toBe(progsBefore[name]);
+    for (const name of ['kw_sm_msg', 'kw_sm_recv_prog', 'kw_sm_sockops']) expect(progsAfter[name]).not.toBe(progsBefore[name]);
     // The running connections are still in the (same) sockhash, the local pods still known.
     expect(sm.socketCount()).toBe(200);
     expect(sm.localPods()).toHaveLength(4);
@@ -87,12 +87,14 @@ describe('sockmap: agent restart', () => {
     expect(sm.stats().inserts - mid.inserts).toBe(20);
   });
 
-  it('kernway uninstall (sock-lb uninstall()) detaches both links and removes the pins', async () => {
+  it('kernway uninstall (sock-lb uninstall()) detaches the links and removes the pins', async () => {
     sm?.close();
     sm = undefined;
     const res = uninstall(lab.bpffsDir, lab.cgroupPath);
-    expect(res.detached.map((d) => d.split('/')[1]).sort()).toEqual(['kw_sm_msg', 'kw_sm_sockops']);
-    expect(res.unpinned.sort()).toEqual(['kw_sm_cfg', 'kw_sm_handover', 'kw_sm_hash', 'kw_sm_pods', 'kw_sm_sk', 'kw_sm_stats']);
+    expect(res.detached.map((d) => d.split('/')[1]).sort()).toEqual(['kw_sm_msg', 'kw_sm_recv_prog', 'kw_sm_sockops']);
+    expect(res.unpinned.sort()).toEqual([
+      'kw_sm_cfg', 'kw_sm_ck', 'kw_sm_handover', 'kw_sm_hash', 'kw_sm_io', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_rx', 'kw_sm_sk', 'kw_sm_stats',
+    ]);
     expect(existsSync(join(lab.bpffsDir, 'maps'))).toBe(false);
     // Nothing is attached any more: a new connection is plain TCP, and works.
     const b = lab.pod('b');
