@@ -32,7 +32,8 @@ afterEach(async () => {
 describe('sockmap: negative controls', () => {
   it('without rule 3 (switching to redirection while stack bytes are unread) streams are reordered', async () => {
     const targets = await setup({ testFirstMiss: true, testBreak: 'order' });
-    const res = await runClient(lab!, lab!.pod('a'), { targets, mode: 'echo', conns: 40, concurrency: 20, tinyCount: 300 });
+    // eager: the client writes right after its header (the first message, forced onto the stack).
+    const res = await runClient(lab!, lab!.pod('a'), { targets, mode: 'echo', conns: 40, concurrency: 20, tinyCount: 300, eager: true });
     // Reordered bytes show as a bad echo, or as a garbled header the server resets.
     expect(res.failed).toBeGreaterThan(0);
   });

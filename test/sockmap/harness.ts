@@ -37,6 +37,8 @@ export interface Job {
   timeoutMs?: number;
   peerReads?: number;
   holdMs?: number;
+  /** Echo mode: send right after the header, without waiting for the server's greeting. */
+  eager?: boolean;
 }
 
 /** A running sockmap-server: ready, and collecting the JSON lines it reports. */

@@ -44,12 +44,13 @@ describe('sockmap: agent restart', () => {
     lab = await Lab.create({ tag: 'smrestart' });
     const a = await lab.addPod('a');
     const b = await lab.addPod('b');
-    server = await Server.start(lab, b, '::', [7001]);
     const targets = dualStack(b, 7001);
     const fdsBefore = bpfFds().length;
 
     sm = await loadSockmap(lab);
     sm.setLocalPods(localPodsOf(a, b));
+    // Listening after the programs are attached: its accepted sockets are known non-blocking (rule 5).
+    server = await Server.start(lab, b, '::', [7001]);
     expect(sm.createdLinks.sort()).toEqual(['kw_sm_msg', 'kw_sm_recv_prog', 'kw_sm_sockops']);
     const progsBefore = linkProgIds(lab);
 
