@@ -20,20 +20,22 @@
  *     a socket's unread redirected bytes with its map entry. The kernel removes a
  *     socket at close(); a half-closed socket in TCP_CLOSE keeps its entry (and its
  *     unread bytes) until then.
- *  5. A socket receives redirected bytes only while its owner reads it the way the
- *     sockmap receive path (tcp_bpf_recvmsg) serves exactly as TCP would: the socket
- *     was added only if its owner is non-blocking (its file at connect(), its listener's
- *     at listen()), and it becomes a target only after a recvmsg()/read() with
- *     MSG_DONTWAIT and no MSG_PEEK, MSG_WAITALL, MSG_TRUNC, MSG_OOB, with SO_RCVLOWAT
- *     at most 1 (kw_sm_recv_enter). Any other read, a splice(2) (kw_sm_splice) or an
- *     SO_RCVLOWAT above 1 (kw_sm_rcvlowat) marks it "kept on the stack" for good, and
- *     its peer's direction goes back to the stack (safe by rule 3). Before the first
- *     such read, everything sent to it takes the stack (and a handover, rule 3, moves
- *     the direction to redirection afterwards).
- *  6. A sender stops redirecting while the bytes it redirected and its peer has not
- *     read yet, plus this message, exceed the peer's receive buffer plus its own send
- *     buffer: it takes the stack (rule 3 brings it back), and TCP's flow control makes
- *     the writer block as it would without kernway.
+ *  5. A socket receives redirected bytes only if its owner reads it the way the sockmap
+ *     receive path (tcp_bpf_recvmsg) serves exactly as tcp_recvmsg would. Only sockets
+ *     of non-blocking owners are added (a blocking read of a socket in the map can
+ *     return EAGAIN: tcp_bpf waits once): a client's file is non-blocking at connect(),
+ *     an accepted socket's listener was non-blocking at listen() (kw_sm_listen; an
+ *     unknown listener counts as blocking). A socket becomes a target only after its
+ *     owner read it with recvmsg()/read() with MSG_DONTWAIT and none of MSG_PEEK,
+ *     MSG_WAITALL, MSG_TRUNC, MSG_OOB, with SO_RCVLOWAT at most 1 (kw_sm_recv); before
+ *     that, everything sent to it takes the stack (rule 3 hands the direction over
+ *     afterwards). Any other read marks it "kept on the stack" for good, and the
+ *     direction to it goes back to the stack (safe by rule 3). A socket read only with
+ *     splice(2) is never read with recvmsg, so never a target.
+ *  6. A sender stops redirecting while the bytes it redirected that its peer has not
+ *     read, plus this message, exceed the peer's receive buffer (at least
+ *     KW_SM_UNREAD_MIN) plus its own send buffer: it takes the stack (rule 3 brings it
+ *     back), and TCP's flow control makes the writer block as it would without kernway.
  */
 #ifndef KW_SOCKMAP_H
 #define KW_SOCKMAP_H
