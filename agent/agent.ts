@@ -25,7 +25,7 @@ import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { validatePolicyObject } from '../k8s/policy.js';
 import { serviceRangeProblems } from '../k8s/service-range.js';
-import type { ObjectValidator } from '../sources/manifest-dir.js';
+import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -113,6 +113,10 @@ export class Agent {
       name: 'kernway_lb_frontends', help: 'Service ports (VIP, port, protocol) in the load balancer maps.',
       read: () => [{ value: this.sync?.size ?? 0 }],
     });
+    m.gaugeAtScrape({
+      name: 'kernway_manifest_directory_present', help: '1 while the --standalone manifest directory exists, 0 while it is gone (its last content stays in force).',
+      read: () => [{ value: this.manifestDirGone ? 0 : 1 }],
+    });
     registerSockmapMetrics(m, () => (this.sockmap ? { stats: this.sockmap.stats(), enabled: this.sockmap.enabled } : undefined));
     registerPolicyMetrics(m, () => this.policy?.engine);
     let reconciles = 0;
@@ -127,7 +131,12 @@ export class Agent {
   }
 
   get ready(): boolean {
-    return this.state === 'running' && this.lastReconcile !== undefined && this.lastReconcile.error === undefined;
+    return this.state === 'running' && this.lastReconcile !== undefined && this.lastReconcile.error === undefined && !this.manifestDirGone;
+  }
+
+  /** The --standalone directory itself is gone (its last content stays in force). */
+  private get manifestDirGone(): boolean {
+    return this.problems.some((p) => p.code === DIR_GONE);
   }
 
   get healthy(): boolean {
@@ -170,7 +179,10 @@ export class Agent {
         return range.length === 0 ? policy : [...range, ...policy];
       };
       this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate });
-      await this.source.start();
+      const first = await this.source.start();
+      if (first.manifests.objects.length === 0 && first.problems.length === 0) {
+        this.log.warn({ dir: o.standalone }, 'the manifest directory holds no manifests (*.yaml, *.yml, *.json): nothing to balance until some are added');
+      }
       // Snapshots that arrive while the programs load are applied when they are (apply() waits for the maps).
       this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));
       this.admin = new AdminServer(o.adminSocket, { log: this.log });
@@ -295,6 +307,7 @@ export class Agent {
     if (!this.http) return;
     if (this.ready) this.http.setReady(true);
     else if (this.lastReconcile?.error) this.http.setReady(false, `the last reconcile failed (the maps keep the previous state): ${this.lastReconcile.error}`);
+    else if (this.manifestDirGone) this.http.setReady(false, `the manifest directory ${this.opts.standalone} is gone; the last state read from it stays in force`);
     else this.http.setReady(false, this.state);
   }
 

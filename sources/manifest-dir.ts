@@ -12,16 +12,17 @@
  *   rescans its directory: a ConfigMap volume swaps its `..data` symlink when updated.
  */
 import { EventEmitter } from 'node:events';
-import { readdir, readFile, stat, lstat } from 'node:fs/promises';
-import { statSync } from 'node:fs';
+import { readdir, open, stat, lstat } from 'node:fs/promises';
+import { constants as fsc, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, sep } from 'node:path';
 import { KernwayError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { Candidates } from '../k8s/candidates.js';
 import type { K8sObject, Problem, SourcedObject } from '../k8s/types.js';
-import { objectRef, parseManifestText } from './manifest-parse.js';
+import { DEFAULT_LIMITS, TOO_LARGE, objectRef, parseManifestFile, type ManifestLimits } from './manifest-parse.js';
 import { TreeWatcher } from './tree-watch.js';
+import { YamlWorker } from './yaml-docs.js';
 
 /** An object and where it came from. `index`: the document's index in the file (0-based). */
 export type Located = SourcedObject;
@@ -49,6 +50,10 @@ export const READ_ERROR = 'KW_MANIFEST_READ';
 export const DUPLICATE_OBJECT = 'KW_MANIFEST_DUPLICATE';
 export const VALIDATOR_FAILED = 'KW_MANIFEST_VALIDATOR';
 export const WATCH_ERROR = 'KW_MANIFEST_WATCH';
+/** The watched directory itself went away (its last content stays in force until it is back). */
+export const DIR_GONE = 'KW_MANIFEST_DIR_GONE';
+/** How often a vanished directory is looked for. */
+const ROOT_POLL_MS = 500;
 
 const EXTENSIONS = ['.yaml', '.yml', '.json'];
 /** Kinds without a namespace; everything else defaults to namespace 'default' for duplicate detection. */
@@ -67,6 +72,8 @@ export interface ManifestDirectoryOptions {
    * already digested an object (in `validate`) keep a stub instead, to save memory.
    */
   slim?: (o: Located) => K8sObject;
+  /** Size and time bounds (default DEFAULT_LIMITS of manifest-parse.ts). */
+  limits?: Partial<ManifestLimits>;
 }
 
 interface FileState {
@@ -92,6 +99,9 @@ export class ManifestDirectory extends EventEmitter {
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
   private readonly slim: ((o: Located) => K8sObject) | undefined;
+  private readonly limits: Readonly<ManifestLimits>;
+  /** Parses large files off the event loop; stopped by close() (a parse in flight is abandoned). */
+  private readonly yaml = new YamlWorker();
   private readonly files = new Map<string, FileState>();
   /** Identity -> the objects claiming it, in file order; the first is in force. */
   private readonly claims = new Candidates<Located>(compareLoc);
@@ -111,6 +121,8 @@ export class ManifestDirectory extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
+  /** Set while the directory itself is gone: looks for it to come back. */
+  private rootPoll: NodeJS.Timeout | undefined;
 
   constructor(dir: string, opts: ManifestDirectoryOptions = {}) {
     super();
@@ -122,6 +134,7 @@ export class ManifestDirectory extends EventEmitter {
     this.debounceMs = debounceMs;
     this.log = opts.log;
     this.slim = opts.slim;
+    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...opts.limits });
   }
 
   /** Read the whole tree (again) and return the snapshot. Throws KW_MANIFEST_DIR when `dir` is not a readable directory. */
@@ -155,6 +168,9 @@ export class ManifestDirectory extends EventEmitter {
   /** Stop watching. Pending changes are dropped; no more events. */
   close(): void {
     this.closed = true;
+    this.yaml.close();
+    if (this.rootPoll) clearInterval(this.rootPoll);
+    this.rootPoll = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.watcher?.close();
@@ -230,6 +246,34 @@ export class ManifestDirectory extends EventEmitter {
     if (!isDir) throw new KernwayError('KW_MANIFEST_DIR', `manifest directory ${this.dir}: is not a directory`, { dir: this.dir });
   }
 
+  private rootIsDir(): boolean {
+    try { return statSync(this.dir).isDirectory(); } catch { return false; }
+  }
+
+  /**
+   * The watched directory is gone (removed, renamed, unmounted): what was read from it
+   * stays in force, a problem says so, and it is looked for every ROOT_POLL_MS; when it is
+   * back it is read again whole and watched again. Returns whether this is news.
+   */
+  private rootGone(): boolean {
+    if (this.rootPoll) return false;
+    this.watcher?.removeTree(this.dir);
+    this.dirProblems.set(this.dir, { code: DIR_GONE, file: this.dir,
+      message: `the manifest directory ${this.dir} is gone; what was read from it stays in force until it is back (looked for every ${ROOT_POLL_MS} ms)` });
+    this.log?.warn({ dir: this.dir }, 'manifest directory gone; its last content stays in force');
+    this.rootPoll = setInterval(() => {
+      if (this.closed || !this.rootIsDir()) return;
+      clearInterval(this.rootPoll);
+      this.rootPoll = undefined;
+      this.dirProblems.delete(this.dir);
+      this.dirProblemsChanged = true;
+      this.log?.info({ dir: this.dir }, 'manifest directory back; reading it again');
+      this.markDirty(this.dir, null);
+    }, ROOT_POLL_MS);
+    this.rootPoll.unref();
+    return true;
+  }
+
   private onEvent(dir: string, name: string | null): void {
     if (this.closed) return;
     this.markDirty(dir, name);
@@ -264,6 +308,11 @@ export class ManifestDirectory extends EventEmitter {
     const t0 = performance.now();
     let changed = false;
     try {
+      // The directory itself is gone: nothing of the batch can be read; keep what is in force.
+      if (!this.rootIsDir()) {
+        if (this.rootGone()) changed = true;
+        batch.clear();
+      }
       for (const [dir, names] of batch) {
         if (this.closed) return;
         if (names === ALL) changed = (await this.scanTree(dir, true)) || changed;
@@ -314,6 +363,7 @@ export class ManifestDirectory extends EventEmitter {
         entries = await readdir(d, { withFileTypes: true });
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
+        if ((code === 'ENOENT' || code === 'ENOTDIR') && d === this.dir && this.watcher) { rootMissing = true; return; }
         if (code === 'ENOENT' || code === 'ENOTDIR') return;
         if (d === this.dir) throw e;
         this.log?.warn({ dir: d, err: (e as Error).message }, 'manifest directory: cannot list a subdirectory');
@@ -343,7 +393,9 @@ export class ManifestDirectory extends EventEmitter {
       }
       await Promise.all(reads);
     };
+    let rootMissing = false;
     await walk(dir);
+    if (rootMissing) return this.rootGone();
     // Forget what is no longer there.
     const prefix = dir + sep;
     for (const f of [...this.files.keys()]) {
@@ -401,10 +453,17 @@ export class ManifestDirectory extends EventEmitter {
   private async readFileState(path: string, sig: string, fromEvent: boolean): Promise<boolean> {
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = await readBounded(path, this.limits.fileBytes);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return this.forgetTree(path); // removed between the event and the read
+      if (code === TOO_LARGE || code === 'NOT_REGULAR_FILE') {
+        const st = this.ensure(path);
+        st.hash = undefined;
+        st.sig = sig;
+        st.problems = [{ code: code === TOO_LARGE ? TOO_LARGE : READ_ERROR, file: path, message: (e as Error).message }];
+        return true;
+      }
       return this.setReadProblem(path, e as Error);
     }
     const hash = createHash('sha1').update(text).digest('base64');
@@ -413,7 +472,8 @@ export class ManifestDirectory extends EventEmitter {
     const st = this.ensure(path);
     st.hash = hash;
     st.sig = sig;
-    const parsed = parseManifestText(path, text);
+    const parsed = await parseManifestFile(path, text, this.yaml, this.limits);
+    if (this.closed) return false;
     const problems = parsed.problems;
     let located: Located[] = parsed.documents.map((d) => ({ object: d.object, file: path, index: d.index }));
     if (this.validate) {
@@ -435,6 +495,32 @@ export class ManifestDirectory extends EventEmitter {
       this.log?.debug({ file: path, problems: problems.length, kept: st.good.length, fromEvent }, 'manifest file rejected; previous content kept');
     }
     return true;
+  }
+}
+
+/**
+ * A file's text, read through one descriptor: only a regular file (a FIFO or a device
+ * would block or never end), and at most `max` bytes (a larger file is refused unread).
+ */
+async function readBounded(path: string, max: number): Promise<string> {
+  // O_NONBLOCK: opening a FIFO never waits for a writer (a blocked open would hold a libuv thread for good).
+  const fh = await open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`not a regular file (a FIFO, socket or device is never read)`), { code: 'NOT_REGULAR_FILE' });
+    if (st.size > max) throw Object.assign(new Error(`${st.size} bytes, over the limit of ${max} bytes per manifest file; split it`), { code: TOO_LARGE });
+    const buf = Buffer.alloc(Math.min(st.size, max) + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n > max) throw Object.assign(new Error(`over the limit of ${max} bytes per manifest file (it grew while read); split it`), { code: TOO_LARGE });
+      if (n === buf.length) break;
+    }
+    return buf.toString('utf8', 0, n);
+  } finally {
+    await fh.close();
   }
 }
 

@@ -2,7 +2,7 @@
  * Parsing one manifest file (YAML, multi-document, or JSON) into Kubernetes objects.
  * Pure: text in, objects and problems out. No file system, no validation of kinds.
  */
-import { parseAllDocuments } from 'yaml';
+import { IN_THREAD_MAX_CHARS, parseYamlDocs, YAML, type RawDoc, type YamlWorker } from './yaml-docs.js';
 import type { K8sObject, Problem as ManifestProblem } from '../k8s/types.js';
 
 /** Problem codes of this module (stable). */
@@ -24,46 +24,68 @@ export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Bounds on a manifest file's work (docs/standalone.md "Limits"). */
+export interface ManifestLimits {
+  /** Bytes per file: a larger file is refused before it is read. */
+  fileBytes: number;
+  /** Characters per YAML document (one object, or one List): a larger one is refused before conversion. */
+  objectBytes: number;
+  /** Time to parse one file (in the worker): over it, the parse is abandoned and the file refused. */
+  parseBudgetMs: number;
+}
+
+/** 3 MiB per object: the API server's default request size limit. 8 MiB per file. */
+export const DEFAULT_LIMITS: Readonly<ManifestLimits> = Object.freeze({ fileBytes: 8 << 20, objectBytes: 3 << 20, parseBudgetMs: 20_000 });
+
+export const TOO_LARGE = 'KW_MANIFEST_TOO_LARGE';
+export const TOO_SLOW = 'KW_MANIFEST_TOO_SLOW';
+
 /**
  * Parse a file's text. `.json` files go through JSON.parse (fast); when that fails they
  * are re-parsed as YAML (a superset of JSON) to get a line and column for the error.
  * Empty documents are skipped; `kind: List` (or any `*List` with `items`) is expanded.
+ * Synchronous, on the calling thread: for small texts (see parseManifestFile).
  */
-export function parseManifestText(file: string, text: string): ParsedFile {
+export function parseManifestText(file: string, text: string, limits: Readonly<ManifestLimits> = DEFAULT_LIMITS): ParsedFile {
+  return finish(file, jsonFast(file, text) ?? parseYamlDocs(YAML, text, limits.objectBytes), limits);
+}
+
+/**
+ * The same, off the event loop for large texts (`worker`, with the time budget):
+ * health probes and signals keep being answered while a big file is parsed.
+ */
+export async function parseManifestFile(file: string, text: string, worker: YamlWorker, limits: Readonly<ManifestLimits> = DEFAULT_LIMITS): Promise<ParsedFile> {
+  const json = jsonFast(file, text);
+  if (json || text.length <= IN_THREAD_MAX_CHARS) return finish(file, json ?? parseYamlDocs(YAML, text, limits.objectBytes), limits);
+  try {
+    return finish(file, await worker.parse(text, limits.objectBytes, limits.parseBudgetMs, file), limits);
+  } catch (e) {
+    const code = (e as { code?: string }).code === TOO_SLOW ? TOO_SLOW : PARSE_ERROR;
+    return { documents: [], problems: [{ code, file, message: (e as Error).message }] };
+  }
+}
+
+function jsonFast(file: string, text: string): RawDoc[] | undefined {
+  if (!file.endsWith('.json')) return undefined;
+  try {
+    return [{ index: 0, value: JSON.parse(text) as unknown }];
+  } catch {
+    return undefined; // the YAML parser says where
+  }
+}
+
+function finish(file: string, docs: RawDoc[], limits: Readonly<ManifestLimits>): ParsedFile {
   const problems: ManifestProblem[] = [];
   const documents: ParsedDocument[] = [];
-  let values: { value: unknown; index: number }[] | undefined;
-
-  if (file.endsWith('.json')) {
-    try {
-      values = [{ value: JSON.parse(text) as unknown, index: 0 }];
-    } catch { /* fall through to the YAML parser, which says where */ }
-  }
-  if (values === undefined) {
-    values = [];
-    const docs = parseAllDocuments(text, { prettyErrors: true });
-    for (let i = 0; i < docs.length; i++) {
-      const doc = docs[i]!;
-      if (doc.errors.length > 0) {
-        // The first error only: the ones after it are mostly its consequences.
-        const err = doc.errors[0]!;
-        const pos = err.linePos?.[0];
-        const where = pos ? `line ${pos.line}, column ${pos.col}` : `document ${i}`;
-        const firstLine = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-        problems.push({ code: PARSE_ERROR, file, message: `YAML syntax error at ${where} (document ${i}): ${firstLine}` });
-        continue;
-      }
-      try {
-        values.push({ value: doc.toJS({ maxAliasCount: 100 }) as unknown, index: i });
-      } catch (e) {
-        problems.push({ code: PARSE_ERROR, file, message: `document ${i}: ${(e as Error).message}` });
-      }
+  for (const d of docs) {
+    if (d.tooLarge !== undefined) {
+      problems.push({ code: TOO_LARGE, file, message: `document ${d.index}: ${d.tooLarge} bytes, over the limit of ${limits.objectBytes} bytes per object; split it` });
+    } else if (d.error !== undefined) {
+      const where = d.line !== undefined ? `line ${d.line}, column ${d.col ?? 1}` : `document ${d.index}`;
+      problems.push({ code: PARSE_ERROR, file, message: `YAML syntax error at ${where} (document ${d.index}): ${d.error}` });
+    } else if (d.value !== null && d.value !== undefined) { // an empty document (e.g. a trailing ---) is skipped
+      collect(file, d.value, d.index, '', documents, problems);
     }
-  }
-
-  for (const { value, index } of values) {
-    if (value === null || value === undefined) continue; // empty document (e.g. a trailing ---)
-    collect(file, value, index, '', documents, problems);
   }
   return { documents, problems };
 }
