@@ -41,7 +41,6 @@ function spreadText(s: Spread | undefined, digits = 3): string {
 }
 
 const PCTS = ['p50', 'p90', 'p99', 'p999'];
-const PCT_LABEL: Record<string, string> = { p50: 'p50', p90: 'p90', p99: 'p99', p999: 'p99.9' };
 
 function chartFiles(r: BenchResults): Array<{ file: string; title: string; svg: string }> {
   const a = r.analysis!;

@@ -21,7 +21,7 @@ import { sweepLeftovers } from '../lab/sweep.js';
 import { MODES, modeDef, type ConfigureResult, type ModeInstance, type ModeName } from './modes.js';
 import { benchServices } from './services.js';
 import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
-import { DEFAULT_TOOL_SETTINGS, type Sample, type ToolSettings } from './tools.js';
+import { DEFAULT_TOOL_SETTINGS } from './tools.js';
 import { analyse, type Analysis } from './analyse.js';
 import type { BenchOptions, RawSample } from './samples.js';
 

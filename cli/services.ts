@@ -3,7 +3,6 @@
  * through the running agent's admin API, or with --bpffs straight from the pinned maps
  * (no agent needed).
  */
-import { errorMessage } from '../common/errors.js';
 import { DEFAULTS } from '../agent/options.js';
 import type { KernelService } from '../agent/datapath/inspect.js';
 import { formatTable } from '../agent/admin/table.js';

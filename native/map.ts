@@ -41,7 +41,7 @@ export class BpfMap {
   readonly valueBytes: number;
   private readonly owned: boolean;
   /** The BpfObject whose fd this is: kept reachable so the GC cannot close the fd under us. */
-  private readonly owner: object | undefined;
+  readonly owner: object | undefined;
   private readonly object: string | undefined;
   private closed = false;
 

@@ -15,7 +15,7 @@
  * Verdict tables are switched, never edited: new table, then kw_pdst switch, then the
  * old table is deleted (bpf/include/policy.h).
  */
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';

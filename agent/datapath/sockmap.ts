@@ -378,8 +378,6 @@ function attachOrUpdate(pin: string, prog: BpfProgram, attach: (p: BpfProgram) =
   created.push(prog.name);
 }
 
-const BPF_FS_MAGIC = 0xcafe4a11;
-
 function preparePins(cgroupPath: string, bpffsDir: string): { maps: string; cgroupLinks: string } {
   let isDir = false;
   try { isDir = statSync(cgroupPath).isDirectory(); } catch { /* reported below */ }

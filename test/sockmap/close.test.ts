@@ -9,13 +9,13 @@ import type { Sockmap } from '../../agent/datapath/sockmap.js';
 import { delta, runClient, startPairRig, stopRig, type Server } from './harness.js';
 
 let lab: Lab;
-let a: Pod, b: Pod;
+let a: Pod;
 let sm: Sockmap;
 let server: Server;
 let targets: Array<{ host: string; port: number }>;
 
 beforeAll(async () => {
-  ({ lab, a, b, sm, server, targets } = await startPairRig('smclose'));
+  ({ lab, a, sm, server, targets } = await startPairRig('smclose'));
 });
 
 afterAll(() => stopRig({ server, sm, lab }));

@@ -9,13 +9,13 @@ import { run } from '../../lab/system.js';
 import { delta, runClient, startPairRig, stopRig, type Server } from './harness.js';
 
 let lab: Lab;
-let a: Pod, b: Pod;
+let a: Pod;
 let sm: Sockmap;
 let server: Server;
 let targets: Array<{ host: string; port: number }>;
 
 beforeAll(async () => {
-  ({ lab, a, b, sm, server, targets } = await startPairRig('smpress'));
+  ({ lab, a, sm, server, targets } = await startPairRig('smpress'));
 });
 
 afterAll(() => stopRig({ server, sm, lab }));
