@@ -459,6 +459,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       say(`fault ${fault}: ${FAULT_TITLES[fault]}`);
       await PREPARE[fault]?.(w);
       const a = await load.snap();
+      const sm0 = (await w.agent.status())?.sockmap?.stats.redirectedBytes;
       let r: Awaited<ReturnType<Action>>;
       try {
         r = await ACTIONS[fault](w);
@@ -467,6 +468,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         say(`  ${errorMessage(e)}`);
       }
       await sleep(opts.holdSeconds * 1000);
+      // Evidence the streams took the accelerator: the kernel's redirected-bytes counter moved.
+      const sm1 = (await w.agent.status())?.sockmap?.stats.redirectedBytes;
+      if (sm0 !== undefined && sm1 !== undefined) (r.notes ??= []).push(`sockmap redirected ${((sm1 - sm0) / (1 << 20)).toFixed(1)} MiB`);
       const last = fault === opts.faults[opts.faults.length - 1];
       const b = last ? await load.stop() : await load.snap();
       if (last) client = undefined;
