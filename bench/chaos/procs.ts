@@ -61,20 +61,19 @@ export class ChaosAgent {
   child: ChildProcess | undefined;
   readonly socket: string;
   readonly log: string;
-  private starts = 0;
 
   constructor(private readonly lab: Lab, private readonly env: ProcEnv, readonly manifests: string, private readonly capacity: string) {
     this.socket = join(env.dir, 'agent.sock');
     this.log = join(env.dir, 'agent.log');
   }
 
-  /** Starts the agent (the build in `kernwayMain`, or another build's). */
-  start(kernwayMain = this.env.kernwayMain): void {
-    this.starts++;
+  /** Starts the agent (with `extra` arguments, e.g. another build's BPF object). */
+  start(extra: string[] = []): void {
+    const kernwayMain = this.env.kernwayMain;
     const out = openSync(this.log, 'a');
     this.child = this.lab.spawn('node', this.env.node, [kernwayMain, 'agent', '--standalone', this.manifests, '--node-name', 'chaos-node',
       '--cgroup', this.lab.cgroupPath, '--bpffs', join(this.lab.bpffsDir, 'agent'), '--admin-socket', this.socket,
-      '--metrics-address', '127.0.0.1:0', '--map-capacity', this.capacity], { stdio: ['ignore', out, out] });
+      '--metrics-address', '127.0.0.1:0', '--map-capacity', this.capacity, ...extra], { stdio: ['ignore', out, out] });
     closeSync(out);
   }
 

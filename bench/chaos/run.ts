@@ -2,7 +2,7 @@
  * bench/chaos: restarts, upgrades and faults under load, with figures.
  *
  *   node dist/bench/chaos/run.js [--quick] [--seed N] [--fuzz-seconds S] [--hold-seconds S]
- *                                [--faults a,b,...] [--json FILE]
+ *                                [--faults a,b,...] [--upgrade-object FILE.bpf.o] [--json FILE]
  *
  * One lab (lab/index.ts): a node namespace running the real `kernway agent`, a client pod,
  * a server pod, and two waypoint pods running the real `kernway waypoint`. The client
@@ -12,7 +12,7 @@
  * waypoint Service's ClusterIP. Each fault is injected in turn; the counters before and
  * after it (plus a hold period of load) give its row in the table. See docs/chaos.md.
  */
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -55,8 +55,8 @@ export interface ChaosOptions {
   httpPerSecond: number;
   /** kw_svc capacity of the agent's maps (the map-capacity fault goes beyond it). */
   svcCapacity: number;
-  /** Another build's dist/cli/main.js for agent-upgrade (with a changed map layout); none: not run. */
-  upgradeMain?: string;
+  /** A BPF object whose maps changed layout, for agent-upgrade (`kernway agent --bpf-object`); missing: not run. */
+  upgradeObject?: string;
   log?: (line: string) => void;
 }
 
@@ -137,6 +137,14 @@ function waypointManifests(server: Pod, namespace: string, vip: string, name: st
     ],
   };
 }
+
+/** Lines of a log file matching `re`. */
+function logLines(path: string, re: RegExp): string[] {
+  try { return readFileSync(path, 'utf8').split('\n').filter((l) => re.test(l)); } catch { return []; }
+}
+
+/** The test build of the balancer with a field added to a pinned map's value (docs/upgrade.md). */
+export const UPGRADE_OBJECT = join(projectRoot(), 'build', 'bpf', 'test', 'sock_lb_v2.bpf.o');
 
 function writeAtomic(path: string, text: string): void {
   writeFileSync(`${path}.tmp`, text);
@@ -220,17 +228,23 @@ const ACTIONS: Record<FaultName, Action> = {
   },
 
   async 'agent-upgrade'(w) {
-    if (!w.opts.upgradeMain) return { ran: false, notes: ['not run: needs a build whose maps changed layout and the loader\'s migration (h-loader\'s part of issue 12); pass --upgrade-main'] };
+    const object = w.opts.upgradeObject;
+    if (!object || !existsSync(object)) {
+      return { ran: false, notes: [`not run: no BPF object with a changed map layout at ${object ?? '(none given)'} (make build makes build/bpf/test/sock_lb_v2.bpf.o once the loader's migration is in; docs/upgrade.md)`] };
+    }
+    // As docs/upgrade.md: SIGTERM (programs and maps stay), start on the same bpffs with the new object.
     const t0 = Date.now();
     await w.agent.stop('SIGTERM');
-    w.agent.start(w.opts.upgradeMain);
+    w.agent.start(['--bpf-object', object]);
     await w.agent.waitReady(BASE_FRONTENDS);
     const recoverMs = Date.now() - t0;
-    // And back to this build (a downgrade is an upgrade too).
+    const migrated = logLines(w.agent.log, /map layout changed|migrat/i).length;
+    // And back to this build (a downgrade is an upgrade the other way).
+    const t1 = Date.now();
     await w.agent.stop('SIGTERM');
     w.agent.start();
     await w.agent.waitReady(BASE_FRONTENDS);
-    return { recoverMs, notes: [`upgrade ${recoverMs} ms; downgrade ${Date.now() - t0 - recoverMs} ms`] };
+    return { recoverMs, notes: [`upgraded to ${basename(object)} in ${recoverMs} ms, back in ${Date.now() - t1} ms; ${migrated} log lines about the migration`] };
   },
 
   async 'waypoint-restart'(w) {
@@ -542,7 +556,7 @@ async function main(argv: string[]): Promise<number> {
     args: argv, strict: true, allowPositionals: false,
     options: {
       quick: { type: 'boolean' }, seed: { type: 'string' }, 'fuzz-seconds': { type: 'string' }, 'hold-seconds': { type: 'string' },
-      faults: { type: 'string' }, json: { type: 'string' }, 'upgrade-main': { type: 'string' },
+      faults: { type: 'string' }, json: { type: 'string' }, 'upgrade-object': { type: 'string' },
     },
   });
   const base = values.quick ? QUICK : FULL;
@@ -560,7 +574,7 @@ async function main(argv: string[]): Promise<number> {
     fuzzSeconds: num('fuzz-seconds', values['fuzz-seconds'], base.fuzzSeconds),
     holdSeconds: num('hold-seconds', values['hold-seconds'], base.holdSeconds),
     faults: faults as FaultName[],
-    ...(values['upgrade-main'] ? { upgradeMain: values['upgrade-main'] } : {}),
+    upgradeObject: values['upgrade-object'] ?? UPGRADE_OBJECT,
   });
   process.stdout.write(formatTable(rep));
   if (values.json) writeFileSync(values.json, JSON.stringify(rep, null, 2));
