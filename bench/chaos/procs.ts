@@ -52,7 +52,7 @@ export interface AgentStatusView {
   frontends: number;
   problems: Array<{ code: string; file: string; object?: string; field?: string; message: string }>;
   lastReconcile?: { ms: number; error?: string };
-  sockmap?: { enabled: boolean; stats: Record<string, number> };
+  sockmap?: { enabled: boolean; localPods: number; localPodsOff: number; stats: Record<string, number> };
 }
 
 export interface KernelServiceView { vip: string; port: number; proto?: string; backends?: string[] }

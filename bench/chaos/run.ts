@@ -337,9 +337,10 @@ async function fuzz(w: World): Promise<{ recoverMs?: number; notes: string[]; vi
   for (const t of targets) if (!t.live) writeAtomic(t.file, t.good);
   await w.agent.waitReady(BASE_FRONTENDS + decoy.length);
   await Promise.all(wps.map((x, i) => until(`waypoint ${x.pod.name} read the decoy`, 15_000, async () => ((await x.routes())?.generation ?? 0) > wpGens[i]! ? true : undefined, x.log, 50)));
-  const counts: Record<string, number> = { named: 0, accepted: 0, unseen: 0 };
+  const counts: Record<Verdict, number> = { named: 0, accepted: 0, ignored: 0, unseen: 0 };
   const byKind: Record<string, number> = {};
   const unnamedBreaking: string[] = [];
+  const ignored: string[] = [];
   const deadline = Date.now() + w.opts.fuzzSeconds * 1000;
   let n = 0;
   while (Date.now() < deadline) {
@@ -352,7 +353,8 @@ async function fuzz(w: World): Promise<{ recoverMs?: number; notes: string[]; vi
     if (process.env.KW_CHAOS_VERBOSE) w.say(`  mutation ${n}: ${t.who} ${basename(t.file)} ${m.kind} ${m.path.slice(0, 60)} -> ${verdict} in ${Date.now() - tj} ms`);
     counts[verdict] = (counts[verdict] ?? 0) + 1;
     if (verdict !== 'named' && t.live && (m.kind === 'truncate' || m.kind === 'garbage')) unnamedBreaking.push(`${basename(t.file)} ${m.kind} ${m.path}: ${verdict}`);
-    if (verdict === 'accepted' && t.live) unnamedBreaking.push(`${t.who} accepted ${m.kind} at ${m.path} in ${basename(t.file)}`);
+    if (verdict === 'accepted' && t.live) unnamedBreaking.push(`${t.who} accepted ${m.kind} at ${m.path} in ${basename(t.file)} and changed what is in force`);
+    if (verdict === 'ignored' && ignored.length < 5) ignored.push(`${t.who}: ${m.kind} at ${m.path} in ${basename(t.file)}`);
     if (!w.agent.alive) throw new KernwayError('KW_BENCH_TOOL', `the agent died after mutation ${n} (${m.kind} ${m.path} in ${t.file})`);
     for (const x of wps) if (!x.alive) throw new KernwayError('KW_BENCH_TOOL', `waypoint ${x.pod.name} died after mutation ${n} (${m.kind} ${m.path} in ${t.file})`);
     // Back to the good content (a live file) so the next mutation starts from it.
@@ -365,18 +367,40 @@ async function fuzz(w: World): Promise<{ recoverMs?: number; notes: string[]; vi
   const agentAfter = await w.agent.services();
   const same = JSON.stringify(agentAfter.map((s) => [s.vip, s.port, s.backends])) === JSON.stringify(agentBefore.map((s) => [s.vip, s.port, s.backends]));
   const notes = [
-    `${n} mutations in ${w.opts.fuzzSeconds} s (${Object.entries(byKind).map(([k, v]) => `${k} ${v}`).join(', ')}): ${counts.named} named as problems, ${counts.accepted} accepted as valid, ${counts.unseen} not seen within 3 s`,
+    `${n} mutations in ${w.opts.fuzzSeconds} s (${Object.entries(byKind).map(([k, v]) => `${k} ${v}`).join(', ')}): ${counts.named} named as problems, ${counts.accepted} accepted as valid (what is in force changed), ${counts.ignored} ignored (valid to kernway, nothing in force changed), ${counts.unseen} not seen within 3 s`,
     `agent and ${wps.length} waypoint(s) alive; agent's maps ${same ? 'as before' : 'CHANGED'} after the good files came back`,
   ];
+  if (ignored.length > 0) notes.push(`ignored, e.g.: ${ignored.join('; ')}`);
   if (unnamedBreaking.length > 0) notes.push(`NOT NAMED (${unnamedBreaking.length}): ${unnamedBreaking.slice(0, 5).join('; ')}`);
   return { recoverMs, notes, violated: !same || unnamedBreaking.length > 0 };
 }
 
 /** Writes one file and judges what its process made of it: a problem naming the file, accepted, or nothing seen. */
-async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWaypoint[]): Promise<'named' | 'accepted' | 'unseen'> {
+/** What a process has in force (no generation, no problems): equal before and after means nothing changed. */
+async function agentInForce(w: World): Promise<string> {
+  const [svcs, st] = await Promise.all([w.agent.services().catch(() => []), w.agent.status()]);
+  return JSON.stringify([svcs.map((x) => [x.vip, x.port, x.backends]), st?.sockmap?.localPods, st?.sockmap?.localPodsOff]);
+}
+
+async function waypointInForce(x: ChaosWaypoint): Promise<string> {
+  const r = await x.routes();
+  if (!r) return '';
+  const { generation: _g, problems: _p, ...rest } = r;
+  return JSON.stringify(rest);
+}
+
+type Verdict = 'named' | 'accepted' | 'ignored' | 'unseen';
+
+/**
+ * Writes one file and judges what its process made of it: a problem naming the file
+ * (named), taken as valid and changing what is in force (accepted), taken as valid with
+ * nothing in force changed (ignored: e.g. a field kernway does not read), or nothing seen.
+ */
+async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWaypoint[]): Promise<Verdict> {
   const name = basename(t.file);
   const names = (ps: Array<{ file: string }> | undefined): boolean => (ps ?? []).some((p) => p.file === t.file || basename(p.file) === name);
   if (t.who === 'agent') {
+    const inForce = t.live ? await agentInForce(w) : '';
     const before = (await w.agent.status())?.generation ?? 0;
     writeAtomic(t.file, text);
     try {
@@ -387,15 +411,17 @@ async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWa
       if (names(s.problems)) return 'named';
       // Another change may have made that generation: look once more.
       await sleep(300);
-      return names((await w.agent.status())?.problems) ? 'named' : 'accepted';
+      if (names((await w.agent.status())?.problems)) return 'named';
+      return t.live && (await agentInForce(w)) === inForce ? 'ignored' : 'accepted';
     } catch {
       // Unchanged content (the same problem again) makes no new generation.
       return names((await w.agent.status())?.problems) ? 'named' : 'unseen';
     }
   }
+  const inForce = await Promise.all(wps.map((x) => (t.live ? waypointInForce(x) : '')));
   const gens = await Promise.all(wps.map(async (x) => (await x.routes())?.generation ?? 0));
   writeAtomic(t.file, text);
-  const verdicts = await Promise.all(wps.map(async (x, i) => {
+  const verdicts = await Promise.all(wps.map(async (x, i): Promise<Verdict> => {
     try {
       const rt = await until('waypoint', 3000, async () => {
         const v = await x.routes();
@@ -403,13 +429,15 @@ async function applyAndJudge(w: World, t: FuzzTarget, text: string, wps: ChaosWa
       }, undefined, 50);
       if (names(rt.problems)) return 'named';
       await sleep(300);
-      return names((await x.routes())?.problems) ? 'named' : 'accepted';
+      if (names((await x.routes())?.problems)) return 'named';
+      return t.live && (await waypointInForce(x)) === inForce[i] ? 'ignored' : 'accepted';
     } catch {
       // Unchanged problems make no new configuration.
       return names((await x.routes())?.problems) ? 'named' : 'unseen';
     }
   }));
-  return verdicts.includes('unseen') ? 'unseen' : verdicts.includes('accepted') ? 'accepted' : 'named';
+  for (const v of ['unseen', 'accepted', 'ignored'] as const) if (verdicts.includes(v)) return v;
+  return 'named';
 }
 
 async function setup(opts: ChaosOptions, dir: string, say: (l: string) => void): Promise<World> {
