@@ -84,7 +84,7 @@ export interface FaultResult {
   failures: Failure[];
 }
 
-export interface ChaosReport { seed: number; options: Omit<ChaosOptions, 'log'>; results: FaultResult[]; startedAt: string; seconds: number }
+export interface ChaosReport { seed: number; options: ChaosOptions; results: FaultResult[]; startedAt: string; seconds: number }
 
 // ---------------------------------------------------------------- the cluster
 
@@ -385,8 +385,7 @@ async function agentInForce(w: World): Promise<string> {
 async function waypointInForce(x: ChaosWaypoint): Promise<string> {
   const r = await x.routes();
   if (!r) return '';
-  const { generation: _g, problems: _p, ...rest } = r;
-  return JSON.stringify(rest);
+  return JSON.stringify({ ...r, generation: undefined, problems: undefined });
 }
 
 type Verdict = 'named' | 'accepted' | 'ignored' | 'unseen';
@@ -530,8 +529,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     undo();
     rmSync(dir, { recursive: true, force: true });
   }
-  const { log: _log, ...rest } = opts;
-  return { seed: opts.seed, options: rest, results, startedAt: new Date(started).toISOString(), seconds: Math.round((Date.now() - started) / 100) / 10 };
+  return { seed: opts.seed, options: { ...opts, log: undefined }, results, startedAt: new Date(started).toISOString(), seconds: Math.round((Date.now() - started) / 100) / 10 };
 }
 
 /** One fault's figures: counters between a and b; failures (from `all`) by when their connection or request started. */
