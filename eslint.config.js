@@ -16,5 +16,12 @@ export default defineConfig(
         setImmediate: 'readonly', performance: 'readonly', AbortController: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly',
       },
     },
+    rules: {
+      // `_name` marks a binding kept on purpose (a loop counter, a field dropped from a rest copy).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      // prom-client calls collect() with `this` bound to the metric; `self` is the owner.
+      '@typescript-eslint/no-this-alias': ['error', { allowedNames: ['self'] }],
+      '@typescript-eslint/no-unused-expressions': ['error', { allowTernary: true, allowShortCircuit: true }],
+    },
   },
 );

@@ -24,6 +24,7 @@ export class ToolError extends KernwayError {
 
 /** sockperf ping-pong summary: "---> percentile 99.900 =   93.899" (usec), "avg-rtt=16.481". */
 export function parseSockperf(out: string): Sample {
+  // eslint-disable-next-line no-control-regex -- ANSI colour codes start with ESC
   const text = out.replace(/\x1b\[[0-9;]*m/g, '');
   const pct = (p: string): number => {
     const m = new RegExp(`percentile ${p.replace('.', '\\.')} =\\s+([\\d.]+)`).exec(text);

@@ -37,7 +37,7 @@ export declare class ObjectHandle {
 }
 
 export interface RawAddon {
-  setErrorClass(ctor: new (init: any) => Error): void;
+  setErrorClass(ctor: new (init: never) => Error): void;
   ObjectHandle: typeof ObjectHandle;
 
   mapInfo(fd: number): RawMapInfo;

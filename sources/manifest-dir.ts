@@ -237,7 +237,7 @@ export class ManifestDirectory extends EventEmitter {
   }
 
   private checkRoot(): void {
-    let isDir = false;
+    let isDir: boolean;
     try {
       isDir = statSync(this.dir).isDirectory();
     } catch (e) {
