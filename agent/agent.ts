@@ -24,7 +24,7 @@ import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { validatePolicyObject } from '../k8s/policy.js';
-import { serviceRangeProblems } from '../k8s/service-range.js';
+import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
@@ -174,7 +174,7 @@ export class Agent {
       this.http.setReady(false, 'starting: reading the manifests and loading the programs');
       await this.http.listen();
       const validate: ObjectValidator = (obj) => {
-        const range = serviceRangeProblems(o.serviceCidr, obj);
+        const range = addressProblems(o.serviceCidr, obj);
         const policy = validatePolicyObject(obj);
         return range.length === 0 ? policy : [...range, ...policy];
       };

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { isIP } from 'node:net';
 import { InvalidArgumentError, KernwayError } from '../common/errors.js';
+import { parseHostPort } from '../common/host-port.js';
 import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
 import { DEFAULT_SERVICE_CIDR, parseServiceRange, type ServiceRange } from '../k8s/service-range.js';
 
@@ -46,17 +47,7 @@ function path(name: string, v: unknown): string {
   return v;
 }
 
-/** 'HOST:PORT' or '[v6]:PORT' -> host, port. */
-export function parseHostPort(name: string, v: unknown): { host: string; port: number } {
-  if (typeof v !== 'string') throw new InvalidArgumentError(name, 'HOST:PORT', v);
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(v);
-  const host = m ? (m[1] ?? m[2] ?? '') : '';
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535 || (host !== '' && host !== 'localhost' && isIP(host) === 0)) {
-    throw new InvalidArgumentError(name, 'HOST:PORT with an IP address (or localhost) and a port 0-65535', v);
-  }
-  return { host: host === '' ? '0.0.0.0' : host, port };
-}
+export { parseHostPort };
 
 export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOptions> {
   const nodeName = raw.nodeName;

@@ -1,5 +1,6 @@
 /** Option parsing every `kernway` subcommand does the same way: strict, no positionals. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { refuseRepeated } from '../common/args.js';
 import { errorMessage } from '../common/errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -13,13 +14,7 @@ type Values<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; s
 export function parseCommandOptions<O extends Options>(name: string, usage: string, argv: string[], options: O): Values<O> | undefined {
   try {
     const { values, tokens } = parseArgs({ args: argv, strict: true, allowPositionals: false, options, tokens: true });
-    // A repeated option would silently take the last value (risky for --cgroup): refused.
-    const seen = new Set<string>();
-    for (const t of tokens) {
-      if (t.kind !== 'option' || options[t.name]?.multiple) continue;
-      if (seen.has(t.name)) throw new Error(`option '--${t.name}' is given more than once; give it once`);
-      seen.add(t.name);
-    }
+    refuseRepeated(tokens, new Set(Object.entries(options).filter(([, o]) => o.multiple).map(([n]) => n)));
     return values as Values<O>;
   } catch (e) {
     console.error(`kernway ${name}: ${errorMessage(e)}\nusage: ${usage}`);

@@ -8,6 +8,7 @@ import http from 'node:http';
 import { InvalidArgumentError, errorMessage } from '../common/errors.js';
 import { ManifestDirectory } from '../sources/manifest-dir.js';
 import { buildWaypointConfig, validateWaypointObject } from '../model/waypoint-config.js';
+import { isIP } from 'node:net';
 import { parseHostPort } from '../waypoint/options.js';
 import { buildRoutingTable } from '../waypoint/routing/table.js';
 import { formatReport, statusReport, type StatusReport } from '../waypoint/status.js';
@@ -60,8 +61,14 @@ export const command: Command = {
       if (values.manifests !== undefined) {
         if (values.admin !== undefined) throw new InvalidArgumentError('--admin', 'not with --manifests', values.admin);
         if (values.namespace === undefined) throw new InvalidArgumentError('--namespace', 'a namespace (required with --manifests)', undefined);
-        report = await computeReport(values.manifests, values.namespace, values['listen-address'] ?? '0.0.0.0');
+        if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(values.namespace) || values.namespace.length > 63) {
+          throw new InvalidArgumentError('--namespace', 'a namespace name (DNS label: lowercase letters, digits and -)', values.namespace);
+        }
+        const listen = values['listen-address'] ?? '0.0.0.0';
+        if (isIP(listen) === 0) throw new InvalidArgumentError('--listen-address', 'an IPv4 or IPv6 address', listen);
+        report = await computeReport(values.manifests, values.namespace, listen);
       } else {
+        if (values['listen-address'] !== undefined) throw new InvalidArgumentError('--listen-address', 'only with --manifests', values['listen-address']);
         if (values.namespace !== undefined) throw new InvalidArgumentError('--namespace', 'only with --manifests (a running waypoint knows its namespace)', values.namespace);
         report = await fetchReport(parseHostPort('--admin', values.admin ?? '127.0.0.1:15020'));
       }

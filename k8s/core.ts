@@ -236,7 +236,6 @@ function parseEndpointSlice(src: SourcedObject): Parsed {
       const ip = parseIP(a);
       if (!ip) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address, got ${JSON.stringify(a)}`);
       else if (ip.family !== addressType) c.fail(`${f}.addresses[${j}]`, `must be an ${addressType} address (the slice's addressType), got ${ip.family} ${ip.ip}`);
-      else if (forbiddenAddress(ip)) c.fail(`${f}.addresses[${j}]`, `must not be ${forbiddenAddress(ip)!}, got ${JSON.stringify(a)}`);
       else address ??= ip.ip;
     }
     const cond = c.record(e.conditions, `${f}.conditions`) ?? {};
@@ -281,7 +280,7 @@ function plainEndpoint(e: unknown, addressType: AddressType): Endpoint | undefin
   const addrs = r.addresses;
   if (!Array.isArray(addrs) || addrs.length !== 1) return undefined;
   const ip = parseIP(addrs[0]);
-  if (!ip || ip.family !== addressType || forbiddenAddress(ip)) return undefined;
+  if (!ip || ip.family !== addressType) return undefined;
   let ready = true, serving = true, terminating = false;
   const cond = r.conditions;
   if (cond !== undefined && cond !== null) {
@@ -316,14 +315,12 @@ function parsePod(src: SourcedObject): Parsed {
     if (!r) return;
     const ip = parseIP(r.ip);
     if (!ip) c.fail(`status.podIPs[${i}].ip`, `must be an IPv4 or IPv6 address, got ${JSON.stringify(r.ip)}`);
-    else if (forbiddenAddress(ip)) c.fail(`status.podIPs[${i}].ip`, `must not be ${forbiddenAddress(ip)!}, got ${JSON.stringify(r.ip)}`);
     else if (podIPs.some((x) => parseIP(x)!.family === ip.family)) c.fail(`status.podIPs[${i}].ip`, 'must be of the other IP family than the first (one address per family)');
     else podIPs.push(own(ip.ip));
   });
   if (status.podIP !== undefined && status.podIP !== null && status.podIP !== '') {
     const ip = parseIP(status.podIP);
     if (!ip) c.fail('status.podIP', `must be an IPv4 or IPv6 address, got ${JSON.stringify(status.podIP)}`);
-    else if (forbiddenAddress(ip)) c.fail('status.podIP', `must not be ${forbiddenAddress(ip)!}, got ${JSON.stringify(status.podIP)}`);
     else if (podIPs.length === 0) podIPs.push(own(ip.ip));
     else if (podIPs[0] !== ip.ip) c.fail('status.podIPs[0].ip', `must equal status.podIP (${ip.ip}), got ${podIPs[0]}`);
   }

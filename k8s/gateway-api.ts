@@ -6,9 +6,10 @@
  * the waypoint cannot serve (a regular expression it cannot compile, an ExtensionRef
  * filter) is not a file problem: the rule is dropped and the route's status says why.
  */
+import { RE2JS } from 're2js';
 import { Checker, isRecord } from './check.js';
 import type { Problem, SourcedObject } from './types.js';
-import { parseDuration } from './duration.js';
+import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import {
   GATEWAY_GROUP, type BackendRef, type Cors, type Filter, type Gateway, type GatewayClass, type HTTPRoute, type HeaderMatch,
   type HeaderModifier, type HeaderValue, type LabelSelector, type Listener, type ObjectMeta, type ObjectRef, type ParentRef,
@@ -393,7 +394,8 @@ function durationField(c: Checker, v: unknown, field: string): number | undefine
   if (s === undefined) return undefined;
   const ms = parseDuration(s);
   if (ms === undefined) c.fail(field, `must be a Gateway API duration such as 500ms, 10s or 1h30m, got ${JSON.stringify(s)}`);
-  return ms;
+  // Longer than a timer holds (24.8 days): as good as no timeout, and clamped so that it is not one of 1 ms.
+  return ms === undefined ? undefined : Math.min(ms, MAX_TIMER_MS);
 }
 
 function objectRef(c: Checker, b: Record<string, unknown>, f: string, routeNs: string): ObjectRef | undefined {
@@ -479,9 +481,10 @@ function checkPathValue(c: Checker, v: string, field: string): void {
 }
 
 /**
- * Regular expressions are implementation-specific in Gateway API; kernway uses
- * JavaScript's, restricted to what RE2 (Envoy's) also accepts: no backreferences or
- * lookaround, so a pattern means the same here as in other meshes.
+ * Regular expressions are implementation-specific in Gateway API; kernway uses RE2's
+ * syntax and semantics (re2js, as Envoy and Istio use RE2): no backreferences or
+ * lookaround, matched in linear time, so a pattern means the same here as in other
+ * meshes and no pattern can make matching slow (ReDoS).
  */
 function checkRegex(v: string, field: string, notes: RuleNotes): void {
   const why = regexProblem(v);
@@ -491,9 +494,9 @@ function checkRegex(v: string, field: string, notes: RuleNotes): void {
 export function regexProblem(v: string): string | undefined {
   if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(v)) return `regular expression ${JSON.stringify(v)} uses a backreference or lookaround, which kernway (like RE2) does not support`;
   try {
-    new RegExp(v);
+    RE2JS.compile(v);
   } catch (e) {
-    return `invalid regular expression ${JSON.stringify(v)}: ${(e as Error).message}`;
+    return `invalid regular expression ${JSON.stringify(v)} (RE2 syntax): ${(e as Error).message}`;
   }
   return undefined;
 }

@@ -50,9 +50,16 @@ export function inServiceRange(range: ServiceRange, ip: string): boolean {
   return range.cidrs.some((c) => cidrContains(c, host));
 }
 
-/** Problems of a Service whose cluster IPs are outside the range (other kinds: none). */
-export function serviceRangeProblems(range: ServiceRange, src: SourcedObject): Problem[] {
+/**
+ * What the agent refuses beyond the model's own checks (cluster IPs of a forbidden class
+ * are refused by the model for every reader): a Service whose cluster IPs are outside the
+ * range, and endpoint and pod addresses of a forbidden class (loopback, link-local...).
+ * The waypoint's own test rigs use loopback pods, so these belong to the agent's validator.
+ */
+export function addressProblems(range: ServiceRange, src: SourcedObject): Problem[] {
   const o = src.object;
+  if (o.kind === 'EndpointSlice' && o.apiVersion === 'discovery.k8s.io/v1') return endpointProblems(src);
+  if (o.kind === 'Pod' && o.apiVersion === 'v1') return podProblems(src);
   if (o.kind !== 'Service' || o.apiVersion !== 'v1') return [];
   const spec = o.spec;
   if (typeof spec !== 'object' || spec === null) return [];
@@ -73,4 +80,43 @@ export function serviceRangeProblems(range: ServiceRange, src: SourcedObject): P
     });
   }
   return problems;
+}
+
+function refOf(src: SourcedObject): string {
+  return `${src.object.kind} ${src.object.metadata.namespace ?? 'default'}/${src.object.metadata.name}`;
+}
+
+function classProblem(src: SourcedObject, field: string, v: unknown): Problem | undefined {
+  const ip = parseIP(v);
+  const bad = ip && forbiddenAddress(ip);
+  if (!bad) return undefined; // not an address: the model reports it
+  return { code: INVALID_FIELD, file: src.file, object: refOf(src), field, message: `${field}: must not be ${bad}, got ${JSON.stringify(v)}` };
+}
+
+function endpointProblems(src: SourcedObject): Problem[] {
+  const eps = src.object.endpoints;
+  if (!Array.isArray(eps)) return [];
+  const out: Problem[] = [];
+  eps.forEach((e: unknown, i) => {
+    const addrs = typeof e === 'object' && e !== null ? (e as { addresses?: unknown }).addresses : undefined;
+    if (!Array.isArray(addrs)) return;
+    addrs.forEach((a: unknown, j) => { const p = classProblem(src, `endpoints[${i}].addresses[${j}]`, a); if (p) out.push(p); });
+  });
+  return out;
+}
+
+function podProblems(src: SourcedObject): Problem[] {
+  const status = src.object.status;
+  if (typeof status !== 'object' || status === null) return [];
+  const { podIP, podIPs } = status as { podIP?: unknown; podIPs?: unknown };
+  const out: Problem[] = [];
+  const p = classProblem(src, 'status.podIP', podIP);
+  if (p) out.push(p);
+  if (Array.isArray(podIPs)) {
+    podIPs.forEach((r: unknown, i) => {
+      const q = classProblem(src, `status.podIPs[${i}].ip`, typeof r === 'object' && r !== null ? (r as { ip?: unknown }).ip : undefined);
+      if (q) out.push(q);
+    });
+  }
+  return out;
 }

@@ -3,6 +3,7 @@
  * answers), /readyz (a configuration is in force and every listener is bound),
  * /debug/routes (route and Gateway status as JSON, for `kernway routes`).
  */
+import { KernwayError } from '../common/errors.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { StatusReport } from './status.js';
@@ -44,9 +45,11 @@ export class AdminServer {
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new KernwayError('KW_METRICS_LISTEN',
+        `--metrics-address ${addr.host}:${addr.port}: cannot listen: ${e.message}${e.code === 'EADDRINUSE' ? ' (another process has it: choose another port, or off)' : ''}`,
+        { address: `${addr.host}:${addr.port}` }, { cause: e })));
       server.listen(addr.port, addr.host, () => {
-        server.removeListener('error', reject);
+        server.removeAllListeners('error');
         resolve(new AdminServer(server, (server.address() as AddressInfo).port));
       });
     });

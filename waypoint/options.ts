@@ -5,7 +5,11 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { parseDuration } from '../k8s/duration.js';
+import { MAX_TIMER_MS, formatDuration, parseDuration } from '../k8s/duration.js';
+import { parseHostPort } from '../common/host-port.js';
+import { pseudoFs } from '../common/fs-types.js';
+import { statSync } from 'node:fs';
+import { refuseRepeated } from '../common/args.js';
 import type { AccessLogDestination } from './observe/access-log.js';
 import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
 
@@ -34,19 +38,25 @@ export interface WaypointCliOptions {
   waypoint: Omit<WaypointOptions, 'log'>;
 }
 
-export function parseHostPort(name: string, v: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*?)\]?:([0-9]{1,5})$/.exec(v);
-  if (!m) throw new InvalidArgumentError(name, 'HOST:PORT (e.g. 0.0.0.0:15020 or [::]:15020)', v);
-  const port = Number(m[2]);
-  if (port > 65535) throw new InvalidArgumentError(name, 'a port from 0 to 65535', v);
-  return { host: m[1] === '' ? '0.0.0.0' : m[1]!, port };
-}
+export { parseHostPort };
 
-function duration(name: string, v: string | undefined, def: number): number {
+function duration(name: string, v: string | undefined, def: number, max = MAX_TIMER_MS): number {
   if (v === undefined) return def;
   const ms = parseDuration(v);
   if (ms === undefined || ms === 0) throw new InvalidArgumentError(name, 'a duration such as 500ms, 10s or 1m', v);
+  if (ms > max) throw new InvalidArgumentError(name, `a duration of at most ${formatDuration(max)}`, v);
   return ms;
+}
+
+/** --access-log FILE: a file path (created with its folders), not a folder, not on a kernel pseudo filesystem. */
+function accessLogFile(v: string): string {
+  if (v === '') throw new InvalidArgumentError('--access-log', 'stdout, stderr, off or a file path', v);
+  let isDir = false;
+  try { isDir = statSync(v).isDirectory(); } catch { /* does not exist yet: created */ }
+  if (isDir) throw new InvalidArgumentError('--access-log', 'a file path (this is a directory)', v);
+  const pseudo = pseudoFs(v);
+  if (pseudo) throw new InvalidArgumentError('--access-log', `a file on a real filesystem (this is on the kernel's ${pseudo} filesystem)`, v);
+  return v;
 }
 
 function ip(name: string, v: string): string {
@@ -58,8 +68,9 @@ function ip(name: string, v: string): string {
 export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   let values;
   try {
-    ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
+    let tokens;
+    ({ values, tokens } = parseArgs({
+      args: argv, strict: true, allowPositionals: false, tokens: true,
       options: {
         namespace: { type: 'string' }, manifests: { type: 'string' },
         'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
@@ -68,6 +79,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
         'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' },
       },
     }));
+    refuseRepeated(tokens);
   } catch (e) {
     throw new InvalidArgumentError('arguments', 'the options listed in the usage', (e as Error).message);
   }
@@ -78,10 +90,11 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   const meshPortText = values['mesh-port'] ?? '15019';
   const meshPort = /^[0-9]{1,5}$/.test(meshPortText) ? Number(meshPortText) : Number.NaN;
   if (!(meshPort >= 0 && meshPort <= 65535)) throw new InvalidArgumentError('--mesh-port', 'a port from 0 to 65535', meshPortText);
-  const metrics = values['metrics-address'] ?? '0.0.0.0:15020';
+  // Loopback unless asked: /debug/routes shows the whole routing table.
+  const metrics = values['metrics-address'] ?? '127.0.0.1:15020';
   const metricsAddress = metrics === 'off' ? undefined : parseHostPort('--metrics-address', metrics);
   const al = values['access-log'] ?? 'stdout';
-  const accessLog: AccessLogDestination = al === 'stdout' || al === 'stderr' || al === 'off' ? al : { file: al };
+  const accessLog: AccessLogDestination = al === 'stdout' || al === 'stderr' || al === 'off' ? al : { file: accessLogFile(al) };
   const maxHeaderText = values['max-header-bytes'] ?? String(DEFAULT_LIMITS.maxHeaderBytes);
   const maxHeaderBytes = /^[0-9]+$/.test(maxHeaderText) ? Number(maxHeaderText) : Number.NaN;
   if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
@@ -99,7 +112,8 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       limits: {
         ...DEFAULT_LIMITS,
         maxHeaderBytes,
-        headersTimeoutMs: duration('--header-timeout', values['header-timeout'], DEFAULT_LIMITS.headersTimeoutMs),
+        // Node's server refuses a headers timeout longer than its request timeout.
+        headersTimeoutMs: duration('--header-timeout', values['header-timeout'], DEFAULT_LIMITS.headersTimeoutMs, DEFAULT_LIMITS.requestTimeoutMs),
         idleTimeoutMs: duration('--idle-timeout', values['idle-timeout'], DEFAULT_LIMITS.idleTimeoutMs),
       },
       upstream: { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, maxIdlePerEndpoint: 256 },

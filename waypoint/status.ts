@@ -6,7 +6,7 @@
  * to the API server.
  */
 import type { Problem } from '../k8s/types.js';
-import type { GatewayStatus, RouteStatus, RoutingTable } from './routing/table.js';
+import type { Condition, GatewayStatus, RouteStatus, RoutingTable } from './routing/table.js';
 
 export interface StatusReport {
   namespace: string;
@@ -30,7 +30,33 @@ export function statusReport(
     services.push({ address, service: `${mp.namespace}/${mp.service}`, port: mp.port, producerRoutes: routes.size, consumerNamespaces: [...mp.consumers.keys()].sort() });
   }
   services.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
-  return { namespace: table.namespace, generation, routes: table.routes, gateways: table.gateways, services, listeners, mesh, problems: [...problems] };
+  return { namespace: table.namespace, generation, routes: table.routes, gateways: withSockets(table.gateways, listeners), services, listeners, mesh, problems: [...problems] };
+}
+
+/**
+ * The listeners' conditions as the sockets are, not as the configuration wants them: a
+ * listener whose socket could not bind (EADDRINUSE...) is Accepted=False PortUnavailable
+ * and Programmed=False, never "listening on". The routing table's objects stay untouched.
+ */
+function withSockets(gateways: GatewayStatus[], listeners: StatusReport['listeners']): GatewayStatus[] {
+  const failed = new Map<string, string>();
+  for (const l of listeners) if (l.error !== undefined) failed.set(`${l.address}:${l.port}`, l.error);
+  if (failed.size === 0) return gateways;
+  return gateways.map((g) => {
+    let changed = false;
+    const ls = g.listeners.map((l) => {
+      const errors = g.addresses.map((a) => failed.get(`${a}:${l.port}`)).filter((e): e is string => e !== undefined);
+      if (errors.length === 0 || !l.conditions.some((c) => c.type === 'Programmed' && c.status === 'True')) return l;
+      changed = true;
+      const conditions: Condition[] = l.conditions.map((c) => {
+        if (c.type === 'Programmed') return { ...c, status: 'False', reason: 'Invalid', message: `the listener's socket is not open: ${errors.join('; ')}` };
+        if (c.type === 'Accepted') return { ...c, status: 'False', reason: 'PortUnavailable', message: `port ${l.port} cannot be bound: ${errors.join('; ')}` };
+        return c;
+      });
+      return { ...l, conditions };
+    });
+    return changed ? { ...g, listeners: ls } : g;
+  });
 }
 
 /** Human-readable lines for `kernway routes`. */

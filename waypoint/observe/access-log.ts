@@ -43,10 +43,13 @@ const FLUSH_EVERY_MS = 1000;
 export class AccessLog {
   private readonly dest: Destination | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
+  private failed = false;
 
   constructor(where: AccessLogDestination) {
     if (where === 'off') return;
     const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: BUFFER_BYTES, maxWrite: 2 * BUFFER_BYTES, mkdir: true });
+    // A write that fails later (disk full, file removed with its folder) is not worth a crash.
+    dest.on('error', (e: Error) => { if (!this.failed) { this.failed = true; process.emitWarning(`access log: ${e.message}; lines are dropped`); } });
     this.dest = dest;
     this.timer = setInterval(() => { try { dest.flush(); } catch { /* not open yet, or busy writing */ } }, FLUSH_EVERY_MS);
     this.timer.unref();
