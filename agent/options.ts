@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { isIP } from 'node:net';
 import { InvalidArgumentError, KernwayError } from '../common/errors.js';
 import { parseHostPort } from '../common/host-port.js';
 import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
