@@ -7,6 +7,12 @@
  * a shared machine hits both alike; the report gives medians and ratios with/without.
  *
  *   node dist/bench/sockmap/compare.js [--seconds 5] [--rounds 3] [--msg-size 64] [--iperf-seconds 5]
+ *     [--blocking] [--legacy]
+ *
+ * sockperf runs with --nonblocked (epoll and non-blocking sockets, as event-driven
+ * servers and clients do); --blocking runs it with blocking sockets, which kernway keeps
+ * on the stack (docs/sockmap.md, rule 5). --legacy loads the programs with rules 5 and 6
+ * off (test knob kw_sm_test_break): what kernway did before them, for comparison.
  *
  * Needs root (a lab), sockperf and iperf3. Prints one JSON line.
  */
@@ -31,10 +37,18 @@ export { type Latency, sockperfLatency as parseSockperf } from '../round-stats.j
 
 function diff(a: SockmapStats, b: SockmapStats): Partial<SockmapStats> {
   return { redirectedMessages: b.redirectedMessages - a.redirectedMessages, redirectedBytes: b.redirectedBytes - a.redirectedBytes,
-    passedNoPeer: b.passedNoPeer - a.passedNoPeer, passedOrder: b.passedOrder - a.passedOrder, inserts: b.inserts - a.inserts };
+    passedNoPeer: b.passedNoPeer - a.passedNoPeer, passedOrder: b.passedOrder - a.passedOrder, inserts: b.inserts - a.inserts,
+    skippedBlocking: b.skippedBlocking - a.skippedBlocking, targets: b.targets - a.targets, keptOnStack: b.keptOnStack - a.keptOnStack,
+    passedNotTarget: b.passedNotTarget - a.passedNotTarget, passedFull: b.passedFull - a.passedFull, handovers: b.handovers - a.handovers };
 }
 
-export interface CompareOptions { seconds: number; rounds: number; msgSize: number; iperfSeconds: number }
+export interface CompareOptions {
+  seconds: number; rounds: number; msgSize: number; iperfSeconds: number;
+  /** sockperf with blocking sockets (default: --nonblocked). */
+  blocking?: boolean;
+  /** Rules 5 and 6 off (kernway before them), for comparison. */
+  legacy?: boolean;
+}
 
 export async function sockmapBench(opts: CompareOptions): Promise<Record<string, unknown>> {
   const lab = await Lab.create({ tag: 'benchsm' });
@@ -42,17 +56,18 @@ export async function sockmapBench(opts: CompareOptions): Promise<Record<string,
   try {
     const client = await lab.addPod('client');
     const server = await lab.addPod('server');
-    const servers = [
-      lab.spawn(server, 'sockperf', ['server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT)]),
-      lab.spawn(server, 'iperf3', ['-s', '-p', String(IPERF_PORT)]),
-    ];
-    await new Promise((r) => setTimeout(r, 500));
-    if (servers.some((s) => s.exitCode !== null)) throw new Error('sockperf or iperf3 server exited');
-
+    const nb = opts.blocking ? [] : ['--nonblocked'];
     const bpffs = join(lab.bpffsDir, 'agent');
     const lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
-    const sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, enabled: false });
+    const sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, enabled: false, ...(opts.legacy ? { testBreak: 'rx' as const } : {}) });
     try {
+      // The servers listen after the programs are attached (rule 5 knows their listeners).
+      const servers = [
+        lab.spawn(server, 'sockperf', ['server', '--tcp', '-i', '0.0.0.0', '-p', String(SOCKPERF_PORT), ...nb]),
+        lab.spawn(server, 'iperf3', ['-s', '-p', String(IPERF_PORT)]),
+      ];
+      await new Promise((r) => setTimeout(r, 500));
+      if (servers.some((s) => s.exitCode !== null)) throw new Error('sockperf or iperf3 server exited');
       const objs = [
         serviceObject({ name: 'pp', clusterIPs: [VIP], ports: [{ port: SOCKPERF_PORT }] }),
         sliceObject({ name: 'pp-1', service: 'pp', ports: [{ port: SOCKPERF_PORT }], endpoints: [{ ip: server.ipv4 }] }),
@@ -63,7 +78,7 @@ export async function sockmapBench(opts: CompareOptions): Promise<Record<string,
 
       const ping = async (host: string): Promise<Latency> => {
         const r = await lab.exec(client, 'sockperf', ['ping-pong', '--tcp', '-i', host, '-p', String(SOCKPERF_PORT), '-t', String(opts.seconds),
-          '-m', String(opts.msgSize), '--full-rtt'], { timeoutMs: (opts.seconds + 30) * 1000 });
+          '-m', String(opts.msgSize), '--full-rtt', ...nb], { timeoutMs: (opts.seconds + 30) * 1000 });
         if (r.code !== 0) throw new Error(`sockperf ping-pong to ${host} failed: ${r.stderr || r.stdout}`);
         return parseSockperf(r.stdout + r.stderr);
       };
@@ -95,6 +110,7 @@ export async function sockmapBench(opts: CompareOptions): Promise<Record<string,
       const wo = { direct: lat(runs.without.direct), vip: lat(runs.without.vip), gbps: median(runs.without.iperf) / 1e9 };
       return {
         bench: 'sockmap', unit: 'usec round trip (sockperf), Gbit/s (iperf3)', seconds: opts.seconds, rounds: opts.rounds, msgSize: opts.msgSize,
+        sockperf: opts.blocking ? 'blocking' : 'nonblocked', rules: opts.legacy ? 'legacy (rules 5 and 6 off)' : 'default',
         with: w, without: wo,
         ratios: {
           podToPod: { p50: ratio(w.direct.p50, wo.direct.p50), p99: ratio(w.direct.p99, wo.direct.p99) },
@@ -119,8 +135,12 @@ if (invokedDirectly(import.meta.url)) {
     options: {
       seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' },
       'msg-size': { type: 'string', default: '64' }, 'iperf-seconds': { type: 'string', default: '5' },
+      blocking: { type: 'boolean', default: false }, legacy: { type: 'boolean', default: false },
     },
   });
-  sockmapBench({ seconds: Number(values.seconds), rounds: Number(values.rounds), msgSize: Number(values['msg-size']), iperfSeconds: Number(values['iperf-seconds']) })
+  sockmapBench({
+    seconds: Number(values.seconds), rounds: Number(values.rounds), msgSize: Number(values['msg-size']), iperfSeconds: Number(values['iperf-seconds']),
+    blocking: values.blocking, legacy: values.legacy,
+  })
     .then((r) => console.log(JSON.stringify(r)), (e: unknown) => { console.error(e); process.exitCode = 1; });
 }
