@@ -222,23 +222,23 @@ describe('sockmap: sockets tcp_bpf would serve differently stay on the stack (de
   beforeAll(() => rig.start('smlimit', false), 60_000);
   afterAll(() => rig.stop());
 
-  it('a splice(2) relay in C (poll, socket -> pipe -> socket): 400 transfers, every byte both ways', async () => {
+  it('a splice(2) relay in C (poll, socket -> pipe -> socket): 1,000 transfers, every byte both ways', async () => {
     const before = rig.sm.stats();
-    const res = await rig.relay(splice, [], 200);
+    const res = await rig.relay(splice, [], 500);
     expect(res.failures).toEqual([]);
-    expect(res.ok).toBe(200);
+    expect(res.ok).toBe(500);
     const d = delta(before, rig.sm.stats());
     // The relay's sockets were added (non-blocking) but never read with recvmsg: never targets.
-    expect(d.inserts).toBe(800);
-    expect(d.targets).toBe(400); // the client's and the server's sockets
+    expect(d.inserts).toBe(2000);
+    expect(d.targets).toBe(1000); // the client's and the server's sockets
     // The relay's writes to the server (splice into a socket) are still redirected.
     expect(d.redirectedBytes).toBeGreaterThan(0);
   }, 180_000);
 
-  it("a Go relay (io.Copy between two *net.TCPConn, which splices): 400 transfers, every byte both ways", async () => {
-    const res = await rig.relay(relay, [], 200);
+  it("a Go relay (io.Copy between two *net.TCPConn, which splices): 1,000 transfers, every byte both ways", async () => {
+    const res = await rig.relay(relay, [], 500);
     expect(res.failures).toEqual([]);
-    expect(res.ok).toBe(200);
+    expect(res.ok).toBe(500);
   }, 180_000);
 
   it('sendfile(2) writers are exact (and redirected once the reader has read)', async () => {
