@@ -485,7 +485,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const cfg: ClientConfig = {
       seed: opts.seed,
       conn: { host: ECHO_VIP, port: PORTS.oneShot, perSecond: opts.connPerSecond, timeoutMs: 10_000 },
-      streams: { host: ECHO_VIP, port: PORTS.echo, count: opts.streams, bytesPerSecond: opts.streamBytesPerSecond, windowBytes: 256 << 10 },
+      streams: { host: ECHO_VIP, port: PORTS.echo, count: opts.streams, bytesPerSecond: opts.streamBytesPerSecond, windowBytes: 256 << 10, greeting: true },
       http: { host: WAYPOINT_VIP, port: PORTS.mesh, source: w.client.ipv4, target: { address: ECHO_VIP, port: PORTS.http }, connections: opts.httpConnections, perSecond: opts.httpPerSecond, timeoutMs: 10_000 },
     };
     const load = new TrafficClient(w.lab, w.env, w.client, cfg);
@@ -500,7 +500,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       say(`fault ${fault}: ${FAULT_TITLES[fault]}`);
       await PREPARE[fault]?.(w);
       const a = await load.snap();
-      const sm0 = (await w.agent.status())?.sockmap?.stats.redirectedBytes;
+      const sm0 = (await w.agent.status())?.sockmap?.stats;
       let r: Awaited<ReturnType<Action>>;
       try {
         r = await ACTIONS[fault](w);
@@ -510,8 +510,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
       await sleep(opts.holdSeconds * 1000);
       // Evidence the streams took the accelerator: the kernel's redirected-bytes counter moved.
-      const sm1 = (await w.agent.status())?.sockmap?.stats.redirectedBytes;
-      if (sm0 !== undefined && sm1 !== undefined) (r.notes ??= []).push(`sockmap redirected ${((sm1 - sm0) / (1 << 20)).toFixed(1)} MiB`);
+      const sm1 = (await w.agent.status())?.sockmap?.stats;
+      if (sm0 && sm1) {
+        const moved = Object.entries(sm1).filter(([k, v]) => k !== 'redirectedBytes' && v !== (sm0[k] ?? 0)).map(([k, v]) => `${k} +${v - (sm0[k] ?? 0)}`);
+        (r.notes ??= []).push(`sockmap redirected ${(((sm1.redirectedBytes ?? 0) - (sm0.redirectedBytes ?? 0)) / (1 << 20)).toFixed(1)} MiB${moved.length ? ` (${moved.join(', ')})` : ''}`);
+      }
       const last = fault === opts.faults[opts.faults.length - 1];
       const b = last ? await load.stop() : await load.snap();
       if (last) client = undefined;

@@ -28,8 +28,14 @@ export interface ServerConfig { oneShotPort: number; echoPort: number; httpPort:
 export interface ClientConfig {
   seed: number;
   conn: { host: string; port: number; perSecond: number; timeoutMs: number };
-  /** Long-lived streams, each sending up to bytesPerSecond with at most windowBytes not yet echoed. */
-  streams: { host: string; port: number; count: number; bytesPerSecond: number; windowBytes: number };
+  /**
+   * Long-lived streams, each sending up to bytesPerSecond with at most windowBytes not yet
+   * echoed. greeting: send one byte and wait for it to come back before streaming, as a
+   * request/response protocol starts; the sockmap accelerator redirects a direction only
+   * once its reader has read (docs/sockmap.md, rule 5), so a stream written from connect()
+   * on, without that, stays on the TCP/IP stack.
+   */
+  streams: { host: string; port: number; count: number; bytesPerSecond: number; windowBytes: number; greeting: boolean };
   http: { host: string; port: number; source: string; target: { address: string; port: number }; connections: number; perSecond: number; timeoutMs: number };
 }
 
@@ -205,7 +211,8 @@ class Load {
     let last = Date.now();
     let over = false;
     const pump = (): void => {
-      if (over || this.stopping || sock.destroyed || sock.connecting) return;
+      // One byte each way first (the greeting): see `greeting` in ClientConfig.
+      if (over || this.stopping || sock.destroyed || sock.connecting || (this.cfg.streams.greeting && st.received < 1)) return;
       const now = Date.now();
       budget = Math.min(budget + ((now - last) * bytesPerSecond) / 1000, windowBytes);
       last = now;
@@ -217,6 +224,9 @@ class Load {
       this.c.stream.sent += n;
       sock.write(b);
     };
+    if (this.cfg.streams.greeting) {
+      sock.once('connect', () => { st.sent = 1; this.c.stream.sent += 1; sock.write(seq.slice(0, 1)); });
+    }
     const timer = setInterval(pump, 10);
     this.timers.push(timer);
     sock.setNoDelay(true);
