@@ -448,8 +448,6 @@ async function setup(opts: ChaosOptions, dir: string, say: (l: string) => void):
     const wpa = await lab.addPod('wpa');
     const wpb = await lab.addPod('wpb');
     const traffic = join(projectRoot(), 'dist', 'bench', 'chaos', 'traffic.js');
-    lab.spawn(server, env.node, [traffic, 'server', JSON.stringify({ oneShotPort: PORTS.oneShot, echoPort: PORTS.echo, httpPort: PORTS.http })], { stdio: ['ignore', 'ignore', 'inherit'] });
-    await waitListening(server.netnsPath, [PORTS.oneShot, PORTS.echo, PORTS.http], 'the server pod', 15_000);
 
     const agentDir = join(dir, 'agent-manifests');
     const waypointDir = join(dir, 'waypoint-manifests');
@@ -463,6 +461,10 @@ async function setup(opts: ChaosOptions, dir: string, say: (l: string) => void):
     agent.start();
     waypoints[0]!.start();
     await agent.waitReady(BASE_FRONTENDS);
+    // The apps start after the agent, as on a node where kernway runs before the pods: the
+    // accelerator learns a listener's mode when it listens (docs/sockmap.md).
+    lab.spawn(server, env.node, [traffic, 'server', JSON.stringify({ oneShotPort: PORTS.oneShot, echoPort: PORTS.echo, httpPort: PORTS.http })], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await waitListening(server.netnsPath, [PORTS.oneShot, PORTS.echo, PORTS.http], 'the server pod', 15_000);
     await waypoints[0]!.waitReady();
     say(`lab ${lab.id}: agent and waypoint ${wpa.name} ready`);
     return { lab, env, client, server, agent, waypoints, agentDir, waypointDir, inService: new Set([waypoints[0]!]), opts, say };
