@@ -3,10 +3,10 @@
  * these, built by the addon (native/src/common.cc MakeError) from this class. `code` is
  * the errno name and stable; the message says what failed, on what, and why.
  */
-import { KernwayError } from '../common/errors.js';
+import { KernwayError, type ErrnoCode } from '../common/errors.js';
 
 export interface BpfErrorInit {
-  code: string;
+  code: ErrnoCode;
   errno: number;
   op: string;
   /** Why, in words: the errno's text and what libbpf or the kernel added. */
@@ -20,7 +20,7 @@ export interface BpfErrorInit {
 export interface BpfErrorContext { object?: string; program?: string; map?: string }
 
 export class BpfError extends KernwayError {
-  override readonly code: string;
+  override readonly code: ErrnoCode;
   readonly errno: number;
   /** 'object.open' | 'object.load' | 'map.update' | 'link.attach_cgroup' | ... */
   readonly op: string;
@@ -63,7 +63,7 @@ export class BpfError extends KernwayError {
   }
 
   /** A BpfError raised on the TypeScript side (state checks, not bad arguments). */
-  static of(code: string, errno: number, op: string, detail: string, ctx: BpfErrorContext = {}): BpfError {
+  static of(code: ErrnoCode, errno: number, op: string, detail: string, ctx: BpfErrorContext = {}): BpfError {
     return new BpfError({ code, errno, op, detail, ...ctx });
   }
 }

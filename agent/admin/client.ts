@@ -10,7 +10,7 @@
  *   <the agent's code>    the agent answered with an error (its code and message)
  */
 import { request } from 'node:http';
-import { KernwayError, errorMessage } from '../../common/errors.js';
+import { KernwayError, codeOf, errorMessage } from '../../common/errors.js';
 import type { AdminErrorBody, AdminMethod } from './server.js';
 
 /** The agent's default admin socket on a node. */
@@ -47,7 +47,7 @@ export function adminRequest<T = unknown>(socketPath: string, path: string, opts
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300) { resolve(body as T); return; }
         const err = (body as Partial<AdminErrorBody> | undefined)?.error;
-        reject(new KernwayError(err?.code ?? 'KW_ADMIN_ERROR', err?.message ?? `the agent at ${socketPath} answered ${path} with HTTP ${status}`, { status, path }));
+        reject(new KernwayError(codeOf(err?.code) ?? 'KW_ADMIN_ERROR', err?.message ?? `the agent at ${socketPath} answered ${path} with HTTP ${status}`, { status, path }));
       });
     });
     req.on('timeout', () => req.destroy(new KernwayError('KW_AGENT_TIMEOUT', `the agent at ${socketPath} did not answer ${path} within ${timeoutMs} ms`, { socket: socketPath })));

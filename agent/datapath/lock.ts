@@ -8,7 +8,7 @@
  * Who holds a lock is read from /proc/locks (device and inode of the locked file).
  */
 import { closeSync, openSync, readFileSync, statSync, constants as fsc } from 'node:fs';
-import { KernwayError, errorMessage } from '../../common/errors.js';
+import { KernwayError, errorMessage, type ErrorCode } from '../../common/errors.js';
 import { addon } from '../../native/index.js';
 
 export class OwnerLock {
@@ -22,7 +22,7 @@ export class OwnerLock {
    * Takes the lock on `path` (a directory that exists) or throws `code` naming the holder.
    * `what` names the option in messages ('--bpffs').
    */
-  static take(path: string, what: string, code: string): OwnerLock {
+  static take(path: string, what: string, code: ErrorCode): OwnerLock {
     let fd: number;
     try {
       fd = openSync(path, fsc.O_RDONLY | fsc.O_DIRECTORY);

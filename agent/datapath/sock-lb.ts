@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, statSync, statfsSync } from 'node:fs';
 import { release as osRelease } from 'node:os';
 import { join } from 'node:path';
-import { KernwayError, errorMessage } from '../../common/errors.js';
+import { KernwayError, errorMessage, type ErrorCode } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { BpfError, BpfLink, BpfMap, BpfObject, probe, type CgroupAttachType } from '../../native/index.js';
@@ -68,7 +68,7 @@ export function pinLayout(bpffsDir: string, cgroupPath?: string): { maps: string
   };
 }
 
-function checkFs(path: string, magic: number, what: string, code: string): void {
+function checkFs(path: string, magic: number, what: string, code: ErrorCode): void {
   let type: number;
   try {
     type = statfsSync(path).type;
