@@ -29,6 +29,7 @@ const commands: Record<string, () => Promise<Command>> = {
   policies: async () => (await import('./policies.js')).command,
   status: async () => (await import('./status.js')).command,
   bench: async () => (await import('./bench.js')).command,
+  lab: async () => (await import('./lab.js')).command,
 };
 
 async function help(): Promise<void> {
