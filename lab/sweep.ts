@@ -1,15 +1,20 @@
 /**
- * Removes what crashed lab runs left behind: cgroups, bpffs folders and network
- * namespaces named by lab/names.ts whose owning PID is gone. Only our own prefix is
- * ever touched; a lab whose process still runs is left alone.
+ * Removes what crashed lab runs left behind: cgroups (with the processes still in them),
+ * bpffs folders, network namespaces and lab clusters' run folders, named by lab/names.ts,
+ * whose owning PID is gone. Only our own prefix is ever touched; a lab whose process still
+ * runs is left alone.
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CGROUP_PREFIX, NETNS_PREFIX, ownerPid } from './names.js';
 import { cgroup2Mount, mountsOfType, pidAlive, run } from './system.js';
 import { removeCgroupTree } from './cgroup.js';
 
-export interface SweepReport { cgroups: string[]; bpffs: string[]; netns: string[] }
+export interface SweepReport { cgroups: string[]; bpffs: string[]; netns: string[]; dirs: string[] }
+
+/** Where lab clusters keep their run folders (lab/cluster: <base>/kernway-<tag>-<pid>-<rand>). */
+const RUN_DIR_BASES = [tmpdir(), '/var/tmp'];
 
 function stale(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;
@@ -18,7 +23,7 @@ function stale(name: string, prefix: string): boolean {
 }
 
 export async function sweepLeftovers(): Promise<SweepReport> {
-  const report: SweepReport = { cgroups: [], bpffs: [], netns: [] };
+  const report: SweepReport = { cgroups: [], bpffs: [], netns: [], dirs: [] };
   const cg = cgroup2Mount();
   for (const name of readdirSync(cg)) {
     if (stale(name, CGROUP_PREFIX)) {
@@ -39,6 +44,15 @@ export async function sweepLeftovers(): Promise<SweepReport> {
       if (stale(name, NETNS_PREFIX)) {
         await run('ip', ['netns', 'del', name], { allowFail: true });
         report.netns.push(name);
+      }
+    }
+  }
+  for (const base of new Set(RUN_DIR_BASES)) {
+    if (!existsSync(base)) continue;
+    for (const name of readdirSync(base)) {
+      if (stale(name, CGROUP_PREFIX)) {
+        rmSync(join(base, name), { recursive: true, force: true });
+        report.dirs.push(join(base, name));
       }
     }
   }

@@ -18,12 +18,17 @@ export async function containerPid(api: KubeApi, namespace: string, pod: string,
   return Number(m[1]);
 }
 
-/** Starts CMD in the container's cgroup, then its network and mount namespaces. */
+/** Starts CMD in the container's cgroup, then its network and mount namespaces, with its environment. */
 export async function execInPod(api: KubeApi, namespace: string, pod: string, container: string | undefined, argv: string[], opts: { stdio?: StdioOptions; env?: NodeJS.ProcessEnv } = {}): Promise<ChildProcess> {
   const pid = await containerPid(api, namespace, pod, container);
   const rel = /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
   if (!rel) throw new KernwayError('KW_LAB_POD', `cannot read the cgroup of process ${pid}`);
-  const env = { ...(opts.env ?? process.env), KW_CG: cgroup2Mount() + rel };
+  // The container's own environment, as `kubectl exec` gives it.
+  const containerEnv = Object.fromEntries(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean).map((kv) => {
+    const i = kv.indexOf('=');
+    return [kv.slice(0, i), kv.slice(i + 1)];
+  }));
+  const env = { ...containerEnv, ...opts.env, KW_CG: cgroup2Mount() + rel };
   return spawn('sh', ['-c', 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"', 'sh', 'nsenter', `--target=${pid}`, '--net', '--mount', '--', ...argv], {
     env, stdio: opts.stdio ?? ['pipe', 'pipe', 'pipe'],
   });

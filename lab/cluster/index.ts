@@ -12,7 +12,7 @@
  * Service (10.96.0.1:443) where a service proxy runs. See docs/lab.md.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -175,7 +175,7 @@ export class Cluster {
       ]);
       await this.startForwarder();
       this.api = new KubeApi(credentialsFromKubeconfig(this.kubeconfig));
-      await waitFor('the API server to be ready', async () => (await this.api.request<string>('GET', '/readyz', undefined, undefined, 2000).then(() => true)), 60_000, 100);
+      await waitFor('the API server to be ready', async () => (this.failIfExited(), await this.api.request<string>('GET', '/readyz', undefined, undefined, 2000).then(() => true)), 60_000, 100);
     });
 
     await this.phase('controllers+nodes', async () => {
@@ -190,6 +190,7 @@ export class Cluster {
       ]);
       for (const [i, name] of nodeNames.entries()) await this.addNode(name, i + 1, kubeProxy);
       await waitFor('every lab node to be Ready', async () => {
+        this.failIfExited();
         const list = await this.api.get<{ items: Array<KubeObject & { status?: { conditions?: Array<{ type: string; status: string }> } }> }>('/api/v1/nodes');
         const ready = list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
         return ready.length === nodeCount;
@@ -199,6 +200,17 @@ export class Cluster {
     });
     this.timings.total = Math.round(performance.now() - t0);
     writeFileSync(join(this.dir, 'cluster.json'), JSON.stringify(this.describe(), null, 2) + '\n');
+  }
+
+  /** Throws KW_LAB_START, with the tail of its log, when a lab process has exited. */
+  private failIfExited(): void {
+    for (const p of this.procs) {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) {
+        let tail = '';
+        try { tail = readFileSync(p.log, 'utf8').trim().split('\n').slice(-5).join('\n'); } catch { /* no log */ }
+        throw new KernwayError('KW_LAB_START', `${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) while the lab cluster started; ${p.log}:\n${tail}`, { name: p.name, dir: this.dir });
+      }
+    }
   }
 
   /** The root-namespace end of the API forwarder: 127.0.0.1:<port> → Unix socket → control-plane netns. */

@@ -102,7 +102,8 @@ export class KubeApi {
           const text = Buffer.concat(chunks).toString('utf8');
           if ((res.statusCode ?? 0) >= 400) reject(new KubeApiError(method, path, res.statusCode ?? 0, text));
           else {
-            try { resolve((text ? JSON.parse(text) : {}) as T); } catch (e) { reject(e); }
+            // JSON, except plain-text endpoints such as /readyz.
+            try { resolve((text ? JSON.parse(text) : {}) as T); } catch { resolve(text as T); }
           }
         });
         res.on('error', reject);

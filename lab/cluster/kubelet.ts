@@ -144,15 +144,22 @@ kw_mount() {
   src=$1; dst=$2; ro=$3
   if [ ! -e "$dst" ]; then
     a=$(dirname "$dst"); while [ ! -e "$a" ]; do a=$(dirname "$a"); done
-    if [ "$a" = / ]; then echo "lab kubelet: cannot make mount point $dst" >&2; exit 125; fi
-    KW_N=$((KW_N+1)); mkdir -p "$KW_OV/u$KW_N" "$KW_OV/w$KW_N"
-    mount -t overlay kw-mountpoint -o "lowerdir=$a,upperdir=$KW_OV/u$KW_N,workdir=$KW_OV/w$KW_N" "$a" || exit 125
-    if [ -d "$src" ]; then mkdir -p "$dst"; else touch "$dst"; fi
+    ra=$(realpath "$a")
+    inside=''
+    for r in $KW_ROOTS; do case "$ra/" in "$r"/*) inside=1;; esac; done
+    if [ -z "$inside" ]; then
+      # Make the mount point in an overlay of its nearest existing parent (this namespace only).
+      if [ "$ra" = / ]; then echo "lab kubelet: cannot make mount point $dst" >&2; exit 125; fi
+      KW_N=$((KW_N+1)); mkdir -p "$KW_OV/u$KW_N" "$KW_OV/w$KW_N"
+      mount -t overlay kw-mountpoint -o "lowerdir=$ra,upperdir=$KW_OV/u$KW_N,workdir=$KW_OV/w$KW_N" "$ra" || exit 125
+      KW_ROOTS="$KW_ROOTS $ra"
+    fi
+    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")" && touch "$dst"; fi
   fi
   mount --bind "$src" "$dst" || exit 125
   if [ -n "$ro" ]; then mount -o remount,bind,ro "$dst" || exit 125; fi
 }
-KW_N=0
+KW_N=0; KW_ROOTS=''
 `;
 
 const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -558,19 +565,25 @@ export class LabKubelet {
     const argv = [...c.command, ...(c.args ?? [])].map((a) => expandVars(a, env));
     const ov = join(r.dir, 'overlay', c.name);
     const lines = [MOUNT_FN];
-    const hidden = new Set<string>();
-    for (const m of c.volumeMounts ?? []) {
+    const hides = new Set<string>();
+    const binds: string[] = [];
+    for (const [i, m] of (c.volumeMounts ?? []).entries()) {
       const v = volumes.get(m.name);
       if (!v) continue;
-      if (v.hides && !hidden.has(v.hides)) {
-        // The machine's cgroup or bpffs mounts are taken away in the pod's mount namespace:
-        // only the node's own folder, bound below, is reachable.
-        lines.push(`umount -R -l ${shq(v.hides)} 2>/dev/null || true`);
-        hidden.add(v.hides);
+      let src = m.subPath ? join(v.src, m.subPath) : v.src;
+      if (v.hides) {
+        // The machine's cgroup or bpffs mounts are taken away in the pod's mount namespace,
+        // so only the node's own folder is reachable: bind it aside first, hide, then mount.
+        lines.push(`mkdir -p "$KW_OV/s${i}" && mount --bind ${shq(src)} "$KW_OV/s${i}" || exit 125`);
+        src = `$KW_OV/s${i}`;
+        hides.add(v.hides);
       }
-      const src = m.subPath ? join(v.src, m.subPath) : v.src;
-      lines.push(`kw_mount ${shq(src)} ${shq(m.mountPath)} ${m.readOnly ? '1' : "''"}`);
+      binds.push(`kw_mount ${src.startsWith('$') ? `"${src}"` : shq(src)} ${shq(m.mountPath)} ${m.readOnly ? '1' : "''"}`);
     }
+    for (const h of hides) lines.push(`umount -R -l ${shq(h)} 2>/dev/null || true`);
+    lines.push(...binds);
+    // The staging binds go, so /proc/mounts shows the node's cgroup and bpffs at mountPath only.
+    for (const [i, m] of (c.volumeMounts ?? []).entries()) if (volumes.get(m.name)?.hides) lines.push(`umount -l "$KW_OV/s${i}"`);
     lines.push(`cd ${shq(c.workingDir ?? '/')} || exit 125`, 'exec "$@"');
     const netns = r.pod.spec.hostNetwork ? [] : ['nsenter', `--net=/var/run/netns/${r.netns}`, '--'];
     const script = 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"';

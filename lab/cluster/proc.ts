@@ -41,6 +41,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       const v = await check();
       if (v) return v;
     } catch (e) {
+      if ((e as { code?: string }).code === 'KW_LAB_START') throw e;
       last = e;
     }
     if (Date.now() > deadline) {
