@@ -75,7 +75,7 @@ async function serve(argv: string[]): Promise<number> {
   const { Cluster } = await import('../lab/cluster/index.js');
   const { sweepLeftovers } = await import('../lab/sweep.js');
   await sweepLeftovers();
-  const cluster = await Cluster.start({ tag: 'lab', nodes: parseNodes(values.nodes), kubeProxy: values['kube-proxy'] === true, baseDir: '/var/tmp' });
+  const cluster = await Cluster.start({ tag: 'lab', nodes: parseNodes(values.nodes), kubeProxy: values['kube-proxy'] === true });
   let stopping = false;
   const done = new Promise<void>((resolve) => {
     const stop = (): void => {

@@ -14,7 +14,7 @@ import { removeCgroupTree } from './cgroup.js';
 export interface SweepReport { cgroups: string[]; bpffs: string[]; netns: string[]; dirs: string[] }
 
 /** Where lab clusters keep their run folders (lab/cluster: <base>/kernway-<tag>-<pid>-<rand>). */
-const RUN_DIR_BASES = [tmpdir(), '/var/tmp'];
+const RUN_DIR_BASES = ['/dev/shm', tmpdir(), '/var/tmp'];
 
 function stale(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;

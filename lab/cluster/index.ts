@@ -39,7 +39,7 @@ export interface ClusterOptions {
   nodes?: number;
   /** Run the real kube-proxy (iptables mode) in every node (default false). */
   kubeProxy?: boolean;
-  /** Parent of the run folder (default the OS temp folder). */
+  /** Parent of the run folder (default /dev/shm, else the OS temp folder: etcd's fsyncs cost nothing in memory). */
   baseDir?: string;
 }
 
@@ -68,6 +68,10 @@ net.createServer((c) => { const u = net.connect(Number(port), host); c.pipe(u).p
   .listen(sock, () => { fs.chmodSync(sock, 0o600); console.log('forwarding'); });
 process.on('SIGTERM', () => process.exit(0));
 `;
+
+export function defaultBaseDir(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+}
 
 export class Cluster {
   readonly id: string;
@@ -106,11 +110,12 @@ export class Cluster {
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 8) throw new InvalidArgumentError('nodes', 'an integer from 1 to 8', nodes);
     if (process.getuid?.() !== 0) throw new KernwayError('KW_LAB_NOT_ROOT', 'the lab cluster needs root (network namespaces, cgroups, bpffs)');
     kubeBinDir();
-    const c = new Cluster(tag, opts.baseDir ?? tmpdir());
+    const c = new Cluster(tag, opts.baseDir ?? defaultBaseDir());
     try {
       await c.boot(nodes, opts.kubeProxy === true);
     } catch (e) {
-      await c.stop();
+      // KERNWAY_LAB_KEEP=1 keeps the run folder (logs) of a failed start for a look.
+      await c.stop({ keepDir: process.env.KERNWAY_LAB_KEEP === '1' });
       throw e;
     }
     return c;
@@ -163,13 +168,13 @@ export class Cluster {
         '--name=lab', `--data-dir=${join(this.dir, 'etcd')}`,
         '--listen-client-urls=http://127.0.0.1:2379', '--advertise-client-urls=http://127.0.0.1:2379',
         '--listen-peer-urls=http://127.0.0.1:2380', '--initial-advertise-peer-urls=http://127.0.0.1:2380',
-        '--initial-cluster=lab=http://127.0.0.1:2380', '--log-level=warn', '--unsafe-no-fsync',
+        '--initial-cluster=lab=http://127.0.0.1:2380', '--log-level=warn',
       ]);
       this.spawnProc('kube-apiserver', cpCgroup, this.cpNetns, kubeBin('kube-apiserver'), [
         '--etcd-servers=http://127.0.0.1:2379', `--advertise-address=${CP_IP}`, '--bind-address=0.0.0.0', `--secure-port=${API_PORT}`,
         `--tls-cert-file=${pki}/apiserver.crt`, `--tls-private-key-file=${pki}/apiserver.key`, `--client-ca-file=${pki}/ca.crt`,
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-signing-key-file=${pki}/sa.key`, `--service-account-key-file=${pki}/sa.key`,
+        `--service-account-signing-key-file=${pki}/sa.key`, `--service-account-key-file=${pki}/sa.pub`,
         `--service-cluster-ip-range=${SERVICE_CIDR}`, '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
         '--allow-privileged=true', `--cert-dir=${join(this.dir, 'apiserver-certs')}`, '--profiling=false', '--v=1',
       ]);
@@ -196,7 +201,11 @@ export class Cluster {
         return ready.length === nodeCount;
       }, 60_000, 100);
       // The default ServiceAccount is what pods run as; wait for its controller.
-      await waitFor('the default ServiceAccount', () => this.api.find('/api/v1/namespaces/default/serviceaccounts/default'), 60_000, 100);
+      // 1.20 admits a pod only once its ServiceAccount has a token Secret.
+      await waitFor('the default ServiceAccount and its token', async () => {
+        const sa = await this.api.find<{ secrets?: unknown[] }>('/api/v1/namespaces/default/serviceaccounts/default');
+        return (sa?.secrets?.length ?? 0) > 0;
+      }, 60_000, 100);
     });
     this.timings.total = Math.round(performance.now() - t0);
     writeFileSync(join(this.dir, 'cluster.json'), JSON.stringify(this.describe(), null, 2) + '\n');

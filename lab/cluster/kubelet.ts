@@ -844,7 +844,7 @@ function signalNumber(sig: NodeJS.Signals): number | undefined {
 }
 
 /** `kernway lab kubelet CONFIG`: runs one node's kubelet until SIGTERM. */
-export async function runKubelet(configPath: string): Promise<number> {
+export async function runKubelet(configPath: string): Promise<never> {
   const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as KubeletConfig;
   const k = new LabKubelet(cfg);
   let resolveDone!: () => void;
@@ -855,5 +855,5 @@ export async function runKubelet(configPath: string): Promise<number> {
   await k.start();
   k.log('kubelet started');
   await done;
-  return 0;
+  process.exit(0);
 }

@@ -25,13 +25,14 @@ async function makeLeaf(dir: string, name: string, subject: string, ext: string[
   ]);
 }
 
-/** Writes ca, apiserver, sa and one client pair per identity into dir. */
+/** Writes ca, apiserver, sa (.key, .pub) and one client pair per identity into dir. */
 export async function makePki(dir: string, apiserverSans: string[], identities: Identity[]): Promise<void> {
   await makeCa(dir);
   const san = 'subjectAltName=' + apiserverSans.map((s) => (/^[\d.]+$|:/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(',');
   await Promise.all([
     makeLeaf(dir, 'apiserver', '/CN=kube-apiserver', ['extendedKeyUsage=serverAuth', san]),
-    run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(dir, 'sa.key')]),
+    run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(dir, 'sa.key')])
+      .then(() => run('openssl', ['pkey', '-in', join(dir, 'sa.key'), '-pubout', '-out', join(dir, 'sa.pub')])),
     ...identities.map((id) => makeLeaf(dir, id.name, `${id.org ? `/O=${id.org}` : ''}/CN=${id.cn}`, ['extendedKeyUsage=clientAuth'])),
   ]);
 }

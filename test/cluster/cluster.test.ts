@@ -109,6 +109,11 @@ describe('lab cluster', () => {
       apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'default' },
       spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
     });
+    // A client that is not a backend (a backend calling its own Service would hairpin).
+    await apply(cluster, {
+      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'default', labels: { app: 'client' } },
+      spec: { nodeName: 'node-1', containers: [{ name: 'main', image: 'none', command: ['sleep', '3600'] }] },
+    });
   });
 
   it('answers on the Service ClusterIP through kube-proxy (iptables) in the lab nodes, across nodes', async () => {
@@ -121,8 +126,8 @@ describe('lab cluster', () => {
         return rules.stdout.includes(`-d ${ip}/32`) && rules.stdout.includes('KUBE-SVC-');
       }, 30_000, 200);
     }
-    const client = echoPods[0]!;
-    const res = await podExec(cluster, client.metadata.name, [NODE, '-e', HTTP_GETS, `http://${ip}/hello`, '30'], 'default', 60_000);
+    await waitReady(cluster, 'app=client', 1);
+    const res = await podExec(cluster, 'client', [NODE, '-e', HTTP_GETS, `http://${ip}/hello`, '30'], 'default', 60_000);
     expect(res.stderr).toBe('');
     const answers = res.stdout.trim().split('\n').map((l) => JSON.parse(l) as { pod: string; node: string; path: string });
     expect(answers).toHaveLength(30);

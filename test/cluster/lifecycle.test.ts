@@ -16,7 +16,7 @@ function leftovers(pid: number): string[] {
   const netns = existsSync('/var/run/netns') ? readdirSync('/var/run/netns').filter((n) => n.startsWith(`kw-${pid}-`)) : [];
   const cgroups = readdirSync(cgroup2Mount()).filter((n) => new RegExp(`^kernway-[a-z0-9]+-${pid}-`).test(n));
   const bpffs = existsSync('/sys/fs/bpf') ? readdirSync('/sys/fs/bpf').filter((n) => new RegExp(`^kernway-[a-z0-9]+-${pid}-`).test(n)) : [];
-  const dirs = [tmpdir(), '/var/tmp'].flatMap((b) => readdirSync(b).filter((n) => new RegExp(`^kernway-[a-z0-9]+-${pid}-`).test(n)).map((n) => join(b, n)));
+  const dirs = ['/dev/shm', tmpdir(), '/var/tmp'].filter((b) => existsSync(b)).flatMap((b) => readdirSync(b).filter((n) => new RegExp(`^kernway-[a-z0-9]+-${pid}-`).test(n)).map((n) => join(b, n)));
   return [...netns, ...cgroups, ...bpffs, ...dirs];
 }
 
