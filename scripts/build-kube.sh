@@ -40,36 +40,47 @@ apt-get install -y -qq --no-install-recommends golang-go make rsync dpkg-dev >/d
 
 work=$(mktemp -d /var/tmp/kernway-kube-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+chmod 755 "$work" # apt downloads as _apt
 cd "$work"
-apt-get download -qq etcd-server etcd-client golang-github-modern-go-reflect2-dev
-dpkg -x etcd-server_*.deb etcd
-dpkg -x etcd-client_*.deb etcd
-dpkg -x golang-github-modern-go-reflect2-dev_*.deb reflect2
-apt-get source -qq --download-only kubernetes
-tar xzf kubernetes_*.orig.tar.gz
-cd kubernetes-*/
-[[ $(basename "$PWD") == kubernetes-$version ]] || { echo "kernway: Debian's kubernetes source is $(basename "$PWD"), not $version" >&2; exit 1; }
+kube=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
+todo=()
+for w in "${kube[@]}"; do [[ -x $out/bin/$w ]] || todo+=("$w"); done # resumes an interrupted build
 
-# Patch 1: the vendored reflect2 1.0.1 faults under Go >= 1.18; Debian's 1.0.2 does not.
-r=vendor/github.com/modern-go/reflect2
-rm -rf "$r" && mkdir -p "$r"
-cp ../reflect2/usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r/"
-cp ../reflect2/usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r/" 2>/dev/null || true
+if [[ ! -x $out/bin/etcd || ! -x $out/bin/etcdctl ]]; then
+  apt-get download -qq etcd-server etcd-client
+  dpkg -x etcd-server_*.deb etcd
+  dpkg -x etcd-client_*.deb etcd
+  install -m 0755 etcd/usr/bin/etcd etcd/usr/bin/etcdctl "$out/bin/"
+fi
 
-# Patch 2: built with Go >= 1.16, OpenAPI validation takes "" for null, so custom resources
-# with an empty string field and CRDs with `default: ""` (the Gateway API CRDs) are refused
-# (kubernetes#99804, fixed upstream by kube-openapi#230): keep only the nil check.
-for f in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go vendor/github.com/go-openapi/validate/type.go; do
-  [[ -f $f ]] || continue
-  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
-  grep -q 'if data == nil {' "$f" || { echo "kernway: build-kube.sh: patch 2 did not apply to $f" >&2; exit 1; }
-done
+if ((${#todo[@]})); then
+  apt-get download -qq golang-github-modern-go-reflect2-dev
+  dpkg -x golang-github-modern-go-reflect2-dev_*.deb reflect2
+  apt-get source -qq --download-only kubernetes
+  tar xzf kubernetes_*.orig.tar.gz
+  cd kubernetes-*/
+  [[ $(basename "$PWD") == kubernetes-$version ]] || { echo "kernway: Debian's kubernetes source is $(basename "$PWD"), not $version" >&2; exit 1; }
 
-export GOPROXY=off GOFLAGS=-mod=vendor GOCACHE=$work/gocache GOPATH=$work/gopath
-for w in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl; do
-  make WHAT=cmd/$w >/dev/null
-  install -m 0755 _output/bin/$w "$out/bin/$w"
-done
-install -m 0755 ../etcd/usr/bin/etcd ../etcd/usr/bin/etcdctl "$out/bin/"
+  # Patch 1: the vendored reflect2 1.0.1 faults under Go >= 1.18; Debian's 1.0.2 does not.
+  r=vendor/github.com/modern-go/reflect2
+  rm -rf "$r" && mkdir -p "$r"
+  cp ../reflect2/usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r/"
+  cp ../reflect2/usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r/" 2>/dev/null || true
+
+  # Patch 2: built with Go >= 1.16, OpenAPI validation takes "" for null, so custom resources
+  # with an empty string field and CRDs with `default: ""` (the Gateway API CRDs) are refused
+  # (kubernetes#99804, fixed upstream by kube-openapi#230): keep only the nil check.
+  for f in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go vendor/github.com/go-openapi/validate/type.go; do
+    [[ -f $f ]] || continue
+    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
+    grep -q 'if data == nil {' "$f" || { echo "kernway: build-kube.sh: patch 2 did not apply to $f" >&2; exit 1; }
+  done
+
+  export GOPROXY=off GOFLAGS=-mod=vendor GOCACHE=$work/gocache GOPATH=$work/gopath
+  for w in "${todo[@]}"; do
+    make WHAT=cmd/$w >/dev/null
+    install -m 0755 _output/bin/$w "$out/bin/$w"
+  done
+fi
 "$out/bin/kube-apiserver" --version >"$stamp"
-echo "kernway: built $(cat "$stamp") into $out/bin" >&2
+echo "kernway: built $(cat "$stamp") and etcd $("$out/bin/etcd" --version | head -1 | awk '{print $3}') into $out/bin" >&2

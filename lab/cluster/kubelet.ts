@@ -584,11 +584,13 @@ export class LabKubelet {
     lines.push(...binds);
     // The staging binds go, so /proc/mounts shows the node's cgroup and bpffs at mountPath only.
     for (const [i, m] of (c.volumeMounts ?? []).entries()) if (volumes.get(m.name)?.hides) lines.push(`umount -l "$KW_OV/s${i}"`);
-    lines.push(`cd ${shq(c.workingDir ?? '/')} || exit 125`, 'exec "$@"');
+    // The marker tells the kubelet the mounts are in place: only then is the container running.
+    lines.push(`cd ${shq(c.workingDir ?? '/')} || exit 125`, ': > "$KW_OV/started"', 'exec "$@"');
     const netns = r.pod.spec.hostNetwork ? [] : ['nsenter', `--net=/var/run/netns/${r.netns}`, '--'];
     const script = 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"';
     const log = cr.log;
     mkdirSync(ov, { recursive: true });
+    rmSync(join(ov, 'started'), { force: true });
     const fd = openSync(log, 'a');
     let child: ChildProcess;
     try {
@@ -602,16 +604,22 @@ export class LabKubelet {
     cr.child = child;
     cr.pid = child.pid;
     cr.startedAt = now();
-    cr.started = true;
     cr.ready = false;
     cr.readiness = { ok: 0, fail: 0 };
     cr.liveness = { ok: 0, fail: 0 };
-    cr.state = { running: { startedAt: cr.startedAt } };
-    this.log('container started', { pod: r.key, container: c.name, pid: child.pid, argv });
     child.once('error', (e) => this.log('container spawn failed', { pod: r.key, container: c.name, err: String(e) }));
     child.once('exit', (code, signal) => { void this.containerExited(r, cr, code, signal, env, volumes); });
-    this.startProbes(r, cr);
-    this.scheduleStatus(r);
+    const marker = join(ov, 'started');
+    const poll = (): void => {
+      if (cr.child !== child || r.terminating) return;
+      if (!existsSync(marker)) { cr.timers.push(setTimeout(poll, 10)); return; }
+      cr.started = true;
+      cr.state = { running: { startedAt: cr.startedAt } };
+      this.log('container started', { pod: r.key, container: c.name, pid: child.pid, argv });
+      this.startProbes(r, cr);
+      this.scheduleStatus(r);
+    };
+    poll();
   }
 
   private async containerExited(r: PodRun, cr: ContainerRun, code: number | null, signal: NodeJS.Signals | null, env: Record<string, string>, volumes: Map<string, { src: string; hides?: string }>): Promise<void> {
@@ -737,12 +745,12 @@ export class LabKubelet {
   podStatus(r: PodRun): Json {
     const t = now();
     const cs = [...r.containers.values()];
-    const allRunning = cs.length > 0 && cs.every((c) => c.child);
+    const allRunning = cs.length > 0 && cs.every((c) => c.child && c.started);
     const allReady = allRunning && cs.every((c) => c.ready);
     const policy = r.pod.spec.restartPolicy ?? 'Always';
     const terminated = cs.length > 0 && cs.every((c) => !c.child && c.state.terminated);
     let phase = 'Pending';
-    if (cs.some((c) => c.child || c.restarts > 0)) phase = 'Running';
+    if (cs.some((c) => c.started || c.restarts > 0)) phase = 'Running';
     if (terminated && policy !== 'Always') {
       const codes = cs.map((c) => c.state.terminated.exitCode as number);
       if (codes.every((x) => x === 0)) phase = 'Succeeded';
@@ -763,8 +771,8 @@ export class LabKubelet {
         prev.find((c) => c.type === 'PodScheduled') ?? { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: r.startTime },
       ],
       containerStatuses: cs.map((c) => ({
-        name: c.spec.name, ready: c.ready, started: !!c.child, restartCount: c.restarts, image: (c.spec as Json).image ?? '', imageID: '',
-        containerID: c.pid ? `kernway-lab://${c.pid}` : undefined,
+        name: c.spec.name, ready: c.ready, started: c.started, restartCount: c.restarts, image: (c.spec as Json).image ?? '', imageID: '',
+        containerID: c.pid && c.started ? `kernway-lab://${c.pid}` : undefined,
         state: c.state, ...(c.lastState && c.state !== c.lastState ? { lastState: c.lastState } : {}),
       })),
     };

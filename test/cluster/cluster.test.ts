@@ -185,7 +185,7 @@ describe('lab cluster', () => {
       MY_TIER: 'test', GREETING: 'hello', PASSWORD: 's3cret', COMBINED: 'envpod@node-2',
       KUBERNETES_SERVICE_HOST: KUBERNETES_SERVICE_IP, KUBERNETES_SERVICE_PORT: '443',
     });
-    const files = await podExec(cluster, 'envpod', ['sh', '-c', 'cat /etc/kw-config/mode.conf /etc/kw-secret/password; echo; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; touch /var/run/secrets/tokens/x 2>&1 || echo read-only']);
+    const files = await podExec(cluster, 'envpod', ['sh', '-c', 'cat /etc/kw-config/mode.conf /etc/kw-secret/password; echo; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; touch /var/run/secrets/tokens/x 2>/dev/null || echo read-only']);
     expect(files.stdout).toBe('fast\ns3cret\ndefault\nread-only\n');
     // The mounts live in the pod's own mount namespace only.
     expect(existsSync('/etc/kw-config')).toBe(false);
@@ -274,7 +274,7 @@ describe('lab cluster', () => {
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'unsupported', namespace: 'default' },
       spec: {
         containers: [{ name: 'main', image: 'none', command: ['sleep', '3600'], lifecycle: { preStop: { exec: { command: ['true'] } } } }],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'nope' } }],
+        volumes: [{ name: 'data', nfs: { server: '10.0.0.1', path: '/exports' } }],
       },
     });
     const events = await waitFor('Unsupported events', async () => {
@@ -284,6 +284,6 @@ describe('lab cluster', () => {
       return u.length >= 2 ? u : undefined;
     }, 30_000, 100);
     expect(events.every((e) => e.type === 'Warning')).toBe(true);
-    expect(events.map((e) => e.message).join('\n')).toMatch(/lifecycle hooks are not run[\s\S]*|persistentVolumeClaim is not supported/);
+    expect(events.map((e) => e.message).join('\n')).toMatch(/lifecycle hooks are not run[\s\S]*|nfs is not supported/);
   }, 60_000);
 });
