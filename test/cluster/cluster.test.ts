@@ -123,12 +123,13 @@ describe('lab cluster', () => {
     for (const node of cluster.nodes) {
       await waitFor(`kube-proxy's rules for ${ip} in ${node.name}`, async () => {
         const rules = await run('nsenter', [`--net=${node.netnsPath}`, '--', 'iptables-save', '-t', 'nat']);
-        return rules.stdout.includes(`-d ${ip}/32`) && rules.stdout.includes('KUBE-SVC-');
+        const dnat = rules.stdout.split('\n').filter((l) => l.startsWith('-A KUBE-SEP-') && l.includes('default/echo:http') && l.includes('-j DNAT'));
+        return rules.stdout.includes(`-d ${ip}/32`) && dnat.length === 3;
       }, 30_000, 200);
     }
     await waitReady(cluster, 'app=client', 1);
     const res = await podExec(cluster, 'client', [NODE, '-e', HTTP_GETS, `http://${ip}/hello`, '30'], 'default', 60_000);
-    expect(res.stderr).toBe('');
+    expect(res.stderr, res.stdout).toBe('');
     const answers = res.stdout.trim().split('\n').map((l) => JSON.parse(l) as { pod: string; node: string; path: string });
     expect(answers).toHaveLength(30);
     const names = new Set(echoPods.map((p) => p.metadata.name));
