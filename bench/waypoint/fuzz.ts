@@ -61,6 +61,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kw-bench-fuzz-'));
   const procs: Proc[] = [];
   let sent = 0, refused = 0, closed = 0;
+  let stopping = false;
   try {
     procs.push(await startNginx('backend', dir, 1, `  access_log off;
   server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
     ], { address: ADDR, port: PORT }, join(dir, 'waypoint.log'));
     procs.push(wp);
     let exited = false;
-    wp.child?.once('exit', (code, signal) => { exited = true; failures.push(`the waypoint exited (code ${code}, signal ${signal})`); });
+    wp.child?.once('exit', (code, signal) => { exited = true; if (!stopping) failures.push(`the waypoint exited (code ${code}, signal ${signal})`); });
     const valid = encodeProxyV2({ address: '127.93.0.5', port: 1000 }, { address: '10.96.93.1', port: 80 });
     const end = Date.now() + seconds * 1000;
     const worker = async (): Promise<void> => {
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
     const alive = await exchange(PORT, Buffer.from('GET /alive HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'));
     if (!/^HTTP\/1\.1 200 /.test(alive)) failures.push(`the waypoint no longer serves: ${JSON.stringify(alive.slice(0, 80))}`);
   } finally {
+    stopping = true;
     for (const p of procs.reverse()) await p.stop();
     rmSync(dir, { recursive: true, force: true });
   }
