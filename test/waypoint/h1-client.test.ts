@@ -6,7 +6,7 @@
  */
 import net, { type AddressInfo } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { H1Error, H1Pool, type H1Response } from '../../waypoint/proxy/h1-client.js';
 
 const HOST = `127.94.${10 + (process.pid % 200)}.1`;
@@ -241,7 +241,6 @@ describe('errors', () => {
     const p = pool(100);
     await body(await get(p, f.port));
     expect(p.connections).toBe(1);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(p.connections).toBe(0);
+    await vi.waitFor(() => expect(p.connections).toBe(0), { timeout: 5000, interval: 10 });
   });
 });

@@ -6,7 +6,7 @@
  * (never from the PROXY header), DENY before ALLOW, 403 counted.
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { baseManifests, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
 
 const OCTET = 91;
@@ -120,10 +120,13 @@ describe('tracing and access logs', () => {
   it('writes one JSON access log line per request', async () => {
     const r = await mesh(rig.a.caller(0), '/items/logged', { headers: { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' } });
     expect(r.status).toBe(200);
-    await new Promise((res) => setTimeout(res, 100));
-    rig.waypoint['accessLog'].flush();
-    const lines = readFileSync(rig.accessLogFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const rec = lines.find((l) => l.path === '/items/logged');
+    const rec = await vi.waitFor(() => {
+      rig.waypoint['accessLog'].flush();
+      const lines = readFileSync(rig.accessLogFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const found = lines.find((l) => l.path === '/items/logged');
+      if (!found) throw new Error('no access log line for /items/logged yet');
+      return found;
+    }, { timeout: 10_000, interval: 20 });
     expect(rec).toMatchObject({ msg: 'request', method: 'GET', status: 200, route: 'shop/cart-routes', destination: 'shop/cart', source: 'web/web', traceId: '11111111111111111111111111111111', protocol: 'HTTP/1.1' });
     expect(typeof rec!.durationMs).toBe('number');
     expect(String(rec!.upstream)).toMatch(/:8080$/);

@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { baseManifests, gatewayRoute, rawExchange, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
 
 const OCTET = 90;
@@ -153,10 +153,17 @@ describe('failing backends', () => {
   });
 });
 
+/** Waits until a backend has received `path`: the request is then in flight at the waypoint. */
+async function inFlight(path: string): Promise<void> {
+  await vi.waitFor(() => {
+    if (!Object.values(rig.echoes).flat().some((e) => e.received.some((x) => x.path === path))) throw new Error(`${path} has not reached a backend`);
+  }, { timeout: 10_000, interval: 10 });
+}
+
 describe('configuration changes', () => {
   it('a request in flight survives a change that removes its route', async () => {
     const pending = request({ address: rig.a.gateway, port: 8080, path: '/web/inflight?delay=700ms' });
-    await new Promise((r) => setTimeout(r, 150));
+    await inFlight('/web/inflight?delay=700ms');
     await rig.update(manifests(rig.a).replace('value: /web}', 'value: /moved}'));
     const r = await pending;
     expect(r.status).toBe(200);
@@ -191,10 +198,9 @@ describe('configuration changes', () => {
 describe('shutdown', () => {
   it('drains: requests in flight finish, new connections are refused', async () => {
     const pending = request({ address: rig.a.gateway, port: 8080, path: '/web/drain?delay=500ms' });
-    await new Promise((r) => setTimeout(r, 100));
+    await inFlight('/web/drain?delay=500ms');
     const stopping = rig.waypoint.stop(3000);
-    await new Promise((r) => setTimeout(r, 50));
-    await expect(request({ address: rig.a.gateway, port: 8080, path: '/web/late' })).rejects.toThrow(/ECONNREFUSED/);
+    await vi.waitFor(() => expect(request({ address: rig.a.gateway, port: 8080, path: '/web/late' })).rejects.toThrow(/ECONNREFUSED/), { timeout: 5000, interval: 10 });
     expect((await pending).status).toBe(200);
     await stopping;
   });
