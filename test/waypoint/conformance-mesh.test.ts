@@ -3,7 +3,7 @@
  * ../shared/conformance/gateway-api/mesh, sent for real through `kernway waypoint`'s mesh port (a PROXY v2
  * header naming the Service cluster IP) to echo backends on loopback, judged by the upstream rules.
  */
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATA_DIR, dataAvailable, loadCases, loadIndex } from './conformance/data.js';
 import { caseName, runCase, runDistribution } from './conformance/cases.js';
 import { startWorld, type World } from './conformance/world.js';
