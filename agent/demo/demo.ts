@@ -80,10 +80,31 @@ function manifests(dir: string, backends: Pod[]): void {
 export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
   const t0 = Date.now();
   const main = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
-  const dir = mkdtempSync(join(tmpdir(), 'kernway-demo-'));
-  const lab = await Lab.create({ tag: 'demo' });
-  const undoSignals = lab.destroyOnSignals();
+  // Any signal, at any moment (even while the lab is being made): the agent is killed,
+  // the lab and the temporary folder removed, then the process exits (130 / 143 / 129).
+  let lab: Lab | undefined;
+  let creating: Promise<Lab> | undefined;
   let agent: ChildProcess | undefined;
+  let dir: string | undefined;
+  const cleanup = async (): Promise<void> => {
+    if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    const l = lab ?? (await creating?.catch(() => undefined));
+    await l?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled) return;
+    signalled = true;
+    say(`== ${sig}: stopping the agent, removing the lab`);
+    void cleanup().finally(() => process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGHUP' ? 1 : 15)));
+  };
+  const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of SIGNALS) process.on(sig, onSignal);
+  const undoSignals = (): void => { for (const sig of SIGNALS) process.off(sig, onSignal); };
+  dir = mkdtempSync(join(tmpdir(), 'kernway-demo-'));
+  creating = Lab.create({ tag: 'demo' });
+  lab = await creating;
   const bpffs = join(lab.bpffsDir, 'agent');
   try {
     say(`== a node in miniature: namespace ${lab.nodeNs}, cgroup ${lab.cgroupPath}`);
@@ -166,10 +187,10 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
     say(`== kernway ${args.join(' ')}`);
     say(`   ${out.trim()}`);
   } finally {
-    if (agent && agent.exitCode === null) agent.kill('SIGKILL');
-    undoSignals();
-    await lab.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    if (!signalled) {
+      await cleanup();
+      undoSignals();
+    }
   }
   say(`== lab removed; done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
