@@ -82,15 +82,13 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
   const main = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
   // Any signal, at any moment (even while the lab is being made): the agent is killed,
   // the lab and the temporary folder removed, then the process exits (130 / 143 / 129).
-  let lab: Lab | undefined;
-  let creating: Promise<Lab> | undefined;
+  const made: { lab?: Lab; creating?: Promise<Lab>; dir?: string } = {};
   let agent: ChildProcess | undefined;
-  let dir: string | undefined;
   const cleanup = async (): Promise<void> => {
     if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
-    const l = lab ?? (await creating?.catch(() => undefined));
+    const l = made.lab ?? (await made.creating?.catch(() => undefined));
     await l?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (made.dir) rmSync(made.dir, { recursive: true, force: true });
   };
   let signalled = false;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -102,9 +100,9 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
   const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   for (const sig of SIGNALS) process.on(sig, onSignal);
   const undoSignals = (): void => { for (const sig of SIGNALS) process.off(sig, onSignal); };
-  dir = mkdtempSync(join(tmpdir(), 'kernway-demo-'));
-  creating = Lab.create({ tag: 'demo' });
-  lab = await creating;
+  const dir = (made.dir = mkdtempSync(join(tmpdir(), 'kernway-demo-')));
+  made.creating = Lab.create({ tag: 'demo' });
+  const lab = (made.lab = await made.creating);
   const bpffs = join(lab.bpffsDir, 'agent');
   try {
     say(`== a node in miniature: namespace ${lab.nodeNs}, cgroup ${lab.cgroupPath}`);
