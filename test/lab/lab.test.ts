@@ -1,5 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Lab, NODE_IPV4, type Pod } from '../../lab/index.js';
 import { ownerPid } from '../../lab/names.js';
 import { sweepLeftovers } from '../../lab/sweep.js';
@@ -78,7 +79,7 @@ describe('lab', () => {
   it('removes a pod with its processes, cgroup and namespace', async () => {
     const c = await lab.addPod('c');
     const sleeper = lab.spawn(c, 'sleep', ['30']);
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(readFileSync(join(c.cgroupPath, 'cgroup.procs'), 'utf8').trim()).not.toBe(''), { timeout: 10_000, interval: 10 });
     await lab.removePod('c');
     await new Promise((r) => sleeper.exitCode !== null || sleeper.signalCode !== null ? r(null) : sleeper.once('exit', r));
     expect(sleeper.signalCode ?? sleeper.exitCode).not.toBeNull();

@@ -214,6 +214,7 @@ describe('socket load balancing in the kernel', () => {
     const first = await round();
     for (let i = 0; i < 4; i++) expect((await round()).bySrc).toEqual(first.bySrc);
     // Without affinity, 30 clients x 5 rounds over 3 backends would never all stay put.
+    // The pause is the subject: the 2 s affinity timeout must lapse (nothing to poll for).
     await new Promise((r) => setTimeout(r, 2300));
     const later = await round();
     const changed = srcs.filter((s) => later.bySrc[s] !== first.bySrc[s]).length;

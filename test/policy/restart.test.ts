@@ -49,6 +49,7 @@ describe('policy engine restart', () => {
     const engine = await start(async () => {
       await run('ip', ['-n', h.lab.nodeNs, 'link', 'add', 'kwpoltmp0', 'type', 'veth', 'peer', 'name', 'kwpoltmp1']);
       await run('ip', ['-n', h.lab.nodeNs, 'link', 'del', 'kwpoltmp0']);
+      // The pause is the subject: the link events are queued before the agent's first pod list.
       await new Promise((r) => setTimeout(r, 100));
     });
     await engine.settled();

@@ -3,7 +3,7 @@
  * backendRef, several mirrors and mirror percentages, mirrors on a backendRef,
  * least-request balancing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { baseManifests, gatewayRoute, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
 
 const OCTET = 95;
@@ -45,6 +45,13 @@ afterAll(async () => { await rig?.close(); });
 
 const get = (path: string): ReturnType<typeof request> => request({ address: rig.a.gateway, port: 8080, path });
 const seen = (name: string, path: string): number => rig.echoes[name]!.reduce((n, e) => n + e.received.filter((r) => r.path.startsWith(path)).length, 0);
+/** Mirrors are fire and forget: waits until `name` has seen `n` copies under `path`. */
+const mirrored = (name: string, path: string, n: number): Promise<void> =>
+  vi.waitFor(() => expect(seen(name, path)).toBeGreaterThanOrEqual(n), { timeout: 10_000, interval: 10 });
+/**
+ * A random share has no count to wait for: a fixed pause lets the last mirrors land. The
+ * assertions after it are ranges, so a straggler cannot fail them.
+ */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 200));
 
 describe('backendRef filters', () => {
@@ -62,7 +69,7 @@ describe('backendRef filters', () => {
   });
   it('a RequestMirror on a backendRef mirrors only the requests given that backend', async () => {
     for (let i = 0; i < 10; i++) expect((await get(`/mirror-backend/${i}`)).status).toBe(200);
-    await settle();
+    await mirrored('m2', '/mirror-backend', 5);
     expect(seen('web', '/mirror-backend')).toBe(5);
     expect(seen('m2', '/mirror-backend')).toBe(5);
     expect(new Set(rig.echoes.m2!.flatMap((e) => e.received.filter((r) => r.path.startsWith('/mirror-backend')).map((r) => r.path)))).toEqual(
@@ -73,7 +80,8 @@ describe('backendRef filters', () => {
 describe('mirrors', () => {
   it('several mirrors each get a copy', async () => {
     for (let i = 0; i < 5; i++) await get(`/mirror-two/${i}`);
-    await settle();
+    await mirrored('m1', '/mirror-two', 5);
+    await mirrored('m2', '/mirror-two', 5);
     expect(seen('m1', '/mirror-two')).toBe(5);
     expect(seen('m2', '/mirror-two')).toBe(5);
   });
