@@ -25,6 +25,9 @@ export type LbMapName = (typeof LB_MAP_NAMES)[number];
 
 export type LbMaps = Record<LbMapName, MapLike>;
 
+/** Maps the programs write and the agent only reads. */
+const READ_ONLY: ReadonlySet<string> = new Set(['kw_affinity', 'kw_revnat']);
+
 /** Capacity overrides (max_entries) the agent may set before load. */
 export type LbCapacities = Partial<Record<LbMapName, number>>;
 
@@ -35,7 +38,11 @@ export type LbCapacities = Partial<Record<LbMapName, number>>;
 export function checkLayout(maps: LbMaps): { maglevM: number } {
   for (const [name, size] of Object.entries(SIZES)) {
     const info = maps[name as LbMapName].info();
-    if (info.keySize !== size.key || info.valueSize !== size.value) {
+    // Maps only the programs write (the agent reads them) may have a longer value: a later
+    // build added a field, which the loader checks against the object's BTF and migrates
+    // (docs/upgrade.md). Found by bench/chaos's agent-upgrade.
+    const grown = READ_ONLY.has(name) && info.valueSize > size.value;
+    if (info.keySize !== size.key || (info.valueSize !== size.value && !grown)) {
       throw new KernwayError('KW_MAP_LAYOUT',
         `map ${name} has key/value sizes ${info.keySize}/${info.valueSize}, expected ${size.key}/${size.value}; ` +
         'it was pinned by another kernway version: run `kernway uninstall` and start the agent again');
