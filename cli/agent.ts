@@ -61,7 +61,7 @@ export const command: Command = {
       });
     } catch (e) {
       if (e instanceof InvalidArgumentError || e instanceof KernwayError) {
-        console.error(`kernway agent: ${e.message}`);
+        console.error(`kernway agent: ${e.message} [${e.code}]`);
         return 2;
       }
       throw e;

@@ -97,23 +97,28 @@ export function agentArgv(r: Rng, c: ArgvContext): string[] {
     '--node-name': () => r.pick(['node-a', 'Bad_Name', '']),
     '--bpffs': () => r.pick([...c.bpffs, `${c.scratch}/not-bpffs`, `${c.bpffs[0]}/a/b`, '/dev/null']),
     '--admin-socket': () => r.pick([`${c.scratch}/a.sock`, `${c.scratch}/${'x'.repeat(120)}.sock`, `${c.scratch}/file.yaml`, '/proc/a.sock']),
-    '--metrics-address': () => r.pick(['127.0.0.1:0', 'localhost:0', '[::1]:0', '0.0.0.0:99999']),
+    '--metrics-address': () => r.pick(['127.0.0.1:0', 'localhost:0', '[::1]:0', '0.0.0.0:99999', '127.0.0.1:1']),
     '--sockmap': () => r.pick(['on', 'off']),
     '--service-cidr': () => r.pick(['10.96.0.0/12', '10.96.0.0/12,fd00:10:96::/112', '10.200.0.0/16']),
   };
   const names = Object.keys(good);
-  const n = r.int(8);
-  for (let i = 0; i < n; i++) {
-    const what = r.int(10);
+  // Half the runs get only well-formed options (their values may still name bad paths), so
+  // that starts reach the path checks and the kernel, not only the option parser.
+  const wellFormed = r.int(2) === 0;
+  const chosen = wellFormed ? names.filter(() => r.int(3) !== 0) : Array.from({ length: r.int(8) }, () => r.pick(names));
+  for (const name of chosen) {
+    const what = wellFormed ? 9 : r.int(10);
     if (what === 0) args.push(r.pick(['--bogus', '-x', '--help=no', 'positional', '--standalone=']));
     else {
-      const name = r.pick(names);
       args.push(name);
       if (what !== 1) args.push(what === 2 ? r.pick(BAD_VALUES) : good[name]!());
     }
   }
+  if (wellFormed && !chosen.includes('--standalone')) args.push('--standalone', c.manifests);
+  if (wellFormed && !chosen.includes('--bpffs')) args.push('--bpffs', c.bpffs[0]!);
+  if (wellFormed && !chosen.includes('--admin-socket')) args.push('--admin-socket', `${c.scratch}/a.sock`);
   // Never the root cgroup: a later --cgroup (refused as repeated anyway) is one of ours too.
   for (let i = 0; i < args.length - 1; i++) if (args[i] === '--cgroup' && !cgroupValues.includes(args[i + 1]!)) args[i + 1] = c.cgroups[0]!;
-  if (r.int(3) === 0) args.push('--metrics-address', '127.0.0.1:0');
+  if (!args.includes('--metrics-address')) args.push('--metrics-address', '127.0.0.1:0');
   return args;
 }
