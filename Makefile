@@ -36,6 +36,9 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | system
 	@mkdir -p $(dir $@)
 	clang $(BPF_CFLAGS) -c $< -o $@
 
+# Variants of a production object (upgrade tests) include its source.
+build/bpf/test/sock_lb_v2.bpf.o: bpf/sock_lb.bpf.c
+
 bpf: $(BPF_OBJS)
 
 build/Release/kernway.node: binding.gyp $(NATIVE_SRCS) node_modules/.package-lock.json .node/version | system node

@@ -9,6 +9,19 @@ export interface RawProgram { name: string; section: string; type: string; attac
 export interface RawObjectMap {
   name: string; type: string; keySize: number; valueSize: number; maxEntries: number; internal: boolean; fd: number;
 }
+/** A BTF type, modifiers and typedefs skipped (native/src/btf.cc). Offsets and sizes in bytes. */
+export interface RawBtfType {
+  kind: 'int' | 'enum' | 'ptr' | 'array' | 'struct' | 'union' | 'void' | 'other';
+  name: string;
+  size: number;
+  encoding?: 'signed' | 'unsigned' | 'bool';
+  members?: RawBtfMember[];
+  elem?: RawBtfType;
+  len?: number;
+}
+export interface RawBtfMember { name: string; offset: number; bitOffset?: number; bitSize?: number; type: RawBtfType }
+/** A map's key and value types; absent when the map has no BTF for them. */
+export interface RawMapBtf { key?: RawBtfType; value?: RawBtfType }
 export interface RawMapInfo { id: number; name: string; type: string; keySize: number; valueSize: number; maxEntries: number; flags: number }
 export interface RawProgInfo { id: number; name: string; type: string; tag: string }
 export interface RawLinkInfo { id: number; type: string; progId: number; ifindex?: number; cgroupId?: number; mapId?: number }
@@ -33,6 +46,8 @@ export declare class ObjectHandle {
   load(reuse: Array<[string, string]>, pin: Array<[string, string]>): Promise<{ reused: string[]; pinned: string[] }>;
   programs(): RawProgram[];
   maps(): RawObjectMap[];
+  /** The map's key and value types in the object's BTF (works before load). */
+  mapBtf(map: string): RawMapBtf;
   close(): void;
 }
 
@@ -41,6 +56,8 @@ export interface RawAddon {
   ObjectHandle: typeof ObjectHandle;
 
   mapInfo(fd: number): RawMapInfo;
+  /** The key and value types the map was created with (kernel BTF); {} without BTF. */
+  mapBtf(fd: number): RawMapBtf;
   mapLookup(fd: number, key: Buffer, keySize: number, valueBytes: number): Buffer | undefined;
   mapUpdate(fd: number, key: Buffer, keySize: number, value: Buffer, valueBytes: number, flags: number): void;
   mapDelete(fd: number, key: Buffer, keySize: number): boolean;

@@ -4,6 +4,7 @@
  */
 import { unlinkSync } from 'node:fs';
 import { InvalidArgumentError } from '../common/errors.js';
+import type { RawMapBtf } from './addon.js';
 import { addon } from './load.js';
 import { BpfError, pinCall, withContext } from './errors.js';
 import { checkAbsolutePath, checkBatch, checkBuffer, checkUint } from './validate.js';
@@ -84,6 +85,11 @@ export class BpfMap {
 
   info(): MapInfo {
     return { ...this.info_ };
+  }
+
+  /** The key and value types the map was created with (its kernel BTF); {} when it has none. */
+  btf(): RawMapBtf {
+    return this.call(() => addon().mapBtf(this.fd));
   }
 
   /** The value under `key`, or undefined. Per-CPU maps: every CPU's value, concatenated. */

@@ -5,7 +5,7 @@
  */
 import { endianness } from 'node:os';
 import { InvalidArgumentError } from '../common/errors.js';
-import type { ObjectHandle, RawObjectMap, RawProgram, RawRodataVar } from './addon.js';
+import type { ObjectHandle, RawMapBtf, RawObjectMap, RawProgram, RawRodataVar } from './addon.js';
 import { BpfError, withContext } from './errors.js';
 import { addon } from './load.js';
 import { BpfMap } from './map.js';
@@ -102,6 +102,23 @@ export class BpfObject {
   /** Map names, including libbpf's internal ones (NAME.rodata, NAME.bss, ...). */
   maps(): string[] {
     return this.handle.maps().map((m) => m.name);
+  }
+
+  /** A map as the object declares it (before load: max_entries as set so far). */
+  mapSpec(name: string): { type: string; keySize: number; valueSize: number; maxEntries: number } {
+    checkString('name', name);
+    const m = this.handle.maps().find((x) => x.name === name);
+    if (!m) throw BpfError.of('ENOENT', 2, 'object.map', `no map named '${name}'`, { object: this.name, map: name });
+    return { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries };
+  }
+
+  /**
+   * The key and value types of a map as the object's BTF declares them (offsets and
+   * sizes per field). Works on an open object: layouts can be checked before load.
+   */
+  mapBtf(name: string): RawMapBtf {
+    checkString('name', name);
+    return withContext({ object: this.name, map: name }, () => this.handle.mapBtf(name));
   }
 
   /** A loaded program by name; throws BpfError ENOENT naming it when there is none. */

@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import { BpfLink, BpfMap } from '../../native/index.js';
 
+/** The pin name of a map being migrated on upgrade is this prefix and its name (loader.ts). */
+export const MIGRATION_PREFIX = 'migrating-';
+
 export const BPF_FS_MAGIC = 0xcafe4a11;
 
 /** `dir` is a folder on a bpf filesystem (else KW_BAD_BPFFS, naming the option). */
@@ -99,19 +102,23 @@ export function detachPin(pin: string): boolean {
   return true;
 }
 
-/** Unpins the maps of `names` in `mapsDir` whose kernel name is that name. Returns the names removed. */
+/**
+ * Unpins the maps of `names` in `mapsDir` whose kernel name is that name (also those of an
+ * interrupted upgrade, pinned as migrating-<name>: agent/datapath/loader.ts). Returns the names removed.
+ */
 export function unpinOwnMaps(mapsDir: string, names: ReadonlySet<string>): string[] {
   const out: string[] = [];
   if (!existsSync(mapsDir)) return out;
   for (const name of readdirSync(mapsDir)) {
-    if (!names.has(name)) continue;
+    const own = name.startsWith(MIGRATION_PREFIX) ? name.slice(MIGRATION_PREFIX.length) : name;
+    if (!names.has(own)) continue;
     const pin = join(mapsDir, name);
     let kernelName: string;
     try {
       const m = BpfMap.openPinned(pin);
       try { kernelName = m.info().name; } finally { m.close(); }
     } catch { continue; }
-    if (kernelName !== name.slice(0, 15)) continue;
+    if (kernelName !== own.slice(0, 15)) continue;
     rmSync(pin);
     out.push(name);
   }

@@ -17,16 +17,17 @@
  */
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { KernwayError, errorMessage } from '../../common/errors.js';
+import { KernwayError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
-import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
+import { BpfError, type BpfMap, type BpfProgram } from '../../native/index.js';
 import type { CompileResult } from './policy-compile.js';
 import { checkBpffsFolder, checkCgroupLinks, detachCgroupLinks, detachPin, removeEmptyDir, unpinOwnMaps } from './pins.js';
 import {
   decodeAddr, decodeCidrKey, decodePolKey, encodeAddr, encodeCidrKey, encodeIdentVal, encodePdstVal, encodePolKey, encodeU32,
-  POLICY_MAP_NAMES, POLICY_SIZES, type IdentVal, type PolicyMapName,
+  POLICY_LAYOUTS, POLICY_MAP_NAMES, type IdentVal, type PolicyMapName,
 } from './policy-codec.js';
+import { checkSubsystem, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
 
 export const CONNECT_PROGRAMS = [['kw_pol_connect4', 'connect4'], ['kw_pol_connect6', 'connect6']] as const;
 
@@ -80,7 +81,7 @@ export class PolicyDatapath {
   /** Whether the maps were adopted from pins (a restart). */
   readonly reusedMaps: boolean;
 
-  private readonly objects: BpfObject[];
+  private readonly sub: LoadedSubsystem;
   /** What the maps hold, as this process wrote (or found) it. */
   private readonly identApplied = new Map<string, string>();
   private readonly pdstApplied = new Map<number, string>();
@@ -90,103 +91,58 @@ export class PolicyDatapath {
   private readonly tableKeys = new Map<number, Buffer[]>();
   private nextTable = 1;
 
-  private constructor(objects: BpfObject[], maps: PolicyMaps, pins: PolicyPins, reused: boolean) {
-    this.objects = objects;
+  private constructor(sub: LoadedSubsystem, maps: PolicyMaps, pins: PolicyPins) {
+    this.sub = sub;
     this.maps = maps;
     this.pins = pins;
-    this.reusedMaps = reused;
-    this.toPod = objects[0]!.program('kw_to_pod');
-    this.fromPod = objects[0]!.program('kw_from_pod');
+    this.reusedMaps = sub.reusedMaps;
+    this.toPod = sub.program('kw_to_pod');
+    this.fromPod = sub.program('kw_from_pod');
     this.readBack();
+  }
+
+  /** The policy datapath as the loader sees it (agent/datapath/loader.ts). */
+  static spec(opts: PolicyDatapathOptions): SubsystemSpec {
+    const pins = policyPins(opts.bpffsDir);
+    const dir = opts.objectDir ?? defaultObjectDir();
+    const rodata = { kw_cfg_allow_host: opts.allowHost === false ? 0 : 1 };
+    const attach = opts.attachConnect !== false;
+    return {
+      what: 'the policy datapath',
+      objects: [{ path: join(dir, 'tc_pod.bpf.o'), rodata }, { path: join(dir, 'policy_sock.bpf.o'), rodata }],
+      mapsDir: pins.maps,
+      maps: POLICY_MAP_NAMES,
+      layouts: POLICY_LAYOUTS,
+      codec: 'agent/datapath/policy-codec.ts',
+      capacities: opts.capacities ?? {},
+      ...(attach ? {
+        linksDir: join(pins.links, `cg-${statSync(opts.cgroupPath).ino}`),
+        links: CONNECT_PROGRAMS.map(([program, type]) => ({ program, attach: (p: BpfProgram) => p.attachCgroup(opts.cgroupPath, type) })),
+      } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    };
+  }
+
+  /** Everything checked before the kernel is touched (capacities, layouts vs BTF, pinned maps). */
+  static check(opts: PolicyDatapathOptions): SubsystemPlan {
+    return checkSubsystem(PolicyDatapath.spec(opts));
   }
 
   static async load(opts: PolicyDatapathOptions): Promise<PolicyDatapath> {
     const pins = policyPins(opts.bpffsDir);
-    mkdirSync(pins.maps, { recursive: true });
+    const plan = PolicyDatapath.check(opts);
     mkdirSync(pins.tc, { recursive: true });
-    const sizes: Record<string, number> = {};
-    let reused = false;
-    const mapPins: Record<string, string> = {};
-    for (const name of POLICY_MAP_NAMES) {
-      const pin = join(pins.maps, name);
-      mapPins[name] = pin;
-      const want = opts.capacities?.[name];
-      if (existsSync(pin)) {
-        reused = true;
-        const m = BpfMap.openPinned(pin);
-        const info = m.info();
-        m.close();
-        const size = POLICY_SIZES[name];
-        if (info.keySize !== size.key || info.valueSize !== size.value) {
-          throw new KernwayError('KW_MAP_LAYOUT', `map ${name} pinned at ${pin} has key/value sizes ${info.keySize}/${info.valueSize}, expected ${size.key}/${size.value}; it was pinned by another kernway version: run \`kernway uninstall\``);
-        }
-        if (want !== undefined && want !== info.maxEntries) {
-          throw new KernwayError('KW_MAP_CAPACITY_CHANGED', `map ${name} is pinned with ${info.maxEntries} entries but ${want} were asked; a pinned map cannot be resized: keep the capacity, or run \`kernway uninstall\``);
-        }
-        sizes[name] = info.maxEntries;
-      } else if (want !== undefined) {
-        sizes[name] = want;
-      }
-    }
-    const dir = opts.objectDir ?? defaultObjectDir();
-    const rodata = { kw_cfg_allow_host: opts.allowHost === false ? 0 : 1 };
-    const objects: BpfObject[] = [];
+    const sub = await plan.load();
     try {
-      for (const file of ['tc_pod.bpf.o', 'policy_sock.bpf.o']) {
-        const path = join(dir, file);
-        let obj: BpfObject;
-        try {
-          obj = BpfObject.open(path, { maxEntries: sizes, reusePinned: mapPins, pinMaps: mapPins, rodata });
-        } catch (e) {
-          if ((e as { code?: string }).code === 'KW_ADDON_LOAD') throw e;
-          throw new KernwayError('KW_BPF_OBJECT', `cannot open ${path}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });
-        }
-        objects.push(obj);
-        try {
-          await obj.load();
-        } catch (e) {
-          const log = e instanceof BpfError && e.verifierLog ? `\nverifier log (tail):\n${e.verifierLog}` : '';
-          throw new KernwayError('KW_BPF_LOAD', `loading ${path} failed: ${errorMessage(e)}${log}`, undefined, { cause: e });
-        }
-      }
-      const maps = Object.fromEntries(POLICY_MAP_NAMES.map((n) => [n, objects[0]!.map(n)])) as unknown as PolicyMaps;
-      for (const n of POLICY_MAP_NAMES) {
-        const s = POLICY_SIZES[n];
-        const info = maps[n].info();
-        if (info.keySize !== s.key || info.valueSize !== s.value) throw new KernwayError('KW_MAP_LAYOUT', `map ${n}: key/value sizes ${info.keySize}/${info.valueSize} in the object, the agent expects ${s.key}/${s.value} (rebuild with \`make bpf\`)`);
-      }
-      const dp = new PolicyDatapath(objects, maps, pins, reused);
-      if (opts.attachConnect !== false) dp.attachConnect(opts.cgroupPath, opts.log);
-      opts.log?.info({ bpffs: opts.bpffsDir, reusedMaps: reused }, 'policy datapath loaded');
+      const maps = Object.fromEntries(POLICY_MAP_NAMES.map((n) => [n, sub.map(n)])) as unknown as PolicyMaps;
+      const dp = new PolicyDatapath(sub, maps, pins);
+      sub.attach();
+      opts.log?.info({ bpffs: opts.bpffsDir, reusedMaps: sub.reusedMaps, migratedMaps: sub.migrated }, 'policy datapath loaded');
       return dp;
     } catch (e) {
-      for (const o of objects) o.close();
+      sub.close();
       throw e;
     }
-  }
-
-  /** Attaches (or, after a restart, updates in place) the connect programs on the cgroup. */
-  private attachConnect(cgroupPath: string, log?: Logger): void {
-    const dir = join(this.pins.links, `cg-${statSync(cgroupPath).ino}`);
-    mkdirSync(dir, { recursive: true });
-    const sock = this.objects[1]!;
-    try {
-      for (const [prog, type] of CONNECT_PROGRAMS) {
-        const pin = join(dir, prog);
-        const p = sock.program(prog);
-        if (existsSync(pin)) {
-          const link = BpfLink.openPinned(pin);
-          try { link.update(p); } finally { link.close(); }
-        } else {
-          const link = p.attachCgroup(cgroupPath, type);
-          try { link.pin(pin); } catch (e) { link.detach(); throw e; } finally { link.close(); }
-        }
-      }
-    } catch (e) {
-      const hint = e instanceof BpfError && e.code === 'EPERM' ? ' (the agent needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)' : '';
-      throw new KernwayError('KW_BPF_ATTACH', `attaching the policy connect() check to ${cgroupPath} failed: ${errorMessage(e)}${hint}`, undefined, { cause: e });
-    }
-    log?.debug({ cgroup: cgroupPath }, 'policy connect() check attached');
   }
 
   /** What the pinned maps hold after a restart: the starting point of the diffs. */
@@ -344,7 +300,7 @@ export class PolicyDatapath {
 
   /** Closes our file descriptors; programs stay attached (pinned links) and maps pinned. */
   close(): void {
-    for (const o of this.objects) o.close();
+    this.sub.close();
   }
 }
 

@@ -17,9 +17,11 @@ import { join } from 'node:path';
 import { KernwayError, errorMessage, type ErrorCode } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
-import { BpfError, BpfLink, BpfMap, BpfObject, probe, type CgroupAttachType } from '../../native/index.js';
+import { BpfMap, probe, type CgroupAttachType } from '../../native/index.js';
+import { LB_LAYOUTS } from './codec.js';
 import { checkBpffsFolder, checkCgroupLinks, detachCgroupLinks, removeEmptyDir, unpinOwnMaps } from './pins.js';
 import { LB_MAP_NAMES, type LbCapacities, type LbMapName, type LbMaps } from './lb-maps.js';
+import { checkSubsystem, type AttachResult, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
 
 export const SOCK_LB_PROGRAMS: ReadonlyArray<readonly [string, CgroupAttachType]> = [
   ['kw_connect4', 'connect4'], ['kw_connect6', 'connect6'],
@@ -52,6 +54,8 @@ export interface SockLb {
   maps: LbMaps;
   /** True when the maps were adopted from pins (a restart), false when created now. */
   reusedMaps: boolean;
+  /** Maps an upgrade changed the layout of: their entries were moved into new maps (docs/upgrade.md). */
+  migratedMaps: string[];
   /** Program names whose pinned link was updated (restart) or created (first start). */
   updatedLinks: string[];
   createdLinks: string[];
@@ -78,49 +82,23 @@ function checkFs(path: string, magic: number, what: string, code: ErrorCode): vo
   if (type !== magic) throw new KernwayError(code, `${what} ${path} is not on a ${magic === BPF_FS_MAGIC ? 'bpf' : 'cgroup2'} filesystem`);
 }
 
-/** Validates the cgroup and bpffs folder; creates the pin folders. */
-function preparePins(opts: SockLbOptions): { maps: string; links: string; cgroupLinks: string } {
+/** Validates the cgroup and bpffs folder (creating the folder); the pin folders are made at load. */
+function checkPins(opts: SockLbOptions): { maps: string; links: string; cgroupLinks: string } {
   checkFs(opts.cgroupPath, CGROUP2_SUPER_MAGIC, '--cgroup', 'KW_BAD_CGROUP');
   if (!statSync(opts.cgroupPath).isDirectory()) throw new KernwayError('KW_BAD_CGROUP', `--cgroup ${opts.cgroupPath} is not a cgroup directory`);
   mkdirSync(opts.bpffsDir, { recursive: true });
   checkFs(opts.bpffsDir, BPF_FS_MAGIC, '--bpffs', 'KW_BAD_BPFFS');
   const layout = pinLayout(opts.bpffsDir, opts.cgroupPath);
-  mkdirSync(layout.maps, { recursive: true });
-  mkdirSync(layout.links, { recursive: true });
   const mine = layout.cgroupLinks!.split('/').pop()!;
-  const others = readdirSync(layout.links).filter((d) => d !== mine && readdirSync(join(layout.links, d)).length > 0);
+  const others = existsSync(layout.links)
+    ? readdirSync(layout.links).filter((d) => d !== mine && readdirSync(join(layout.links, d)).length > 0)
+    : [];
   if (others.length > 0) {
     throw new KernwayError('KW_PINS_OTHER_CGROUP',
       `${opts.bpffsDir} holds programs attached to another cgroup (${others.join(', ')}, by inode); ` +
       `run \`kernway uninstall --bpffs ${opts.bpffsDir}\` first, or give this cgroup its own --bpffs folder`);
   }
-  mkdirSync(layout.cgroupLinks!, { recursive: true });
   return layout as { maps: string; links: string; cgroupLinks: string };
-}
-
-/** max_entries for each map: the pinned map's own when there is one. */
-function capacitiesFor(mapsDir: string, wanted: LbCapacities): { sizes: Record<string, number>; reused: boolean } {
-  const sizes: Record<string, number> = {};
-  let reused = false;
-  for (const name of LB_MAP_NAMES) {
-    const pin = join(mapsDir, name);
-    const want = wanted[name];
-    if (existsSync(pin)) {
-      reused = true;
-      const m = BpfMap.openPinned(pin);
-      const have = m.info().maxEntries;
-      m.close();
-      if (want !== undefined && want !== have) {
-        throw new KernwayError('KW_MAP_CAPACITY_CHANGED',
-          `map ${name} is pinned with ${have} entries but ${want} were asked; a pinned map cannot be resized: ` +
-          'keep the capacity, or run `kernway uninstall` (balancing stops until the agent starts again)');
-      }
-      sizes[name] = have;
-    } else if (want !== undefined) {
-      sizes[name] = want;
-    }
-  }
-  return { sizes, reused };
 }
 
 /** Linux 5.18: bpf_set_retval() in cgroup sock_addr programs (ECONNREFUSED at connect()). */
@@ -141,55 +119,58 @@ export function checkKernel(release = osRelease()): void {
   }
 }
 
-export async function loadSockLb(opts: SockLbOptions): Promise<SockLb> {
-  checkKernel();
-  const layout = preparePins(opts);
-  const { sizes, reused } = capacitiesFor(layout.maps, opts.capacities ?? {});
-  const pins: Record<string, string> = {};
-  for (const name of LB_MAP_NAMES) pins[name] = join(layout.maps, name);
-  const objectPath = opts.objectPath ?? defaultObjectPath();
-  let obj: BpfObject;
-  try {
-    obj = BpfObject.open(objectPath, { maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: opts.tunables ?? {} });
-  } catch (e) {
-    throw new KernwayError('KW_BPF_OBJECT', `cannot open ${objectPath}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });
-  }
-  try {
-    await obj.load();
-  } catch (e) {
-    obj.close();
-    const log = e instanceof BpfError && e.verifierLog ? `\nverifier log (tail):\n${e.verifierLog}` : '';
-    if (e instanceof BpfError && /set_retval|unknown func/.test(e.verifierLog ?? '')) {
-      throw new KernwayError('KW_KERNEL_FEATURE', `this kernel refuses a helper the socket load balancer needs (bpf_set_retval in cgroup sock_addr programs needs Linux 5.18+)${log}`, undefined, { cause: e });
-    }
-    throw new KernwayError('KW_BPF_LOAD', `loading ${objectPath} failed: ${errorMessage(e)}${log}`, undefined, { cause: e });
-  }
-  const maps = Object.fromEntries(LB_MAP_NAMES.map((n) => [n, obj.map(n)])) as unknown as LbMaps;
+/** The load balancer as the loader sees it (agent/datapath/loader.ts). */
+export function sockLbSpec(opts: SockLbOptions, layout: { maps: string; cgroupLinks: string }): SubsystemSpec {
+  return {
+    what: 'the socket load balancer',
+    objects: [{ path: opts.objectPath ?? defaultObjectPath(), rodata: opts.tunables ?? {} }],
+    mapsDir: layout.maps,
+    maps: LB_MAP_NAMES,
+    layouts: LB_LAYOUTS,
+    codec: 'agent/datapath/codec.ts',
+    capacities: opts.capacities ?? {},
+    linksDir: layout.cgroupLinks,
+    links: SOCK_LB_PROGRAMS.map(([program, type]) => ({ program, attach: (p) => p.attachCgroup(opts.cgroupPath, type) })),
+    explainLoad: (e, log) => /set_retval|unknown func/.test(e.verifierLog ?? '')
+      ? new KernwayError('KW_KERNEL_FEATURE', `this kernel refuses a helper the socket load balancer needs (bpf_set_retval in cgroup sock_addr programs needs Linux 5.18+)${log}`, undefined, { cause: e })
+      : undefined,
+    ...(opts.log ? { log: opts.log } : {}),
+  };
+}
 
-  const updatedLinks: string[] = [];
-  const createdLinks: string[] = [];
+/**
+ * Everything checked before the kernel is touched: kernel version and features, the
+ * cgroup and bpffs folder, capacities, struct layouts against the object's BTF, the
+ * pinned maps (reused, or migrated on an upgrade). `plan.load()` then loads.
+ */
+export function checkSockLb(opts: SockLbOptions): SubsystemPlan {
+  checkKernel();
+  const layout = checkPins(opts);
+  return checkSubsystem(sockLbSpec(opts, layout));
+}
+
+export async function loadSockLb(opts: SockLbOptions): Promise<SockLb> {
+  const plan = checkSockLb(opts);
+  const sub = await plan.load();
+  let attached: AttachResult;
   try {
-    for (const [prog, type] of SOCK_LB_PROGRAMS) {
-      const pin = join(layout.cgroupLinks, prog);
-      const p = obj.program(prog);
-      if (existsSync(pin)) {
-        const link = BpfLink.openPinned(pin);
-        try { link.update(p); } finally { link.close(); }
-        updatedLinks.push(prog);
-      } else {
-        const link = p.attachCgroup(opts.cgroupPath, type);
-        try { link.pin(pin); } catch (e) { link.detach(); throw e; } finally { link.close(); }
-        createdLinks.push(prog);
-      }
-    }
+    attached = sub.attach();
   } catch (e) {
-    obj.close();
-    const hint = e instanceof BpfError && e.code === 'EPERM' ? ' (the agent needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)' : '';
-    throw new KernwayError('KW_BPF_ATTACH', `attaching the socket load balancer to ${opts.cgroupPath} failed: ${errorMessage(e)}${hint}`, undefined, { cause: e });
+    sub.close();
+    throw e;
   }
-  opts.log?.info({ cgroup: opts.cgroupPath, bpffs: opts.bpffsDir, reusedMaps: reused, updatedLinks: updatedLinks.length, createdLinks: createdLinks.length },
-    'socket load balancer attached');
-  return { maps, reusedMaps: reused, updatedLinks, createdLinks, close: () => obj.close() };
+  opts.log?.info({
+    cgroup: opts.cgroupPath, bpffs: opts.bpffsDir, reusedMaps: sub.reusedMaps, migratedMaps: sub.migrated,
+    updatedLinks: attached.updated.length, createdLinks: attached.created.length,
+  }, 'socket load balancer attached');
+  return {
+    maps: lbMaps(sub), reusedMaps: sub.reusedMaps, migratedMaps: [...sub.migrated],
+    updatedLinks: attached.updated, createdLinks: attached.created, close: () => sub.close(),
+  };
+}
+
+function lbMaps(sub: LoadedSubsystem): LbMaps {
+  return Object.fromEntries(LB_MAP_NAMES.map((n) => [n, sub.map(n)])) as unknown as LbMaps;
 }
 
 /** Opens the pinned maps without loading anything (for `kernway services` without an agent). */

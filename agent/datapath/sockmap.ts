@@ -13,15 +13,17 @@
  * replaced: freeing it would drop every socket's unread redirected bytes) and swaps
  * each link to its new program with one bpf_link_update().
  */
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { KernwayError, InvalidArgumentError, errorMessage } from '../../common/errors.js';
+import { KernwayError, InvalidArgumentError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
-import { BpfError, BpfLink, BpfMap, BpfObject, type BpfProgram } from '../../native/index.js';
+import { BpfError, type BpfMap } from '../../native/index.js';
 import type { AgentMetrics } from '../metrics/registry.js';
 import type { Model } from '../../model/types.js';
 import { ADDR_SIZE, encodeAddr, familyOf, readAddr } from './addr.js';
+import { scalar, struct, type MapLayout } from './layout.js';
+import { checkSubsystem, type AttachResult, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
 import { pinLayout } from './sock-lb.js';
 
 export const SOCKMAP_MAP_NAMES = [
@@ -46,19 +48,17 @@ export const SOCKMAP_ANNOTATION = 'kernway.io/sockmap';
 /** struct kw_sm_pod.flags */
 export const SM_POD_OFF = 1 << 0;
 
-/** Sizes of the structs of bpf/include/sockmap.h, checked against the loaded maps. */
-export const SM_SIZES = {
-  kw_sm_hash: { key: 44 },
-  kw_sm_sk: { value: 96 },
-  kw_sm_io: { value: 8 },
-  kw_sm_rx: { key: 44, value: 24 },
-  kw_sm_ck: { key: 8, value: 44 },
-  kw_sm_listen: { key: 16, value: 8 },
-  kw_sm_pods: { key: ADDR_SIZE, value: 4 },
-  kw_sm_cfg: { key: 4, value: 4 },
-  kw_sm_handover: { key: 44, value: 8 },
-  kw_sm_stats: { key: 4, value: 8 },
-} as const;
+/**
+ * The structs of bpf/include/sockmap.h TypeScript encodes, checked field by field against
+ * the object's BTF at load (agent/datapath/layout.ts); the other maps only the programs read.
+ */
+export const KW_SM_POD = struct('kw_sm_pod', 4, { flags: [0, 4] });
+export const KW_SM_CFG = struct('kw_sm_cfg', 4, { enabled: [0, 4] });
+export const SM_LAYOUTS: Readonly<Record<string, MapLayout>> = {
+  kw_sm_pods: { key: struct('kw_addr', ADDR_SIZE, { w: [0, ADDR_SIZE] }), value: KW_SM_POD },
+  kw_sm_cfg: { key: scalar(4), value: KW_SM_CFG },
+  kw_sm_stats: { key: scalar(4), value: scalar(8) },
+};
 
 /** The counters of bpf/include/sockmap.h (KW_SM_STAT_*), in index order. */
 export const SM_STATS = [
@@ -169,80 +169,88 @@ export class Sockmap {
   /** True when the maps were adopted from pins (a restart). */
   readonly reusedMaps: boolean;
   /** Links updated in place (restart) and links created (first start). */
-  readonly updatedLinks: string[];
-  readonly createdLinks: string[];
-  private readonly obj: BpfObject;
+  readonly updatedLinks: string[] = [];
+  readonly createdLinks: string[] = [];
+  private readonly sub: LoadedSubsystem;
   private closed = false;
   private podsSig: string | undefined;
 
-  private constructor(obj: BpfObject, reused: boolean, updated: string[], created: string[]) {
-    this.obj = obj;
-    this.maps = Object.fromEntries(SOCKMAP_MAP_NAMES.map((n) => [n, obj.map(n)])) as Record<SockmapMapName, BpfMap>;
-    this.reusedMaps = reused;
-    this.updatedLinks = updated;
-    this.createdLinks = created;
+  private constructor(sub: LoadedSubsystem) {
+    this.sub = sub;
+    this.maps = Object.fromEntries(SOCKMAP_MAP_NAMES.map((n) => [n, sub.map(n)])) as Record<SockmapMapName, BpfMap>;
+    this.reusedMaps = sub.reusedMaps;
   }
 
-  /** Loads the programs (reusing pinned maps), attaches or updates the links, sets the switch. */
-  static async load(opts: SockmapOptions): Promise<Sockmap> {
-    const layout = preparePins(opts.cgroupPath, opts.bpffsDir);
-    dropStaleStats(layout.maps, opts.log);
-    const { sizes, reused } = capacitiesFor(layout.maps, opts.capacities ?? {});
-    const pins: Record<string, string> = {};
-    for (const name of SOCKMAP_MAP_NAMES) pins[name] = join(layout.maps, name);
-    const objectPath = opts.objectPath ?? defaultSockmapObjectPath();
-    let obj: BpfObject;
-    try {
-      obj = BpfObject.open(objectPath, {
-        maxEntries: sizes, reusePinned: pins, pinMaps: pins, rodata: {
+  /** The accelerator as the loader sees it (agent/datapath/loader.ts). */
+  static spec(opts: SockmapOptions): SubsystemSpec {
+    const layout = pinLayout(opts.bpffsDir, opts.cgroupPath);
+    return {
+      what: 'sockmap acceleration',
+      objects: [{
+        path: opts.objectPath ?? defaultSockmapObjectPath(),
+        rodata: {
           kw_sm_test_first_miss: opts.testFirstMiss ? 1 : 0,
           kw_sm_test_break: opts.testBreak === undefined ? 0 : TEST_BREAKS[opts.testBreak],
         },
-      });
-    } catch (e) {
-      throw new KernwayError('KW_BPF_OBJECT', `cannot open ${objectPath}: ${errorMessage(e)} (run \`make bpf\`)`, undefined, { cause: e });
-    }
-    try {
-      await obj.load();
-    } catch (e) {
-      obj.close();
-      const log = e instanceof BpfError && e.verifierLog ? `\nverifier log (tail):\n${e.verifierLog}` : '';
-      throw new KernwayError('KW_BPF_LOAD', `loading ${objectPath} failed: ${errorMessage(e)}${log}`, undefined, { cause: e });
-    }
-    const updated: string[] = [];
-    const created: string[] = [];
-    let sm: Sockmap;
-    try {
-      sm = new Sockmap(obj, reused, updated, created);
-      sm.checkLayout();
-      // The switch first, so that a first start with --sockmap=off never accelerates.
-      sm.setEnabled(opts.enabled ?? true);
-      // The receive side first: a socket is classified from its first read on.
-      attachTracepoint(join(layout.cgroupLinks, RECV_PROGRAM), obj.program(RECV_PROGRAM), updated, created);
-      // sk_msg before sock_ops: a socket added to the map always finds a verdict program.
-      attachOrUpdate(join(layout.cgroupLinks, SK_MSG_PROGRAM), obj.program(SK_MSG_PROGRAM),
-        (p) => p.attachSkMsg(obj.map('kw_sm_hash')), updated, created);
-      attachOrUpdate(join(layout.cgroupLinks, SOCKOPS_PROGRAM), obj.program(SOCKOPS_PROGRAM),
-        (p) => p.attachCgroup(opts.cgroupPath, 'sock_ops'), updated, created);
-    } catch (e) {
-      obj.close();
-      if (e instanceof KernwayError) throw e;
-      const hint = e instanceof BpfError && e.code === 'EPERM' ? ' (the agent needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)' : '';
-      throw new KernwayError('KW_BPF_ATTACH', `attaching sockmap acceleration to ${opts.cgroupPath} failed: ${errorMessage(e)}${hint}`, undefined, { cause: e });
-    }
-    opts.log?.info({ cgroup: opts.cgroupPath, bpffs: opts.bpffsDir, reusedMaps: reused, updatedLinks: updated, createdLinks: created, enabled: opts.enabled ?? true },
-      'sockmap acceleration attached');
-    return sm;
+      }],
+      mapsDir: layout.maps,
+      maps: SOCKMAP_MAP_NAMES,
+      layouts: SM_LAYOUTS,
+      codec: 'agent/datapath/sockmap.ts',
+      capacities: opts.capacities ?? {},
+      sized: SIZED_MAPS,
+      // kw_sm_rx and kw_sm_ck have an entry per socket of kw_sm_hash: new ones follow its size.
+      follow: Object.fromEntries(PER_SOCKET_MAPS.map((n) => [n, 'kw_sm_hash'])),
+      // Replacing the sockhash would drop every socket's unread redirected bytes; socket storage cannot be copied.
+      keep: ['kw_sm_hash', 'kw_sm_sk', 'kw_sm_io'],
+      capacityHint: 'replacing kw_sm_hash would cut every accelerated connection',
+      linksDir: layout.cgroupLinks!,
+      links: [
+        // The receive side first: a socket is classified from its first read on.
+        { program: RECV_PROGRAM, attach: (p) => p.attachRawTracepoint(), swap: 'replace' },
+        // sk_msg before sock_ops: a socket added to the map always finds a verdict program.
+        // (Without sockmap links, kernel < 6.10, the sk_msg program is attached to the map
+        // itself and stays there as long as the pinned map lives; attaching again replaces it.)
+        { program: SK_MSG_PROGRAM, attach: (p, sub) => p.attachSkMsg(sub.map('kw_sm_hash')) },
+        { program: SOCKOPS_PROGRAM, attach: (p) => p.attachCgroup(opts.cgroupPath, 'sock_ops') },
+      ],
+      ...(opts.log ? { log: opts.log } : {}),
+    };
   }
 
-  private checkLayout(): void {
-    for (const [name, want] of Object.entries(SM_SIZES) as Array<[SockmapMapName, { key?: number; value?: number }]>) {
-      const info = this.maps[name].info();
-      if ((want.key !== undefined && info.keySize !== want.key) || (want.value !== undefined && info.valueSize !== want.value)) {
-        throw new KernwayError('KW_MAP_LAYOUT', `map ${name} has key/value sizes ${info.keySize}/${info.valueSize}, agent/datapath/sockmap.ts expects ` +
-          `${want.key ?? info.keySize}/${want.value ?? info.valueSize}: the object and the agent disagree (rebuild both)`);
-      }
+  /**
+   * Everything checked before the kernel is touched: the cgroup, capacities, layouts vs
+   * BTF, the pinned maps (reused, or migrated when a new build changed one: kw_sm_stats
+   * with more counters keeps the old ones).
+   */
+  static check(opts: SockmapOptions): SubsystemPlan {
+    let isDir = false;
+    try { isDir = statSync(opts.cgroupPath).isDirectory(); } catch { /* reported below */ }
+    if (!isDir) throw new KernwayError('KW_BAD_CGROUP', `--cgroup ${opts.cgroupPath} is not a cgroup directory`);
+    return checkSubsystem(Sockmap.spec(opts));
+  }
+
+  /** Loads the programs (reusing pinned maps), sets the switch, attaches or updates the links. */
+  static async load(opts: SockmapOptions): Promise<Sockmap> {
+    const sub = await Sockmap.check(opts).load();
+    let sm: Sockmap;
+    let r: AttachResult;
+    try {
+      sm = new Sockmap(sub);
+      // The switch first, so that a first start with --sockmap=off never accelerates.
+      sm.setEnabled(opts.enabled ?? true);
+      r = sub.attach();
+    } catch (e) {
+      sub.close();
+      throw e;
     }
+    sm.updatedLinks.push(...r.updated);
+    sm.createdLinks.push(...r.created);
+    opts.log?.info({
+      cgroup: opts.cgroupPath, bpffs: opts.bpffsDir, reusedMaps: sub.reusedMaps, migratedMaps: sub.migrated,
+      updatedLinks: r.updated, createdLinks: r.created, enabled: opts.enabled ?? true,
+    }, 'sockmap acceleration attached');
+    return sm;
   }
 
   /** The node-wide switch: off, no new connection is accelerated; established ones carry on. */
@@ -330,110 +338,8 @@ export class Sockmap {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.obj.close();
+    this.sub.close();
   }
-}
-
-/**
- * Raw tracepoint links cannot swap their program in place: a restart attaches the new program,
- * pins it over the old pin (rename on bpffs replaces it at once) and the old link goes with its
- * last reference. Both run for a moment; they share the pinned maps and write the same.
- */
-function attachTracepoint(pin: string, prog: BpfProgram, updated: string[], created: string[]): void {
-  const existed = existsSync(pin);
-  const link = prog.attachRawTracepoint();
-  const tmp = `${pin}_new`; // bpffs names cannot hold a dot
-  try {
-    rmSync(tmp, { force: true });
-    link.pin(tmp);
-    renameSync(tmp, pin);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    link.detach();
-    throw e;
-  } finally {
-    link.close();
-  }
-  (existed ? updated : created).push(prog.name);
-}
-
-function attachOrUpdate(pin: string, prog: BpfProgram, attach: (p: BpfProgram) => BpfLink, updated: string[], created: string[]): void {
-  if (existsSync(pin)) {
-    const link = BpfLink.openPinned(pin);
-    try { link.update(prog); } finally { link.close(); }
-    updated.push(prog.name);
-    return;
-  }
-  const link = attach(prog);
-  try {
-    if (link.kind === 'link') link.pin(pin);
-    // Without sockmap links (kernel < 6.10) the sk_msg program is attached to the map
-    // itself and stays there as long as the pinned map lives; attaching again replaces it.
-  } catch (e) {
-    link.detach();
-    throw e;
-  } finally {
-    link.close();
-  }
-  created.push(prog.name);
-}
-
-function preparePins(cgroupPath: string, bpffsDir: string): { maps: string; cgroupLinks: string } {
-  let isDir = false;
-  try { isDir = statSync(cgroupPath).isDirectory(); } catch { /* reported below */ }
-  if (!isDir) throw new KernwayError('KW_BAD_CGROUP', `--cgroup ${cgroupPath} is not a cgroup directory`);
-  mkdirSync(bpffsDir, { recursive: true });
-  const layout = pinLayout(bpffsDir, cgroupPath);
-  mkdirSync(layout.maps, { recursive: true });
-  mkdirSync(layout.cgroupLinks!, { recursive: true });
-  return { maps: layout.maps, cgroupLinks: layout.cgroupLinks! };
-}
-
-/**
- * kw_sm_stats of an agent with fewer counters cannot be reused (its size differs): its
- * pin is removed, the counters start from zero. Nothing else depends on it (sockets
- * added by the old programs keep the old map through them).
- */
-function dropStaleStats(mapsDir: string, log: Logger | undefined): void {
-  const pin = join(mapsDir, 'kw_sm_stats');
-  if (!existsSync(pin)) return;
-  const m = BpfMap.openPinned(pin);
-  const have = m.info().maxEntries;
-  m.close();
-  if (have === SM_STATS.length) return;
-  rmSync(pin);
-  log?.warn({ map: 'kw_sm_stats', entries: have, want: SM_STATS.length }, 'sockmap counters of an older agent dropped: they start from zero');
-}
-
-function capacitiesFor(mapsDir: string, wanted: SockmapCapacities): { sizes: Record<string, number>; reused: boolean } {
-  const sizes: Record<string, number> = {};
-  let reused = false;
-  for (const [name, v] of Object.entries(wanted)) {
-    if (!(SIZED_MAPS as readonly string[]).includes(name)) throw new InvalidArgumentError(`capacities.${name}`, `one of ${SIZED_MAPS.join(', ')}`, name);
-    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`capacities.${name}`, 'a positive integer', v);
-  }
-  for (const name of SOCKMAP_MAP_NAMES) {
-    const pin = join(mapsDir, name);
-    if (!existsSync(pin)) {
-      const want = wanted[name as keyof SockmapCapacities];
-      if (want !== undefined) sizes[name] = want;
-      continue;
-    }
-    reused = true;
-    const m = BpfMap.openPinned(pin);
-    const have = m.info().maxEntries;
-    m.close();
-    const want = wanted[name as keyof SockmapCapacities];
-    if (want !== undefined && want !== have) {
-      throw new KernwayError('KW_MAP_CAPACITY_CHANGED',
-        `map ${name} is pinned with ${have} entries but ${want} were asked; a pinned map cannot be resized ` +
-        '(replacing kw_sm_hash would cut every accelerated connection): keep the capacity, or run `kernway uninstall`');
-    }
-    if ((SIZED_MAPS as readonly string[]).includes(name) || PER_SOCKET_MAPS.includes(name)) sizes[name] = have;
-  }
-  // kw_sm_rx and kw_sm_ck have an entry per socket of kw_sm_hash: new ones follow its size.
-  for (const name of PER_SOCKET_MAPS) if (sizes[name] === undefined && sizes.kw_sm_hash !== undefined) sizes[name] = sizes.kw_sm_hash;
-  return { sizes, reused };
 }
 
 /**

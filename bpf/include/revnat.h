@@ -31,6 +31,9 @@ struct kw_revnat_val {
 	struct kw_addr addr; /* ClusterIP the application dialled */
 	__be16 port;         /* Service port, network byte order */
 	__u16 pad;           /* zero */
+#ifdef KW_TEST_REVNAT_GEN
+	__u32 gen;           /* upgrade tests only (bpf/test/sock_lb_v2.bpf.c): the field a new build adds */
+#endif
 };
 
 /* Reverse translation: {socket cookie, backend} -> ClusterIP:port. */
@@ -46,6 +49,9 @@ static __always_inline void kw_revnat_store(struct bpf_sock_addr *ctx, const str
 {
 	struct kw_revnat_key key = { .cookie = bpf_get_socket_cookie(ctx), .addr = *backend, .port = bport };
 	struct kw_revnat_val val = { .addr = *vip, .port = vport };
+#ifdef KW_TEST_REVNAT_GEN
+	val.gen = KW_TEST_REVNAT_GEN;
+#endif
 	struct kw_revnat_val *old = bpf_map_lookup_elem(&kw_revnat, &key);
 
 	/* Unconnected UDP comes here per datagram: skip the write when nothing changes. */

@@ -24,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLinks(env, exports);
   InitProgs(env, exports);
   InitLock(env, exports);
+  InitBtf(env, exports);
   return exports;
 }
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+struct btf;  // libbpf
+
 namespace kw {
 
 // What went wrong, in plain C++ (built off the JS thread when needed).
@@ -105,5 +107,9 @@ void InitMaps(Napi::Env env, Napi::Object exports);
 void InitLinks(Napi::Env env, Napi::Object exports);
 void InitProgs(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
+void InitBtf(Napi::Env env, Napi::Object exports);
+
+// A BTF type as a plain object for TypeScript (native/src/btf.cc, native/addon.d.ts RawBtfType).
+Napi::Value DescribeBtfType(Napi::Env env, const ::btf* b, uint32_t id, int depth);
 
 }  // namespace kw

@@ -59,6 +59,7 @@ class ObjectHandle : public Napi::ObjectWrap<ObjectHandle> {
                            InstanceMethod<&ObjectHandle::Load>("load"),
                            InstanceMethod<&ObjectHandle::Programs>("programs"),
                            InstanceMethod<&ObjectHandle::Maps>("maps"),
+                           InstanceMethod<&ObjectHandle::MapBtf>("mapBtf"),
                            InstanceMethod<&ObjectHandle::Close>("close"),
                        });
   }
@@ -250,6 +251,21 @@ class ObjectHandle : public Napi::ObjectWrap<ObjectHandle> {
       o.Set("fd", fd < 0 ? -1 : fd);
       out.Set(n++, o);
     }
+    return out;
+  }
+
+  // mapBtf(name) -> { key?, value? }: the map's key and value types in the object's BTF
+  // (available as soon as the object is open: checks need no kernel).
+  Napi::Value MapBtf(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string name = ArgString(info, 0, "map");
+    if (state_ == State::kClosed) Require(env, "object.map_btf", State::kOpen);
+    bpf_map* m = FindMap(env, "object.map_btf", name);
+    Napi::Object out = Napi::Object::New(env);
+    const btf* b = bpf_object__btf(obj_);
+    if (!b) return out;
+    if (bpf_map__btf_key_type_id(m)) out.Set("key", DescribeBtfType(env, b, bpf_map__btf_key_type_id(m), 0));
+    if (bpf_map__btf_value_type_id(m)) out.Set("value", DescribeBtfType(env, b, bpf_map__btf_value_type_id(m), 0));
     return out;
   }
 

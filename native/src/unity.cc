@@ -2,6 +2,7 @@
 // compile time per unit, so one unit builds in less than half the time of six.
 // The parts stay in their own files; binding.gyp compiles only this one.
 #include "addon.cc"
+#include "btf.cc"
 #include "common.cc"
 #include "links.cc"
 #include "maps.cc"
