@@ -76,7 +76,7 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
     sockmap: sockmapSwitch(raw.sockmap),
     serviceCidr: parseServiceRange(raw.serviceCidr ?? DEFAULT_SERVICE_CIDR),
   };
-  if (raw.objectPath !== undefined) opts.objectPath = path('objectPath', raw.objectPath);
+  if (raw.objectPath !== undefined) opts.objectPath = path('--bpf-object', raw.objectPath);
   return Object.freeze(opts);
 }
 

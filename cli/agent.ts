@@ -1,4 +1,5 @@
 /** `kernway agent`: the node agent. SIGTERM drains (programs stay attached), a second SIGTERM forces. */
+import { resolve } from 'node:path';
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { Agent } from '../agent/agent.js';
@@ -10,7 +11,7 @@ import type { Command } from './command.js';
 const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
                      [--service-cidr CIDR[,CIDR]]
-                     [--map-capacity MAP=N[,MAP=N...]]
+                     [--map-capacity MAP=N[,MAP=N...]] [--bpf-object PATH]
 
   --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
   --node-name NAME            this node's name, for internalTrafficPolicy: Local (default: hostname)
@@ -24,7 +25,9 @@ const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH]
                               (default: ${DEFAULT_SERVICE_CIDR})
   --map-capacity MAP=N,...    max_entries of load balancer maps (kw_svc, kw_slot, kw_backend, kw_maglev,
                               kw_svc_stats, kw_affinity, kw_revnat) when they are first created;
-                              pinned maps keep theirs`;
+                              pinned maps keep theirs
+  --bpf-object PATH           the load balancer's BPF object (default: build/bpf/sock_lb.bpf.o); one whose
+                              map layouts changed is an upgrade: pinned maps are migrated (docs/upgrade.md)`;
 
 export const command: Command = {
   summary: 'run the node agent: Service load balancing in the kernel at connect()',
@@ -40,6 +43,7 @@ export const command: Command = {
       sockmap: { type: 'string' },
       'service-cidr': { type: 'string' },
       'map-capacity': { type: 'string' },
+      'bpf-object': { type: 'string' },
     });
     if (!values) return 2;
     if (values.standalone === undefined) {
@@ -58,6 +62,7 @@ export const command: Command = {
         sockmap: values.sockmap,
         serviceCidr: values['service-cidr'],
         capacities: values['map-capacity'] === undefined ? undefined : parseCapacities(values['map-capacity']),
+        objectPath: values['bpf-object'] === undefined ? undefined : resolve(values['bpf-object']),
       });
     } catch (e) {
       if (e instanceof InvalidArgumentError || e instanceof KernwayError) {

@@ -12,7 +12,7 @@
  *
  * Upgrades (docs/upgrade.md): a pinned map whose key or value type differs from the new
  * object's (a field added, say) is not reused: the new object gets a new map, pinned
- * beside the old one under a temporary name; the entries are converted into it by field
+ * beside the old one (migrating-<name>); the entries are converted into it by field
  * name (migrate.ts) before any program uses it; attach() swaps every pinned link to the
  * new programs with one bpf_link_update() each (no moment without a program), copies the
  * entries the old programs wrote meanwhile, then renames the new pin over the old one
@@ -292,7 +292,9 @@ async function loadPlanned(spec: SubsystemSpec, sizes: Record<string, number>, m
   const objects: BpfObject[] = [];
   const cleanup = (): void => {
     for (const o of objects) o.close();
-    for (const m of migrations) rmSync(m.tmpPin, { force: true });
+    for (const m of migrations) {
+      try { rmSync(m.tmpPin, { force: true }); } catch { /* not pinned */ }
+    }
   };
   try {
     for (const o of spec.objects) {
