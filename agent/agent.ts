@@ -18,7 +18,8 @@ import { ServiceTableBuilder } from '../model/service-table.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from './standalone.js';
 import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
-import { checkKernel, loadSockLb, type SockLb } from './datapath/sock-lb.js';
+import { checkKernel, checkSockLb, loadSockLb, type SockLb } from './datapath/sock-lb.js';
+import { PolicyDatapath } from './datapath/policy.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
@@ -195,8 +196,14 @@ export class Agent {
       await this.admin.listen();
       if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
 
+      // The objects checked before the kernel is touched: struct layouts against their BTF,
+      // capacities, the pinned maps (reused, or migrated on an upgrade: docs/upgrade.md).
+      const lbOpts = { cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log };
+      checkSockLb(lbOpts).close();
+      PolicyDatapath.check({ cgroupPath: o.cgroup, bpffsDir: o.bpffs }).close();
+
       touched = true;
-      this.lb = await loadSockLb({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, objectPath: o.objectPath, capacities: o.capacities, log: this.log });
+      this.lb = await loadSockLb(lbOpts);
       this.sockmap = await this.loadSockmap();
       // After the balancer: the policy's connect() check must see the backend it chose.
       this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
