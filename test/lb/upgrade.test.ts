@@ -118,7 +118,7 @@ describe('upgrade to a build whose map layout changed', () => {
     const layout = pinLayout(bpffs, lab.cgroupPath);
     const spec = { ...sockLbSpec(opts(V2), { maps: layout.maps, cgroupLinks: layout.cgroupLinks! }), keep: ['kw_revnat'] };
     expect(() => checkSubsystem(spec)).toThrow(expect.objectContaining({
-      code: 'KW_MAP_LAYOUT', message: expect.stringMatching(/map kw_revnat pinned at .* is a lru_hash of 32-byte keys and 20-byte values, .*sock_lb_v2\.bpf\.o has .*24-byte values .*never replaced/),
+      code: 'KW_MAP_LAYOUT', message: expect.stringMatching(/map kw_revnat pinned at .* is a lru_hash of 32-byte keys and 20-byte values \(131072 entries\), .*sock_lb_v2\.bpf\.o has .*24-byte values .*never replaced/),
     }));
     // Checking changed nothing: the old map is pinned as it was, no new map is pinned.
     expect(pinnedRevnat().valueSize).toBe(20);
