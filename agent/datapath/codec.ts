@@ -53,16 +53,6 @@ export const LB_LAYOUTS: Readonly<Record<string, MapLayout>> = {
   kw_revnat: { key: KW_REVNAT_KEY, value: KW_REVNAT_VAL, readOnly: true },
 };
 
-/** Sizes of each struct: must equal the maps' key/value sizes. */
-export const SIZES = {
-  kw_svc: { key: KW_SVC_KEY.size, value: KW_SVC_VAL.size },
-  kw_slot: { key: KW_SLOT_KEY.size, value: 4 },
-  kw_backend: { key: 4, value: KW_BACKEND.size },
-  kw_svc_stats: { key: 4, value: KW_SVC_STATS.size },
-  kw_affinity: { key: KW_AFF_KEY.size, value: KW_AFF_VAL.size },
-  kw_revnat: { key: KW_REVNAT_KEY.size, value: KW_REVNAT_VAL.size },
-} as const;
-
 // ---- struct kw_svc_key { kw_addr addr; __be16 port; __u8 proto; __u8 pad; } -------
 export interface SvcKey { vip: string; port: number; proto: number }
 const SK = KW_SVC_KEY.at;

@@ -4,7 +4,8 @@
  * datapath uses; a pinned map opened with BpfMap.openPinned() fits too.
  */
 import { KernwayError } from '../../common/errors.js';
-import { SIZES } from './codec.js';
+import { LB_LAYOUTS } from './codec.js';
+import { layoutSize } from './layout.js';
 
 export interface MapLike {
   readonly name: string;
@@ -25,27 +26,25 @@ export type LbMapName = (typeof LB_MAP_NAMES)[number];
 
 export type LbMaps = Record<LbMapName, MapLike>;
 
-/** Maps the programs write and the agent only reads. */
-const READ_ONLY: ReadonlySet<string> = new Set(['kw_affinity', 'kw_revnat']);
-
 /** Capacity overrides (max_entries) the agent may set before load. */
 export type LbCapacities = Partial<Record<LbMapName, number>>;
 
 /**
- * Checks that the maps have the layout the codecs write (a pinned map left by another
- * kernway version would not), and returns the Maglev table size M.
+ * Checks that the maps have the sizes the codecs write (maps opened from pins without the
+ * loader, e.g. by `kernway services`, are not checked against BTF; the loader's check is
+ * field by field: layout.ts), and returns the Maglev table size M. Maps TypeScript only
+ * reads (readOnly layouts) may be bigger: a newer build may have added a field.
  */
 export function checkLayout(maps: LbMaps): { maglevM: number } {
-  for (const [name, size] of Object.entries(SIZES)) {
+  for (const [name, layout] of Object.entries(LB_LAYOUTS)) {
     const info = maps[name as LbMapName].info();
-    // Maps only the programs write (the agent reads them) may have a longer value: a later
-    // build added a field, which the loader checks against the object's BTF and migrates
-    // (docs/upgrade.md). Found by bench/chaos's agent-upgrade.
-    const grown = READ_ONLY.has(name) && info.valueSize > size.value;
-    if (info.keySize !== size.key || (info.valueSize !== size.value && !grown)) {
+    const key = layout.key ? layoutSize(layout.key) : undefined;
+    const value = layout.value ? layoutSize(layout.value) : undefined;
+    const fits = (have: number, want: number | undefined): boolean => want === undefined || (layout.readOnly ? have >= want : have === want);
+    if (!fits(info.keySize, key) || !fits(info.valueSize, value)) {
       throw new KernwayError('KW_MAP_LAYOUT',
-        `map ${name} has key/value sizes ${info.keySize}/${info.valueSize}, expected ${size.key}/${size.value}; ` +
-        'it was pinned by another kernway version: run `kernway uninstall` and start the agent again');
+        `map ${name} has key/value sizes ${info.keySize}/${info.valueSize}, expected ${key ?? info.keySize}/${value ?? info.valueSize}; ` +
+        'it was pinned by another kernway version: start the agent of this version (it migrates the maps, docs/upgrade.md) or run `kernway uninstall`');
     }
   }
   const mg = maps.kw_maglev.info();
