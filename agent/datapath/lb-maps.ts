@@ -33,15 +33,15 @@ export type LbCapacities = Partial<Record<LbMapName, number>>;
  * Checks that the maps have the sizes the codecs write (maps opened from pins without the
  * loader, e.g. by `kernway services`, are not checked against BTF; the loader's check is
  * field by field: layout.ts), and returns the Maglev table size M. Maps TypeScript only
- * reads (readOnly layouts) may be bigger: a newer build may have added a field.
+ * reads (readOnly layouts) may have bigger values: a newer build may have added a field.
  */
 export function checkLayout(maps: LbMaps): { maglevM: number } {
   for (const [name, layout] of Object.entries(LB_LAYOUTS)) {
     const info = maps[name as LbMapName].info();
     const key = layout.key ? layoutSize(layout.key) : undefined;
     const value = layout.value ? layoutSize(layout.value) : undefined;
-    const fits = (have: number, want: number | undefined): boolean => want === undefined || (layout.readOnly ? have >= want : have === want);
-    if (!fits(info.keySize, key) || !fits(info.valueSize, value)) {
+    const fits = (have: number, want: number | undefined, grows: boolean): boolean => want === undefined || (grows ? have >= want : have === want);
+    if (!fits(info.keySize, key, false) || !fits(info.valueSize, value, layout.readOnly === true)) {
       throw new KernwayError('KW_MAP_LAYOUT',
         `map ${name} has key/value sizes ${info.keySize}/${info.valueSize}, expected ${key ?? info.keySize}/${value ?? info.valueSize}; ` +
         'it was pinned by another kernway version: start the agent of this version (it migrates the maps, docs/upgrade.md) or run `kernway uninstall`');

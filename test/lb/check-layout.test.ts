@@ -1,12 +1,14 @@
 /** checkLayout: maps the agent writes must match its codecs exactly; maps it only reads may have grown (an upgrade added a field). */
 import { describe, expect, it } from 'vitest';
 import { checkLayout, LB_MAP_NAMES, type LbMaps, type MapLike } from '../../agent/datapath/lb-maps.js';
-import { SIZES } from '../../agent/datapath/codec.js';
+import { LB_LAYOUTS } from '../../agent/datapath/codec.js';
+import { layoutSize } from '../../agent/datapath/layout.js';
 
 function maps(over: Partial<Record<string, { key: number; value: number }>> = {}): LbMaps {
   const out: Record<string, MapLike> = {};
   for (const name of LB_MAP_NAMES) {
-    const size = over[name] ?? (name === 'kw_maglev' ? { key: 4, value: 4 * 1021 } : SIZES[name as keyof typeof SIZES]);
+    const l = LB_LAYOUTS[name]!;
+    const size = over[name] ?? (name === 'kw_maglev' ? { key: 4, value: 4 * 1021 } : { key: layoutSize(l.key!)!, value: layoutSize(l.value!)! });
     out[name] = { name, info: () => ({ maxEntries: 16, keySize: size.key, valueSize: size.value }) } as unknown as MapLike;
   }
   return out as LbMaps;
