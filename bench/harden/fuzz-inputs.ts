@@ -91,12 +91,16 @@ const BAD_VALUES = ['', '-1', '-', '--', '0', 'relative/path', '/proc/self', '/p
  */
 export function agentArgv(r: Rng, c: ArgvContext): string[] {
   const cgroupValues = [...c.cgroups, c.scratch, `${c.scratch}/nope`, 'relative'];
-  const args: string[] = ['agent', '--cgroup', r.pick(cgroupValues)];
+  const bpffsValues = [...c.bpffs, `${c.scratch}/not-bpffs`, `${c.bpffs[0]}/a/b`, '/dev/null'];
+  const socketValues = [`${c.scratch}/a.sock`, `${c.scratch}/${'x'.repeat(120)}.sock`, `${c.scratch}/file.yaml`, '/proc/a.sock'];
+  // Ours first, always: a later --cgroup, --bpffs or --admin-socket is refused as repeated,
+  // so the defaults (the machine's root cgroup, /sys/fs/bpf/kernway, /run/kernway) are never reached.
+  const args: string[] = ['agent', '--cgroup', r.pick(cgroupValues), '--bpffs', r.pick(bpffsValues), '--admin-socket', r.pick(socketValues)];
   const good: Record<string, () => string> = {
     '--standalone': () => r.pick([c.manifests, `${c.manifests}/typo`, `${c.scratch}/file.yaml`, '/proc', c.scratch]),
     '--node-name': () => r.pick(['node-a', 'Bad_Name', '']),
-    '--bpffs': () => r.pick([...c.bpffs, `${c.scratch}/not-bpffs`, `${c.bpffs[0]}/a/b`, '/dev/null']),
-    '--admin-socket': () => r.pick([`${c.scratch}/a.sock`, `${c.scratch}/${'x'.repeat(120)}.sock`, `${c.scratch}/file.yaml`, '/proc/a.sock']),
+    '--bpffs': () => r.pick(bpffsValues),
+    '--admin-socket': () => r.pick(socketValues),
     '--metrics-address': () => r.pick(['127.0.0.1:0', 'localhost:0', '[::1]:0', '0.0.0.0:99999', '127.0.0.1:1']),
     '--sockmap': () => r.pick(['on', 'off']),
     '--service-cidr': () => r.pick(['10.96.0.0/12', '10.96.0.0/12,fd00:10:96::/112', '10.200.0.0/16']),
@@ -105,7 +109,7 @@ export function agentArgv(r: Rng, c: ArgvContext): string[] {
   // Half the runs get only well-formed options (their values may still name bad paths), so
   // that starts reach the path checks and the kernel, not only the option parser.
   const wellFormed = r.int(2) === 0;
-  const chosen = wellFormed ? names.filter(() => r.int(3) !== 0) : Array.from({ length: r.int(8) }, () => r.pick(names));
+  const chosen = wellFormed ? names.filter((n) => n !== '--bpffs' && n !== '--admin-socket' && r.int(3) !== 0) : Array.from({ length: r.int(8) }, () => r.pick(names));
   for (const name of chosen) {
     const what = wellFormed ? 9 : r.int(10);
     if (what === 0) args.push(r.pick(['--bogus', '-x', '--help=no', 'positional', '--standalone=']));
@@ -115,10 +119,17 @@ export function agentArgv(r: Rng, c: ArgvContext): string[] {
     }
   }
   if (wellFormed && !chosen.includes('--standalone')) args.push('--standalone', c.manifests);
-  if (wellFormed && !chosen.includes('--bpffs')) args.push('--bpffs', c.bpffs[0]!);
-  if (wellFormed && !chosen.includes('--admin-socket')) args.push('--admin-socket', `${c.scratch}/a.sock`);
-  // Never the root cgroup: a later --cgroup (refused as repeated anyway) is one of ours too.
-  for (let i = 0; i < args.length - 1; i++) if (args[i] === '--cgroup' && !cgroupValues.includes(args[i + 1]!)) args[i + 1] = c.cgroups[0]!;
+  // Never the root cgroup, a real bpffs folder or socket: a value after --cgroup, --bpffs or
+  // --admin-socket is always one of ours (a missing value would let the default in).
+  const ours: Record<string, readonly string[]> = {
+    '--cgroup': cgroupValues,
+    '--bpffs': bpffsValues,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const allowed = ours[args[i]!];
+    if (allowed && (i + 1 >= args.length || !allowed.includes(args[i + 1]!))) args.splice(i + 1, i + 1 >= args.length ? 0 : 1, allowed[0]!);
+    if (args[i] === '--admin-socket' && (i + 1 >= args.length || !args[i + 1]!.startsWith(c.scratch) && !args[i + 1]!.startsWith('/proc/'))) args.splice(i + 1, i + 1 >= args.length ? 0 : 1, `${c.scratch}/a.sock`);
+  }
   if (!args.includes('--metrics-address')) args.push('--metrics-address', '127.0.0.1:0');
   return args;
 }
