@@ -24,7 +24,6 @@ import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
-import { validatePolicyObject } from '../k8s/policy.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import type { AgentOptions } from './options.js';
@@ -77,7 +76,7 @@ export class Agent {
   /** The agent's metrics registry (served on --metrics-address). */
   readonly metrics: AgentMetrics;
   private drained: Promise<void> | undefined;
-  /** The owner locks on --cgroup and --bpffs (agent/lock.ts), held from start to drain. */
+  /** The owner locks on --cgroup and --bpffs (agent/datapath/lock.ts), held from start to drain. */
   private readonly locks: OwnerLock[] = [];
 
   constructor(opts: Readonly<AgentOptions>, log: Logger) {
@@ -174,15 +173,12 @@ export class Agent {
         health: () => (this.healthy ? true : this.state) });
       this.http.setReady(false, 'starting: reading the manifests and loading the programs');
       await this.http.listen();
-      const validate: ObjectValidator = (obj) => {
-        const range = addressProblems(o.serviceCidr, obj);
-        const policy = validatePolicyObject(obj);
-        return range.length === 0 ? policy : [...range, ...policy];
-      };
+      // The kind registry checks every object; the address rules (--service-cidr) are this agent's own.
+      const validate: ObjectValidator = (obj) => addressProblems(o.serviceCidr, obj);
       this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate });
       const first = await this.source.start();
-      if (first.manifests.objects.length === 0 && first.problems.length === 0) {
-        this.log.warn({ dir: o.standalone }, 'the manifest directory holds no manifests (*.yaml, *.yml, *.json): nothing to balance until some are added');
+      if (first.objects === 0 && first.problems.length === 0) {
+        this.log.warn({ dir: o.standalone }, 'the manifest directory holds no manifests (*.yaml, *.yml, *.json) of a kind kernway reads: nothing to balance until some are added');
       }
       // Snapshots that arrive while the programs load are applied when they are (apply() waits for the maps).
       this.source.on(MODEL, (s: StandaloneSnapshot) => this.apply(s));

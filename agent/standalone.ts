@@ -1,40 +1,31 @@
 /**
- * The standalone source: a directory of Kubernetes manifests (ManifestDirectory, checked
- * with the model's validator) turned into a stream of model snapshots. Problems are logged
- * once when they appear (file, object, field, reason) and once when they are resolved.
- *
- * Usage (the agent):
- *   const src = new StandaloneSource(dir, { log });
- *   const first = await src.start();          // throws KW_MANIFEST_DIR when dir is unusable
- *   const table = new ServiceTableBuilder({ nodeName });
- *   table.update(first.model);
- *   src.on(MODEL, (s: StandaloneSnapshot) => { table.update(s.model, s.changedServices); reconcile(table.table); });
- *   ...
- *   src.close();
+ * The agent's desired state from one Source (today the manifest directory, `--standalone
+ * DIR`): each batch of objects goes into one ModelBuilder, and each model change is
+ * emitted as a snapshot with its typed change set. Problems that appear or go away are
+ * logged once.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/log.js';
+import type { Problem } from '../k8s/types.js';
 import { ModelBuilder } from '../model/model.js';
-import { slimObject, validateObject } from '../k8s/core.js';
-import type { Model } from '../model/types.js';
-import { ManifestDirectory, SNAPSHOT, type Located, type ManifestProblem, type ManifestSnapshot, type ObjectValidator } from '../sources/manifest-dir.js';
+import type { Model, ModelChange } from '../model/types.js';
+import { ManifestSource } from '../sources/manifest-source.js';
+import type { ObjectValidator } from '../sources/manifest-dir.js';
+import type { Source, SourceBatch } from '../sources/source.js';
 
 export interface StandaloneSnapshot {
   /** Counts up from 1 with each snapshot. */
   generation: number;
   /** The model (live: the same object, updated in place, in every snapshot of this source). */
   model: Model;
+  /** What changed since the previous snapshot, by kind (the first: everything). */
+  change: ModelChange;
   /** 'ns/name' of the Services whose Service or EndpointSlices changed since the previous snapshot (the first: all). */
   changedServices: ReadonlySet<string>;
-  /** Every problem in force: files rejected (their last good content kept) and cross-object problems. */
-  problems: ManifestProblem[];
-  /**
-   * The directory's snapshot this model was built from: objects of the model's kinds as
-   * stubs (apiVersion, kind, metadata name/namespace), every other kind whole, and the
-   * `changes` since the previous snapshot. For other readers of the same directory
-   * (policies), so that each file is read and parsed once.
-   */
-  manifests: ManifestSnapshot;
+  /** Every problem in force: the source's (files rejected, their last good content kept) and the model's. */
+  problems: Problem[];
+  /** How many objects (of the registry's kinds) the source holds. */
+  objects: number;
 }
 
 /** Event emitted with each new StandaloneSnapshot after the first. */
@@ -45,43 +36,39 @@ export interface StandaloneOptions {
   log?: Logger;
   /** Debounce of file system events, from the first event of a burst (default 20 ms). */
   debounceMs?: number;
-  /**
-   * More checks (e.g. AuthorizationPolicy parsing): their problems reject the file like the
-   * model's own. Runs on every object of every file read.
-   */
+  /** More checks than the kind registry's: their problems reject the file like the registry's own. */
   validate?: ObjectValidator;
 }
 
 export class StandaloneSource extends EventEmitter {
-  private readonly manifests: ManifestDirectory;
+  private readonly source: Source;
   private readonly builder = new ModelBuilder();
   private readonly log: Logger | undefined;
-  private reported = new Map<string, ManifestProblem>();
+  private reported = new Map<string, Problem>();
   private generation = 0;
+  private objects = 0;
   private last: StandaloneSnapshot | undefined;
 
-  constructor(readonly dir: string, opts: StandaloneOptions = {}) {
+  /** `from`: a manifest directory's path, or any Source. */
+  constructor(from: string | Source, opts: StandaloneOptions = {}) {
     super();
     this.log = opts.log;
-    // The model digests Services, EndpointSlices, Pods and Namespaces while validating: only a
-    // stub of those is kept by the directory (slimObject), the model objects hold the rest.
-    const extra = opts.validate;
-    const validate: ObjectValidator = extra ? (o: Located) => { const p = validateObject(o); const q = extra(o); return p.length === 0 ? q : q.length === 0 ? p : [...p, ...q]; } : validateObject;
-    this.manifests = new ManifestDirectory(dir, { validate, slim: slimObject, debounceMs: opts.debounceMs ?? 20, log: opts.log });
-    this.manifests.on(SNAPSHOT, (s: ManifestSnapshot) => {
+    this.source = typeof from === 'string'
+      ? new ManifestSource(from, { log: opts.log, debounceMs: opts.debounceMs ?? 20, ...(opts.validate ? { validate: opts.validate } : {}) })
+      : from;
+  }
+
+  /** Load everything the source has, report its problems, follow its changes. Returns the first snapshot. */
+  async start(): Promise<StandaloneSnapshot> {
+    await this.source.start((b) => {
+      if (this.generation === 0) { this.accept(b); return; }
       try {
-        this.emit(MODEL, this.accept(s));
+        this.emit(MODEL, this.accept(b));
       } catch (e) {
         this.log?.error({ err: (e as Error).message, stack: (e as Error).stack }, 'standalone: failed to build the model; previous one kept');
       }
     });
-  }
-
-  /** Load the directory, report its problems, start watching. Returns the first snapshot. */
-  async start(): Promise<StandaloneSnapshot> {
-    const snap = this.accept(await this.manifests.load());
-    this.manifests.watch();
-    return snap;
+    return this.last!;
   }
 
   /** The latest snapshot (undefined before start()). */
@@ -90,25 +77,26 @@ export class StandaloneSource extends EventEmitter {
   }
 
   close(): void {
-    this.manifests.close();
+    this.source.close();
     this.removeAllListeners(MODEL);
   }
 
-  private accept(s: ManifestSnapshot): StandaloneSnapshot {
+  private accept(b: SourceBatch): StandaloneSnapshot {
     const t0 = performance.now();
-    const change = s.changes && this.generation > 0 ? this.builder.apply(s.changes) : this.builder.reset(s.objects);
+    const change = this.builder.apply({ added: b.upserted, removed: b.deleted });
+    this.objects += b.upserted.length - b.deleted.length;
     const model = change.model;
-    const problems = s.problems.concat(model.problems);
+    const problems = b.problems.concat(model.problems);
     this.report(problems);
-    const snap: StandaloneSnapshot = { generation: ++this.generation, model, changedServices: change.services, problems, manifests: s };
+    const snap: StandaloneSnapshot = { generation: ++this.generation, model, change, changedServices: change.services, problems, objects: this.objects };
     this.last = snap;
     this.log?.debug({ generation: snap.generation, services: model.services.size, problems: problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'standalone: model built');
     return snap;
   }
 
   /** Log problems that appeared, and those that went away. */
-  private report(problems: ManifestProblem[]): void {
-    const now = new Map<string, ManifestProblem>();
+  private report(problems: Problem[]): void {
+    const now = new Map<string, Problem>();
     for (const p of problems) now.set(`${p.code}\0${p.file}\0${p.object ?? ''}\0${p.field ?? ''}\0${p.message}`, p);
     for (const [k, p] of now) {
       if (!this.reported.has(k)) this.log?.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);

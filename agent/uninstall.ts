@@ -2,7 +2,7 @@
  * Removes what an agent pinned under its bpffs folder, and only that: the policy programs
  * (their pins live in a sub-folder), the load balancer's and the accelerator's links and
  * maps, then the folders when empty. Everything is checked before anything is removed
- * (agent/datapath/pins.ts): the folder is on bpffs, no agent holds it (agent/lock.ts),
+ * (agent/datapath/pins.ts): the folder is on bpffs, no agent holds it (agent/datapath/lock.ts),
  * and the links are --cgroup's. Pins of other names stay and are listed in `left`.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';

@@ -7,7 +7,8 @@
 import http from 'node:http';
 import { InvalidArgumentError, errorMessage } from '../common/errors.js';
 import { ManifestDirectory } from '../sources/manifest-dir.js';
-import { buildWaypointConfig, validateWaypointObject } from '../model/waypoint-config.js';
+import { buildWaypointConfig } from '../model/waypoint-config.js';
+import { validateObject } from '../k8s/kinds.js';
 import { isIP } from 'node:net';
 import { parseHostPort } from '../waypoint/options.js';
 import { buildRoutingTable } from '../waypoint/routing/table.js';
@@ -42,7 +43,7 @@ function fetchReport(addr: { host: string; port: number }): Promise<StatusReport
 }
 
 async function computeReport(dir: string, namespace: string, listenAddress: string): Promise<StatusReport> {
-  const md = new ManifestDirectory(dir, { validate: validateWaypointObject });
+  const md = new ManifestDirectory(dir, { validate: validateObject });
   const snap = await md.load();
   md.close();
   const cfg = buildWaypointConfig(snap.objects);

@@ -1,8 +1,6 @@
 /**
- * Kubernetes objects (Service, EndpointSlice, Pod, Namespace) checked and normalised into
- * model objects. Parsing is memoised on the raw object's identity, so an unchanged file
- * (whose objects a source hands over again) costs nothing and yields the same model
- * objects, which lets later stages memoise in turn.
+ * The core kinds (Service, EndpointSlice, Pod, Namespace) checked and normalised into
+ * their slim forms. The registry (kinds.ts) calls these parsers and memoises them.
  */
 import { Checker } from './check.js';
 import { forbiddenAddress, parseIP } from './ip.js';
@@ -10,17 +8,16 @@ import { intern, own } from './strings.js';
 import {
   DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
   type AddressType, type Endpoint, type EndpointSlice, type EndpointSlicePort, type LbAlgorithm, type Namespace, type Pod,
-  type Problem, type Protocol, type Service, type ServicePort, type ServiceType, type SourcedObject, type TrafficPolicy,
+  type ParseResult, type Problem, type Protocol, type Service, type ServicePort, type ServiceType, type SourcedObject, type TrafficPolicy,
 } from './types.js';
 
-export type ModelObject =
+export type CoreObject =
   | { kind: 'Service'; value: Service }
   | { kind: 'EndpointSlice'; value: EndpointSlice }
   | { kind: 'Pod'; value: Pod }
   | { kind: 'Namespace'; value: Namespace };
 
-/** The result of parsing one raw object: a model object when valid, and the problems found. */
-export interface Parsed { model: ModelObject | undefined; problems: Problem[] }
+type Parsed = ParseResult<CoreObject>;
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
@@ -29,66 +26,6 @@ const ALGORITHMS: readonly LbAlgorithm[] = ['random', 'maglev'];
 const ADDRESS_TYPES: readonly AddressType[] = ['IPv4', 'IPv6', 'FQDN'];
 const NO_PROBLEMS: Problem[] = Object.freeze([]) as unknown as Problem[];
 const NO_IPS: string[] = Object.freeze([]) as unknown as string[];
-const NOT_OURS: Parsed = Object.freeze({ model: undefined, problems: NO_PROBLEMS }) as Parsed;
-
-
-
-/** Raw object -> its model object, or its problems, or null (not a model kind). */
-const cache = new WeakMap<object, ModelObject | Problem[] | null>();
-
-/** Which kinds the model reads (apiVersion + kind); everything else is not its business. */
-export function isModelKind(o: { apiVersion: string; kind: string }): boolean {
-  return parserFor(o) !== undefined;
-}
-
-/**
- * Check and normalise one object. Objects of kinds the model does not read give no model
- * object and no problem. The origin recorded is that of the first call for a raw object.
- */
-export function parseObject(src: SourcedObject): Parsed {
-  let hit = cache.get(src.object);
-  if (hit === undefined) {
-    const parse = parserFor(src.object);
-    const r = parse ? parse(src) : NOT_OURS;
-    hit = r.model ?? (r.problems.length > 0 ? r.problems : null);
-    cache.set(src.object, hit);
-  }
-  if (hit === null) return NOT_OURS;
-  if (Array.isArray(hit)) return { model: undefined, problems: hit };
-  return { model: hit, problems: NO_PROBLEMS };
-}
-
-/**
- * What a source needs to keep of an object once parsed: for the model's kinds, a stub
- * (apiVersion, kind, metadata) that parseObject() still maps to the same model object, so
- * the raw content (endpoints, spec, status) can be freed; other objects are kept whole.
- */
-export function slimObject(src: SourcedObject): SourcedObject['object'] {
-  const o = src.object;
-  const parsed = parseObject(src);
-  if (parsed.model === undefined) return o;
-  // Only what identifies the object (duplicates, problem messages) is kept.
-  const metadata: SourcedObject['object']['metadata'] = { name: own(o.metadata.name) };
-  if (o.metadata.namespace !== undefined) metadata.namespace = intern(o.metadata.namespace);
-  const stub = { apiVersion: intern(o.apiVersion), kind: intern(o.kind), metadata };
-  cache.set(stub, parsed.model);
-  return stub;
-}
-
-/** An `ObjectValidator` for sources (ManifestDirectory): the problems of `parseObject`. */
-export function validateObject(src: SourcedObject): Problem[] {
-  return parseObject(src).problems;
-}
-
-function parserFor(o: { apiVersion: string; kind: string }): ((src: SourcedObject) => Parsed) | undefined {
-  switch (o.kind) {
-    case 'Service': return o.apiVersion === 'v1' ? parseService : undefined;
-    case 'EndpointSlice': return o.apiVersion === 'discovery.k8s.io/v1' ? parseEndpointSlice : undefined;
-    case 'Pod': return o.apiVersion === 'v1' ? parsePod : undefined;
-    case 'Namespace': return o.apiVersion === 'v1' ? parseNamespace : undefined;
-    default: return undefined;
-  }
-}
 
 function namespaceOf(c: Checker, o: SourcedObject['object']): string {
   const ns = o.metadata.namespace ?? 'default';
@@ -108,14 +45,14 @@ function namespacedHead(src: SourcedObject, nameRule: 'dns1035Label' | 'dnsSubdo
   return { o, namespace, c, name, labels };
 }
 
-function result<K extends ModelObject['kind']>(c: Checker, kind: K, value: Extract<ModelObject, { kind: K }>['value']): Parsed {
-  if (!c.ok) return { model: undefined, problems: c.problems };
-  return { model: { kind, value } as ModelObject, problems: NO_PROBLEMS };
+function result<K extends CoreObject['kind']>(c: Checker, kind: K, value: Extract<CoreObject, { kind: K }>['value']): Parsed {
+  if (!c.ok) return { object: undefined, problems: c.problems };
+  return { object: { kind, value } as CoreObject, problems: NO_PROBLEMS };
 }
 
 // ---------------------------------------------------------------- Service
 
-function parseService(src: SourcedObject): Parsed {
+export function parseService(src: SourcedObject): Parsed {
   const { o, namespace, c, name, labels } = namespacedHead(src, 'dns1035Label');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
   const algorithm = c.oneOf(annotations[LB_ALGORITHM_ANNOTATION], `metadata.annotations[${JSON.stringify(LB_ALGORITHM_ANNOTATION)}]`, ALGORITHMS, 'random');
@@ -181,7 +118,10 @@ function parseService(src: SourcedObject): Parsed {
     const pp = `${port}/${protocol}`;
     if (portProto.has(pp)) c.fail(`${f}.port`, `duplicate port ${pp}`);
     portProto.add(pp);
-    ports.push({ name: intern(portName), port, targetPort: typeof targetPort === 'string' ? intern(targetPort) : targetPort, protocol });
+    const sp: ServicePort = { name: intern(portName), port, targetPort: typeof targetPort === 'string' ? intern(targetPort) : targetPort, protocol };
+    const appProtocol = c.string(p.appProtocol, `${f}.appProtocol`);
+    if (appProtocol) sp.appProtocol = intern(appProtocol);
+    ports.push(sp);
   });
 
   // Session affinity.
@@ -203,7 +143,7 @@ function parseService(src: SourcedObject): Parsed {
 
 // ---------------------------------------------------------------- EndpointSlice
 
-function parseEndpointSlice(src: SourcedObject): Parsed {
+export function parseEndpointSlice(src: SourcedObject): Parsed {
   const { o, namespace, c, name, labels } = namespacedHead(src, 'dnsSubdomain');
   const serviceName = labels[SERVICE_NAME_LABEL];
   const labelField = `metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`;
@@ -297,7 +237,7 @@ function plainEndpoint(e: unknown, addressType: AddressType): Endpoint | undefin
 
 // ---------------------------------------------------------------- Pod
 
-function parsePod(src: SourcedObject): Parsed {
+export function parsePod(src: SourcedObject): Parsed {
   const { o, namespace, c, name, labels } = namespacedHead(src, 'dnsSubdomain');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
   const spec = c.record(o.spec, 'spec') ?? {};
@@ -337,7 +277,7 @@ function parsePod(src: SourcedObject): Parsed {
 
 // ---------------------------------------------------------------- Namespace
 
-function parseNamespace(src: SourcedObject): Parsed {
+export function parseNamespace(src: SourcedObject): Parsed {
   const o = src.object;
   const c = new Checker(src, '');
   c.dnsLabel(o.metadata.name, 'metadata.name');

@@ -32,6 +32,7 @@ export interface GatewayClass {
   name: string;
   controllerName: string;
   file: string;
+  index: number;
 }
 
 export interface RouteGroupKind { group: string; kind: string }

@@ -8,7 +8,7 @@
  */
 import { RE2JS } from 're2js';
 import { Checker, isRecord } from './check.js';
-import type { Problem, SourcedObject } from './types.js';
+import type { ParseResult, SourcedObject } from './types.js';
 import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import {
   GATEWAY_GROUP, type BackendRef, type Cors, type Filter, type Gateway, type GatewayClass, type HTTPRoute, type HeaderMatch,
@@ -27,8 +27,9 @@ const CONTROLLER = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9]
 const ORIGIN = /^(([^:/?#]+):)(\/\/([^/?#]*))([^?#]*)(\?([^#]*))?(#(.*))?$|^\*$/;
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
-const GATEWAY_VERSIONS = new Set(['v1', 'v1beta1']);
-const GRANT_VERSIONS = new Set(['v1', 'v1beta1', 'v1alpha2']);
+/** The versions read of GatewayClass, Gateway and HTTPRoute; of ReferenceGrant. */
+export const GATEWAY_VERSIONS = ['v1', 'v1beta1'] as const;
+export const GRANT_VERSIONS = ['v1', 'v1beta1', 'v1alpha2'] as const;
 const MAX_WEIGHT = 1_000_000;
 
 /** A normalised Gateway API object. */
@@ -38,54 +39,7 @@ export type GatewayApiObject =
   | { kind: 'HTTPRoute'; value: HTTPRoute }
   | { kind: 'ReferenceGrant'; value: ReferenceGrant };
 
-export interface ParsedGatewayApi { value: GatewayApiObject | undefined; problems: Problem[] }
-
-const cache = new WeakMap<object, ParsedGatewayApi>();
-const NOT_OURS: ParsedGatewayApi = Object.freeze({ value: undefined, problems: [] }) as ParsedGatewayApi;
-
-/** Whether `o` is a Gateway API kind this module reads. */
-export function isGatewayApiKind(o: { apiVersion: string; kind: string }): boolean {
-  return parserFor(o) !== undefined;
-}
-
-/** Check and normalise one object (memoised on the raw object's identity). */
-export function parseGatewayApiObject(src: SourcedObject): ParsedGatewayApi {
-  const hit = cache.get(src.object);
-  if (hit) return hit;
-  const parse = parserFor(src.object);
-  const r = parse ? parse(src) : NOT_OURS;
-  cache.set(src.object, r);
-  return r;
-}
-
-/**
- * What a source needs to keep of an object once parsed: a stub (apiVersion, kind, name,
- * namespace) that parseGatewayApiObject() maps to the same result, so the raw content can
- * be freed. Objects with problems are kept whole.
- */
-export function slimGatewayApiObject(src: SourcedObject): SourcedObject['object'] {
-  const parsed = parseGatewayApiObject(src);
-  if (parsed.value === undefined) return src.object;
-  const o = src.object;
-  const metadata: SourcedObject['object']['metadata'] = { name: o.metadata.name };
-  if (o.metadata.namespace !== undefined) metadata.namespace = o.metadata.namespace;
-  const stub = { apiVersion: o.apiVersion, kind: o.kind, metadata };
-  cache.set(stub, parsed);
-  return stub;
-}
-
-function parserFor(o: { apiVersion: string; kind: string }): ((src: SourcedObject) => ParsedGatewayApi) | undefined {
-  if (typeof o.apiVersion !== 'string') return undefined;
-  const [group, version] = o.apiVersion.split('/');
-  if (group !== GATEWAY_GROUP || version === undefined) return undefined;
-  switch (o.kind) {
-    case 'GatewayClass': return GATEWAY_VERSIONS.has(version) ? parseGatewayClass : undefined;
-    case 'Gateway': return GATEWAY_VERSIONS.has(version) ? parseGateway : undefined;
-    case 'HTTPRoute': return GATEWAY_VERSIONS.has(version) ? parseHTTPRoute : undefined;
-    case 'ReferenceGrant': return GRANT_VERSIONS.has(version) ? parseReferenceGrant : undefined;
-    default: return undefined;
-  }
-}
+type Parsed = ParseResult<GatewayApiObject>;
 
 // ------------------------------------------------------------------ shared helpers
 
@@ -147,19 +101,19 @@ export function labelSelector(c: Checker, v: unknown, field: string): LabelSelec
 
 // ------------------------------------------------------------------ GatewayClass
 
-function parseGatewayClass(src: SourcedObject): ParsedGatewayApi {
+export function parseGatewayClass(src: SourcedObject): Parsed {
   const c = new Checker(src, '');
   const meta = objectMeta(c, src, false);
   const spec = c.record(src.object.spec, 'spec') ?? {};
   const controllerName = requiredString(c, spec.controllerName, 'spec.controllerName') ?? '';
   if (controllerName && !CONTROLLER.test(controllerName)) c.fail('spec.controllerName', `must be a domain-prefixed path (example.com/controller), got ${JSON.stringify(controllerName)}`);
-  if (!c.ok) return { value: undefined, problems: c.problems };
-  return { value: { kind: 'GatewayClass', value: Object.freeze({ name: meta.name, controllerName, file: src.file }) }, problems: [] };
+  if (!c.ok) return { object: undefined, problems: c.problems };
+  return { object: { kind: 'GatewayClass', value: Object.freeze({ name: meta.name, controllerName, file: src.file, index: src.index }) }, problems: [] };
 }
 
 // ------------------------------------------------------------------ Gateway
 
-function parseGateway(src: SourcedObject): ParsedGatewayApi {
+export function parseGateway(src: SourcedObject): Parsed {
   const c = new Checker(src);
   const meta = objectMeta(c, src, true);
   if (src.object.spec === undefined || src.object.spec === null) c.fail('spec', 'is missing');
@@ -206,13 +160,13 @@ function parseGateway(src: SourcedObject): ParsedGatewayApi {
     const value = requiredString(c, a.value, `spec.addresses[${i}].value`);
     if (type === 'IPAddress' && value !== undefined) addresses.push(value);
   });
-  if (!c.ok) return { value: undefined, problems: c.problems };
-  return { value: { kind: 'Gateway', value: Object.freeze({ meta, className, listeners, addresses }) }, problems: [] };
+  if (!c.ok) return { object: undefined, problems: c.problems };
+  return { object: { kind: 'Gateway', value: Object.freeze({ meta, className, listeners, addresses }) }, problems: [] };
 }
 
 // ------------------------------------------------------------------ ReferenceGrant
 
-function parseReferenceGrant(src: SourcedObject): ParsedGatewayApi {
+export function parseReferenceGrant(src: SourcedObject): Parsed {
   const c = new Checker(src);
   const meta = objectMeta(c, src, true);
   const spec = c.record(src.object.spec, 'spec') ?? {};
@@ -238,8 +192,8 @@ function parseReferenceGrant(src: SourcedObject): ParsedGatewayApi {
     const name = t.name === undefined || t.name === null || t.name === '' ? undefined : c.string(t.name, `spec.to[${i}].name`);
     if (kind !== undefined) to.push({ group, kind, name });
   });
-  if (!c.ok) return { value: undefined, problems: c.problems };
-  return { value: { kind: 'ReferenceGrant', value: Object.freeze({ meta, from, to }) }, problems: [] };
+  if (!c.ok) return { object: undefined, problems: c.problems };
+  return { object: { kind: 'ReferenceGrant', value: Object.freeze({ meta, from, to }) }, problems: [] };
 }
 
 // ------------------------------------------------------------------ HTTPRoute
@@ -247,7 +201,7 @@ function parseReferenceGrant(src: SourcedObject): ParsedGatewayApi {
 /** Collects the reasons a rule cannot be served (status, not file problems). */
 interface RuleNotes { unsupported: string[] }
 
-function parseHTTPRoute(src: SourcedObject): ParsedGatewayApi {
+export function parseHTTPRoute(src: SourcedObject): Parsed {
   const c = new Checker(src);
   const meta = objectMeta(c, src, true);
   if (src.object.spec === undefined || src.object.spec === null) c.fail('spec', 'is missing');
@@ -311,8 +265,8 @@ function parseHTTPRoute(src: SourcedObject): ParsedGatewayApi {
   });
   if (totalMatches > 128) c.fail('spec.rules', `must hold at most 128 matches over all rules, got ${totalMatches}`);
 
-  if (!c.ok) return { value: undefined, problems: c.problems };
-  return { value: { kind: 'HTTPRoute', value: Object.freeze({ meta, parentRefs, hostnames, rules, droppedRules }) }, problems: [] };
+  if (!c.ok) return { object: undefined, problems: c.problems };
+  return { object: { kind: 'HTTPRoute', value: Object.freeze({ meta, parentRefs, hostnames, rules, droppedRules }) }, problems: [] };
 }
 
 function parseRule(c: Checker, rr: unknown, f: string, index: number, routeNs: string, notes: RuleNotes): Rule | undefined {

@@ -9,18 +9,15 @@
  * Parsing is memoised on the raw object, so an unchanged file costs nothing.
  */
 import { Checker, isRecord } from './check.js';
-import type { Problem, SourcedObject } from './types.js';
+import type { ParseResult, SourcedObject } from './types.js';
 import { describe } from '../common/errors.js';
 import { parseCidr } from './cidr.js';
 import {
-  IDENTITY_IGNORED_LABELS, POLICY_API_VERSION, POLICY_KIND,
+  IDENTITY_IGNORED_LABELS,
   type AuthorizationPolicy, type Cidr, type PolicyAction, type PolicyCondition, type PolicyOperation, type PolicyRule, type PolicySource,
 } from './policy-types.js';
 
-export interface ParsedPolicy { policy: AuthorizationPolicy | undefined; problems: Problem[] }
-
-const NOT_OURS: ParsedPolicy = Object.freeze({ policy: undefined, problems: [] }) as ParsedPolicy;
-const cache = new WeakMap<object, ParsedPolicy>();
+type Parsed = ParseResult<{ kind: 'AuthorizationPolicy'; value: AuthorizationPolicy }>;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -60,36 +57,6 @@ const UNSUPPORTED: Record<string, string> = {
   notHosts: 'write a DENY policy instead',
   notValues: 'write a DENY policy instead',
 };
-
-export function isPolicyKind(o: { apiVersion: string; kind: string }): boolean {
-  return o.kind === POLICY_KIND && o.apiVersion === POLICY_API_VERSION;
-}
-
-/** Check and normalise one object; other kinds give no policy and no problem. */
-export function parsePolicy(src: SourcedObject): ParsedPolicy {
-  if (!isPolicyKind(src.object)) return NOT_OURS;
-  const hit = cache.get(src.object);
-  if (hit) return hit;
-  const r = parse(src);
-  cache.set(src.object, r);
-  return r;
-}
-
-/** The valid AuthorizationPolicies among sourced objects (in their order); others are skipped. Memoised per object. */
-export function policiesOf(objects: Iterable<SourcedObject>): AuthorizationPolicy[] {
-  const out: AuthorizationPolicy[] = [];
-  for (const o of objects) {
-    if (!isPolicyKind(o.object)) continue;
-    const p = parsePolicy(o).policy;
-    if (p) out.push(p);
-  }
-  return out;
-}
-
-/** An ObjectValidator (sources/) for AuthorizationPolicy: its problems, none for other kinds. */
-export function validatePolicyObject(src: SourcedObject): Problem[] {
-  return parsePolicy(src).problems;
-}
 
 class PolicyChecker extends Checker {
   /** Flags every key of `o` not in `known`. */
@@ -133,7 +100,8 @@ class PolicyChecker extends Checker {
   }
 }
 
-function parse(src: SourcedObject): ParsedPolicy {
+/** Check and normalise one AuthorizationPolicy (the registry, kinds.ts, memoises it). */
+export function parseAuthorizationPolicy(src: SourcedObject): Parsed {
   const o = src.object;
   const namespace = o.metadata.namespace ?? 'default';
   const name = o.metadata.name;
@@ -183,12 +151,12 @@ function parse(src: SourcedObject): ParsedPolicy {
     });
   }
 
-  if (!c.ok) return { policy: undefined, problems: c.problems };
+  if (!c.ok) return { object: undefined, problems: c.problems };
   return {
-    policy: Object.freeze({
+    object: { kind: 'AuthorizationPolicy', value: Object.freeze({
       namespace, name, key: `${namespace}/${name}`, matchLabels: matchLabels ? Object.freeze(matchLabels) : undefined,
       action, rules, origin: { file: src.file, index: src.index },
-    }),
+    }) },
     problems: [],
   };
 }

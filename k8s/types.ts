@@ -41,6 +41,9 @@ export interface Problem {
   message: string;
 }
 
+/** What a kind's parser gives: the object's slim form when it is valid, and every problem found. */
+export interface ParseResult<T> { object: T | undefined; problems: Problem[] }
+
 /** Where an object was read from. */
 export interface Origin { file: string; index: number }
 
@@ -51,6 +54,8 @@ export interface ServicePort {
   /** A number, or a port name resolved through the EndpointSlices' ports. Defaults to `port`. */
   targetPort: number | string;
   protocol: Protocol;
+  /** spec.ports[].appProtocol when set (the waypoint reads it: h2c, grpc, websocket...). */
+  appProtocol?: string;
 }
 
 export interface Service {

@@ -1,7 +1,5 @@
-/** The model's public surface: types, parsing/validation, the model builder, the service table. */
-export * from '../k8s/types.js';
+/** The model's public surface: the model and its change sets, the builder, the service table, the waypoint's view. */
 export * from './types.js';
-export { parseIP, hostPort, familyOf, type ParsedIP } from '../k8s/ip.js';
-export { parseObject, validateObject, isModelKind, type Parsed, type ModelObject } from '../k8s/core.js';
-export { buildModel } from './model.js';
+export { buildModel, ModelBuilder, type ModelDelta } from './model.js';
 export { buildServiceTable, serviceEntries, serviceKey, type Backend, type ServiceEntry, type ServiceTable, type ServiceTableOptions } from './service-table.js';
+export { buildWaypointConfig, waypointConfigOf, type WaypointConfig } from './waypoint-config.js';

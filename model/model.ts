@@ -16,24 +16,19 @@
  * object or slices changed, so the service table can be updated for those alone.
  */
 import { Candidates } from '../k8s/candidates.js';
-import { parseObject, type ModelObject } from '../k8s/core.js';
+import { parseObject, type KnownObject } from '../k8s/kinds.js';
+import { SERVICE_NAME_LABEL, type EndpointSlice, type Origin, type Problem, type Service, type SourcedObject } from '../k8s/types.js';
 import {
-  SERVICE_NAME_LABEL,
-  type EndpointSlice, type Namespace, type Origin, type Pod, type Problem, type Service, type SourcedObject,
-} from '../k8s/types.js';
-import { CLUSTER_IP_CONFLICT, DUPLICATE_OBJECT, SERVICE_NOT_FOUND, SERVICE_NO_CLUSTER_IP, type Model } from './types.js';
+  CLUSTER_IP_CONFLICT, DUPLICATE_OBJECT, SERVICE_NOT_FOUND, SERVICE_NO_CLUSTER_IP, emptyModel,
+  type KeyedKind, type Model, type ModelChange,
+} from './types.js';
 
 export interface ModelDelta {
   added: readonly SourcedObject[];
   removed: readonly SourcedObject[];
 }
 
-export interface ModelChange {
-  /** The builder's model (live: the same Model object after every update). */
-  model: Model;
-  /** 'ns/name' of every Service whose Service object (or its use) or EndpointSlices changed, including removed ones. */
-  services: ReadonlySet<string>;
-}
+export type { ModelChange } from './types.js';
 
 /** Build a model from scratch (the full, non-incremental path). */
 export function buildModel(objects: readonly SourcedObject[]): Model {
@@ -47,20 +42,46 @@ function byOrigin(a: Named, b: Named): number {
   return fa < fb ? -1 : fa > fb ? 1 : a.origin.index - b.origin.index;
 }
 
+/** An object of a keyed kind with its key and origin (Gateway API objects carry them in `meta`). */
+interface Keyed { key: string; origin: Origin; value: unknown }
+
+/** Which Model map each kind goes to, and the name problems give it. */
+const KEYED: Partial<Record<KnownObject['kind'], KeyedKind>> = {
+  Pod: 'pods', Namespace: 'namespaces', AuthorizationPolicy: 'policies',
+  GatewayClass: 'gatewayClasses', Gateway: 'gateways', HTTPRoute: 'routes', ReferenceGrant: 'grants',
+};
+const KEYED_KINDS: readonly KeyedKind[] = ['pods', 'namespaces', 'policies', 'gatewayClasses', 'gateways', 'routes', 'grants'];
+
+/** One Keyed per slim object (so that removing it finds the same candidate). */
+const keyedOf = new WeakMap<object, Keyed>();
+function keyed(o: KnownObject): Keyed {
+  let k = keyedOf.get(o.value);
+  if (k) return k;
+  switch (o.kind) {
+    case 'Pod': case 'AuthorizationPolicy': k = { key: o.value.key, origin: o.value.origin, value: o.value }; break;
+    case 'Namespace': k = { key: o.value.name, origin: o.value.origin, value: o.value }; break;
+    case 'GatewayClass': k = { key: o.value.name, origin: { file: o.value.file, index: o.value.index }, value: o.value }; break;
+    case 'Gateway': case 'HTTPRoute': case 'ReferenceGrant':
+      k = { key: o.value.meta.key, origin: { file: o.value.meta.file, index: o.value.meta.index }, value: o.value }; break;
+    default: throw new Error(`not a keyed kind: ${o.kind}`);
+  }
+  keyedOf.set(o.value, k);
+  return k;
+}
+
 export class ModelBuilder {
   // Candidates per identity, in origin order; the first is the one used.
   private readonly svcCands = new Candidates<Service>(byOrigin);
   private readonly sliceCands = new Candidates<EndpointSlice>(byOrigin);
-  private readonly podCands = new Candidates<Pod>(byOrigin);
-  private readonly nsCands = new Candidates<Namespace>(byOrigin);
+  private readonly keyedCands = new Map<KeyedKind, Candidates<Keyed>>(KEYED_KINDS.map((k) => [k, new Candidates<Keyed>(byOrigin)]));
+  /** Kind name in problems ('Pod', 'HTTPRoute'...) by Model map. */
+  private readonly kindName = new Map<KeyedKind, string>(Object.entries(KEYED).map(([k, m]) => [m!, k]));
   /** Cluster IP -> the winning Services (by key) claiming it, in origin order; the first owns it. */
   private readonly vipClaims = new Candidates<Service>(byOrigin);
 
   // The model (live maps).
-  private readonly services = new Map<string, Service>();
-  private readonly slicesByService = new Map<string, readonly EndpointSlice[]>();
-  private readonly pods = new Map<string, Pod>();
-  private readonly namespaces = new Map<string, Namespace>();
+  private readonly services: Map<string, Service>;
+  private readonly slicesByService: Map<string, readonly EndpointSlice[]>;
 
   // Problems by subject.
   private readonly parseProblems = new Map<object, Problem[]>();
@@ -71,18 +92,26 @@ export class ModelBuilder {
   readonly model: Model;
 
   constructor() {
-    this.model = { services: this.services, slicesByService: this.slicesByService, pods: this.pods, namespaces: this.namespaces, problems: [] };
+    this.model = emptyModel();
+    this.services = this.model.services as Map<string, Service>;
+    this.slicesByService = this.model.slicesByService as Map<string, readonly EndpointSlice[]>;
+  }
+
+  private map(kind: KeyedKind): Map<string, unknown> {
+    return this.model[kind] as Map<string, unknown>;
   }
 
   /** Forget everything and build from `objects`. */
   reset(objects: readonly SourcedObject[]): ModelChange {
     const before = new Set(this.services.keys());
-    for (const c of [this.svcCands, this.sliceCands, this.podCands, this.nsCands, this.vipClaims]) (c as Candidates<unknown>).clear();
-    for (const m of [this.services, this.slicesByService, this.pods, this.namespaces, this.parseProblems, this.dupProblems, this.svcProblems, this.sliceProblems]) {
+    const beforeKeyed = new Map(KEYED_KINDS.map((k) => [k, [...this.map(k).keys()]]));
+    for (const c of [this.svcCands, this.sliceCands, this.vipClaims, ...this.keyedCands.values()]) (c as Candidates<unknown>).clear();
+    for (const m of [this.services, this.slicesByService, this.parseProblems, this.dupProblems, this.svcProblems, this.sliceProblems, ...KEYED_KINDS.map((k) => this.map(k))]) {
       (m as Map<unknown, unknown>).clear();
     }
     const change = this.apply({ added: objects, removed: [] });
     for (const k of before) (change.services as Set<string>).add(k);
+    for (const [kind, keys] of beforeKeyed) for (const k of keys) (change[kind] as Set<string>).add(k);
     return change;
   }
 
@@ -91,8 +120,7 @@ export class ModelBuilder {
     // Key -> the winner before this change (recorded before the first touch of the key).
     const prevSvc = new Map<string, Service | undefined>();
     const prevSlice = new Map<string, EndpointSlice | undefined>();
-    const dirtyPod = new Set<string>();
-    const dirtyNs = new Set<string>();
+    const dirty = new Map<KeyedKind, Set<string>>(KEYED_KINDS.map((k) => [k, new Set<string>()]));
     const changed = new Set<string>();
 
     const visit = (src: SourcedObject, add: boolean): void => {
@@ -101,7 +129,7 @@ export class ModelBuilder {
         if (add) this.parseProblems.set(src.object, parsed.problems);
         else this.parseProblems.delete(src.object);
       }
-      const m: ModelObject | undefined = parsed.model;
+      const m: KnownObject | undefined = parsed.object;
       if (!m) return;
       switch (m.kind) {
         case 'Service': {
@@ -118,16 +146,15 @@ export class ModelBuilder {
           else this.sliceCands.remove(key, m.value);
           break;
         }
-        case 'Pod':
-          if (add) this.podCands.add(m.value.key, m.value);
-          else this.podCands.remove(m.value.key, m.value);
-          dirtyPod.add(m.value.key);
+        default: {
+          const kind = KEYED[m.kind]!;
+          const k = keyed(m);
+          const cands = this.keyedCands.get(kind)!;
+          if (add) cands.add(k.key, k);
+          else cands.remove(k.key, k);
+          dirty.get(kind)!.add(k.key);
           break;
-        case 'Namespace':
-          if (add) this.nsCands.add(m.value.name, m.value);
-          else this.nsCands.remove(m.value.name, m.value);
-          dirtyNs.add(m.value.name);
-          break;
+        }
       }
     };
     for (const src of delta.removed) visit(src, false);
@@ -194,21 +221,24 @@ export class ModelBuilder {
     // Slices of Services that came into or went out of use.
     for (const svcKey of usageChanged) for (const s of this.slicesByService.get(svcKey) ?? []) this.checkSlice(s);
 
-    for (const key of dirtyPod) {
-      this.setDupProblems('Pod', key, this.podCands);
-      const w = this.podCands.first(key);
-      if (w) this.pods.set(key, w);
-      else this.pods.delete(key);
-    }
-    for (const key of dirtyNs) {
-      this.setDupProblems('Namespace', key, this.nsCands);
-      const w = this.nsCands.first(key);
-      if (w) this.namespaces.set(key, w);
-      else this.namespaces.delete(key);
+    const keyedChanges = {} as Record<KeyedKind, Set<string>>;
+    for (const [kind, keys] of dirty) {
+      const cands = this.keyedCands.get(kind)!;
+      const map = this.map(kind);
+      const out = new Set<string>();
+      for (const key of keys) {
+        this.setDupProblems(this.kindName.get(kind)!, key, cands);
+        const w = cands.first(key)?.value;
+        if (map.get(key) === w) continue;
+        if (w !== undefined) map.set(key, w);
+        else map.delete(key);
+        out.add(key);
+      }
+      keyedChanges[kind] = out;
     }
 
     this.model.problems = this.collectProblems();
-    return { model: this.model, services: changed };
+    return { model: this.model, services: changed, ...keyedChanges };
   }
 
   private checkSlice(s: EndpointSlice): void {

@@ -1,13 +1,16 @@
 /** The desired state built from the Kubernetes objects: what the datapath and the waypoint read. */
+import type { Gateway, GatewayClass, HTTPRoute, ReferenceGrant } from '../k8s/gateway-api-types.js';
+import type { AuthorizationPolicy } from '../k8s/policy-types.js';
 import type { EndpointSlice, Namespace, Pod, Problem, Service } from '../k8s/types.js';
 
 /**
- * Everything the datapath is built from. The model objects (Service, EndpointSlice...) are
- * immutable and shared between snapshots; the maps of a Model made by a ModelBuilder are
- * live: they reflect the builder's latest update.
+ * Everything the datapath and the waypoint are built from. The objects (Service,
+ * EndpointSlice...) are the vocabulary's slim forms, immutable and shared between
+ * snapshots; the maps of a Model made by a ModelBuilder are live: they reflect the
+ * builder's latest update. Of an object defined twice, the first by origin is in force.
  */
 export interface Model {
-  /** By 'ns/name'. */
+  /** By 'ns/name': the Services in use (a Service that lost its cluster IP to another is not). */
   services: ReadonlyMap<string, Service>;
   /** By the 'ns/name' of the Service named in the slices' label; each list sorted by slice name. The
    *  Service may be missing (or unused): such slices are reported in `problems` and balance nothing. */
@@ -16,8 +19,38 @@ export interface Model {
   pods: ReadonlyMap<string, Pod>;
   /** By name. */
   namespaces: ReadonlyMap<string, Namespace>;
-  /** Cross-object problems (an EndpointSlice for a missing Service, a cluster IP used twice...). */
+  /** kernway.io AuthorizationPolicies, by 'ns/name'. */
+  policies: ReadonlyMap<string, AuthorizationPolicy>;
+  /** Gateway API: GatewayClasses by name; Gateways, HTTPRoutes and ReferenceGrants by 'ns/name'. */
+  gatewayClasses: ReadonlyMap<string, GatewayClass>;
+  gateways: ReadonlyMap<string, Gateway>;
+  routes: ReadonlyMap<string, HTTPRoute>;
+  grants: ReadonlyMap<string, ReferenceGrant>;
+  /** Every problem of the objects handed to the builder: invalid objects, duplicates, cross-object problems. */
   problems: Problem[];
+}
+
+/** The keyed kinds of a Model, besides Services and EndpointSlices (which are tracked per Service). */
+export type KeyedKind = 'pods' | 'namespaces' | 'policies' | 'gatewayClasses' | 'gateways' | 'routes' | 'grants';
+
+/**
+ * What one update changed, by kind: the keys whose object in force was added, replaced or
+ * removed. Consumers work in proportion to it (the service table recomputes `services`
+ * alone; the policy engine recompiles when `policies`, `pods` or `namespaces` is not empty).
+ */
+export interface ModelChange extends Readonly<Record<KeyedKind, ReadonlySet<string>>> {
+  /** The builder's model (live: the same Model object after every update). */
+  model: Model;
+  /** 'ns/name' of every Service whose Service object (or its use) or EndpointSlices changed, including removed ones. */
+  services: ReadonlySet<string>;
+}
+
+/** An empty Model (nothing read yet). */
+export function emptyModel(): Model {
+  return {
+    services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), policies: new Map(),
+    gatewayClasses: new Map(), gateways: new Map(), routes: new Map(), grants: new Map(), problems: [],
+  };
 }
 
 /** Stable problem codes of the model (cross-object: valid objects that cannot be used). */

@@ -18,6 +18,7 @@ import type { Problem } from '../k8s/types.js';
 import { AccessLog, type AccessLogDestination } from './observe/access-log.js';
 import { WaypointMetrics } from './observe/metrics.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
+import { emptyWaypointConfig } from '../model/waypoint-config.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
 import { accept, connOf, type AcceptHandlers, type ConnInfo } from './proxy/accept.js';
 import { Balancer } from './proxy/balancer.js';
@@ -109,7 +110,7 @@ export class Waypoint extends EventEmitter {
     this.upstream = new UpstreamPool(opts.upstream);
     this.metrics = new WaypointMetrics({ defaultMetrics: opts.processMetrics !== false, upstreamConnections: () => this.upstream.connectionCount() });
     this.accessLog = new AccessLog(opts.accessLog);
-    this.tableInForce = buildRoutingTable(emptyConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
+    this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
     this.handler = new RequestHandler({
       table: () => this.tableInForce, balancer: this.balancer, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
     });
@@ -317,9 +318,3 @@ export class Waypoint extends EventEmitter {
   }
 }
 
-function emptyConfig(): import('../model/waypoint-config.js').WaypointConfig {
-  return {
-    model: { services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), problems: [] },
-    appProtocols: new Map(), gatewayClasses: new Map(), gateways: [], routes: [], grants: [], policies: [], problems: [],
-  };
-}

@@ -1,11 +1,8 @@
 /**
- * The policy engine as the agent runs it in standalone mode. The agent's StandaloneSource
- * checks AuthorizationPolicies with the others (its `validate` option: a file with a bad
- * policy is rejected whole, named in the agent's problems) and hands over, with each
- * snapshot, the model (pods, namespaces) and the directory's objects, from which the
- * policies are taken (each file read and parsed once, policies parsed once per object).
+ * The policy engine as the agent runs it: with every model snapshot, the pods, namespaces
+ * and AuthorizationPolicies of the model (checked by the kind registry when they arrived,
+ * so a bad policy rejects its file and is named in the agent's problems).
  *
- *   this.source = new StandaloneSource(o.standalone, { log, debounceMs, validate: validatePolicyObject });
  *   // in Agent.start(), after loadSockLb() (its connect programs must be attached first):
  *   this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
  *   // with every snapshot (the first one too):
@@ -14,20 +11,27 @@
  *   // drain(): await this.policy.close();
  */
 import type { Logger } from '../../common/log.js';
-import type { SourcedObject } from '../../k8s/types.js';
-import type { Model } from '../../model/types.js';
-import { policiesOf } from '../../k8s/policy.js';
 import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
+import type { Model, ModelChange } from '../../model/types.js';
 import { PolicyEngine, type PolicyEngineOptions, type PolicyReport, type PolicyUpdateResult } from './policy-engine.js';
 
-/** What the runtime reads of a StandaloneSnapshot. */
+/** What the runtime reads of a model snapshot. */
 export interface PolicySnapshotInput {
-  model: Pick<Model, 'pods' | 'namespaces'>;
-  manifests: { objects: readonly SourcedObject[] };
+  model: Pick<Model, 'pods' | 'namespaces' | 'policies'>;
+  /** What changed (undefined: treat everything as changed). */
+  change?: Pick<ModelChange, 'policies'>;
+}
+
+/** The model's policies in a stable order (by origin: file, then document). */
+export function policiesOf(model: Pick<Model, 'policies'>): AuthorizationPolicy[] {
+  return [...model.policies.values()].sort((a, b) =>
+    a.origin.file < b.origin.file ? -1 : a.origin.file > b.origin.file ? 1 : a.origin.index - b.origin.index);
 }
 
 export class PolicyRuntime {
   private last: readonly AuthorizationPolicy[] = [];
+  /** The last update failed: the next one reads the policies again whatever changed. */
+  private failed = false;
   private constructor(readonly engine: PolicyEngine, private readonly log: Logger | undefined) {}
 
   static async start(opts: PolicyEngineOptions): Promise<PolicyRuntime> {
@@ -39,13 +43,15 @@ export class PolicyRuntime {
    * the last good state in the maps; the agent keeps running.
    */
   onSnapshot(s: PolicySnapshotInput): PolicyUpdateResult | undefined {
-    const policies = policiesOf(s.manifests.objects);
+    const policies = s.change && s.change.policies.size === 0 && !this.failed ? this.last : policiesOf(s.model);
     const same = policies.length === this.last.length && policies.every((p, i) => p === this.last[i]);
     try {
       const r = this.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces, ...(same ? {} : { policies }) });
       this.last = policies;
+      this.failed = false;
       return r;
     } catch (e) {
+      this.failed = true;
       this.log?.error({ code: (e as { code?: string }).code, err: (e as Error).message }, 'policy: update failed; the maps keep the last good state');
       return undefined;
     }

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseManifestText } from '../../sources/manifest-parse.js';
-import { validateObject } from '../../k8s/core.js';
+import { validateObject } from '../../k8s/kinds.js';
 import { addressProblems, parseServiceRange, DEFAULT_SERVICE_CIDR } from '../../k8s/service-range.js';
 import { Lab } from '../../lab/index.js';
 import { projectRoot } from '../../common/version.js';

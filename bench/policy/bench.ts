@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { Lab, type Pod as LabPod } from '../../lab/index.js';
 import { PolicyEngine } from '../../agent/datapath/policy-engine.js';
 import type { Pod } from '../../k8s/types.js';
-import { parsePolicy } from '../../k8s/policy.js';
+import { parseAuthorizationPolicy } from '../../k8s/policy.js';
 import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
 import { invokedDirectly } from '../lb/main-guard.js';
 import { middle as median, ratio, sockperfLatency as parseSockperf, type Latency } from '../round-stats.js';
@@ -49,9 +49,9 @@ function modelPod(ns: string, name: string, sa: string, labels: Record<string, s
 }
 
 function policy(ns: string, name: string, spec: Record<string, unknown>): AuthorizationPolicy {
-  const r = parsePolicy({ object: { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec }, file: 'bench', index: 0 });
-  if (!r.policy) throw new Error(r.problems.map((p) => p.message).join('; '));
-  return r.policy;
+  const r = parseAuthorizationPolicy({ object: { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec }, file: 'bench', index: 0 });
+  if (!r.object) throw new Error(r.problems.map((p) => p.message).join('; '));
+  return r.object.value;
 }
 
 /** The cluster: synthetic pods (other nodes) with distinct identities, and the policies. */

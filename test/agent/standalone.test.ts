@@ -162,22 +162,25 @@ describe('standalone source: bad input', () => {
 });
 
 describe('standalone source: other readers of the directory', () => {
-  it('an extra validator rejects files like the model does, and the manifests snapshot carries other kinds whole', async () => {
+  it('an extra validator rejects files like the registry does; policies are in the model, with their change set', async () => {
     write(join(dir, 'a.yaml'), svcYaml('web', '10.96.0.10') + '---\napiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p1}\nspec: {action: ALLOW}\n');
-    write(join(dir, 'b.yaml'), svcYaml('api', '10.96.0.11') + '---\napiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p2}\nspec: {action: MAYBE}\n');
+    write(join(dir, 'b.yaml'), svcYaml('api', '10.96.0.11') + '---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {veto: "yes"}\n');
     src = new StandaloneSource(dir, {
-      validate: (o) => (o.object.kind === 'AuthorizationPolicy' && (o.object.spec as { action?: string }).action !== 'ALLOW' && (o.object.spec as { action?: string }).action !== 'DENY'
-        ? [{ code: 'KW_POLICY_INVALID', file: o.file, object: `AuthorizationPolicy ${o.object.metadata.name}`, field: 'spec.action', message: 'spec.action: ALLOW or DENY' }]
+      validate: (o) => (o.object.kind === 'ConfigMap' && (o.object.data as { veto?: string } | undefined)?.veto === 'yes'
+        ? [{ code: 'KW_VETO', file: o.file, object: `ConfigMap ${o.object.metadata.name}`, field: 'data.veto', message: 'data.veto: vetoed' }]
         : []),
     });
     const first = await src.start();
     expect([...first.model.services.keys()]).toEqual(['default/web']); // b.yaml rejected as a whole
-    expect(first.problems).toMatchObject([{ code: 'KW_POLICY_INVALID', file: join(dir, 'b.yaml'), field: 'spec.action' }]);
-    const objs = first.manifests.objects.map((o) => o.object);
-    expect(objs).toEqual([
-      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' } },
-      { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name: 'p1' }, spec: { action: 'ALLOW' } },
-    ]);
-    expect(first.manifests.changes?.added).toHaveLength(2);
+    expect(first.problems).toMatchObject([{ code: 'KW_VETO', file: join(dir, 'b.yaml'), field: 'data.veto' }]);
+    expect([...first.model.policies.keys()]).toEqual(['default/p1']);
+    expect([...first.change.policies]).toEqual(['default/p1']);
+
+    const next = new Promise<StandaloneSnapshot>((resolve) => src!.once(MODEL, resolve));
+    write(join(dir, 'a.yaml'), svcYaml('web', '10.96.0.10') + '---\napiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p1}\nspec: {action: DENY}\n');
+    const s = await next;
+    expect(s.model.policies.get('default/p1')?.action).toBe('DENY');
+    expect([...s.change.policies]).toEqual(['default/p1']);
+    expect(s.change.pods.size).toBe(0);
   });
 });

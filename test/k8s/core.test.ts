@@ -1,6 +1,6 @@
 /** Checking and normalising single objects: defaults, and errors that name file, object and field. */
 import { describe, expect, it } from 'vitest';
-import { parseObject, validateObject } from '../../k8s/core.js';
+import { parseObject, validateObject } from '../../k8s/kinds.js';
 import type { Problem, SourcedObject } from '../../k8s/types.js';
 import { service, slice, src } from '../model/fixtures.js';
 
@@ -17,8 +17,8 @@ describe('Service', () => {
   it('normalises with Kubernetes defaults', () => {
     const p = parseObject(src({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { clusterIP: '10.96.0.1', ports: [{ port: 80 }] } }, 'a.yaml'));
     expect(p.problems).toEqual([]);
-    expect(p.model?.kind).toBe('Service');
-    expect(p.model?.value).toMatchObject({
+    expect(p.object?.kind).toBe('Service');
+    expect(p.object?.value).toMatchObject({
       namespace: 'default', name: 'web', key: 'default/web', type: 'ClusterIP', clusterIPs: ['10.96.0.1'], headless: false,
       ports: [{ name: '', port: 80, targetPort: 80, protocol: 'TCP' }],
       affinity: null, internalTrafficPolicy: 'Cluster', algorithm: 'random', origin: { file: 'a.yaml' },
@@ -28,14 +28,14 @@ describe('Service', () => {
   it('reads targetPort numbers given as strings, and names', () => {
     const p = parseObject(src(service('web', { ports: [{ name: 'a', port: 80, targetPort: '8080' }, { name: 'b', port: 81, targetPort: 'http-alt' }] })));
     expect(p.problems).toEqual([]);
-    const ports = (p.model?.value as { ports: unknown[] }).ports;
+    const ports = (p.object?.value as { ports: unknown[] }).ports;
     expect(ports).toEqual([{ name: 'a', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'b', port: 81, targetPort: 'http-alt', protocol: 'TCP' }]);
   });
 
   it('canonicalises IPv6 cluster IPs', () => {
     const p = parseObject(src(service('web', { ip: ['FD00:0:0::10', '10.96.0.10'] })));
     expect(p.problems).toEqual([]);
-    expect((p.model?.value as { clusterIPs: string[] }).clusterIPs).toEqual(['fd00::10', '10.96.0.10']);
+    expect((p.object?.value as { clusterIPs: string[] }).clusterIPs).toEqual(['fd00::10', '10.96.0.10']);
   });
 
   const badPorts: [string, unknown, RegExp][] = [
@@ -104,7 +104,7 @@ describe('EndpointSlice', () => {
   it('applies the condition defaults (ready, serving unset = true; terminating unset = false)', () => {
     const p = parseObject(src(slice('web-1', 'web', [{ ip: '10.0.0.1' }, { ip: '10.0.0.2', ready: false, terminating: true }])));
     expect(p.problems).toEqual([]);
-    expect(p.model?.value).toMatchObject({
+    expect(p.object?.value).toMatchObject({
       key: 'default/web-1', serviceName: 'web', addressType: 'IPv4',
       endpoints: [
         { address: '10.0.0.1', ready: true, serving: true, terminating: false },
@@ -143,12 +143,12 @@ describe('Pod and Namespace', () => {
       status: { podIP: '10.0.0.1', podIPs: [{ ip: '10.0.0.1' }, { ip: 'fd00::0:1' }], phase: 'Running' },
     }));
     expect(p.problems).toEqual([]);
-    expect(p.model?.value).toMatchObject({ key: 'shop/web-0', uid: 'u1', nodeName: 'node-a', serviceAccountName: 'web', podIPs: ['10.0.0.1', 'fd00::1'], phase: 'Running', hostNetwork: false, labels: { app: 'web' } });
+    expect(p.object?.value).toMatchObject({ key: 'shop/web-0', uid: 'u1', nodeName: 'node-a', serviceAccountName: 'web', podIPs: ['10.0.0.1', 'fd00::1'], phase: 'Running', hostNetwork: false, labels: { app: 'web' } });
   });
 
   it('defaults the service account and accepts a Pod without status', () => {
     const p = parseObject(src({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: {} }));
-    expect(p.model?.value).toMatchObject({ serviceAccountName: 'default', podIPs: [] });
+    expect(p.object?.value).toMatchObject({ serviceAccountName: 'default', podIPs: [] });
   });
 
   it('rejects a bad pod IP', () => {
@@ -167,21 +167,21 @@ describe('Pod and Namespace', () => {
 
   it('normalises a Namespace and rejects a namespaced one', () => {
     const ok = parseObject(src({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } } }));
-    expect(ok.model?.value).toMatchObject({ name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } });
+    expect(ok.object?.value).toMatchObject({ name: 'shop', annotations: { 'kernway.io/sockmap': 'off' } });
     const bad = only({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', namespace: 'x' } });
     expect(bad).toMatchObject({ object: 'Namespace shop', field: 'metadata.namespace' });
   });
 });
 
 describe('other kinds', () => {
-  it('are none of the model\'s business: no model object, no problem', () => {
+  it('are not kernway\'s business: no object, no problem', () => {
     for (const o of [
       { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: 42 },
       { apiVersion: 'serving.knative.dev/v1', kind: 'Service', metadata: { name: 'k' } },
-      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r' } },
+      { apiVersion: 'gateway.networking.k8s.io/v1alpha1', kind: 'HTTPRoute', metadata: { name: 'r' } },
     ]) {
       const p = parseObject(src(o));
-      expect(p).toEqual({ model: undefined, problems: [] });
+      expect(p).toEqual({ object: undefined, problems: [] });
     }
   });
 });
@@ -189,7 +189,7 @@ describe('other kinds', () => {
 describe('memoisation', () => {
   it('returns the same model object for the same raw object', () => {
     const s = src(service('web'));
-    expect(parseObject(s).model?.value).toBe(parseObject({ ...s }).model?.value);
-    expect(parseObject(src(service('web'))).model?.value).not.toBe(parseObject(s).model?.value);
+    expect(parseObject(s).object?.value).toBe(parseObject({ ...s }).object?.value);
+    expect(parseObject(src(service('web'))).object?.value).not.toBe(parseObject(s).object?.value);
   });
 });

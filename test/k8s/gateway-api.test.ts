@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { parseGatewayApiObject } from '../../k8s/gateway-api.js';
+import { parseObject } from '../../k8s/kinds.js';
 import type { HTTPRoute } from '../../k8s/gateway-api-types.js';
 import { objectsFrom } from '../waypoint/helpers.js';
 
-function parse(yaml: string): ReturnType<typeof parseGatewayApiObject> {
-  return parseGatewayApiObject(objectsFrom(yaml, 'routes.yaml')[0]!);
+function parse(yaml: string): ReturnType<typeof parseObject> {
+  return parseObject(objectsFrom(yaml, 'routes.yaml')[0]!);
 }
-function route(spec: string): ReturnType<typeof parseGatewayApiObject> {
+function route(spec: string): ReturnType<typeof parseObject> {
   return parse(`apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: ns}\nspec:\n${spec}`);
 }
-function fields(r: ReturnType<typeof parseGatewayApiObject>): string[] {
+function fields(r: ReturnType<typeof parseObject>): string[] {
   return r.problems.map((p) => p.field ?? '');
 }
 
@@ -17,16 +17,16 @@ describe('HTTPRoute defaults', () => {
   it('fills what the API server would: rule, match, parent and backend defaults', () => {
     const r = route(`  parentRefs: [{name: gw}]\n  rules:\n  - backendRefs: [{name: svc, port: 80}]`);
     expect(r.problems).toEqual([]);
-    const v = r.value!.value as HTTPRoute;
+    const v = r.object!.value as HTTPRoute;
     expect(v.parentRefs[0]).toEqual({ group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: 'ns', name: 'gw', sectionName: undefined, port: undefined });
     expect(v.rules[0]!.matches).toEqual([{ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: undefined }]);
     expect(v.rules[0]!.backendRefs[0]).toMatchObject({ group: '', kind: 'Service', namespace: 'ns', name: 'svc', port: 80, weight: 1 });
   });
   it('a route without rules gets the default rule; header names are lower-cased, the first of a name wins', () => {
     const r = route(`  parentRefs: [{name: gw}]\n  rules:\n  - matches:\n    - headers: [{name: Version, value: one}, {name: version, value: two}]`);
-    const m = (r.value!.value as HTTPRoute).rules[0]!.matches[0]!;
+    const m = (r.object!.value as HTTPRoute).rules[0]!.matches[0]!;
     expect(m.headers).toEqual([{ type: 'Exact', name: 'version', value: 'one' }]);
-    expect((route(`  parentRefs: [{name: gw}]`).value!.value as HTTPRoute).rules).toHaveLength(1);
+    expect((route(`  parentRefs: [{name: gw}]`).object!.value as HTTPRoute).rules).toHaveLength(1);
   });
   it('parses timeouts, retries and mirror fractions', () => {
     const r = route(`  rules:
@@ -37,7 +37,7 @@ describe('HTTPRoute defaults', () => {
       requestMirror: {backendRef: {name: m, port: 80}, fraction: {numerator: 1, denominator: 4}}
     backendRefs: [{name: svc, port: 80}]`);
     expect(r.problems).toEqual([]);
-    const rule = (r.value!.value as HTTPRoute).rules[0]!;
+    const rule = (r.object!.value as HTTPRoute).rules[0]!;
     expect(rule.requestTimeoutMs).toBe(10_000);
     expect(rule.backendRequestTimeoutMs).toBe(1500);
     expect(rule.retry).toEqual({ attempts: 3, codes: [500, 503], backoffMs: 100 });
@@ -48,7 +48,7 @@ describe('HTTPRoute defaults', () => {
 describe('HTTPRoute validation names the file, the object and the field', () => {
   it('reports a bad path with the CRD rule it breaks', () => {
     const r = route(`  rules:\n  - matches: [{path: {type: PathPrefix, value: /a//b}}]`);
-    expect(r.value).toBeUndefined();
+    expect(r.object).toBeUndefined();
     expect(r.problems[0]).toMatchObject({ file: 'routes.yaml', object: 'HTTPRoute ns/r', field: 'spec.rules[0].matches[0].path.value' });
     expect(r.problems[0]!.message).toMatch(/'\/\/'/);
   });
@@ -78,7 +78,7 @@ describe('HTTPRoute validation names the file, the object and the field', () => 
   - filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Magic, name: m}}]
   - backendRefs: [{name: s, port: 80}]`);
     expect(r.problems).toEqual([]);
-    const v = r.value!.value as HTTPRoute;
+    const v = r.object!.value as HTTPRoute;
     expect(v.rules.map((x) => x.index)).toEqual([2]);
     expect(v.droppedRules.map((d) => d.index)).toEqual([0, 1]);
     expect(v.droppedRules[0]!.reason).toMatch(/lookaround/);

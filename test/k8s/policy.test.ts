@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseYaml } from '../policy/helpers.js';
-import { isPolicyKind, parsePolicy, validatePolicyObject } from '../../k8s/policy.js';
+import { parsePolicy, parseYaml } from '../policy/helpers.js';
+import { kindOf, validateObject } from '../../k8s/kinds.js';
 
 function parse(yaml: string, file = '/m/policy.yaml') {
   return parsePolicy(parseYaml(yaml, file));
@@ -76,7 +76,7 @@ spec:
     it(`rejects ${what}, naming the file and the field`, () => {
       const yaml = `apiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: { name: p, namespace: shop }\nspec:\n  ${spec}\n`;
       const src = parseYaml(yaml, '/m/bad.yaml');
-      const problems = validatePolicyObject(src);
+      const problems = validateObject(src);
       expect(problems.length).toBeGreaterThan(0);
       expect(problems[0]!.file).toBe('/m/bad.yaml');
       expect(problems[0]!.object).toBe('AuthorizationPolicy shop/p');
@@ -86,9 +86,9 @@ spec:
   }
 
   it('leaves other kinds and API groups alone', () => {
-    expect(isPolicyKind({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy' })).toBe(false);
-    const src = parseYaml('apiVersion: v1\nkind: Pod\nmetadata: { name: x }\n', '/m/pod.yaml');
-    expect(validatePolicyObject(src)).toEqual([]);
+    expect(kindOf({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy' })).toBeUndefined();
+    const src = parseYaml('apiVersion: v1\nkind: ConfigMap\nmetadata: { name: x }\n', '/m/cm.yaml');
+    expect(validateObject(src)).toEqual([]);
     expect(parsePolicy(src).policy).toBeUndefined();
   });
 });

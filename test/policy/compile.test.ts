@@ -2,9 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseCidr, addrBytes, cidrHas } from '../../k8s/cidr.js';
 import { evaluateCompiled, PolicyCompiler, namespaceMatches, type Verdict } from '../../agent/datapath/policy-compile.js';
 import { IdentityAllocator } from '../../model/identity.js';
-import { parsePolicy } from '../../k8s/policy.js';
 import { ID_HOST, ID_WORLD, type AuthorizationPolicy, type Identity } from '../../k8s/policy-types.js';
-import { parseYaml, pod } from './helpers.js';
+import { parsePolicy, parseYaml, pod } from './helpers.js';
 
 function policy(ns: string, name: string, spec: unknown): AuthorizationPolicy {
   const r = parsePolicy({ object: { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec } as never, file: `/m/${name}.yaml`, index: 0 });

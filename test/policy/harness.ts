@@ -13,7 +13,6 @@ import { Lab, type Pod } from '../../lab/index.js';
 import type { PolicyEngine, PolicyEngineOptions } from '../../agent/datapath/policy-engine.js';
 import { PolicyRuntime } from '../../agent/datapath/policy-runtime.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../../agent/standalone.js';
-import { validatePolicyObject } from '../../k8s/policy.js';
 import type { Problem } from '../../k8s/types.js';
 import { projectRoot } from '../../common/version.js';
 
@@ -72,7 +71,7 @@ export class PolicyLab {
       if (beforeEngine) await beforeEngine(lab);
       h.runtime = await PolicyRuntime.start({ nodeName: NODE_NAME, cgroupPath: lab.cgroupPath, bpffsDir: lab.bpffsDir, netns: lab.nodeNsPath, ...opts });
       h.engine = h.runtime.engine;
-      h.source = new StandaloneSource(h.dir, { debounceMs: 5, validate: validatePolicyObject });
+      h.source = new StandaloneSource(h.dir, { debounceMs: 5 });
       const first = await h.source.start();
       h.snapshot = first;
       h.runtime.onSnapshot(first);

@@ -1,6 +1,14 @@
 /** Shared helpers of the policy tests: objects from YAML, identities and pods by hand. */
 import { parse } from 'yaml';
-import type { Pod, SourcedObject } from '../../k8s/types.js';
+import { parseObject } from '../../k8s/kinds.js';
+import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
+import type { Pod, Problem, SourcedObject } from '../../k8s/types.js';
+
+/** An AuthorizationPolicy through the kind registry: its slim form (undefined when invalid or another kind) and its problems. */
+export function parsePolicy(src: SourcedObject): { policy: AuthorizationPolicy | undefined; problems: Problem[] } {
+  const r = parseObject(src);
+  return { policy: r.object?.kind === 'AuthorizationPolicy' ? r.object.value : undefined, problems: r.problems };
+}
 
 export function parseYaml(text: string, file = '/m/x.yaml', index = 0): SourcedObject {
   return { object: parse(text) as SourcedObject['object'], file, index };

@@ -8,9 +8,8 @@ import { PolicyDatapath } from '../../agent/datapath/policy.js';
 import { decodeEpStats, encodeLxcVal, encodeU32 } from '../../agent/datapath/policy-codec.js';
 import { PolicyCompiler } from '../../agent/datapath/policy-compile.js';
 import { IdentityAllocator } from '../../model/identity.js';
-import { parsePolicy } from '../../k8s/policy.js';
 import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
-import { pod } from './helpers.js';
+import { parsePolicy, pod } from './helpers.js';
 import { packet, type PacketSpec } from './packets.js';
 
 const TC_ACT_UNSPEC = -1;

@@ -1,11 +1,14 @@
 /**
- * Where the waypoint's configuration comes from, behind one interface: today a directory
- * of Kubernetes manifests (`--manifests DIR`, watched); next, the node agent.
+ * Where the waypoint's configuration comes from: any Source (today the manifest directory,
+ * `--manifests DIR`, watched; next the agent's feed) whose batches go into one
+ * ModelBuilder; each change gives a new WaypointConfig (the model's waypoint view).
  */
 import type { Logger } from '../../common/log.js';
 import type { Problem, SourcedObject } from '../../k8s/types.js';
-import { ManifestDirectory, SNAPSHOT, type ManifestSnapshot } from '../../sources/manifest-dir.js';
-import { buildWaypointConfig, slimWaypointObject, validateWaypointObject, type WaypointConfig } from '../../model/waypoint-config.js';
+import { ModelBuilder } from '../../model/model.js';
+import { buildWaypointConfig, waypointConfigOf, type WaypointConfig } from '../../model/waypoint-config.js';
+import { ManifestSource } from '../../sources/manifest-source.js';
+import type { Source } from '../../sources/source.js';
 
 export interface ConfigUpdate {
   config: WaypointConfig;
@@ -21,25 +24,31 @@ export interface ConfigSource {
   close(): void;
 }
 
-/** A directory of manifests, watched. A file that does not parse or validate keeps its last good content. */
-export class ManifestDirSource implements ConfigSource {
+/** A Source's objects through a model builder: work per change is proportional to the change. */
+export class ModelConfigSource implements ConfigSource {
   readonly description: string;
-  private readonly dir: ManifestDirectory;
+  private readonly builder = new ModelBuilder();
 
-  constructor(path: string, opts: { log?: Logger; debounceMs?: number } = {}) {
-    this.description = `manifest directory ${path}`;
-    this.dir = new ManifestDirectory(path, { validate: validateWaypointObject, slim: slimWaypointObject, debounceMs: opts.debounceMs ?? 50, ...(opts.log ? { log: opts.log } : {}) });
+  constructor(private readonly source: Source) {
+    this.description = source.description;
   }
 
   async start(onUpdate: (u: ConfigUpdate) => void): Promise<void> {
-    const first = await this.dir.load();
-    onUpdate(toUpdate(first));
-    this.dir.on(SNAPSHOT, (s: ManifestSnapshot) => onUpdate(toUpdate(s)));
-    this.dir.watch();
+    await this.source.start((b) => {
+      const change = this.builder.apply({ added: b.upserted, removed: b.deleted });
+      onUpdate({ config: waypointConfigOf(change.model), sourceProblems: b.problems });
+    });
   }
 
   close(): void {
-    this.dir.close();
+    this.source.close();
+  }
+}
+
+/** A directory of manifests, watched. A file that does not parse or validate keeps its last good content. */
+export class ManifestDirSource extends ModelConfigSource {
+  constructor(path: string, opts: { log?: Logger; debounceMs?: number } = {}) {
+    super(new ManifestSource(path, { debounceMs: opts.debounceMs ?? 50, log: opts.log }));
   }
 }
 
@@ -51,8 +60,4 @@ export class StaticSource implements ConfigSource {
     onUpdate({ config: buildWaypointConfig(this.objects), sourceProblems: this.problems });
   }
   close(): void { /* nothing to release */ }
-}
-
-function toUpdate(s: ManifestSnapshot): ConfigUpdate {
-  return { config: buildWaypointConfig(s.objects), sourceProblems: s.problems };
 }

@@ -1,0 +1,102 @@
+/**
+ * The registry of the kinds kernway reads: for each, its group, versions and kind, whether
+ * it is namespaced, and its parser (checks with file/object/field problems, then the slim
+ * form: only what kernway uses). Every source takes its list of kinds from here, and every
+ * reader parses through `parseObject`, memoised once on the raw object's identity: an
+ * unchanged object handed over again costs nothing and yields the same slim object, which
+ * lets later stages memoise in turn.
+ */
+import { parseEndpointSlice, parseNamespace, parsePod, parseService, type CoreObject } from './core.js';
+import {
+  GATEWAY_VERSIONS, GRANT_VERSIONS, parseGateway, parseGatewayClass, parseHTTPRoute, parseReferenceGrant, type GatewayApiObject,
+} from './gateway-api.js';
+import { GATEWAY_GROUP } from './gateway-api-types.js';
+import { parseAuthorizationPolicy } from './policy.js';
+import { POLICY_GROUP } from './policy-types.js';
+import { intern, own } from './strings.js';
+import type { K8sObject, ParseResult, Problem, SourcedObject } from './types.js';
+
+/** Every object kernway reads, in its slim form. */
+export type KnownObject = CoreObject | GatewayApiObject | { kind: 'AuthorizationPolicy'; value: import('./policy-types.js').AuthorizationPolicy };
+export type KnownKind = KnownObject['kind'];
+export type Parsed = ParseResult<KnownObject>;
+
+export interface KindInfo {
+  /** '' for the core group. */
+  group: string;
+  /** The versions read, preferred first. */
+  versions: readonly string[];
+  kind: KnownKind;
+  namespaced: boolean;
+  parse(src: SourcedObject): Parsed;
+}
+
+export const KINDS: readonly KindInfo[] = Object.freeze([
+  { group: '', versions: ['v1'], kind: 'Namespace', namespaced: false, parse: parseNamespace },
+  { group: '', versions: ['v1'], kind: 'Service', namespaced: true, parse: parseService },
+  { group: 'discovery.k8s.io', versions: ['v1'], kind: 'EndpointSlice', namespaced: true, parse: parseEndpointSlice },
+  { group: '', versions: ['v1'], kind: 'Pod', namespaced: true, parse: parsePod },
+  { group: POLICY_GROUP, versions: ['v1alpha1'], kind: 'AuthorizationPolicy', namespaced: true, parse: parseAuthorizationPolicy },
+  { group: GATEWAY_GROUP, versions: GATEWAY_VERSIONS, kind: 'GatewayClass', namespaced: false, parse: parseGatewayClass },
+  { group: GATEWAY_GROUP, versions: GATEWAY_VERSIONS, kind: 'Gateway', namespaced: true, parse: parseGateway },
+  { group: GATEWAY_GROUP, versions: GATEWAY_VERSIONS, kind: 'HTTPRoute', namespaced: true, parse: parseHTTPRoute },
+  { group: GATEWAY_GROUP, versions: GRANT_VERSIONS, kind: 'ReferenceGrant', namespaced: true, parse: parseReferenceGrant },
+] satisfies KindInfo[]);
+
+/** 'apiVersion kind' → its entry. */
+const BY_TYPE = new Map<string, KindInfo>();
+for (const k of KINDS) for (const v of k.versions) BY_TYPE.set(`${k.group === '' ? v : `${k.group}/${v}`} ${k.kind}`, k);
+
+/** The registry's entry for an object's apiVersion and kind, or undefined: not kernway's business (no object, no problem). */
+export function kindOf(o: { apiVersion: unknown; kind: unknown }): KindInfo | undefined {
+  return typeof o.apiVersion === 'string' && typeof o.kind === 'string' ? BY_TYPE.get(`${o.apiVersion} ${o.kind}`) : undefined;
+}
+
+export function isKnownKind(o: { apiVersion: unknown; kind: unknown }): boolean {
+  return kindOf(o) !== undefined;
+}
+
+const NO_PROBLEMS: Problem[] = Object.freeze([]) as unknown as Problem[];
+const NOT_OURS: Parsed = Object.freeze({ object: undefined, problems: NO_PROBLEMS }) as Parsed;
+
+/** Raw object (or stub) → its slim object, or its problems, or null (not a known kind). Compact on purpose. */
+const cache = new WeakMap<object, KnownObject | Problem[] | null>();
+
+/**
+ * Check and normalise one object. Objects of kinds kernway does not read give no object
+ * and no problem. The origin recorded is that of the first call for a raw object.
+ */
+export function parseObject(src: SourcedObject): Parsed {
+  let hit = cache.get(src.object);
+  if (hit === undefined) {
+    const r = kindOf(src.object)?.parse(src) ?? NOT_OURS;
+    hit = r.object ?? (r.problems.length > 0 ? r.problems : null);
+    cache.set(src.object, hit);
+  }
+  if (hit === null) return NOT_OURS;
+  if (Array.isArray(hit)) return { object: undefined, problems: hit };
+  return { object: hit, problems: NO_PROBLEMS };
+}
+
+/** The problems of `parseObject` (a source's object validator: any problem keeps the file's last good content). */
+export function validateObject(src: SourcedObject): Problem[] {
+  return parseObject(src).problems;
+}
+
+/**
+ * What a source keeps of an object once parsed: a stub (apiVersion, kind, name, namespace)
+ * that `parseObject()` maps to the same slim object, so the raw content (spec, status,
+ * endpoints) can be freed. An object with problems, or of a kind not read, keeps nothing
+ * more than its stub either; only its identity matters to the source.
+ */
+export function slimObject(src: SourcedObject): K8sObject {
+  const o = src.object;
+  const parsed = parseObject(src);
+  const metadata: K8sObject['metadata'] = { name: own(o.metadata.name) };
+  if (o.metadata.namespace !== undefined) metadata.namespace = intern(o.metadata.namespace);
+  const stub: K8sObject = { apiVersion: intern(o.apiVersion), kind: intern(o.kind), metadata };
+  if (parsed.object !== undefined) cache.set(stub, parsed.object);
+  else if (parsed.problems.length > 0) cache.set(stub, parsed.problems);
+  else cache.set(stub, null);
+  return stub;
+}
