@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KernwayError, errorMessage } from '../common/errors.js';
-import type { Command } from './main.js';
+import type { Command } from './command.js';
 
 const USAGE = 'kernway lab up [--nodes N] [--kube-proxy] | kernway lab exec [-n NAMESPACE] [-c CONTAINER] POD -- CMD [ARGS...] | kernway lab down';
 export const LAB_STATE = process.env.KERNWAY_LAB_STATE ?? '/run/kernway/lab.json';
