@@ -27,6 +27,7 @@ import {
   decodeAddr, decodeCidrKey, decodePolKey, encodeAddr, encodeCidrKey, encodeIdentVal, encodePdstVal, encodePolKey, encodeU32,
   POLICY_LAYOUTS, POLICY_MAP_NAMES, type IdentVal, type PolicyMapName,
 } from './policy-codec.js';
+import { planMap, type MapPlan } from './plan.js';
 import { checkSubsystem, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
 
 export const CONNECT_PROGRAMS = [['kw_pol_connect4', 'connect4'], ['kw_pol_connect6', 'connect6']] as const;
@@ -199,22 +200,14 @@ export class PolicyDatapath {
 
   /** Writes the address -> identity map: changed and new entries, then removals. */
   applyIdentities(desired: ReadonlyMap<string, IdentVal>, stats: ApplyStats = emptyStats()): ApplyStats {
-    const want = new Map<string, string>();
-    for (const [ip, v] of desired) want.set(hex(encodeAddr(ip)), hex(encodeIdentVal(v)));
-    const keys: Buffer[] = [];
-    const values: Buffer[] = [];
-    for (const [k, v] of want) {
-      if (this.identApplied.get(k) === v) continue;
-      keys.push(Buffer.from(k, 'hex'));
-      values.push(Buffer.from(v, 'hex'));
-    }
-    if (keys.length > 0) this.maps.kw_ident.batchUpdate(keys, values);
-    for (const k of keys) this.identApplied.set(hex(k), want.get(hex(k))!);
+    const plan = planIdentities(this.identApplied, desired);
+    const keys = plan.upserts.map((u) => Buffer.from(u.key, 'hex'));
+    if (keys.length > 0) this.maps.kw_ident.batchUpdate(keys, plan.upserts.map((u) => Buffer.from(u.value, 'hex')));
+    for (const u of plan.upserts) this.identApplied.set(u.key, u.value);
     stats.identUpserts += keys.length;
-    const gone = [...this.identApplied.keys()].filter((k) => !want.has(k));
-    if (gone.length > 0) this.maps.kw_ident.batchDelete(gone.map((k) => Buffer.from(k, 'hex')));
-    for (const k of gone) this.identApplied.delete(k);
-    stats.identDeletes += gone.length;
+    if (plan.removals.length > 0) this.maps.kw_ident.batchDelete(plan.removals.map((k) => Buffer.from(k, 'hex')));
+    for (const k of plan.removals) this.identApplied.delete(k);
+    stats.identDeletes += plan.removals.length;
     return stats;
   }
 
@@ -302,6 +295,13 @@ export class PolicyDatapath {
   close(): void {
     this.sub.close();
   }
+}
+
+/** The kw_ident plan: address -> identity entries to write and remove (keys and values as hex). */
+export function planIdentities(applied: ReadonlyMap<string, string>, desired: ReadonlyMap<string, IdentVal>): MapPlan<string, string> {
+  const want = new Map<string, string>();
+  for (const [ip, v] of desired) want.set(hex(encodeAddr(ip)), hex(encodeIdentVal(v)));
+  return planMap(applied, want);
 }
 
 export function emptyStats(): ApplyStats {

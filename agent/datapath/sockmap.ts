@@ -23,6 +23,7 @@ import type { AgentMetrics } from '../metrics/registry.js';
 import type { Model } from '../../model/types.js';
 import { ADDR_SIZE, encodeAddr, familyOf, readAddr } from './addr.js';
 import { scalar, struct, type MapLayout } from './layout.js';
+import { planMap } from './plan.js';
 import { checkSubsystem, type AttachResult, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
 import { pinLayout } from './sock-lb.js';
 
@@ -270,30 +271,28 @@ export class Sockmap {
    */
   setLocalPods(pods: readonly LocalPod[]): PodSyncResult {
     this.podsSig = undefined;
-    const want = encodeLocalPods(pods);
+    const want = new Map<string, number>();
+    for (const [hex, { flags }] of encodeLocalPods(pods)) want.set(hex, flags);
     const map = this.maps.kw_sm_pods;
     const have = new Map<string, number>();
-    for (const [k, v] of map.entries()) have.set(k.toString('hex'), v.readUInt32LE(0));
+    for (const [k, v] of map.entries()) have.set(k.toString('hex'), v.readUInt32LE(KW_SM_POD.at.flags));
+    const plan = planMap(have, want);
     const result: PodSyncResult = { added: 0, changed: 0, removed: 0 };
-    for (const [hex, { key, flags }] of want) {
-      const cur = have.get(hex);
-      if (cur === flags) continue;
-      const v = Buffer.alloc(4);
-      v.writeUInt32LE(flags);
+    for (const { key, value, added } of plan.upserts) {
+      const v = Buffer.alloc(KW_SM_POD.size);
+      v.writeUInt32LE(value, KW_SM_POD.at.flags);
       try {
-        map.update(key, v);
+        map.update(Buffer.from(key, 'hex'), v);
       } catch (e) {
         if (e instanceof BpfError && e.code === 'E2BIG') {
           throw new KernwayError('KW_MAP_FULL', `kw_sm_pods is full (${map.info().maxEntries} addresses): raise capacities.kw_sm_pods`, undefined, { cause: e });
         }
         throw e;
       }
-      if (cur === undefined) result.added++;
+      if (added) result.added++;
       else result.changed++;
     }
-    for (const hex of have.keys()) {
-      if (!want.has(hex) && map.delete(Buffer.from(hex, 'hex'))) result.removed++;
-    }
+    for (const key of plan.removals) if (map.delete(Buffer.from(key, 'hex'))) result.removed++;
     return result;
   }
 
