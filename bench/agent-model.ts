@@ -31,6 +31,8 @@ const { values } = parseArgs({
     changes: { type: 'string', default: '200' },
     'debounce-ms': { type: 'string', default: '20' },
     phase: { type: 'string', default: 'all' },
+    /** 'memory': only the RSS measurement (phase 4). */
+    only: { type: 'string', default: 'all' },
     format: { type: 'string', default: 'yaml' },
     dir: { type: 'string' },
   },
@@ -98,7 +100,7 @@ if (PHASE === 'memory') {
 }
 
 // 1. In memory.
-{
+if (values.only !== 'memory') {
   const objects: SourcedObject[] = [];
   for (let i = 0; i < SERVICES; i++) {
     objects.push({ object: serviceObj(i), file: 'mem', index: 2 * i });
@@ -141,10 +143,11 @@ try {
   }
   for (let i = 0; i < SERVICES; i++) writeFileSync(sliceFile(i), stringify(sliceObj(i)));
 
-  // 4. Memory, in a child process.
-  const child = spawnSync(process.execPath, [...(process.env.KW_BENCH_NODE_FLAGS ?? '--expose-gc').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--phase', 'memory', '--dir', dir, '--services', String(SERVICES), '--endpoints', String(ENDPOINTS)], { encoding: 'utf8' });
+  // 4. Memory, in a child process, with default Node.js flags unless KW_BENCH_NODE_FLAGS says otherwise.
+  const child = spawnSync(process.execPath, [...(process.env.KW_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--phase', 'memory', '--dir', dir, '--services', String(SERVICES), '--endpoints', String(ENDPOINTS)], { encoding: 'utf8' });
   process.stdout.write(child.stdout);
   if (child.status !== 0) process.stderr.write(child.stderr);
+  if (values.only === 'memory') process.exit(child.status ?? 1);
 
   const src = new StandaloneSource(dir, { debounceMs: DEBOUNCE });
   let t0 = performance.now();
