@@ -91,11 +91,7 @@ namespace {
 // mapBtf(fd) -> { key?, value? } from the kernel BTF a map was created with ({} if none).
 Napi::Value MapBtf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0, "fd");
-  if (FdKind(fd) != "map") ThrowErrno(env, "map.btf", EBADF, "fd " + std::to_string(fd) + " is not a BPF map");
-  bpf_map_info mi = {};
-  uint32_t len = sizeof mi;
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) ThrowErrno(env, "map.btf", errno);
+  bpf_map_info mi = MapInfoOf(env, ArgInt(info, 0, "fd"), "map.btf");
   Napi::Object out = Napi::Object::New(env);
   if (mi.btf_id == 0) return out;
   errno = 0;

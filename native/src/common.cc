@@ -271,4 +271,12 @@ NetnsGuard::~NetnsGuard() {
   if (orig_ >= 0) close(orig_);
 }
 
+bpf_map_info MapInfoOf(Napi::Env env, int fd, const char* op) {
+  if (FdKind(fd) != "map") ThrowErrno(env, op, EBADF, "fd " + std::to_string(fd) + " is not a BPF map");
+  bpf_map_info mi = {};
+  uint32_t len = sizeof mi;
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) ThrowErrno(env, op, errno);
+  return mi;
+}
+
 }  // namespace kw

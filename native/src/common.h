@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-struct btf;  // libbpf
+struct btf;           // libbpf
+struct bpf_map_info;  // linux/bpf.h
 
 namespace kw {
 
@@ -57,6 +58,9 @@ std::string WarningSummary(size_t maxLines = 3);
 
 // What a file descriptor refers to: "map", "prog", "link" or "other" (from /proc/self/fd).
 std::string FdKind(int fd);
+
+// The kernel's info on a map fd (throws BpfError `op` EBADF when the fd is not a map).
+::bpf_map_info MapInfoOf(Napi::Env env, int fd, const char* op);
 
 // Kernel values newer than the 6.1 UAPI headers (checked against the 6.18 kernel's enums).
 constexpr int kTcxIngress = 46;  // BPF_TCX_INGRESS (6.6)

@@ -23,11 +23,7 @@ void CheckSize(Napi::Env env, const Napi::Buffer<uint8_t>& b, size_t want, const
 // mapInfo(fd) -> { id, name, type, keySize, valueSize, maxEntries, flags }
 Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0, "fd");
-  if (FdKind(fd) != "map") ThrowErrno(env, "map.info", EBADF, "fd " + std::to_string(fd) + " is not a BPF map");
-  bpf_map_info mi = {};
-  uint32_t len = sizeof mi;
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) ThrowErrno(env, "map.info", errno);
+  bpf_map_info mi = MapInfoOf(env, ArgInt(info, 0, "fd"), "map.info");
   const char* type = libbpf_bpf_map_type_str(static_cast<bpf_map_type>(mi.type));
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", mi.id);
