@@ -269,9 +269,19 @@ export class LabKubelet {
       void this.finalDelete(pod);
       return;
     }
-    void this.startPod(pod).catch((e) => {
-      this.log('pod start failed', { pod: pod.metadata.name, err: String(e) });
+    void this.startPod(pod).catch(async (e) => {
+      this.log('pod start failed, retrying in 2 s', { pod: pod.metadata.name, err: String(e) });
       void this.event(pod, 'Warning', 'FailedCreatePodSandBox', `lab kubelet: ${String((e as Error).message ?? e)}`);
+      // Undo the partial start and try again, as a kubelet does (e.g. a Secret not yet
+      // readable: the Node authorizer learns a new pod's references a moment after binding).
+      const r = this.pods.get(uid);
+      if (r) await this.terminate(r, 0, false).catch(() => undefined);
+      setTimeout(() => {
+        if (this.stopping) return;
+        void this.api.find<PodObject>(`/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`).then((latest) => {
+          if (latest && latest.metadata.uid === uid && !latest.metadata.deletionTimestamp && !this.pods.has(uid)) this.podSeen(latest);
+        }, () => undefined);
+      }, 2000);
     });
   }
 
