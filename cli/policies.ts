@@ -3,7 +3,7 @@
  * running agent knows them (GET /policies on its admin socket).
  */
 import { errorMessage } from '../common/errors.js';
-import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
+import { adminRequest, DEFAULT_ADMIN_SOCKET, shapeOf } from '../agent/admin/client.js';
 import { formatTable } from '../agent/admin/table.js';
 import type { PolicyReport, WorkloadReport } from '../agent/datapath/policy-engine.js';
 import { parseCommandOptions } from './args.js';
@@ -11,6 +11,9 @@ import type { Command } from './command.js';
 
 /** The admin route serving PolicyEngine.report(). */
 export const POLICIES_ROUTE = '/v1/policies';
+
+/** What renderPolicies() relies on. */
+const POLICIES_SHAPE = shapeOf({ workloads: 'array', policies: 'array', problems: 'array', drops: 'object', totals: 'object' });
 
 const USAGE = `kernway policies [--json] [--admin-socket PATH] [--all]
 
@@ -26,7 +29,7 @@ export const command: Command = {
     if (!values) return 2;
     let report: PolicyReport;
     try {
-      report = await adminRequest<PolicyReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, POLICIES_ROUTE);
+      report = await adminRequest<PolicyReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, POLICIES_ROUTE, { shape: POLICIES_SHAPE });
     } catch (e) {
       console.error(`kernway policies: ${errorMessage(e)} [${(e as { code?: string }).code ?? 'KW_INTERNAL'}]`);
       return 1;

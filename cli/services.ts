@@ -49,8 +49,9 @@ export const command: Command = {
         for (const m of Object.values(maps)) m.close?.();
       }
     } else {
-      const { adminRequest } = await import('../agent/admin/client.js');
-      services = await adminRequest<KernelService[]>(values['admin-socket'] ?? DEFAULTS.adminSocket, '/v1/services');
+      const { adminRequest, arrayOf, shapeOf } = await import('../agent/admin/client.js');
+      services = await adminRequest<KernelService[]>(values['admin-socket'] ?? DEFAULTS.adminSocket, '/v1/services',
+        { shape: arrayOf(shapeOf({ frontend: 'string', algorithm: 'string', backends: 'array' })) });
     }
     if (values.json) {
       console.log(JSON.stringify(services, null, 2));

@@ -4,7 +4,7 @@
  * on the admin socket; the counters are read from the kernel when asked).
  */
 import { errorMessage } from '../common/errors.js';
-import { adminRequest, DEFAULT_ADMIN_SOCKET } from '../agent/admin/client.js';
+import { adminRequest, DEFAULT_ADMIN_SOCKET, shapeOf } from '../agent/admin/client.js';
 import { formatTable } from '../agent/admin/table.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { MapUsage } from '../agent/datapath/service-sync.js';
@@ -20,6 +20,9 @@ const USAGE = `kernway status [--json] [--admin-socket PATH]
 
 export type StatusReport = AgentStatus & { maps?: MapUsage[] };
 
+/** What renderStatus() relies on (the optional parts it checks itself). */
+const STATUS_SHAPE = shapeOf({ state: 'string', problems: 'array' });
+
 export const command: Command = {
   summary: "show the running agent's state, last reconcile, problems, maps and sockmap counters",
   usage: USAGE,
@@ -28,7 +31,7 @@ export const command: Command = {
     if (!values) return 2;
     let st: StatusReport;
     try {
-      st = await adminRequest<StatusReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, STATUS_ROUTE);
+      st = await adminRequest<StatusReport>(values['admin-socket'] ?? DEFAULT_ADMIN_SOCKET, STATUS_ROUTE, { shape: STATUS_SHAPE });
     } catch (e) {
       console.error(`kernway status: ${errorMessage(e)} [${(e as { code?: string }).code ?? 'KW_INTERNAL'}]`);
       return 1;

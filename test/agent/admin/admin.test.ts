@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AdminServer } from '../../../agent/admin/server.js';
-import { adminRequest } from '../../../agent/admin/client.js';
+import { adminRequest, arrayOf, shapeOf } from '../../../agent/admin/client.js';
+import { runKernway } from '../../fixtures/cli.js';
 import { KernwayError } from '../../../common/errors.js';
 import { tempDir } from '../../sources/helpers.js';
 
@@ -124,6 +125,40 @@ describe('adminRequest errors', () => {
     await new Promise<void>((r) => other.listen(path, r));
     try {
       await expect(adminRequest(path, '/v1/ping')).rejects.toMatchObject({ code: 'KW_ADMIN_BAD_RESPONSE' });
+    } finally {
+      await new Promise<void>((r) => other.close(() => r()));
+    }
+  });
+
+  it('KW_ADMIN_BAD_RESPONSE naming the field when the JSON has the wrong shape', async () => {
+    const path = join(dir, 'shape.sock');
+    const s = server(path);
+    s.route('GET', '/v1/x', () => ({ state: 'running', problems: 'none' }));
+    s.route('GET', '/v1/list', () => [{ frontend: 'a' }, { frontend: 7 }]);
+    await s.listen();
+    const e = await adminRequest(path, '/v1/x', { shape: shapeOf({ state: 'string', problems: 'array' }) }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'KW_ADMIN_BAD_RESPONSE' });
+    expect((e as Error).message).toContain("/v1/x with JSON of the wrong shape: field 'problems' should be an array, got a string");
+    await expect(adminRequest(path, '/v1/list', { shape: arrayOf(shapeOf({ frontend: 'string' })) }))
+      .rejects.toThrow(/item 1: field 'frontend' should be a string, got a number/);
+    await expect(adminRequest(path, '/v1/list', { shape: shapeOf({ state: 'string' }) })).rejects.toThrow(/expected an object, got an array/);
+    // the right shape passes
+    await expect(adminRequest(path, '/v1/x', { shape: shapeOf({ state: 'string' }) })).resolves.toMatchObject({ state: 'running' });
+  });
+
+  it('`kernway status`, `services` and `policies` against a socket answering {} give a coded error, not a TypeError', async () => {
+    const path = join(dir, 'empty.sock');
+    const { createServer: createHttp } = await import('node:http');
+    const other = createHttp((_q, r) => { r.setHeader('content-type', 'application/json'); r.end('{}'); });
+    await new Promise<void>((r) => other.listen(path, r));
+    try {
+      for (const [cmd, what] of [['status', "field 'state' is missing"], ['services', 'expected an array, got an object'], ['policies', "field 'workloads' is missing"]] as const) {
+        const r = await runKernway([cmd, '--admin-socket', path]);
+        expect(r.code, `${cmd}: ${r.stderr}`).toBe(1);
+        expect(r.stderr).toContain(what);
+        expect(r.stderr).toContain('[KW_ADMIN_BAD_RESPONSE]');
+        expect(r.stderr).not.toMatch(/TypeError|at .*\.js:\d+/);
+      }
     } finally {
       await new Promise<void>((r) => other.close(() => r()));
     }
