@@ -1,6 +1,6 @@
 /** Option parsing every `kernway` subcommand does the same way: strict, no positionals. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { refuseRepeated } from '../common/args.js';
+import { joinNegativeValues, refuseRepeated } from '../common/args.js';
 import { errorMessage } from '../common/errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -13,7 +13,7 @@ type Values<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; s
  */
 export function parseCommandOptions<O extends Options>(name: string, usage: string, argv: string[], options: O): Values<O> | undefined {
   try {
-    const { values, tokens } = parseArgs({ args: argv, strict: true, allowPositionals: false, options, tokens: true });
+    const { values, tokens } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, options, tokens: true });
     refuseRepeated(tokens, new Set(Object.entries(options).filter(([, o]) => o.multiple).map(([n]) => n)));
     return values as Values<O>;
   } catch (e) {

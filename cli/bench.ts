@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
+import { joinNegativeValues } from '../common/args.js';
 import type { Command } from './command.js';
 
 const USAGE = `kernway bench [--quick] [--modes LIST] [--services LIST] [--workloads LIST] [--rounds N]
@@ -52,13 +53,11 @@ export const command: Command = {
     let opts;
     let out: string;
     try {
-      const { values } = parseArgs({
-        args: argv, strict: true, allowPositionals: false,
-        options: {
-          quick: { type: 'boolean', default: false }, modes: { type: 'string' }, services: { type: 'string' }, workloads: { type: 'string' },
-          rounds: { type: 'string' }, seconds: { type: 'string' }, out: { type: 'string' },
-        },
-      });
+      const options = {
+        quick: { type: 'boolean', default: false }, modes: { type: 'string' }, services: { type: 'string' }, workloads: { type: 'string' },
+        rounds: { type: 'string' }, seconds: { type: 'string' }, out: { type: 'string' },
+      } as const;
+      const { values } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, options });
       opts = defaultOptions(values.quick === true);
       const modes = list('--modes', values.modes, MODE_NAMES);
       if (modes) opts.modes = MODE_NAMES.filter((m) => modes.includes(m));

@@ -11,7 +11,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KernwayError, errorMessage } from '../common/errors.js';
+import { joinNegativeValues } from '../common/args.js';
 import type { Command } from './command.js';
+
+const LAB_OPTIONS = { nodes: { type: 'string' }, 'kube-proxy': { type: 'boolean' } } as const;
 
 const USAGE = 'kernway lab up [--nodes N] [--kube-proxy] | kernway lab exec [-n NAMESPACE] [-c CONTAINER] POD -- CMD [ARGS...] | kernway lab down';
 export const LAB_STATE = process.env.KERNWAY_LAB_STATE ?? '/run/kernway/lab.json';
@@ -37,7 +40,7 @@ function parseNodes(v: string | undefined): number {
 }
 
 async function up(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { nodes: { type: 'string' }, 'kube-proxy': { type: 'boolean' } } });
+  const { values } = parseArgs({ args: joinNegativeValues(argv, LAB_OPTIONS), strict: true, options: LAB_OPTIONS });
   const nodes = parseNodes(values.nodes);
   const st = readState();
   if (st && alive(st.pid)) {
@@ -71,7 +74,7 @@ async function up(argv: string[]): Promise<number> {
 }
 
 async function serve(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { nodes: { type: 'string' }, 'kube-proxy': { type: 'boolean' } } });
+  const { values } = parseArgs({ args: joinNegativeValues(argv, LAB_OPTIONS), strict: true, options: LAB_OPTIONS });
   const { Cluster } = await import('../lab/cluster/index.js');
   const { sweepLeftovers } = await import('../lab/sweep.js');
   await sweepLeftovers();

@@ -14,7 +14,7 @@ export const command: Command = {
     try {
       opts = parseWaypointArgs(argv);
     } catch (e) {
-      if (e instanceof InvalidArgumentError) {
+      if (e instanceof InvalidArgumentError || (e instanceof KernwayError && e.code === 'KW_INVALID_ARGUMENT')) {
         console.error(`kernway waypoint: ${e.message}\nusage: ${WAYPOINT_USAGE}`);
         return 2;
       }

@@ -3,13 +3,13 @@
  */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../common/errors.js';
+import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { MAX_TIMER_MS, formatDuration, parseDuration } from '../k8s/duration.js';
 import { parseHostPort } from '../common/host-port.js';
 import { pseudoFs } from '../common/fs-types.js';
 import { statSync } from 'node:fs';
-import { refuseRepeated } from '../common/args.js';
+import { joinNegativeValues, refuseRepeated } from '../common/args.js';
 import type { AccessLogDestination } from './observe/access-log.js';
 import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
 
@@ -69,19 +69,18 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   let values;
   try {
     let tokens;
-    ({ values, tokens } = parseArgs({
-      args: argv, strict: true, allowPositionals: false, tokens: true,
-      options: {
-        namespace: { type: 'string' }, manifests: { type: 'string' },
-        'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
-        'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
-        'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
-        'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' },
-      },
-    }));
+    const options = {
+      namespace: { type: 'string' }, manifests: { type: 'string' },
+      'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
+      'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
+      'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
+      'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' },
+    } as const;
+    ({ values, tokens } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, tokens: true, options }));
     refuseRepeated(tokens);
   } catch (e) {
-    throw new InvalidArgumentError('arguments', 'the options listed in the usage', (e as Error).message);
+    // parseArgs' own message names the option and what is wrong; keep all of it (it is not a value)
+    throw new KernwayError('KW_INVALID_ARGUMENT', `arguments: ${errorMessage(e).replace(/\n/g, ' ')}`);
   }
   const ns = values.namespace;
   if (ns === undefined || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) throw new InvalidArgumentError('--namespace', 'a namespace name (DNS label)', ns);

@@ -110,6 +110,7 @@ describe('kernway bench command', () => {
       [['--modes', 'ebpf,nope'], /--modes: expected items from direct, ebpf, iptables, sidecar, waypoint, got "nope"/],
       [['--services', '10,abc'], /--services: expected an integer from 1 to 60000, got "abc"/],
       [['--rounds', '0'], /--rounds: expected an integer from 1 to 100/],
+      [['--rounds', '-2'], /--rounds: expected an integer from 1 to 100, got "-2"/],
       [['--frobnicate'], /Unknown option '--frobnicate'/],
     ] as const) {
       const r = await run(process.execPath, [MAIN, 'bench', ...args], { allowFail: true });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
 import { gatewayManifests } from '../../bench/waypoint/manifests.js';
 import { parseWaypointArgs } from '../../waypoint/options.js';
+import { joinNegativeValues } from '../../common/args.js';
 import { KERNWAY_MAIN } from '../fixtures/cli.js';
 import { EchoServer } from './fixtures/echo.js';
 import { request, rigAddresses } from './fixtures/rig.js';
@@ -139,6 +140,15 @@ describe('kernway waypoint options', () => {
     expect(() => parseWaypointArgs(['--namespace', 'ns', '--manifests', 'd', '--metrics-address', 'nope'])).toThrow(/--metrics-address/);
     expect(() => parseWaypointArgs(['--namespace', 'ns', '--manifests', 'd', '--header-timeout', '10'])).toThrow(/--header-timeout/);
     expect(() => parseWaypointArgs(['--namespace', 'ns', '--manifests', 'd', '--bogus'])).toThrow(/bogus/);
+    // a negative number reaches the option's validator (not parseArgs' truncated "ambiguous")
+    expect(() => parseWaypointArgs(['--namespace', 'ns', '--manifests', 'd', '--mesh-port', '-1'])).toThrow('--mesh-port: expected a port from 0 to 65535, got "-1"');
+    expect(() => parseWaypointArgs(['--namespace', 'ns', '--manifests', 'd', '--drain-timeout', '-5s'])).toThrow(/--drain-timeout: .*got "-5s"/);
+  });
+  it('joinNegativeValues joins only a negative number after a string option', () => {
+    const opts = { n: { type: 'string' }, b: { type: 'boolean' } } as const;
+    expect(joinNegativeValues(['--n', '-3', '--b', '-1'], opts)).toEqual(['--n=-3', '--b', '-1']);
+    expect(joinNegativeValues(['--n', '-x', '--', '--n', '-3'], opts)).toEqual(['--n', '-x', '--', '--n', '-3']);
+    expect(joinNegativeValues(['--n=-3'], opts)).toEqual(['--n=-3']);
   });
   it('exit 2 with the usage for bad options, 1 when the manifest directory is missing', async () => {
     const bad = await capture(['waypoint', '--namespace', 'ns']);
