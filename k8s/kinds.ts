@@ -47,6 +47,58 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
 const BY_TYPE = new Map<string, KindInfo>();
 for (const k of KINDS) for (const v of k.versions) BY_TYPE.set(`${k.group === '' ? v : `${k.group}/${v}`} ${k.kind}`, k);
 
+/** apiVersion → the kinds kernway reads in it. */
+const KINDS_OF_VERSION = new Map<string, KnownKind[]>();
+for (const k of KINDS) {
+  for (const v of k.versions) {
+    const av = k.group === '' ? v : `${k.group}/${v}`;
+    KINDS_OF_VERSION.set(av, [...(KINDS_OF_VERSION.get(av) ?? []), k.kind]);
+  }
+}
+
+/** Real kinds of those apiVersions that kernway does not read: never a typo, however near (TCPRoute ~ HTTPRoute). */
+const OTHER_REAL_KINDS = new Set([
+  'Binding', 'ComponentStatus', 'ConfigMap', 'Endpoints', 'Event', 'LimitRange', 'Node', 'PersistentVolume',
+  'PersistentVolumeClaim', 'PodTemplate', 'ReplicationController', 'ResourceQuota', 'Secret', 'ServiceAccount',
+  'GRPCRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute', 'BackendTLSPolicy', 'BackendLBPolicy', 'ListenerSet',
+]);
+
+/** Edit distance (insert, delete, substitute), for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * A problem for a kind kernway does not read in an apiVersion it does read, when that kind
+ * is surely a mistake: a near miss of a kind it reads (`Servicee`, `service`, `HttpRoute`),
+ * or any kind of kernway's own group. Other kinds of those apiVersions (v1 ConfigMap,
+ * gateway.networking.k8s.io/v1 GRPCRoute) and every kind of other groups (apps/v1
+ * Deployment) are not kernway's business: no problem.
+ */
+export function unknownKindProblem(src: SourcedObject): Problem | undefined {
+  const { apiVersion, kind } = src.object as { apiVersion: unknown; kind: unknown };
+  if (typeof apiVersion !== 'string' || typeof kind !== 'string') return undefined;
+  const known = KINDS_OF_VERSION.get(apiVersion);
+  if (known === undefined || known.includes(kind as KnownKind) || OTHER_REAL_KINDS.has(kind)) return undefined;
+  const near = known.find((k) => k.toLowerCase() === kind.toLowerCase()) ??
+    known.map((k) => ({ k, d: distance(k.toLowerCase(), kind.toLowerCase()) })).filter((x) => x.d <= 2 && x.d < x.k.length / 2).sort((a, b) => a.d - b.d)[0]?.k;
+  const ownGroup = apiVersion.startsWith(`${POLICY_GROUP}/`);
+  if (near === undefined && !ownGroup) return undefined;
+  const md = (src.object as { metadata?: { name?: unknown; namespace?: unknown } }).metadata;
+  const name = typeof md?.name === 'string' ? `${typeof md.namespace === 'string' ? `${md.namespace}/` : ''}${md.name}` : '(unnamed)';
+  return {
+    code: 'KW_MANIFEST_UNKNOWN_KIND', file: src.file, object: `${kind} ${name}`, field: 'kind',
+    message: `document ${src.index}: kind ${JSON.stringify(kind)} is not a kind kernway reads in ${apiVersion} (it reads ${known.join(', ')})` +
+      (near !== undefined ? `; did you mean ${near}?` : ''),
+  };
+}
+
 /** The registry's entry for an object's apiVersion and kind, or undefined: not kernway's business (no object, no problem). */
 export function kindOf(o: { apiVersion: unknown; kind: unknown }): KindInfo | undefined {
   return typeof o.apiVersion === 'string' && typeof o.kind === 'string' ? BY_TYPE.get(`${o.apiVersion} ${o.kind}`) : undefined;
@@ -64,12 +116,13 @@ const cache = new WeakMap<object, KnownObject | Problem[] | null>();
 
 /**
  * Check and normalise one object. Objects of kinds kernway does not read give no object
- * and no problem. The origin recorded is that of the first call for a raw object.
+ * and no problem, unless the kind is surely a mistake (see unknownKindProblem). The origin recorded is that of the first call for a raw object.
  */
 export function parseObject(src: SourcedObject): Parsed {
   let hit = cache.get(src.object);
   if (hit === undefined) {
-    const r = kindOf(src.object)?.parse(src) ?? NOT_OURS;
+    const unknown = kindOf(src.object) === undefined ? unknownKindProblem(src) : undefined;
+    const r = unknown !== undefined ? { object: undefined, problems: [unknown] } : kindOf(src.object)?.parse(src) ?? NOT_OURS;
     hit = r.object ?? (r.problems.length > 0 ? r.problems : null);
     cache.set(src.object, hit);
   }

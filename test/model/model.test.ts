@@ -31,6 +31,34 @@ describe('buildModel', () => {
     expect(m.services.has('default/web')).toBe(true);
   });
 
+  it('a mistyped kind in an apiVersion kernway reads is reported with a hint; other kinds and groups stay silent', () => {
+    const typo = { ...service('web'), kind: 'Servicee' };
+    const lower = { ...service('api'), kind: 'service' };
+    const route = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HttpRoute', metadata: { name: 'r', namespace: 'ns' } };
+    const own = { apiVersion: 'kernway.io/v1alpha1', kind: 'Frobnicator', metadata: { name: 'f', namespace: 'ns' } };
+    const silent = [
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } },
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' } },
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'g' } },
+      { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute', metadata: { name: 't' } },
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n' } },
+      { apiVersion: 'example.com/v1', kind: 'Servicee', metadata: { name: 'x' } },
+    ];
+    const m = buildModel([src(typo, 'web.yaml'), src(lower, 'api.yaml'), src(route, 'r.yaml'), src(own, 'own.yaml'), ...silent.map((o) => src(o, 'other.yaml'))]);
+    expect(m.problems).toHaveLength(4);
+    expect(m.problems).toMatchObject([
+      { code: 'KW_MANIFEST_UNKNOWN_KIND', file: 'web.yaml', object: 'Servicee default/web', field: 'kind' },
+      { code: 'KW_MANIFEST_UNKNOWN_KIND', file: 'api.yaml', field: 'kind' },
+      { code: 'KW_MANIFEST_UNKNOWN_KIND', file: 'r.yaml', object: 'HttpRoute ns/r' },
+      { code: 'KW_MANIFEST_UNKNOWN_KIND', file: 'own.yaml' },
+    ]);
+    expect(m.problems[0]!.message).toMatch(/^document \d+: kind "Servicee" is not a kind kernway reads in v1 \(it reads Namespace, Service, Pod\); did you mean Service\?/);
+    expect(m.problems[1]!.message).toMatch(/did you mean Service\?/);
+    expect(m.problems[2]!.message).toMatch(/did you mean HTTPRoute\?/);
+    expect(m.problems[3]!.message).not.toMatch(/did you mean/);
+    expect(m.services.size).toBe(0);
+  });
+
   it('the same object twice: the first is used, the second reported', () => {
     const m = buildModel([src(service('web', { ip: '10.96.0.1' }), 'a.yaml'), src(service('web', { ip: '10.96.0.2' }), 'b.yaml')]);
     expect(m.problems).toMatchObject([{ code: 'KW_DUPLICATE_OBJECT', file: 'b.yaml', object: 'Service default/web', field: 'metadata.name' }]);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManifestDirectory, SNAPSHOT, type Located, type ManifestSnapshot } from '../../sources/manifest-dir.js';
 import { next, tempDir, write, writeAtomic } from './helpers.js';
+import { validateObject } from '../../k8s/kinds.js';
 
 const pod = (name: string, extra = '') => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n${extra}`;
 const names = (s: ManifestSnapshot) => s.objects.map((o) => o.object.metadata.name);
@@ -51,6 +52,18 @@ describe('load', () => {
     const s = await md.load();
     expect(names(s)).toEqual([]);
     expect(s.problems).toEqual([{ code: 'KW_TEST', file: join(dir, 'pods.yaml'), object: 'Pod refused', field: 'metadata.name', message: 'metadata.name: refused' }]);
+  });
+
+  it('kind: Servicee (a typo in an apiVersion kernway reads) is a problem naming file, document and the hint; apps/v1 Deployment is not', async () => {
+    write(join(dir, 'web.yaml'), 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: Servicee\nmetadata:\n  name: web\n');
+    write(join(dir, 'ok.yaml'), pod('ok') + '---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n');
+    md = new ManifestDirectory(dir, { validate: validateObject });
+    const s = await md.load();
+    expect(names(s)).toEqual(['ok', 'cfg']);
+    expect(s.problems).toEqual([{
+      code: 'KW_MANIFEST_UNKNOWN_KIND', file: join(dir, 'web.yaml'), object: 'Servicee web', field: 'kind',
+      message: 'document 1: kind "Servicee" is not a kind kernway reads in v1 (it reads Namespace, Service, Pod); did you mean Service?',
+    }]);
   });
 
   it('a throwing validator is a problem, not a crash', async () => {
