@@ -378,7 +378,15 @@ export class ManifestDirectory extends EventEmitter {
         if (ent.isDirectory()) { await walk(p); continue; }
         if (ent.isSymbolicLink()) {
           // Symlinked files are followed (ConfigMap volumes are made of them); symlinked directories are not.
-          try { isFile = (await stat(p)).isFile(); } catch { isFile = false; }
+          try {
+            isFile = (await stat(p)).isFile();
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === 'ELOOP') { // a loop is a mistake, whatever its name: say so
+              seenFiles.add(p);
+              changed = this.setReadProblem(p, e as Error) || changed;
+            }
+            isFile = false;
+          }
         }
         if (!isFile || !hasManifestExt(p)) continue;
         seenFiles.add(p);
@@ -436,7 +444,9 @@ export class ManifestDirectory extends EventEmitter {
     const st = this.ensure(path);
     st.hash = undefined;
     st.sig = '';
-    st.problems = [{ code: READ_ERROR, file: path, message: `cannot read: ${err.message}` }];
+    st.problems = [{ code: READ_ERROR, file: path, message: (err as NodeJS.ErrnoException).code === 'ELOOP'
+      ? `cannot read: a symlink loop (${path} leads back to itself through symbolic links); fix or remove the link`
+      : `cannot read: ${err.message}` }];
     return true;
   }
 

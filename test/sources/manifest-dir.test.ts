@@ -66,6 +66,28 @@ describe('load', () => {
     }]);
   });
 
+  it('reports a symlink loop at start, naming its path; fixing it clears the problem', async () => {
+    write(join(dir, 'good.yaml'), pod('good'));
+    symlinkSync(join(dir, 'b.yaml'), join(dir, 'a.yaml'));
+    symlinkSync(join(dir, 'a.yaml'), join(dir, 'b.yaml'));
+    mkdirSync(join(dir, 'sub'));
+    symlinkSync('self', join(dir, 'sub', 'self'));
+    md = new ManifestDirectory(dir);
+    const s = await md.load();
+    expect(names(s)).toEqual(['good']);
+    expect(s.problems.map((p) => [p.code, p.file])).toEqual([
+      ['KW_MANIFEST_READ', join(dir, 'a.yaml')], ['KW_MANIFEST_READ', join(dir, 'b.yaml')], ['KW_MANIFEST_READ', join(dir, 'sub', 'self')],
+    ]);
+    expect(s.problems[0]!.message).toBe(`cannot read: a symlink loop (${join(dir, 'a.yaml')} leads back to itself through symbolic links); fix or remove the link`);
+    unlinkSync(join(dir, 'b.yaml'));
+    write(join(dir, 'b.yaml'), pod('b')); // a.yaml -> b.yaml is now a plain link to a file
+    unlinkSync(join(dir, 'a.yaml'));
+    unlinkSync(join(dir, 'sub', 'self'));
+    const again = await md.load();
+    expect(again.problems).toEqual([]);
+    expect(names(again).sort()).toEqual(['b', 'good']);
+  });
+
   it('a throwing validator is a problem, not a crash', async () => {
     write(join(dir, 'pods.yaml'), pod('a'));
     md = new ManifestDirectory(dir, { validate: () => { throw new Error('boom'); } });
