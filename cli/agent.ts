@@ -1,7 +1,7 @@
 /** `kernway agent`: the node agent. SIGTERM drains (programs stay attached), a second SIGTERM forces. */
 import { resolve } from 'node:path';
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { Agent } from '../agent/agent.js';
 import { DEFAULTS, cgroup2Root, defaultNodeName, validateAgentOptions } from '../agent/options.js';
 import { DEFAULT_SERVICE_CIDR } from '../k8s/service-range.js';
@@ -74,21 +74,7 @@ export const command: Command = {
     const log = createLogger('kernway-agent');
     const agent = new Agent(opts, log);
 
-    let signals = 0;
-    const done = new Promise<number>((resolve) => {
-      const onSignal = (sig: NodeJS.Signals): void => {
-        signals++;
-        if (signals === 1) {
-          log.info({ signal: sig }, 'draining (send again to force)');
-          agent.drain().then(() => resolve(0), (e: unknown) => { log.error({ err: errorMessage(e) }, 'drain failed'); resolve(1); });
-        } else {
-          log.warn({ signal: sig }, 'forced shutdown');
-          process.exit(1);
-        }
-      };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
-    });
+    const done = drainOnSignals(() => agent.drain(), log);
     try {
       await agent.start();
     } catch (e) {
@@ -101,6 +87,28 @@ export const command: Command = {
     return done;
   },
 };
+
+/**
+ * The first SIGTERM or SIGINT starts `drain` (the promise gives 0 when it is done, 1 when
+ * it failed); a second one while draining exits the process at once with status 1.
+ */
+export function drainOnSignals(drain: () => Promise<void>, log: Logger): Promise<number> {
+  let signals = 0;
+  return new Promise<number>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals === 1) {
+        log.info({ signal: sig }, 'draining (send again to force)');
+        drain().then(() => resolve(0), (e: unknown) => { log.error({ err: errorMessage(e) }, 'drain failed'); resolve(1); });
+      } else {
+        log.warn({ signal: sig }, 'forced shutdown');
+        process.exit(1);
+      }
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
 
 /** 'kw_svc=64,kw_slot=512' -> { kw_svc: 64, kw_slot: 512 } (names and values checked by validateAgentOptions). */
 function parseCapacities(v: string): Record<string, number> {
