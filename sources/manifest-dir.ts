@@ -12,7 +12,7 @@
  *   rescans its directory: a ConfigMap volume swaps its `..data` symlink when updated.
  */
 import { EventEmitter } from 'node:events';
-import { readdir, open, stat, lstat } from 'node:fs/promises';
+import { readdir, open, stat, lstat, realpath } from 'node:fs/promises';
 import { constants as fsc, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, sep } from 'node:path';
@@ -379,7 +379,12 @@ export class ManifestDirectory extends EventEmitter {
         if (ent.isSymbolicLink()) {
           // Symlinked files are followed (ConfigMap volumes are made of them); symlinked directories are not.
           try {
-            isFile = (await stat(p)).isFile();
+            const target = await stat(p);
+            isFile = target.isFile();
+            if (target.isDirectory() && await leadsBack(p, d)) { // `loop -> ..`: not followed anyway, but a mistake
+              seenFiles.add(p);
+              changed = this.setReadProblem(p, Object.assign(new Error('ELOOP'), { code: 'ELOOP' })) || changed;
+            }
           } catch (e) {
             if ((e as NodeJS.ErrnoException).code === 'ELOOP') { // a loop is a mistake, whatever its name: say so
               seenFiles.add(p);
@@ -562,4 +567,14 @@ function identity(o: K8sObject): string {
   const group = slash < 0 ? '' : o.apiVersion.slice(0, slash);
   const ns = o.metadata.namespace ?? (CLUSTER_SCOPED.has(o.kind) ? '' : 'default');
   return flat(`${group}|${o.kind}|${ns}|${o.metadata.name}`);
+}
+
+/** Whether the directory symlink `link` (in directory `dir`) points at `dir` or one of its ancestors. */
+async function leadsBack(link: string, dir: string): Promise<boolean> {
+  try {
+    const [target, here] = await Promise.all([realpath(link), realpath(dir)]);
+    return here === target || here.startsWith(target.endsWith(sep) ? target : target + sep);
+  } catch {
+    return false;
+  }
 }

@@ -72,17 +72,21 @@ describe('load', () => {
     symlinkSync(join(dir, 'a.yaml'), join(dir, 'b.yaml'));
     mkdirSync(join(dir, 'sub'));
     symlinkSync('self', join(dir, 'sub', 'self'));
+    symlinkSync('..', join(dir, 'sub', 'up')); // a directory loop
+    symlinkSync(join(dir, 'sub'), join(dir, 'side')); // a symlinked directory, not a loop: not followed, not a problem
     md = new ManifestDirectory(dir);
     const s = await md.load();
     expect(names(s)).toEqual(['good']);
     expect(s.problems.map((p) => [p.code, p.file])).toEqual([
       ['KW_MANIFEST_READ', join(dir, 'a.yaml')], ['KW_MANIFEST_READ', join(dir, 'b.yaml')], ['KW_MANIFEST_READ', join(dir, 'sub', 'self')],
+      ['KW_MANIFEST_READ', join(dir, 'sub', 'up')],
     ]);
     expect(s.problems[0]!.message).toBe(`cannot read: a symlink loop (${join(dir, 'a.yaml')} leads back to itself through symbolic links); fix or remove the link`);
     unlinkSync(join(dir, 'b.yaml'));
     write(join(dir, 'b.yaml'), pod('b')); // a.yaml -> b.yaml is now a plain link to a file
     unlinkSync(join(dir, 'a.yaml'));
     unlinkSync(join(dir, 'sub', 'self'));
+    unlinkSync(join(dir, 'sub', 'up'));
     const again = await md.load();
     expect(again.problems).toEqual([]);
     expect(names(again).sort()).toEqual(['b', 'good']);
