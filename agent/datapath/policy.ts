@@ -213,31 +213,25 @@ export class PolicyDatapath {
 
   /** Writes a compilation: new tables, the destination switch, CIDR classes, then old tables out. */
   applyPolicies(result: Pick<CompileResult, 'cidrs' | 'destinations' | 'tables'>, stats: ApplyStats = emptyStats()): ApplyStats {
+    const plan = planPolicies({ tableIds: this.tableIds, tableKeys: this.tableKeys, pdst: this.pdstApplied, cidr: this.cidrApplied, nextTable: this.nextTable }, result);
     // 1. Tables not in the maps yet, each under a fresh id.
-    for (const t of result.tables.values()) {
-      if (this.tableIds.has(t.key)) continue;
-      const tbl = this.nextTable++;
-      const keys = t.entries.map((e) => encodePolKey({ tbl, src: e.src, cls: e.cls, port: e.port, proto: e.proto }));
-      if (keys.length > 0) {
+    for (const t of plan.tables) {
+      this.nextTable = t.tbl + 1;
+      if (t.keys.length > 0) {
         try {
-          this.maps.kw_pol.batchUpdate(keys, t.entries.map((e) => encodeU32(e.bits)));
+          this.maps.kw_pol.batchUpdate(t.keys, t.values);
         } catch (e) {
-          this.maps.kw_pol.batchDelete(keys);
+          this.maps.kw_pol.batchDelete(t.keys);
           throw capacityError('kw_pol', e);
         }
       }
-      this.tableIds.set(t.key, tbl);
-      this.tableKeys.set(tbl, keys);
+      this.tableIds.set(t.key, t.tbl);
+      this.tableKeys.set(t.tbl, t.keys);
       stats.tablesAdded++;
-      stats.entriesWritten += keys.length;
+      stats.entriesWritten += t.keys.length;
     }
     // 2. Destinations switch to their tables (one atomic update each), or leave.
-    const want = new Map<number, string>();
-    for (const [id, d] of result.destinations) {
-      want.set(id, hex(encodePdstVal({ tbl: this.tableIds.get(d.table.key)!, flags: d.flags, combos: d.table.combos })));
-    }
-    for (const [id, v] of want) {
-      if (this.pdstApplied.get(id) === v) continue;
+    for (const { key: id, value: v } of plan.pdst.upserts) {
       try {
         this.maps.kw_pdst.update(encodeU32(id), Buffer.from(v, 'hex'));
       } catch (e) {
@@ -246,17 +240,13 @@ export class PolicyDatapath {
       this.pdstApplied.set(id, v);
       stats.destinationChanges++;
     }
-    for (const id of [...this.pdstApplied.keys()]) {
-      if (want.has(id)) continue;
+    for (const id of plan.pdst.removals) {
       this.maps.kw_pdst.delete(encodeU32(id));
       this.pdstApplied.delete(id);
       stats.destinationChanges++;
     }
     // 3. CIDR classes: new and changed prefixes, then prefixes no longer used.
-    const cidrWant = new Map<string, number>();
-    for (const { cidr, cls } of result.cidrs) cidrWant.set(hex(encodeCidrKey(cidr.addr, cidr.bits)), cls);
-    for (const [k, cls] of cidrWant) {
-      if (this.cidrApplied.get(k) === cls) continue;
+    for (const { key: k, value: cls } of plan.cidr.upserts) {
       try {
         this.maps.kw_cidr.update(Buffer.from(k, 'hex'), encodeU32(cls));
       } catch (e) {
@@ -265,18 +255,15 @@ export class PolicyDatapath {
       this.cidrApplied.set(k, cls);
       stats.cidrChanges++;
     }
-    for (const k of [...this.cidrApplied.keys()]) {
-      if (cidrWant.has(k)) continue;
+    for (const k of plan.cidr.removals) {
       this.maps.kw_cidr.delete(Buffer.from(k, 'hex'));
       this.cidrApplied.delete(k);
       stats.cidrChanges++;
     }
     // 4. Tables no destination uses any more.
-    const used = new Set<number>();
-    for (const v of this.pdstApplied.values()) used.add(Buffer.from(v, 'hex').readUInt32LE(0));
-    for (const [key, tbl] of [...this.tableIds]) if (!used.has(tbl)) this.tableIds.delete(key);
-    for (const [tbl, keys] of [...this.tableKeys]) {
-      if (used.has(tbl)) continue;
+    for (const key of plan.forget) this.tableIds.delete(key);
+    for (const tbl of plan.tablesOut) {
+      const keys = this.tableKeys.get(tbl)!;
       if (keys.length > 0) this.maps.kw_pol.batchDelete(keys);
       this.tableKeys.delete(tbl);
       stats.tablesDeleted++;
@@ -295,6 +282,57 @@ export class PolicyDatapath {
   close(): void {
     this.sub.close();
   }
+}
+
+/** What the policy maps hold, as the datapath mirrors it (read by planPolicies, not changed). */
+export interface PolicyState {
+  /** Live tables: content key -> id, and id -> its kw_pol keys. */
+  tableIds: ReadonlyMap<string, number>;
+  tableKeys: ReadonlyMap<number, readonly Buffer[]>;
+  /** kw_pdst: destination identity -> value (hex). */
+  pdst: ReadonlyMap<number, string>;
+  /** kw_cidr: key (hex) -> class. */
+  cidr: ReadonlyMap<string, number>;
+  /** The id the next new table takes. */
+  nextTable: number;
+}
+
+/** A compilation's writes, in apply order (PolicyDatapath.applyPolicies). */
+export interface PolicyPlan {
+  /** 1. new tables, each under a fresh id, with their kw_pol entries. */
+  tables: Array<{ key: string; tbl: number; keys: Buffer[]; values: Buffer[] }>;
+  /** 2. the destination switch. */
+  pdst: MapPlan<number, string>;
+  /** 3. CIDR classes. */
+  cidr: MapPlan<string, number>;
+  /** 4. content keys forgotten and tables deleted (no destination uses them after 2). */
+  forget: string[];
+  tablesOut: number[];
+}
+
+/** Plans writing a compilation over what the maps hold: pure, no map touched. */
+export function planPolicies(state: PolicyState, result: Pick<CompileResult, 'cidrs' | 'destinations' | 'tables'>): PolicyPlan {
+  const tables: PolicyPlan['tables'] = [];
+  const tableIds = new Map(state.tableIds);
+  let nextTable = state.nextTable;
+  for (const t of result.tables.values()) {
+    if (tableIds.has(t.key)) continue;
+    const tbl = nextTable++;
+    const keys = t.entries.map((e) => encodePolKey({ tbl, src: e.src, cls: e.cls, port: e.port, proto: e.proto }));
+    tables.push({ key: t.key, tbl, keys, values: t.entries.map((e) => encodeU32(e.bits)) });
+    tableIds.set(t.key, tbl);
+  }
+  const pdstWant = new Map<number, string>();
+  for (const [id, d] of result.destinations) {
+    pdstWant.set(id, hex(encodePdstVal({ tbl: tableIds.get(d.table.key)!, flags: d.flags, combos: d.table.combos })));
+  }
+  const cidrWant = new Map<string, number>();
+  for (const { cidr, cls } of result.cidrs) cidrWant.set(hex(encodeCidrKey(cidr.addr, cidr.bits)), cls);
+  const used = new Set<number>();
+  for (const v of pdstWant.values()) used.add(Buffer.from(v, 'hex').readUInt32LE(0));
+  const forget = [...tableIds].filter(([, tbl]) => !used.has(tbl)).map(([key]) => key);
+  const tablesOut = [...state.tableKeys.keys(), ...tables.map((t) => t.tbl)].filter((tbl) => !used.has(tbl));
+  return { tables, pdst: planMap(state.pdst, pdstWant), cidr: planMap(state.cidr, cidrWant), forget, tablesOut };
 }
 
 /** The kw_ident plan: address -> identity entries to write and remove (keys and values as hex). */

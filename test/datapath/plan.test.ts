@@ -1,7 +1,12 @@
 /** Reconcile planners (agent/datapath/plan.ts): what to write and remove, without a kernel. */
 import { describe, expect, it } from 'vitest';
 import { planMap } from '../../agent/datapath/plan.js';
-import { planIdentities } from '../../agent/datapath/policy.js';
+import { planIdentities, planPolicies, type PolicyState } from '../../agent/datapath/policy.js';
+import { PolicyCompiler } from '../../agent/datapath/policy-compile.js';
+import { decodePolKey } from '../../agent/datapath/policy-codec.js';
+import { IdentityAllocator } from '../../model/identity.js';
+import type { AuthorizationPolicy } from '../../k8s/policy-types.js';
+import { parsePolicy, pod } from '../policy/helpers.js';
 import { encodeLocalPods, SM_POD_OFF } from '../../agent/datapath/sockmap.js';
 
 describe('reconcile planning', () => {
@@ -38,5 +43,59 @@ describe('reconcile planning', () => {
       ],
       removals: [],
     });
+  });
+
+  it('plans a policy compilation: new tables under fresh ids, the destination switch, CIDR classes, old tables out', () => {
+    const policy = (ns: string, name: string, spec: unknown): AuthorizationPolicy => {
+      const r = parsePolicy({ object: { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec } as never, file: `/m/${name}.yaml`, index: 0 });
+      if (!r.policy) throw new Error(r.problems.map((p) => p.message).join('; '));
+      return r.policy;
+    };
+    const ids = new IdentityAllocator().assign([
+      pod('shop', 'web', { labels: { app: 'web' }, sa: 'web', ips: ['10.0.0.10'] }),
+      pod('front', 'client', { sa: 'client', ips: ['10.0.1.10'] }),
+    ]);
+    const web = ids.byPod.get('shop/web')!.id;
+    const compiler = new PolicyCompiler();
+    const allow = (ports: string[]) => compiler.compile({ identities: ids.identities, policies: [
+      policy('shop', 'allow', { selector: { matchLabels: { app: 'web' } }, rules: [
+        { from: [{ source: { serviceAccounts: ['front/client'] } }], to: [{ operation: { ports } }] },
+        { from: [{ source: { ipBlocks: ['192.0.2.0/24'] } }] },
+      ] }),
+    ] });
+    const empty: PolicyState = { tableIds: new Map(), tableKeys: new Map(), pdst: new Map(), cidr: new Map(), nextTable: 5 };
+    const first = allow(['8080']);
+    const p1 = planPolicies(empty, first);
+    expect(p1.tables).toHaveLength(1);
+    expect(p1.tables[0]!.tbl).toBe(5);
+    expect(p1.tables[0]!.keys.every((k) => decodePolKey(k).tbl === 5)).toBe(true);
+    expect(p1.tables[0]!.keys.length).toBe(p1.tables[0]!.values.length);
+    expect(p1.pdst.upserts.map((u) => u.key)).toEqual([web]);
+    expect(Buffer.from(p1.pdst.upserts[0]!.value, 'hex').readUInt32LE(0)).toBe(5);
+    expect(p1.cidr.upserts).toHaveLength(1);
+    expect([p1.pdst.removals, p1.cidr.removals, p1.forget, p1.tablesOut]).toEqual([[], [], [], []]);
+
+    // As applied, then the same compilation again: nothing to do.
+    const t = p1.tables[0]!;
+    const applied: PolicyState = {
+      tableIds: new Map([[t.key, t.tbl]]), tableKeys: new Map([[t.tbl, t.keys]]),
+      pdst: new Map(p1.pdst.upserts.map((u) => [u.key, u.value])), cidr: new Map(p1.cidr.upserts.map((u) => [u.key, u.value])), nextTable: 6,
+    };
+    const same = planPolicies(applied, first);
+    expect([same.tables, same.pdst.upserts, same.pdst.removals, same.cidr.upserts, same.cidr.removals, same.tablesOut]).toEqual([[], [], [], [], [], []]);
+
+    // Another port: a new table 6, the destination switched to it, table 5 out; the CIDR stays.
+    const p2 = planPolicies(applied, allow(['9090']));
+    expect(p2.tables.map((x) => x.tbl)).toEqual([6]);
+    expect(Buffer.from(p2.pdst.upserts[0]!.value, 'hex').readUInt32LE(0)).toBe(6);
+    expect(p2.forget).toEqual([t.key]);
+    expect(p2.tablesOut).toEqual([5]);
+    expect([p2.cidr.upserts, p2.cidr.removals]).toEqual([[], []]);
+
+    // No policy: the destination and the CIDR leave, the table goes.
+    const none = planPolicies(applied, compiler.compile({ identities: ids.identities, policies: [] }));
+    expect(none.pdst.removals).toEqual([web]);
+    expect(none.cidr.removals).toHaveLength(1);
+    expect(none.tablesOut).toEqual([5]);
   });
 });

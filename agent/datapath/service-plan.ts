@@ -1,0 +1,350 @@
+/**
+ * Planning of the load balancer's reconcile (agent/datapath/service-sync.ts applies it):
+ * from the mirror of what the maps hold and the service table, the entries to write and
+ * to delete, encoded, in the order they must be applied. Nothing here touches a map, so
+ * planners are tested without a kernel (test/datapath/service-plan.test.ts); the only
+ * state it changes is the id allocators it is given (ids taken for new sets, backends
+ * and services).
+ */
+import { KernwayError } from '../../common/errors.js';
+import { hostPort } from '../../k8s/ip.js';
+import type { ServiceEntry, ServiceTable } from '../../model/service-table.js';
+import { datapathAddr } from './addr.js';
+import {
+  IPPROTO_TCP, IPPROTO_UDP, SVC_F_AFFINITY, SVC_F_MAGLEV, encodeBackend, encodeMaglevTable, encodeSlotKey, encodeSvcKey, encodeSvcVal, encodeU32,
+} from './codec.js';
+import { maglevTable } from './maglev.js';
+
+/** A frontend as the maps hold it, plus the Service entry it was written from. */
+export interface LiveFrontend {
+  vip: string;
+  port: number;
+  proto: number;
+  svcId: number;
+  setId: number;
+  flags: number;
+  affinityTimeout: number;
+  /** Backend ids of the live set in slot order (each backend of this frontend once). */
+  ids: number[];
+  /** Slot keys the set has in the map: its count (the map may miss some when adopted broken). */
+  slotCount: number;
+  hasMaglev: boolean;
+  /** The maps disagree with themselves (found at adoption): rewrite on the next reconcile. */
+  dirty: boolean;
+  /** The service table entry last applied (the same object next time: nothing to do). */
+  entry: ServiceEntry | undefined;
+  /** Backend names parallel to `ids`, when adopted from the maps (otherwise derived from `entry`). */
+  adoptedNames: string[] | undefined;
+}
+
+export function frontendId(vip: string, port: number, proto: number): string {
+  return `${vip}|${port}|${proto}`;
+}
+
+/** Backend names ('ip:port') parallel to f.ids. */
+export function namesOf(f: LiveFrontend): readonly string[] {
+  if (f.adoptedNames) return f.adoptedNames;
+  return f.entry ? f.entry.backends.map((b) => backendNameOf(datapathAddr(b.ip), b.port)) : [];
+}
+
+export interface ReconcileResult {
+  /** Frontends created, changed (new backend set or new flags) and removed. */
+  created: number;
+  changed: number;
+  removed: number;
+  unchanged: number;
+  /** Map operations, all maps together. */
+  writes: number;
+  deletes: number;
+  /** Entries skipped because the kernel path does not balance them (SCTP). */
+  skipped: string[];
+}
+
+export const NO_SET = 0;
+
+export function protoOf(e: ServiceEntry): number | undefined {
+  return e.proto === 'TCP' ? IPPROTO_TCP : e.proto === 'UDP' ? IPPROTO_UDP : undefined;
+}
+
+export function backendNameOf(ip: string, port: number): string {
+  return hostPort(ip, port);
+}
+
+/** svc ids: 0 .. limit-1 (they index kw_svc_stats), lowest free first. */
+export class SmallIds {
+  private readonly used = new Set<number>();
+  private next = 0;
+  constructor(private readonly limit: number) {}
+  take(): number {
+    if (this.used.size >= this.limit) throw new KernwayError('KW_MAP_FULL', `no free service id: all ${this.limit} are in use; raise the capacity of kw_svc and kw_svc_stats`);
+    while (this.used.has(this.next)) this.next = this.next + 1 >= this.limit ? 0 : this.next + 1;
+    this.used.add(this.next);
+    return this.next;
+  }
+  mark(id: number): void { this.used.add(id); }
+  free(id: number): void { this.used.delete(id); if (id < this.next) this.next = id; }
+  reset(): void { this.used.clear(); this.next = 0; }
+}
+
+/**
+ * Set and backend ids: a counter over 1 .. 2^32-2, so an id is not reused before four
+ * billion others (a connect() holding a stale id misses). After a wrap, ids still in
+ * use (asked to `inUse`) are skipped.
+ */
+export class SerialIds {
+  private next = 1;
+  private wrapped: Set<number> | undefined;
+  constructor(private readonly inUse: () => Set<number>) {}
+  take(): number {
+    for (;;) {
+      if (this.next >= 0xffffffff) { this.next = 1; this.wrapped = this.inUse(); }
+      const id = this.next++;
+      if (!this.wrapped?.has(id)) { this.wrapped?.add(id); return id; }
+    }
+  }
+  mark(id: number): void { if (id >= this.next) this.next = id + 1; }
+  reset(): void { this.next = 1; this.wrapped = undefined; }
+}
+
+/** Changes over a map, read through, applied to it by commit() (a failed reconcile leaves it as it was). */
+export class Overlay<K, V> {
+  private readonly changes = new Map<K, V | undefined>();
+  constructor(private readonly base: Map<K, V>) {}
+  get(k: K): V | undefined { return this.changes.has(k) ? this.changes.get(k) : this.base.get(k); }
+  has(k: K): boolean { return this.get(k) !== undefined; }
+  set(k: K, v: V): void { this.changes.set(k, v); }
+  delete(k: K): void { this.changes.set(k, undefined); }
+  get size(): number {
+    let n = this.base.size;
+    for (const [k, v] of this.changes) n += (v !== undefined ? 1 : 0) - (this.base.has(k) ? 1 : 0);
+    return n;
+  }
+  commit(): Map<K, V> {
+    for (const [k, v] of this.changes) if (v === undefined) this.base.delete(k); else this.base.set(k, v);
+    return this.base;
+  }
+}
+
+/** Map entries of one reconcile, encoded in place into one growing buffer pair. */
+export class Batch {
+  private k: Buffer;
+  private v: Buffer;
+  count = 0;
+  constructor(readonly keySize: number, readonly valueSize: number) {
+    this.k = Buffer.alloc(keySize * 64);
+    this.v = Buffer.alloc(Math.max(valueSize, 1) * 64);
+  }
+  /** Reserves one entry; returns its index (key at index*keySize, value at index*valueSize). */
+  add(): number {
+    if ((this.count + 1) * this.keySize > this.k.length) {
+      const k = Buffer.alloc(this.k.length * 2); this.k.copy(k); this.k = k;
+      const v = Buffer.alloc(this.v.length * 2); this.v.copy(v); this.v = v;
+    }
+    return this.count++;
+  }
+  /** The buffers to encode into: read them after add(), which may replace them. */
+  get keyBuf(): Buffer { return this.k; }
+  get valueBuf(): Buffer { return this.v; }
+  keys(): Buffer { return this.k.subarray(0, this.count * this.keySize); }
+  values(): Buffer { return this.v.subarray(0, this.count * this.valueSize); }
+  /** The keys as separate buffers (copies). */
+  keyList(): Buffer[] {
+    const out: Buffer[] = [];
+    for (let i = 0; i < this.count; i++) out.push(Buffer.from(this.k.subarray(i * this.keySize, (i + 1) * this.keySize)));
+    return out;
+  }
+}
+
+/** Entries in use per map, as the agent wrote them. */
+export interface EntryCounts { slots: number; backends: number; maglev: number }
+
+/** What the planner reads: the mirror of the maps (not changed by planning). */
+export interface ServiceState {
+  live: Map<string, LiveFrontend>;
+  /** Service table key -> frontend id, for entries applied since the last full reconcile. */
+  idByKey: Map<string, string>;
+  /** A full reconcile happened since adoption: incremental ones may follow. */
+  synced: boolean;
+  counts: EntryCounts;
+}
+
+export interface IdSource { take(): number }
+
+export interface PlanOptions {
+  ids: { svc: IdSource; set: IdSource; backend: IdSource };
+  maglevM: number;
+  /** Value size of kw_svc_stats (the zeroed counters written for a new svc id). */
+  statsValueSize: number;
+}
+
+/** One reconcile's writes and deletions, in apply order, and the mirror once applied. */
+export interface ServicePlan {
+  result: ReconcileResult;
+  /** 1. new backends, new sets' slots, Maglev tables, zeroed counters of new svc ids. */
+  backendPut: Batch;
+  slotPut: Batch;
+  maglevPut: Array<[Buffer, Buffer]>;
+  statsPut: Batch;
+  /** 2. the switch: service entries. */
+  svcPut: Batch;
+  /** 3. removed services, old sets, old Maglev tables, backends no longer used. */
+  svcDel: Buffer[];
+  slotDel: Batch;
+  maglevDel: Batch;
+  backendDel: Batch;
+  /** The mirror once applied (commit() after the maps took it). */
+  next: Overlay<string, LiveFrontend>;
+  idByKey: Overlay<string, string>;
+  freedSvcIds: number[];
+  counts: EntryCounts;
+  /** Entries held at the peak (old and new sets side by side until the deletions). */
+  peak: { frontends: number } & EntryCounts;
+}
+
+/**
+ * Plans making the maps hold `table`. With `changed` (the table keys added, changed or
+ * removed since the last call) only those are looked at, unless the state is not synced.
+ */
+export function planServices(state: ServiceState, table: ServiceTable, changed: Iterable<string> | undefined, opts: PlanOptions): ServicePlan {
+  const incremental = changed !== undefined && state.synced;
+  const keys = incremental ? new Set(changed) : undefined;
+  const { ids } = opts;
+  const result: ReconcileResult = { created: 0, changed: 0, removed: 0, unchanged: 0, writes: 0, deletes: 0, skipped: [] };
+  const backendPut = new Batch(4, 24);
+  const slotPut = new Batch(8, 4);
+  const maglevPut: Array<[Buffer, Buffer]> = [];
+  const statsPut = new Batch(4, opts.statsValueSize);
+  const svcPut = new Batch(20, 20);
+  const svcDel: Buffer[] = [];
+  const slotDel = new Batch(8, 0);
+  const maglevDel = new Batch(4, 0);
+  const backendDel = new Batch(4, 0);
+  // Changes are recorded over the mirror and committed only once the maps took them.
+  const next = new Overlay(incremental ? state.live : new Map<string, LiveFrontend>());
+  const idByKey = new Overlay(incremental ? state.idByKey : new Map<string, string>());
+  const freedSvcIds: number[] = [];
+  const counts = { ...state.counts };
+
+  const delSet = (f: LiveFrontend): void => {
+    for (let s = 0; s < f.slotCount; s++) { const i = slotDel.add(); encodeSlotKey({ setId: f.setId, slot: s }, slotDel.keyBuf, i * 8); }
+    counts.slots -= f.slotCount;
+    if (f.hasMaglev) { const i = maglevDel.add(); encodeU32(f.setId, maglevDel.keyBuf, i * 4); counts.maglev--; }
+  };
+  const delBackend = (id: number): void => {
+    const i = backendDel.add();
+    encodeU32(id, backendDel.keyBuf, i * 4);
+    counts.backends--;
+  };
+
+  const entries = keys ? [...keys].map((k) => table.get(k)).filter((e): e is ServiceEntry => e !== undefined) : table.values();
+  for (const e of entries) {
+    const proto = protoOf(e);
+    if (proto === undefined) { result.skipped.push(e.key); continue; }
+    const vip = datapathAddr(e.vip);
+    const id = frontendId(vip, e.port, proto);
+    idByKey.set(e.key, id);
+    const old = state.live.get(id);
+    // The service table hands over the same entry object when nothing changed.
+    if (old && old.entry === e && !old.dirty) { next.set(id, old); result.unchanged++; continue; }
+
+    const flags = (e.algorithm === 'maglev' ? SVC_F_MAGLEV : 0) | (e.affinity ? SVC_F_AFFINITY : 0);
+    const timeout = e.affinity ? e.affinity.timeoutSeconds : 0;
+    const ips = e.backends.map((b) => datapathAddr(b.ip));
+    const names = e.backends.map((b, i) => backendNameOf(ips[i]!, b.port));
+    const f: LiveFrontend = old
+      ? { ...old, entry: e, adoptedNames: undefined }
+      : {
+        vip, port: e.port, proto, svcId: ids.svc.take(), setId: NO_SET, flags, affinityTimeout: timeout,
+        ids: [], slotCount: 0, hasMaglev: false, dirty: false, entry: e, adoptedNames: undefined,
+      };
+    // Counters of a new svc id start at zero (batch values are zero-filled).
+    if (!old) { const i = statsPut.add(); encodeU32(f.svcId, statsPut.keyBuf, i * 4); }
+    const wantMaglev = (flags & SVC_F_MAGLEV) !== 0 && names.length > 0;
+    const oldNames = old ? namesOf(old) : [];
+    const sameSet = old !== undefined && !old.dirty && sameList(oldNames, names) && (!wantMaglev || old.hasMaglev);
+    if (sameSet) {
+      if (old.flags === flags && old.affinityTimeout === timeout) { next.set(id, f); result.unchanged++; continue; }
+    } else {
+      // 1. the backends this frontend does not have yet, and the new set.
+      const reuse = new Map<string, number>();
+      if (old && !old.dirty) for (let i = 0; i < oldNames.length; i++) reuse.set(oldNames[i]!, old.ids[i]!);
+      const bids: number[] = new Array<number>(names.length);
+      for (let i = 0; i < names.length; i++) {
+        let bid = reuse.get(names[i]!);
+        if (bid === undefined) {
+          bid = ids.backend.take();
+          const k = backendPut.add();
+          encodeU32(bid, backendPut.keyBuf, k * 4);
+          encodeBackend({ ip: ips[i]!, port: e.backends[i]!.port, proto, svcId: f.svcId }, backendPut.valueBuf, k * 24);
+          counts.backends++;
+        } else {
+          reuse.delete(names[i]!);
+        }
+        bids[i] = bid;
+      }
+      const setId = bids.length > 0 ? ids.set.take() : NO_SET;
+      for (let s = 0; s < bids.length; s++) {
+        const k = slotPut.add();
+        encodeSlotKey({ setId, slot: s }, slotPut.keyBuf, k * 8);
+        encodeU32(bids[s]!, slotPut.valueBuf, k * 4);
+      }
+      counts.slots += bids.length;
+      if (wantMaglev) {
+        const t = maglevTable(names, opts.maglevM);
+        for (let i = 0; i < t.length; i++) t[i] = bids[t[i]!]!;
+        maglevPut.push([encodeU32(setId), encodeMaglevTable(t)]);
+        counts.maglev++;
+      }
+      // 3. (later) the old set and the backends that left (all of them when the old set was broken).
+      if (old) {
+        delSet(old);
+        if (old.dirty) { for (const bid of old.ids) delBackend(bid); } else { for (const bid of reuse.values()) delBackend(bid); }
+      }
+      f.setId = setId;
+      f.ids = bids;
+      f.slotCount = bids.length;
+      f.hasMaglev = wantMaglev;
+      f.dirty = false;
+    }
+    f.flags = flags;
+    f.affinityTimeout = timeout;
+    // 2. the switch.
+    const k = svcPut.add();
+    encodeSvcKey({ vip, port: e.port, proto }, svcPut.keyBuf, k * 20);
+    encodeSvcVal({ count: f.ids.length, setId: f.setId, svcId: f.svcId, flags, affinityTimeout: timeout }, svcPut.valueBuf, k * 20);
+    next.set(id, f);
+    if (old) result.changed++; else result.created++;
+  }
+  const gone: Array<[string, LiveFrontend]> = [];
+  if (keys) {
+    for (const k of keys) {
+      if (table.has(k)) continue;
+      const id = idByKey.get(k);
+      const old = id === undefined ? undefined : state.live.get(id);
+      idByKey.delete(k);
+      if (id !== undefined && old && next.get(id) === old) { next.delete(id); gone.push([id, old]); }
+    }
+  } else {
+    for (const [id, old] of state.live) if (!next.has(id)) gone.push([id, old]);
+  }
+  for (const [, old] of gone) {
+    svcDel.push(encodeSvcKey({ vip: old.vip, port: old.port, proto: old.proto }));
+    delSet(old);
+    for (const bid of old.ids) delBackend(bid);
+    freedSvcIds.push(old.svcId);
+    result.removed++;
+  }
+  const peak = {
+    frontends: next.size + svcDel.length,
+    slots: state.counts.slots + slotPut.count,
+    backends: state.counts.backends + backendPut.count,
+    maglev: state.counts.maglev + maglevPut.length,
+  };
+  return { result, backendPut, slotPut, maglevPut, statsPut, svcPut, svcDel, slotDel, maglevDel, backendDel, next, idByKey, freedSvcIds, counts, peak };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

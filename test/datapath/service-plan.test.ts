@@ -1,0 +1,120 @@
+/** The load balancer's reconcile planner (agent/datapath/service-plan.ts): what to write and delete, without a kernel. */
+import { describe, expect, it } from 'vitest';
+import { buildModel } from '../../model/model.js';
+import { buildServiceTable, type ServiceTable } from '../../model/service-table.js';
+import type { SourcedObject } from '../../k8s/types.js';
+import { planServices, SerialIds, SmallIds, type ServicePlan, type ServiceState } from '../../agent/datapath/service-plan.js';
+import { decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, SVC_F_MAGLEV } from '../../agent/datapath/codec.js';
+import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
+
+interface Svc { name: string; vip: string; backends: string[]; algorithm?: 'maglev'; affinity?: number }
+function table(svcs: Svc[]): ServiceTable {
+  const srcs: SourcedObject[] = [];
+  for (const s of svcs) {
+    const objs = [
+      serviceObject({ name: s.name, clusterIPs: [s.vip], algorithm: s.algorithm, affinityTimeoutSeconds: s.affinity, ports: [{ port: 80, targetPort: 8080 }] }),
+      sliceObject({ name: `${s.name}-1`, service: s.name, ports: [{ port: 8080 }], endpoints: s.backends.map((ip) => ({ ip })) }),
+    ];
+    objs.forEach((o, index) => srcs.push({ object: o as SourcedObject['object'], file: `${s.name}.yaml`, index }));
+  }
+  const m = buildModel(srcs);
+  expect(m.problems).toEqual([]);
+  return buildServiceTable(m, { nodeName: 'n' });
+}
+
+/** A planner with fresh ids, and the state it plans from, committed after each plan as the applier would. */
+function planner() {
+  let state: ServiceState = { live: new Map(), idByKey: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
+  const svc = new SmallIds(16);
+  const ids = { svc, set: new SerialIds(() => new Set()), backend: new SerialIds(() => new Set()) };
+  return (t: ServiceTable, changed?: Iterable<string>): ServicePlan => {
+    const plan = planServices(state, t, changed, { ids, maglevM: 7, statsValueSize: 16 });
+    for (const id of plan.freedSvcIds) svc.free(id);
+    state = { live: plan.next.commit(), idByKey: plan.idByKey.commit(), synced: true, counts: plan.counts };
+    return plan;
+  };
+}
+
+const rows = (b: { count: number; keyBuf: Buffer; valueBuf: Buffer; keySize: number; valueSize: number }) =>
+  Array.from({ length: b.count }, (_, i) => ({
+    key: b.keyBuf.subarray(i * b.keySize, (i + 1) * b.keySize),
+    value: b.valueBuf.subarray(i * b.valueSize, (i + 1) * b.valueSize),
+  }));
+
+describe('service reconcile planning', () => {
+  it('plans a new Service whole: backends, a set, zeroed counters and the switch', () => {
+    const plan = planner()(table([{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1', '10.0.0.2'] }]));
+    expect(plan.result).toMatchObject({ created: 1, changed: 0, removed: 0, unchanged: 0, writes: 0, deletes: 0 });
+    expect(rows(plan.backendPut).map((r) => [decodeU32(r.key), decodeBackend(r.value)])).toEqual([
+      [1, { ip: '10.0.0.1', port: 8080, proto: 6, svcId: 0 }],
+      [2, { ip: '10.0.0.2', port: 8080, proto: 6, svcId: 0 }],
+    ]);
+    expect(rows(plan.slotPut).map((r) => [decodeSlotKey(r.key), decodeU32(r.value)])).toEqual([
+      [{ setId: 1, slot: 0 }, 1], [{ setId: 1, slot: 1 }, 2],
+    ]);
+    expect(rows(plan.statsPut).map((r) => [decodeU32(r.key), r.value.equals(Buffer.alloc(16))])).toEqual([[0, true]]);
+    expect(rows(plan.svcPut).map((r) => [decodeSvcKey(r.key), decodeSvcVal(r.value)])).toEqual([
+      [{ vip: '10.96.0.1', port: 80, proto: 6 }, { count: 2, setId: 1, svcId: 0, flags: 0, affinityTimeout: 0 }],
+    ]);
+    expect([plan.svcDel.length, plan.slotDel.count, plan.maglevDel.count, plan.backendDel.count]).toEqual([0, 0, 0, 0]);
+    expect(plan.counts).toEqual({ slots: 2, backends: 2, maglev: 0 });
+    expect(plan.peak).toEqual({ frontends: 1, slots: 2, backends: 2, maglev: 0 });
+  });
+
+  it('plans a changed endpoint as a new set beside the old, the switch, then the old set and backend out', () => {
+    const plan = planner();
+    const a: Svc = { name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1', '10.0.0.2', '10.0.0.3'] };
+    plan(table([a]));
+    expect(plan(table([a])).result).toMatchObject({ unchanged: 1, created: 0, changed: 0 });
+    const p = plan(table([{ ...a, backends: ['10.0.0.1', '10.0.0.2', '10.0.0.4'] }]));
+    expect(p.result).toMatchObject({ changed: 1 });
+    expect(rows(p.backendPut).map((r) => [decodeU32(r.key), decodeBackend(r.value).ip])).toEqual([[4, '10.0.0.4']]);
+    expect(rows(p.slotPut).map((r) => [decodeSlotKey(r.key), decodeU32(r.value)])).toEqual([
+      [{ setId: 2, slot: 0 }, 1], [{ setId: 2, slot: 1 }, 2], [{ setId: 2, slot: 2 }, 4],
+    ]);
+    expect(rows(p.slotDel).map((r) => decodeSlotKey(r.key))).toEqual([0, 1, 2].map((slot) => ({ setId: 1, slot })));
+    expect(rows(p.backendDel).map((r) => decodeU32(r.key))).toEqual([3]);
+    expect(p.peak).toMatchObject({ slots: 6, backends: 4 });
+    expect(p.counts).toEqual({ slots: 3, backends: 3, maglev: 0 });
+  });
+
+  it('plans Maglev tables, an affinity change as the service entry alone, and a removal', () => {
+    const plan = planner();
+    const a: Svc = { name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1', '10.0.0.2'], algorithm: 'maglev' };
+    const first = plan(table([a]));
+    expect(first.maglevPut).toHaveLength(1);
+    expect(decodeU32(first.maglevPut[0]![0])).toBe(1);
+    expect(decodeSvcVal(rows(first.svcPut)[0]!.value).flags & SVC_F_MAGLEV).toBe(SVC_F_MAGLEV);
+
+    const aff = plan(table([{ ...a, affinity: 60 }]));
+    expect(aff.result).toMatchObject({ changed: 1 });
+    expect([aff.backendPut.count, aff.slotPut.count, aff.maglevPut.length, aff.slotDel.count]).toEqual([0, 0, 0, 0]);
+    expect(decodeSvcVal(rows(aff.svcPut)[0]!.value).affinityTimeout).toBe(60);
+
+    const t = table([]);
+    const gone = plan(t, ['10.96.0.1:80/TCP']);
+    expect(gone.result).toMatchObject({ removed: 1 });
+    expect(gone.svcDel.map((k) => decodeSvcKey(k))).toEqual([{ vip: '10.96.0.1', port: 80, proto: 6 }]);
+    expect([gone.slotDel.count, gone.maglevDel.count, gone.backendDel.count]).toEqual([2, 1, 2]);
+    expect(gone.freedSvcIds).toEqual([0]);
+    expect(gone.counts).toEqual({ slots: 0, backends: 0, maglev: 0 });
+  });
+
+  it('looks only at the changed keys once synced', () => {
+    const plan = planner();
+    const a: Svc = { name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] };
+    const b: Svc = { name: 'b', vip: '10.96.0.2', backends: ['10.0.0.2'] };
+    plan(table([a, b]));
+    const p = plan(table([a, { ...b, backends: ['10.0.0.3'] }]), ['10.96.0.2:80/TCP']);
+    expect(p.result).toMatchObject({ changed: 1, unchanged: 0, created: 0 });
+    expect(p.next.size).toBe(2);
+  });
+
+  it('refuses a new Service when no service id is free, before anything is written', () => {
+    const state: ServiceState = { live: new Map(), idByKey: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
+    const ids = { svc: new SmallIds(1), set: new SerialIds(() => new Set()), backend: new SerialIds(() => new Set()) };
+    const t = table([{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] }, { name: 'b', vip: '10.96.0.2', backends: ['10.0.0.2'] }]);
+    expect(() => planServices(state, t, undefined, { ids, maglevM: 7, statsValueSize: 16 })).toThrow(/KW_MAP_FULL|no free service id/);
+    expect(state.live.size).toBe(0);
+  });
+});
