@@ -1,0 +1,92 @@
+/**
+ * deploy/ against the real API server of a lab cluster (2 nodes): `kubectl apply -k deploy/`
+ * (and --dry-run=server), the agent DaemonSet's pods on every node from the manifest as
+ * written, the GatewayClasses, and RBAC as the agent's ServiceAccount (403 where it must not).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../../lab/cluster/index.js';
+import { waitFor } from '../../lab/cluster/proc.js';
+import { DEPLOY_DIR, asToken, installGatewayApiCrds, serviceAccountToken } from './helpers.js';
+import { containerLog, type PodJson } from '../cluster/helpers.js';
+
+const SA = 'system:serviceaccount:kernway-system:kernway-agent';
+
+describe('deploy/ on the lab cluster', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await Cluster.start({ tag: 'deploy', nodes: 2 });
+    await installGatewayApiCrds(cluster);
+  }, 240_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  }, 60_000);
+
+  it('kubectl apply -k deploy/ succeeds, also with --dry-run=server, and creates what it lists', async () => {
+    const dry = await cluster.kubectl(['apply', '-k', DEPLOY_DIR, '--dry-run=server'], { allowFail: true });
+    const applied = await cluster.kubectl(['apply', '-k', DEPLOY_DIR]);
+    expect(applied.stdout).toMatch(/namespace\/kernway-system created/);
+    expect(applied.stdout).toMatch(/daemonset.apps\/kernway-agent created/);
+    expect(applied.stdout).toMatch(/gatewayclass.gateway.networking.k8s.io\/kernway-waypoint created/);
+    // A second server-side dry run against the installed objects, and the first one (before
+    // anything existed) must not have failed on anything but the namespace it creates itself.
+    await cluster.kubectl(['apply', '-k', DEPLOY_DIR, '--dry-run=server']);
+    expect(dry.code === 0 || /namespaces "kernway-system" not found/.test(dry.stderr), dry.stderr).toBe(true);
+    const classes = await cluster.api.get<{ items: Array<{ metadata: { name: string }; spec: { controllerName: string } }> }>('/apis/gateway.networking.k8s.io/v1/gatewayclasses');
+    expect(Object.fromEntries(classes.items.map((c) => [c.metadata.name, c.spec.controllerName]))).toEqual({
+      kernway: 'kernway.io/gateway-controller', 'kernway-waypoint': 'kernway.io/mesh-controller',
+    });
+  }, 60_000);
+
+  it('the DaemonSet runs one agent pod per node, as written: hostNetwork, capabilities, not privileged, the kernway program', async () => {
+    const pods = await waitFor('an agent pod on each node', async () => {
+      const list = await cluster.api.get<{ items: Array<PodJson & { spec: Record<string, any> }> }>('/api/v1/namespaces/kernway-system/pods?labelSelector=app.kubernetes.io%2Fname%3Dkernway-agent'); // eslint-disable-line @typescript-eslint/no-explicit-any
+      const started = list.items.filter((p) => p.status.containerStatuses?.[0]?.containerID);
+      return started.length === 2 ? started : undefined;
+    }, 60_000, 200);
+    expect(pods.map((p) => p.spec.nodeName).sort()).toEqual(['node-1', 'node-2']);
+    for (const p of pods) {
+      expect(p.spec.hostNetwork).toBe(true);
+      expect(p.spec.dnsPolicy).toBe('ClusterFirstWithHostNet');
+      expect(p.spec.priorityClassName).toBe('system-node-critical');
+      expect(p.spec.tolerations).toContainEqual({ operator: 'Exists' });
+      const c = p.spec.containers[0];
+      expect(c.securityContext.privileged).toBe(false);
+      expect(c.securityContext.capabilities.add.sort()).toEqual(['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_RESOURCE']);
+      expect(c.resources.limits.memory).toBeDefined();
+      // The lab kubelet ran the image's `kernway` program: kernway's own output is in the log.
+      await waitFor(`kernway's output in ${p.metadata.name}'s log`, () => /kernway agent/.test(containerLog(cluster, p.spec.nodeName!, p.metadata.name, 'agent', 'kernway-system')) || undefined, 30_000, 100);
+    }
+    const ds = await cluster.api.get<{ spec: { updateStrategy: unknown }; status: { desiredNumberScheduled: number } }>('/apis/apps/v1/namespaces/kernway-system/daemonsets/kernway-agent');
+    expect(ds.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    expect(ds.status.desiredNumberScheduled).toBe(2);
+  }, 90_000);
+
+  it('RBAC: the agent reads what it watches and writes only status, its Lease and waypoints; Secrets and Pods are refused (403)', async () => {
+    const canI = async (...args: string[]): Promise<boolean> => (await cluster.kubectl(['auth', 'can-i', `--as=${SA}`, ...args], { allowFail: true })).stdout.trim() === 'yes';
+    for (const [verb, what, ...rest] of [
+      ['list', 'services'], ['watch', 'pods'], ['list', 'endpointslices.discovery.k8s.io'], ['watch', 'namespaces'],
+      ['list', 'httproutes.gateway.networking.k8s.io'], ['watch', 'gateways.gateway.networking.k8s.io'], ['list', 'authorizationpolicies.kernway.io'],
+      ['update', 'httproutes.gateway.networking.k8s.io/x', '--subresource=status'],
+      ['create', 'tokenreviews.authentication.k8s.io'], ['create', 'deployments.apps', '-n', 'default'], ['create', 'serviceaccounts', '-n', 'default'],
+      ['create', 'leases.coordination.k8s.io', '-n', 'kernway-system'], ['update', 'leases.coordination.k8s.io/kernway-agent', '-n', 'kernway-system'],
+    ] as const) expect(await canI(verb, what, ...rest), `${verb} ${what} ${rest.join(' ')}`).toBe(true);
+    for (const [verb, what, ...rest] of [
+      ['get', 'secrets', '-n', 'kernway-system'], ['list', 'secrets'], ['list', 'configmaps'], ['create', 'pods'], ['delete', 'pods'], ['patch', 'pods'],
+      ['update', 'httproutes.gateway.networking.k8s.io/x'], ['update', 'gateways.gateway.networking.k8s.io/x'],
+      ['update', 'leases.coordination.k8s.io/other', '-n', 'kernway-system'], ['create', 'leases.coordination.k8s.io', '-n', 'default'],
+      ['create', 'clusterroles.rbac.authorization.k8s.io'], ['update', 'nodes/x'],
+    ] as const) expect(await canI(verb, what, ...rest), `${verb} ${what} ${rest.join(' ')}`).toBe(false);
+
+    // Real requests with the agent's ServiceAccount token.
+    const token = await serviceAccountToken(cluster, 'kernway-system', 'kernway-agent');
+    expect((await asToken(cluster, token, 'GET', '/api/v1/services')).status).toBe(200);
+    expect((await asToken(cluster, token, 'GET', '/apis/gateway.networking.k8s.io/v1/httproutes')).status).toBe(200);
+    expect((await asToken(cluster, token, 'GET', '/api/v1/namespaces/kernway-system/secrets')).status).toBe(403);
+    expect((await asToken(cluster, token, 'GET', '/api/v1/secrets')).status).toBe(403);
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'forbidden' }, spec: { containers: [{ name: 'c', image: 'x', command: ['sleep', '1'] }] } };
+    expect((await asToken(cluster, token, 'POST', '/api/v1/namespaces/default/pods', pod)).status).toBe(403);
+    const review = await asToken(cluster, token, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } });
+    expect(review.status).toBe(201);
+    expect(JSON.parse(review.body).status.user.username).toBe(SA);
+  }, 60_000);
+});
