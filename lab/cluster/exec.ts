@@ -18,7 +18,7 @@ export async function containerPid(api: KubeApi, namespace: string, pod: string,
   return Number(m[1]);
 }
 
-/** Starts CMD in the container's cgroup, then its network and mount namespaces, with its environment. */
+/** Starts CMD in the container's cgroup, then its network, mount and cgroup namespaces, in its working folder, with its environment. */
 export async function execInPod(api: KubeApi, namespace: string, pod: string, container: string | undefined, argv: string[], opts: { stdio?: StdioOptions; env?: NodeJS.ProcessEnv } = {}): Promise<ChildProcess> {
   const pid = await containerPid(api, namespace, pod, container);
   const rel = /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
@@ -29,7 +29,7 @@ export async function execInPod(api: KubeApi, namespace: string, pod: string, co
     return [kv.slice(0, i), kv.slice(i + 1)];
   }));
   const env = { ...containerEnv, ...opts.env, KW_CG: cgroup2Mount() + rel };
-  return spawn('sh', ['-c', 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"', 'sh', 'nsenter', `--target=${pid}`, '--net', '--mount', '--', ...argv], {
+  return spawn('sh', ['-c', 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"', 'sh', 'nsenter', `--target=${pid}`, '--net', '--mount', '--cgroup', '--wd', '--', ...argv], {
     env, stdio: opts.stdio ?? ['pipe', 'pipe', 'pipe'],
   });
 }

@@ -41,6 +41,17 @@ export interface ClusterOptions {
   kubeProxy?: boolean;
   /** Parent of the run folder (default /dev/shm, else the OS temp folder: etcd's fsyncs cost nothing in memory). */
   baseDir?: string;
+  /**
+   * More image → entrypoint mappings for the lab kubelet (there are no images: a container
+   * without `command` runs its image's entrypoint from this map, then its `args`). Added to
+   * labImages(): `kernway` runs this checkout's CLI.
+   */
+  images?: Record<string, string[]>;
+}
+
+/** The lab's default image map: kernway's image (any registry, any tag) is this checkout's CLI. */
+export function labImages(): Record<string, string[]> {
+  return { kernway: [process.execPath, join(projectRoot(), 'dist', 'cli', 'main.js')] };
 }
 
 export interface LabNode {
@@ -91,6 +102,7 @@ export class Cluster {
   private forwarder: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private stopped = false;
+  private images: Record<string, string[]> = {};
 
   private constructor(tag: string, baseDir: string) {
     this.tag = tag;
@@ -109,8 +121,14 @@ export class Cluster {
     const nodes = opts.nodes ?? 2;
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 8) throw new InvalidArgumentError('nodes', 'an integer from 1 to 8', nodes);
     if (process.getuid?.() !== 0) throw new KernwayError('KW_LAB_NOT_ROOT', 'the lab cluster needs root (network namespaces, cgroups, bpffs)');
+    for (const [image, argv] of Object.entries(opts.images ?? {})) {
+      if (!image || !Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string' && a !== '')) {
+        throw new InvalidArgumentError(`images[${image}]`, 'a non-empty list of non-empty strings (the entrypoint argv)', argv);
+      }
+    }
     kubeBinDir();
     const c = new Cluster(tag, opts.baseDir ?? defaultBaseDir());
+    c.images = { ...labImages(), ...opts.images };
     try {
       await c.boot(nodes, opts.kubeProxy === true);
     } catch (e) {
@@ -255,6 +273,7 @@ export class Cluster {
     const cfg: KubeletConfig = {
       nodeName: name, nodeIp: node.ip, podCidr: node.podCidr, netns, cgroupPath: node.cgroupPath, bpffsDir: node.bpffsDir,
       kubeconfig: node.kubeconfig, dir: join(this.dir, name), cgroup2Mount: cgroup2Mount(), apiHost: CP_IP, apiPort: API_PORT,
+      images: this.images,
     };
     mkdirSync(cfg.dir);
     const cfgPath = join(cfg.dir, 'kubelet.json');

@@ -15,7 +15,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createConnection } from 'node:net';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { projectRoot } from '../../common/version.js';
 import { createCgroup, removeCgroupTree } from '../cgroup.js';
 import { pidAlive, run } from '../system.js';
@@ -36,6 +36,12 @@ export interface KubeletConfig {
   cgroup2Mount: string;
   apiHost: string;
   apiPort: number;
+  /**
+   * Image → entrypoint: what a container without `command` runs (its `args` follow, as
+   * an image's ENTRYPOINT and CMD). Keys are an image repository without tag or digest
+   * (`ghcr.io/x/kernway`) or its last path segment (`kernway`). See imageEntrypoint.
+   */
+  images?: Record<string, string[]>;
 }
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -138,6 +144,47 @@ export function expandVars(s: string, env: Record<string, string>): string {
 export function podCgroupName(uid: string, qosClass: string | undefined): string {
   const q = (qosClass ?? 'BestEffort').toLowerCase();
   return q === 'guaranteed' ? join('kubepods', `pod${uid}`) : join('kubepods', q, `pod${uid}`);
+}
+
+/**
+ * The entrypoint an image stands for in the lab (there are no images): the map's entry
+ * for the image's repository (tag and digest stripped), else for its last path segment;
+ * undefined when the image is not mapped.
+ */
+export function imageEntrypoint(image: string | undefined, images: Record<string, string[]> | undefined): string[] | undefined {
+  if (!image || !images) return undefined;
+  let repo = image.replace(/@.*$/, '');
+  const slash = repo.lastIndexOf('/');
+  const colon = repo.lastIndexOf(':');
+  if (colon > slash) repo = repo.slice(0, colon);
+  const own = (k: string): string[] | undefined => (Object.hasOwn(images, k) ? images[k] : undefined);
+  return own(repo) ?? own(repo.slice(repo.lastIndexOf('/') + 1));
+}
+
+/** Machine folders a hostPath reaches as they are (read-mostly system trees; /sys minus its cgroup and bpffs mounts). */
+export const MACHINE_HOST_PATHS = ['/proc', '/sys', '/dev', '/lib', '/lib64', '/usr', '/bin', '/sbin', '/boot'];
+
+/**
+ * Where a pod's `hostPath` points on this machine, so that a DaemonSet written for a real
+ * node runs unchanged and stays inside its lab node:
+ * - the cgroup2 mount, /sys/fs/cgroup and anything below them → the node's own cgroup
+ *   (the machine's cgroup mounts are hidden in the pod: `hides`);
+ * - /sys/fs/bpf and below → the node's bpffs folder (the machine's bpffs hidden);
+ * - the machine's system trees (MACHINE_HOST_PATHS) and `extra` folders → themselves;
+ * - anything else (/run, /var/run, /var/lib, /etc, /tmp, /opt, …) → the same path under
+ *   the node's root folder `nodeRoot`, so two nodes' agents never share state or sockets
+ *   (/var/run is /run there, as on a real node).
+ */
+export function labHostPath(path: string, node: { cgroup2Mount: string; cgroupPath: string; bpffsDir: string; nodeRoot: string; extra?: string[] }): { src: string; hides?: string } {
+  const p = posix.normalize(`/${path}`).replace(/\/+$/, '') || '/';
+  const under = (root: string): string | undefined => (p === root ? '' : p.startsWith(`${root}/`) ? p.slice(root.length + 1) : undefined);
+  let rel = under(node.cgroup2Mount) ?? under('/sys/fs/cgroup');
+  if (rel !== undefined) return { src: rel ? join(node.cgroupPath, rel) : node.cgroupPath, hides: '/sys/fs/cgroup' };
+  rel = under('/sys/fs/bpf');
+  if (rel !== undefined) return { src: rel ? join(node.bpffsDir, rel) : node.bpffsDir, hides: '/sys/fs/bpf' };
+  if ([...MACHINE_HOST_PATHS, ...(node.extra ?? [])].some((m) => under(m) !== undefined)) return { src: p };
+  const own = under('/var/run');
+  return { src: own !== undefined ? join(node.nodeRoot, 'run', own) : p === '/' ? node.nodeRoot : join(node.nodeRoot, p) };
 }
 
 const MOUNT_FN = String.raw`
@@ -472,14 +519,9 @@ export class LabKubelet {
     }
   }
 
-  /** A hostPath as this node sees it: the cgroup2 mount and /sys/fs/bpf are the node's own. */
+  /** A hostPath as this node sees it (labHostPath). */
   hostPathSource(path: string): { src: string; hides?: string } {
-    const p = path.replace(/\/+$/, '') || '/';
-    if (p === this.cfg.cgroup2Mount || p === '/sys/fs/cgroup') return { src: this.cfg.cgroupPath, hides: '/sys/fs/cgroup' };
-    if (p.startsWith(`${this.cfg.cgroup2Mount}/`)) return { src: join(this.cfg.cgroupPath, p.slice(this.cfg.cgroup2Mount.length)), hides: '/sys/fs/cgroup' };
-    if (p === '/sys/fs/bpf') return { src: this.cfg.bpffsDir, hides: '/sys/fs/bpf' };
-    if (p.startsWith('/sys/fs/bpf/')) return { src: join(this.cfg.bpffsDir, p.slice('/sys/fs/bpf/'.length)), hides: '/sys/fs/bpf' };
-    return { src: p };
+    return labHostPath(path, { cgroup2Mount: this.cfg.cgroup2Mount, cgroupPath: this.cfg.cgroupPath, bpffsDir: this.cfg.bpffsDir, nodeRoot: join(this.cfg.dir, 'root'), extra: [projectRoot()] });
   }
 
   private async tokenFor(r: PodRun, audience: string | undefined, expirationSeconds: number | undefined): Promise<string> {
@@ -503,7 +545,14 @@ export class LabKubelet {
       const dir = join(r.dir, 'volumes', v.name);
       if (v.hostPath) {
         const hp = this.hostPathSource(v.hostPath.path as string);
-        if (!existsSync(hp.src) && (v.hostPath.type === 'DirectoryOrCreate')) mkdirSync(hp.src, { recursive: true });
+        const type = (v.hostPath.type ?? '') as string;
+        if (!existsSync(hp.src)) {
+          // The node's own folders start empty: make what the pod expects there.
+          if (type === 'FileOrCreate') { mkdirSync(dirname(hp.src), { recursive: true }); writeFileSync(hp.src, ''); }
+          else if (['', 'Directory', 'DirectoryOrCreate'].includes(type) && hp.src.startsWith(`${this.cfg.dir}/`)) mkdirSync(hp.src, { recursive: true });
+          else if (type === 'DirectoryOrCreate') mkdirSync(hp.src, { recursive: true });
+          else throw new Error(`hostPath ${v.hostPath.path} (volume ${v.name}) does not exist on the node (${hp.src})`);
+        }
         out.set(v.name, hp);
       } else if (v.configMap) {
         this.writeFiles(dir, this.objData(await this.getRef(ns, 'configmaps', v.configMap.name, v.configMap.optional), false), v.configMap.items);
@@ -582,15 +631,21 @@ export class LabKubelet {
 
   private runContainer(r: PodRun, cr: ContainerRun, env: Record<string, string>, volumes: Map<string, { src: string; hides?: string }>): void {
     const c = cr.spec;
-    if (!c.command?.length) {
-      cr.state = { waiting: { reason: 'CreateContainerConfigError', message: 'the lab kubelet runs no images: set command (a program on the machine)' } };
-      void this.event(r.pod, 'Warning', 'Failed', `lab kubelet: container ${c.name} has no command (there are no images in the lab)`);
+    const image = (c as Json).image as string | undefined;
+    const entry = c.command?.length ? c.command : imageEntrypoint(image, this.cfg.images);
+    if (!entry?.length) {
+      const message = `the lab kubelet runs no images: set command (a program on the machine), or run the lab with an entrypoint for image ${image ?? '(none)'}`;
+      cr.state = { waiting: { reason: 'CreateContainerConfigError', message } };
+      void this.event(r.pod, 'Warning', 'Failed', `lab kubelet: container ${c.name}: ${message}`);
       this.scheduleStatus(r);
       return;
     }
-    const argv = [...c.command, ...(c.args ?? [])].map((a) => expandVars(a, env));
+    const argv = [...entry, ...(c.args ?? [])].map((a) => expandVars(a, env));
     const ov = join(r.dir, 'overlay', c.name);
-    const lines = [MOUNT_FN];
+    // First into the container's cgroup (the path as the machine's mount shows it, before
+    // the pod's mount namespace hides that mount); the cgroup namespace is already rooted
+    // at the node's cgroup (see below).
+    const lines = ['echo $$ > "$KW_CG/cgroup.procs" || exit 125', MOUNT_FN];
     const hides = new Set<string>();
     const binds: string[] = [];
     for (const [i, m] of (c.volumeMounts ?? []).entries()) {
@@ -611,17 +666,21 @@ export class LabKubelet {
     // The staging binds go, so /proc/mounts shows the node's cgroup and bpffs at mountPath only.
     for (const [i, m] of (c.volumeMounts ?? []).entries()) if (volumes.get(m.name)?.hides) lines.push(`umount -l "$KW_OV/s${i}"`);
     // The marker tells the kubelet the mounts are in place: only then is the container running.
-    lines.push(`cd ${shq(c.workingDir ?? '/')} || exit 125`, ': > "$KW_OV/started"', 'exec "$@"');
+    lines.push(`cd ${shq(c.workingDir ?? '/')} || exit 125`, ': > "$KW_OV/started"', 'unset KW_CG KW_OV KW_NODE_CG', 'exec "$@"');
     const netns = r.pod.spec.hostNetwork ? [] : ['nsenter', `--net=/var/run/netns/${r.netns}`, '--'];
-    const script = 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"';
+    // The process enters the node's cgroup, then unshares a cgroup namespace rooted there:
+    // in the pod, /proc/self/cgroup reads 0::/kubepods/<qos>/pod<uid>/<container> as on a
+    // real node (cgroupfs driver), and a cgroup2 mounted in the pod has the node's cgroup
+    // as its root, never the machine's.
+    const script = 'echo $$ > "$KW_NODE_CG/cgroup.procs" && exec "$@"';
     const log = cr.log;
     mkdirSync(ov, { recursive: true });
     rmSync(join(ov, 'started'), { force: true });
     const fd = openSync(log, 'a');
     let child: ChildProcess;
     try {
-      child = spawn('sh', ['-c', script, 'sh', ...netns, 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', lines.join('\n'), 'sh', ...argv], {
-        env: { ...env, KW_CG: cr.cgroup, KW_OV: ov },
+      child = spawn('sh', ['-c', script, 'sh', ...netns, 'unshare', '--mount', '--cgroup', '--propagation', 'private', '--', 'sh', '-c', lines.join('\n'), 'sh', ...argv], {
+        env: { ...env, KW_CG: cr.cgroup, KW_OV: ov, KW_NODE_CG: this.cfg.cgroupPath },
         stdio: ['ignore', fd, fd],
       });
     } finally {
@@ -747,7 +806,7 @@ export class LabKubelet {
       const pid = cr.pid;
       if (!pid) return Promise.resolve(false);
       return new Promise((resolve) => {
-        const child = spawn('sh', ['-c', 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"', 'sh', 'nsenter', `--target=${pid}`, '--mount', '--net', '--', ...p.exec!.command!], {
+        const child = spawn('sh', ['-c', 'echo $$ > "$KW_CG/cgroup.procs" && exec "$@"', 'sh', 'nsenter', `--target=${pid}`, '--mount', '--net', '--cgroup', '--', ...p.exec!.command!], {
           env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', KW_CG: cr.cgroup }, stdio: 'ignore',
         });
         const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
