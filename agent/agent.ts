@@ -23,6 +23,9 @@ import { PolicyDatapath } from './datapath/policy.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
+import { ConnMetrics } from './datapath/conn-metrics.js';
+import { TcpMetrics, modelResolver } from './metrics/tcp.js';
+import { serviceHost, workloadOf } from '../model/workload.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
@@ -64,6 +67,9 @@ export class Agent {
   private lb: SockLb | undefined;
   private sockmap: Sockmap | undefined;
   private policy: PolicyRuntime | undefined;
+  private conns: ConnMetrics | undefined;
+  /** L4 metrics from the kernel's connection records (--tcp-metrics). */
+  readonly tcp: TcpMetrics | undefined;
   private sync: ServiceSync | undefined;
   private source: StandaloneSource | undefined;
   private table: ServiceTableBuilder | undefined;
@@ -83,6 +89,9 @@ export class Agent {
     this.opts = opts;
     this.log = log;
     this.metrics = new AgentMetrics({ log });
+    if (opts.tcpMetrics) {
+      this.tcp = new TcpMetrics(this.metrics.registry, { maxLabelSets: opts.tcpMetricsMaxLabelSets, kernelStats: () => this.conns?.stats() });
+    }
     this.registerMetrics();
   }
 
@@ -203,6 +212,7 @@ export class Agent {
       this.sockmap = await this.loadSockmap();
       // After the balancer: the policy's connect() check must see the backend it chose.
       this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
+      this.conns = await this.loadConnMetrics();
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
       this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
       if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
@@ -211,6 +221,7 @@ export class Agent {
       await this.admin?.close();
       await this.http?.close();
       await this.policy?.close();
+      this.conns?.close();
       this.sockmap?.close();
       this.lb?.close();
       this.sync = undefined;
@@ -243,6 +254,7 @@ export class Agent {
     this.metrics.manifestProblems.set(s.problems.length);
     this.syncSockmap(s);
     this.policy?.onSnapshot(s);
+    this.tcp?.setResolver(modelResolver(s.model, workloadOf, serviceHost));
     const t0 = performance.now();
     try {
       // The first snapshot (and the one after a failure) is applied whole, then only what changed.
@@ -292,6 +304,27 @@ export class Agent {
       this.log.error({ code: (e as { code?: string }).code, err: errorMessage(e) }, 'same-node acceleration unavailable; connections take the TCP/IP stack');
       return undefined;
     }
+  }
+
+  /**
+   * L4 metrics are an observer: when the program cannot be loaded (a kernel without ring
+   * buffers, a pinned map of another layout), the agent says so and runs without them.
+   */
+  private async loadConnMetrics(): Promise<ConnMetrics | undefined> {
+    const o = this.opts;
+    const tcp = this.tcp;
+    if (!tcp) return undefined;
+    try {
+      return await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log, onRecords: (r) => tcp.record(r) });
+    } catch (e) {
+      this.log.error({ code: (e as { code?: string }).code, err: errorMessage(e) }, 'L4 connection metrics unavailable (kernway_tcp_* stay empty)');
+      return undefined;
+    }
+  }
+
+  /** Drains the kernel's connection records now (tests; the agent does it every 100 ms). */
+  drainConnRecords(): number {
+    return this.conns?.drain() ?? 0;
   }
 
   /** The local pods of the snapshot into the acceleration's pod map (new connections only). */
@@ -386,6 +419,7 @@ export class Agent {
       await this.admin?.close();
       await this.http?.close();
       await this.policy?.close();
+      this.conns?.close();
       this.sockmap?.close();
       this.lb?.close();
       this.releaseLocks();

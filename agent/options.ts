@@ -32,12 +32,16 @@ export interface AgentOptions {
   sockmap: boolean;
   /** The service IP range: cluster IPs outside it are refused (--service-cidr). */
   serviceCidr: ServiceRange;
+  /** L4 connection metrics from the kernel (--tcp-metrics on|off, default on; docs/metrics.md). */
+  tcpMetrics: boolean;
+  /** Label sets of the kernway_tcp_* metrics before the overflow series (--tcp-metrics-max-label-sets, default 2000). */
+  tcpMetricsMaxLabelSets: number;
 }
 
 export interface RawAgentOptions {
   standalone?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
   metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown; sockmap?: unknown;
-  serviceCidr?: unknown;
+  serviceCidr?: unknown; tcpMetrics?: unknown; tcpMetricsMaxLabelSets?: unknown;
 }
 
 function path(name: string, v: unknown): string {
@@ -75,6 +79,8 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
     debounceMs,
     sockmap: sockmapSwitch(raw.sockmap),
     serviceCidr: parseServiceRange(raw.serviceCidr ?? DEFAULT_SERVICE_CIDR),
+    tcpMetrics: onOff('--tcp-metrics', raw.tcpMetrics),
+    tcpMetricsMaxLabelSets: labelSets(raw.tcpMetricsMaxLabelSets),
   };
   if (raw.objectPath !== undefined) opts.objectPath = path('--bpf-object', raw.objectPath);
   return Object.freeze(opts);
@@ -82,9 +88,24 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
 
 /** --sockmap: 'on' (default) or 'off' (booleans accepted from code). */
 function sockmapSwitch(v: unknown): boolean {
+  return onOff('--sockmap', v);
+}
+
+/** An on|off switch, on by default (booleans accepted from code). */
+function onOff(name: string, v: unknown): boolean {
   if (v === undefined || v === 'on' || v === true) return true;
   if (v === 'off' || v === false) return false;
-  throw new InvalidArgumentError('--sockmap', 'on or off', v);
+  throw new InvalidArgumentError(name, 'on or off', v);
+}
+
+/** --tcp-metrics-max-label-sets: an integer from 1 to 1,000,000 (default 2000). */
+function labelSets(v: unknown): number {
+  if (v === undefined) return 2000;
+  const n = typeof v === 'string' && /^[0-9]+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1_000_000) {
+    throw new InvalidArgumentError('--tcp-metrics-max-label-sets', 'an integer from 1 to 1000000', v);
+  }
+  return n;
 }
 
 /** Defaults for a real node. Tests always pass their own. */

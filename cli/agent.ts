@@ -10,7 +10,7 @@ import type { Command } from './command.js';
 
 const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
-                     [--service-cidr CIDR[,CIDR]]
+                     [--service-cidr CIDR[,CIDR]] [--tcp-metrics on|off] [--tcp-metrics-max-label-sets N]
                      [--map-capacity MAP=N[,MAP=N...]] [--bpf-object PATH]
 
   --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
@@ -21,6 +21,10 @@ const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH]
   --metrics-address HOST:PORT /metrics, /healthz, /readyz (default: ${DEFAULTS.metricsAddress})
   --sockmap on|off            same-node acceleration of new pod-to-pod connections (default: on;
                               a pod or namespace opts out with kernway.io/sockmap: "off")
+  --tcp-metrics on|off        L4 metrics per connection from the kernel (kernway_tcp_*, Istio labels;
+                              default: on; docs/metrics.md)
+  --tcp-metrics-max-label-sets N  label sets of kernway_tcp_* on this node before the overflow
+                              series (default: 2000)
   --service-cidr CIDR[,CIDR]  the service IP range: Services with cluster IPs outside it are refused
                               (default: ${DEFAULT_SERVICE_CIDR})
   --map-capacity MAP=N,...    max_entries of load balancer maps (kw_svc, kw_slot, kw_backend, kw_maglev,
@@ -41,6 +45,8 @@ export const command: Command = {
       'admin-socket': { type: 'string' },
       'metrics-address': { type: 'string' },
       sockmap: { type: 'string' },
+      'tcp-metrics': { type: 'string' },
+      'tcp-metrics-max-label-sets': { type: 'string' },
       'service-cidr': { type: 'string' },
       'map-capacity': { type: 'string' },
       'bpf-object': { type: 'string' },
@@ -60,6 +66,8 @@ export const command: Command = {
         adminSocket: values['admin-socket'] ?? DEFAULTS.adminSocket,
         metricsAddress: values['metrics-address'] ?? DEFAULTS.metricsAddress,
         sockmap: values.sockmap,
+        tcpMetrics: values['tcp-metrics'],
+        tcpMetricsMaxLabelSets: values['tcp-metrics-max-label-sets'],
         serviceCidr: values['service-cidr'],
         capacities: values['map-capacity'] === undefined ? undefined : parseCapacities(values['map-capacity']),
         objectPath: values['bpf-object'] === undefined ? undefined : resolve(values['bpf-object']),

@@ -74,6 +74,11 @@ export interface RawAddon {
   /** flock(fd, LOCK_EX|LOCK_NB) (or LOCK_SH): false when another open file holds the lock. */
   flockTry(fd: number, exclusive: boolean): boolean;
   flockRelease(fd: number): void;
+  /** libbpf ring_buffer on a BPF_MAP_TYPE_RINGBUF map fd, for records of `recordSize` bytes -> an id. */
+  ringbufOpen(mapFd: number, recordSize: number): number;
+  /** Every record available now, back to back (no blocking); records of another size are skipped and counted. */
+  ringbufConsume(id: number): { data: Buffer; count: number; skipped: number };
+  ringbufClose(id: number): void;
 
   cgroupAttach(progFd: number, cgroupPath: string, attachType: string): number;
   skMsgAttach(progFd: number, mapFd: number, mode: 'auto' | 'link' | 'prog-attach'): RawSkMsgAttach;

@@ -11,6 +11,7 @@ export {
   type SkMsgMode, type TestRunOptions, type TestRunResult,
 } from './program.js';
 export { BpfLink, type LinkInfo, type LinkKind } from './link.js';
+export { BpfRingBuffer } from './ringbuf.js';
 export { probe, type Probe } from './probe.js';
 export { ensureBpffs, mountsOfType, cgroup2Mount } from '../common/mounts.js';
 export { addon } from './load.js';

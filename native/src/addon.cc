@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitProgs(env, exports);
   InitLock(env, exports);
   InitBtf(env, exports);
+  InitRingbuf(env, exports);
   return exports;
 }
 

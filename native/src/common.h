@@ -112,6 +112,7 @@ void InitLinks(Napi::Env env, Napi::Object exports);
 void InitProgs(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitBtf(Napi::Env env, Napi::Object exports);
+void InitRingbuf(Napi::Env env, Napi::Object exports);
 
 // A BTF type as a plain object for TypeScript (native/src/btf.cc, native/addon.d.ts RawBtfType).
 Napi::Value DescribeBtfType(Napi::Env env, const ::btf* b, uint32_t id, int depth);

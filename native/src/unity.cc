@@ -8,4 +8,5 @@
 #include "maps.cc"
 #include "object.cc"
 #include "progs.cc"
+#include "ringbuf.cc"
 #include "lock.cc"

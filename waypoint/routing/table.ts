@@ -23,6 +23,7 @@ import { BackendResolver, type RefFailure, type ServiceTarget } from './backends
 import { hostMatches, hostSpecificity, intersectHostnames } from './hostnames.js';
 import { comparePrecedence as compareMatchPrecedence, compileMatch, firstMatch, type CompiledMatch, type MatchRequest } from './match.js';
 import { prefixKey } from './path.js';
+import { workloadOf as workloadName } from '../../model/workload.js';
 
 // ------------------------------------------------------------------ compiled rules
 
@@ -526,10 +527,6 @@ function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parent
 }
 
 function workloadOf(pod: Pod): string {
-  const l = pod.labels;
-  const name = l['app.kubernetes.io/name'] ?? l.app;
-  if (name) return `${pod.namespace}/${name}`;
-  // Deployment pods are named <deployment>-<replicaset hash>-<suffix>.
-  const parts = pod.name.split('-');
-  return `${pod.namespace}/${parts.length > 2 ? parts.slice(0, -2).join('-') : pod.name}`;
+  const w = workloadName(pod);
+  return `${w.namespace}/${w.name}`;
 }

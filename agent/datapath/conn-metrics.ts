@@ -1,0 +1,198 @@
+/**
+ * L4 connection records from the kernel (bpf/conn_metrics.bpf.c, docs/metrics.md): a
+ * sock_ops program of its own on the agent's cgroup writes an "opened" record at
+ * establishment and a "closed" one at TCP_CLOSE (bytes each way, sockmap-carried bytes
+ * included, duration, smoothed RTT, retransmissions, reset) into a ring buffer; the
+ * agent drains it on a timer and hands the records to agent/metrics/tcp.ts.
+ *
+ * Pins (the layout of sock-lb.ts): maps/kw_cm_{events,sk,stats}, links/cg-<ino>/kw_cm_sockops.
+ * The program reads the balancer's kw_revnat (what the client dialled) and the
+ * accelerator's kw_sm_io/kw_sm_sk/kw_sm_rx (redirected bytes) through their pins: it
+ * never writes them, and never replaces them (a pinned map of another layout makes
+ * the metrics unavailable, not the map migrated).
+ */
+import { join } from 'node:path';
+import type { Logger } from '../../common/log.js';
+import { errorMessage } from '../../common/errors.js';
+import { projectRoot } from '../../common/version.js';
+import { existsSync, rmSync } from 'node:fs';
+import { BpfLink, BpfRingBuffer, type BpfMap } from '../../native/index.js';
+import { readAddr } from './addr.js';
+import { scalar, type MapLayout } from './layout.js';
+import { checkSubsystem, type LoadedSubsystem, type SubsystemSpec } from './loader.js';
+import { pinLayout } from './sock-lb.js';
+import { SOCKMAP_MAP_NAMES } from './sockmap.js';
+
+export const CM_PROGRAM = 'kw_cm_sockops';
+export const CM_MAP_NAMES = ['kw_cm_events', 'kw_cm_sk', 'kw_cm_stats'] as const;
+/** The other subsystems' maps the program reads (its object declares them: they are reused by pin). */
+const SHARED_MAPS = ['kw_revnat', ...SOCKMAP_MAP_NAMES] as const;
+
+/** struct kw_cm_event (bpf/conn_metrics.bpf.c): 120 bytes. */
+export const CM_EVENT_SIZE = 120;
+const AT = {
+  cookie: 0, duration: 8, sent: 16, received: 24, redirSent: 32, redirReceived: 40,
+  local: 48, remote: 64, orig: 80, lport: 96, rport: 98, oport: 100, event: 102, role: 103, srtt: 104, retrans: 108, reset: 112,
+} as const;
+export const CM_LAYOUTS: Readonly<Record<string, MapLayout>> = { kw_cm_stats: { key: scalar(4), value: scalar(8) } };
+
+export interface ConnRecord {
+  event: 'opened' | 'closed';
+  /** client: this socket connect()ed (Istio reporter "source"); server: it was accepted ("destination"). */
+  role: 'client' | 'server';
+  cookie: bigint;
+  local: string; localPort: number;
+  remote: string; remotePort: number;
+  /** What the client dialled (a ClusterIP when balanced, else the peer); the server's own address for role server. */
+  orig: string; origPort: number;
+  /** Closed records only (0 in opened ones). */
+  durationNs: number;
+  /** By this socket: acknowledged by the peer (TCP) plus redirected by the sockmap. */
+  bytesSent: number;
+  /** By this socket: received through TCP plus redirected to it and read. */
+  bytesReceived: number;
+  redirectedSent: number;
+  redirectedReceived: number;
+  srttUs: number;
+  retransmits: number;
+  reset: boolean;
+}
+
+export function decodeConnRecords(data: Buffer, count: number): ConnRecord[] {
+  const out: ConnRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const o = i * CM_EVENT_SIZE;
+    const b = data.subarray(o, o + CM_EVENT_SIZE);
+    out.push({
+      event: b[AT.event] === 1 ? 'opened' : 'closed',
+      role: b[AT.role] === 1 ? 'client' : 'server',
+      cookie: b.readBigUInt64LE(AT.cookie),
+      local: readAddr(b.subarray(AT.local, AT.local + 16)), localPort: b.readUInt16BE(AT.lport),
+      remote: readAddr(b.subarray(AT.remote, AT.remote + 16)), remotePort: b.readUInt16BE(AT.rport),
+      orig: readAddr(b.subarray(AT.orig, AT.orig + 16)), origPort: b.readUInt16BE(AT.oport),
+      durationNs: Number(b.readBigUInt64LE(AT.duration)),
+      bytesSent: Number(b.readBigUInt64LE(AT.sent)),
+      bytesReceived: Number(b.readBigUInt64LE(AT.received)),
+      redirectedSent: Number(b.readBigUInt64LE(AT.redirSent)),
+      redirectedReceived: Number(b.readBigUInt64LE(AT.redirReceived)),
+      srttUs: b.readUInt32LE(AT.srtt),
+      retransmits: b.readUInt32LE(AT.retrans),
+      reset: b[AT.reset] === 1,
+    });
+  }
+  return out;
+}
+
+export interface ConnMetricsOptions {
+  cgroupPath: string;
+  bpffsDir: string;
+  objectPath?: string;
+  /** Called with each batch of records drained. */
+  onRecords: (records: ConnRecord[]) => void;
+  /** How often the ring buffer is drained, ms (default 100). */
+  drainMs?: number;
+  log?: Logger;
+}
+
+export function defaultConnMetricsObjectPath(): string {
+  return join(projectRoot(), 'build', 'bpf', 'conn_metrics.bpf.o');
+}
+
+/** The kernel side's own counters. */
+export interface ConnMetricsStats { lost: number; notFollowed: number; skipped: number }
+
+export class ConnMetrics {
+  private readonly ring: BpfRingBuffer;
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  private skippedRecords = 0;
+
+  private constructor(private readonly sub: LoadedSubsystem, private readonly opts: ConnMetricsOptions) {
+    this.ring = BpfRingBuffer.open(sub.map('kw_cm_events'), CM_EVENT_SIZE);
+    this.timer = setInterval(() => this.drain(), opts.drainMs ?? 100);
+    this.timer.unref();
+  }
+
+  static spec(opts: Pick<ConnMetricsOptions, 'cgroupPath' | 'bpffsDir' | 'objectPath' | 'log'>): SubsystemSpec {
+    const layout = pinLayout(opts.bpffsDir, opts.cgroupPath);
+    return {
+      what: 'the connection metrics',
+      objects: [{ path: opts.objectPath ?? defaultConnMetricsObjectPath() }],
+      mapsDir: layout.maps,
+      maps: [...CM_MAP_NAMES, ...SHARED_MAPS],
+      layouts: CM_LAYOUTS,
+      codec: 'agent/datapath/conn-metrics.ts',
+      // The shared maps keep the capacity they were pinned with (--map-capacity); socket storage has none.
+      sized: SHARED_MAPS.filter((n) => n !== 'kw_sm_sk' && n !== 'kw_sm_io'),
+      // Socket storage cannot be copied; the other subsystems' maps are never ours to replace.
+      keep: ['kw_cm_sk', 'kw_cm_events', ...SHARED_MAPS],
+      linksDir: layout.cgroupLinks!,
+      // cgroup links run every program attached: this one runs after the accelerator's.
+      links: [{ program: CM_PROGRAM, attach: (p) => p.attachCgroup(opts.cgroupPath, 'sock_ops') }],
+      ...(opts.log ? { log: opts.log } : {}),
+    };
+  }
+
+  static async load(opts: ConnMetricsOptions): Promise<ConnMetrics> {
+    const sub = await checkSubsystem(ConnMetrics.spec(opts)).load();
+    try {
+      const r = sub.attach();
+      opts.log?.info({ cgroup: opts.cgroupPath, reusedMaps: sub.reusedMaps, updatedLinks: r.updated, createdLinks: r.created }, 'connection metrics attached');
+      return new ConnMetrics(sub, opts);
+    } catch (e) {
+      sub.close();
+      throw e;
+    }
+  }
+
+  /** Drains the ring buffer now (the timer does it every drainMs); returns how many records. */
+  drain(): number {
+    if (this.closed) return 0;
+    try {
+      const { data, count } = this.ring.consume();
+      this.skippedRecords = this.ring.skipped;
+      if (count > 0) this.opts.onRecords(decodeConnRecords(data, count));
+      return count;
+    } catch (e) {
+      this.opts.log?.error({ err: errorMessage(e) }, 'connection metrics: draining the ring buffer failed');
+      return 0;
+    }
+  }
+
+  stats(): ConnMetricsStats {
+    const m: BpfMap = this.sub.map('kw_cm_stats');
+    const read = (i: number): number => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i);
+      const v = m.lookup(k);
+      let n = 0n;
+      if (v) for (let o = 0; o + 8 <= v.length; o += 8) n += v.readBigUInt64LE(o);
+      return Number(n);
+    };
+    return { lost: read(0), notFollowed: read(1), skipped: this.skippedRecords };
+  }
+
+  /** Drains what is left and closes our descriptors; the program stays attached (pinned link). */
+  close(): void {
+    if (this.closed) return;
+    this.drain();
+    this.closed = true;
+    clearInterval(this.timer);
+    this.ring.close();
+    this.sub.close();
+  }
+}
+
+/**
+ * Detaches the connection metrics program from the cgroup and removes its link pin
+ * (the maps stay pinned). For benchmarks comparing with and without; the agent itself
+ * leaves it attached, and `kernway uninstall` removes everything.
+ */
+export function detachConnMetrics(bpffsDir: string, cgroupPath: string): boolean {
+  const pin = join(pinLayout(bpffsDir, cgroupPath).cgroupLinks!, CM_PROGRAM);
+  if (!existsSync(pin)) return false;
+  const link = BpfLink.openPinned(pin);
+  try { link.detach(); } finally { link.close(); }
+  rmSync(pin, { force: true });
+  return true;
+}

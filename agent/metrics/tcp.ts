@@ -1,0 +1,244 @@
+/**
+ * L4 traffic metrics with Istio's labels, from the kernel's connection records
+ * (agent/datapath/conn-metrics.ts): per label set, connections opened and closed, bytes
+ * each way, smoothed RTT and duration histograms, retransmissions and resets.
+ *
+ * Labels (as Istio's ztunnel): reporter ("source" for the connecting socket, "destination"
+ * for the accepted one: a connection between two pods of this node is reported twice,
+ * once by each end, as two ztunnels would), source_workload, source_workload_namespace,
+ * destination_service (the Service host of the ClusterIP dialled, or "unknown"),
+ * destination_workload, destination_workload_namespace. Byte directions follow Istio:
+ * kernway_tcp_received_bytes_total counts what the source sent to the destination
+ * (the request direction), kernway_tcp_sent_bytes_total what the destination sent back.
+ *
+ * Bounded: at most maxLabelSets label sets per node; a record of a new label set beyond
+ * that is folded into one overflow series (every label "overflow" except reporter) and
+ * counted in kernway_tcp_metrics_overflow_total.
+ *
+ * The connection path never waits for this: the records are counted into plain
+ * numbers, rendered when /metrics is scraped.
+ */
+import type { Registry } from 'prom-client';
+
+/** What a connection record must say (structurally agent/datapath/conn-metrics.ts's ConnRecord). */
+export interface TcpRecord {
+  event: 'opened' | 'closed';
+  role: 'client' | 'server';
+  local: string; localPort: number;
+  remote: string; remotePort: number;
+  orig: string; origPort: number;
+  durationNs: number;
+  bytesSent: number;
+  bytesReceived: number;
+  srttUs: number;
+  retransmits: number;
+  reset: boolean;
+}
+
+export interface TcpResolver {
+  /** The workload of a pod address. */
+  workload(ip: string): { name: string; namespace: string } | undefined;
+  /** The Service host (name.ns.svc.cluster.local) of a ClusterIP:port. */
+  service(ip: string, port: number): string | undefined;
+  /** The Service host of a backend address:port (the server side, which never sees the ClusterIP). */
+  serviceOfEndpoint(ip: string, port: number): string | undefined;
+}
+
+export const TCP_LABELS = [
+  'reporter', 'source_workload', 'source_workload_namespace', 'destination_service', 'destination_workload', 'destination_workload_namespace',
+] as const;
+type Labels = Record<(typeof TCP_LABELS)[number], string>;
+
+export const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+export const DURATION_BUCKETS = [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600];
+export const OVERFLOW = 'overflow';
+const UNKNOWN = 'unknown';
+
+class Cell {
+  opened = 0;
+  closed = 0;
+  sent = 0;
+  received = 0;
+  retransmits = 0;
+  resets = 0;
+  readonly rtt = new Histo(RTT_BUCKETS);
+  readonly duration = new Histo(DURATION_BUCKETS);
+  constructor(readonly labels: Labels) {}
+}
+
+class Histo {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: readonly number[]) { this.counts = new Float64Array(bounds.length); }
+  observe(v: number): void {
+    let i = 0;
+    while (i < this.bounds.length && v > this.bounds[i]!) i++;
+    if (i < this.bounds.length) this.counts[i]!++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
+interface Value { metricName?: string; labels: Record<string, string | number>; value: number }
+
+/** A metric for prom-client's registry whose values are read from the cells at scrape time. */
+class CellMetric {
+  readonly aggregator = 'sum' as const;
+  constructor(readonly name: string, readonly help: string, readonly type: 'counter' | 'gauge' | 'histogram', private readonly values: () => Value[]) {}
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Value[] }> {
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() });
+  }
+  reset(): void { /* counters never go back */ }
+}
+
+export interface TcpMetricsOptions {
+  /** Label sets per node before folding into the overflow series (default 2000). */
+  maxLabelSets?: number;
+  /** The kernel side's counters at scrape time (records lost when the ring buffer was full). */
+  kernelStats?: () => { lost: number } | undefined;
+}
+
+export class TcpMetrics {
+  readonly maxLabelSets: number;
+  /** Records folded into the overflow series. */
+  folded = 0;
+  private readonly cells = new Map<string, Cell>();
+  private overflow: Map<string, Cell> = new Map();
+  private resolver: TcpResolver | undefined;
+
+  constructor(registry: Registry, opts: TcpMetricsOptions = {}) {
+    this.maxLabelSets = opts.maxLabelSets ?? 2000;
+    const all = (): Cell[] => [...this.cells.values(), ...this.overflow.values()];
+    const counter = (name: string, help: string, pick: (c: Cell) => number): void => {
+      registry.registerMetric(new CellMetric(name, help, 'counter', () => all().map((c) => ({ labels: c.labels, value: pick(c) }))) as never);
+    };
+    const histogram = (name: string, help: string, pick: (c: Cell) => Histo): void => {
+      registry.registerMetric(new CellMetric(name, help, 'histogram', () => all().flatMap((c) => {
+        const h = pick(c);
+        const out: Value[] = [];
+        let acc = 0;
+        h.bounds.forEach((b, i) => { acc += h.counts[i]!; out.push({ metricName: `${name}_bucket`, labels: { ...c.labels, le: b }, value: acc }); });
+        out.push({ metricName: `${name}_bucket`, labels: { ...c.labels, le: '+Inf' }, value: h.count });
+        out.push({ metricName: `${name}_sum`, labels: c.labels, value: h.sum });
+        out.push({ metricName: `${name}_count`, labels: c.labels, value: h.count });
+        return out;
+      })) as never);
+    };
+    counter('kernway_tcp_connections_opened_total', 'TCP connections established, seen in the kernel (sock_ops), by Istio labels.', (c) => c.opened);
+    counter('kernway_tcp_connections_closed_total', 'TCP connections closed, by Istio labels.', (c) => c.closed);
+    counter('kernway_tcp_received_bytes_total',
+      'Bytes the source sent to the destination (the request direction, as Istio counts it) over closed connections, including bytes the sockmap carried past the TCP stack.',
+      (c) => c.received);
+    counter('kernway_tcp_sent_bytes_total',
+      'Bytes the destination sent to the source (the response direction, as Istio counts it) over closed connections, including bytes the sockmap carried.', (c) => c.sent);
+    counter('kernway_tcp_retransmits_total', 'Segments retransmitted by the reporting end, over closed connections.', (c) => c.retransmits);
+    counter('kernway_tcp_resets_total', 'Closed connections that ended with a reset (sent or received by the reporting end).', (c) => c.resets);
+    histogram('kernway_tcp_rtt_seconds', 'Smoothed round-trip time of the reporting end when the connection closed.', (c) => c.rtt);
+    histogram('kernway_tcp_connection_duration_seconds', 'Time from establishment to close.', (c) => c.duration);
+    registry.registerMetric(new CellMetric('kernway_tcp_metrics_label_sets', `Label sets of the kernway_tcp_* metrics on this node (at most ${this.maxLabelSets}, then folded into the overflow series).`,
+      'gauge', () => [{ labels: {}, value: this.cells.size }]) as never);
+    registry.registerMetric(new CellMetric('kernway_tcp_metrics_overflow_total', 'Connection records folded into the overflow series because the label sets were at their cap.',
+      'counter', () => [{ labels: {}, value: this.folded }]) as never);
+    const kernel = opts.kernelStats;
+    registry.registerMetric(new CellMetric('kernway_tcp_metrics_records_lost_total', 'Connection records the kernel could not write because the ring buffer was full (the agent drains it every 100 ms).',
+      'counter', () => [{ labels: {}, value: kernel?.()?.lost ?? 0 }]) as never);
+  }
+
+  setResolver(r: TcpResolver): void {
+    this.resolver = r;
+  }
+
+  /** Istio's labels of a record. */
+  labelsOf(r: TcpRecord): Labels {
+    const res = this.resolver;
+    const client = r.role === 'client';
+    const src = res?.workload(client ? r.local : r.remote);
+    const dst = res?.workload(client ? r.remote : r.local);
+    const svc = client ? res?.service(r.orig, r.origPort) : res?.serviceOfEndpoint(r.local, r.localPort);
+    return {
+      reporter: client ? 'source' : 'destination',
+      source_workload: src?.name ?? UNKNOWN,
+      source_workload_namespace: src?.namespace ?? UNKNOWN,
+      destination_service: svc ?? UNKNOWN,
+      destination_workload: dst?.name ?? UNKNOWN,
+      destination_workload_namespace: dst?.namespace ?? UNKNOWN,
+    };
+  }
+
+  record(records: readonly TcpRecord[]): void {
+    for (const r of records) {
+      const c = this.cell(this.labelsOf(r));
+      if (r.event === 'opened') {
+        c.opened++;
+        continue;
+      }
+      c.closed++;
+      // Istio's directions: received = source -> destination, sent = destination -> source.
+      if (r.role === 'client') {
+        c.received += r.bytesSent;
+        c.sent += r.bytesReceived;
+      } else {
+        c.received += r.bytesReceived;
+        c.sent += r.bytesSent;
+      }
+      c.retransmits += r.retransmits;
+      if (r.reset) c.resets++;
+      c.rtt.observe(r.srttUs / 1e6);
+      c.duration.observe(r.durationNs / 1e9);
+    }
+  }
+
+  get labelSets(): number {
+    return this.cells.size;
+  }
+
+  private cell(l: Labels): Cell {
+    const key = `${l.reporter}\0${l.source_workload}\0${l.source_workload_namespace}\0${l.destination_service}\0${l.destination_workload}\0${l.destination_workload_namespace}`;
+    let c = this.cells.get(key);
+    if (c) return c;
+    if (this.cells.size < this.maxLabelSets) {
+      c = new Cell(l);
+      this.cells.set(key, c);
+      return c;
+    }
+    this.folded++;
+    let o = this.overflow.get(l.reporter);
+    if (!o) {
+      o = new Cell({ reporter: l.reporter, source_workload: OVERFLOW, source_workload_namespace: OVERFLOW, destination_service: OVERFLOW,
+        destination_workload: OVERFLOW, destination_workload_namespace: OVERFLOW });
+      this.overflow.set(l.reporter, o);
+    }
+    return o;
+  }
+}
+
+/** A resolver over a model's pods and Services (the agent builds one per snapshot). */
+export function modelResolver(
+  model: { pods: ReadonlyMap<string, { podIPs: readonly string[]; hostNetwork: boolean; phase?: string | undefined; name: string; namespace: string; labels: Readonly<Record<string, string>> }>;
+    services: ReadonlyMap<string, { name: string; namespace: string; key: string; clusterIPs: readonly string[]; ports: ReadonlyArray<{ port: number; protocol: string }> }>;
+    slicesByService: ReadonlyMap<string, ReadonlyArray<{ endpoints: ReadonlyArray<{ address: string }>; ports: ReadonlyArray<{ port: number | undefined; protocol: string }> }>> },
+  workloadOf: (pod: { name: string; namespace: string; labels: Readonly<Record<string, string>> }) => { name: string; namespace: string },
+  serviceHost: (namespace: string, name: string) => string,
+): TcpResolver {
+  const byIp = new Map<string, { name: string; namespace: string }>();
+  for (const p of model.pods.values()) {
+    if (p.hostNetwork || p.phase === 'Succeeded' || p.phase === 'Failed') continue;
+    const w = workloadOf(p);
+    for (const ip of p.podIPs) byIp.set(ip, w);
+  }
+  const vips = new Map<string, string>();
+  const eps = new Map<string, string>();
+  for (const s of model.services.values()) {
+    const host = serviceHost(s.namespace, s.name);
+    for (const ip of s.clusterIPs) for (const p of s.ports) if (p.protocol === 'TCP') vips.set(`${ip}|${p.port}`, host);
+    for (const sl of model.slicesByService.get(s.key) ?? []) {
+      for (const e of sl.endpoints) for (const p of sl.ports) if (p.port !== undefined && p.protocol === 'TCP' && !eps.has(`${e.address}|${p.port}`)) eps.set(`${e.address}|${p.port}`, host);
+    }
+  }
+  return {
+    workload: (ip) => byIp.get(ip),
+    service: (ip, port) => vips.get(`${ip}|${port}`),
+    serviceOfEndpoint: (ip, port) => eps.get(`${ip}|${port}`),
+  };
+}
