@@ -13,11 +13,13 @@ import {
 import { GATEWAY_GROUP } from './gateway-api-types.js';
 import { parseAuthorizationPolicy } from './policy.js';
 import { POLICY_GROUP } from './policy-types.js';
+import { parseBackendTrafficPolicy } from './traffic-policy.js';
 import { intern, own } from './strings.js';
 import type { K8sObject, ParseResult, Problem, SourcedObject } from './types.js';
 
 /** Every object kernway reads, in its slim form. */
-export type KnownObject = CoreObject | GatewayApiObject | { kind: 'AuthorizationPolicy'; value: import('./policy-types.js').AuthorizationPolicy };
+export type KnownObject = CoreObject | GatewayApiObject | { kind: 'AuthorizationPolicy'; value: import('./policy-types.js').AuthorizationPolicy }
+  | { kind: 'BackendTrafficPolicy'; value: import('./traffic-policy-types.js').BackendTrafficPolicy };
 export type KnownKind = KnownObject['kind'];
 export type Parsed = ParseResult<KnownObject>;
 
@@ -37,6 +39,7 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   { group: 'discovery.k8s.io', versions: ['v1'], kind: 'EndpointSlice', namespaced: true, parse: parseEndpointSlice },
   { group: '', versions: ['v1'], kind: 'Pod', namespaced: true, parse: parsePod },
   { group: POLICY_GROUP, versions: ['v1alpha1'], kind: 'AuthorizationPolicy', namespaced: true, parse: parseAuthorizationPolicy },
+  { group: POLICY_GROUP, versions: ['v1alpha1'], kind: 'BackendTrafficPolicy', namespaced: true, parse: parseBackendTrafficPolicy },
   { group: GATEWAY_GROUP, versions: GATEWAY_VERSIONS, kind: 'GatewayClass', namespaced: false, parse: parseGatewayClass },
   { group: GATEWAY_GROUP, versions: GATEWAY_VERSIONS, kind: 'Gateway', namespaced: true, parse: parseGateway },
   { group: GATEWAY_GROUP, versions: GATEWAY_VERSIONS, kind: 'HTTPRoute', namespaced: true, parse: parseHTTPRoute },

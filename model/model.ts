@@ -47,10 +47,10 @@ interface Keyed { key: string; origin: Origin; value: unknown }
 
 /** Which Model map each kind goes to, and the name problems give it. */
 const KEYED: Partial<Record<KnownObject['kind'], KeyedKind>> = {
-  Pod: 'pods', Namespace: 'namespaces', AuthorizationPolicy: 'policies',
+  Pod: 'pods', Namespace: 'namespaces', AuthorizationPolicy: 'policies', BackendTrafficPolicy: 'trafficPolicies',
   GatewayClass: 'gatewayClasses', Gateway: 'gateways', HTTPRoute: 'routes', ReferenceGrant: 'grants',
 };
-const KEYED_KINDS: readonly KeyedKind[] = ['pods', 'namespaces', 'policies', 'gatewayClasses', 'gateways', 'routes', 'grants'];
+const KEYED_KINDS: readonly KeyedKind[] = ['pods', 'namespaces', 'policies', 'trafficPolicies', 'gatewayClasses', 'gateways', 'routes', 'grants'];
 
 /** One Keyed per slim object (so that removing it finds the same candidate). */
 const keyedOf = new WeakMap<object, Keyed>();
@@ -61,7 +61,7 @@ function keyed(o: KnownObject): Keyed {
     case 'Pod': case 'AuthorizationPolicy': k = { key: o.value.key, origin: o.value.origin, value: o.value }; break;
     case 'Namespace': k = { key: o.value.name, origin: o.value.origin, value: o.value }; break;
     case 'GatewayClass': k = { key: o.value.name, origin: { file: o.value.file, index: o.value.index }, value: o.value }; break;
-    case 'Gateway': case 'HTTPRoute': case 'ReferenceGrant':
+    case 'Gateway': case 'HTTPRoute': case 'ReferenceGrant': case 'BackendTrafficPolicy':
       k = { key: o.value.meta.key, origin: { file: o.value.meta.file, index: o.value.meta.index }, value: o.value }; break;
     default: throw new Error(`not a keyed kind: ${o.kind}`);
   }

@@ -1,6 +1,7 @@
 /** The desired state built from the Kubernetes objects: what the datapath and the waypoint read. */
 import type { Gateway, GatewayClass, HTTPRoute, ReferenceGrant } from '../k8s/gateway-api-types.js';
 import type { AuthorizationPolicy } from '../k8s/policy-types.js';
+import type { BackendTrafficPolicy } from '../k8s/traffic-policy-types.js';
 import type { EndpointSlice, Namespace, Pod, Problem, Service } from '../k8s/types.js';
 
 /**
@@ -21,6 +22,8 @@ export interface Model {
   namespaces: ReadonlyMap<string, Namespace>;
   /** kernway.io AuthorizationPolicies, by 'ns/name'. */
   policies: ReadonlyMap<string, AuthorizationPolicy>;
+  /** kernway.io BackendTrafficPolicies, by 'ns/name' (the waypoint's: see model/traffic-policy.ts for attachment). */
+  trafficPolicies: ReadonlyMap<string, BackendTrafficPolicy>;
   /** Gateway API: GatewayClasses by name; Gateways, HTTPRoutes and ReferenceGrants by 'ns/name'. */
   gatewayClasses: ReadonlyMap<string, GatewayClass>;
   gateways: ReadonlyMap<string, Gateway>;
@@ -31,7 +34,7 @@ export interface Model {
 }
 
 /** The keyed kinds of a Model, besides Services and EndpointSlices (which are tracked per Service). */
-export type KeyedKind = 'pods' | 'namespaces' | 'policies' | 'gatewayClasses' | 'gateways' | 'routes' | 'grants';
+export type KeyedKind = 'pods' | 'namespaces' | 'policies' | 'trafficPolicies' | 'gatewayClasses' | 'gateways' | 'routes' | 'grants';
 
 /**
  * What one update changed, by kind: the keys whose object in force was added, replaced or
@@ -48,7 +51,7 @@ export interface ModelChange extends Readonly<Record<KeyedKind, ReadonlySet<stri
 /** An empty Model (nothing read yet). */
 export function emptyModel(): Model {
   return {
-    services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), policies: new Map(),
+    services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), policies: new Map(), trafficPolicies: new Map(),
     gatewayClasses: new Map(), gateways: new Map(), routes: new Map(), grants: new Map(), problems: [],
   };
 }

@@ -1,11 +1,14 @@
 /**
  * The waypoint's view of the model: Services, EndpointSlices, Pods and Namespaces, the
- * Gateway API kinds and the AuthorizationPolicies, as the routing table reads them.
+ * Gateway API kinds, the AuthorizationPolicies and the BackendTrafficPolicies (with their
+ * attachment resolved), as the routing table reads them.
  */
 import type { Gateway, GatewayClass, HTTPRoute, ReferenceGrant } from '../k8s/gateway-api-types.js';
 import type { AuthorizationPolicy } from '../k8s/policy-types.js';
+import type { BackendTrafficPolicy } from '../k8s/traffic-policy-types.js';
 import type { Origin, Problem, SourcedObject } from '../k8s/types.js';
 import { buildModel } from './model.js';
+import { attachTrafficPolicies, type TrafficAttachments } from './traffic-policy.js';
 import { emptyModel, type Model } from './types.js';
 
 export interface WaypointConfig {
@@ -18,6 +21,9 @@ export interface WaypointConfig {
   routes: readonly HTTPRoute[];
   grants: readonly ReferenceGrant[];
   policies: readonly AuthorizationPolicy[];
+  /** BackendTrafficPolicies in origin order, and which is in force per Service and HTTPRoute (with their status). */
+  trafficPolicies: readonly BackendTrafficPolicy[];
+  trafficAttachments: TrafficAttachments;
   /** Problems of the objects in force (files that failed validation are reported by the source). */
   problems: readonly Problem[];
 }
@@ -47,6 +53,8 @@ export function waypointConfigOf(model: Model): WaypointConfig {
     routes: byOrigin(model.routes.values(), metaOrigin),
     grants: byOrigin(model.grants.values(), metaOrigin),
     policies: byOrigin(model.policies.values(), (p) => p.origin),
+    trafficPolicies: byOrigin(model.trafficPolicies.values(), metaOrigin),
+    trafficAttachments: attachTrafficPolicies(model),
     problems: model.problems,
   };
 }

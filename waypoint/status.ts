@@ -6,6 +6,7 @@
  * to the API server.
  */
 import type { Problem } from '../k8s/types.js';
+import type { TrafficPolicyStatus } from '../model/traffic-policy.js';
 import type { Condition, GatewayStatus, RouteStatus, RoutingTable } from './routing/table.js';
 
 export interface StatusReport {
@@ -13,6 +14,8 @@ export interface StatusReport {
   generation: number;
   routes: RouteStatus[];
   gateways: GatewayStatus[];
+  /** BackendTrafficPolicies with their status.ancestors (Accepted, Conflicted). */
+  trafficPolicies: readonly TrafficPolicyStatus[];
   /** Mesh parents: 'clusterIP:port' → Service port, with the routes attached. */
   services: { address: string; service: string; port: number; producerRoutes: number; consumerNamespaces: string[] }[];
   listeners: { address: string; port: number; error: string | undefined }[];
@@ -30,7 +33,7 @@ export function statusReport(
     services.push({ address, service: `${mp.namespace}/${mp.service}`, port: mp.port, producerRoutes: routes.size, consumerNamespaces: [...mp.consumers.keys()].sort() });
   }
   services.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
-  return { namespace: table.namespace, generation, routes: table.routes, gateways: withSockets(table.gateways, listeners), services, listeners, mesh, problems: [...problems] };
+  return { namespace: table.namespace, generation, routes: table.routes, gateways: withSockets(table.gateways, listeners), trafficPolicies: table.trafficPolicies, services, listeners, mesh, problems: [...problems] };
 }
 
 /**
@@ -82,6 +85,16 @@ export function formatReport(r: StatusReport): string {
       const what = `${ref.kind} ${ref.namespace}/${ref.name}${ref.sectionName ? `/${ref.sectionName}` : ''}${ref.port ? `:${ref.port}` : ''}`;
       out.push(`    parent ${what}`);
       for (const c of p.conditions) out.push(`      ${c.type}=${c.status}  ${c.reason}: ${c.message}`);
+    }
+  }
+  if ((r.trafficPolicies ?? []).length > 0) {
+    out.push('', 'BACKEND TRAFFIC POLICIES');
+    for (const p of r.trafficPolicies) {
+      out.push(`  BackendTrafficPolicy ${p.namespace}/${p.name}  (${p.file})`);
+      for (const a of p.ancestors) {
+        out.push(`    target ${a.ancestorRef.kind} ${a.ancestorRef.namespace}/${a.ancestorRef.name}`);
+        for (const c of a.conditions) out.push(`      ${c.type}=${c.status}  ${c.reason}${c.message ? `: ${c.message}` : ''}`);
+      }
     }
   }
   if (r.services.length > 0) {

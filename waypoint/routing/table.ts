@@ -15,6 +15,8 @@
 import type { Pod } from '../../k8s/types.js';
 import { AuthzTable } from '../authz/evaluate.js';
 import type { WaypointConfig } from '../../model/waypoint-config.js';
+import type { TrafficAttachments, TrafficPolicyStatus } from '../../model/traffic-policy.js';
+import { compileTraffic, type CompiledTraffic } from '../resilience/compile.js';
 import {
   CONTROLLER_NAME, GATEWAY_GROUP, type Cors, type Gateway, type HTTPRoute, type HeaderModifier, type LabelSelector,
   type Listener, type ParentRef, type Redirect, type Retry, type Rewrite, type Rule,
@@ -39,6 +41,8 @@ export interface CompiledBackend {
   redirect: Redirect | undefined;
   /** RequestMirror filters on the backendRef: mirrors of requests given this backend. */
   mirrors: readonly CompiledMirror[];
+  /** The BackendTrafficPolicy settings for requests given this backend (Service-level and route-level merged); undefined without a policy. */
+  traffic: CompiledTraffic | undefined;
 }
 
 export interface CompiledMirror { target: ServiceTarget | undefined; percent: number }
@@ -172,6 +176,8 @@ export interface RoutingTable {
   authz: AuthzTable;
   routes: RouteStatus[];
   gateways: GatewayStatus[];
+  /** BackendTrafficPolicies and their status.ancestors. */
+  trafficPolicies: readonly TrafficPolicyStatus[];
   /** Counts, for logs and readiness. */
   stats: { routes: number; rules: number; listeners: number; meshPorts: number };
 }
@@ -201,7 +207,7 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
   for (const r of cfg.routes) {
     const parentServices = new Set(r.parentRefs.filter(isServiceRef).map((p) => `${p.namespace}/${p.name}`));
     const failures: RefFailure[] = [];
-    const rules = r.rules.map((rule) => ({ rule, compiled: compileRule(r, rule, resolver, parentServices, failures) }));
+    const rules = r.rules.map((rule) => ({ rule, compiled: compileRule(r, rule, resolver, parentServices, failures, cfg.trafficAttachments) }));
     compiled.set(r.meta.key, { rules, failures });
   }
 
@@ -272,7 +278,8 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
     for (const sp of svc.ports) {
       if (sp.protocol !== 'TCP') continue;
       const res = resolver.serviceTarget(svc.key, sp.port);
-      const passthrough = passthroughRule(res.target);
+      const svcPolicy = cfg.trafficAttachments.byService.get(svc.key);
+      const passthrough = passthroughRule(res.target, undefined, svcPolicy && compileTraffic(svcPolicy, undefined, svc.key, ''));
       const mp: MeshPort = { namespace: svc.namespace, service: svc.name, port: sp.port, producer: undefined, consumers: new Map(), passthrough };
       list.push(mp);
       for (const ip of svc.clusterIPs) mesh.set(`${ip}:${sp.port}`, mp);
@@ -372,6 +379,7 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
     authz: new AuthzTable(cfg.policies),
     routes: [...routeStatus.values()].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1)),
     gateways: gatewayStatus,
+    trafficPolicies: cfg.trafficAttachments.status,
     stats: { routes: routeStatus.size, rules: ruleCount, listeners: live.length, meshPorts: new Set(mesh.values()).size },
   };
 }
@@ -396,11 +404,11 @@ export function meshLookup(mp: MeshPort, callerNamespace: string | undefined, re
 }
 
 /** A rule sending everything to one target unchanged (unrouted Service ports, pod destinations). */
-export function passthroughRule(target: ServiceTarget | undefined, failure?: RefFailure): CompiledRule {
+export function passthroughRule(target: ServiceTarget | undefined, failure?: RefFailure, traffic?: CompiledTraffic): CompiledRule {
   return {
     route: '', rule: 'passthrough', requestHeaders: undefined, responseHeaders: undefined, redirect: undefined, rewrite: undefined,
     cors: undefined, mirrors: [], prefix: undefined, requestTimeoutMs: undefined, backendRequestTimeoutMs: undefined, retry: undefined,
-    backends: [{ weight: 1, target, failure: target ? undefined : failure ?? { reason: 'BackendNotFound', message: 'no target' }, requestHeaders: undefined, responseHeaders: undefined, rewrite: undefined, redirect: undefined, mirrors: [] }],
+    backends: [{ weight: 1, target, failure: target ? undefined : failure ?? { reason: 'BackendNotFound', message: 'no target' }, requestHeaders: undefined, responseHeaders: undefined, rewrite: undefined, redirect: undefined, mirrors: [], traffic }],
     totalWeight: 1,
   };
 }
@@ -475,7 +483,8 @@ function matchesOf(r: HTTPRoute, rules: { rule: Rule; compiled: CompiledRule }[]
   return out;
 }
 
-function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parentServices: ReadonlySet<string>, failures: RefFailure[]): CompiledRule {
+function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parentServices: ReadonlySet<string>, failures: RefFailure[], att: TrafficAttachments): CompiledRule {
+  const routePolicy = att.byRoute.get(r.meta.key);
   let requestHeaders: HeaderModifier | undefined, responseHeaders: HeaderModifier | undefined;
   let redirect: Redirect | undefined, rewrite: Rewrite | undefined, cors: Cors | undefined;
   const mirrors: CompiledMirror[] = [];
@@ -511,7 +520,10 @@ function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parent
         bMirrors.push({ target: mres.target, percent: f.percent });
       }
     }
-    return { weight: b.weight, target: res.target, failure: res.failure, requestHeaders: bReq, responseHeaders: bResp, rewrite: bRewrite, redirect: bRedirect, mirrors: bMirrors };
+    const svcKey = `${b.namespace}/${b.name}`;
+    const svcPolicy = res.target ? att.byService.get(svcKey) : undefined;
+    const traffic = svcPolicy || routePolicy ? compileTraffic(svcPolicy, routePolicy, svcKey, r.meta.key) : undefined;
+    return { weight: b.weight, target: res.target, failure: res.failure, requestHeaders: bReq, responseHeaders: bResp, rewrite: bRewrite, redirect: bRedirect, mirrors: bMirrors, traffic };
   });
   const first = rule.matches[0];
   return {
