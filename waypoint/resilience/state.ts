@@ -89,7 +89,7 @@ export class OutlierState {
       if (this.eps.size > 10_000) this.prune();
       this.eps.set(key, (h = { c5xx: 0, cgw: 0, clocal: 0, until: 0, ejections: 0, since: now }));
     }
-    let trip = false;
+    let trip: boolean;
     if ('status' in o) {
       h.clocal = 0; // a response means the connection worked
       if (o.status >= 500) {
