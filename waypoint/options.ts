@@ -16,7 +16,7 @@ import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
 export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [--listen-address IP] [--mesh-port PORT]
                  [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
-                 [--max-header-bytes N] [--http1-server kernway|node]
+                 [--max-header-bytes N] [--http1-server kernway|node] [--metrics-names kernway|istio]
 
   --namespace NS              the namespace this waypoint serves (its Gateways and Services)
   --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
@@ -25,6 +25,9 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [
   --mesh-port PORT            the mesh port: connections start with a PROXY v2 header (default 15019)
   --mesh-address IP           where the mesh port binds (default: --listen-address)
   --metrics-address HOST:PORT /metrics, /healthz, /readyz, /debug/routes (default 0.0.0.0:15020; 'off': none)
+  --metrics-names kernway|istio  names of the request metrics: kernway's own (default) or Istio's
+                              standard ones (istio_requests_total, istio_request_duration_milliseconds,
+                              istio_request_bytes, istio_response_bytes; reporter="waypoint")
   --access-log WHERE          JSON access log: stdout (default), stderr, off, or a file path
   --drain-timeout DURATION    on SIGTERM, how long requests in flight may finish (default 10s)
   --header-timeout DURATION   time to receive a request's headers (default 10s)
@@ -74,7 +77,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
       'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
       'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
-      'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' },
+      'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' }, 'metrics-names': { type: 'string' },
     } as const;
     ({ values, tokens } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, tokens: true, options }));
     refuseRepeated(tokens);
@@ -99,6 +102,8 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
   const http1Server = values['http1-server'] ?? 'kernway';
   if (http1Server !== 'kernway' && http1Server !== 'node') throw new InvalidArgumentError('--http1-server', 'kernway or node', http1Server);
+  const metricsNames = values['metrics-names'] ?? 'kernway';
+  if (metricsNames !== 'kernway' && metricsNames !== 'istio') throw new InvalidArgumentError('--metrics-names', 'kernway or istio', metricsNames);
   return Object.freeze({
     manifests: values.manifests,
     waypoint: Object.freeze({
@@ -118,6 +123,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       upstream: { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, maxIdlePerEndpoint: 256 },
       drainTimeoutMs: duration('--drain-timeout', values['drain-timeout'], 10_000),
       http1Server,
+      metricsNames,
     }),
   });
 }

@@ -16,7 +16,7 @@ import net, { type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import type { Problem } from '../k8s/types.js';
 import { AccessLog, type AccessLogDestination } from './observe/access-log.js';
-import { WaypointMetrics } from './observe/metrics.js';
+import { WaypointMetrics, type MetricsNames } from './observe/metrics.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
 import { emptyWaypointConfig } from '../model/waypoint-config.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
@@ -65,6 +65,8 @@ export interface WaypointOptions {
    * raw sockets, waypoint/proxy/h1-server.ts) or 'node' (node:http; kept for one release).
    */
   http1Server?: 'kernway' | 'node';
+  /** Names of the request metrics: kernway's own (default) or Istio's standard ones (--metrics-names). */
+  metricsNames?: MetricsNames;
 }
 
 export const DEFAULT_LIMITS: WaypointLimits = {
@@ -108,7 +110,10 @@ export class Waypoint extends EventEmitter {
     super();
     const log = opts.log;
     this.upstream = new UpstreamPool(opts.upstream);
-    this.metrics = new WaypointMetrics({ defaultMetrics: opts.processMetrics !== false, upstreamConnections: () => this.upstream.connectionCount() });
+    this.metrics = new WaypointMetrics({
+      defaultMetrics: opts.processMetrics !== false, upstreamConnections: () => this.upstream.connectionCount(),
+      names: opts.metricsNames ?? 'kernway', workloadAt: (ip) => this.tableInForce.pods.get(ip)?.identity.workload,
+    });
     this.accessLog = new AccessLog(opts.accessLog);
     this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
     this.handler = new RequestHandler({

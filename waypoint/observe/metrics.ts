@@ -15,6 +15,60 @@ export interface RequestLabels {
   code: number;
   /** 'ns/workload' of the calling Pod, or 'unknown'. */
   source: string;
+  /** The backend endpoint last tried ('address:port', '[v6]:port'), for Istio's destination_workload. */
+  upstream?: string | undefined;
+}
+
+/**
+ * Which names the request metrics have (--metrics-names): kernway's own (default), or
+ * Istio's standard ones (istio_requests_total, istio_request_duration_milliseconds,
+ * istio_request_bytes, istio_response_bytes with Istio's labels, reporter "waypoint"),
+ * so that Istio dashboards and Kiali's graph read them unchanged.
+ */
+export type MetricsNames = 'kernway' | 'istio';
+
+/** Istio's default buckets (proxy's stats config): duration in ms, sizes in bytes. */
+export const ISTIO_DURATION_MS_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+export const ISTIO_BYTES_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000];
+
+/** One Istio label set: plain numbers, rendered at scrape time. */
+class IstioCell {
+  n = 0;
+  readonly duration = new Float64Array(ISTIO_DURATION_MS_BUCKETS.length);
+  durationSum = 0;
+  readonly reqBytes = new Float64Array(ISTIO_BYTES_BUCKETS.length);
+  reqBytesSum = 0;
+  readonly resBytes = new Float64Array(ISTIO_BYTES_BUCKETS.length);
+  resBytesSum = 0;
+  constructor(readonly labels: Record<string, string>) {}
+}
+
+function bucketOf(bounds: readonly number[], v: number): number {
+  let i = 0;
+  while (i < bounds.length && v > bounds[i]!) i++;
+  return i;
+}
+
+function histogramValues(name: string, labels: Record<string, string>, bounds: readonly number[], counts: Float64Array, sum: number, count: number): CellValue[] {
+  const out: CellValue[] = [];
+  let acc = 0;
+  bounds.forEach((b, i) => { acc += counts[i]!; out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: b }, value: acc }); });
+  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: count });
+  out.push({ metricName: `${name}_sum`, labels, value: sum });
+  out.push({ metricName: `${name}_count`, labels, value: count });
+  return out;
+}
+
+function splitWorkload(w: string): { namespace: string; name: string } {
+  const i = w.indexOf('/');
+  return i < 0 ? { namespace: 'unknown', name: w } : { namespace: w.slice(0, i), name: w.slice(i + 1) };
+}
+
+/** The address of an endpoint key ('10.0.0.1:80', '[fd00::1]:80'). */
+function addressOf(endpoint: string): string {
+  const i = endpoint.lastIndexOf(':');
+  const a = i < 0 ? endpoint : endpoint.slice(0, i);
+  return a.startsWith('[') ? a.slice(1, -1) : a;
 }
 
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -60,10 +114,43 @@ export class WaypointMetrics {
   active = 0;
   private readonly cells = new Map<string, RouteCell>();
 
-  constructor(opts: { defaultMetrics?: boolean; upstreamConnections?: () => number } = {}) {
+  readonly names: MetricsNames;
+  private readonly istio = new Map<string, IstioCell>();
+  private readonly workloadAt: ((ip: string) => string | undefined) | undefined;
+
+  constructor(opts: {
+    defaultMetrics?: boolean; upstreamConnections?: () => number;
+    /** --metrics-names (default 'kernway'). */
+    names?: MetricsNames;
+    /** 'ns/workload' of a pod address (Istio's destination_workload), from the configuration. */
+    workloadAt?: (ip: string) => string | undefined;
+  } = {}) {
     const r = this.registry;
+    this.names = opts.names ?? 'kernway';
+    this.workloadAt = opts.workloadAt;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: r, prefix: 'kernway_waypoint_' });
     const cells = (): RouteCell[] => [...this.cells.values()];
+    if (this.names === 'istio') this.registerIstio();
+    else this.registerKernway(cells);
+    this.denied = new Counter({ name: 'kernway_waypoint_authz_denied_total', help: 'Requests refused (403) by an AuthorizationPolicy', labelNames: ['policy', 'destination_service'], registers: [r] });
+    this.upstreamErrors = new Counter({ name: 'kernway_waypoint_upstream_errors_total', help: 'Failed exchanges with backends, by kind (connect, reset, protocol, timeout)', labelNames: ['destination_service', 'kind'], registers: [r] });
+    this.downstreamErrors = new Counter({ name: 'kernway_waypoint_downstream_errors_total', help: 'Connections or requests refused before routing (bad_request, header_too_large, header_timeout, proxy_protocol...)', labelNames: ['kind'], registers: [r] });
+    this.retries = new Counter({ name: 'kernway_waypoint_retries_total', help: 'Requests sent again to a backend', labelNames: ['destination_service'], registers: [r] });
+    this.mirrored = new Counter({ name: 'kernway_waypoint_mirrored_requests_total', help: 'Mirrored requests, by result (sent, failed, dropped)', labelNames: ['destination_service', 'result'], registers: [r] });
+    this.configReloads = new Counter({ name: 'kernway_waypoint_config_reloads_total', help: 'Configuration changes applied', labelNames: ['result'], registers: [r] });
+    this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r] });
+    this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r] });
+    this.connections = new Gauge({ name: 'kernway_waypoint_downstream_connections', help: 'Open connections from callers, by kind (gateway, mesh)', labelNames: ['kind'], registers: [r] });
+    const self = this;
+    new Gauge({ name: 'kernway_waypoint_active_requests', help: 'Requests in progress', registers: [r], collect() { this.set(self.active); } });
+    const upstream = opts.upstreamConnections;
+    if (upstream) {
+      new Gauge({ name: 'kernway_waypoint_upstream_connections', help: 'Open connections to backends (pooled HTTP/1.1 and h2c sessions)', registers: [r], collect() { this.set(upstream()); } });
+    }
+  }
+
+  private registerKernway(cells: () => RouteCell[]): void {
+    const r = this.registry;
     r.registerMetric(new CellMetric('kernway_waypoint_requests_total', 'HTTP requests handled, by route, destination Service, response code and calling workload', 'counter',
       () => cells().flatMap((c) => [...c.requests.values()].map((q) => ({ labels: { route: c.route, destination_service: c.destination, response_code: q.code, source_workload: q.source }, value: q.n })))) as never);
     r.registerMetric(new CellMetric('kernway_waypoint_request_duration_seconds', 'Time from the request\'s arrival to the end of the response', 'histogram', () => cells().flatMap((c) => {
@@ -83,25 +170,45 @@ export class WaypointMetrics {
       () => cells().filter((c) => c.requestBytes > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: c.requestBytes }))) as never);
     r.registerMetric(new CellMetric('kernway_waypoint_response_body_bytes_total', 'Response body bytes sent to callers', 'counter',
       () => cells().filter((c) => c.responseBytes > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: c.responseBytes }))) as never);
-    this.denied = new Counter({ name: 'kernway_waypoint_authz_denied_total', help: 'Requests refused (403) by an AuthorizationPolicy', labelNames: ['policy', 'destination_service'], registers: [r] });
-    this.upstreamErrors = new Counter({ name: 'kernway_waypoint_upstream_errors_total', help: 'Failed exchanges with backends, by kind (connect, reset, protocol, timeout)', labelNames: ['destination_service', 'kind'], registers: [r] });
-    this.downstreamErrors = new Counter({ name: 'kernway_waypoint_downstream_errors_total', help: 'Connections or requests refused before routing (bad_request, header_too_large, header_timeout, proxy_protocol...)', labelNames: ['kind'], registers: [r] });
-    this.retries = new Counter({ name: 'kernway_waypoint_retries_total', help: 'Requests sent again to a backend', labelNames: ['destination_service'], registers: [r] });
-    this.mirrored = new Counter({ name: 'kernway_waypoint_mirrored_requests_total', help: 'Mirrored requests, by result (sent, failed, dropped)', labelNames: ['destination_service', 'result'], registers: [r] });
-    this.configReloads = new Counter({ name: 'kernway_waypoint_config_reloads_total', help: 'Configuration changes applied', labelNames: ['result'], registers: [r] });
-    this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r] });
-    this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r] });
-    this.connections = new Gauge({ name: 'kernway_waypoint_downstream_connections', help: 'Open connections from callers, by kind (gateway, mesh)', labelNames: ['kind'], registers: [r] });
-    const self = this;
-    new Gauge({ name: 'kernway_waypoint_active_requests', help: 'Requests in progress', registers: [r], collect() { this.set(self.active); } });
-    const upstream = opts.upstreamConnections;
-    if (upstream) {
-      new Gauge({ name: 'kernway_waypoint_upstream_connections', help: 'Open connections to backends (pooled HTTP/1.1 and h2c sessions)', registers: [r], collect() { this.set(upstream()); } });
-    }
+  }
+
+  private registerIstio(): void {
+    const r = this.registry;
+    const all = (): IstioCell[] => [...this.istio.values()];
+    r.registerMetric(new CellMetric('istio_requests_total', 'Requests handled (Istio standard metric, reported by the kernway waypoint)', 'counter',
+      () => all().map((c) => ({ labels: c.labels, value: c.n }))) as never);
+    r.registerMetric(new CellMetric('istio_request_duration_milliseconds', 'Request duration in milliseconds (Istio standard metric)', 'histogram',
+      () => all().flatMap((c) => histogramValues('istio_request_duration_milliseconds', c.labels, ISTIO_DURATION_MS_BUCKETS, c.duration, c.durationSum, c.n))) as never);
+    r.registerMetric(new CellMetric('istio_request_bytes', 'Request body sizes in bytes (Istio standard metric)', 'histogram',
+      () => all().flatMap((c) => histogramValues('istio_request_bytes', c.labels, ISTIO_BYTES_BUCKETS, c.reqBytes, c.reqBytesSum, c.n))) as never);
+    r.registerMetric(new CellMetric('istio_response_bytes', 'Response body sizes in bytes (Istio standard metric)', 'histogram',
+      () => all().flatMap((c) => histogramValues('istio_response_bytes', c.labels, ISTIO_BYTES_BUCKETS, c.resBytes, c.resBytesSum, c.n))) as never);
+  }
+
+  /** Istio's labels of a request (reporter "waypoint", as Istio's ambient waypoints report). */
+  istioLabels(l: RequestLabels): Record<string, string> {
+    const src = splitWorkload(l.source);
+    const dstWl = l.upstream !== undefined ? this.workloadAt?.(addressOf(l.upstream)) : undefined;
+    const dst = dstWl ? splitWorkload(dstWl) : { namespace: 'unknown', name: 'unknown' };
+    const svc = l.destination === 'unknown' ? undefined : splitWorkload(l.destination);
+    return {
+      reporter: 'waypoint',
+      source_workload: src.name, source_workload_namespace: src.namespace,
+      source_principal: 'unknown', source_app: src.name, source_version: 'unknown',
+      source_canonical_service: src.name, source_canonical_revision: 'latest', source_cluster: 'Kubernetes',
+      destination_workload: dst.name, destination_workload_namespace: dst.namespace,
+      destination_principal: 'unknown', destination_app: dst.name, destination_version: 'unknown',
+      destination_canonical_service: dst.name, destination_canonical_revision: 'latest', destination_cluster: 'Kubernetes',
+      destination_service: svc ? `${svc.name}.${svc.namespace}.svc.cluster.local` : 'unknown',
+      destination_service_name: svc?.name ?? 'unknown', destination_service_namespace: svc?.namespace ?? 'unknown',
+      request_protocol: 'http', response_code: String(l.code), grpc_response_status: '', response_flags: '-',
+      connection_security_policy: 'none',
+    };
   }
 
   /** Record one finished request. */
   observe(l: RequestLabels, seconds: number, requestBodyBytes: number, responseBodyBytes: number): void {
+    if (this.names === 'istio') return this.observeIstio(l, seconds, requestBodyBytes, responseBodyBytes);
     const key = `${l.route}\u0000${l.destination}`;
     let c = this.cells.get(key);
     if (!c) {
@@ -120,6 +227,28 @@ export class WaypointMetrics {
     const q = c.requests.get(rk as string);
     if (q) q.n++;
     else c.requests.set(rk as string, { code: String(l.code), source: l.source, n: 1 });
+  }
+
+  private observeIstio(l: RequestLabels, seconds: number, reqBytes: number, resBytes: number): void {
+    const dst = l.upstream !== undefined ? this.workloadAt?.(addressOf(l.upstream)) ?? '' : '';
+    const key = `${l.source}\u0000${l.destination}\u0000${dst}\u0000${l.code}`;
+    let c = this.istio.get(key);
+    if (!c) {
+      if (this.istio.size > 50_000) this.istio.clear();
+      c = new IstioCell(this.istioLabels(l));
+      this.istio.set(key, c);
+    }
+    const ms = seconds * 1000;
+    c.n++;
+    const d = bucketOf(ISTIO_DURATION_MS_BUCKETS, ms);
+    if (d < c.duration.length) c.duration[d]!++;
+    c.durationSum += ms;
+    const q = bucketOf(ISTIO_BYTES_BUCKETS, reqBytes);
+    if (q < c.reqBytes.length) c.reqBytes[q]!++;
+    c.reqBytesSum += reqBytes;
+    const p = bucketOf(ISTIO_BYTES_BUCKETS, resBytes);
+    if (p < c.resBytes.length) c.resBytes[p]!++;
+    c.resBytesSum += resBytes;
   }
 
   /** After a configuration change. Series stay (counters never go back); the cells are bounded by the configuration's labels. */

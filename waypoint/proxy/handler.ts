@@ -441,7 +441,7 @@ export class RequestHandler {
     this.d.metrics.active--;
     const status = res.writableFinished ? res.statusCode : ex.reason === 'client_closed' || !res.headersSent ? 499 : res.statusCode;
     const seconds = (performance.now() - ex.start) / 1000;
-    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source }, seconds, ex.bytesIn, ex.bytesOut);
+    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream }, seconds, ex.bytesIn, ex.bytesOut);
     if (this.d.accessLog.enabled) {
       this.d.accessLog.write({
         method: ex.method, path: ex.path, protocol: ex.protocol, status, durationMs: Math.round(seconds * 1e6) / 1000,
@@ -528,7 +528,7 @@ export class RequestHandler {
     const up = http.request({ host: ep.address, port: ep.port, method: req.method, path: target.query ? `${path}?${target.query}` : path, headers: headers as unknown as http.OutgoingHttpHeaders, agent: false, setHost: false });
     const record = (code: number): void => {
       done();
-      this.d.metrics.observe({ route: rule.route, destination, code, source }, (performance.now() - start) / 1000, 0, 0);
+      this.d.metrics.observe({ route: rule.route, destination, code, source, upstream: endpointKey(ep) }, (performance.now() - start) / 1000, 0, 0);
     };
     up.once('upgrade', (ures, usock, uhead) => {
       const rh = forwardable(ures.rawHeaders, KEEP_UPGRADE);
