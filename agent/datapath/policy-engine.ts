@@ -21,9 +21,7 @@ import { EndpointManager, type EndpointInfo, type LocalPod } from './endpoints.j
 import { PolicyDatapath, emptyStats, type ApplyStats, type PolicyCapacities } from './policy.js';
 import { DROP_REASONS, zeroCounters, type DropReason, type EndpointCounters, type IdentVal } from './policy-codec.js';
 
-/** Namespace label naming the namespace's waypoint (a Gateway); its pods carry WAYPOINT_POD_LABEL=<name>. */
-export const USE_WAYPOINT_LABEL = 'kernway.io/use-waypoint';
-export const WAYPOINT_POD_LABEL = 'gateway.networking.k8s.io/gateway-name';
+import { USE_WAYPOINT_LABEL, WAYPOINT_OPT_OUT, WAYPOINT_POD_LABEL } from '../../model/waypoint-binding.js';
 
 export interface PolicyEngineOptions {
   /** This node: pods with spec.nodeName equal to it are endpoints. */
@@ -266,7 +264,7 @@ export class PolicyEngine {
     const out = new Map<string, number[]>();
     for (const ns of this.namespaces.values()) {
       const name = ns.labels[USE_WAYPOINT_LABEL];
-      if (!name) continue;
+      if (!name || name === WAYPOINT_OPT_OUT) continue;
       const ids = new Set<number>();
       for (const pod of this.pods) {
         if (pod.namespace === ns.name && pod.labels[WAYPOINT_POD_LABEL] === name) {
