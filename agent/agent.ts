@@ -22,6 +22,8 @@ import { checkKernel, checkSockLb, loadSockLb, type SockLb } from './datapath/so
 import { PolicyDatapath } from './datapath/policy.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
+import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
+import { waypointBindings } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
 import { TcpMetrics, modelResolver } from './metrics/tcp.js';
@@ -51,6 +53,8 @@ export interface AgentStatus {
   reusedMaps: boolean;
   /** Same-node acceleration (absent when it could not be loaded). */
   sockmap?: SockmapStatus;
+  /** Service HTTP ports handed to a waypoint (docs/waypoint-handoff.md), and the kernel's counters. */
+  waypoints?: { frontends: readonly WaypointFrontend[]; stats: WpStats };
 }
 
 /** Per-Service counters read from the kernel, summed over the Service's frontends. */
@@ -71,6 +75,7 @@ export class Agent {
   /** L4 metrics from the kernel's connection records (--tcp-metrics). */
   readonly tcp: TcpMetrics | undefined;
   private sync: ServiceSync | undefined;
+  private wpSync: WaypointSync | undefined;
   private source: StandaloneSource | undefined;
   private table: ServiceTableBuilder | undefined;
   private admin: AdminServer | undefined;
@@ -214,6 +219,7 @@ export class Agent {
       this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
       this.conns = await this.loadConnMetrics();
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
+      this.wpSync = new WaypointSync(this.lb.wpMaps);
       this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
       if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
     } catch (e) {
@@ -274,6 +280,7 @@ export class Agent {
         this.problems.push({ code: 'KW_MAP_FULL', file: '', message: full });
         this.metrics.manifestProblems.set(this.problems.length);
       }
+      this.applyWaypoints(s);
       const ms = performance.now() - t0;
       // A partial install counts as a failed reconcile: not ready, and the next one is whole.
       this.lastReconcile = { at: new Date().toISOString(), ms, result, ...(full ? { error: full } : {}) };
@@ -289,6 +296,20 @@ export class Agent {
       this.log.error({ generation: s.generation, code: (e as { code?: string }).code, err: errorMessage(e) }, 'reconcile failed; the maps keep the last good state');
       for (const fn of this.observers) fn({ ms, error: e, generation: s.generation });
       this.updateReadiness();
+    }
+  }
+
+  /** Service HTTP ports bound to a waypoint: to its pods at connect(), or refused (docs/waypoint-handoff.md). */
+  private applyWaypoints(s: StandaloneSnapshot): void {
+    if (!this.wpSync || !this.sync) return;
+    const b = waypointBindings(s.model);
+    for (const p of b.problems) this.problems.push({ ...p });
+    if (b.problems.length > 0) this.metrics.manifestProblems.set(this.problems.length);
+    const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined });
+    const r = this.wpSync.apply(plan);
+    if (r.writes + r.deletes > 0) {
+      this.log.info({ generation: s.generation, bound: plan.frontends.length, refused: plan.frontends.filter((f) => f.pods.length === 0).length,
+        writes: r.writes, deletes: r.deletes }, 'waypoint hand-off updated');
     }
   }
 
@@ -406,6 +427,7 @@ export class Agent {
     };
     if (this.lastReconcile) st.lastReconcile = this.lastReconcile;
     if (this.sockmap) st.sockmap = this.sockmap.status();
+    if (this.wpSync && this.wpSync.frontends.length > 0) st.waypoints = { frontends: this.wpSync.frontends, stats: this.wpSync.stats() };
     return st;
   }
 

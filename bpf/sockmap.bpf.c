@@ -9,12 +9,16 @@
 #include "kw_common.h"
 #include <bpf/bpf_core_read.h>
 #include "sockmap.h"
+#include "waypoint_msg.h"
 
 SEC("sockops")
 int kw_sm_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		kw_sm_established(skops);
+		kw_wp_established(skops); /* after: a socket the accelerator took is left as it is */
+		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		kw_sm_established(skops);
 		break;
@@ -33,6 +37,13 @@ int kw_sm_sockops(struct bpf_sock_ops *skops)
 SEC("sk_msg")
 int kw_sm_msg(struct sk_msg_md *msg)
 {
+	int stack_only = 0;
+
+	/* A socket redirected to a waypoint: its PROXY header first (waypoint_msg.h). */
+	if (kw_wp_msg(msg, &stack_only) != SK_PASS)
+		return SK_DROP;
+	if (stack_only)
+		return SK_PASS;
 	return kw_sm_verdict(msg);
 }
 

@@ -22,6 +22,7 @@ import { LB_LAYOUTS } from './codec.js';
 import { checkBpffsFolder, checkCgroupLinks, detachCgroupLinks, removeEmptyDir, unpinOwnMaps } from './pins.js';
 import { LB_MAP_NAMES, type LbCapacities, type LbMapName, type LbMaps } from './lb-maps.js';
 import { checkSubsystem, type AttachResult, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
+import { WP_LAYOUTS, WP_MAP_NAMES, type WpMapName } from './waypoint-sync.js';
 
 export const SOCK_LB_PROGRAMS: ReadonlyArray<readonly [string, CgroupAttachType]> = [
   ['kw_connect4', 'connect4'], ['kw_connect6', 'connect6'],
@@ -52,6 +53,8 @@ export interface SockLbOptions {
 
 export interface SockLb {
   maps: LbMaps;
+  /** The waypoint hand-off's maps (agent/datapath/waypoint-sync.ts). */
+  wpMaps: Record<WpMapName, BpfMap>;
   /** True when the maps were adopted from pins (a restart), false when created now. */
   reusedMaps: boolean;
   /** Maps an upgrade changed the layout of: their entries were moved into new maps (docs/upgrade.md). */
@@ -125,8 +128,10 @@ export function sockLbSpec(opts: SockLbOptions, layout: { maps: string; cgroupLi
     what: 'the socket load balancer',
     objects: [{ path: opts.objectPath ?? defaultObjectPath(), rodata: opts.tunables ?? {} }],
     mapsDir: layout.maps,
-    maps: LB_MAP_NAMES,
-    layouts: LB_LAYOUTS,
+    maps: [...LB_MAP_NAMES, ...WP_MAP_NAMES],
+    layouts: { ...LB_LAYOUTS, ...WP_LAYOUTS },
+    // Socket storage cannot be copied into a new map: the sockets redirected to a waypoint keep theirs.
+    keep: ['kw_wp_sk'],
     codec: 'agent/datapath/codec.ts',
     capacities: opts.capacities ?? {},
     linksDir: layout.cgroupLinks,
@@ -164,7 +169,7 @@ export async function loadSockLb(opts: SockLbOptions): Promise<SockLb> {
     updatedLinks: attached.updated.length, createdLinks: attached.created.length,
   }, 'socket load balancer attached');
   return {
-    maps: lbMaps(sub), reusedMaps: sub.reusedMaps, migratedMaps: [...sub.migrated],
+    maps: lbMaps(sub), wpMaps: Object.fromEntries(WP_MAP_NAMES.map((n) => [n, sub.map(n)])) as Record<WpMapName, BpfMap>, reusedMaps: sub.reusedMaps, migratedMaps: [...sub.migrated],
     updatedLinks: attached.updated, createdLinks: attached.created, close: () => sub.close(),
   };
 }
@@ -208,6 +213,6 @@ export function uninstall(bpffsDir: string, cgroupPath?: string): UninstallResul
 /** The names the balancer and the accelerator pin under links/cg-<id>/ and maps/. */
 export const OWN_LINKS: ReadonlySet<string> = new Set([...SOCK_LB_PROGRAMS.map(([p]) => p), 'kw_sm_msg', 'kw_sm_sockops', 'kw_sm_recv_prog', 'kw_cm_sockops']);
 export const OWN_MAPS: ReadonlySet<string> = new Set([
-  ...LB_MAP_NAMES, 'kw_sm_hash', 'kw_sm_sk', 'kw_sm_io', 'kw_sm_rx', 'kw_sm_ck', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats',
+  ...LB_MAP_NAMES, ...WP_MAP_NAMES, 'kw_sm_hash', 'kw_sm_sk', 'kw_sm_io', 'kw_sm_rx', 'kw_sm_ck', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats',
   'kw_cm_events', 'kw_cm_sk', 'kw_cm_stats',
 ]);

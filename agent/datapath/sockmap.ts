@@ -26,6 +26,7 @@ import { scalar, struct, type MapLayout } from './layout.js';
 import { planMap } from './plan.js';
 import { checkSubsystem, type AttachResult, type LoadedSubsystem, type SubsystemPlan, type SubsystemSpec } from './loader.js';
 import { pinLayout } from './sock-lb.js';
+import { WP_LAYOUTS, WP_SHARED_MAPS } from './waypoint-sync.js';
 
 export const SOCKMAP_MAP_NAMES = [
   'kw_sm_hash', 'kw_sm_sk', 'kw_sm_io', 'kw_sm_rx', 'kw_sm_ck', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats',
@@ -195,15 +196,16 @@ export class Sockmap {
         },
       }],
       mapsDir: layout.maps,
-      maps: SOCKMAP_MAP_NAMES,
-      layouts: SM_LAYOUTS,
+      // kw_wp_sk and kw_wp_stats: the waypoint hand-off's, shared with the load balancer (bpf/include/waypoint.h).
+      maps: [...SOCKMAP_MAP_NAMES, ...WP_SHARED_MAPS],
+      layouts: { ...SM_LAYOUTS, kw_wp_stats: WP_LAYOUTS.kw_wp_stats! },
       codec: 'agent/datapath/sockmap.ts',
       capacities: opts.capacities ?? {},
       sized: SIZED_MAPS,
       // kw_sm_rx and kw_sm_ck have an entry per socket of kw_sm_hash: new ones follow its size.
       follow: Object.fromEntries(PER_SOCKET_MAPS.map((n) => [n, 'kw_sm_hash'])),
       // Replacing the sockhash would drop every socket's unread redirected bytes; socket storage cannot be copied.
-      keep: ['kw_sm_hash', 'kw_sm_sk', 'kw_sm_io'],
+      keep: ['kw_sm_hash', 'kw_sm_sk', 'kw_sm_io', 'kw_wp_sk'],
       capacityHint: 'replacing kw_sm_hash would cut every accelerated connection',
       linksDir: layout.cgroupLinks!,
       links: [

@@ -49,6 +49,9 @@ static __always_inline int kw_sock_refuse(__u32 svc_id)
 	return KW_SOCK_DENY;
 }
 
+/* The hand-off of HTTP ports to the waypoint (uses the helpers above). */
+#include "waypoint_connect.h"
+
 /* connect4/6 and sendmsg4/6: a ClusterIP:port becomes a backend's address:port. */
 static __always_inline int kw_sock_forward(struct bpf_sock_addr *ctx, int v4)
 {
@@ -68,8 +71,17 @@ static __always_inline int kw_sock_forward(struct bpf_sock_addr *ctx, int v4)
 
 	/* Most connections are not to a Service: one lookup and out. */
 	sv = bpf_map_lookup_elem(&kw_svc, &key);
-	if (!sv)
+	if (!sv) {
+		/* A waypoint's mesh port is reached only through the kernel's redirect. */
+		if (proto == KW_IPPROTO_TCP && kw_wp_guard_check(ctx, &key.addr, key.port))
+			return KW_SOCK_DENY;
 		return KW_SOCK_ALLOW;
+	}
+	if (proto == KW_IPPROTO_TCP) {
+		r = kw_wp_forward(ctx, v4, &key, sv->svc_id);
+		if (r >= 0)
+			return r;
+	}
 	if (sv->flags & (KW_SVC_F_MAGLEV | KW_SVC_F_AFFINITY))
 		kw_client_of(ctx, v4, &client);
 

@@ -1,0 +1,100 @@
+/**
+ * The kernel hands HTTP ports to the waypoint (issue 13), on one lab node, real kernel,
+ * real `kernway waypoint`, unmodified clients: plain curl (HTTP/1.1 and h2c) and node in
+ * the client pod dial the ClusterIP; an HTTPRoute with the Service as parent applies.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HandoffRig, PLAIN_VIP, VIP, VIP6 } from './rig.js';
+
+let rig: HandoffRig;
+
+beforeAll(async () => {
+  rig = await HandoffRig.start({ tag: 'handoff' });
+}, 120_000);
+
+afterAll(async () => {
+  await rig?.stop();
+});
+
+const pods = (out: string): string[] => out.trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { pod: string }).pod);
+
+describe('hand-off: pod -> ClusterIP (HTTP port) -> kernel redirect -> waypoint -> backend', () => {
+  it('HTTP/1.1: the header match of the HTTPRoute sends x-canary to v2; the access log names the client pod and the ClusterIP', async () => {
+    const r = await rig.curl(['-H', 'x-canary: yes', `http://${VIP}/a`, `http://${VIP}/b`, `http://${VIP}/c`].flatMap((a) => (a.startsWith('http') ? [a, '-w', '\n'] : [a])));
+    expect(r.code, r.err).toBe(0);
+    expect(pods(r.out)).toEqual(['v2', 'v2', 'v2']);
+    await rig.until(async () => rig.waypointOut.includes('"path":"/c"'), 'access log line');
+    const line = rig.waypointOut.split('\n').find((l) => l.includes('"path":"/c"'))!;
+    expect(line).toContain(`"sourceAddress":"${rig.client.ipv4}"`);
+    expect(line).toContain('front/client');
+    expect(line).toContain('shop/web:80');
+  });
+
+  it('HTTP/1.1: the weighted split holds (80/20 within ±10 points over 200 requests)', async () => {
+    const urls: string[] = [];
+    for (let i = 0; i < 200; i++) urls.push(`http://${VIP}/w${i}`, '-w', '\n');
+    const r = await rig.curl(urls);
+    expect(r.code, r.err).toBe(0);
+    const got = pods(r.out);
+    expect(got).toHaveLength(200);
+    const v1 = got.filter((p) => p === 'v1').length / got.length;
+    expect(v1).toBeGreaterThan(0.7);
+    expect(v1).toBeLessThan(0.9);
+  });
+
+  it('h2c (prior knowledge) and IPv6 ClusterIP go through the waypoint too', async () => {
+    const h2 = await rig.curl(['--http2-prior-knowledge', '-H', 'x-canary: yes', `http://${VIP}/h2`, '-w', '\n%{http_version}']);
+    expect(h2.code, h2.err).toBe(0);
+    expect(h2.out).toContain('"pod":"v2"');
+    expect(h2.out.trim().endsWith('2')).toBe(true);
+    const v6 = await rig.curl(['-H', 'x-canary: yes', `http://[${VIP6}]/v6`]);
+    expect(v6.code, v6.err).toBe(0);
+    expect(v6.out).toContain('"pod":"v2"');
+  });
+
+  it('getpeername() shows the ClusterIP, not the waypoint pod', async () => {
+    const script = `const s=require('net').connect(80,'${VIP}',()=>{console.log(s.remoteAddress+':'+s.remotePort);s.write('GET / HTTP/1.1\\r\\nhost: x\\r\\nx-canary: yes\\r\\n\\r\\n')});let b='';s.on('data',d=>{b+=d;if(b.includes('}')){console.log(b.includes('"pod":"v2"')||b);s.destroy()}})`;
+    const r = await rig.lab.exec(rig.client, process.execPath, ['-e', script], { timeoutMs: 10_000 });
+    expect(r.stdout.trim().split('\n'), r.stderr).toEqual([`${VIP}:80`, 'true']);
+  });
+
+  it('the non-HTTP port of the same Service and a Service of an unlabelled namespace stay L4 (no header reaches them)', async () => {
+    const script = `const s=require('net').connect(9000,'${VIP}',()=>s.write('hello\\n'));let b='';s.on('data',d=>{b+=d;if(b.split('\\n').length>2){console.log(JSON.stringify(b));s.destroy()}})`;
+    const r = await rig.lab.exec(rig.client, process.execPath, ['-e', script], { timeoutMs: 10_000 });
+    const text = JSON.parse(r.stdout.trim()) as string;
+    expect(text).toMatch(/^(v1|v2)\n\1 hello\n$/);
+    const plain = await rig.curl(['-H', 'x-canary: yes', `http://${PLAIN_VIP}/p`]);
+    expect(plain.code, plain.err).toBe(0);
+    expect(plain.out).toContain('"pod":"v1"'); // the only endpoint: the canary route is not applied
+  });
+
+  it('a direct connect() to the mesh port (a forged PROXY header) is refused with EPERM and reaches nothing', async () => {
+    const before = rig.wpSync.stats().meshDenied;
+    const script = `const s=require('net').connect(15019,'${rig.wp.ipv4}',()=>console.log('connected'));s.on('error',e=>console.log(e.code))`;
+    const r = await rig.lab.exec(rig.client, process.execPath, ['-e', script], { timeoutMs: 10_000 });
+    expect(r.stdout.trim()).toBe('EPERM');
+    expect(rig.wpSync.stats().meshDenied).toBe(before + 1);
+  });
+
+  it('the counters: connections redirected and headers written', () => {
+    const s = rig.wpSync.stats();
+    // One connection per curl run (it reuses it for every URL), one per node client.
+    expect(s.redirected).toBeGreaterThanOrEqual(5);
+    expect(s.headersWritten).toBe(s.redirected);
+    expect(s.headerFailed).toBe(0);
+  });
+
+  it('no ready waypoint pod: connect() fails at once with ECONNREFUSED (counted); when it comes back, new connections use it', async () => {
+    const refusedBefore = rig.wpSync.stats().refused;
+    rig.apply(rig.objects(false));
+    const r = await rig.curl([`http://${VIP}/down`]);
+    expect(r.code).toBe(7); // curl: failed to connect
+    expect(r.ms).toBeLessThan(2000);
+    expect(rig.wpSync.stats().refused).toBe(refusedBefore + 1);
+    expect(rig.wpSync.frontends.find((f) => f.frontend === `${VIP}:80`)?.reason).toMatch(/no ready/);
+    rig.apply(rig.objects(true));
+    const back = await rig.curl(['-H', 'x-canary: yes', `http://${VIP}/back`]);
+    expect(back.code, back.err).toBe(0);
+    expect(back.out).toContain('"pod":"v2"');
+  });
+});
