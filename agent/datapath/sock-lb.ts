@@ -132,6 +132,7 @@ export function sockLbSpec(opts: SockLbOptions, layout: { maps: string; cgroupLi
     layouts: { ...LB_LAYOUTS, ...WP_LAYOUTS },
     // Socket storage cannot be copied into a new map: the sockets redirected to a waypoint keep theirs.
     keep: ['kw_wp_sk'],
+    sized: [...LB_MAP_NAMES, 'kw_wp_svc', 'kw_wp_guard', 'kw_wp_exempt', 'kw_wp_stats'],
     codec: 'agent/datapath/codec.ts',
     capacities: opts.capacities ?? {},
     linksDir: layout.cgroupLinks,

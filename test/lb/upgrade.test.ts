@@ -111,7 +111,7 @@ describe('upgrade to a build whose map layout changed', () => {
       expect(plan.migrations.map((m) => m.map)).toEqual(['kw_revnat']);
       expect(plan.migrations[0]!.value.summary).toBe('added gen');
       expect(plan.migrations[0]!.key.summary).toBe('same layout');
-      expect([...plan.reuse].sort()).toEqual(['kw_affinity', 'kw_backend', 'kw_maglev', 'kw_slot', 'kw_svc', 'kw_svc_stats']);
+      expect([...plan.reuse].sort()).toEqual(['kw_affinity', 'kw_backend', 'kw_maglev', 'kw_slot', 'kw_svc', 'kw_svc_stats', 'kw_wp_exempt', 'kw_wp_guard', 'kw_wp_sk', 'kw_wp_stats', 'kw_wp_svc']);
     } finally {
       plan.close();
     }

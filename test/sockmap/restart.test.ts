@@ -95,6 +95,7 @@ describe('sockmap: agent restart', () => {
     expect(res.detached.map((d) => d.split('/')[1]).sort()).toEqual(['kw_sm_msg', 'kw_sm_recv_prog', 'kw_sm_sockops']);
     expect(res.unpinned.sort()).toEqual([
       'kw_sm_cfg', 'kw_sm_ck', 'kw_sm_handover', 'kw_sm_hash', 'kw_sm_io', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_rx', 'kw_sm_sk', 'kw_sm_stats',
+      'kw_wp_sk', 'kw_wp_stats', // shared with the load balancer: the waypoint hand-off (bpf/include/waypoint.h)
     ]);
     expect(existsSync(join(lab.bpffsDir, 'maps'))).toBe(false);
     // Nothing is attached any more: a new connection is plain TCP, and works.
