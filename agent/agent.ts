@@ -31,6 +31,7 @@ import { serviceHost, workloadOf } from '../model/workload.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
+import { KubeSource, type KubeSourceStatus } from '../sources/kube-source.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -55,6 +56,8 @@ export interface AgentStatus {
   sockmap?: SockmapStatus;
   /** Service HTTP ports handed to a waypoint (docs/waypoint-handoff.md), and the kernel's counters. */
   waypoints?: { frontends: readonly WaypointFrontend[]; stats: WpStats };
+  /** The Kubernetes API source: server, per-kind state, since when it is unreachable (absent with --standalone). */
+  api?: KubeSourceStatus;
 }
 
 /** Per-Service counters read from the kernel, summed over the Service's frontends. */
@@ -77,6 +80,8 @@ export class Agent {
   private sync: ServiceSync | undefined;
   private wpSync: WaypointSync | undefined;
   private source: StandaloneSource | undefined;
+  /** The Kubernetes API source (absent with --standalone). */
+  private kube: KubeSource | undefined;
   private table: ServiceTableBuilder | undefined;
   private admin: AdminServer | undefined;
   private http: MetricsServer | undefined;
@@ -189,9 +194,14 @@ export class Agent {
       await this.http.listen();
       // The kind registry checks every object; the address rules (--service-cidr) are this agent's own.
       const validate: ObjectValidator = (obj) => addressProblems(o.serviceCidr, obj);
-      this.source = new StandaloneSource(o.standalone, { log: this.log, debounceMs: o.debounceMs, validate });
+      if (o.standalone === undefined) {
+        this.kube = new KubeSource({ ...o.kubeTuning, kubeconfig: o.kubeconfig, nodeName: o.nodeName, log: this.log, validate });
+        this.log.info({ source: this.kube.description }, 'reading the Kubernetes API; nothing is written to the kernel before every kind has synced once');
+        this.http.setReady(false, `starting: syncing with ${this.kube.description}`);
+      }
+      this.source = new StandaloneSource(this.kube ?? o.standalone!, { log: this.log, debounceMs: o.debounceMs, validate });
       const first = await this.source.start();
-      if (first.objects === 0 && first.problems.length === 0) {
+      if (o.standalone !== undefined && first.objects === 0 && first.problems.length === 0) {
         this.log.warn({ dir: o.standalone }, 'the manifest directory holds no manifests (*.yaml, *.yml, *.json) of a kind kernway reads: nothing to balance until some are added');
       }
       // Snapshots that arrive while the programs load are applied when they are (apply() waits for the maps).
@@ -428,6 +438,7 @@ export class Agent {
     if (this.lastReconcile) st.lastReconcile = this.lastReconcile;
     if (this.sockmap) st.sockmap = this.sockmap.status();
     if (this.wpSync && this.wpSync.frontends.length > 0) st.waypoints = { frontends: this.wpSync.frontends, stats: this.wpSync.stats() };
+    if (this.kube) st.api = this.kube.status();
     return st;
   }
 

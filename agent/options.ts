@@ -7,11 +7,19 @@ import { isAbsolute } from 'node:path';
 import { InvalidArgumentError, KernwayError } from '../common/errors.js';
 import { parseHostPort } from '../common/host-port.js';
 import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
+import type { KubeSourceOptions } from '../sources/kube-source.js';
 import { DEFAULT_SERVICE_CIDR, parseServiceRange, type ServiceRange } from '../k8s/service-range.js';
 
 export interface AgentOptions {
-  /** Directory of Kubernetes manifests (standalone mode). */
-  standalone: string;
+  /** Directory of Kubernetes manifests (standalone mode); absent: the Kubernetes API. */
+  standalone?: string;
+  /**
+   * The Kubernetes API source (no --standalone): --kubeconfig PATH, or undefined for
+   * kubectl's conventions (KUBECONFIG, ~/.kube/config, then the in-cluster configuration).
+   */
+  kubeconfig?: string;
+  /** Timings of the Kubernetes API source (tests and benches; defaults for a real node). */
+  kubeTuning?: KubeTuning;
   /** This node's name (internalTrafficPolicy: Local). */
   nodeName: string;
   /** cgroup v2 directory whose processes are balanced. */
@@ -38,15 +46,17 @@ export interface AgentOptions {
   tcpMetricsMaxLabelSets: number;
 }
 
+export type KubeTuning = Readonly<Pick<KubeSourceOptions, 'pageSize' | 'watchTimeoutSeconds' | 'backoff' | 'batchMs' | 'missingRetryMs'>>;
+
 export interface RawAgentOptions {
-  standalone?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
+  standalone?: unknown; kubeconfig?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
   metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown; sockmap?: unknown;
-  serviceCidr?: unknown; tcpMetrics?: unknown; tcpMetricsMaxLabelSets?: unknown;
+  serviceCidr?: unknown; tcpMetrics?: unknown; tcpMetricsMaxLabelSets?: unknown; kubeTuning?: KubeTuning;
 }
 
 function path(name: string, v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new InvalidArgumentError(name, 'a path', v);
-  if (!isAbsolute(v) && !name.startsWith('--standalone')) throw new InvalidArgumentError(name, 'an absolute path', v);
+  if (!isAbsolute(v) && !name.startsWith('--standalone') && name !== '--kubeconfig') throw new InvalidArgumentError(name, 'an absolute path', v);
   return v;
 }
 
@@ -68,8 +78,10 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
   }
   const debounceMs = raw.debounceMs ?? 20;
   if (typeof debounceMs !== 'number' || !Number.isFinite(debounceMs) || debounceMs < 0) throw new InvalidArgumentError('debounceMs', 'a number >= 0', debounceMs);
+  if (raw.standalone !== undefined && raw.kubeconfig !== undefined) {
+    throw new InvalidArgumentError('--kubeconfig', 'not both --standalone DIR and --kubeconfig PATH (one source)', raw.kubeconfig);
+  }
   const opts: AgentOptions = {
-    standalone: path('--standalone', raw.standalone),
     nodeName,
     cgroup: path('--cgroup', raw.cgroup),
     bpffs: path('--bpffs', raw.bpffs),
@@ -82,6 +94,9 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
     tcpMetrics: onOff('--tcp-metrics', raw.tcpMetrics),
     tcpMetricsMaxLabelSets: labelSets(raw.tcpMetricsMaxLabelSets),
   };
+  if (raw.standalone !== undefined) opts.standalone = path('--standalone', raw.standalone);
+  if (raw.kubeconfig !== undefined) opts.kubeconfig = path('--kubeconfig', raw.kubeconfig);
+  if (raw.kubeTuning !== undefined) opts.kubeTuning = Object.freeze({ ...raw.kubeTuning });
   if (raw.objectPath !== undefined) opts.objectPath = path('--bpf-object', raw.objectPath);
   return Object.freeze(opts);
 }

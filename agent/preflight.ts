@@ -80,7 +80,7 @@ export function ensureBpffsDir(path: string): void {
 
 /** Every check of the agent's paths, in the order a user would fix them. */
 export function preflight(o: Readonly<AgentOptions>): void {
-  checkManifestDir(o.standalone);
+  if (o.standalone !== undefined) checkManifestDir(o.standalone);
   checkAdminSocketPath(o.adminSocket);
   checkCgroup(o.cgroup);
   checkBpffs(o.bpffs);

@@ -8,11 +8,13 @@ import { DEFAULT_SERVICE_CIDR } from '../k8s/service-range.js';
 import { parseCommandOptions } from './args.js';
 import type { Command } from './command.js';
 
-const USAGE = `kernway agent --standalone DIR [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
+const USAGE = `kernway agent [--kubeconfig PATH | --standalone DIR] [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
                      [--service-cidr CIDR[,CIDR]] [--tcp-metrics on|off] [--tcp-metrics-max-label-sets N]
                      [--map-capacity MAP=N[,MAP=N...]] [--bpf-object PATH]
 
+  --kubeconfig PATH           read the Kubernetes API with this kubeconfig (the default source: without it,
+                              KUBECONFIG, ~/.kube/config, or in a pod its in-cluster configuration)
   --standalone DIR            read Services and EndpointSlices from YAML manifests in DIR (watched)
   --node-name NAME            this node's name, for internalTrafficPolicy: Local (default: hostname)
   --cgroup PATH               cgroup v2 whose processes are balanced (default: the cgroup2 root)
@@ -39,6 +41,7 @@ export const command: Command = {
   async run(argv) {
     const values = parseCommandOptions('agent', USAGE, argv, {
       standalone: { type: 'string' },
+      kubeconfig: { type: 'string' },
       'node-name': { type: 'string' },
       cgroup: { type: 'string' },
       bpffs: { type: 'string' },
@@ -52,15 +55,12 @@ export const command: Command = {
       'bpf-object': { type: 'string' },
     });
     if (!values) return 2;
-    if (values.standalone === undefined) {
-      console.error(`kernway agent: --standalone DIR is required (the Kubernetes API source is not built yet)\nusage: ${USAGE}`);
-      return 2;
-    }
     let opts;
     try {
       opts = validateAgentOptions({
         standalone: values.standalone,
-        nodeName: values['node-name'] ?? defaultNodeName(),
+        kubeconfig: values.kubeconfig === undefined ? undefined : resolve(values.kubeconfig),
+        nodeName: values['node-name'] ?? process.env.NODE_NAME ?? defaultNodeName(),
         cgroup: values.cgroup ?? cgroup2Root(),
         bpffs: values.bpffs ?? DEFAULTS.bpffs,
         adminSocket: values['admin-socket'] ?? DEFAULTS.adminSocket,

@@ -53,6 +53,8 @@ export function renderStatus(st: StatusReport): string {
     ['service ports balanced', st.frontends],
     ['maps adopted from pins', st.reusedMaps ? 'yes (restart)' : 'no (first start)'],
     ['last reconcile', rec ? `${rec.at} in ${rec.ms.toFixed(1)} ms${rec.error ? ` FAILED: ${rec.error}` : ''}` : 'none yet'],
+    ...(st.api ? [['API server', `${st.api.server}: ${st.api.unreachableSince ? `unreachable since ${st.api.unreachableSince} (the maps keep the last state)`
+      : st.api.synced ? 'connected' : 'syncing'}`] as [string, string]] : []),
   ], [{ header: 'AGENT', value: (r) => r[0] }, { header: '', value: (r) => r[1] }]));
   if (st.problems.length > 0) {
     out.push('', `${st.problems.length} manifest problem(s) (the last good content of those files stays in force):`);
@@ -62,6 +64,16 @@ export function renderStatus(st: StatusReport): string {
       { header: 'OBJECT', value: (p) => p.object ?? '' },
       { header: 'FIELD', value: (p) => p.field ?? '' },
       { header: 'MESSAGE', value: (p) => p.message },
+    ]));
+  }
+  if (st.api) {
+    out.push('', formatTable(st.api.kinds, [
+      { header: 'KIND', value: (k) => k.kind },
+      { header: 'API VERSION', value: (k) => k.apiVersion ?? '-' },
+      { header: 'STATE', value: (k) => k.state },
+      { header: 'OBJECTS', value: (k) => k.objects },
+      { header: 'RELISTS', value: (k) => k.relists },
+      { header: 'LAST ERROR', value: (k) => k.lastError ?? '' },
     ]));
   }
   if (st.maps && st.maps.length > 0) {

@@ -47,6 +47,8 @@ export interface ClusterOptions {
    * labImages(): `kernway` runs this checkout's CLI.
    */
   images?: Record<string, string[]>;
+  /** More kube-apiserver flags (e.g. '--watch-cache=false', '--etcd-compaction-interval=2s' to make watches expire). */
+  apiserverArgs?: readonly string[];
 }
 
 /** The lab's default image map: kernway's image (any registry, any tag) is this checkout's CLI. */
@@ -103,6 +105,7 @@ export class Cluster {
   private readonly sockets = new Set<Socket>();
   private stopped = false;
   private images: Record<string, string[]> = {};
+  private apiserverArgs: readonly string[] = [];
 
   private constructor(tag: string, baseDir: string) {
     this.tag = tag;
@@ -129,6 +132,7 @@ export class Cluster {
     kubeBinDir();
     const c = new Cluster(tag, opts.baseDir ?? defaultBaseDir());
     c.images = { ...labImages(), ...opts.images };
+    c.apiserverArgs = opts.apiserverArgs ?? [];
     try {
       await c.boot(nodes, opts.kubeProxy === true);
     } catch (e) {
@@ -188,14 +192,7 @@ export class Cluster {
         '--listen-peer-urls=http://127.0.0.1:2380', '--initial-advertise-peer-urls=http://127.0.0.1:2380',
         '--initial-cluster=lab=http://127.0.0.1:2380', '--log-level=warn',
       ]);
-      this.spawnProc('kube-apiserver', cpCgroup, this.cpNetns, kubeBin('kube-apiserver'), [
-        '--etcd-servers=http://127.0.0.1:2379', `--advertise-address=${CP_IP}`, '--bind-address=0.0.0.0', `--secure-port=${API_PORT}`,
-        `--tls-cert-file=${pki}/apiserver.crt`, `--tls-private-key-file=${pki}/apiserver.key`, `--client-ca-file=${pki}/ca.crt`,
-        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-signing-key-file=${pki}/sa.key`, `--service-account-key-file=${pki}/sa.pub`,
-        `--service-cluster-ip-range=${SERVICE_CIDR}`, '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
-        '--allow-privileged=true', `--cert-dir=${join(this.dir, 'apiserver-certs')}`, '--profiling=false', '--v=1',
-      ]);
+      this.spawnApiServer();
       await this.startForwarder();
       this.api = new KubeApi(credentialsFromKubeconfig(this.kubeconfig));
       await waitFor('the API server to be ready', async () => (this.failIfExited(), await this.api.request<string>('GET', '/readyz', undefined, undefined, 2000).then(() => true)), 60_000, 100);
@@ -227,6 +224,41 @@ export class Cluster {
     });
     this.timings.total = Math.round(performance.now() - t0);
     writeFileSync(join(this.dir, 'cluster.json'), JSON.stringify(this.describe(), null, 2) + '\n');
+  }
+
+  /** The kube-apiserver process (with ClusterOptions.apiserverArgs). */
+  private spawnApiServer(): ChildProcess {
+    const pki = join(this.dir, 'pki');
+    return this.spawnProc('kube-apiserver', join(this.cgroupPath, 'control-plane'), this.cpNetns, kubeBin('kube-apiserver'), [
+      '--etcd-servers=http://127.0.0.1:2379', `--advertise-address=${CP_IP}`, '--bind-address=0.0.0.0', `--secure-port=${API_PORT}`,
+        `--tls-cert-file=${pki}/apiserver.crt`, `--tls-private-key-file=${pki}/apiserver.key`, `--client-ca-file=${pki}/ca.crt`,
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        `--service-account-signing-key-file=${pki}/sa.key`, `--service-account-key-file=${pki}/sa.pub`,
+        `--service-cluster-ip-range=${SERVICE_CIDR}`, '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
+        '--allow-privileged=true', `--cert-dir=${join(this.dir, 'apiserver-certs')}`, '--profiling=false', '--v=1',
+      ...this.apiserverArgs,
+    ]);
+  }
+
+  /**
+   * Stops the API server (SIGKILL: an outage, not a shutdown); etcd and everything else keep
+   * running. Clients see connections reset and refused until startApiServer().
+   */
+  async stopApiServer(): Promise<void> {
+    const i = this.procs.findIndex((p) => p.name === 'kube-apiserver' && p.child.exitCode === null && p.child.signalCode === null);
+    if (i < 0) return;
+    const p = this.procs[i]!;
+    this.procs.splice(i, 1);
+    const exited = new Promise<void>((r) => p.child.once('exit', () => r()));
+    p.child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts the API server again (after stopApiServer) and waits until it is ready. */
+  async startApiServer(): Promise<void> {
+    if (this.procs.some((p) => p.name === 'kube-apiserver')) return;
+    this.spawnApiServer();
+    await waitFor('the API server to be ready again', async () => (this.failIfExited(), await this.api.request<string>('GET', '/readyz', undefined, undefined, 2000).then(() => true)), 60_000, 100);
   }
 
   /** Throws KW_LAB_START, with the tail of its log, when a lab process has exited. */

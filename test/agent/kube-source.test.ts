@@ -1,0 +1,197 @@
+/**
+ * `kernway agent --kubeconfig` against the real API server of a lab cluster (1.20: only
+ * discovery.k8s.io/v1beta1 EndpointSlices), balancing in the real kernel (a lab's pods):
+ * Services, EndpointSlices, Pods and policies changed with kubectl reach the kernel maps;
+ * missing CRDs are problems until installed; the API server killed for 30 s under traffic
+ * fails no connection and flushes nothing, and changes made around it arrive; watches that
+ * expire (410 Gone: the API server runs without a watch cache and compacts etcd every 2 s)
+ * relist without a flush.
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/log.js';
+import { projectRoot } from '../../common/version.js';
+import { Lab, type Pod } from '../../lab/index.js';
+import { Cluster } from '../../lab/cluster/index.js';
+import { Agent } from '../../agent/agent.js';
+import { validateAgentOptions } from '../../agent/options.js';
+import { uninstallAgent } from '../../agent/uninstall.js';
+import { renderStatus } from '../../cli/status.js';
+import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
+
+const NODE = 'node-a';
+const WEB = '10.96.0.50:80/TCP';
+let cluster: Cluster;
+let lab: Lab;
+let pods: Pod[];
+let client: Client;
+let agent: Agent;
+let root: string;
+
+async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function kubectl(args: string[], input?: unknown[]): Promise<void> {
+  await cluster.kubectl(args, input ? { input: input.map((d) => JSON.stringify(d)).join('\n') } : {});
+}
+
+function service(name: string, ip: string, labels: Record<string, string> = {}) {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop', labels },
+    spec: { clusterIP: ip, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } };
+}
+
+/** 1.20 serves EndpointSlices as discovery.k8s.io/v1beta1 only (node in topology). */
+function slice(name: string, svc: string, backends: Pod[], labels: Record<string, string> = {}) {
+  return { apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice',
+    metadata: { name, namespace: 'shop', labels: { 'kubernetes.io/service-name': svc, ...labels } },
+    addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    endpoints: backends.map((p) => ({ addresses: [p.ipv4], conditions: { ready: true }, topology: { 'kubernetes.io/hostname': NODE } })) };
+}
+
+const backendsOf = (frontend: string): string[] | undefined => agent.services().find((s) => s.frontend === frontend)?.backends;
+const ips = (ps: Pod[]): string[] => ps.map((p) => `${p.ipv4}:8080`).sort();
+
+beforeAll(async () => {
+  cluster = await Cluster.start({ tag: 'kubeapi', nodes: 1, apiserverArgs: ['--watch-cache=false', '--etcd-compaction-interval=2s'] });
+  lab = await Lab.create({ tag: 'kubeapi' });
+  const c = await lab.addPod('c');
+  pods = [await lab.addPod('b1'), await lab.addPod('b2'), await lab.addPod('b3')];
+  await Promise.all(pods.map((p) => startEcho(lab, p, p.name, 8080, 5353)));
+  client = new Client(lab, c);
+  root = mkdtempSync(join(tmpdir(), 'kernway-kube-agent-'));
+  await kubectl(['apply', '-f', '-'], [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }]);
+  await kubectl(['apply', '-f', '-'], [
+    service('web', '10.96.0.50'), slice('web-1', 'web', pods),
+    // Handed to another proxy: not kernway's.
+    service('other', '10.96.0.51', { 'service.kubernetes.io/service-proxy-name': 'elsewhere' }),
+    slice('other-1', 'other', pods, { 'service.kubernetes.io/service-proxy-name': 'elsewhere' }),
+  ]);
+}, 180_000);
+
+afterAll(async () => {
+  await agent?.drain().catch(() => undefined);
+  client?.close();
+  try { uninstallAgent(join(lab.bpffsDir, 'agent')); } catch { /* the lab removes the folder anyway */ }
+  await lab?.destroy();
+  await cluster?.stop();
+  if (root) rmSync(root, { recursive: true, force: true });
+}, 120_000);
+
+describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
+  it('syncs every kind, then balances the Services of the API server; missing CRDs are problems', async () => {
+    agent = new Agent(validateAgentOptions({
+      kubeconfig: cluster.kubeconfig, nodeName: NODE, cgroup: lab.cgroupPath, bpffs: join(lab.bpffsDir, 'agent'),
+      adminSocket: join(root, 'admin.sock'), metricsAddress: '127.0.0.1:0',
+      kubeTuning: { watchTimeoutSeconds: 4, missingRetryMs: 300, backoff: { initialMs: 100, maxMs: 1000 } },
+    }), createLogger('test-agent', 'silent'));
+    await agent.start();
+    expect(agent.ready).toBe(true);
+    // The cluster's own kubernetes Service, web, and not 'other'.
+    expect(agent.services().map((s) => s.frontend)).toEqual(['10.96.0.1:443/TCP', WEB]);
+    expect(backendsOf(WEB)).toEqual(ips(pods));
+    const st = agent.status();
+    expect(st.api?.synced).toBe(true);
+    expect(st.api?.kinds.find((k) => k.kind === 'EndpointSlice')?.apiVersion).toBe('discovery.k8s.io/v1beta1');
+    const missing = st.problems.filter((p) => p.code === 'KW_KUBE_KIND_MISSING').map((p) => p.object).sort();
+    expect(missing).toEqual(['AuthorizationPolicy', 'Gateway', 'GatewayClass', 'HTTPRoute', 'ReferenceGrant']);
+    const r = await client.send<Counts>({ op: 'tcp', host: '10.96.0.50', port: 80, n: 60 });
+    expect(r.errors).toEqual({});
+    expect(Object.keys(r.counts).sort()).toEqual(['b1', 'b2', 'b3']);
+  });
+
+  it('an EndpointSlice changed with kubectl reaches the maps', async () => {
+    await kubectl(['apply', '-f', '-'], [slice('web-1', 'web', [pods[0]!, pods[2]!])]);
+    await until('b2 gone from the maps', () => backendsOf(WEB)?.length === 2);
+    expect(backendsOf(WEB)).toEqual(ips([pods[0]!, pods[2]!]));
+    const r = await client.send<Counts>({ op: 'tcp', host: '10.96.0.50', port: 80, n: 40 });
+    expect(Object.keys(r.counts).sort()).toEqual(['b1', 'b3']);
+    // A new Service and its slice; then the Service deleted: gone from the maps.
+    await kubectl(['apply', '-f', '-'], [service('api', '10.96.0.52'), slice('api-1', 'api', [pods[1]!])]);
+    await until('api in the maps', () => backendsOf('10.96.0.52:80/TCP')?.length === 1);
+    await kubectl(['delete', '-n', 'shop', 'service', 'api']);
+    await until('api gone', () => backendsOf('10.96.0.52:80/TCP') === undefined);
+  });
+
+  it('CRDs installed later are read; a Pod and an AuthorizationPolicy reach the policy and pod maps', async () => {
+    const crds = [join(projectRoot(), 'deploy', 'crds'), join(projectRoot(), '..', 'shared', 'crds', 'gateway-api-standard')];
+    for (const d of crds) for (const f of readdirSync(d).filter((x) => x.endsWith('.yaml'))) await kubectl(['apply', '--validate=false', '-f', join(d, f)]); // 1.20's kubectl does not know x-kubernetes-validations
+    await until('every kind served', () => agent.status().problems.every((p) => p.code !== 'KW_KUBE_KIND_MISSING'), 30_000);
+    expect(agent.status().api?.kinds.every((k) => k.state === 'watching' || k.state === 'listing')).toBe(true);
+
+    // A pod of this node (no kubelet runs it: its status is written by hand) at b1's address.
+    await kubectl(['apply', '-f', '-'], [{ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'b1', namespace: 'shop', labels: { app: 'web' } },
+      spec: { nodeName: NODE, containers: [{ name: 'c', image: 'none', command: ['sleep', '1'] }] } }]);
+    await cluster.api.request('PATCH', '/api/v1/namespaces/shop/pods/b1/status', { status: { phase: 'Running', podIP: pods[0]!.ipv4, podIPs: [{ ip: pods[0]!.ipv4 }] } }, 'application/merge-patch+json');
+    await until('b1 a local pod in kw_sm_pods', () => agent.status().sockmap?.localPods === 1);
+
+    const before = agent.status().generation;
+    await kubectl(['apply', '-f', '-'], [{ apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name: 'web-allow', namespace: 'shop' },
+      spec: { selector: { matchLabels: { app: 'web' } }, action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['shop'] } }] }] } }]);
+    const report = await until('the policy in force', () => {
+      const rep = (agent as unknown as { policy: { report(): { policies: Array<{ key: string; selects: number }>; totals: { entries: number } } } }).policy.report();
+      return rep.policies.some((p) => p.key === 'shop/web-allow' && p.selects === 1) ? rep : undefined;
+    });
+    expect(report.totals.entries).toBeGreaterThan(0);
+    expect(agent.status().generation).toBeGreaterThan(before);
+  });
+
+  it('watches that expire (410 Gone) relist without flushing the maps', async () => {
+    const writes: number[] = [];
+    agent.onReconcile((ev) => { if (ev.result) writes.push(ev.result.deletes); });
+    const kinds = await until('a relist after a 410', () => {
+      const k = agent.status().api!.kinds.filter((x) => x.relists > 0);
+      return k.length > 0 ? k : undefined;
+    }, 60_000);
+    expect(kinds[0]!.lastRelistReason).toMatch(/compacted|too old|expired/i);
+    expect(backendsOf(WEB)).toEqual(ips([pods[0]!, pods[2]!]));
+    expect(writes.every((d) => d === 0)).toBe(true);
+  }, 90_000);
+
+  it('the API server killed for 30 s under traffic: no connection fails, nothing flushed, changes around it arrive', async () => {
+    let stop = false;
+    const errors: Record<string, number> = {};
+    let connections = 0;
+    const traffic = (async () => {
+      while (!stop) {
+        const r = await client.send<Counts>({ op: 'tcp', host: '10.96.0.50', port: 80, n: 10 });
+        for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+        connections += Object.values(r.counts).reduce((a, b) => a + b, 0);
+      }
+    })();
+    let minBackends = Infinity;
+    const watch = setInterval(() => { minBackends = Math.min(minBackends, backendsOf(WEB)?.length ?? 0); }, 50);
+    try {
+      // Just before: b2 back in web (may or may not arrive before the kill).
+      await kubectl(['apply', '-f', '-'], [slice('web-1', 'web', pods)]);
+      await cluster.stopApiServer();
+      const down = Date.now();
+      const since = await until('status says the API is unreachable', () => agent.status().api?.unreachableSince, 15_000);
+      expect(agent.status().problems.some((p) => p.code === 'KW_KUBE_UNREACHABLE' && p.message.includes(since))).toBe(true);
+      expect(renderStatus(agent.status())).toContain(`unreachable since ${since}`);
+      expect(agent.ready).toBe(true);
+      await new Promise((r) => setTimeout(r, Math.max(0, 30_000 - (Date.now() - down)))); // the outage under test
+      await cluster.startApiServer();
+      // Just after: a new Service.
+      await kubectl(['apply', '-f', '-'], [service('late', '10.96.0.53'), slice('late-1', 'late', [pods[2]!])]);
+      await until('the change made before the outage', () => backendsOf(WEB)?.length === 3, 60_000);
+      await until('the change made after the outage', () => backendsOf('10.96.0.53:80/TCP')?.length === 1, 60_000);
+      await until('the API reachable again', () => agent.status().api?.unreachableSince === undefined, 30_000);
+    } finally {
+      stop = true;
+      clearInterval(watch);
+      await traffic;
+    }
+    expect(errors).toEqual({});
+    expect(connections).toBeGreaterThan(100);
+    expect(minBackends).toBeGreaterThanOrEqual(2); // never flushed
+  }, 180_000);
+});
