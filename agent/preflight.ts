@@ -11,6 +11,7 @@ import { FS_MAGIC, MAX_UNIX_SOCKET_PATH, fsTypeOf, pseudoFs } from '../common/fs
 import { dirname } from 'node:path';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import type { AgentOptions } from './options.js';
+import { loadKubeConfig } from '../sources/kube-config.js';
 
 /** --standalone: an existing, readable directory on a real filesystem. */
 export function checkManifestDir(dir: string): void {
@@ -81,6 +82,7 @@ export function ensureBpffsDir(path: string): void {
 /** Every check of the agent's paths, in the order a user would fix them. */
 export function preflight(o: Readonly<AgentOptions>): void {
   if (o.standalone !== undefined) checkManifestDir(o.standalone);
+  else loadKubeConfig(o.kubeconfig); // KW_KUBE_CONFIG before anything is touched
   checkAdminSocketPath(o.adminSocket);
   checkCgroup(o.cgroup);
   checkBpffs(o.bpffs);

@@ -36,7 +36,12 @@ export function loadKubeConfig(path?: string, env: NodeJS.ProcessEnv = process.e
     } else if (env.KUBECONFIG) {
       const files = env.KUBECONFIG.split(':').filter((f) => f !== '' && existsSync(f));
       if (files.length === 0) throw new Error(`KUBECONFIG=${env.KUBECONFIG}: none of its files exists`);
-      kc.loadFromDefault({}, false);
+      // As kubectl: missing files are skipped, the first file's current-context wins.
+      files.forEach((f, i) => {
+        const one = new KubeConfig();
+        one.loadFromFile(f);
+        if (i === 0) kc.loadFromFile(f); else kc.mergeConfig(one, kc.getCurrentContext() !== '');
+      });
       origin = 'KUBECONFIG';
     } else if (existsSync(join(env.HOME ?? homedir(), '.kube', 'config'))) {
       kc.loadFromFile(join(env.HOME ?? homedir(), '.kube', 'config'));

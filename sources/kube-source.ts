@@ -21,7 +21,6 @@
  * had and what the API server lists (what vanished is deleted, what is unchanged is not
  * delivered at all), so the kernel is reconciled entry by entry and never flushed.
  */
-import { createInterface } from 'node:readline';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { KINDS, slimObject, validateObject, type KindInfo } from '../k8s/kinds.js';
@@ -393,13 +392,20 @@ class Reflector {
       this.src.reachability(undefined);
       this.state = 'watching';
       this.watches++;
-      const lines = createInterface({ input: res, crlfDelay: Infinity });
-      for await (const line of lines) {
+      // Newline-delimited JSON events; a reset connection rejects the iteration.
+      res.setEncoding('utf8');
+      let buf = '';
+      for await (const chunk of res as AsyncIterable<string>) {
         arm();
-        if (line === '') continue;
-        const ev = JSON.parse(line) as WatchEvent;
-        this.event(ev);
-        this.failures = 0;
+        buf += chunk;
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line.trim() === '') continue;
+          this.event(JSON.parse(line) as WatchEvent);
+          this.failures = 0;
+        }
       }
       if (res.errored) throw res.errored;
       if (!res.complete) throw new Error('the watch connection was cut');
