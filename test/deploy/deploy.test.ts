@@ -6,8 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../lab/cluster/index.js';
 import { waitFor } from '../../lab/cluster/proc.js';
-import { DEPLOY_DIR, asToken, installGatewayApiCrds, serviceAccountToken } from './helpers.js';
-import { containerLog, type PodJson } from '../cluster/helpers.js';
+import { DEPLOY_DIR, TokenApi, asToken, installGatewayApiCrds, modelFromApi, serviceAccountToken } from './helpers.js';
+import { apply, containerLog, type PodJson } from '../cluster/helpers.js';
+import { ClusterController } from '../../agent/cluster/controller.js';
+import { clusterStatusOf } from '../../waypoint/routing/status.js';
 
 const SA = 'system:serviceaccount:kernway-system:kernway-agent';
 
@@ -89,4 +91,76 @@ describe('deploy/ on the lab cluster', () => {
     expect(review.status).toBe(201);
     expect(JSON.parse(review.body).status.user.username).toBe(SA);
   }, 60_000);
+
+  it('leader election: two agents race for the Lease, exactly one writes HTTPRoute, Gateway and GatewayClass status; the other takes over when it stops', async () => {
+    await apply(cluster, [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } },
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'shop' }, spec: { gatewayClassName: 'kernway', listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }] } },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: 'shop' },
+        spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] },
+      },
+    ]);
+    // Another implementation's entry, which kernway must keep.
+    const route = await cluster.api.get<Record<string, any>>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web'); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const foreign = { parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: 'shop', name: 'theirs' }, controllerName: 'example.com/other', conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'theirs', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }] };
+    await cluster.api.put('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web/status', { ...route, status: { parents: [foreign] } });
+
+    const token = await serviceAccountToken(cluster, 'kernway-system', 'kernway-agent');
+    const lease = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 };
+    const agents = ['node-1', 'node-2'].map((identity) => new ClusterController(new TokenApi(cluster, token), { identity, computeStatus: clusterStatusOf, lease }));
+    try {
+      const model = await modelFromApi(cluster);
+      for (const a of agents) { a.update(model); a.start(); }
+      const leader = await waitFor('a leader that wrote status', () => agents.find((a) => a.isLeader && a.rounds > 0), 20_000, 50);
+      const other = agents.find((a) => a !== leader)!;
+      await waitFor('the other candidate to have tried the Lease', () => (other.elector as unknown as { observed?: unknown }).observed, 5_000, 50);
+      expect(other.isLeader).toBe(false);
+      expect(other.writer.totals.written).toBe(0);
+      expect(leader.writer.totals.written).toBeGreaterThanOrEqual(3); // 2 GatewayClasses, the Gateway, the route
+      const held = await cluster.api.get<{ spec: { holderIdentity: string } }>('/apis/coordination.k8s.io/v1/namespaces/kernway-system/leases/kernway-agent');
+      expect(held.spec.holderIdentity).toBe(leader.elector.identity);
+
+      const yaml = (await cluster.kubectl(['get', 'httproute', 'web', '-n', 'shop', '-o', 'yaml'])).stdout;
+      expect(yaml).toMatch(/controllerName: kernway\.io\/gateway-controller/);
+      expect(yaml).toMatch(/controllerName: example\.com\/other/);
+      const st = (await cluster.api.get<{ status: { parents: Array<{ controllerName: string; parentRef: { name: string }; conditions: Array<{ type: string; status: string; reason: string }> }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web')).status;
+      expect(st.parents).toHaveLength(2);
+      expect(st.parents[0]).toEqual(foreign);
+      const ours = st.parents.find((p) => p.controllerName === 'kernway.io/gateway-controller')!;
+      expect(ours.parentRef.name).toBe('edge');
+      expect(ours.conditions.map((c) => [c.type, c.status, c.reason])).toEqual([['Accepted', 'True', 'Accepted'], ['ResolvedRefs', 'True', 'ResolvedRefs']]);
+      const gw = (await cluster.api.get<{ status: { conditions: Array<{ type: string; status: string }>; listeners: Array<{ name: string; attachedRoutes: number }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/edge')).status;
+      expect(gw.conditions.map((c) => `${c.type}=${c.status}`)).toEqual(['Accepted=True', 'Programmed=True']);
+      expect(gw.listeners).toMatchObject([{ name: 'http', attachedRoutes: 1 }]);
+      const gc = (await cluster.api.get<{ status: { conditions: Array<{ type: string; status: string }> } }>('/apis/gateway.networking.k8s.io/v1/gatewayclasses/kernway-waypoint')).status;
+      expect(gc.conditions).toContainEqual(expect.objectContaining({ type: 'Accepted', status: 'True' }));
+
+      // The same model again: nothing to write.
+      const before = leader.writer.totals.written;
+      leader.update(model);
+      await leader.settled();
+      expect(leader.writer.totals.written).toBe(before);
+
+      // The leader stops (releases the Lease): the other takes over and writes the next change.
+      await leader.stop();
+      await waitFor('the other agent to lead', () => other.isLeader || undefined, 10_000, 50);
+      await apply(cluster, {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: 'shop' },
+        spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'nowhere', port: 80 }] }] },
+      });
+      other.update(await modelFromApi(cluster));
+      await waitFor('ResolvedRefs False written by the new leader', async () => {
+        const r = await cluster.api.get<{ status: { parents: Array<{ controllerName: string; conditions: Array<{ type: string; status: string; reason: string }> }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web');
+        return r.status.parents.find((p) => p.controllerName === 'kernway.io/gateway-controller')?.conditions.find((c) => c.type === 'ResolvedRefs' && c.status === 'False' && c.reason === 'BackendNotFound');
+      }, 10_000, 100);
+      expect(other.writer.totals.written).toBeGreaterThan(0);
+      const st2 = (await cluster.api.get<{ status: { parents: unknown[] } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web')).status;
+      expect(st2.parents).toHaveLength(2);
+      expect(st2.parents[0]).toEqual(foreign);
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+    }
+  }, 90_000);
 });

@@ -4,6 +4,8 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/version.js';
 import type { Cluster } from '../../lab/cluster/index.js';
+import { buildModel } from '../../model/model.js';
+import type { Model } from '../../model/types.js';
 
 export const DEPLOY_DIR = join(projectRoot(), 'deploy');
 export const GATEWAY_API_CRDS = join(projectRoot(), '..', 'shared', 'crds', 'gateway-api-standard');
@@ -38,4 +40,24 @@ export function asToken(cluster: Cluster, token: string, method: string, path: s
     req.on('error', reject);
     req.end(data);
   });
+}
+
+/** KubeRequests (agent/cluster/api.ts) as a bearer token: the agent's parts run with exactly the ServiceAccount's rights. */
+export class TokenApi {
+  requests = 0;
+  constructor(private readonly cluster: Cluster, private readonly token: string) {}
+  async request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+    this.requests++;
+    const res = await asToken(this.cluster, this.token, method, path, body, contentType);
+    if (res.status >= 400) throw Object.assign(new Error(`${method} ${path}: ${res.status} ${res.body.slice(0, 200)}`), { status: res.status });
+    return (res.body ? JSON.parse(res.body) : {}) as T;
+  }
+}
+
+/** The model built from what the API server holds (what the agent's API source gives it). */
+export async function modelFromApi(cluster: Cluster): Promise<Model> {
+  const kinds = 'namespaces,services,endpointslices.discovery.k8s.io,gatewayclasses.gateway.networking.k8s.io,gateways.gateway.networking.k8s.io,httproutes.gateway.networking.k8s.io,referencegrants.gateway.networking.k8s.io';
+  const out = await cluster.kubectl(['get', kinds, '-A', '-o', 'json']);
+  const items = (JSON.parse(out.stdout) as { items: Array<{ kind: string; metadata: { namespace?: string; name: string } }> }).items;
+  return buildModel(items.map((o) => ({ object: o as never, file: `api:${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, index: 0 })));
 }

@@ -1,0 +1,94 @@
+/**
+ * The cluster-side duties of the elected agent: one agent of the cluster holds the Lease
+ * kernway-system/kernway-agent and, while it does, writes the status of kernway's Gateway
+ * API objects (and keeps the waypoints of kernway-waypoint Gateways, agent/cluster/waypoints.ts).
+ * Every agent runs one; only the leader writes. The model comes from the agent's source on
+ * every change; writes are serialised (one round at a time, the latest model wins).
+ */
+import type { Logger } from '../../common/log.js';
+import { errorMessage } from '../../common/errors.js';
+import type { ClusterStatus } from '../../k8s/gateway-status.js';
+import type { Model } from '../../model/types.js';
+import type { KubeRequests } from './api.js';
+import { LeaderElector, type ElectorOptions } from './lease.js';
+import { StatusWriter } from './status-writer.js';
+
+export const LEASE_NAMESPACE = 'kernway-system';
+export const LEASE_NAME = 'kernway-agent';
+
+export interface ClusterControllerOptions {
+  /** Unique per agent (its node name). */
+  identity: string;
+  /** What to write, from the model (waypoint/routing/status.ts clusterStatusOf). */
+  computeStatus: (model: Model) => ClusterStatus;
+  /** Extra duties of the leader, after each status round (the waypoint controller). */
+  duties?: Array<(model: Model) => Promise<void>>;
+  log?: Logger;
+  lease?: Partial<Pick<ElectorOptions, 'namespace' | 'name' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>>;
+}
+
+export class ClusterController {
+  readonly elector: LeaderElector;
+  readonly writer: StatusWriter;
+  private model: Model | undefined;
+  private round: Promise<void> | undefined;
+  private again = false;
+  /** Status rounds run while leading (tests and `kernway status`). */
+  rounds = 0;
+
+  constructor(api: KubeRequests, private readonly opts: ClusterControllerOptions) {
+    this.writer = new StatusWriter(api, opts.log);
+    this.elector = new LeaderElector(api, {
+      namespace: opts.lease?.namespace ?? LEASE_NAMESPACE, name: opts.lease?.name ?? LEASE_NAME, identity: opts.identity,
+      ...(opts.lease?.leaseDurationMs ? { leaseDurationMs: opts.lease.leaseDurationMs } : {}),
+      ...(opts.lease?.renewDeadlineMs ? { renewDeadlineMs: opts.lease.renewDeadlineMs } : {}),
+      ...(opts.lease?.retryPeriodMs ? { retryPeriodMs: opts.lease.retryPeriodMs } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+      onStartedLeading: () => { this.writer.reset(); this.kick(); },
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.elector.isLeader;
+  }
+
+  start(): void {
+    this.elector.start();
+  }
+
+  /** The model changed (or first synced): the leader writes what differs. */
+  update(model: Model): void {
+    this.model = model;
+    this.kick();
+  }
+
+  private kick(): void {
+    if (!this.elector.isLeader || !this.model) return;
+    if (this.round) { this.again = true; return; }
+    this.round = this.runRound().finally(() => {
+      this.round = undefined;
+      if (this.again) { this.again = false; this.kick(); }
+    });
+  }
+
+  private async runRound(): Promise<void> {
+    const model = this.model!;
+    try {
+      await this.writer.write(this.opts.computeStatus(model));
+      for (const duty of this.opts.duties ?? []) await duty(model);
+      this.rounds++;
+    } catch (e) {
+      this.opts.log?.warn({ err: errorMessage(e) }, 'cluster controller: round failed');
+    }
+  }
+
+  /** Waits for the round in flight (tests). */
+  async settled(): Promise<void> {
+    while (this.round) await this.round;
+  }
+
+  async stop(): Promise<void> {
+    await this.settled();
+    await this.elector.stop();
+  }
+}
