@@ -5,11 +5,43 @@ import { ManifestDirSource } from '../waypoint/config/source.js';
 import { WAYPOINT_USAGE, parseWaypointArgs, withLogger } from '../waypoint/options.js';
 import { Waypoint } from '../waypoint/waypoint.js';
 import type { Command } from './command.js';
+import { stringify } from 'yaml';
+import { waypointGateway, waypointObjects } from '../agent/cluster/waypoint-manifests.js';
+import { parseCommandOptions } from './args.js';
+
+const GENERATE_USAGE = `kernway waypoint generate --namespace NS [--name NAME] [--image IMAGE]
+
+  prints the waypoint of namespace NS as YAML: the Gateway NAME (default waypoint) of class
+  kernway-waypoint and the ServiceAccount, Deployment and Service the elected agent would make
+  for it (without ownerReferences), for those who apply YAML from git`;
+
+/** `kernway waypoint generate`: the same objects the waypoint controller makes (agent/cluster/waypoint-manifests.ts). */
+function generate(argv: string[]): number {
+  const values = parseCommandOptions('waypoint generate', GENERATE_USAGE, argv, {
+    namespace: { type: 'string' }, name: { type: 'string' }, image: { type: 'string' },
+  });
+  if (!values) return 2;
+  const dns = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  const ns = values.namespace;
+  const name = values.name ?? 'waypoint';
+  for (const [flag, v] of [['--namespace', ns], ['--name', name]] as const) {
+    if (v === undefined || !dns.test(v) || v.length > 63) {
+      console.error(`kernway waypoint generate: ${new InvalidArgumentError(flag, 'a DNS label (lowercase letters, digits and -, at most 63)', v).message}\nusage: ${GENERATE_USAGE}`);
+      return 2;
+    }
+  }
+  const docs = [waypointGateway(ns!, name), ...waypointObjects({ namespace: ns!, name, ...(values.image ? { image: values.image } : {}) })];
+  process.stdout.write(docs.map((d) => stringify(d)).join('---\n'));
+  return 0;
+}
 
 export const command: Command = {
   summary: 'run a namespace waypoint: Gateway API HTTPRoutes, L7 authorization, request metrics',
-  usage: WAYPOINT_USAGE,
+  usage: `${WAYPOINT_USAGE}
+
+${GENERATE_USAGE}`,
   async run(argv) {
+    if (argv[0] === 'generate') return generate(argv.slice(1));
     let opts;
     try {
       opts = parseWaypointArgs(argv);

@@ -24,6 +24,8 @@ export interface ClusterControllerOptions {
   /** Extra duties of the leader, after each status round (the waypoint controller). */
   duties?: Array<(model: Model) => Promise<void>>;
   log?: Logger;
+  /** The leader runs a round this often even without a change (what the model does not watch: waypoint Deployments' readiness). Default 30 s. */
+  resyncMs?: number;
   lease?: Partial<Pick<ElectorOptions, 'namespace' | 'name' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>>;
 }
 
@@ -33,6 +35,7 @@ export class ClusterController {
   private model: Model | undefined;
   private round: Promise<void> | undefined;
   private again = false;
+  private resync: NodeJS.Timeout | undefined;
   /** Status rounds run while leading (tests and `kernway status`). */
   rounds = 0;
 
@@ -54,6 +57,8 @@ export class ClusterController {
 
   start(): void {
     this.elector.start();
+    this.resync = setInterval(() => this.kick(), this.opts.resyncMs ?? 30_000);
+    this.resync.unref();
   }
 
   /** The model changed (or first synced): the leader writes what differs. */
@@ -88,6 +93,7 @@ export class ClusterController {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.resync);
     await this.settled();
     await this.elector.stop();
   }

@@ -212,17 +212,6 @@ KW_N=0; KW_ROOTS=''
 
 const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/**
- * There are no images in the lab: a container whose command is `kernway` (as in
- * deploy/daemonset.yaml and the waypoints' Deployments, for kernway's image) runs this
- * clone's build, `node dist/cli/main.js`, with the Node.js that runs the kubelet.
- */
-function writeKernwayProgram(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const main = join(projectRoot(), 'dist', 'cli', 'main.js');
-  writeFileSync(join(dir, 'kernway'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, { mode: 0o755 });
-}
-
 export class LabKubelet {
   private readonly api: KubeApi;
   private readonly pods = new Map<string, PodRun>();
@@ -233,12 +222,9 @@ export class LabKubelet {
   private readonly memory = `${Math.floor(totalmem() / 1024)}Ki`;
   private stopping = false;
   private podCounter = 0;
-  /** First on every container's PATH: `kernway` (what kernway's image runs) is this build. */
-  private readonly binDir: string;
 
   constructor(readonly cfg: KubeletConfig, readonly log: (msg: string, extra?: Json) => void = (m, e) => console.log(JSON.stringify({ time: Date.now(), node: cfg.nodeName, msg: m, ...e }))) {
     this.api = new KubeApi(credentialsFromKubeconfig(cfg.kubeconfig));
-    this.binDir = join(cfg.dir, 'bin');
   }
 
   async start(): Promise<void> {
@@ -249,7 +235,6 @@ export class LabKubelet {
     this.timers.push(setInterval(() => { void this.postNodeStatus().catch((e) => this.log('node status failed', { err: String(e) })); }, 10_000));
     mkdirSync(join(this.cfg.dir, 'pods'), { recursive: true });
     mkdirSync(join(this.cfg.dir, 'logs'), { recursive: true });
-    writeKernwayProgram(this.binDir);
     this.stopInformer = this.api.informer<PodObject>('/api/v1/pods', `fieldSelector=${encodeURIComponent(`spec.nodeName=${this.cfg.nodeName}`)}`, (ev) => {
       if (ev.type === 'DELETED') void this.podGone(ev.object);
       else void this.podSeen(ev.object);
@@ -594,7 +579,7 @@ export class LabKubelet {
   private async containerEnv(r: PodRun, c: Container): Promise<Record<string, string>> {
     const ns = r.pod.metadata.namespace ?? 'default';
     const env: Record<string, string> = {
-      PATH: `${this.binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOSTNAME: r.pod.spec.hostNetwork ? this.cfg.nodeName : r.pod.metadata.name,
       HOME: '/root',
       KUBERNETES_SERVICE_HOST: KUBERNETES_SERVICE_IP,

@@ -7,9 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../lab/cluster/index.js';
 import { waitFor } from '../../lab/cluster/proc.js';
 import { DEPLOY_DIR, TokenApi, asToken, installGatewayApiCrds, modelFromApi, serviceAccountToken } from './helpers.js';
-import { apply, containerLog, type PodJson } from '../cluster/helpers.js';
+import { NODE, apply, containerLog, isReady, pidOf, podsWith, type PodJson } from '../cluster/helpers.js';
+
+const CLI = join(projectRoot(), 'dist', 'cli', 'main.js');
 import { ClusterController } from '../../agent/cluster/controller.js';
 import { clusterStatusOf } from '../../waypoint/routing/status.js';
+import { WaypointController, covers } from '../../agent/cluster/waypoints.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { projectRoot } from '../../common/version.js';
+import { run } from '../../lab/system.js';
 
 const SA = 'system:serviceaccount:kernway-system:kernway-agent';
 
@@ -163,4 +171,62 @@ describe('deploy/ on the lab cluster', () => {
       await Promise.all(agents.map((a) => a.stop()));
     }
   }, 90_000);
+
+  it('a Gateway of class kernway-waypoint yields a running waypoint (Deployment, Service, ServiceAccount owned by it), the same objects `kernway waypoint generate` prints', async () => {
+    const token = await serviceAccountToken(cluster, 'kernway-system', 'kernway-agent');
+    const api = new TokenApi(cluster, token);
+    const waypoints: WaypointController[] = [];
+    const ctl = new ClusterController(api, {
+      identity: 'node-1', computeStatus: clusterStatusOf, duties: [(m) => waypoints[0]!.reconcile(m)], resyncMs: 300,
+      lease: { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 },
+    });
+    waypoints.push(new WaypointController(api, ctl.writer));
+    const generated = (await run(NODE, [CLI, 'waypoint', 'generate', '--namespace', 'shop'])).stdout;
+    const docs = parseAllDocuments(generated).map((d) => d.toJS() as { kind: string; metadata: { name: string }; spec?: unknown });
+    expect(docs.map((d) => d.kind)).toEqual(['Gateway', 'ServiceAccount', 'Deployment', 'Service']);
+    await apply(cluster, docs[0]); // the Gateway only: the agent makes the rest
+    try {
+      ctl.start();
+      const poll = async (): Promise<void> => { ctl.update(await modelFromApi(cluster)); };
+      await poll();
+      const gw = await cluster.api.get<{ metadata: { uid: string } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint');
+      const dep = await waitFor('the waypoint Deployment', () => cluster.api.find<{ metadata: { ownerReferences: Array<{ kind: string; name: string; uid: string }> }; spec: unknown }>('/apis/apps/v1/namespaces/shop/deployments/waypoint'), 20_000, 100);
+      expect(dep.metadata.ownerReferences).toMatchObject([{ kind: 'Gateway', name: 'waypoint', uid: gw.metadata.uid }]);
+      for (const [kind, path] of [['ServiceAccount', '/api/v1/namespaces/shop/serviceaccounts/waypoint'], ['Service', '/api/v1/namespaces/shop/services/waypoint']] as const) {
+        const o = await cluster.api.get<{ metadata: { ownerReferences: Array<{ uid: string }> }; spec?: unknown }>(path);
+        expect(o.metadata.ownerReferences[0]!.uid, kind).toBe(gw.metadata.uid);
+        const want = docs.find((d) => d.kind === kind)!;
+        if (want.spec) expect(covers(o.spec, want.spec), `${kind} spec as generated`).toBe(true);
+      }
+      expect(covers(dep.spec, docs.find((d) => d.kind === 'Deployment')!.spec), 'Deployment spec as generated').toBe(true);
+
+      // Its pod runs `kernway waypoint --namespace shop` in the lab (the image is mapped to this build) and becomes Ready.
+      const pod = await waitFor('a Ready waypoint pod', async () => (await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', 'shop')).find(isReady), 60_000, 200);
+      expect(pod.metadata.labels?.['gateway.networking.k8s.io/gateway-name']).toBe('waypoint');
+      expect(readFileSync(`/proc/${pidOf(pod)}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['waypoint', '--namespace=shop']));
+      // Programmed once the Deployment has an available pod, with the Service's address.
+      const svc = await cluster.api.get<{ spec: { clusterIP: string } }>('/api/v1/namespaces/shop/services/waypoint');
+      await waitFor('Gateway waypoint Programmed', async () => {
+        const g = await cluster.api.get<{ status?: { conditions?: Array<{ type: string; status: string }>; addresses?: Array<{ value: string }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint');
+        return g.status?.conditions?.some((c) => c.type === 'Programmed' && c.status === 'True') && g.status.addresses?.[0]?.value === svc.spec.clusterIP ? true : undefined;
+      }, 30_000, 200);
+      expect(waypoints[0]!.totals.created).toBe(3);
+
+      // Drift is put back: a changed replica count and a removed label.
+      await cluster.api.mergePatch('/apis/apps/v1/namespaces/shop/deployments/waypoint', { spec: { replicas: 0 }, metadata: { labels: { 'gateway.networking.k8s.io/gateway-name': null } } });
+      await poll();
+      await waitFor('the Deployment repaired', async () => {
+        const d = await cluster.api.get<{ spec: { replicas: number }; metadata: { labels: Record<string, string> } }>('/apis/apps/v1/namespaces/shop/deployments/waypoint');
+        return d.spec.replicas === 1 && d.metadata.labels['gateway.networking.k8s.io/gateway-name'] === 'waypoint' ? true : undefined;
+      }, 10_000, 100);
+
+      // The Gateway deleted: its objects go with it (the garbage collector, ownerReferences).
+      await ctl.stop();
+      await cluster.kubectl(['delete', 'gateway', 'waypoint', '-n', 'shop']);
+      await waitFor('the waypoint objects gone', async () => (await cluster.api.find('/apis/apps/v1/namespaces/shop/deployments/waypoint')) === undefined
+        && (await cluster.api.find('/api/v1/namespaces/shop/services/waypoint')) === undefined || undefined, 30_000, 200);
+    } finally {
+      await ctl.stop();
+    }
+  }, 150_000);
 });
