@@ -2,8 +2,8 @@
  * Field checking with errors that name the file, the object and the field path
  * (spec.ports[1].port), in the words of the Kubernetes API.
  */
-import { describe } from '../common/errors.js';
-import { own } from './strings.js';
+import { describe, type ErrorCode } from '../common/errors.js';
+import { intern, own } from './strings.js';
 import { INVALID_FIELD, type Problem, type SourcedObject } from './types.js';
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
@@ -21,6 +21,16 @@ const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
+/** RFC 1123 label: namespace names, most object names (at most 63). */
+export function isDnsLabel(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= 63 && DNS1123_LABEL.test(v);
+}
+
+/** RFC 1123 subdomain: object names, listener and rule names, host names without a wildcard (at most 253). */
+export function isDnsSubdomain(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= 253 && DNS1123_SUBDOMAIN.test(v);
+}
+
 export class Checker {
   readonly problems: Problem[] = [];
   readonly ref: string;
@@ -33,7 +43,7 @@ export class Checker {
     return this.problems.length === 0;
   }
 
-  fail(field: string, reason: string, code = INVALID_FIELD): void {
+  fail(field: string, reason: string, code: ErrorCode = INVALID_FIELD): void {
     this.problems.push({ code, file: this.src.file, object: this.ref, field, message: `${field}: ${reason}` });
   }
 
@@ -93,7 +103,7 @@ export class Checker {
   }
 
   dnsLabel(v: string, field: string): void {
-    if (typeof v !== 'string' || v.length > 63 || !DNS1123_LABEL.test(v)) this.fail(field, `must be a DNS label (at most 63 lower case letters, digits or '-', starting and ending with a letter or digit), got ${describe(v)}`);
+    if (!isDnsLabel(v)) this.fail(field, `must be a DNS label (at most 63 lower case letters, digits or '-', starting and ending with a letter or digit), got ${describe(v)}`);
   }
 
   dns1035Label(v: string, field: string): void {
@@ -101,7 +111,7 @@ export class Checker {
   }
 
   dnsSubdomain(v: string, field: string): void {
-    if (typeof v !== 'string' || v.length > 253 || !DNS1123_SUBDOMAIN.test(v)) this.fail(field, `must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 253), got ${describe(v)}`);
+    if (!isDnsSubdomain(v)) this.fail(field, `must be a DNS subdomain (lower case letters, digits, '-' and '.', at most 253), got ${describe(v)}`);
   }
 
   /** A port name as in a container's ports (IANA service name). */
@@ -127,3 +137,34 @@ export class Checker {
 }
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Rules for metadata.name: DNS-1035 label (Service), DNS-1123 label (Namespace) or subdomain (the rest). */
+export type NameRule = 'dns1035Label' | 'dnsLabel' | 'dnsSubdomain';
+
+export interface MetaHead {
+  /** '' for cluster-scoped kinds; 'default' when a namespaced object names none. */
+  namespace: string;
+  name: string;
+  labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * The one metadata check of every kind kernway reads: namespace (a DNS label; none on a
+ * cluster-scoped kind), name by its kind's rule, labels a mapping of strings. Strings kept
+ * are flat copies (namespaces interned).
+ */
+export function checkMeta(c: Checker, namespaced: boolean, nameRule: NameRule = 'dnsSubdomain'): MetaHead {
+  const md = c.src.object.metadata;
+  let namespace = '';
+  if (namespaced) {
+    const raw: unknown = md.namespace === undefined || md.namespace === null || md.namespace === '' ? 'default' : md.namespace;
+    c.dnsLabel(raw as string, 'metadata.namespace'); // a number or a list is refused, never coerced
+    if (typeof raw === 'string') namespace = intern(raw);
+  } else if (md.namespace !== undefined && md.namespace !== null && md.namespace !== '') {
+    c.fail('metadata.namespace', `must not be set: a ${c.src.object.kind} is not namespaced`);
+  }
+  c[nameRule](md.name, 'metadata.name');
+  const name = typeof md.name === 'string' ? own(md.name) : '';
+  const labels = c.stringMap(md.labels, 'metadata.labels');
+  return { namespace, name, labels };
+}

@@ -2,7 +2,7 @@
  * The core kinds (Service, EndpointSlice, Pod, Namespace) checked and normalised into
  * their slim forms. The registry (kinds.ts) calls these parsers and memoises them.
  */
-import { Checker } from './check.js';
+import { Checker, checkMeta, type NameRule } from './check.js';
 import { forbiddenAddress, parseIP } from './ip.js';
 import { intern, own } from './strings.js';
 import {
@@ -27,21 +27,11 @@ const ADDRESS_TYPES: readonly AddressType[] = ['IPv4', 'IPv6', 'FQDN'];
 const NO_PROBLEMS: Problem[] = Object.freeze([]) as unknown as Problem[];
 const NO_IPS: string[] = Object.freeze([]) as unknown as string[];
 
-function namespaceOf(c: Checker, o: SourcedObject['object']): string {
-  const ns = o.metadata.namespace ?? 'default';
-  c.dnsLabel(ns, 'metadata.namespace');
-  return ns;
-}
-
-/** What every namespaced kind starts with: namespace, name (checked by its rule) and labels. */
-function namespacedHead(src: SourcedObject, nameRule: 'dns1035Label' | 'dnsSubdomain') {
+/** What every namespaced kind starts with: namespace, name (checked by its rule) and labels (check.ts checkMeta). */
+function namespacedHead(src: SourcedObject, nameRule: NameRule) {
   const o = src.object;
-  const namespace = intern(o.metadata.namespace ?? 'default');
-  const c = new Checker(src, namespace);
-  namespaceOf(c, o);
-  const name = own(o.metadata.name);
-  c[nameRule](name, 'metadata.name');
-  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const c = new Checker(src, intern(typeof o.metadata.namespace === 'string' && o.metadata.namespace !== '' ? o.metadata.namespace : 'default'));
+  const { namespace, name, labels } = checkMeta(c, true, nameRule);
   return { o, namespace, c, name, labels };
 }
 
@@ -280,9 +270,7 @@ export function parsePod(src: SourcedObject): Parsed {
 export function parseNamespace(src: SourcedObject): Parsed {
   const o = src.object;
   const c = new Checker(src, '');
-  c.dnsLabel(o.metadata.name, 'metadata.name');
-  if (o.metadata.namespace !== undefined) c.fail('metadata.namespace', 'must not be set: a Namespace is not namespaced');
-  const labels = c.stringMap(o.metadata.labels, 'metadata.labels');
+  const { labels } = checkMeta(c, false, 'dnsLabel');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
   return result(c, 'Namespace', Object.freeze({ name: intern(o.metadata.name), labels, annotations, origin: { file: src.file, index: src.index } }));
 }

@@ -23,10 +23,8 @@ export interface ObjectMeta {
   index: number;
 }
 
-export interface LabelSelector {
-  matchLabels: Readonly<Record<string, string>>;
-  matchExpressions: readonly { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values: readonly string[] }[];
-}
+import type { LabelSelector } from './selector.js';
+export type { LabelSelector };
 
 export interface GatewayClass {
   name: string;

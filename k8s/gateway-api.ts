@@ -7,22 +7,20 @@
  * filter) is not a file problem: the rule is dropped and the route's status says why.
  */
 import { RE2JS } from 're2js';
-import { Checker, isRecord } from './check.js';
+import { Checker, checkMeta, isDnsSubdomain, isRecord } from './check.js';
+import { parseLabelSelector } from './selector.js';
 import type { ParseResult, SourcedObject } from './types.js';
 import { MAX_TIMER_MS, parseDuration } from './duration.js';
 import {
   GATEWAY_GROUP, type BackendRef, type Cors, type Filter, type Gateway, type GatewayClass, type HTTPRoute, type HeaderMatch,
-  type HeaderModifier, type HeaderValue, type LabelSelector, type Listener, type ObjectMeta, type ObjectRef, type ParentRef,
+  type HeaderModifier, type HeaderValue, type Listener, type ObjectMeta, type ObjectRef, type ParentRef,
   type PathMatch, type PathModifier, type QueryParamMatch, type Redirect, type ReferenceGrant, type Retry, type Rewrite,
   type RouteGroupKind, type RouteMatch, type Rule,
 } from './gateway-api-types.js';
 
 const HOSTNAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const PRECISE_HOSTNAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
 const PATH_CHARS = /^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$/;
-const SECTION_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const RULE_NAME = SECTION_NAME;
 const CONTROLLER = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$/;
 const ORIGIN = /^(([^:/?#]+):)(\/\/([^/?#]*))([^?#]*)(\?([^#]*))?(#(.*))?$|^\*$/;
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
@@ -46,11 +44,7 @@ type Parsed = ParseResult<GatewayApiObject>;
 /** Object metadata; namespaced kinds default to 'default'. */
 export function objectMeta(c: Checker, src: SourcedObject, namespaced: boolean): ObjectMeta {
   const md = src.object.metadata;
-  const namespace = namespaced ? (typeof md.namespace === 'string' && md.namespace !== '' ? md.namespace : 'default') : '';
-  if (namespaced) c.dnsLabel(namespace, 'metadata.namespace');
-  const name = typeof md.name === 'string' ? md.name : '';
-  c.dnsSubdomain(name, 'metadata.name');
-  const labels = c.stringMap(md.labels, 'metadata.labels');
+  const { namespace, name, labels } = checkMeta(c, namespaced);
   let created = Number.POSITIVE_INFINITY;
   if (md.creationTimestamp !== undefined && md.creationTimestamp !== null) {
     const t = typeof md.creationTimestamp === 'string' ? Date.parse(md.creationTimestamp) : Number.NaN;
@@ -71,32 +65,11 @@ function requiredString(c: Checker, v: unknown, field: string, maxLength = 253):
 function hostname(c: Checker, v: unknown, field: string, precise: boolean): string | undefined {
   const s = c.string(v, field);
   if (s === undefined) return undefined;
-  const re = precise ? PRECISE_HOSTNAME : HOSTNAME;
-  if (s.length > 253 || !re.test(s)) {
+  if (precise ? !isDnsSubdomain(s) : s.length > 253 || !HOSTNAME.test(s)) {
     c.fail(field, `must be a ${precise ? 'host name' : 'host name, optionally starting with "*."'} in lower case (RFC 1123), got ${JSON.stringify(s)}`);
     return undefined;
   }
   return s;
-}
-
-export function labelSelector(c: Checker, v: unknown, field: string): LabelSelector | undefined {
-  const r = c.record(v, field);
-  if (!r) return undefined;
-  const matchLabels = c.stringMap(r.matchLabels, `${field}.matchLabels`);
-  const matchExpressions: LabelSelector['matchExpressions'][number][] = [];
-  (c.list(r.matchExpressions, `${field}.matchExpressions`) ?? []).forEach((re, i) => {
-    const f = `${field}.matchExpressions[${i}]`;
-    const e = c.record(re, f);
-    if (!e) return;
-    const key = requiredString(c, e.key, `${f}.key`, 316);
-    const operator = c.oneOf(e.operator, `${f}.operator`, ['In', 'NotIn', 'Exists', 'DoesNotExist'] as const, 'In');
-    if (e.operator === undefined) c.fail(`${f}.operator`, 'is required (In, NotIn, Exists or DoesNotExist)');
-    const values = (c.list(e.values, `${f}.values`) ?? []).map((x, j) => c.string(x, `${f}.values[${j}]`) ?? '');
-    if ((operator === 'In' || operator === 'NotIn') && values.length === 0) c.fail(`${f}.values`, `must not be empty with operator ${operator}`);
-    if ((operator === 'Exists' || operator === 'DoesNotExist') && values.length > 0) c.fail(`${f}.values`, `must be empty with operator ${operator}`);
-    if (key !== undefined) matchExpressions.push({ key, operator, values });
-  });
-  return { matchLabels, matchExpressions };
 }
 
 // ------------------------------------------------------------------ GatewayClass
@@ -129,7 +102,7 @@ export function parseGateway(src: SourcedObject): Parsed {
     const l = c.record(rl, f);
     if (!l) return;
     const name = requiredString(c, l.name, `${f}.name`);
-    if (name !== undefined && !SECTION_NAME.test(name)) c.fail(`${f}.name`, `must be a DNS subdomain in lower case, got ${JSON.stringify(name)}`);
+    if (name !== undefined && !isDnsSubdomain(name)) c.fail(`${f}.name`, `must be a DNS subdomain in lower case, got ${JSON.stringify(name)}`);
     if (name !== undefined && names.has(name)) c.fail(`${f}.name`, `duplicate listener name ${JSON.stringify(name)} (listener names must be unique)`);
     if (name !== undefined) names.add(name);
     const port = c.port(l.port, `${f}.port`);
@@ -138,7 +111,7 @@ export function parseGateway(src: SourcedObject): Parsed {
     const ar = c.record(l.allowedRoutes, `${f}.allowedRoutes`) ?? {};
     const ns = c.record(ar.namespaces, `${f}.allowedRoutes.namespaces`) ?? {};
     const from = c.oneOf(ns.from, `${f}.allowedRoutes.namespaces.from`, ['Same', 'All', 'Selector'] as const, 'Same');
-    const selector = ns.selector === undefined || ns.selector === null ? undefined : labelSelector(c, ns.selector, `${f}.allowedRoutes.namespaces.selector`);
+    const selector = ns.selector === undefined || ns.selector === null ? undefined : parseLabelSelector(c, ns.selector, `${f}.allowedRoutes.namespaces.selector`);
     if (from === 'Selector' && selector === undefined) c.fail(`${f}.allowedRoutes.namespaces.selector`, 'is required when from is Selector');
     const kinds: RouteGroupKind[] = [];
     (c.list(ar.kinds, `${f}.allowedRoutes.kinds`) ?? []).forEach((rk, j) => {
@@ -219,7 +192,7 @@ export function parseHTTPRoute(src: SourcedObject): Parsed {
     const name = requiredString(c, p.name, `${f}.name`);
     const namespace = c.string(p.namespace, `${f}.namespace`, meta.namespace) || meta.namespace;
     const sectionName = p.sectionName === undefined || p.sectionName === null ? undefined : c.string(p.sectionName, `${f}.sectionName`);
-    if (sectionName !== undefined && !SECTION_NAME.test(sectionName)) c.fail(`${f}.sectionName`, `must be a DNS subdomain in lower case, got ${JSON.stringify(sectionName)}`);
+    if (sectionName !== undefined && !isDnsSubdomain(sectionName)) c.fail(`${f}.sectionName`, `must be a DNS subdomain in lower case, got ${JSON.stringify(sectionName)}`);
     const port = p.port === undefined || p.port === null ? undefined : c.port(p.port, `${f}.port`);
     if (name !== undefined) parentRefs.push({ group, kind, namespace, name, sectionName, port });
   });
@@ -275,7 +248,7 @@ function parseRule(c: Checker, rr: unknown, f: string, index: number, routeNs: s
   let name: string | undefined;
   if (r.name !== undefined && r.name !== null) {
     name = c.string(r.name, `${f}.name`);
-    if (name !== undefined && (name.length > 253 || !RULE_NAME.test(name))) c.fail(`${f}.name`, `must be a DNS subdomain in lower case, got ${JSON.stringify(name)}`);
+    if (name !== undefined && !isDnsSubdomain(name)) c.fail(`${f}.name`, `must be a DNS subdomain in lower case, got ${JSON.stringify(name)}`);
   }
 
   const matches: RouteMatch[] = [];

@@ -2,6 +2,7 @@
  * kernway's AuthorizationPolicy (kernway.io/v1alpha1) as the L4 policy engine sees it,
  * and the workload identities it is written against. Plain data; see docs/policy.md.
  */
+import type { LabelSelector } from './selector.js';
 
 export const POLICY_GROUP = 'kernway.io';
 export const POLICY_API_VERSION = `${POLICY_GROUP}/v1alpha1`;
@@ -58,8 +59,8 @@ export interface AuthorizationPolicy {
   name: string;
   /** 'ns/name' */
   key: string;
-  /** spec.selector.matchLabels; undefined or empty: every workload of the namespace. */
-  matchLabels: Readonly<Record<string, string>> | undefined;
+  /** spec.selector (matchLabels and matchExpressions, k8s/selector.ts); undefined: every workload of the namespace. */
+  selector: LabelSelector | undefined;
   action: PolicyAction;
   rules: readonly PolicyRule[];
   origin: { file: string; index: number };

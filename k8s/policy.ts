@@ -8,7 +8,8 @@
  * silently weaker than its author thinks is the worst outcome for a security control.
  * Parsing is memoised on the raw object, so an unchanged file costs nothing.
  */
-import { Checker, isRecord } from './check.js';
+import { Checker, isDnsLabel, isDnsSubdomain, isRecord } from './check.js';
+import { parseLabelSelector, selectsAll } from './selector.js';
 import type { ParseResult, SourcedObject } from './types.js';
 import { describe } from '../common/errors.js';
 import { parseCidr } from './cidr.js';
@@ -19,15 +20,13 @@ import {
 
 type Parsed = ParseResult<{ kind: 'AuthorizationPolicy'; value: AuthorizationPolicy }>;
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const HEADER_KEY = /^request\.headers\[[A-Za-z0-9!#$%&'*+\-.^_`|~]+\]$/;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 
 /** The fields kernway reads, by object (the CRD's schema lists the same; a test keeps them equal). */
 export const POLICY_FIELDS = {
   spec: ['selector', 'action', 'rules'],
-  selector: ['matchLabels'],
+  selector: ['matchLabels', 'matchExpressions'],
   rule: ['from', 'to', 'when'],
   from: ['source'],
   source: ['namespaces', 'serviceAccounts', 'ipBlocks'],
@@ -38,10 +37,9 @@ export const POLICY_FIELDS = {
 
 /** Fields Istio has and kernway does not, with what to use instead. */
 const UNSUPPORTED: Record<string, string> = {
-  targetRef: 'select workloads with spec.selector.matchLabels',
-  targetRefs: 'select workloads with spec.selector.matchLabels',
+  targetRef: 'select workloads with spec.selector',
+  targetRefs: 'select workloads with spec.selector',
   provider: 'CUSTOM actions are not supported',
-  matchExpressions: 'use matchLabels',
   principals: 'use serviceAccounts: ["namespace/name"]',
   notPrincipals: 'write a DENY policy instead',
   requestPrincipals: 'request principals (JWT) are not supported',
@@ -106,32 +104,25 @@ export function parseAuthorizationPolicy(src: SourcedObject): Parsed {
   const namespace = o.metadata.namespace ?? 'default';
   const name = o.metadata.name;
   const c = new PolicyChecker(src, namespace);
-  if (!DNS_LABEL.test(namespace) || namespace.length > 63) c.fail('metadata.namespace', `must be a namespace name, got ${describe(namespace)}`);
-  if (!DNS_SUBDOMAIN.test(name) || name.length > 253) c.fail('metadata.name', `must be a DNS subdomain (lower case letters, digits, '-' and '.'), got ${describe(name)}`);
+  c.dnsLabel(namespace, 'metadata.namespace');
+  c.dnsSubdomain(name, 'metadata.name');
   c.only(o, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
 
   // An absent or empty spec is valid: ALLOW with no rule, which admits nothing.
   const spec = o.spec === undefined || o.spec === null ? {} : c.object(o.spec, 'spec') ?? {};
   c.only(spec, 'spec', POLICY_FIELDS.spec);
 
-  let matchLabels: Record<string, string> | undefined;
+  let selector: AuthorizationPolicy['selector'];
   if (spec.selector !== undefined && spec.selector !== null) {
     const sel = c.object(spec.selector, 'spec.selector');
     if (sel) {
       c.only(sel, 'spec.selector', POLICY_FIELDS.selector);
-      if (sel.matchLabels !== undefined && sel.matchLabels !== null) {
-        const ml = c.object(sel.matchLabels, 'spec.selector.matchLabels');
-        if (ml) {
-          matchLabels = {};
-          for (const [k, v] of Object.entries(ml)) {
-            const f = `spec.selector.matchLabels[${JSON.stringify(k)}]`;
-            if (typeof v !== 'string') { c.fail(f, `must be a string (quote it), got ${describe(v)}`); continue; }
-            if (IDENTITY_IGNORED_LABELS.has(k)) { c.fail(f, `selects by a per-pod or per-rollout label, which kernway leaves out of workload identities; select by a stable label`); continue; }
-            matchLabels[k] = v;
-          }
-          if (Object.keys(matchLabels).length === 0) matchLabels = undefined;
-        }
-      }
+      selector = parseLabelSelector(c, sel, 'spec.selector', {
+        checkKey: (ch, k, f) => {
+          if (IDENTITY_IGNORED_LABELS.has(k)) ch.fail(f, `selects by a per-pod or per-rollout label, which kernway leaves out of workload identities; select by a stable label`);
+        },
+      });
+      if (selector !== undefined && selectsAll(selector)) selector = undefined;
     }
   }
 
@@ -154,7 +145,7 @@ export function parseAuthorizationPolicy(src: SourcedObject): Parsed {
   if (!c.ok) return { object: undefined, problems: c.problems };
   return {
     object: { kind: 'AuthorizationPolicy', value: Object.freeze({
-      namespace, name, key: `${namespace}/${name}`, matchLabels: matchLabels ? Object.freeze(matchLabels) : undefined,
+      namespace, name, key: `${namespace}/${name}`, selector,
       action, rules, origin: { file: src.file, index: src.index },
     }) },
     problems: [],
@@ -228,9 +219,9 @@ function parseSource(c: PolicyChecker, s: Record<string, unknown>, f: string, na
   if (sas) {
     sas.forEach((sa, k) => {
       const parts = sa.split('/');
-      const ok = parts.length === 2 && DNS_LABEL.test(parts[0]!) && parts[0]!.length <= 63 && DNS_SUBDOMAIN.test(parts[1]!) && parts[1]!.length <= 253;
+      const ok = parts.length === 2 && isDnsLabel(parts[0]!) && isDnsSubdomain(parts[1]!);
       if (!ok) {
-        const hint = parts.length === 1 && DNS_SUBDOMAIN.test(sa) ? ` (did you mean ${namespace}/${sa}?)` : '';
+        const hint = parts.length === 1 && isDnsSubdomain(sa) ? ` (did you mean ${namespace}/${sa}?)` : '';
         c.fail(`${f}.serviceAccounts[${k}]`, `must be NAMESPACE/NAME, got ${describe(sa)}${hint}`);
       }
     });
@@ -297,5 +288,5 @@ export function validNamespacePattern(ns: string): boolean {
   if (core.startsWith('*')) core = core.slice(1);
   else if (core.endsWith('*')) core = core.slice(0, -1);
   if (core.includes('*') || core === '' || core.length > 63) return false;
-  return core === ns ? DNS_LABEL.test(ns) : /^[a-z0-9-]+$/.test(core);
+  return core === ns ? isDnsLabel(ns) : /^[a-z0-9-]+$/.test(core);
 }

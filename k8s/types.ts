@@ -1,3 +1,5 @@
+import type { ErrorCode } from '../common/errors.js';
+
 /**
  * The Kubernetes vocabulary: raw objects with their origin, problems, and the slim forms
  * of the core kinds kernway reads (Service, EndpointSlice, Pod, Namespace): plain data,
@@ -32,7 +34,7 @@ export interface SourcedObject {
 
 /** A problem found in an object: what (code, message), where (file, object, field). */
 export interface Problem {
-  code: string;
+  code: ErrorCode;
   file: string;
   /** 'Kind ns/name' */
   object?: string;
@@ -138,7 +140,7 @@ export interface Namespace {
 }
 
 /** Stable problem code of an object that breaks its kind's schema. */
-export const INVALID_FIELD = 'KW_INVALID_FIELD';
+export const INVALID_FIELD: ErrorCode = 'KW_INVALID_FIELD';
 
 /** Annotation selecting the backend selection algorithm of a Service. */
 export const LB_ALGORITHM_ANNOTATION = 'kernway.io/lb-algorithm';

@@ -19,6 +19,7 @@ import { join, sep } from 'node:path';
 import { KernwayError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { Candidates } from '../k8s/candidates.js';
+import { kindOf } from '../k8s/kinds.js';
 import type { K8sObject, Problem, SourcedObject } from '../k8s/types.js';
 import { DEFAULT_LIMITS, TOO_LARGE, objectRef, parseManifestFile, type ManifestLimits } from './manifest-parse.js';
 import { TreeWatcher } from './tree-watch.js';
@@ -56,11 +57,6 @@ export const DIR_GONE = 'KW_MANIFEST_DIR_GONE';
 const ROOT_POLL_MS = 500;
 
 const EXTENSIONS = ['.yaml', '.yml', '.json'];
-/** Kinds without a namespace; everything else defaults to namespace 'default' for duplicate detection. */
-const CLUSTER_SCOPED = new Set(['Namespace', 'Node', 'PersistentVolume', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding',
-  'CustomResourceDefinition', 'GatewayClass', 'PriorityClass', 'IngressClass', 'RuntimeClass', 'APIService',
-  'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']);
-
 export interface ManifestDirectoryOptions {
   /** Checks each object; a problem rejects the object's whole file (its previous good content stays). */
   validate?: ObjectValidator;
@@ -565,7 +561,8 @@ function flat(s: string): string {
 function identity(o: K8sObject): string {
   const slash = o.apiVersion.indexOf('/');
   const group = slash < 0 ? '' : o.apiVersion.slice(0, slash);
-  const ns = o.metadata.namespace ?? (CLUSTER_SCOPED.has(o.kind) ? '' : 'default');
+  // Namespaced unless the kind registry says otherwise: kinds kernway does not read only need a stable identity.
+  const ns = o.metadata.namespace ?? (kindOf(o)?.namespaced === false ? '' : 'default');
   return flat(`${group}|${o.kind}|${ns}|${o.metadata.name}`);
 }
 

@@ -17,6 +17,7 @@
  * rules admit the waypoint's own identities on the rule's ports (the waypoint checks the
  * rest), and such DENY rules deny every other source.
  */
+import { selectorMatches } from '../../k8s/selector.js';
 import { addrBig, addrBytes, cidrContains } from '../../k8s/cidr.js';
 import {
   ID_HOST, ID_WORLD, POLICY_CAPACITY, POLICY_L7_NOT_ENFORCEABLE,
@@ -123,9 +124,7 @@ export function namespaceMatches(pattern: string, ns: string): boolean {
 
 export function selects(p: AuthorizationPolicy, ident: Identity, rootNamespace: string): boolean {
   if (p.namespace !== ident.namespace && p.namespace !== rootNamespace) return false;
-  if (!p.matchLabels) return true;
-  for (const [k, v] of Object.entries(p.matchLabels)) if (ident.labels[k] !== v) return false;
-  return true;
+  return p.selector === undefined || selectorMatches(p.selector, ident.labels);
 }
 
 const V4_SPACE: Cidr = { text: '0.0.0.0/0', addr: addrBytes('0.0.0.0')!, bits: 96 };

@@ -167,12 +167,12 @@ describe('standalone source: other readers of the directory', () => {
     write(join(dir, 'b.yaml'), svcYaml('api', '10.96.0.11') + '---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {veto: "yes"}\n');
     src = new StandaloneSource(dir, {
       validate: (o) => (o.object.kind === 'ConfigMap' && (o.object.data as { veto?: string } | undefined)?.veto === 'yes'
-        ? [{ code: 'KW_VETO', file: o.file, object: `ConfigMap ${o.object.metadata.name}`, field: 'data.veto', message: 'data.veto: vetoed' }]
+        ? [{ code: 'KW_INVALID_FIELD', file: o.file, object: `ConfigMap ${o.object.metadata.name}`, field: 'data.veto', message: 'data.veto: vetoed' }]
         : []),
     });
     const first = await src.start();
     expect([...first.model.services.keys()]).toEqual(['default/web']); // b.yaml rejected as a whole
-    expect(first.problems).toMatchObject([{ code: 'KW_VETO', file: join(dir, 'b.yaml'), field: 'data.veto' }]);
+    expect(first.problems).toMatchObject([{ code: 'KW_INVALID_FIELD', file: join(dir, 'b.yaml'), field: 'data.veto' }]);
     expect([...first.model.policies.keys()]).toEqual(['default/p1']);
     expect([...first.change.policies]).toEqual(['default/p1']);
 

@@ -24,7 +24,7 @@ spec:
     const p = r.policy!;
     expect(p.key).toBe('shop/web');
     expect(p.action).toBe('ALLOW');
-    expect(p.matchLabels).toEqual({ app: 'web' });
+    expect(p.selector).toEqual({ matchLabels: { app: 'web' }, matchExpressions: [] });
     const src = p.rules[0]!.from![0]!;
     expect(src.namespaces).toEqual(['front', 'prod-*']);
     expect(src.serviceAccounts).toEqual(['front/client']);
@@ -36,7 +36,7 @@ spec:
   it('takes an empty spec as ALLOW with no rule (admits nothing) for the whole namespace', () => {
     const r = parse('apiVersion: kernway.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: { name: deny-all, namespace: shop }\nspec: {}\n');
     expect(r.problems).toEqual([]);
-    expect(r.policy).toMatchObject({ action: 'ALLOW', rules: [], matchLabels: undefined });
+    expect(r.policy).toMatchObject({ action: 'ALLOW', rules: [], selector: undefined });
   });
 
   it('marks L7 fields and keeps them', () => {

@@ -16,7 +16,7 @@ function reference(policies: AuthorizationPolicy[], dst: Identity, src: Identity
   if (src === 'host') return 'allow';
   const addr = addrBytes(srcIp)!;
   const selected = policies.filter((p) => (p.namespace === dst.namespace || p.namespace === root) &&
-    Object.entries(p.matchLabels ?? {}).every(([k, v]) => dst.labels[k] === v));
+    Object.entries(p.selector?.matchLabels ?? {}).every(([k, v]) => dst.labels[k] === v));
   const sourceMatches = (s: NonNullable<AuthorizationPolicy['rules'][number]['from']>[number]): boolean => {
     if (s.namespaces && (typeof src !== 'object' || !s.namespaces.some((n) => namespaceMatches(n, src.namespace)))) return false;
     if (s.serviceAccounts && (typeof src !== 'object' || !s.serviceAccounts.includes(`${src.namespace}/${src.serviceAccount}`))) return false;
@@ -179,7 +179,7 @@ describe('policy compilation', () => {
         const srcId = src === 'world' ? ID_WORLD : src === 'host' ? ID_HOST : src.id;
         const got = evaluateCompiled(r, dst.id, srcId, addrBytes(ip)!, port);
         const want = reference(policies, dst, src, ip, port);
-        if (got !== want) throw new Error(`round ${round}: ${dst.namespace}/${JSON.stringify(dst.labels)} <- ${typeof src === 'object' ? src.namespace + '/' + src.serviceAccount : src} ${ip}:${port}: compiled ${got}, reference ${want}\n${JSON.stringify(policies.map((p) => [p.key, p.action, p.matchLabels, p.rules.map((x) => ({ from: x.from?.map((s) => ({ ...s, ipBlocks: s.ipBlocks?.map((b) => b.text) })), to: x.to }))]), null, 1)}`);
+        if (got !== want) throw new Error(`round ${round}: ${dst.namespace}/${JSON.stringify(dst.labels)} <- ${typeof src === 'object' ? src.namespace + '/' + src.serviceAccount : src} ${ip}:${port}: compiled ${got}, reference ${want}\n${JSON.stringify(policies.map((p) => [p.key, p.action, p.selector, p.rules.map((x) => ({ from: x.from?.map((s) => ({ ...s, ipBlocks: s.ipBlocks?.map((b) => b.text) })), to: x.to }))]), null, 1)}`);
       }
     }
   });

@@ -47,11 +47,11 @@ describe('load', () => {
   it('a validator problem rejects the whole file', async () => {
     write(join(dir, 'pods.yaml'), pod('ok') + '---\n' + pod('refused'));
     md = new ManifestDirectory(dir, {
-      validate: (o) => o.object.metadata.name === 'refused' ? [{ code: 'KW_TEST', file: o.file, object: `Pod ${o.object.metadata.name}`, field: 'metadata.name', message: 'metadata.name: refused' }] : [],
+      validate: (o) => o.object.metadata.name === 'refused' ? [{ code: 'KW_INVALID_FIELD', file: o.file, object: `Pod ${o.object.metadata.name}`, field: 'metadata.name', message: 'metadata.name: refused' }] : [],
     });
     const s = await md.load();
     expect(names(s)).toEqual([]);
-    expect(s.problems).toEqual([{ code: 'KW_TEST', file: join(dir, 'pods.yaml'), object: 'Pod refused', field: 'metadata.name', message: 'metadata.name: refused' }]);
+    expect(s.problems).toEqual([{ code: 'KW_INVALID_FIELD', file: join(dir, 'pods.yaml'), object: 'Pod refused', field: 'metadata.name', message: 'metadata.name: refused' }]);
   });
 
   it('kind: Servicee (a typo in an apiVersion kernway reads) is a problem naming file, document and the hint; apps/v1 Deployment is not', async () => {

@@ -8,6 +8,7 @@
  * The kernel enforces the L4 parts and lets the waypoint through where rules have L7
  * parts (agent/datapath/policy-compile.ts); the waypoint checks the rest here.
  */
+import { selectorMatches } from '../../k8s/selector.js';
 import { addrBytes, cidrHas } from '../../k8s/cidr.js';
 import type { AuthorizationPolicy, PolicyOperation, PolicyRule, PolicySource } from '../../k8s/policy-types.js';
 
@@ -78,9 +79,7 @@ export class AuthzTable {
 }
 
 function selects(p: AuthorizationPolicy, labels: Readonly<Record<string, string>>): boolean {
-  if (!p.matchLabels) return true;
-  for (const k of Object.keys(p.matchLabels)) if (labels[k] !== p.matchLabels[k]) return false;
-  return true;
+  return p.selector === undefined || selectorMatches(p.selector, labels);
 }
 
 export function ruleMatches(r: PolicyRule, dest: Destination, req: AuthzRequest): boolean {

@@ -12,13 +12,14 @@
  *
  * Pure: no sockets, no clocks. The proxy keeps per-endpoint state elsewhere.
  */
+import { selectorMatches } from '../../k8s/selector.js';
 import type { Pod } from '../../k8s/types.js';
 import { AuthzTable } from '../authz/evaluate.js';
 import type { WaypointConfig } from '../../model/waypoint-config.js';
 import type { TrafficAttachments, TrafficPolicyStatus } from '../../model/traffic-policy.js';
 import { compileTraffic, type CompiledTraffic } from '../resilience/compile.js';
 import {
-  CONTROLLER_NAME, GATEWAY_GROUP, type Cors, type Gateway, type HTTPRoute, type HeaderModifier, type LabelSelector,
+  CONTROLLER_NAME, GATEWAY_GROUP, type Cors, type Gateway, type HTTPRoute, type HeaderModifier,
   type Listener, type ParentRef, type Redirect, type Retry, type Rewrite, type Rule,
 } from '../../k8s/gateway-api-types.js';
 import { BackendResolver, type RefFailure, type ServiceTarget } from './backends.js';
@@ -459,20 +460,6 @@ function routeAllowed(gw: Gateway, l: Listener, routeNs: string, labels: Readonl
     case 'All': return true;
     case 'Selector': return l.allowedRoutes.selector !== undefined && selectorMatches(l.allowedRoutes.selector, labels);
   }
-}
-
-export function selectorMatches(s: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
-  for (const [k, v] of Object.entries(s.matchLabels)) if (labels[k] !== v) return false;
-  for (const e of s.matchExpressions) {
-    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
-    switch (e.operator) {
-      case 'In': if (!has || !e.values.includes(labels[e.key]!)) return false; break;
-      case 'NotIn': if (has && e.values.includes(labels[e.key]!)) return false; break;
-      case 'Exists': if (!has) return false; break;
-      case 'DoesNotExist': if (has) return false; break;
-    }
-  }
-  return true;
 }
 
 function matchesOf(r: HTTPRoute, rules: { rule: Rule; compiled: CompiledRule }[]): RuleMatch[] {
