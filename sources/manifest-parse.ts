@@ -3,6 +3,7 @@
  * Pure: text in, objects and problems out. No file system, no validation of kinds.
  */
 import { IN_THREAD_MAX_CHARS, parseYamlDocs, YAML, type RawDoc, type YamlWorker } from './yaml-docs.js';
+import { isRecord } from '../k8s/check.js';
 import type { K8sObject, Problem as ManifestProblem } from '../k8s/types.js';
 
 /** Problem codes of this module (stable). */
@@ -20,9 +21,7 @@ export function objectRef(o: { kind?: unknown; metadata?: unknown }): string {
   return typeof md.namespace === 'string' && md.namespace !== '' ? `${kind} ${md.namespace}/${name}` : `${kind} ${name}`;
 }
 
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+export { isRecord };
 
 /** Bounds on a manifest file's work (docs/standalone.md "Limits"). */
 export interface ManifestLimits {
