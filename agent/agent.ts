@@ -15,7 +15,9 @@ import { performance } from 'node:perf_hooks';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { ServiceTableBuilder } from '../model/service-table.js';
-import { MODEL, StandaloneSource, type StandaloneSnapshot } from './standalone.js';
+import { BATCH, MODEL, StandaloneSource, type StandaloneSnapshot } from './standalone.js';
+import { FeedServer, type FeedStatus } from './feed/server.js';
+import { KubeTokenReviewer } from './feed/token-review.js';
 import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
 import { checkKernel, checkSockLb, loadSockLb, type SockLb } from './datapath/sock-lb.js';
@@ -58,6 +60,8 @@ export interface AgentStatus {
   waypoints?: { frontends: readonly WaypointFrontend[]; stats: WpStats };
   /** The Kubernetes API source: server, per-kind state, since when it is unreachable (absent with --standalone). */
   api?: KubeSourceStatus;
+  /** The feed to the waypoints (absent without --feed-address). */
+  feed?: FeedStatus;
 }
 
 /** Per-Service counters read from the kernel, summed over the Service's frontends. */
@@ -82,6 +86,7 @@ export class Agent {
   private source: StandaloneSource | undefined;
   /** The Kubernetes API source (absent with --standalone). */
   private kube: KubeSource | undefined;
+  private feed: FeedServer | undefined;
   private table: ServiceTableBuilder | undefined;
   private admin: AdminServer | undefined;
   private http: MetricsServer | undefined;
@@ -135,6 +140,15 @@ export class Agent {
     m.gaugeAtScrape({
       name: 'kernway_manifest_directory_present', help: '1 while the --standalone manifest directory exists, 0 while it is gone (its last content stays in force).',
       read: () => [{ value: this.manifestDirGone ? 0 : 1 }],
+    });
+    m.gaugeAtScrape({
+      name: 'kernway_feed_waypoints', help: 'Waypoints connected to the feed (--feed-address).',
+      read: () => [{ value: this.feed?.connected ?? 0 }],
+    });
+    m.counterAtScrape({
+      name: 'kernway_feed_nacks_total', labelNames: ['namespace'],
+      help: 'Configurations refused (NACK) by waypoints, per waypoint namespace (reasons in `kernway status` and the log).',
+      read: () => [...(this.feed?.nacksPerNamespace() ?? new Map<string, number>())].map(([namespace, value]) => ({ labels: { namespace }, value })),
     });
     registerSockmapMetrics(m, () => (this.sockmap ? { stats: this.sockmap.stats(), enabled: this.sockmap.enabled } : undefined));
     registerPolicyMetrics(m, () => this.policy?.engine);
@@ -200,6 +214,16 @@ export class Agent {
         this.http.setReady(false, `starting: syncing with ${this.kube.description}`);
       }
       this.source = new StandaloneSource(this.kube ?? o.standalone!, { log: this.log, debounceMs: o.debounceMs, validate });
+      if (o.feedAddresses.length > 0) {
+        const feed = new FeedServer({
+          addresses: o.feedAddresses, log: this.log, agentId: `${o.nodeName}@${new Date().toISOString()}`,
+          ...(o.feedAddresses.some((a) => a.kind === 'tcp') ? { tokenReviewer: KubeTokenReviewer.fromKubeconfig(o.kubeconfig) } : {}),
+        });
+        this.feed = feed;
+        // Every batch of the source, the first included, in order.
+        this.source.on(BATCH, (s: StandaloneSnapshot) => feed.update(s.upserted, s.deleted));
+        await feed.start();
+      }
       const first = await this.source.start();
       if (o.standalone !== undefined && first.objects === 0 && first.problems.length === 0) {
         this.log.warn({ dir: o.standalone }, 'the manifest directory holds no manifests (*.yaml, *.yml, *.json) of a kind kernway reads: nothing to balance until some are added');
@@ -234,6 +258,7 @@ export class Agent {
       if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
     } catch (e) {
       this.source?.close();
+      await this.feed?.close();
       await this.admin?.close();
       await this.http?.close();
       await this.policy?.close();
@@ -439,6 +464,7 @@ export class Agent {
     if (this.sockmap) st.sockmap = this.sockmap.status();
     if (this.wpSync && this.wpSync.frontends.length > 0) st.waypoints = { frontends: this.wpSync.frontends, stats: this.wpSync.stats() };
     if (this.kube) st.api = this.kube.status();
+    if (this.feed) st.feed = this.feed.status();
     return st;
   }
 
@@ -449,6 +475,7 @@ export class Agent {
     this.drained = (async () => {
       this.http?.setReady(false, 'draining');
       this.source?.close();
+      await this.feed?.close();
       await this.admin?.close();
       await this.http?.close();
       await this.policy?.close();

@@ -8,6 +8,7 @@ import { InvalidArgumentError, KernwayError } from '../common/errors.js';
 import { parseHostPort } from '../common/host-port.js';
 import { LB_MAP_NAMES, type LbCapacities } from './datapath/lb-maps.js';
 import type { KubeSourceOptions } from '../sources/kube-source.js';
+import { parseFeedAddress, type FeedAddress } from '../sources/feed/protocol.js';
 import { DEFAULT_SERVICE_CIDR, parseServiceRange, type ServiceRange } from '../k8s/service-range.js';
 
 export interface AgentOptions {
@@ -44,6 +45,8 @@ export interface AgentOptions {
   tcpMetrics: boolean;
   /** Label sets of the kernway_tcp_* metrics before the overflow series (--tcp-metrics-max-label-sets, default 2000). */
   tcpMetricsMaxLabelSets: number;
+  /** Where the feed to the waypoints listens (--feed-address, repeatable): none by default. */
+  feedAddresses: readonly FeedAddress[];
 }
 
 export type KubeTuning = Readonly<Pick<KubeSourceOptions, 'pageSize' | 'watchTimeoutSeconds' | 'backoff' | 'batchMs' | 'missingRetryMs'>>;
@@ -51,7 +54,7 @@ export type KubeTuning = Readonly<Pick<KubeSourceOptions, 'pageSize' | 'watchTim
 export interface RawAgentOptions {
   standalone?: unknown; kubeconfig?: unknown; nodeName?: unknown; cgroup?: unknown; bpffs?: unknown; adminSocket?: unknown;
   metricsAddress?: unknown; objectPath?: unknown; capacities?: unknown; debounceMs?: unknown; sockmap?: unknown;
-  serviceCidr?: unknown; tcpMetrics?: unknown; tcpMetricsMaxLabelSets?: unknown; kubeTuning?: KubeTuning;
+  serviceCidr?: unknown; tcpMetrics?: unknown; tcpMetricsMaxLabelSets?: unknown; kubeTuning?: KubeTuning; feedAddresses?: unknown;
 }
 
 function path(name: string, v: unknown): string {
@@ -93,12 +96,26 @@ export function validateAgentOptions(raw: RawAgentOptions): Readonly<AgentOption
     serviceCidr: parseServiceRange(raw.serviceCidr ?? DEFAULT_SERVICE_CIDR),
     tcpMetrics: onOff('--tcp-metrics', raw.tcpMetrics),
     tcpMetricsMaxLabelSets: labelSets(raw.tcpMetricsMaxLabelSets),
+    feedAddresses: feedAddresses(raw.feedAddresses),
   };
   if (raw.standalone !== undefined) opts.standalone = path('--standalone', raw.standalone);
   if (raw.kubeconfig !== undefined) opts.kubeconfig = path('--kubeconfig', raw.kubeconfig);
   if (raw.kubeTuning !== undefined) opts.kubeTuning = Object.freeze({ ...raw.kubeTuning });
   if (raw.objectPath !== undefined) opts.objectPath = path('--bpf-object', raw.objectPath);
   return Object.freeze(opts);
+}
+
+/** --feed-address: a list of unix:///PATH and HOST:PORT (at most one of each kind of the same address). */
+function feedAddresses(v: unknown): readonly FeedAddress[] {
+  if (v === undefined) return Object.freeze([]);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new InvalidArgumentError('--feed-address', 'unix:///PATH or HOST:PORT', v);
+  const out = (v as string[]).flatMap((x) => x.split(',')).map((x) => parseFeedAddress('--feed-address', x.trim()));
+  const seen = new Set<string>();
+  for (const a of out) {
+    if (seen.has(a.text)) throw new InvalidArgumentError('--feed-address', 'each address once', a.text);
+    seen.add(a.text);
+  }
+  return Object.freeze(out);
 }
 
 /** --sockmap: 'on' (default) or 'off' (booleans accepted from code). */

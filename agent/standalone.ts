@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/log.js';
-import type { Problem } from '../k8s/types.js';
+import type { Problem, SourcedObject } from '../k8s/types.js';
 import { ModelBuilder } from '../model/model.js';
 import type { Model, ModelChange } from '../model/types.js';
 import { ManifestSource } from '../sources/manifest-source.js';
@@ -26,7 +26,13 @@ export interface StandaloneSnapshot {
   problems: Problem[];
   /** How many objects (of the registry's kinds) the source holds. */
   objects: number;
+  /** The source's batch this snapshot was built from (the first: everything), for the feed to the waypoints. */
+  upserted: readonly SourcedObject[];
+  deleted: readonly SourcedObject[];
 }
+
+/** Event emitted with every snapshot, the first included (the feed to the waypoints follows the source's batches). */
+export const BATCH = 'batch';
 
 /** Event emitted with each new StandaloneSnapshot after the first. */
 export const MODEL = 'model';
@@ -79,6 +85,7 @@ export class StandaloneSource extends EventEmitter {
   close(): void {
     this.source.close();
     this.removeAllListeners(MODEL);
+    this.removeAllListeners(BATCH);
   }
 
   private accept(b: SourceBatch): StandaloneSnapshot {
@@ -88,8 +95,9 @@ export class StandaloneSource extends EventEmitter {
     const model = change.model;
     const problems = b.problems.concat(model.problems);
     this.report(problems);
-    const snap: StandaloneSnapshot = { generation: ++this.generation, model, change, changedServices: change.services, problems, objects: this.objects };
+    const snap: StandaloneSnapshot = { generation: ++this.generation, model, change, changedServices: change.services, problems, objects: this.objects, upserted: b.upserted, deleted: b.deleted };
     this.last = snap;
+    this.emit(BATCH, snap);
     this.log?.debug({ generation: snap.generation, services: model.services.size, problems: problems.length, ms: +(performance.now() - t0).toFixed(2) }, 'standalone: model built');
     return snap;
   }

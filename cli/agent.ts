@@ -11,6 +11,7 @@ import type { Command } from './command.js';
 const USAGE = `kernway agent [--kubeconfig PATH | --standalone DIR] [--node-name NAME] [--cgroup PATH] [--bpffs DIR]
                      [--admin-socket PATH] [--metrics-address HOST:PORT] [--sockmap on|off]
                      [--service-cidr CIDR[,CIDR]] [--tcp-metrics on|off] [--tcp-metrics-max-label-sets N]
+                     [--feed-address unix:///PATH|HOST:PORT ...]
                      [--map-capacity MAP=N[,MAP=N...]] [--bpf-object PATH]
 
   --kubeconfig PATH           read the Kubernetes API with this kubeconfig (the default source: without it,
@@ -29,6 +30,10 @@ const USAGE = `kernway agent [--kubeconfig PATH | --standalone DIR] [--node-name
                               series (default: 2000)
   --service-cidr CIDR[,CIDR]  the service IP range: Services with cluster IPs outside it are refused
                               (default: ${DEFAULT_SERVICE_CIDR})
+  --feed-address ADDRESS      serve the waypoints their namespace's slice of the model over gRPC
+                              (docs/feed.md): unix:///PATH (mode 0600, peers checked) and/or
+                              HOST:PORT (for pods; callers show a ServiceAccount token checked with
+                              TokenReview); repeat the option or separate with commas
   --map-capacity MAP=N,...    max_entries of load balancer maps (kw_svc, kw_slot, kw_backend, kw_maglev,
                               kw_svc_stats, kw_affinity, kw_revnat) when they are first created;
                               pinned maps keep theirs
@@ -53,6 +58,7 @@ export const command: Command = {
       'service-cidr': { type: 'string' },
       'map-capacity': { type: 'string' },
       'bpf-object': { type: 'string' },
+      'feed-address': { type: 'string', multiple: true },
     });
     if (!values) return 2;
     let opts;
@@ -69,6 +75,7 @@ export const command: Command = {
         tcpMetrics: values['tcp-metrics'],
         tcpMetricsMaxLabelSets: values['tcp-metrics-max-label-sets'],
         serviceCidr: values['service-cidr'],
+        feedAddresses: values['feed-address'],
         capacities: values['map-capacity'] === undefined ? undefined : parseCapacities(values['map-capacity']),
         objectPath: values['bpf-object'] === undefined ? undefined : resolve(values['bpf-object']),
       });

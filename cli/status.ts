@@ -94,5 +94,30 @@ export function renderStatus(st: StatusReport): string {
   } else {
     out.push('', 'same-node acceleration (sockmap): not loaded (see the agent log)');
   }
+  if (st.feed) {
+    const f = st.feed;
+    out.push('', `waypoint feed on ${f.addresses.join(', ')}: version ${f.version}, ${f.waypoints.length} waypoint(s) connected, ${f.nacks} NACK(s), ${f.denied} refused`);
+    if (f.waypoints.length > 0) {
+      out.push(formatTable(f.waypoints, [
+        { header: 'NAMESPACE', value: (w) => w.namespace },
+        { header: 'WAYPOINT', value: (w) => w.name },
+        { header: 'PEER', value: (w) => w.peer },
+        { header: 'OBJECTS', value: (w) => w.objects },
+        { header: 'SENT', value: (w) => w.sentVersion },
+        { header: 'ACKED', value: (w) => w.ackedVersion },
+        { header: 'LAST NACK', value: (w) => (w.lastNack ? `v${w.lastNack.version}: ${w.lastNack.reason}` : '') },
+      ]));
+    }
+    if (f.recentNacks.length > 0) {
+      out.push('', 'recent NACKs (the waypoint keeps its last good configuration):');
+      out.push(formatTable(f.recentNacks, [
+        { header: 'AT', value: (n) => n.at },
+        { header: 'NAMESPACE', value: (n) => n.namespace },
+        { header: 'WAYPOINT', value: (n) => n.name },
+        { header: 'VERSION', value: (n) => n.version },
+        { header: 'REASON', value: (n) => n.reason },
+      ]));
+    }
+  }
   return out.join('\n');
 }

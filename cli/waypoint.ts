@@ -1,8 +1,10 @@
 /** `kernway waypoint`: the namespace's L7 proxy. SIGTERM drains, a second SIGTERM forces. */
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
-import { ManifestDirSource } from '../waypoint/config/source.js';
-import { WAYPOINT_USAGE, parseWaypointArgs, withLogger } from '../waypoint/options.js';
+import { hostname } from 'node:os';
+import type { Logger } from '../common/log.js';
+import { AgentFeedSource, ManifestDirSource, type ConfigSource } from '../waypoint/config/source.js';
+import { WAYPOINT_USAGE, parseWaypointArgs, withLogger, type WaypointCliOptions } from '../waypoint/options.js';
 import { Waypoint } from '../waypoint/waypoint.js';
 import type { Command } from './command.js';
 import { stringify } from 'yaml';
@@ -55,13 +57,13 @@ ${GENERATE_USAGE}`,
     const log = createLogger('kernway-waypoint');
     let waypoint: Waypoint;
     try {
-      waypoint = await Waypoint.start(withLogger(opts, log), new ManifestDirSource(opts.manifests, { log }));
+      waypoint = await Waypoint.start(withLogger(opts, log), configSource(opts, log));
     } catch (e) {
       const code = e instanceof KernwayError ? e.code : (e as { code?: string }).code ?? 'KW_INTERNAL';
       console.error(`kernway waypoint: ${errorMessage(e)} [${code}]`);
       return 1;
     }
-    log.info({ namespace: opts.waypoint.namespace, meshPort: waypoint.meshPort, admin: waypoint.adminPort, manifests: opts.manifests }, 'waypoint: serving');
+    log.info({ namespace: opts.waypoint.namespace, meshPort: waypoint.meshPort, admin: waypoint.adminPort, manifests: opts.manifests, agent: opts.agent?.address.text }, 'waypoint: serving');
     return new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals): void => {
@@ -79,3 +81,14 @@ ${GENERATE_USAGE}`,
     });
   },
 };
+
+/** --manifests DIR or --agent ADDRESS: both are a ConfigSource. */
+export function configSource(opts: WaypointCliOptions, log: Logger): ConfigSource {
+  if (opts.agent) {
+    return new AgentFeedSource({
+      address: opts.agent.address, namespace: opts.waypoint.namespace, name: process.env.POD_NAME ?? hostname(),
+      tokenFile: opts.agent.tokenFile, log,
+    });
+  }
+  return new ManifestDirSource(opts.manifests!, { log });
+}

@@ -156,3 +156,22 @@ export function slimObject(src: SourcedObject): K8sObject {
   else cache.set(stub, null);
   return stub;
 }
+
+/**
+ * A stub standing for an object another kernway process has already parsed (the agent's
+ * feed sends slim objects): `parseObject` maps it to `value`, as if it had been read here.
+ * The caller has checked that `value` is of `kind`'s slim shape.
+ */
+export function stubOf(kind: KnownKind, name: string, namespace: string | undefined, value: KnownObject['value']): K8sObject {
+  const info = KINDS.find((k) => k.kind === kind)!;
+  const metadata: K8sObject['metadata'] = { name: own(name) };
+  if (namespace !== undefined) metadata.namespace = intern(namespace);
+  const stub: K8sObject = { apiVersion: info.group === '' ? info.versions[0]! : `${info.group}/${info.versions[0]!}`, kind, metadata };
+  cache.set(stub, { kind, value } as KnownObject);
+  return stub;
+}
+
+/** The registry's entry of a kind, by name. */
+export function kindInfo(kind: string): KindInfo | undefined {
+  return KINDS.find((k) => k.kind === kind);
+}

@@ -79,6 +79,8 @@ export interface RawAddon {
   /** Every record available now, back to back (no blocking); records of another size are skipped and counted. */
   ringbufConsume(id: number): { data: Buffer; count: number; skipped: number };
   ringbufClose(id: number): void;
+  /** SO_PEERCRED of a connected Unix socket: who connected. */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 
   cgroupAttach(progFd: number, cgroupPath: string, attachType: string): number;
   skMsgAttach(progFd: number, mapFd: number, mode: 'auto' | 'link' | 'prog-attach'): RawSkMsgAttach;

@@ -26,6 +26,12 @@ export interface SourceBatch {
   problems: readonly Problem[];
   /** The source has delivered its whole initial state (with this batch or before). */
   synced: boolean;
+  /**
+   * Sources that take acknowledgements (the agent's feed: sources/feed-source.ts) carry
+   * this: the consumer calls it once, after the batch was applied (no argument) or refused
+   * (the reason). A consumer that never calls it leaves the batch unacknowledged.
+   */
+  settle?: (refusal?: string) => void;
 }
 
 export interface Source {
@@ -38,4 +44,10 @@ export interface Source {
   start(onBatch: (batch: SourceBatch) => void): Promise<void>;
   /** Stop: no batch is delivered after close() returns. */
   close(): void;
+  /**
+   * When the state delivered was last known to be current (ms since the epoch): undefined
+   * while it is (a watched directory, a connected feed), the moment the link to the origin
+   * was lost otherwise. Sources that cannot tell leave it out.
+   */
+  staleSince?(): number | undefined;
 }

@@ -12,8 +12,12 @@ import { statSync } from 'node:fs';
 import { joinNegativeValues, refuseRepeated } from '../common/args.js';
 import type { AccessLogDestination } from './observe/access-log.js';
 import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
+import { parseFeedAddress, type FeedAddress } from '../sources/feed/protocol.js';
 
-export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [--listen-address IP] [--mesh-port PORT]
+export const DEFAULT_TOKEN_FILE = '/var/run/secrets/kernway/token';
+
+export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR | --agent ADDRESS [--token-file PATH])
+                 [--listen-address IP] [--mesh-port PORT]
                  [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
                  [--max-header-bytes N] [--http1-server kernway|node] [--metrics-names kernway|istio]
@@ -21,6 +25,10 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [
   --namespace NS              the namespace this waypoint serves (its Gateways and Services)
   --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
                               Namespace, ReferenceGrant, AuthorizationPolicy) in DIR, watched
+  --agent ADDRESS             the node agent's feed: unix:///PATH or HOST:PORT (in a pod: the node's
+                              address from the downward API, status.hostIP, and the agent's feed port)
+  --token-file PATH           over TCP, the projected ServiceAccount token (audience kernway) shown to
+                              the agent (default ${DEFAULT_TOKEN_FILE})
   --listen-address IP         where Gateway listeners bind (default ${'0.0.0.0'})
   --mesh-port PORT            the mesh port: connections start with a PROXY v2 header (default 15019)
   --mesh-address IP           where the mesh port binds (default: --listen-address)
@@ -37,7 +45,9 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS --manifests DIR [
                               (default) or node:http (kept for one release)`;
 
 export interface WaypointCliOptions {
-  manifests: string;
+  /** Exactly one of manifests and agent. */
+  manifests?: string;
+  agent?: { address: FeedAddress; tokenFile: string };
   waypoint: Omit<WaypointOptions, 'log'>;
 }
 
@@ -73,7 +83,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   try {
     let tokens;
     const options = {
-      namespace: { type: 'string' }, manifests: { type: 'string' },
+      namespace: { type: 'string' }, manifests: { type: 'string' }, agent: { type: 'string' }, 'token-file': { type: 'string' },
       'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
       'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
       'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
@@ -87,7 +97,10 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   }
   const ns = values.namespace;
   if (ns === undefined || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) throw new InvalidArgumentError('--namespace', 'a namespace name (DNS label)', ns);
-  if (values.manifests === undefined || values.manifests === '') throw new InvalidArgumentError('--manifests', 'a directory of manifests (the agent source is not built yet)', values.manifests);
+  if (values.manifests !== undefined && values.agent !== undefined) throw new InvalidArgumentError('--agent', 'either --manifests DIR or --agent ADDRESS, not both', values.agent);
+  if (values.agent === undefined && (values.manifests === undefined || values.manifests === '')) throw new InvalidArgumentError('--manifests', 'a directory of manifests (or --agent ADDRESS)', values.manifests);
+  if (values['token-file'] !== undefined && values.agent === undefined) throw new InvalidArgumentError('--token-file', 'only with --agent HOST:PORT', values['token-file']);
+  const agent = values.agent === undefined ? undefined : { address: parseFeedAddress('--agent', values.agent), tokenFile: values['token-file'] ?? DEFAULT_TOKEN_FILE };
   const listenAddress = ip('--listen-address', values['listen-address'] ?? '0.0.0.0');
   const meshPortText = values['mesh-port'] ?? '15019';
   const meshPort = /^[0-9]{1,5}$/.test(meshPortText) ? Number(meshPortText) : Number.NaN;
@@ -105,7 +118,8 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   const metricsNames = values['metrics-names'] ?? 'kernway';
   if (metricsNames !== 'kernway' && metricsNames !== 'istio') throw new InvalidArgumentError('--metrics-names', 'kernway or istio', metricsNames);
   return Object.freeze({
-    manifests: values.manifests,
+    ...(values.manifests !== undefined ? { manifests: values.manifests } : {}),
+    ...(agent ? { agent } : {}),
     waypoint: Object.freeze({
       namespace: ns,
       listenAddress,

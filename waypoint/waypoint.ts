@@ -105,6 +105,8 @@ export class Waypoint extends EventEmitter {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
   private applying: Promise<void> = Promise.resolve();
+  private appliedAt: number | undefined;
+  private readonly startedAt = Date.now();
 
   private constructor(private readonly opts: WaypointOptions, private readonly source: ConfigSource) {
     super();
@@ -115,6 +117,7 @@ export class Waypoint extends EventEmitter {
       names: opts.metricsNames ?? 'kernway', workloadAt: (ip) => this.tableInForce.pods.get(ip)?.identity.workload,
     });
     this.accessLog = new AccessLog(opts.accessLog);
+    this.metrics.onConfigAge(() => this.configAgeSeconds());
     this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
     this.handler = new RequestHandler({
       table: () => this.tableInForce, balancer: this.balancer, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
@@ -195,6 +198,17 @@ export class Waypoint extends EventEmitter {
     return this.admin?.port;
   }
 
+  /**
+   * How old the configuration in force may be, in seconds: 0 while its source says it is
+   * current (a watched directory, a connected agent feed); since the link to the agent was
+   * lost otherwise; since start while there is none.
+   */
+  configAgeSeconds(): number {
+    if (this.appliedAt === undefined) return (Date.now() - this.startedAt) / 1000;
+    const stale = this.source.staleSince?.();
+    return stale === undefined ? 0 : (Date.now() - stale) / 1000;
+  }
+
   /** Ready: a configuration is in force and every listener is bound. */
   readiness(): { ready: boolean; reason: string } {
     if (this.stopping) return { ready: false, reason: 'stopping' };
@@ -229,8 +243,10 @@ export class Waypoint extends EventEmitter {
       const p: Problem = { code: CONFIG_FAILED, file: '', message: `the configuration could not be applied (the previous one stays): ${(e as Error).message}` };
       this.problems = [...this.problems.filter((x) => x.code !== CONFIG_FAILED), p];
       log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: configuration not applied; the last good one stays');
+      u.settle?.(`${CONFIG_FAILED}: ${(e as Error).message}`);
       return;
     }
+    this.appliedAt = Date.now();
     this.tableInForce = table;
     this.generation++;
     this.problems = [...u.sourceProblems, ...u.config.problems];
@@ -241,6 +257,7 @@ export class Waypoint extends EventEmitter {
     await this.reconcileListeners(table);
     for (const p of u.sourceProblems) log.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
     log.info({ generation: this.generation, ...table.stats, problems: this.problems.length }, 'waypoint: configuration applied');
+    u.settle?.();
     this.emit(CONFIG_APPLIED, this.generation);
   }
 

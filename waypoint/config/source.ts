@@ -9,11 +9,14 @@ import { ModelBuilder } from '../../model/model.js';
 import { buildWaypointConfig, waypointConfigOf, type WaypointConfig } from '../../model/waypoint-config.js';
 import { ManifestSource } from '../../sources/manifest-source.js';
 import type { Source } from '../../sources/source.js';
+import { FeedSource, type FeedSourceOptions } from '../../sources/feed-source.js';
 
 export interface ConfigUpdate {
   config: WaypointConfig;
   /** Problems of the source itself (files that do not parse or validate: their last good content is in force). */
   sourceProblems: readonly Problem[];
+  /** Sources that take acknowledgements (the agent's feed): called once, after the update was applied or refused. */
+  settle?: (refusal?: string) => void;
 }
 
 export interface ConfigSource {
@@ -22,6 +25,8 @@ export interface ConfigSource {
   /** Deliver the current configuration (before the promise resolves), then each change. */
   start(onUpdate: (u: ConfigUpdate) => void): Promise<void>;
   close(): void;
+  /** Since when (ms since the epoch) the configuration may be out of date (undefined: it is current). */
+  staleSince?(): number | undefined;
 }
 
 /** A Source's objects through a model builder: work per change is proportional to the change. */
@@ -36,12 +41,23 @@ export class ModelConfigSource implements ConfigSource {
   async start(onUpdate: (u: ConfigUpdate) => void): Promise<void> {
     await this.source.start((b) => {
       const change = this.builder.apply({ added: b.upserted, removed: b.deleted });
-      onUpdate({ config: waypointConfigOf(change.model), sourceProblems: b.problems });
+      onUpdate({ config: waypointConfigOf(change.model), sourceProblems: b.problems, ...(b.settle ? { settle: b.settle } : {}) });
     });
   }
 
   close(): void {
     this.source.close();
+  }
+
+  staleSince(): number | undefined {
+    return this.source.staleSince?.();
+  }
+}
+
+/** The node agent's feed (`--agent ADDRESS`): the namespace's slice of the agent's model, over gRPC. */
+export class AgentFeedSource extends ModelConfigSource {
+  constructor(opts: FeedSourceOptions) {
+    super(new FeedSource(opts));
   }
 }
 

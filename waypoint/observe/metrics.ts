@@ -206,6 +206,14 @@ export class WaypointMetrics {
     };
   }
 
+  /** kernway_waypoint_config_age_seconds, read from `age` at scrape time. */
+  onConfigAge(age: () => number): void {
+    new Gauge({
+      name: 'kernway_waypoint_config_age_seconds', registers: [this.registry], collect() { this.set(age()); },
+      help: 'How old the configuration in force may be: 0 while its source says it is current (watched directory, connected agent feed), seconds since the agent was lost otherwise, seconds since start while there is no configuration',
+    });
+  }
+
   /** Record one finished request. */
   observe(l: RequestLabels, seconds: number, requestBodyBytes: number, responseBodyBytes: number): void {
     if (this.names === 'istio') return this.observeIstio(l, seconds, requestBodyBytes, responseBodyBytes);

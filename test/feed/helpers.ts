@@ -1,0 +1,59 @@
+/** Objects for the feed tests: a Gateway, a route and an echo Service per namespace, as sourced objects. */
+import type { SourcedObject } from '../../k8s/types.js';
+import { objectsFrom } from '../waypoint/helpers.js';
+
+export function nsObjects(ns: string, opts: { echoIp: string; echoPort: number; vip: string; gatewayPort: number; path?: string; file?: string; podUid?: string }): SourcedObject[] {
+  return objectsFrom(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: ${ns}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: ${ns}}
+spec:
+  gatewayClassName: kernway
+  listeners:
+  - {name: http, port: ${opts.gatewayPort}, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: route, namespace: ${ns}}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: ${opts.path ?? '/'}}}]
+    backendRefs: [{name: echo, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: ${ns}}
+spec:
+  clusterIP: ${opts.vip}
+  ports: [{port: 80, targetPort: ${opts.echoPort}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: ${ns}, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{port: ${opts.echoPort}, protocol: TCP}]
+endpoints: [{addresses: [${opts.echoIp}], conditions: {ready: true}}]
+`, opts.file ?? `${ns}.yaml`);
+}
+
+export const GATEWAY_CLASS = objectsFrom(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: kernway}
+spec: {controllerName: kernway.io/gateway-controller}
+`, 'class.yaml');
+
+/** Poll `cond` every 10 ms until it holds (or fail after `ms`). */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
