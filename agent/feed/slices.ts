@@ -12,9 +12,10 @@
  * - a Service of a third namespace that a route of the slice sends to, when a
  *   ReferenceGrant there allows it, with that ReferenceGrant (the waypoint checks it again).
  *
- * The extension point for more kinds (BackendTrafficPolicy, next): give it a place here
- * (its namespace, or a rule like the routes'), and its kind in k8s/kinds.ts and in the
- * protocol's SHAPES.
+ * Namespaced policies (AuthorizationPolicy, BackendTrafficPolicy: their targetRefs are
+ * local) travel with their namespace. The extension point for a new kind: its entry in
+ * k8s/kinds.ts and in the protocol's SHAPES (sources/feed/protocol.ts); a place here only
+ * when it must reach other namespaces' waypoints (a rule like the routes').
  */
 import { parseObject, type KnownKind, type KnownObject } from '../../k8s/kinds.js';
 import type { HTTPRoute, ObjectRef, ReferenceGrant } from '../../k8s/gateway-api-types.js';

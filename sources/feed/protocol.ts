@@ -88,6 +88,7 @@ const SHAPES: Record<KnownKind, Record<string, 'string' | 'object' | 'array' | '
   Gateway: { meta: 'object', listeners: 'array' },
   HTTPRoute: { meta: 'object', parentRefs: 'array', hostnames: 'array', rules: 'array', droppedRules: 'array' },
   ReferenceGrant: { meta: 'object', from: 'array', to: 'array' },
+  BackendTrafficPolicy: { meta: 'object', targetRefs: 'array', settings: 'object' },
 };
 
 function typeOf(v: unknown): string {
