@@ -18,11 +18,13 @@ import { KernwayError, errorMessage } from '../common/errors.js';
 import { projectRoot, version } from '../common/version.js';
 import { pidAlive, run as runCmd } from '../lab/system.js';
 import { sweepLeftovers } from '../lab/sweep.js';
+import { kubeBinDir } from '../lab/cluster/bin.js';
 import { MODES, modeDef, type ConfigureResult, type ModeInstance, type ModeName } from './modes.js';
 import { benchServices } from './services.js';
 import { WORKLOADS, workload, type WorkloadName } from './workloads.js';
 import { DEFAULT_TOOL_SETTINGS } from './tools.js';
 import { analyse, type Analysis } from './analyse.js';
+import { TICKS_PER_SECOND, machineBusyTicks, processTicks, ticksBetween } from './cpu.js';
 import type { BenchOptions, RawSample } from './samples.js';
 
 export type { BenchOptions, RawSample } from './samples.js';
@@ -109,6 +111,8 @@ export function checkTools(opts: BenchOptions): void {
     }
   }
   if (opts.modes.includes('sidecar') && !existsSync('/usr/lib/nginx/modules/ngx_stream_module.so')) missing.push('nginx stream module (libnginx-mod-stream)');
+  // The iptables mode runs the real kube-proxy in a lab cluster: KW_LAB_KUBE_MISSING says how to build it.
+  if (opts.modes.includes('iptables')) kubeBinDir();
   if (missing.length > 0) throw new KernwayError('KW_BENCH_TOOLS', `kernway bench needs: ${missing.join(', ')}. Install the Debian packages named in brackets.`);
 }
 
@@ -218,7 +222,22 @@ export async function runBench(opts: BenchOptions, hooks: RunHooks): Promise<Ben
 
     const measure = async (m: ModeInstance, wname: WorkloadName, sample: RawSample): Promise<void> => {
       try {
-        sample.values = await workload(wname).run({ lab: m.lab, client: m.client, dir: scratch, connrate }, m.endpoint(workload(wname)), sample.seconds, opts.settings);
+        const w = workload(wname);
+        const cpu = { ticks: 0 };
+        const procs0 = processTicks(m.cpuPids());
+        const machine0 = machineBusyTicks();
+        const values = await w.run({ lab: m.lab, client: m.client, dir: scratch, connrate, cpu }, m.endpoint(w), sample.seconds, opts.settings);
+        const machine = machineBusyTicks() - machine0;
+        const procs = ticksBetween(procs0, processTicks(m.cpuPids())) + cpu.ticks;
+        const tx = w.transactions?.(values);
+        if (tx !== undefined && tx > 0) {
+          const us = 1e6 / TICKS_PER_SECOND;
+          values.cpu = (procs * us) / tx;
+          values.mcpu = (machine * us) / tx;
+          values.transactions = tx;
+        }
+        values.load1 = +loadavg()[0]!.toFixed(2);
+        sample.values = values;
       } catch (e) {
         sample.error = errorMessage(e);
         hooks.log.warn({ mode: m.name, workload: wname, services: sample.services, round: sample.round, err: sample.error }, 'bench: a measurement failed');

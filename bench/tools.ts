@@ -6,7 +6,8 @@
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lab, Pod } from '../lab/index.js';
+import type { ExecOptions } from '../lab/index.js';
+import type { RunResult } from '../lab/system.js';
 import { KernwayError } from '../common/errors.js';
 import { percentile, sortedCopy } from './stats.js';
 
@@ -125,19 +126,44 @@ export function parseConnrate(out: string): Sample {
 
 // ---------------------------------------------------------------- runners
 
+/** What a tool runs in: a lab (lab/index.ts) with its client pod, or a lab cluster's pods (bench/cluster-mode.ts). */
+export interface PodRunner<T = unknown> {
+  exec(target: T, cmd: string, args: string[], opts?: ExecOptions): Promise<RunResult>;
+}
+
 export interface ToolContext {
-  lab: Lab;
-  client: Pod;
+  lab: PodRunner<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  client: unknown;
+  /** The CPU time (clock ticks, utime + stime) of the tool processes run in this context adds up here. */
+  cpu?: { ticks: number };
   /** A scratch folder of this run (h2load's request log, wrk's script). */
   dir: string;
   /** The compiled connection-rate client. */
   connrate: string;
 }
 
+/**
+ * Runs the tool under a shell that waits for it, then prints its own /proc/self/stat:
+ * cutime and cstime there are the CPU time of the waited-for tool (with the softirq work
+ * done in its context: this kernel has no IRQ time accounting).
+ */
+const CPU_WRAPPER = '"$@"; r=$?; read -r s < /proc/self/stat; echo "kw-children-cpu $s" >&2; exit $r';
+
+/** The tool's CPU ticks (cutime + cstime) from the wrapper's line; the output without it. */
+export function childrenCpu(out: string): { ticks: number; rest: string } {
+  const m = /^kw-children-cpu .*\) (.*)$/m.exec(out);
+  if (!m) return { ticks: Number.NaN, rest: out };
+  const f = m[1]!.trim().split(/\s+/);
+  // After the comm field: state is field 3, so field n is f[n - 3]; cutime 16, cstime 17.
+  return { ticks: Number(f[13]) + Number(f[14]), rest: out.replace(m[0], '').replace(/\n\n/, '\n') };
+}
+
 async function exec(ctx: ToolContext, tool: string, cmd: string, args: string[], seconds: number): Promise<string> {
-  const r = await ctx.lab.exec(ctx.client, cmd, args, { timeoutMs: (seconds + 30) * 1000 });
-  if (r.code !== 0) throw new ToolError(tool, `exited with ${r.code} (${cmd} ${args.join(' ')})`, r.stderr + r.stdout);
-  return r.stdout + r.stderr;
+  const r = await ctx.lab.exec(ctx.client, 'sh', ['-c', CPU_WRAPPER, 'sh', cmd, ...args], { timeoutMs: (seconds + 30) * 1000 });
+  const { ticks, rest } = childrenCpu(r.stderr);
+  if (ctx.cpu && Number.isFinite(ticks)) ctx.cpu.ticks += ticks;
+  if (r.code !== 0) throw new ToolError(tool, `exited with ${r.code} (${cmd} ${args.join(' ')})`, rest + r.stdout);
+  return r.stdout + rest;
 }
 
 export interface ToolSettings {

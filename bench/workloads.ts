@@ -28,8 +28,21 @@ export interface Workload {
   headline: string;
   /** Seconds of a measurement relative to the run's base duration. */
   durationFactor: number;
+  /** Transactions in a sample (round trips, connections, requests), for CPU per transaction; none for a stream. */
+  transactions?: (s: Sample) => number;
   run(ctx: ToolContext, to: Endpoint, seconds: number, s: ToolSettings): Promise<Sample>;
 }
+
+/**
+ * CPU per transaction, in microseconds: `cpu` counts the mode's processes (the client tool,
+ * the server apps, proxies, agent or kube-proxy; utime + stime, which hold the softirq work
+ * done in their context), `mcpu` the whole machine's busy time from /proc/stat (all of the
+ * kernel's work, but also every other process on the machine: read it with the load).
+ */
+export const CPU_METRICS: readonly Metric[] = [
+  { key: 'cpu', label: 'CPU/tx, mode processes', unit: 'us', better: 'lower' },
+  { key: 'mcpu', label: 'CPU/tx, whole machine', unit: 'us', better: 'lower' },
+];
 
 const latency = (unit: string): Metric[] => [
   { key: 'p50', label: 'p50', unit, better: 'lower' },
@@ -41,22 +54,26 @@ const latency = (unit: string): Metric[] => [
 export const WORKLOADS: readonly Workload[] = Object.freeze([
   {
     name: 'tcp-rr', title: 'TCP request/response (sockperf ping-pong, 64 B, round trip)', tool: 'sockperf', port: 'sockperf', l7: false,
-    metrics: latency('us'), headline: 'p50', durationFactor: 1,
+    metrics: [...latency('us'), ...CPU_METRICS], headline: 'p50', durationFactor: 1,
+    transactions: (s) => s.observations!,
     run: runSockperf,
   },
   {
     name: 'conn-rate', title: 'Connection rate (connect + HTTP/1.0 request + close, bench/connrate.c)', tool: 'connrate', port: 'connrate', l7: false,
-    metrics: [{ key: 'rate', label: 'connections/s', unit: '1/s', better: 'higher' }, ...latency('us')], headline: 'rate', durationFactor: 1,
+    metrics: [{ key: 'rate', label: 'connections/s', unit: '1/s', better: 'higher' }, ...latency('us'), ...CPU_METRICS], headline: 'rate', durationFactor: 1,
+    transactions: (s) => s.connections!,
     run: runConnrate,
   },
   {
     name: 'http1', title: 'HTTP/1.1 keep-alive (wrk)', tool: 'wrk', port: 'http', l7: true,
-    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us')], headline: 'p50', durationFactor: 1,
+    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us'), ...CPU_METRICS], headline: 'p50', durationFactor: 1,
+    transactions: (s) => s.requests!,
     run: runWrk,
   },
   {
     name: 'h2c', title: 'HTTP/2 cleartext (h2load)', tool: 'h2load', port: 'h2c', l7: true,
-    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us')], headline: 'p50', durationFactor: 1,
+    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us'), ...CPU_METRICS], headline: 'p50', durationFactor: 1,
+    transactions: (s) => s.requests!,
     run: runH2load,
   },
   {

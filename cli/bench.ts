@@ -12,7 +12,8 @@ import type { Command } from './command.js';
 const USAGE = `kernway bench [--quick] [--modes LIST] [--services LIST] [--workloads LIST] [--rounds N]
               [--seconds N] [--out DIR]
 
-  --quick            short run (2 rounds of 1 s, 10 and 10,000 Services): about 3 minutes
+  --quick            short run (2 rounds of 1 s, 10 and 10,000 Services): about 3 minutes, plus
+                     about 3 for the iptables mode (a lab cluster; 10,000 Services through its API)
   --modes LIST       comma-separated, from: direct, ebpf, iptables, sidecar, waypoint (default: all)
   --services LIST    numbers of Services installed, e.g. 10,1000,10000 (default: 10,1000,10000;
                      --quick: 10,10000); only one Service carries the traffic

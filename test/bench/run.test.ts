@@ -26,8 +26,10 @@ async function leftovers(pid: number): Promise<string[]> {
   const ns = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(mine);
   const cg = readdirSync(cgroup2Mount()).filter(mine);
   const pins = existsSync('/sys/fs/bpf') ? readdirSync('/sys/fs/bpf').filter(mine) : [];
+  // A lab cluster's run folder (the iptables mode).
+  const shm = existsSync('/dev/shm') ? readdirSync('/dev/shm').filter(mine) : [];
   const tmp = readdirSync(tmpdir()).filter((n) => n.startsWith(`kernway-bench-${pid}-`) || n.startsWith(`kernway-sidecar-${pid}-`));
-  return [...ns, ...cg, ...pins, ...tmp];
+  return [...ns, ...cg, ...pins, ...shm, ...tmp];
 }
 
 describe('bench run', () => {
@@ -101,7 +103,7 @@ describe('bench run', () => {
       expect(svg).not.toContain('NaN');
     }
     expect(lines.some((l) => l.includes('installing 50 Services in mode iptables'))).toBe(true);
-  });
+  }, 300_000); // the iptables mode starts a lab cluster (kube-proxy)
 });
 
 describe('kernway bench command', () => {
@@ -140,5 +142,5 @@ describe('kernway bench command', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(outDir, { recursive: true, force: true });
     }
-  });
+  }, 180_000); // the iptables mode starts a lab cluster (kube-proxy)
 });
