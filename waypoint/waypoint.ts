@@ -22,6 +22,7 @@ import { emptyWaypointConfig } from '../model/waypoint-config.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
 import { accept, connOf, type AcceptHandlers, type ConnInfo } from './proxy/accept.js';
 import { Balancer } from './proxy/balancer.js';
+import { Resilience } from './resilience/state.js';
 import { RequestHandler } from './proxy/handler.js';
 import { classifyClientError, H1Server, refusalBytes } from './proxy/h1-server.js';
 import { UpstreamPool } from './proxy/upstream.js';
@@ -91,6 +92,7 @@ export class Waypoint extends EventEmitter {
   private generation = 0;
   private problems: Problem[] = [];
   private readonly balancer = new Balancer();
+  private readonly resilience = new Resilience();
   private readonly upstream: UpstreamPool;
   private readonly accessLog: AccessLog;
   private readonly handler: RequestHandler;
@@ -116,11 +118,13 @@ export class Waypoint extends EventEmitter {
       defaultMetrics: opts.processMetrics !== false, upstreamConnections: () => this.upstream.connectionCount(),
       names: opts.metricsNames ?? 'kernway', workloadAt: (ip) => this.tableInForce.pods.get(ip)?.identity.workload,
     });
+    this.metrics.ejectedEndpoints = () => this.resilience.ejectedCounts(performance.now());
+    this.metrics.pendingRequests = () => this.resilience.pendingCounts();
     this.accessLog = new AccessLog(opts.accessLog);
     this.metrics.onConfigAge(() => this.configAgeSeconds());
     this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
     this.handler = new RequestHandler({
-      table: () => this.tableInForce, balancer: this.balancer, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
+      table: () => this.tableInForce, balancer: this.balancer, resilience: this.resilience, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
     });
     const l = opts.limits;
     this.h1 = http.createServer({

@@ -33,6 +33,8 @@ export interface AccessRecord {
   /** Why the waypoint answered itself (no_route, denied, timeout...), when it did. */
   reason: string | undefined;
   attempts: number;
+  /** Envoy's response flags, comma-separated (UO, UH, DI, FI, RL, URX), when any. */
+  responseFlags?: string | undefined;
 }
 
 type Destination = ReturnType<typeof pino.destination>;
@@ -67,6 +69,7 @@ export class AccessLog {
     line += `,"source":${s(r.source)},"sourceAddress":"${r.sourceAddress}","parent":${s(r.parent)},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"traceId":"${r.traceId}","spanId":"${r.spanId}","requestId":${s(r.requestId)}`;
     if (r.userAgent !== undefined) line += `,"userAgent":${s(r.userAgent)}`;
     if (r.reason !== undefined) line += `,"reason":"${r.reason}"`;
+    if (r.responseFlags !== undefined) line += `,"responseFlags":"${r.responseFlags}"`;
     this.dest.write(`${line},"attempts":${r.attempts}}\n`);
   }
 

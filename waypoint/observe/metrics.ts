@@ -17,6 +17,8 @@ export interface RequestLabels {
   source: string;
   /** The backend endpoint last tried ('address:port', '[v6]:port'), for Istio's destination_workload. */
   upstream?: string | undefined;
+  /** Envoy response flags (UO, UH, DI, FI, RL, URX), for Istio's response_flags. */
+  flags?: string | undefined;
 }
 
 /**
@@ -110,6 +112,15 @@ export class WaypointMetrics {
   readonly configGeneration: Gauge;
   readonly configProblems: Gauge;
   readonly connections: Gauge<'kind'>;
+  /** BackendTrafficPolicy: circuit breaker overflows (503 UO), by limit; outlier ejections; faults injected; local rate limits (429 RL). */
+  readonly overflow: Counter<'destination_service' | 'limit'>;
+  readonly outlierEjections: Counter<'destination_service'>;
+  readonly faults: Counter<'destination_service' | 'kind'>;
+  readonly rateLimited: Counter<'destination_service' | 'policy'>;
+  /** Endpoints ejected now, by destination Service (set by the resilience engine, read at scrape time). */
+  ejectedEndpoints: () => Map<string, number> = () => new Map();
+  /** Requests waiting for a backend connection (circuit breaker maxConnections), by destination Service. */
+  pendingRequests: () => Map<string, number> = () => new Map();
   /** Requests in progress (a plain number, read at scrape time). */
   active = 0;
   private readonly cells = new Map<string, RouteCell>();
@@ -141,7 +152,19 @@ export class WaypointMetrics {
     this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r] });
     this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r] });
     this.connections = new Gauge({ name: 'kernway_waypoint_downstream_connections', help: 'Open connections from callers, by kind (gateway, mesh)', labelNames: ['kind'], registers: [r] });
+    this.overflow = new Counter({ name: 'kernway_waypoint_overflow_total', help: 'Requests answered 503 at once by a circuit breaker (response flag UO), or retries not sent, by the limit reached', labelNames: ['destination_service', 'limit'], registers: [r] });
+    this.outlierEjections = new Counter({ name: 'kernway_waypoint_outlier_ejections_total', help: 'Endpoints ejected by passive health checks (outlier detection)', labelNames: ['destination_service'], registers: [r] });
+    this.faults = new Counter({ name: 'kernway_waypoint_faults_injected_total', help: 'Faults injected by a BackendTrafficPolicy, by kind (delay, abort)', labelNames: ['destination_service', 'kind'], registers: [r] });
+    this.rateLimited = new Counter({ name: 'kernway_waypoint_rate_limited_total', help: 'Requests refused (429, response flag RL) by a local rate limit', labelNames: ['destination_service', 'policy'], registers: [r] });
     const self = this;
+    new Gauge({
+      name: 'kernway_waypoint_outlier_ejected_endpoints', help: 'Endpoints ejected now by outlier detection', labelNames: ['destination_service'], registers: [r],
+      collect() { this.reset(); for (const [k, v] of self.ejectedEndpoints()) this.set({ destination_service: k }, v); },
+    });
+    new Gauge({
+      name: 'kernway_waypoint_pending_requests', help: 'Requests waiting for a backend connection (circuit breaker maxConnections reached)', labelNames: ['destination_service'], registers: [r],
+      collect() { this.reset(); for (const [k, v] of self.pendingRequests()) this.set({ destination_service: k }, v); },
+    });
     new Gauge({ name: 'kernway_waypoint_active_requests', help: 'Requests in progress', registers: [r], collect() { this.set(self.active); } });
     const upstream = opts.upstreamConnections;
     if (upstream) {
@@ -201,7 +224,7 @@ export class WaypointMetrics {
       destination_canonical_service: dst.name, destination_canonical_revision: 'latest', destination_cluster: 'Kubernetes',
       destination_service: svc ? `${svc.name}.${svc.namespace}.svc.cluster.local` : 'unknown',
       destination_service_name: svc?.name ?? 'unknown', destination_service_namespace: svc?.namespace ?? 'unknown',
-      request_protocol: 'http', response_code: String(l.code), grpc_response_status: '', response_flags: '-',
+      request_protocol: 'http', response_code: String(l.code), grpc_response_status: '', response_flags: l.flags ?? '-',
       connection_security_policy: 'none',
     };
   }
@@ -239,7 +262,7 @@ export class WaypointMetrics {
 
   private observeIstio(l: RequestLabels, seconds: number, reqBytes: number, resBytes: number): void {
     const dst = l.upstream !== undefined ? this.workloadAt?.(addressOf(l.upstream)) ?? '' : '';
-    const key = `${l.source}\u0000${l.destination}\u0000${dst}\u0000${l.code}`;
+    const key = `${l.source}\u0000${l.destination}\u0000${dst}\u0000${l.code}${l.flags === undefined ? '' : `\u0000${l.flags}`}`;
     let c = this.istio.get(key);
     if (!c) {
       if (this.istio.size > 50_000) this.istio.clear();

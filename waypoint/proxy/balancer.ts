@@ -29,9 +29,14 @@ export class Balancer {
     return bs[best];
   }
 
-  /** An endpoint of the target, skipping `exclude` (endpoints that already failed this request) when possible. */
-  pickEndpoint(t: ServiceTarget, exclude?: ReadonlySet<string>): Endpoint | undefined {
-    const eps = t.endpoints;
+  /**
+   * An endpoint of the target, skipping `exclude` (endpoints that already failed this
+   * request) when possible, and never one of `ejected` (outlier detection: undefined when
+   * none is out, so the common case costs nothing): every algorithm picks among the rest.
+   */
+  pickEndpoint(t: ServiceTarget, exclude?: ReadonlySet<string>, ejected?: ReadonlySet<string>): Endpoint | undefined {
+    let eps = t.endpoints;
+    if (ejected !== undefined) eps = eps.filter((e) => !ejected.has(endpointKey(e)));
     if (eps.length === 0) return undefined;
     const st = this.state(t.key);
     let candidates = eps;

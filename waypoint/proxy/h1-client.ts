@@ -13,6 +13,7 @@ import net, { type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
 import type { HeaderList } from './headers.js';
+import type { ConnOptions } from '../resilience/compile.js';
 import { UpstreamError as H1Error } from './upstream-error.js';
 
 /** Failures are UpstreamErrors (kind connect, reset or protocol), as the proxy expects them. */
@@ -34,6 +35,8 @@ export interface H1Request {
   /** Without hop-by-hop headers; includes Host. Content-Length is used as is when the body is a stream. */
   headers: HeaderList;
   body: Readable | Buffer | undefined;
+  /** A BackendTrafficPolicy's connection settings (connect and idle timeouts, duration, requests per connection, keep-alive). */
+  conn?: ConnOptions | undefined;
 }
 
 export interface H1PoolOptions {
@@ -57,8 +60,11 @@ class Conn {
   timer: NodeJS.Timeout | undefined;
   idle = false;
   reused = false;
+  /** Requests sent on it, and when it opened (for maxRequestsPerConnection and maxConnectionDuration). */
+  requests = 0;
+  readonly born = Date.now();
 
-  constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool) {
+  constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool, readonly opts: ConnOptions | undefined) {
     socket.on('data', (d: Buffer) => { if (this.exchange) this.exchange.onData(d); else this.drop(); });
     socket.on('error', (e: NodeJS.ErrnoException) => { if (this.exchange) this.exchange.onClose(e); else this.drop(); });
     socket.on('end', () => { if (this.exchange) this.exchange.onEnd(); else this.drop(); });
@@ -100,13 +106,14 @@ export class H1Pool {
       const key = `${r.address}:${r.port}`;
       const pooled = this.take(key);
       if (pooled) {
+        pooled.requests++;
         exchange = new Exchange(this, pooled, true, r, resolve, reject, this.maxHeaderBytes);
         exchange.start();
         return;
       }
       const socket = net.connect({ host: r.address, port: r.port, noDelay: true });
       this.open++;
-      const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.opts.connectTimeoutMs);
+      const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), r.conn?.connectTimeoutMs ?? this.opts.connectTimeoutMs);
       timer.unref();
       const onConnectError = (e: NodeJS.ErrnoException): void => {
         clearTimeout(timer);
@@ -121,7 +128,9 @@ export class H1Pool {
         socket.removeListener('error', onConnectError);
         socket.removeListener('close', onEarlyClose);
         fail = undefined;
-        const conn = new Conn(socket, key, this);
+        const conn = new Conn(socket, key, this, r.conn);
+        conn.requests++;
+        if (r.conn?.keepAlive) socket.setKeepAlive(true, r.conn.keepAlive.idleTimeMs ?? 0);
         exchange = new Exchange(this, conn, false, r, resolve, reject, this.maxHeaderBytes);
         exchange.start();
       });
@@ -142,7 +151,8 @@ export class H1Pool {
       const c = list.pop()!;
       c.idle = false;
       if (c.timer) { clearTimeout(c.timer); c.timer = undefined; }
-      if (!c.socket.destroyed && c.socket.writable && c.socket.readable) return c;
+      const maxMs = c.opts?.maxDurationMs;
+      if (!c.socket.destroyed && c.socket.writable && c.socket.readable && (maxMs === undefined || Date.now() - c.born < maxMs)) return c;
       c.socket.destroy();
     }
     return undefined;
@@ -155,8 +165,10 @@ export class H1Pool {
     let list = this.idle.get(c.key);
     if (!list) this.idle.set(c.key, (list = []));
     if (list.length >= this.opts.maxIdlePerEndpoint) { c.socket.destroy(); return; }
+    const o = c.opts;
+    if (o !== undefined && ((o.maxRequests > 0 && c.requests >= o.maxRequests) || (o.maxDurationMs !== undefined && Date.now() - c.born >= o.maxDurationMs))) { c.socket.destroy(); return; }
     c.idle = true;
-    c.timer = setTimeout(() => c.drop(), this.opts.idleTimeoutMs);
+    c.timer = setTimeout(() => c.drop(), o?.idleTimeoutMs ?? this.opts.idleTimeoutMs);
     c.timer.unref();
     if (c.socket.isPaused()) c.socket.resume();
     list.push(c);

@@ -27,6 +27,8 @@ import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
 import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
 import { UpstreamError, type UpstreamPool, type UpstreamResponse } from './upstream.js';
+import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
+import type { OutlierState, OverflowLimit, Resilience, TryOutcome } from '../resilience/state.js';
 
 type DownReq = IncomingMessage | Http2ServerRequest | FastRequest;
 /** FastResponse has the members of ServerResponse the handler uses; it is handled as one. */
@@ -47,6 +49,7 @@ const MAX_BACKOFF_MS = 10_000;
 export interface HandlerDeps {
   table(): RoutingTable;
   balancer: Balancer;
+  resilience: Resilience;
   upstream: UpstreamPool;
   metrics: WaypointMetrics;
   accessLog: AccessLog;
@@ -76,6 +79,10 @@ interface Exchange {
   done: boolean;
   /** Called when the caller's response closes (one 'close' listener per request). */
   onClose: (() => void) | undefined;
+  /** Envoy response flags for the access log (UO, UH, DI, FI, RL, URX). */
+  flags: string | undefined;
+  /** Gives back what the request holds of a circuit breaker, when it ends. */
+  release: (() => void) | undefined;
 }
 
 interface Routed {
@@ -86,6 +93,7 @@ interface Routed {
 }
 
 export class RequestHandler {
+  private readonly plans = new WeakMap<CompiledBackend, RetryPlan | null>();
   constructor(private readonly d: HandlerDeps) {}
 
   /** Entry point for both HTTP servers' 'request' events. */
@@ -107,6 +115,7 @@ export class RequestHandler {
       start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
       trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
+      flags: undefined, release: undefined,
     };
     this.d.metrics.active++;
     res.once('close', () => { ex.onClose?.(); this.finish(ex, req, res); });
@@ -182,6 +191,7 @@ export class RequestHandler {
     if (!backend.target) return this.local(ex, res, 500, 'invalid_backend', `backend unavailable: ${backend.failure?.message ?? 'unresolved'}`);
     const svc = backend.target;
     ex.destination = svc.key.startsWith('pod ') ? `${svc.namespace}/direct` : `${svc.namespace}/${svc.name}`;
+    if (backend.traffic !== undefined && await this.admit(ex, res, backend.traffic, header, conn.peerAddress)) return;
 
     // The request as the backend gets it.
     let path = target.path;
@@ -260,38 +270,88 @@ export class RequestHandler {
     corsHeaders: HeaderList | undefined, h2: boolean, table: RoutingTable, authz: AuthzRequest, sendMirrors: () => void,
   ): Promise<void> {
     const replayable = out.body === undefined || Buffer.isBuffer(out.body);
-    const retry = rule.retry;
-    const maxAttempts = 1 + (retry && replayable ? retry.attempts : 0);
-    const deadline = rule.requestTimeoutMs ? ex.start + rule.requestTimeoutMs : undefined;
+    const traffic = backend.traffic;
+    const plan = this.planOf(rule, backend);
+    const maxAttempts = 1 + (plan && replayable ? plan.retries : 0);
+    const requestTimeoutMs = rule.requestTimeoutMs ?? traffic?.requestTimeoutMs;
+    const deadline = requestTimeoutMs ? ex.start + requestTimeoutMs : undefined;
+    const tryTimeoutMs = rule.backendRequestTimeoutMs ?? plan?.perTryTimeoutMs;
     const tried = new Set<string>();
     let clientGone = false;
     let abortCurrent: (() => void) | undefined;
     ex.onClose = (): void => { if (!res.writableFinished) { clientGone = true; abortCurrent?.(); } };
     let freeRetries = 1; // one extra try for a pooled connection the backend had just closed
 
+    // BackendTrafficPolicy: the circuit breaker's counters (kept whenever a policy applies: the retry budget needs them too).
+    const cs = traffic !== undefined ? this.d.resilience.circuit(svc.key) : undefined;
+    const limits = traffic?.circuit;
+    if (cs !== undefined) {
+      if (limits !== undefined && cs.requests >= limits.maxParallelRequests) return this.overflow(ex, res, 'maxParallelRequests');
+      cs.requests++;
+      ex.release = (): void => { cs.requests--; };
+    }
+    const od = traffic?.outlier !== undefined ? this.d.resilience.outlier(svc.key) : undefined;
+    /** Whether another try may go: the plan's, the circuit breaker's maxParallelRetries and the retry budget. */
+    const mayRetry = (attempt: number): boolean => {
+      if (attempt >= maxAttempts || (deadline !== undefined && performance.now() >= deadline)) return false;
+      if (cs === undefined) return true;
+      const maxRetries = limits?.maxParallelRetries ?? 1024;
+      const budget = plan?.budget;
+      const limit: OverflowLimit | undefined = cs.retries >= maxRetries ? 'maxParallelRetries'
+        : budget !== undefined && cs.retries >= Math.max(budget.minRetryConcurrency, (budget.percent / 100) * cs.requests) ? 'retryBudget' : undefined;
+      if (limit === undefined) return true;
+      this.d.metrics.overflow.inc({ destination_service: ex.destination, limit });
+      return false;
+    };
+
     for (let attempt = 1; ; attempt++) {
-      const ep = this.d.balancer.pickEndpoint(svc, tried);
-      if (!ep) return this.local(ex, res, 503, 'no_endpoints', `no endpoint for ${svc.key}`);
+      // A connection from the circuit breaker (at once, after a wait in the pending queue, or 503 overflow).
+      let slot = false;
+      if (cs !== undefined && limits !== undefined) {
+        const a = cs.acquire(limits);
+        if (a === 'overflow') return this.overflow(ex, res, 'maxPendingRequests');
+        if (a !== undefined) {
+          abortCurrent = a.cancel;
+          const waited = await raceTimeout(a.wait, deadline === undefined ? undefined : Math.max(0, deadline - performance.now()), a.cancel);
+          if (clientGone) { a.cancel(); ex.reason = 'client_closed'; return; }
+          if (waited.kind !== 'value' || !waited.value) return this.local(ex, res, 504, 'request_timeout', 'upstream request timeout (waiting for a connection)');
+        }
+        slot = true;
+      }
+      const ejected = od?.ejected(performance.now());
+      const ep = this.d.balancer.pickEndpoint(svc, tried, ejected);
+      if (!ep) {
+        if (slot) cs!.release();
+        ex.flags = 'UH';
+        return this.local(ex, res, 503, 'no_endpoints', ejected !== undefined ? `no healthy upstream for ${svc.key}` : `no endpoint for ${svc.key}`);
+      }
       tried.add(endpointKey(ep));
       ex.upstream = endpointKey(ep);
       if (!table.authz.empty) {
         const decision = this.authorize(table, svc, ep, authz);
-        if (!decision.allowed) return this.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy');
+        if (!decision.allowed) { if (slot) cs!.release(); return this.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy'); }
       }
       if (attempt === 1) sendMirrors();
       ex.attempts++;
-      const done = this.d.balancer.begin(svc, ep);
-      const exch = this.d.upstream.request({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body });
+      const isRetry = attempt > 1 && cs !== undefined;
+      if (isRetry) cs.retries++;
+      const lbDone = this.d.balancer.begin(svc, ep);
+      const done = cs === undefined ? lbDone : once(() => { lbDone(); if (slot) cs.release(); if (isRetry) cs.retries--; });
+      const exch = this.d.upstream.request({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body, conn: traffic?.conn });
       abortCurrent = exch.abort;
-      const attemptTimeout = minTimeout(rule.backendRequestTimeoutMs, deadline);
+      const attemptTimeout = minTimeout(tryTimeoutMs, deadline);
       const attemptEnd = attemptTimeout === undefined ? undefined : performance.now() + attemptTimeout;
       const outcome = await raceTimeout(exch.response, attemptTimeout, exch.abort);
       if (clientGone) { done(); ex.reason = 'client_closed'; return; }
       if (outcome.kind === 'timeout') {
         done();
+        this.eject(od, traffic, svc, ex, { local: 'timeout' });
         this.d.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: 'timeout' });
         const requestExpired = deadline !== undefined && performance.now() >= deadline;
-        if (!requestExpired && retry?.codes.includes(504) && attempt < maxAttempts) { await this.backoff(retry.backoffMs, attempt, deadline); continue; }
+        if (!requestExpired && plan?.timeout) {
+          if (mayRetry(attempt)) { await this.backoff(plan, attempt, deadline); continue; }
+          ex.flags = 'URX';
+        }
         return this.local(ex, res, 504, requestExpired ? 'request_timeout' : 'backend_timeout', 'upstream request timeout');
       }
       if (outcome.kind === 'error') {
@@ -299,25 +359,91 @@ export class RequestHandler {
         const e = outcome.error instanceof UpstreamError ? outcome.error : new UpstreamError('reset', String(outcome.error), undefined, false);
         this.d.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: e.kind });
         if (replayable && e.retryable && e.kind === 'reset' && freeRetries > 0) { freeRetries--; attempt--; continue; }
-        const canRetry = replayable && e.kind === 'connect' && (attempt < maxAttempts || (attempt === 1 && !retry && tried.size < svc.endpoints.length));
-        if (canRetry && (deadline === undefined || performance.now() < deadline)) {
+        this.eject(od, traffic, svc, ex, e.kind === 'protocol' ? { status: 502 } : { local: e.kind === 'connect' ? 'connect' : 'reset' });
+        const retriable = replayable && ((e.kind === 'connect' && (plan?.connectFailure ?? false)) || (e.kind === 'reset' && (plan?.reset ?? false)));
+        const anotherEndpoint = replayable && e.kind === 'connect' && attempt === 1 && !plan && tried.size < svc.endpoints.length && (deadline === undefined || performance.now() < deadline);
+        if (anotherEndpoint || (retriable && mayRetry(attempt))) {
           this.d.metrics.retries.inc({ destination_service: ex.destination });
-          if (retry && attempt < maxAttempts) await this.backoff(retry.backoffMs, attempt, deadline);
+          if (plan) await this.backoff(plan, attempt, deadline);
           continue;
         }
+        if (retriable && plan!.retries > 0) ex.flags = 'URX';
         const status = e.kind === 'connect' ? 503 : 502;
         return this.local(ex, res, status, `upstream_${e.kind}`, `upstream ${e.kind === 'connect' ? 'connect error' : 'error'}: ${e.message}`);
       }
       const up = outcome.value;
-      if (retry && retry.codes.includes(up.status) && attempt < maxAttempts && (deadline === undefined || performance.now() < deadline)) {
-        up.abort();
-        done();
-        this.d.metrics.retries.inc({ destination_service: ex.destination });
-        await this.backoff(retry.backoffMs, attempt, deadline);
-        continue;
+      if (od !== undefined) this.eject(od, traffic, svc, ex, { status: up.status });
+      if (plan && replayable && plan.codes.has(up.status)) {
+        if (mayRetry(attempt)) {
+          up.abort();
+          done();
+          this.d.metrics.retries.inc({ destination_service: ex.destination });
+          await this.backoff(plan, attempt, deadline);
+          continue;
+        }
+        if (plan.retries > 0) ex.flags = 'URX';
       }
       return this.respond(ex, req, res, rule, backend, up, corsHeaders, h2, done, attemptEnd === undefined ? undefined : Math.max(0, attemptEnd - performance.now()), exch.abort);
     }
+  }
+
+  /** The retry plan of a backend of a rule (memoised: it depends on them alone). */
+  private planOf(rule: CompiledRule, backend: CompiledBackend): RetryPlan | undefined {
+    if (rule.retry === undefined && backend.traffic?.retry === undefined) return undefined;
+    let p = this.plans.get(backend);
+    if (p === undefined) this.plans.set(backend, (p = retryPlan(rule.retry, backend.traffic?.retry, MAX_BACKOFF_MS) ?? null));
+    return p ?? undefined;
+  }
+
+  /** Outlier detection: a try's outcome for its endpoint; counts an ejection. */
+  private eject(od: OutlierState | undefined, traffic: CompiledTraffic | undefined, svc: ServiceTarget, ex: Exchange, o: TryOutcome): void {
+    if (od === undefined || ex.upstream === undefined) return;
+    if (od.report(ex.upstream, o, traffic!.outlier!, svc.endpoints.length, performance.now())) {
+      this.d.metrics.outlierEjections.inc({ destination_service: ex.destination });
+      this.d.log.info({ destination: ex.destination, endpoint: ex.upstream }, 'waypoint: endpoint ejected by outlier detection');
+    }
+  }
+
+  /** 503 at once: a circuit breaker limit is reached (response flag UO). */
+  private overflow(ex: Exchange, res: DownRes, limit: OverflowLimit): void {
+    ex.flags = 'UO';
+    this.d.metrics.overflow.inc({ destination_service: ex.destination, limit });
+    this.local(ex, res, 503, 'overflow', `upstream overflow: circuit breaker ${limit} reached`, ['x-envoy-overloaded', 'true', 'x-kernway-overflow', limit]);
+  }
+
+  /**
+   * A BackendTrafficPolicy's work before forwarding: fault injection (delay, then abort)
+   * and local rate limits. True when the request has been answered here.
+   */
+  private async admit(ex: Exchange, res: DownRes, traffic: CompiledTraffic, header: (name: string) => string | undefined, address: string): Promise<boolean> {
+    const fault = traffic.fault;
+    if (fault !== undefined) {
+      if (fault.delay !== undefined && hit(fault.delay.percentage)) {
+        ex.flags = 'DI';
+        this.d.metrics.faults.inc({ destination_service: ex.destination, kind: 'delay' });
+        await new Promise((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
+        if (ex.done) return true;
+      }
+      if (fault.abort !== undefined && hit(fault.abort.percentage)) {
+        ex.flags = ex.flags === undefined ? 'FI' : `${ex.flags},FI`;
+        this.d.metrics.faults.inc({ destination_service: ex.destination, kind: 'abort' });
+        const a = fault.abort;
+        if (a.httpStatus !== undefined) this.local(ex, res, a.httpStatus, 'fault_abort', 'fault filter abort');
+        else this.local(ex, res, 200, 'fault_abort', '', ['content-type', 'application/grpc', 'grpc-status', String(a.grpcStatus), 'grpc-message', 'fault filter abort']);
+        return true;
+      }
+    }
+    const rl = traffic.rateLimit;
+    if (rl !== undefined) {
+      const wait = this.d.resilience.limiter.check(rl, header, address, performance.now());
+      if (wait > 0) {
+        ex.flags = ex.flags === undefined ? 'RL' : `${ex.flags},RL`;
+        this.d.metrics.rateLimited.inc({ destination_service: ex.destination, policy: rl.policy });
+        this.local(ex, res, 429, 'rate_limited', 'local rate limit exceeded', ['retry-after', String(wait), 'x-envoy-ratelimited', 'true']);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Authorization for the workload behind an endpoint (its Pod's labels, or its Service's namespace alone). */
@@ -329,9 +455,9 @@ export class RequestHandler {
     return d;
   }
 
-  private async backoff(baseMs: number, attempt: number, deadline: number | undefined): Promise<void> {
-    if (baseMs <= 0) return;
-    let ms = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** (attempt - 1));
+  private async backoff(plan: RetryPlan, attempt: number, deadline: number | undefined): Promise<void> {
+    if (plan.baseBackoffMs <= 0) return;
+    let ms = Math.min(plan.maxBackoffMs, plan.baseBackoffMs * 2 ** (attempt - 1));
     ms = ms / 2 + Math.random() * (ms / 2);
     if (deadline !== undefined) ms = Math.max(0, Math.min(ms, deadline - performance.now()));
     await new Promise((r) => setTimeout(r, ms).unref());
@@ -438,17 +564,18 @@ export class RequestHandler {
   private finish(ex: Exchange, _req: DownReq, res: DownRes): void {
     if (ex.done) return;
     ex.done = true;
+    ex.release?.();
     this.d.metrics.active--;
     const status = res.writableFinished ? res.statusCode : ex.reason === 'client_closed' || !res.headersSent ? 499 : res.statusCode;
     const seconds = (performance.now() - ex.start) / 1000;
-    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream }, seconds, ex.bytesIn, ex.bytesOut);
+    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream, flags: ex.flags }, seconds, ex.bytesIn, ex.bytesOut);
     if (this.d.accessLog.enabled) {
       this.d.accessLog.write({
         method: ex.method, path: ex.path, protocol: ex.protocol, status, durationMs: Math.round(seconds * 1e6) / 1000,
         route: ex.route, rule: ex.rule, destination: ex.destination, upstream: ex.upstream, source: ex.source,
         sourceAddress: ex.conn?.peerAddress ?? '', parent: ex.parent, bytesIn: ex.bytesIn, bytesOut: ex.bytesOut,
         traceId: ex.trace?.traceId ?? '', spanId: ex.trace?.spanId ?? '', requestId: ex.requestId,
-        userAgent: ex.userAgent, reason: ex.reason, attempts: ex.attempts,
+        userAgent: ex.userAgent, reason: ex.reason, attempts: ex.attempts, responseFlags: ex.flags,
       });
     }
   }
@@ -607,4 +734,14 @@ function raceTimeout<T>(p: Promise<T>, ms: number | undefined, onTimeout: () => 
       (error: unknown) => { if (settled) return; settled = true; if (timer) clearTimeout(timer); resolve({ kind: 'error', error }); },
     );
   });
+}
+
+/** True for `percent`% of calls. */
+function hit(percent: number): boolean {
+  return percent >= 100 || (percent > 0 && Math.random() * 100 < percent);
+}
+
+function once(f: () => void): () => void {
+  let done = false;
+  return () => { if (!done) { done = true; f(); } };
 }

@@ -10,6 +10,7 @@ import { H1Pool } from './h1-client.js';
 import { UpstreamError } from './upstream-error.js';
 import { fromObject, type HeaderList } from './headers.js';
 import type { ResponseBody } from './body.js';
+import type { ConnOptions } from '../resilience/compile.js';
 
 export interface UpstreamRequest {
   endpoint: Endpoint;
@@ -21,6 +22,8 @@ export interface UpstreamRequest {
   headers: HeaderList;
   /** Body: a stream to pipe (not replayable), a buffer (replayable), or none. */
   body: Readable | Buffer | undefined;
+  /** A BackendTrafficPolicy's connection settings (HTTP/1.1 backends). */
+  conn?: ConnOptions | undefined;
 }
 
 export interface UpstreamResponse {
@@ -72,7 +75,7 @@ export class UpstreamPool {
   }
 
   private h1(r: UpstreamRequest): { response: Promise<UpstreamResponse>; abort: () => void } {
-    return this.h1pool.request({ address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body });
+    return this.h1pool.request({ address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body, conn: r.conn });
   }
 
   private session(e: Endpoint): http2.ClientHttp2Session {

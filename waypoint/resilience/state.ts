@@ -10,7 +10,7 @@ import type { CircuitLimits, CompiledRateLimit, OutlierSettings } from './compil
 /** Which circuit breaker limit refused a request (the x-kernway-overflow header and the metric's label). */
 export type OverflowLimit = 'maxConnections' | 'maxPendingRequests' | 'maxParallelRequests' | 'maxParallelRetries' | 'retryBudget';
 
-interface Waiter { grant: () => void }
+interface Waiter { grant: (ok: boolean) => void }
 
 /** Per backend Service target: requests and retries in flight, connections in use, requests waiting for one. */
 export class CircuitState {
@@ -28,19 +28,21 @@ export class CircuitState {
    * maxConnections are in use; otherwise a wait in the pending queue (a promise and a
    * cancel), or 'overflow' when maxPendingRequests are already waiting.
    */
-  acquire(l: CircuitLimits): undefined | 'overflow' | { wait: Promise<void>; cancel: () => void } {
+  acquire(l: CircuitLimits): undefined | 'overflow' | { wait: Promise<boolean>; cancel: () => void } {
     if (this.busy < l.maxConnections) { this.busy++; return undefined; }
     if (this.queue.length >= l.maxPendingRequests) return 'overflow';
     let waiter!: Waiter;
-    const wait = new Promise<void>((resolve) => { waiter = { grant: resolve }; });
+    let granted = false;
+    const wait = new Promise<boolean>((resolve) => { waiter = { grant: (ok) => { granted = ok; resolve(ok); } }; });
     this.queue.push(waiter);
-    return { wait, cancel: () => { const i = this.queue.indexOf(waiter); if (i >= 0) this.queue.splice(i, 1); else this.release(); } };
+    // Cancelled while waiting: leave the queue (the wait ends with false); cancelled once granted: give the connection back.
+    return { wait, cancel: () => { const i = this.queue.indexOf(waiter); if (i >= 0) { this.queue.splice(i, 1); waiter.grant(false); } else if (granted) { granted = false; this.release(); } } };
   }
 
   /** A try's connection is free again: the oldest waiter gets it. */
   release(): void {
     const next = this.queue.shift();
-    if (next) next.grant();
+    if (next) next.grant(true);
     else this.busy--;
   }
 }
@@ -185,4 +187,44 @@ function clientKey(rule: CompiledRateLimit['rules'][number], header: (name: stri
     }
   }
   return key;
+}
+
+/** Everything the engine keeps, by backend Service target ('ns/name:port') and rate-limit scope. */
+export class Resilience {
+  private readonly circuits = new Map<string, CircuitState>();
+  private readonly outliers = new Map<string, OutlierState>();
+  readonly limiter = new RateLimiter();
+
+  circuit(key: string): CircuitState {
+    let c = this.circuits.get(key);
+    if (!c) this.circuits.set(key, (c = new CircuitState()));
+    return c;
+  }
+
+  outlier(key: string): OutlierState {
+    let o = this.outliers.get(key);
+    if (!o) this.outliers.set(key, (o = new OutlierState()));
+    return o;
+  }
+
+  /** Requests waiting for a connection by destination Service ('ns/name'), for the gauge. */
+  pendingCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [key, c] of this.circuits) {
+      const svc = key.slice(0, key.lastIndexOf(':'));
+      out.set(svc, (out.get(svc) ?? 0) + c.pending);
+    }
+    return out;
+  }
+
+  /** Ejected endpoints by destination Service ('ns/name'), for the gauge. */
+  ejectedCounts(now: number): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [key, o] of this.outliers) {
+      o.ejected(now);
+      const svc = key.slice(0, key.lastIndexOf(':'));
+      out.set(svc, (out.get(svc) ?? 0) + o.size);
+    }
+    return out;
+  }
 }
