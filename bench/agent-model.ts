@@ -16,12 +16,14 @@ import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { buildModel } from '../model/model.js';
 import { buildServiceTable, ServiceTableBuilder } from '../model/service-table.js';
 import type { SourcedObject } from '../k8s/types.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/standalone.js';
+import { keepYoungGenerationSmall } from '../common/heap.js';
 
 const { values } = parseArgs({
   options: {
@@ -82,8 +84,15 @@ function percentile(xs: number[], p: number): number {
   return +s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!.toFixed(2);
 }
 
+/** RSS of an empty Node.js process (this runtime's baseline), MiB. */
+function emptyNodeRss(): number {
+  const rss = execFileSync(process.execPath, ['-e', 'setTimeout(() => console.log(process.memoryUsage().rss), 200)'], { encoding: 'utf8' });
+  return +(Number(rss) / 2 ** 20).toFixed(1);
+}
+
 // 4 (run in a child process, so nothing else is in its heap): load a directory as the agent does, report RSS.
 if (PHASE === 'memory') {
+  if (process.env.KW_BENCH_HEAP !== 'v8-default') keepYoungGenerationSmall(); // as `kernway agent` does
   const src = new StandaloneSource(values.dir!, {});
   const first = await src.start();
   const tb = new ServiceTableBuilder({ nodeName: 'node-0' });
@@ -94,7 +103,8 @@ if (PHASE === 'memory') {
   await new Promise((r) => setTimeout(r, 10_000));
   global.gc?.();
   const mu = process.memoryUsage();
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
   src.close();
   process.exit(0);
 }

@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../common/log.js';
 import { Agent } from '../agent/agent.js';
 import { DEFAULTS, cgroup2Root, defaultNodeName, validateAgentOptions } from '../agent/options.js';
 import { DEFAULT_SERVICE_CIDR } from '../k8s/service-range.js';
+import { keepYoungGenerationSmall } from '../common/heap.js';
 import { parseCommandOptions } from './args.js';
 import type { Command } from './command.js';
 
@@ -61,6 +62,7 @@ export const command: Command = {
       'feed-address': { type: 'string', multiple: true },
     });
     if (!values) return 2;
+    keepYoungGenerationSmall(); // before the model is built (common/heap.ts)
     let opts;
     try {
       opts = validateAgentOptions({

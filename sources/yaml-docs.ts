@@ -1,5 +1,5 @@
 /**
- * YAML documents with bounded work (issue 19):
+ * YAML documents with bounded work (issue 19), parsed one at a time (issue 10):
  *
  * - Linear in the input: the `yaml` package's own duplicate-key check (`uniqueKeys`)
  *   compares each key with every earlier key of its mapping (quadratic: 14 s for a 1 MB
@@ -33,22 +33,19 @@ export interface RawDoc {
  */
 export function parseYamlDocs(yaml: typeof YAML, text: string, maxDocBytes: number): RawDoc[] {
   const out: RawDoc[] = [];
-  const docs = yaml.parseAllDocuments(text, { prettyErrors: true, uniqueKeys: false });
-  const list = Array.isArray(docs) ? docs : [];
-  const lineOf = (offset: number): { line: number; col: number } => {
-    let line = 1;
-    let start = 0;
-    for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) { line++; start = i + 1; }
-    return { line, col: offset - start + 1 };
-  };
-  for (let i = 0; i < list.length; i++) {
-    const doc = list[i]!;
+  // One document at a time: the parser and composer are generators, so each document's
+  // syntax tree is converted to a plain value and dropped before the next is built.
+  const lines = new yaml.LineCounter();
+  const composer = new yaml.Composer({ uniqueKeys: false });
+  const lineOf = (offset: number): { line: number; col: number } => lines.linePos(offset);
+  let i = -1;
+  for (const doc of composer.compose(new yaml.Parser(lines.addNewLine).parse(text))) {
+    i++;
     if (doc.errors.length > 0) {
       // The first error only: the ones after it are mostly its consequences.
       const err = doc.errors[0]!;
-      const pos = err.linePos?.[0];
       const r: RawDoc = { index: i, error: err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '') };
-      if (pos) { r.line = pos.line; r.col = pos.col; }
+      if (err.pos[0] >= 0) Object.assign(r, lineOf(err.pos[0]));
       out.push(r);
       continue;
     }
