@@ -76,6 +76,18 @@ describe('hand-off: pod -> ClusterIP (HTTP port) -> kernel redirect -> waypoint 
     expect(rig.wpSync.stats().meshDenied).toBe(before + 1);
   });
 
+  it('a PROXY header forged from outside the kernway cgroup (no connect() guard) naming a pod or a Service not bound to the waypoint is refused by the waypoint', async () => {
+    const forge = (dst: string, port: number): string => `const ip=s=>Buffer.from(s.split('.').map(Number));
+const h=Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a','hex'),Buffer.from([0x21,0x11,0,12]),ip('${rig.v2.ipv4}'),ip('${dst}'),Buffer.from([0x30,0x39,${port >> 8},${port & 255}])]);
+const s=require('net').connect(15019,'${rig.wp.ipv4}',()=>s.write(Buffer.concat([h,Buffer.from('GET /forged HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n')])));
+let b='';s.on('data',d=>{b+=d;if(b.includes('\\r\\n')){console.log(b.split('\\r\\n')[0]);s.destroy()}});s.on('error',e=>console.log(e.code))`;
+    for (const [dst, port] of [[rig.v1.ipv4, 8080], [PLAIN_VIP, 80]] as const) {
+      const r = await rig.lab.exec(rig.client, process.execPath, ['-e', forge(dst, port)], { cgroup: false, timeoutMs: 10_000 });
+      expect(r.stdout.trim(), r.stderr).toBe('HTTP/1.1 403 Forbidden');
+    }
+    expect(rig.waypointOut).not.toContain('"path":"/forged","protocol":"HTTP/1.1","status":200');
+  });
+
   it('the counters: connections redirected and headers written', () => {
     const s = rig.wpSync.stats();
     // One connection per curl run (it reuses it for every URL), one per node client.

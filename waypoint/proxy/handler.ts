@@ -259,6 +259,8 @@ export class RequestHandler {
       if (!rule) return 404;
       return { rule, port: mp.port, parent: ex.parent };
     }
+    // A namespace using the kernel hand-off: only its bound Services are destinations.
+    if (table.strictMesh) return 403;
     const pod = podTarget(table, dst.address, dst.port);
     if (!pod) return 503;
     return { rule: passthroughRule(pod), port: dst.port, parent: `pod ${pod.namespace}/${pod.name}` };

@@ -27,6 +27,7 @@ import { hostMatches, hostSpecificity, intersectHostnames } from './hostnames.js
 import { comparePrecedence as compareMatchPrecedence, compileMatch, firstMatch, type CompiledMatch, type MatchRequest } from './match.js';
 import { prefixKey } from './path.js';
 import { workloadOf as workloadName } from '../../model/workload.js';
+import { waypointBindings } from '../../model/waypoint-binding.js';
 
 // ------------------------------------------------------------------ compiled rules
 
@@ -181,6 +182,12 @@ export interface RoutingTable {
   trafficPolicies: readonly TrafficPolicyStatus[];
   /** Counts, for logs and readiness. */
   stats: { routes: number; rules: number; listeners: number; meshPorts: number };
+  /**
+   * Some Service of the namespace is bound to a waypoint of it (kernway.io/use-waypoint,
+   * docs/waypoint-handoff.md): the mesh port then accepts only those Services' HTTP ports
+   * as destinations, never a pod or another Service (a forged PROXY header names nothing else).
+   */
+  strictMesh: boolean;
 }
 
 export interface TableOptions {
@@ -273,11 +280,19 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
   // ---- Services (mesh parents) of the namespace
   const mesh = new Map<string, MeshPort>();
   const meshByService = new Map<string, MeshPort[]>();
+  const bindings = waypointBindings(cfg.model);
+  const boundHere = (key: string): ReturnType<typeof bindings.services.get> => {
+    const b = bindings.services.get(key);
+    return b && b.waypoint.startsWith(`${ns}/`) ? b : undefined;
+  };
+  const strictMesh = [...bindings.services.keys()].some((k) => boundHere(k) !== undefined);
   for (const svc of cfg.model.services.values()) {
     if (svc.namespace !== ns || svc.clusterIPs.length === 0) continue;
+    const bound = strictMesh ? boundHere(svc.key) : undefined;
     const list: MeshPort[] = [];
     for (const sp of svc.ports) {
       if (sp.protocol !== 'TCP') continue;
+      if (strictMesh && !bound?.httpPorts.has(sp.port)) continue;
       const res = resolver.serviceTarget(svc.key, sp.port);
       const svcPolicy = cfg.trafficAttachments.byService.get(svc.key);
       const passthrough = passthroughRule(res.target, undefined, svcPolicy && compileTraffic(svcPolicy, undefined, svc.key, ''));
@@ -382,6 +397,7 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
     gateways: gatewayStatus,
     trafficPolicies: cfg.trafficAttachments.status,
     stats: { routes: routeStatus.size, rules: ruleCount, listeners: live.length, meshPorts: new Set(mesh.values()).size },
+    strictMesh,
   };
 }
 
