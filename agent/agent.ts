@@ -25,6 +25,7 @@ import { PolicyDatapath } from './datapath/policy.js';
 import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
+import { netnsCookiesOf } from './datapath/netns.js';
 import { waypointBindings } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
@@ -83,6 +84,8 @@ export class Agent {
   readonly tcp: TcpMetrics | undefined;
   private sync: ServiceSync | undefined;
   private wpSync: WaypointSync | undefined;
+  private wpNetns: { key: string; cookies: Map<string, bigint> } = { key: '', cookies: new Map() };
+  private wpNetnsRetry: NodeJS.Timeout | undefined;
   private source: StandaloneSource | undefined;
   /** The Kubernetes API source (absent with --standalone). */
   private kube: KubeSource | undefined;
@@ -340,12 +343,38 @@ export class Agent {
     const b = waypointBindings(s.model);
     for (const p of b.problems) this.problems.push({ ...p });
     if (b.problems.length > 0) this.metrics.manifestProblems.set(this.problems.length);
-    const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined });
+    const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined, exempt: this.waypointNetns(s, b.waypointPodIPs) });
     const r = this.wpSync.apply(plan);
     if (r.writes + r.deletes > 0) {
       this.log.info({ generation: s.generation, bound: plan.frontends.length, refused: plan.frontends.filter((f) => f.pods.length === 0).length,
         writes: r.writes, deletes: r.deletes }, 'waypoint hand-off updated');
     }
+  }
+
+  /**
+   * Network namespace cookies of this node's waypoint pods (never redirected), found among
+   * the processes of the agent's cgroup tree; rescanned when the set changes, and every 2 s
+   * while a pod's namespace is not found yet (its process not started).
+   */
+  private waypointNetns(s: StandaloneSnapshot, waypointIPs: ReadonlySet<string>): bigint[] {
+    const local = new Set<string>();
+    for (const p of s.model.pods.values()) {
+      if (p.nodeName !== this.opts.nodeName) continue;
+      for (const ip of p.podIPs) if (waypointIPs.has(ip)) local.add(ip);
+    }
+    const key = [...local].sort().join(',');
+    if (key !== this.wpNetns.key || this.wpNetns.cookies.size < local.size) {
+      this.wpNetns = { key, cookies: netnsCookiesOf(this.opts.cgroup, local) };
+      if (this.wpNetns.cookies.size < local.size && !this.wpNetnsRetry) {
+        this.wpNetnsRetry = setTimeout(() => {
+          this.wpNetnsRetry = undefined;
+          const cur = this.source?.current();
+          if (cur && this.state === 'running') this.applyWaypoints(cur);
+        }, 2000);
+        this.wpNetnsRetry.unref();
+      }
+    }
+    return [...new Set(this.wpNetns.cookies.values())];
   }
 
   /**
@@ -472,6 +501,7 @@ export class Agent {
   drain(): Promise<void> {
     if (this.drained) return this.drained;
     this.state = 'draining';
+    if (this.wpNetnsRetry) clearTimeout(this.wpNetnsRetry);
     this.drained = (async () => {
       this.http?.setReady(false, 'draining');
       this.source?.close();

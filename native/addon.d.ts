@@ -94,6 +94,8 @@ export interface RawAddon {
   tcReplace(progFd: number, ifindex: number, ingress: boolean, handle: number, priority: number, netns: string): void;
   tcQuery(ifindex: number, ingress: boolean, handle: number, priority: number, netns: string): number;
   tcxQuery(iface: string | number, ingress: boolean, netns: string): number[];
+  /** The cookie of the network namespace at `netns` (a path; '' for the caller's), as bpf_get_netns_cookie() sees it. */
+  netnsCookie(netns: string): bigint;
   linkDetach(fd: number): void;
   linkUpdate(fd: number, progFd: number): void;
   linkInfo(fd: number): RawLinkInfo;

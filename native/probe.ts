@@ -84,3 +84,11 @@ export function probe(): Probe {
   p.sockmapLink = raw.probeSockmapLink();
   return p;
 }
+
+/**
+ * The cookie of a network namespace (a path such as /proc/PID/ns/net; '' for the
+ * caller's), as bpf_get_netns_cookie() sees it in a program (Linux 5.14+).
+ */
+export function netnsCookie(path: string): bigint {
+  return addon().netnsCookie(path);
+}

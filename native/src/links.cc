@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <sys/socket.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -283,6 +284,31 @@ Napi::Value TcQuery(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, opts.prog_id);
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+// netnsCookie(netns) -> the cookie of a network namespace (a path such as
+// /proc/PID/ns/net; '' for the caller's), as bpf_get_netns_cookie() sees it: a socket
+// made there and getsockopt(SO_NETNS_COOKIE) (Linux 5.14+).
+Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string netns = ArgString(info, 0, "netns");
+  uint64_t cookie = 0;
+  {
+    NetnsGuard guard(netns);
+    EnterNetns(env, guard, netns, "netns.cookie");
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) ThrowErrno(env, "netns.cookie", errno, "socket()");
+    socklen_t len = sizeof(cookie);
+    int r = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+    int err = errno;
+    close(fd);
+    if (r != 0) ThrowErrno(env, "netns.cookie", err, "getsockopt(SO_NETNS_COOKIE) in " + netns);
+  }
+  return Napi::BigInt::New(env, cookie);
+}
+
 // tcxQuery(iface, ingress, netns) -> ids of the programs on the interface's tcx hook
 Napi::Value TcxQuery(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -367,6 +393,7 @@ void InitLinks(Napi::Env env, Napi::Object exports) {
   exports.Set("tcReplace", Napi::Function::New<TcReplace>(env, "tcReplace"));
   exports.Set("tcQuery", Napi::Function::New<TcQuery>(env, "tcQuery"));
   exports.Set("tcxQuery", Napi::Function::New<TcxQuery>(env, "tcxQuery"));
+  exports.Set("netnsCookie", Napi::Function::New<NetnsCookie>(env, "netnsCookie"));
   exports.Set("linkDetach", Napi::Function::New<LinkDetach>(env, "linkDetach"));
   exports.Set("linkUpdate", Napi::Function::New<LinkUpdate>(env, "linkUpdate"));
   exports.Set("linkInfo", Napi::Function::New<LinkInfo>(env, "linkInfo"));

@@ -88,6 +88,19 @@ let b='';s.on('data',d=>{b+=d;if(b.includes('\\r\\n')){console.log(b.split('\\r\
     expect(rig.waypointOut).not.toContain('"path":"/forged","protocol":"HTTP/1.1","status":200');
   });
 
+  it("the waypoint's own pod is not redirected (known by its network namespace): it reaches the backends at L4 and its own mesh port", async () => {
+    const exemptBefore = rig.wpSync.stats().exempt;
+    const urls: string[] = [];
+    for (let i = 0; i < 30; i++) urls.push(`http://${VIP}/self${i}`, '-w', '\n');
+    const r = await rig.lab.exec(rig.wp, 'curl', ['-s', '--max-time', '5', '-H', 'x-canary: yes', ...urls], { timeoutMs: 15_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(pods(r.stdout)).toHaveLength(30); // answered by a backend, not through the waypoint (no access log line below)
+    expect(rig.wpSync.stats().exempt).toBeGreaterThan(exemptBefore);
+    expect(rig.waypointOut).not.toContain('"path":"/self0"');
+    const direct = await rig.lab.exec(rig.wp, process.execPath, ['-e', `const s=require('net').connect(15019,'${rig.wp.ipv4}',()=>{console.log('connected');s.destroy()});s.on('error',e=>console.log(e.code))`], { timeoutMs: 10_000 });
+    expect(direct.stdout.trim()).toBe('connected');
+  });
+
   it('the counters: connections redirected and headers written', () => {
     const s = rig.wpSync.stats();
     // One connection per curl run (it reuses it for every URL), one per node client.

@@ -18,6 +18,7 @@ import { ServiceSync } from '../../agent/datapath/service-sync.js';
 import { loadSockLb, type SockLb } from '../../agent/datapath/sock-lb.js';
 import { Sockmap } from '../../agent/datapath/sockmap.js';
 import { WaypointSync, planWaypoints } from '../../agent/datapath/waypoint-sync.js';
+import { netnsCookiesOf } from '../../agent/datapath/netns.js';
 import { toYaml } from '../../agent/demo/manifests.js';
 import { KERNWAY_MAIN } from '../fixtures/cli.js';
 import { OBJECT, localPodsOf } from '../sockmap/harness.js';
@@ -101,6 +102,7 @@ export class HandoffRig {
     }
     this.apply(this.objects(true));
     await this.startWaypoint();
+    this.apply(this.objects(true));
     for (const p of [this.v1, this.v2]) await this.until(async () => (await this.lab.exec(this.wp, 'curl', ['-sf', '-o', '/dev/null', `http://${p.ipv4}:8080/healthz`])).code === 0, `backend ${p.name}`);
   }
 
@@ -154,7 +156,9 @@ export class HandoffRig {
     const model = this.model(objs);
     if (model.problems.length > 0) throw new Error(`model problems: ${JSON.stringify(model.problems)}`);
     this.sync.reconcile(buildServiceTable(model, { nodeName: NODE }));
-    this.wpSync.apply(planWaypoints(this.sync.frontends(), waypointBindings(model), { canWriteHeader: true }));
+    // The waypoint's own pod is never redirected: known by its network namespace (as the agent finds it).
+    const exempt = objs.some((o) => (o.metadata as { name: string }).name === 'wp' && o.kind === 'Pod') ? [...netnsCookiesOf(this.lab.cgroupPath, [this.wp.ipv4]).values()] : [];
+    this.wpSync.apply(planWaypoints(this.sync.frontends(), waypointBindings(model), { canWriteHeader: true, exempt }));
     writeFileSync(join(this.dir, 'mesh.yaml'), toYaml(objs));
     return { model };
   }
