@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/log.js';
+import { renderStatus, type StatusReport } from '../../cli/status.js';
 import { FeedServer } from '../../agent/feed/server.js';
 import { stubOf } from '../../k8s/kinds.js';
 import type { HTTPRoute } from '../../k8s/gateway-api-types.js';
@@ -127,6 +128,10 @@ describe('feed over a Unix socket, in one process', () => {
     expect(st.recentNacks.at(-1)).toMatchObject({ namespace: 'team-a', version: server.index.version });
     expect(w.configGeneration).toBe(generation);
     expect((await get(base, '/hello')).status).toBe(200);
+    // `kernway status` shows it.
+    const shown = renderStatus({ state: 'running', nodeName: 'n', cgroup: '/c', bpffs: '/b', generation: 1, frontends: 0, problems: [], reusedMaps: false, feed: server.status() } as StatusReport);
+    expect(shown).toMatch(/recent NACKs/);
+    expect(shown).toMatch(/team-a\s+wp-team-a\s+\d+\s+KW_WAYPOINT_CONFIG/);
     // The fix arrives: applied and ACKed.
     server.update([], [badSrc]);
     await until(() => server.status().waypoints.find((x) => x.namespace === 'team-a')!.ackedVersion === server.index.version, 5000, 'ACK after fix');
