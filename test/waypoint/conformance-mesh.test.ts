@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATA_DIR, dataAvailable, loadCases, loadIndex } from './conformance/data.js';
 import { caseName, runCase, runDistribution } from './conformance/cases.js';
-import { startWorld, type World } from './conformance/world.js';
+import { startWorld, type ConfigPath, type World } from './conformance/world.js';
 
 const available = dataAvailable();
 if (!available) console.warn(`[kernway] Gateway API conformance (mesh) SKIPPED: ${DATA_DIR} not found — clone shared/ beside the repository to run it`);
@@ -20,9 +20,15 @@ if (!available && process.env.CI) {
   });
 }
 
-describe.skipIf(!available)('Gateway API conformance: mesh (Service parents)', () => {
+/**
+ * Both ways the waypoint gets its configuration: the watched directory (--manifests) and
+ * the agent's feed over gRPC (--agent). KERNWAY_CONFORMANCE_VIA=manifests|feed runs one.
+ */
+const CONFIG_PATHS: ConfigPath[] = process.env.KERNWAY_CONFORMANCE_VIA === 'manifests' ? ['manifests'] : process.env.KERNWAY_CONFORMANCE_VIA === 'feed' ? ['feed'] : ['manifests', 'feed'];
+
+describe.skipIf(!available).each(CONFIG_PATHS)('Gateway API conformance (waypoint fed by %s): mesh (Service parents)', (via) => {
   let world: World;
-  beforeAll(async () => { world = await startWorld('mesh', 'base/mesh-base-manifests.yaml', 'gateway-conformance-mesh'); }, 60_000);
+  beforeAll(async () => { world = await startWorld('mesh', 'base/mesh-base-manifests.yaml', 'gateway-conformance-mesh', via); }, 60_000);
   afterAll(async () => { await world?.close(); });
 
   for (const entry of available ? loadIndex().filter((e) => e.group === 'mesh') : []) {

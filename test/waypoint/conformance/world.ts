@@ -13,6 +13,10 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { createLogger } from '../../../common/log.js';
 import { ManifestDirSource } from '../../../waypoint/config/source.js';
+import { FeedServer } from '../../../agent/feed/server.js';
+import { configSource } from '../../../cli/waypoint.js';
+import { ManifestSource } from '../../../sources/manifest-source.js';
+import { parseFeedAddress } from '../../../sources/feed/protocol.js';
 import { parseWaypointArgs, withLogger } from '../../../waypoint/options.js';
 import { Waypoint } from '../../../waypoint/waypoint.js';
 import { EchoServer } from '../fixtures/echo.js';
@@ -55,7 +59,13 @@ function block(group: 'gateway' | 'mesh'): string {
   return `127.${group === 'gateway' ? 86 : 87}.${10 + (process.pid % 200)}`;
 }
 
-export async function startWorld(group: 'gateway' | 'mesh', baseFile: string, namespace: string): Promise<World> {
+/**
+ * How the waypoint gets its configuration: `manifests` (--manifests DIR, watched) or `feed`
+ * (the agent's feed server, reading the same directory, over a Unix socket: --agent).
+ */
+export type ConfigPath = 'manifests' | 'feed';
+
+export async function startWorld(group: 'gateway' | 'mesh', baseFile: string, namespace: string, via: ConfigPath = 'manifests'): Promise<World> {
   const net3 = block(group);
   const base = parseObjects(readText(baseFile));
   const objects: Obj[] = [];
@@ -127,12 +137,23 @@ export async function startWorld(group: 'gateway' | 'mesh', baseFile: string, na
   mkdirSync(manifests);
   writeFileSync(join(manifests, '00-base.yaml'), [...objects, ...slices].map((o) => stringify(o)).join('---\n'));
   const gatewayAddress = `${net3}.1`;
+  const feedSocket = join(dir, 'feed.sock');
   const opts = parseWaypointArgs([
-    '--namespace', namespace, '--manifests', manifests, '--listen-address', gatewayAddress, '--mesh-port', '0',
-    '--metrics-address', `${gatewayAddress}:0`, '--access-log', join(dir, 'access.log'),
+    '--namespace', namespace, ...(via === 'feed' ? ['--agent', `unix://${feedSocket}`] : ['--manifests', manifests]),
+    '--listen-address', gatewayAddress, '--mesh-port', '0', '--metrics-address', `${gatewayAddress}:0`, '--access-log', join(dir, 'access.log'),
   ]);
   const log = createLogger('kernway-waypoint-conformance', process.env.KERNWAY_LOG_LEVEL ?? 'warn');
-  const waypoint = await Waypoint.start({ ...withLogger(opts, log), drainTimeoutMs: 500 }, new ManifestDirSource(manifests, { log, debounceMs: 10 }));
+  let feed: { server: FeedServer; source: ManifestSource } | undefined;
+  if (via === 'feed') {
+    // The agent's side: its feed server, reading the directory through the manifest source.
+    const server = new FeedServer({ addresses: [parseFeedAddress('--feed-address', `unix://${feedSocket}`)], log, agentId: 'conformance' });
+    const source = new ManifestSource(manifests, { debounceMs: 10, log });
+    await source.start((b) => server.update(b.upserted, b.deleted));
+    await server.start();
+    feed = { server, source };
+  }
+  const waypoint = await Waypoint.start({ ...withLogger(opts, log), drainTimeoutMs: 500 },
+    via === 'feed' ? configSource(opts, log) : new ManifestDirSource(manifests, { log, debounceMs: 10 }));
 
   let lastContent = '';
   const world: World = {
@@ -155,6 +176,8 @@ export async function startWorld(group: 'gateway' | 'mesh', baseFile: string, na
     },
     async close(): Promise<void> {
       await waypoint.stop(200);
+      feed?.source.close();
+      await feed?.server.close();
       await Promise.all(pods.flatMap((p) => p.echoes.map((e) => e.close())));
       rmSync(dir, { recursive: true, force: true });
     },
