@@ -155,9 +155,15 @@ export class Agent {
     });
     registerSockmapMetrics(m, () => (this.sockmap ? { stats: this.sockmap.stats(), enabled: this.sockmap.enabled } : undefined));
     registerPolicyMetrics(m, () => this.policy?.engine);
+    m.gaugeAtScrape({
+      name: 'kernway_agent_ready', help: '1 while the agent is ready (/readyz 200: running, the last reconcile succeeded, the manifest directory present), else 0.',
+      read: () => [{ value: this.ready ? 1 : 0 }],
+    });
     let reconciles = 0;
     this.onReconcile((ev) => {
-      m.reconcileDuration.observe({ trigger: reconciles++ === 0 ? 'start' : 'change' }, ev.ms / 1000);
+      const trigger = reconciles++ === 0 ? 'start' : 'change';
+      m.reconcileDuration.observe({ trigger }, ev.ms / 1000);
+      if (ev.error !== undefined) m.reconcileFailures.inc({ trigger });
     });
   }
 
@@ -326,7 +332,7 @@ export class Agent {
       if (result.skipped.length > 0) this.log.warn({ frontends: result.skipped }, 'SCTP service ports are not balanced by the socket load balancer');
       this.log.info({ generation: s.generation, ms: +ms.toFixed(2), created: result.created, changed: result.changed, removed: result.removed,
         unchanged: result.unchanged, writes: result.writes, deletes: result.deletes, problems: s.problems.length }, 'reconciled');
-      for (const fn of this.observers) fn({ ms, result, generation: s.generation });
+      for (const fn of this.observers) fn({ ms, result, generation: s.generation, ...(full ? { error: full } : {}) });
       this.updateReadiness();
     } catch (e) {
       const ms = performance.now() - t0;

@@ -255,6 +255,7 @@ export class Waypoint extends EventEmitter {
     this.generation++;
     this.problems = [...u.sourceProblems, ...u.config.problems];
     this.metrics.configGeneration.set(this.generation);
+    this.metrics.configApplied.set(Date.now() / 1000);
     this.metrics.configProblems.set(this.problems.length);
     this.metrics.configReloads.inc({ result: 'applied' });
     this.metrics.reset();

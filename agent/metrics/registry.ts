@@ -42,6 +42,8 @@ export class AgentMetrics {
   readonly registry = new Registry();
   /** Time to bring the maps in line with a new desired state, by trigger. */
   readonly reconcileDuration: Histogram<'trigger'>;
+  /** Reconciles that failed (or installed only part of the state: a full map), by trigger. */
+  readonly reconcileFailures: Counter<'trigger'>;
   /** Problems in force in the manifests (files rejected, cross-object problems). */
   readonly manifestProblems: Gauge;
   /** Readers that failed at scrape time, by metric. */
@@ -56,6 +58,12 @@ export class AgentMetrics {
       help: 'Time to bring the BPF maps in line with a new desired state (diff and map writes), by trigger (start, change).',
       labelNames: ['trigger'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    });
+    this.reconcileFailures = new Counter({
+      name: 'kernway_reconcile_failures_total',
+      help: 'Reconciles that failed or installed only part of the desired state (the maps keep the last good state), by trigger (start, change).',
+      labelNames: ['trigger'],
       registers: [this.registry],
     });
     this.manifestProblems = new Gauge({

@@ -110,6 +110,8 @@ export class WaypointMetrics {
   readonly mirrored: Counter<'destination_service' | 'result'>;
   readonly configReloads: Counter<'result'>;
   readonly configGeneration: Gauge;
+  /** When the configuration in force was applied (Unix seconds): its age is time() minus this. */
+  readonly configApplied: Gauge;
   readonly configProblems: Gauge;
   readonly connections: Gauge<'kind'>;
   /** BackendTrafficPolicy: circuit breaker overflows (503 UO), by limit; outlier ejections; faults injected; local rate limits (429 RL). */
@@ -150,6 +152,7 @@ export class WaypointMetrics {
     this.mirrored = new Counter({ name: 'kernway_waypoint_mirrored_requests_total', help: 'Mirrored requests, by result (sent, failed, dropped)', labelNames: ['destination_service', 'result'], registers: [r] });
     this.configReloads = new Counter({ name: 'kernway_waypoint_config_reloads_total', help: 'Configuration changes applied', labelNames: ['result'], registers: [r] });
     this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r] });
+    this.configApplied = new Gauge({ name: 'kernway_waypoint_config_applied_timestamp_seconds', help: 'When the configuration in force was applied (Unix time, seconds)', registers: [r] });
     this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r] });
     this.connections = new Gauge({ name: 'kernway_waypoint_downstream_connections', help: 'Open connections from callers, by kind (gateway, mesh)', labelNames: ['kind'], registers: [r] });
     this.overflow = new Counter({ name: 'kernway_waypoint_overflow_total', help: 'Requests answered 503 at once by a circuit breaker (response flag UO), or retries not sent, by the limit reached', labelNames: ['destination_service', 'limit'], registers: [r] });
