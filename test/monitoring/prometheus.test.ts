@@ -61,7 +61,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
     } catch (e) { last = e; }
     await new Promise((r) => setTimeout(r, 250)); // polling Prometheus, which scrapes every second
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}\nprometheus log tail:\n${promLog.slice(-2000)}`);
+  const diag = JSON.stringify({ age: (await query('time() - timestamp(up)')).data?.result, samples: (await query('scrape_samples_scraped')).data?.result, up: (await query('count_over_time(up[1m])')).data?.result });
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}\n${diag}\nprometheus log tail:\n${promLog.slice(-2000)}`);
 }
 
 interface PromResult { status: string; error?: string; data: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } }
@@ -186,8 +187,10 @@ describe('a real Prometheus scraping the agent and the waypoint', () => {
       expect(res.failures).toEqual([]);
       conns += res.ok;
       l4Sent += res.sent;
-      // A rate over a window that saw traffic: not zero while it flows.
-      await until('a non-zero L4 rate', async () => ((await scalarOf(`sum(rate(kernway_tcp_connections_opened_total{${L4}}[5s]))`)) ?? 0) > 0 ? true : undefined);
+      // The series is new in round 0 (rate() counts from its first sample on); from round 1 on,
+      // the rate over a window that saw traffic is not zero.
+      if (round > 0) await until('a non-zero L4 rate', async () => ((await scalarOf(`sum(rate(kernway_tcp_connections_opened_total{${L4}}[1m]))`)) ?? 0) > 0 ? true : undefined);
+      else await until('the L4 series', async () => ((await scalarOf(`sum(kernway_tcp_connections_opened_total{${L4}})`)) ?? 0) > 0 ? true : undefined);
     }
     // The last scrape after the traffic has all of it.
     const closed = await until(`${conns} closed connections in Prometheus`, async () => {
