@@ -35,6 +35,10 @@ import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import { KubeSource, type KubeSourceStatus } from '../sources/kube-source.js';
+import { ClusterController } from './cluster/controller.js';
+import { WaypointController } from './cluster/waypoints.js';
+import type { ClusterStatus } from '../k8s/gateway-status.js';
+import type { Model } from '../model/types.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -90,6 +94,9 @@ export class Agent {
   /** The Kubernetes API source (absent with --standalone). */
   private kube: KubeSource | undefined;
   private feed: FeedServer | undefined;
+  /** What the elected agent writes (agent/cluster), with the Kubernetes API only; set by enableClusterDuties. */
+  private computeStatus: ((model: Model) => ClusterStatus) | undefined;
+  private cluster: ClusterController | undefined;
   private table: ServiceTableBuilder | undefined;
   private admin: AdminServer | undefined;
   private http: MetricsServer | undefined;
@@ -111,6 +118,17 @@ export class Agent {
       this.tcp = new TcpMetrics(this.metrics.registry, { maxLabelSets: opts.tcpMetricsMaxLabelSets, kernelStats: () => this.conns?.stats() });
     }
     this.registerMetrics();
+  }
+
+  /**
+   * With the Kubernetes API source: this agent is a candidate for the Lease
+   * kernway-system/kernway-agent and, while it holds it, writes the Gateway API status
+   * (computed by `computeStatus`: waypoint/routing/status.ts, passed in because agent and
+   * waypoint never import each other) and keeps the waypoints of kernway-waypoint Gateways.
+   * Call before start(); ignored with --standalone.
+   */
+  enableClusterDuties(computeStatus: (model: Model) => ClusterStatus): void {
+    this.computeStatus = computeStatus;
   }
 
   /** The load balancer's metrics, read from the kernel at scrape time. */
@@ -287,6 +305,15 @@ export class Agent {
       throw e;
     }
     this.state = 'running';
+    if (this.kube && this.computeStatus) {
+      const client = this.kube.client;
+      const waypoints: WaypointController[] = [];
+      this.cluster = new ClusterController(client, {
+        identity: o.nodeName, computeStatus: this.computeStatus, log: this.log, duties: [(m) => waypoints[0]!.reconcile(m)],
+      });
+      waypoints.push(new WaypointController(client, this.cluster.writer, { log: this.log }));
+      this.cluster.start();
+    }
     this.apply(this.source.current()!);
     this.updateReadiness();
     this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
@@ -303,6 +330,7 @@ export class Agent {
     this.problems = s.problems.map((p) => ({ ...p }));
     this.metrics.manifestProblems.set(s.problems.length);
     this.syncSockmap(s);
+    this.cluster?.update(s.model);
     this.policy?.onSnapshot(s);
     this.tcp?.setResolver(modelResolver(s.model, workloadOf, serviceHost));
     const t0 = performance.now();
@@ -512,6 +540,8 @@ export class Agent {
       this.http?.setReady(false, 'draining');
       this.source?.close();
       await this.feed?.close();
+      // A leader releases the Lease: the next agent takes over at once.
+      await this.cluster?.stop().catch((e: unknown) => this.log.warn({ err: errorMessage(e) }, 'leader election: stop failed'));
       await this.admin?.close();
       await this.http?.close();
       await this.policy?.close();

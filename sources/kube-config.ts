@@ -118,6 +118,43 @@ export class KubeClient {
     });
   }
 
+  /**
+   * One JSON request with any method (the elected agent's writes: Lease, status, waypoints);
+   * resolves with the parsed body, rejects with KubeHttpError (its status) on >= 400.
+   */
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<T> {
+    const opts = await this.options(undefined);
+    const url = new URL(this.server + path);
+    const mod = url.protocol === 'http:' ? http : https;
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers = { ...(opts.headers as Record<string, string>), ...(data ? { 'Content-Type': contentType, 'Content-Length': String(data.length) } : {}) };
+    return new Promise<T>((resolve, reject) => {
+      const req = mod.request(url, { ...opts, method, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if ((res.statusCode ?? 0) >= 400) {
+            let reason = '';
+            let message = text.slice(0, 500);
+            try {
+              const st = JSON.parse(text) as { reason?: string; message?: string };
+              reason = st.reason ?? '';
+              message = st.message ?? message;
+            } catch { /* not a Status */ }
+            reject(new KubeHttpError(res.statusCode ?? 0, reason, `${method} ${path}: ${res.statusCode} ${reason}: ${message}`));
+            return;
+          }
+          try { resolve((text ? JSON.parse(text) : {}) as T); } catch (e) { reject(e); }
+        });
+        res.on('error', reject);
+      });
+      req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(data);
+    });
+  }
+
   /** GET as JSON. */
   async get<T>(path: string, signal?: AbortSignal, timeoutMs = 60_000): Promise<T> {
     const ctl = new AbortController();
