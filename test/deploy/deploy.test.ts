@@ -20,6 +20,8 @@ import { projectRoot } from '../../common/version.js';
 import { run } from '../../lab/system.js';
 
 const SA = 'system:serviceaccount:kernway-system:kernway-agent';
+/** kubectl's discovery of a dozen API groups takes long on a loaded machine. */
+const KUBECTL_MS = 120_000;
 
 describe('deploy/ on the lab cluster', () => {
   let cluster: Cluster;
@@ -28,26 +30,26 @@ describe('deploy/ on the lab cluster', () => {
     // the agents' in-cluster configuration points (docs/deploy.md: kube-proxy-free clusters).
     cluster = await Cluster.start({ tag: 'deploy', nodes: 2, kubeProxy: true });
     await installGatewayApiCrds(cluster);
-  }, 240_000);
+  }, 400_000);
   afterAll(async () => {
     await cluster?.stop();
   }, 60_000);
 
   it('kubectl apply -k deploy/ succeeds, also with --dry-run=server, and creates what it lists', async () => {
-    const dry = await cluster.kubectl(['apply', '-k', DEPLOY_DIR, '--dry-run=server'], { allowFail: true });
-    const applied = await cluster.kubectl(['apply', '-k', DEPLOY_DIR]);
+    const dry = await cluster.kubectl(['apply', '-k', DEPLOY_DIR, '--dry-run=server'], { allowFail: true, timeoutMs: KUBECTL_MS });
+    const applied = await cluster.kubectl(['apply', '-k', DEPLOY_DIR], { timeoutMs: KUBECTL_MS });
     expect(applied.stdout).toMatch(/namespace\/kernway-system created/);
     expect(applied.stdout).toMatch(/daemonset.apps\/kernway-agent created/);
     expect(applied.stdout).toMatch(/gatewayclass.gateway.networking.k8s.io\/kernway-waypoint created/);
     // A second server-side dry run against the installed objects, and the first one (before
     // anything existed) must not have failed on anything but the namespace it creates itself.
-    await cluster.kubectl(['apply', '-k', DEPLOY_DIR, '--dry-run=server']);
+    await cluster.kubectl(['apply', '-k', DEPLOY_DIR, '--dry-run=server'], { timeoutMs: KUBECTL_MS });
     expect(dry.code === 0 || /namespaces "kernway-system" not found/.test(dry.stderr), dry.stderr).toBe(true);
     const classes = await cluster.api.get<{ items: Array<{ metadata: { name: string }; spec: { controllerName: string } }> }>('/apis/gateway.networking.k8s.io/v1/gatewayclasses');
     expect(Object.fromEntries(classes.items.map((c) => [c.metadata.name, c.spec.controllerName]))).toEqual({
       kernway: 'kernway.io/gateway-controller', 'kernway-waypoint': 'kernway.io/mesh-controller',
     });
-  }, 60_000);
+  }, 300_000);
 
   it('the DaemonSet runs one agent per node, as written (hostNetwork, capabilities, not privileged, the image entrypoint); the agents read the API in-cluster, become Ready, one holds the Lease', async () => {
     const pods = await waitFor('an agent pod on each node', async () => {
@@ -108,7 +110,7 @@ describe('deploy/ on the lab cluster', () => {
     const review = await asToken(cluster, token, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } });
     expect(review.status).toBe(201);
     expect(JSON.parse(review.body).status.user.username).toBe(SA);
-  }, 60_000);
+  }, 180_000);
 
   it('the DaemonSet\'s elected agent writes HTTPRoute status (others\' entries kept); then two candidates race for the Lease: exactly one writes, the other takes over when it stops', async () => {
     await apply(cluster, [

@@ -13,8 +13,8 @@ export const GATEWAY_API_CRDS = join(projectRoot(), '..', 'shared', 'crds', 'gat
 /** The Gateway API standard CRDs from ../shared (1.20 ignores their CEL rules: --validate=false). */
 export async function installGatewayApiCrds(cluster: Cluster): Promise<void> {
   const files = readdirSync(GATEWAY_API_CRDS).filter((f) => f.endsWith('.yaml')).map((f) => `-f=${join(GATEWAY_API_CRDS, f)}`);
-  await cluster.kubectl(['apply', '--validate=false', ...files]);
-  await cluster.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/gatewayclasses.gateway.networking.k8s.io', 'crd/gateways.gateway.networking.k8s.io', 'crd/httproutes.gateway.networking.k8s.io']);
+  await cluster.kubectl(['apply', '--validate=false', ...files], { timeoutMs: 120_000 });
+  await cluster.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/gatewayclasses.gateway.networking.k8s.io', 'crd/gateways.gateway.networking.k8s.io', 'crd/httproutes.gateway.networking.k8s.io'], { timeoutMs: 90_000 });
 }
 
 /** A token of a ServiceAccount from the TokenRequest API (what the kubelet mounts in its pods). */
