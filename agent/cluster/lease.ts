@@ -50,6 +50,7 @@ export class LeaderElector {
   /** The record last seen (holder and renew time) and when, by our clock. */
   private observed: { key: string; at: number } | undefined;
   private lastRenew = 0;
+  private lastError: string | undefined;
   private running: Promise<void> | undefined;
   /** How many times this candidate became leader. */
   transitions = 0;
@@ -87,8 +88,12 @@ export class LeaderElector {
     let ok = false;
     try {
       ok = await this.tryAcquireOrRenew();
+      this.lastError = undefined;
     } catch (e) {
-      this.o.log?.warn({ err: errorMessage(e), lease: `${this.o.namespace}/${this.o.name}` }, 'leader election: lease request failed');
+      // Once per distinct error (a missing kernway-system namespace would repeat every retry period).
+      const err = errorMessage(e);
+      if (err !== this.lastError) this.o.log?.warn({ err, lease: `${this.o.namespace}/${this.o.name}` }, 'leader election: lease request failed (retrying)');
+      this.lastError = err;
     }
     if (this.stopped) return;
     if (ok) {
