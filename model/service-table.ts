@@ -133,7 +133,8 @@ function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: str
       const old = prev.find((p) => p.key === entries[i]!.key);
       if (old && sameEntry(old, entries[i]!)) entries[i] = old;
     }
-    m = { nodeName, slices, entries: entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries };
+    // Kept for long: a copy of exactly its length (an array grown by push keeps room for 16 more).
+    m = { nodeName, slices, entries: entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries.slice() };
     memo.set(svc, m);
   }
   return m.entries;
@@ -197,8 +198,9 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
     }
   }
   const terminatingFallback = ready.length === 0 && terminating.length > 0;
-  const backends = ready.length > 0 ? ready : terminating;
-  if (backends.length > 1) backends.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+  const grown = ready.length > 0 ? ready : terminating;
+  if (grown.length > 1) grown.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+  const backends = grown.slice(); // exactly its length: kept for long
   return { backends, terminatingFallback };
 }
 
