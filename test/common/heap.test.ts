@@ -1,0 +1,35 @@
+/**
+ * common/heap.ts: with default Node.js flags, a process that builds many long-lived objects
+ * (as the agent building a model) keeps its young generation at its initial size once
+ * keepYoungGenerationSmall() ran; without it, V8 grows it (to 128 MiB on Node 24).
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { projectRoot } from '../../common/version.js';
+
+const HEAP_JS = pathToFileURL(join(projectRoot(), 'dist', 'common', 'heap.js')).href;
+
+/** new_space size (MiB) after building 400,000 surviving objects in a fresh process. */
+function newSpaceAfterBuild(keepSmall: boolean): number {
+  const script = `
+    const { keepYoungGenerationSmall } = await import(${JSON.stringify(HEAP_JS)});
+    if (${keepSmall}) keepYoungGenerationSmall();
+    const v8 = await import('node:v8');
+    const keep = [];
+    for (let i = 0; i < 400000; i++) keep.push({ ip: '10.0.' + (i >> 8) + '.' + (i & 255), port: i & 65535, tags: [i] });
+    const ns = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+    console.log(ns.space_size / 2 ** 20, keep.length);`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  return Number(out.split(' ')[0]);
+}
+
+describe('keepYoungGenerationSmall', () => {
+  it('keeps the young generation at its initial size while long-lived objects are built', () => {
+    const small = newSpaceAfterBuild(true);
+    const grown = newSpaceAfterBuild(false);
+    expect(small).toBeLessThanOrEqual(4);
+    expect(grown).toBeGreaterThan(small * 4);
+  });
+});
