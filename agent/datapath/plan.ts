@@ -2,9 +2,11 @@
  * Reconcile planning, apart from applying: what to write to a map and what to delete
  * from it, computed from what the map holds (as last applied or read back) and what is
  * wanted — pure, so planners are tested without a kernel (test/datapath/plan.test.ts).
- * Appliers (sockmap.ts setLocalPods, policy.ts applyIdentities and the CIDR classes)
- * then write the plan in its order: upserts first, deletions after, so that a reader
- * never sees an entry missing that is wanted both before and after.
+ * Appliers (sockmap.ts setLocalPods, policy.ts applyIdentities and applyPolicies) then
+ * write the plan in its order: upserts first, deletions after, so that a reader never
+ * sees an entry missing that is wanted both before and after. The other planners:
+ * policy.ts planIdentities and planPolicies (tables, destinations, CIDR classes) and
+ * service-plan.ts planServices (the load balancer's backend sets).
  */
 
 /** Entries of one map to write and to remove; keys and values in the caller's form (hex, numbers). */
