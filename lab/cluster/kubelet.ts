@@ -376,6 +376,10 @@ export class LabKubelet {
       }
       for (const p of c.ports ?? []) if (p.hostPort && !s.hostNetwork) out.push(`${at}.ports[${p.containerPort}].hostPort is not mapped`);
       for (const e of c.env ?? []) if (e.valueFrom?.resourceFieldRef) out.push(`${at}.env[${e.name}].valueFrom.resourceFieldRef is not supported (left unset)`);
+      for (const m of c.volumeMounts ?? []) {
+        const top = `/${m.mountPath.split('/').filter(Boolean)[0] ?? ''}`;
+        if (top !== '/' && !existsSync(top)) out.push(`${at}.volumeMounts[${m.name}].mountPath ${m.mountPath} needs a new top-level folder ${top}, which the lab cannot make (the machine's / is not changed): the container cannot start; mount it under an existing folder (e.g. /mnt${m.mountPath})`);
+      }
     }
     const known = ['hostPath', 'configMap', 'secret', 'projected', 'emptyDir', 'downwardAPI'];
     for (const v of s.volumes ?? []) {
@@ -697,8 +701,9 @@ export class LabKubelet {
     cr.timers = [];
     const exitCode = code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : 1);
     const finishedAt = now();
-    cr.lastState = { terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: cr.startedAt, finishedAt, containerID: `kernway-lab://${cr.pid}`, ...(signal ? { signal: signalNumber(signal) } : {}) } };
-    cr.state = cr.lastState;
+    const terminated = { terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: cr.startedAt, finishedAt, containerID: `kernway-lab://${cr.pid}`, ...(signal ? { signal: signalNumber(signal) } : {}) } };
+    // state is this run's end; lastState stays the run before it, unless a restart follows (below).
+    cr.state = terminated;
     cr.ready = false;
     cr.started = false;
     cr.child = undefined;
@@ -708,6 +713,7 @@ export class LabKubelet {
     if (!existsSync(cr.cgroup)) createCgroup(cr.cgroup);
     const policy = r.pod.spec.restartPolicy ?? 'Always';
     if (!r.terminating && !cr.stopping && (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0))) {
+      cr.lastState = terminated;
       cr.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${cr.backoffMs / 1000}s restarting failed container=${cr.spec.name} pod=${r.pod.metadata.name}` } };
       const ranMs = Date.now() - Date.parse(cr.startedAt ?? finishedAt);
       if (ranMs > 600_000) cr.backoffMs = 1000;
@@ -843,7 +849,7 @@ export class LabKubelet {
       containerStatuses: cs.map((c) => ({
         name: c.spec.name, ready: c.ready, started: c.started, restartCount: c.restarts, image: (c.spec as Json).image ?? '', imageID: '',
         containerID: c.pid && c.started ? `kernway-lab://${c.pid}` : undefined,
-        state: c.state, ...(c.lastState && c.state !== c.lastState ? { lastState: c.lastState } : {}),
+        state: c.state, ...(c.lastState ? { lastState: c.lastState } : {}),
       })),
     };
   }

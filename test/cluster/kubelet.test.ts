@@ -131,6 +131,42 @@ describe('lab kubelet', () => {
     await cluster.kubectl(['delete', 'pod', 'unlive-never', '--grace-period=0', '--wait=false']);
   }, 60_000);
 
+  it('restarts a failed container under restartPolicy OnFailure, and not once it succeeds: the pod Succeeds', async () => {
+    await apply(cluster, {
+      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'onfailure', namespace: 'default' },
+      spec: {
+        restartPolicy: 'OnFailure',
+        containers: [{
+          // Fails on its first run, succeeds on the second (the emptyDir outlives a restart).
+          name: 'main', image: 'none', command: ['sh', '-c', 'test -f /mnt/data/ran && exit 0; touch /mnt/data/ran; exit 1'],
+          volumeMounts: [{ name: 'data', mountPath: '/mnt/data' }],
+        }],
+        volumes: [{ name: 'data', emptyDir: {} }],
+      },
+    });
+    const pod = await waitFor('the pod to succeed', async () => {
+      const p = await getPod(cluster, 'onfailure');
+      return p?.status.phase === 'Succeeded' || p?.status.phase === 'Failed' ? p : undefined;
+    }, 30_000, 100);
+    expect(pod.status.phase).toBe('Succeeded');
+    const cs = pod.status.containerStatuses![0]!;
+    expect(cs.restartCount).toBe(1);
+    expect(cs.state.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    expect(cs.lastState?.terminated).toMatchObject({ exitCode: 1, reason: 'Error' });
+    await cluster.kubectl(['delete', 'pod', 'onfailure', '--grace-period=0', '--wait=false']);
+    // A mount point the lab cannot make (a new folder under /) is reported, not left to a silent crash loop.
+    await apply(cluster, {
+      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'toplevel', namespace: 'default' },
+      spec: { containers: [{ name: 'main', image: 'none', command: ['sleep', '60'], volumeMounts: [{ name: 'd', mountPath: '/kw-no-such-top/x' }] }], volumes: [{ name: 'd', emptyDir: {} }] },
+    });
+    const ev = await waitFor('an Unsupported event about the mount point', async () => {
+      const list = await cluster.api.get<{ items: Array<{ reason: string; message: string }> }>('/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dtoplevel');
+      return list.items.find((e) => e.reason === 'Unsupported');
+    }, 30_000, 100);
+    expect(ev.message).toContain('/kw-no-such-top');
+    await cluster.kubectl(['delete', 'pod', 'toplevel', '--grace-period=0', '--wait=false']);
+  }, 60_000);
+
   it('sends SIGTERM on deletion and SIGKILL once terminationGracePeriodSeconds have passed', async () => {
     await apply(cluster, {
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'stubborn', namespace: 'default', labels: { app: 'stubborn' } },
