@@ -178,7 +178,7 @@ class Rig {
   /** A reader mode in b fed by the two-burst sender in a; returns the reader's result line. */
   async read(mode: string, size: number, nbl = true): Promise<string> {
     const out = await this.pyServer(mode, size, nbl, async (p) => {
-      const sent = await this.lab.exec(this.a, process.execPath, ['-e', SENDER, this.b.ipv4, String(p), String(size)], { timeoutMs: 20_000 });
+      const sent = await this.lab.exec(this.a, process.execPath, ['-e', SENDER, this.b.ipv4, String(p), String(size)], { timeoutMs: 60_000 });
       expect(sent.stderr).toBe('');
     });
     return out.split('\n').find((l) => l.startsWith(mode)) ?? out;
@@ -189,7 +189,7 @@ class Rig {
     for (let i = 0; i < n; i += 5) await Promise.all(Array.from({ length: Math.min(5, n - i) }, async () => {
       let got = '';
       const out = await this.pyServer('reply', size, true, async (p) => {
-        const r = await this.lab.exec(this.a, 'python3', [READER, mode, this.b.ipv4, String(p), String(64 << 10), String(size)], { timeoutMs: 20_000 });
+        const r = await this.lab.exec(this.a, 'python3', [READER, mode, this.b.ipv4, String(p), String(64 << 10), String(size)], { timeoutMs: 60_000 });
         expect(r.stderr).toBe('');
         got = r.stdout.trim();
       });
@@ -263,7 +263,7 @@ describe('sockmap: sockets tcp_bpf would serve differently stay on the stack (de
     await rig.blockingClients('client-eof', 5, 256 << 10);
     // Blocking at connect(): never added (their servers are, as non-blocking owners).
     expect(delta(before, rig.sm.stats()).skippedBlocking).toBe(10);
-  }, 120_000);
+  }, 180_000);
 
   it('a blocking recv(MSG_WAITALL) on an accepted socket waits for all; a blocking listener keeps its sockets out', async () => {
     const before = rig.sm.stats();
