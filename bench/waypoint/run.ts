@@ -9,6 +9,10 @@
  *     [--skip-memory] [--skip-load] [--baselines] [--node-path]
  *
  * --node-path adds the waypoint with `--http1-server node` (the previous HTTP/1.1 path).
+ * --policy adds a waypoint whose echo Service has a BackendTrafficPolicy attached (every
+ * engine part on the request path, limits never reached): CPU per request with and without.
+ * --before-dist DIR adds the waypoint built from another checkout's dist/ (e.g. before a
+ * change), to compare the path without a policy against it. --h1-only skips h2load.
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
@@ -34,9 +38,15 @@ export interface LoadOptions {
   baselines: boolean;
   /** Also measure the waypoint with `--http1-server node` (the previous HTTP/1.1 path). */
   nodePath: boolean;
+  /** Also measure a waypoint with a BackendTrafficPolicy on the echo Service. */
+  policy?: boolean;
+  /** Also measure the waypoint of another build (its dist/ folder). */
+  beforeDist?: string | undefined;
+  /** wrk only (no h2load). */
+  h1Only?: boolean;
 }
 
-type ProxyName = 'waypoint' | 'waypoint-node-http' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
+type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
 interface Run { round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number }
 
 const ADDR = '127.93.0.1';
@@ -45,6 +55,25 @@ const NGINX = { h1: 18180, h2: 18182 };
 const WAYPOINT = { port: 18183, admin: 18190 };
 /** The same waypoint with `--http1-server node` (the previous HTTP/1.1 path), for comparison. */
 const WAYPOINT_NODE = { address: '127.93.0.2', admin: 18189 };
+/** The waypoint with a BackendTrafficPolicy attached, and the one of another build. */
+const WAYPOINT_POLICY = { address: '127.93.0.3', admin: 18188 };
+const WAYPOINT_BEFORE = { address: '127.93.0.4', admin: 18187 };
+
+/** A BackendTrafficPolicy on the echo Service that exercises every per-request part and never refuses. */
+export const BENCH_POLICY = `
+---
+apiVersion: kernway.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: echo, namespace: bench}
+spec:
+  targetRefs: [{group: "", kind: Service, name: echo}]
+  circuitBreaker: {maxConnections: 100000, maxPendingRequests: 100000, maxParallelRequests: 100000, maxParallelRetries: 100000}
+  healthCheck: {passive: {consecutive5XxErrors: 5, consecutiveGatewayErrors: 5}}
+  faultInjection: {delay: {fixedDelay: 1s, percentage: 0}}
+  rateLimit: {type: Local, local: {rules: [{limit: {requests: 1000000000, unit: Second}}]}}
+  timeout: {http: {requestTimeout: 30s, connectionIdleTimeout: 60s}}
+  retry: {numRetries: 1, budget: {percent: 20}}
+`;
 
 function backendBlock(): string {
   return `  access_log off;
@@ -158,7 +187,11 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string): P
 }
 
 export interface Summary { proxy: ProxyName; tool: string; kind: string; rps: number; p50: number; p99: number; cpuUsPerRequest: number; errors: number }
-export interface LoadResult { runs: Run[]; summary: Summary[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number; cpuPerRequest: number }[] }
+export interface LoadResult {
+  runs: Run[]; summary: Summary[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number; cpuPerRequest: number }[];
+  /** CPU per request ratios per round (throughput runs): waypoint-policy ÷ waypoint, waypoint ÷ waypoint-before. */
+  policy?: { withOverWithout: number[]; withoutOverBefore: number[] };
+}
 
 function med(xs: number[]): number {
   const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -190,10 +223,34 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       ], { address: WAYPOINT_NODE.address, port: WAYPOINT.port }, join(dir, 'waypoint-node.log'), o.nodeFlags);
       procs.push(wpNode);
     }
+    const extra: Target[] = [];
+    if (o.policy) {
+      const pdir = join(dir, 'manifests-policy');
+      mkdirSync(pdir, { recursive: true });
+      writeFileSync(join(pdir, 'bench.yaml'), waypointBenchManifests() + BENCH_POLICY);
+      const p = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), o.proxyCpu, [
+        '--namespace', 'bench', '--manifests', pdir, '--listen-address', WAYPOINT_POLICY.address, '--mesh-port', '0',
+        '--metrics-address', `${WAYPOINT_POLICY.address}:${WAYPOINT_POLICY.admin}`, '--access-log', join(dir, 'waypoint-policy.access.log'),
+      ], { address: WAYPOINT_POLICY.address, port: WAYPOINT.port }, join(dir, 'waypoint-policy.log'), o.nodeFlags);
+      procs.push(p);
+      const u = `http://${WAYPOINT_POLICY.address}:${WAYPOINT.port}/echo`;
+      extra.push({ proxy: 'waypoint-policy', h1: u, h2: o.h1Only ? undefined : u, pids: () => [p.pid] });
+    }
+    if (o.beforeDist !== undefined) {
+      const b = await startWaypoint(join(o.beforeDist, 'cli', 'main.js'), o.proxyCpu, [
+        '--namespace', 'bench', '--manifests', mdir, '--listen-address', WAYPOINT_BEFORE.address, '--mesh-port', '0',
+        '--metrics-address', `${WAYPOINT_BEFORE.address}:${WAYPOINT_BEFORE.admin}`, '--access-log', join(dir, 'waypoint-before.access.log'),
+      ], { address: WAYPOINT_BEFORE.address, port: WAYPOINT.port }, join(dir, 'waypoint-before.log'), o.nodeFlags);
+      procs.push(b);
+      const u = `http://${WAYPOINT_BEFORE.address}:${WAYPOINT.port}/echo`;
+      extra.push({ proxy: 'waypoint-before', h1: u, h2: o.h1Only ? undefined : u, pids: () => [b.pid] });
+    }
     const targets: Target[] = [
       { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
-      { proxy: 'waypoint', h1: url, h2: url, pids: () => [wp.pid] },
+      { proxy: 'waypoint', h1: url, h2: o.h1Only ? undefined : url, pids: () => [wp.pid] },
+      ...extra,
     ];
+    if (o.h1Only) targets[0]!.h2 = undefined;
     if (wpNode) {
       const u = `http://${WAYPOINT_NODE.address}:${WAYPOINT.port}/echo`;
       const pid = wpNode.pid;
@@ -222,12 +279,22 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
         cpuUsPerRequest: med(rs.map((r) => r.cpuUsPerRequest)), errors: rs.reduce((n, r) => n + (r.sample.errors ?? 0), 0),
       });
     }
-    const ratios = (['wrk', 'h2load'] as const).flatMap((tool) => (['throughput', 'latency'] as const).map((kind) => {
-      const w = summary.find((r) => r.proxy === 'waypoint' && r.tool === tool && r.kind === kind)!;
-      const n = summary.find((r) => r.proxy === 'nginx' && r.tool === tool && r.kind === kind)!;
-      return { tool, kind, rps: w.rps / n.rps, p50: w.p50 / n.p50, p99: w.p99 / n.p99, cpuPerRequest: w.cpuUsPerRequest / n.cpuUsPerRequest };
+    const ratiosOf = (a: ProxyName, b: ProxyName): LoadResult['ratios'] => (['wrk', 'h2load'] as const).flatMap((tool) => (['throughput', 'latency'] as const).flatMap((kind) => {
+      const w = summary.find((r) => r.proxy === a && r.tool === tool && r.kind === kind);
+      const n = summary.find((r) => r.proxy === b && r.tool === tool && r.kind === kind);
+      if (!w || !n) return [];
+      return [{ tool, kind, rps: w.rps / n.rps, p50: w.p50 / n.p50, p99: w.p99 / n.p99, cpuPerRequest: w.cpuUsPerRequest / n.cpuUsPerRequest }];
     }));
-    return { runs, summary, ratios };
+    // Per round, then the median: with and without a policy, and without a policy against the build before.
+    const perRound = (a: ProxyName, b: ProxyName): number[] => runs.filter((r) => r.proxy === a && r.kind === 'throughput').map((r) => {
+      const other = runs.find((x) => x.proxy === b && x.round === r.round && x.tool === r.tool && x.kind === r.kind);
+      return other ? r.cpuUsPerRequest / other.cpuUsPerRequest : Number.NaN;
+    }).filter((x) => Number.isFinite(x));
+    const policy = {
+      withOverWithout: perRound('waypoint-policy', 'waypoint'),
+      withoutOverBefore: perRound('waypoint', 'waypoint-before'),
+    };
+    return { runs, summary, ratios: ratiosOf('waypoint', 'nginx'), policy };
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }
@@ -247,6 +314,13 @@ export function report(load: LoadResult | undefined, memory: MemoryResult | unde
     for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${r.errors} |`);
     lines.push('', '| tool | run | req/s waypoint/nginx (target >= 0.5) | p50 ratio | p99 ratio (target <= 2) | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
     for (const r of load.ratios) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
+    const p = load.policy;
+    if (p && (p.withOverWithout.length > 0 || p.withoutOverBefore.length > 0)) {
+      const range = (xs: number[]): string => xs.length === 0 ? 'n/a' : `${fmt(med(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}, ${xs.length} runs)`;
+      lines.push('', '## BackendTrafficPolicy cost (CPU per request, throughput runs, per round then median)', '',
+        `- with a policy ÷ without: ${range(p.withOverWithout)}`,
+        `- without a policy ÷ the build before (--before-dist): ${range(p.withoutOverBefore)}`);
+    }
   }
   if (memory) {
     lines.push('', `## Memory with ${memory.routes} HTTPRoutes (target < 100 MiB)`, '',
@@ -263,6 +337,7 @@ async function cli(): Promise<void> {
       seconds: { type: 'string' }, connections: { type: 'string' }, 'proxy-cpu': { type: 'string' }, 'load-cpu': { type: 'string' },
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
       rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' }, 'node-path': { type: 'boolean' },
+      policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' },
     },
   });
   const nodeFlags = (values['node-flags'] ?? WAYPOINT_NODE_FLAGS.join(' ')).split(' ').filter((x) => x !== '');
@@ -270,6 +345,7 @@ async function cli(): Promise<void> {
     seconds: Number(values.seconds ?? 10), connections: Number(values.connections ?? 64), h2Connections: 16, h2Streams: 8,
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
     rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false, nodePath: values['node-path'] ?? false,
+    policy: values.policy ?? false, beforeDist: values['before-dist'], h1Only: values['h1-only'] ?? false,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });

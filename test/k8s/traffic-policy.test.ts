@@ -240,3 +240,12 @@ ${head('first', 'shop', '2026-01-02T00:00:00Z')}spec: { targetRefs: [{ group: ""
     }
   });
 });
+
+describe('the bench policy', () => {
+  it('is valid (bench/waypoint --policy measures a policy that applies)', async () => {
+    const { BENCH_POLICY, waypointBenchManifests } = await import('../../bench/waypoint/run.js');
+    const cfg = buildWaypointConfig(src(waypointBenchManifests() + BENCH_POLICY));
+    expect(cfg.problems).toEqual([]);
+    expect(cfg.trafficAttachments.byService.get('bench/echo')?.meta.name).toBe('echo');
+  });
+});

@@ -33,7 +33,7 @@ ${spec}`;
 function manifests(a: RigAddresses): string {
   return baseManifests(a, 'ns', { annotations: { odlr: 'least-request' } }) +
     route('cbp', '/cbp', 'cbp') + route('cbc', '/cbc', 'cbc') + route('plain', '/plain', 'plain') +
-    route('od', '/od', 'od') + route('odlr', '/odlr', 'odlr') + route('odr', '/odr', 'odr') +
+    route('od', '/od', 'od') + route('odc', '/odc', 'odc') + route('odlr', '/odlr', 'odlr') + route('odr', '/odr', 'odr') +
     route('fi', '/fi', 'fi') + route('fg', '/fg', 'fg') + route('fd', '/fd', 'fd') +
     route('rl', '/rl', 'rl') + route('rl-free', '/free', 'rl') +
     route('rt', '/rt', 'rt') + route('rtb', '/rtb', 'rtb') + route('to', '/to', 'to') +
@@ -42,6 +42,7 @@ function manifests(a: RigAddresses): string {
     policy('od', 'od', '  healthCheck: {passive: {consecutive5XxErrors: 2, interval: 10s, baseEjectionTime: 1s, maxEjectionPercent: 30}}') +
     policy('odlr', 'odlr', '  healthCheck: {passive: {consecutive5XxErrors: 2, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}}') +
     policy('odr', 'odr', '  healthCheck: {passive: {splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2, consecutive5XxErrors: 0, baseEjectionTime: 30s, maxEjectionPercent: 50}}') +
+    policy('odc', 'odc', '  healthCheck: {passive: {consecutiveGatewayErrors: 1, consecutive5XxErrors: 0, baseEjectionTime: 30s, maxEjectionPercent: 50}}') +
     policy('fi', 'fi', '  faultInjection: {abort: {httpStatus: 503, percentage: 30}}') +
     policy('fg', 'fg', '  faultInjection: {abort: {grpcStatus: 14}}') +
     policy('fd', 'fd', '  faultInjection: {delay: {fixedDelay: 60ms, percentage: 40}}') +
@@ -59,7 +60,7 @@ function manifests(a: RigAddresses): string {
 beforeAll(async () => {
   rig = await startRig({
     octet: OCTET,
-    backends: { cbp: 1, cbc: 1, plain: 1, od: 3, odlr: 3, odr: 2, fi: 1, fg: 1, fd: 1, rl: 1, rt: 2, rtb: 1, to: 1 },
+    backends: { cbp: 1, cbc: 1, plain: 1, od: 3, odc: 2, odlr: 3, odr: 2, fi: 1, fg: 1, fd: 1, rl: 1, rt: 2, rtb: 1, to: 1 },
     manifests,
   });
 }, 60_000);
@@ -193,6 +194,16 @@ describe('outlier detection (healthCheck.passive)', () => {
       expect(all.every((r) => r.status === 200)).toBe(true);
       expect(e0!.received.length).toBe(2);
     } finally { e0!.failWith = undefined; }
+  });
+
+  it('a refusing endpoint (connect failure) counts as a gateway error: ejected at once, never tried again', async () => {
+    await rig.echoes.odc![0]!.close(); // connections to it are refused from now on
+    const connectErrors = async (): Promise<number> => metricValue(await metric('kernway_waypoint_upstream_errors_total'), { destination_service: 'ns/odc', kind: 'connect' });
+    for (let i = 0; i < 4; i++) expect((await get('/odc/x')).status).toBe(200); // the refused try goes on to the other endpoint
+    expect(await connectErrors()).toBe(1);
+    expect(metricValue(await metric('kernway_waypoint_outlier_ejections_total'), { destination_service: 'ns/odc' })).toBe(1);
+    for (let i = 0; i < 20; i++) expect((await get('/odc/y')).status).toBe(200);
+    expect(await connectErrors()).toBe(1);
   });
 
   it('local-origin failures (resets) eject when split', async () => {
