@@ -224,27 +224,23 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       procs.push(wpNode);
     }
     const extra: Target[] = [];
+    /** Another waypoint on its own address, from `mainJs`, reading `manifestsDir`. */
+    const another = async (proxy: ProxyName, mainJs: string, manifestsDir: string, at: { address: string; admin: number }): Promise<void> => {
+      const p = await startWaypoint(mainJs, o.proxyCpu, [
+        '--namespace', 'bench', '--manifests', manifestsDir, '--listen-address', at.address, '--mesh-port', '0',
+        '--metrics-address', `${at.address}:${at.admin}`, '--access-log', join(dir, `${proxy}.access.log`),
+      ], { address: at.address, port: WAYPOINT.port }, join(dir, `${proxy}.log`), o.nodeFlags);
+      procs.push(p);
+      const u = `http://${at.address}:${WAYPOINT.port}/echo`;
+      extra.push({ proxy, h1: u, h2: o.h1Only ? undefined : u, pids: () => [p.pid] });
+    };
     if (o.policy) {
       const pdir = join(dir, 'manifests-policy');
       mkdirSync(pdir, { recursive: true });
       writeFileSync(join(pdir, 'bench.yaml'), waypointBenchManifests() + BENCH_POLICY);
-      const p = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), o.proxyCpu, [
-        '--namespace', 'bench', '--manifests', pdir, '--listen-address', WAYPOINT_POLICY.address, '--mesh-port', '0',
-        '--metrics-address', `${WAYPOINT_POLICY.address}:${WAYPOINT_POLICY.admin}`, '--access-log', join(dir, 'waypoint-policy.access.log'),
-      ], { address: WAYPOINT_POLICY.address, port: WAYPOINT.port }, join(dir, 'waypoint-policy.log'), o.nodeFlags);
-      procs.push(p);
-      const u = `http://${WAYPOINT_POLICY.address}:${WAYPOINT.port}/echo`;
-      extra.push({ proxy: 'waypoint-policy', h1: u, h2: o.h1Only ? undefined : u, pids: () => [p.pid] });
+      await another('waypoint-policy', join(projectRoot(), 'dist', 'cli', 'main.js'), pdir, WAYPOINT_POLICY);
     }
-    if (o.beforeDist !== undefined) {
-      const b = await startWaypoint(join(o.beforeDist, 'cli', 'main.js'), o.proxyCpu, [
-        '--namespace', 'bench', '--manifests', mdir, '--listen-address', WAYPOINT_BEFORE.address, '--mesh-port', '0',
-        '--metrics-address', `${WAYPOINT_BEFORE.address}:${WAYPOINT_BEFORE.admin}`, '--access-log', join(dir, 'waypoint-before.access.log'),
-      ], { address: WAYPOINT_BEFORE.address, port: WAYPOINT.port }, join(dir, 'waypoint-before.log'), o.nodeFlags);
-      procs.push(b);
-      const u = `http://${WAYPOINT_BEFORE.address}:${WAYPOINT.port}/echo`;
-      extra.push({ proxy: 'waypoint-before', h1: u, h2: o.h1Only ? undefined : u, pids: () => [b.pid] });
-    }
+    if (o.beforeDist !== undefined) await another('waypoint-before', join(o.beforeDist, 'cli', 'main.js'), mdir, WAYPOINT_BEFORE);
     const targets: Target[] = [
       { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
       { proxy: 'waypoint', h1: url, h2: o.h1Only ? undefined : url, pids: () => [wp.pid] },
