@@ -88,6 +88,7 @@ export class FeedServer {
   private readonly recentNacks: FeedStatus['recentNacks'] = [];
   private denied = 0;
   private closed = false;
+  private readonly tcpPorts: number[] = [];
 
   constructor(private readonly opts: FeedServerOptions) {
     const keepalive = opts.keepaliveMs ?? 10_000;
@@ -107,20 +108,18 @@ export class FeedServer {
       if (a.kind === 'unix') await this.listenUnix(a.path);
       else {
         await new Promise<void>((resolve, reject) => {
-          this.server.bindAsync(`${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`, grpc.ServerCredentials.createInsecure(), (err) => {
+          this.server.bindAsync(`${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
             if (err) reject(new KernwayError('KW_FEED_LISTEN', `--feed-address ${a.text}: ${err.message}`, { address: a.text }));
-            else resolve();
+            else { this.tcpPorts.push(port); resolve(); }
           });
         });
       }
     }
   }
 
-  /** The TCP ports bound (when 0 was asked), in the order of the addresses. */
-  get boundPorts(): number[] {
-    return (this.server as unknown as { http2Servers: Map<net.Server, unknown> }).http2Servers
-      ? [...(this.server as unknown as { http2Servers: Map<net.Server, unknown> }).http2Servers.keys()].map((s) => (s.address() as net.AddressInfo | null)?.port ?? 0).filter((p) => p > 0)
-      : [];
+  /** The TCP ports bound (the real one when 0 was asked), in the order of the addresses. */
+  get boundPorts(): readonly number[] {
+    return this.tcpPorts;
   }
 
   private async listenUnix(path: string): Promise<void> {
