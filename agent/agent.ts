@@ -481,7 +481,7 @@ export class Agent {
       if (f.portName !== undefined) n.portName = f.portName;
       names.set(f.svcId, n);
     }
-    return readKernelServices(this.lb.maps, names);
+    return readKernelServices(this.lb.maps, names, this.lb.wpMaps.kw_wp_svc);
   }
 
   /** Kernel counters per Service (summed over its frontends), read now. */

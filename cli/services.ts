@@ -21,6 +21,10 @@ export function formatServices(services: readonly KernelService[]): string {
     { header: 'SERVICE', value: (s) => (s.service ? `${s.service}${s.portName ? `:${s.portName}` : ''}` : undefined) },
     { header: 'ALGORITHM', value: (s) => s.algorithm + (s.affinityTimeoutSeconds !== null ? ` +affinity ${s.affinityTimeoutSeconds}s` : '') },
     { header: 'BACKENDS', value: (s) => s.backends, empty: '(none: connect() refused)' },
+    // Only when some HTTP port is handed to a waypoint (docs/waypoint-handoff.md).
+    ...(services.some((s) => s.waypointPods !== undefined)
+      ? [{ header: 'WAYPOINT', value: (s: KernelService) => (s.waypointPods === undefined ? undefined : s.waypointPods.length > 0 ? s.waypointPods : '(no ready pod: connect() refused)') }]
+      : []),
     { header: 'BALANCED', value: (s) => s.connectionsBalanced },
     { header: 'REFUSED', value: (s) => s.connectionsRefused },
   ], { none: 'no services in the kernel maps' });

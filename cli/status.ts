@@ -94,6 +94,20 @@ export function renderStatus(st: StatusReport): string {
   } else {
     out.push('', 'same-node acceleration (sockmap): not loaded (see the agent log)');
   }
+  if (st.waypoints) {
+    const w = st.waypoints;
+    out.push('', `HTTP ports handed to a waypoint: ${w.frontends.length} (${w.frontends.filter((f) => f.pods.length === 0).length} refused: no ready waypoint pod)`);
+    out.push(formatTable(w.frontends, [
+      { header: 'FRONTEND', value: (f) => f.frontend },
+      { header: 'SERVICE', value: (f) => f.service },
+      { header: 'WAYPOINT', value: (f) => f.waypoint },
+      { header: 'PODS', value: (f) => (f.pods.length > 0 ? f.pods : `(none: connect() refused${f.reason ? `; ${f.reason}` : ''})`) },
+    ]));
+    out.push(formatTable(Object.entries(w.stats), [
+      { header: 'COUNTER', value: (e) => e[0] },
+      { header: 'VALUE', value: (e) => e[1] },
+    ]));
+  }
   if (st.feed) {
     const f = st.feed;
     out.push('', `waypoint feed on ${f.addresses.join(', ')}: version ${f.version}, ${f.waypoints.length} waypoint(s) connected, ${f.nacks} NACK(s), ${f.denied} refused`);

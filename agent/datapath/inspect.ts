@@ -8,7 +8,8 @@ import {
   SVC_F_AFFINITY, SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcStatsPerCpu, decodeSvcVal, decodeU32,
   encodeU32, protoName,
 } from './codec.js';
-import type { LbMaps } from './lb-maps.js';
+import type { LbMaps, MapLike } from './lb-maps.js';
+import { decodeWpVal } from './waypoint-sync.js';
 
 export interface KernelService {
   /** 'vip:port/PROTO' */
@@ -29,9 +30,11 @@ export interface KernelService {
   /** 'ns/name' and port name, when the caller knows them (the agent does; the pins do not). */
   service?: string;
   portName?: string;
+  /** An HTTP port handed to a waypoint (docs/waypoint-handoff.md): its pods ('ip:port'); none: connect() refused. */
+  waypointPods?: string[];
 }
 
-export function readKernelServices(maps: LbMaps, names?: Map<number, { service?: string; portName?: string }>): KernelService[] {
+export function readKernelServices(maps: LbMaps, names?: Map<number, { service?: string; portName?: string }>, wpSvc?: MapLike): KernelService[] {
   const svc = maps.kw_svc.batchLookup();
   const slots = maps.kw_slot.batchLookup();
   const backends = maps.kw_backend.batchLookup();
@@ -68,6 +71,11 @@ export function readKernelServices(maps: LbMaps, names?: Map<number, { service?:
       connectionsRefused: Number(st.refused),
     };
     if (maglev) entry.maglevTable = v.count === 0 || maps.kw_maglev.lookup(encodeU32(v.setId)) !== undefined;
+    const wp = wpSvc?.lookup(encodeU32(v.svcId));
+    if (wp) {
+      const w = decodeWpVal(wp);
+      entry.waypointPods = w.pods.map((ip) => hostPort(ip, w.port));
+    }
     const n = names?.get(v.svcId);
     if (n?.service !== undefined) entry.service = n.service;
     if (n?.portName !== undefined) entry.portName = n.portName;

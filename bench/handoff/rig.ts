@@ -20,12 +20,15 @@ import { Sockmap } from '../../agent/datapath/sockmap.js';
 import { WaypointSync, planWaypoints } from '../../agent/datapath/waypoint-sync.js';
 import { netnsCookiesOf } from '../../agent/datapath/netns.js';
 import { toYaml } from '../../agent/demo/manifests.js';
-import { KERNWAY_MAIN } from '../fixtures/cli.js';
-import { OBJECT, localPodsOf } from '../sockmap/harness.js';
+import { projectRoot } from '../../common/version.js';
 
 const NODE = 'node-a';
-export const HTTP_ECHO = new URL('../fixtures/http-echo.mjs', import.meta.url).pathname;
-export const ECHO = new URL('../fixtures/echo-server.mjs', import.meta.url).pathname;
+const ROOT = projectRoot();
+const KERNWAY_MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+export const HTTP_ECHO = join(ROOT, 'test', 'fixtures', 'http-echo.mjs');
+export const ECHO = join(ROOT, 'test', 'fixtures', 'echo-server.mjs');
+/** Port of the waypoint's Gateway listener: the same client talking to the waypoint directly (the bench's baseline). */
+export const DIRECT_PORT = 8081;
 
 export const VIP = '10.96.0.10';
 export const VIP6 = 'fd00:96::10';
@@ -87,12 +90,7 @@ export class HandoffRig {
     this.wp = await this.lab.addPod('wp');
     this.v1 = await this.lab.addPod('v1');
     this.v2 = await this.lab.addPod('v2');
-    const bpffs = join(this.lab.bpffsDir, 'agent');
-    this.lb = await loadSockLb({ cgroupPath: this.lab.cgroupPath, bpffsDir: bpffs });
-    this.sm = await Sockmap.load({ cgroupPath: this.lab.cgroupPath, bpffsDir: bpffs, objectPath: OBJECT });
-    this.sm.setLocalPods(localPodsOf(this.client, this.wp, this.v1, this.v2));
-    this.sync = new ServiceSync(this.lb.maps);
-    this.wpSync = new WaypointSync(this.lb.wpMaps);
+    await this.loadDatapath();
     this.dir = mkdtempSync(join(tmpdir(), 'kw-handoff-'));
     for (const p of [this.v1, this.v2]) {
       const c = this.lab.spawn(p, process.execPath, [HTTP_ECHO, '8080'], { env: { ...process.env, POD_NAME: p.name } });
@@ -104,6 +102,25 @@ export class HandoffRig {
     await this.startWaypoint();
     this.apply(this.objects(true));
     for (const p of [this.v1, this.v2]) await this.until(async () => (await this.lab.exec(this.wp, 'curl', ['-sf', '-o', '/dev/null', `http://${p.ipv4}:8080/healthz`])).code === 0, `backend ${p.name}`);
+  }
+
+  get bpffs(): string { return join(this.lab.bpffsDir, 'agent'); }
+
+  /** What the agent loads at start: the balancer, then the sockmap programs (pinned maps and links reused after a restart). */
+  async loadDatapath(): Promise<void> {
+    this.lb = await loadSockLb({ cgroupPath: this.lab.cgroupPath, bpffsDir: this.bpffs });
+    this.sm = await Sockmap.load({ cgroupPath: this.lab.cgroupPath, bpffsDir: this.bpffs });
+    this.sm.setLocalPods([this.client, this.wp, this.v1, this.v2].flatMap((p) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]));
+    this.sync = new ServiceSync(this.lb.maps);
+    this.wpSync = new WaypointSync(this.lb.wpMaps);
+  }
+
+  /** An agent restart: descriptors closed (programs stay attached, maps pinned), loaded again, the model applied again. */
+  async restartDatapath(): Promise<void> {
+    this.sm.close();
+    this.lb.close();
+    await this.loadDatapath();
+    this.apply(this.objects(true));
   }
 
   /** The manifests: namespace shop uses waypoint wp; Service web (HTTP port 80, TCP port 9000), web-v1, web-v2; plain/web unlabelled. */
@@ -118,6 +135,15 @@ export class HandoffRig {
       {
         apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'wp', namespace: shop },
         spec: { gatewayClassName: 'kernway-waypoint', listeners: [{ name: 'mesh', port: 15019, protocol: 'kernway.io/mesh' }] },
+      },
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'kernway' }, spec: { controllerName: 'kernway.io/gateway-controller' } },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'direct', namespace: shop },
+        spec: { gatewayClassName: 'kernway', listeners: [{ name: 'http', port: DIRECT_PORT, protocol: 'HTTP' }] },
+      },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'direct', namespace: shop },
+        spec: { parentRefs: [{ name: 'direct' }], rules: [{ backendRefs: [{ name: 'web-v2', port: 80 }] }] },
       },
       podObj('front', this.client, { app: 'client' }),
       podObj(shop, this.v1, { app: 'web', version: 'v1' }),
