@@ -56,7 +56,11 @@ function sliceObj(ns: string, name: string, svc: string, family: 'IPv4' | 'IPv6'
   };
 }
 
-export interface RigOptions { tag: string; waypointPods?: boolean }
+export interface RigOptions {
+  tag: string;
+  /** The waypoint on a host off this node (a lab remote host: its own netns, not in the cgroup), reached by pod-IP TCP. */
+  remoteWaypoint?: boolean;
+}
 
 export class HandoffRig {
   lab!: Lab;
@@ -87,7 +91,7 @@ export class HandoffRig {
   private async init(o: RigOptions): Promise<void> {
     this.lab = await Lab.create({ tag: o.tag });
     this.client = await this.lab.addPod('client');
-    this.wp = await this.lab.addPod('wp');
+    this.wp = await this.lab.addPod('wp', { remote: o.remoteWaypoint === true });
     this.v1 = await this.lab.addPod('v1');
     this.v2 = await this.lab.addPod('v2');
     await this.loadDatapath();
@@ -110,7 +114,7 @@ export class HandoffRig {
   async loadDatapath(): Promise<void> {
     this.lb = await loadSockLb({ cgroupPath: this.lab.cgroupPath, bpffsDir: this.bpffs });
     this.sm = await Sockmap.load({ cgroupPath: this.lab.cgroupPath, bpffsDir: this.bpffs });
-    this.sm.setLocalPods([this.client, this.wp, this.v1, this.v2].flatMap((p) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]));
+    this.sm.setLocalPods([this.client, this.wp, this.v1, this.v2].filter((p) => !p.remote).flatMap((p) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]));
     this.sync = new ServiceSync(this.lb.maps);
     this.wpSync = new WaypointSync(this.lb.wpMaps);
   }

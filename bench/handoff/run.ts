@@ -5,7 +5,10 @@
  * talking to the waypoint directly (its Gateway listener -> the same backend). Rounds
  * alternate; the ratio redirect / direct is the hand-off's cost. The load is recorded.
  *
- *   node dist/bench/handoff/run.js [--seconds 3] [--rounds 3] [--connections 1]
+ *   node dist/bench/handoff/run.js [--seconds 3] [--rounds 3] [--connections 1] [--remote-waypoint]
+ *
+ * --remote-waypoint puts the waypoint on a lab remote host (its own netns off the node,
+ * reached by pod-IP TCP; the client's socket is then not accelerated).
  */
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -24,9 +27,10 @@ async function wrk(rig: HandoffRig, url: string, headers: string[], seconds: num
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' }, connections: { type: 'string', default: '1' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' }, connections: { type: 'string', default: '1' }, 'remote-waypoint': { type: 'boolean', default: false } } });
   const seconds = Number(values.seconds), rounds = Number(values.rounds), connections = Number(values.connections);
-  const rig = await HandoffRig.start({ tag: 'hobench' });
+  const remote = values['remote-waypoint'] === true;
+  const rig = await HandoffRig.start({ tag: 'hobench', remoteWaypoint: remote });
   const rows: Row[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
@@ -45,7 +49,7 @@ async function main(): Promise<void> {
   const of = (m: Row['mode'], k: 'p50' | 'p99' | 'rps'): number => med(rows.filter((r) => r.mode === m).map((r) => r[k]));
   for (const r of rows) console.log(`${r.mode.padEnd(8)} round ${r.round}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} us, p99 ${r.p99} us, errors ${r.errors}, load ${r.load.toFixed(2)}`);
   console.log(JSON.stringify({
-    seconds, rounds, connections,
+    seconds, rounds, connections, waypoint: remote ? 'remote host' : 'same node',
     redirect: { p50: of('redirect', 'p50'), p99: of('redirect', 'p99'), rps: of('redirect', 'rps') },
     direct: { p50: of('direct', 'p50'), p99: of('direct', 'p99'), rps: of('direct', 'rps') },
     ratio: { p50: +(of('redirect', 'p50') / of('direct', 'p50')).toFixed(3), p99: +(of('redirect', 'p99') / of('direct', 'p99')).toFixed(3) },
