@@ -116,6 +116,7 @@ export class KubeSource implements Source {
   private lastProblems = '';
   unreachableSince: Date | undefined;
   private unreachableError = '';
+  private startedAt = 0;
 
   constructor(readonly opts: KubeSourceOptions) {
     this.client = new KubeClient(loadKubeConfig(opts.kubeconfig, opts.env));
@@ -126,6 +127,7 @@ export class KubeSource implements Source {
 
   async start(onBatch: (batch: SourceBatch) => void): Promise<void> {
     this.onBatch = onBatch;
+    this.startedAt = performance.now();
     const synced = new Promise<void>((r) => (this.resolveSynced = r));
     for (const r of this.reflectors) void r.run();
     await Promise.race([synced, new Promise<void>((r) => this.ctl.signal.addEventListener('abort', () => r(), { once: true }))]);
@@ -179,6 +181,8 @@ export class KubeSource implements Source {
       if (!this.reflectors.every((r) => r.synced)) return;
       this.synced = true;
       this.flush();
+      this.log?.info({ ms: Math.round(performance.now() - this.startedAt), objects: this.delivered.size,
+        kinds: Object.fromEntries(this.reflectors.map((r) => [r.info.kind, r.items.size])) }, 'Kubernetes API synced: every kind listed once');
       this.resolveSynced?.();
       return;
     }
@@ -333,9 +337,8 @@ class Reflector {
       message: `the API server does not serve ${what}: its CRD is not installed; kernway reads it once it appears` };
     const gone = [...this.items.keys()];
     this.items.clear();
-    if (!was) this.src.logger()?.warn({ kind: this.info.kind }, this.problem.message);
     this.synced = true;
-    this.src.changed(gone.map((k) => `${this.info.kind} ${k}`));
+    if (!was || gone.length > 0) this.src.changed(gone.map((k) => `${this.info.kind} ${k}`));
   }
 
   /** Lists every page into a fresh view, then marks what differs from the current one. */

@@ -1,0 +1,255 @@
+/**
+ * The agent on the Kubernetes API (a lab cluster's real API server, 1.20): memory, first
+ * sync and change latency at scale.
+ *
+ *   sudo node dist/bench/kube-api.js [--services 10000] [--endpoints 10] [--changes 200]
+ *                                    [--kubectl-changes 20] [--pods 10000]
+ *
+ * Prints one JSON line per measurement:
+ *   populate   how long creating the objects took (POSTs, 32 at a time);
+ *   sync       `kernway agent --kubeconfig` as a process: start → every kind listed
+ *              (the source's own figure) and → 'agent running' (maps written);
+ *   memory     the agent's RSS and peak RSS (VmHWM) and V8 heap, 10 s after running;
+ *   latency    an EndpointSlice's endpoint replaced by a REST PUT (write acknowledged) →
+ *              the new backend in the kernel's maps (polled from the pins), p50/p99;
+ *              then the same from `kubectl apply` spawned (includes kubectl's own start);
+ *   pods       N Pods created (of a node that does not run them): the agent's RSS again,
+ *              bytes per Pod as the API server sends them against the slim form kept.
+ * `uptime`'s load is printed with every line: the machine is shared.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { projectRoot } from '../common/version.js';
+import { Cluster } from '../lab/cluster/index.js';
+import { Lab } from '../lab/index.js';
+import { openPinnedMaps } from '../agent/datapath/sock-lb.js';
+import { decodeBackend, decodeSvcVal, decodeU32, encodeSlotKey, encodeSvcKey, encodeU32 } from '../agent/datapath/codec.js';
+import type { LbMaps } from '../agent/datapath/lb-maps.js';
+import { uninstallAgent } from '../agent/uninstall.js';
+import { percentile } from './stats.js';
+
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '10' },
+    changes: { type: 'string', default: '200' },
+    'kubectl-changes': { type: 'string', default: '20' },
+    pods: { type: 'string', default: '10000' },
+  },
+});
+const SERVICES = Number(values.services);
+const ENDPOINTS = Number(values.endpoints);
+const CHANGES = Number(values.changes);
+const KUBECTL_CHANGES = Number(values['kubectl-changes']);
+const PODS = Number(values.pods);
+const NODE = 'node-bench';
+
+const load = (): string => loadavg().map((x) => x.toFixed(1)).join(' ');
+const out = (what: string, o: Record<string, unknown>): void => console.log(JSON.stringify({ what, ...o, load: load() }));
+
+function ip(n: number): string {
+  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+const VIP = (i: number): string => ip(((10 << 24) | (96 << 16)) + 256 + i); // 10.96.1.0 on: past the kubernetes Service
+const POD = (i: number, e: number): string => ip(((10 << 24) | (1 << 16)) + i * ENDPOINTS + e + 1);
+
+function service(i: number) {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'bench' },
+    spec: { clusterIP: VIP(i), ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } };
+}
+function slice(i: number, addrs: string[], resourceVersion?: string) {
+  return { apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice',
+    metadata: { name: `svc-${i}-1`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` }, ...(resourceVersion ? { resourceVersion } : {}) },
+    addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    endpoints: addrs.map((a) => ({ addresses: [a], conditions: { ready: true }, topology: { 'kubernetes.io/hostname': 'node-1' } })) };
+}
+
+async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => { while (next < n) await fn(next++); }));
+}
+
+/** The backends of one frontend, read from the kernel (a few lookups, not a dump). */
+function backendsInKernel(maps: LbMaps, vip: string): string[] {
+  const v = maps.kw_svc.lookup(encodeSvcKey({ vip, port: 80, proto: 6 }));
+  if (!v) return [];
+  const sv = decodeSvcVal(v);
+  const list: string[] = [];
+  for (let s = 0; s < sv.count; s++) {
+    const id = maps.kw_slot.lookup(encodeSlotKey({ setId: sv.setId, slot: s }));
+    const b = id && maps.kw_backend.lookup(encodeU32(decodeU32(id)));
+    if (b) list.push(decodeBackend(b).ip);
+  }
+  return list;
+}
+
+function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
+  return { rssMiB: +(kb('VmRSS') / 1024).toFixed(1), peakMiB: +(kb('VmHWM') / 1024).toFixed(1) };
+}
+
+async function heapOf(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const v = (re: RegExp): number => +(Number(re.exec(text)?.[1] ?? NaN) / 1048576).toFixed(1);
+  return { heapUsedMiB: v(/^nodejs_heap_size_used_bytes (\S+)$/m), heapTotalMiB: v(/^nodejs_heap_size_total_bytes (\S+)$/m), externalMiB: v(/^nodejs_external_memory_bytes (\S+)$/m) };
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const cluster = await Cluster.start({ tag: 'kbench', nodes: 1 });
+  const lab = await Lab.create({ tag: 'kbench' });
+  const dir = mkdtempSync(join(tmpdir(), 'kernway-kube-bench-'));
+  const bpffs = join(lab.bpffsDir, 'agent');
+  let agent: ChildProcess | undefined;
+  // Stopped from outside (SIGTERM, Ctrl-C): clean up as on failure.
+  const interrupted = new Promise<never>((_, reject) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => reject(new Error(`stopped by ${sig}`)));
+  });
+  interrupted.catch(() => undefined);
+  try {
+    await Promise.race([run(), interrupted]);
+  } finally {
+    if (agent && agent.exitCode === null) {
+      const exited = new Promise((r) => agent!.once('exit', r));
+      agent.kill('SIGTERM');
+      await exited;
+    }
+    try { uninstallAgent(bpffs, lab.cgroupPath); } catch { /* the lab removes the folder anyway */ }
+    await lab.destroy();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  async function run(): Promise<void> {
+    out('cluster', { ms: Math.round(performance.now() - t0) });
+    await cluster.api.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } });
+    let t = performance.now();
+    await pool(SERVICES, 32, async (i) => {
+      await cluster.api.post('/api/v1/namespaces/bench/services', service(i));
+      await cluster.api.post('/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices', slice(i, Array.from({ length: ENDPOINTS }, (_, e) => POD(i, e))));
+    });
+    out('populate', { services: SERVICES, endpointsEach: ENDPOINTS, objects: SERVICES * 2, seconds: +((performance.now() - t) / 1000).toFixed(1) });
+
+    // The agent as a process, as on a node: first with an empty manifest directory (its fixed cost), then on the API.
+    const startAgent = async (source: string[]): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
+      const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'cli', 'main.js'), 'agent', ...source, '--node-name', NODE,
+        '--cgroup', lab.cgroupPath, '--bpffs', bpffs, '--admin-socket', join(dir, 'admin.sock'), '--metrics-address', '127.0.0.1:0', '--service-cidr', '10.96.0.0/16'],
+      { stdio: ['ignore', 'inherit', 'pipe'] });
+      agent = child;
+      const r: { child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number } = { child, metricsPort: 0 };
+      await new Promise<void>((resolve, reject) => {
+        child.once('exit', (c) => reject(new Error(`the agent exited (${c})`)));
+        createInterface({ input: child.stderr! }).on('line', (l) => {
+          if (process.env.KERNWAY_BENCH_VERBOSE === '1') process.stderr.write(l + '\n');
+          let j: { msg?: string; ms?: number; objects?: number; address?: string };
+          try { j = JSON.parse(l) as typeof j; } catch { return; }
+          if (j.msg?.startsWith('Kubernetes API synced')) r.synced = { ms: j.ms!, objects: j.objects! };
+          if (j.msg?.startsWith('metrics listening') && j.address) r.metricsPort = Number(j.address.slice(j.address.lastIndexOf(':') + 1));
+          if (j.msg === 'agent running') resolve();
+        });
+      });
+      return r;
+    };
+    const stopAgent = async (child: ChildProcess): Promise<void> => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      uninstallAgent(bpffs, lab.cgroupPath);
+    };
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    const base = await startAgent(['--standalone', empty]);
+    await new Promise((r) => setTimeout(r, 10_000));
+    out('memory', { source: 'empty manifest directory (fixed cost)', ...rssOf(base.child.pid!), ...(await heapOf(base.metricsPort).catch(() => ({}))) });
+    await stopAgent(base.child);
+
+    t = performance.now();
+    const kube = await startAgent(['--kubeconfig', cluster.kubeconfig]);
+    const synced = kube.synced;
+    const metricsPort = kube.metricsPort;
+    const running = performance.now() - t;
+    out('sync', { services: SERVICES, listedMs: synced?.ms, objects: synced?.objects, toRunningMs: Math.round(running) });
+    const maps = openPinnedMaps(bpffs);
+    if (backendsInKernel(maps, VIP(SERVICES - 1)).length !== ENDPOINTS) throw new Error('the last Service is not in the maps');
+
+    await new Promise((r) => setTimeout(r, 10_000));
+    const heap = metricsPort ? await heapOf(metricsPort).catch(() => ({})) : {};
+    out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(kube.child.pid!), ...heap });
+
+    // Change → map entry: REST PUT acknowledged → new backend in the kernel.
+    const rest: number[] = [];
+    for (let c = 0; c < CHANGES; c++) {
+      const i = (c * 7919) % SERVICES;
+      const fresh = ip(((10 << 24) | (2 << 16)) + c + 1);
+      const cur = await cluster.api.get<{ metadata: { resourceVersion: string } }>(`/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices/svc-${i}-1`);
+      const addrs = [fresh, ...Array.from({ length: ENDPOINTS - 1 }, (_, e) => POD(i, e + 1))];
+      await cluster.api.put(`/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices/svc-${i}-1`, slice(i, addrs, cur.metadata.resourceVersion));
+      const a = performance.now();
+      while (!backendsInKernel(maps, VIP(i)).includes(fresh)) {
+        if (performance.now() - a > 30_000) throw new Error(`change ${c} not in the maps within 30 s`);
+        await new Promise((r) => setImmediate(r));
+      }
+      rest.push(performance.now() - a);
+    }
+    const q = (xs: number[], p: number): number => +percentile([...xs].sort((x, y) => x - y), p).toFixed(1);
+    out('latency', { via: 'REST PUT acknowledged → map entry', changes: CHANGES, p50ms: q(rest, 50), p99ms: q(rest, 99), maxMs: q(rest, 100) });
+
+    const viaKubectl: number[] = [];
+    const kubectlOnly: number[] = [];
+    for (let c = 0; c < KUBECTL_CHANGES; c++) {
+      const i = (c * 104729 + 13) % SERVICES;
+      const fresh = ip(((10 << 24) | (3 << 16)) + c + 1);
+      const file = join(dir, 'slice.json');
+      writeFileSync(file, JSON.stringify(slice(i, [fresh, ...Array.from({ length: ENDPOINTS - 1 }, (_, e) => POD(i, e + 1))])));
+      const a = performance.now();
+      const k = cluster.kubectl(['apply', '-f', file]).then(() => kubectlOnly.push(performance.now() - a));
+      while (!backendsInKernel(maps, VIP(i)).includes(fresh)) {
+        if (performance.now() - a > 30_000) throw new Error(`kubectl change ${c} not in the maps within 30 s`);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      viaKubectl.push(performance.now() - a);
+      await k;
+    }
+    out('latency', { via: 'kubectl apply spawned → map entry', changes: KUBECTL_CHANGES, p50ms: q(viaKubectl, 50), p99ms: q(viaKubectl, 99),
+      kubectlExitP50ms: q(kubectlOnly, 50) });
+
+    if (PODS > 0) {
+      t = performance.now();
+      await pool(PODS, 32, async (i) => {
+        await cluster.api.post('/api/v1/namespaces/bench/pods', { apiVersion: 'v1', kind: 'Pod',
+          metadata: { name: `pod-${i}`, namespace: 'bench', labels: { app: `svc-${i % SERVICES}`, 'pod-template-hash': 'abcdef1234' },
+            annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } },
+          spec: { nodeName: 'node-ghost', serviceAccountName: 'default', containers: [{ name: 'app', image: 'registry.example/app:1.0', command: ['app'], ports: [{ containerPort: 8080 }],
+            env: [{ name: 'MODE', value: 'bench' }], resources: { requests: { cpu: '10m', memory: '16Mi' } } }] } });
+      });
+      out('populate', { pods: PODS, seconds: +((performance.now() - t) / 1000).toFixed(1) });
+      const listed = Date.now();
+      // The agent sees them by its watch: wait until its status counts them.
+      for (;;) {
+        const st = await new Promise<string>((resolve, reject) => {
+          const c = spawn(process.execPath, [join(projectRoot(), 'dist', 'cli', 'main.js'), 'status', '--json', '--admin-socket', join(dir, 'admin.sock')], { stdio: ['ignore', 'pipe', 'inherit'] });
+          let s = ''; c.stdout.setEncoding('utf8').on('data', (d: string) => { s += d; }); c.once('exit', () => resolve(s)); c.once('error', reject);
+        });
+        const pods = (JSON.parse(st) as { api?: { kinds: Array<{ kind: string; objects: number }> } }).api?.kinds.find((k) => k.kind === 'Pod')?.objects ?? 0;
+        if (pods >= PODS) break;
+        if (Date.now() - listed > 120_000) throw new Error(`the agent sees ${pods} pods of ${PODS}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await new Promise((r) => setTimeout(r, 10_000));
+      const heap2 = metricsPort ? await heapOf(metricsPort).catch(() => ({})) : {};
+      // What the API server sends per Pod (a list page, JSON) against what the agent keeps.
+      const page = await cluster.api.request<string>('GET', '/api/v1/namespaces/bench/pods?limit=500');
+      const bytes = typeof page === 'string' ? page.length : JSON.stringify(page).length;
+      const one = (typeof page === 'string' ? JSON.parse(page) : page) as { items: Array<Record<string, unknown>> };
+      out('pods', { pods: PODS, ...rssOf(kube.child.pid!), ...heap2, apiBytesPerPod: Math.round(bytes / one.items.length) });
+    }
+    for (const m of Object.values(maps)) m.close?.();
+  }
+}
+
+main().catch((e: unknown) => { console.error(e); process.exit(1); });
