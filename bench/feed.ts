@@ -5,8 +5,8 @@
  *
  * 1. The agent's feed server (agent/feed/server.ts, in this process) holds `--services`
  *    Services with their EndpointSlices (10 endpoints each) spread over `--namespaces`
- *    namespaces, each with a Gateway and a probe HTTPRoute; one child process connects one
- *    waypoint feed client per namespace over a Unix socket (the waypoint's own path:
+ *    namespaces, each with a Gateway and a probe HTTPRoute; `--client-processes` (4) child
+ *    processes connect one waypoint feed client per namespace over a Unix socket (the waypoint's own path:
  *    sources/feed-source.ts → model builder → waypoint config → routing table).
  * 2. Change → connected waypoint latency: `--changes` HTTPRoute changes and as many
  *    EndpointSlice changes, one every 20 ms to a rotating namespace, each stamped with the
@@ -41,6 +41,8 @@ const { values } = parseArgs({
     changes: { type: 'string', default: '200' },
     routes: { type: 'string', default: '1000' },
     child: { type: 'string' },
+    'client-processes': { type: 'string', default: '4' },
+    from: { type: 'string', default: '0' },
     socket: { type: 'string' },
   },
 });
@@ -88,10 +90,11 @@ function vmRss(pid: number): number {
 }
 
 /** The child: one waypoint feed client per namespace; prints `synced` once all are, then one line per stamp seen. */
-async function child(socket: string, namespaces: number): Promise<void> {
+async function child(socket: string, from: number, namespaces: number): Promise<void> {
   let synced = 0;
   const seen = new Map<string, string>();
-  await Promise.all(Array.from({ length: namespaces }, async (_, n) => {
+  await Promise.all(Array.from({ length: namespaces }, async (_, k) => {
+    const n = from + k;
     const ns = `ns-${n}`;
     const source = new ModelConfigSource(new FeedSource({ address: parseFeedAddress('--agent', `unix://${socket}`), namespace: ns, name: `bench-${n}` }));
     await source.start((u) => {
@@ -137,19 +140,25 @@ async function main(): Promise<void> {
   gc?.(); gc?.();
   const before = process.memoryUsage();
 
-  const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', '1', '--socket', socket, '--namespaces', String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: c.stdout! });
+  // The clients in a few processes (a real waypoint is a process of its own with a small heap).
+  const P = Math.max(1, Math.min(N, Number(values['client-processes'])));
+  const per = Math.ceil(N / P);
+  const kids = Array.from({ length: P }, (_, p) => spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', '1', '--socket', socket,
+    '--from', String(p * per), '--namespaces', String(Math.min(per, N - p * per))], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const latencies: Record<'route' | 'endpoints', number[]> = { route: [], endpoints: [] };
   const kindOf = new Map<string, 'route' | 'endpoints'>();
   let syncedAt = 0;
   const t0 = now();
+  let syncedKids = 0;
   const synced = new Promise<void>((resolve) => {
-    lines.on('line', (l) => {
-      const m = JSON.parse(l) as { synced?: number; stamp?: string; ms?: number };
-      if (m.synced !== undefined) { syncedAt = now(); resolve(); return; }
-      const k = kindOf.get(m.stamp!);
-      if (k) latencies[k].push(m.ms!);
-    });
+    for (const c of kids) {
+      createInterface({ input: c.stdout! }).on('line', (l) => {
+        const m = JSON.parse(l) as { synced?: number; stamp?: string; ms?: number };
+        if (m.synced !== undefined) { if (++syncedKids === P) { syncedAt = now(); resolve(); } return; }
+        const k = kindOf.get(m.stamp!);
+        if (k) latencies[k].push(m.ms!);
+      });
+    }
   });
   await synced;
   const connectMs = syncedAt - t0;
@@ -157,7 +166,7 @@ async function main(): Promise<void> {
   const after = process.memoryUsage();
   const load0 = loadavg();
   console.log(JSON.stringify({
-    measure: 'agent cost per connected waypoint', waypoints: server.connected, services: S, objects: objects.length, snapshotAllMs: +connectMs.toFixed(0),
+    measure: 'agent cost per connected waypoint', waypoints: server.connected, clientProcesses: P, services: S, objects: objects.length, snapshotAllMs: +connectMs.toFixed(0),
     heapPerWaypointKiB: +((after.heapUsed - before.heapUsed) / N / 1024).toFixed(1), rssPerWaypointKiB: +((after.rss - before.rss) / N / 1024).toFixed(1),
     agentHeapUsedMiB: +(after.heapUsed / 1048576).toFixed(1), agentRssMiB: +(after.rss / 1048576).toFixed(1), gc: gc !== undefined, load: load0,
   }));
@@ -181,7 +190,7 @@ async function main(): Promise<void> {
     const xs = latencies[k];
     console.log(JSON.stringify({ measure: `${k} change -> connected waypoint`, waypoints: N, services: S, changes, seen: xs.length, p50Ms: pct(xs, 50), p99Ms: pct(xs, 99), maxMs: pct(xs, 100), targetP99Ms: 100, load: loadavg() }));
   }
-  c.kill('SIGKILL');
+  for (const c of kids) c.kill('SIGKILL');
 
   // Waypoint RSS with R HTTPRoutes: fed over the feed, and from --manifests (same objects).
   const big: SourcedObject[] = [src({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'big' } } as K8sObject, 'big/ns.yaml'), src(gateway('big', 0), 'big/gw.yaml')];
@@ -216,5 +225,5 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-if (values.child) await child(values.socket!, Number(values.namespaces));
+if (values.child) await child(values.socket!, Number(values.from), Number(values.namespaces));
 else await main();
