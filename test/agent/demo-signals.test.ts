@@ -21,7 +21,7 @@ function processesWith(needle: string): number[] {
 /** Runs the demo, signals it when `when` matches a line it printed (or at once), returns its exit code and output. */
 function demoSignalled(sig: NodeJS.Signals, when: RegExp | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; pid: number }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [KERNWAY_MAIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [KERNWAY_MAIN, 'demo', '--mode', 'node'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let sent = false;
     const timer = setTimeout(() => { c.kill('SIGKILL'); reject(new Error(`demo did not exit after ${sig}: ${out}`)); }, 60_000);
