@@ -129,7 +129,8 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
     await until('agent ready', async () => {
       if (agent!.exitCode !== null) throw new KernwayError('KW_DEMO', `the agent exited (${agent!.exitCode}): ${agentErr}`);
       return (await fetch(`${metricsUrl}/readyz`)).ok ? true : undefined;
-    }).catch((e: Error) => { throw new KernwayError('KW_DEMO', `${e.message}\n${agentErr}`); });
+      // Loading the agent's modules (client-node among them) alone takes seconds on a loaded machine.
+    }, 30_000).catch((e: Error) => { throw new KernwayError('KW_DEMO', `${e.message}\n${agentErr}`); });
     say('   agent ready: programs attached to the lab cgroup, maps pinned under ' + bpffs);
 
     const lb = lab.spawn(client, process.execPath, [fixture('lb-client.mjs')]);
