@@ -20,8 +20,14 @@ export interface RouteParentStatusOut { parentRef: ParentRef; controllerName: st
 /** `parents`: kernway's entries only; an empty list removes kernway's entries from the route. */
 export interface RouteStatusOut { namespace: string; name: string; parents: RouteParentStatusOut[] }
 
+/** A BackendTrafficPolicy's status.ancestors as kernway computes them (model/traffic-policy.ts): one per targetRef. */
+export interface PolicyAncestorStatusOut { ancestorRef: { group: string; kind: string; namespace: string; name: string }; controllerName: string; conditions: StatusCondition[] }
+export interface PolicyStatusOut { namespace: string; name: string; ancestors: PolicyAncestorStatusOut[] }
+
 export interface ClusterStatus {
   gatewayClasses: GatewayClassStatusOut[];
   gateways: GatewayStatusOut[];
   routes: RouteStatusOut[];
+  /** kernway.io BackendTrafficPolicies (status.ancestors). */
+  trafficPolicies?: PolicyStatusOut[];
 }

@@ -10,12 +10,13 @@
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
 import {
-  KERNWAY_CONTROLLERS, type ClusterStatus, type GatewayClassStatusOut, type GatewayStatusOut, type RouteStatusOut, type StatusCondition,
+  KERNWAY_CONTROLLERS, type ClusterStatus, type GatewayClassStatusOut, type GatewayStatusOut, type PolicyStatusOut, type RouteStatusOut, type StatusCondition,
 } from '../../k8s/gateway-status.js';
 import type { ParentRef } from '../../k8s/gateway-api-types.js';
 import { httpStatusOf, type KubeRequests, type ObjectMeta } from './api.js';
 
 const GW = '/apis/gateway.networking.k8s.io/v1';
+const KW = '/apis/kernway.io/v1alpha1';
 const MAX_CONFLICT_RETRIES = 5;
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -46,6 +47,17 @@ export function mergeRouteParents(current: readonly Json[] | undefined, ours: Ro
     const ref = apiParentRef(p.parentRef);
     const was = (current ?? []).find((x) => x.controllerName === p.controllerName && sameRef(x.parentRef, ref));
     return { parentRef: ref, controllerName: p.controllerName, conditions: withTransitionTimes(p.conditions, was?.conditions, now) };
+  });
+  return [...others, ...mine];
+}
+
+/** A BackendTrafficPolicy's status.ancestors with kernway's entries replaced by `ours`; others' entries untouched and first. */
+export function mergePolicyAncestors(current: readonly Json[] | undefined, ours: PolicyStatusOut['ancestors'], now: string): Json[] {
+  const others = (current ?? []).filter((a) => !KERNWAY_CONTROLLERS.includes(a.controllerName));
+  const mine = ours.map((a) => {
+    const was = (current ?? []).find((x) => x.controllerName === a.controllerName && x.ancestorRef?.kind === a.ancestorRef.kind && x.ancestorRef?.name === a.ancestorRef.name
+      && (x.ancestorRef?.group ?? '') === a.ancestorRef.group && (x.ancestorRef?.namespace ?? a.ancestorRef.namespace) === a.ancestorRef.namespace);
+    return { ancestorRef: a.ancestorRef, controllerName: a.controllerName, conditions: withTransitionTimes(a.conditions, was?.conditions, now) };
   });
   return [...others, ...mine];
 }
@@ -87,6 +99,7 @@ export class StatusWriter {
       ...desired.gatewayClasses.map((c): [string, unknown, (o: Obj, now: string) => Json] => [`${GW}/gatewayclasses/${c.name}`, c, (o, now) => this.classStatus(o, c, now)]),
       ...desired.gateways.map((g): [string, unknown, (o: Obj, now: string) => Json] => [`${GW}/namespaces/${g.namespace}/gateways/${g.name}`, g, (o, now) => this.gatewayStatus(o, g, now)]),
       ...desired.routes.map((r): [string, unknown, (o: Obj, now: string) => Json] => [`${GW}/namespaces/${r.namespace}/httproutes/${r.name}`, r, (o, now) => ({ ...(o.status ?? {}), parents: mergeRouteParents(o.status?.parents, r.parents, now) })]),
+      ...(desired.trafficPolicies ?? []).map((p): [string, unknown, (o: Obj, now: string) => Json] => [`${KW}/namespaces/${p.namespace}/backendtrafficpolicies/${p.name}`, p, (o, now) => ({ ...(o.status ?? {}), ancestors: mergePolicyAncestors(o.status?.ancestors, p.ancestors, now) })]),
     ];
     for (const [path, want, merge] of jobs) {
       const key = canon(want);

@@ -249,3 +249,29 @@ describe('the bench policy', () => {
     expect(cfg.trafficAttachments.byService.get('bench/echo')?.meta.name).toBe('echo');
   });
 });
+
+describe('status written back (the elected agent\'s status writer)', () => {
+  it('clusterStatusOf carries status.ancestors; the merge keeps other controllers\' entries and transition times', async () => {
+    const { clusterStatusOf } = await import('../../waypoint/routing/status.js');
+    const { mergePolicyAncestors } = await import('../../agent/cluster/status-writer.js');
+    const model = buildModel(src(`apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: shop }
+spec: { clusterIP: 10.96.0.10, ports: [{ port: 80 }] }
+---
+apiVersion: kernway.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: p, namespace: shop, generation: 3 }
+spec: { targetRefs: [{ group: "", kind: Service, name: web }], circuitBreaker: { maxParallelRequests: 2 } }
+`));
+    const st = clusterStatusOf(model).trafficPolicies!;
+    expect(st).toHaveLength(1);
+    expect(st[0]!.ancestors[0]!.conditions[0]).toMatchObject({ type: 'Accepted', status: 'True', reason: 'Accepted', observedGeneration: 3 });
+    const other = { ancestorRef: { group: '', kind: 'Service', namespace: 'shop', name: 'web' }, controllerName: 'example.com/other', conditions: [] };
+    const current = [other, { ...st[0]!.ancestors[0]!, conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', lastTransitionTime: '2026-01-01T00:00:00Z' }] }];
+    const merged = mergePolicyAncestors(current, st[0]!.ancestors, '2026-02-02T00:00:00Z');
+    expect(merged[0]).toEqual(other);
+    expect(merged[1]!.conditions[0]).toMatchObject({ type: 'Accepted', lastTransitionTime: '2026-01-01T00:00:00Z' });
+    expect(merged[1]!.conditions[1]).toMatchObject({ type: 'Conflicted', status: 'False', lastTransitionTime: '2026-02-02T00:00:00Z' });
+  });
+});

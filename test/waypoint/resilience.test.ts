@@ -5,6 +5,7 @@
  * within ±10% per client, 429/503 counted and flagged in the access log, retries with a
  * budget, and nothing rejected by a policy that does not apply.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { baseManifests, request, startRig, type Reply, type Rig, type RigAddresses } from './fixtures/rig.js';
@@ -54,7 +55,7 @@ function manifests(a: RigAddresses): string {
         limit: {requests: 20, unit: Second}`, 'HTTPRoute') +
     policy('rt', 'rt', '  retry: {numRetries: 2, retryOn: {triggers: [retriable-status-codes], httpStatusCodes: [503]}, perRetry: {backOff: {baseInterval: 1ms}}}') +
     policy('rtb', 'rtb', '  retry: {numRetries: 2, retryOn: {triggers: [retriable-status-codes], httpStatusCodes: [503]}, budget: {percent: 0, minRetryConcurrency: 0}}') +
-    policy('to', 'to', '  timeout: {http: {requestTimeout: 200ms}}');
+    policy('to', 'to', '  timeout: {http: {requestTimeout: 200ms, connectionIdleTimeout: 150ms}}\n  tcpKeepalive: {idleTime: 7s}');
 }
 
 beforeAll(async () => {
@@ -333,5 +334,24 @@ describe('retries and timeouts', () => {
     expect(r.status).toBe(504);
     expect(performance.now() - t0).toBeLessThan(1500);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
+  });
+
+  it('connectionIdleTimeout closes idle backend connections; tcpKeepalive sets keep-alive on them', async () => {
+    const echo = rig.echoes.to![0]!;
+    expect((await get('/to/a')).status).toBe(200);
+    // The pooled connection has TCP keep-alive with the policy's idle time (ss shows its timer).
+    const ss = execFileSync('ss', ['-tnoH', 'state', 'established', 'dst', `${echo.opts.address}:8080`], { encoding: 'utf8' });
+    // ss shows the time left as 6.812ms for 6.8 s (its unit text varies); the kernel's default would show 119min.
+    const m = /timer:\(keepalive,([0-9.]+)(ms|sec),0\)/.exec(ss);
+    expect(m, ss).not.toBeNull();
+    expect(Number(m![1])).toBeLessThanOrEqual(7);
+    const c0 = echo.connections;
+    // Idle past 150 ms (the sleep is the subject): the next request needs a new connection.
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await get('/to/b')).status).toBe(200);
+    expect(echo.connections).toBe(c0 + 1);
+    // Back to back, it reuses the connection.
+    expect((await get('/to/c')).status).toBe(200);
+    expect(echo.connections).toBe(c0 + 1);
   });
 });

@@ -44,5 +44,10 @@ export function clusterStatusOf(model: Model): ClusterStatus {
     }
   }
   out.routes = [...routes.values()];
+  const generation = new Map(cfg.trafficPolicies.map((p) => [p.meta.key, p.meta.generation]));
+  out.trafficPolicies = cfg.trafficAttachments.status.map((p) => ({
+    namespace: p.namespace, name: p.name,
+    ancestors: p.ancestors.map((a) => ({ ...a, conditions: a.conditions.map((c) => ({ ...c, observedGeneration: generation.get(`${p.namespace}/${p.name}`) ?? 1 })) })),
+  }));
   return out;
 }
