@@ -87,10 +87,7 @@ export function renderStatus(st: StatusReport): string {
     const s = st.sockmap;
     out.push('', `same-node acceleration (sockmap): ${s.enabled ? 'on' : 'off'}, ${s.sockets}/${s.capacity} sockets, ` +
       `${s.localPods} local pod address(es)${s.localPodsOff ? ` (${s.localPodsOff} opted out)` : ''}`);
-    out.push(formatTable(Object.entries(s.stats), [
-      { header: 'COUNTER', value: (e) => e[0] },
-      { header: 'VALUE', value: (e) => e[1] },
-    ]));
+    out.push(counterTable(s.stats));
   } else {
     out.push('', 'same-node acceleration (sockmap): not loaded (see the agent log)');
   }
@@ -103,10 +100,7 @@ export function renderStatus(st: StatusReport): string {
       { header: 'WAYPOINT', value: (f) => f.waypoint },
       { header: 'PODS', value: (f) => (f.pods.length > 0 ? f.pods : `(none: connect() refused${f.reason ? `; ${f.reason}` : ''})`) },
     ]));
-    out.push(formatTable(Object.entries(w.stats), [
-      { header: 'COUNTER', value: (e) => e[0] },
-      { header: 'VALUE', value: (e) => e[1] },
-    ]));
+    out.push(counterTable(w.stats));
   }
   if (st.feed) {
     const f = st.feed;
@@ -134,4 +128,12 @@ export function renderStatus(st: StatusReport): string {
     }
   }
   return out.join('\n');
+}
+
+/** Kernel counters (name -> value) as a two-column table. */
+function counterTable(stats: Readonly<Record<string, number>>): string {
+  return formatTable(Object.entries(stats), [
+    { header: 'COUNTER', value: (e) => e[0] },
+    { header: 'VALUE', value: (e) => e[1] },
+  ]);
 }

@@ -37,6 +37,22 @@ struct kw_pp2_v6 {
 #define KW_PP2_SIG { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A }
 
 /*
+ * Prepends header h (a struct of constant size) to the message: room pushed at offset 0,
+ * made linear, then written; `goto fail` on any error (the message is then dropped whole).
+ */
+#define KW_WP_PUSH(msg, h)                                                                          \
+	do {                                                                                        \
+		void *data_, *end_;                                                                 \
+		if (bpf_msg_push_data(msg, 0, sizeof(h), 0) || bpf_msg_pull_data(msg, 0, sizeof(h), 0)) \
+			goto fail;                                                                  \
+		data_ = (void *)(long)(msg)->data;                                                  \
+		end_ = (void *)(long)(msg)->data_end;                                               \
+		if (data_ + sizeof(h) > end_)                                                       \
+			goto fail;                                                                  \
+		__builtin_memcpy(data_, &(h), sizeof(h));                                           \
+	} while (0)
+
+/*
  * sock_ops, ACTIVE_ESTABLISHED, after the accelerator had its say: a socket redirected to
  * a waypoint learns its own address for the header, and, when the accelerator did not
  * take it (another node, a blocking owner, acceleration off), is added to kw_sm_hash all
@@ -84,7 +100,6 @@ static __always_inline int kw_wp_msg(struct sk_msg_md *msg, int *stack_only)
 {
 	struct bpf_sock *sk = msg->sk;
 	struct kw_wp_sock *st;
-	void *data, *data_end;
 
 	if (!sk)
 		return SK_PASS;
@@ -101,13 +116,7 @@ static __always_inline int kw_wp_msg(struct sk_msg_md *msg, int *stack_only)
 		h.dst = st->dst.w[3];
 		h.sport = st->sport;
 		h.dport = st->port;
-		if (bpf_msg_push_data(msg, 0, sizeof(h), 0) || bpf_msg_pull_data(msg, 0, sizeof(h), 0))
-			goto fail;
-		data = msg->data;
-		data_end = msg->data_end;
-		if (data + sizeof(h) > data_end)
-			goto fail;
-		__builtin_memcpy(data, &h, sizeof(h));
+		KW_WP_PUSH(msg, h);
 	} else {
 		struct kw_pp2_v6 h = { .sig = KW_PP2_SIG, .ver_cmd = 0x21, .fam = 0x21, .len = bpf_htons(36) };
 
@@ -121,13 +130,7 @@ static __always_inline int kw_wp_msg(struct sk_msg_md *msg, int *stack_only)
 		h.dst[3] = st->dst.w[3];
 		h.sport = st->sport;
 		h.dport = st->port;
-		if (bpf_msg_push_data(msg, 0, sizeof(h), 0) || bpf_msg_pull_data(msg, 0, sizeof(h), 0))
-			goto fail;
-		data = msg->data;
-		data_end = msg->data_end;
-		if (data + sizeof(h) > data_end)
-			goto fail;
-		__builtin_memcpy(data, &h, sizeof(h));
+		KW_WP_PUSH(msg, h);
 	}
 	st->state = KW_WP_WRITTEN;
 	kw_wp_count(KW_WP_STAT_HDR_WRITTEN);
