@@ -21,6 +21,7 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
                  [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
                  [--max-header-bytes N] [--http1-server kernway|node] [--metrics-names kernway|istio]
+                 [--otlp-endpoint URL] [--trace-sampling RATIO]
 
   --namespace NS              the namespace this waypoint serves (its Gateways and Services)
   --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
@@ -36,6 +37,10 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
   --metrics-names kernway|istio  names of the request metrics: kernway's own (default) or Istio's
                               standard ones (istio_requests_total, istio_request_duration_milliseconds,
                               istio_request_bytes, istio_response_bytes; reporter="waypoint")
+  --otlp-endpoint URL         export a span per request over OTLP HTTP/protobuf to URL
+                              (http://collector:4318/v1/traces; a URL without a path gets /v1/traces)
+  --trace-sampling RATIO      share of new traces sampled, 0 to 1 (default 0.01); a traceparent
+                              that says sampled (or not) decides for its request
   --access-log WHERE          JSON access log: stdout (default), stderr, off, or a file path
   --drain-timeout DURATION    on SIGTERM, how long requests in flight may finish (default 10s)
   --header-timeout DURATION   time to receive a request's headers (default 10s)
@@ -77,6 +82,21 @@ function ip(name: string, v: string): string {
   return v;
 }
 
+/** --otlp-endpoint (an http or https URL) and --trace-sampling (0 to 1; only with an endpoint). */
+function otlp(endpoint: string | undefined, sampling: string | undefined): { endpoint: string; sampleRatio: number } | undefined {
+  if (endpoint === undefined) {
+    if (sampling !== undefined) throw new InvalidArgumentError('--trace-sampling', 'to come with --otlp-endpoint (tracing is off without it)', sampling);
+    return undefined;
+  }
+  let u: URL;
+  try { u = new URL(endpoint); } catch { throw new InvalidArgumentError('--otlp-endpoint', 'an http:// or https:// URL', endpoint); }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidArgumentError('--otlp-endpoint', 'an http:// or https:// URL', endpoint);
+  const text = sampling ?? '0.01';
+  const ratio = /^(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)$/.test(text) ? Number(text) : Number.NaN;
+  if (!(ratio >= 0 && ratio <= 1)) throw new InvalidArgumentError('--trace-sampling', 'a ratio from 0 to 1 (0.01 samples 1% of new traces)', text);
+  return { endpoint, sampleRatio: ratio };
+}
+
 /** Parse argv (strict); throws InvalidArgumentError naming the option. */
 export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   let values;
@@ -88,6 +108,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
       'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
       'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' }, 'metrics-names': { type: 'string' },
+      'otlp-endpoint': { type: 'string' }, 'trace-sampling': { type: 'string' },
     } as const;
     ({ values, tokens } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, tokens: true, options }));
     refuseRepeated(tokens);
@@ -115,6 +136,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
   const http1Server = values['http1-server'] ?? 'kernway';
   if (http1Server !== 'kernway' && http1Server !== 'node') throw new InvalidArgumentError('--http1-server', 'kernway or node', http1Server);
+  const tracing = otlp(values['otlp-endpoint'], values['trace-sampling']);
   const metricsNames = values['metrics-names'] ?? 'kernway';
   if (metricsNames !== 'kernway' && metricsNames !== 'istio') throw new InvalidArgumentError('--metrics-names', 'kernway or istio', metricsNames);
   return Object.freeze({
@@ -138,6 +160,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       drainTimeoutMs: duration('--drain-timeout', values['drain-timeout'], 10_000),
       http1Server,
       metricsNames,
+      ...(tracing ? { tracing } : {}),
     }),
   });
 }

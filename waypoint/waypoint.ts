@@ -17,6 +17,7 @@ import type { Logger } from '../common/log.js';
 import type { Problem } from '../k8s/types.js';
 import { AccessLog, type AccessLogDestination } from './observe/access-log.js';
 import { WaypointMetrics, type MetricsNames } from './observe/metrics.js';
+import { RequestTracer, type TracingOptions } from './observe/otlp.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
 import { emptyWaypointConfig } from '../model/waypoint-config.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
@@ -68,6 +69,8 @@ export interface WaypointOptions {
   http1Server?: 'kernway' | 'node';
   /** Names of the request metrics: kernway's own (default) or Istio's standard ones (--metrics-names). */
   metricsNames?: MetricsNames;
+  /** A span per request over OTLP (--otlp-endpoint, --trace-sampling); undefined: off. */
+  tracing?: TracingOptions;
 }
 
 export const DEFAULT_LIMITS: WaypointLimits = {
@@ -103,6 +106,8 @@ export class Waypoint extends EventEmitter {
   private readonly gatewaySockets = new Map<string, Listening>();
   private mesh: Listening | undefined;
   private admin: AdminServer | undefined;
+  /** Spans over OTLP, when --otlp-endpoint is set. */
+  readonly tracer: RequestTracer | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
@@ -123,8 +128,10 @@ export class Waypoint extends EventEmitter {
     this.accessLog = new AccessLog(opts.accessLog);
     this.metrics.onConfigAge(() => this.configAgeSeconds());
     this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
+    this.tracer = opts.tracing ? new RequestTracer({ resource: { 'k8s.namespace.name': opts.namespace }, ...opts.tracing }) : undefined;
     this.handler = new RequestHandler({
       table: () => this.tableInForce, balancer: this.balancer, resilience: this.resilience, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
+      tracer: this.tracer,
     });
     const l = opts.limits;
     this.h1 = http.createServer({
@@ -342,6 +349,7 @@ export class Waypoint extends EventEmitter {
     this.upstream.close();
     await this.admin?.close();
     this.accessLog.close();
+    await this.tracer?.shutdown().catch(() => undefined);
   }
 }
 

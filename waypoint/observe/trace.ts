@@ -29,7 +29,11 @@ function hex(bytes: number): string {
   return s;
 }
 
-export function continueTrace(incoming: string | undefined): TraceContext {
+/**
+ * `sampleNew` (tracing on: observe/otlp.ts) decides a trace the waypoint starts, and the
+ * traceparent says so (flags 01 or 00); without it a new trace is sampled (01).
+ */
+export function continueTrace(incoming: string | undefined, sampleNew?: (traceId: string) => boolean): TraceContext {
   const spanId = hex(8);
   if (incoming !== undefined) {
     const m = TRACEPARENT.exec(incoming.trim());
@@ -40,7 +44,8 @@ export function continueTrace(incoming: string | undefined): TraceContext {
     }
   }
   const traceId = hex(16);
-  return { traceId, spanId, parentId: undefined, flags: '01', header: `00-${traceId}-${spanId}-01` };
+  const flags = sampleNew === undefined || sampleNew(traceId) ? '01' : '00';
+  return { traceId, spanId, parentId: undefined, flags, header: `00-${traceId}-${spanId}-${flags}` };
 }
 
 /** A request id for x-request-id when the request has none. */

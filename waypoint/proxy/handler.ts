@@ -14,6 +14,7 @@ import type { Logger } from '../../common/log.js';
 import type { AccessLog } from '../observe/access-log.js';
 import type { WaypointMetrics } from '../observe/metrics.js';
 import { continueTrace, requestId, type TraceContext } from '../observe/trace.js';
+import type { RequestTracer } from '../observe/otlp.js';
 import type { Endpoint, ServiceTarget } from '../routing/backends.js';
 import { requestHost } from '../routing/hostnames.js';
 import type { MatchRequest } from '../routing/match.js';
@@ -54,6 +55,8 @@ export interface HandlerDeps {
   metrics: WaypointMetrics;
   accessLog: AccessLog;
   log: Logger;
+  /** Spans over OTLP (--otlp-endpoint); undefined: tracing off. */
+  tracer?: RequestTracer | undefined;
 }
 
 /** What is known about a request as it goes, for the access log and metrics. */
@@ -139,7 +142,7 @@ export class RequestHandler {
     const host = requestHost(authority);
     if (authority !== undefined && authority !== '' && host === undefined) return this.local(ex, res, 400, 'bad_request', 'malformed Host header');
     const mreq: MatchRequest = { path: target.path, query: target.query, method: ex.method, header };
-    ex.trace = continueTrace(header('traceparent'));
+    ex.trace = continueTrace(header('traceparent'), this.d.tracer?.sampleNew);
     ex.requestId = header('x-request-id') ?? requestId();
     ex.userAgent = header('user-agent');
 
@@ -570,6 +573,10 @@ export class RequestHandler {
     this.d.metrics.active--;
     const status = res.writableFinished ? res.statusCode : ex.reason === 'client_closed' || !res.headersSent ? 499 : res.statusCode;
     const seconds = (performance.now() - ex.start) / 1000;
+    if (this.d.tracer && ex.trace) {
+      this.d.tracer.finish({ trace: ex.trace, method: ex.method, path: ex.path, route: ex.route, status, protocol: ex.protocol, destination: ex.destination,
+        upstream: ex.upstream, source: ex.source, start: ex.start, durationMs: seconds * 1000, userAgent: ex.userAgent });
+    }
     this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream, flags: ex.flags }, seconds, ex.bytesIn, ex.bytesOut);
     if (this.d.accessLog.enabled) {
       this.d.accessLog.write({
