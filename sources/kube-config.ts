@@ -72,6 +72,18 @@ export class KubeHttpError extends Error {
   }
 }
 
+/** The KubeHttpError of an answer >= 400 (reason and message from its Status object when it is one). */
+function httpError(method: string, path: string, status: number, body: string): KubeHttpError {
+  let reason = '';
+  let message = body.slice(0, 500);
+  try {
+    const st = JSON.parse(body) as { reason?: string; message?: string };
+    reason = st.reason ?? '';
+    message = st.message ?? message;
+  } catch { /* not a Status */ }
+  return new KubeHttpError(status, reason, `${method} ${path}: ${status} ${reason}: ${message}`);
+}
+
 /**
  * Requests to the API server with the configuration's credentials (client-node applies
  * the CA, client certificate, token or exec plugin to every request: tokens are re-read).
@@ -101,15 +113,7 @@ export class KubeClient {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => { if (chunks.length < 64) chunks.push(c); });
         res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          let reason = '';
-          let message = body.slice(0, 500);
-          try {
-            const st = JSON.parse(body) as { reason?: string; message?: string };
-            reason = st.reason ?? '';
-            message = st.message ?? message;
-          } catch { /* not a Status */ }
-          reject(new KubeHttpError(res.statusCode ?? 0, reason, `GET ${path}: ${res.statusCode} ${reason}: ${message}`));
+          reject(httpError('GET', path, res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
         });
         res.on('error', reject);
       });
@@ -134,17 +138,7 @@ export class KubeClient {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if ((res.statusCode ?? 0) >= 400) {
-            let reason = '';
-            let message = text.slice(0, 500);
-            try {
-              const st = JSON.parse(text) as { reason?: string; message?: string };
-              reason = st.reason ?? '';
-              message = st.message ?? message;
-            } catch { /* not a Status */ }
-            reject(new KubeHttpError(res.statusCode ?? 0, reason, `${method} ${path}: ${res.statusCode} ${reason}: ${message}`));
-            return;
-          }
+          if ((res.statusCode ?? 0) >= 400) { reject(httpError(method, path, res.statusCode ?? 0, text)); return; }
           try { resolve((text ? JSON.parse(text) : {}) as T); } catch (e) { reject(e); }
         });
         res.on('error', reject);
