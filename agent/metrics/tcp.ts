@@ -19,21 +19,10 @@
  * numbers, rendered when /metrics is scraped.
  */
 import type { Registry } from 'prom-client';
+import type { ConnRecord } from '../datapath/conn-metrics.js';
 
-/** What a connection record must say (structurally agent/datapath/conn-metrics.ts's ConnRecord). */
-export interface TcpRecord {
-  event: 'opened' | 'closed';
-  role: 'client' | 'server';
-  local: string; localPort: number;
-  remote: string; remotePort: number;
-  orig: string; origPort: number;
-  durationNs: number;
-  bytesSent: number;
-  bytesReceived: number;
-  srttUs: number;
-  retransmits: number;
-  reset: boolean;
-}
+/** What a connection record must say (agent/datapath/conn-metrics.ts decodes them from the kernel). */
+export type TcpRecord = Omit<ConnRecord, 'cookie' | 'redirectedSent' | 'redirectedReceived'>;
 
 export interface TcpResolver {
   /** The workload of a pod address. */
