@@ -110,8 +110,8 @@ beforeAll(async () => {
   createCgroup(podCgroupRoot);
   createCgroup(join(podCgroupRoot, `pod${podUid}`));
   createCgroup(join(podCgroupRoot, `pod${podUid}`, 'waypoint'));
-  agent = await startAgentProcess(agentArgs(), join(root, 'admin.sock'));
-}, 60_000);
+  agent = await startAgentProcess(agentArgs(), join(root, 'admin.sock'), 45_000);
+}, 90_000);
 
 afterAll(async () => {
   for (const c of children) await stop(c);
@@ -174,8 +174,8 @@ describe('kernway waypoint --agent with a real agent', () => {
     await until(() => sent > during + 50, 10_000, 'traffic while the agent is down');
     const metrics = await (await fetch(`${wp.admin}/metrics`)).text();
     expect(Number(/^kernway_waypoint_config_age_seconds (\S+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
-    agent = await startAgentProcess(agentArgs(), join(root, 'admin.sock'));
-    await until(async () => (await status()).feed?.waypoints.some((w) => w.namespace === 'team-a' && w.ackedVersion > 0) === true, 20_000, 'waypoint back on the restarted agent');
+    agent = await startAgentProcess(agentArgs(), join(root, 'admin.sock'), 45_000);
+    await until(async () => (await status()).feed?.waypoints.some((w) => w.namespace === 'team-a' && w.ackedVersion > 0) === true, 30_000, 'waypoint back on the restarted agent');
     const after = sent;
     await until(() => sent > after + 20, 5000, 'traffic after');
     running = false;
@@ -187,7 +187,7 @@ describe('kernway waypoint --agent with a real agent', () => {
     writeNamespace('team-a', '/v3', gwPort, '10.96.70.1');
     await until(async () => (await get(gwPort, '/v3/x')) === 200, 10_000, 'change after restart');
     writeNamespace('team-a', '/', gwPort, '10.96.70.1');
-  }, 90_000);
+  }, 150_000);
 
   it("a waypoint pod of namespace A cannot obtain namespace B's slice; it gets its own", async () => {
     const denied0 = (await status()).feed!.denied;

@@ -48,12 +48,17 @@ metadata: {name: kernway}
 spec: {controllerName: kernway.io/gateway-controller}
 `, 'class.yaml');
 
-/** Poll `cond` every 10 ms until it holds (or fail after `ms`). */
+/** Poll `cond` every 10 ms until it holds (or fail after `ms`); a condition that throws counts as not yet. */
 export async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;
+  let last: unknown;
   for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    try {
+      if (await cond()) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
