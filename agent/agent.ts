@@ -123,8 +123,8 @@ export class Agent {
   /**
    * With the Kubernetes API source: this agent is a candidate for the Lease
    * kernway-system/kernway-agent and, while it holds it, writes the Gateway API status
-   * (computed by `computeStatus`: waypoint/routing/status.ts, passed in because agent and
-   * waypoint never import each other) and keeps the waypoints of kernway-waypoint Gateways.
+   * (computed by `computeStatus`: model/route-status.ts clusterStatusOf, the same status the
+   * waypoints' routing tables are built on) and keeps the waypoints of kernway-waypoint Gateways.
    * Call before start(); ignored with --standalone.
    */
   enableClusterDuties(computeStatus: (model: Model) => ClusterStatus): void {

@@ -90,8 +90,8 @@ export const command: Command = {
     }
     const log = createLogger('kernway-agent');
     const agent = new Agent(opts, log);
-    // The elected agent writes the status the waypoints' routing table computes.
-    if (opts.standalone === undefined) agent.enableClusterDuties((await import('../waypoint/routing/status.js')).clusterStatusOf);
+    // The elected agent writes the status the waypoints' routing tables are built on (the model's).
+    if (opts.standalone === undefined) agent.enableClusterDuties((await import('../model/route-status.js')).clusterStatusOf);
 
     const done = drainOnSignals(() => agent.drain(), log);
     try {

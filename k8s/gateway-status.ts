@@ -1,6 +1,6 @@
 /**
  * The status kernway writes back to the Gateway API objects it serves, as computed from the
- * model (waypoint/routing/status.ts) and written by the elected agent
+ * model (model/route-status.ts) and written by the elected agent
  * (agent/cluster/status-writer.ts). Conditions carry no lastTransitionTime here: the writer
  * keeps the one already on the object while the condition's status is unchanged.
  */

@@ -19,7 +19,7 @@ export const LEASE_NAME = 'kernway-agent';
 export interface ClusterControllerOptions {
   /** Unique per agent (its node name). */
   identity: string;
-  /** What to write, from the model (waypoint/routing/status.ts clusterStatusOf). */
+  /** What to write, from the model (model/route-status.ts clusterStatusOf). */
   computeStatus: (model: Model) => ClusterStatus;
   /** Extra duties of the leader, after each status round (the waypoint controller). */
   duties?: Array<(model: Model) => Promise<void>>;

@@ -11,7 +11,7 @@ import { NODE, apply, containerLog, isReady, pidOf, podsWith, type PodJson } fro
 
 const CLI = join(projectRoot(), 'dist', 'cli', 'main.js');
 import { ClusterController } from '../../agent/cluster/controller.js';
-import { clusterStatusOf } from '../../waypoint/routing/status.js';
+import { clusterStatusOf } from '../../model/route-status.js';
 import { WaypointController, covers } from '../../agent/cluster/waypoints.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -252,7 +252,7 @@ describe('the bench policy', () => {
 
 describe('status written back (the elected agent\'s status writer)', () => {
   it('clusterStatusOf carries status.ancestors; the merge keeps other controllers\' entries and transition times', async () => {
-    const { clusterStatusOf } = await import('../../waypoint/routing/status.js');
+    const { clusterStatusOf } = await import('../../model/route-status.js');
     const { mergePolicyAncestors } = await import('../../agent/cluster/status-writer.js');
     const model = buildModel(src(`apiVersion: v1
 kind: Service

@@ -1,14 +1,14 @@
 /**
- * Resolving backendRefs to Service ports and their endpoints, with the reasons Gateway
- * API names when a reference cannot be resolved (InvalidKind, RefNotPermitted,
- * BackendNotFound, UnsupportedProtocol).
+ * Resolving backendRefs to Service ports and their endpoints. Whether a reference may be
+ * used, and the reasons Gateway API names when not (InvalidKind, RefNotPermitted,
+ * BackendNotFound, UnsupportedProtocol), are the model's (model/route-status.ts).
  */
 import type { Service } from '../../k8s/types.js';
 import type { WaypointConfig } from '../../model/waypoint-config.js';
-import { GATEWAY_GROUP, type ObjectRef, type ReferenceGrant } from '../../k8s/gateway-api-types.js';
+import type { ObjectRef } from '../../k8s/gateway-api-types.js';
+import { refNotAllowed, servicePortOf, type BackendProtocol, type RefFailure } from '../../model/route-status.js';
 
-/** How the waypoint speaks to a backend. */
-export type BackendProtocol = 'http1' | 'h2c';
+export { protocolOf, type BackendProtocol, type RefFailure } from '../../model/route-status.js';
 export type LbPolicy = 'round-robin' | 'least-request';
 
 /** Annotation on a Service choosing the waypoint's balancing among its endpoints. */
@@ -32,20 +32,7 @@ export interface ServiceTarget {
   endpoints: readonly Endpoint[];
 }
 
-export type RefFailure = { reason: 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol'; message: string };
-
 export type Resolution = { target: ServiceTarget; failure?: undefined } | { target?: undefined; failure: RefFailure };
-
-const HTTP_APP_PROTOCOLS: Record<string, BackendProtocol> = {
-  'http': 'http1', 'HTTP': 'http1', 'kubernetes.io/ws': 'http1', 'ws': 'http1',
-  'kubernetes.io/h2c': 'h2c', 'h2c': 'h2c', 'grpc': 'h2c', 'GRPC': 'h2c', 'http2': 'h2c', 'HTTP2': 'h2c',
-};
-
-/** The protocol for a Service port's appProtocol (undefined: plain HTTP/1.1), or undefined when not HTTP. */
-export function protocolOf(appProtocol: string | undefined): BackendProtocol | undefined {
-  if (appProtocol === undefined || appProtocol === '') return 'http1';
-  return HTTP_APP_PROTOCOLS[appProtocol];
-}
 
 export class BackendResolver {
   /** Targets are shared between rules that name the same Service port. */
@@ -59,14 +46,9 @@ export class BackendResolver {
    * without a ReferenceGrant (GAMMA).
    */
   resolve(ref: ObjectRef, fromNamespace: string, parentServices: ReadonlySet<string>): Resolution {
-    if (ref.group !== '' || ref.kind !== 'Service') {
-      return { failure: { reason: 'InvalidKind', message: `${ref.group || 'core'}/${ref.kind} ${ref.name} is not a Service; kernway routes to Services only` } };
-    }
-    const key = `${ref.namespace}/${ref.name}`;
-    if (ref.namespace !== fromNamespace && !parentServices.has(key) && !this.granted(fromNamespace, ref)) {
-      return { failure: { reason: 'RefNotPermitted', message: `Service ${key} is in another namespace and no ReferenceGrant in ${ref.namespace} allows HTTPRoutes from ${fromNamespace} to refer to it` } };
-    }
-    return this.serviceTarget(key, ref.port);
+    const failure = refNotAllowed(this.cfg, ref, fromNamespace, parentServices);
+    if (failure) return { failure };
+    return this.serviceTarget(`${ref.namespace}/${ref.name}`, ref.port);
   }
 
   /** The target for a Service port (no permission check): passthrough and resolved refs. */
@@ -80,13 +62,9 @@ export class BackendResolver {
   }
 
   private build(key: string, port: number | undefined): Resolution {
-    const svc = this.cfg.model.services.get(key);
-    if (!svc) return { failure: { reason: 'BackendNotFound', message: `Service ${key} not found` } };
-    const sp = svc.ports.find((p) => p.port === port && p.protocol === 'TCP');
-    if (!sp) return { failure: { reason: 'BackendNotFound', message: `Service ${key} has no TCP port ${port ?? '(none given)'}` } };
-    const appProtocol = this.cfg.appProtocols.get(key)?.get(sp.port);
-    const protocol = protocolOf(appProtocol);
-    if (!protocol) return { failure: { reason: 'UnsupportedProtocol', message: `Service ${key} port ${sp.port} has appProtocol ${JSON.stringify(appProtocol)}, which the waypoint does not speak (it speaks HTTP/1.1, h2c, gRPC and WebSocket)` } };
+    const found = servicePortOf(this.cfg, key, port);
+    if (found.failure) return { failure: found.failure };
+    const { service: svc, port: sp, protocol } = found;
     return { target: { key: `${key}:${sp.port}`, namespace: svc.namespace, name: svc.name, port: sp.port, protocol, lbPolicy: lbPolicyOf(svc), endpoints: this.endpointsOf(svc, sp.name) } };
   }
 
@@ -120,12 +98,6 @@ export class BackendResolver {
       for (const p of this.cfg.model.pods.values()) if (!p.hostNetwork) for (const ip of p.podIPs) this.podNameByIP.set(ip, p.name);
     }
     return this.podNameByIP;
-  }
-
-  private granted(fromNamespace: string, ref: ObjectRef): boolean {
-    return this.cfg.grants.some((g: ReferenceGrant) => g.meta.namespace === ref.namespace &&
-      g.from.some((f) => f.group === GATEWAY_GROUP && f.kind === 'HTTPRoute' && f.namespace === fromNamespace) &&
-      g.to.some((t) => t.group === '' && t.kind === 'Service' && (t.name === undefined || t.name === ref.name)));
   }
 }
 

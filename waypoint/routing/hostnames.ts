@@ -1,37 +1,10 @@
 /**
  * Host names as Gateway API uses them: exact names and '*.'-wildcards (one or more
- * labels), the intersection of a listener's and a route's host names, and the Host of a
- * request.
+ * labels; matching and the intersection of a listener's and a route's host names are the
+ * model's, model/route-status.ts), the Host of a request and precedence.
  */
 
-/** Whether `pattern` (exact or '*.suffix') matches the concrete host `host`. */
-export function hostMatches(pattern: string, host: string): boolean {
-  if (!pattern.startsWith('*.')) return pattern === host;
-  const suffix = pattern.slice(1); // '.suffix'
-  return host.length > suffix.length && host.endsWith(suffix);
-}
-
-/**
- * The host names a route serves on a listener: the intersection of the listener's host
- * name (undefined: any) and the route's (empty: any). Returns [] when they do not
- * intersect, [undefined] when both allow any host.
- */
-export function intersectHostnames(listener: string | undefined, route: readonly string[]): (string | undefined)[] {
-  if (route.length === 0) return [listener];
-  if (listener === undefined) return [...route];
-  const out = new Set<string>();
-  for (const r of route) {
-    if (r === listener) out.add(r);
-    else if (!r.startsWith('*.') && hostMatches(listener, r)) out.add(r);
-    else if (r.startsWith('*.') && !listener.startsWith('*.') && hostMatches(r, listener)) out.add(listener);
-    else if (r.startsWith('*.') && listener.startsWith('*.')) {
-      // Two wildcards intersect when one's suffix contains the other's: keep the narrower.
-      if (r.endsWith(listener.slice(1))) out.add(r);
-      else if (listener.endsWith(r.slice(1))) out.add(listener);
-    }
-  }
-  return [...out];
-}
+export { hostMatches, intersectHostnames } from '../../model/route-status.js';
 
 /**
  * The host of a request from its Host header or :authority: lower case, without the port

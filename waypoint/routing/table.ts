@@ -8,26 +8,28 @@
  *   routes are the producer routes (the Service's namespace) and, per caller namespace,
  *   consumer routes, which win for their namespace. A Service port without routes passes
  *   traffic through to its endpoints.
- * - The status of every route towards the parents this waypoint answers for.
+ * - The status of every route towards the parents this waypoint answers for: the model's
+ *   (model/route-status.ts), which also says which routes attach where; the table compiles
+ *   and places their rules.
  *
  * Pure: no sockets, no clocks. The proxy keeps per-endpoint state elsewhere.
  */
-import { selectorMatches } from '../../k8s/selector.js';
 import type { Pod } from '../../k8s/types.js';
 import { AuthzTable } from '../authz/evaluate.js';
 import type { WaypointConfig } from '../../model/waypoint-config.js';
 import type { TrafficAttachments, TrafficPolicyStatus } from '../../model/traffic-policy.js';
 import { compileTraffic, type CompiledTraffic } from '../resilience/compile.js';
-import {
-  CONTROLLER_NAME, GATEWAY_GROUP, type Cors, type Gateway, type HTTPRoute, type HeaderModifier,
-  type Listener, type ParentRef, type Redirect, type Retry, type Rewrite, type Rule,
-} from '../../k8s/gateway-api-types.js';
+import type { Cors, HTTPRoute, HeaderModifier, Redirect, Retry, Rewrite, Rule } from '../../k8s/gateway-api-types.js';
 import { BackendResolver, type RefFailure, type ServiceTarget } from './backends.js';
-import { hostMatches, hostSpecificity, intersectHostnames } from './hostnames.js';
+import { hostMatches, hostSpecificity } from './hostnames.js';
 import { comparePrecedence as compareMatchPrecedence, compileMatch, firstMatch, type CompiledMatch, type MatchRequest } from './match.js';
 import { prefixKey } from './path.js';
 import { workloadOf as workloadName } from '../../model/workload.js';
-import { waypointBindings } from '../../model/waypoint-binding.js';
+import {
+  isServiceRef, routeStatusOf, type GatewayStatus, type RouteStatus, type RouteStatusOptions, type ServedListener,
+} from '../../model/route-status.js';
+
+export type { Condition, GatewayStatus, ListenerStatus, RouteParentStatus, RouteStatus } from '../../model/route-status.js';
 
 // ------------------------------------------------------------------ compiled rules
 
@@ -156,14 +158,6 @@ export interface MeshPort {
   passthrough: CompiledRule;
 }
 
-export interface Condition { type: string; status: 'True' | 'False'; reason: string; message: string; observedGeneration: number }
-
-export interface RouteParentStatus { parentRef: ParentRef; controllerName: string; conditions: Condition[] }
-export interface RouteStatus { namespace: string; name: string; file: string; parents: RouteParentStatus[] }
-
-export interface ListenerStatus { name: string; port: number; attachedRoutes: number; conditions: Condition[] }
-export interface GatewayStatus { namespace: string; name: string; file: string; addresses: string[]; conditions: Condition[]; listeners: ListenerStatus[] }
-
 export interface PodIdentity { namespace: string; name: string; serviceAccount: string; workload: string }
 export interface PodEntry { pod: Pod; identity: PodIdentity }
 
@@ -190,109 +184,50 @@ export interface RoutingTable {
   strictMesh: boolean;
 }
 
-export interface TableOptions {
-  namespace: string;
-  /** Where Gateway listeners bind unless the Gateway lists spec.addresses. */
-  listenAddress: string;
-  controllerName?: string;
-}
+export type TableOptions = RouteStatusOptions;
 
 // ------------------------------------------------------------------ build
 
 export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): RoutingTable {
-  const controller = opts.controllerName ?? CONTROLLER_NAME;
   const ns = opts.namespace;
   const resolver = new BackendResolver(cfg);
-  const routeStatus = new Map<string, RouteStatus>();
-  const statusOf = (r: HTTPRoute): RouteStatus => {
-    let s = routeStatus.get(r.meta.key);
-    if (!s) routeStatus.set(r.meta.key, (s = { namespace: r.meta.namespace, name: r.meta.name, file: r.meta.file, parents: [] }));
-    return s;
-  };
+  const status = routeStatusOf(cfg, opts);
 
   // Compile each route's rules once (they do not depend on the parent).
-  const compiled = new Map<string, { rules: { rule: Rule; compiled: CompiledRule }[]; failures: RefFailure[] }>();
+  const compiled = new Map<string, { rule: Rule; compiled: CompiledRule }[]>();
   for (const r of cfg.routes) {
     const parentServices = new Set(r.parentRefs.filter(isServiceRef).map((p) => `${p.namespace}/${p.name}`));
-    const failures: RefFailure[] = [];
-    const rules = r.rules.map((rule) => ({ rule, compiled: compileRule(r, rule, resolver, parentServices, failures, cfg.trafficAttachments) }));
-    compiled.set(r.meta.key, { rules, failures });
+    compiled.set(r.meta.key, r.rules.map((rule) => ({ rule, compiled: compileRule(r, rule, resolver, parentServices, cfg.trafficAttachments) })));
   }
 
-  // ---- Gateways
-  const namespaces = cfg.model.namespaces;
-  const nsLabels = (name: string): Readonly<Record<string, string>> => ({ ...(namespaces.get(name)?.labels ?? {}), 'kubernetes.io/metadata.name': name });
-  const ours = cfg.gateways.filter((g) => g.meta.namespace === ns && cfg.gatewayClasses.get(g.className)?.controllerName === controller);
-  const gatewayStatus: GatewayStatus[] = [];
+  // ---- Gateways: the served listeners, grouped by bind address and port
   const ports = new Map<string, BoundPort>();
-  const attached = new Map<string, number>();
-  interface LiveListener { gw: Gateway; l: Listener; entry: ListenerEntry }
-  const live: LiveListener[] = [];
-  for (const gw of ours) {
-    const addresses = gw.addresses.length > 0 ? [...gw.addresses] : [opts.listenAddress];
-    const listeners: ListenerStatus[] = [];
-    const seenPortHost = new Set<string>();
-    for (const l of gw.listeners) {
-      const conds: Condition[] = [];
-      const gen = gw.meta.generation;
-      if (l.protocol !== 'HTTP') {
-        conds.push(cond('Accepted', false, 'UnsupportedProtocol', `protocol ${l.protocol} is not supported by the kernway waypoint (HTTP only)`, gen));
-        conds.push(cond('Programmed', false, 'Invalid', 'the listener is not served', gen));
-        listeners.push({ name: l.name, port: l.port, attachedRoutes: 0, conditions: conds });
-        continue;
-      }
-      const badKind = l.allowedRoutes.kinds.find((k) => !(k.group === GATEWAY_GROUP && k.kind === 'HTTPRoute'));
-      const conflictKey = `${l.port}/${l.hostname ?? '*'}`;
-      if (seenPortHost.has(conflictKey)) {
-        conds.push(cond('Conflicted', true, 'HostnameConflict', `another listener of this Gateway serves port ${l.port} for the same host name`, gen));
-        conds.push(cond('Accepted', false, 'HostnameConflict', 'conflicted', gen));
-        conds.push(cond('Programmed', false, 'Invalid', 'the listener is not served', gen));
-        listeners.push({ name: l.name, port: l.port, attachedRoutes: 0, conditions: conds });
-        continue;
-      }
-      seenPortHost.add(conflictKey);
-      conds.push(cond('Accepted', true, 'Accepted', 'served by the kernway waypoint', gen));
-      conds.push(cond('Programmed', true, 'Programmed', `listening on ${addresses.map((a) => `${a}:${l.port}`).join(', ')}`, gen));
-      conds.push(badKind
-        ? cond('ResolvedRefs', false, 'InvalidRouteKinds', `route kind ${badKind.group}/${badKind.kind} is not supported (HTTPRoute only)`, gen)
-        : cond('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved', gen));
-      listeners.push({ name: l.name, port: l.port, attachedRoutes: 0, conditions: conds });
-      for (const address of addresses) {
-        const pk = `${address}:${l.port}`;
-        let bp = ports.get(pk);
-        if (!bp) ports.set(pk, (bp = { address, port: l.port, entries: [] }));
-        let entry = bp.entries.find((e) => e.hostname === l.hostname);
-        if (!entry) bp.entries.push((entry = { hostname: l.hostname, listeners: [], gateway: gw.meta.key, port: l.port, table: new HostTable() }));
-        entry.listeners.push(`${gw.meta.key}/${l.name}`);
-        if (!entry.gateway.split(',').includes(gw.meta.key)) entry.gateway += `,${gw.meta.key}`;
-        live.push({ gw, l, entry });
-      }
+  const entriesOf = new Map<ServedListener, ListenerEntry[]>();
+  let listenerCount = 0;
+  for (const sl of status.listeners) {
+    const { gw, listener: l } = sl;
+    const entries: ListenerEntry[] = [];
+    for (const address of sl.addresses) {
+      const pk = `${address}:${l.port}`;
+      let bp = ports.get(pk);
+      if (!bp) ports.set(pk, (bp = { address, port: l.port, entries: [] }));
+      let entry = bp.entries.find((e) => e.hostname === l.hostname);
+      if (!entry) bp.entries.push((entry = { hostname: l.hostname, listeners: [], gateway: gw.meta.key, port: l.port, table: new HostTable() }));
+      entry.listeners.push(`${gw.meta.key}/${l.name}`);
+      if (!entry.gateway.split(',').includes(gw.meta.key)) entry.gateway += `,${gw.meta.key}`;
+      entries.push(entry);
+      listenerCount++;
     }
-    gatewayStatus.push({
-      namespace: gw.meta.namespace, name: gw.meta.name, file: gw.meta.file, addresses,
-      conditions: [cond('Accepted', true, 'Accepted', `GatewayClass ${gw.className} is served by ${controller}`, gw.meta.generation),
-        cond('Programmed', true, 'Programmed', 'listeners are served by the namespace waypoint', gw.meta.generation)],
-      listeners,
-    });
+    entriesOf.set(sl, entries);
   }
   for (const bp of ports.values()) bp.entries.sort((a, b) => hostSpecificity(b.hostname) - hostSpecificity(a.hostname));
 
   // ---- Services (mesh parents) of the namespace
   const mesh = new Map<string, MeshPort>();
   const meshByService = new Map<string, MeshPort[]>();
-  const bindings = waypointBindings(cfg.model);
-  const boundHere = (key: string): ReturnType<typeof bindings.services.get> => {
-    const b = bindings.services.get(key);
-    return b && b.waypoint.startsWith(`${ns}/`) ? b : undefined;
-  };
-  const strictMesh = [...bindings.services.keys()].some((k) => boundHere(k) !== undefined);
-  for (const svc of cfg.model.services.values()) {
-    if (svc.namespace !== ns || svc.clusterIPs.length === 0) continue;
-    const bound = strictMesh ? boundHere(svc.key) : undefined;
+  for (const [key, { service: svc, ports: svcPorts }] of status.meshParents) {
     const list: MeshPort[] = [];
-    for (const sp of svc.ports) {
-      if (sp.protocol !== 'TCP') continue;
-      if (strictMesh && !bound?.httpPorts.has(sp.port)) continue;
+    for (const sp of svcPorts) {
       const res = resolver.serviceTarget(svc.key, sp.port);
       const svcPolicy = cfg.trafficAttachments.byService.get(svc.key);
       const passthrough = passthroughRule(res.target, undefined, svcPolicy && compileTraffic(svcPolicy, undefined, svc.key, ''));
@@ -300,85 +235,38 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
       list.push(mp);
       for (const ip of svc.clusterIPs) mesh.set(`${ip}:${sp.port}`, mp);
     }
-    meshByService.set(svc.key, list);
+    meshByService.set(key, list);
   }
 
-  // ---- Attach routes to parents
-  let ruleCount = 0;
-  for (const r of cfg.routes) {
-    const c = compiled.get(r.meta.key)!;
-    const gen = r.meta.generation;
-    for (const pr of r.parentRefs) {
-      if (isServiceRef(pr)) {
-        if (pr.namespace !== ns) continue; // another namespace's waypoint answers for it
-        const svcKey = `${pr.namespace}/${pr.name}`;
-        const svcPorts = meshByService.get(svcKey);
-        const conds: Condition[] = [];
-        if (!svcPorts) {
-          conds.push(cond('Accepted', false, 'NoMatchingParent', `Service ${svcKey} not found (or it has no cluster IP)`, gen));
-        } else {
-          const targets = pr.port === undefined ? svcPorts : svcPorts.filter((p) => p.port === pr.port);
-          if (targets.length === 0) conds.push(cond('Accepted', false, 'NoMatchingParent', `Service ${svcKey} has no port ${pr.port}`, gen));
-          else if (c.rules.length === 0) conds.push(cond('Accepted', false, 'UnsupportedValue', droppedMessage(r), gen));
-          else {
-            conds.push(cond('Accepted', true, 'Accepted', 'attached to the Service', gen));
-            for (const mp of targets) {
-              const consumer = r.meta.namespace !== pr.namespace;
-              let list: RuleMatch[];
-              if (consumer) {
-                list = mp.consumers.get(r.meta.namespace) ?? [];
-                mp.consumers.set(r.meta.namespace, list);
-              } else list = mp.producer ??= [];
-              for (const m of matchesOf(r, c.rules)) list.push(m);
-            }
-          }
-        }
-        finishParent(statusOf(r), pr, controller, conds, r, c.failures, gen);
-        continue;
-      }
-      if (pr.group !== GATEWAY_GROUP || pr.kind !== 'Gateway') continue;
-      const gw = ours.find((g) => g.meta.namespace === pr.namespace && g.meta.name === pr.name);
-      if (!gw) {
-        if (pr.namespace === ns && !cfg.gateways.some((g) => g.meta.namespace === pr.namespace && g.meta.name === pr.name)) {
-          finishParent(statusOf(r), pr, controller, [cond('Accepted', false, 'NoMatchingParent', `Gateway ${pr.namespace}/${pr.name} not found`, gen)], r, c.failures, gen);
-        }
-        continue;
-      }
-      const candidates = live.filter((x) => x.gw === gw && (pr.sectionName === undefined || x.l.name === pr.sectionName) && (pr.port === undefined || x.l.port === pr.port));
-      const conds: Condition[] = [];
-      if (candidates.length === 0) {
-        conds.push(cond('Accepted', false, 'NoMatchingParent', pr.sectionName !== undefined || pr.port !== undefined
-          ? `Gateway ${gw.meta.key} has no served HTTP listener${pr.sectionName !== undefined ? ` named ${pr.sectionName}` : ''}${pr.port !== undefined ? ` on port ${pr.port}` : ''}`
-          : `Gateway ${gw.meta.key} has no served HTTP listener`, gen));
-      } else {
-        const allowed = candidates.filter((x) => routeAllowed(x.gw, x.l, r.meta.namespace, nsLabels(r.meta.namespace)));
-        const withHosts = allowed.map((x) => ({ x, hosts: intersectHostnames(x.l.hostname, r.hostnames) })).filter((a) => a.hosts.length > 0);
-        if (allowed.length === 0) conds.push(cond('Accepted', false, 'NotAllowedByListeners', `the listeners of Gateway ${gw.meta.key} do not allow HTTPRoutes from namespace ${r.meta.namespace}`, gen));
-        else if (withHosts.length === 0) conds.push(cond('Accepted', false, 'NoMatchingListenerHostname', 'no listener host name intersects the route\'s host names', gen));
-        else if (c.rules.length === 0) conds.push(cond('Accepted', false, 'UnsupportedValue', droppedMessage(r), gen));
-        else {
-          conds.push(cond('Accepted', true, 'Accepted', `attached to ${withHosts.map((a) => a.x.l.name).filter(unique).join(', ')}`, gen));
-          const counted = new Set<string>();
-          for (const { x, hosts } of withHosts) {
-            const lkey = `${gw.meta.key}/${x.l.name}`;
-            if (!counted.has(lkey)) { attached.set(lkey, (attached.get(lkey) ?? 0) + 1); counted.add(lkey); }
-            for (const h of hosts) for (const m of matchesOf(r, c.rules)) x.entry.table.add(h, m);
-          }
-        }
-      }
-      finishParent(statusOf(r), pr, controller, conds, r, c.failures, gen);
+  // ---- Place the rules of the routes the model attached
+  for (const a of status.meshAttachments) {
+    const r = a.route;
+    for (const mp of meshByService.get(a.service)!.filter((p) => a.ports.includes(p.port))) {
+      let list: RuleMatch[];
+      if (a.consumer) {
+        list = mp.consumers.get(r.meta.namespace) ?? [];
+        mp.consumers.set(r.meta.namespace, list);
+      } else list = mp.producer ??= [];
+      for (const m of matchesOf(r, compiled.get(r.meta.key)!)) list.push(m);
     }
-    ruleCount += c.rules.length;
   }
+  for (const a of status.gatewayAttachments) {
+    const r = a.route;
+    for (const entry of entriesOf.get(a.listener)!) {
+      for (const h of a.hosts) for (const m of matchesOf(r, compiled.get(r.meta.key)!)) entry.table.add(h, m);
+    }
+  }
+  let ruleCount = 0;
+  for (const r of cfg.routes) ruleCount += r.rules.length;
 
   for (const bp of ports.values()) for (const e of bp.entries) e.table.seal();
   for (const mp of new Set(mesh.values())) {
     mp.producer?.sort(compareMatchPrecedence);
     for (const l of mp.consumers.values()) l.sort(compareMatchPrecedence);
   }
-  for (const gs of gatewayStatus) {
-    for (const ls of gs.listeners) ls.attachedRoutes = attached.get(`${gs.namespace}/${gs.name}/${ls.name}`) ?? 0;
-  }
+  const routeStatus: RouteStatus[] = status.routes;
+  const gatewayStatus: GatewayStatus[] = status.gateways;
+  const strictMesh = status.strictMesh;
 
   const pods = new Map<string, PodEntry>();
   for (const pod of cfg.model.pods.values()) {
@@ -393,10 +281,10 @@ export function buildRoutingTable(cfg: WaypointConfig, opts: TableOptions): Rout
     mesh,
     pods,
     authz: new AuthzTable(cfg.policies),
-    routes: [...routeStatus.values()].sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1)),
+    routes: routeStatus,
     gateways: gatewayStatus,
     trafficPolicies: cfg.trafficAttachments.status,
-    stats: { routes: routeStatus.size, rules: ruleCount, listeners: live.length, meshPorts: new Set(mesh.values()).size },
+    stats: { routes: routeStatus.length, rules: ruleCount, listeners: listenerCount, meshPorts: new Set(mesh.values()).size },
     strictMesh,
   };
 }
@@ -442,42 +330,6 @@ export function podTarget(table: RoutingTable, ip: string, port: number): Servic
 
 // ------------------------------------------------------------------ helpers
 
-function isServiceRef(p: ParentRef): boolean {
-  return p.group === '' && p.kind === 'Service';
-}
-
-function cond(type: string, ok: boolean, reason: string, message: string, observedGeneration: number): Condition {
-  return { type, status: ok ? 'True' : 'False', reason, message, observedGeneration };
-}
-
-function unique<T>(v: T, i: number, a: T[]): boolean {
-  return a.indexOf(v) === i;
-}
-
-function droppedMessage(r: HTTPRoute): string {
-  return `no rule can be served: ${r.droppedRules.map((d) => `rule ${d.index}: ${d.reason}`).join('; ')}`;
-}
-
-function finishParent(st: RouteStatus, pr: ParentRef, controller: string, conds: Condition[], r: HTTPRoute, failures: RefFailure[], gen: number): void {
-  const first = failures[0];
-  conds.push(first
-    ? cond('ResolvedRefs', false, first.reason, failures.map((f) => f.message).filter(unique).join('; '), gen)
-    : cond('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved', gen));
-  if (r.droppedRules.length > 0 && r.rules.length > 0) {
-    conds.push(cond('PartiallyInvalid', true, 'UnsupportedValue', `dropped: ${r.droppedRules.map((d) => `rule ${d.index}: ${d.reason}`).join('; ')}`, gen));
-  }
-  st.parents.push({ parentRef: pr, controllerName: controller, conditions: conds });
-}
-
-function routeAllowed(gw: Gateway, l: Listener, routeNs: string, labels: Readonly<Record<string, string>>): boolean {
-  if (l.allowedRoutes.kinds.length > 0 && !l.allowedRoutes.kinds.some((k) => k.group === GATEWAY_GROUP && k.kind === 'HTTPRoute')) return false;
-  switch (l.allowedRoutes.from) {
-    case 'Same': return routeNs === gw.meta.namespace;
-    case 'All': return true;
-    case 'Selector': return l.allowedRoutes.selector !== undefined && selectorMatches(l.allowedRoutes.selector, labels);
-  }
-}
-
 function matchesOf(r: HTTPRoute, rules: { rule: Rule; compiled: CompiledRule }[]): RuleMatch[] {
   const out: RuleMatch[] = [];
   for (const { rule, compiled } of rules) {
@@ -486,7 +338,7 @@ function matchesOf(r: HTTPRoute, rules: { rule: Rule; compiled: CompiledRule }[]
   return out;
 }
 
-function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parentServices: ReadonlySet<string>, failures: RefFailure[], att: TrafficAttachments): CompiledRule {
+function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parentServices: ReadonlySet<string>, att: TrafficAttachments): CompiledRule {
   const routePolicy = att.byRoute.get(r.meta.key);
   let requestHeaders: HeaderModifier | undefined, responseHeaders: HeaderModifier | undefined;
   let redirect: Redirect | undefined, rewrite: Rewrite | undefined, cors: Cors | undefined;
@@ -500,7 +352,6 @@ function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parent
       case 'CORS': cors = f.cors; break;
       case 'RequestMirror': {
         const res = resolver.resolve(f.backend, r.meta.namespace, parentServices);
-        if (res.failure) failures.push(res.failure);
         mirrors.push({ target: res.target, percent: f.percent });
         break;
       }
@@ -509,7 +360,6 @@ function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parent
   }
   const backends: CompiledBackend[] = rule.backendRefs.map((b) => {
     const res = resolver.resolve(b, r.meta.namespace, parentServices);
-    if (res.failure) failures.push(res.failure);
     let bReq: HeaderModifier | undefined, bResp: HeaderModifier | undefined, bRewrite: Rewrite | undefined, bRedirect: Redirect | undefined;
     const bMirrors: CompiledMirror[] = [];
     for (const f of b.filters) {
@@ -519,7 +369,6 @@ function compileRule(r: HTTPRoute, rule: Rule, resolver: BackendResolver, parent
       else if (f.type === 'RequestRedirect') bRedirect = f.redirect;
       else if (f.type === 'RequestMirror') {
         const mres = resolver.resolve(f.backend, r.meta.namespace, parentServices);
-        if (mres.failure) failures.push(mres.failure);
         bMirrors.push({ target: mres.target, percent: f.percent });
       }
     }
