@@ -117,6 +117,8 @@ export class KubeSource implements Source {
   unreachableSince: Date | undefined;
   private unreachableError = '';
   private startedAt = 0;
+  /** How long the consumer took with the last batch (the next one waits at least as long). */
+  private lastBatchMs = 0;
 
   constructor(readonly opts: KubeSourceOptions) {
     this.client = new KubeClient(loadKubeConfig(opts.kubeconfig, opts.env));
@@ -186,7 +188,9 @@ export class KubeSource implements Source {
       this.resolveSynced?.();
       return;
     }
-    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.opts.batchMs ?? 5);
+    // Coalesce: at least batchMs, and at least as long as the consumer took with the last
+    // batch, so that a burst (thousands of Pods) is not applied one costly batch per event.
+    if (!this.timer) this.timer = setTimeout(() => this.flush(), Math.max(this.opts.batchMs ?? 5, Math.min(this.lastBatchMs, 1000)));
   }
 
   private problems(): Problem[] {
@@ -219,7 +223,9 @@ export class KubeSource implements Source {
     if (upserted.length === 0 && deleted.length === 0 && digest === this.lastProblems && this.lastProblems !== '') return;
     this.lastProblems = digest;
     const src = (object: K8sObject): SourcedObject => ({ object, file: this.client.server, index: 0 });
+    const t0 = performance.now();
     this.onBatch({ upserted: upserted.map(src), deleted: deleted.map(src), problems, synced: true });
+    this.lastBatchMs = performance.now() - t0;
   }
 }
 
