@@ -16,8 +16,10 @@ import { KernwayError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { ServiceTableBuilder } from '../model/service-table.js';
 import { BATCH, MODEL, StandaloneSource, type StandaloneSnapshot } from './standalone.js';
-import { FeedServer, type FeedStatus } from './feed/server.js';
-import { KubeTokenReviewer } from './feed/token-review.js';
+// The feed (gRPC) and the Kubernetes API source (client-node) are imported when used:
+// together they are ~90 MiB of RSS an agent on --standalone without --feed-address never
+// needs (docs/agent-model.md).
+import type { FeedServer, FeedStatus } from './feed/server.js';
 import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
 import { checkKernel, checkSockLb, loadSockLb, type SockLb } from './datapath/sock-lb.js';
@@ -26,6 +28,7 @@ import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
+import { releaseFreedMemory } from './datapath/memory.js';
 import { waypointBindings } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
@@ -34,7 +37,7 @@ import { serviceHost, workloadOf } from '../model/workload.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
-import { KubeSource, type KubeSourceStatus } from '../sources/kube-source.js';
+import type { KubeSource, KubeSourceStatus } from '../sources/kube-source.js';
 import { ClusterController } from './cluster/controller.js';
 import { WaypointController } from './cluster/waypoints.js';
 import type { ClusterStatus } from '../k8s/gateway-status.js';
@@ -212,7 +215,7 @@ export class Agent {
    */
   async start(): Promise<void> {
     const o = this.opts;
-    preflight(o);
+    await preflight(o);
     checkKernel();
     this.locks.push(OwnerLock.take(o.cgroup, '--cgroup', 'KW_CGROUP_IN_USE'));
     const created = !existsSync(o.bpffs);
@@ -236,15 +239,19 @@ export class Agent {
       // The kind registry checks every object; the address rules (--service-cidr) are this agent's own.
       const validate: ObjectValidator = (obj) => addressProblems(o.serviceCidr, obj);
       if (o.standalone === undefined) {
+        const { KubeSource } = await import('../sources/kube-source.js');
         this.kube = new KubeSource({ ...o.kubeTuning, kubeconfig: o.kubeconfig, nodeName: o.nodeName, log: this.log, validate });
         this.log.info({ source: this.kube.description }, 'reading the Kubernetes API; nothing is written to the kernel before every kind has synced once');
         this.http.setReady(false, `starting: syncing with ${this.kube.description}`);
       }
       this.source = new StandaloneSource(this.kube ?? o.standalone!, { log: this.log, debounceMs: o.debounceMs, validate });
       if (o.feedAddresses.length > 0) {
+        const { FeedServer } = await import('./feed/server.js');
+        const tcp = o.feedAddresses.some((a) => a.kind === 'tcp');
+        const { KubeTokenReviewer } = tcp ? await import('./feed/token-review.js') : { KubeTokenReviewer: undefined };
         const feed = new FeedServer({
           addresses: o.feedAddresses, log: this.log, agentId: `${o.nodeName}@${new Date().toISOString()}`,
-          ...(o.feedAddresses.some((a) => a.kind === 'tcp') ? { tokenReviewer: KubeTokenReviewer.fromKubeconfig(o.kubeconfig) } : {}),
+          ...(KubeTokenReviewer ? { tokenReviewer: KubeTokenReviewer.fromKubeconfig(o.kubeconfig) } : {}),
         });
         this.feed = feed;
         // Every batch of the source, the first included, in order.
@@ -315,6 +322,8 @@ export class Agent {
       this.cluster.start();
     }
     this.apply(this.source.current()!);
+    // The first sync's garbage (file text, parse trees) was freed: give malloc's pages back.
+    releaseFreedMemory();
     this.updateReadiness();
     this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
   }

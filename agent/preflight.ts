@@ -11,7 +11,6 @@ import { FS_MAGIC, MAX_UNIX_SOCKET_PATH, fsTypeOf, pseudoFs } from '../common/fs
 import { dirname } from 'node:path';
 import { KernwayError, errorMessage } from '../common/errors.js';
 import type { AgentOptions } from './options.js';
-import { loadKubeConfig } from '../sources/kube-config.js';
 
 /** --standalone: an existing, readable directory on a real filesystem. */
 export function checkManifestDir(dir: string): void {
@@ -80,9 +79,10 @@ export function ensureBpffsDir(path: string): void {
 }
 
 /** Every check of the agent's paths, in the order a user would fix them. */
-export function preflight(o: Readonly<AgentOptions>): void {
+export async function preflight(o: Readonly<AgentOptions>): Promise<void> {
   if (o.standalone !== undefined) checkManifestDir(o.standalone);
-  else loadKubeConfig(o.kubeconfig); // KW_KUBE_CONFIG before anything is touched
+  // KW_KUBE_CONFIG before anything is touched; client-node is loaded only when it is used.
+  else (await import('../sources/kube-config.js')).loadKubeConfig(o.kubeconfig);
   checkAdminSocketPath(o.adminSocket);
   checkCgroup(o.cgroup);
   checkBpffs(o.bpffs);

@@ -24,6 +24,7 @@ import { buildServiceTable, ServiceTableBuilder } from '../model/service-table.j
 import type { SourcedObject } from '../k8s/types.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/standalone.js';
 import { keepYoungGenerationSmall } from '../common/heap.js';
+import { releaseFreedMemory } from '../agent/datapath/memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -99,12 +100,13 @@ if (PHASE === 'memory') {
   tb.update(first.model);
   if (tb.table.size !== SERVICES) throw new Error(`unexpected ${tb.table.size} entries`);
   const rssLoaded = process.memoryUsage().rss;
+  if (process.env.KW_BENCH_TRIM !== 'no') releaseFreedMemory(); // as `kernway agent` does after its first sync
   // Idle for a while, as the agent is between changes: V8's memory reducer gives back what the load used.
   await new Promise((r) => setTimeout(r, 10_000));
   global.gc?.();
   const mu = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', mallocTrim: process.env.KW_BENCH_TRIM !== 'no', newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
   src.close();
   process.exit(0);
 }

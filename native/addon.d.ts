@@ -96,6 +96,8 @@ export interface RawAddon {
   tcxQuery(iface: string | number, ingress: boolean, netns: string): number[];
   /** The cookie of the network namespace at `netns` (a path; '' for the caller's), as bpf_get_netns_cookie() sees it. */
   netnsCookie(netns: string): bigint;
+  /** glibc malloc_trim(0): free()d memory back to the kernel; whether any was released. */
+  mallocTrim(): boolean;
   linkDetach(fd: number): void;
   linkUpdate(fd: number, progFd: number): void;
   linkInfo(fd: number): RawLinkInfo;

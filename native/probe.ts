@@ -92,3 +92,12 @@ export function probe(): Probe {
 export function netnsCookie(path: string): bigint {
   return addon().netnsCookie(path);
 }
+
+/**
+ * Gives the pages glibc's malloc keeps after free() back to the kernel (malloc_trim(0)):
+ * a long-lived process calls it after a burst such as its first sync (docs/agent-model.md).
+ * Whether anything was released; false on a libc without it.
+ */
+export function mallocTrim(): boolean {
+  return addon().mallocTrim();
+}

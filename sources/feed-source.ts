@@ -16,7 +16,8 @@ import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { SourcedObject } from '../k8s/types.js';
-import { decodeResource, feedService, grpcTarget, type FeedAddress, type FeedRequest, type FeedUpdate } from './feed/protocol.js';
+import { feedService } from './feed/service.js';
+import { decodeResource, grpcTarget, type FeedAddress, type FeedRequest, type FeedUpdate } from './feed/protocol.js';
 import type { Source, SourceBatch } from './source.js';
 
 export interface FeedSourceOptions {

@@ -16,7 +16,8 @@ import * as grpc from '@grpc/grpc-js';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { SourcedObject } from '../../k8s/types.js';
-import { feedService, WAYPOINT_POD_LABEL, type FeedAddress, type FeedRequest, type FeedUpdate, type WireResource } from '../../sources/feed/protocol.js';
+import { feedService } from '../../sources/feed/service.js';
+import { WAYPOINT_POD_LABEL, type FeedAddress, type FeedRequest, type FeedUpdate, type WireResource } from '../../sources/feed/protocol.js';
 import { peerCredOf, podUidOfPid, type PeerCred } from '../datapath/peer-cred.js';
 import { FeedIndex, type Extras } from './slices.js';
 

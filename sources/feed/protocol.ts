@@ -7,8 +7,6 @@
  * agent's source keeps nothing else of it, and the waypoint needs nothing else.
  */
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { InvalidArgumentError, KernwayError } from '../../common/errors.js';
 import { projectRoot } from '../../common/version.js';
 import { kindInfo, parseObject, stubOf, type KnownKind, type KnownObject } from '../../k8s/kinds.js';
@@ -26,18 +24,6 @@ export interface Hello { namespace: string; name: string }
 export interface FeedRequest { hello?: Hello; ack?: { version: string | number }; nack?: { version: string | number; reason: string }; kind?: string }
 export interface WireResource { key: string; object: Buffer; file: string; index: number }
 export interface FeedUpdate { version: string | number; snapshot: boolean; upserted: WireResource[]; removed: string[]; agent: string }
-
-let loaded: grpc.GrpcObject | undefined;
-/** The WaypointFeed service definition and client constructor (loaded once). */
-export function feedService(): { service: grpc.ServiceDefinition; Client: grpc.ServiceClientConstructor } {
-  if (!loaded) {
-    const def = protoLoader.loadSync(FEED_PROTO, { keepCase: true, longs: String, defaults: true, oneofs: true });
-    loaded = grpc.loadPackageDefinition(def);
-  }
-  const Client = ((loaded.kernway as grpc.GrpcObject).feed as grpc.GrpcObject).v1 as grpc.GrpcObject;
-  const ctor = Client.WaypointFeed as grpc.ServiceClientConstructor;
-  return { service: ctor.service, Client: ctor };
-}
 
 /** A feed address: `unix:///PATH` or `HOST:PORT`. */
 export type FeedAddress = { kind: 'unix'; path: string; text: string } | { kind: 'tcp'; host: string; port: number; text: string };

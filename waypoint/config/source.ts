@@ -8,8 +8,8 @@ import type { Problem, SourcedObject } from '../../k8s/types.js';
 import { ModelBuilder } from '../../model/model.js';
 import { buildWaypointConfig, waypointConfigOf, type WaypointConfig } from '../../model/waypoint-config.js';
 import { ManifestSource } from '../../sources/manifest-source.js';
-import type { Source } from '../../sources/source.js';
-import { FeedSource, type FeedSourceOptions } from '../../sources/feed-source.js';
+import type { Source, SourceBatch } from '../../sources/source.js';
+import type { FeedSource, FeedSourceOptions } from '../../sources/feed-source.js';
 
 export interface ConfigUpdate {
   config: WaypointConfig;
@@ -57,7 +57,38 @@ export class ModelConfigSource implements ConfigSource {
 /** The node agent's feed (`--agent ADDRESS`): the namespace's slice of the agent's model, over gRPC. */
 export class AgentFeedSource extends ModelConfigSource {
   constructor(opts: FeedSourceOptions) {
-    super(new FeedSource(opts));
+    super(new LazyFeedSource(opts));
+  }
+}
+
+/**
+ * The feed source, imported when started: a waypoint reading --manifests never loads
+ * grpc-js and proto-loader (≈ 15 MiB of RSS, docs/agent-model.md).
+ */
+class LazyFeedSource implements Source {
+  readonly description: string;
+  private inner: FeedSource | undefined;
+  private closed = false;
+  private readonly since = Date.now();
+
+  constructor(private readonly opts: FeedSourceOptions) {
+    this.description = `agent feed ${opts.address.text} (namespace ${opts.namespace})`;
+  }
+
+  async start(onBatch: (batch: SourceBatch) => void): Promise<void> {
+    const { FeedSource } = await import('../../sources/feed-source.js');
+    if (this.closed) return;
+    this.inner = new FeedSource(this.opts);
+    return this.inner.start(onBatch);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.inner?.close();
+  }
+
+  staleSince(): number | undefined {
+    return this.inner ? this.inner.staleSince() : this.since;
   }
 }
 
