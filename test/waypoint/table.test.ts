@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { MatchRequest } from '../../waypoint/routing/match.js';
-import { meshLookup, selectListener, type RoutingTable } from '../../waypoint/routing/table.js';
-import { GATEWAY, service, tableOf } from './helpers.js';
+import { routeStatusOf } from '../../model/route-status.js';
+import { buildRoutingTable, meshLookup, selectListener, type RoutingTable } from '../../waypoint/routing/table.js';
+import { GATEWAY, configOf, service, tableOf } from './helpers.js';
 
 function req(path: string, extra: Partial<MatchRequest> & { headers?: Record<string, string> } = {}): MatchRequest {
   const [p, q] = path.split('?');
@@ -92,48 +93,25 @@ describe('route status', () => {
     const t = tableOf(GATEWAY + SVC + route('ok', `  rules:\n  - backendRefs: [{name: svc, port: 80}]`));
     expect(conditions(t, 'ok')).toEqual({ Accepted: 'True/Accepted', ResolvedRefs: 'True/ResolvedRefs' });
   });
-  it('BackendNotFound, InvalidKind, RefNotPermitted', () => {
-    const t = tableOf(GATEWAY + SVC + service('other', 'b', '10.96.0.9', ['10.0.0.9']) +
-      route('missing', `  rules:\n  - backendRefs: [{name: nope, port: 80}]`) +
-      route('badport', `  rules:\n  - backendRefs: [{name: svc, port: 81}]`) +
-      route('kind', `  rules:\n  - backendRefs: [{group: example.com, kind: Bucket, name: x}]`) +
-      route('cross', `  rules:\n  - backendRefs: [{name: other, namespace: b, port: 80}]`));
-    expect(conditions(t, 'missing').ResolvedRefs).toBe('False/BackendNotFound');
-    expect(conditions(t, 'badport').ResolvedRefs).toBe('False/BackendNotFound');
-    expect(conditions(t, 'kind').ResolvedRefs).toBe('False/InvalidKind');
-    expect(conditions(t, 'cross').ResolvedRefs).toBe('False/RefNotPermitted');
-    expect(conditions(t, 'cross').Accepted).toBe('True/Accepted');
-  });
-  it('a ReferenceGrant permits the cross-namespace reference', () => {
-    const t = tableOf(GATEWAY + SVC + service('other', 'b', '10.96.0.9', ['10.0.0.9']) +
-      route('cross', `  rules:\n  - backendRefs: [{name: other, namespace: b, port: 80}]`) + `
----
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: {name: g, namespace: b}
-spec:
-  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: ns}]
-  to: [{group: '', kind: Service}]`);
-    expect(conditions(t, 'cross').ResolvedRefs).toBe('True/ResolvedRefs');
-  });
-  it('NotAllowedByListeners, NoMatchingListenerHostname, NoMatchingParent', () => {
+  it('is the model\'s (model/route-status.ts, tested there), and only accepted routes are placed', () => {
     const gw = GATEWAY.replace('  - {name: http, port: 80, protocol: HTTP}', '  - {name: http, port: 80, protocol: HTTP, hostname: only.example.com}');
-    const t = tableOf(gw + SVC +
-      route('elsewhere', `  rules:\n  - backendRefs: [{name: svc, port: 80}]`, 'other') +
-      route('hosts', `  hostnames: [x.other.com]\n  rules:\n  - backendRefs: [{name: svc, port: 80}]`) +
-      route('section', `  rules:\n  - backendRefs: [{name: svc, port: 80}]`).replace('[{name: gw, namespace: ns}]', '[{name: gw, namespace: ns, sectionName: nope}]') +
-      route('nogw', `  rules:\n  - backendRefs: [{name: svc, port: 80}]`).replace('[{name: gw, namespace: ns}]', '[{name: ghost, namespace: ns}]'));
+    const cfg = configOf(gw + SVC +
+      route('accepted', `  rules:\n  - matches: [{path: {type: PathPrefix, value: /ok}}]\n    backendRefs: [{name: svc, port: 80}]`) +
+      route('elsewhere', `  rules:\n  - matches: [{path: {type: PathPrefix, value: /other}}]\n    backendRefs: [{name: svc, port: 80}]`, 'other') +
+      route('hosts', `  hostnames: [x.other.com]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /hosts}}]\n    backendRefs: [{name: svc, port: 80}]`) +
+      route('missing', `  rules:\n  - matches: [{path: {type: PathPrefix, value: /missing}}]\n    backendRefs: [{name: nope, port: 80}]`));
+    const opts = { namespace: 'ns', listenAddress: '127.0.0.1' };
+    const t = buildRoutingTable(cfg, opts);
+    const st = routeStatusOf(cfg, opts);
+    expect(t.routes).toEqual(st.routes);
+    expect(t.gateways).toEqual(st.gateways);
     expect(conditions(t, 'elsewhere').Accepted).toBe('False/NotAllowedByListeners');
-    expect(conditions(t, 'hosts').Accepted).toBe('False/NoMatchingListenerHostname');
-    expect(conditions(t, 'section').Accepted).toBe('False/NoMatchingParent');
-    expect(conditions(t, 'nogw').Accepted).toBe('False/NoMatchingParent');
-  });
-  it('PartiallyInvalid when rules are dropped; UnsupportedValue when none is left', () => {
-    const t = tableOf(GATEWAY + SVC +
-      route('partly', `  rules:\n  - matches: [{path: {type: RegularExpression, value: '(a'}}]\n  - backendRefs: [{name: svc, port: 80}]`) +
-      route('none', `  rules:\n  - matches: [{path: {type: RegularExpression, value: '(a'}}]`));
-    expect(conditions(t, 'partly')).toMatchObject({ Accepted: 'True/Accepted', PartiallyInvalid: 'True/UnsupportedValue' });
-    expect(conditions(t, 'none').Accepted).toBe('False/UnsupportedValue');
+    expect(conditions(t, 'missing')).toEqual({ Accepted: 'True/Accepted', ResolvedRefs: 'False/BackendNotFound' });
+    expect(lookup(t, 'only.example.com', req('/ok'))).toBe('ns/accepted#0');
+    expect(lookup(t, 'only.example.com', req('/missing'))).toBe('ns/missing#0');
+    expect(lookup(t, 'only.example.com', req('/other'))).toBeUndefined();
+    expect(lookup(t, 'only.example.com', req('/hosts'))).toBeUndefined();
+    expect(t.gateways[0]!.listeners[0]!.attachedRoutes).toBe(2);
   });
   it('Gateways of other controllers or namespaces are not this waypoint\'s', () => {
     const t = tableOf(GATEWAY.replace('kernway.io/gateway-controller', 'example.com/other') + SVC + route('r', `  rules:\n  - backendRefs: [{name: svc, port: 80}]`));
