@@ -4,8 +4,11 @@
  * Builds a lab (a node namespace, four pods, a cgroup), starts echo backends in three
  * pods, writes standalone manifests for a Service, runs `kernway agent` on them, and
  * from the client pod shows connections to the ClusterIP spread over the backends;
- * then removes a backend and shows the spread change, prints what the kernel's maps
- * hold and a few lines of /metrics, and removes everything it made.
+ * then hands the HTTP port of a Service whose namespace uses a waypoint to `kernway
+ * waypoint` (plain curl, an HTTPRoute canary, the access log and metrics: handoff.ts) next
+ * to a Service balanced in the kernel; then removes a backend and shows the spread change,
+ * prints what the kernel's maps hold and a few lines of /metrics, and removes everything
+ * it made.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +23,7 @@ import { Lab, type Pod } from '../../lab/index.js';
 import { adminRequest } from '../admin/client.js';
 import type { KernelService } from '../datapath/inspect.js';
 import { serviceObject, sliceObject, writeManifest } from './manifests.js';
+import { PLAIN_WEB_VIP, WAYPOINT_METRICS, WEB_VIP, accessLines, answeredBy, curlMany, handoffObjects, waypointArgs, type HandoffPods } from './handoff.js';
 
 const VIP = '10.96.0.10';
 const NODE_NAME = 'demo-node';
@@ -84,8 +88,9 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
   // the lab and the temporary folder removed, then the process exits (130 / 143 / 129).
   const made: { lab?: Lab; creating?: Promise<Lab>; dir?: string } = {};
   let agent: ChildProcess | undefined;
+  let waypoint: ChildProcess | undefined;
   const cleanup = async (): Promise<void> => {
-    if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    for (const c of [agent, waypoint]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     const l = made.lab ?? (await made.creating?.catch(() => undefined));
     await l?.destroy();
     if (made.dir) rmSync(made.dir, { recursive: true, force: true });
@@ -114,9 +119,20 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
       await waitLine(child, (l) => l === 'ready', `echo server in ${p.name}`);
     }));
     say(`== echo servers listen on :8080 in ${backends.map((p) => p.name).join(', ')}`);
+    const hp: HandoffPods = { client, wp: await lab.addPod('wp'), v1: await lab.addPod('web-v1'), v2: await lab.addPod('web-v2') };
+    for (const p of [hp.wp, hp.v1, hp.v2]) say(`   pod ${p.name.padEnd(7)} ${p.ipv4}`);
+    await Promise.all([hp.v1, hp.v2].map(async (p) => {
+      const child = lab.spawn(p, process.execPath, [fixture('http-echo.mjs'), '8080'], { env: { ...process.env, POD_NAME: p.name } });
+      await waitLine(child, (l) => l.startsWith('listening'), `HTTP server in ${p.name}`);
+    }));
+    say(`== HTTP servers listen on :8080 in ${hp.v1.name}, ${hp.v2.name} (they answer with their pod's name)`);
 
     manifests(dir, backends);
+    writeManifest(dir, 'mesh.yaml', handoffObjects(NODE_NAME, hp));
     say(`== manifests in ${dir}: Service demo/echo ${VIP}:80 -> targetPort "echo" (8080), EndpointSlice with 3 endpoints`);
+    say(`   mesh.yaml: namespace shop labelled kernway.io/use-waypoint: wp; Gateway shop/wp (gatewayClassName kernway-waypoint, listener mesh 15019/kernway.io/mesh);`);
+    say(`   Service shop/web ${WEB_VIP}:80 (port "http") with HTTPRoute canary: x-canary: yes -> web-v2, otherwise web-v1 80 / web-v2 20;`);
+    say(`   Service demo/web ${PLAIN_WEB_VIP}:80 on the same pods, in a namespace without the label`);
     const metricsPort = await freePort();
     const adminSocket = join(dir, 'admin.sock');
     const agentArgs = ['agent', '--standalone', dir, '--node-name', NODE_NAME, '--cgroup', lab.cgroupPath, '--bpffs', bpffs,
@@ -132,6 +148,17 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
       // Loading the agent's modules (client-node among them) alone takes seconds on a loaded machine.
     }, 30_000).catch((e: Error) => { throw new KernwayError('KW_DEMO', `${e.message}\n${agentErr}`); });
     say('   agent ready: programs attached to the lab cgroup, maps pinned under ' + bpffs);
+    say(`== kernway ${waypointArgs(dir).join(' ')}   (in pod wp)`);
+    let waypointOut = '';
+    waypoint = lab.spawn(hp.wp, process.execPath, [main, ...waypointArgs(dir)], { env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
+    waypoint.stdout!.setEncoding('utf8').on('data', (d: string) => { waypointOut += d; });
+    waypoint.stderr!.setEncoding('utf8').on('data', (d: string) => { waypointOut += d; });
+    const inPod = async (p: Pod, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => lab.exec(p, 'curl', ['-s', '--max-time', '5', ...args], { timeoutMs: 30_000 });
+    await until('waypoint ready', async () => {
+      if (waypoint!.exitCode !== null) throw new KernwayError('KW_DEMO', `the waypoint exited (${waypoint!.exitCode}): ${waypointOut}`);
+      return (await inPod(hp.wp, ['-f', '-o', '/dev/null', `http://${WAYPOINT_METRICS}/readyz`])).code === 0 ? true : undefined;
+    }, 30_000).catch((e: Error) => { throw new KernwayError('KW_DEMO', `${e.message}\n${waypointOut}`); });
+    say('   waypoint ready: mesh port 15019 in pod wp');
 
     const lb = lab.spawn(client, process.execPath, [fixture('lb-client.mjs')]);
     const rl = createInterface({ input: lb.stdout! });
@@ -158,6 +185,27 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
       await new Promise((r) => child.once('close', r));
       return out.trimEnd();
     };
+    say(`== the hand-off: plain curl in pod client to http://${WEB_VIP}/ (the kernel sends the connection to the waypoint)`);
+    const canary = await inPod(client, ['-H', 'x-canary: yes', ...curlMany(`http://${WEB_VIP}/canary`, 3)]);
+    if (canary.code !== 0) throw new KernwayError('KW_DEMO', `curl through the waypoint failed (${canary.code}): ${canary.stderr}\n${waypointOut}`);
+    say(`   curl -H 'x-canary: yes' (3 requests): ${JSON.stringify(answeredBy(canary.stdout))}   the header match`);
+    const split = await inPod(client, curlMany(`http://${WEB_VIP}/split`, 100));
+    const counts = answeredBy(split.stdout);
+    say(`   curl without the header (100 requests, one connection): the weighted split 80/20`);
+    for (const name of Object.keys(counts).sort()) say(`   ${name.padEnd(7)} ${String(counts[name]).padStart(4)} ${bar(counts[name]!, 100)}`);
+    const plain = await inPod(client, ['-H', 'x-canary: yes', '-H', 'connection: close', ...curlMany(`http://${PLAIN_WEB_VIP}/plain`, 20)]);
+    say(`== next to it, Service demo/web ${PLAIN_WEB_VIP}:80 (no waypoint): curl -H 'x-canary: yes', 20 connections balanced in the kernel, no route applied`);
+    say(`   ${JSON.stringify(answeredBy(plain.stdout))}`);
+    // The access log is flushed every second.
+    await until('the access log', async () => (accessLines(waypointOut).some((l) => l.includes('/split99')) ? true : undefined), 10_000)
+      .catch(() => undefined);
+    const logged = accessLines(waypointOut);
+    say(`== the waypoint's access log (${logged.length} lines; none for demo/web), three of them:`);
+    for (const l of [logged[0], logged.find((l) => l.includes('web-v1')), logged.find((l) => l.includes('/split') && l.includes('web-v2'))]) if (l) say(`   ${l}`);
+    const wpMetrics = await inPod(hp.wp, [`http://${WAYPOINT_METRICS}/metrics`]);
+    say(`== the waypoint's metrics (http://${WAYPOINT_METRICS}/metrics in pod wp)`);
+    for (const l of wpMetrics.stdout.split('\n').filter((l) => /^(kernway_waypoint_requests_total|istio_requests_total)\{/.test(l)).slice(0, 6)) say(`   ${l}`);
+
     say('== kernway services (read from the kernel maps)');
     for (const l of (await services()).split('\n')) say(`   ${l}`);
 
@@ -175,6 +223,7 @@ export async function runDemo(say: Say = (l) => console.log(l)): Promise<void> {
     for (const l of metrics.split('\n').filter((l) => keep.test(l)).slice(0, 12)) say(`   ${l}`);
 
     lb.stdin!.end();
+    waypoint.kill('SIGTERM');
     agent.kill('SIGTERM');
     await new Promise((r) => (agent!.exitCode !== null ? r(null) : agent!.once('exit', r)));
     say('== agent stopped with SIGTERM (programs stay attached until uninstall)');
