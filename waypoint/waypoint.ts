@@ -17,7 +17,8 @@ import type { Logger } from '../common/log.js';
 import type { Problem } from '../k8s/types.js';
 import { AccessLog, type AccessLogDestination } from './observe/access-log.js';
 import { WaypointMetrics, type MetricsNames } from './observe/metrics.js';
-import { RequestTracer, type TracingOptions } from './observe/otlp.js';
+// OpenTelemetry (≈ 10 MiB of RSS) is imported only when --otlp-endpoint asks for traces.
+import type { RequestTracer, TracingOptions } from './observe/otlp.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
 import { emptyWaypointConfig } from '../model/waypoint-config.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
@@ -115,7 +116,7 @@ export class Waypoint extends EventEmitter {
   private appliedAt: number | undefined;
   private readonly startedAt = Date.now();
 
-  private constructor(private readonly opts: WaypointOptions, private readonly source: ConfigSource) {
+  private constructor(private readonly opts: WaypointOptions, private readonly source: ConfigSource, otlp?: typeof import('./observe/otlp.js')) {
     super();
     const log = opts.log;
     this.upstream = new UpstreamPool(opts.upstream);
@@ -128,7 +129,7 @@ export class Waypoint extends EventEmitter {
     this.accessLog = new AccessLog(opts.accessLog);
     this.metrics.onConfigAge(() => this.configAgeSeconds());
     this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
-    this.tracer = opts.tracing ? new RequestTracer({ resource: { 'k8s.namespace.name': opts.namespace }, ...opts.tracing }) : undefined;
+    this.tracer = opts.tracing && otlp ? new otlp.RequestTracer({ resource: { 'k8s.namespace.name': opts.namespace }, ...opts.tracing }) : undefined;
     this.handler = new RequestHandler({
       table: () => this.tableInForce, balancer: this.balancer, resilience: this.resilience, upstream: this.upstream, metrics: this.metrics, accessLog: this.accessLog, log,
       tracer: this.tracer,
@@ -178,7 +179,7 @@ export class Waypoint extends EventEmitter {
 
   /** Start: read the configuration, bind the mesh port and the Gateway listeners. */
   static async start(opts: WaypointOptions, source: ConfigSource): Promise<Waypoint> {
-    const w = new Waypoint(opts, source);
+    const w = new Waypoint(opts, source, opts.tracing ? await import('./observe/otlp.js') : undefined);
     try {
       if (opts.metricsAddress) w.admin = await AdminServer.start(opts.metricsAddress, w);
       w.mesh = await w.listen(opts.meshAddress ?? opts.listenAddress, opts.meshPort, 'mesh', 'mesh');
