@@ -83,8 +83,14 @@ describe('benchmark modes: setup, path, teardown', () => {
       if (name === 'iptables') expect(ev).toMatch(new RegExp(`"${m.server.ipv4.replace(/\./g, '\\.')}:8080":[1-9]`));
       if (name === 'sidecar') expect(ev).toMatch(/"8080":[1-9]/);
       if (name === 'ebpf') expect(ev).toMatch(/"10\.96\.0\.10:8080 -> 10\.244\.0\.3:8080":[1-9]/);
-      // The agent sends the Service's HTTP port to the waypoint pod (10.244.0.4).
-      if (name === 'waypoint') expect(ev).toMatch(/"10\.96\.0\.10:8080 -> 10\.244\.0\.4:8080":[1-9]/);
+      // The Service's endpoint is the server pod, but the kernel handed its HTTP port to the
+      // waypoint pod (10.244.0.4, mesh port) at connect() and wrote the PROXY header.
+      if (name === 'waypoint') {
+        expect(ev).toContain('"10.96.0.10:8080 -> 10.244.0.4:15019"');
+        expect(ev).toMatch(/"10\.96\.0\.10:8080 -> 10\.244\.0\.3:8080":/);
+        expect(ev).toMatch(/"redirected":[1-9]/);
+        expect(ev).toMatch(/"headersWritten":[1-9]/);
+      }
 
       const pids = processesIn(m.lab.cgroupPath);
       expect(pids.length).toBeGreaterThan(0);
