@@ -10,6 +10,11 @@
  * - a bpffs folder of its own for pins;
  * - processes started in a pod's cgroup and netns, tracked and ended by PID.
  *
+ * Several labs made with different `node` numbers are several nodes: node k's pods are
+ * 10.244.2k.x / fd00:244:2k::x (its remote hosts 10.244.2k+1.x), and Lab.link() joins two
+ * node namespaces by a veth pair with routes to each other's pod addresses, so pods on
+ * different nodes talk by plain pod-IP TCP, each node with its own cgroup and bpffs.
+ *
  * Everything is removed by destroy(), also after a failure; leftovers of crashed runs
  * are removed by sweepLeftovers() (lab/sweep.ts).
  */
@@ -54,6 +59,8 @@ export interface ExecOptions extends SpawnOptions {
 
 export const NODE_IPV4 = '10.244.0.1';
 export const NODE_IPV6 = 'fd00:244::1';
+/** The highest node number of a multi-node lab (node k uses 10.244.2k.0/24 and 10.244.2k+1.0/24). */
+export const MAX_NODE = 63;
 const GATEWAY_V4 = '169.254.1.1';
 const GATEWAY_V6 = 'fe80::1';
 
@@ -69,22 +76,41 @@ export class Lab {
   private readonly children = new Map<ChildProcess, string>();
   private nextLocal = 2;
   private nextRemote = 2;
+  private nextLink = 0;
   private destroyed = false;
+  /** This lab's node number (0 unless made as one node of several). */
+  readonly node: number;
 
-  private constructor(tag: string, id: string, cgroupRoot: string, bpffsRoot: string) {
+  private constructor(tag: string, id: string, cgroupRoot: string, bpffsRoot: string, node: number) {
     this.tag = tag;
     this.id = id;
+    this.node = node;
     this.cgroupPath = join(cgroupRoot, `kernway-${tag}-${id}`);
     this.bpffsDir = join(bpffsRoot, `kernway-${tag}-${id}`);
     this.nodeNs = `kw-${id}-node`;
     this.nodeNsPath = `/var/run/netns/${this.nodeNs}`;
   }
 
-  static async create(opts: { tag?: string } = {}): Promise<Lab> {
+  /** The node's own addresses (on lo of its node namespace). */
+  get nodeIPv4(): string { return `10.244.${2 * this.node}.1`; }
+  get nodeIPv6(): string { return `${this.v6Prefix(false)}1`; }
+  /** The pod CIDRs of this node (local pods and remote hosts), as routes on another node point them. */
+  get podCidrs(): string[] {
+    return [`10.244.${2 * this.node}.0/24`, `10.244.${2 * this.node + 1}.0/24`, `${this.v6Prefix(false)}/64`, `${this.v6Prefix(true)}/64`];
+  }
+
+  private v6Prefix(remote: boolean): string {
+    const n = 2 * this.node + (remote ? 1 : 0);
+    return n === 0 ? 'fd00:244::' : `fd00:244:${n.toString(16)}::`;
+  }
+
+  static async create(opts: { tag?: string; node?: number } = {}): Promise<Lab> {
     const tag = opts.tag ?? 'test';
     if (!validTag(tag)) throw new InvalidArgumentError('tag', '1-12 lowercase letters or digits', tag);
+    const node = opts.node ?? 0;
+    if (!Number.isInteger(node) || node < 0 || node > MAX_NODE) throw new InvalidArgumentError('node', `an integer from 0 to ${MAX_NODE}`, String(opts.node));
     if (process.getuid?.() !== 0) throw new KernwayError('KW_LAB_NOT_ROOT', 'the lab needs root (network namespaces, cgroups, bpffs)');
-    const lab = new Lab(tag, runId(), cgroup2Mount(), ensureBpffs());
+    const lab = new Lab(tag, runId(), cgroup2Mount(), ensureBpffs(), node);
     try {
       createCgroup(lab.cgroupPath);
       createCgroup(join(lab.cgroupPath, 'node'));
@@ -94,8 +120,8 @@ export class Lab {
         input: [
           'link set lo up',
           // The node's own address lives on lo (this kernel may lack the dummy driver).
-          `addr add ${NODE_IPV4}/32 dev lo`,
-          `addr add ${NODE_IPV6}/128 dev lo nodad`,
+          `addr add ${lab.nodeIPv4}/32 dev lo`,
+          `addr add ${lab.nodeIPv6}/128 dev lo nodad`,
           // Pods route via 169.254.1.1 (Calico-style); the node answers ARP for it.
           `addr add ${GATEWAY_V4}/32 dev lo`,
         ].join('\n') + '\n',
@@ -126,13 +152,13 @@ export class Lab {
     const remote = opts.remote === true;
     const n = remote ? this.nextRemote++ : this.nextLocal++;
     if (n > 254) throw new KernwayError('KW_LAB_FULL', 'a lab holds at most 253 local pods and 253 remote hosts');
-    const subnet = remote ? 1 : 0;
+    const subnet = 2 * this.node + (remote ? 1 : 0);
     const pod: Pod = {
       name,
       netns: `kw-${this.id}-${name}`,
       netnsPath: `/var/run/netns/kw-${this.id}-${name}`,
       ipv4: `10.244.${subnet}.${n}`,
-      ipv6: remote ? `fd00:244:1::${n.toString(16)}` : `fd00:244::${n.toString(16)}`,
+      ipv6: `${this.v6Prefix(remote)}${n.toString(16)}`,
       podIf: 'eth0',
       hostVeth: `${remote ? 'kwr' : 'kwp'}${n}`,
       hostIfindex: 0,
@@ -166,6 +192,32 @@ export class Lab {
     const link = await run('ip', ['-n', this.nodeNs, '-j', 'link', 'show', 'dev', pod.hostVeth]);
     pod.hostIfindex = (JSON.parse(link.stdout) as Array<{ ifindex: number }>)[0]!.ifindex;
     return pod;
+  }
+
+  /**
+   * Joins two labs' node namespaces (two nodes) by a veth pair, with routes to each other's
+   * pod addresses: what a cluster's pod CIDR routes do. Removed with either namespace.
+   */
+  static async link(a: Lab, b: Lab): Promise<void> {
+    if (a.node === b.node) throw new InvalidArgumentError('node', 'two labs with different node numbers', `${a.node} and ${b.node}`);
+    const ifA = `kwn${b.node}x${a.nextLink++}`;
+    const ifB = `kwn${a.node}x${b.nextLink++}`;
+    // Link addresses: 169.254.(100+min).(2*max)/31-like pairs, and fd00:255:min:max::1/2.
+    const [lo, hi] = a.node < b.node ? [a, b] : [b, a];
+    const v4 = (l: Lab): string => `169.254.${100 + lo.node}.${2 * hi.node + (l === lo ? 0 : 1)}`;
+    const v6 = (l: Lab): string => `fd00:255:${lo.node.toString(16)}:${hi.node.toString(16)}::${l === lo ? 1 : 2}`;
+    await run('ip', ['-n', a.nodeNs, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', b.nodeNs]);
+    for (const [l, me, other] of [[a, ifA, b], [b, ifB, a]] as const) {
+      await run('ip', ['-n', l.nodeNs, '-batch', '-'], {
+        input: [
+          `addr add ${v4(l)}/31 dev ${me}`,
+          `addr add ${v6(l)}/64 dev ${me} nodad`,
+          `link set ${me} up`,
+          ...other.podCidrs.map((c) => `route add ${c} via ${c.includes(':') ? v6(other) : v4(other)} dev ${me}`),
+          `route add ${other.nodeIPv4}/32 via ${v4(other)} dev ${me}`,
+        ].join('\n') + '\n',
+      });
+    }
   }
 
   pod(name: string): Pod {
