@@ -7,91 +7,43 @@
  * to the waypoint pod on node 1 (plain pod-IP TCP) with the PROXY header; the waypoint
  * routes to the backends on node 2.
  */
-import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, type Pod } from '../../lab/index.js';
-import { adminRequest } from '../../agent/admin/client.js';
-import { writeManifest } from '../../agent/demo/manifests.js';
-import { PLAIN_WEB_VIP, WAYPOINT_METRICS, WEB_VIP, answeredBy, curlMany, handoffObjects, waypointArgs, type HandoffPods } from '../../agent/demo/handoff.js';
-import type { WaypointFrontend, WpStats } from '../../agent/datapath/waypoint-sync.js';
-import { KERNWAY_MAIN, startAgentProcess, type AgentProcess } from '../fixtures/cli.js';
-import { HTTP_ECHO } from '../../bench/handoff/rig.js';
+import type { Pod } from '../../lab/index.js';
+import { PLAIN_WEB_VIP, WEB_VIP, answeredBy, curlMany, type HandoffPods } from '../../agent/demo/handoff.js';
+import { NodesRig } from '../../bench/handoff/nodes.js';
 
-const labs: Lab[] = [];
-const agents: AgentProcess[] = [];
-const procs: ChildProcess[] = [];
-let dir = '';
+let rig: NodesRig;
 let pods: HandoffPods;
-let waypointOut = '';
-
-const nodeOf = (p: Pod): string => `node-${labs.find((l) => l.pods.get(p.name) === p)!.node}`;
-const labOf = (p: Pod): Lab => labs.find((l) => l.pods.get(p.name) === p)!;
-
-interface Status { waypoints?: { frontends: WaypointFrontend[]; stats: WpStats } }
-const status = (i: number): Promise<Status> => adminRequest<Status>(agents[i]!.socket, '/v1/status', { timeoutMs: 10_000 });
-
-async function until(what: string, f: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try { if (await f()) return; } catch { /* not yet */ }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms\n${waypointOut.slice(-2000)}\n${agents.map((a) => a.stderr().slice(-1000)).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function curl(p: Pod, args: string[]): Promise<{ code: number; out: string; err: string; ms: number }> {
-  const t0 = Date.now();
-  const r = await labOf(p).exec(p, 'curl', ['-s', '--max-time', '5', ...args], { timeoutMs: 30_000 });
-  return { code: r.code, out: r.stdout, err: r.stderr, ms: Date.now() - t0 };
-}
-
-const wpFrontend = async (i: number): Promise<WaypointFrontend | undefined> => (await status(i)).waypoints?.frontends.find((f) => f.frontend === `${WEB_VIP}:80`);
 
 beforeAll(async () => {
-  for (const node of [0, 1, 2]) labs.push(await Lab.create({ tag: 'handoffn', node }));
-  await Lab.link(labs[0]!, labs[1]!);
-  await Lab.link(labs[1]!, labs[2]!);
-  await Lab.link(labs[0]!, labs[2]!);
-  pods = { client: await labs[0]!.addPod('client'), wp: await labs[1]!.addPod('wp'), v1: await labs[2]!.addPod('web-v1'), v2: await labs[2]!.addPod('web-v2') };
-  for (const p of [pods.v1, pods.v2]) procs.push(labs[2]!.spawn(p, process.execPath, [HTTP_ECHO, '8080'], { env: { ...process.env, POD_NAME: p.name } }));
-  dir = mkdtempSync(join(tmpdir(), 'kw-handoffn-'));
-  writeManifest(dir, 'mesh.yaml', handoffObjects(nodeOf, pods));
-  for (const l of labs) {
-    agents.push(await startAgentProcess(['--standalone', dir, '--node-name', `node-${l.node}`, '--cgroup', l.cgroupPath, '--bpffs', join(l.bpffsDir, 'agent')],
-      join(dir, `admin-${l.node}.sock`), 60_000));
-  }
-  const wp = labs[1]!.spawn(pods.wp, process.execPath, [KERNWAY_MAIN, ...waypointArgs(dir)], { env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
-  procs.push(wp);
-  wp.stdout!.setEncoding('utf8').on('data', (d: string) => { waypointOut += d; });
-  wp.stderr!.setEncoding('utf8').on('data', (d: string) => { waypointOut += d; });
-  await until('waypoint ready', async () => (await curl(pods.wp, ['-f', '-o', '/dev/null', `http://${WAYPOINT_METRICS}/readyz`])).code === 0, 60_000);
-  // The backends on node 2, reached from the waypoint on node 1 (pod CIDR routes over the links).
-  for (const p of [pods.v1, pods.v2]) await until(`backend ${p.name} from node 1`, async () => (await curl(pods.wp, ['-f', '-o', '/dev/null', `http://${p.ipv4}:8080/healthz`])).code === 0);
-  await until('node 0 hands shop/web:80 to the waypoint pod on node 1', async () => (await wpFrontend(0))?.pods.includes(pods.wp.ipv4) === true);
+  rig = await NodesRig.start('handoffn');
+  pods = rig.pods;
 }, 240_000);
 
 afterAll(async () => {
-  for (const c of [...procs, ...agents.map((a) => a.child)]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const l of labs) await l.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await rig?.stop();
 });
+
+const labs = () => rig.labs;
+const labOf = (p: Pod) => rig.labOf(p);
+const status = (i: number) => rig.status(i);
+const until = (what: string, f: () => Promise<boolean>) => rig.until(what, f);
+const curl = (p: Pod, args: string[]) => rig.curl(p, args);
+const wpFrontend = (i: number) => rig.frontend(i);
 
 describe('hand-off across nodes: client (node 0) -> ClusterIP -> kernel redirect -> waypoint (node 1) -> backends (node 2)', () => {
   it('three nodes, each with its own agent, cgroup and bpffs folder; pod addresses by node', () => {
-    expect(new Set(labs.map((l) => l.cgroupPath)).size).toBe(3);
-    expect(new Set(labs.map((l) => l.bpffsDir)).size).toBe(3);
+    expect(new Set(labs().map((l) => l.cgroupPath)).size).toBe(3);
+    expect(new Set(labs().map((l) => l.bpffsDir)).size).toBe(3);
     expect([pods.client.ipv4, pods.wp.ipv4, pods.v1.ipv4]).toEqual(['10.244.0.2', '10.244.2.2', '10.244.4.2']);
   });
 
   it('HTTP/1.1: the header match of the HTTPRoute; the access log names the client pod on node 0 by its address', async () => {
     const r = await curl(pods.client, ['-H', 'x-canary: yes', ...curlMany(`http://${WEB_VIP}/x`, 3)]);
-    expect(r.code, r.err + waypointOut).toBe(0);
+    expect(r.code, r.err + rig.waypointOut).toBe(0);
     expect(answeredBy(r.out)).toEqual({ 'web-v2': 3 });
-    await until('access log line', async () => waypointOut.includes('"path":"/x2"'));
-    const line = waypointOut.split('\n').find((l) => l.includes('"path":"/x2"'))!;
+    await until('access log line', async () => rig.waypointOut.includes('"path":"/x2"'));
+    const line = rig.waypointOut.split('\n').find((l) => l.includes('"path":"/x2"'))!;
     expect(line).toContain(`"sourceAddress":"${pods.client.ipv4}"`);
     expect(line).toContain('"source":"demo/client');
     expect(line).toContain('"parent":"shop/web:80"');
@@ -120,7 +72,7 @@ describe('hand-off across nodes: client (node 0) -> ClusterIP -> kernel redirect
     const c = answeredBy(r.out);
     expect((c['web-v1'] ?? 0) + (c['web-v2'] ?? 0)).toBe(20);
     expect(c['web-v1'] ?? 0).toBeGreaterThan(0);
-    expect(waypointOut).not.toContain('"path":"/plain');
+    expect(rig.waypointOut).not.toContain('"path":"/plain');
   });
 
   it('node 0 counted the redirects and wrote a header on each (stack-only sockets: the waypoint is not a local pod)', async () => {
@@ -144,16 +96,14 @@ describe('hand-off across nodes: client (node 0) -> ClusterIP -> kernel redirect
   });
 
   it('no ready waypoint pod: node 0 refuses at once (ECONNREFUSED, counted); when it is back, new connections use it', async () => {
-    const all = handoffObjects(nodeOf, pods);
-    const isWpPod = (o: Record<string, unknown>): boolean => o.kind === 'Pod' && (o.metadata as { name: string }).name === 'wp';
     const before = (await status(0)).waypoints!.stats.refused;
-    writeManifest(dir, 'mesh.yaml', all.filter((o) => !isWpPod(o)));
+    rig.apply(rig.objects(false));
     await until('node 0 without a waypoint pod', async () => (await wpFrontend(0))?.pods.length === 0);
     const r = await curl(pods.client, [`http://${WEB_VIP}/down`]);
     expect(r.code).toBe(7); // curl: failed to connect
     expect(r.ms).toBeLessThan(2000);
     expect((await status(0)).waypoints!.stats.refused).toBe(before + 1);
-    writeManifest(dir, 'mesh.yaml', all);
+    rig.apply(rig.objects(true));
     await until('node 0 with the waypoint pod again', async () => (await wpFrontend(0))?.pods.includes(pods.wp.ipv4) === true);
     const back = await curl(pods.client, ['-H', 'x-canary: yes', `http://${WEB_VIP}/back`]);
     expect(back.code, back.err).toBe(0);
