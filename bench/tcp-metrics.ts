@@ -93,11 +93,23 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     const withRates: number[] = [];
     const withoutRates: number[] = [];
     const loads: number[] = [];
+    // This process is the agent's side (the drain timer and the counters): its CPU time
+    // during the with-rounds, per connection, against the time a connection takes.
+    let agentCpuUs = 0;
+    let withConns = 0;
     for (let i = 0; i < opts.rounds; i++) {
       for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
         await setWith(on);
         loads.push(+loadavg()[0]!.toFixed(2));
-        (on ? withRates : withoutRates).push(await run());
+        const cpu0 = process.cpuUsage();
+        const rate = await run();
+        if (on) conns!.drain(); // what is left, counted in this round
+        const cpu = process.cpuUsage(cpu0);
+        (on ? withRates : withoutRates).push(rate);
+        if (on) {
+          agentCpuUs += cpu.user + cpu.system;
+          withConns += rate * opts.seconds;
+        }
       }
     }
     await setWith(false);
@@ -109,6 +121,8 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
       medianWith: Math.round(w), medianWithout: Math.round(wo), ratio: ratio(w, wo),
       perRoundRatios: withRates.map((x, i) => ratio(x, withoutRates[i]!)),
       records, labelSets: tcp.labelSets, loadavg1: loads,
+      // The agent's CPU per connection, and what a connection costs at the median rate over 2 cores.
+      agentCpuUsPerConn: +(agentCpuUs / Math.max(1, withConns)).toFixed(2), connBudgetUs: +(2e6 / Math.max(1, wo)).toFixed(2),
     };
   } finally {
     conns?.close();

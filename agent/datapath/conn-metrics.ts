@@ -17,78 +17,33 @@ import { errorMessage } from '../../common/errors.js';
 import { projectRoot } from '../../common/version.js';
 import { existsSync, rmSync } from 'node:fs';
 import { BpfLink, BpfRingBuffer, type BpfMap } from '../../native/index.js';
-import { readAddr } from './addr.js';
+import { decodeConnRecords, CM_EVENT_SIZE, type ConnRecord } from './conn-record.js';
 import { scalar, type MapLayout } from './layout.js';
 import { checkSubsystem, type LoadedSubsystem, type SubsystemSpec } from './loader.js';
 import { pinLayout } from './sock-lb.js';
 import { SOCKMAP_MAP_NAMES } from './sockmap.js';
+
+export { CM_EVENT_SIZE, decodeConnRecords, type ConnRecord } from './conn-record.js';
 
 export const CM_PROGRAM = 'kw_cm_sockops';
 export const CM_MAP_NAMES = ['kw_cm_events', 'kw_cm_sk', 'kw_cm_stats'] as const;
 /** The other subsystems' maps the program reads (its object declares them: they are reused by pin). */
 const SHARED_MAPS = ['kw_revnat', ...SOCKMAP_MAP_NAMES] as const;
 
-/** struct kw_cm_event (bpf/conn_metrics.bpf.c): 120 bytes. */
-export const CM_EVENT_SIZE = 120;
-const AT = {
-  cookie: 0, duration: 8, sent: 16, received: 24, redirSent: 32, redirReceived: 40,
-  local: 48, remote: 64, orig: 80, lport: 96, rport: 98, oport: 100, event: 102, role: 103, srtt: 104, retrans: 108, reset: 112,
-} as const;
 export const CM_LAYOUTS: Readonly<Record<string, MapLayout>> = { kw_cm_stats: { key: scalar(4), value: scalar(8) } };
-
-export interface ConnRecord {
-  event: 'opened' | 'closed';
-  /** client: this socket connect()ed (Istio reporter "source"); server: it was accepted ("destination"). */
-  role: 'client' | 'server';
-  cookie: bigint;
-  local: string; localPort: number;
-  remote: string; remotePort: number;
-  /** What the client dialled (a ClusterIP when balanced, else the peer); the server's own address for role server. */
-  orig: string; origPort: number;
-  /** Closed records only (0 in opened ones). */
-  durationNs: number;
-  /** By this socket: acknowledged by the peer (TCP) plus redirected by the sockmap. */
-  bytesSent: number;
-  /** By this socket: received through TCP plus redirected to it and read. */
-  bytesReceived: number;
-  redirectedSent: number;
-  redirectedReceived: number;
-  srttUs: number;
-  retransmits: number;
-  reset: boolean;
-}
-
-export function decodeConnRecords(data: Buffer, count: number): ConnRecord[] {
-  const out: ConnRecord[] = [];
-  for (let i = 0; i < count; i++) {
-    const o = i * CM_EVENT_SIZE;
-    const b = data.subarray(o, o + CM_EVENT_SIZE);
-    out.push({
-      event: b[AT.event] === 1 ? 'opened' : 'closed',
-      role: b[AT.role] === 1 ? 'client' : 'server',
-      cookie: b.readBigUInt64LE(AT.cookie),
-      local: readAddr(b.subarray(AT.local, AT.local + 16)), localPort: b.readUInt16BE(AT.lport),
-      remote: readAddr(b.subarray(AT.remote, AT.remote + 16)), remotePort: b.readUInt16BE(AT.rport),
-      orig: readAddr(b.subarray(AT.orig, AT.orig + 16)), origPort: b.readUInt16BE(AT.oport),
-      durationNs: Number(b.readBigUInt64LE(AT.duration)),
-      bytesSent: Number(b.readBigUInt64LE(AT.sent)),
-      bytesReceived: Number(b.readBigUInt64LE(AT.received)),
-      redirectedSent: Number(b.readBigUInt64LE(AT.redirSent)),
-      redirectedReceived: Number(b.readBigUInt64LE(AT.redirReceived)),
-      srttUs: b.readUInt32LE(AT.srtt),
-      retransmits: b.readUInt32LE(AT.retrans),
-      reset: b[AT.reset] === 1,
-    });
-  }
-  return out;
-}
 
 export interface ConnMetricsOptions {
   cgroupPath: string;
   bpffsDir: string;
   objectPath?: string;
-  /** Called with each batch of records drained. */
-  onRecords: (records: ConnRecord[]) => void;
+  /** Called with each batch of records drained, decoded into objects (tests, tools). */
+  onRecords?: (records: ConnRecord[]) => void;
+  /**
+   * Called with each batch as the kernel wrote it: count records of CM_EVENT_SIZE bytes
+   * in data (agent/metrics/tcp.ts reads them in place, no object per record). Takes
+   * precedence over onRecords.
+   */
+  onBatch?: (data: Buffer, count: number) => void;
   /** How often the ring buffer is drained, ms (default 100). */
   drainMs?: number;
   log?: Logger;
@@ -151,7 +106,10 @@ export class ConnMetrics {
     try {
       const { data, count } = this.ring.consume();
       this.skippedRecords = this.ring.skipped;
-      if (count > 0) this.opts.onRecords(decodeConnRecords(data, count));
+      if (count > 0) {
+        if (this.opts.onBatch) this.opts.onBatch(data, count);
+        else this.opts.onRecords?.(decodeConnRecords(data, count));
+      }
       return count;
     } catch (e) {
       this.opts.log?.error({ err: errorMessage(e) }, 'connection metrics: draining the ring buffer failed');

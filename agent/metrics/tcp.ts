@@ -16,10 +16,12 @@
  * counted in kernway_tcp_metrics_overflow_total.
  *
  * The connection path never waits for this: the records are counted into plain
- * numbers, rendered when /metrics is scraped.
+ * numbers, rendered when /metrics is scraped. The drain reads the kernel's records in
+ * place (recordBatch: no object or string per record); a record's cell is found by
+ * numbers (IPv4 addresses, port, role), its labels resolved once per distinct key.
  */
 import type { Registry } from 'prom-client';
-import type { ConnRecord } from '../datapath/conn-metrics.js';
+import { CM_AT, CM_EVENT_SIZE, decodeConnRecords, type ConnRecord } from '../datapath/conn-record.js';
 
 /** What a connection record must say (agent/datapath/conn-metrics.ts decodes them from the kernel). */
 export type TcpRecord = Omit<ConnRecord, 'cookie' | 'redirectedSent' | 'redirectedReceived'>;
@@ -95,6 +97,11 @@ export class TcpMetrics {
   private readonly cells = new Map<string, Cell>();
   private overflow: Map<string, Cell> = new Map();
   private resolver: TcpResolver | undefined;
+  /**
+   * Cells by the numbers that decide a record's labels (IPv4 records): local address ->
+   * remote address -> role·2^48 + dialled address·2^16 + dialled port. Cleared with the resolver.
+   */
+  private byAddr = new Map<number, Map<number, Map<number, Cell>>>();
 
   constructor(registry: Registry, opts: TcpMetricsOptions = {}) {
     this.maxLabelSets = opts.maxLabelSets ?? 2000;
@@ -136,6 +143,7 @@ export class TcpMetrics {
 
   setResolver(r: TcpResolver): void {
     this.resolver = r;
+    this.byAddr = new Map();
   }
 
   /** Istio's labels of a record. */
@@ -158,24 +166,51 @@ export class TcpMetrics {
   record(records: readonly TcpRecord[]): void {
     for (const r of records) {
       const c = this.cell(this.labelsOf(r));
-      if (r.event === 'opened') {
+      if (r.event === 'opened') c.opened++;
+      else closed(c, r.role === 'client', r.bytesSent, r.bytesReceived, r.retransmits, r.reset, r.srttUs, r.durationNs);
+    }
+  }
+
+  /**
+   * count records of struct kw_cm_event (agent/datapath/conn-record.ts) as the ring buffer
+   * hands them over, read in place: what record() does, without an object per record.
+   */
+  recordBatch(data: Buffer, count: number): void {
+    const dv = new DataView(data.buffer, data.byteOffset, count * CM_EVENT_SIZE);
+    for (let i = 0, o = 0; i < count; i++, o += CM_EVENT_SIZE) {
+      const client = data[o + CM_AT.role] === 1;
+      const c = this.cellAt(data, dv, o, client);
+      if (data[o + CM_AT.event] === 1) {
         c.opened++;
         continue;
       }
-      c.closed++;
-      // Istio's directions: received = source -> destination, sent = destination -> source.
-      if (r.role === 'client') {
-        c.received += r.bytesSent;
-        c.sent += r.bytesReceived;
-      } else {
-        c.received += r.bytesReceived;
-        c.sent += r.bytesSent;
-      }
-      c.retransmits += r.retransmits;
-      if (r.reset) c.resets++;
-      c.rtt.observe(r.srttUs / 1e6);
-      c.duration.observe(r.durationNs / 1e9);
+      closed(c, client, u64(dv, o + CM_AT.sent), u64(dv, o + CM_AT.received), dv.getUint32(o + CM_AT.retrans, true),
+        data[o + CM_AT.reset] === 1, dv.getUint32(o + CM_AT.srtt, true), u64(dv, o + CM_AT.duration));
     }
+  }
+
+  /** The cell of the record at o: by numbers when its addresses are IPv4, else through its decoded labels. */
+  private cellAt(data: Buffer, dv: DataView, o: number, client: boolean): Cell {
+    if (!mappedV4(dv, o + CM_AT.local) || !mappedV4(dv, o + CM_AT.remote) || !mappedV4(dv, o + CM_AT.orig)) {
+      return this.cell(this.labelsOf(decodeConnRecords(data.subarray(o, o + CM_EVENT_SIZE), 1)[0]!));
+    }
+    const local = dv.getUint32(o + CM_AT.local + 12);
+    const remote = dv.getUint32(o + CM_AT.remote + 12);
+    // What decides the service: the address:port dialled (client), the own address:port (server).
+    const dialled = client
+      ? 2 ** 48 + dv.getUint32(o + CM_AT.orig + 12) * 65536 + dv.getUint16(o + CM_AT.oport)
+      : 2 * 2 ** 48 + local * 65536 + dv.getUint16(o + CM_AT.lport);
+    let byRemote = this.byAddr.get(local);
+    if (!byRemote) this.byAddr.set(local, byRemote = new Map());
+    let byDialled = byRemote.get(remote);
+    if (!byDialled) byRemote.set(remote, byDialled = new Map());
+    const hit = byDialled.get(dialled);
+    if (hit) return hit;
+    const folded = this.folded;
+    const c = this.cell(this.labelsOf(decodeConnRecords(data.subarray(o, o + CM_EVENT_SIZE), 1)[0]!));
+    // The overflow cell is not remembered: each record folded into it is counted in folded.
+    if (this.folded === folded) byDialled.set(dialled, c);
+    return c;
   }
 
   get labelSets(): number {
@@ -200,6 +235,31 @@ export class TcpMetrics {
     }
     return o;
   }
+}
+
+/** A closed record's values into its cell. Istio's directions: received = source -> destination, sent = destination -> source. */
+function closed(c: Cell, client: boolean, bytesSent: number, bytesReceived: number, retransmits: number, reset: boolean, srttUs: number, durationNs: number): void {
+  c.closed++;
+  if (client) {
+    c.received += bytesSent;
+    c.sent += bytesReceived;
+  } else {
+    c.received += bytesReceived;
+    c.sent += bytesSent;
+  }
+  c.retransmits += retransmits;
+  if (reset) c.resets++;
+  c.rtt.observe(srttUs / 1e6);
+  c.duration.observe(durationNs / 1e9);
+}
+
+function u64(dv: DataView, at: number): number {
+  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32;
+}
+
+/** An IPv4-mapped IPv6 address (::ffff:a.b.c.d, as the kernel's records hold IPv4) at. */
+function mappedV4(dv: DataView, at: number): boolean {
+  return dv.getUint32(at) === 0 && dv.getUint32(at + 4) === 0 && dv.getUint32(at + 8) === 0xffff;
 }
 
 /** A resolver over a model's pods and Services (the agent builds one per snapshot). */
