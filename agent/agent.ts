@@ -443,7 +443,7 @@ export class Agent {
     const tcp = this.tcp;
     if (!tcp) return undefined;
     try {
-      return await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log, onRecords: (r) => tcp.record(r) });
+      return await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log, onBatch: (data, count) => tcp.recordBatch(data, count) });
     } catch (e) {
       this.log.error({ code: (e as { code?: string }).code, err: errorMessage(e) }, 'L4 connection metrics unavailable (kernway_tcp_* stay empty)');
       return undefined;

@@ -82,7 +82,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
       return s.rate!;
     };
     const setWith = async (on: boolean): Promise<void> => {
-      if (on && !conns) conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, onRecords: (r) => { records += r.length; tcp.record(r); } });
+      if (on && !conns) conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, onBatch: (data, count) => { records += count; tcp.recordBatch(data, count); } });
       if (!on && conns) {
         conns.close();
         conns = undefined;

@@ -17,6 +17,8 @@ import { validateAgentOptions } from '../../agent/options.js';
 import { uninstall } from '../../agent/datapath/sock-lb.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import { TcpMetrics, type TcpRecord } from '../../agent/metrics/tcp.js';
+import { CM_AT, CM_EVENT_SIZE } from '../../agent/datapath/conn-record.js';
+import { encodeAddr } from '../../agent/datapath/addr.js';
 import { Server, runClient } from '../sockmap/harness.js';
 
 const NODE = 'node-a';
@@ -175,6 +177,57 @@ describe('the cap on label sets', () => {
     expect(text).toMatch(/^kernway_tcp_metrics_overflow_total 3$/m);
     expect(text).toMatch(/^kernway_tcp_metrics_label_sets 2$/m);
     expect(samples(text, 'kernway_tcp_connections_closed_total', {})).toHaveLength(3);
+  });
+
+  /** The records as bpf/conn_metrics.bpf.c writes them into the ring buffer. */
+  const raw = (recs: TcpRecord[]): Buffer => {
+    const b = Buffer.alloc(recs.length * CM_EVENT_SIZE);
+    recs.forEach((r, i) => {
+      const o = i * CM_EVENT_SIZE;
+      b.writeBigUInt64LE(BigInt(r.durationNs), o + CM_AT.duration);
+      b.writeBigUInt64LE(BigInt(r.bytesSent), o + CM_AT.sent);
+      b.writeBigUInt64LE(BigInt(r.bytesReceived), o + CM_AT.received);
+      encodeAddr(r.local).copy(b, o + CM_AT.local);
+      encodeAddr(r.remote).copy(b, o + CM_AT.remote);
+      encodeAddr(r.orig).copy(b, o + CM_AT.orig);
+      b.writeUInt16BE(r.localPort, o + CM_AT.lport);
+      b.writeUInt16BE(r.remotePort, o + CM_AT.rport);
+      b.writeUInt16BE(r.origPort, o + CM_AT.oport);
+      b[o + CM_AT.event] = r.event === 'opened' ? 1 : 2;
+      b[o + CM_AT.role] = r.role === 'client' ? 1 : 2;
+      b.writeUInt32LE(r.srttUs, o + CM_AT.srtt);
+      b.writeUInt32LE(r.retransmits, o + CM_AT.retrans);
+      b[o + CM_AT.reset] = r.reset ? 1 : 0;
+    });
+    return b;
+  };
+
+  it('counts records read in place from the ring buffer exactly as decoded ones (cap, IPv6, both roles, new resolver)', async () => {
+    const recs: TcpRecord[] = [
+      rec(1), rec(2), { ...rec(1), event: 'opened', bytesSent: 0, bytesReceived: 0 }, { ...rec(3), reset: true, bytesSent: 2 ** 40 + 7 },
+      { ...rec(1), role: 'server', local: '10.0.1.1', localPort: 80, remote: '10.0.0.1', orig: '10.0.1.1', origPort: 80 },
+      { ...rec(1), orig: '10.0.1.2', origPort: 81 }, { ...rec(1), local: 'fd00::1', remote: 'fd00::2', orig: 'fd00::2' }, rec(4), rec(2), rec(1),
+    ];
+    const resolvers = [
+      { workload: (ip: string) => ({ name: `w${ip.split(/[.:]/).at(-1)}`, namespace: 'ns' }), service: (_ip: string, port: number) => `s${port}.ns.svc.cluster.local`,
+        serviceOfEndpoint: (_ip: string, port: number) => `e${port}.ns.svc.cluster.local` },
+      { workload: () => ({ name: 'later', namespace: 'ns2' }), service: () => undefined, serviceOfEndpoint: () => undefined },
+    ];
+    const a = new Registry();
+    const b = new Registry();
+    const ma = new TcpMetrics(a, { maxLabelSets: 5 });
+    const mb = new TcpMetrics(b, { maxLabelSets: 5 });
+    for (const r of resolvers) {
+      ma.setResolver(r);
+      mb.setResolver(r);
+      ma.record([...recs, ...recs]);
+      mb.recordBatch(raw(recs), recs.length);
+      mb.recordBatch(raw(recs), recs.length);
+    }
+    expect(mb.folded).toBeGreaterThan(0);
+    expect(mb.folded).toBe(ma.folded);
+    expect(await b.metrics()).toBe(await a.metrics());
+    expect(one(await b.metrics(), 'kernway_tcp_connections_opened_total', { source_workload: 'w1', destination_service: 's80.ns.svc.cluster.local' })).toBe(2);
   });
 
   it('labels what it cannot resolve "unknown", as Istio does', () => {
