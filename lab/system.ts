@@ -1,5 +1,6 @@
 /** Small process helpers the lab uses, and the mounts it needs. */
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
 import { KernwayError } from '../common/errors.js';
 
 export { cgroup2Mount, ensureBpffs, mountsOfType } from '../common/mounts.js';
@@ -28,4 +29,16 @@ export function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** A TCP port free on 127.0.0.1 right now (for control-plane listeners of tests, the demo and benches). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

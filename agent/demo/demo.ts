@@ -12,7 +12,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { KernwayError } from '../../common/errors.js';
 import { projectRoot } from '../../common/version.js';
 import { Lab, type Pod } from '../../lab/index.js';
+import { freePort } from '../../lab/system.js';
 import { adminRequest } from '../admin/client.js';
 import type { KernelService } from '../datapath/inspect.js';
 import { serviceObject, sliceObject, writeManifest } from './manifests.js';
@@ -33,17 +33,6 @@ type Say = (line: string) => void;
 
 function fixture(name: string): string {
   return join(projectRoot(), 'test', 'fixtures', name);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function waitLine(child: ChildProcess, match: (l: string) => boolean, what: string, ms = 15_000): Promise<string> {

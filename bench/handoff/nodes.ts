@@ -9,10 +9,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, type Pod } from '../../lab/index.js';
+import { freePort } from '../../lab/system.js';
 import { adminRequest } from '../../agent/admin/client.js';
 import { writeManifest } from '../../agent/demo/manifests.js';
 import { WAYPOINT_METRICS, WEB_VIP, handoffObjects, waypointArgs, type HandoffPods } from '../../agent/demo/handoff.js';
@@ -26,17 +26,6 @@ type Obj = Record<string, unknown>;
 
 export interface NodeAgent { child: ChildProcess; socket: string; stderr: () => string }
 export interface AgentStatus { waypoints?: { frontends: WaypointFrontend[]; stats: WpStats } }
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export class NodesRig {
   readonly labs: Lab[] = [];
