@@ -12,9 +12,9 @@ import { statSync } from 'node:fs';
 import { joinNegativeValues, refuseRepeated } from '../common/args.js';
 import type { AccessLogDestination } from './observe/access-log.js';
 import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
-import { parseFeedAddress, type FeedAddress } from '../sources/feed/protocol.js';
+import { TOKEN_FILE, parseFeedAddress, type FeedAddress } from '../sources/feed/protocol.js';
 
-export const DEFAULT_TOKEN_FILE = '/var/run/secrets/kernway/token';
+export const DEFAULT_TOKEN_FILE = TOKEN_FILE;
 
 export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR | --agent ADDRESS [--token-file PATH])
                  [--listen-address IP] [--mesh-port PORT]

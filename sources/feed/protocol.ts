@@ -17,6 +17,11 @@ export const FEED_PROTO = join(projectRoot(), 'proto', 'feed.proto');
 export const FEED_METHOD = '/kernway.feed.v1.WaypointFeed/Stream';
 /** The audience of the projected ServiceAccount token a waypoint presents over TCP. */
 export const TOKEN_AUDIENCE = 'kernway';
+/** Where a waypoint pod's projected token is mounted, and the file in it (the default --token-file). */
+export const TOKEN_DIR = '/var/run/secrets/kernway';
+export const TOKEN_FILE = `${TOKEN_DIR}/token`;
+/** The feed's TCP port in a cluster: the DaemonSet's agents listen on $(HOST_IP):15012 (deploy/daemonset.yaml). */
+export const FEED_PORT = 15012;
 /** The label a waypoint pod carries (set by Gateway API implementations on their gateway pods). */
 export const WAYPOINT_POD_LABEL = 'gateway.networking.k8s.io/gateway-name';
 

@@ -1,13 +1,15 @@
 /**
  * deploy/ against the real API server of a lab cluster (2 nodes): `kubectl apply -k deploy/`
  * (and --dry-run=server), the agent DaemonSet's pods on every node from the manifest as
- * written, the GatewayClasses, and RBAC as the agent's ServiceAccount (403 where it must not).
+ * written, the GatewayClasses, RBAC as the agent's ServiceAccount (403 where it must not), the
+ * waypoint controller, and a waypoint fed by its node's agent over TCP serving an HTTPRoute.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../lab/cluster/index.js';
 import { waitFor } from '../../lab/cluster/proc.js';
 import { DEPLOY_DIR, TokenApi, asToken, installGatewayApiCrds, modelFromApi, serviceAccountToken } from './helpers.js';
-import { NODE, apply, containerLog, isReady, pidOf, podsWith, type PodJson } from '../cluster/helpers.js';
+import { HTTP_ECHO, NODE, apply, containerLog, environOf, isReady, pidOf, podExec, podsWith, type PodJson } from '../cluster/helpers.js';
+import { waypointGateway } from '../../agent/cluster/waypoint-manifests.js';
 
 const CLI = join(projectRoot(), 'dist', 'cli', 'main.js');
 import { ClusterController } from '../../agent/cluster/controller.js';
@@ -20,6 +22,18 @@ import { projectRoot } from '../../common/version.js';
 import { run } from '../../lab/system.js';
 
 const SA = 'system:serviceaccount:kernway-system:kernway-agent';
+/** node -e: one HTTP/1.1 GET /hello to the waypoint's mesh port (argv: waypoint IP, source IP, destination IP, a header line), after a PROXY v2 header naming SRC:40000 -> DST:80; prints the answer. */
+const MESH_GET = `
+const net = require('node:net');
+const [wp, src, dst, header] = process.argv.slice(1);
+const ip = (s) => Buffer.from(s.split('.').map(Number));
+const port = (p) => { const b = Buffer.alloc(2); b.writeUInt16BE(p); return b; };
+const proxy = Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a', 'hex'), Buffer.from([0x21, 0x11, 0, 12]), ip(src), ip(dst), port(40000), port(80)]);
+const s = net.connect(15019, wp, () => s.write(Buffer.concat([proxy, Buffer.from('GET /hello HTTP/1.1\\r\\nhost: web\\r\\nconnection: close\\r\\n' + header + '\\r\\n\\r\\n')])));
+let out = '';
+s.setEncoding('utf8').on('data', (d) => { out += d; }).on('end', () => { console.log(out); process.exit(0); }).on('error', (e) => { console.error(e.message); process.exit(3); });
+setTimeout(() => { console.error('timeout: ' + out); process.exit(4); }, 5000).unref();
+`;
 /** kubectl's discovery of a dozen API groups takes long on a loaded machine. */
 const KUBECTL_MS = 120_000;
 
@@ -198,7 +212,7 @@ describe('deploy/ on the lab cluster', () => {
     }
   }, 150_000);
 
-  it('a Gateway of class kernway-waypoint yields a running waypoint (Deployment, Service, ServiceAccount owned by it), the same objects `kernway waypoint generate` prints', async () => {
+  it('a Gateway of class kernway-waypoint yields a waypoint (Deployment, Service, ServiceAccount owned by it), the same objects `kernway waypoint generate` prints; without an agent on its node it runs but is not Ready', async () => {
     const token = await serviceAccountToken(cluster, 'kernway-system', 'kernway-agent');
     const api = new TokenApi(cluster, token);
     const waypoints: WaypointController[] = [];
@@ -227,16 +241,17 @@ describe('deploy/ on the lab cluster', () => {
       }
       expect(covers(dep.spec, docs.find((d) => d.kind === 'Deployment')!.spec), 'Deployment spec as generated').toBe(true);
 
-      // Its pod runs `kernway waypoint --namespace shop` in the lab (the image is mapped to this build) and becomes Ready.
-      const pod = await waitFor('a Ready waypoint pod', async () => (await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', 'shop')).find(isReady), 60_000, 200);
+      // Its pod runs `kernway waypoint --namespace shop --agent $(HOST_IP):15012` in the lab (the image is mapped to this
+      // build); with no agent on its node (the DaemonSet was deleted above) it has no configuration, so it is not Ready
+      // and the Gateway is not Programmed (the next test has the DaemonSet's agents feed a waypoint).
+      const pod = await waitFor('a started waypoint pod', async () => (await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', 'shop')).find((p) => p.status.containerStatuses?.[0]?.containerID), 60_000, 200);
       expect(pod.metadata.labels?.['gateway.networking.k8s.io/gateway-name']).toBe('waypoint');
-      expect(readFileSync(`/proc/${pidOf(pod)}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['waypoint', '--namespace=shop']));
-      // Programmed once the Deployment has an available pod, with the Service's address.
-      const svc = await cluster.api.get<{ spec: { clusterIP: string } }>('/api/v1/namespaces/shop/services/waypoint');
-      await waitFor('Gateway waypoint Programmed', async () => {
-        const g = await cluster.api.get<{ status?: { conditions?: Array<{ type: string; status: string }>; addresses?: Array<{ value: string }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint');
-        return g.status?.conditions?.some((c) => c.type === 'Programmed' && c.status === 'True') && g.status.addresses?.[0]?.value === svc.spec.clusterIP ? true : undefined;
+      expect(readFileSync(`/proc/${pidOf(pod)}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['waypoint', '--namespace=shop', `--agent=${cluster.node(pod.spec.nodeName!).ip}:15012`]));
+      await waitFor('Gateway waypoint Programmed=False Pending', async () => {
+        const g = await cluster.api.get<{ status?: { conditions?: Array<{ type: string; status: string; reason: string }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint');
+        return g.status?.conditions?.some((c) => c.type === 'Programmed' && c.status === 'False' && c.reason === 'Pending') || undefined;
       }, 30_000, 200);
+      expect(isReady((await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', 'shop')).find((p) => p.metadata.name === pod.metadata.name)!)).toBe(false);
       expect(waypoints[0]!.totals.created).toBe(3);
 
       // Drift is put back: a changed replica count and a removed label.
@@ -256,4 +271,89 @@ describe('deploy/ on the lab cluster', () => {
       await ctl.stop();
     }
   }, 150_000);
+  it('the DaemonSet\'s agents feed the waypoint their elected agent made from a Gateway of class kernway-waypoint ($(HOST_IP):15012, projected token of audience kernway): an HTTPRoute\'s header match picks one of two backend Services', async () => {
+    // The DaemonSet again (the Lease test deleted it): its elected agent makes the waypoint, every agent serves the feed.
+    await cluster.kubectl(['apply', '-k', DEPLOY_DIR], { timeoutMs: KUBECTL_MS });
+    const ns = 'mall';
+    const echo = (name: string): unknown[] => [
+      {
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns },
+        spec: {
+          replicas: 1, selector: { matchLabels: { app: name } },
+          template: {
+            metadata: { labels: { app: name } },
+            spec: {
+              terminationGracePeriodSeconds: 2,
+              containers: [{
+                name: 'echo', image: 'none', command: [NODE, HTTP_ECHO, '8080'], ports: [{ name: 'http', containerPort: 8080 }],
+                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+                readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
+              }],
+            },
+          },
+        },
+      },
+      { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec: { selector: { app: name }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+    ];
+    await apply(cluster, [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
+      ...echo('web-v1'), ...echo('web-v2'),
+      // The route's parent: callers ask for web:80 (the PROXY header's destination); v2 by header, else v1.
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: ns }, spec: { selector: { app: 'web-v1' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: ns },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
+          rules: [
+            { matches: [{ headers: [{ name: 'x-version', value: 'v2' }] }], backendRefs: [{ name: 'web-v2', port: 80 }] },
+            { backendRefs: [{ name: 'web-v1', port: 80 }] },
+          ],
+        },
+      },
+      waypointGateway(ns, 'waypoint'),
+    ]);
+    const agents = async (): Promise<PodJson[]> => podsWith(cluster, 'app.kubernetes.io/name=kernway-agent', 'kernway-system');
+    const wp = await waitFor('a Ready waypoint pod (Ready = it has its first configuration from the feed)', async () =>
+      (await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', ns)).find(isReady), 150_000, 250).catch(async (e: unknown) => {
+      const wps = await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', ns);
+      const logs = [...wps.map((p) => containerLog(cluster, p.spec.nodeName ?? 'node-1', p.metadata.name, 'waypoint', ns)), ...(await agents()).map((p) => containerLog(cluster, p.spec.nodeName!, p.metadata.name, 'agent', 'kernway-system'))];
+      throw new Error(`${String(e)}\n${logs.map((l) => l.slice(-2500)).join('\n----\n')}`);
+    });
+    // As generated: the PodMonitor's label, the node's address from the downward API, the projected token.
+    expect(wp.metadata.labels?.['app.kubernetes.io/name']).toBe('kernway-waypoint');
+    expect(wp.status.hostIP).toBe(cluster.node(wp.spec.nodeName!).ip);
+    const pid = pidOf(wp);
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['waypoint', `--namespace=${ns}`, `--agent=${wp.status.hostIP}:15012`, '--token-file=/var/run/secrets/kernway/token']));
+    expect(environOf(pid).HOST_IP).toBe(wp.status.hostIP);
+    const wsvc = await cluster.api.get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${ns}/services/waypoint`);
+    await waitFor('Gateway waypoint Programmed by the DaemonSet\'s elected agent, with its Service\'s address', async () => {
+      const g = await cluster.api.get<{ status?: { conditions?: Array<{ type: string; status: string }>; addresses?: Array<{ value: string }> } }>(`/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/gateways/waypoint`);
+      return g.status?.conditions?.some((c) => c.type === 'Programmed' && c.status === 'True') && g.status.addresses?.[0]?.value === wsvc.spec.clusterIP ? true : undefined;
+    }, 30_000, 200);
+    const token = readFileSync(`/proc/${pid}/root/var/run/secrets/kernway/token`, 'utf8');
+    const review = await cluster.api.post<{ status: { authenticated: boolean; audiences: string[]; user: { username: string } } }>('/apis/authentication.k8s.io/v1/tokenreviews', {
+      apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['kernway'] },
+    });
+    expect(review.status).toMatchObject({ authenticated: true, audiences: ['kernway'], user: { username: `system:serviceaccount:${ns}:waypoint` } });
+
+    // From a lab pod: a connection to the waypoint pod's mesh port, PROXY v2 header for web:80, then the request.
+    const web = await cluster.api.get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${ns}/services/web`);
+    const client = await waitFor('a Ready web-v1 pod', async () => (await podsWith(cluster, 'app=web-v1', ns)).find(isReady), 60_000, 200);
+    await waitFor('a Ready web-v2 pod', async () => (await podsWith(cluster, 'app=web-v2', ns)).find(isReady), 60_000, 200);
+    const ask = async (header: string): Promise<string> => {
+      const r = await podExec(cluster, client.metadata.name, [NODE, '-e', MESH_GET, wp.status.podIP!, client.status.podIP!, web.spec.clusterIP, header], ns);
+      if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const answer = await waitFor('the route served (x-version: v2 -> web-v2)', async () => {
+      const out = await ask('x-version: v2');
+      return /^HTTP\/1\.1 200/.test(out) && out.includes('"pod":"web-v2-') ? out : undefined;
+    }, 30_000, 300);
+    expect(answer).toMatch(/"path":"\/hello"/);
+    expect(await ask('x-version: v1')).toMatch(/"pod":"web-v1-/);
+    expect(await ask('x-other: v2')).toMatch(/"pod":"web-v1-/);
+    // The agent of the waypoint's node served it over TCP, after a TokenReview.
+    const local = (await agents()).find((p) => p.spec.nodeName === wp.spec.nodeName)!;
+    expect(containerLog(cluster, local.spec.nodeName!, local.metadata.name, 'agent', 'kernway-system')).toContain(`serviceaccount ${ns}/waypoint`);
+  }, 300_000);
 });
