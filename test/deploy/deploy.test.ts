@@ -22,17 +22,12 @@ import { projectRoot } from '../../common/version.js';
 import { run } from '../../lab/system.js';
 
 const SA = 'system:serviceaccount:kernway-system:kernway-agent';
-/** node -e: one HTTP/1.1 GET /hello to the waypoint's mesh port (argv: waypoint IP, source IP, destination IP, a header line), after a PROXY v2 header naming SRC:40000 -> DST:80; prints the answer. */
-const MESH_GET = `
-const net = require('node:net');
-const [wp, src, dst, header] = process.argv.slice(1);
-const ip = (s) => Buffer.from(s.split('.').map(Number));
-const port = (p) => { const b = Buffer.alloc(2); b.writeUInt16BE(p); return b; };
-const proxy = Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a', 'hex'), Buffer.from([0x21, 0x11, 0, 12]), ip(src), ip(dst), port(40000), port(80)]);
-const s = net.connect(15019, wp, () => s.write(Buffer.concat([proxy, Buffer.from('GET /hello HTTP/1.1\\r\\nhost: web\\r\\nconnection: close\\r\\n' + header + '\\r\\n\\r\\n')])));
-let out = '';
-s.setEncoding('utf8').on('data', (d) => { out += d; }).on('end', () => { console.log(out); process.exit(0); }).on('error', (e) => { console.error(e.message); process.exit(3); });
-setTimeout(() => { console.error('timeout: ' + out); process.exit(4); }, 5000).unref();
+/** node -e: one GET of URL with one header (argv: URL, header name, value); prints the status and body. */
+const HTTP_GET = `
+const http = require('node:http');
+const [url, name, value] = process.argv.slice(1);
+http.get(url, { agent: false, timeout: 3000, headers: { [name]: value } }, (r) => { let b = ''; r.setEncoding('utf8').on('data', (d) => { b += d; }).on('end', () => console.log(r.statusCode + ' ' + b)); })
+  .on('error', (e) => { console.error(e.message); process.exit(3); }).on('timeout', function () { this.destroy(new Error('timeout')); });
 `;
 /** kubectl's discovery of a dozen API groups takes long on a loaded machine. */
 const KUBECTL_MS = 120_000;
@@ -298,8 +293,8 @@ describe('deploy/ on the lab cluster', () => {
     await apply(cluster, [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
       ...echo('web-v1'), ...echo('web-v2'),
-      // The route's parent: callers ask for web:80 (the PROXY header's destination); v2 by header, else v1.
-      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: ns }, spec: { selector: { app: 'web-v1' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
+      // The route's parent, bound to the waypoint: the kernel hands web:80 to it (docs/waypoint-handoff.md); v2 by header, else v1.
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: ns, labels: { 'kernway.io/use-waypoint': 'waypoint' } }, spec: { selector: { app: 'web-v1' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } },
       {
         apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: ns },
         spec: {
@@ -330,28 +325,31 @@ describe('deploy/ on the lab cluster', () => {
       const g = await cluster.api.get<{ status?: { conditions?: Array<{ type: string; status: string }>; addresses?: Array<{ value: string }> } }>(`/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/gateways/waypoint`);
       return g.status?.conditions?.some((c) => c.type === 'Programmed' && c.status === 'True') && g.status.addresses?.[0]?.value === wsvc.spec.clusterIP ? true : undefined;
     }, 30_000, 200);
-    const token = readFileSync(`/proc/${pid}/root/var/run/secrets/kernway/token`, 'utf8');
+    const token = (await podExec(cluster, wp.metadata.name, ['cat', '/var/run/secrets/kernway/token'], ns)).stdout.trim();
     const review = await cluster.api.post<{ status: { authenticated: boolean; audiences: string[]; user: { username: string } } }>('/apis/authentication.k8s.io/v1/tokenreviews', {
       apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['kernway'] },
     });
     expect(review.status).toMatchObject({ authenticated: true, audiences: ['kernway'], user: { username: `system:serviceaccount:${ns}:waypoint` } });
 
-    // From a lab pod: a connection to the waypoint pod's mesh port, PROXY v2 header for web:80, then the request.
+    // From a lab pod: web's ClusterIP:80, handed by the kernel to the waypoint's mesh port (a PROXY v2 header for web:80);
+    // a direct connect() to the mesh port is refused (EPERM, no bypass).
     const web = await cluster.api.get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${ns}/services/web`);
     const client = await waitFor('a Ready web-v1 pod', async () => (await podsWith(cluster, 'app=web-v1', ns)).find(isReady), 60_000, 200);
     await waitFor('a Ready web-v2 pod', async () => (await podsWith(cluster, 'app=web-v2', ns)).find(isReady), 60_000, 200);
-    const ask = async (header: string): Promise<string> => {
-      const r = await podExec(cluster, client.metadata.name, [NODE, '-e', MESH_GET, wp.status.podIP!, client.status.podIP!, web.spec.clusterIP, header], ns);
+    const ask = async (name: string, value: string): Promise<string> => {
+      const r = await podExec(cluster, client.metadata.name, [NODE, '-e', HTTP_GET, `http://${web.spec.clusterIP}/hello`, name, value], ns);
       if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.stderr}`);
       return r.stdout;
     };
     const answer = await waitFor('the route served (x-version: v2 -> web-v2)', async () => {
-      const out = await ask('x-version: v2');
-      return /^HTTP\/1\.1 200/.test(out) && out.includes('"pod":"web-v2-') ? out : undefined;
+      const out = await ask('x-version', 'v2');
+      return out.startsWith('200 ') && out.includes('"pod":"web-v2-') ? out : undefined;
     }, 30_000, 300);
     expect(answer).toMatch(/"path":"\/hello"/);
-    expect(await ask('x-version: v1')).toMatch(/"pod":"web-v1-/);
-    expect(await ask('x-other: v2')).toMatch(/"pod":"web-v1-/);
+    expect(await ask('x-version', 'v1')).toMatch(/^200 .*"pod":"web-v1-/);
+    expect(await ask('x-other', 'v2')).toMatch(/^200 .*"pod":"web-v1-/);
+    const direct = await podExec(cluster, client.metadata.name, [NODE, '-e', HTTP_GET, `http://${wp.status.podIP}:15019/hello`, 'x-version', 'v2'], ns);
+    expect(direct.stderr).toMatch(/EPERM/);
     // The agent of the waypoint's node served it over TCP, after a TokenReview.
     const local = (await agents()).find((p) => p.spec.nodeName === wp.spec.nodeName)!;
     expect(containerLog(cluster, local.spec.nodeName!, local.metadata.name, 'agent', 'kernway-system')).toContain(`serviceaccount ${ns}/waypoint`);
