@@ -311,8 +311,11 @@ describe('deploy/ on the lab cluster', () => {
     const wp = await waitFor('a Ready waypoint pod (Ready = it has its first configuration from the feed)', async () =>
       (await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', ns)).find(isReady), 150_000, 250).catch(async (e: unknown) => {
       const wps = await podsWith(cluster, 'gateway.networking.k8s.io/gateway-name=waypoint', ns);
-      const logs = [...wps.map((p) => containerLog(cluster, p.spec.nodeName ?? 'node-1', p.metadata.name, 'waypoint', ns)), ...(await agents()).map((p) => containerLog(cluster, p.spec.nodeName!, p.metadata.name, 'agent', 'kernway-system'))];
-      throw new Error(`${String(e)}\n${logs.map((l) => l.slice(-2500)).join('\n----\n')}`);
+      const pods = (await cluster.kubectl(['get', 'pods,deployments,gateways', '-A', '-o', 'wide'], { allowFail: true })).stdout;
+      const lease = JSON.stringify(await cluster.api.find('/apis/coordination.k8s.io/v1/namespaces/kernway-system/leases/kernway-agent'));
+      const logs = [...wps.map((p) => `waypoint ${p.metadata.name}: ${containerLog(cluster, p.spec.nodeName ?? 'node-1', p.metadata.name, 'waypoint', ns).slice(-3000)}`),
+        ...(await agents()).map((p) => `agent ${p.metadata.name}: ${containerLog(cluster, p.spec.nodeName!, p.metadata.name, 'agent', 'kernway-system').split('\n').filter((l) => /waypoint|feed|lease|leader|error|warn|"level":[45]0/i.test(l)).join('\n').slice(-3000)}`)];
+      throw new Error(`${String(e)}\n${pods}\n${lease}\n${logs.join('\n----\n')}`);
     });
     // As generated: the PodMonitor's label, the node's address from the downward API, the projected token.
     expect(wp.metadata.labels?.['app.kubernetes.io/name']).toBe('kernway-waypoint');
