@@ -3,7 +3,10 @@
  * connection rate with and without the metrics program, through a ClusterIP, with the
  * balancer and the accelerator attached in both configurations (as the agent has them).
  *
- *   node dist/bench/tcp-metrics.js [--seconds 3] [--rounds 4] [--threads 4]
+ *   node dist/bench/tcp-metrics.js [--seconds 3] [--rounds 4] [--threads 4] [--kernel-only]
+ *
+ * --kernel-only: the ring buffer is drained but its records are not counted, which
+ * leaves the kernel program's cost (and the drain's copy) without the counting.
  *
  * Needs root (a lab), nginx and cc. In a lab: an nginx pod behind a ClusterIP and a
  * client pod on the same node running bench/connrate.c (connect + HTTP/1.0 request +
@@ -38,7 +41,7 @@ const NODE = 'bench-node';
 const VIP = '10.96.0.30';
 const PORT = 8080;
 
-export async function tcpMetricsBench(opts: { seconds: number; rounds: number; threads: number }): Promise<Record<string, unknown>> {
+export async function tcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; kernelOnly?: boolean }): Promise<Record<string, unknown>> {
   const lab = await Lab.create({ tag: 'benchtcpm' });
   const undo = lab.destroyOnSignals();
   const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-tcpm-'));
@@ -82,7 +85,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
       return s.rate!;
     };
     const setWith = async (on: boolean): Promise<void> => {
-      if (on && !conns) conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, onBatch: (data, count) => { records += count; tcp.recordBatch(data, count); } });
+      if (on && !conns) conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, onBatch: (data, count) => { records += count; if (!opts.kernelOnly) tcp.recordBatch(data, count); } });
       if (!on && conns) {
         conns.close();
         conns = undefined;
@@ -97,6 +100,8 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     // during the with-rounds, per connection, against the time a connection takes.
     let agentCpuUs = 0;
     let withConns = 0;
+    let idleCpuUs = 0;
+    let withoutConns = 0;
     for (let i = 0; i < opts.rounds; i++) {
       for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
         await setWith(on);
@@ -109,6 +114,9 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
         if (on) {
           agentCpuUs += cpu.user + cpu.system;
           withConns += rate * opts.seconds;
+        } else {
+          idleCpuUs += cpu.user + cpu.system;
+          withoutConns += rate * opts.seconds;
         }
       }
     }
@@ -116,13 +124,15 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     const w = median(withRates);
     const wo = median(withoutRates);
     return {
-      seconds: opts.seconds, rounds: opts.rounds, threads: opts.threads,
+      seconds: opts.seconds, rounds: opts.rounds, threads: opts.threads, kernelOnly: opts.kernelOnly === true,
       with: withRates.map(Math.round), without: withoutRates.map(Math.round),
       medianWith: Math.round(w), medianWithout: Math.round(wo), ratio: ratio(w, wo),
       perRoundRatios: withRates.map((x, i) => ratio(x, withoutRates[i]!)),
       records, labelSets: tcp.labelSets, loadavg1: loads,
       // The agent's CPU per connection, and what a connection costs at the median rate over 2 cores.
-      agentCpuUsPerConn: +(agentCpuUs / Math.max(1, withConns)).toFixed(2), connBudgetUs: +(2e6 / Math.max(1, wo)).toFixed(2),
+      agentCpuUsPerConn: +(agentCpuUs / Math.max(1, withConns)).toFixed(2),
+      // The same process in the without-rounds (starting connrate, timers): what is not the drain.
+      idleCpuUsPerConn: +(idleCpuUs / Math.max(1, withoutConns)).toFixed(2), connBudgetUs: +(2e6 / Math.max(1, wo)).toFixed(2),
     };
   } finally {
     conns?.close();
@@ -136,7 +146,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
 }
 
 if (invokedDirectly(import.meta.url)) {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' } } });
-  const r = await tcpMetricsBench({ seconds: Number(values.seconds ?? 3), rounds: Number(values.rounds ?? 4), threads: Number(values.threads ?? 4) });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' }, 'kernel-only': { type: 'boolean' } } });
+  const r = await tcpMetricsBench({ seconds: Number(values.seconds ?? 3), rounds: Number(values.rounds ?? 4), threads: Number(values.threads ?? 4), kernelOnly: values['kernel-only'] === true });
   console.log(JSON.stringify(r));
 }
