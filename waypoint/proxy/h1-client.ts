@@ -272,6 +272,7 @@ class Exchange {
       });
       src.once('end', () => { if (chunked && !s.destroyed) s.write('0\r\n\r\n', 'latin1'); });
       src.once('error', () => this.abort());
+      src.resume(); // the proxy hands the body over paused, so that nothing flows before this reader is attached
     }
   }
 

@@ -230,7 +230,11 @@ export class RequestHandler {
       stream.on('data', (c: Buffer) => { ex.bytesIn += c.length; });
       const declared = Number(h2 ? header('content-length') ?? Number.NaN : contentLength ?? Number.NaN);
       const wantReplay = (rule.retry !== undefined && declared <= REPLAY_LIMIT) || (mirrors.length > 0 && declared <= MIRROR_LIMIT);
-      body = wantReplay ? await readAll(stream) : stream;
+      // The counter above would set the stream flowing at once, and chunks emitted before the
+      // upstream attaches its own reader (after connecting a fresh backend connection) would be
+      // lost; paused, the stream waits for whoever sends it (h1-client resumes, pipe() resumes).
+      if (wantReplay) body = await readAll(stream);
+      else { stream.pause(); body = stream; }
     }
     const sendMirrors = (): void => {
       for (const m of mirrors) {
