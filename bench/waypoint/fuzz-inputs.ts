@@ -5,7 +5,7 @@
  * what llhttp itself (strict) makes of an input, the oracle for "a bad input gets a 4xx
  * or a closed connection".
  */
-import { createRequire } from 'node:module';
+import { HTTPParser, strictParser } from '../../waypoint/proxy/llhttp.js';
 
 /** A small seeded generator (mulberry32): numbers in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -80,19 +80,10 @@ export function proxyCases(rand: () => number, valid: Buffer, count: number): Bu
   return out;
 }
 
-interface Parser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(d: Buffer): number | Error;
-  close(): void;
-  [k: number]: unknown;
-}
-const require = createRequire(import.meta.url);
-const { HTTPParser } = require('_http_common') as { HTTPParser: { new (): Parser; REQUEST: number; kOnHeadersComplete: number; kOnMessageComplete: number; kOnBody: number; kOnHeaders: number; kLenientNone: number } };
 
 /** What strict llhttp makes of an input: an error before any complete request, or not. */
 export function verdict(input: Buffer, maxHeaderBytes: number): 'error' | 'ok' {
-  const p = new HTTPParser();
-  p.initialize(HTTPParser.REQUEST, {}, maxHeaderBytes, HTTPParser.kLenientNone);
+  const p = strictParser(HTTPParser.REQUEST, maxHeaderBytes);
   let complete = 0;
   let upgrade = false;
   p[HTTPParser.kOnHeaders] = (): void => {};

@@ -170,6 +170,9 @@ describe('strictness', () => {
     ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 0\r\n\r\n'],
     ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab'],
     ['a negative Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n'],
+    ['Content-Length with Transfer-Encoding', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['another HTTP version', 'HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n'],
+    ['a 101 to a request that asked for no upgrade', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'],
   ];
   for (const [what, bytes] of bad) {
     it(`refuses ${what}`, async () => {
@@ -177,10 +180,20 @@ describe('strictness', () => {
       await expect(get(pool(), f.port)).rejects.toMatchObject({ kind: 'protocol' });
     });
   }
-  it('a bad chunk size breaks the body', async () => {
-    const f = await fake(() => 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n');
-    const r = await get(pool(), f.port);
+  it('a bad chunk size breaks the body, and its connection is never reused', async () => {
+    const f = await fake((i) => (i === 0 ? 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n' : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    const p = pool();
+    const r = await get(p, f.port);
     await expect(body(r)).rejects.toThrow(/chunk size/);
+    expect(await body(await get(p, f.port))).toBe('ok');
+    expect(f.connections).toBe(2);
+  });
+  it('a response whose trailing bytes start another message is delivered, and its connection not reused', async () => {
+    const f = await fake((i) => (i === 0 ? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokH' : 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    const p = pool();
+    expect(await body(await get(p, f.port))).toBe('ok');
+    expect(await body(await get(p, f.port))).toBe('ok');
+    expect(f.connections).toBe(2);
   });
   it('a response longer than announced is cut, and its connection not reused', async () => {
     const f = await fake(() => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n');

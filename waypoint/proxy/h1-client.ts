@@ -1,18 +1,22 @@
 /**
  * A lean HTTP/1.1 client for backends: pooled keep-alive sockets per endpoint, the
- * request head written in one piece, responses parsed here (status line, headers, then
- * RFC 9112 §6.3 framing: no body, Content-Length, chunked, or until close).
+ * request head written in one piece, responses parsed by llhttp in RESPONSE mode (one
+ * strict parser per connection, its callbacks installed once: status line, headers, then
+ * RFC 9112 §6.3 framing: no body, Content-Length, chunked with trailers, or until close).
  *
  * Why not http.request: on the proxy's hot path Node's ClientRequest/IncomingMessage/
  * Agent machinery costs about twice the CPU of the rest of the proxy (measured in
- * bench/waypoint). Callers' requests are still parsed by Node's own HTTP server (llhttp).
- * The parser is strict: anything it does not understand ends the exchange with a
- * protocol error (502) and the connection is not reused.
+ * bench/waypoint). The parser is strict: anything it does not understand (Content-Length
+ * with Transfer-Encoding included) ends the exchange with a protocol error (502), and a
+ * connection is reused only after a response whose framing ended exactly where the bytes
+ * did. Idle connections are timed out by one sweep per pool, not a timer each.
  */
 import net, { type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
 import type { HeaderList } from './headers.js';
+import { HTTPParser, strictParser, type ParseError, type ParserInstance } from './llhttp.js';
 import type { ConnOptions } from '../resilience/compile.js';
 import { UpstreamError as H1Error } from './upstream-error.js';
 
@@ -48,8 +52,6 @@ export interface H1PoolOptions {
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT']);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const CRLF2 = Buffer.from('\r\n\r\n');
 
 /**
  * One connection to a backend, with its listeners installed once: they hand events to
@@ -57,18 +59,28 @@ const CRLF2 = Buffer.from('\r\n\r\n');
  */
 class Conn {
   exchange: Exchange | undefined;
-  timer: NodeJS.Timeout | undefined;
   idle = false;
+  /** When it went idle in the pool (performance.now()). */
+  idleSince = 0;
   reused = false;
   /** Requests sent on it, and when it opened (for maxRequestsPerConnection and maxConnectionDuration). */
   requests = 0;
   readonly born = Date.now();
+  readonly parser: ParserInstance;
 
-  constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool, readonly opts: ConnOptions | undefined) {
+  constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool, readonly opts: ConnOptions | undefined, maxHeaderBytes: number) {
+    const p = strictParser(HTTPParser.RESPONSE, maxHeaderBytes);
+    p[HTTPParser.kOnMessageBegin] = (): void => { this.exchange?.onMessageBegin(); };
+    p[HTTPParser.kOnHeaders] = (h: string[]): void => { this.exchange?.onHeaders(h); };
+    p[HTTPParser.kOnHeadersComplete] = (major: number, minor: number, h: string[] | undefined, _m: unknown, _u: unknown, status: number, _msg: unknown, upgrade: boolean, keepAlive: boolean): number =>
+      this.exchange ? this.exchange.onHead(major, minor, h, status, upgrade, keepAlive) : 0;
+    p[HTTPParser.kOnBody] = (b: Buffer): void => { this.exchange?.onBody(b); };
+    p[HTTPParser.kOnMessageComplete] = (): void => { this.exchange?.onMessageComplete(); };
+    this.parser = p;
     socket.on('data', (d: Buffer) => { if (this.exchange) this.exchange.onData(d); else this.drop(); });
     socket.on('error', (e: NodeJS.ErrnoException) => { if (this.exchange) this.exchange.onClose(e); else this.drop(); });
     socket.on('end', () => { if (this.exchange) this.exchange.onEnd(); else this.drop(); });
-    socket.on('close', () => { pool.closedConn(this); if (this.exchange) this.exchange.onClose(undefined); });
+    socket.on('close', () => { pool.closedConn(this); if (this.exchange) this.exchange.onClose(undefined); p.close(); });
   }
 
   /** Leave the pool (idle timeout, or the backend closed or spoke). */
@@ -83,6 +95,10 @@ export class H1Pool {
   private open = 0;
   private closed = false;
   private readonly maxHeaderBytes: number;
+  /** Closes idle connections past their idle timeout (running while any is idle). */
+  private sweep: NodeJS.Timeout | undefined;
+  private sweepEvery = 0;
+  private idleCount = 0;
 
   constructor(private readonly opts: H1PoolOptions) {
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
@@ -97,6 +113,7 @@ export class H1Pool {
     this.closed = true;
     for (const list of this.idle.values()) for (const c of [...list]) c.drop();
     this.idle.clear();
+    if (this.sweep) { clearInterval(this.sweep); this.sweep = undefined; }
   }
 
   request(r: H1Request): { response: Promise<H1Response>; abort: () => void } {
@@ -107,7 +124,7 @@ export class H1Pool {
       const pooled = this.take(key);
       if (pooled) {
         pooled.requests++;
-        exchange = new Exchange(this, pooled, true, r, resolve, reject, this.maxHeaderBytes);
+        exchange = new Exchange(this, pooled, true, r, resolve, reject);
         exchange.start();
         return;
       }
@@ -128,10 +145,10 @@ export class H1Pool {
         socket.removeListener('error', onConnectError);
         socket.removeListener('close', onEarlyClose);
         fail = undefined;
-        const conn = new Conn(socket, key, this, r.conn);
+        const conn = new Conn(socket, key, this, r.conn, this.maxHeaderBytes);
         conn.requests++;
         if (r.conn?.keepAlive) socket.setKeepAlive(true, r.conn.keepAlive.idleTimeMs ?? 0);
-        exchange = new Exchange(this, conn, false, r, resolve, reject, this.maxHeaderBytes);
+        exchange = new Exchange(this, conn, false, r, resolve, reject);
         exchange.start();
       });
     });
@@ -150,9 +167,10 @@ export class H1Pool {
     while (list && list.length > 0) {
       const c = list.pop()!;
       c.idle = false;
-      if (c.timer) { clearTimeout(c.timer); c.timer = undefined; }
+      this.idleCount--;
       const maxMs = c.opts?.maxDurationMs;
-      if (!c.socket.destroyed && c.socket.writable && c.socket.readable && (maxMs === undefined || Date.now() - c.born < maxMs)) return c;
+      const expired = performance.now() - c.idleSince >= (c.opts?.idleTimeoutMs ?? this.opts.idleTimeoutMs);
+      if (!expired && !c.socket.destroyed && c.socket.writable && c.socket.readable && (maxMs === undefined || Date.now() - c.born < maxMs)) return c;
       c.socket.destroy();
     }
     return undefined;
@@ -168,16 +186,35 @@ export class H1Pool {
     const o = c.opts;
     if (o !== undefined && ((o.maxRequests > 0 && c.requests >= o.maxRequests) || (o.maxDurationMs !== undefined && Date.now() - c.born >= o.maxDurationMs))) { c.socket.destroy(); return; }
     c.idle = true;
-    c.timer = setTimeout(() => c.drop(), o?.idleTimeoutMs ?? this.opts.idleTimeoutMs);
-    c.timer.unref();
+    c.idleSince = performance.now();
+    this.idleCount++;
+    const every = Math.max(10, Math.min(1000, Math.floor((o?.idleTimeoutMs ?? this.opts.idleTimeoutMs) / 4)));
+    if (this.sweep === undefined || every < this.sweepEvery) {
+      if (this.sweep) clearInterval(this.sweep);
+      this.sweepEvery = every;
+      this.sweep = setInterval(() => this.closeExpired(), every);
+      this.sweep.unref();
+    }
     if (c.socket.isPaused()) c.socket.resume();
     list.push(c);
   }
 
+  /** The sweep: idle connections past their idle timeout are closed; it stops when none is idle. */
+  private closeExpired(): void {
+    const now = performance.now();
+    for (const list of this.idle.values()) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const c = list[i]!;
+        if (now - c.idleSince >= (c.opts?.idleTimeoutMs ?? this.opts.idleTimeoutMs)) c.drop();
+      }
+    }
+    if (this.idleCount === 0 && this.sweep) { clearInterval(this.sweep); this.sweep = undefined; }
+  }
+
   unpool(c: Conn): void {
-    if (c.timer) { clearTimeout(c.timer); c.timer = undefined; }
     if (!c.idle) return;
     c.idle = false;
+    this.idleCount--;
     const list = this.idle.get(c.key);
     const i = list ? list.indexOf(c) : -1;
     if (i >= 0) list!.splice(i, 1);
@@ -189,30 +226,26 @@ export class H1Pool {
   }
 }
 
-const enum State { Head, Body, Chunked, UntilClose, Done }
-const enum Chunk { Size, Data, DataEnd, Trailers }
-
-/** One request/response on one socket. */
+/** One request/response on one pooled connection; the connection's parser calls it. */
 class Exchange {
-  private state: State = State.Head;
-  private buf: Buffer | undefined;
   private response: H1Response | undefined;
   private body: LiteBody | undefined;
-  private remaining = 0;
-  private chunk: Chunk = Chunk.Size;
-  private chunkLine = '';
+  /** Headers handed over before the head completed (long lists), and trailers after it. */
+  private early: string[] = [];
   private trailers: HeaderList = [];
-  private keepAlive = true;
+  private keepAlive = false;
   private gotBytes = false;
   private finished = false;
+  /** The response ended (llhttp's message complete); the connection is settled after execute(). */
+  private complete = false;
+  /** Bytes of another message followed the response: the connection is not reused. */
+  private extra = false;
   private readonly head: boolean;
-
   private readonly socket: Socket;
 
   constructor(
     private readonly pool: H1Pool, private readonly conn: Conn, private readonly reused: boolean,
     private readonly req: H1Request, private readonly resolve: (r: H1Response) => void, private readonly reject: (e: H1Error) => void,
-    private readonly maxHeaderBytes: number,
   ) {
     this.head = req.method === 'HEAD';
     this.socket = conn.socket;
@@ -284,9 +317,30 @@ class Exchange {
     else this.body!.destroy(e);
   }
 
+  onData(d: Buffer): void {
+    if (this.finished) return;
+    this.gotBytes = true;
+    const ret = this.conn.parser.execute(d);
+    if (this.complete) { this.settle(typeof ret === 'number' && ret === d.length && !this.extra); return; }
+    if (typeof ret !== 'number') this.parseError(ret);
+  }
+
+  private parseError(e: ParseError): void {
+    this.fail(new H1Error('protocol', `invalid response from backend: ${e.reason ?? e.message}`, e.code, false));
+  }
+
+  /** The backend ended its side: a body delimited by the end completes; anything else is cut short. */
+  onEnd(): void {
+    if (this.finished) return;
+    if (this.response && !this.complete) this.conn.parser.finish();
+    if (this.complete) this.settle(false);
+    else this.onClose(undefined);
+  }
+
   onClose(e: NodeJS.ErrnoException | undefined): void {
     if (this.finished) return;
-    if (this.state === State.UntilClose && !e) { this.complete(false); return; }
+    if (!e && this.response && !this.complete) this.conn.parser.finish();
+    if (this.complete) { this.settle(false); return; }
     const code = e?.code;
     const message = e?.message ?? 'connection closed by the backend before the response ended';
     if (!this.response) {
@@ -298,201 +352,51 @@ class Exchange {
     }
   }
 
-  onEnd(): void {
-    if (this.state === State.UntilClose) this.complete(false);
-    else if (!this.finished) this.onClose(undefined);
+  // llhttp's callbacks, through the connection.
+
+  onMessageBegin(): void {
+    if (this.complete) this.extra = true;
   }
 
-  onData(d: Buffer): void {
-    if (this.finished) return;
-    this.gotBytes = true;
-    if (this.state === State.Head) {
-      this.buf = this.buf ? Buffer.concat([this.buf, d]) : d;
-      for (;;) {
-        const end = this.buf.indexOf(CRLF2);
-        if (end < 0) {
-          if (this.buf.length > this.maxHeaderBytes) this.fail(new H1Error('protocol', 'response head too large', 'HPE_HEADER_OVERFLOW', false));
-          return;
-        }
-        const headText = this.buf.toString('latin1', 0, end);
-        const rest = this.buf.subarray(end + 4);
-        this.buf = undefined;
-        const informational = this.parseHead(headText);
-        if (informational === undefined) return; // failed
-        if (informational) { // 1xx: skip, the real response follows
-          if (rest.length === 0) return;
-          this.buf = rest;
-          continue;
-        }
-        if (rest.length > 0) this.onBody(rest);
-        return;
-      }
-    }
-    this.onBody(d);
+  onHeaders(h: string[]): void {
+    if (this.complete || this.finished) return;
+    if (this.response) { for (const x of h) this.trailers.push(x); return; }
+    for (const x of h) this.early.push(x);
   }
 
-  /** Parse a response head; true for 1xx, false for the response, undefined on error. */
-  private parseHead(text: string): boolean | undefined {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: .*)?$/.exec(lines[0]!);
-    if (!m) { this.fail(new H1Error('protocol', `invalid status line ${JSON.stringify(lines[0]!.slice(0, 60))}`, 'HPE_INVALID_CONSTANT', false)); return undefined; }
-    const status = Number(m[2]);
-    const http10 = m[1] === '0';
-    const headers: HeaderList = [];
-    let contentLength: number | undefined;
-    let chunked = false;
-    let otherEncoding = false;
-    let connection = '';
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const c = line.indexOf(':');
-      const name = c > 0 ? line.slice(0, c) : '';
-      if (!TOKEN.test(name)) { this.fail(new H1Error('protocol', `invalid header line ${JSON.stringify(line.slice(0, 60))}`, 'HPE_INVALID_HEADER_TOKEN', false)); return undefined; }
-      const value = line.slice(c + 1).trim();
-      if (/[\0\r\n]/.test(value)) { this.fail(new H1Error('protocol', 'invalid header value', 'HPE_INVALID_HEADER_TOKEN', false)); return undefined; }
-      const lower = name.toLowerCase();
-      if (lower === 'content-length') {
-        if (!/^[0-9]{1,15}$/.test(value) || (contentLength !== undefined && contentLength !== Number(value))) {
-          this.fail(new H1Error('protocol', `invalid Content-Length ${JSON.stringify(value)}`, 'HPE_INVALID_CONTENT_LENGTH', false));
-          return undefined;
-        }
-        contentLength = Number(value);
-      } else if (lower === 'transfer-encoding') {
-        const codings = value.toLowerCase().split(',').map((x) => x.trim()).filter((x) => x !== '');
-        chunked = codings[codings.length - 1] === 'chunked';
-        otherEncoding = !chunked;
-      } else if (lower === 'connection') {
-        connection += `,${value.toLowerCase()}`;
-      }
-      headers.push(name, value);
+  /** The head: 1 tells llhttp the response has no body (HEAD). */
+  onHead(major: number, minor: number, h: string[] | undefined, status: number, upgrade: boolean, keepAlive: boolean): number {
+    if (this.complete || this.finished) { this.extra = true; return 0; }
+    const headers = h ?? this.early;
+    this.early = [];
+    if (major !== 1 || upgrade || status === 101) {
+      this.fail(new H1Error('protocol', major !== 1 ? `invalid response version ${major}.${minor}` : 'unexpected 101 Switching Protocols', 'HPE_UNEXPECTED', false));
+      return 0;
     }
-    if (status < 200) {
-      if (status === 101) { this.fail(new H1Error('protocol', 'unexpected 101 Switching Protocols', 'HPE_UNEXPECTED', false)); return undefined; }
-      return true;
-    }
-    const conn = connection.split(',').map((x) => x.trim());
-    this.keepAlive = http10 ? conn.includes('keep-alive') : !conn.includes('close');
+    if (status < 200) return 0; // 1xx: skipped, the real response follows
+    this.keepAlive = keepAlive;
     const body = new LiteBody(() => { if (this.socket.isPaused() && !this.finished) this.socket.resume(); });
     this.body = body;
-    this.response = {
-      status, headers, body,
-      trailers: () => this.trailers,
-      abort: () => this.abort(),
-    };
-    if (this.head || status === 204 || status === 304) this.state = State.Done;
-    else if (chunked || otherEncoding) {
-      // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); such a message is not reused.
-      if (contentLength !== undefined) this.keepAlive = false;
-      if (otherEncoding) { this.state = State.UntilClose; this.keepAlive = false; } else this.state = State.Chunked;
-    } else if (contentLength !== undefined) {
-      this.state = State.Body;
-      this.remaining = contentLength;
-      if (contentLength === 0) this.state = State.Done;
-    } else {
-      this.state = State.UntilClose;
-      this.keepAlive = false;
-    }
+    this.response = { status, headers, body, trailers: () => this.trailers, abort: () => this.abort() };
     this.resolve(this.response);
-    if (this.state === State.Done) this.complete(this.keepAlive);
-    return false;
+    return this.head ? 1 : 0;
   }
 
-  private push(b: Buffer): void {
-    if (b.length === 0) return;
+  onBody(b: Buffer): void {
+    if (this.finished || this.complete || !this.response) return;
     if (!this.body!.push(b)) this.socket.pause();
   }
 
-  private onBody(d: Buffer): void {
-    switch (this.state) {
-      case State.Body: {
-        if (d.length <= this.remaining) {
-          this.remaining -= d.length;
-          this.push(d);
-          if (this.remaining === 0) this.complete(this.keepAlive);
-        } else {
-          this.push(d.subarray(0, this.remaining));
-          this.remaining = 0;
-          // More bytes than announced: the connection cannot be trusted any more.
-          this.complete(false);
-        }
-        return;
-      }
-      case State.UntilClose: this.push(d); return;
-      case State.Chunked: this.onChunked(d); return;
-      case State.Done:
-        // Bytes after a complete response: not reusable.
-        this.keepAlive = false;
-        return;
-      default:
-    }
+  onMessageComplete(): void {
+    if (this.finished || this.complete || !this.response) return; // 1xx, or bytes after the response
+    this.complete = true;
+    this.body!.push(null);
   }
 
-  private onChunked(d: Buffer): void {
-    let i = 0;
-    while (i < d.length && this.state === State.Chunked) {
-      switch (this.chunk) {
-        case Chunk.Size: {
-          const nl = d.indexOf(10, i);
-          const part = d.toString('latin1', i, nl < 0 ? d.length : nl + 1);
-          this.chunkLine += part;
-          if (this.chunkLine.length > 1024) { this.fail(new H1Error('protocol', 'chunk size line too long', 'HPE_INVALID_CHUNK_SIZE', false)); return; }
-          if (nl < 0) return;
-          i = nl + 1;
-          const m = /^([0-9A-Fa-f]{1,12})(?:;[^\r\n]*)?\r\n$/.exec(this.chunkLine);
-          this.chunkLine = '';
-          if (!m) { this.fail(new H1Error('protocol', 'invalid chunk size', 'HPE_INVALID_CHUNK_SIZE', false)); return; }
-          this.remaining = parseInt(m[1]!, 16);
-          this.chunk = this.remaining === 0 ? Chunk.Trailers : Chunk.Data;
-          break;
-        }
-        case Chunk.Data: {
-          const n = Math.min(this.remaining, d.length - i);
-          this.push(d.subarray(i, i + n));
-          i += n;
-          this.remaining -= n;
-          if (this.remaining === 0) { this.chunk = Chunk.DataEnd; this.chunkLine = ''; }
-          break;
-        }
-        case Chunk.DataEnd: {
-          // The CRLF after a chunk's data (it may arrive split across reads).
-          const take = Math.min(2 - this.chunkLine.length, d.length - i);
-          this.chunkLine += d.toString('latin1', i, i + take);
-          i += take;
-          if (this.chunkLine.length < 2) return;
-          if (this.chunkLine !== '\r\n') { this.fail(new H1Error('protocol', 'missing CRLF after chunk data', 'HPE_INVALID_CHUNK_SIZE', false)); return; }
-          this.chunkLine = '';
-          this.chunk = Chunk.Size;
-          break;
-        }
-        case Chunk.Trailers: {
-          const nl = d.indexOf(10, i);
-          this.chunkLine += d.toString('latin1', i, nl < 0 ? d.length : nl + 1);
-          if (this.chunkLine.length > this.maxHeaderBytes) { this.fail(new H1Error('protocol', 'trailers too large', 'HPE_HEADER_OVERFLOW', false)); return; }
-          if (nl < 0) return;
-          i = nl + 1;
-          if (this.chunkLine.endsWith('\r\n\r\n') || this.chunkLine === '\r\n') {
-            for (const line of this.chunkLine.split('\r\n')) {
-              if (line === '') continue;
-              const c = line.indexOf(':');
-              const name = c > 0 ? line.slice(0, c) : '';
-              if (!TOKEN.test(name)) { this.fail(new H1Error('protocol', 'invalid trailer', 'HPE_INVALID_HEADER_TOKEN', false)); return; }
-              this.trailers.push(name, line.slice(c + 1).trim());
-            }
-            this.chunkLine = '';
-            this.complete(this.keepAlive && i === d.length);
-            return;
-          }
-          break;
-        }
-      }
-    }
-  }
-
-  private complete(reuse: boolean): void {
+  /** After the response: the connection goes back to the pool when its framing allows it. */
+  private settle(reuse: boolean): void {
     if (this.finished) return;
     this.finished = true;
-    this.state = State.Done;
-    this.body!.push(null);
     const s = this.socket;
     if (reuse && this.keepAlive && !s.destroyed) {
       // Hand the socket back once the request body (if streamed) is fully written.

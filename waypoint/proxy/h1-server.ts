@@ -11,38 +11,13 @@
  * the handler uses of Node's objects (FastRequest, FastResponse). The node:http server
  * stays available behind `--http1-server node` for one release.
  */
-import { createRequire } from 'node:module';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import type { HeaderList } from './headers.js';
+import { HTTPParser, METHODS, strictParser, type ParserInstance } from './llhttp.js';
 
-interface ParserInstance {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | (Error & { code: string; bytesParsed: number; reason?: string });
-  finish(): unknown;
-  close(): void;
-  free(): void;
-  remove(): void;
-  [key: number]: unknown;
-}
-interface ParserClass {
-  new (): ParserInstance;
-  REQUEST: number;
-  RESPONSE: number;
-  kOnMessageBegin: number;
-  kOnHeaders: number;
-  kOnHeadersComplete: number;
-  kOnBody: number;
-  kOnMessageComplete: number;
-  kOnExecute: number;
-  kLenientNone: number;
-}
-const require = createRequire(import.meta.url);
-const common = require('_http_common') as { HTTPParser: ParserClass; methods: string[] };
-export const HTTPParser = common.HTTPParser;
-const METHODS = common.methods;
 
 /** What a malformed request or a time limit gets: status (0: close without answer) and metric kind. */
 export function classifyClientError(code: string): [number, string] {
@@ -366,8 +341,7 @@ export class H1Conn {
   constructor(readonly socket: Socket, private readonly server: H1Server) {
     this.keepAliveHeader = server.keepAliveHeader;
     this.idleSince = performance.now();
-    const p = new HTTPParser();
-    p.initialize(HTTPParser.REQUEST, {}, server.opts.maxHeaderBytes, HTTPParser.kLenientNone);
+    const p = strictParser(HTTPParser.REQUEST, server.opts.maxHeaderBytes);
     p[HTTPParser.kOnMessageBegin] = (): void => { this.headStart = performance.now(); this.idleSince = 0; };
     p[HTTPParser.kOnHeaders] = (headers: string[], url: string): void => {
       for (const h of headers) this.rawHeaders.push(h);
