@@ -100,13 +100,13 @@ if (PHASE === 'memory') {
   tb.update(first.model);
   if (tb.table.size !== SERVICES) throw new Error(`unexpected ${tb.table.size} entries`);
   const rssLoaded = process.memoryUsage().rss;
-  if (process.env.KW_BENCH_TRIM !== 'no') releaseFreedMemory(); // as `kernway agent` does after its first sync
+  if (process.env.KW_BENCH_TRIM !== 'no') releaseFreedMemory(); // as `kernway agent` does after its first sync: compact the heap, trim malloc
   // Idle for a while, as the agent is between changes: V8's memory reducer gives back what the load used.
   await new Promise((r) => setTimeout(r, 10_000));
   global.gc?.();
   const mu = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', mallocTrim: process.env.KW_BENCH_TRIM !== 'no', newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
   src.close();
   process.exit(0);
 }
@@ -134,6 +134,9 @@ if (values.only !== 'memory') {
   out({ bench: 'model-in-memory', services: SERVICES, endpoints: ENDPOINTS, buildModelMs: tModel, buildServiceTableMs: tTable, coldTotalMs: +(tModel + tTable).toFixed(1), rebuildAfterOneSliceMs: tIncr, entriesChanged: changed });
 }
 
+/** Thrown to leave the file phases early (--only memory), so that `finally` removes the directory. */
+class Done extends Error {}
+
 // 2-4. From files.
 const dir = mkdtempSync(join(tmpdir(), 'kw-bench-model-'));
 try {
@@ -159,7 +162,7 @@ try {
   const child = spawnSync(process.execPath, [...(process.env.KW_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), fileURLToPath(import.meta.url), '--phase', 'memory', '--dir', dir, '--services', String(SERVICES), '--endpoints', String(ENDPOINTS)], { encoding: 'utf8' });
   process.stdout.write(child.stdout);
   if (child.status !== 0) process.stderr.write(child.stderr);
-  if (values.only === 'memory') process.exit(child.status ?? 1);
+  if (values.only === 'memory') { process.exitCode = child.status ?? 1; throw new Done(); }
 
   const src = new StandaloneSource(dir, { debounceMs: DEBOUNCE });
   let t0 = performance.now();
@@ -207,6 +210,8 @@ try {
   out({ bench: 'standalone-change-latency', format: FORMAT, services: SERVICES, debounceMs: DEBOUNCE, changes: lat.length, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), maxMs: percentile(lat, 100) });
 
   src.close();
+} catch (e) {
+  if (!(e instanceof Done)) throw e;
 } finally {
   if (!process.env.KW_BENCH_KEEP) rmSync(dir, { recursive: true, force: true }); else console.error(dir);
 }

@@ -21,6 +21,7 @@ import { WaypointMetrics, type MetricsNames } from './observe/metrics.js';
 import type { RequestTracer, TracingOptions } from './observe/otlp.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
 import { emptyWaypointConfig } from '../model/waypoint-config.js';
+import { compactHeap } from '../common/heap.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
 import { accept, connOf, type AcceptHandlers, type ConnInfo } from './proxy/accept.js';
 import { Balancer } from './proxy/balancer.js';
@@ -270,6 +271,8 @@ export class Waypoint extends EventEmitter {
     await this.reconcileListeners(table);
     for (const p of u.sourceProblems) log.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
     log.info({ generation: this.generation, ...table.stats, problems: this.problems.length }, 'waypoint: configuration applied');
+    // The first configuration's burst (file text, parse trees, the source's first state) is garbage now: give its pages back.
+    if (this.generation === 1) compactHeap();
     u.settle?.();
     this.emit(CONFIG_APPLIED, this.generation);
   }
