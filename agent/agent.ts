@@ -118,7 +118,9 @@ export class Agent {
     this.log = log;
     this.metrics = new AgentMetrics({ log });
     if (opts.tcpMetrics) {
-      this.tcp = new TcpMetrics(this.metrics.registry, { maxLabelSets: opts.tcpMetricsMaxLabelSets, kernelStats: () => this.conns?.stats() });
+      this.tcp = new TcpMetrics(this.metrics.registry, {
+        maxLabelSets: opts.tcpMetricsMaxLabelSets, kernelStats: () => this.conns?.stats(), opened: () => this.conns?.opened(),
+      });
     }
     this.registerMetrics();
   }
@@ -443,7 +445,10 @@ export class Agent {
     const tcp = this.tcp;
     if (!tcp) return undefined;
     try {
-      return await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log, onBatch: (data, count) => tcp.recordBatch(data, count) });
+      const conns = await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log, onBatch: (data, count) => tcp.recordBatch(data, count) });
+      // What a previous agent counted is where this one starts (its series began with it).
+      tcp.syncOpened(conns.openedAtLoad, true);
+      return conns;
     } catch (e) {
       this.log.error({ code: (e as { code?: string }).code, err: errorMessage(e) }, 'L4 connection metrics unavailable (kernway_tcp_* stay empty)');
       return undefined;

@@ -16,7 +16,7 @@
  * ...) so drift on a shared machine hits both. Prints one JSON line: each round's rates,
  * the medians and the ratio with / without (target >= 0.97), and the load average.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -41,7 +41,7 @@ const NODE = 'bench-node';
 const VIP = '10.96.0.30';
 const PORT = 8080;
 
-export async function tcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; kernelOnly?: boolean }): Promise<Record<string, unknown>> {
+export async function tcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; kernelOnly?: boolean; objects?: string[] }): Promise<Record<string, unknown>> {
   const lab = await Lab.create({ tag: 'benchtcpm' });
   const undo = lab.destroyOnSignals();
   const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-tcpm-'));
@@ -84,55 +84,79 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
       if (s.errors! > 0) throw new Error(`connrate: ${s.errors} errors`);
       return s.rate!;
     };
-    const setWith = async (on: boolean): Promise<void> => {
-      if (on && !conns) conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, onBatch: (data, count) => { records += count; if (!opts.kernelOnly) tcp.recordBatch(data, count); } });
-      if (!on && conns) {
+    // The configurations: without (the program detached), then each object attached.
+    const programs = opts.objects?.length ? opts.objects : [undefined];
+    let attached: number | undefined;
+    const set = async (cfg: number): Promise<void> => {
+      if (attached === cfg) return;
+      if (conns) {
         conns.close();
         conns = undefined;
         detachConnMetrics(bpffs, lab.cgroupPath);
       }
+      attached = cfg;
+      if (cfg === 0) return;
+      const objectPath = programs[cfg - 1];
+      conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, ...(objectPath ? { objectPath } : {}),
+        onBatch: (data, count) => { records += count; if (!opts.kernelOnly) tcp.recordBatch(data, count); } });
     };
     await run(); // warm-up (nginx, caches), not counted
-    const withRates: number[] = [];
-    const withoutRates: number[] = [];
+    const configs = programs.length + 1;
+    const rates: number[][] = Array.from({ length: configs }, () => []);
+    const cpuUs = new Array<number>(configs).fill(0);
+    const connsOf = new Array<number>(configs).fill(0);
     const loads: number[] = [];
-    // This process is the agent's side (the drain timer and the counters): its CPU time
-    // during the with-rounds, per connection, against the time a connection takes.
-    let agentCpuUs = 0;
-    let withConns = 0;
-    let idleCpuUs = 0;
-    let withoutConns = 0;
+    // CPU time of the lab's cgroup (client, server, and the kernel's work done on their
+    // behalf, BPF programs included) per connection: unlike the rate, it hardly depends on
+    // how busy the rest of the machine is.
+    const cgroupCpuUs = (): number => Number(/^usage_usec (\d+)$/m.exec(readFileSync(join(lab.cgroupPath, 'cpu.stat'), 'utf8'))![1]);
+    const labCpu: number[][] = Array.from({ length: configs }, () => []);
+    // Rounds rotate the order (0 1 2 | 1 2 0 | ..., reversed every other round) so drift on
+    // a shared machine hits every configuration alike. This process is the agent's side
+    // (the drain timer and the counters): its CPU time per connection is reported.
     for (let i = 0; i < opts.rounds; i++) {
-      for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
-        await setWith(on);
+      const order = Array.from({ length: configs }, (_, k) => (k + i) % configs);
+      if (i % 2 === 1) order.reverse();
+      for (const cfg of order) {
+        await set(cfg);
         loads.push(+loadavg()[0]!.toFixed(2));
         const cpu0 = process.cpuUsage();
+        const cg0 = cgroupCpuUs();
         const rate = await run();
-        if (on) conns!.drain(); // what is left, counted in this round
+        const cg = cgroupCpuUs() - cg0;
+        conns?.drain(); // what is left, counted in this round
         const cpu = process.cpuUsage(cpu0);
-        (on ? withRates : withoutRates).push(rate);
-        if (on) {
-          agentCpuUs += cpu.user + cpu.system;
-          withConns += rate * opts.seconds;
-        } else {
-          idleCpuUs += cpu.user + cpu.system;
-          withoutConns += rate * opts.seconds;
-        }
+        rates[cfg]!.push(rate);
+        labCpu[cfg]!.push(cg / Math.max(1, rate * opts.seconds));
+        cpuUs[cfg]! += cpu.user + cpu.system;
+        connsOf[cfg]! += rate * opts.seconds;
       }
     }
-    await setWith(false);
-    const w = median(withRates);
-    const wo = median(withoutRates);
+    await set(0);
+    const wo = median(rates[0]!);
+    const perObject = programs.map((o, k) => {
+      const rs = rates[k + 1]!;
+      const perRound = rs.map((x, i) => ratio(x, rates[0]![i]!));
+      return {
+        object: o ?? 'default', with: rs.map(Math.round), medianWith: Math.round(median(rs)), ratio: ratio(median(rs), wo),
+        perRoundRatios: perRound, medianRoundRatio: median(perRound), roundRatioRange: [Math.min(...perRound), Math.max(...perRound)],
+        // The agent's CPU per connection (the drain and the counting, plus what the without-rounds spend).
+        agentCpuUsPerConn: +(cpuUs[k + 1]! / Math.max(1, connsOf[k + 1]!)).toFixed(2),
+        labCpuUsPerConn: +median(labCpu[k + 1]!).toFixed(2), labCpuRange: range(labCpu[k + 1]!),
+        // Kernel and workload CPU per connection with the program, over without (median of rounds).
+        labCpuRatio: median(labCpu[k + 1]!.map((x, i) => ratio(x, labCpu[0]![i]!))),
+      };
+    });
     return {
       seconds: opts.seconds, rounds: opts.rounds, threads: opts.threads, kernelOnly: opts.kernelOnly === true,
-      with: withRates.map(Math.round), without: withoutRates.map(Math.round),
-      medianWith: Math.round(w), medianWithout: Math.round(wo), ratio: ratio(w, wo),
-      perRoundRatios: withRates.map((x, i) => ratio(x, withoutRates[i]!)),
+      without: rates[0]!.map(Math.round), medianWithout: Math.round(wo),
+      labCpuUsPerConnWithout: +median(labCpu[0]!).toFixed(2), labCpuRangeWithout: range(labCpu[0]!),
+      ...(perObject.length === 1 ? perObject[0] : { objects: perObject }),
       records, labelSets: tcp.labelSets, loadavg1: loads,
-      // The agent's CPU per connection, and what a connection costs at the median rate over 2 cores.
-      agentCpuUsPerConn: +(agentCpuUs / Math.max(1, withConns)).toFixed(2),
       // The same process in the without-rounds (starting connrate, timers): what is not the drain.
-      idleCpuUsPerConn: +(idleCpuUs / Math.max(1, withoutConns)).toFixed(2), connBudgetUs: +(2e6 / Math.max(1, wo)).toFixed(2),
+      idleCpuUsPerConn: +(cpuUs[0]! / Math.max(1, connsOf[0]!)).toFixed(2),
+      // What a connection costs at the median rate over 2 cores.
+      connBudgetUs: +(2e6 / Math.max(1, wo)).toFixed(2),
     };
   } finally {
     conns?.close();
@@ -145,8 +169,11 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
   }
 }
 
+const range = (xs: number[]): [number, number] => [+Math.min(...xs).toFixed(2), +Math.max(...xs).toFixed(2)];
+
 if (invokedDirectly(import.meta.url)) {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' }, 'kernel-only': { type: 'boolean' } } });
-  const r = await tcpMetricsBench({ seconds: Number(values.seconds ?? 3), rounds: Number(values.rounds ?? 4), threads: Number(values.threads ?? 4), kernelOnly: values['kernel-only'] === true });
+  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' }, 'kernel-only': { type: 'boolean' }, objects: { type: 'string' } } });
+  const r = await tcpMetricsBench({ seconds: Number(values.seconds ?? 3), rounds: Number(values.rounds ?? 4), threads: Number(values.threads ?? 4), kernelOnly: values['kernel-only'] === true,
+    ...(values.objects ? { objects: values.objects.split(',') } : {}) });
   console.log(JSON.stringify(r));
 }

@@ -4,16 +4,21 @@
  * program of its own, attached to the agent's cgroup beside kw_sm_sockops (cgroup
  * links run every program attached): at ACTIVE/PASSIVE_ESTABLISHED it remembers when
  * the connection started and the address the client dialled (the ClusterIP, from the
- * balancer's kw_revnat), asks the kernel for state-change callbacks, and writes an
- * "opened" record; when the socket reaches TCP_CLOSE it writes a "closed" record with
- * bytes each way, duration, smoothed RTT, retransmissions and whether it was reset.
- * Records go to a ring buffer the agent drains (agent/datapath/conn-metrics.ts).
+ * balancer's kw_revnat), counts the connection in a per-CPU counter keyed by what
+ * decides its labels (kw_cm_opened: no record, no lock) and asks the kernel for
+ * state-change callbacks; when the socket reaches TCP_CLOSE it writes one "closed"
+ * record with bytes each way, duration, smoothed RTT, retransmissions and whether it
+ * was reset. Records go to a ring buffer the agent drains; the agent reads the opened
+ * counters when /metrics is scraped (agent/datapath/conn-metrics.ts).
  *
  * Bytes the sockmap moved past the TCP stack are not in TCP's bytes_acked and
  * bytes_received: they are counted where the redirect happens (kw_sm_io.redirected,
  * the sender's redirected bytes; kw_sm_rx.consumed, the redirected bytes the receiver
  * read) and added here. Those maps are the accelerator's, shared by pin; this program
- * only reads them and never changes anything the accelerator relies on.
+ * only reads them and never changes anything the accelerator relies on. kw_sm_io is
+ * socket storage, which only a program given the socket (sock_ops) can read: that is
+ * why the close is seen through sock_ops state callbacks and not a raw tracepoint
+ * (this kernel has no BTF tracing programs, docs/metrics.md).
  */
 #include "kw_common.h"
 #include <bpf/bpf_core_read.h>
@@ -24,14 +29,20 @@
 #define KW_CM_RINGBUF_BYTES (2 << 20)
 #endif
 
-#define KW_CM_EV_OPEN  1
+#ifndef KW_CM_OPENED_MAX
+#define KW_CM_OPENED_MAX 16384
+#endif
+
+#define KW_CM_EV_OPEN  1 /* written by earlier versions only: opens are counted in kw_cm_opened */
 #define KW_CM_EV_CLOSE 2
 #define KW_CM_ROLE_CLIENT 1 /* the socket connect()ed (reporter "source") */
 #define KW_CM_ROLE_SERVER 2 /* the socket was accepted (reporter "destination") */
 
 #define KW_CM_STAT_LOST    0 /* records not written: the ring buffer was full */
 #define KW_CM_STAT_NOSTORE 1 /* connections not followed: no socket storage */
-#define KW_CM_STAT_COUNT   2
+#define KW_CM_STAT_OPEN_FULL_CLIENT 2 /* client connections opened whose key found kw_cm_opened full */
+#define KW_CM_STAT_OPEN_FULL_SERVER 3 /* the same for accepted connections */
+#define KW_CM_STAT_COUNT   4
 
 /* TCP states (include/net/tcp_states.h). */
 #define KW_TCP_ESTABLISHED 1
@@ -49,7 +60,20 @@ struct kw_cm_sock {
 	__u8 pad[5];          /* zero */
 };
 
-/* A ring buffer record. 120 bytes. */
+/*
+ * Key of kw_cm_opened: what decides a connection's labels (agent/metrics/tcp.ts), as
+ * the closed record holds it. 56 bytes.
+ */
+struct kw_cm_okey {
+	struct kw_addr local;  /* this socket's address */
+	struct kw_addr remote; /* the peer's */
+	struct kw_addr orig;   /* what the client dialled; the server's own address for role server */
+	__be16 oport;          /* its port (the server's own port for role server), network order */
+	__u8 role;             /* KW_CM_ROLE_* */
+	__u8 pad[5];           /* zero */
+};
+
+/* A ring buffer record (closed connections). 120 bytes. */
 struct kw_cm_event {
 	__u64 cookie;         /* socket cookie: pairs an opened record with its closed one */
 	__u64 duration_ns;    /* closed: time since establishment */
@@ -75,6 +99,19 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, KW_CM_RINGBUF_BYTES);
 } kw_cm_events SEC(".maps");
+
+/*
+ * Connections opened, per CPU, by kw_cm_okey. The agent sums the CPUs at a scrape and
+ * counts what grew since its last read; it deletes keys that stopped growing long ago.
+ * A key that finds the map full is counted in kw_cm_stats instead (the overflow series).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KW_CM_OPENED_MAX);
+	__type(key, struct kw_cm_okey);
+	__type(value, __u64);
+} kw_cm_opened SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -121,9 +158,35 @@ static __always_inline void kw_cm_addrs(struct bpf_sock_ops *skops, struct kw_cm
 	e->rport = kw_sm_remote_port(skops->remote_port);
 }
 
+/* One more connection opened under its key: a per-CPU add, an insert for a new key. */
+static __always_inline void kw_cm_count_open(const struct kw_addr *local, const struct kw_addr *remote,
+					     const struct kw_cm_sock *st, __u8 role)
+{
+	struct kw_cm_okey key = {};
+	__u64 one = 1, *v;
+
+	key.local = *local;
+	key.remote = *remote;
+	key.orig = st->orig;
+	key.oport = st->oport;
+	key.role = role;
+	v = bpf_map_lookup_elem(&kw_cm_opened, &key);
+	if (v) {
+		__sync_fetch_and_add(v, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&kw_cm_opened, &key, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Another CPU inserted it meanwhile, or the map is full. */
+	v = bpf_map_lookup_elem(&kw_cm_opened, &key);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		kw_cm_count(role == KW_CM_ROLE_CLIENT ? KW_CM_STAT_OPEN_FULL_CLIENT : KW_CM_STAT_OPEN_FULL_SERVER);
+}
+
 static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 role)
 {
-	struct kw_cm_event *e;
 	struct kw_cm_sock *st;
 	struct bpf_sock *sk = skops->sk;
 	__u32 family = skops->family;
@@ -158,24 +221,7 @@ static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 r
 	}
 	/* Keep the callbacks other programs asked for. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-
-	e = bpf_ringbuf_reserve(&kw_cm_events, sizeof(*e), 0);
-	if (!e) {
-		kw_cm_count(KW_CM_STAT_LOST);
-		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->cookie = bpf_get_socket_cookie(skops);
-	e->local = k.local;
-	e->remote = k.remote;
-	e->lport = bpf_htons((__u16)skops->local_port);
-	e->rport = kw_sm_remote_port(skops->remote_port);
-	e->orig = st->orig;
-	e->oport = st->oport;
-	e->event = KW_CM_EV_OPEN;
-	e->role = role;
-	/* No wake-up: the agent drains the buffer on a timer, not on each record. */
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	kw_cm_count_open(&k.local, &k.remote, st, role);
 }
 
 static __always_inline void kw_cm_closed(struct bpf_sock_ops *skops)

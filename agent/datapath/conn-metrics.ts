@@ -1,11 +1,13 @@
 /**
  * L4 connection records from the kernel (bpf/conn_metrics.bpf.c, docs/metrics.md): a
- * sock_ops program of its own on the agent's cgroup writes an "opened" record at
- * establishment and a "closed" one at TCP_CLOSE (bytes each way, sockmap-carried bytes
- * included, duration, smoothed RTT, retransmissions, reset) into a ring buffer; the
- * agent drains it on a timer and hands the records to agent/metrics/tcp.ts.
+ * sock_ops program of its own on the agent's cgroup counts each connection at
+ * establishment in per-CPU counters keyed by what decides its labels (kw_cm_opened,
+ * read when /metrics is scraped) and writes one "closed" record at TCP_CLOSE (bytes
+ * each way, sockmap-carried bytes included, duration, smoothed RTT, retransmissions,
+ * reset) into a ring buffer; the agent drains it on a timer. Both go to
+ * agent/metrics/tcp.ts.
  *
- * Pins (the layout of sock-lb.ts): maps/kw_cm_{events,sk,stats}, links/cg-<ino>/kw_cm_sockops.
+ * Pins (the layout of sock-lb.ts): maps/kw_cm_{events,sk,stats,opened}, links/cg-<ino>/kw_cm_sockops.
  * The program reads the balancer's kw_revnat (what the client dialled) and the
  * accelerator's kw_sm_io/kw_sm_sk/kw_sm_rx (redirected bytes) through their pins: it
  * never writes them, and never replaces them (a pinned map of another layout makes
@@ -17,20 +19,35 @@ import { errorMessage } from '../../common/errors.js';
 import { projectRoot } from '../../common/version.js';
 import { existsSync, rmSync } from 'node:fs';
 import { BpfLink, BpfRingBuffer, type BpfMap } from '../../native/index.js';
-import { decodeConnRecords, CM_EVENT_SIZE, type ConnRecord } from './conn-record.js';
-import { scalar, type MapLayout } from './layout.js';
+import { decodeConnRecords, CM_EVENT_SIZE, CM_OKEY_SIZE, type ConnRecord } from './conn-record.js';
+import { scalar, struct, type MapLayout } from './layout.js';
 import { checkSubsystem, type LoadedSubsystem, type SubsystemSpec } from './loader.js';
 import { pinLayout } from './sock-lb.js';
 import { SOCKMAP_MAP_NAMES } from './sockmap.js';
 
-export { CM_EVENT_SIZE, decodeConnRecords, type ConnRecord } from './conn-record.js';
+export { CM_EVENT_SIZE, CM_OKEY_SIZE, decodeConnRecords, decodeOpenedKey, type ConnRecord } from './conn-record.js';
 
 export const CM_PROGRAM = 'kw_cm_sockops';
-export const CM_MAP_NAMES = ['kw_cm_events', 'kw_cm_sk', 'kw_cm_stats'] as const;
+export const CM_MAP_NAMES = ['kw_cm_events', 'kw_cm_sk', 'kw_cm_stats', 'kw_cm_opened'] as const;
 /** The other subsystems' maps the program reads (its object declares them: they are reused by pin). */
 const SHARED_MAPS = ['kw_revnat', ...SOCKMAP_MAP_NAMES] as const;
 
-export const CM_LAYOUTS: Readonly<Record<string, MapLayout>> = { kw_cm_stats: { key: scalar(4), value: scalar(8) } };
+/** struct kw_cm_okey (the key of kw_cm_opened). */
+export const KW_CM_OKEY = struct('kw_cm_okey', CM_OKEY_SIZE, { local: [0, 16], remote: [16, 16], orig: [32, 16], oport: [48, 2], role: [50, 1], pad: [51, 5] });
+export const CM_LAYOUTS: Readonly<Record<string, MapLayout>> = {
+  kw_cm_stats: { key: scalar(4), value: scalar(8) },
+  kw_cm_opened: { key: KW_CM_OKEY, value: scalar(8), readOnly: true },
+};
+
+/** kw_cm_stats' slots (KW_CM_STAT_* in bpf/conn_metrics.bpf.c). */
+const STAT = { lost: 0, notFollowed: 1, openFullClient: 2, openFullServer: 3 } as const;
+
+/**
+ * The opened counters as read from kw_cm_opened: one key (struct kw_cm_okey) and one
+ * value (every CPU's __u64) per entry; forget deletes keys (agent/metrics/tcp.ts
+ * deletes the ones that stopped growing long ago).
+ */
+export interface OpenedCounts { keys: Buffer[]; values: Buffer[]; forget(keys: Buffer[]): void }
 
 export interface ConnMetricsOptions {
   cgroupPath: string;
@@ -54,15 +71,25 @@ export function defaultConnMetricsObjectPath(): string {
 }
 
 /** The kernel side's own counters. */
-export interface ConnMetricsStats { lost: number; notFollowed: number; skipped: number }
+export interface ConnMetricsStats {
+  lost: number; notFollowed: number; skipped: number;
+  /** Connections opened whose key found kw_cm_opened full, by role (counted into the overflow series). */
+  openFullClient: number; openFullServer: number;
+}
 
 export class ConnMetrics {
   private readonly ring: BpfRingBuffer;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private skippedRecords = 0;
+  /**
+   * kw_cm_opened as it was before this agent attached its program: what a previous
+   * agent already counted (agent/agent.ts takes it as the starting point, not as new opens).
+   */
+  readonly openedAtLoad: OpenedCounts;
 
   private constructor(private readonly sub: LoadedSubsystem, private readonly opts: ConnMetricsOptions) {
+    this.openedAtLoad = this.opened();
     this.ring = BpfRingBuffer.open(sub.map('kw_cm_events'), CM_EVENT_SIZE);
     this.timer = setInterval(() => this.drain(), opts.drainMs ?? 100);
     this.timer.unref();
@@ -91,9 +118,10 @@ export class ConnMetrics {
   static async load(opts: ConnMetricsOptions): Promise<ConnMetrics> {
     const sub = await checkSubsystem(ConnMetrics.spec(opts)).load();
     try {
+      const cm = new ConnMetrics(sub, opts); // reads kw_cm_opened before the program is (re)attached
       const r = sub.attach();
       opts.log?.info({ cgroup: opts.cgroupPath, reusedMaps: sub.reusedMaps, updatedLinks: r.updated, createdLinks: r.created }, 'connection metrics attached');
-      return new ConnMetrics(sub, opts);
+      return cm;
     } catch (e) {
       sub.close();
       throw e;
@@ -127,7 +155,15 @@ export class ConnMetrics {
       if (v) for (let o = 0; o + 8 <= v.length; o += 8) n += v.readBigUInt64LE(o);
       return Number(n);
     };
-    return { lost: read(0), notFollowed: read(1), skipped: this.skippedRecords };
+    return { lost: read(STAT.lost), notFollowed: read(STAT.notFollowed), skipped: this.skippedRecords,
+      openFullClient: read(STAT.openFullClient), openFullServer: read(STAT.openFullServer) };
+  }
+
+  /** kw_cm_opened now (one batch lookup; read when /metrics is scraped). */
+  opened(): OpenedCounts {
+    const m = this.sub.map('kw_cm_opened');
+    const { keys, values } = this.closed ? { keys: [], values: [] } : m.batchLookup();
+    return { keys, values, forget: (ks) => { if (!this.closed && ks.length > 0) m.batchDelete(ks); } };
   }
 
   /** Drains what is left and closes our descriptors; the program stays attached (pinned link). */

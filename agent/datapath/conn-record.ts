@@ -1,7 +1,8 @@
 /**
  * The connection records of bpf/conn_metrics.bpf.c (struct kw_cm_event) as they sit in
- * the ring buffer: their layout and a decoder into objects. No addon here, so that
- * agent/metrics/tcp.ts can read records in place (agent/datapath/conn-metrics.ts drains them).
+ * the ring buffer, and the keys of its opened counters (struct kw_cm_okey): their
+ * layouts and decoders into objects. No addon here, so that agent/metrics/tcp.ts can
+ * read them in place (agent/datapath/conn-metrics.ts drains and reads them).
  */
 import { readAddr } from './addr.js';
 
@@ -12,7 +13,30 @@ export const CM_AT = {
   local: 48, remote: 64, orig: 80, lport: 96, rport: 98, oport: 100, event: 102, role: 103, srtt: 104, retrans: 108, reset: 112,
 } as const;
 
+/** struct kw_cm_okey (bpf/conn_metrics.bpf.c), the key of kw_cm_opened: 56 bytes. */
+export const CM_OKEY_SIZE = 56;
+export const CM_OKEY_AT = { local: 0, remote: 16, orig: 32, oport: 48, role: 50 } as const;
+
+/** What decides an opened connection's labels (the fields of a record that TcpMetrics.labelsOf reads). */
+export interface OpenedKey {
+  role: 'client' | 'server';
+  local: string; remote: string;
+  /** What the client dialled (role client); the server's own address and port (role server). */
+  orig: string; origPort: number;
+}
+
+export function decodeOpenedKey(k: Buffer): OpenedKey {
+  return {
+    role: k[CM_OKEY_AT.role] === 1 ? 'client' : 'server',
+    local: readAddr(k.subarray(CM_OKEY_AT.local, CM_OKEY_AT.local + 16)),
+    remote: readAddr(k.subarray(CM_OKEY_AT.remote, CM_OKEY_AT.remote + 16)),
+    orig: readAddr(k.subarray(CM_OKEY_AT.orig, CM_OKEY_AT.orig + 16)),
+    origPort: k.readUInt16BE(CM_OKEY_AT.oport),
+  };
+}
+
 export interface ConnRecord {
+  /** The program writes closed records only (opened ones came from versions before kw_cm_opened). */
   event: 'opened' | 'closed';
   /** client: this socket connect()ed (Istio reporter "source"); server: it was accepted ("destination"). */
   role: 'client' | 'server';

@@ -19,9 +19,13 @@
  * numbers, rendered when /metrics is scraped. The drain reads the kernel's records in
  * place (recordBatch: no object or string per record); a record's cell is found by
  * numbers (IPv4 addresses, port, role), its labels resolved once per distinct key.
+ * Opened connections are not records: the kernel counts them per CPU under the key that
+ * decides their labels (kw_cm_opened); each scrape reads those counters and adds what
+ * each key grew since the last read to the key's cell (syncOpened), so connections still
+ * open at a scrape are counted, and a key's counts go to the labels of the time they grew.
  */
 import type { Registry } from 'prom-client';
-import { CM_AT, CM_EVENT_SIZE, decodeConnRecords, type ConnRecord } from '../datapath/conn-record.js';
+import { CM_AT, CM_EVENT_SIZE, decodeConnRecords, decodeOpenedKey, type ConnRecord } from '../datapath/conn-record.js';
 
 /** What a connection record must say (agent/datapath/conn-metrics.ts decodes them from the kernel). */
 export type TcpRecord = Omit<ConnRecord, 'cookie' | 'redirectedSent' | 'redirectedReceived'>;
@@ -83,11 +87,24 @@ class CellMetric {
   reset(): void { /* counters never go back */ }
 }
 
+/** The kernel's opened counters (agent/datapath/conn-metrics.ts OpenedCounts): struct kw_cm_okey keys, per-CPU __u64 values. */
+export interface OpenedCounts { keys: Buffer[]; values: Buffer[]; forget(keys: Buffer[]): void }
+
+/** A key of kw_cm_opened that has not grown for this long is deleted from the map (ms). */
+export const OPENED_IDLE_MS = 10 * 60_000;
+
 export interface TcpMetricsOptions {
   /** Label sets per node before folding into the overflow series (default 2000). */
   maxLabelSets?: number;
-  /** The kernel side's counters at scrape time (records lost when the ring buffer was full). */
-  kernelStats?: () => { lost: number } | undefined;
+  /**
+   * The kernel side's counters at scrape time: records lost when the ring buffer was
+   * full, connections opened whose key found the opened counters full (by role).
+   */
+  kernelStats?: () => { lost: number; openFullClient?: number; openFullServer?: number } | undefined;
+  /** The kernel's opened counters now (read at each scrape). */
+  opened?: () => OpenedCounts | undefined;
+  /** The clock for forgetting idle keys (tests). */
+  now?: () => number;
 }
 
 export class TcpMetrics {
@@ -102,8 +119,12 @@ export class TcpMetrics {
    * remote address -> role·2^48 + dialled address·2^16 + dialled port. Cleared with the resolver.
    */
   private byAddr = new Map<number, Map<number, Map<number, Cell>>>();
+  /** Per key of the opened counters (latin1 of its bytes): the total last read and when it last grew. */
+  private openedSeen = new Map<string, { total: number; at: number }>();
+  /** The opened counts the kernel could not key (map full), by reporter, as last read. */
+  private openFullSeen = { source: 0, destination: 0 };
 
-  constructor(registry: Registry, opts: TcpMetricsOptions = {}) {
+  constructor(registry: Registry, private readonly opts: TcpMetricsOptions = {}) {
     this.maxLabelSets = opts.maxLabelSets ?? 2000;
     const all = (): Cell[] => [...this.cells.values(), ...this.overflow.values()];
     const counter = (name: string, help: string, pick: (c: Cell) => number): void => {
@@ -121,7 +142,12 @@ export class TcpMetrics {
         return out;
       })) as never);
     };
-    counter('kernway_tcp_connections_opened_total', 'TCP connections established, seen in the kernel (sock_ops), by Istio labels.', (c) => c.opened);
+    // Registered first: its read of the kernel's opened counters comes before the other series are rendered.
+    registry.registerMetric(new CellMetric('kernway_tcp_connections_opened_total',
+      'TCP connections established, seen in the kernel (sock_ops), by Istio labels; connections still open are counted.', 'counter', () => {
+        this.syncOpened();
+        return all().map((c) => ({ labels: c.labels, value: c.opened }));
+      }) as never);
     counter('kernway_tcp_connections_closed_total', 'TCP connections closed, by Istio labels.', (c) => c.closed);
     counter('kernway_tcp_received_bytes_total',
       'Bytes the source sent to the destination (the request direction, as Istio counts it) over closed connections, including bytes the sockmap carried past the TCP stack.',
@@ -134,7 +160,8 @@ export class TcpMetrics {
     histogram('kernway_tcp_connection_duration_seconds', 'Time from establishment to close.', (c) => c.duration);
     registry.registerMetric(new CellMetric('kernway_tcp_metrics_label_sets', `Label sets of the kernway_tcp_* metrics on this node (at most ${this.maxLabelSets}, then folded into the overflow series).`,
       'gauge', () => [{ labels: {}, value: this.cells.size }]) as never);
-    registry.registerMetric(new CellMetric('kernway_tcp_metrics_overflow_total', 'Connection records folded into the overflow series because the label sets were at their cap.',
+    registry.registerMetric(new CellMetric('kernway_tcp_metrics_overflow_total',
+      'Connection records and opened connections folded into the overflow series because the label sets (or the kernel\'s opened counters) were at their cap.',
       'counter', () => [{ labels: {}, value: this.folded }]) as never);
     const kernel = opts.kernelStats;
     registry.registerMetric(new CellMetric('kernway_tcp_metrics_records_lost_total', 'Connection records the kernel could not write because the ring buffer was full (the agent drains it every 100 ms).',
@@ -142,12 +169,64 @@ export class TcpMetrics {
   }
 
   setResolver(r: TcpResolver): void {
+    // Opens counted so far belong to the labels they had until now.
+    if (this.resolver) this.syncOpened();
     this.resolver = r;
     this.byAddr = new Map();
   }
 
-  /** Istio's labels of a record. */
-  labelsOf(r: TcpRecord): Labels {
+  /**
+   * Reads the kernel's opened counters (opts.opened, or counts) and adds what each key
+   * grew since the last read to its cell. baseline: take the values as the starting
+   * point without counting them (what a previous agent counted). Keys that have not grown
+   * for OPENED_IDLE_MS are deleted from the kernel's map, which stays bounded; an open
+   * counted by the kernel between that read and the delete is lost (after ten idle minutes).
+   */
+  syncOpened(counts?: OpenedCounts, baseline = false): void {
+    const src = counts ?? this.opts.opened?.();
+    const now = (this.opts.now ?? Date.now)();
+    if (src) {
+      const idle: Buffer[] = [];
+      const present = new Set<string>();
+      for (let i = 0; i < src.keys.length; i++) {
+        const key = src.keys[i]!;
+        const v = src.values[i]!;
+        let total = 0;
+        for (let o = 0; o + 8 <= v.length; o += 8) total += v.readUInt32LE(o) + v.readUInt32LE(o + 4) * 2 ** 32;
+        const id = key.toString('latin1');
+        present.add(id);
+        const seen = this.openedSeen.get(id);
+        // A total below the last read: the map was created again (uninstall); all of it is new.
+        const grown = seen && total >= seen.total ? total - seen.total : total;
+        if (!seen) this.openedSeen.set(id, { total, at: now });
+        else if (grown > 0) { seen.total = total; seen.at = now; }
+        else if (now - seen.at >= OPENED_IDLE_MS) idle.push(key);
+        if (grown > 0 && !baseline) {
+          const k = decodeOpenedKey(key);
+          this.cell(this.labelsOf({ ...k, localPort: k.origPort }), grown).opened += grown;
+        }
+      }
+      for (const id of this.openedSeen.keys()) if (!present.has(id)) this.openedSeen.delete(id);
+      if (idle.length > 0) {
+        src.forget(idle);
+        for (const k of idle) this.openedSeen.delete(k.toString('latin1'));
+      }
+    }
+    const st = this.opts.kernelStats?.();
+    if (st) {
+      for (const [reporter, total] of [['source', st.openFullClient ?? 0], ['destination', st.openFullServer ?? 0]] as const) {
+        const grown = total >= this.openFullSeen[reporter] ? total - this.openFullSeen[reporter] : total;
+        this.openFullSeen[reporter] = total;
+        if (grown > 0 && !baseline) {
+          this.folded += grown;
+          this.overflowCell(reporter).opened += grown;
+        }
+      }
+    }
+  }
+
+  /** Istio's labels of a record (or of an opened counter's key: the same fields). */
+  labelsOf(r: Pick<TcpRecord, 'role' | 'local' | 'localPort' | 'remote' | 'orig' | 'origPort'>): Labels {
     const res = this.resolver;
     const client = r.role === 'client';
     const src = res?.workload(client ? r.local : r.remote);
@@ -217,7 +296,8 @@ export class TcpMetrics {
     return this.cells.size;
   }
 
-  private cell(l: Labels): Cell {
+  /** The cell of a label set; beyond the cap, the reporter's overflow cell (n records folded into it). */
+  private cell(l: Labels, n = 1): Cell {
     const key = `${l.reporter}\0${l.source_workload}\0${l.source_workload_namespace}\0${l.destination_service}\0${l.destination_workload}\0${l.destination_workload_namespace}`;
     let c = this.cells.get(key);
     if (c) return c;
@@ -226,12 +306,16 @@ export class TcpMetrics {
       this.cells.set(key, c);
       return c;
     }
-    this.folded++;
-    let o = this.overflow.get(l.reporter);
+    this.folded += n;
+    return this.overflowCell(l.reporter);
+  }
+
+  private overflowCell(reporter: string): Cell {
+    let o = this.overflow.get(reporter);
     if (!o) {
-      o = new Cell({ reporter: l.reporter, source_workload: OVERFLOW, source_workload_namespace: OVERFLOW, destination_service: OVERFLOW,
+      o = new Cell({ reporter, source_workload: OVERFLOW, source_workload_namespace: OVERFLOW, destination_service: OVERFLOW,
         destination_workload: OVERFLOW, destination_workload_namespace: OVERFLOW });
-      this.overflow.set(l.reporter, o);
+      this.overflow.set(reporter, o);
     }
     return o;
   }

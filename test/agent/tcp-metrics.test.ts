@@ -16,10 +16,10 @@ import { Agent } from '../../agent/agent.js';
 import { validateAgentOptions } from '../../agent/options.js';
 import { uninstall } from '../../agent/datapath/sock-lb.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
-import { TcpMetrics, type TcpRecord } from '../../agent/metrics/tcp.js';
-import { CM_AT, CM_EVENT_SIZE } from '../../agent/datapath/conn-record.js';
+import { OPENED_IDLE_MS, TcpMetrics, type OpenedCounts, type TcpRecord } from '../../agent/metrics/tcp.js';
+import { CM_AT, CM_EVENT_SIZE, CM_OKEY_AT, CM_OKEY_SIZE } from '../../agent/datapath/conn-record.js';
 import { encodeAddr } from '../../agent/datapath/addr.js';
-import { Server, runClient } from '../sockmap/harness.js';
+import { Server, runClient, startClient } from '../sockmap/harness.js';
 
 const NODE = 'node-a';
 const VIP = '10.96.0.20';
@@ -154,6 +154,118 @@ describe('L4 metrics from the kernel', () => {
     const text = await closedBoth(c0 + 5);
     expect(one(text, 'kernway_tcp_connections_closed_total', SRC) - c0).toBe(5);
     expect(one(text, 'kernway_tcp_resets_total', SRC) - r0).toBe(5);
+  });
+  it('counts connections still open at a scrape as opened (the kernel\'s per-CPU counters), and each exactly once when they close', async () => {
+    const before = await agent!.metrics.text();
+    const o0 = [SRC, DST].map((l) => samples(before, 'kernway_tcp_connections_opened_total', l)[0] ?? 0);
+    const c0 = [SRC, DST].map((l) => samples(before, 'kernway_tcp_connections_closed_total', l)[0] ?? 0);
+    // 6 connections held open for 4 s after their bytes are sent, then aborted.
+    const job = startClient(lab, client, { targets: [{ host: VIP, port: 80 }], conns: 6, concurrency: 6, min: 100, max: 100, mode: 'rst', holdMs: 4000 });
+    let open = '';
+    for (let i = 0; i < 60; i++) {
+      open = await agent!.metrics.text(); // a scrape: no drain, no closed record yet
+      if ([SRC, DST].every((l, k) => (samples(open, 'kernway_tcp_connections_opened_total', l)[0] ?? 0) - o0[k]! >= 6)) break;
+      await new Promise((r) => setTimeout(r, 50)); // polling the scrape, up to 3 s (the connections stay open 4 s)
+    }
+    [SRC, DST].forEach((l, k) => {
+      expect(one(open, 'kernway_tcp_connections_opened_total', l) - o0[k]!).toBe(6);
+      expect(one(open, 'kernway_tcp_connections_closed_total', l) - c0[k]!).toBe(0);
+    });
+    expect((await job).ok).toBe(6);
+    const text = await closedBoth(c0[0]! + 6);
+    [SRC, DST].forEach((l, k) => {
+      expect(one(text, 'kernway_tcp_connections_closed_total', l) - c0[k]!).toBe(6);
+      expect(one(text, 'kernway_tcp_connections_opened_total', l) - o0[k]!).toBe(6);
+    });
+  });
+});
+
+describe('opened connections from the kernel\'s counters', () => {
+  const CPUS = 3;
+  /** A key of kw_cm_opened as bpf/conn_metrics.bpf.c writes it. */
+  const okey = (role: 'client' | 'server', local: string, remote: string, orig: string, port: number): Buffer => {
+    const k = Buffer.alloc(CM_OKEY_SIZE);
+    encodeAddr(local).copy(k, CM_OKEY_AT.local);
+    encodeAddr(remote).copy(k, CM_OKEY_AT.remote);
+    encodeAddr(orig).copy(k, CM_OKEY_AT.orig);
+    k.writeUInt16BE(port, CM_OKEY_AT.oport);
+    k[CM_OKEY_AT.role] = role === 'client' ? 1 : 2;
+    return k;
+  };
+  /** A fake kw_cm_opened: per key, one count per CPU. */
+  class FakeOpened {
+    readonly counts = new Map<string, { key: Buffer; perCpu: number[] }>();
+    forgotten: Buffer[] = [];
+    add(key: Buffer, cpu: number, n: number): void {
+      const id = key.toString('hex');
+      const e = this.counts.get(id) ?? { key, perCpu: new Array<number>(CPUS).fill(0) };
+      e.perCpu[cpu]! += n;
+      this.counts.set(id, e);
+    }
+    read(): OpenedCounts {
+      const es = [...this.counts.values()];
+      return {
+        keys: es.map((e) => e.key),
+        values: es.map((e) => { const v = Buffer.alloc(8 * CPUS); e.perCpu.forEach((n, i) => v.writeBigUInt64LE(BigInt(n), 8 * i)); return v; }),
+        forget: (ks) => { for (const k of ks) { this.forgotten.push(k); this.counts.delete(k.toString('hex')); } },
+      };
+    }
+  }
+  const resolver = (names: Record<string, string>) => ({
+    workload: (ip: string) => (names[ip] ? { name: names[ip]!, namespace: 'ns' } : undefined),
+    service: (_ip: string, port: number) => `s${port}.ns.svc.cluster.local`, serviceOfEndpoint: (_ip: string, port: number) => `e${port}.ns.svc.cluster.local`,
+  });
+  const opened = (text: string, match: Record<string, string>): number => one(text, 'kernway_tcp_connections_opened_total', match);
+
+  it('adds what each key grew since the last scrape (summed over CPUs), to the labels of the time it grew', async () => {
+    const fake = new FakeOpened();
+    let clock = 0;
+    const reg = new Registry();
+    const stats = { lost: 0, openFullClient: 0, openFullServer: 0 };
+    const m = new TcpMetrics(reg, { maxLabelSets: 3, opened: () => fake.read(), kernelStats: () => stats, now: () => clock });
+    m.setResolver(resolver({ '10.0.0.1': 'a', '10.0.1.1': 'web' }));
+    const cli = okey('client', '10.0.0.1', '10.0.1.1', '10.96.0.1', 80);
+    const srv = okey('server', '10.0.1.1', '10.0.0.1', '10.0.1.1', 8080);
+    // A previous agent counted 7: the starting point, not new opens.
+    fake.add(cli, 0, 7);
+    m.syncOpened(fake.read(), true);
+    fake.add(cli, 0, 2);
+    fake.add(cli, 2, 3);
+    fake.add(srv, 1, 4);
+    let text = await reg.metrics();
+    expect(opened(text, { reporter: 'source', source_workload: 'a', destination_workload: 'web', destination_service: 's80.ns.svc.cluster.local' })).toBe(5);
+    expect(opened(text, { reporter: 'destination', source_workload: 'a', destination_workload: 'web', destination_service: 'e8080.ns.svc.cluster.local' })).toBe(4);
+    // Another scrape without new opens adds nothing.
+    text = await reg.metrics();
+    expect(opened(text, { reporter: 'source', source_workload: 'a' })).toBe(5);
+    // The address now belongs to another workload: what grew before the change stays with a, the rest goes to b.
+    fake.add(cli, 1, 1);
+    m.setResolver(resolver({ '10.0.0.1': 'b', '10.0.1.1': 'web' }));
+    fake.add(cli, 1, 2);
+    text = await reg.metrics();
+    expect(opened(text, { reporter: 'source', source_workload: 'a' })).toBe(6);
+    expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(2);
+    expect(text).toMatch(/^kernway_tcp_metrics_label_sets 3$/m);
+    // Beyond the cap (3 label sets): folded into the overflow series and counted; so are opens the kernel could not key (its map full).
+    fake.add(okey('client', '10.0.0.9', '10.0.1.1', '10.96.0.1', 80), 0, 4);
+    stats.openFullClient = 5;
+    stats.openFullServer = 1;
+    text = await reg.metrics();
+    expect(opened(text, { reporter: 'source', source_workload: 'overflow' })).toBe(9);
+    expect(opened(text, { reporter: 'destination', source_workload: 'overflow' })).toBe(1);
+    expect(text).toMatch(/^kernway_tcp_metrics_overflow_total 10$/m);
+    expect(fake.forgotten).toHaveLength(0);
+    // Keys that did not grow for OPENED_IDLE_MS are deleted from the kernel's map; their counts stay.
+    clock += OPENED_IDLE_MS;
+    fake.add(srv, 0, 1);
+    text = await reg.metrics();
+    expect(fake.forgotten.map((k) => k[CM_OKEY_AT.role])).toEqual([1, 1]);
+    expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(2);
+    expect(opened(text, { reporter: 'destination', source_workload: 'overflow' })).toBe(2); // the server key, now b's: a 4th label set
+    // A forgotten key that comes back counts from zero.
+    fake.add(cli, 0, 1);
+    text = await reg.metrics();
+    expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(3);
   });
 });
 
