@@ -22,7 +22,7 @@ import { validateAgentOptions } from '../../agent/options.js';
 import { uninstall } from '../../agent/datapath/sock-lb.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
 import { Server, runClient } from '../sockmap/harness.js';
-import { baseManifests, request, startRig, type Rig, type RigAddresses } from '../waypoint/fixtures/rig.js';
+import { cartRoutesManifests, meshRequest, startRig, type Reply, type Rig } from '../waypoint/fixtures/rig.js';
 
 const MON = join(projectRoot(), 'deploy', 'monitoring');
 const RULES = join(MON, 'rules', 'kernway-alerts.yaml');
@@ -88,26 +88,6 @@ function podObject(p: Pod, app: string) {
   };
 }
 
-function waypointManifests(a: RigAddresses): string {
-  return baseManifests(a, 'shop') + `
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-5d8f7c9b6-x2k4q, namespace: web, labels: {app: web}}
-spec: {serviceAccountName: frontend, containers: [{name: c, image: i}]}
-status: {phase: Running, podIP: ${a.caller(0)}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: cart-routes, namespace: shop}
-spec:
-  parentRefs: [{group: '', kind: Service, name: cart}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /items}}]
-    backendRefs: [{name: cart, port: 80}]
-`;
-}
-
 beforeAll(async () => {
   for (const bin of ['prometheus', 'promtool']) {
     if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) throw new Error(`${bin} is not installed: run scripts/install-deps.sh (Debian package prometheus)`);
@@ -132,7 +112,7 @@ beforeAll(async () => {
   await agent.start();
   server = await Server.start(lab, backend, '::', [8080]);
   // The waypoint.
-  rig = await startRig({ octet: OCTET, namespace: 'shop', backends: { cart: 1 }, manifests: waypointManifests });
+  rig = await startRig({ octet: OCTET, namespace: 'shop', backends: { cart: 1 }, manifests: (a) => cartRoutesManifests(a) });
   // Prometheus, scraping both every second and evaluating the alert rules.
   const port = await freePort();
   const am = agent.metricsAddress()!;
@@ -169,8 +149,7 @@ afterAll(async () => {
 });
 
 const L4 = 'reporter="source", source_workload="shopper", source_workload_namespace="shop", destination_workload="web", destination_workload_namespace="shop", destination_service="web.shop.svc.cluster.local"';
-const mesh = (path: string): ReturnType<typeof request> =>
-  request({ address: rig!.a.gateway, port: rig!.waypoint.meshPort, from: rig!.a.caller(0), path, proxyTo: { address: `10.96.${100 + (process.pid % 100)}.1`, port: 80 } });
+const mesh = (path: string): Promise<Reply> => meshRequest(rig!, rig!.a.caller(0), path);
 
 describe('a real Prometheus scraping the agent and the waypoint', () => {
   it('finds the L4 bytes between the two workloads that talked, and the requests by route, while traffic flows', async () => {

@@ -6,39 +6,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWaypointArgs } from '../../waypoint/options.js';
-import { baseManifests, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
+import { cartRoutesManifests, meshRequest, startRig, type Reply, type Rig } from './fixtures/rig.js';
 
 const OCTET = 97;
 let rig: Rig;
-const VIP = (): string => `10.96.${100 + (process.pid % 100)}.1`; // Service 'cart'
-
-function manifests(a: RigAddresses): string {
-  return baseManifests(a, 'shop') + `
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-5d8f7c9b6-x2k4q, namespace: web, labels: {app: web}}
-spec: {serviceAccountName: frontend, containers: [{name: c, image: i}]}
-status: {phase: Running, podIP: ${a.caller(0)}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: cart-routes, namespace: shop}
-spec:
-  parentRefs: [{group: '', kind: Service, name: cart}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /items}}]
-    backendRefs: [{name: cart, port: 80}]
-`;
-}
-
 beforeAll(async () => {
-  rig = await startRig({ octet: OCTET, namespace: 'shop', backends: { cart: 1 }, manifests, extraArgs: ['--metrics-names', 'istio'] });
+  rig = await startRig({ octet: OCTET, namespace: 'shop', backends: { cart: 1 }, manifests: (a) => cartRoutesManifests(a), extraArgs: ['--metrics-names', 'istio'] });
 }, 30_000);
 afterAll(async () => { await rig?.close(); });
 
-const mesh = (from: string, path: string): ReturnType<typeof request> =>
-  request({ address: rig.a.gateway, port: rig.waypoint.meshPort, from, path, proxyTo: { address: VIP(), port: 80 } });
+const mesh = (from: string, path: string): Promise<Reply> => meshRequest(rig, from, path);
 
 function sample(text: string, name: string, match: Record<string, string>): number | undefined {
   for (const line of text.split('\n')) {

@@ -7,38 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { baseManifests, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
+import { WEB_CALLER, cartRoutesManifests, meshRequest, request, startRig, type Reply, type Rig, type RigAddresses, type RigCaller } from './fixtures/rig.js';
 
 const OCTET = 91;
 let rig: Rig;
-const VIP = (): string => `10.96.${100 + (process.pid % 100)}.1`; // Service 'cart', the first in baseManifests
-
-function manifests(a: RigAddresses, policies = ''): string {
-  // Callers: Pod 'web-...' in namespace web (caller(0)), Pod 'batch-...' in namespace jobs (caller(1)).
-  return baseManifests(a, 'shop') + `
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-5d8f7c9b6-x2k4q, namespace: web, labels: {app: web}}
-spec: {serviceAccountName: frontend, containers: [{name: c, image: i}]}
-status: {phase: Running, podIP: ${a.caller(0)}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: batch-7c9b6d8f5-q2w3e, namespace: jobs, labels: {app: batch}}
-spec: {serviceAccountName: batch, containers: [{name: c, image: i}]}
-status: {phase: Running, podIP: ${a.caller(1)}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: cart-routes, namespace: shop}
-spec:
-  parentRefs: [{group: '', kind: Service, name: cart}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /items}}]
-    backendRefs: [{name: cart, port: 80}]
-${policies}`;
-}
+/** Callers: Pod 'web-...' in namespace web (caller(0)), Pod 'batch-...' in namespace jobs (caller(1)). */
+const CALLERS: RigCaller[] = [WEB_CALLER, { pod: 'batch-7c9b6d8f5-q2w3e', namespace: 'jobs', app: 'batch', serviceAccount: 'batch' }];
+const manifests = (a: RigAddresses, policies = ''): string => cartRoutesManifests(a, { callers: CALLERS, extra: policies });
 
 const ALLOW_WEB_GET = `---
 apiVersion: kernway.io/v1alpha1
@@ -65,8 +40,7 @@ beforeAll(async () => {
 }, 30_000);
 afterAll(async () => { await rig?.close(); });
 
-const mesh = (from: string, path: string, extra: { method?: string; headers?: Record<string, string>; proxySource?: { address: string; port: number } } = {}): ReturnType<typeof request> =>
-  request({ address: rig.a.gateway, port: rig.waypoint.meshPort, from, path, proxyTo: { address: VIP(), port: 80 }, ...extra });
+const mesh = (from: string, path: string, extra: Parameters<typeof meshRequest>[3] = {}): Promise<Reply> => meshRequest(rig, from, path, extra);
 
 async function metric(name: string): Promise<string> {
   return rig.waypoint.metrics.registry.getSingleMetricAsString(name);

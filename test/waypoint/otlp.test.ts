@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWaypointArgs } from '../../waypoint/options.js';
 import { ratioSampler, tracesUrl } from '../../waypoint/observe/otlp.js';
 import { continueTrace } from '../../waypoint/observe/trace.js';
-import { baseManifests, request, startRig, type Rig, type RigAddresses } from './fixtures/rig.js';
+import { cartRoutesManifests, meshRequest, startRig, type Reply, type Rig } from './fixtures/rig.js';
 
 const OCTET = 99;
 
@@ -46,26 +46,6 @@ function attrs(list: Array<{ key: string; value: Record<string, unknown> }> | un
   return Object.fromEntries((list ?? []).map((kv) => [kv.key, Object.values(kv.value)[0]]));
 }
 
-function manifests(a: RigAddresses): string {
-  return baseManifests(a, 'shop') + `
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-5d8f7c9b6-x2k4q, namespace: web, labels: {app: web}}
-spec: {serviceAccountName: frontend, containers: [{name: c, image: i}]}
-status: {phase: Running, podIP: ${a.caller(0)}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: cart-routes, namespace: shop}
-spec:
-  parentRefs: [{group: '', kind: Service, name: cart}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /items}}]
-    backendRefs: [{name: cart, port: 80}]
-`;
-}
-
 beforeAll(async () => {
   receiver = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -96,7 +76,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   const port = (receiver.address() as AddressInfo).port;
   rig = await startRig({
-    octet: OCTET, namespace: 'shop', backends: { cart: 1 }, manifests,
+    octet: OCTET, namespace: 'shop', backends: { cart: 1 }, manifests: (a) => cartRoutesManifests(a),
     extraArgs: ['--otlp-endpoint', `http://127.0.0.1:${port}`, '--trace-sampling', '1'],
   });
 }, 30_000);
@@ -106,8 +86,7 @@ afterAll(async () => {
   await new Promise((r) => receiver?.close(r));
 });
 
-const mesh = (path: string, headers: Record<string, string> = {}): ReturnType<typeof request> =>
-  request({ address: rig.a.gateway, port: rig.waypoint.meshPort, from: rig.a.caller(0), path, headers, proxyTo: { address: `10.96.${100 + (process.pid % 100)}.1`, port: 80 } });
+const mesh = (path: string, headers: Record<string, string> = {}): Promise<Reply> => meshRequest(rig, rig.a.caller(0), path, { headers });
 
 function backendTraceparent(json: Record<string, unknown> | undefined): string {
   const h = (json?.headers ?? {}) as Record<string, string[] | string>;
@@ -165,7 +144,7 @@ describe('OTLP traces from the waypoint', () => {
 
   it('a 404 without a route is a span too; a 5xx is an error span', async () => {
     const before = spans.length;
-    expect((await request({ address: rig.a.gateway, port: rig.waypoint.meshPort, from: rig.a.caller(0), path: '/nope', proxyTo: { address: `10.96.${100 + (process.pid % 100)}.1`, port: 80 } })).status).toBe(404);
+    expect((await mesh('/nope')).status).toBe(404);
     await waitSpans(before + 1);
     const s = spans.at(-1)!;
     expect(Number(s.attributes['http.response.status_code'])).toBe(404);
