@@ -352,7 +352,7 @@ export class Waypoint extends EventEmitter {
     this.h2.close();
     this.upstream.close();
     await this.admin?.close();
-    this.accessLog.close();
+    await this.accessLog.close();
     await this.tracer?.shutdown().catch(() => undefined);
   }
 }

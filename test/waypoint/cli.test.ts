@@ -4,7 +4,7 @@
  * errors that name the option.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -79,9 +79,10 @@ describe('kernway waypoint (a process)', () => {
   let child: ChildProcess | undefined;
   afterAll(() => { if (child && child.exitCode === null) child.kill('SIGKILL'); });
 
-  it('starts, serves, reports through kernway routes, and drains on SIGTERM', async () => {
+  it('starts, serves, reports through kernway routes, and drains on SIGTERM (its buffered access log written)', async () => {
+    const accessLog = join(dir, 'access.log');
     child = spawn(process.execPath, [KERNWAY_MAIN, 'waypoint', '--namespace', 'ns', '--manifests', dir,
-      '--listen-address', a.gateway, '--mesh-port', '0', '--metrics-address', `${a.gateway}:${ADMIN_PORT}`, '--access-log', 'off'],
+      '--listen-address', a.gateway, '--mesh-port', '0', '--metrics-address', `${a.gateway}:${ADMIN_PORT}`, '--access-log', accessLog],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KERNWAY_LOG_LEVEL: 'info' } });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -104,9 +105,13 @@ describe('kernway waypoint (a process)', () => {
     expect(routes.out).toContain('HTTPRoute ns/good');
     expect(routes.out).toMatch(/HTTPRoute ns\/broken[\s\S]*ResolvedRefs=False {2}BackendNotFound: Service ns\/missing not found/);
 
+    // Requests just before SIGTERM: their lines are still in the 64 KiB buffer.
+    for (let i = 0; i < 20; i++) expect((await request({ address: a.gateway, port: 18080, path: `/last/${i}` })).status).toBe(200);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(stderr).toContain('draining');
+    const paths = readFileSync(accessLog, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { path: string }).path);
+    expect(paths).toEqual(['/hello', '/b', ...Array.from({ length: 20 }, (_, i) => `/last/${i}`)]);
   }, 60_000);
 });
 
