@@ -11,7 +11,6 @@
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import http2 from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import type { Problem } from '../k8s/types.js';
@@ -28,6 +27,7 @@ import { Balancer } from './proxy/balancer.js';
 import { Resilience } from './resilience/state.js';
 import { RequestHandler } from './proxy/handler.js';
 import { classifyClientError, H1Server, refusalBytes } from './proxy/h1-server.js';
+import { H2Server } from './proxy/h2-server.js';
 import { UpstreamPool } from './proxy/upstream.js';
 import { AdminServer } from './admin.js';
 import { statusReport, type StatusReport } from './status.js';
@@ -103,7 +103,7 @@ export class Waypoint extends EventEmitter {
   private readonly handler: RequestHandler;
   private readonly h1: http.Server;
   private readonly fast: H1Server | undefined;
-  private readonly h2: http2.Http2Server;
+  private readonly h2: H2Server;
   private readonly acceptHandlers: AcceptHandlers;
   private readonly gatewaySockets = new Map<string, Listening>();
   private mesh: Listening | undefined;
@@ -111,7 +111,6 @@ export class Waypoint extends EventEmitter {
   /** Spans over OTLP, when --otlp-endpoint is set. */
   readonly tracer: RequestTracer | undefined;
   private readonly sockets = new Set<Socket>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
   private applying: Promise<void> = Promise.resolve();
   private appliedAt: number | undefined;
@@ -149,16 +148,7 @@ export class Waypoint extends EventEmitter {
     this.h1.on('connect', (_req: http.IncomingMessage, socket: Socket) => {
       socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     });
-    this.h2 = http2.createServer({
-      maxSessionMemory: 32,
-      settings: { maxConcurrentStreams: 1000, maxHeaderListSize: l.maxHeaderBytes, enablePush: false },
-    }, this.handler.onRequest);
-    this.h2.setTimeout(l.idleTimeoutMs);
-    this.h2.on('session', (s: http2.ServerHttp2Session) => {
-      this.sessions.add(s);
-      s.once('close', () => this.sessions.delete(s));
-      s.on('error', () => { /* the session ends; streams report their own errors */ });
-    });
+    this.h2 = new H2Server({ maxHeaderBytes: l.maxHeaderBytes, idleTimeoutMs: l.idleTimeoutMs, onRequest: this.handler.onRequest });
     if (opts.http1Server !== 'node') {
       this.fast = new H1Server({
         maxHeaderBytes: l.maxHeaderBytes, headersTimeoutMs: l.headersTimeoutMs, requestTimeoutMs: l.requestTimeoutMs, idleTimeoutMs: l.idleTimeoutMs,
@@ -169,7 +159,7 @@ export class Waypoint extends EventEmitter {
     const fast = this.fast;
     this.acceptHandlers = {
       http1: fast ? (s) => fast.connection(s) : (s) => this.h1.emit('connection', s),
-      http2: (s) => this.h2.emit('connection', s),
+      http2: (s) => this.h2.connection(s),
       refused: (kind, info, detail) => {
         this.metrics.downstreamErrors.inc({ kind });
         log.debug({ kind, peer: `${info.peerAddress}:${info.peerPort}`, detail }, 'waypoint: connection refused');
@@ -339,7 +329,7 @@ export class Waypoint extends EventEmitter {
     this.mesh?.server.close();
     this.h1.closeIdleConnections();
     this.fast?.closeIdleConnections();
-    for (const s of this.sessions) s.close();
+    this.h2.closeSessions();
     const deadline = Date.now() + drainMs;
     while (this.sockets.size > 0 && Date.now() < deadline) {
       this.h1.closeIdleConnections();

@@ -2,11 +2,11 @@
  * One HTTP request through the waypoint: parent (Gateway listener or mesh destination),
  * caller identity, authorization, route rule, filters, backend choice, the exchange with
  * the backend (timeouts, retries, mirrors), the response (header filters, CORS), then
- * metrics and the access log. Works for HTTP/1.x and HTTP/2 callers alike (Node's
- * compatibility API), and for WebSocket upgrades.
+ * metrics and the access log. Works for HTTP/1.x and HTTP/2 callers alike (the waypoint's
+ * own servers' request/response pairs, node:http's behind --http1-server node), and for
+ * WebSocket upgrades.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -23,6 +23,7 @@ import { meshLookup, passthroughRule, podTarget, selectListener, type CompiledBa
 import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evaluate.js';
 import { connOf, type ConnInfo } from './accept.js';
 import { FastRequest, type FastResponse } from './h1-server.js';
+import type { H2Request, H2Response } from './h2-server.js';
 import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
@@ -31,13 +32,13 @@ import { UpstreamError, type UpstreamPool, type UpstreamResponse } from './upstr
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
 import type { OutlierState, OverflowLimit, Resilience, TryOutcome } from '../resilience/state.js';
 
-type DownReq = IncomingMessage | Http2ServerRequest | FastRequest;
-/** FastResponse has the members of ServerResponse the handler uses; it is handled as one. */
-type DownRes = ServerResponse | Http2ServerResponse;
+type DownReq = IncomingMessage | FastRequest | H2Request;
+/** FastResponse and H2Response have the members of ServerResponse the handler uses; they are handled as one. */
+type DownRes = ServerResponse;
 
-/** The request body as a stream: the request itself for Node's objects, its body for the waypoint's own HTTP/1.1 server. */
+/** The request body as a stream: the request itself for node:http, its body for the waypoint's own HTTP/1.1 server, the stream for HTTP/2. */
 function bodyOf(req: DownReq): Readable {
-  return req instanceof FastRequest ? req.body : req;
+  return req instanceof FastRequest ? req.body : req.httpVersionMajor === 2 ? (req as H2Request).stream : req as IncomingMessage;
 }
 
 const KEEP_TE = new Set(['te']);
@@ -100,7 +101,7 @@ export class RequestHandler {
   constructor(private readonly d: HandlerDeps) {}
 
   /** Entry point for both HTTP servers' 'request' events. */
-  readonly onRequest = (req: DownReq, response: DownRes | FastResponse): void => {
+  readonly onRequest = (req: DownReq, response: DownRes | FastResponse | H2Response): void => {
     const res = response as DownRes;
     this.handle(req, res).catch((e: unknown) => {
       this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
@@ -221,7 +222,7 @@ export class RequestHandler {
 
     // The body: streamed, or buffered when it has to be sent more than once.
     const contentLength = h2 ? undefined : header('content-length');
-    const hasBody = h2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : (contentLength !== undefined && contentLength !== '0') || header('transfer-encoding') !== undefined;
+    const hasBody = h2 ? !(req as H2Request).endAfterHeaders : (contentLength !== undefined && contentLength !== '0') || header('transfer-encoding') !== undefined;
     const allMirrors = backend.mirrors.length === 0 ? rule.mirrors : [...rule.mirrors, ...backend.mirrors];
     const mirrors = allMirrors.length === 0 ? allMirrors : allMirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
     let body: Readable | Buffer | undefined;
@@ -498,8 +499,7 @@ export class RequestHandler {
         if (headSent) return true;
         headSent = true;
         try {
-          if (h2) (res as Http2ServerResponse).writeHead(up.status, toObject(headers) as unknown as http.OutgoingHttpHeaders);
-          else (res as ServerResponse).writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
+          res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
           return true;
         } catch (e) {
           ex.reason = 'bad_upstream_headers';
@@ -520,9 +520,8 @@ export class RequestHandler {
       body.once('end', () => {
         const t = up.trailers();
         if (!headSent && t.length === 0) {
-          const r2 = res as Http2ServerResponse;
-          r2.statusCode = up.status;
-          for (const [k, v] of Object.entries(toObject(headers))) r2.setHeader(k, v);
+          // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
+          res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
           res.end();
           end();
           return;
@@ -561,8 +560,7 @@ export class RequestHandler {
     if (body !== '') h.push('content-type', 'text/plain; charset=utf-8');
     if (status !== 204 && status !== 304) h.push('content-length', String(Buffer.byteLength(body)));
     try {
-      if (res instanceof Http2ServerResponse) res.writeHead(status, toObject(h) as unknown as http.OutgoingHttpHeaders);
-      else (res as ServerResponse).writeHead(status, h as unknown as http.OutgoingHttpHeaders);
+      res.writeHead(status, h as unknown as http.OutgoingHttpHeaders);
       res.end(body);
     } catch {
       res.destroy();

@@ -1,0 +1,259 @@
+/**
+ * HTTP/2 callers (h2c with prior knowledge, gRPC) on nghttp2's core API: the server's
+ * 'stream' event hands each request over as a stream, its header object and its raw
+ * header list; the answer goes out through `respond()`, the stream's writes and
+ * `sendTrailers()`. No Http2ServerRequest/Http2ServerResponse (Node's compatibility
+ * layer) is made: what reaches the request handler is a small pair with the members it
+ * uses (H2Request, H2Response), as the HTTP/1.1 server's FastRequest/FastResponse.
+ *
+ * The response head is held until the first body chunk or the end, so that an answer
+ * without a body is one HEADERS frame that ends the stream (gRPC "trailers-only"), and
+ * the stream waits for trailers only when the response may have some (no Content-Length,
+ * a Trailer header, or gRPC); otherwise the last DATA frame ends the stream. A head not
+ * followed by a body chunk in the same turn of the event loop is sent on its own
+ * (streaming responses get their head at once).
+ */
+import http2, { constants } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { HeaderList } from './headers.js';
+
+const { NGHTTP2_NO_ERROR } = constants;
+
+/** Field values Node's HTTP/1 layer refuses to send; HTTP/2 refuses the same (RFC 9113 §8.2.1). */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+/** Connection-specific header fields, never sent over HTTP/2 (RFC 9113 §8.2.2). */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+
+const SESSION_SOCKET = Symbol('kernway.h2.socket');
+
+export interface H2ServerOptions {
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: larger request heads are refused by nghttp2. */
+  maxHeaderBytes: number;
+  /** Idle sessions are closed after this. */
+  idleTimeoutMs: number;
+  onRequest(req: H2Request, res: H2Response): void;
+}
+
+/** A request as the handler sees it (the members of IncomingMessage it uses). */
+export class H2Request {
+  readonly httpVersion = '2.0';
+  readonly httpVersionMajor = 2;
+  readonly httpVersionMinor = 0;
+  readonly method: string;
+  readonly url: string;
+  /** True when the HEADERS frame ended the stream: no body follows. */
+  readonly endAfterHeaders: boolean;
+
+  constructor(
+    /** The stream: also the request body (its readable side). */
+    readonly stream: http2.ServerHttp2Stream,
+    /** nghttp2's header object (lower-case names, repeated values joined as Node does). */
+    readonly headers: http2.IncomingHttpHeaders,
+    readonly rawHeaders: string[],
+    /** The caller's TCP socket (what accept() knows of the connection is attached to it). */
+    readonly socket: Socket,
+  ) {
+    this.method = headers[':method'] ?? 'GET';
+    this.url = headers[':path'] ?? '';
+    this.endAfterHeaders = stream.endAfterHeaders;
+  }
+}
+
+/** A response as the handler writes it (the members of ServerResponse it uses). */
+export class H2Response {
+  statusCode = 200;
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  /** The head, built and checked by writeHead(), until it is sent. */
+  private head: HeaderList | undefined;
+  private noBody: boolean;
+  private mayHaveTrailers = true;
+  private responded = false;
+  private waitingForTrailers = false;
+  private trailers: Record<string, string | string[]> | undefined;
+  private onClose: (() => void) | undefined;
+  private onDrain: (() => void) | undefined;
+  private closed = false;
+  private flushScheduled = false;
+
+  constructor(private readonly stream: http2.ServerHttp2Stream, method: string) {
+    this.noBody = method === 'HEAD';
+    stream.on('error', () => { /* reported by 'close' (its rstCode) */ });
+    stream.once('close', () => {
+      this.closed = true;
+      this.writableFinished = this.writableEnded && stream.rstCode === NGHTTP2_NO_ERROR;
+      const f = this.onClose;
+      this.onClose = undefined;
+      f?.();
+    });
+    stream.on('drain', () => {
+      const f = this.onDrain;
+      this.onDrain = undefined;
+      f?.();
+    });
+  }
+
+  once(event: 'close' | 'drain', fn: () => void): this {
+    if (event === 'close') this.onClose = fn;
+    else this.onDrain = fn;
+    return this;
+  }
+
+  /** Checks the head now (a bad backend header throws here, as Node's writeHead does); sends it with the first chunk or the end. */
+  writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
+    if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
+    const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
+    const head: HeaderList = [':status', String(status)];
+    let length = false, trailer = false, grpc = false;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!.toLowerCase();
+      const value = list[i + 1]!;
+      if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
+      if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.toLowerCase() !== 'trailers')) continue;
+      if (name === 'content-length') length = true;
+      else if (name === 'trailer') trailer = true;
+      else if (name === 'content-type' && value.startsWith('application/grpc')) grpc = true;
+      head.push(name, value);
+    }
+    this.statusCode = status;
+    if (status === 204 || status === 205 || status === 304) this.noBody = true;
+    this.mayHaveTrailers = !length || trailer || grpc;
+    this.head = head;
+    this.headersSent = true;
+    if (!this.flushScheduled) { this.flushScheduled = true; setImmediate(this.flushHead); }
+    return this;
+  }
+
+  /** A head not followed by a chunk in the same turn goes out alone. */
+  private readonly flushHead = (): void => {
+    if (this.head !== undefined && !this.closed) this.respond(false);
+  };
+
+  private respond(end: boolean): void {
+    const head = this.head!;
+    this.head = undefined;
+    this.responded = true;
+    const endStream = end && this.trailers === undefined;
+    this.waitingForTrailers = !endStream && !this.noBody && (this.mayHaveTrailers || this.trailers !== undefined);
+    try {
+      this.stream.respond(head as unknown as http2.OutgoingHttpHeaders, { endStream: endStream || this.noBody, waitForTrailers: this.waitingForTrailers });
+    } catch {
+      this.stream.destroy();
+      return;
+    }
+    if (this.waitingForTrailers) this.stream.once('wantTrailers', this.sendTrailers);
+  }
+
+  private readonly sendTrailers = (): void => {
+    try { this.stream.sendTrailers(this.trailers ?? {}); } catch { this.stream.close(constants.NGHTTP2_INTERNAL_ERROR); }
+  };
+
+  write(chunk: Buffer | string): boolean {
+    if (this.writableEnded || this.closed) return false;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    if (this.head !== undefined) this.respond(false);
+    if (this.noBody) return true;
+    return this.stream.write(chunk);
+  }
+
+  addTrailers(t: Record<string, string | string[]>): void {
+    const o: Record<string, string | string[]> = {};
+    for (const k of Object.keys(t)) {
+      const name = k.toLowerCase();
+      const v = t[k]!;
+      for (const x of Array.isArray(v) ? v : [v]) {
+        if (!TOKEN.test(name) || INVALID_VALUE.test(x)) throw Object.assign(new Error(`invalid trailer ${k}`), { code: 'ERR_INVALID_CHAR' });
+      }
+      if (CONNECTION_SPECIFIC.has(name) || name === 'te') continue;
+      o[name] = v;
+    }
+    if (Object.keys(o).length === 0) return;
+    // Trailers after a head sent without waiting for them (a Content-Length response) cannot be sent: dropped, as HTTP/1.1 does.
+    if (this.responded && !this.waitingForTrailers) return;
+    this.trailers = o;
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (this.writableEnded || this.closed) return;
+    this.writableEnded = true;
+    if (!this.headersSent) {
+      const n = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      this.writeHead(this.statusCode, this.statusCode === 204 || this.statusCode === 304 ? [] : ['content-length', String(n)]);
+    }
+    const hasChunk = chunk !== undefined && !this.noBody && chunk.length > 0;
+    if (this.head !== undefined) this.respond(!hasChunk);
+    if (this.stream.destroyed) return;
+    if (this.noBody) { if (!this.stream.writableEnded) this.stream.end(); return; }
+    if (hasChunk) this.stream.end(chunk);
+    else if (!this.stream.writableEnded) this.stream.end();
+  }
+
+  destroy(): void {
+    if (!this.stream.destroyed) this.stream.destroy();
+  }
+}
+
+function objectToList(o: Record<string, string | string[] | number>): HeaderList {
+  const out: HeaderList = [];
+  for (const k of Object.keys(o)) {
+    const v = o[k]!;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, String(v));
+  }
+  return out;
+}
+
+/** The HTTP/2 server callers' connections are handed to (after accept()'s preface check). */
+export class H2Server {
+  private readonly server: http2.Http2Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** The socket being handed to nghttp2, for the 'session' event that follows at once. */
+  private handing: Socket | undefined;
+
+  constructor(private readonly opts: H2ServerOptions) {
+    // No 'request' listener: Node's compatibility layer is never set up.
+    this.server = http2.createServer({
+      maxSessionMemory: 32,
+      settings: { maxConcurrentStreams: 1000, maxHeaderListSize: opts.maxHeaderBytes, enablePush: false },
+    });
+    this.server.setTimeout(opts.idleTimeoutMs);
+    this.server.on('session', (s: http2.ServerHttp2Session) => {
+      (s as unknown as Record<symbol, Socket | undefined>)[SESSION_SOCKET] = this.handing;
+      this.sessions.add(s);
+      s.once('close', () => this.sessions.delete(s));
+      s.on('error', () => { /* the session ends; streams report their own errors */ });
+    });
+    this.server.on('stream', this.onStream);
+  }
+
+  /** A caller's connection whose first bytes are the HTTP/2 preface. */
+  connection(socket: Socket): void {
+    this.handing = socket;
+    try { this.server.emit('connection', socket); } finally { this.handing = undefined; }
+  }
+
+  private readonly onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]): void => {
+    const socket = (stream.session as unknown as Record<symbol, Socket | undefined>)[SESSION_SOCKET];
+    if (socket === undefined) { stream.close(constants.NGHTTP2_INTERNAL_ERROR); return; }
+    const req = new H2Request(stream, headers, rawHeaders, socket);
+    const res = new H2Response(stream, req.method);
+    // Expect: 100-continue (RFC 9110 §10.1.1): the body is read anyway, so say so at once.
+    if (headers.expect === '100-continue' && !stream.endAfterHeaders) {
+      try { stream.additionalHeaders({ ':status': 100 }); } catch { /* the stream is gone */ }
+    }
+    this.opts.onRequest(req, res);
+  };
+
+  /** At shutdown: a GOAWAY to every session; streams in flight finish. */
+  closeSessions(): void {
+    for (const s of this.sessions) s.close();
+  }
+
+  close(): void {
+    this.server.close();
+  }
+}
