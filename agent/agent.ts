@@ -29,11 +29,11 @@ import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
 import { releaseFreedMemory } from './datapath/memory.js';
-import { waypointBindings } from '../model/waypoint-binding.js';
+import { WAYPOINT_POD_LABEL, waypointBindings } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
 import { TcpMetrics, modelResolver } from './metrics/tcp.js';
-import { serviceHost, workloadOf } from '../model/workload.js';
+import { PodSubset, serviceHost, workloadOf } from '../model/workload.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
@@ -93,6 +93,13 @@ export class Agent {
   private wpSync: WaypointSync | undefined;
   private wpNetns: { key: string; cookies: Map<string, bigint> } = { key: '', cookies: new Map() };
   private wpNetnsRetry: NodeJS.Timeout | undefined;
+  /** This node's pods and the waypoints' pods, kept from the model's change sets (a burst of pods elsewhere costs little). */
+  private nodePods: PodSubset | undefined;
+  private readonly waypointPods = new PodSubset((p) => p.labels[WAYPOINT_POD_LABEL] !== undefined);
+  /** The next snapshot updates the pod subsets from every pod (the first one). */
+  private podsWhole = true;
+  /** The last sockmap pod sync failed: the next snapshot tries again. */
+  private sockmapStale = false;
   private source: StandaloneSource | undefined;
   /** The Kubernetes API source (absent with --standalone). */
   private kube: KubeSource | undefined;
@@ -340,7 +347,12 @@ export class Agent {
     this.generation = s.generation;
     this.problems = s.problems.map((p) => ({ ...p }));
     this.metrics.manifestProblems.set(s.problems.length);
-    this.syncSockmap(s);
+    const podKeys = this.podsWhole ? undefined : s.change.pods;
+    this.podsWhole = false;
+    this.nodePods ??= new PodSubset((p) => p.nodeName === this.opts.nodeName);
+    const localMoved = this.nodePods.update(s.model.pods, podKeys);
+    this.waypointPods.update(s.model.pods, podKeys);
+    if (localMoved || podKeys === undefined || s.change.namespaces.size > 0 || this.sockmapStale) this.syncSockmap(s);
     this.cluster?.update(s.model);
     this.policy?.onSnapshot(s);
     this.tcp?.setResolver(modelResolver(s.model, workloadOf, serviceHost));
@@ -385,10 +397,10 @@ export class Agent {
   /** Service HTTP ports bound to a waypoint: to its pods at connect(), or refused (docs/waypoint-handoff.md). */
   private applyWaypoints(s: StandaloneSnapshot): void {
     if (!this.wpSync || !this.sync) return;
-    const b = waypointBindings(s.model);
+    const b = waypointBindings(s.model, this.waypointPods.pods.values());
     for (const p of b.problems) this.problems.push({ ...p });
     if (b.problems.length > 0) this.metrics.manifestProblems.set(this.problems.length);
-    const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined, exempt: this.waypointNetns(s, b.waypointPodIPs) });
+    const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined, exempt: this.waypointNetns(b.waypointPodIPs) });
     const r = this.wpSync.apply(plan);
     if (r.writes + r.deletes > 0) {
       this.log.info({ generation: s.generation, bound: plan.frontends.length, refused: plan.frontends.filter((f) => f.pods.length === 0).length,
@@ -401,10 +413,9 @@ export class Agent {
    * the processes of the agent's cgroup tree; rescanned when the set changes, and every 2 s
    * while a pod's namespace is not found yet (its process not started).
    */
-  private waypointNetns(s: StandaloneSnapshot, waypointIPs: ReadonlySet<string>): bigint[] {
+  private waypointNetns(waypointIPs: ReadonlySet<string>): bigint[] {
     const local = new Set<string>();
-    for (const p of s.model.pods.values()) {
-      if (p.nodeName !== this.opts.nodeName) continue;
+    for (const p of this.nodePods?.pods.values() ?? []) {
       for (const ip of p.podIPs) if (waypointIPs.has(ip)) local.add(ip);
     }
     const key = [...local].sort().join(',');
@@ -464,7 +475,9 @@ export class Agent {
   private syncSockmap(s: StandaloneSnapshot): void {
     if (!this.sockmap) return;
     try {
-      const r = this.sockmap.syncFromModel(s.model, this.opts.nodeName);
+      this.sockmapStale = true;
+      const r = this.sockmap.syncFromModel({ pods: this.nodePods!.pods, namespaces: s.model.namespaces }, this.opts.nodeName);
+      this.sockmapStale = false;
       if (r) this.log.info({ generation: s.generation, ...r }, 'sockmap local pods updated');
     } catch (e) {
       this.log.error({ generation: s.generation, code: (e as { code?: string }).code, err: errorMessage(e) }, 'sockmap local pods not updated');

@@ -38,11 +38,39 @@ export interface IdentityAssignment {
   conflicts: { ip: string; pods: string[]; winner: string }[];
 }
 
+/** What one IdentityAllocator.update changed. */
+export interface IdentityDelta {
+  /** Identities created (a pod brought a (namespace, service account, labels) no pod had). */
+  added: Identity[];
+  /** Identities released (their last pod went or changed). */
+  removed: Identity[];
+  /** Addresses whose entry (identity, owning pod, or presence) may have changed. */
+  addresses: Set<string>;
+  /** 'ns/name' of the pods looked at (their identity or addresses may have changed). */
+  pods: Set<string>;
+}
+
+/** What the allocator holds of one pod (host-network pods are not held). */
+interface PodRecord { pod: Pod; identKey: string; claims: boolean }
+
+/**
+ * Identities kept up to date pod by pod: `update(pods, changedKeys)` costs in proportion
+ * to the changed pods (and the addresses they claim), not to the cluster's pods; `assign`
+ * is the whole-set form (every pod looked at).
+ */
 export class IdentityAllocator {
   private readonly byKey = new Map<string, Identity>();
   private readonly used = new Set<number>();
   private next: number;
   private seedByIp = new Map<string, number>();
+  /** Pods of each identity key. */
+  private readonly refs = new Map<string, number>();
+  private readonly records = new Map<string, PodRecord>();
+  /** Address -> the pods (not finished) that claim it. */
+  private readonly claims = new Map<string, Pod[]>();
+  private readonly live: { identities: Map<number, Identity>; byPod: Map<string, Identity>; addresses: Map<string, AddressIdentity>; conflicts: Map<string, IdentityAssignment['conflicts'][number]> } = {
+    identities: new Map(), byPod: new Map(), addresses: new Map(), conflicts: new Map(),
+  };
 
   constructor(private readonly first = ID_FIRST, private readonly max = ID_MAX) {
     this.next = first;
@@ -53,57 +81,109 @@ export class IdentityAllocator {
     for (const { ip, id } of entries) if (id >= this.first && id <= this.max) this.seedByIp.set(ip, id);
   }
 
-  /** Assigns identities to the pods; identities no pod has any more are released. */
+  /**
+   * The assignment in force (live: the allocator updates these maps in place). Its
+   * `conflicts` is a copy made now.
+   */
+  get current(): IdentityAssignment {
+    const l = this.live;
+    return { identities: l.identities, byPod: l.byPod, addresses: l.addresses, conflicts: [...l.conflicts.values()] };
+  }
+
+  /** Assigns identities to the pods (the whole set); identities no pod has any more are released. Returns a copy. */
   assign(pods: Iterable<Pod>): IdentityAssignment {
-    const byPod = new Map<string, Identity>();
-    const live = new Set<string>();
-    const candidates: Pod[] = [];
-    for (const pod of pods) {
-      if (pod.hostNetwork) continue;
-      candidates.push(pod);
-      live.add(identityKey(pod.namespace, pod.serviceAccountName, pod.labels));
+    const all = new Map<string, Pod>();
+    for (const p of pods) all.set(p.key, p);
+    const keys = new Set<string>(this.records.keys());
+    for (const k of all.keys()) keys.add(k);
+    this.update(all, keys);
+    const c = this.current;
+    return { identities: new Map(c.identities), byPod: new Map(c.byPod), addresses: new Map(c.addresses), conflicts: c.conflicts };
+  }
+
+  /**
+   * Brings the identities in line with `pods` for the pods under `changed` ('ns/name', the
+   * model's change set; a key whose pod is the same object as last time costs nothing).
+   */
+  update(pods: ReadonlyMap<string, Pod>, changed: Iterable<string>): IdentityDelta {
+    const delta: IdentityDelta = { added: [], removed: [], addresses: new Set(), pods: new Set() };
+    const dropped = new Set<string>();
+    const arrived: Pod[] = [];
+    for (const key of changed) {
+      const old = this.records.get(key);
+      let now = pods.get(key);
+      if (now?.hostNetwork) now = undefined;
+      if (old?.pod === now) continue;
+      delta.pods.add(key);
+      if (old) {
+        this.records.delete(key);
+        const n = this.refs.get(old.identKey)! - 1;
+        if (n === 0) { this.refs.delete(old.identKey); dropped.add(old.identKey); } else this.refs.set(old.identKey, n);
+        if (old.claims) for (const ip of old.pod.podIPs) { this.unclaim(ip, old.pod); delta.addresses.add(ip); }
+        this.live.byPod.delete(key);
+      }
+      if (now) {
+        const identKey = identityKey(now.namespace, now.serviceAccountName, now.labels);
+        const claims = !(now.phase !== undefined && TERMINAL_PHASES.has(now.phase));
+        this.records.set(key, { pod: now, identKey, claims });
+        this.refs.set(identKey, (this.refs.get(identKey) ?? 0) + 1);
+        if (claims) for (const ip of now.podIPs) { this.claim(ip, now); delta.addresses.add(ip); }
+        arrived.push(now);
+      }
     }
     // Release first, so a seeded id of a vanished identity can be adopted.
-    for (const [key, ident] of this.byKey) {
-      if (!live.has(key)) { this.byKey.delete(key); this.used.delete(ident.id); }
+    for (const identKey of dropped) {
+      if (this.refs.has(identKey)) continue; // another pod took it up in the same update
+      const ident = this.byKey.get(identKey)!;
+      this.byKey.delete(identKey);
+      this.used.delete(ident.id);
+      this.live.identities.delete(ident.id);
+      delta.removed.push(ident);
     }
-    // Sorted, so ids given in one pass do not depend on map order.
-    candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const pod of candidates) {
-      const key = identityKey(pod.namespace, pod.serviceAccountName, pod.labels);
-      let ident = this.byKey.get(key);
+    // Sorted, so ids given in one update do not depend on map order.
+    arrived.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const pod of arrived) {
+      const identKey = this.records.get(pod.key)!.identKey;
+      let ident = this.byKey.get(identKey);
       if (!ident) {
         const seeded = pod.podIPs.map((ip) => this.seedByIp.get(ip)).find((id) => id !== undefined && !this.used.has(id));
         const id = seeded ?? this.fresh();
-        ident = Object.freeze({ id, namespace: pod.namespace, serviceAccount: pod.serviceAccountName, labels: Object.freeze(identityLabels(pod.labels)), key });
-        this.byKey.set(key, ident);
+        ident = Object.freeze({ id, namespace: pod.namespace, serviceAccount: pod.serviceAccountName, labels: Object.freeze(identityLabels(pod.labels)), key: identKey });
+        this.byKey.set(identKey, ident);
         this.used.add(id);
+        this.live.identities.set(id, ident);
         if (id >= this.next) this.next = id + 1;
+        delta.added.push(ident);
       }
-      byPod.set(pod.key, ident);
+      this.live.byPod.set(pod.key, ident);
     }
     this.seedByIp.clear();
 
-    const identities = new Map<number, Identity>();
-    for (const ident of this.byKey.values()) identities.set(ident.id, ident);
-
     // Addresses: a terminal pod's address may already be another pod's; a running pod wins.
-    const claims = new Map<string, Pod[]>();
-    for (const pod of candidates) {
-      if (pod.phase !== undefined && TERMINAL_PHASES.has(pod.phase)) continue;
-      for (const ip of pod.podIPs) {
-        const list = claims.get(ip);
-        if (list) list.push(pod); else claims.set(ip, [pod]);
-      }
-    }
-    const addresses = new Map<string, AddressIdentity>();
-    const conflicts: IdentityAssignment['conflicts'] = [];
-    for (const [ip, list] of claims) {
+    for (const ip of delta.addresses) {
+      const list = this.claims.get(ip);
+      if (!list) { this.live.addresses.delete(ip); this.live.conflicts.delete(ip); continue; }
       const winner = list.length === 1 ? list[0]! : [...list].sort((a, b) => rank(a) - rank(b) || (a.key < b.key ? -1 : 1))[0]!;
-      if (list.length > 1) conflicts.push({ ip, pods: list.map((p) => p.key), winner: winner.key });
-      addresses.set(ip, { ip, id: byPod.get(winner.key)!.id, pod: winner.key });
+      if (list.length > 1) this.live.conflicts.set(ip, { ip, pods: list.map((p) => p.key), winner: winner.key });
+      else this.live.conflicts.delete(ip);
+      const id = this.live.byPod.get(winner.key)!.id;
+      const cur = this.live.addresses.get(ip);
+      if (cur?.id !== id || cur.pod !== winner.key) this.live.addresses.set(ip, { ip, id, pod: winner.key });
     }
-    return { identities, byPod, addresses, conflicts };
+    return delta;
+  }
+
+  private claim(ip: string, pod: Pod): void {
+    const list = this.claims.get(ip);
+    if (list) list.push(pod); else this.claims.set(ip, [pod]);
+  }
+
+  private unclaim(ip: string, pod: Pod): void {
+    const list = this.claims.get(ip);
+    if (!list) return;
+    const i = list.indexOf(pod);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.claims.delete(ip);
   }
 
   private fresh(): number {

@@ -100,9 +100,9 @@ function podReady(p: Pod): boolean {
 }
 
 /** The waypoint pods of each Gateway named by a waypoint label, by 'ns/name'. */
-function podsByWaypoint(model: Model): Map<string, Pod[]> {
+function podsByWaypoint(pods: Iterable<Pod>): Map<string, Pod[]> {
   const out = new Map<string, Pod[]>();
-  for (const p of model.pods.values()) {
+  for (const p of pods) {
     const gw = p.labels[WAYPOINT_POD_LABEL];
     if (gw === undefined || !podReady(p)) continue;
     const key = `${p.namespace}/${gw}`;
@@ -113,9 +113,13 @@ function podsByWaypoint(model: Model): Map<string, Pod[]> {
   return out;
 }
 
-/** Every binding of the model. Cost: one pass over Services and Pods. */
-export function waypointBindings(model: Model): WaypointBindings {
-  const pods = podsByWaypoint(model);
+/**
+ * Every binding of the model. Cost: one pass over Services and Pods; `waypointPods`, when
+ * given, stands for the model's pods carrying WAYPOINT_POD_LABEL (the agent keeps that
+ * subset from the change sets, so a burst of other pods costs nothing here).
+ */
+export function waypointBindings(model: Model, waypointPods?: Iterable<Pod>): WaypointBindings {
+  const pods = podsByWaypoint(waypointPods ?? model.pods.values());
   const waypoints = new Map<string, Waypoint>();
   const services = new Map<string, ServiceBinding>();
   const waypointPodIPs = new Set<string>();

@@ -232,6 +232,8 @@ export class KubeSource implements Source {
 /** List+watch of one kind. */
 class Reflector {
   readonly items = new Map<string, Item>();
+  /** Keys of the items with problems (so a batch does not walk every item to collect them). */
+  private readonly troubled = new Set<string>();
   synced = false;
   private apiVersion: string | undefined;
   private path: string | undefined;
@@ -262,7 +264,7 @@ class Reflector {
 
   problems(out: Problem[]): void {
     if (this.problem) out.push(this.problem);
-    for (const it of this.items.values()) if (it.problems) out.push(...it.problems);
+    for (const k of this.troubled) { const it = this.items.get(k); if (it?.problems) out.push(...it.problems); }
   }
 
   private get selector(): string {
@@ -343,6 +345,7 @@ class Reflector {
       message: `the API server does not serve ${what}: its CRD is not installed; kernway reads it once it appears` };
     const gone = [...this.items.keys()];
     this.items.clear();
+    this.troubled.clear();
     this.synced = true;
     if (!was || gone.length > 0) this.src.changed(gone.map((k) => `${this.info.kind} ${k}`));
   }
@@ -372,7 +375,8 @@ class Reflector {
     for (const [k, it] of fresh) if (this.items.get(k) !== it) changed.push(k);
     for (const k of this.items.keys()) if (!fresh.has(k)) changed.push(k);
     this.items.clear();
-    for (const [k, it] of fresh) this.items.set(k, it);
+    this.troubled.clear();
+    for (const [k, it] of fresh) { this.items.set(k, it); if (it.problems) this.troubled.add(k); }
     this.rv = rv;
     if (this.lists++ > 0) this.relists++;
     this.failures = 0;
@@ -439,11 +443,14 @@ class Reflector {
     if (ev.type === 'BOOKMARK') return;
     const key = keyOf(o);
     if (ev.type === 'DELETED') {
+      this.troubled.delete(key);
       if (this.items.delete(key)) this.src.changed([`${this.info.kind} ${key}`]);
       return;
     }
     if (this.items.get(key)?.rv === rv) return;
-    this.items.set(key, this.item(o));
+    const it = this.item(o);
+    this.items.set(key, it);
+    if (it.problems) this.troubled.add(key); else this.troubled.delete(key);
     this.src.changed([`${this.info.kind} ${key}`]);
   }
 

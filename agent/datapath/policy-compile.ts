@@ -140,13 +140,55 @@ type ClassSet = readonly number[] | undefined;
 /** Port set: undefined = any port. */
 type PortSet = readonly number[] | undefined;
 
+/** Identities created and released since the last compilation (IdentityAllocator.update's). */
+export interface CompileDelta {
+  added: readonly Identity[];
+  removed: readonly Identity[];
+}
+
+/** What one compilation leaves for the next: the result and the indexes it was built from. */
+interface CompileState {
+  policies: readonly AuthorizationPolicy[];
+  root: string;
+  waypoints: ReadonlyMap<string, readonly number[]>;
+  wpKey: string;
+  identities: Map<number, Identity>;
+  prefixInfo: { cls: number; bits: number; v4: boolean; value: bigint }[];
+  cidrProblems: Problem[];
+  idsByNs: Map<string, Set<number>>;
+  idsBySa: Map<string, Set<number>>;
+  allIds: number[] | undefined;
+  byNs: Map<string, AuthorizationPolicy[]>;
+  rootPolicies: AuthorizationPolicy[];
+  sourceCache: Map<PolicySource, { ids: IdSet; classes: ClassSet }>;
+  /** Destination id -> the policies selecting it. */
+  selectedOf: Map<number, AuthorizationPolicy[]>;
+  /** Selected policies (and waypoint) -> the destination policy, with the keys of those policies. */
+  memo: Map<string, { dp: DestinationPolicy; policies: readonly string[] }>;
+  tableRefs: Map<string, number>;
+  /** Per policy: selected identities whose enforcement is not-enforceable, kernel+waypoint. */
+  enf: Map<string, { ne: number; kw: number }>;
+  entryCount: number;
+  destinations: Map<number, DestinationPolicy>;
+  tables: Map<string, CompiledTable>;
+  workloads: Map<number, WorkloadPolicy>;
+  statuses: Map<string, PolicyStatus>;
+}
+
 /**
  * The compiler keeps CIDR class ids stable from one compilation to the next (a class id
  * lives as long as its prefix is used), so an unrelated change rewrites no table.
+ *
+ * Given the identities created and released since the last compilation (and the same
+ * policies, root namespace and waypoints), it recompiles only what they affect: the new
+ * identities' own tables, and the tables of the destinations selected by a policy whose
+ * sources name the namespace or service account of one of them. The result then shares
+ * its maps with the previous one (updated in place).
  */
 export class PolicyCompiler {
   private readonly classIds = new Map<string, number>();
   private nextClass = 1;
+  private state: CompileState | undefined;
 
   constructor(private readonly opts: { maxEntries?: number; maxCidrs?: number } = {}) {}
 
@@ -158,11 +200,25 @@ export class PolicyCompiler {
     }
   }
 
-  compile(input: CompileInput): CompileResult {
-    const identities = Array.isArray(input.identities) ? input.identities as readonly Identity[] : [...(input.identities as ReadonlyMap<number, Identity>).values()];
+  /**
+   * Compiles `input`. With `delta` (what changed in `input.identities` since the last call)
+   * and otherwise the same input, only what the delta affects is recompiled.
+   */
+  compile(input: CompileInput, delta?: CompileDelta): CompileResult {
     const root = input.rootNamespace ?? 'kernway-system';
     const waypoints = input.waypoints ?? new Map<string, readonly number[]>();
-    const problems: Problem[] = [];
+    const st = this.state;
+    const size = Array.isArray(input.identities) ? input.identities.length : (input.identities as ReadonlyMap<number, Identity>).size;
+    if (delta && st && st.root === root && st.wpKey === waypointsKey(waypoints) && samePolicies(st.policies, input.policies) &&
+        st.identities.size + countNew(st, delta) === size) {
+      return this.incremental(st, delta);
+    }
+    return this.full(input, root, waypoints);
+  }
+
+  private full(input: CompileInput, root: string, waypoints: ReadonlyMap<string, readonly number[]>): CompileResult {
+    const identities = Array.isArray(input.identities) ? input.identities as readonly Identity[] : [...(input.identities as ReadonlyMap<number, Identity>).values()];
+    const cidrProblems: Problem[] = [];
 
     // ---- CIDR classes: every distinct ipBlock, plus the IPv4 space when an IPv6 block covers it.
     const prefixes = new Map<string, Cidr>();
@@ -176,126 +232,149 @@ export class PolicyCompiler {
       cidrs.push({ cidr: b, cls });
     }
     if (this.opts.maxCidrs !== undefined && cidrs.length > this.opts.maxCidrs) {
-      problems.push({ code: POLICY_CAPACITY, file: '', message: `policies use ${cidrs.length} distinct ipBlocks, more than kw_cidr holds (${this.opts.maxCidrs}); raise the capacity` });
+      cidrProblems.push({ code: POLICY_CAPACITY, file: '', message: `policies use ${cidrs.length} distinct ipBlocks, more than kw_cidr holds (${this.opts.maxCidrs}); raise the capacity` });
     }
 
-    // Each prefix with what the class computation compares, worked out once.
-    const prefixInfo = cidrs.map(({ cidr, cls }) => ({ cls, bits: cidr.bits, v4: isV4(cidr), value: addrBig(cidr.addr) }));
-
-    // ---- Indexes for sources.
-    const idsByNs = new Map<string, number[]>();
-    const idsBySa = new Map<string, number[]>();
-    for (const i of identities) {
-      push(idsByNs, i.namespace, i.id);
-      push(idsBySa, `${i.namespace}/${i.serviceAccount}`, i.id);
-    }
-    const allIds = [ID_HOST, ID_WORLD, ...identities.map((i) => i.id)].sort((a, b) => a - b);
-    const sourceCache = new Map<PolicySource, { ids: IdSet; classes: ClassSet }>();
-    const sourceOf = (s: PolicySource): { ids: IdSet; classes: ClassSet } => {
-      let r = sourceCache.get(s);
-      if (r) return r;
-      let ids: IdSet;
-      if (s.namespaces || s.serviceAccounts) {
-        let set: Set<number> | undefined;
-        if (s.namespaces) {
-          set = new Set();
-          for (const pat of s.namespaces) for (const [ns, list] of idsByNs) if (namespaceMatches(pat, ns)) for (const id of list) set.add(id);
-        }
-        if (s.serviceAccounts) {
-          const sa = new Set<number>();
-          for (const name of s.serviceAccounts) for (const id of idsBySa.get(name) ?? []) sa.add(id);
-          set = set ? new Set([...set].filter((id) => sa.has(id))) : sa;
-        }
-        ids = [...set!].sort((a, b) => a - b);
-      }
-      let classes: ClassSet;
-      if (s.ipBlocks) {
-        const set = new Set<number>();
-        for (const x of s.ipBlocks) {
-          const fx = isV4(x);
-          const shift = BigInt(128 - x.bits);
-          const xv = addrBig(x.addr) >> shift;
-          for (const p of prefixInfo) if (p.v4 === fx && p.bits >= x.bits && p.value >> shift === xv) set.add(p.cls);
-        }
-        classes = [...set].sort((a, b) => a - b);
-      }
-      r = { ids, classes };
-      sourceCache.set(s, r);
-      return r;
-    };
-
-    // ---- Selection.
     const byNs = new Map<string, AuthorizationPolicy[]>();
     for (const p of input.policies) push(byNs, p.namespace, p);
-    const rootPolicies = byNs.get(root) ?? [];
-    const statuses = new Map<string, PolicyStatus>();
+    const st: CompileState = {
+      policies: input.policies, root, waypoints, wpKey: waypointsKey(waypoints), identities: new Map(),
+      // Each prefix with what the class computation compares, worked out once.
+      prefixInfo: cidrs.map(({ cidr, cls }) => ({ cls, bits: cidr.bits, v4: isV4(cidr), value: addrBig(cidr.addr) })),
+      cidrProblems, idsByNs: new Map(), idsBySa: new Map(), allIds: undefined, byNs, rootPolicies: byNs.get(root) ?? [],
+      sourceCache: new Map(), selectedOf: new Map(), memo: new Map(), tableRefs: new Map(), enf: new Map(), entryCount: 0,
+      destinations: new Map(), tables: new Map(), workloads: new Map(), statuses: new Map(),
+    };
+    for (const i of identities) index(st, i, true);
     for (const p of input.policies) {
       const l7 = p.rules.flatMap((r) => r.l7Fields);
-      statuses.set(p.key, { key: p.key, action: p.action, selects: [], enforcement: 'kernel', l7Fields: l7 });
+      st.statuses.set(p.key, { key: p.key, action: p.action, selects: [], enforcement: 'kernel', l7Fields: l7 });
+      st.enf.set(p.key, { ne: 0, kw: 0 });
     }
+    for (const ident of [...identities].sort((a, b) => a.id - b.id)) this.place(st, ident);
+    this.state = st;
+    return this.finish(st, cidrs);
+  }
 
-    const tables = new Map<string, CompiledTable>();
-    const destinations = new Map<number, DestinationPolicy>();
-    const workloads = new Map<number, WorkloadPolicy>();
-    const memo = new Map<string, DestinationPolicy>();
+  private incremental(st: CompileState, delta: CompileDelta): CompileResult {
+    if (delta.added.length === 0 && delta.removed.length === 0 && this.lastResult) return this.lastResult;
+    const cidrs = this.lastCidrs;
+    const changed = [...delta.removed, ...delta.added];
+    // Policies whose sources (or "every identity") now mean other identities.
+    const affected = st.policies.filter((p) => changed.some((i) => dependsOn(p, i)));
+    const affectedKeys = new Set(affected.map((p) => p.key));
+    for (const p of affected) for (const r of p.rules) for (const s of r.from ?? []) st.sourceCache.delete(s);
+    for (const [k, m] of st.memo) if (m.policies.some((x) => affectedKeys.has(x))) st.memo.delete(k);
+    st.allIds = undefined;
 
-    for (const ident of [...identities].sort((a, b) => a.id - b.id)) {
-      const candidates = ident.namespace === root ? rootPolicies : [...rootPolicies, ...(byNs.get(ident.namespace) ?? [])];
-      const selected = candidates.filter((p) => selects(p, ident, root));
-      const wp = waypoints.get(ident.namespace);
-      const w: WorkloadPolicy = {
-        id: ident.id, namespace: ident.namespace, serviceAccount: ident.serviceAccount, labels: ident.labels,
-        mode: 'open', policies: [], waypoint: wp !== undefined, entries: 0,
-      };
-      workloads.set(ident.id, w);
-      if (selected.length === 0) continue;
-      for (const p of selected) {
-        const st = statuses.get(p.key)!;
-        st.selects.push(ident.id);
-        const hasL7 = st.l7Fields.length > 0;
-        const enforcement: Enforcement = !hasL7 ? 'kernel' : wp && wp.length > 0 ? 'kernel+waypoint' : 'not-enforceable';
-        if (enforcement === 'not-enforceable') st.enforcement = 'not-enforceable';
-        else if (enforcement === 'kernel+waypoint' && st.enforcement === 'kernel') st.enforcement = 'kernel+waypoint';
-        w.policies.push({ key: p.key, action: p.action, enforcement });
-      }
-      w.mode = selected.some((p) => p.action === 'ALLOW') ? 'allow-listed' : 'deny-listed';
-
-      const memoKey = `${selected.map((p) => p.key).join('\u0000')}\u0001${wp ? wp.join(',') : '-'}`;
-      let dp = memo.get(memoKey);
-      if (!dp) {
-        dp = this.compileDestination(selected, wp, sourceOf, allIds);
-        const shared = tables.get(dp.table.key);
-        if (shared) dp = { table: shared, flags: dp.flags };
-        else tables.set(dp.table.key, dp.table);
-        memo.set(memoKey, dp);
-      }
-      destinations.set(ident.id, dp);
-      w.entries = dp.table.entries.length;
+    const redo = new Set<number>();
+    for (const p of affected) for (const id of st.statuses.get(p.key)!.selects) redo.add(id);
+    for (const i of delta.removed) {
+      this.unplace(st, i.id);
+      index(st, i, false);
+      redo.delete(i.id);
     }
+    for (const i of delta.added) index(st, i, true);
+    for (const id of redo) this.unplace(st, id);
+    for (const id of [...redo, ...delta.added.map((i) => i.id)].sort((a, b) => a - b)) {
+      const ident = st.identities.get(id);
+      if (ident) this.place(st, ident);
+    }
+    return this.finish(st, cidrs);
+  }
 
-    for (const st of statuses.values()) {
-      if (st.enforcement !== 'not-enforceable') continue;
-      const p = input.policies.find((x) => x.key === st.key)!;
-      st.message = `${st.l7Fields.join(', ')}: L7 fields need a waypoint, and the namespace of ${st.selects.length === 1 ? 'a workload' : 'workloads'} it selects has none; ` +
+  private lastCidrs: { cidr: Cidr; cls: number }[] = [];
+  private lastResult: CompileResult | undefined;
+
+  /** Statuses' messages and the problems, from the state. */
+  private finish(st: CompileState, cidrs: { cidr: Cidr; cls: number }[]): CompileResult {
+    const problems: Problem[] = [...st.cidrProblems];
+    for (const p of st.policies) {
+      const s = st.statuses.get(p.key)!;
+      const e = st.enf.get(p.key)!;
+      s.enforcement = e.ne > 0 ? 'not-enforceable' : e.kw > 0 ? 'kernel+waypoint' : 'kernel';
+      if (s.enforcement !== 'not-enforceable') { delete s.message; continue; }
+      s.message = `${s.l7Fields.join(', ')}: L7 fields need a waypoint, and the namespace of ${s.selects.length === 1 ? 'a workload' : 'workloads'} it selects has none; ` +
         (p.action === 'DENY'
           ? 'until it has one, kernway denies every connection the rule\'s L4 part matches (fail safe)'
           : 'until it has one, those rules admit nothing (fail safe); the policy still makes its workloads allow-listed');
-      problems.push({ code: POLICY_L7_NOT_ENFORCEABLE, file: p.origin.file, object: `AuthorizationPolicy ${p.key}`, field: st.l7Fields[0], message: st.message });
+      problems.push({ code: POLICY_L7_NOT_ENFORCEABLE, file: p.origin.file, object: `AuthorizationPolicy ${p.key}`, field: s.l7Fields[0], message: s.message });
     }
+    if (this.opts.maxEntries !== undefined && st.entryCount > this.opts.maxEntries) {
+      problems.push({ code: POLICY_CAPACITY, file: '', message: `compiled policies need ${st.entryCount} verdict entries, more than kw_pol holds (${this.opts.maxEntries}); raise the capacity` });
+    }
+    this.lastCidrs = cidrs;
+    this.lastResult = { cidrs, destinations: st.destinations, tables: st.tables, workloads: st.workloads, policies: st.statuses, problems, entryCount: st.entryCount };
+    return this.lastResult;
+  }
 
-    let entryCount = 0;
-    for (const t of tables.values()) entryCount += t.entries.length;
-    if (this.opts.maxEntries !== undefined && entryCount > this.opts.maxEntries) {
-      problems.push({ code: POLICY_CAPACITY, file: '', message: `compiled policies need ${entryCount} verdict entries, more than kw_pol holds (${this.opts.maxEntries}); raise the capacity` });
+  /** One destination identity: the policies selecting it, its workload entry and its table. */
+  private place(st: CompileState, ident: Identity): void {
+    const root = st.root;
+    const candidates = ident.namespace === root ? st.rootPolicies : [...st.rootPolicies, ...(st.byNs.get(ident.namespace) ?? [])];
+    const selected = candidates.filter((p) => selects(p, ident, root));
+    const wp = st.waypoints.get(ident.namespace);
+    const w: WorkloadPolicy = {
+      id: ident.id, namespace: ident.namespace, serviceAccount: ident.serviceAccount, labels: ident.labels,
+      mode: 'open', policies: [], waypoint: wp !== undefined, entries: 0,
+    };
+    st.workloads.set(ident.id, w);
+    if (selected.length === 0) return;
+    st.selectedOf.set(ident.id, selected);
+    for (const p of selected) {
+      const s = st.statuses.get(p.key)!;
+      insertSorted(s.selects, ident.id);
+      const enforcement: Enforcement = s.l7Fields.length === 0 ? 'kernel' : wp && wp.length > 0 ? 'kernel+waypoint' : 'not-enforceable';
+      const e = st.enf.get(p.key)!;
+      if (enforcement === 'not-enforceable') e.ne++;
+      else if (enforcement === 'kernel+waypoint') e.kw++;
+      w.policies.push({ key: p.key, action: p.action, enforcement });
     }
-    return { cidrs, destinations, tables, workloads, policies: statuses, problems, entryCount };
+    w.mode = selected.some((p) => p.action === 'ALLOW') ? 'allow-listed' : 'deny-listed';
+
+    const memoKey = `${selected.map((p) => p.key).join('\u0000')}\u0001${wp ? wp.join(',') : '-'}`;
+    let dp = st.memo.get(memoKey)?.dp;
+    if (!dp) {
+      dp = this.compileDestination(selected, wp, (s) => sourceOf(st, s), () => allIdsOf(st));
+      st.memo.set(memoKey, { dp, policies: selected.map((p) => p.key) });
+    }
+    const shared = st.tables.get(dp.table.key);
+    if (!shared) { st.tables.set(dp.table.key, dp.table); st.entryCount += dp.table.entries.length; }
+    else if (shared !== dp.table) dp = { table: shared, flags: dp.flags };
+    st.tableRefs.set(dp.table.key, (st.tableRefs.get(dp.table.key) ?? 0) + 1);
+    st.destinations.set(ident.id, dp);
+    w.entries = dp.table.entries.length;
+  }
+
+  /** Undoes place() for one identity. */
+  private unplace(st: CompileState, id: number): void {
+    const w = st.workloads.get(id);
+    if (!w) return;
+    st.workloads.delete(id);
+    const selected = st.selectedOf.get(id);
+    if (!selected) return;
+    st.selectedOf.delete(id);
+    for (const [i, p] of selected.entries()) {
+      removeSorted(st.statuses.get(p.key)!.selects, id);
+      const e = st.enf.get(p.key)!;
+      const enforcement = w.policies[i]!.enforcement;
+      if (enforcement === 'not-enforceable') e.ne--;
+      else if (enforcement === 'kernel+waypoint') e.kw--;
+    }
+    const dp = st.destinations.get(id)!;
+    st.destinations.delete(id);
+    const n = st.tableRefs.get(dp.table.key)! - 1;
+    if (n > 0) { st.tableRefs.set(dp.table.key, n); return; }
+    st.tableRefs.delete(dp.table.key);
+    st.tables.delete(dp.table.key);
+    st.entryCount -= dp.table.entries.length;
   }
 
   private compileDestination(
     selected: readonly AuthorizationPolicy[],
     waypointIds: readonly number[] | undefined,
     sourceOf: (s: PolicySource) => { ids: IdSet; classes: ClassSet },
-    allIds: readonly number[],
+    allIds: () => readonly number[],
   ): DestinationPolicy {
     const bits = new Map<string, PolicyEntry>();
     const add = (ids: IdSet, classes: ClassSet, ports: PortSet, bit: number): void => {
@@ -323,7 +402,7 @@ export class PolicyCompiler {
           } else {
             // Traffic through the waypoint is the waypoint's to check; any other source matching the L4 part is denied.
             const wp = new Set(waypointIds);
-            for (const s of sources) add((s.ids ?? allIds).filter((id) => !wp.has(id)), s.classes, ports, POL_DENY_L7);
+            for (const s of sources) add((s.ids ?? allIds()).filter((id) => !wp.has(id)), s.classes, ports, POL_DENY_L7);
           }
         }
       }
@@ -344,6 +423,113 @@ function operationsOf(rule: PolicyRule): { ports: PortSet; l7: boolean }[] {
     ports: op.ports ? [...op.ports].sort((a, b) => a - b) : undefined,
     l7: ruleL7 || op.methods !== undefined || op.paths !== undefined || op.hosts !== undefined,
   }));
+}
+
+/** A policy's tables depend on identity `i`: a source names its namespace or service account, or a rule means every identity. */
+function dependsOn(p: AuthorizationPolicy, i: Identity): boolean {
+  for (const r of p.rules) {
+    for (const s of r.from ?? []) if ((s.namespaces || s.serviceAccounts) && sourceIncludes(s, i)) return true;
+    // A DENY rule with L7 parts behind a waypoint lists every other identity (compileDestination).
+    if (p.action === 'DENY' && r.l7Fields.length > 0 && (r.from === undefined || r.from.some((s) => !s.namespaces && !s.serviceAccounts))) return true;
+  }
+  return false;
+}
+
+/** Identity `i` is among the identities a source with namespaces or service accounts names. */
+function sourceIncludes(s: PolicySource, i: Identity): boolean {
+  if (s.namespaces && !s.namespaces.some((pat) => namespaceMatches(pat, i.namespace))) return false;
+  if (s.serviceAccounts && !s.serviceAccounts.includes(`${i.namespace}/${i.serviceAccount}`)) return false;
+  return true;
+}
+
+function index(st: CompileState, i: Identity, add: boolean): void {
+  const sa = `${i.namespace}/${i.serviceAccount}`;
+  if (add) {
+    st.identities.set(i.id, i);
+    setAdd(st.idsByNs, i.namespace, i.id);
+    setAdd(st.idsBySa, sa, i.id);
+  } else {
+    st.identities.delete(i.id);
+    setDelete(st.idsByNs, i.namespace, i.id);
+    setDelete(st.idsBySa, sa, i.id);
+  }
+}
+
+function sourceOf(st: CompileState, s: PolicySource): { ids: IdSet; classes: ClassSet } {
+  let r = st.sourceCache.get(s);
+  if (r) return r;
+  let ids: IdSet;
+  if (s.namespaces || s.serviceAccounts) {
+    let set: Set<number> | undefined;
+    if (s.namespaces) {
+      set = new Set();
+      for (const pat of s.namespaces) for (const [ns, list] of st.idsByNs) if (namespaceMatches(pat, ns)) for (const id of list) set.add(id);
+    }
+    if (s.serviceAccounts) {
+      const sa = new Set<number>();
+      for (const name of s.serviceAccounts) for (const id of st.idsBySa.get(name) ?? []) sa.add(id);
+      set = set ? new Set([...set].filter((id) => sa.has(id))) : sa;
+    }
+    ids = [...set!].sort((a, b) => a - b);
+  }
+  let classes: ClassSet;
+  if (s.ipBlocks) {
+    const set = new Set<number>();
+    for (const x of s.ipBlocks) {
+      const fx = isV4(x);
+      const shift = BigInt(128 - x.bits);
+      const xv = addrBig(x.addr) >> shift;
+      for (const p of st.prefixInfo) if (p.v4 === fx && p.bits >= x.bits && p.value >> shift === xv) set.add(p.cls);
+    }
+    classes = [...set].sort((a, b) => a - b);
+  }
+  r = { ids, classes };
+  st.sourceCache.set(s, r);
+  return r;
+}
+
+function allIdsOf(st: CompileState): number[] {
+  st.allIds ??= [ID_HOST, ID_WORLD, ...st.identities.keys()].sort((a, b) => a - b);
+  return st.allIds;
+}
+
+function countNew(st: CompileState, d: CompileDelta): number {
+  let n = 0;
+  for (const i of d.added) if (!st.identities.has(i.id)) n++;
+  for (const i of d.removed) if (st.identities.has(i.id)) n--;
+  return n;
+}
+
+function samePolicies(a: readonly AuthorizationPolicy[], b: readonly AuthorizationPolicy[]): boolean {
+  return a === b || (a.length === b.length && a.every((p, i) => p === b[i]));
+}
+
+function waypointsKey(w: ReadonlyMap<string, readonly number[]>): string {
+  return [...w].map(([ns, ids]) => `${ns}=${[...ids].sort((x, y) => x - y).join(',')}`).sort().join(';');
+}
+
+function setAdd<K>(m: Map<K, Set<number>>, k: K, v: number): void {
+  const s = m.get(k);
+  if (s) s.add(v); else m.set(k, new Set([v]));
+}
+
+function setDelete<K>(m: Map<K, Set<number>>, k: K, v: number): void {
+  const s = m.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+}
+
+function insertSorted(a: number[], v: number): void {
+  let lo = 0, hi = a.length;
+  while (lo < hi) { const mid = (lo + hi) >>> 1; if (a[mid]! < v) lo = mid + 1; else hi = mid; }
+  if (a[lo] !== v) a.splice(lo, 0, v);
+}
+
+function removeSorted(a: number[], v: number): void {
+  let lo = 0, hi = a.length;
+  while (lo < hi) { const mid = (lo + hi) >>> 1; if (a[mid]! < v) lo = mid + 1; else hi = mid; }
+  if (a[lo] === v) a.splice(lo, 1);
 }
 
 function prefixKey(c: Cidr): string {

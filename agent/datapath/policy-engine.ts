@@ -3,7 +3,8 @@
  * identities, endpoints (tc on local pod veths) and verdict tables in the kernel out.
  *
  *   const engine = await PolicyEngine.start({ nodeName, cgroupPath, bpffsDir, log });
- *   engine.update({ pods: model.pods, namespaces: model.namespaces });   // on each model snapshot
+ *   engine.update({ pods: model.pods, namespaces: model.namespaces });   // every pod looked at
+ *   engine.update({ pods: model.pods, changedPods: change.pods });       // only the pods that changed
  *   engine.update({ policies });                                         // on each policy snapshot
  *   engine.report();                                                     // `kernway policies`
  *   await engine.close();                                                // programs stay attached
@@ -46,7 +47,13 @@ export interface PolicyEngineOptions {
 }
 
 export interface PolicyEngineInput {
+  /** Every pod (a map by 'ns/name' may be the model's live map). */
   pods?: ReadonlyMap<string, Pod> | Iterable<Pod>;
+  /**
+   * With `pods` a map: the keys of the pods that changed since the last update (the model's
+   * change set); only those are looked at. Absent: every pod is.
+   */
+  changedPods?: Iterable<string>;
   namespaces?: ReadonlyMap<string, Namespace>;
   policies?: readonly AuthorizationPolicy[];
 }
@@ -88,8 +95,18 @@ export class PolicyEngine {
   private readonly opts: PolicyEngineOptions;
   private readonly allocator = new IdentityAllocator();
   private readonly compiler: PolicyCompiler;
-  private pods: Pod[] = [];
+  private pods: ReadonlyMap<string, Pod> = new Map();
   private namespaces: ReadonlyMap<string, Namespace> = new Map();
+  /** This node's endpoints, by pod key. */
+  private readonly local = new Map<string, LocalPod>();
+  private epIds: ReadonlyMap<string, number> | undefined;
+  /** Pods carrying the waypoint label, by key. */
+  private readonly waypointPods = new Map<string, Pod>();
+  /** What kw_ident should hold: address -> (identity, endpoint). */
+  private readonly idents = new Map<string, IdentVal>();
+  private hostApplied: readonly string[] = [];
+  /** The next update writes kw_ident and compiles whole (the first, and the one after a failure). */
+  private whole = true;
   private policies: readonly AuthorizationPolicy[] = [];
   private assignment: IdentityAssignment | undefined;
   private compiled: CompileResult | undefined;
@@ -140,48 +157,83 @@ export class PolicyEngine {
    */
   update(input: PolicyEngineInput): PolicyUpdateResult {
     const t0 = performance.now();
-    if (input.pods) this.pods = input.pods instanceof Map ? [...input.pods.values()] : [...(input.pods as Iterable<Pod>)];
+    // Whole until an update has gone through (a failed one leaves `whole` set).
+    const whole = this.whole;
+    this.whole = true;
+    let keys: Iterable<string> = [];
+    if (input.pods) {
+      const map = input.pods instanceof Map ? input.pods as ReadonlyMap<string, Pod> : new Map([...(input.pods as Iterable<Pod>)].map((p) => [p.key, p]));
+      keys = input.changedPods && map === this.pods && !whole ? input.changedPods : new Set([...this.pods.keys(), ...map.keys()]);
+      this.pods = map;
+    }
+    const namespacesChanged = input.namespaces !== undefined;
     if (input.namespaces) this.namespaces = input.namespaces;
+    const policiesChanged = input.policies !== undefined && input.policies !== this.policies;
     if (input.policies) this.policies = input.policies;
 
-    const a = this.allocator.assign(this.pods);
+    const delta = this.allocator.update(this.pods, keys);
+    const a = this.allocator.current;
     this.assignment = a;
-    for (const c of a.conflicts) this.opts.log?.warn({ ip: c.ip, pods: c.pods, winner: c.winner }, 'policy: two pods claim one address; the running one keeps it');
+    for (const c of a.conflicts) {
+      if (delta.addresses.has(c.ip)) this.opts.log?.warn({ ip: c.ip, pods: c.pods, winner: c.winner }, 'policy: two pods claim one address; the running one keeps it');
+    }
 
     // Endpoints: the running pods of this node with an address of their own.
-    const local: LocalPod[] = [];
-    for (const pod of this.pods) {
-      if (pod.nodeName !== this.opts.nodeName || pod.hostNetwork || pod.podIPs.length === 0) continue;
-      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
-      const ident = a.byPod.get(pod.key);
-      if (!ident) continue;
-      const lp: LocalPod = { key: pod.key, ips: pod.podIPs, identity: ident.id, annotations: pod.annotations };
-      if (pod.uid) lp.uid = pod.uid;
-      local.push(lp);
+    let localChanged = this.epIds === undefined;
+    const looked = whole ? new Set([...this.pods.keys(), ...this.local.keys(), ...this.waypointPods.keys()]) : delta.pods;
+    for (const key of looked) {
+      let pod = this.pods.get(key);
+      if (pod?.hostNetwork) pod = undefined;
+      const was = this.waypointPods.has(key);
+      if (pod?.labels[WAYPOINT_POD_LABEL] !== undefined) this.waypointPods.set(key, pod); else if (was) this.waypointPods.delete(key);
+      const lp = pod && localPod(pod, this.opts.nodeName, a.byPod.get(key)?.id);
+      const cur = this.local.get(key);
+      if (lp) {
+        if (cur && cur.identity === lp.identity && cur.ips.join() === lp.ips.join() && cur.annotations === lp.annotations && cur.uid === lp.uid) continue;
+        this.local.set(key, lp);
+      } else if (!this.local.delete(key)) continue;
+      localChanged = true;
     }
-    const epIds = this.endpoints.setPods(local);
-
+    const addresses = new Set(delta.addresses);
+    if (localChanged) {
+      const before = this.epIds ?? new Map<string, number>();
+      this.epIds = this.endpoints.setPods([...this.local.values()]);
+      for (const [key, lp] of this.local) if (before.get(key) !== this.epIds.get(key)) for (const ip of lp.ips) addresses.add(ip);
+      for (const [key, id] of before) if (!this.local.has(key) && id !== undefined) for (const ip of this.pods.get(key)?.podIPs ?? []) addresses.add(ip);
+    }
+    const epIds = this.epIds!;
+    if (this.hostApplied !== this.hostIPs) {
+      for (const ip of this.hostApplied) addresses.add(ip);
+      for (const ip of this.hostIPs) addresses.add(ip);
+      this.hostApplied = this.hostIPs;
+    }
+    const host = new Set(this.hostIPs);
     const stats = emptyStats();
-    const idents = new Map<string, IdentVal>();
-    for (const [ip, v] of a.addresses) idents.set(ip, { id: v.id, epId: epIds.get(v.pod) ?? 0 });
-    for (const ip of this.hostIPs) if (!idents.has(ip)) idents.set(ip, { id: ID_HOST, epId: 0 });
-    this.datapath.applyIdentities(idents, stats);
+    for (const ip of whole ? [...new Set([...this.idents.keys(), ...a.addresses.keys(), ...host])] : addresses) {
+      const v = a.addresses.get(ip);
+      if (v) this.idents.set(ip, { id: v.id, epId: epIds.get(v.pod) ?? 0 });
+      else if (host.has(ip)) this.idents.set(ip, { id: ID_HOST, epId: 0 });
+      else this.idents.delete(ip);
+    }
+    if (whole) this.datapath.applyIdentities(this.idents, stats);
+    else this.datapath.applyIdentityChanges(this.idents, addresses, stats);
 
     const compiled = this.compiler.compile({
       identities: a.identities, policies: this.policies, waypoints: this.waypoints(a),
       ...(this.opts.rootNamespace ? { rootNamespace: this.opts.rootNamespace } : {}),
-    });
+    }, whole || policiesChanged ? undefined : delta);
+    if (compiled !== this.compiled || whole) this.datapath.applyPolicies(compiled, stats);
     this.compiled = compiled;
-    this.datapath.applyPolicies(compiled, stats);
     this.reportProblems(compiled.problems);
+    this.whole = false;
 
     const ms = +(performance.now() - t0).toFixed(2);
     const result: PolicyUpdateResult = {
-      ms, identities: a.identities.size, endpoints: local.length, destinations: compiled.destinations.size,
+      ms, identities: a.identities.size, endpoints: this.local.size, destinations: compiled.destinations.size,
       tables: compiled.tables.size, entries: compiled.entryCount, stats, problems: compiled.problems,
     };
-    this.opts.log?.info({ ms, identities: result.identities, endpoints: result.endpoints, policies: this.policies.length, destinations: result.destinations,
-      tables: result.tables, entries: result.entries, ...stats }, 'policy applied');
+    this.opts.log?.info({ ms, pods: delta.pods.size, identities: result.identities, endpoints: result.endpoints, policies: this.policies.length, destinations: result.destinations,
+      tables: result.tables, entries: result.entries, namespacesChanged, ...stats }, 'policy applied');
     return result;
   }
 
@@ -219,7 +271,7 @@ export class PolicyEngine {
     const workloads: WorkloadReport[] = [];
     if (a && c) {
       const podsById = new Map<number, Pod[]>();
-      for (const pod of this.pods) {
+      for (const pod of this.pods.values()) {
         const ident = a.byPod.get(pod.key);
         if (!ident) continue;
         const l = podsById.get(ident.id);
@@ -266,7 +318,7 @@ export class PolicyEngine {
       const name = ns.labels[USE_WAYPOINT_LABEL];
       if (!name || name === WAYPOINT_OPT_OUT) continue;
       const ids = new Set<number>();
-      for (const pod of this.pods) {
+      for (const pod of this.waypointPods.values()) {
         if (pod.namespace === ns.name && pod.labels[WAYPOINT_POD_LABEL] === name) {
           const ident = a.byPod.get(pod.key);
           if (ident) ids.add(ident.id);
@@ -283,4 +335,13 @@ export class PolicyEngine {
     for (const p of problems) if (!before.has(key(p))) this.opts.log?.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
     this.lastProblems = problems;
   }
+}
+
+/** A pod of `node` as an endpoint: running (or not yet reported), not on the host's network, with an address and an identity. */
+function localPod(pod: Pod, node: string, identity: number | undefined): LocalPod | undefined {
+  if (pod.nodeName !== node || pod.hostNetwork || pod.podIPs.length === 0 || identity === undefined) return undefined;
+  if (pod.phase === 'Succeeded' || pod.phase === 'Failed') return undefined;
+  const lp: LocalPod = { key: pod.key, ips: pod.podIPs, identity, annotations: pod.annotations };
+  if (pod.uid) lp.uid = pod.uid;
+  return lp;
 }

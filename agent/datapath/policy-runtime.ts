@@ -1,6 +1,7 @@
 /**
- * The policy engine as the agent runs it: with every model snapshot, the pods, namespaces
- * and AuthorizationPolicies of the model (checked by the kind registry when they arrived,
+ * The policy engine as the agent runs it: with every model snapshot, the pods that changed
+ * (the model's change set: a burst of pods costs in proportion to the pods, not pods x
+ * batches), namespaces and AuthorizationPolicies of the model (checked by the kind registry when they arrived,
  * so a bad policy rejects its file and is named in the agent's problems).
  *
  *   // in Agent.start(), after loadSockLb() (its connect programs must be attached first):
@@ -19,7 +20,7 @@ import { PolicyEngine, type PolicyEngineOptions, type PolicyReport, type PolicyU
 export interface PolicySnapshotInput {
   model: Pick<Model, 'pods' | 'namespaces' | 'policies'>;
   /** What changed (undefined: treat everything as changed). */
-  change?: Pick<ModelChange, 'policies'>;
+  change?: Pick<ModelChange, 'policies'> & Partial<Pick<ModelChange, 'pods' | 'namespaces'>>;
 }
 
 /** The model's policies in a stable order (by origin: file, then document). */
@@ -46,7 +47,13 @@ export class PolicyRuntime {
     const policies = s.change && s.change.policies.size === 0 && !this.failed ? this.last : policiesOf(s.model);
     const same = policies.length === this.last.length && policies.every((p, i) => p === this.last[i]);
     try {
-      const r = this.engine.update({ pods: s.model.pods, namespaces: s.model.namespaces, ...(same ? {} : { policies }) });
+      // Only the pods that changed are looked at; namespaces only when some changed.
+      const c = s.change;
+      const r = this.engine.update({
+        pods: s.model.pods, ...(c?.pods && !this.failed ? { changedPods: c.pods } : {}),
+        ...(c?.namespaces && c.namespaces.size === 0 && !this.failed ? {} : { namespaces: s.model.namespaces }),
+        ...(same ? {} : { policies }),
+      });
       this.last = policies;
       this.failed = false;
       return r;

@@ -211,6 +211,36 @@ export class PolicyDatapath {
     return stats;
   }
 
+  /**
+   * kw_ident for the addresses under `ips` only (`desired` holds every address's entry;
+   * one absent from it is removed): the cost of a change, not of the cluster.
+   */
+  applyIdentityChanges(desired: ReadonlyMap<string, IdentVal>, ips: Iterable<string>, stats: ApplyStats = emptyStats()): ApplyStats {
+    const upKeys: Buffer[] = [];
+    const upValues: Buffer[] = [];
+    const removals: Buffer[] = [];
+    for (const ip of ips) {
+      const key = encodeAddr(ip);
+      const k = hex(key);
+      const want = desired.get(ip);
+      if (want) {
+        const value = encodeIdentVal(want);
+        if (this.identApplied.get(k) === hex(value)) continue;
+        upKeys.push(key);
+        upValues.push(value);
+      } else if (this.identApplied.has(k)) {
+        removals.push(key);
+      }
+    }
+    if (upKeys.length > 0) this.maps.kw_ident.batchUpdate(upKeys, upValues);
+    upKeys.forEach((k, i) => this.identApplied.set(hex(k), hex(upValues[i]!)));
+    stats.identUpserts += upKeys.length;
+    if (removals.length > 0) this.maps.kw_ident.batchDelete(removals);
+    for (const k of removals) this.identApplied.delete(hex(k));
+    stats.identDeletes += removals.length;
+    return stats;
+  }
+
   /** Writes a compilation: new tables, the destination switch, CIDR classes, then old tables out. */
   applyPolicies(result: Pick<CompileResult, 'cidrs' | 'destinations' | 'tables'>, stats: ApplyStats = emptyStats()): ApplyStats {
     const plan = planPolicies({ tableIds: this.tableIds, tableKeys: this.tableKeys, pdst: this.pdstApplied, cidr: this.cidrApplied, nextTable: this.nextTable }, result);
