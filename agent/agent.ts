@@ -296,7 +296,7 @@ export class Agent {
       this.policy = await PolicyRuntime.start({ nodeName: o.nodeName, cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
       this.conns = await this.loadConnMetrics();
       this.sync = new ServiceSync(this.lb.maps, { log: this.log });
-      this.wpSync = new WaypointSync(this.lb.wpMaps);
+      this.wpSync = new WaypointSync(this.lb.wpMaps, this.policy.engine.datapath.maps.kw_wp_mesh);
       this.table = new ServiceTableBuilder({ nodeName: o.nodeName });
       if (this.state !== 'starting') throw new KernwayError('KW_STOPPED', `the agent was stopped (${this.state}) while it started`);
     } catch (e) {

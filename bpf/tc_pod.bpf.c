@@ -12,6 +12,9 @@
  * Only the first packet of a TCP connection (SYN without ACK) is checked against the
  * policy; the packets of established connections are only counted. A pass returns
  * TC_ACT_UNSPEC (tcx: "next"), so programs attached after this one still run.
+ *
+ * Before the policy, the hand-off's SYN guard: a SYN to a waypoint pod's mesh port from
+ * an address that is no known pod is dropped (bpf/include/waypoint_syn.h).
  */
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -22,6 +25,7 @@
 #include "kw_common.h"
 #include "identity.h"
 #include "policy.h"
+#include "waypoint_syn.h"
 
 #ifndef KW_IPV6_MAX_EXT
 #define KW_IPV6_MAX_EXT 4 /* IPv6 extension headers walked to find the TCP header */
@@ -35,6 +39,7 @@
 /* The fields of a packet the policy needs. */
 struct kw_pkt {
 	struct kw_addr src; /* source address, IPv4 as ::ffff:a.b.c.d */
+	struct kw_addr dst; /* destination address, same form */
 	__be16 dport;       /* TCP destination port, network byte order */
 };
 
@@ -74,6 +79,7 @@ static __always_inline int kw_pkt_parse(struct __sk_buff *skb, struct kw_pkt *p)
 		if (ip->frag_off & bpf_htons(0x1fff))
 			return KW_PKT_OTHER; /* a later fragment: no TCP header in it */
 		kw_addr_from_v4(&p->src, ip->saddr);
+		kw_addr_from_v4(&p->dst, ip->daddr);
 		l4off = ETH_HLEN + ip->ihl * 4;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -81,6 +87,7 @@ static __always_inline int kw_pkt_parse(struct __sk_buff *skb, struct kw_pkt *p)
 		if ((void *)(ip6 + 1) > data_end)
 			return KW_PKT_OTHER;
 		__builtin_memcpy(&p->src, &ip6->saddr, sizeof(p->src));
+		__builtin_memcpy(&p->dst, &ip6->daddr, sizeof(p->dst));
 		nexthdr = ip6->nexthdr;
 		l4off = ETH_HLEN + sizeof(*ip6);
 #pragma unroll
@@ -138,6 +145,8 @@ int kw_to_pod(struct __sk_buff *skb)
 	switch (kw_pkt_parse(skb, &p)) {
 	case KW_PKT_TCP_SYN:
 		src_id = kw_ident_of(&p.src, 0);
+		if (kw_wp_syn_denied(&p.dst, p.dport, src_id))
+			return TC_ACT_SHOT; /* a waypoint's mesh port, from outside the mesh (waypoint_syn.h) */
 		r = kw_policy_check(lxc->id, src_id, &p.src, p.dport, KW_IPPROTO_TCP);
 		if (r != KW_POL_PASS) {
 			kw_ep_count_drop(ep_id, r == KW_POL_DROP_L7 ? KW_DROP_POLICY_L7 : KW_DROP_POLICY);

@@ -8,7 +8,10 @@
  *   count 0, and connect() is refused (fail closed);
  * - kw_wp_guard: every waypoint pod's mesh address: a connect() there that the kernel did
  *   not redirect is refused (EPERM);
- * - kw_wp_exempt: network namespace cookies of the waypoints' own pods: never redirected.
+ * - kw_wp_exempt: network namespace cookies of the waypoints' own pods: never redirected;
+ * - kw_wp_mesh (a policy map: the tc program on pod veths has it): the same mesh addresses
+ *   as kw_wp_guard; a SYN to one of them from an address that is no known pod is dropped,
+ *   counted in the entry's value (bpf/include/waypoint_syn.h).
  *
  * Each apply diffs what is wanted against the maps and writes the difference; the maps
  * are small (one entry per bound frontend).
@@ -41,7 +44,8 @@ export const WP_LAYOUTS: Readonly<Record<string, MapLayout>> = {
 
 /** kw_wp_stats indexes (KW_WP_STAT_*). */
 export const WP_STATS = ['redirected', 'refused', 'meshDenied', 'exempt', 'headersWritten', 'headerFailed', 'hashFailed'] as const;
-export type WpStats = Record<(typeof WP_STATS)[number], number>;
+/** kw_wp_stats summed over CPUs, and `synDropped`: SYNs to this node's waypoint pods' mesh ports from no known pod (kw_wp_mesh). */
+export type WpStats = Record<(typeof WP_STATS)[number] | 'synDropped', number>;
 
 export function encodeWpVal(pods: readonly string[], port: number): Buffer {
   const b = Buffer.alloc(KW_WP_VAL.size);
@@ -122,7 +126,11 @@ function u64(n: bigint): Buffer { const b = Buffer.alloc(8); b.writeBigUInt64LE(
 
 export class WaypointSync {
   private last: WaypointFrontend[] = [];
-  constructor(private readonly maps: Readonly<Record<WpMapName, MapLike>>) {}
+  /**
+   * `mesh`: the policy datapath's kw_wp_mesh (the SYN guard on pod veths); without it
+   * (no policy programs loaded) only the connect() guard protects the mesh port.
+   */
+  constructor(private readonly maps: Readonly<Record<WpMapName, MapLike>>, private readonly mesh?: MapLike) {}
 
   /** Makes the maps hold the plan; returns the number of writes and deletes. */
   apply(plan: WaypointPlan): { writes: number; deletes: number } {
@@ -141,6 +149,12 @@ export class WaypointSync {
     };
     const one = u32(1);
     sync(this.maps.kw_wp_guard, new Map([...plan.guard].map(([k, kb]) => [k, [kb, one]])));
+    if (this.mesh) {
+      // The same keys; the values are the kernel's drop counters: added at zero, never rewritten.
+      const have = new Set(this.mesh.batchLookup().keys.map((k) => k.toString('hex')));
+      for (const [k, kb] of plan.guard) if (!have.has(k)) { this.mesh.update(kb, Buffer.alloc(8)); writes++; }
+      for (const k of have) if (!plan.guard.has(k) && this.mesh.delete(Buffer.from(k, 'hex'))) deletes++;
+    }
     sync(this.maps.kw_wp_exempt, new Map([...plan.exempt].map((c) => { const kb = u64(c); return [kb.toString('hex'), [kb, one]]; })));
     sync(this.maps.kw_wp_svc, new Map([...plan.svc].map(([id, vb]) => { const kb = u32(id); return [kb.toString('hex'), [kb, vb]]; })));
     this.last = plan.frontends;
@@ -150,9 +164,9 @@ export class WaypointSync {
   /** The frontends last applied (for `kernway status` and `kernway services`). */
   get frontends(): readonly WaypointFrontend[] { return this.last; }
 
-  /** kw_wp_stats summed over CPUs. */
+  /** kw_wp_stats summed over CPUs, and the SYN guard's drops. */
   stats(): WpStats {
-    const out = Object.fromEntries(WP_STATS.map((n) => [n, 0])) as WpStats;
+    const out = Object.fromEntries([...WP_STATS, 'synDropped'].map((n) => [n, 0])) as WpStats;
     const m = this.maps.kw_wp_stats;
     for (let i = 0; i < WP_STATS.length; i++) {
       const v = m.lookup(u32(i));
@@ -161,6 +175,7 @@ export class WaypointSync {
       for (let o = 0; o + 8 <= v.length; o += 8) sum += v.readBigUInt64LE(o);
       out[WP_STATS[i]!] = Number(sum);
     }
+    if (this.mesh) for (const v of this.mesh.batchLookup().values) out.synDropped += Number(v.readBigUInt64LE(0));
     return out;
   }
 }

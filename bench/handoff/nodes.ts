@@ -7,7 +7,7 @@
  * canary HTTPRoute, demo/web without a waypoint). A Gateway listener on the waypoint
  * (DIRECT_PORT, routed to web-v2) is the same client talking to the waypoint directly.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,11 +95,17 @@ export class NodesRig {
     return { code: r.code, out: r.stdout, err: r.stderr, ms: Date.now() - t0 };
   }
 
+  /**
+   * The node's agent, in its node namespace (as a DaemonSet's hostNetwork agent is in its
+   * node's), so that it finds its pods' veths there and attaches the tc programs (policy,
+   * the hand-off's SYN guard); outside the lab cgroup. Ready when its /readyz, on the
+   * node namespace's loopback, answers 200.
+   */
   private async startAgent(l: Lab): Promise<NodeAgent> {
     const port = await freePort();
     const socket = join(this.dir, `admin-${l.node}.sock`);
-    const child = spawn(process.execPath, [KERNWAY_MAIN, 'agent', '--standalone', this.dir, '--node-name', `node-${l.node}`, '--cgroup', l.cgroupPath,
-      '--bpffs', join(l.bpffsDir, 'agent'), '--admin-socket', socket, '--metrics-address', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = l.spawn('node', process.execPath, [KERNWAY_MAIN, 'agent', '--standalone', this.dir, '--node-name', `node-${l.node}`, '--cgroup', l.cgroupPath,
+      '--bpffs', join(l.bpffsDir, 'agent'), '--admin-socket', socket, '--metrics-address', `127.0.0.1:${port}`], { cgroup: false, stdio: ['ignore', 'ignore', 'pipe'] });
     this.procs.push(child);
     let err = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
@@ -107,7 +113,7 @@ export class NodesRig {
     this.agents.push(a);
     await this.until(`agent of node ${l.node} ready`, async () => {
       if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${err}`);
-      return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
+      return (await l.exec('node', 'curl', ['-sf', '-o', '/dev/null', `http://127.0.0.1:${port}/readyz`], { cgroup: false, timeoutMs: 10_000 })).code === 0;
     }, 60_000);
     return a;
   }

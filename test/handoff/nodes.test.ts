@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../lab/index.js';
 import { PLAIN_WEB_VIP, WEB_VIP, answeredBy, curlMany, type HandoffPods } from '../../agent/demo/handoff.js';
 import { NodesRig } from '../../bench/handoff/nodes.js';
+import { DIRECT_PORT } from '../../bench/handoff/rig.js';
 
 let rig: NodesRig;
 let pods: HandoffPods;
@@ -93,6 +94,39 @@ describe('hand-off across nodes: client (node 0) -> ClusterIP -> kernel redirect
       expect(r.stdout.trim(), `from node ${i}: ${r.stderr}`).toBe('EPERM');
       expect((await status(i)).waypoints!.stats.meshDenied).toBe(before + 1);
     }
+  });
+
+  it('the SYN guard on the waypoint\'s veth: a host that is no pod (outside every kernway cgroup) cannot open the mesh port, so its forged PROXY header never reaches the waypoint; it still reaches the waypoint\'s Gateway listener; pods still get through', async () => {
+    const n1 = labs()[1]!;
+    const outsider = n1.pods.get('outsider') ?? await n1.addPod('outsider', { remote: true });
+    const forge = `const ip=s=>Buffer.from(s.split('.').map(Number));
+const h=Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a','hex'),Buffer.from([0x21,0x11,0,12]),ip('${pods.client.ipv4}'),ip('${WEB_VIP}'),Buffer.from([0x30,0x39,0,80])]);
+const s=require('net').connect({port:15019,host:'${pods.wp.ipv4}',timeout:3000},()=>{console.log('connected');s.write(Buffer.concat([h,Buffer.from('GET /forged HTTP/1.1\\r\\nhost: x\\r\\nx-canary: yes\\r\\n\\r\\n')]))});
+s.on('timeout',()=>{console.log('timeout');s.destroy()});s.on('data',d=>{console.log(String(d).split('\\r\\n')[0]);s.destroy()});s.on('error',e=>console.log(e.code))`;
+    const before = (await status(1)).waypoints!.stats.synDropped;
+    const r = await n1.exec(outsider, process.execPath, ['-e', forge], { cgroup: false, timeoutMs: 20_000 });
+    expect(r.stdout.trim(), r.stderr).toBe('timeout'); // the SYN (and its retry) dropped: no connection at all
+    expect((await status(1)).waypoints!.stats.synDropped).toBeGreaterThan(before);
+    expect(rig.waypointOut).not.toContain('/forged');
+    // The same host reaches the waypoint pod on its Gateway listener: only the mesh port is guarded.
+    const direct = await n1.exec(outsider, 'curl', ['-s', '--max-time', '5', `http://${pods.wp.ipv4}:${DIRECT_PORT}/direct`], { cgroup: false, timeoutMs: 20_000 });
+    expect(direct.code, direct.stderr).toBe(0);
+    expect(direct.stdout).toContain('"pod":"web-v2"');
+    // Pods (here: the client on node 0, redirected by its kernel) still get through.
+    const ok = await curl(pods.client, ['-H', 'x-canary: yes', `http://${WEB_VIP}/after-guard`]);
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).toContain('"pod":"web-v2"');
+  });
+
+  it('the waypoint\'s own outbound connections are not redirected (its network namespace is exempt on node 1): the backends answer, no access log line', async () => {
+    const before = (await status(1)).waypoints!.stats.exempt;
+    const r = await curl(pods.wp, ['-H', 'x-canary: yes', '-H', 'connection: close', ...curlMany(`http://${WEB_VIP}/self`, 20)]);
+    expect(r.code, r.err).toBe(0);
+    const c = answeredBy(r.out);
+    expect((c["web-v1"] ?? 0) + (c["web-v2"] ?? 0)).toBe(20);
+    expect(c['web-v1'] ?? 0).toBeGreaterThan(0); // balanced at L4 (a new connection each): the canary header match does not apply
+    expect((await status(1)).waypoints!.stats.exempt).toBeGreaterThan(before);
+    expect(rig.waypointOut).not.toContain('"path":"/self');
   });
 
   it('no ready waypoint pod: node 0 refuses at once (ECONNREFUSED, counted); when it is back, new connections use it', async () => {
