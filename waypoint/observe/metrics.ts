@@ -19,6 +19,12 @@ export interface RequestLabels {
   upstream?: string | undefined;
   /** Envoy response flags (UO, UH, DI, FI, RL, URX), for Istio's response_flags. */
   flags?: string | undefined;
+  /**
+   * The compiled backend the request went to (route and destination are its rule's and
+   * target's): its cell is found by this object, made with the route table, instead of by
+   * the label strings.
+   */
+  via?: object | undefined;
 }
 
 /**
@@ -75,6 +81,8 @@ function addressOf(endpoint: string): string {
 
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+interface RequestCount { code: string; source: string; n: number }
+
 /** Plain numbers for one route and destination: what a request adds to, rendered at scrape time. */
 class RouteCell {
   readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
@@ -82,9 +90,13 @@ class RouteCell {
   count = 0;
   requestBytes = 0;
   responseBytes = 0;
-  /** Requests by `code\u0000source`. */
-  readonly requests = new Map<string, { code: string; source: string; n: number }>();
+  /** Requests by status code, then calling workload (no key string is built per request). */
+  readonly requests = new Map<number, Map<string, RequestCount>>();
   constructor(readonly route: string, readonly destination: string) {}
+
+  *counts(): Iterable<RequestCount> {
+    for (const bySource of this.requests.values()) yield* bySource.values();
+  }
 }
 
 /**
@@ -126,6 +138,8 @@ export class WaypointMetrics {
   /** Requests in progress (a plain number, read at scrape time). */
   active = 0;
   private readonly cells = new Map<string, RouteCell>();
+  /** Cells by compiled backend (RequestLabels.via): one lookup by object per request. */
+  private cellByBackend = new WeakMap<object, RouteCell>();
 
   readonly names: MetricsNames;
   private readonly istio = new Map<string, IstioCell>();
@@ -178,7 +192,7 @@ export class WaypointMetrics {
   private registerKernway(cells: () => RouteCell[]): void {
     const r = this.registry;
     r.registerMetric(new CellMetric('kernway_waypoint_requests_total', 'HTTP requests handled, by route, destination Service, response code and calling workload', 'counter',
-      () => cells().flatMap((c) => [...c.requests.values()].map((q) => ({ labels: { route: c.route, destination_service: c.destination, response_code: q.code, source_workload: q.source }, value: q.n })))) as never);
+      () => cells().flatMap((c) => [...c.counts()].map((q) => ({ labels: { route: c.route, destination_service: c.destination, response_code: q.code, source_workload: q.source }, value: q.n })))) as never);
     r.registerMetric(new CellMetric('kernway_waypoint_request_duration_seconds', 'Time from the request\'s arrival to the end of the response', 'histogram', () => cells().flatMap((c) => {
       const labels = { route: c.route, destination_service: c.destination };
       const out: CellValue[] = [];
@@ -243,12 +257,16 @@ export class WaypointMetrics {
   /** Record one finished request. */
   observe(l: RequestLabels, seconds: number, requestBodyBytes: number, responseBodyBytes: number): void {
     if (this.names === 'istio') return this.observeIstio(l, seconds, requestBodyBytes, responseBodyBytes);
-    const key = `${l.route}\u0000${l.destination}`;
-    let c = this.cells.get(key);
-    if (!c) {
-      if (this.cells.size > 50_000) this.cells.clear();
-      c = new RouteCell(l.route, l.destination);
-      this.cells.set(key, c);
+    let c = l.via !== undefined ? this.cellByBackend.get(l.via) : undefined;
+    if (c === undefined || c.route !== l.route || c.destination !== l.destination) {
+      const key = `${l.route}\u0000${l.destination}`;
+      c = this.cells.get(key);
+      if (!c) {
+        if (this.cells.size > 50_000) { this.cells.clear(); this.cellByBackend = new WeakMap(); }
+        c = new RouteCell(l.route, l.destination);
+        this.cells.set(key, c);
+      }
+      if (l.via !== undefined) this.cellByBackend.set(l.via, c);
     }
     let i = 0;
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
@@ -257,10 +275,11 @@ export class WaypointMetrics {
     c.count++;
     c.requestBytes += requestBodyBytes;
     c.responseBytes += responseBodyBytes;
-    const rk = l.source === 'unknown' ? l.code : `${l.code}\u0000${l.source}`;
-    const q = c.requests.get(rk as string);
+    let bySource = c.requests.get(l.code);
+    if (bySource === undefined) c.requests.set(l.code, (bySource = new Map()));
+    const q = bySource.get(l.source);
     if (q) q.n++;
-    else c.requests.set(rk as string, { code: String(l.code), source: l.source, n: 1 });
+    else bySource.set(l.source, { code: String(l.code), source: l.source, n: 1 });
   }
 
   private observeIstio(l: RequestLabels, seconds: number, reqBytes: number, resBytes: number): void {

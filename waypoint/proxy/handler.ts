@@ -87,6 +87,8 @@ interface Exchange {
   flags: string | undefined;
   /** Gives back what the request holds of a circuit breaker, when it ends. */
   release: (() => void) | undefined;
+  /** The backend picked (its metric cell is found by it). */
+  backend: CompiledBackend | undefined;
 }
 
 interface Routed {
@@ -119,7 +121,7 @@ export class RequestHandler {
       start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
       trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
-      flags: undefined, release: undefined,
+      flags: undefined, release: undefined, backend: undefined,
     };
     this.d.metrics.active++;
     res.once('close', () => { ex.onClose?.(); this.finish(ex, req, res); });
@@ -194,7 +196,8 @@ export class RequestHandler {
     }
     if (!backend.target) return this.local(ex, res, 500, 'invalid_backend', `backend unavailable: ${backend.failure?.message ?? 'unresolved'}`);
     const svc = backend.target;
-    ex.destination = svc.key.startsWith('pod ') ? `${svc.namespace}/direct` : `${svc.namespace}/${svc.name}`;
+    ex.destination = svc.label;
+    ex.backend = backend;
     if (backend.traffic !== undefined && await this.admit(ex, res, backend.traffic, header, conn.peerAddress)) return;
 
     // The request as the backend gets it.
@@ -461,7 +464,7 @@ export class RequestHandler {
     const pod = table.pods.get(ep.address)?.pod;
     const dest: Destination = pod ? { namespace: pod.namespace, labels: pod.labels, port: ep.port } : { namespace: svc.namespace, labels: {}, port: ep.port };
     const d = table.authz.evaluate(dest, req);
-    if (!d.allowed) this.d.metrics.denied.inc({ policy: d.policy ?? '', destination_service: svc.key.startsWith('pod ') ? `${svc.namespace}/direct` : `${svc.namespace}/${svc.name}` });
+    if (!d.allowed) this.d.metrics.denied.inc({ policy: d.policy ?? '', destination_service: svc.label });
     return d;
   }
 
@@ -579,7 +582,7 @@ export class RequestHandler {
       this.d.tracer.finish({ trace: ex.trace, method: ex.method, path: ex.path, route: ex.route, status, protocol: ex.protocol, destination: ex.destination,
         upstream: ex.upstream, source: ex.source, start: ex.start, durationMs: seconds * 1000, userAgent: ex.userAgent });
     }
-    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream, flags: ex.flags }, seconds, ex.bytesIn, ex.bytesOut);
+    this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream, flags: ex.flags, via: ex.backend }, seconds, ex.bytesIn, ex.bytesOut);
     if (this.d.accessLog.enabled) {
       this.d.accessLog.write({
         method: ex.method, path: ex.path, protocol: ex.protocol, status, durationMs: Math.round(seconds * 1e6) / 1000,

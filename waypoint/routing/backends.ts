@@ -19,11 +19,20 @@ export interface Endpoint {
   port: number;
   /** The Pod behind it, when the EndpointSlice says. */
   pod: string | undefined;
+  /** 'address:port': the key of balancer, outlier and metric state, made once with the table. */
+  key: string;
+}
+
+/** An endpoint with its key. */
+export function endpoint(address: string, port: number, pod: string | undefined): Endpoint {
+  return { address, port, pod, key: `${address}:${port}` };
 }
 
 export interface ServiceTarget {
   /** 'ns/name:port' (or 'pod ip:port' for a direct destination): the key of balancer state and metrics. */
   key: string;
+  /** The destination_service label: 'ns/name', or 'ns/direct' for a direct destination (made once with the table). */
+  label: string;
   namespace: string;
   name: string;
   port: number;
@@ -65,7 +74,7 @@ export class BackendResolver {
     const found = servicePortOf(this.cfg, key, port);
     if (found.failure) return { failure: found.failure };
     const { service: svc, port: sp, protocol } = found;
-    return { target: { key: `${key}:${sp.port}`, namespace: svc.namespace, name: svc.name, port: sp.port, protocol, lbPolicy: lbPolicyOf(svc), endpoints: this.endpointsOf(svc, sp.name) } };
+    return { target: { key: `${key}:${sp.port}`, label: `${svc.namespace}/${svc.name}`, namespace: svc.namespace, name: svc.name, port: sp.port, protocol, lbPolicy: lbPolicyOf(svc), endpoints: this.endpointsOf(svc, sp.name) } };
   }
 
   private endpointsOf(svc: Service, portName: string): Endpoint[] {
@@ -80,10 +89,9 @@ export class BackendResolver {
       if (port === undefined) continue;
       for (const e of slice.endpoints) {
         const address = e.address;
-        const ep: Endpoint = { address, port, pod: this.podNames().get(address) };
-        const id = `${address}:${port}`;
-        if (seen.has(id)) continue;
-        if (e.ready) { seen.add(id); out.push(ep); }
+        const ep = endpoint(address, port, this.podNames().get(address));
+        if (seen.has(ep.key)) continue;
+        if (e.ready) { seen.add(ep.key); out.push(ep); }
         else if (e.serving) (fallback ??= []).push(ep);
       }
     }

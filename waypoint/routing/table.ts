@@ -20,7 +20,7 @@ import type { WaypointConfig } from '../../model/waypoint-config.js';
 import type { TrafficAttachments, TrafficPolicyStatus } from '../../model/traffic-policy.js';
 import { compileTraffic, type CompiledTraffic } from '../resilience/compile.js';
 import type { Cors, HTTPRoute, HeaderModifier, Redirect, Retry, Rewrite, Rule } from '../../k8s/gateway-api-types.js';
-import { BackendResolver, type RefFailure, type ServiceTarget } from './backends.js';
+import { BackendResolver, endpoint, type RefFailure, type ServiceTarget } from './backends.js';
 import { hostMatches, hostSpecificity } from './hostnames.js';
 import { comparePrecedence as compareMatchPrecedence, compileMatch, firstMatch, type CompiledMatch, type MatchRequest } from './match.js';
 import { prefixKey } from './path.js';
@@ -323,8 +323,8 @@ export function podTarget(table: RoutingTable, ip: string, port: number): Servic
   const pod = table.pods.get(ip)?.pod;
   if (!pod || pod.namespace !== table.namespace) return undefined;
   return {
-    key: `pod ${pod.namespace}/${pod.name}:${port}`, namespace: pod.namespace, name: pod.name, port,
-    protocol: 'http1', lbPolicy: 'round-robin', endpoints: [{ address: ip, port, pod: pod.name }],
+    key: `pod ${pod.namespace}/${pod.name}:${port}`, label: `${pod.namespace}/direct`, namespace: pod.namespace, name: pod.name, port,
+    protocol: 'http1', lbPolicy: 'round-robin', endpoints: [endpoint(ip, port, pod.name)],
   };
 }
 
