@@ -126,7 +126,7 @@ export class Agent {
     this.metrics = new AgentMetrics({ log });
     if (opts.tcpMetrics) {
       this.tcp = new TcpMetrics(this.metrics.registry, {
-        maxLabelSets: opts.tcpMetricsMaxLabelSets, kernelStats: () => this.conns?.stats(), opened: () => this.conns?.opened(),
+        maxLabelSets: opts.tcpMetricsMaxLabelSets, kernelStats: () => this.conns?.stats(), counts: () => this.conns?.counts(),
       });
     }
     this.registerMetrics();
@@ -448,27 +448,23 @@ export class Agent {
   }
 
   /**
-   * L4 metrics are an observer: when the program cannot be loaded (a kernel without ring
-   * buffers, a pinned map of another layout), the agent says so and runs without them.
+   * L4 metrics are an observer: when the program cannot be loaded (a kernel without
+   * per-CPU hashes or socket storage, a pinned map of another layout), the agent says so
+   * and runs without them.
    */
   private async loadConnMetrics(): Promise<ConnMetrics | undefined> {
     const o = this.opts;
     const tcp = this.tcp;
     if (!tcp) return undefined;
     try {
-      const conns = await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log, onBatch: (data, count) => tcp.recordBatch(data, count) });
+      const conns = await ConnMetrics.load({ cgroupPath: o.cgroup, bpffsDir: o.bpffs, log: this.log });
       // What a previous agent counted is where this one starts (its series began with it).
-      tcp.syncOpened(conns.openedAtLoad, true);
+      tcp.sync(conns.countsAtLoad, true);
       return conns;
     } catch (e) {
       this.log.error({ code: (e as { code?: string }).code, err: errorMessage(e) }, 'L4 connection metrics unavailable (kernway_tcp_* stay empty)');
       return undefined;
     }
-  }
-
-  /** Drains the kernel's connection records now (tests; the agent does it every 100 ms). */
-  drainConnRecords(): number {
-    return this.conns?.drain() ?? 0;
   }
 
   /** The local pods of the snapshot into the acceleration's pod map (new connections only). */

@@ -3,18 +3,20 @@
  * connection rate with and without the metrics program, through a ClusterIP, with the
  * balancer and the accelerator attached in both configurations (as the agent has them).
  *
- *   node dist/bench/tcp-metrics.js [--seconds 3] [--rounds 4] [--threads 4] [--kernel-only]
- *
- * --kernel-only: the ring buffer is drained but its records are not counted, which
- * leaves the kernel program's cost (and the drain's copy) without the counting.
+ *   node dist/bench/tcp-metrics.js [--seconds 3] [--rounds 4] [--threads 4] [--kernel-only] [--objects a.o,b.o]
  *
  * Needs root (a lab), nginx and cc. In a lab: an nginx pod behind a ClusterIP and a
  * client pod on the same node running bench/connrate.c (connect + HTTP/1.0 request +
- * close per cycle). "with" is the program attached and the agent's side draining the
- * ring buffer into the Istio-labelled counters (agent/metrics/tcp.ts) in this process;
- * "without" is the program detached. Rounds alternate (with, without | without, with |
- * ...) so drift on a shared machine hits both. Prints one JSON line: each round's rates,
- * the medians and the ratio with / without (target >= 0.97), and the load average.
+ * close per cycle). "with" is the program attached, and this process the agent's side:
+ * after each round it reads the kernel's counters into the Istio-labelled series
+ * (agent/metrics/tcp.ts), as a scrape does (--kernel-only: it does not). "without" is
+ * the program detached. --objects: several builds of the program, each a configuration
+ * of its own (to compare two versions in one run). Rounds rotate the order of the
+ * configurations so drift on a shared machine hits them all. Prints one JSON line: each
+ * round's rates, the medians and the ratio with / without (target >= 0.97), per-round
+ * ratios, the CPU time of the lab's cgroup per connection (client, server and the
+ * kernel's work for them, BPF programs included: less sensitive to the machine's load
+ * than the rate), this process's CPU per connection, and the load average.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -75,7 +77,6 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
     const tcp = new TcpMetrics(new Registry());
     tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
-    let records = 0;
 
     const run = async (): Promise<number> => {
       const r = await lab.exec(client, connrate, [VIP, '80', String(opts.seconds), String(opts.threads)], { timeoutMs: (opts.seconds + 30) * 1000 });
@@ -97,8 +98,8 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
       attached = cfg;
       if (cfg === 0) return;
       const objectPath = programs[cfg - 1];
-      conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, ...(objectPath ? { objectPath } : {}),
-        onBatch: (data, count) => { records += count; if (!opts.kernelOnly) tcp.recordBatch(data, count); } });
+      conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, ...(objectPath ? { objectPath } : {}) });
+      tcp.sync(conns.countsAtLoad, true);
     };
     await run(); // warm-up (nginx, caches), not counted
     const configs = programs.length + 1;
@@ -124,7 +125,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
         const cg0 = cgroupCpuUs();
         const rate = await run();
         const cg = cgroupCpuUs() - cg0;
-        conns?.drain(); // what is left, counted in this round
+        if (conns && !opts.kernelOnly) tcp.sync(conns.counts()); // a scrape
         const cpu = process.cpuUsage(cpu0);
         rates[cfg]!.push(rate);
         labCpu[cfg]!.push(cg / Math.max(1, rate * opts.seconds));
@@ -152,7 +153,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
       without: rates[0]!.map(Math.round), medianWithout: Math.round(wo),
       labCpuUsPerConnWithout: +median(labCpu[0]!).toFixed(2), labCpuRangeWithout: range(labCpu[0]!),
       ...(perObject.length === 1 ? perObject[0] : { objects: perObject }),
-      records, labelSets: tcp.labelSets, loadavg1: loads,
+      labelSets: tcp.labelSets, loadavg1: loads,
       // The same process in the without-rounds (starting connrate, timers): what is not the drain.
       idleCpuUsPerConn: +(cpuUs[0]! / Math.max(1, connsOf[0]!)).toFixed(2),
       // What a connection costs at the median rate over 2 cores.

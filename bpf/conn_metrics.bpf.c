@@ -4,12 +4,13 @@
  * program of its own, attached to the agent's cgroup beside kw_sm_sockops (cgroup
  * links run every program attached): at ACTIVE/PASSIVE_ESTABLISHED it remembers when
  * the connection started and the address the client dialled (the ClusterIP, from the
- * balancer's kw_revnat), counts the connection in a per-CPU counter keyed by what
- * decides its labels (kw_cm_opened: no record, no lock) and asks the kernel for
- * state-change callbacks; when the socket reaches TCP_CLOSE it writes one "closed"
- * record with bytes each way, duration, smoothed RTT, retransmissions and whether it
- * was reset. Records go to a ring buffer the agent drains; the agent reads the opened
- * counters when /metrics is scraped (agent/datapath/conn-metrics.ts).
+ * balancer's kw_revnat), counts the connection as opened and asks the kernel for
+ * state-change callbacks; when the socket reaches TCP_CLOSE it adds the connection's
+ * bytes each way, duration, smoothed RTT, retransmissions and whether it was reset.
+ * Everything is counted in the kernel, per CPU, under the key that decides the
+ * connection's labels (kw_cm_counts: no record, no lock, nothing for the agent to do per
+ * connection); the agent reads the counters when /metrics is scraped
+ * (agent/datapath/conn-metrics.ts, agent/metrics/tcp.ts).
  *
  * Bytes the sockmap moved past the TCP stack are not in TCP's bytes_acked and
  * bytes_received: they are counted where the redirect happens (kw_sm_io.redirected,
@@ -25,24 +26,19 @@
 #include "revnat.h"
 #include "sockmap.h"
 
-#ifndef KW_CM_RINGBUF_BYTES
-#define KW_CM_RINGBUF_BYTES (2 << 20)
+#ifndef KW_CM_KEYS_MAX
+#define KW_CM_KEYS_MAX 8192
 #endif
-
-#ifndef KW_CM_OPENED_MAX
-#define KW_CM_OPENED_MAX 16384
-#endif
-
-#define KW_CM_EV_OPEN  1 /* written by earlier versions only: opens are counted in kw_cm_opened */
-#define KW_CM_EV_CLOSE 2
 #define KW_CM_ROLE_CLIENT 1 /* the socket connect()ed (reporter "source") */
 #define KW_CM_ROLE_SERVER 2 /* the socket was accepted (reporter "destination") */
 
-#define KW_CM_STAT_LOST    0 /* records not written: the ring buffer was full */
+#define KW_CM_STAT_UNUSED  0 /* (records lost to a full ring buffer, before kw_cm_counts) */
 #define KW_CM_STAT_NOSTORE 1 /* connections not followed: no socket storage */
-#define KW_CM_STAT_OPEN_FULL_CLIENT 2 /* client connections opened whose key found kw_cm_opened full */
-#define KW_CM_STAT_OPEN_FULL_SERVER 3 /* the same for accepted connections */
-#define KW_CM_STAT_COUNT   4
+#define KW_CM_STAT_COUNT   2
+
+/* Histogram buckets (agent/metrics/tcp.ts RTT_BUCKETS, DURATION_BUCKETS): the +Inf one is `closed`. */
+#define KW_CM_RTT_BUCKETS 14
+#define KW_CM_DUR_BUCKETS 8
 
 /* TCP states (include/net/tcp_states.h). */
 #define KW_TCP_ESTABLISHED 1
@@ -60,58 +56,54 @@ struct kw_cm_sock {
 	__u8 pad[5];          /* zero */
 };
 
-/*
- * Key of kw_cm_opened: what decides a connection's labels (agent/metrics/tcp.ts), as
- * the closed record holds it. 56 bytes.
- */
+/* Key of kw_cm_counts: what decides a connection's labels (agent/metrics/tcp.ts). 56 bytes. */
 struct kw_cm_okey {
-	struct kw_addr local;  /* this socket's address */
-	struct kw_addr remote; /* the peer's */
-	struct kw_addr orig;   /* what the client dialled; the server's own address for role server */
+	struct kw_addr local;  /* this socket's address (IPv4 as ::ffff:a.b.c.d) */
+	struct kw_addr remote; /* the peer's (a backend, for a balanced client) */
+	struct kw_addr orig;   /* what the client dialled (ClusterIP); the server's own address for role server */
 	__be16 oport;          /* its port (the server's own port for role server), network order */
 	__u8 role;             /* KW_CM_ROLE_* */
 	__u8 pad[5];           /* zero */
 };
 
-/* A ring buffer record (closed connections). 120 bytes. */
-struct kw_cm_event {
-	__u64 cookie;         /* socket cookie: pairs an opened record with its closed one */
-	__u64 duration_ns;    /* closed: time since establishment */
-	__u64 bytes_sent;     /* closed: acknowledged by the peer, plus redirected to it */
-	__u64 bytes_received; /* closed: received through TCP, plus redirected to this socket and read */
-	__u64 redir_sent;     /* closed: the part of bytes_sent the sockmap carried */
-	__u64 redir_received; /* closed: the part of bytes_received the sockmap carried */
-	struct kw_addr local; /* this socket's address (IPv4 as ::ffff:a.b.c.d) */
-	struct kw_addr remote;/* the peer's address (a backend, for a balanced client) */
-	struct kw_addr orig;  /* what the client dialled (ClusterIP); the server's own address for role server */
-	__be16 lport;         /* network order */
-	__be16 rport;
-	__be16 oport;
-	__u8 event;           /* KW_CM_EV_* */
-	__u8 role;            /* KW_CM_ROLE_* */
-	__u32 srtt_us;        /* closed: smoothed RTT, microseconds */
-	__u32 retrans;        /* closed: segments retransmitted */
-	__u8 reset;           /* closed: 1 when the connection ended with a reset (sent or received) */
-	__u8 pad[3];          /* zero */
+/*
+ * What the connections of one key added up to, on one CPU. 240 bytes. Byte counts are
+ * what the reporting socket sent (acknowledged by the peer, plus redirected by the
+ * sockmap) and received (through TCP, plus redirected to it and read).
+ */
+struct kw_cm_counts {
+	__u64 opened;
+	__u64 closed;
+	__u64 sent;
+	__u64 received;
+	__u64 retrans;          /* segments retransmitted */
+	__u64 resets;           /* closes that were resets (sent or received) */
+	__u64 rtt_sum_us;       /* smoothed RTT at close, summed */
+	__u64 duration_sum_ns;  /* establishment to close, summed */
+	__u64 rtt[KW_CM_RTT_BUCKETS];      /* closes per RTT bucket (not cumulative) */
+	__u64 duration[KW_CM_DUR_BUCKETS]; /* closes per duration bucket (not cumulative) */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, KW_CM_RINGBUF_BYTES);
-} kw_cm_events SEC(".maps");
-
 /*
- * Connections opened, per CPU, by kw_cm_okey. The agent sums the CPUs at a scrape and
- * counts what grew since its last read; it deletes keys that stopped growing long ago.
- * A key that finds the map full is counted in kw_cm_stats instead (the overflow series).
+ * Per key, per CPU: the agent sums the CPUs at a scrape and adds what grew since its last
+ * read; it deletes keys that stopped growing long ago (the map stays bounded). A
+ * connection whose key finds the map full is counted in kw_cm_unkeyed (the overflow series).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, KW_CM_OPENED_MAX);
+	__uint(max_entries, KW_CM_KEYS_MAX);
 	__type(key, struct kw_cm_okey);
-	__type(value, __u64);
-} kw_cm_opened SEC(".maps");
+	__type(value, struct kw_cm_counts);
+} kw_cm_counts SEC(".maps");
+
+/* Connections whose key found kw_cm_counts full, by role - 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct kw_cm_counts);
+} kw_cm_unkeyed SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -147,46 +139,56 @@ static __always_inline int kw_cm_loopback(const struct kw_addr *a)
 	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == 0 && a->w[3] == bpf_htonl(1);
 }
 
-static __always_inline void kw_cm_addrs(struct bpf_sock_ops *skops, struct kw_cm_event *e)
-{
-	struct kw_sm_key k = {};
-
-	kw_sm_addrs(skops, skops->family, &k);
-	e->local = k.local;
-	e->remote = k.remote;
-	e->lport = bpf_htons((__u16)skops->local_port);
-	e->rport = kw_sm_remote_port(skops->remote_port);
-}
-
-/* One more connection opened under its key: a per-CPU add, an insert for a new key. */
-static __always_inline void kw_cm_count_open(const struct kw_addr *local, const struct kw_addr *remote,
-					     const struct kw_cm_sock *st, __u8 role)
+/*
+ * The counters of a connection's key (inserted at the first connection), or its role's
+ * unkeyed counters when the map is full. The caller adds with atomic adds: a program in
+ * process context (close()) and one in softirq may run on the same CPU.
+ */
+static __always_inline struct kw_cm_counts *kw_cm_counters(const struct kw_addr *local, const struct kw_addr *remote,
+							   const struct kw_cm_sock *st)
 {
 	struct kw_cm_okey key = {};
-	__u64 one = 1, *v;
+	struct kw_cm_counts *v;
+	__u32 idx = st->role == KW_CM_ROLE_CLIENT ? 0 : 1;
 
 	key.local = *local;
 	key.remote = *remote;
 	key.orig = st->orig;
 	key.oport = st->oport;
-	key.role = role;
-	v = bpf_map_lookup_elem(&kw_cm_opened, &key);
-	if (v) {
-		__sync_fetch_and_add(v, 1);
-		return;
-	}
-	if (bpf_map_update_elem(&kw_cm_opened, &key, &one, BPF_NOEXIST) == 0)
-		return;
-	/* Another CPU inserted it meanwhile, or the map is full. */
-	v = bpf_map_lookup_elem(&kw_cm_opened, &key);
+	key.role = st->role;
+	v = bpf_map_lookup_elem(&kw_cm_counts, &key);
 	if (v)
-		__sync_fetch_and_add(v, 1);
-	else
-		kw_cm_count(role == KW_CM_ROLE_CLIENT ? KW_CM_STAT_OPEN_FULL_CLIENT : KW_CM_STAT_OPEN_FULL_SERVER);
+		return v;
+	/* Zero for every CPU; fails when another CPU inserted it meanwhile, or when the map is full. */
+	{
+		struct kw_cm_counts zero = {};
+
+		bpf_map_update_elem(&kw_cm_counts, &key, &zero, BPF_NOEXIST);
+	}
+	v = bpf_map_lookup_elem(&kw_cm_counts, &key);
+	if (v)
+		return v;
+	return bpf_map_lookup_elem(&kw_cm_unkeyed, &idx);
+}
+
+static __always_inline __u32 kw_cm_rtt_bucket(__u64 us)
+{
+	/* RTT_BUCKETS in microseconds: 50 100 250 500 1000 2500 5000 10000 25000 50000 100000 250000 500000 1000000 */
+	if (us <= 1000) return us <= 50 ? 0 : us <= 100 ? 1 : us <= 250 ? 2 : us <= 500 ? 3 : 4;
+	if (us <= 50000) return us <= 2500 ? 5 : us <= 5000 ? 6 : us <= 10000 ? 7 : us <= 25000 ? 8 : 9;
+	return us <= 100000 ? 10 : us <= 250000 ? 11 : us <= 500000 ? 12 : us <= 1000000 ? 13 : KW_CM_RTT_BUCKETS;
+}
+
+static __always_inline __u32 kw_cm_duration_bucket(__u64 ns)
+{
+	/* DURATION_BUCKETS in nanoseconds: 1 ms, 10 ms, 100 ms, 1 s, 10 s, 60 s, 600 s, 3600 s */
+	if (ns <= 1000000000ULL) return ns <= 1000000ULL ? 0 : ns <= 10000000ULL ? 1 : ns <= 100000000ULL ? 2 : 3;
+	return ns <= 10000000000ULL ? 4 : ns <= 60000000000ULL ? 5 : ns <= 600000000000ULL ? 6 : ns <= 3600000000000ULL ? 7 : KW_CM_DUR_BUCKETS;
 }
 
 static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 role)
 {
+	struct kw_cm_counts *c;
 	struct kw_cm_sock *st;
 	struct bpf_sock *sk = skops->sk;
 	__u32 family = skops->family;
@@ -221,19 +223,22 @@ static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 r
 	}
 	/* Keep the callbacks other programs asked for. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-	kw_cm_count_open(&k.local, &k.remote, st, role);
+	c = kw_cm_counters(&k.local, &k.remote, st);
+	if (c)
+		__sync_fetch_and_add(&c->opened, 1);
 }
 
 static __always_inline void kw_cm_closed(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
+	struct kw_cm_counts *c;
 	struct kw_cm_sock *st;
-	struct kw_cm_event *e;
 	struct kw_sm_sock *sm;
 	struct kw_sm_io *io;
 	struct tcp_sock *tp;
-	__u32 old = skops->args[0];
-	__u64 redir_in = 0, redir_out = 0;
+	struct kw_sm_key k = {};
+	__u32 old = skops->args[0], b;
+	__u64 redir_in = 0, redir_out = 0, srtt, dur;
 	int err = 0;
 
 	if (!sk)
@@ -255,32 +260,29 @@ static __always_inline void kw_cm_closed(struct bpf_sock_ops *skops)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (tp)
 		err = BPF_CORE_READ((struct sock___kwcm *)tp, sk_err);
-
-	e = bpf_ringbuf_reserve(&kw_cm_events, sizeof(*e), 0);
-	if (!e) {
-		kw_cm_count(KW_CM_STAT_LOST);
-		st->role = 0;
+	kw_sm_addrs(skops, skops->family, &k);
+	c = kw_cm_counters(&k.local, &k.remote, st);
+	st->role = 0; /* counted once per connection */
+	if (!c)
 		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->cookie = bpf_get_socket_cookie(skops);
-	e->duration_ns = bpf_ktime_get_ns() - st->start_ns;
-	e->bytes_sent = skops->bytes_acked + redir_out;
-	e->bytes_received = skops->bytes_received + redir_in;
-	e->redir_sent = redir_out;
-	e->redir_received = redir_in;
-	kw_cm_addrs(skops, e);
-	e->orig = st->orig;
-	e->oport = st->oport;
-	e->event = KW_CM_EV_CLOSE;
-	e->role = st->role;
-	e->srtt_us = skops->srtt_us >> 3; /* the kernel keeps it scaled by 8 */
-	e->retrans = skops->total_retrans;
+	srtt = skops->srtt_us >> 3; /* the kernel keeps it scaled by 8 */
+	dur = bpf_ktime_get_ns() - st->start_ns;
+	__sync_fetch_and_add(&c->closed, 1);
+	__sync_fetch_and_add(&c->sent, skops->bytes_acked + redir_out);
+	__sync_fetch_and_add(&c->received, skops->bytes_received + redir_in);
+	__sync_fetch_and_add(&c->retrans, skops->total_retrans);
 	/* A normal close reaches TCP_CLOSE from FIN_WAIT*, CLOSING or LAST_ACK; an abort or a
 	 * received RST from ESTABLISHED or CLOSE_WAIT, or leaves ECONNRESET/EPIPE behind. */
-	e->reset = (old == KW_TCP_ESTABLISHED || old == KW_TCP_CLOSE_WAIT || err == KW_ECONNRESET || err == KW_EPIPE) ? 1 : 0;
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-	st->role = 0; /* one closed record per connection */
+	if (old == KW_TCP_ESTABLISHED || old == KW_TCP_CLOSE_WAIT || err == KW_ECONNRESET || err == KW_EPIPE)
+		__sync_fetch_and_add(&c->resets, 1);
+	__sync_fetch_and_add(&c->rtt_sum_us, srtt);
+	__sync_fetch_and_add(&c->duration_sum_ns, dur);
+	b = kw_cm_rtt_bucket(srtt);
+	if (b < KW_CM_RTT_BUCKETS)
+		__sync_fetch_and_add(&c->rtt[b], 1);
+	b = kw_cm_duration_bucket(dur);
+	if (b < KW_CM_DUR_BUCKETS)
+		__sync_fetch_and_add(&c->duration[b], 1);
 }
 
 SEC("sockops")

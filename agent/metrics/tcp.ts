@@ -1,5 +1,5 @@
 /**
- * L4 traffic metrics with Istio's labels, from the kernel's connection records
+ * L4 traffic metrics with Istio's labels, from the kernel's connection counters
  * (agent/datapath/conn-metrics.ts): per label set, connections opened and closed, bytes
  * each way, smoothed RTT and duration histograms, retransmissions and resets.
  *
@@ -11,24 +11,24 @@
  * kernway_tcp_received_bytes_total counts what the source sent to the destination
  * (the request direction), kernway_tcp_sent_bytes_total what the destination sent back.
  *
- * Bounded: at most maxLabelSets label sets per node; a record of a new label set beyond
- * that is folded into one overflow series (every label "overflow" except reporter) and
- * counted in kernway_tcp_metrics_overflow_total.
+ * Counted in the kernel: per CPU, under the key that decides a connection's labels
+ * (role, local and remote address, the address:port dialled), bpf/conn_metrics.bpf.c adds
+ * each connection's numbers as it opens and closes, histogram buckets included. Nothing
+ * reaches this process per connection. Each scrape reads the counters (sync) and adds
+ * what each key grew since the previous read to the cell of its labels, resolved then:
+ * connections still open are counted as opened, and a key's counts go to the labels of
+ * the time they grew (a new resolver first takes what grew under the old one).
  *
- * The connection path never waits for this: the records are counted into plain
- * numbers, rendered when /metrics is scraped. The drain reads the kernel's records in
- * place (recordBatch: no object or string per record); a record's cell is found by
- * numbers (IPv4 addresses, port, role), its labels resolved once per distinct key.
- * Opened connections are not records: the kernel counts them per CPU under the key that
- * decides their labels (kw_cm_opened); each scrape reads those counters and adds what
- * each key grew since the last read to the key's cell (syncOpened), so connections still
- * open at a scrape are counted, and a key's counts go to the labels of the time they grew.
+ * Bounded: at most maxLabelSets label sets per node; a key of a new label set beyond that
+ * is folded into one overflow series (every label "overflow" except reporter), and so are
+ * connections whose key found the kernel's map full; kernway_tcp_metrics_overflow_total
+ * counts the connections folded (by their opening). The kernel's map stays bounded: keys
+ * that have not grown for OPENED_IDLE_MS are deleted from it.
  */
 import type { Registry } from 'prom-client';
-import { CM_AT, CM_EVENT_SIZE, decodeConnRecords, decodeOpenedKey, type ConnRecord } from '../datapath/conn-record.js';
+import { CM_COUNTS_AT, CM_COUNTS_LEN, CM_DURATION_BUCKETS, CM_RTT_BUCKETS, decodeConnKey, sumCounts, type ConnKey } from '../datapath/conn-counts.js';
 
-/** What a connection record must say (agent/datapath/conn-metrics.ts decodes them from the kernel). */
-export type TcpRecord = Omit<ConnRecord, 'cookie' | 'redirectedSent' | 'redirectedReceived'>;
+export type { ConnKey } from '../datapath/conn-counts.js';
 
 export interface TcpResolver {
   /** The workload of a pod address. */
@@ -44,10 +44,31 @@ export const TCP_LABELS = [
 ] as const;
 type Labels = Record<(typeof TCP_LABELS)[number], string>;
 
+/** Bounds in seconds; the kernel buckets by the same bounds in µs and ns (bpf/conn_metrics.bpf.c). */
 export const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 export const DURATION_BUCKETS = [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600];
 export const OVERFLOW = 'overflow';
 const UNKNOWN = 'unknown';
+if (RTT_BUCKETS.length !== CM_RTT_BUCKETS || DURATION_BUCKETS.length !== CM_DURATION_BUCKETS) throw new Error('tcp.ts buckets differ from conn-counts.ts');
+
+/** A key of kw_cm_counts that has not grown for this long is deleted from the kernel's map (ms). */
+export const OPENED_IDLE_MS = 10 * 60_000;
+
+/** The kernel's counters (agent/datapath/conn-metrics.ts ConnCounts): struct kw_cm_okey keys, per-CPU struct kw_cm_counts values. */
+export interface ConnCounts { keys: Buffer[]; values: Buffer[]; unkeyed: { client: Buffer; server: Buffer } | undefined; forget(keys: Buffer[]): void }
+
+class Histo {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: readonly number[]) { this.counts = new Float64Array(bounds.length); }
+  /** n observations, their bucket counts (not cumulative, bounds.length of them) at d[at], their sum. */
+  add(d: Float64Array, at: number, n: number, sum: number): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i]! += d[at + i]!;
+    this.sum += sum;
+    this.count += n;
+  }
+}
 
 class Cell {
   opened = 0;
@@ -59,19 +80,17 @@ class Cell {
   readonly rtt = new Histo(RTT_BUCKETS);
   readonly duration = new Histo(DURATION_BUCKETS);
   constructor(readonly labels: Labels) {}
-}
 
-class Histo {
-  readonly counts: Float64Array;
-  sum = 0;
-  count = 0;
-  constructor(readonly bounds: readonly number[]) { this.counts = new Float64Array(bounds.length); }
-  observe(v: number): void {
-    let i = 0;
-    while (i < this.bounds.length && v > this.bounds[i]!) i++;
-    if (i < this.bounds.length) this.counts[i]!++;
-    this.sum += v;
-    this.count++;
+  /** What a key grew by (struct kw_cm_counts, summed over CPUs). Istio's directions: received = source -> destination. */
+  add(d: Float64Array, client: boolean): void {
+    this.opened += d[0]!;
+    this.closed += d[1]!;
+    this.received += client ? d[2]! : d[3]!;
+    this.sent += client ? d[3]! : d[2]!;
+    this.retransmits += d[4]!;
+    this.resets += d[5]!;
+    this.rtt.add(d, CM_COUNTS_AT.rtt, d[1]!, d[6]! / 1e6);
+    this.duration.add(d, CM_COUNTS_AT.duration, d[1]!, d[7]! / 1e9);
   }
 }
 
@@ -87,42 +106,32 @@ class CellMetric {
   reset(): void { /* counters never go back */ }
 }
 
-/** The kernel's opened counters (agent/datapath/conn-metrics.ts OpenedCounts): struct kw_cm_okey keys, per-CPU __u64 values. */
-export interface OpenedCounts { keys: Buffer[]; values: Buffer[]; forget(keys: Buffer[]): void }
-
-/** A key of kw_cm_opened that has not grown for this long is deleted from the map (ms). */
-export const OPENED_IDLE_MS = 10 * 60_000;
-
 export interface TcpMetricsOptions {
   /** Label sets per node before folding into the overflow series (default 2000). */
   maxLabelSets?: number;
-  /**
-   * The kernel side's counters at scrape time: records lost when the ring buffer was
-   * full, connections opened whose key found the opened counters full (by role).
-   */
-  kernelStats?: () => { lost: number; openFullClient?: number; openFullServer?: number } | undefined;
-  /** The kernel's opened counters now (read at each scrape). */
-  opened?: () => OpenedCounts | undefined;
+  /** The kernel's counters now (read at each scrape). */
+  counts?: () => ConnCounts | undefined;
+  /** The kernel side's own counters: connections it could not follow (no socket storage). */
+  kernelStats?: () => { notFollowed: number } | undefined;
   /** The clock for forgetting idle keys (tests). */
   now?: () => number;
 }
 
+/** What was last read of one key: its totals, and when they last grew. */
+interface Seen { totals: Float64Array; at: number }
+
 export class TcpMetrics {
   readonly maxLabelSets: number;
-  /** Records folded into the overflow series. */
+  /** Connections (by their opening) folded into the overflow series. */
   folded = 0;
   private readonly cells = new Map<string, Cell>();
   private overflow: Map<string, Cell> = new Map();
   private resolver: TcpResolver | undefined;
-  /**
-   * Cells by the numbers that decide a record's labels (IPv4 records): local address ->
-   * remote address -> role·2^48 + dialled address·2^16 + dialled port. Cleared with the resolver.
-   */
-  private byAddr = new Map<number, Map<number, Map<number, Cell>>>();
-  /** Per key of the opened counters (latin1 of its bytes): the total last read and when it last grew. */
-  private openedSeen = new Map<string, { total: number; at: number }>();
-  /** The opened counts the kernel could not key (map full), by reporter, as last read. */
-  private openFullSeen = { source: 0, destination: 0 };
+  /** Per key of the kernel's map (latin1 of its bytes). */
+  private seen = new Map<string, Seen>();
+  private readonly seenUnkeyed = { client: new Float64Array(CM_COUNTS_LEN), server: new Float64Array(CM_COUNTS_LEN) };
+  private readonly totals = new Float64Array(CM_COUNTS_LEN);
+  private readonly delta = new Float64Array(CM_COUNTS_LEN);
 
   constructor(registry: Registry, private readonly opts: TcpMetricsOptions = {}) {
     this.maxLabelSets = opts.maxLabelSets ?? 2000;
@@ -142,10 +151,10 @@ export class TcpMetrics {
         return out;
       })) as never);
     };
-    // Registered first: its read of the kernel's opened counters comes before the other series are rendered.
+    // Registered first: its read of the kernel's counters comes before any series is rendered.
     registry.registerMetric(new CellMetric('kernway_tcp_connections_opened_total',
-      'TCP connections established, seen in the kernel (sock_ops), by Istio labels; connections still open are counted.', 'counter', () => {
-        this.syncOpened();
+      'TCP connections established, counted in the kernel (sock_ops), by Istio labels; connections still open are counted.', 'counter', () => {
+        this.sync();
         return all().map((c) => ({ labels: c.labels, value: c.opened }));
       }) as never);
     counter('kernway_tcp_connections_closed_total', 'TCP connections closed, by Istio labels.', (c) => c.closed);
@@ -161,77 +170,26 @@ export class TcpMetrics {
     registry.registerMetric(new CellMetric('kernway_tcp_metrics_label_sets', `Label sets of the kernway_tcp_* metrics on this node (at most ${this.maxLabelSets}, then folded into the overflow series).`,
       'gauge', () => [{ labels: {}, value: this.cells.size }]) as never);
     registry.registerMetric(new CellMetric('kernway_tcp_metrics_overflow_total',
-      'Connection records and opened connections folded into the overflow series because the label sets (or the kernel\'s opened counters) were at their cap.',
+      'Connections folded into the overflow series: their label set was beyond the cap, or their key found the kernel\'s counters full.',
       'counter', () => [{ labels: {}, value: this.folded }]) as never);
     const kernel = opts.kernelStats;
-    registry.registerMetric(new CellMetric('kernway_tcp_metrics_records_lost_total', 'Connection records the kernel could not write because the ring buffer was full (the agent drains it every 100 ms).',
-      'counter', () => [{ labels: {}, value: kernel?.()?.lost ?? 0 }]) as never);
+    registry.registerMetric(new CellMetric('kernway_tcp_metrics_records_lost_total', 'Connections the kernel could not follow (no socket storage for them): counted in no kernway_tcp_* series.',
+      'counter', () => [{ labels: {}, value: kernel?.()?.notFollowed ?? 0 }]) as never);
   }
 
   setResolver(r: TcpResolver): void {
-    // Opens counted so far belong to the labels they had until now.
-    if (this.resolver) this.syncOpened();
+    // What grew so far belongs to the labels it had until now.
+    if (this.resolver) this.sync();
     this.resolver = r;
-    this.byAddr = new Map();
   }
 
-  /**
-   * Reads the kernel's opened counters (opts.opened, or counts) and adds what each key
-   * grew since the last read to its cell. baseline: take the values as the starting
-   * point without counting them (what a previous agent counted). Keys that have not grown
-   * for OPENED_IDLE_MS are deleted from the kernel's map, which stays bounded; an open
-   * counted by the kernel between that read and the delete is lost (after ten idle minutes).
-   */
-  syncOpened(counts?: OpenedCounts, baseline = false): void {
-    const src = counts ?? this.opts.opened?.();
-    const now = (this.opts.now ?? Date.now)();
-    if (src) {
-      const idle: Buffer[] = [];
-      const present = new Set<string>();
-      for (let i = 0; i < src.keys.length; i++) {
-        const key = src.keys[i]!;
-        const v = src.values[i]!;
-        let total = 0;
-        for (let o = 0; o + 8 <= v.length; o += 8) total += v.readUInt32LE(o) + v.readUInt32LE(o + 4) * 2 ** 32;
-        const id = key.toString('latin1');
-        present.add(id);
-        const seen = this.openedSeen.get(id);
-        // A total below the last read: the map was created again (uninstall); all of it is new.
-        const grown = seen && total >= seen.total ? total - seen.total : total;
-        if (!seen) this.openedSeen.set(id, { total, at: now });
-        else if (grown > 0) { seen.total = total; seen.at = now; }
-        else if (now - seen.at >= OPENED_IDLE_MS) idle.push(key);
-        if (grown > 0 && !baseline) {
-          const k = decodeOpenedKey(key);
-          this.cell(this.labelsOf({ ...k, localPort: k.origPort }), grown).opened += grown;
-        }
-      }
-      for (const id of this.openedSeen.keys()) if (!present.has(id)) this.openedSeen.delete(id);
-      if (idle.length > 0) {
-        src.forget(idle);
-        for (const k of idle) this.openedSeen.delete(k.toString('latin1'));
-      }
-    }
-    const st = this.opts.kernelStats?.();
-    if (st) {
-      for (const [reporter, total] of [['source', st.openFullClient ?? 0], ['destination', st.openFullServer ?? 0]] as const) {
-        const grown = total >= this.openFullSeen[reporter] ? total - this.openFullSeen[reporter] : total;
-        this.openFullSeen[reporter] = total;
-        if (grown > 0 && !baseline) {
-          this.folded += grown;
-          this.overflowCell(reporter).opened += grown;
-        }
-      }
-    }
-  }
-
-  /** Istio's labels of a record (or of an opened counter's key: the same fields). */
-  labelsOf(r: Pick<TcpRecord, 'role' | 'local' | 'localPort' | 'remote' | 'orig' | 'origPort'>): Labels {
+  /** Istio's labels of a key. */
+  labelsOf(k: ConnKey): Labels {
     const res = this.resolver;
-    const client = r.role === 'client';
-    const src = res?.workload(client ? r.local : r.remote);
-    const dst = res?.workload(client ? r.remote : r.local);
-    const svc = client ? res?.service(r.orig, r.origPort) : res?.serviceOfEndpoint(r.local, r.localPort);
+    const client = k.role === 'client';
+    const src = res?.workload(client ? k.local : k.remote);
+    const dst = res?.workload(client ? k.remote : k.local);
+    const svc = client ? res?.service(k.orig, k.origPort) : res?.serviceOfEndpoint(k.local, k.origPort);
     return {
       reporter: client ? 'source' : 'destination',
       source_workload: src?.name ?? UNKNOWN,
@@ -242,62 +200,71 @@ export class TcpMetrics {
     };
   }
 
-  record(records: readonly TcpRecord[]): void {
-    for (const r of records) {
-      const c = this.cell(this.labelsOf(r));
-      if (r.event === 'opened') c.opened++;
-      else closed(c, r.role === 'client', r.bytesSent, r.bytesReceived, r.retransmits, r.reset, r.srttUs, r.durationNs);
-    }
-  }
-
   /**
-   * count records of struct kw_cm_event (agent/datapath/conn-record.ts) as the ring buffer
-   * hands them over, read in place: what record() does, without an object per record.
+   * Reads the kernel's counters (opts.counts, or counts) and adds what each key grew
+   * since the last read to its cell. baseline: take the values as the starting point
+   * without counting them (what a previous agent counted). Keys that have not grown for
+   * OPENED_IDLE_MS are deleted from the kernel's map; what the kernel adds to such a key
+   * between this read and the delete is lost (a key idle for ten minutes, so rarely).
    */
-  recordBatch(data: Buffer, count: number): void {
-    const dv = new DataView(data.buffer, data.byteOffset, count * CM_EVENT_SIZE);
-    for (let i = 0, o = 0; i < count; i++, o += CM_EVENT_SIZE) {
-      const client = data[o + CM_AT.role] === 1;
-      const c = this.cellAt(data, dv, o, client);
-      if (data[o + CM_AT.event] === 1) {
-        c.opened++;
+  sync(counts?: ConnCounts, baseline = false): void {
+    const src = counts ?? this.opts.counts?.();
+    if (!src) return;
+    const now = (this.opts.now ?? Date.now)();
+    const idle: Buffer[] = [];
+    const present = new Set<string>();
+    for (let i = 0; i < src.keys.length; i++) {
+      const key = src.keys[i]!;
+      const id = key.toString('latin1');
+      present.add(id);
+      sumCounts(src.values[i]!, this.totals);
+      let seen = this.seen.get(id);
+      if (!seen) this.seen.set(id, seen = { totals: new Float64Array(CM_COUNTS_LEN), at: now });
+      if (!this.grown(seen.totals)) {
+        if (now - seen.at >= OPENED_IDLE_MS) idle.push(key);
         continue;
       }
-      closed(c, client, u64(dv, o + CM_AT.sent), u64(dv, o + CM_AT.received), dv.getUint32(o + CM_AT.retrans, true),
-        data[o + CM_AT.reset] === 1, dv.getUint32(o + CM_AT.srtt, true), u64(dv, o + CM_AT.duration));
+      seen.at = now;
+      if (baseline) continue;
+      const k = decodeConnKey(key);
+      const c = this.cell(this.labelsOf(k), this.delta[0]!);
+      c.add(this.delta, k.role === 'client');
+    }
+    for (const id of this.seen.keys()) if (!present.has(id)) this.seen.delete(id);
+    if (idle.length > 0) {
+      src.forget(idle);
+      for (const k of idle) this.seen.delete(k.toString('latin1'));
+    }
+    if (src.unkeyed) {
+      for (const role of ['client', 'server'] as const) {
+        sumCounts(src.unkeyed[role], this.totals);
+        if (!this.grown(this.seenUnkeyed[role]) || baseline) continue;
+        this.folded += this.delta[0]!;
+        this.overflowCell(role === 'client' ? 'source' : 'destination').add(this.delta, role === 'client');
+      }
     }
   }
 
-  /** The cell of the record at o: by numbers when its addresses are IPv4, else through its decoded labels. */
-  private cellAt(data: Buffer, dv: DataView, o: number, client: boolean): Cell {
-    if (!mappedV4(dv, o + CM_AT.local) || !mappedV4(dv, o + CM_AT.remote) || !mappedV4(dv, o + CM_AT.orig)) {
-      return this.cell(this.labelsOf(decodeConnRecords(data.subarray(o, o + CM_EVENT_SIZE), 1)[0]!));
+  /** this.delta = this.totals - last (all of totals when one went back: the map was made again); last = totals. Whether anything grew. */
+  private grown(last: Float64Array): boolean {
+    let back = false;
+    for (let i = 0; i < CM_COUNTS_LEN; i++) if (this.totals[i]! < last[i]!) back = true;
+    let any = false;
+    for (let i = 0; i < CM_COUNTS_LEN; i++) {
+      const d = back ? this.totals[i]! : this.totals[i]! - last[i]!;
+      this.delta[i] = d;
+      if (d > 0) any = true;
+      last[i] = this.totals[i]!;
     }
-    const local = dv.getUint32(o + CM_AT.local + 12);
-    const remote = dv.getUint32(o + CM_AT.remote + 12);
-    // What decides the service: the address:port dialled (client), the own address:port (server).
-    const dialled = client
-      ? 2 ** 48 + dv.getUint32(o + CM_AT.orig + 12) * 65536 + dv.getUint16(o + CM_AT.oport)
-      : 2 * 2 ** 48 + local * 65536 + dv.getUint16(o + CM_AT.lport);
-    let byRemote = this.byAddr.get(local);
-    if (!byRemote) this.byAddr.set(local, byRemote = new Map());
-    let byDialled = byRemote.get(remote);
-    if (!byDialled) byRemote.set(remote, byDialled = new Map());
-    const hit = byDialled.get(dialled);
-    if (hit) return hit;
-    const folded = this.folded;
-    const c = this.cell(this.labelsOf(decodeConnRecords(data.subarray(o, o + CM_EVENT_SIZE), 1)[0]!));
-    // The overflow cell is not remembered: each record folded into it is counted in folded.
-    if (this.folded === folded) byDialled.set(dialled, c);
-    return c;
+    return any;
   }
 
   get labelSets(): number {
     return this.cells.size;
   }
 
-  /** The cell of a label set; beyond the cap, the reporter's overflow cell (n records folded into it). */
-  private cell(l: Labels, n = 1): Cell {
+  /** The cell of a label set; beyond the cap, the reporter's overflow cell (n connections folded into it). */
+  private cell(l: Labels, n: number): Cell {
     const key = `${l.reporter}\0${l.source_workload}\0${l.source_workload_namespace}\0${l.destination_service}\0${l.destination_workload}\0${l.destination_workload_namespace}`;
     let c = this.cells.get(key);
     if (c) return c;
@@ -321,32 +288,6 @@ export class TcpMetrics {
   }
 }
 
-/** A closed record's values into its cell. Istio's directions: received = source -> destination, sent = destination -> source. */
-function closed(c: Cell, client: boolean, bytesSent: number, bytesReceived: number, retransmits: number, reset: boolean, srttUs: number, durationNs: number): void {
-  c.closed++;
-  if (client) {
-    c.received += bytesSent;
-    c.sent += bytesReceived;
-  } else {
-    c.received += bytesReceived;
-    c.sent += bytesSent;
-  }
-  c.retransmits += retransmits;
-  if (reset) c.resets++;
-  c.rtt.observe(srttUs / 1e6);
-  c.duration.observe(durationNs / 1e9);
-}
-
-function u64(dv: DataView, at: number): number {
-  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32;
-}
-
-/** An IPv4-mapped IPv6 address (::ffff:a.b.c.d, as the kernel's records hold IPv4) at. */
-function mappedV4(dv: DataView, at: number): boolean {
-  return dv.getUint32(at) === 0 && dv.getUint32(at + 4) === 0 && dv.getUint32(at + 8) === 0xffff;
-}
-
-/** A resolver over a model's pods and Services (the agent builds one per snapshot). */
 export function modelResolver(
   model: { pods: ReadonlyMap<string, { podIPs: readonly string[]; hostNetwork: boolean; phase?: string | undefined; name: string; namespace: string; labels: Readonly<Record<string, string>> }>;
     services: ReadonlyMap<string, { name: string; namespace: string; key: string; clusterIPs: readonly string[]; ports: ReadonlyArray<{ port: number; protocol: string }> }>;

@@ -16,8 +16,8 @@ import { Agent } from '../../agent/agent.js';
 import { validateAgentOptions } from '../../agent/options.js';
 import { uninstall } from '../../agent/datapath/sock-lb.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
-import { OPENED_IDLE_MS, TcpMetrics, type OpenedCounts, type TcpRecord } from '../../agent/metrics/tcp.js';
-import { CM_AT, CM_EVENT_SIZE, CM_OKEY_AT, CM_OKEY_SIZE } from '../../agent/datapath/conn-record.js';
+import { DURATION_BUCKETS, OPENED_IDLE_MS, RTT_BUCKETS, TcpMetrics, type ConnCounts } from '../../agent/metrics/tcp.js';
+import { CM_COUNTS_AT, CM_COUNTS_LEN, CM_COUNTS_SIZE, CM_OKEY_AT, CM_OKEY_SIZE } from '../../agent/datapath/conn-counts.js';
 import { encodeAddr } from '../../agent/datapath/addr.js';
 import { Server, runClient, startClient } from '../sockmap/harness.js';
 
@@ -102,12 +102,11 @@ const DST = { ...SRC, reporter: 'destination' };
 async function closedBoth(n: number): Promise<string> {
   let text = '';
   for (let i = 0; i < 200; i++) {
-    agent!.drainConnRecords();
-    text = await agent!.metrics.text();
+    text = await agent!.metrics.text(); // a scrape reads the kernel's counters
     const s = samples(text, 'kernway_tcp_connections_closed_total', SRC)[0] ?? 0;
     const d = samples(text, 'kernway_tcp_connections_closed_total', DST)[0] ?? 0;
     if (s >= n && d >= n) return text;
-    await new Promise((r) => setTimeout(r, 50)); // polling the agent's drain (every 100 ms), up to 10 s
+    await new Promise((r) => setTimeout(r, 50)); // polling the scrape until both ends have closed, up to 10 s
   }
   return text;
 }
@@ -141,7 +140,7 @@ describe('L4 metrics from the kernel', () => {
       expect(one(text, 'kernway_tcp_retransmits_total', labels)).toBeGreaterThanOrEqual(0);
       expect(one(text, 'kernway_tcp_resets_total', labels)).toBe(0);
     }
-    expect(text).toMatch(/^kernway_tcp_metrics_records_lost_total 0$/m);
+    expect(text).toMatch(/^kernway_tcp_metrics_records_lost_total 0$/m); // connections not followed
     expect(text).toMatch(/^kernway_tcp_metrics_overflow_total 0$/m);
   });
 
@@ -163,7 +162,7 @@ describe('L4 metrics from the kernel', () => {
     const job = startClient(lab, client, { targets: [{ host: VIP, port: 80 }], conns: 6, concurrency: 6, min: 100, max: 100, mode: 'rst', holdMs: 4000 });
     let open = '';
     for (let i = 0; i < 60; i++) {
-      open = await agent!.metrics.text(); // a scrape: no drain, no closed record yet
+      open = await agent!.metrics.text(); // a scrape, while the connections are open
       if ([SRC, DST].every((l, k) => (samples(open, 'kernway_tcp_connections_opened_total', l)[0] ?? 0) - o0[k]! >= 6)) break;
       await new Promise((r) => setTimeout(r, 50)); // polling the scrape, up to 3 s (the connections stay open 4 s)
     }
@@ -180,171 +179,161 @@ describe('L4 metrics from the kernel', () => {
   });
 });
 
-describe('opened connections from the kernel\'s counters', () => {
-  const CPUS = 3;
-  /** A key of kw_cm_opened as bpf/conn_metrics.bpf.c writes it. */
-  const okey = (role: 'client' | 'server', local: string, remote: string, orig: string, port: number): Buffer => {
-    const k = Buffer.alloc(CM_OKEY_SIZE);
-    encodeAddr(local).copy(k, CM_OKEY_AT.local);
-    encodeAddr(remote).copy(k, CM_OKEY_AT.remote);
-    encodeAddr(orig).copy(k, CM_OKEY_AT.orig);
-    k.writeUInt16BE(port, CM_OKEY_AT.oport);
-    k[CM_OKEY_AT.role] = role === 'client' ? 1 : 2;
-    return k;
-  };
-  /** A fake kw_cm_opened: per key, one count per CPU. */
-  class FakeOpened {
-    readonly counts = new Map<string, { key: Buffer; perCpu: number[] }>();
-    forgotten: Buffer[] = [];
-    add(key: Buffer, cpu: number, n: number): void {
-      const id = key.toString('hex');
-      const e = this.counts.get(id) ?? { key, perCpu: new Array<number>(CPUS).fill(0) };
-      e.perCpu[cpu]! += n;
-      this.counts.set(id, e);
-    }
-    read(): OpenedCounts {
-      const es = [...this.counts.values()];
-      return {
-        keys: es.map((e) => e.key),
-        values: es.map((e) => { const v = Buffer.alloc(8 * CPUS); e.perCpu.forEach((n, i) => v.writeBigUInt64LE(BigInt(n), 8 * i)); return v; }),
-        forget: (ks) => { for (const k of ks) { this.forgotten.push(k); this.counts.delete(k.toString('hex')); } },
-      };
-    }
-  }
-  const resolver = (names: Record<string, string>) => ({
-    workload: (ip: string) => (names[ip] ? { name: names[ip]!, namespace: 'ns' } : undefined),
-    service: (_ip: string, port: number) => `s${port}.ns.svc.cluster.local`, serviceOfEndpoint: (_ip: string, port: number) => `e${port}.ns.svc.cluster.local`,
-  });
-  const opened = (text: string, match: Record<string, string>): number => one(text, 'kernway_tcp_connections_opened_total', match);
+/*
+ * The agent's side alone, against counters laid out as bpf/conn_metrics.bpf.c keeps them
+ * (struct kw_cm_okey keys, per-CPU struct kw_cm_counts values).
+ */
+const CPUS = 3;
+/** A key of kw_cm_counts. */
+const okey = (role: 'client' | 'server', local: string, remote: string, orig: string, port: number): Buffer => {
+  const k = Buffer.alloc(CM_OKEY_SIZE);
+  encodeAddr(local).copy(k, CM_OKEY_AT.local);
+  encodeAddr(remote).copy(k, CM_OKEY_AT.remote);
+  encodeAddr(orig).copy(k, CM_OKEY_AT.orig);
+  k.writeUInt16BE(port, CM_OKEY_AT.oport);
+  k[CM_OKEY_AT.role] = role === 'client' ? 1 : 2;
+  return k;
+};
+const bucket = (bounds: readonly number[], v: number): number => { let i = 0; while (i < bounds.length && v > bounds[i]!) i++; return i; };
 
+/** A fake kw_cm_counts (and kw_cm_unkeyed): per key, one struct per CPU. */
+class FakeCounts {
+  readonly entries = new Map<string, { key: Buffer; cpus: Float64Array[] }>();
+  readonly unkeyedCpus = { client: cpus(), server: cpus() };
+  forgotten: Buffer[] = [];
+  private at(key: Buffer | 'client' | 'server', cpu: number): Float64Array {
+    if (typeof key === 'string') return this.unkeyedCpus[key][cpu]!;
+    const id = key.toString('hex');
+    const e = this.entries.get(id) ?? { key, cpus: cpus() };
+    this.entries.set(id, e);
+    return e.cpus[cpu]!;
+  }
+  open(key: Buffer | 'client' | 'server', cpu: number, n = 1): void {
+    this.at(key, cpu)[0]! += n;
+  }
+  /** One connection closed, as the program counts it: bytes this socket sent and received, RTT, duration. */
+  close(key: Buffer | 'client' | 'server', cpu: number, c: { sent: number; received: number; rttUs: number; durationNs: number; retrans?: number; reset?: boolean }): void {
+    const v = this.at(key, cpu);
+    v[1]! += 1; v[2]! += c.sent; v[3]! += c.received; v[4]! += c.retrans ?? 0; v[5]! += c.reset ? 1 : 0; v[6]! += c.rttUs; v[7]! += c.durationNs;
+    const r = bucket(RTT_BUCKETS, c.rttUs / 1e6);
+    if (r < RTT_BUCKETS.length) v[CM_COUNTS_AT.rtt + r]! += 1;
+    const d = bucket(DURATION_BUCKETS, c.durationNs / 1e9);
+    if (d < DURATION_BUCKETS.length) v[CM_COUNTS_AT.duration + d]! += 1;
+  }
+  read(): ConnCounts {
+    const es = [...this.entries.values()];
+    return {
+      keys: es.map((e) => e.key), values: es.map((e) => encode(e.cpus)),
+      unkeyed: { client: encode(this.unkeyedCpus.client), server: encode(this.unkeyedCpus.server) },
+      forget: (ks) => { for (const k of ks) { this.forgotten.push(k); this.entries.delete(k.toString('hex')); } },
+    };
+  }
+}
+function cpus(): Float64Array[] {
+  return Array.from({ length: CPUS }, () => new Float64Array(CM_COUNTS_LEN));
+}
+function encode(perCpu: Float64Array[]): Buffer {
+  const b = Buffer.alloc(CPUS * CM_COUNTS_SIZE);
+  perCpu.forEach((v, c) => v.forEach((n, i) => b.writeBigUInt64LE(BigInt(n), c * CM_COUNTS_SIZE + 8 * i)));
+  return b;
+}
+const resolver = (names: Record<string, string>) => ({
+  workload: (ip: string) => (names[ip] ? { name: names[ip]!, namespace: 'ns' } : undefined),
+  service: (_ip: string, port: number) => `s${port}.ns.svc.cluster.local`, serviceOfEndpoint: (_ip: string, port: number) => `e${port}.ns.svc.cluster.local`,
+});
+const opened = (text: string, match: Record<string, string>): number => one(text, 'kernway_tcp_connections_opened_total', match);
+
+describe('the kernel\'s counters into the series', () => {
   it('adds what each key grew since the last scrape (summed over CPUs), to the labels of the time it grew', async () => {
-    const fake = new FakeOpened();
+    const fake = new FakeCounts();
     let clock = 0;
     const reg = new Registry();
-    const stats = { lost: 0, openFullClient: 0, openFullServer: 0 };
-    const m = new TcpMetrics(reg, { maxLabelSets: 3, opened: () => fake.read(), kernelStats: () => stats, now: () => clock });
+    const m = new TcpMetrics(reg, { maxLabelSets: 3, counts: () => fake.read(), now: () => clock });
     m.setResolver(resolver({ '10.0.0.1': 'a', '10.0.1.1': 'web' }));
     const cli = okey('client', '10.0.0.1', '10.0.1.1', '10.96.0.1', 80);
     const srv = okey('server', '10.0.1.1', '10.0.0.1', '10.0.1.1', 8080);
     // A previous agent counted 7: the starting point, not new opens.
-    fake.add(cli, 0, 7);
-    m.syncOpened(fake.read(), true);
-    fake.add(cli, 0, 2);
-    fake.add(cli, 2, 3);
-    fake.add(srv, 1, 4);
+    fake.open(cli, 0, 7);
+    m.sync(fake.read(), true);
+    fake.open(cli, 0, 2);
+    fake.open(cli, 2, 3);
+    fake.open(srv, 1, 4);
     let text = await reg.metrics();
     expect(opened(text, { reporter: 'source', source_workload: 'a', destination_workload: 'web', destination_service: 's80.ns.svc.cluster.local' })).toBe(5);
     expect(opened(text, { reporter: 'destination', source_workload: 'a', destination_workload: 'web', destination_service: 'e8080.ns.svc.cluster.local' })).toBe(4);
+    expect(one(text, 'kernway_tcp_connections_closed_total', { reporter: 'source', source_workload: 'a' })).toBe(0);
     // Another scrape without new opens adds nothing.
     text = await reg.metrics();
     expect(opened(text, { reporter: 'source', source_workload: 'a' })).toBe(5);
     // The address now belongs to another workload: what grew before the change stays with a, the rest goes to b.
-    fake.add(cli, 1, 1);
+    fake.open(cli, 1, 1);
     m.setResolver(resolver({ '10.0.0.1': 'b', '10.0.1.1': 'web' }));
-    fake.add(cli, 1, 2);
+    fake.open(cli, 1, 2);
     text = await reg.metrics();
     expect(opened(text, { reporter: 'source', source_workload: 'a' })).toBe(6);
     expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(2);
     expect(text).toMatch(/^kernway_tcp_metrics_label_sets 3$/m);
-    // Beyond the cap (3 label sets): folded into the overflow series and counted; so are opens the kernel could not key (its map full).
-    fake.add(okey('client', '10.0.0.9', '10.0.1.1', '10.96.0.1', 80), 0, 4);
-    stats.openFullClient = 5;
-    stats.openFullServer = 1;
+    // Beyond the cap (3 label sets): folded into the overflow series and counted; so are connections the kernel could not key (its map full).
+    fake.open(okey('client', '10.0.0.9', '10.0.1.1', '10.96.0.1', 80), 0, 4);
+    fake.open('client', 1, 5);
+    fake.close('client', 1, { sent: 10, received: 20, rttUs: 100, durationNs: 1e6 });
+    fake.open('server', 0, 1);
     text = await reg.metrics();
     expect(opened(text, { reporter: 'source', source_workload: 'overflow' })).toBe(9);
+    expect(one(text, 'kernway_tcp_received_bytes_total', { reporter: 'source', source_workload: 'overflow' })).toBe(10);
     expect(opened(text, { reporter: 'destination', source_workload: 'overflow' })).toBe(1);
     expect(text).toMatch(/^kernway_tcp_metrics_overflow_total 10$/m);
     expect(fake.forgotten).toHaveLength(0);
     // Keys that did not grow for OPENED_IDLE_MS are deleted from the kernel's map; their counts stay.
     clock += OPENED_IDLE_MS;
-    fake.add(srv, 0, 1);
+    fake.open(srv, 0, 1);
     text = await reg.metrics();
     expect(fake.forgotten.map((k) => k[CM_OKEY_AT.role])).toEqual([1, 1]);
     expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(2);
     expect(opened(text, { reporter: 'destination', source_workload: 'overflow' })).toBe(2); // the server key, now b's: a 4th label set
-    // A forgotten key that comes back counts from zero.
-    fake.add(cli, 0, 1);
+    // A forgotten key that comes back (a connection opened before it closes now) counts from zero.
+    fake.close(cli, 2, { sent: 1, received: 2, rttUs: 100, durationNs: 1e6 });
     text = await reg.metrics();
-    expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(3);
-  });
-});
-
-describe('the cap on label sets', () => {
-  const rec = (i: number): TcpRecord => ({
-    event: 'closed', role: 'client', local: `10.0.0.${i}`, localPort: 1000, remote: '10.0.1.1', remotePort: 80, orig: '10.0.1.1', origPort: 80,
-    durationNs: 1e6, bytesSent: 10, bytesReceived: 20, srttUs: 100, retransmits: 1, reset: false,
+    expect(opened(text, { reporter: 'source', source_workload: 'b' })).toBe(2);
+    expect(one(text, 'kernway_tcp_connections_closed_total', { reporter: 'source', source_workload: 'b' })).toBe(1);
   });
 
-  it('folds label sets beyond the cap into one overflow series and counts what was folded', async () => {
-    const registry = new Registry();
-    const m = new TcpMetrics(registry, { maxLabelSets: 2 });
-    m.setResolver({ workload: (ip) => ({ name: `w${ip.split('.')[3]}`, namespace: 'ns' }), service: () => 'svc.ns.svc.cluster.local', serviceOfEndpoint: () => undefined });
-    m.record([rec(1), rec(2), rec(3), rec(4), rec(4), rec(1)]);
-    const text = await registry.metrics();
-    expect(m.labelSets).toBe(2);
-    expect(m.folded).toBe(3);
-    expect(one(text, 'kernway_tcp_connections_closed_total', { source_workload: 'w1' })).toBe(2);
-    expect(one(text, 'kernway_tcp_connections_closed_total', { source_workload: 'overflow', destination_service: 'overflow' })).toBe(3);
-    expect(one(text, 'kernway_tcp_received_bytes_total', { source_workload: 'overflow' })).toBe(30);
-    expect(text).toMatch(/^kernway_tcp_metrics_overflow_total 3$/m);
-    expect(text).toMatch(/^kernway_tcp_metrics_label_sets 2$/m);
-    expect(samples(text, 'kernway_tcp_connections_closed_total', {})).toHaveLength(3);
-  });
-
-  /** The records as bpf/conn_metrics.bpf.c writes them into the ring buffer. */
-  const raw = (recs: TcpRecord[]): Buffer => {
-    const b = Buffer.alloc(recs.length * CM_EVENT_SIZE);
-    recs.forEach((r, i) => {
-      const o = i * CM_EVENT_SIZE;
-      b.writeBigUInt64LE(BigInt(r.durationNs), o + CM_AT.duration);
-      b.writeBigUInt64LE(BigInt(r.bytesSent), o + CM_AT.sent);
-      b.writeBigUInt64LE(BigInt(r.bytesReceived), o + CM_AT.received);
-      encodeAddr(r.local).copy(b, o + CM_AT.local);
-      encodeAddr(r.remote).copy(b, o + CM_AT.remote);
-      encodeAddr(r.orig).copy(b, o + CM_AT.orig);
-      b.writeUInt16BE(r.localPort, o + CM_AT.lport);
-      b.writeUInt16BE(r.remotePort, o + CM_AT.rport);
-      b.writeUInt16BE(r.origPort, o + CM_AT.oport);
-      b[o + CM_AT.event] = r.event === 'opened' ? 1 : 2;
-      b[o + CM_AT.role] = r.role === 'client' ? 1 : 2;
-      b.writeUInt32LE(r.srttUs, o + CM_AT.srtt);
-      b.writeUInt32LE(r.retransmits, o + CM_AT.retrans);
-      b[o + CM_AT.reset] = r.reset ? 1 : 0;
-    });
-    return b;
-  };
-
-  it('counts records read in place from the ring buffer exactly as decoded ones (cap, IPv6, both roles, new resolver)', async () => {
-    const recs: TcpRecord[] = [
-      rec(1), rec(2), { ...rec(1), event: 'opened', bytesSent: 0, bytesReceived: 0 }, { ...rec(3), reset: true, bytesSent: 2 ** 40 + 7 },
-      { ...rec(1), role: 'server', local: '10.0.1.1', localPort: 80, remote: '10.0.0.1', orig: '10.0.1.1', origPort: 80 },
-      { ...rec(1), orig: '10.0.1.2', origPort: 81 }, { ...rec(1), local: 'fd00::1', remote: 'fd00::2', orig: 'fd00::2' }, rec(4), rec(2), rec(1),
-    ];
-    const resolvers = [
-      { workload: (ip: string) => ({ name: `w${ip.split(/[.:]/).at(-1)}`, namespace: 'ns' }), service: (_ip: string, port: number) => `s${port}.ns.svc.cluster.local`,
-        serviceOfEndpoint: (_ip: string, port: number) => `e${port}.ns.svc.cluster.local` },
-      { workload: () => ({ name: 'later', namespace: 'ns2' }), service: () => undefined, serviceOfEndpoint: () => undefined },
-    ];
-    const a = new Registry();
-    const b = new Registry();
-    const ma = new TcpMetrics(a, { maxLabelSets: 5 });
-    const mb = new TcpMetrics(b, { maxLabelSets: 5 });
-    for (const r of resolvers) {
-      ma.setResolver(r);
-      mb.setResolver(r);
-      ma.record([...recs, ...recs]);
-      mb.recordBatch(raw(recs), recs.length);
-      mb.recordBatch(raw(recs), recs.length);
-    }
-    expect(mb.folded).toBeGreaterThan(0);
-    expect(mb.folded).toBe(ma.folded);
-    expect(await b.metrics()).toBe(await a.metrics());
-    expect(one(await b.metrics(), 'kernway_tcp_connections_opened_total', { source_workload: 'w1', destination_service: 's80.ns.svc.cluster.local' })).toBe(2);
+  it('closed connections: bytes in Istio\'s directions for each reporter, resets, retransmits, RTT and duration histograms; IPv6 keys', async () => {
+    const fake = new FakeCounts();
+    const reg = new Registry();
+    const m = new TcpMetrics(reg, { counts: () => fake.read(), kernelStats: () => ({ notFollowed: 3 }) });
+    m.setResolver(resolver({ '10.0.0.1': 'a', '10.0.1.1': 'web', 'fd00::1': 'a6', 'fd00::2': 'web6' }));
+    const cli = okey('client', '10.0.0.1', '10.0.1.1', '10.96.0.1', 80);
+    const srv = okey('server', '10.0.1.1', '10.0.0.1', '10.0.1.1', 8080);
+    fake.open(cli, 0, 2);
+    fake.close(cli, 0, { sent: 100, received: 2 ** 40 + 7, rttUs: 40, durationNs: 5e5, retrans: 2 }); // 64-bit counts
+    fake.close(cli, 1, { sent: 50, received: 5, rttUs: 3_000_000, durationNs: 2e10, reset: true }); // beyond the last bounds: +Inf only
+    fake.close(srv, 2, { sent: 5, received: 50, rttUs: 250, durationNs: 1e6 });
+    fake.close(okey('client', 'fd00::1', 'fd00::2', 'fd00::2', 443), 0, { sent: 1, received: 1, rttUs: 1, durationNs: 1 });
+    const text = await reg.metrics();
+    const src = { reporter: 'source', source_workload: 'a', destination_workload: 'web' };
+    expect(one(text, 'kernway_tcp_received_bytes_total', src)).toBe(150); // what the source (this client socket) sent
+    expect(one(text, 'kernway_tcp_sent_bytes_total', src)).toBe(2 ** 40 + 12);
+    expect(one(text, 'kernway_tcp_received_bytes_total', { ...src, reporter: 'destination' })).toBe(50); // what the server socket received
+    expect(one(text, 'kernway_tcp_sent_bytes_total', { ...src, reporter: 'destination' })).toBe(5);
+    expect(one(text, 'kernway_tcp_resets_total', src)).toBe(1);
+    expect(one(text, 'kernway_tcp_retransmits_total', src)).toBe(2);
+    expect(one(text, 'kernway_tcp_rtt_seconds_bucket', { ...src, le: '0.00005' })).toBe(1);
+    expect(one(text, 'kernway_tcp_rtt_seconds_bucket', { ...src, le: '1' })).toBe(1);
+    expect(one(text, 'kernway_tcp_rtt_seconds_bucket', { ...src, le: '+Inf' })).toBe(2);
+    expect(one(text, 'kernway_tcp_rtt_seconds_sum', src)).toBeCloseTo(3.00004, 9);
+    expect(one(text, 'kernway_tcp_connection_duration_seconds_bucket', { ...src, le: '0.001' })).toBe(1);
+    expect(one(text, 'kernway_tcp_connection_duration_seconds_bucket', { ...src, le: '60' })).toBe(2);
+    expect(one(text, 'kernway_tcp_connection_duration_seconds_count', src)).toBe(2);
+    expect(one(text, 'kernway_tcp_rtt_seconds_bucket', { reporter: 'destination', le: '0.00025' })).toBe(1);
+    expect(one(text, 'kernway_tcp_rtt_seconds_bucket', { reporter: 'destination', le: '0.0001' })).toBe(0);
+    expect(one(text, 'kernway_tcp_connections_closed_total', { source_workload: 'a6', destination_workload: 'web6', destination_service: 's443.ns.svc.cluster.local' })).toBe(1);
+    expect(text).toMatch(/^kernway_tcp_metrics_records_lost_total 3$/m);
   });
 
   it('labels what it cannot resolve "unknown", as Istio does', () => {
     const m = new TcpMetrics(new Registry());
-    expect(m.labelsOf({ ...rec(9), role: 'server' })).toEqual({
+    expect(m.labelsOf({ role: 'server', local: '10.0.0.9', remote: '10.0.1.1', orig: '10.0.0.9', origPort: 80 })).toEqual({
       reporter: 'destination', source_workload: 'unknown', source_workload_namespace: 'unknown', destination_service: 'unknown',
       destination_workload: 'unknown', destination_workload_namespace: 'unknown',
     });
