@@ -8,10 +8,13 @@
  * policy denies the calling pod, connect() fails at once with EPERM: no SYN is sent, no
  * client waits for a timeout.
  *
- * The calling pod is found by its cgroup (kw_cgrp: the pod's cgroup, or an ancestor of
- * the caller's cgroup, as container cgroups sit under the pod's). A caller that is no
- * known pod (a host process, a pod whose cgroup the agent has not found yet) is let
- * through here: the destination's tc program checks its SYN with the real source address.
+ * The calling pod is found by its network namespace (kw_netns: the socket's netns
+ * cookie, which every container runtime gives each pod), else by its cgroup (kw_cgrp: the
+ * pod's cgroup, or an ancestor of the caller's cgroup, as container cgroups sit under the
+ * pod's; the kernway.io/cgroup annotation names it in standalone mode). A caller that is
+ * no known pod (a host process, a pod whose namespace and cgroup the agent has not found
+ * yet) is let through here: the destination's tc program checks its SYN with the real
+ * source address.
  */
 #include "kw_common.h"
 #include "identity.h"
@@ -19,13 +22,17 @@
 
 #define KW_SOCK_STREAM 1
 
-/* The pod whose cgroup is the caller's, or one of its ancestors; NULL if none. */
-static __always_inline struct kw_cgrp_val *kw_cgrp_current(void)
+/* The pod whose network namespace the socket is in, else whose cgroup is the caller's (or an ancestor); NULL if none. */
+static __always_inline struct kw_cgrp_val *kw_pod_current(struct bpf_sock_addr *ctx)
 {
 	struct kw_cgrp_val *v;
-	__u64 id = bpf_get_current_cgroup_id();
+	__u64 id = bpf_get_netns_cookie(ctx);
 	int lvl;
 
+	v = bpf_map_lookup_elem(&kw_netns, &id);
+	if (v)
+		return v;
+	id = bpf_get_current_cgroup_id();
 	v = bpf_map_lookup_elem(&kw_cgrp, &id);
 	if (v)
 		return v;
@@ -70,7 +77,7 @@ static __always_inline int kw_pol_connect(struct bpf_sock_addr *ctx, int v4)
 	if (!bpf_map_lookup_elem(&kw_pdst, &dst_id))
 		return KW_SOCK_ALLOW; /* no policy selects it: skip finding the caller */
 
-	src = kw_cgrp_current();
+	src = kw_pod_current(ctx);
 	if (!src)
 		return KW_SOCK_ALLOW; /* not a known pod: the destination's tc ingress decides */
 	if (src->ep_id == dst_ep)

@@ -2,8 +2,13 @@
  * Endpoints: the pods of this node, as the kernel sees them. For each one the manager
  * finds the host-side veth (the node namespace's route to the pod's address must be a
  * host route through a veth), attaches the tc programs of bpf/tc_pod.bpf.c to it, keeps
- * kw_lxc (veth -> endpoint, identity) and kw_cgrp (pod cgroup -> endpoint) up to date,
- * and detaches when the pod goes away.
+ * kw_lxc (veth -> endpoint, identity), kw_netns (pod network namespace cookie -> endpoint)
+ * and kw_cgrp (pod cgroup -> endpoint) up to date, and detaches when the pod goes away.
+ *
+ * A pod's network namespace is found among the processes of the agent's cgroup tree by
+ * the pod's address (netns.ts); while a pod's is not found (no process in it yet) the
+ * search is retried with backoff (50 ms doubling to 5 s), and every known one is checked
+ * again at each full resync.
  *
  * Directions, from the pod's point of view: kw_to_pod (traffic into the pod) is attached
  * at the host veth's tc EGRESS, kw_from_pod (traffic from the pod) at its tc INGRESS.
@@ -27,6 +32,7 @@ import { BpfLink, type BpfMap, type BpfProgram } from '../../native/index.js';
 import {
   decodeEpStats, encodeCgroupId, encodeCgrpVal, encodeLxcVal, encodeU32, type EndpointCounters,
 } from './policy-codec.js';
+import { netnsCookiesOf } from './netns.js';
 
 /** Annotation naming a pod's cgroup, relative to the agent's cgroup (standalone mode, where no kubelet names it). */
 export const CGROUP_ANNOTATION = 'kernway.io/cgroup';
@@ -52,6 +58,8 @@ export interface EndpointInfo {
   ifname?: string;
   ifindex?: number;
   cgroup?: string;
+  /** Its network namespace cookie (decimal), once found. */
+  netns?: string;
   /** Milliseconds from the pod's first appearance to its tc programs attached. */
   pickupMs?: number;
   /** Why it is pending, when it is. */
@@ -59,13 +67,17 @@ export interface EndpointInfo {
 }
 
 export interface EndpointManagerOptions {
-  maps: { kw_lxc: BpfMap; kw_cgrp: BpfMap; kw_ep_stats: BpfMap };
+  /** kw_netns: without it, pods are known at connect() by their cgroup only. */
+  maps: { kw_lxc: BpfMap; kw_cgrp: BpfMap; kw_ep_stats: BpfMap; kw_netns?: BpfMap };
   programs: { toPod: BpfProgram; fromPod: BpfProgram };
   /** Folder for the tc link pins (<bpffs>/policy/tc). */
   tcPinDir: string;
   /** Network namespace of the pod veths (a path); default: the agent's own. */
   netns?: string;
-  /** Where pod cgroups live (the agent's --cgroup); without it, local clients are only checked at the destination's tc. */
+  /**
+   * Where pod cgroups and pods' processes live (the agent's --cgroup); without it, local
+   * clients are only checked at the destination's tc.
+   */
   cgroupRoot?: string;
   log?: Logger;
   /** Full resync period (default 30 s). */
@@ -87,6 +99,9 @@ interface Endpoint {
   cgroupPath?: string;
   /** The kw_cgrp value written, to rewrite only on change. */
   cgrpValue?: string;
+  /** The pod's network namespace cookie, once found, and the kw_netns value written. */
+  netns?: bigint;
+  netnsValue?: string;
   pickupMs?: number;
   reason?: string;
   retryMs: number;
@@ -104,6 +119,7 @@ interface VethView {
 
 const MIN_RETRY_MS = 50;
 const MAX_RETRY_MS = 2000;
+const NETNS_MAX_RETRY_MS = 5000;
 
 export class EndpointManager {
   private readonly opts: EndpointManagerOptions;
@@ -125,6 +141,10 @@ export class EndpointManager {
   private closed = false;
   private readonly zeroStats: Buffer;
   private hostAddrs: string | undefined;
+  /** Backoff of the search for pods' network namespaces not found yet; the next full check of the known ones. */
+  private netnsRetryMs = MIN_RETRY_MS;
+  private netnsRetryAt = 0;
+  private netnsCheckAt = 0;
 
   constructor(opts: EndpointManagerOptions) {
     this.opts = opts;
@@ -176,6 +196,7 @@ export class EndpointManager {
     for (const pod of pods) {
       const ep = this.endpoints.get(pod.key);
       if (ep) {
+        if (ep.pod.uid !== pod.uid) this.forgetNetns(ep); // another pod under the same name: another namespace
         if (ep.pod.identity !== pod.identity || ep.pod.ips.join() !== pod.ips.join()) {
           ep.pod = pod;
           if (ep.ifindex !== undefined) this.writeLxc(ep);
@@ -212,6 +233,7 @@ export class EndpointManager {
       if (ep.ifname !== undefined) info.ifname = ep.ifname;
       if (ep.ifindex !== undefined) info.ifindex = ep.ifindex;
       if (ep.cgroupPath !== undefined) info.cgroup = ep.cgroupPath;
+      if (ep.netns !== undefined) info.netns = ep.netns.toString();
       if (ep.pickupMs !== undefined) info.pickupMs = ep.pickupMs;
       if (!ep.links && ep.reason) info.reason = ep.reason;
       return info;
@@ -276,9 +298,10 @@ export class EndpointManager {
       return;
     }
     this.running = undefined;
-    // Retry pods still without a veth, with backoff.
+    // Retry pods still without a veth, or without a network namespace found, with backoff.
     let next = Infinity;
     for (const ep of this.endpoints.values()) if (!ep.links) next = Math.min(next, ep.retryAt);
+    if (this.netnsMissing()) next = Math.min(next, this.netnsRetryAt);
     if (next !== Infinity && !this.closed) this.schedule(Math.max(0, next - performance.now()));
   }
 
@@ -319,6 +342,7 @@ export class EndpointManager {
       }
     }
     for (const ep of this.endpoints.values()) this.syncCgroup(ep);
+    this.syncNetns();
     if (!this.firstReconcileDone) {
       this.firstReconcileDone = true;
       this.dropOrphans();
@@ -380,6 +404,7 @@ export class EndpointManager {
   private remove(ep: Endpoint): void {
     this.detach(ep, 'the pod is gone');
     if (ep.cgroupId !== undefined) this.opts.maps.kw_cgrp.delete(encodeCgroupId(ep.cgroupId));
+    this.forgetNetns(ep);
     this.endpoints.delete(ep.pod.key);
     this.freeIds.push(ep.epId);
   }
@@ -399,13 +424,58 @@ export class EndpointManager {
       ep.cgroupPath = path;
       ep.cgroupId = statSync(path, { bigint: true }).ino;
     }
-    const ip4 = ep.pod.ips.find((ip) => !ip.includes(':'));
-    const ip6 = ep.pod.ips.find((ip) => ip.includes(':'));
-    const v = encodeCgrpVal({ epId: ep.epId, id: ep.pod.identity, ...(ip4 ? { ip4 } : {}), ...(ip6 ? { ip6 } : {}) });
+    const v = podValue(ep);
     const hexv = v.toString('hex');
     if (ep.cgrpValue === hexv) return;
     this.opts.maps.kw_cgrp.update(encodeCgroupId(ep.cgroupId!), v);
     ep.cgrpValue = hexv;
+  }
+
+  private netnsMissing(): boolean {
+    if (!this.opts.maps.kw_netns || !this.opts.cgroupRoot) return false;
+    for (const ep of this.endpoints.values()) if (ep.netns === undefined) return true;
+    return false;
+  }
+
+  /**
+   * Finds the network namespaces of pods whose namespace is not known yet (with backoff),
+   * and of every pod at each full resync, among the processes of the cgroup tree; keeps
+   * their kw_netns entries current.
+   */
+  private syncNetns(): void {
+    const map = this.opts.maps.kw_netns;
+    const root = this.opts.cgroupRoot;
+    if (!map || !root) return;
+    const now = performance.now();
+    const checkAll = now >= this.netnsCheckAt;
+    const search = checkAll || now >= this.netnsRetryAt ? [...this.endpoints.values()].filter((ep) => checkAll || ep.netns === undefined) : [];
+    if (search.length > 0) {
+      const found = netnsCookiesOf(root, search.flatMap((ep) => ep.pod.ips));
+      for (const ep of search) {
+        let cookie: bigint | undefined;
+        for (const ip of ep.pod.ips) { cookie = found.get(ip); if (cookie !== undefined) break; }
+        if (cookie !== ep.netns) this.forgetNetns(ep);
+        ep.netns = cookie;
+      }
+      if (checkAll) this.netnsCheckAt = now + (this.opts.resyncMs ?? 30_000);
+      const missing = search.some((ep) => ep.netns === undefined);
+      this.netnsRetryMs = missing ? Math.min(NETNS_MAX_RETRY_MS, this.netnsRetryMs * 2) : MIN_RETRY_MS;
+      this.netnsRetryAt = now + this.netnsRetryMs;
+    }
+    for (const ep of this.endpoints.values()) {
+      if (ep.netns === undefined) continue;
+      const v = podValue(ep);
+      const hexv = v.toString('hex');
+      if (ep.netnsValue === hexv) continue;
+      map.update(encodeCgroupId(ep.netns), v);
+      ep.netnsValue = hexv;
+    }
+  }
+
+  private forgetNetns(ep: Endpoint): void {
+    if (ep.netns !== undefined) this.opts.maps.kw_netns?.delete(encodeCgroupId(ep.netns));
+    ep.netns = undefined;
+    ep.netnsValue = undefined;
   }
 
   private dropOrphans(): void {
@@ -427,6 +497,10 @@ export class EndpointManager {
     }
     for (const k of [...this.opts.maps.kw_lxc.keys()]) if (!lxc.has(k.readUInt32LE(0))) this.opts.maps.kw_lxc.delete(k);
     for (const k of [...this.opts.maps.kw_cgrp.keys()]) if (!cg.has(k.readBigUInt64LE(0))) this.opts.maps.kw_cgrp.delete(k);
+    const ns = new Set<bigint>();
+    for (const ep of this.endpoints.values()) if (ep.netns !== undefined) ns.add(ep.netns);
+    const nsMap = this.opts.maps.kw_netns;
+    if (nsMap) for (const k of [...nsMap.keys()]) if (!ns.has(k.readBigUInt64LE(0))) nsMap.delete(k);
   }
 
   private allocId(ips: readonly string[]): { id: number; seeded: boolean } {
@@ -516,6 +590,13 @@ export class EndpointManager {
     this.monitor = undefined;
     if (m && m.exitCode === null && m.signalCode === null && m.pid !== undefined) m.kill('SIGTERM');
   }
+}
+
+/** The kw_cgrp / kw_netns value of a pod: endpoint, identity, its addresses. */
+function podValue(ep: Endpoint): Buffer {
+  const ip4 = ep.pod.ips.find((ip) => !ip.includes(':'));
+  const ip6 = ep.pod.ips.find((ip) => ip.includes(':'));
+  return encodeCgrpVal({ epId: ep.epId, id: ep.pod.identity, ...(ip4 ? { ip4 } : {}), ...(ip6 ? { ip6 } : {}) });
 }
 
 function detachQuietly(link: BpfLink, pin: string): void {

@@ -14,7 +14,7 @@ import { scalar, struct, type MapLayout } from './layout.js';
 if (endianness() !== 'LE') throw new KernwayError('KW_UNSUPPORTED_HOST', 'kernway datapath codecs assume a little-endian host');
 
 /** Map names, as in the BPF objects and as pinned under <bpffs>/policy/maps/. */
-export const POLICY_MAP_NAMES = ['kw_ident', 'kw_lxc', 'kw_cgrp', 'kw_ep_stats', 'kw_pdst', 'kw_pol', 'kw_cidr', 'kw_wp_mesh'] as const;
+export const POLICY_MAP_NAMES = ['kw_ident', 'kw_lxc', 'kw_cgrp', 'kw_ep_stats', 'kw_pdst', 'kw_pol', 'kw_cidr', 'kw_wp_mesh', 'kw_netns'] as const;
 export type PolicyMapName = (typeof POLICY_MAP_NAMES)[number];
 
 // ---- Layouts (bpf/include/kw_common.h, identity.h, policy.h) ------------------------
@@ -41,6 +41,7 @@ export const POLICY_LAYOUTS: Readonly<Record<PolicyMapName, MapLayout>> = {
   kw_pol: { key: KW_POL_KEY, value: scalar(4) },
   kw_cidr: { key: KW_CIDR_KEY, value: scalar(4) },
   kw_wp_mesh: { key: KW_WP_MKEY, value: scalar(8) },
+  kw_netns: { key: scalar(8), value: KW_CGRP_VAL },
 };
 
 /** Drop reasons, by index of kw_ep_stats.drops[] (identity.h KW_DROP_*). */

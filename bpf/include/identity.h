@@ -102,6 +102,18 @@ struct {
 	__type(value, struct kw_cgrp_val);
 } kw_cgrp SEC(".maps");
 
+/*
+ * Pod network namespace cookie (bpf_get_netns_cookie()) -> endpoint, same value as
+ * kw_cgrp: which pod is calling connect(), whatever cgroup its processes are in (every
+ * container runtime gives each pod its own network namespace). Tried before kw_cgrp.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KW_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct kw_cgrp_val);
+} kw_netns SEC(".maps");
+
 /* Per-endpoint counters, indexed by endpoint id; read by the agent when asked. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

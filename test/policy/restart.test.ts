@@ -74,7 +74,7 @@ describe('policy engine restart', () => {
     await h.engine.close();
     const res = uninstallPolicy(h.lab.bpffsDir);
     expect(res.detached.length).toBe(6); // 2 connect links + 2 tc links per pod
-    expect(res.unpinned.sort()).toEqual(['kw_cgrp', 'kw_cidr', 'kw_ep_stats', 'kw_ident', 'kw_lxc', 'kw_pdst', 'kw_pol', 'kw_wp_mesh']);
+    expect(res.unpinned.sort()).toEqual(['kw_cgrp', 'kw_cidr', 'kw_ep_stats', 'kw_ident', 'kw_lxc', 'kw_netns', 'kw_pdst', 'kw_pol', 'kw_wp_mesh']);
     expect(existsSync(policyPins(h.lab.bpffsDir).root)).toBe(false);
     // Nothing enforces any more.
     expect((await fromCli.connect(web.ipv4, 8080)).greeting).toBe('web');
