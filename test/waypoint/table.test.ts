@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MatchRequest } from '../../waypoint/routing/match.js';
 import { routeStatusOf } from '../../model/route-status.js';
-import { buildRoutingTable, meshLookup, selectListener, type RoutingTable } from '../../waypoint/routing/table.js';
+import { buildRoutingTable, directRule, meshLookup, selectListener, type RoutingTable } from '../../waypoint/routing/table.js';
 import { GATEWAY, configOf, service, tableOf } from './helpers.js';
 
 function req(path: string, extra: Partial<MatchRequest> & { headers?: Record<string, string> } = {}): MatchRequest {
@@ -143,5 +143,35 @@ describe('mesh parents (GAMMA)', () => {
   it('a Service of another namespace is not a parent of this waypoint', () => {
     const other = tableOf(SVC, 'elsewhere');
     expect(other.mesh.size).toBe(0);
+  });
+});
+
+describe('direct destinations (a Pod of the namespace on any port)', () => {
+  const pods = `
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: ns, labels: {app: web}}
+spec: {containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.0.0.7}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other-1, namespace: elsewhere}
+spec: {containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.0.0.8}`;
+  it('one passthrough rule per table and destination, with its keys and labels made once', () => {
+    const t = tableOf(GATEWAY + SVC + pods);
+    const a = directRule(t, '10.0.0.7', 9090)!;
+    expect(a.parent).toBe('pod ns/web-1');
+    expect(a.rule.rule).toBe('passthrough');
+    const target = a.rule.backends[0]!.target!;
+    expect(target).toMatchObject({ label: 'ns/direct', port: 9090, key: 'pod ns/web-1:9090' });
+    expect(target.endpoints).toEqual([{ address: '10.0.0.7', port: 9090, pod: 'web-1', key: '10.0.0.7:9090' }]);
+    expect(directRule(t, '10.0.0.7', 9090)).toBe(a);
+    expect(directRule(t, '10.0.0.7', 9091)).not.toBe(a);
+    expect(directRule(t, '10.0.0.8', 9090), 'a Pod of another namespace').toBeUndefined();
+    expect(directRule(t, '10.0.0.9', 9090), 'no Pod').toBeUndefined();
+    expect(directRule(tableOf(GATEWAY + SVC + pods), '10.0.0.7', 9090), 'another table').not.toBe(a);
   });
 });

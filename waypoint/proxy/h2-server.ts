@@ -88,18 +88,23 @@ export class H2Response {
       this.onClose = undefined;
       f?.();
     });
-    stream.on('drain', () => {
-      const f = this.onDrain;
-      this.onDrain = undefined;
-      f?.();
-    });
   }
 
   once(event: 'close' | 'drain', fn: () => void): this {
     if (event === 'close') this.onClose = fn;
-    else this.onDrain = fn;
+    else {
+      // A listener only for responses that meet back-pressure.
+      if (this.onDrain === undefined) this.stream.once('drain', this.drained);
+      this.onDrain = fn;
+    }
     return this;
   }
+
+  private readonly drained = (): void => {
+    const f = this.onDrain;
+    this.onDrain = undefined;
+    f?.();
+  };
 
   /** Checks the head now (a bad backend header throws here, as Node's writeHead does); sends it with the first chunk or the end. */
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {

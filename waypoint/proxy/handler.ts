@@ -19,7 +19,7 @@ import type { Endpoint, ServiceTarget } from '../routing/backends.js';
 import { requestHost } from '../routing/hostnames.js';
 import type { MatchRequest } from '../routing/match.js';
 import { parseTarget } from '../routing/path.js';
-import { meshLookup, passthroughRule, podTarget, selectListener, type CompiledBackend, type CompiledRule, type RoutingTable } from '../routing/table.js';
+import { directRule, meshLookup, selectListener, type CompiledBackend, type CompiledRule, type RoutingTable } from '../routing/table.js';
 import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evaluate.js';
 import { connOf, type ConnInfo } from './accept.js';
 import { FastRequest, type FastResponse } from './h1-server.js';
@@ -272,9 +272,9 @@ export class RequestHandler {
     }
     // A namespace using the kernel hand-off: only its bound Services are destinations.
     if (table.strictMesh) return 403;
-    const pod = podTarget(table, dst.address, dst.port);
-    if (!pod) return 503;
-    return { rule: passthroughRule(pod), port: dst.port, parent: `pod ${pod.namespace}/${pod.name}` };
+    const direct = directRule(table, dst.address, dst.port);
+    if (!direct) return 503;
+    return { rule: direct.rule, port: dst.port, parent: direct.parent };
   }
 
   private async forward(

@@ -328,6 +328,25 @@ export function podTarget(table: RoutingTable, ip: string, port: number): Servic
   };
 }
 
+/** Direct destinations' rules, made once per table and destination (bounded: callers choose the ports). */
+const directRules = new WeakMap<RoutingTable, Map<string, { rule: CompiledRule; parent: string } | null>>();
+const MAX_DIRECT_RULES = 10_000;
+
+/** The passthrough rule of a direct destination (a Pod of the namespace), memoised per table; undefined when it is none. */
+export function directRule(table: RoutingTable, ip: string, port: number): { rule: CompiledRule; parent: string } | undefined {
+  let m = directRules.get(table);
+  if (m === undefined) directRules.set(table, (m = new Map()));
+  const key = `${ip}:${port}`;
+  let r = m.get(key);
+  if (r === undefined) {
+    const pod = podTarget(table, ip, port);
+    r = pod ? { rule: passthroughRule(pod), parent: `pod ${pod.namespace}/${pod.name}` } : null;
+    if (m.size >= MAX_DIRECT_RULES) m.clear();
+    m.set(key, r);
+  }
+  return r ?? undefined;
+}
+
 // ------------------------------------------------------------------ helpers
 
 function matchesOf(r: HTTPRoute, rules: { rule: Rule; compiled: CompiledRule }[]): RuleMatch[] {
