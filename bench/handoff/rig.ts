@@ -27,6 +27,11 @@ const ROOT = projectRoot();
 const KERNWAY_MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 export const HTTP_ECHO = join(ROOT, 'test', 'fixtures', 'http-echo.mjs');
 export const ECHO = join(ROOT, 'test', 'fixtures', 'echo-server.mjs');
+/** An unmodified gRPC server and client (@grpc/grpc-js, h2c). */
+export const GRPC_ECHO = join(ROOT, 'test', 'fixtures', 'grpc-echo.mjs');
+/** Service web's gRPC port (appProtocol grpc) and the backends' gRPC port. */
+export const GRPC_PORT = 9090;
+const GRPC_TARGET = 50051;
 /** Port of the waypoint's Gateway listener: the same client talking to the waypoint directly (the bench's baseline). */
 export const DIRECT_PORT = 8081;
 
@@ -101,6 +106,12 @@ export class HandoffRig {
       this.procs.push(c);
       const c2 = this.lab.spawn(p, process.execPath, [ECHO, p.name, '9000', '5353']);
       this.procs.push(c2);
+      const g = this.lab.spawn(p, process.execPath, [GRPC_ECHO, 'serve', String(GRPC_TARGET)], { env: { ...process.env, POD_NAME: p.name } });
+      this.procs.push(g);
+      await new Promise<void>((resolve, reject) => {
+        g.stdout!.once('data', () => resolve());
+        g.once('exit', (code) => reject(new Error(`gRPC server in ${p.name} exited (${code})`)));
+      });
     }
     this.apply(this.objects(true));
     await this.startWaypoint();
@@ -127,10 +138,16 @@ export class HandoffRig {
     this.apply(this.objects(true));
   }
 
-  /** The manifests: namespace shop uses waypoint wp; Service web (HTTP port 80, TCP port 9000), web-v1, web-v2; plain/web unlabelled. */
+  /**
+   * The manifests: namespace shop uses waypoint wp; Service web (HTTP port 80, TCP port
+   * 9000, gRPC port 9090), web-v1, web-v2, HTTPRoutes canary (port 80) and grpc-canary
+   * (port 9090); plain/web unlabelled.
+   */
   objects(withWaypointPod: boolean): Obj[] {
     const shop = 'shop';
     const http = (port: number, target: number): Obj => ({ name: 'http', port, targetPort: target, protocol: 'TCP' });
+    const grpc: Obj = { name: 'grpc', port: GRPC_PORT, targetPort: GRPC_TARGET, protocol: 'TCP', appProtocol: 'grpc' };
+    const grpcEp: Obj = { name: 'grpc', port: GRPC_TARGET, protocol: 'TCP', appProtocol: 'grpc' };
     const objs: Obj[] = [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: shop, labels: { 'kernway.io/use-waypoint': 'wp' } } },
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'front' } },
@@ -152,13 +169,13 @@ export class HandoffRig {
       podObj('front', this.client, { app: 'client' }),
       podObj(shop, this.v1, { app: 'web', version: 'v1' }),
       podObj(shop, this.v2, { app: 'web', version: 'v2' }),
-      svcObj(shop, 'web', [VIP, VIP6], [http(80, 8080), { name: 'tcp', port: 9000, targetPort: 9000, protocol: 'TCP' }]),
-      sliceObj(shop, 'web-4', 'web', 'IPv4', [this.v1.ipv4, this.v2.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'tcp', port: 9000, protocol: 'TCP' }]),
+      svcObj(shop, 'web', [VIP, VIP6], [http(80, 8080), { name: 'tcp', port: 9000, targetPort: 9000, protocol: 'TCP' }, grpc]),
+      sliceObj(shop, 'web-4', 'web', 'IPv4', [this.v1.ipv4, this.v2.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'tcp', port: 9000, protocol: 'TCP' }, grpcEp]),
       sliceObj(shop, 'web-6', 'web', 'IPv6', [this.v1.ipv6, this.v2.ipv6], [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'tcp', port: 9000, protocol: 'TCP' }]),
-      svcObj(shop, 'web-v1', ['10.96.0.11'], [http(80, 8080)]),
-      sliceObj(shop, 'web-v1', 'web-v1', 'IPv4', [this.v1.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }]),
-      svcObj(shop, 'web-v2', ['10.96.0.12'], [http(80, 8080)]),
-      sliceObj(shop, 'web-v2', 'web-v2', 'IPv4', [this.v2.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }]),
+      svcObj(shop, 'web-v1', ['10.96.0.11'], [http(80, 8080), grpc]),
+      sliceObj(shop, 'web-v1', 'web-v1', 'IPv4', [this.v1.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }, grpcEp]),
+      svcObj(shop, 'web-v2', ['10.96.0.12'], [http(80, 8080), grpc]),
+      sliceObj(shop, 'web-v2', 'web-v2', 'IPv4', [this.v2.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }, grpcEp]),
       svcObj('plain', 'web', [PLAIN_VIP], [http(80, 8080)]),
       sliceObj('plain', 'web', 'web', 'IPv4', [this.v1.ipv4], [{ name: 'http', port: 8080, protocol: 'TCP' }]),
       {
@@ -168,6 +185,17 @@ export class HandoffRig {
           rules: [
             { matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [{ name: 'web-v2', port: 80 }] },
             { backendRefs: [{ name: 'web-v1', port: 80, weight: 80 }, { name: 'web-v2', port: 80, weight: 20 }] },
+          ],
+        },
+      },
+      {
+        // The same canary on the gRPC port: plain HTTPRoute rules (a header match, a weighted split) for gRPC calls.
+        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'grpc-canary', namespace: shop },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'web', port: GRPC_PORT }],
+          rules: [
+            { matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [{ name: 'web-v2', port: GRPC_PORT }] },
+            { backendRefs: [{ name: 'web-v1', port: GRPC_PORT, weight: 80 }, { name: 'web-v2', port: GRPC_PORT, weight: 20 }] },
           ],
         },
       },

@@ -4,7 +4,7 @@
  * the client pod dial the ClusterIP; an HTTPRoute with the Service as parent applies.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HandoffRig, PLAIN_VIP, VIP, VIP6 } from '../../bench/handoff/rig.js';
+import { GRPC_ECHO, GRPC_PORT, HandoffRig, PLAIN_VIP, VIP, VIP6 } from '../../bench/handoff/rig.js';
 
 let rig: HandoffRig;
 
@@ -50,6 +50,32 @@ describe('hand-off: pod -> ClusterIP (HTTP port) -> kernel redirect -> waypoint 
     const v6 = await rig.curl(['-H', 'x-canary: yes', `http://[${VIP6}]/v6`]);
     expect(v6.code, v6.err).toBe(0);
     expect(v6.out).toContain('"pod":"v2"');
+  });
+
+  it('gRPC (an unmodified grpc-js client, h2c): the HTTPRoute on the gRPC port applies: header match, 80/20 within ±10 points over 200 calls on one connection; metrics and access log name the source workload', async () => {
+    const call = async (n: number, ...meta: string[]): Promise<{ answered: Record<string, number>; errors: Record<string, number> }> => {
+      const r = await rig.lab.exec(rig.client, process.execPath, [GRPC_ECHO, 'call', `${VIP}:${GRPC_PORT}`, String(n), ...meta], { timeoutMs: 60_000 });
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { answered: Record<string, number>; errors: Record<string, number> };
+    };
+    const redirected = rig.wpSync.stats().redirected;
+    expect(await call(5, 'x-canary=yes')).toEqual({ answered: { v2: 5 }, errors: {} });
+    const split = await call(200);
+    expect(split.errors).toEqual({});
+    expect((split.answered.v1 ?? 0) + (split.answered.v2 ?? 0)).toBe(200);
+    expect(split.answered.v1 ?? 0).toBeGreaterThanOrEqual(140); // 80 % ± 10 points
+    expect(split.answered.v1 ?? 0).toBeLessThanOrEqual(180);
+    expect(rig.wpSync.stats().redirected).toBe(redirected + 2); // one HTTP/2 connection per client, through the kernel redirect
+    await rig.until(async () => rig.waypointOut.includes('/kernway.test.Echo/Say'), 'gRPC access log line');
+    const line = rig.waypointOut.split('\n').find((l) => l.includes('/kernway.test.Echo/Say'))!;
+    expect(line).toContain(`"sourceAddress":"${rig.client.ipv4}"`);
+    expect(line).toContain('front/client');
+    expect(line).toContain(`shop/web:${GRPC_PORT}`);
+    const m = await rig.lab.exec(rig.wp, 'curl', ['-s', 'http://127.0.0.1:15020/metrics']);
+    const lines = m.stdout.split('\n').filter((l) => l.startsWith('kernway_waypoint_requests_total{') && l.includes('grpc-canary'));
+    expect(lines.join('\n')).toMatch(/source_workload="front\/client/);
+    const total = lines.filter((l) => /source_workload="front\/client/.test(l)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    expect(total).toBeGreaterThanOrEqual(205);
   });
 
   it('getpeername() shows the ClusterIP, not the waypoint pod', async () => {
