@@ -179,6 +179,27 @@ describe('L4 metrics from the kernel', () => {
   });
 });
 
+describe('across an agent restart', () => {
+  it('a restarted agent keeps the kernel\'s counters, does not report again what its predecessor reported, and counts what comes next', async () => {
+    const before = await agent!.metrics.text();
+    expect(samples(before, 'kernway_tcp_connections_closed_total', SRC)[0]).toBeGreaterThan(0);
+    await agent!.drain(); // the programs stay attached, the maps pinned
+    agent = new Agent(validateAgentOptions({
+      standalone: dir, nodeName: NODE, cgroup: lab.cgroupPath, bpffs, adminSocket: join(root, 'admin2.sock'), metricsAddress: '127.0.0.1:0', debounceMs: 10,
+    }), createLogger('test-agent-2', 'silent'));
+    await agent.start();
+    const fresh = await agent.metrics.text();
+    for (const name of ['kernway_tcp_connections_opened_total', 'kernway_tcp_connections_closed_total']) expect(samples(fresh, name, SRC)[0] ?? 0).toBe(0);
+    const res = await runClient(lab, client, { targets: [{ host: VIP, port: 80 }], conns: 4, concurrency: 4, min: 1, max: 1000 });
+    expect(res.ok).toBe(4);
+    const text = await closedBoth(4);
+    for (const labels of [SRC, DST]) {
+      expect(one(text, 'kernway_tcp_connections_opened_total', labels)).toBe(4);
+      expect(one(text, 'kernway_tcp_connections_closed_total', labels)).toBe(4);
+    }
+  });
+});
+
 /*
  * The agent's side alone, against counters laid out as bpf/conn_metrics.bpf.c keeps them
  * (struct kw_cm_okey keys, per-CPU struct kw_cm_counts values).
