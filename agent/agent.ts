@@ -95,6 +95,8 @@ export class Agent {
   private wpNetnsRetry: NodeJS.Timeout | undefined;
   /** This node's pods and the waypoints' pods, kept from the model's change sets (a burst of pods elsewhere costs little). */
   private nodePods: PodSubset | undefined;
+  /** Addresses of valid kernway waypoints' pods, sorted: targets of the acceleration by default (docs/sockmap.md, rule 7). */
+  private smWaypointIPs: ReadonlySet<string> = new Set();
   private readonly waypointPods = new PodSubset((p) => p.labels[WAYPOINT_POD_LABEL] !== undefined);
   /** The next snapshot updates the pod subsets from every pod (the first one). */
   private podsWhole = true;
@@ -401,6 +403,13 @@ export class Agent {
     for (const p of b.problems) this.problems.push({ ...p });
     if (b.problems.length > 0) this.metrics.manifestProblems.set(this.problems.length);
     const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined, exempt: this.waypointNetns(b.waypointPodIPs) });
+    // The waypoints whose pods may receive redirected bytes (docs/sockmap.md, rule 7): the valid ones.
+    const invalid = new Set([...b.waypoints.values()].filter((w) => !w.valid).flatMap((w) => w.podIPs));
+    const wpIPs = [...b.waypointPodIPs].filter((ip) => !invalid.has(ip)).sort();
+    if (wpIPs.join(',') !== [...this.smWaypointIPs].join(',')) {
+      this.smWaypointIPs = new Set(wpIPs);
+      this.syncSockmap(s);
+    }
     const r = this.wpSync.apply(plan);
     if (r.writes + r.deletes > 0) {
       this.log.info({ generation: s.generation, bound: plan.frontends.length, refused: plan.frontends.filter((f) => f.pods.length === 0).length,
@@ -472,7 +481,8 @@ export class Agent {
     if (!this.sockmap) return;
     try {
       this.sockmapStale = true;
-      const r = this.sockmap.syncFromModel({ pods: this.nodePods!.pods, namespaces: s.model.namespaces }, this.opts.nodeName);
+      // kernway's own waypoints read as rule 7 of docs/sockmap.md wants: their sockets may receive redirected bytes.
+      const r = this.sockmap.syncFromModel({ pods: this.nodePods!.pods, namespaces: s.model.namespaces }, this.opts.nodeName, this.smWaypointIPs);
       this.sockmapStale = false;
       if (r) this.log.info({ generation: s.generation, ...r }, 'sockmap local pods updated');
     } catch (e) {

@@ -86,7 +86,7 @@ export function renderStatus(st: StatusReport): string {
   if (st.sockmap) {
     const s = st.sockmap;
     out.push('', `same-node acceleration (sockmap): ${s.enabled ? 'on' : 'off'}, ${s.sockets}/${s.capacity} sockets, ` +
-      `${s.localPods} local pod address(es)${s.localPodsOff ? ` (${s.localPodsOff} opted out)` : ''}`);
+      `${s.localPods} local pod address(es)${s.localPodsOff ? ` (${s.localPodsOff} opted out)` : ''}, ${s.localPodsTarget ?? 0} receiving redirected bytes`);
     out.push(counterTable(s.stats));
   } else {
     out.push('', 'same-node acceleration (sockmap): not loaded (see the agent log)');

@@ -44,11 +44,16 @@ export const SK_MSG_PROGRAM = 'kw_sm_msg';
  */
 export const RECV_PROGRAM = 'kw_sm_recv_prog';
 
-/** The annotation that turns acceleration off for a pod, or for every pod of a namespace. */
+/**
+ * The annotation on a pod or a namespace: "off" turns acceleration off for its pods; "on"
+ * lets their sockets receive redirected bytes (rule 7 of bpf/include/sockmap.h: a pod
+ * that says nothing only sends accelerated, to pods that opted in).
+ */
 export const SOCKMAP_ANNOTATION = 'kernway.io/sockmap';
 
 /** struct kw_sm_pod.flags */
 export const SM_POD_OFF = 1 << 0;
+export const SM_POD_TARGET = 1 << 1;
 
 /**
  * The structs of bpf/include/sockmap.h TypeScript encodes, checked field by field against
@@ -66,7 +71,7 @@ export const SM_LAYOUTS: Readonly<Record<string, MapLayout>> = {
 export const SM_STATS = [
   'redirectedMessages', 'redirectedBytes', 'passedNoPeer', 'passedOrder',
   'inserts', 'insertFull', 'insertErrors', 'handovers', 'skippedOff',
-  'skippedBlocking', 'passedNotTarget', 'passedFull', 'targets', 'keptOnStack',
+  'skippedBlocking', 'passedNotTarget', 'passedFull', 'targets', 'keptOnStack', 'skippedNotOptedIn', 'notOptedIn',
 ] as const;
 export type SockmapStats = Record<(typeof SM_STATS)[number], number>;
 
@@ -75,6 +80,11 @@ export interface LocalPod {
   ip: string;
   /** The pod or its namespace is annotated kernway.io/sockmap: "off". */
   sockmapOff?: boolean;
+  /**
+   * Its sockets may receive redirected bytes (rule 7): the pod or its namespace is
+   * annotated kernway.io/sockmap: "on", or the pod is a kernway waypoint.
+   */
+  target?: boolean;
 }
 
 export interface SockmapOptions {
@@ -101,14 +111,14 @@ export function defaultSockmapObjectPath(): string {
   return join(projectRoot(), 'build', 'bpf', 'sockmap.bpf.o');
 }
 
-/** Map entries of the local pods: address key (hex) -> flags. Later duplicates win "off". */
+/** Map entries of the local pods: address key (hex) -> flags. Duplicates add their flags ("off" wins in the kernel). */
 export function encodeLocalPods(pods: readonly LocalPod[]): Map<string, { key: Buffer; flags: number }> {
   const out = new Map<string, { key: Buffer; flags: number }>();
   pods.forEach((p, i) => {
     if (typeof p?.ip !== 'string' || familyOf(p.ip) === undefined) throw new InvalidArgumentError(`pods[${i}].ip`, 'an IPv4 or IPv6 address', p?.ip);
     const key = encodeAddr(p.ip);
     const hex = key.toString('hex');
-    const flags = (p.sockmapOff ? SM_POD_OFF : 0) | (out.get(hex)?.flags ?? 0);
+    const flags = (p.sockmapOff ? SM_POD_OFF : 0) | (p.target ? SM_POD_TARGET : 0) | (out.get(hex)?.flags ?? 0);
     out.set(hex, { key, flags });
   });
   return out;
@@ -117,20 +127,25 @@ export function encodeLocalPods(pods: readonly LocalPod[]): Map<string, { key: B
 /**
  * The local pods of a model: pods on `nodeName` (not host-network, not finished: a
  * finished pod's address may already be another pod's) with their addresses, off when
- * the pod or its namespace says kernway.io/sockmap: "off".
+ * the pod or its namespace says kernway.io/sockmap: "off", targets (rule 7) when one of
+ * them says "on" (and none "off") or the address is one of `waypointIPs` (kernway's own
+ * waypoints, whose reads are known: non-blocking recvmsg, never splice).
  */
-export function localPodsFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string): LocalPod[] {
+export function localPodsFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string, waypointIPs?: ReadonlySet<string>): LocalPod[] {
   const out: LocalPod[] = [];
   for (const pod of model.pods.values()) {
     if (pod.nodeName !== nodeName || pod.hostNetwork || pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
-    const off = isOff(pod.annotations[SOCKMAP_ANNOTATION]) || isOff(model.namespaces.get(pod.namespace)?.annotations[SOCKMAP_ANNOTATION]);
-    for (const ip of pod.podIPs) out.push({ ip, sockmapOff: off });
+    const own = pod.annotations[SOCKMAP_ANNOTATION];
+    const ns = model.namespaces.get(pod.namespace)?.annotations[SOCKMAP_ANNOTATION];
+    const off = isValue(own, 'off') || isValue(ns, 'off');
+    const on = !off && (isValue(own, 'on') || isValue(ns, 'on'));
+    for (const ip of pod.podIPs) out.push({ ip, sockmapOff: off, target: on || (!off && waypointIPs?.has(ip) === true) });
   }
   return out;
 }
 
-function isOff(v: string | undefined): boolean {
-  return v !== undefined && v.trim().toLowerCase() === 'off';
+function isValue(v: string | undefined, want: string): boolean {
+  return v !== undefined && v.trim().toLowerCase() === want;
 }
 
 /** Sums a per-CPU u64 value (8 bytes per possible CPU). */
@@ -160,9 +175,10 @@ export interface SockmapStatus {
   /** Accelerated sockets now (two per connection) and the sockhash's capacity. */
   sockets: number;
   capacity: number;
-  /** Local pod addresses known, and how many of them opted out. */
+  /** Local pod addresses known, how many of them opted out, and how many may receive redirected bytes (rule 7). */
   localPods: number;
   localPodsOff: number;
+  localPodsTarget: number;
   stats: SockmapStats;
 }
 
@@ -302,9 +318,9 @@ export class Sockmap {
    * Makes kw_sm_pods follow a model's local pods (localPodsFromModel); a model whose
    * local pods did not change since the last call costs no map access (undefined).
    */
-  syncFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string): PodSyncResult | undefined {
-    const pods = localPodsFromModel(model, nodeName);
-    const sig = pods.map((p) => `${p.ip}${p.sockmapOff ? '!' : ''}`).sort().join(',');
+  syncFromModel(model: Pick<Model, 'pods' | 'namespaces'>, nodeName: string, waypointIPs?: ReadonlySet<string>): PodSyncResult | undefined {
+    const pods = localPodsFromModel(model, nodeName, waypointIPs);
+    const sig = pods.map((p) => `${p.ip}${p.sockmapOff ? '!' : ''}${p.target ? '+' : ''}`).sort().join(',');
     if (sig === this.podsSig) return undefined;
     const r = this.setLocalPods(pods);
     this.podsSig = sig;
@@ -313,7 +329,10 @@ export class Sockmap {
 
   /** The local pods in the kernel map. */
   localPods(): LocalPod[] {
-    return [...this.maps.kw_sm_pods.entries()].map(([k, v]) => ({ ip: readAddr(k), sockmapOff: (v.readUInt32LE(0) & SM_POD_OFF) !== 0 }));
+    return [...this.maps.kw_sm_pods.entries()].map(([k, v]) => {
+      const f = v.readUInt32LE(KW_SM_POD.at.flags);
+      return { ip: readAddr(k), sockmapOff: (f & SM_POD_OFF) !== 0, target: (f & SM_POD_TARGET) !== 0 };
+    });
   }
 
   stats(): SockmapStats {
@@ -331,7 +350,8 @@ export class Sockmap {
     const pods = this.localPods();
     return {
       enabled: this.enabled, sockets: this.socketCount(), capacity: this.maps.kw_sm_hash.info().maxEntries,
-      localPods: pods.length, localPodsOff: pods.filter((p) => p.sockmapOff).length, stats: this.stats(),
+      localPods: pods.length, localPodsOff: pods.filter((p) => p.sockmapOff).length,
+      localPodsTarget: pods.filter((p) => p.target && !p.sockmapOff).length, stats: this.stats(),
     };
   }
 
@@ -381,12 +401,19 @@ export function registerSockmapMetrics(
     (s) => [{ value: s.handovers }]);
   counter('kernway_sockmap_skipped_sockets_total', 'Pod-to-pod sockets (two per connection) not accelerated because acceleration was off (agent flag or annotation).',
     (s) => [{ value: s.skippedOff }]);
+  counter('kernway_sockmap_not_opted_in_sockets_total',
+    'Pod-to-pod sockets not accelerated because neither pod opted in (kernway.io/sockmap: "on") nor is a waypoint: nothing could be redirected to either end.',
+    (s) => [{ value: s.skippedNotOptedIn }]);
   counter('kernway_sockmap_blocking_sockets_total',
     'Pod-to-pod sockets not accelerated because their owner reads blocking (a blocking socket at connect, a blocking or unknown listener).',
     (s) => [{ value: s.skippedBlocking }]);
   counter('kernway_sockmap_receivers_total',
-    'Accelerated sockets by how their owner reads them: target (non-blocking recvmsg, redirected bytes served exactly) or stack (splice, blocking, MSG_PEEK, MSG_WAITALL or SO_RCVLOWAT: kept on the stack).',
-    (s) => [{ labels: { result: 'target' }, value: s.targets }, { labels: { result: 'stack' }, value: s.keptOnStack }], ['result']);
+    'Accelerated sockets by how their owner reads them: target (non-blocking recvmsg, redirected bytes served exactly), stack (splice, blocking, MSG_PEEK, MSG_WAITALL or SO_RCVLOWAT: kept on the stack) ' +
+    'or not_opted_in (its pod is neither annotated kernway.io/sockmap: "on" nor a waypoint: never a target).',
+    (s) => [
+      { labels: { result: 'target' }, value: s.targets }, { labels: { result: 'stack' }, value: s.keptOnStack },
+      { labels: { result: 'not_opted_in' }, value: s.notOptedIn },
+    ], ['result']);
   m.gaugeAtScrape({
     name: 'kernway_sockmap_enabled', help: '1 when new same-node connections are accelerated.',
     read: () => [{ value: get()?.enabled ? 1 : 0 }],

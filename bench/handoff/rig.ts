@@ -125,7 +125,8 @@ export class HandoffRig {
   async loadDatapath(): Promise<void> {
     this.lb = await loadSockLb({ cgroupPath: this.lab.cgroupPath, bpffsDir: this.bpffs });
     this.sm = await Sockmap.load({ cgroupPath: this.lab.cgroupPath, bpffsDir: this.bpffs });
-    this.sm.setLocalPods([this.client, this.wp, this.v1, this.v2].filter((p) => !p.remote).flatMap((p) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]));
+    // As the agent does: the waypoint's pod may receive redirected bytes, the others say nothing (docs/sockmap.md, rule 7).
+    this.sm.setLocalPods([this.client, this.wp, this.v1, this.v2].filter((p) => !p.remote).flatMap((p) => [{ ip: p.ipv4, target: p === this.wp }, { ip: p.ipv6, target: p === this.wp }]));
     this.sync = new ServiceSync(this.lb.maps);
     this.wpSync = new WaypointSync(this.lb.wpMaps);
   }

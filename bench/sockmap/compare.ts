@@ -8,13 +8,16 @@
  * a shared machine hits both alike; the report gives medians and ratios with/without.
  *
  *   node dist/bench/sockmap/compare.js [--seconds 5] [--rounds 3] [--msg-size 64] [--iperf-seconds 5]
- *     [--sockperf-nonblocked] [--legacy]
+ *     [--sockperf-nonblocked] [--legacy] [--opt-in]
  *
  * sockperf and iperf3 use blocking sockets, which kernway keeps on the stack
  * (docs/sockmap.md, rule 5); the Node.js ping-pong is what event-driven pods do.
  * --sockperf-nonblocked runs sockperf with --nonblocked (it then busy-polls: meaningless
  * on a shared machine). --legacy loads the programs with rules 5 and 6 off (test knob
- * kw_sm_test_break): what kernway did before them, for comparison.
+ * kw_sm_test_break): what kernway did before them, for comparison. Without --opt-in the
+ * pods say nothing, as most pods do, and nothing is redirected to them (rule 7: the
+ * defaults accelerate nothing between such pods); --opt-in annotates both
+ * kernway.io/sockmap: "on".
  *
  * Needs root (a lab), sockperf and iperf3. Prints one JSON line.
  */
@@ -71,7 +74,8 @@ function diff(a: SockmapStats, b: SockmapStats): Partial<SockmapStats> {
   return { redirectedMessages: b.redirectedMessages - a.redirectedMessages, redirectedBytes: b.redirectedBytes - a.redirectedBytes,
     passedNoPeer: b.passedNoPeer - a.passedNoPeer, passedOrder: b.passedOrder - a.passedOrder, inserts: b.inserts - a.inserts,
     skippedBlocking: b.skippedBlocking - a.skippedBlocking, targets: b.targets - a.targets, keptOnStack: b.keptOnStack - a.keptOnStack,
-    passedNotTarget: b.passedNotTarget - a.passedNotTarget, passedFull: b.passedFull - a.passedFull, handovers: b.handovers - a.handovers };
+    passedNotTarget: b.passedNotTarget - a.passedNotTarget, passedFull: b.passedFull - a.passedFull, handovers: b.handovers - a.handovers,
+    notOptedIn: b.notOptedIn - a.notOptedIn };
 }
 
 export interface CompareOptions {
@@ -80,6 +84,8 @@ export interface CompareOptions {
   sockperfNonblocked?: boolean;
   /** Rules 5 and 6 off (kernway before them), for comparison. */
   legacy?: boolean;
+  /** Both pods opted in (kernway.io/sockmap: "on", rule 7); default: pods that say nothing. */
+  optIn?: boolean;
 }
 
 export async function sockmapBench(opts: CompareOptions): Promise<Record<string, unknown>> {
@@ -107,7 +113,8 @@ export async function sockmapBench(opts: CompareOptions): Promise<Record<string,
       ];
       const model = buildModel(objs.map((object, index) => ({ object: object as SourcedObject['object'], file: 'pp.yaml', index })));
       new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: 'bench' }));
-      sm.setLocalPods([client, server].flatMap((p: Pod) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]));
+      // Default: the pods say nothing, as most do (rule 7: nothing is redirected to them); --opt-in: both annotated kernway.io/sockmap: "on".
+      sm.setLocalPods([client, server].flatMap((p: Pod) => [{ ip: p.ipv4, target: opts.optIn === true }, { ip: p.ipv6, target: opts.optIn === true }]));
 
       const ping = async (host: string): Promise<Latency> => {
         const r = await lab.exec(client, 'sockperf', ['ping-pong', '--tcp', '-i', host, '-p', String(SOCKPERF_PORT), '-t', String(opts.seconds),
@@ -152,6 +159,7 @@ export async function sockmapBench(opts: CompareOptions): Promise<Record<string,
       return {
         bench: 'sockmap', unit: 'usec round trip (sockperf), Gbit/s (iperf3)', seconds: opts.seconds, rounds: opts.rounds, msgSize: opts.msgSize,
         sockperf: opts.sockperfNonblocked ? 'nonblocked' : 'blocking', rules: opts.legacy ? 'legacy (rules 5 and 6 off)' : 'default',
+        pods: opts.optIn ? 'opted in (kernway.io/sockmap: "on")' : 'not annotated (default)',
         with: w, without: wo,
         ratios: {
           podToPod: { p50: ratio(w.direct.p50, wo.direct.p50), p99: ratio(w.direct.p99, wo.direct.p99) },
@@ -178,11 +186,12 @@ if (invokedDirectly(import.meta.url)) {
       seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' },
       'msg-size': { type: 'string', default: '64' }, 'iperf-seconds': { type: 'string', default: '5' },
       'sockperf-nonblocked': { type: 'boolean', default: false }, legacy: { type: 'boolean', default: false },
+      'opt-in': { type: 'boolean', default: false },
     },
   });
   sockmapBench({
     seconds: Number(values.seconds), rounds: Number(values.rounds), msgSize: Number(values['msg-size']), iperfSeconds: Number(values['iperf-seconds']),
-    sockperfNonblocked: values['sockperf-nonblocked'], legacy: values.legacy,
+    sockperfNonblocked: values['sockperf-nonblocked'], legacy: values.legacy, optIn: values['opt-in'],
   })
     .then((r) => console.log(JSON.stringify(r)), (e: unknown) => { console.error(e); process.exitCode = 1; });
 }

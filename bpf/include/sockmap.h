@@ -36,6 +36,15 @@
  *     read, plus this message, exceed the peer's receive buffer (at least
  *     KW_SM_UNREAD_MIN) plus its own send buffer: it takes the stack (rule 3 brings it
  *     back), and TCP's flow control makes the writer block as it would without kernway.
+ *  7. A socket receives redirected bytes only if its pod opted in (kernway.io/sockmap:
+ *     "on" on the pod or its namespace) or is a kernway waypoint (KW_SM_POD_TARGET, set
+ *     by the agent). Rule 5 sees how a socket was read, not how it will be: one read with
+ *     recvmsg and later spliced from (Go's bufio.Reader, then io.Copy) would never see the
+ *     bytes redirected to it before the splice, and this kernel has no hook that runs
+ *     before a splice (no kprobes, no fentry, no BPF LSM) nor a way to hand the bytes
+ *     back to the TCP receive queue. A socket of another pod is added only when its peer
+ *     is a target's (what it sends may then be redirected), and is never a target; two
+ *     pods that did not opt in are never accelerated at all.
  */
 #ifndef KW_SOCKMAP_H
 #define KW_SOCKMAP_H
@@ -121,7 +130,8 @@ struct kw_sm_listener {
 struct kw_sm_pod {
 	__u32 flags; /* KW_SM_POD_* */
 };
-#define KW_SM_POD_OFF (1 << 0) /* the pod or its namespace has kernway.io/sockmap: "off" */
+#define KW_SM_POD_OFF    (1 << 0) /* the pod or its namespace has kernway.io/sockmap: "off" */
+#define KW_SM_POD_TARGET (1 << 1) /* its sockets may receive redirected bytes (rule 7): kernway.io/sockmap: "on", or a kernway waypoint */
 
 /* Value of kw_sm_cfg[0]: the node-wide switch. 4 bytes. */
 struct kw_sm_cfg {
@@ -160,7 +170,9 @@ struct kw_sm_handover {
 #define KW_SM_STAT_PASS_FULL      11 /* messages passed: the peer's unread redirected bytes fill its buffer (rule 6) */
 #define KW_SM_STAT_RX_PROVEN      12 /* sockets that became redirect targets (rule 5) */
 #define KW_SM_STAT_RX_STACK       13 /* sockets kept on the stack for the way they are read (rule 5) */
-#define KW_SM_STAT_COUNT          14
+#define KW_SM_STAT_SKIPPED_PLAIN  14 /* pod-to-pod sockets not added: neither pod opted in (rule 7) */
+#define KW_SM_STAT_RX_NOT_OPTED   15 /* sockets added but never targets: their pod did not opt in (rule 7) */
+#define KW_SM_STAT_COUNT          16
 
 /* Accelerated sockets: kw_sm_key (as the socket sees itself) -> socket. */
 struct {
@@ -399,13 +411,18 @@ static __always_inline void kw_sm_mirror(const struct kw_sm_key *k, struct kw_sm
 	m->rseq = k->lseq;
 }
 
-/* 1 when the address is a local pod that did not opt out; 0 when it is not a local pod; -1 when it opted out. */
-static __always_inline int kw_sm_pod_ok(const struct kw_addr *a)
+/*
+ * 1 when the address is a local pod that did not opt out; 0 when it is not a local pod;
+ * -1 when it opted out. *flags gets the pod's KW_SM_POD_* flags.
+ */
+static __always_inline int kw_sm_pod_ok(const struct kw_addr *a, __u32 *flags)
 {
 	struct kw_sm_pod *p = bpf_map_lookup_elem(&kw_sm_pods, a);
 
 	if (!p)
 		return 0;
+	if (flags)
+		*flags = p->flags;
 	return (p->flags & KW_SM_POD_OFF) ? -1 : 1;
 }
 
@@ -486,19 +503,27 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 	struct kw_sm_io *io;
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
-	__u32 family = skops->family;
+	__u32 family = skops->family, lflags = 0, rflags = 0;
 	int l, r;
 	long err;
 
 	if (family != KW_AF_INET && family != KW_AF_INET6)
 		return;
 	kw_sm_addrs(skops, family, &key);
-	l = kw_sm_pod_ok(&key.local);
-	r = kw_sm_pod_ok(&key.remote);
+	l = kw_sm_pod_ok(&key.local, &lflags);
+	r = kw_sm_pod_ok(&key.remote, &rflags);
 	if (l == 0 || r == 0)
 		return; /* not pod to pod on this node */
 	if (l < 0 || r < 0 || !kw_sm_enabled()) {
 		kw_sm_count(KW_SM_STAT_SKIPPED_OFF, 1);
+		return;
+	}
+	/*
+	 * Rule 7: nothing could ever be redirected between two pods that did not opt in, so
+	 * their sockets stay out of the map altogether (tcp_bpf never sees them).
+	 */
+	if (!((lflags | rflags) & KW_SM_POD_TARGET) && kw_sm_test_break != KW_SM_BREAK_RX) {
+		kw_sm_count(KW_SM_STAT_SKIPPED_PLAIN, 1);
 		return;
 	}
 	key.lport = bpf_htons((__u16)skops->local_port);
@@ -551,9 +576,17 @@ static __always_inline void kw_sm_established(struct bpf_sock_ops *skops)
 	}
 	kw_sm_count(KW_SM_STAT_INSERTS, 1);
 	{
-		/* Not a target until its owner has read it (rule 5). copied_seq is rseq now. */
+		/*
+		 * Not a target until its owner has read it (rule 5), and never unless its pod
+		 * opted in (rule 7). copied_seq is rseq now.
+		 */
 		struct kw_sm_rx rx = { .consumed = 0, .state = KW_SM_RX_UNPROVEN, .rcvbuf = 0, .seq = key.rseq, .pad = 0 };
 		__u64 cookie = bpf_get_socket_cookie(skops);
+
+		if (!(lflags & KW_SM_POD_TARGET) && kw_sm_test_break != KW_SM_BREAK_RX) {
+			rx.state = KW_SM_RX_STACK;
+			kw_sm_count(KW_SM_STAT_RX_NOT_OPTED, 1);
+		}
 
 		bpf_map_update_elem(&kw_sm_rx, &key, &rx, BPF_ANY);
 		bpf_map_update_elem(&kw_sm_ck, &cookie, &key, BPF_ANY);

@@ -1,7 +1,8 @@
 /**
  * Same-node acceleration inside the agent (standalone mode): pods in the manifests
- * become local pods, their annotations opt them out live, the counters are on
- * /metrics and in the status, and --sockmap off keeps new connections on the stack.
+ * become local pods, sending accelerated only to pods that opted in (rule 7), their
+ * annotations opt them in and out live, the counters are on /metrics and in the status,
+ * and --sockmap off keeps new connections on the stack.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,30 +64,56 @@ afterAll(async () => {
 });
 
 const targets = () => [{ host: b.ipv4, port: 7001 }, { host: b.ipv6, port: 7001 }];
+const shop = (annotations?: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', ...(annotations ? { annotations } : {}) } });
 
 describe('sockmap in the agent', () => {
-  it('accelerates pods of the manifests, follows their annotation, and reports on /metrics and status', async () => {
+  it('adds pods of the manifests, redirects only to pods that opted in, follows the annotations, and reports on /metrics and status', async () => {
     const agent = newAgent();
     await agent.start();
     // The server listens once the programs are attached: a listener that predates them
     // is of unknown blocking mode, and its sockets would stay on the stack (rule 5).
     server = await Server.start(lab, b, '::', [7001]);
     const st = agent.status().sockmap!;
-    expect(st).toMatchObject({ enabled: true, localPods: 4, localPodsOff: 0 });
+    expect(st).toMatchObject({ enabled: true, localPods: 4, localPodsOff: 0, localPodsTarget: 0 });
 
+    // Two pods that say nothing: never accelerated (rule 7), not even added.
+    const res0 = await runClient(lab, a, { targets: targets(), conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
+    expect(res0.failures).toEqual([]);
+    const s0 = agent.status().sockmap!.stats;
+    expect(s0.inserts).toBe(0);
+    expect(s0.skippedNotOptedIn).toBe(40);
+    expect(await agent.metrics.text()).toMatch(/^kernway_sockmap_not_opted_in_sockets_total 40$/m);
+
+    // The server's pod opts in: what the client sends is redirected, what it receives takes the stack.
+    writeManifest(dir, 'pods.yaml', [shop(), podObject(a), podObject(b, { 'kernway.io/sockmap': 'on' })]);
+    await waitFor(() => agent.status().sockmap!.localPodsTarget === 2, 'the annotation to reach the pod map');
+    const half = await runClient(lab, a, { targets: targets(), conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
+    expect(half.failures).toEqual([]);
+    const sh = agent.status().sockmap!.stats;
+    expect(sh.inserts).toBe(40);
+    expect(sh.notOptedIn).toBe(20); // the client's sockets
+    expect(sh.targets).toBe(20);    // the server's
+    expect(sh.redirectedBytes).toBeGreaterThanOrEqual(0.9 * half.sent);
+    expect(sh.redirectedBytes).toBeLessThanOrEqual(half.sent + 20 * 64);
+    expect(await agent.metrics.text()).toMatch(/^kernway_sockmap_receivers_total\{result="not_opted_in"\} 20$/m);
+
+    // The namespace opts in: both pods' new sockets may become targets.
+    writeManifest(dir, 'pods.yaml', [shop({ 'kernway.io/sockmap': 'on' }), podObject(a), podObject(b)]);
+    await waitFor(() => agent.status().sockmap!.localPodsTarget === 4, 'the annotation to reach the pod map');
     const res = await runClient(lab, a, { targets: targets(), conns: 20, concurrency: 10, min: 1, max: 1 << 20 });
     expect(res.failures).toEqual([]);
     const s1 = agent.status().sockmap!.stats;
-    expect(s1.inserts).toBe(40);
-    expect(s1.redirectedBytes).toBeGreaterThanOrEqual(0.9 * (res.sent + res.received));
+    expect(s1.inserts).toBe(80);
+    expect(s1.notOptedIn).toBe(20);
+    expect(s1.redirectedBytes - sh.redirectedBytes).toBeGreaterThanOrEqual(0.9 * (res.sent + res.received));
 
     const text = await agent.metrics.text();
     expect(text).toMatch(/^kernway_sockmap_redirected_bytes_total [1-9]\d*$/m);
-    expect(text).toMatch(/^kernway_sockmap_inserts_total 40$/m);
+    expect(text).toMatch(/^kernway_sockmap_inserts_total 80$/m);
     expect(text).toMatch(/^kernway_sockmap_enabled 1$/m);
 
-    // The server's pod opts out: the agent picks it up from the manifests.
-    writeManifest(dir, 'pods.yaml', [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }, podObject(a), podObject(b, { 'kernway.io/sockmap': 'off' })]);
+    // The server's pod opts out ("off" wins over the namespace's "on"): the agent picks it up from the manifests.
+    writeManifest(dir, 'pods.yaml', [shop({ 'kernway.io/sockmap': 'on' }), podObject(a), podObject(b, { 'kernway.io/sockmap': 'off' })]);
     await waitFor(() => agent.status().sockmap!.localPodsOff === 2, 'the annotation to reach the pod map');
     const res2 = await runClient(lab, a, { targets: targets(), conns: 10, concurrency: 10, min: 1, max: 1 << 20 });
     expect(res2.failures).toEqual([]);
@@ -97,7 +124,7 @@ describe('sockmap in the agent', () => {
   });
 
   it('--sockmap off: new connections take the stack; a restart with it on accelerates again', async () => {
-    writeManifest(dir, 'pods.yaml', [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }, podObject(a), podObject(b)]);
+    writeManifest(dir, 'pods.yaml', [shop({ 'kernway.io/sockmap': 'on' }), podObject(a), podObject(b)]);
     const off = newAgent('off');
     await off.start();
     expect(off.status().sockmap!.enabled).toBe(false);

@@ -110,8 +110,14 @@ export function startClient(lab: Lab, pod: Target, job: Job, timeoutMs = 120_000
   return runClient(lab, pod, job, timeoutMs);
 }
 
-export function localPodsOf(...pods: Pod[]): Array<{ ip: string }> {
-  return pods.flatMap((p) => [{ ip: p.ipv4 }, { ip: p.ipv6 }]);
+/** The local pods for the acceleration, opted in (kernway.io/sockmap: "on", rule 7) unless `target` is false. */
+export function localPodsOf(...pods: Pod[]): Array<{ ip: string; target: boolean }> {
+  return pods.flatMap((p) => [{ ip: p.ipv4, target: true }, { ip: p.ipv6, target: true }]);
+}
+
+/** The local pods as the agent's defaults see pods that say nothing: never redirect targets (rule 7). */
+export function defaultPodsOf(...pods: Pod[]): Array<{ ip: string; target: boolean }> {
+  return pods.flatMap((p) => [{ ip: p.ipv4, target: false }, { ip: p.ipv6, target: false }]);
 }
 
 export async function loadSockmap(lab: Lab, opts: Omit<SockmapOptions, 'cgroupPath' | 'bpffsDir' | 'objectPath' | 'log'> = {}): Promise<Sockmap> {

@@ -1,10 +1,16 @@
 /**
  * Where the kernel's receive path for redirected bytes (tcp_bpf) differs from TCP's,
- * kernway keeps the socket on the stack, with the defaults (docs/sockmap.md, rules 5 and
- * 6): splice(2) relays (C, and Go's io.Copy), sendfile/splice writers, blocking clients
- * with MSG_WAITALL or reading to EOF after shutdown(SHUT_WR), SO_RCVLOWAT and MSG_PEEK
- * readers, and slow readers (the writer is held back as TCP would hold it). Every byte is
- * checked. The negative controls load the programs with rules 5 and 6 broken on purpose
+ * kernway keeps the socket on the stack (docs/sockmap.md, rules 5 to 7).
+ *
+ * With the agent's defaults (pods that say nothing), nothing is redirected to a socket
+ * (rule 7): proxies that read a header with recv() and then splice (C, and Go's
+ * bufio.Reader + io.Copy), splice relays, sendfile writers, blocking clients, SO_RCVLOWAT,
+ * MSG_PEEK and splice readers and slow readers are all byte-exact.
+ *
+ * With pods opted in (kernway.io/sockmap: "on"), rules 5 and 6 keep the same programs
+ * exact except the one rule 7 exists for: a socket read with recvmsg and later spliced
+ * loses what was redirected to it in between (shown below: the reason it is not the
+ * default). The negative controls load the programs with rules 5 and 6 broken on purpose
  * (what kernway did before them) and show the same runs fail: the kernel still behaves
  * as docs/sockmap.md says, and the tests would notice a kernway that stopped guarding.
  */
@@ -17,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type Pod } from '../../lab/index.js';
 import type { Sockmap } from '../../agent/datapath/sockmap.js';
-import { Server, delta, dualStack, loadSockmap, localPodsOf, runClient, stopChild, waitFor } from './harness.js';
+import { Server, defaultPodsOf, delta, dualStack, loadSockmap, localPodsOf, runClient, stopChild, waitFor } from './harness.js';
 
 const READER = fileURLToPath(new URL('../fixtures/sockmap-reader.py', import.meta.url));
 const SPLICE_SRC = fileURLToPath(new URL('../fixtures/sockmap-splice.c', import.meta.url));
@@ -116,7 +122,14 @@ beforeAll(() => {
 }, 180_000);
 afterAll(() => { rmSync(bins, { recursive: true, force: true }); });
 
-/** A lab with pods a, b, c, the acceleration loaded (defaults, or rules 5 and 6 broken), servers in c. */
+/** The sockmap protocol's header (test/fixtures/sockmap-proto.mjs): what a header-reading relay reads with recv(). */
+const HEADER_SIZE = 32;
+
+/**
+ * A lab with pods a, b, c, the acceleration loaded, servers in c: 'default' (pods that say
+ * nothing), 'optin' (all three annotated kernway.io/sockmap: "on") or 'broken' (opted in,
+ * rules 5 and 6 broken).
+ */
 class Rig {
   lab!: Lab;
   a!: Pod;
@@ -125,13 +138,13 @@ class Rig {
   sm!: Sockmap;
   server!: Server;
 
-  async start(tag: string, broken: boolean): Promise<void> {
+  async start(tag: string, mode: 'default' | 'optin' | 'broken'): Promise<void> {
     this.lab = await Lab.create({ tag });
     this.a = await this.lab.addPod('a');
     this.b = await this.lab.addPod('b');
     this.c = await this.lab.addPod('c');
-    this.sm = await loadSockmap(this.lab, broken ? { testBreak: 'rx' } : {});
-    this.sm.setLocalPods(localPodsOf(this.a, this.b, this.c));
+    this.sm = await loadSockmap(this.lab, mode === 'broken' ? { testBreak: 'rx' } : {});
+    this.sm.setLocalPods((mode === 'default' ? defaultPodsOf : localPodsOf)(this.a, this.b, this.c));
     this.server = await Server.start(this.lab, this.c, '::', [7001]);
   }
 
@@ -142,14 +155,14 @@ class Rig {
   }
 
   /** Runs a relay (argv: its command line before LISTEN UPSTREAM_HOST UPSTREAM_PORT) in b, to the server in c; 2 x conns transfers through it. */
-  async relay(cmd: string, args: string[], conns: number): Promise<Awaited<ReturnType<typeof runClient>>> {
+  async relay(cmd: string, args: string[], conns: number, timeoutMs = 30_000): Promise<Awaited<ReturnType<typeof runClient>>> {
     const p = port++;
-    const child = this.lab.spawn(this.b, cmd, [...args, String(p), this.c.ipv4, '7001']);
+    const child = this.lab.spawn(this.b, cmd, [String(p), this.c.ipv4, '7001', ...args]);
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
     try {
       await waitFor(() => out.includes('ready'), `relay ${cmd}`);
-      return await runClient(this.lab, this.a, { targets: dualStack(this.b, p), conns, concurrency: 50, min: 1, max: 1 << 20, timeoutMs: 30_000 }, 120_000);
+      return await runClient(this.lab, this.a, { targets: dualStack(this.b, p), conns, concurrency: 50, min: 1, max: 1 << 20, timeoutMs }, 120_000);
     } finally {
       await stopChild(child);
     }
@@ -222,9 +235,71 @@ class Rig {
   }
 }
 
-describe('sockmap: sockets tcp_bpf would serve differently stay on the stack (defaults)', () => {
+describe('sockmap defaults (pods that say nothing): nothing is redirected to a socket, every byte arrives', () => {
   const rig = new Rig();
-  beforeAll(() => rig.start('smlimit', false), 60_000);
+  beforeAll(() => rig.start('smlimitd', 'default'), 60_000);
+  afterAll(() => rig.stop());
+
+  it('a proxy in C that reads the header with recv() and then splices: 2,000 transfers, every byte both ways', async () => {
+    const before = rig.sm.stats();
+    for (let i = 0; i < 2; i++) {
+      const res = await rig.relay(splice, [String(HEADER_SIZE)], 500);
+      expect(res.failures).toEqual([]);
+      expect(res.ok).toBe(500);
+    }
+    const d = delta(before, rig.sm.stats());
+    // Between pods that say nothing, no socket is even added to the sockhash (rule 7).
+    expect(d.inserts).toBe(0);
+    expect(d.skippedNotOptedIn).toBe(4000);
+    expect(d.redirectedBytes).toBe(0);
+  }, 300_000);
+
+  it('a Go proxy (bufio.Reader reads the header, then io.Copy splices): 2,000 transfers, every byte both ways', async () => {
+    for (let i = 0; i < 2; i++) {
+      const res = await rig.relay(relay, [String(HEADER_SIZE)], 500);
+      expect(res.failures).toEqual([]);
+      expect(res.ok).toBe(500);
+    }
+  }, 300_000);
+
+  it('a header-reading splice proxy in a pod that says nothing, between pods that opted in: exact, its sends redirected', async () => {
+    rig.sm.setLocalPods([...localPodsOf(rig.a, rig.c), ...defaultPodsOf(rig.b)]);
+    try {
+      const before = rig.sm.stats();
+      for (const cmd of [splice, relay]) {
+        const res = await rig.relay(cmd, [String(HEADER_SIZE)], 250);
+        expect(res.failures).toEqual([]);
+        expect(res.ok).toBe(250);
+      }
+      const d = delta(before, rig.sm.stats());
+      // The relay's sockets: added (their peers opted in), never targets; what it sends to the server is redirected.
+      expect(d.notOptedIn).toBe(1000);
+      expect(d.redirectedBytes).toBeGreaterThan(0);
+    } finally {
+      rig.sm.setLocalPods(defaultPodsOf(rig.a, rig.b, rig.c));
+    }
+  }, 300_000);
+
+  it('a splice(2) relay in C, blocking clients, MSG_WAITALL, SO_RCVLOWAT, MSG_PEEK and splice readers: exact', async () => {
+    const before = rig.sm.stats();
+    const res = await rig.relay(splice, [], 100);
+    expect(res.failures).toEqual([]);
+    expect(res.ok).toBe(100);
+    await rig.blockingClients('client-waitall', 5, 256 << 10);
+    await rig.blockingClients('client-eof', 5, 256 << 10);
+    expect(await rig.read('waitall', 4096, true)).toBe('waitall 4096');
+    expect(await rig.read('rcvlowat', 4096)).toBe('rcvlowat 4096');
+    expect(await rig.read('peek', 1 << 20)).toBe(`peek ${1 << 20} ${sentDigest(1 << 20)}`);
+    expect(await rig.read('splice', 4096)).toBe('splice 4096');
+    const d = delta(before, rig.sm.stats());
+    expect(d.inserts).toBe(0);
+    expect(d.redirectedBytes).toBe(0);
+  }, 300_000);
+});
+
+describe('sockmap, pods opted in: sockets tcp_bpf would serve differently stay on the stack (rules 5 and 6)', () => {
+  const rig = new Rig();
+  beforeAll(() => rig.start('smlimit', 'optin'), 60_000);
   afterAll(() => rig.stop());
 
   it('a splice(2) relay in C (poll, socket -> pipe -> socket): 1,000 transfers, every byte both ways', async () => {
@@ -297,9 +372,23 @@ describe('sockmap: sockets tcp_bpf would serve differently stay on the stack (de
   }, 90_000);
 });
 
+describe('sockmap, pods opted in: why rule 7 keeps pods that say nothing from receiving redirected bytes', () => {
+  const rig = new Rig();
+  beforeAll(() => rig.start('smlimito', 'optin'), 60_000);
+  afterAll(() => rig.stop());
+
+  it('a proxy that reads the header with recv() and then splices misses the bytes redirected to it in between', async () => {
+    const before = rig.sm.stats();
+    const res = await rig.relay(splice, [String(HEADER_SIZE)], 20, 5000);
+    expect(res.ok).toBeLessThan(20);
+    // The relay's client-side sockets became targets with their first read (rule 5 cannot know what comes next).
+    expect(delta(before, rig.sm.stats()).targets).toBeGreaterThanOrEqual(20);
+  }, 120_000);
+});
+
 describe('sockmap negative controls: the same runs with rules 5 and 6 broken', () => {
   const rig = new Rig();
-  beforeAll(() => rig.start('smlimitx', true), 60_000);
+  beforeAll(() => rig.start('smlimitx', 'broken'), 60_000);
   afterAll(() => rig.stop());
 
   it('the splice relay loses the redirected bytes', async () => {

@@ -24,25 +24,37 @@ function pod(name: string, ns: string, ips: string[], extra: { node?: string; ho
 }
 
 describe('sockmap module: local pods', () => {
-  it('takes the running pods of this node, not host-network ones, off by pod or namespace annotation', () => {
+  it('takes the running pods of this node, not host-network ones, off or on (targets) by pod or namespace annotation', () => {
     const objects = [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'quiet', annotations: { 'kernway.io/sockmap': 'off' } } },
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'fast', annotations: { 'kernway.io/sockmap': 'On' } } },
       pod('web', 'default', ['10.244.0.5', 'fd00:244::5']),
       pod('db', 'default', ['10.244.0.6'], { annotations: { 'kernway.io/sockmap': 'off' } }),
       pod('batch', 'quiet', ['10.244.0.7']),
+      pod('api', 'default', ['10.244.0.10'], { annotations: { 'kernway.io/sockmap': 'on' } }),
+      pod('cache', 'fast', ['10.244.0.11']),
+      pod('legacy', 'fast', ['10.244.0.12'], { annotations: { 'kernway.io/sockmap': 'off' } }),
+      pod('lone', 'quiet', ['10.244.0.13'], { annotations: { 'kernway.io/sockmap': 'on' } }),
+      pod('wp', 'default', ['10.244.0.14']),
       pod('far', 'default', ['10.244.1.9'], { node: 'node-b' }),
       pod('host', 'default', ['192.168.1.10'], { hostNetwork: true }),
       { ...pod('done', 'default', ['10.244.0.8']), status: { phase: 'Succeeded', podIP: '10.244.0.8', podIPs: [{ ip: '10.244.0.8' }] } },
     ];
     const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'm.yaml', index })));
     expect(model.problems).toEqual([]);
-    const pods = localPodsFromModel(model, 'node-a').sort((x, y) => x.ip.localeCompare(y.ip));
+    // 10.244.0.14 stands for a kernway waypoint's pod (the agent passes their addresses).
+    const pods = localPodsFromModel(model, 'node-a', new Set(['10.244.0.14', '10.244.0.7'])).sort((x, y) => x.ip.localeCompare(y.ip));
     expect(pods).toEqual([
-      { ip: '10.244.0.5', sockmapOff: false },
-      { ip: '10.244.0.6', sockmapOff: true },
-      { ip: '10.244.0.7', sockmapOff: true },
-      { ip: 'fd00:244::5', sockmapOff: false },
+      { ip: '10.244.0.10', sockmapOff: false, target: true },
+      { ip: '10.244.0.11', sockmapOff: false, target: true },
+      { ip: '10.244.0.12', sockmapOff: true, target: false },
+      { ip: '10.244.0.13', sockmapOff: true, target: false },
+      { ip: '10.244.0.14', sockmapOff: false, target: true },
+      { ip: '10.244.0.5', sockmapOff: false, target: false },
+      { ip: '10.244.0.6', sockmapOff: true, target: false },
+      { ip: '10.244.0.7', sockmapOff: true, target: false },
+      { ip: 'fd00:244::5', sockmapOff: false, target: false },
     ]);
   });
 
@@ -76,9 +88,12 @@ describe('sockmap module: loaded', () => {
     expect(sm.setLocalPods([{ ip: '10.244.0.2' }, { ip: 'fd00:244::2' }, { ip: '10.244.0.3' }])).toEqual({ added: 3, changed: 0, removed: 0 });
     expect(sm.setLocalPods([{ ip: '10.244.0.2', sockmapOff: true }, { ip: 'fd00:244::2' }, { ip: '10.244.0.4' }])).toEqual({ added: 1, changed: 1, removed: 1 });
     expect(sm.localPods().sort((a, b) => a.ip.localeCompare(b.ip))).toEqual([
-      { ip: '10.244.0.2', sockmapOff: true }, { ip: '10.244.0.4', sockmapOff: false }, { ip: 'fd00:244::2', sockmapOff: false },
+      { ip: '10.244.0.2', sockmapOff: true, target: false }, { ip: '10.244.0.4', sockmapOff: false, target: false }, { ip: 'fd00:244::2', sockmapOff: false, target: false },
     ]);
     expect(sm.setLocalPods([{ ip: '10.244.0.2', sockmapOff: true }, { ip: 'fd00:244::2' }, { ip: '10.244.0.4' }])).toEqual({ added: 0, changed: 0, removed: 0 });
+    // Opting in is a flag of its own (KW_SM_POD_TARGET).
+    expect(sm.setLocalPods([{ ip: '10.244.0.2', sockmapOff: true }, { ip: 'fd00:244::2', target: true }, { ip: '10.244.0.4' }])).toEqual({ added: 0, changed: 1, removed: 0 });
+    expect(sm.localPods().find((p) => p.ip === 'fd00:244::2')).toEqual({ ip: 'fd00:244::2', sockmapOff: false, target: true });
   });
 
   it('follows a model, touching the map only when its local pods changed', () => {
@@ -87,7 +102,12 @@ describe('sockmap module: loaded', () => {
     expect(sm.syncFromModel(model(false), 'node-a')).toEqual({ added: 1, changed: 0, removed: 3 });
     expect(sm.syncFromModel(model(false), 'node-a')).toBeUndefined();
     expect(sm.syncFromModel(model(true), 'node-a')).toEqual({ added: 0, changed: 1, removed: 0 });
-    expect(sm.localPods()).toEqual([{ ip: '10.244.0.9', sockmapOff: true }]);
+    expect(sm.localPods()).toEqual([{ ip: '10.244.0.9', sockmapOff: true, target: false }]);
+    // A waypoint's address (the agent passes them) is a target unless its pod opted out.
+    expect(sm.syncFromModel(model(false), 'node-a', new Set(['10.244.0.9']))).toEqual({ added: 0, changed: 1, removed: 0 });
+    expect(sm.localPods()).toEqual([{ ip: '10.244.0.9', sockmapOff: false, target: true }]);
+    expect(sm.syncFromModel(model(true), 'node-a', new Set(['10.244.0.9']))).toEqual({ added: 0, changed: 1, removed: 0 });
+    expect(sm.localPods()).toEqual([{ ip: '10.244.0.9', sockmapOff: true, target: false }]);
   });
 
   it('says the pod map is full, naming the capacity to raise', () => {
