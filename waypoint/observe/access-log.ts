@@ -2,12 +2,14 @@
  * Access logs: one JSON line per request in pino's format (level, time, name, msg
  * "request", then the fields), written asynchronously in batches through pino's
  * destination (sonic-boom), so that logging does not slow the proxy down: lines are
- * buffered up to 64 KiB and flushed at least once a second (as nginx's
- * `access_log ... buffer=64k flush=1s`); at shutdown the write in flight is waited for and
- * the rest written, so no line is lost on SIGTERM. The line is
+ * buffered here up to 64 KiB (a list of lines joined once per batch: sonic-boom's own
+ * buffer measures its whole accumulated string on every write) and flushed at least once
+ * a second (as nginx's `access_log ... buffer=64k flush=1s`); at shutdown the write in
+ * flight is waited for and the rest written, so no line is lost on SIGTERM. The line is
  * assembled here rather than by pino's generic serializer: its fields are fixed, and this
  * is on every request's path. Destination: stdout (default), stderr, a file, or off.
  */
+import { writeSync } from 'node:fs';
 import pino from 'pino';
 
 export type AccessLogDestination = 'stdout' | 'stderr' | 'off' | { file: string };
@@ -49,24 +51,26 @@ export class AccessLog {
   private readonly dest: Destination | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
   private failed = false;
-  /** Lines written since the last flush: the timer flushes only when there are some. */
-  private pending = false;
-  /** The destination is open (a file is opened asynchronously). */
-  private open = false;
+  /** Lines not yet handed to the destination, and their length (characters: bytes for ASCII). */
+  private lines: string[] = [];
+  private buffered = 0;
+  /** Bytes handed to the destination and not yet written (its 'write' events count them down). */
+  private inFlight = 0;
+  private written: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(where: AccessLogDestination) {
     if (where === 'off') return;
-    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: BUFFER_BYTES, maxWrite: 2 * BUFFER_BYTES, mkdir: true });
+    // minLength 0: what is handed over is written at once (asynchronously); the batching is here.
+    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: 0, maxWrite: 2 * BUFFER_BYTES, mkdir: true });
     // A write that fails later (disk full, file removed with its folder) is not worth a crash.
     dest.on('error', (e: Error) => { if (!this.failed) { this.failed = true; process.emitWarning(`access log: ${e.message}; lines are dropped`); } });
-    dest.once('ready', () => { this.open = true; });
+    dest.on('write', (n: number) => {
+      this.inFlight -= n;
+      if (this.inFlight <= 0) { this.inFlight = 0; this.written?.(); }
+    });
     this.dest = dest;
-    this.timer = setInterval(() => {
-      if (!this.pending || !this.open) return;
-      this.pending = false;
-      try { dest.flush(); } catch { /* busy writing: the next tick takes it */ }
-    }, FLUSH_EVERY_MS);
+    this.timer = setInterval(() => this.handOver(), FLUSH_EVERY_MS);
     this.timer.unref();
   }
 
@@ -83,14 +87,25 @@ export class AccessLog {
     if (r.userAgent !== undefined) line += `,"userAgent":${s(r.userAgent)}`;
     if (r.reason !== undefined) line += `,"reason":"${r.reason}"`;
     if (r.responseFlags !== undefined) line += `,"responseFlags":"${r.responseFlags}"`;
-    this.pending = true;
-    this.dest.write(`${line},"attempts":${r.attempts}}\n`);
+    line += `,"attempts":${r.attempts}}\n`;
+    this.lines.push(line);
+    this.buffered += line.length;
+    if (this.buffered >= BUFFER_BYTES) this.handOver();
+  }
+
+  /** The buffered lines to the destination, as one string (written asynchronously). */
+  private handOver(): void {
+    if (this.lines.length === 0 || !this.dest) return;
+    const batch = this.lines.length === 1 ? this.lines[0]! : this.lines.join('');
+    this.lines = [];
+    this.buffered = 0;
+    this.inFlight += Buffer.byteLength(batch);
+    try { this.dest.write(batch); } catch { /* destroyed at shutdown: nothing more is written */ }
   }
 
   /**
-   * At shutdown: stop the flush timer, wait for the write in flight (an asynchronous write
-   * of the flush timer), then write what is buffered. Resolves when every line written
-   * before it is in the destination.
+   * At shutdown: stop the flush timer, hand the buffered lines over and wait until every
+   * byte is written. Resolves when every line written before it is in the destination.
    */
   close(): Promise<void> {
     return (this.closing ??= this.drain());
@@ -98,21 +113,39 @@ export class AccessLog {
 
   private async drain(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.handOver();
     const dest = this.dest;
     if (!dest || this.failed) return;
-    await new Promise<void>((resolve) => {
-      const guard = setTimeout(resolve, CLOSE_WAIT_MS);
+    if (this.inFlight === 0) return;
+    // Every byte handed over is written asynchronously (also those waiting for the file to
+    // open): wait for the last 'write'; past the guard, whatever is left is written at once.
+    const all = await new Promise<boolean>((resolve) => {
+      const guard = setTimeout(() => resolve(false), CLOSE_WAIT_MS);
       guard.unref();
-      const done = (): void => { clearTimeout(guard); resolve(); };
-      // flush(cb): the callback runs once nothing is in flight (after an fsync, which fails on
-      // pipes: ignored); before the file is open, sonic-boom writes and calls it once it is.
-      try { dest.flush(done); } catch { done(); }
+      this.written = (): void => { clearTimeout(guard); resolve(true); };
+      dest.once('error', () => { clearTimeout(guard); resolve(true); });
     });
-    this.flush();
+    if (!all) try { dest.flushSync(); } catch { /* gone */ }
   }
 
-  /** Write what is buffered now. */
+  /** Write what is buffered now: synchronously when nothing is in flight and the destination is open. */
   flush(): void {
-    try { this.dest?.flushSync(); } catch { /* not ready yet: nothing to flush */ }
+    const dest = this.dest;
+    if (!dest) return;
+    const fd = (dest as unknown as { fd: number }).fd;
+    if (this.inFlight === 0 && fd >= 0 && this.lines.length > 0) {
+      let batch = Buffer.from(this.lines.join(''));
+      this.lines = [];
+      this.buffered = 0;
+      try {
+        while (batch.length > 0) batch = batch.subarray(writeSync(fd, batch));
+      } catch {
+        this.inFlight += batch.length;
+        dest.write(batch.toString());
+      }
+      return;
+    }
+    this.handOver();
+    try { dest.flushSync(); } catch { /* not open yet: written when it is */ }
   }
 }
