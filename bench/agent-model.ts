@@ -183,7 +183,7 @@ try {
     tb.update(s.model, s.changedServices);
     if (!pending) return;
     const e = table.get(`${ip(VIP_BASE, pending.i + 1)}:80/TCP`);
-    if (e && e.backends.some((b) => b.ip === ip(POD_BASE, pending!.i * ENDPOINTS + 1000000))) {
+    if (e && [...e.backends].some((b) => b.ip === ip(POD_BASE, pending!.i * ENDPOINTS + 1000000))) {
       lat.push(performance.now() - pending.t0);
       const r = pending.resolve;
       pending = undefined;

@@ -104,7 +104,8 @@ async function child(socket: string, from: number, namespaces: number): Promise<
       const r = u.config.routes.find((x) => x.meta.name === 'probe');
       const p = r?.rules[0]?.matches[0]?.path.value ?? '';
       const stamps = [p.slice(3)];
-      const node = u.config.model.slicesByService.get(`${ns}/svc-0`)?.[0]?.endpoints[0]?.nodeName ?? '';
+      const eps = u.config.model.slicesByService.get(`${ns}/svc-0`)?.[0]?.endpoints;
+      const node = eps && eps.length > 0 ? eps.nodeName(0) ?? '' : '';
       if (node.startsWith('t')) stamps.push(node.slice(1));
       for (const s of stamps) {
         if (!s || seen.get(`${ns}/${s.length}`) === s) continue;

@@ -4,6 +4,7 @@
  */
 import { Checker, checkMeta, type NameRule } from './check.js';
 import { forbiddenAddress, parseIP } from './ip.js';
+import { PackedEndpoints } from './packed.js';
 import { intern, own } from './strings.js';
 import {
   DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
@@ -195,7 +196,7 @@ export function parseEndpointSlice(src: SourcedObject): Parsed {
 
   return result(c, 'EndpointSlice', Object.freeze({
     namespace, name, key: own(`${namespace}/${name}`), serviceName: serviceName ?? '', serviceKey: own(`${namespace}/${serviceName ?? ''}`),
-    addressType, endpoints, ports: ports.slice(),
+    addressType, endpoints: new PackedEndpoints(addressType, endpoints), ports: ports.slice(),
     origin: { file: src.file, index: src.index },
   }));
 }
@@ -222,7 +223,7 @@ function plainEndpoint(e: unknown, addressType: AddressType): Endpoint | undefin
   }
   const nn = r.nodeName;
   if (nn !== undefined && nn !== null && typeof nn !== 'string') return undefined;
-  return { address: own(ip.ip), ready, serving, terminating, nodeName: nn ? intern(nn) : undefined };
+  return { address: ip.ip, ready, serving, terminating, nodeName: nn ? intern(nn) : undefined };
 }
 
 // ---------------------------------------------------------------- Pod

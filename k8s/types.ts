@@ -92,6 +92,22 @@ export interface Endpoint {
   nodeName: string | undefined;
 }
 
+/**
+ * The endpoints of a slice, packed (k8s/packed.ts `PackedEndpoints`): read by index, or
+ * iterated as `Endpoint` objects made on demand.
+ */
+export interface EndpointList extends Iterable<Endpoint> {
+  readonly length: number;
+  address(i: number): string;
+  ready(i: number): boolean;
+  serving(i: number): boolean;
+  terminating(i: number): boolean;
+  nodeName(i: number): string | undefined;
+  at(i: number): Endpoint;
+  /** The wire form: the list of `Endpoint`s. */
+  toJSON(): Endpoint[];
+}
+
 export interface EndpointSlicePort {
   /** '' when unnamed: matches the Service port of the same name (and protocol). */
   name: string;
@@ -110,7 +126,7 @@ export interface EndpointSlice {
   /** 'ns/serviceName': the key of the Service in Model.services. */
   serviceKey: string;
   addressType: AddressType;
-  endpoints: Endpoint[];
+  endpoints: EndpointList;
   ports: EndpointSlicePort[];
   origin: Origin;
 }

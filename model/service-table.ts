@@ -19,16 +19,12 @@
  */
 import { KernwayError } from '../common/errors.js';
 import { familyOf, hostPort } from '../k8s/ip.js';
+import { PackedBackends, type Backend } from '../k8s/packed.js';
 import { own } from '../k8s/strings.js';
 import type { EndpointSlice, IPFamily, LbAlgorithm, Protocol, Service, ServicePort } from '../k8s/types.js';
 import type { Model } from './types.js';
 
-export interface Backend {
-  ip: string;
-  port: number;
-  /** The node the endpoint runs on, when the slice says. */
-  nodeName?: string;
-}
+export type { Backend } from '../k8s/packed.js';
 
 export interface ServiceEntry {
   /** serviceKey(vip, port, proto), e.g. '10.96.0.10:80/TCP' or '[fd00::10]:53/UDP'. */
@@ -37,8 +33,8 @@ export interface ServiceEntry {
   family: IPFamily;
   port: number;
   proto: Protocol;
-  /** Sorted by ip then port. Empty: no usable endpoint, refuse. */
-  backends: readonly Backend[];
+  /** Sorted by ip (as text) then port, packed (k8s/packed.ts). Empty: no usable endpoint, refuse. */
+  backends: PackedBackends;
   algorithm: LbAlgorithm;
   /** ClientIP session affinity, or null. */
   affinity: { timeoutSeconds: number } | null;
@@ -143,12 +139,7 @@ function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: str
 function sameEntry(a: ServiceEntry, b: ServiceEntry): boolean {
   if (a.key !== b.key || a.algorithm !== b.algorithm || a.service !== b.service || a.portName !== b.portName || a.terminatingFallback !== b.terminatingFallback) return false;
   if ((a.affinity?.timeoutSeconds ?? -1) !== (b.affinity?.timeoutSeconds ?? -1)) return false;
-  if (a.backends.length !== b.backends.length) return false;
-  for (let i = 0; i < a.backends.length; i++) {
-    const x = a.backends[i]!, y = b.backends[i]!;
-    if (x.ip !== y.ip || x.port !== y.port || x.nodeName !== y.nodeName) return false;
-  }
-  return true;
+  return a.backends.equals(b.backends);
 }
 
 /** The entries of one Service (exported for tests and for callers that track Services themselves). */
@@ -168,7 +159,7 @@ export function serviceEntries(svc: Service, slices: readonly EndpointSlice[], n
   return entries;
 }
 
-function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices: readonly EndpointSlice[], nodeName: string): { backends: Backend[]; terminatingFallback: boolean } {
+function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices: readonly EndpointSlice[], nodeName: string): { backends: PackedBackends; terminatingFallback: boolean } {
   const local = svc.internalTrafficPolicy === 'Local';
   const ready: Backend[] = [];
   const terminating: Backend[] = [];
@@ -182,26 +173,29 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
     for (const p of slice.ports) if (p.name === sp.name && p.protocol === sp.protocol && p.port !== undefined) { port = p.port; break; }
     if (port === undefined) continue;
     if (++matched === 2) seen = new Set([...ready, ...terminating].map((b) => `${b.ip}|${b.port}`));
-    for (const ep of slice.endpoints) {
-      if (local && ep.nodeName !== nodeName) continue;
-      const usable = ep.ready || (ep.serving && ep.terminating && ready.length === 0);
+    const eps = slice.endpoints;
+    for (let i = 0; i < eps.length; i++) {
+      const epNode = eps.nodeName(i);
+      if (local && epNode !== nodeName) continue;
+      const epReady = eps.ready(i);
+      const usable = epReady || (eps.serving(i) && eps.terminating(i) && ready.length === 0);
       if (!usable) continue;
+      const address = eps.address(i);
       if (seen) {
-        const id = `${ep.address}|${port}`;
+        const id = `${address}|${port}`;
         if (seen.has(id)) continue;
         seen.add(id);
-      } else if (slice.endpoints.length > 1 && (ep.ready ? ready : terminating).some((b) => b.ip === ep.address)) {
+      } else if (eps.length > 1 && (epReady ? ready : terminating).some((b) => b.ip === address)) {
         continue; // the same address twice in one slice
       }
-      const b: Backend = ep.nodeName === undefined ? { ip: ep.address, port } : { ip: ep.address, port, nodeName: ep.nodeName };
-      (ep.ready ? ready : terminating).push(b);
+      const b: Backend = epNode === undefined ? { ip: address, port } : { ip: address, port, nodeName: epNode };
+      (epReady ? ready : terminating).push(b);
     }
   }
   const terminatingFallback = ready.length === 0 && terminating.length > 0;
   const grown = ready.length > 0 ? ready : terminating;
   if (grown.length > 1) grown.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
-  const backends = grown.slice(); // exactly its length: kept for long
-  return { backends, terminatingFallback };
+  return { backends: new PackedBackends(family, grown), terminatingFallback };
 }
 
 function sameList<T>(a: readonly T[], b: readonly T[]): boolean {

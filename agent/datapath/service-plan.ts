@@ -275,7 +275,7 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
           bid = ids.backend.take();
           const k = backendPut.add();
           encodeU32(bid, backendPut.keyBuf, k * 4);
-          encodeBackend({ ip: ips[i]!, port: e.backends[i]!.port, proto, svcId: f.svcId }, backendPut.valueBuf, k * 24);
+          encodeBackend({ ip: ips[i]!, port: e.backends.port(i), proto, svcId: f.svcId }, backendPut.valueBuf, k * 24);
           counts.backends++;
         } else {
           reuse.delete(names[i]!);

@@ -291,7 +291,7 @@ export class TcpMetrics {
 export function modelResolver(
   model: { pods: ReadonlyMap<string, { podIPs: readonly string[]; hostNetwork: boolean; phase?: string | undefined; name: string; namespace: string; labels: Readonly<Record<string, string>> }>;
     services: ReadonlyMap<string, { name: string; namespace: string; key: string; clusterIPs: readonly string[]; ports: ReadonlyArray<{ port: number; protocol: string }> }>;
-    slicesByService: ReadonlyMap<string, ReadonlyArray<{ endpoints: ReadonlyArray<{ address: string }>; ports: ReadonlyArray<{ port: number | undefined; protocol: string }> }>> },
+    slicesByService: ReadonlyMap<string, ReadonlyArray<{ endpoints: Iterable<{ address: string }>; ports: ReadonlyArray<{ port: number | undefined; protocol: string }> }>> },
   workloadOf: (pod: { name: string; namespace: string; labels: Readonly<Record<string, string>> }) => { name: string; namespace: string },
   serviceHost: (namespace: string, name: string) => string,
 ): TcpResolver {

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { InvalidArgumentError, KernwayError } from '../../common/errors.js';
 import { projectRoot } from '../../common/version.js';
 import { kindInfo, parseObject, stubOf, type KnownKind, type KnownObject } from '../../k8s/kinds.js';
-import type { SourcedObject } from '../../k8s/types.js';
+import { parseIP } from '../../k8s/ip.js';
+import { PackedEndpoints } from '../../k8s/packed.js';
+import type { Endpoint, SourcedObject } from '../../k8s/types.js';
 
 export const FEED_PROTO = join(projectRoot(), 'proto', 'feed.proto');
 /** The full method name, for logs. */
@@ -108,8 +110,32 @@ export function decodeResource(r: WireResource): SourcedObject {
   for (const [field, type] of Object.entries(SHAPES[info.kind])) {
     if (typeOf(value[field]) !== type) return fail(`field ${field} is ${typeOf(value[field])}, expected ${type}`);
   }
+  if (info.kind === 'EndpointSlice') {
+    // On the wire the endpoints are a list (PackedEndpoints.toJSON); the model holds them packed.
+    const packed = packWireEndpoints(value.addressType, value.endpoints as unknown[]);
+    if (typeof packed === 'string') return fail(packed);
+    value.endpoints = packed;
+  }
   const stub = stubOf(info.kind, o.name, o.namespace as string | undefined, value as unknown as KnownObject['value']);
   const src = { object: stub, file: r.file, index: r.index };
   parseObject(src);
   return src;
+}
+
+/** A slice's endpoints as sent (canonical addresses of `addressType`), packed; or what is wrong with them. */
+function packWireEndpoints(addressType: unknown, list: unknown[]): PackedEndpoints | string {
+  if (addressType !== 'IPv4' && addressType !== 'IPv6' && addressType !== 'FQDN') return `field addressType is ${JSON.stringify(addressType)}, expected IPv4, IPv6 or FQDN`;
+  const eps: Endpoint[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i] as Partial<Record<keyof Endpoint, unknown>> | null;
+    const ok = typeof e === 'object' && e !== null && typeof e.address === 'string' && typeof e.ready === 'boolean' && typeof e.serving === 'boolean'
+      && typeof e.terminating === 'boolean' && (e.nodeName === undefined || typeof e.nodeName === 'string');
+    if (!ok) return `endpoints[${i}] is not an endpoint ({address, ready, serving, terminating, nodeName?})`;
+    if (addressType !== 'FQDN') {
+      const ip = parseIP(e.address);
+      if (!ip || ip.family !== addressType || ip.ip !== e.address) return `endpoints[${i}].address ${JSON.stringify(e.address)} is not a canonical ${addressType} address`;
+    }
+    eps.push(e as Endpoint);
+  }
+  return new PackedEndpoints(addressType, eps);
 }

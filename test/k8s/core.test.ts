@@ -1,7 +1,7 @@
 /** Checking and normalising single objects: defaults, and errors that name file, object and field. */
 import { describe, expect, it } from 'vitest';
 import { parseObject, validateObject } from '../../k8s/kinds.js';
-import type { Problem, SourcedObject } from '../../k8s/types.js';
+import type { EndpointSlice, Problem, SourcedObject } from '../../k8s/types.js';
 import { service, slice, src } from '../model/fixtures.js';
 
 function problems(o: SourcedObject['object'], file = 'svc.yaml'): Problem[] {
@@ -106,12 +106,12 @@ describe('EndpointSlice', () => {
     expect(p.problems).toEqual([]);
     expect(p.object?.value).toMatchObject({
       key: 'default/web-1', serviceName: 'web', addressType: 'IPv4',
-      endpoints: [
-        { address: '10.0.0.1', ready: true, serving: true, terminating: false },
-        { address: '10.0.0.2', ready: false, serving: true, terminating: true },
-      ],
       ports: [{ name: '', port: 8080, protocol: 'TCP' }],
     });
+    expect([...(p.object?.value as EndpointSlice).endpoints]).toEqual([
+      { address: '10.0.0.1', ready: true, serving: true, terminating: false, nodeName: undefined },
+      { address: '10.0.0.2', ready: false, serving: true, terminating: true, nodeName: undefined },
+    ]);
   });
 
   const bad: [string, SourcedObject['object'], string, RegExp][] = [
