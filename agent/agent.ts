@@ -267,9 +267,11 @@ export class Agent {
         this.feed = feed;
         // Every batch of the source, the first included, in order.
         this.source.on(BATCH, (s: StandaloneSnapshot) => feed.update(s.upserted, s.deleted));
-        await feed.start();
       }
       const first = await this.source.start();
+      // Served once the first full state is in the feed: a waypoint that reconnects to a restarted agent
+      // sooner would get an empty snapshot, drop its configuration and close its listeners.
+      await this.feed?.start();
       if (o.standalone !== undefined && first.objects === 0 && first.problems.length === 0) {
         this.log.warn({ dir: o.standalone }, 'the manifest directory holds no manifests (*.yaml, *.yml, *.json) of a kind kernway reads: nothing to balance until some are added');
       }

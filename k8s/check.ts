@@ -97,7 +97,8 @@ export class Checker {
   /** One of `allowed`; undefined/null/'' give `def`. */
   oneOf<T extends string>(v: unknown, field: string, allowed: readonly T[], def: T): T {
     if (v === undefined || v === null || v === '') return def;
-    if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+    const i = typeof v === 'string' ? (allowed as readonly string[]).indexOf(v) : -1;
+    if (i >= 0) return allowed[i]!; // the constant, not the manifest's copy (10,000 Services need one 'TCP')
     this.fail(field, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${describe(v)}`);
     return def;
   }

@@ -5,7 +5,7 @@
 import { Checker, checkMeta, type NameRule } from './check.js';
 import { forbiddenAddress, parseIP } from './ip.js';
 import { PackedEndpoints } from './packed.js';
-import { intern, own } from './strings.js';
+import { intern, internList, own } from './strings.js';
 import {
   DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
   type AddressType, type Endpoint, type EndpointSlice, type EndpointSlicePort, type LbAlgorithm, type Namespace, type Pod,
@@ -128,7 +128,7 @@ export function parseService(src: SourcedObject): Parsed {
 
   return result(c, 'Service', Object.freeze({
     namespace, name, key: own(`${namespace}/${name}`), type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
-    ports: ports.slice(), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
+    ports: internList(ports), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
   }));
 }
 
@@ -196,7 +196,7 @@ export function parseEndpointSlice(src: SourcedObject): Parsed {
 
   return result(c, 'EndpointSlice', Object.freeze({
     namespace, name, key: own(`${namespace}/${name}`), serviceName: serviceName ?? '', serviceKey: own(`${namespace}/${serviceName ?? ''}`),
-    addressType, endpoints: new PackedEndpoints(addressType, endpoints), ports: ports.slice(),
+    addressType, endpoints: new PackedEndpoints(addressType, endpoints), ports: internList(ports),
     origin: { file: src.file, index: src.index },
   }));
 }

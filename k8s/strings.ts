@@ -29,3 +29,21 @@ export function intern(s: string): string {
   if (interned.size < MAX_INTERNED) interned.set(v, v);
   return v;
 }
+
+const lists = new Map<string, readonly object[]>();
+const MAX_LISTS = 10_000;
+
+/**
+ * One shared, frozen copy of a small list of flat records: port lists repeat across
+ * Services and EndpointSlices (10,000 Services with the same `http: 80 → 8080` are one list).
+ */
+export function internList<T extends object>(items: T[]): T[] {
+  if (items.length === 0) return NO_ITEMS as T[];
+  const key = JSON.stringify(items);
+  const hit = lists.get(key);
+  if (hit !== undefined) return hit as T[];
+  const v = Object.freeze(items.map((x) => Object.freeze({ ...x }))) as unknown as T[];
+  if (lists.size < MAX_LISTS) lists.set(key, v);
+  return v;
+}
+const NO_ITEMS: readonly object[] = Object.freeze([]);
