@@ -26,6 +26,15 @@ const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
 const SESSION_SOCKET = Symbol('kernway.h2.socket');
+/** The response of a stream: the stream's listeners are shared functions that find it here (no closure per request). */
+const RESPONSE = Symbol('kernway.h2.response');
+type StreamWithResponse = http2.ServerHttp2Stream & { [RESPONSE]: H2Response };
+
+function ignore(): void { /* a stream error is reported by 'close' (its rstCode) */ }
+function onStreamClose(this: StreamWithResponse): void { this[RESPONSE].closedNow(); }
+function onStreamDrain(this: StreamWithResponse): void { this[RESPONSE].drained(); }
+function onWantTrailers(this: StreamWithResponse): void { this[RESPONSE].sendTrailers(); }
+function flushHeadOf(r: H2Response): void { r.flushHead(); }
 
 export interface H2ServerOptions {
   /** SETTINGS_MAX_HEADER_LIST_SIZE: larger request heads are refused by nghttp2. */
@@ -80,31 +89,36 @@ export class H2Response {
 
   constructor(private readonly stream: http2.ServerHttp2Stream, method: string) {
     this.noBody = method === 'HEAD';
-    stream.on('error', () => { /* reported by 'close' (its rstCode) */ });
-    stream.once('close', () => {
-      this.closed = true;
-      this.writableFinished = this.writableEnded && stream.rstCode === NGHTTP2_NO_ERROR;
-      const f = this.onClose;
-      this.onClose = undefined;
-      f?.();
-    });
+    (stream as StreamWithResponse)[RESPONSE] = this;
+    stream.on('error', ignore);
+    stream.on('close', onStreamClose);
+  }
+
+  /** The stream closed (ended, or reset by either side). */
+  closedNow(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.writableFinished = this.writableEnded && this.stream.rstCode === NGHTTP2_NO_ERROR;
+    const f = this.onClose;
+    this.onClose = undefined;
+    f?.();
   }
 
   once(event: 'close' | 'drain', fn: () => void): this {
     if (event === 'close') this.onClose = fn;
     else {
       // A listener only for responses that meet back-pressure.
-      if (this.onDrain === undefined) this.stream.once('drain', this.drained);
+      if (this.onDrain === undefined) this.stream.once('drain', onStreamDrain);
       this.onDrain = fn;
     }
     return this;
   }
 
-  private readonly drained = (): void => {
+  drained(): void {
     const f = this.onDrain;
     this.onDrain = undefined;
     f?.();
-  };
+  }
 
   /** Checks the head now (a bad backend header throws here, as Node's writeHead does); sends it with the first chunk or the end. */
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
@@ -129,14 +143,14 @@ export class H2Response {
     this.mayHaveTrailers = !length || trailer || grpc;
     this.head = head;
     this.headersSent = true;
-    if (!this.flushScheduled) { this.flushScheduled = true; setImmediate(this.flushHead); }
+    if (!this.flushScheduled) { this.flushScheduled = true; setImmediate(flushHeadOf, this); }
     return this;
   }
 
   /** A head not followed by a chunk in the same turn goes out alone. */
-  private readonly flushHead = (): void => {
+  flushHead(): void {
     if (this.head !== undefined && !this.closed) this.respond(false);
-  };
+  }
 
   private respond(end: boolean): void {
     const head = this.head!;
@@ -150,12 +164,12 @@ export class H2Response {
       this.stream.destroy();
       return;
     }
-    if (this.waitingForTrailers) this.stream.once('wantTrailers', this.sendTrailers);
+    if (this.waitingForTrailers) this.stream.once('wantTrailers', onWantTrailers);
   }
 
-  private readonly sendTrailers = (): void => {
+  sendTrailers(): void {
     try { this.stream.sendTrailers(this.trailers ?? {}); } catch { this.stream.close(constants.NGHTTP2_INTERNAL_ERROR); }
-  };
+  }
 
   write(chunk: Buffer | string): boolean {
     if (this.writableEnded || this.closed) return false;
