@@ -71,7 +71,7 @@ export const SM_LAYOUTS: Readonly<Record<string, MapLayout>> = {
 export const SM_STATS = [
   'redirectedMessages', 'redirectedBytes', 'passedNoPeer', 'passedOrder',
   'inserts', 'insertFull', 'insertErrors', 'handovers', 'skippedOff',
-  'skippedBlocking', 'passedNotTarget', 'passedFull', 'targets', 'keptOnStack', 'skippedNotOptedIn', 'notOptedIn',
+  'skippedBlocking', 'passedNotTarget', 'passedFull', 'targets', 'keptOnStack', 'skippedNotOptedIn', 'notOptedIn', 'headerOnlyOut',
 ] as const;
 export type SockmapStats = Record<(typeof SM_STATS)[number], number>;
 
@@ -404,6 +404,9 @@ export function registerSockmapMetrics(
   counter('kernway_sockmap_not_opted_in_sockets_total',
     'Pod-to-pod sockets not accelerated because neither pod opted in (kernway.io/sockmap: "on") nor is a waypoint: nothing could be redirected to either end.',
     (s) => [{ value: s.skippedNotOptedIn }]);
+  counter('kernway_sockmap_header_only_released_total',
+    'Sockets the waypoint hand-off had added to the sockhash only to write their PROXY header, taken out once it was written (their reads are plain TCP again).',
+    (s) => [{ value: s.headerOnlyOut }]);
   counter('kernway_sockmap_blocking_sockets_total',
     'Pod-to-pod sockets not accelerated because their owner reads blocking (a blocking socket at connect, a blocking or unknown listener).',
     (s) => [{ value: s.skippedBlocking }]);

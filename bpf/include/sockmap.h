@@ -82,6 +82,7 @@ struct kw_sm_key {
 #define KW_SM_REDIR 1 /* redirected to the peer socket */
 #define KW_SM_WAIT  2 /* through the TCP/IP stack, waiting for a handover (rule 3) */
 #define KW_SM_STACK 3 /* through the TCP/IP stack for good */
+#define KW_SM_HDR_ONLY 4 /* not accelerated: in kw_sm_hash only for the hand-off's PROXY header; removed once it is written (sockmap.bpf.c) */
 
 /* Value of kw_sm_sk (socket-local storage of an accelerated socket). 96 bytes. */
 struct kw_sm_sock {
@@ -172,7 +173,8 @@ struct kw_sm_handover {
 #define KW_SM_STAT_RX_STACK       13 /* sockets kept on the stack for the way they are read (rule 5) */
 #define KW_SM_STAT_SKIPPED_PLAIN  14 /* pod-to-pod sockets not added: neither pod opted in (rule 7) */
 #define KW_SM_STAT_RX_NOT_OPTED   15 /* sockets added but never targets: their pod did not opt in (rule 7) */
-#define KW_SM_STAT_COUNT          16
+#define KW_SM_STAT_HDR_ONLY_OUT   16 /* header-only sockets of the hand-off taken out of kw_sm_hash once their header was written */
+#define KW_SM_STAT_COUNT          17
 
 /* Accelerated sockets: kw_sm_key (as the socket sees itself) -> socket. */
 struct {
