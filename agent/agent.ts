@@ -39,6 +39,7 @@ import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import type { KubeSource, KubeSourceStatus } from '../sources/kube-source.js';
 import { ClusterController } from './cluster/controller.js';
+import type { LeaseStatus } from './cluster/lease.js';
 import { WaypointController } from './cluster/waypoints.js';
 import type { ClusterStatus } from '../k8s/gateway-status.js';
 import type { Model } from '../model/types.js';
@@ -70,6 +71,8 @@ export interface AgentStatus {
   api?: KubeSourceStatus;
   /** The feed to the waypoints (absent without --feed-address). */
   feed?: FeedStatus;
+  /** The status-writer Lease: who holds it, since when, whether this agent leads (absent with --standalone). */
+  leader?: LeaseStatus;
 }
 
 /** Per-Service counters read from the kernel, summed over the Service's frontends. */
@@ -348,6 +351,7 @@ export class Agent {
   /** Applies one model snapshot to the maps; a failure is logged and the last good state stays. */
   private apply(s: StandaloneSnapshot): void {
     if (!this.sync || !this.table || this.state !== 'running') return;
+    const tSnapshot = performance.now();
     this.generation = s.generation;
     this.problems = s.problems.map((p) => ({ ...p }));
     this.metrics.manifestProblems.set(s.problems.length);
@@ -386,7 +390,8 @@ export class Agent {
       if (full) this.log.error({ generation: s.generation, code: 'KW_MAP_FULL', err: full }, 'reconcile incomplete: the maps are full; what was there stays');
       if (result.skipped.length > 0) this.log.warn({ frontends: result.skipped }, 'SCTP service ports are not balanced by the socket load balancer');
       this.log.info({ generation: s.generation, ms: +ms.toFixed(2), created: result.created, changed: result.changed, removed: result.removed,
-        unchanged: result.unchanged, writes: result.writes, deletes: result.deletes, problems: s.problems.length }, 'reconciled');
+        unchanged: result.unchanged, writes: result.writes, deletes: result.deletes, problems: s.problems.length,
+        snapshotMs: +(performance.now() - tSnapshot).toFixed(2), pods: s.change.pods.size }, 'reconciled');
       for (const fn of this.observers) fn({ ms, result, generation: s.generation, ...(full ? { error: full } : {}) });
       this.updateReadiness();
     } catch (e) {
@@ -562,6 +567,7 @@ export class Agent {
     if (this.sockmap) st.sockmap = this.sockmap.status();
     if (this.wpSync && this.wpSync.frontends.length > 0) st.waypoints = { frontends: this.wpSync.frontends, stats: this.wpSync.stats() };
     if (this.kube) st.api = this.kube.status();
+    if (this.cluster) st.leader = this.cluster.elector.status();
     if (this.feed) st.feed = this.feed.status();
     return st;
   }

@@ -13,8 +13,13 @@
  *   latency    an EndpointSlice's endpoint replaced by a REST PUT (write acknowledged) →
  *              the new backend in the kernel's maps (polled from the pins), p50/p99;
  *              then the same from `kubectl apply` spawned (includes kubectl's own start);
- *   pods       N Pods created (of a node that does not run them): the agent's RSS again,
- *              bytes per Pod as the API server sends them against the slim form kept.
+ *   pods       N Pods created (of a node that does not run them, each of an identity of its
+ *              own): the time from the first POST, and from the last one acknowledged, until
+ *              the agent holds them all; the agent's CPU over that time and its RSS after;
+ *              bytes per Pod as the API server sends them against the slim form kept;
+ *   snapshots  per phase, the agent's own time per model snapshot ('reconciled' lines'
+ *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
+ * --skip-baseline leaves out the manifest directory (baseline) runs.
  * `uptime`'s load is printed with every line: the machine is shared.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -30,7 +35,6 @@ import { openPinnedMaps } from '../agent/datapath/sock-lb.js';
 import { decodeBackend, decodeSvcVal, decodeU32, encodeSlotKey, encodeSvcKey, encodeU32 } from '../agent/datapath/codec.js';
 import type { LbMaps } from '../agent/datapath/lb-maps.js';
 import { uninstallAgent } from '../agent/uninstall.js';
-import { adminRequest } from '../agent/admin/client.js';
 import { percentile } from './stats.js';
 
 const { values } = parseArgs({
@@ -40,6 +44,7 @@ const { values } = parseArgs({
     changes: { type: 'string', default: '200' },
     'kubectl-changes': { type: 'string', default: '20' },
     pods: { type: 'string', default: '10000' },
+    'skip-baseline': { type: 'boolean', default: false },
     /** NODE_OPTIONS for the agent process (V8 heap flags, e.g. --max-semi-space-size=1). */
     'agent-node-options': { type: 'string', default: '' },
   },
@@ -88,6 +93,22 @@ function backendsInKernel(maps: LbMaps, vip: string): string[] {
     if (b) list.push(decodeBackend(b).ip);
   }
   return list;
+}
+
+/** CPU seconds (user + system) a process has used. */
+function cpuOf(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** The agent's 'reconciled' lines: its time per model snapshot. */
+const snapshots: Array<{ snapshotMs: number; pods: number }> = [];
+function snapshotStats(from: number, phase: string): void {
+  const xs = snapshots.slice(from).map((x) => x.snapshotMs).sort((a, b) => a - b);
+  if (xs.length === 0) return;
+  const pods = snapshots.slice(from).reduce((n, x) => n + x.pods, 0);
+  out('snapshots', { phase, count: xs.length, pods, p50ms: +percentile(xs, 50).toFixed(1), p99ms: +percentile(xs, 99).toFixed(1),
+    maxMs: +xs[xs.length - 1]!.toFixed(1), sumMs: Math.round(xs.reduce((a, b) => a + b, 0)) });
 }
 
 function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
@@ -149,8 +170,9 @@ async function main(): Promise<void> {
         child.once('exit', (c) => reject(new Error(`the agent exited (${c})`)));
         createInterface({ input: child.stderr! }).on('line', (l) => {
           if (process.env.KERNWAY_BENCH_VERBOSE === '1') process.stderr.write(l + '\n');
-          let j: { msg?: string; ms?: number; objects?: number; address?: string };
+          let j: { msg?: string; ms?: number; objects?: number; address?: string; snapshotMs?: number; pods?: number };
           try { j = JSON.parse(l) as typeof j; } catch { return; }
+          if (j.msg === 'reconciled' && j.snapshotMs !== undefined) snapshots.push({ snapshotMs: j.snapshotMs, pods: j.pods ?? 0 });
           if (j.msg?.startsWith('Kubernetes API synced')) r.synced = { ms: j.ms!, objects: j.objects! };
           if (j.msg?.startsWith('metrics listening') && j.address) r.metricsPort = Number(j.address.slice(j.address.lastIndexOf(':') + 1));
           if (j.msg === 'agent running') resolve();
@@ -164,55 +186,8 @@ async function main(): Promise<void> {
       await exited;
       uninstallAgent(bpffs, lab.cgroupPath);
     };
-    const empty = join(dir, 'empty');
-    mkdirSync(empty);
-    const base = await startAgent(['--standalone', empty]);
-    await new Promise((r) => setTimeout(r, 10_000));
-    out('memory', { source: 'empty manifest directory (fixed cost)', ...rssOf(base.child.pid!), ...(await heapOf(base.metricsPort).catch(() => ({}))) });
-    await stopAgent(base.child);
-
-    // The same objects from a manifest directory (100 files): RSS and change latency of the standalone source, the baseline.
-    const manifests = join(dir, 'manifests');
-    mkdirSync(manifests);
-    const FILES = Math.min(100, SERVICES);
-    const per = Math.ceil(SERVICES / FILES);
-    const override = new Map<number, string[]>();
-    const v1slice = (i: number): Record<string, unknown> => ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `svc-${i}-1`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` } },
-      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: (override.get(i) ?? Array.from({ length: ENDPOINTS }, (_, e) => POD(i, e))).map((a) => ({ addresses: [a], conditions: { ready: true }, nodeName: 'node-1' })) });
-    const writeFile = (f: number): void => {
-      const items: unknown[] = [];
-      for (let i = f * per; i < Math.min(SERVICES, (f + 1) * per); i++) items.push(service(i), v1slice(i));
-      writeFileSync(join(manifests, `.f${f}.tmp`), JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
-      renameSync(join(manifests, `.f${f}.tmp`), join(manifests, `f${f}.json`));
-    };
-    for (let f = 0; f < FILES; f++) writeFile(f);
-    t = performance.now();
-    const sa = await startAgent(['--standalone', manifests]);
-    out('sync', { source: 'manifest directory (baseline)', services: SERVICES, toRunningMs: Math.round(performance.now() - t) });
-    await new Promise((r) => setTimeout(r, 10_000));
-    out('memory', { source: 'manifest directory (baseline)', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(sa.child.pid!), ...(await heapOf(sa.metricsPort).catch(() => ({}))) });
-    {
-      const maps = openPinnedMaps(bpffs);
-      const lat: number[] = [];
-      for (let c = 0; c < CHANGES; c++) {
-        const i = (c * 7919) % SERVICES;
-        const fresh = ip(((10 << 24) | (4 << 16)) + c + 1);
-        override.set(i, [fresh, ...Array.from({ length: ENDPOINTS - 1 }, (_, e) => POD(i, e + 1))]);
-        writeFile(Math.floor(i / per));
-        const a = performance.now();
-        while (!backendsInKernel(maps, VIP(i)).includes(fresh)) {
-          if (performance.now() - a > 30_000) throw new Error(`file change ${c} not in the maps within 30 s`);
-          await new Promise((r) => setTimeout(r, 1));
-        }
-        lat.push(performance.now() - a);
-      }
-      for (const m of Object.values(maps)) m.close?.();
-      const q = (xs: number[], p: number): number => +percentile([...xs].sort((x, y) => x - y), p).toFixed(1);
-      out('latency', { via: 'manifest file renamed → map entry (baseline, 20 ms debounce)', changes: CHANGES, p50ms: q(lat, 50), p99ms: q(lat, 99), maxMs: q(lat, 100) });
-    }
-    await stopAgent(sa.child);
+    if (!values['skip-baseline']) await baseline();
+    else out('baseline', { skipped: true });
 
     t = performance.now();
     const kube = await startAgent(['--kubeconfig', cluster.kubeconfig]);
@@ -228,6 +203,7 @@ async function main(): Promise<void> {
     out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(kube.child.pid!), ...heap });
 
     // Change → map entry: REST PUT acknowledged → new backend in the kernel.
+    const fromLatency = snapshots.length;
     const rest: number[] = [];
     for (let c = 0; c < CHANGES; c++) {
       const i = (c * 7919) % SERVICES;
@@ -244,6 +220,7 @@ async function main(): Promise<void> {
     }
     const q = (xs: number[], p: number): number => +percentile([...xs].sort((x, y) => x - y), p).toFixed(1);
     out('latency', { via: 'REST PUT acknowledged → map entry', changes: CHANGES, p50ms: q(rest, 50), p99ms: q(rest, 99), maxMs: q(rest, 100) });
+    snapshotStats(fromLatency, 'one slice change');
 
     const viaKubectl: number[] = [];
     const kubectlOnly: number[] = [];
@@ -265,6 +242,8 @@ async function main(): Promise<void> {
       kubectlExitP50ms: q(kubectlOnly, 50) });
 
     if (PODS > 0) {
+      const fromSnapshot = snapshots.length;
+      const cpu0 = cpuOf(kube.child.pid!);
       t = performance.now();
       await pool(PODS, 32, async (i) => {
         await cluster.api.post('/api/v1/namespaces/bench/pods', { apiVersion: 'v1', kind: 'Pod',
@@ -273,16 +252,18 @@ async function main(): Promise<void> {
           spec: { nodeName: 'node-ghost', serviceAccountName: 'default', containers: [{ name: 'app', image: 'registry.example/app:1.0', command: ['app'], ports: [{ containerPort: 8080 }],
             env: [{ name: 'MODE', value: 'bench' }], resources: { requests: { cpu: '10m', memory: '16Mi' } } }] } });
       });
-      out('populate', { pods: PODS, seconds: +((performance.now() - t) / 1000).toFixed(1) });
-      const listed = Date.now();
-      // The agent sees them by its watch: wait until its status counts them.
-      for (;;) {
-        const st = await adminRequest<{ api?: { kinds: Array<{ kind: string; objects: number }> } }>(join(dir, 'admin.sock'), '/v1/status', { timeoutMs: 30_000 }).catch(() => undefined);
-        const pods = st?.api?.kinds.find((k) => k.kind === 'Pod')?.objects ?? 0;
-        if (pods >= PODS) break;
-        if (Date.now() - listed > 120_000) throw new Error(`the agent sees ${pods} pods of ${PODS}`);
-        await new Promise((r) => setTimeout(r, 500));
+      const posted = performance.now();
+      out('populate', { pods: PODS, seconds: +((posted - t) / 1000).toFixed(1), perSecond: Math.round(PODS / ((posted - t) / 1000)) });
+      // Taken in: every Pod in a model snapshot the agent applied (the pods its 'reconciled' lines count).
+      const applied = (): number => snapshots.slice(fromSnapshot).reduce((n, x) => n + x.pods, 0);
+      while (applied() < PODS) {
+        if (performance.now() - posted > 300_000) throw new Error(`the agent applied ${applied()} pods of ${PODS} 300 s after the last was created`);
+        await new Promise((r) => setTimeout(r, 100));
       }
+      const done = performance.now();
+      out('pods-in', { pods: PODS, fromFirstPostS: +((done - t) / 1000).toFixed(1), afterLastPostMs: Math.round(done - posted),
+        agentCpuS: +(cpuOf(kube.child.pid!) - cpu0).toFixed(1), agentCpuMsPerPod: +((cpuOf(kube.child.pid!) - cpu0) * 1000 / PODS).toFixed(2) });
+      snapshotStats(fromSnapshot, 'pods');
       await new Promise((r) => setTimeout(r, 10_000));
       const heap2 = metricsPort ? await heapOf(metricsPort).catch(() => ({})) : {};
       // What the API server sends per Pod (a list page, JSON) against what the agent keeps.
@@ -292,6 +273,59 @@ async function main(): Promise<void> {
       out('pods', { pods: PODS, ...rssOf(kube.child.pid!), ...heap2, apiBytesPerPod: Math.round(bytes / one.items.length) });
     }
     for (const m of Object.values(maps)) m.close?.();
+
+    // The agent with an empty manifest directory (its fixed cost), then the same objects from a manifest directory (the baseline).
+    async function baseline(): Promise<void> {
+      const empty = join(dir, 'empty');
+      mkdirSync(empty);
+      const base = await startAgent(['--standalone', empty]);
+      await new Promise((r) => setTimeout(r, 10_000));
+      out('memory', { source: 'empty manifest directory (fixed cost)', ...rssOf(base.child.pid!), ...(await heapOf(base.metricsPort).catch(() => ({}))) });
+      await stopAgent(base.child);
+
+      // The same objects from a manifest directory (100 files): RSS and change latency of the standalone source, the baseline.
+      const manifests = join(dir, 'manifests');
+      mkdirSync(manifests);
+      const FILES = Math.min(100, SERVICES);
+      const per = Math.ceil(SERVICES / FILES);
+      const override = new Map<number, string[]>();
+      const v1slice = (i: number): Record<string, unknown> => ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: { name: `svc-${i}-1`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` } },
+        addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+        endpoints: (override.get(i) ?? Array.from({ length: ENDPOINTS }, (_, e) => POD(i, e))).map((a) => ({ addresses: [a], conditions: { ready: true }, nodeName: 'node-1' })) });
+      const writeFile = (f: number): void => {
+        const items: unknown[] = [];
+        for (let i = f * per; i < Math.min(SERVICES, (f + 1) * per); i++) items.push(service(i), v1slice(i));
+        writeFileSync(join(manifests, `.f${f}.tmp`), JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+        renameSync(join(manifests, `.f${f}.tmp`), join(manifests, `f${f}.json`));
+      };
+      for (let f = 0; f < FILES; f++) writeFile(f);
+      t = performance.now();
+      const sa = await startAgent(['--standalone', manifests]);
+      out('sync', { source: 'manifest directory (baseline)', services: SERVICES, toRunningMs: Math.round(performance.now() - t) });
+      await new Promise((r) => setTimeout(r, 10_000));
+      out('memory', { source: 'manifest directory (baseline)', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(sa.child.pid!), ...(await heapOf(sa.metricsPort).catch(() => ({}))) });
+      {
+        const maps = openPinnedMaps(bpffs);
+        const lat: number[] = [];
+        for (let c = 0; c < CHANGES; c++) {
+          const i = (c * 7919) % SERVICES;
+          const fresh = ip(((10 << 24) | (4 << 16)) + c + 1);
+          override.set(i, [fresh, ...Array.from({ length: ENDPOINTS - 1 }, (_, e) => POD(i, e + 1))]);
+          writeFile(Math.floor(i / per));
+          const a = performance.now();
+          while (!backendsInKernel(maps, VIP(i)).includes(fresh)) {
+            if (performance.now() - a > 30_000) throw new Error(`file change ${c} not in the maps within 30 s`);
+            await new Promise((r) => setTimeout(r, 1));
+          }
+          lat.push(performance.now() - a);
+        }
+        for (const m of Object.values(maps)) m.close?.();
+        const q = (xs: number[], p: number): number => +percentile([...xs].sort((x, y) => x - y), p).toFixed(1);
+        out('latency', { via: 'manifest file renamed → map entry (baseline, 20 ms debounce)', changes: CHANGES, p50ms: q(lat, 50), p99ms: q(lat, 99), maxMs: q(lat, 100) });
+      }
+      await stopAgent(sa.child);
+    }
   }
 }
 

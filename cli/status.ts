@@ -41,6 +41,12 @@ export const command: Command = {
   },
 };
 
+/** Who holds the status-writer Lease, since when, and whether it is this agent. */
+function leaderLine(l: NonNullable<StatusReport['leader']>): string {
+  const who = l.leading ? `this agent (${l.identity}) leads` : l.holder ? `${l.holder} leads (this agent, ${l.identity}, is a candidate)` : `no holder yet (this agent, ${l.identity}, is a candidate)`;
+  return `${who}${l.holder && l.holderSince ? ` since ${l.holderSince}` : ''}; Lease ${l.lease}${l.lastError ? `; lease requests failing: ${l.lastError}` : ''}`;
+}
+
 export function renderStatus(st: StatusReport): string {
   const out: string[] = [];
   const rec = st.lastReconcile;
@@ -55,6 +61,7 @@ export function renderStatus(st: StatusReport): string {
     ['last reconcile', rec ? `${rec.at} in ${rec.ms.toFixed(1)} ms${rec.error ? ` FAILED: ${rec.error}` : ''}` : 'none yet'],
     ...(st.api ? [['API server', `${st.api.server}: ${st.api.unreachableSince ? `unreachable since ${st.api.unreachableSince} (the maps keep the last state)`
       : st.api.synced ? 'connected' : 'syncing'}`] as [string, string]] : []),
+    ...(st.leader ? [['status writer', leaderLine(st.leader)] as [string, string]] : []),
   ], [{ header: 'AGENT', value: (r) => r[0] }, { header: '', value: (r) => r[1] }]));
   if (st.problems.length > 0) {
     out.push('', `${st.problems.length} manifest problem(s) (the last good content of those files stays in force):`);

@@ -20,7 +20,7 @@ import {
 } from '../k8s/gateway-api-types.js';
 import { GATEWAY_CONTROLLER, KERNWAY_CONTROLLERS, MESH_CONTROLLER, type ClusterStatus, type RouteStatusOut } from '../k8s/gateway-status.js';
 import type { Model } from './types.js';
-import { waypointBindings } from './waypoint-binding.js';
+import { USE_WAYPOINT_LABEL, WAYPOINT_CLASS, waypointBindings } from './waypoint-binding.js';
 import { waypointConfigOf, type WaypointConfig } from './waypoint-config.js';
 
 // ------------------------------------------------------------------ types
@@ -56,6 +56,12 @@ export interface RouteStatusOptions {
   /** Where Gateway listeners bind unless the Gateway lists spec.addresses. */
   listenAddress: string;
   controllerName?: string;
+  /**
+   * A Service parent is accepted only when the Service is bound to a valid waypoint (the
+   * cluster's status: without one, no waypoint applies the route). Default false: a
+   * waypoint computing its own status serves every Service of its namespace it is given.
+   */
+  requireWaypoint?: boolean;
 }
 
 /** What one namespace's waypoint answers for, and the status of it. */
@@ -227,8 +233,13 @@ export function routeStatusOf(cfg: WaypointConfig, opts: RouteStatusOptions): Na
         const svcKey = `${pr.namespace}/${pr.name}`;
         const parent = meshParents.get(svcKey);
         const conds: Condition[] = [];
+        const binding = bindings.services.get(svcKey);
         if (!parent) {
           conds.push(cond('Accepted', false, 'NoMatchingParent', `Service ${svcKey} not found (or it has no cluster IP)`, gen));
+        } else if (opts.requireWaypoint && !(binding && bindings.waypoints.get(binding.waypoint)?.valid)) {
+          conds.push(cond('Accepted', false, 'NoMatchingParent', binding
+            ? `Service ${svcKey} is bound to waypoint ${binding.waypoint}, which is not a Gateway of class ${WAYPOINT_CLASS}: no waypoint applies the route`
+            : `Service ${svcKey} is not bound to a waypoint (label it or namespace ${ns} ${USE_WAYPOINT_LABEL}: NAME, a Gateway of class ${WAYPOINT_CLASS}): no waypoint applies the route`, gen));
         } else {
           const targets = pr.port === undefined ? parent.ports : parent.ports.filter((p) => p.port === pr.port);
           if (targets.length === 0) conds.push(cond('Accepted', false, 'NoMatchingParent', `Service ${svcKey} has no port ${pr.port}`, gen));
@@ -314,7 +325,7 @@ export function clusterStatusOf(model: Model): ClusterStatus {
   for (const g of cfg.gateways) namespaces.add(g.meta.namespace);
   for (const r of cfg.routes) for (const p of r.parentRefs) namespaces.add(p.namespace);
   for (const ns of [...namespaces].sort()) {
-    const st = routeStatusOf(cfg, { namespace: ns, listenAddress: '0.0.0.0', controllerName: GATEWAY_CONTROLLER });
+    const st = routeStatusOf(cfg, { namespace: ns, listenAddress: '0.0.0.0', controllerName: GATEWAY_CONTROLLER, requireWaypoint: true });
     for (const g of st.gateways) {
       const gw = cfg.gateways.find((x) => x.meta.namespace === g.namespace && x.meta.name === g.name);
       out.gateways.push({

@@ -35,6 +35,21 @@ export interface ElectorOptions {
   log?: Logger;
 }
 
+/** What a candidate knows of the Lease (`kernway status`). */
+export interface LeaseStatus {
+  /** 'namespace/name' of the Lease. */
+  lease: string;
+  /** This candidate's identity. */
+  identity: string;
+  leading: boolean;
+  /** The holder as last read (absent: none yet, or released). */
+  holder?: string;
+  /** The holder's acquireTime as last read (when it took the Lease), or when this candidate did. */
+  holderSince?: string;
+  /** The last Lease request's error, while requests fail. */
+  lastError?: string;
+}
+
 export const LEASE_DEFAULTS = Object.freeze({ leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 });
 
 /** A Lease MicroTime: RFC 3339 with microseconds. */
@@ -54,6 +69,8 @@ export class LeaderElector {
   private running: Promise<void> | undefined;
   /** How many times this candidate became leader. */
   transitions = 0;
+  /** The Lease's holder and acquireTime as last read or written. */
+  private seen: { holder: string; since?: string } | undefined;
 
   constructor(private readonly api: KubeRequests, opts: ElectorOptions) {
     this.o = { ...LEASE_DEFAULTS, ...opts };
@@ -65,6 +82,16 @@ export class LeaderElector {
 
   get identity(): string {
     return this.o.identity;
+  }
+
+  status(): LeaseStatus {
+    const st: LeaseStatus = { lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity, leading: this.leading };
+    if (this.seen?.holder) {
+      st.holder = this.seen.holder;
+      if (this.seen.since) st.holderSince = this.seen.since;
+    }
+    if (this.lastError) st.lastError = this.lastError;
+    return st;
   }
 
   private get path(): string {
@@ -137,12 +164,14 @@ export class LeaderElector {
         throw e2;
       }
       this.observed = { key: `${this.o.identity}|${body.spec.renewTime}`, at: now };
+      this.seen = { holder: this.o.identity, since: body.spec.acquireTime ?? undefined };
       return true;
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
     const key = `${holder}|${spec.renewTime ?? ''}`;
     if (this.observed?.key !== key) this.observed = { key, at: now };
+    this.seen = { holder, since: spec.acquireTime ?? undefined };
     const theirDurationMs = (spec.leaseDurationSeconds ?? durationS) * 1000;
     if (holder !== '' && holder !== this.o.identity && now < this.observed.at + theirDurationMs) return false;
     const next: LeaseObject = {
@@ -163,6 +192,7 @@ export class LeaderElector {
       throw e;
     }
     this.observed = { key: `${this.o.identity}|${next.spec.renewTime}`, at: now };
+    this.seen = { holder: this.o.identity, since: next.spec.acquireTime ?? undefined };
     return true;
   }
 

@@ -14,6 +14,7 @@ import { waypointGateway } from '../../agent/cluster/waypoint-manifests.js';
 const CLI = join(projectRoot(), 'dist', 'cli', 'main.js');
 import { ClusterController } from '../../agent/cluster/controller.js';
 import { clusterStatusOf } from '../../model/route-status.js';
+import { renderStatus } from '../../cli/status.js';
 import { WaypointController, covers } from '../../agent/cluster/waypoints.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -156,8 +157,13 @@ describe('deploy/ on the lab cluster', () => {
       for (const a of agents) { a.update(model); a.start(); }
       const leader = await waitFor('a leader that wrote status', () => agents.find((a) => a.isLeader && a.rounds > 0), 20_000, 50);
       const other = agents.find((a) => a !== leader)!;
-      await waitFor('the other candidate to have tried the Lease', () => (other.elector as unknown as { observed?: unknown }).observed, 5_000, 50);
+      await waitFor('the other candidate to have read the Lease', () => other.elector.status().holder, 5_000, 50);
       expect(other.isLeader).toBe(false);
+      // What `kernway status` shows of the Lease, from either side.
+      expect(other.elector.status()).toMatchObject({ lease: 'kernway-system/kernway-agent', leading: false, holder: leader.elector.identity });
+      expect(leader.elector.status()).toMatchObject({ leading: true, holder: leader.elector.identity, holderSince: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+      const shown = renderStatus({ state: 'running', nodeName: 'n', cgroup: '/c', bpffs: '/b', generation: 1, frontends: 0, problems: [], reusedMaps: false, leader: other.elector.status() });
+      expect(shown).toMatch(new RegExp(`status writer\\s+${leader.elector.identity} leads \\(this agent, ${other.elector.identity}, is a candidate\\) since \\d{4}-`));
       expect(other.writer.totals.written).toBe(0);
       // The route (its kernway entry removed above) is written; the 2 GatewayClasses and the Gateway the DaemonSet's agent wrote are unchanged.
       expect(leader.writer.totals.written).toBeGreaterThanOrEqual(1);

@@ -195,4 +195,20 @@ describe('clusterStatusOf: what the elected agent writes', () => {
     expect(byName.meshroute!.map((p) => p.controllerName)).toEqual([MESH_CONTROLLER]);
     expect(byName.foreign).toEqual([]);
   });
+
+  it('a Service parent is Accepted only when the Service is bound to a kernway waypoint (else NoMatchingParent: nothing applies the route)', () => {
+    const meshRoute = route('meshroute', TO_SVC, 'ns', "[{group: '', kind: Service, name: svc, namespace: ns}]");
+    const accepted = (yaml: string): { status: string; reason: string; message: string } =>
+      clusterStatusOf(buildModel(objects(yaml))).routes.find((r) => r.name === 'meshroute')!.parents[0]!.conditions.find((c) => c.type === 'Accepted')!;
+    const unbound = accepted(SVC + meshRoute);
+    expect(`${unbound.status}/${unbound.reason}`).toBe('False/NoMatchingParent');
+    expect(unbound.message).toMatch(/not bound to a waypoint/);
+    const waypoint = `\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: kernway-waypoint}\nspec: {controllerName: kernway.io/mesh-controller}` +
+      `\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: ns}\nspec:\n  gatewayClassName: kernway-waypoint\n  listeners: [{name: mesh, port: 15019, protocol: kernway.io/mesh}]`;
+    const labelled = `\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns, labels: {kernway.io/use-waypoint: waypoint}}`;
+    // Labelled, but the Gateway is missing: still not applied.
+    expect(accepted(labelled + SVC + meshRoute).reason).toBe('NoMatchingParent');
+    const bound = accepted(labelled + waypoint + SVC + meshRoute);
+    expect(`${bound.status}/${bound.reason}`).toBe('True/Accepted');
+  });
 });
