@@ -29,7 +29,7 @@ import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
 import { releaseFreedMemory } from './datapath/memory.js';
-import { WAYPOINT_POD_LABEL, waypointBindings } from '../model/waypoint-binding.js';
+import { WAYPOINT_POD_LABEL, waypointBindings, waypointNameOf } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
 import { TcpMetrics, modelResolver } from './metrics/tcp.js';
@@ -43,6 +43,7 @@ import type { LeaseStatus } from './cluster/lease.js';
 import { WaypointController } from './cluster/waypoints.js';
 import type { ClusterStatus } from '../k8s/gateway-status.js';
 import type { Model } from '../model/types.js';
+import type { Problem } from '../k8s/types.js';
 import type { AgentOptions } from './options.js';
 import { AdminServer } from './admin/server.js';
 import { AgentMetrics } from './metrics/registry.js';
@@ -105,6 +106,10 @@ export class Agent {
   private podsWhole = true;
   /** The last sockmap pod sync failed: the next snapshot tries again. */
   private sockmapStale = false;
+  /** The waypoint hand-off as last applied: its problems, the Services bound; stale until a pass succeeds. */
+  private wpProblems: readonly Problem[] = [];
+  private wpBound = new Set<string>();
+  private wpStale = true;
   private source: StandaloneSource | undefined;
   /** The Kubernetes API source (absent with --standalone). */
   private kube: KubeSource | undefined;
@@ -359,7 +364,7 @@ export class Agent {
     this.podsWhole = false;
     this.nodePods ??= new PodSubset((p) => p.nodeName === this.opts.nodeName);
     const localMoved = this.nodePods.update(s.model.pods, podKeys);
-    this.waypointPods.update(s.model.pods, podKeys);
+    const wpMoved = this.waypointPods.update(s.model.pods, podKeys);
     if (localMoved || podKeys === undefined || s.change.namespaces.size > 0 || this.sockmapStale) this.syncSockmap(s);
     this.cluster?.update(s.model);
     this.policy?.onSnapshot(s);
@@ -383,7 +388,9 @@ export class Agent {
         this.problems.push({ code: 'KW_MAP_FULL', file: '', message: full });
         this.metrics.manifestProblems.set(this.problems.length);
       }
-      this.applyWaypoints(s);
+      if (whole || wpMoved || this.waypointsAffected(s)) this.applyWaypoints(s);
+      for (const p of this.wpProblems) this.problems.push({ ...p });
+      if (this.wpProblems.length > 0) this.metrics.manifestProblems.set(this.problems.length);
       const ms = performance.now() - t0;
       // A partial install counts as a failed reconcile: not ready, and the next one is whole.
       this.lastReconcile = { at: new Date().toISOString(), ms, result, ...(full ? { error: full } : {}) };
@@ -403,12 +410,29 @@ export class Agent {
     }
   }
 
+  /**
+   * Whether a snapshot can change the waypoint hand-off: Gateways, classes or namespaces
+   * changed, or a changed Service is (or was) bound to a waypoint. Other changes (a slice of
+   * an unbound Service, a burst of pods) skip the pass over every Service.
+   */
+  private waypointsAffected(s: StandaloneSnapshot): boolean {
+    const c = s.change;
+    if (this.wpStale || c.gateways.size > 0 || c.gatewayClasses.size > 0 || c.namespaces.size > 0) return true;
+    for (const key of s.changedServices) {
+      if (this.wpBound.has(key)) return true;
+      const svc = s.model.services.get(key);
+      if (svc && waypointNameOf(svc, s.model) !== undefined) return true;
+    }
+    return false;
+  }
+
   /** Service HTTP ports bound to a waypoint: to its pods at connect(), or refused (docs/waypoint-handoff.md). */
   private applyWaypoints(s: StandaloneSnapshot): void {
     if (!this.wpSync || !this.sync) return;
+    this.wpStale = true;
     const b = waypointBindings(s.model, this.waypointPods.pods.values());
-    for (const p of b.problems) this.problems.push({ ...p });
-    if (b.problems.length > 0) this.metrics.manifestProblems.set(this.problems.length);
+    this.wpProblems = b.problems;
+    this.wpBound = new Set(b.services.keys());
     const plan = planWaypoints(this.sync.frontends(), b, { canWriteHeader: this.sockmap !== undefined, exempt: this.waypointNetns(b.waypointPodIPs) });
     // The waypoints whose pods may receive redirected bytes (docs/sockmap.md, rule 7): the valid ones.
     const invalid = new Set([...b.waypoints.values()].filter((w) => !w.valid).flatMap((w) => w.podIPs));
@@ -418,6 +442,7 @@ export class Agent {
       this.syncSockmap(s);
     }
     const r = this.wpSync.apply(plan);
+    this.wpStale = false;
     if (r.writes + r.deletes > 0) {
       this.log.info({ generation: s.generation, bound: plan.frontends.length, refused: plan.frontends.filter((f) => f.pods.length === 0).length,
         writes: r.writes, deletes: r.deletes }, 'waypoint hand-off updated');

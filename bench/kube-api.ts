@@ -78,7 +78,21 @@ function slice(i: number, addrs: string[], resourceVersion?: string) {
 
 async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => { while (next < n) await fn(next++); }));
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => { while (next < n) await retried(fn, next++); }));
+}
+
+/** A request the loaded API server refused with a 5xx or 429 (e.g. "resource quota evaluation timed out") is tried again, up to 5 times. */
+async function retried(fn: (i: number) => Promise<void>, i: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fn(i);
+      return;
+    } catch (e) {
+      const status = (e as { status?: number }).status ?? 0;
+      if (attempt >= 5 || (status < 500 && status !== 429)) throw e;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
 }
 
 /** The backends of one frontend, read from the kernel (a few lookups, not a dump). */

@@ -117,8 +117,9 @@ export class KubeSource implements Source {
   unreachableSince: Date | undefined;
   private unreachableError = '';
   private startedAt = 0;
-  /** How long the consumer took with the last batch (the next one waits at least as long). */
+  /** How long the consumer took with the last batch, and when it finished (the next batch starts at least that long after). */
   private lastBatchMs = 0;
+  private lastBatchEnd = 0;
 
   constructor(readonly opts: KubeSourceOptions) {
     this.client = new KubeClient(loadKubeConfig(opts.kubeconfig, opts.env));
@@ -188,9 +189,14 @@ export class KubeSource implements Source {
       this.resolveSynced?.();
       return;
     }
-    // Coalesce: at least batchMs, and at least as long as the consumer took with the last
-    // batch, so that a burst (thousands of Pods) is not applied one costly batch per event.
-    if (!this.timer) this.timer = setTimeout(() => this.flush(), Math.max(this.opts.batchMs ?? 5, Math.min(this.lastBatchMs, 1000)));
+    // Coalesce: at least batchMs; and between two batches at least as long a pause as the
+    // consumer took with the last one, so that a burst (thousands of Pods) is not applied one
+    // costly batch per event. The pause counts from the end of the last batch: a change after
+    // a quiet spell waits batchMs only.
+    if (!this.timer) {
+      const pause = Math.min(this.lastBatchMs, 1000) - (performance.now() - this.lastBatchEnd);
+      this.timer = setTimeout(() => this.flush(), Math.max(this.opts.batchMs ?? 5, pause));
+    }
   }
 
   private problems(): Problem[] {
@@ -225,7 +231,8 @@ export class KubeSource implements Source {
     const src = (object: K8sObject): SourcedObject => ({ object, file: this.client.server, index: 0 });
     const t0 = performance.now();
     this.onBatch({ upserted: upserted.map(src), deleted: deleted.map(src), problems, synced: true });
-    this.lastBatchMs = performance.now() - t0;
+    this.lastBatchEnd = performance.now();
+    this.lastBatchMs = this.lastBatchEnd - t0;
   }
 }
 
