@@ -81,7 +81,11 @@ async function pool(n: number, concurrency: number, fn: (i: number) => Promise<v
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => { while (next < n) await retried(fn, next++); }));
 }
 
-/** A request the loaded API server refused with a 5xx or 429 (e.g. "resource quota evaluation timed out") is tried again, up to 5 times. */
+/**
+ * A request the loaded API server refused with a 5xx or 429 (e.g. "resource quota evaluation
+ * timed out") or did not answer in time is tried again, up to 5 times; a 409 on a retry means
+ * the earlier attempt did create the object.
+ */
 async function retried(fn: (i: number) => Promise<void>, i: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -89,7 +93,9 @@ async function retried(fn: (i: number) => Promise<void>, i: number): Promise<voi
       return;
     } catch (e) {
       const status = (e as { status?: number }).status ?? 0;
-      if (attempt >= 5 || (status < 500 && status !== 429)) throw e;
+      if (attempt > 1 && status === 409) return;
+      const again = status >= 500 || status === 429 || (e as { code?: string }).code === 'KW_LAB_TIMEOUT';
+      if (attempt >= 5 || !again) throw e;
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }

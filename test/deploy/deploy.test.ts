@@ -218,7 +218,8 @@ describe('deploy/ on the lab cluster', () => {
     const api = new TokenApi(cluster, token);
     const waypoints: WaypointController[] = [];
     const ctl = new ClusterController(api, {
-      identity: 'node-1', computeStatus: clusterStatusOf, duties: [(m) => waypoints[0]!.reconcile(m)], resyncMs: 300,
+      // Not a node's name: the DaemonSet's agent on that node would take this Lease record for its own.
+      identity: 'deploy-test-controller', computeStatus: clusterStatusOf, duties: [(m) => waypoints[0]!.reconcile(m)], resyncMs: 300,
       lease: { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 },
     });
     waypoints.push(new WaypointController(api, ctl.writer));
