@@ -65,8 +65,8 @@ async function modules(dist: string | undefined): Promise<Modules> {
   const d = resolve(dist);
   const id = await import(join(d, 'model', 'identity.js')) as { IdentityAllocator: Modules['Allocator'] };
   const pc = await import(join(d, 'agent', 'datapath', 'policy-compile.js')) as { PolicyCompiler: Modules['Compiler'] };
-  const sm = await import(join(d, 'agent', 'datapath', 'sockmap.js')) as { localPodsFromModel: Modules['local'] };
-  return { Allocator: id.IdentityAllocator, Compiler: pc.PolicyCompiler, local: sm.localPodsFromModel };
+  // localPodsFromModel did not change (what changed is that the agent hands it this node's pods only).
+  return { Allocator: id.IdentityAllocator, Compiler: pc.PolicyCompiler, local: localPodsFromModel };
 }
 
 function report(mode: string, per: number[], total: number, extra: Record<string, unknown>): void {
