@@ -110,7 +110,7 @@ export class NodesRig {
     let err = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
     const a: NodeAgent = { child, socket, stderr: () => err };
-    this.agents.push(a);
+    this.agents[l.node] = a;
     await this.until(`agent of node ${l.node} ready`, async () => {
       if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${err}`);
       return (await l.exec('node', 'curl', ['-sf', '-o', '/dev/null', `http://127.0.0.1:${port}/readyz`], { cgroup: false, timeoutMs: 10_000 })).code === 0;
@@ -139,6 +139,17 @@ export class NodesRig {
       await this.until(`backend ${p.name} from node 1`, async () => (await this.curl(this.pods.wp, ['-f', '-o', '/dev/null', `http://${p.ipv4}:8080/healthz`])).code === 0);
     }
     await this.until('node 0 hands shop/web:80 to the waypoint pod on node 1', async () => (await this.frontend(0))?.pods.includes(this.pods.wp.ipv4) === true);
+  }
+
+  /** Stops node `node`'s agent (SIGTERM: programs stay attached, maps pinned) and starts a new one on the same pins. */
+  async restartAgent(node: number): Promise<void> {
+    const a = this.agents[node]!;
+    await new Promise<void>((resolve) => {
+      if (a.child.exitCode !== null || a.child.signalCode !== null) { resolve(); return; }
+      a.child.once('exit', () => resolve());
+      a.child.kill('SIGTERM');
+    });
+    await this.startAgent(this.labs[node]!);
   }
 
   async stop(): Promise<void> {

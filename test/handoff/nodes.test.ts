@@ -129,6 +129,28 @@ s.on('timeout',()=>{console.log('timeout');s.destroy()});s.on('data',d=>{console
     expect(rig.waypointOut).not.toContain('"path":"/self');
   });
 
+  it('the agents of the client\'s and the waypoint\'s nodes restart (real processes, SIGTERM then a new one) while HTTP flows through the waypoint: no failed request', async () => {
+    // A new connection per request: each one is redirected at connect() during the restarts.
+    const script = `const http=require('http');let ok=0,fail=0,stop=false;const errs={};process.stdin.on('data',()=>{stop=true});process.stdin.resume();
+(async()=>{while(!stop){await new Promise(r=>{const q=http.get({host:'${WEB_VIP}',port:80,path:'/restart',agent:false,headers:{'x-canary':'yes'}},res=>{let b='';res.on('data',d=>b+=d);res.on('end',()=>{if(b.includes('"pod":"web-v2"'))ok++;else{fail++;errs[res.statusCode]=(errs[res.statusCode]||0)+1}r()})});q.on('error',e=>{fail++;errs[e.code]=(errs[e.code]||0)+1;r()})})}console.log(JSON.stringify({ok,fail,errs}));process.exit(0)})()`;
+    const load = labOf(pods.client).spawn(pods.client, process.execPath, ['-e', script]);
+    let out = '';
+    load.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    const done = new Promise<void>((resolve) => load.once('exit', () => resolve()));
+    try {
+      await until('traffic flowing', async () => rig.waypointOut.includes('"path":"/restart"'));
+      await rig.restartAgent(0);
+      await rig.restartAgent(1);
+      await until('node 0 still hands shop/web:80 to the waypoint', async () => (await wpFrontend(0))?.pods.includes(pods.wp.ipv4) === true);
+    } finally {
+      load.stdin!.write('stop\n');
+      await done;
+    }
+    const res = JSON.parse(out) as { ok: number; fail: number; errs: Record<string, number> };
+    expect(res.fail, JSON.stringify(res.errs)).toBe(0);
+    expect(res.ok).toBeGreaterThan(20);
+  });
+
   it('no ready waypoint pod: node 0 refuses at once (ECONNREFUSED, counted); when it is back, new connections use it', async () => {
     const before = (await status(0)).waypoints!.stats.refused;
     rig.apply(rig.objects(false));
