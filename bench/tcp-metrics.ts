@@ -18,7 +18,7 @@
  * kernel's work for them, BPF programs included: less sensitive to the machine's load
  * than the rate), this process's CPU per connection, and the load average.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -146,6 +146,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
         labCpuUsPerConn: +median(labCpu[k + 1]!).toFixed(2), labCpuRange: range(labCpu[k + 1]!),
         // Kernel and workload CPU per connection with the program, over without (median of rounds).
         labCpuRatio: median(labCpu[k + 1]!.map((x, i) => ratio(x, labCpu[0]![i]!))),
+        labCpuRatioRange: range(labCpu[k + 1]!.map((x, i) => ratio(x, labCpu[0]![i]!))),
       };
     });
     return {
@@ -170,10 +171,124 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
   }
 }
 
+/**
+ * --paired: two client/server pairs run at the same time, each through its own ClusterIP;
+ * in each round the program is attached to one pair's pod cgroups only (alternating), so
+ * the pair with and the pair without share every moment of the machine's load. The ratio
+ * of their rates in a round is the cost, with drift and the other users' load hitting
+ * both alike; alternating the pairs cancels what differs between them. (The balancer and
+ * the accelerator are attached to the lab's cgroup, for both pairs.)
+ */
+export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; objectPath?: string }): Promise<Record<string, unknown>> {
+  const lab = await Lab.create({ tag: 'benchtcpmp' });
+  const undo = lab.destroyOnSignals();
+  const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-tcpm-'));
+  const bpffs = join(lab.bpffsDir, 'agent');
+  let attached: ConnMetrics[] = [];
+  let lb: Awaited<ReturnType<typeof loadSockLb>> | undefined;
+  let sm: Sockmap | undefined;
+  const detach = (): void => {
+    for (const c of attached) c.close();
+    attached = [];
+    for (const p of pairs) for (const pod of [p.client, p.server]) detachConnMetrics(bpffs, pod.cgroupPath);
+  };
+  const pairs: Array<{ client: Awaited<ReturnType<Lab['addPod']>>; server: Awaited<ReturnType<Lab['addPod']>>; vip: string }> = [];
+  try {
+    const connrate = await buildConnrate(dir);
+    const objects: unknown[] = [];
+    for (const i of [0, 1]) {
+      const server = await lab.addPod(`server${i}`);
+      const client = await lab.addPod(`client${i}`);
+      const d = join(dir, `nginx${i}`);
+      mkdirSync(d);
+      writeFileSync(join(d, 'nginx.conf'), [
+        'worker_processes 1;', `pid ${d}/nginx.pid;`, `error_log ${d}/error.log;`, 'events { worker_connections 4096; }',
+        'http {', '  access_log off;', `  client_body_temp_path ${d}/body;`, `  proxy_temp_path ${d}/proxy;`, `  fastcgi_temp_path ${d}/fcgi;`,
+        `  uwsgi_temp_path ${d}/uwsgi;`, `  scgi_temp_path ${d}/scgi;`,
+        `  server { listen ${PORT}; location / { return 200 "ok\\n"; } }`, '}',
+      ].join('\n'));
+      const nginx = lab.spawn(server, 'nginx', ['-c', join(d, 'nginx.conf'), '-p', d, '-g', 'daemon off;']);
+      if (nginx.exitCode !== null) throw new Error('nginx exited');
+      const vip = `10.96.0.${50 + i}`;
+      pairs.push({ client, server, vip });
+      objects.push(
+        serviceObject({ name: `web${i}`, namespace: 'bench', clusterIPs: [vip], ports: [{ port: 80, targetPort: PORT }] }),
+        sliceObject({ name: `web${i}-1`, namespace: 'bench', service: `web${i}`, ports: [{ port: PORT }], endpoints: [{ ip: server.ipv4, nodeName: NODE }] }),
+        { apiVersion: 'v1', kind: 'Pod', metadata: { name: `server${i}`, namespace: 'bench', labels: { app: `server${i}` } }, spec: { nodeName: NODE }, status: { phase: 'Running', podIP: server.ipv4 } },
+        { apiVersion: 'v1', kind: 'Pod', metadata: { name: `client${i}`, namespace: 'bench', labels: { app: `client${i}` } }, spec: { nodeName: NODE }, status: { phase: 'Running', podIP: client.ipv4 } },
+      );
+    }
+    lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
+    sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
+    sm.setLocalPods(pairs.flatMap((p) => [{ ip: p.server.ipv4 }, { ip: p.client.ipv4 }]));
+    const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'bench.yaml', index })));
+    new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
+    const tcp = new TcpMetrics(new Registry());
+    tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
+    const runBoth = async (): Promise<number[]> => Promise.all(pairs.map(async (p) => {
+      const r = await lab.exec(p.client, connrate, [p.vip, '80', String(opts.seconds), String(opts.threads)], { timeoutMs: (opts.seconds + 30) * 1000 });
+      if (r.code !== 0) throw new Error(`connrate failed: ${r.stderr || r.stdout}`);
+      const st = parseConnrate(r.stdout + r.stderr);
+      if (st.errors! > 0) throw new Error(`connrate: ${st.errors} errors`);
+      return st.rate!;
+    }));
+    const cpuOf = (p: (typeof pairs)[number]): number => [p.client, p.server].reduce((a, pod) =>
+      a + Number(/^usage_usec (\d+)$/m.exec(readFileSync(join(pod.cgroupPath, 'cpu.stat'), 'utf8'))![1]), 0);
+    await runBoth(); // warm-up
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
+    const loads: number[] = [];
+    for (let i = 0; i < opts.rounds; i++) {
+      const on = i % 2;
+      for (const pod of [pairs[on]!.client, pairs[on]!.server]) {
+        const c = await ConnMetrics.load({ cgroupPath: pod.cgroupPath, bpffsDir: bpffs, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
+        attached.push(c);
+      }
+      tcp.sync(attached[0]!.counts(), true);
+      loads.push(+loadavg()[0]!.toFixed(2));
+      const cpu0 = pairs.map(cpuOf);
+      const rates = await runBoth();
+      const cpu = pairs.map((p, k) => (cpuOf(p) - cpu0[k]!) / Math.max(1, rates[k]! * opts.seconds));
+      tcp.sync(attached[0]!.counts()); // a scrape (the pods' programs share the maps)
+      detach();
+      ratios.push(ratio(rates[on]!, rates[1 - on]!));
+      cpuRatios.push(ratio(cpu[on]!, cpu[1 - on]!));
+    }
+    const byPair = [0, 1].map((k) => ratios.filter((_, i) => i % 2 === k));
+    return {
+      paired: true, seconds: opts.seconds, rounds: opts.rounds, threads: opts.threads,
+      // Rate of the pair with the program over the pair without, in the same round.
+      perRoundRatios: ratios, medianRatio: median(ratios), ratioRange: range(ratios),
+      geometricMeanRatio: +Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length).toFixed(3),
+      // The same with the program on pair 0 and on pair 1 (what differs between the pairs, not the program).
+      medianRatioPair0: median(byPair[0]!), medianRatioPair1: median(byPair[1]!),
+      // CPU time of the pair's pods per connection, with over without (the kernel's work for them included).
+      perRoundCpuRatios: cpuRatios, medianCpuRatio: median(cpuRatios), cpuRatioRange: range(cpuRatios),
+      labelSets: tcp.labelSets, loadavg1: loads,
+    };
+  } finally {
+    try { detach(); } catch { /* the lab removes it */ }
+    sm?.close();
+    lb?.close();
+    try { uninstall(bpffs); } catch { /* the lab removes it */ }
+    await lab.destroy();
+    undo();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const range = (xs: number[]): [number, number] => [+Math.min(...xs).toFixed(2), +Math.max(...xs).toFixed(2)];
 
 if (invokedDirectly(import.meta.url)) {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' }, 'kernel-only': { type: 'boolean' }, objects: { type: 'string' } } });
+  const { values } = parseArgs({ options: {
+    seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' }, 'kernel-only': { type: 'boolean' }, objects: { type: 'string' }, paired: { type: 'boolean' },
+  } });
+  if (values.paired) {
+    const r = await pairedTcpMetricsBench({ seconds: Number(values.seconds ?? 2), rounds: Number(values.rounds ?? 10), threads: Number(values.threads ?? 2),
+      ...(values.objects ? { objectPath: values.objects } : {}) });
+    console.log(JSON.stringify(r));
+    process.exit(0);
+  }
   const r = await tcpMetricsBench({ seconds: Number(values.seconds ?? 3), rounds: Number(values.rounds ?? 4), threads: Number(values.threads ?? 4), kernelOnly: values['kernel-only'] === true,
     ...(values.objects ? { objects: values.objects.split(',') } : {}) });
   console.log(JSON.stringify(r));
