@@ -66,7 +66,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
 
     lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
     sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
-    sm.setLocalPods([{ ip: server.ipv4 }, { ip: client.ipv4 }]);
+    sm.setLocalPods([{ ip: server.ipv4, target: true }, { ip: client.ipv4, target: true }]); // opted in (docs/sockmap.md rule 7)
     const objects = [
       serviceObject({ name: 'web', namespace: 'bench', clusterIPs: [VIP], ports: [{ port: 80, targetPort: PORT }] }),
       sliceObject({ name: 'web-1', namespace: 'bench', service: 'web', ports: [{ port: PORT }], endpoints: [{ ip: server.ipv4, nodeName: NODE }] }),
@@ -220,7 +220,7 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     }
     lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
     sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
-    sm.setLocalPods(pairs.flatMap((p) => [{ ip: p.server.ipv4 }, { ip: p.client.ipv4 }]));
+    sm.setLocalPods(pairs.flatMap((p) => [{ ip: p.server.ipv4, target: true }, { ip: p.client.ipv4, target: true }]));
     const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'bench.yaml', index })));
     new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
     const tcp = new TcpMetrics(new Registry());

@@ -43,7 +43,8 @@ let agent: Agent | undefined;
 function pod(p: Pod, app: string) {
   return {
     apiVersion: 'v1', kind: 'Pod',
-    metadata: { name: `${app}-7d9f8c6b5-${p.name}`, namespace: 'shop', labels: { app } },
+    // Opted in to receiving redirected bytes (docs/sockmap.md rule 7), so the sockmap carries most of them.
+    metadata: { name: `${app}-7d9f8c6b5-${p.name}`, namespace: 'shop', labels: { app }, annotations: { 'kernway.io/sockmap': 'on' } },
     spec: { nodeName: NODE, containers: [{ name: 'c', image: 'x' }] },
     status: { phase: 'Running', podIP: p.ipv4, podIPs: [{ ip: p.ipv4 }, { ip: p.ipv6 }] },
   };

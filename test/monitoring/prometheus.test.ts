@@ -82,7 +82,7 @@ async function scalarOf(expr: string): Promise<number | undefined> {
 function podObject(p: Pod, app: string) {
   return {
     apiVersion: 'v1', kind: 'Pod',
-    metadata: { name: `${app}-6c8d7f9b4-${p.name}`, namespace: 'shop', labels: { app } },
+    metadata: { name: `${app}-6c8d7f9b4-${p.name}`, namespace: 'shop', labels: { app }, annotations: { 'kernway.io/sockmap': 'on' } },
     spec: { nodeName: NODE, containers: [{ name: 'c', image: 'x' }] },
     status: { phase: 'Running', podIP: p.ipv4, podIPs: [{ ip: p.ipv4 }] },
   };
