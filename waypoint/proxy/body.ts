@@ -35,15 +35,15 @@ export class LiteBody implements ResponseBody {
   private paused = false;
   private flowing = false;
   private scheduled = false;
-  /** push() said false: the producer waits for onRead. */
+  /** push() said false: the producer waits for resumeBody(). */
   private waiting = false;
   private onData: ((c: Buffer) => void) | undefined;
   private onEnd: (() => void) | undefined;
   private onError: ((e: Error) => void) | undefined;
   private onClose: (() => void) | undefined;
 
-  /** `onRead`: the consumer wants more after push() returned false. */
-  constructor(private readonly onRead: () => void) {}
+  /** `producer.resumeBody()`: the consumer wants more after push() returned false. */
+  constructor(private readonly producer: { resumeBody(): void }) {}
 
   get readableEnded(): boolean {
     return this.endEmitted;
@@ -84,7 +84,7 @@ export class LiteBody implements ResponseBody {
     return this;
   }
 
-  /** Producer: a chunk (false: wait until onRead), or null at the end. */
+  /** Producer: a chunk (false: wait until resumeBody()), or null at the end. */
   push(b: Buffer | null): boolean {
     if (this.closed) return false;
     if (b === null) {
@@ -128,7 +128,7 @@ export class LiteBody implements ResponseBody {
       this.onData?.(c);
       if (this.closed) return;
     }
-    if (this.waiting && this.queued < HIGH_WATER) { this.waiting = false; this.onRead(); }
+    if (this.waiting && this.queued < HIGH_WATER) { this.waiting = false; this.producer.resumeBody(); }
     if (this.queue.length === 0 && this.ended && !this.endEmitted && this.flowing && !this.paused) {
       this.endEmitted = true;
       this.onEnd?.();

@@ -31,6 +31,17 @@ export interface H1Response {
   abort(): void;
 }
 
+/** Who gets an exchange's outcome: the response head (its body follows), or the failure before it. */
+export interface H1Sink {
+  onResponse(r: H1Response): void;
+  onError(e: H1Error): void;
+}
+
+/** An exchange in progress. */
+export interface H1Call {
+  abort(): void;
+}
+
 export interface H1Request {
   address: string;
   port: number;
@@ -116,49 +127,50 @@ export class H1Pool {
     if (this.sweep) { clearInterval(this.sweep); this.sweep = undefined; }
   }
 
+  /** The exchange as a promise of the response head (for callers that want one). */
   request(r: H1Request): { response: Promise<H1Response>; abort: () => void } {
-    let exchange: Exchange | undefined;
-    let fail: ((e: H1Error) => void) | undefined;
-    const response = new Promise<H1Response>((resolve, reject) => {
-      const key = `${r.address}:${r.port}`;
-      const pooled = this.take(key);
-      if (pooled) {
-        pooled.requests++;
-        exchange = new Exchange(this, pooled, true, r, resolve, reject);
-        exchange.start();
-        return;
-      }
-      const socket = net.connect({ host: r.address, port: r.port, noDelay: true });
-      this.open++;
-      const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), r.conn?.connectTimeoutMs ?? this.opts.connectTimeoutMs);
-      timer.unref();
-      const onConnectError = (e: NodeJS.ErrnoException): void => {
-        clearTimeout(timer);
-        reject(new H1Error('connect', e.message, e.code, true));
-      };
-      const onEarlyClose = (): void => { this.open--; };
-      fail = (e) => { clearTimeout(timer); socket.destroy(); reject(e); };
-      socket.once('error', onConnectError);
-      socket.once('close', onEarlyClose);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeListener('error', onConnectError);
-        socket.removeListener('close', onEarlyClose);
-        fail = undefined;
-        const conn = new Conn(socket, key, this, r.conn, this.maxHeaderBytes);
-        conn.requests++;
-        if (r.conn?.keepAlive) socket.setKeepAlive(true, r.conn.keepAlive.idleTimeMs ?? 0);
-        exchange = new Exchange(this, conn, false, r, resolve, reject);
-        exchange.start();
-      });
-    });
-    return {
-      response,
-      abort: () => {
-        if (exchange) exchange.abort();
-        else fail?.(new H1Error('reset', 'aborted', undefined, false));
-      },
+    let call: H1Call | undefined;
+    const response = new Promise<H1Response>((resolve, reject) => { call = this.send(r, { onResponse: resolve, onError: reject }); });
+    return { response, abort: () => call!.abort() };
+  }
+
+  /**
+   * Send a request; `sink` gets the response head (its body follows) or the failure
+   * before it. No promise and no closure per request on a pooled connection.
+   */
+  send(r: H1Request, sink: H1Sink): H1Call {
+    const key = `${r.address}:${r.port}`;
+    const pooled = this.take(key);
+    const x = new Exchange(this, r, sink, pooled !== undefined);
+    if (pooled) {
+      pooled.requests++;
+      x.start(pooled);
+      return x;
+    }
+    const socket = net.connect({ host: r.address, port: r.port, noDelay: true });
+    x.connecting = socket;
+    this.open++;
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), r.conn?.connectTimeoutMs ?? this.opts.connectTimeoutMs);
+    timer.unref();
+    const onConnectError = (e: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      x.fail(new H1Error('connect', e.message, e.code, true));
     };
+    const onEarlyClose = (): void => { clearTimeout(timer); this.open--; };
+    socket.once('error', onConnectError);
+    socket.once('close', onEarlyClose);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onConnectError);
+      socket.removeListener('close', onEarlyClose);
+      x.connecting = undefined;
+      const conn = new Conn(socket, key, this, r.conn, this.maxHeaderBytes);
+      conn.requests++;
+      if (r.conn?.keepAlive) socket.setKeepAlive(true, r.conn.keepAlive.idleTimeMs ?? 0);
+      if (x.aborted) { socket.destroy(); return; }
+      x.start(conn);
+    });
+    return x;
   }
 
   /** An idle connection to the endpoint, if any is still usable. */
@@ -227,12 +239,18 @@ export class H1Pool {
 }
 
 /** One request/response on one pooled connection; the connection's parser calls it. */
-class Exchange {
+class Exchange implements H1Response, H1Call {
+  status = 0;
+  headers: HeaderList = [];
+  body!: LiteBody;
+  /** The socket being connected, before the connection exists. */
+  connecting: Socket | undefined;
+  private conn!: Conn;
+  private socket!: Socket;
   private response: H1Response | undefined;
-  private body: LiteBody | undefined;
   /** Headers handed over before the head completed (long lists), and trailers after it. */
   private early: string[] = [];
-  private trailers: HeaderList = [];
+  private trailerList: HeaderList = [];
   private keepAlive = false;
   private gotBytes = false;
   private finished = false;
@@ -241,28 +259,33 @@ class Exchange {
   /** Bytes of another message followed the response: the connection is not reused. */
   private extra = false;
   private readonly head: boolean;
-  private readonly socket: Socket;
+  aborted = false;
 
-  constructor(
-    private readonly pool: H1Pool, private readonly conn: Conn, private readonly reused: boolean,
-    private readonly req: H1Request, private readonly resolve: (r: H1Response) => void, private readonly reject: (e: H1Error) => void,
-  ) {
+  constructor(private readonly pool: H1Pool, private readonly req: H1Request, private readonly sink: H1Sink, private readonly reused: boolean) {
     this.head = req.method === 'HEAD';
-    this.socket = conn.socket;
   }
 
-  start(): void {
-    this.conn.exchange = this;
+  trailers(): HeaderList {
+    return this.trailerList;
+  }
+
+  start(conn: Conn): void {
+    this.conn = conn;
+    this.socket = conn.socket;
+    conn.exchange = this;
     if (this.socket.isPaused()) this.socket.resume();
     this.write();
   }
 
   abort(): void {
     if (this.finished) return;
-    this.finished = true;
-    this.socket.destroy();
-    if (!this.response) this.reject(new H1Error('reset', 'aborted', undefined, false));
-    else this.body?.destroy();
+    this.aborted = true;
+    this.fail(new H1Error('reset', 'aborted', undefined, false));
+  }
+
+  /** The body wants more after the socket was paused for it. */
+  resumeBody(): void {
+    if (this.socket.isPaused() && !this.finished) this.socket.resume();
   }
 
   private write(): void {
@@ -309,12 +332,12 @@ class Exchange {
     }
   }
 
-  private fail(e: H1Error): void {
+  fail(e: H1Error): void {
     if (this.finished) return;
     this.finished = true;
-    this.socket.destroy();
-    if (!this.response) this.reject(e);
-    else this.body!.destroy(e);
+    (this.socket ?? this.connecting)?.destroy();
+    if (!this.response) this.sink.onError(e);
+    else this.body.destroy(e);
   }
 
   onData(d: Buffer): void {
@@ -360,7 +383,7 @@ class Exchange {
 
   onHeaders(h: string[]): void {
     if (this.complete || this.finished) return;
-    if (this.response) { for (const x of h) this.trailers.push(x); return; }
+    if (this.response) { for (const x of h) this.trailerList.push(x); return; }
     for (const x of h) this.early.push(x);
   }
 
@@ -375,22 +398,23 @@ class Exchange {
     }
     if (status < 200) return 0; // 1xx: skipped, the real response follows
     this.keepAlive = keepAlive;
-    const body = new LiteBody(() => { if (this.socket.isPaused() && !this.finished) this.socket.resume(); });
-    this.body = body;
-    this.response = { status, headers, body, trailers: () => this.trailers, abort: () => this.abort() };
-    this.resolve(this.response);
+    this.status = status;
+    this.headers = headers;
+    this.body = new LiteBody(this);
+    this.response = this;
+    this.sink.onResponse(this);
     return this.head ? 1 : 0;
   }
 
   onBody(b: Buffer): void {
     if (this.finished || this.complete || !this.response) return;
-    if (!this.body!.push(b)) this.socket.pause();
+    if (!this.body.push(b)) this.socket.pause();
   }
 
   onMessageComplete(): void {
     if (this.finished || this.complete || !this.response) return; // 1xx, or bytes after the response
     this.complete = true;
-    this.body!.push(null);
+    this.body.push(null);
   }
 
   /** After the response: the connection goes back to the pool when its framing allows it. */

@@ -19,7 +19,7 @@ import type { Endpoint, ServiceTarget } from '../routing/backends.js';
 import { requestHost } from '../routing/hostnames.js';
 import type { MatchRequest } from '../routing/match.js';
 import { parseTarget } from '../routing/path.js';
-import { directRule, meshLookup, selectListener, type CompiledBackend, type CompiledRule, type RoutingTable } from '../routing/table.js';
+import { directRule, meshLookup, selectListener, type CompiledBackend, type CompiledMirror, type CompiledRule, type RoutingTable } from '../routing/table.js';
 import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evaluate.js';
 import { connOf, type ConnInfo } from './accept.js';
 import { FastRequest, type FastResponse } from './h1-server.js';
@@ -28,7 +28,7 @@ import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
 import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
-import { UpstreamError, type UpstreamPool, type UpstreamResponse } from './upstream.js';
+import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamResponse, type UpstreamSink } from './upstream.js';
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
 import type { OutlierState, OverflowLimit, Resilience, TryOutcome } from '../resilience/state.js';
 
@@ -91,6 +91,35 @@ interface Exchange {
   backend: CompiledBackend | undefined;
 }
 
+/** A routed request on its way to a backend: what the steps after routing need of it. */
+interface Prepared {
+  ex: Exchange;
+  req: DownReq;
+  res: DownRes;
+  conn: ConnInfo;
+  table: RoutingTable;
+  path: string;
+  query: string;
+  authority: string | undefined;
+  host: string | undefined;
+  header: (name: string) => string | undefined;
+  h2: boolean;
+  rule: CompiledRule;
+  backend: CompiledBackend;
+  svc: ServiceTarget;
+  corsHeaders: HeaderList | undefined;
+  authz: AuthzRequest;
+}
+
+/** The request as the backend gets it. */
+interface Outgoing {
+  method: string;
+  url: string;
+  headers: HeaderList;
+  body: Readable | Buffer | undefined;
+  protocol: ServiceTarget['protocol'];
+}
+
 interface Routed {
   rule: CompiledRule;
   /** Port for redirects without one: the listener's or the Service's. */
@@ -102,19 +131,35 @@ export class RequestHandler {
   private readonly plans = new WeakMap<CompiledBackend, RetryPlan | null>();
   constructor(private readonly d: HandlerDeps) {}
 
-  /** Entry point for both HTTP servers' 'request' events. */
+  /** For the request's helpers in this module (Direct). */
+  get deps(): HandlerDeps {
+    return this.d;
+  }
+
+  /**
+   * Entry point for both HTTP servers' 'request' events. A request that needs no waiting
+   * of its own (no BackendTrafficPolicy, retry plan, timeout or buffered body) goes
+   * through without a promise; the others continue in async functions.
+   */
   readonly onRequest = (req: DownReq, response: DownRes | FastResponse | H2Response): void => {
     const res = response as DownRes;
-    this.handle(req, res).catch((e: unknown) => {
-      this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
-      try {
-        if (!res.headersSent) { (res as ServerResponse).writeHead(500, { 'content-type': 'text/plain' }); res.end('internal error\n'); }
-        else res.destroy();
-      } catch { /* the connection is gone */ }
-    });
+    try {
+      const pending = this.handle(req, res);
+      if (pending) pending.catch((e: unknown) => this.failed(res, e));
+    } catch (e) {
+      this.failed(res, e);
+    }
   };
 
-  private async handle(req: DownReq, res: DownRes): Promise<void> {
+  private failed(res: DownRes, e: unknown): void {
+    this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
+    try {
+      if (!res.headersSent) { (res as ServerResponse).writeHead(500, { 'content-type': 'text/plain' }); res.end('internal error\n'); }
+      else res.destroy();
+    } catch { /* the connection is gone */ }
+  }
+
+  private handle(req: DownReq, res: DownRes): Promise<void> | void {
     const conn = connOf(req.socket);
     const h2 = req.httpVersionMajor === 2;
     const ex: Exchange = {
@@ -198,11 +243,23 @@ export class RequestHandler {
     const svc = backend.target;
     ex.destination = svc.label;
     ex.backend = backend;
-    if (backend.traffic !== undefined && await this.admit(ex, res, backend.traffic, header, conn.peerAddress)) return;
+    const authz: AuthzRequest = { caller, method: ex.method, path: target.path, host, header };
+    const pr: Prepared = { ex, req, res, conn, table, path: target.path, query: target.query, authority, host, header, h2, rule, backend, svc, corsHeaders, authz };
+    if (backend.traffic !== undefined) return this.admitted(pr, backend.traffic);
+    return this.proceed(pr);
+  }
 
-    // The request as the backend gets it.
-    let path = target.path;
-    let outHost = authority ?? host ?? conn.localAddress;
+  /** A BackendTrafficPolicy's faults and rate limits first. */
+  private async admitted(pr: Prepared, traffic: CompiledTraffic): Promise<void> {
+    if (await this.admit(pr.ex, pr.res, traffic, pr.header, pr.conn.peerAddress)) return;
+    return this.proceed(pr);
+  }
+
+  /** The request as the backend gets it, its body (streamed, or buffered when it has to be sent more than once), then the exchange. */
+  private proceed(pr: Prepared): Promise<void> | void {
+    const { ex, req, conn, header, h2, rule, backend, svc } = pr;
+    let path = pr.path;
+    let outHost = pr.authority ?? pr.host ?? conn.localAddress;
     for (const rw of [rule.rewrite, backend.rewrite]) {
       if (!rw) continue;
       path = modifyPath(path, rw.path, rule.prefix);
@@ -210,7 +267,7 @@ export class RequestHandler {
     }
     const grpc = (header('content-type') ?? '').startsWith('application/grpc');
     const headers: HeaderList = ['Host', outHost];
-    const fwd = forwardableRequest(raw, h2 || grpc ? KEEP_TE : undefined, headers);
+    const fwd = forwardableRequest(req.rawHeaders, h2 || grpc ? KEEP_TE : undefined, headers);
     if (rule.requestHeaders || backend.requestHeaders) {
       applyModifier(headers, rule.requestHeaders);
       applyModifier(headers, backend.requestHeaders);
@@ -219,16 +276,14 @@ export class RequestHandler {
     }
     headers.push('x-forwarded-for', fwd.xff !== undefined ? `${fwd.xff}, ${conn.peerAddress}` : conn.peerAddress, 'x-forwarded-proto', 'http');
     if (fwd.requestId === undefined) headers.push('x-request-id', ex.requestId);
-    headers.push('traceparent', ex.trace.header);
-    const url = target.query !== '' ? `${path}?${target.query}` : path;
-    const protocol = grpc ? 'h2c' : svc.protocol;
+    headers.push('traceparent', ex.trace!.header);
+    const url = pr.query !== '' ? `${path}?${pr.query}` : path;
+    const out: Outgoing = { method: ex.method, url, headers, body: undefined, protocol: grpc ? 'h2c' : svc.protocol };
 
-    // The body: streamed, or buffered when it has to be sent more than once.
     const contentLength = h2 ? undefined : header('content-length');
     const hasBody = h2 ? !(req as H2Request).endAfterHeaders : (contentLength !== undefined && contentLength !== '0') || header('transfer-encoding') !== undefined;
     const allMirrors = backend.mirrors.length === 0 ? rule.mirrors : [...rule.mirrors, ...backend.mirrors];
     const mirrors = allMirrors.length === 0 ? allMirrors : allMirrors.filter((m) => m.target !== undefined && (m.percent >= 100 || Math.random() * 100 < m.percent));
-    let body: Readable | Buffer | undefined;
     if (hasBody) {
       const stream = bodyOf(req);
       stream.on('data', (c: Buffer) => { ex.bytesIn += c.length; });
@@ -237,17 +292,35 @@ export class RequestHandler {
       // The counter above would set the stream flowing at once, and chunks emitted before the
       // upstream attaches its own reader (after connecting a fresh backend connection) would be
       // lost; paused, the stream waits for whoever sends it (h1-client resumes, pipe() resumes).
-      if (wantReplay) body = await readAll(stream);
-      else { stream.pause(); body = stream; }
+      if (wantReplay) return this.buffered(pr, out, stream, mirrors);
+      stream.pause();
+      out.body = stream;
     }
-    const sendMirrors = (): void => {
-      for (const m of mirrors) {
-        if (body !== undefined && !Buffer.isBuffer(body)) { this.d.metrics.mirrored.inc({ destination_service: `${m.target!.namespace}/${m.target!.name}`, result: 'dropped' }); continue; }
-        this.mirror(m.target!, ex.method, url, headers, body);
-      }
-    };
-    const authz: AuthzRequest = { caller, method: ex.method, path: target.path, host, header };
-    await this.forward(ex, req, res, rule, backend, svc, { method: ex.method, url, headers, body, protocol }, corsHeaders, h2, table, authz, sendMirrors);
+    return this.forward(pr, out, mirrors);
+  }
+
+  private async buffered(pr: Prepared, out: Outgoing, stream: Readable, mirrors: readonly CompiledMirror[]): Promise<void> {
+    out.body = await readAll(stream);
+    return this.forward(pr, out, mirrors);
+  }
+
+  /** Mirrors get a copy of the request (a buffered body only). */
+  sendMirrors(ex: Exchange, mirrors: readonly CompiledMirror[], out: Outgoing): void {
+    for (const m of mirrors) {
+      if (out.body !== undefined && !Buffer.isBuffer(out.body)) { this.d.metrics.mirrored.inc({ destination_service: `${m.target!.namespace}/${m.target!.name}`, result: 'dropped' }); continue; }
+      this.mirror(m.target!, ex.method, out.url, out.headers, out.body);
+    }
+  }
+
+  /** To the backend: directly (no policy, retry plan or timeout: no promise), or through the resilience loop. */
+  private forward(pr: Prepared, out: Outgoing, mirrors: readonly CompiledMirror[]): Promise<void> | void {
+    const { rule, backend } = pr;
+    const plan = this.planOf(rule, backend);
+    if (backend.traffic === undefined && plan === undefined && !rule.requestTimeoutMs && !rule.backendRequestTimeoutMs) {
+      new Direct(this, pr, out, mirrors).send();
+      return;
+    }
+    return this.resilient(pr, out, mirrors, plan);
   }
 
   /** The parent and rule of a request, or a status when there is none. */
@@ -277,14 +350,11 @@ export class RequestHandler {
     return { rule: direct.rule, port: dst.port, parent: direct.parent };
   }
 
-  private async forward(
-    ex: Exchange, req: DownReq, res: DownRes, rule: CompiledRule, backend: CompiledBackend, svc: ServiceTarget,
-    out: { method: string; url: string; headers: HeaderList; body: Readable | Buffer | undefined; protocol: ServiceTarget['protocol'] },
-    corsHeaders: HeaderList | undefined, h2: boolean, table: RoutingTable, authz: AuthzRequest, sendMirrors: () => void,
-  ): Promise<void> {
+  /** The exchange with the backend under a BackendTrafficPolicy, a retry plan or timeouts. */
+  private async resilient(pr: Prepared, out: Outgoing, mirrors: readonly CompiledMirror[], plan: RetryPlan | undefined): Promise<void> {
+    const { ex, res, rule, backend, svc, corsHeaders, h2, table, authz } = pr;
     const replayable = out.body === undefined || Buffer.isBuffer(out.body);
     const traffic = backend.traffic;
-    const plan = this.planOf(rule, backend);
     const maxAttempts = 1 + (plan && replayable ? plan.retries : 0);
     const requestTimeoutMs = rule.requestTimeoutMs ?? traffic?.requestTimeoutMs;
     const deadline = requestTimeoutMs ? ex.start + requestTimeoutMs : undefined;
@@ -344,7 +414,7 @@ export class RequestHandler {
         const decision = this.authorize(table, svc, ep, authz);
         if (!decision.allowed) { if (slot) cs!.release(); return this.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy'); }
       }
-      if (attempt === 1) sendMirrors();
+      if (attempt === 1 && mirrors.length > 0) this.sendMirrors(ex, mirrors, out);
       ex.attempts++;
       const isRetry = attempt > 1 && cs !== undefined;
       if (isRetry) cs.retries++;
@@ -396,7 +466,8 @@ export class RequestHandler {
         }
         if (plan.retries > 0) ex.flags = 'URX';
       }
-      return this.respond(ex, req, res, rule, backend, up, corsHeaders, h2, done, attemptEnd === undefined ? undefined : Math.max(0, attemptEnd - performance.now()), exch.abort);
+      this.respond(ex, res, rule, backend, up, corsHeaders, h2, done, attemptEnd === undefined ? undefined : Math.max(0, attemptEnd - performance.now()));
+      return;
     }
   }
 
@@ -460,7 +531,7 @@ export class RequestHandler {
   }
 
   /** Authorization for the workload behind an endpoint (its Pod's labels, or its Service's namespace alone). */
-  private authorize(table: RoutingTable, svc: ServiceTarget, ep: Endpoint, req: AuthzRequest): Decision {
+  authorize(table: RoutingTable, svc: ServiceTarget, ep: Endpoint, req: AuthzRequest): Decision {
     const pod = table.pods.get(ep.address)?.pod;
     const dest: Destination = pod ? { namespace: pod.namespace, labels: pod.labels, port: ep.port } : { namespace: svc.namespace, labels: {}, port: ep.port };
     const d = table.authz.evaluate(dest, req);
@@ -477,69 +548,67 @@ export class RequestHandler {
   }
 
   /** Send the backend's response on: status, filtered headers, body, trailers. */
-  private respond(
-    ex: Exchange, _req: DownReq, res: DownRes, rule: CompiledRule, backend: CompiledBackend, up: UpstreamResponse,
-    corsHeaders: HeaderList | undefined, h2: boolean, done: () => void, remainingMs: number | undefined, abort: () => void,
-  ): Promise<void> {
+  respond(
+    ex: Exchange, res: DownRes, rule: CompiledRule, backend: CompiledBackend, up: UpstreamResponse,
+    corsHeaders: HeaderList | undefined, h2: boolean, done: () => void, remainingMs: number | undefined,
+  ): void {
     const headers = forwardable(up.headers);
     applyModifier(headers, rule.responseHeaders);
     applyModifier(headers, backend.responseHeaders);
     if (corsHeaders) for (let i = 0; i < corsHeaders.length; i += 2) setHeader(headers, corsHeaders[i]!, corsHeaders[i + 1]!);
     ex.reason = undefined;
-    return new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const end = (): void => { if (timer) clearTimeout(timer); done(); resolve(); };
-      if (remainingMs !== undefined) {
-        // The backend request timeout covers the whole response; a response cut short is reset.
-        timer = setTimeout(() => { ex.reason = 'backend_timeout'; abort(); res.destroy(); end(); }, remainingMs);
-        timer.unref();
+    let timer: NodeJS.Timeout | undefined;
+    const end = (): void => { if (timer) clearTimeout(timer); done(); };
+    if (remainingMs !== undefined) {
+      // The backend request timeout covers the whole response; a response cut short is reset.
+      timer = setTimeout(() => { ex.reason = 'backend_timeout'; up.abort(); res.destroy(); end(); }, remainingMs);
+      timer.unref();
+    }
+    // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
+    // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
+    const trailersOnly = h2 && headers.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'grpc-status');
+    let headSent = false;
+    const sendHead = (): boolean => {
+      if (headSent) return true;
+      headSent = true;
+      try {
+        res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
+        return true;
+      } catch (e) {
+        ex.reason = 'bad_upstream_headers';
+        up.abort();
+        this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
+        if (!res.headersSent) this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend');
+        end();
+        return false;
       }
-      // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
-      // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
-      const trailersOnly = h2 && headers.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'grpc-status');
-      let headSent = false;
-      const sendHead = (): boolean => {
-        if (headSent) return true;
-        headSent = true;
-        try {
-          res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
-          return true;
-        } catch (e) {
-          ex.reason = 'bad_upstream_headers';
-          up.abort();
-          this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
-          if (!res.headersSent) this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend');
-          end();
-          return false;
-        }
-      };
-      if (!trailersOnly && !sendHead()) return;
-      const body = up.body;
-      body.on('data', (chunk: Buffer) => {
-        if (!headSent && !sendHead()) return;
-        ex.bytesOut += chunk.length;
-        if (!(res as ServerResponse).write(chunk)) { body.pause(); (res as ServerResponse).once('drain', () => body.resume()); }
-      });
-      body.once('end', () => {
-        const t = up.trailers();
-        if (!headSent && t.length === 0) {
-          // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
-          res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
-          res.end();
-          end();
-          return;
-        }
-        if (!sendHead()) return;
-        if (t.length > 0) {
-          try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
-        }
+    };
+    if (!trailersOnly && !sendHead()) return;
+    const body = up.body;
+    body.on('data', (chunk: Buffer) => {
+      if (!headSent && !sendHead()) return;
+      ex.bytesOut += chunk.length;
+      if (!(res as ServerResponse).write(chunk)) { body.pause(); (res as ServerResponse).once('drain', () => body.resume()); }
+    });
+    body.once('end', () => {
+      const t = up.trailers();
+      if (!headSent && t.length === 0) {
+        // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
+        res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
         res.end();
         end();
-      });
-      body.once('error', () => { ex.reason = 'upstream_reset'; res.destroy(); end(); });
-      body.once('close', () => { if (!body.readableEnded) { ex.reason ??= 'upstream_reset'; res.destroy(); end(); } });
-      ex.onClose = (): void => { if (!res.writableFinished) { abort(); end(); } };
+        return;
+      }
+      if (!sendHead()) return;
+      if (t.length > 0) {
+        try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
+      }
+      res.end();
+      end();
     });
+    body.once('error', () => { ex.reason = 'upstream_reset'; res.destroy(); end(); });
+    body.once('close', () => { if (!body.readableEnded) { ex.reason ??= 'upstream_reset'; res.destroy(); end(); } });
+    ex.onClose = (): void => { if (!res.writableFinished) { up.abort(); end(); } };
   }
 
   private mirror(t: ServiceTarget, method: string, url: string, headers: HeaderList, body: Buffer | undefined): void {
@@ -555,7 +624,7 @@ export class RequestHandler {
   }
 
   /** A response from the waypoint itself. */
-  private local(ex: Exchange, res: DownRes, status: number, reason: string, message: string, extra?: HeaderList): void {
+  local(ex: Exchange, res: DownRes, status: number, reason: string, message: string, extra?: HeaderList): void {
     ex.reason = reason;
     if (res.headersSent) { res.destroy(); return; }
     const body = message === '' || status === 204 || status === 304 ? '' : `${message}\n`;
@@ -703,6 +772,65 @@ export class RequestHandler {
       record(e.code === 'ECONNREFUSED' ? 503 : 502);
     });
     up.end();
+  }
+}
+
+/**
+ * A request forwarded without a BackendTrafficPolicy, retry plan or timeout (the common
+ * case): one object per request is the sink of its tries, no promise. Failures are handled
+ * as the resilience loop handles them without a plan: one free retry when a pooled
+ * connection turned out closed, another endpoint after a connect error, else 503/502.
+ */
+class Direct implements UpstreamSink {
+  private attempt = 0;
+  private freeRetries = 1;
+  private tried: Set<string> | undefined;
+  private call: UpstreamCall | undefined;
+  private done: (() => void) | undefined;
+  private gone = false;
+
+  constructor(private readonly h: RequestHandler, private readonly pr: Prepared, private readonly out: Outgoing, private readonly mirrors: readonly CompiledMirror[]) {}
+
+  send(): void {
+    const { h, pr, out } = this;
+    const { ex, res, svc, table } = pr;
+    const d = h.deps;
+    if (this.attempt === 0) ex.onClose = (): void => { if (!res.writableFinished) { this.gone = true; this.call?.abort(); } };
+    const ep = d.balancer.pickEndpoint(svc, this.tried);
+    if (!ep) { ex.flags = 'UH'; h.local(ex, res, 503, 'no_endpoints', `no endpoint for ${svc.key}`); return; }
+    const key = endpointKey(ep);
+    ex.upstream = key;
+    if (!table.authz.empty && !h.authorize(table, svc, ep, pr.authz).allowed) { h.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy'); return; }
+    if (this.attempt === 0 && this.mirrors.length > 0) h.sendMirrors(ex, this.mirrors, out);
+    this.attempt++;
+    ex.attempts++;
+    if (this.attempt > 1) (this.tried ??= new Set()).add(key);
+    this.done = d.balancer.begin(svc, ep);
+    this.call = d.upstream.send({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body }, this);
+  }
+
+  onResponse(up: UpstreamResponse): void {
+    const { ex, res, rule, backend, corsHeaders, h2 } = this.pr;
+    if (this.gone) { this.done!(); up.abort(); ex.reason = 'client_closed'; return; }
+    this.h.respond(ex, res, rule, backend, up, corsHeaders, h2, this.done!, undefined);
+  }
+
+  onError(err: unknown): void {
+    const { h, pr, out } = this;
+    const { ex, res, svc } = pr;
+    this.done!();
+    if (this.gone) { ex.reason = 'client_closed'; return; }
+    const e = err instanceof UpstreamError ? err : new UpstreamError('reset', String(err), undefined, false);
+    h.deps.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: e.kind });
+    const replayable = out.body === undefined || Buffer.isBuffer(out.body);
+    (this.tried ??= new Set()).add(ex.upstream!);
+    if (replayable && e.retryable && e.kind === 'reset' && this.freeRetries > 0) { this.freeRetries--; this.attempt--; this.send(); return; }
+    if (replayable && e.kind === 'connect' && this.attempt === 1 && this.tried.size < svc.endpoints.length) {
+      h.deps.metrics.retries.inc({ destination_service: ex.destination });
+      this.send();
+      return;
+    }
+    h.local(ex, res, e.kind === 'connect' ? 503 : 502, `upstream_${e.kind}`, `upstream ${e.kind === 'connect' ? 'connect error' : 'error'}: ${e.message}`);
   }
 }
 

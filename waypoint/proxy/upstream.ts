@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Endpoint, BackendProtocol } from '../routing/backends.js';
-import { H1Pool } from './h1-client.js';
+import { H1Pool, type H1Request } from './h1-client.js';
 import { UpstreamError } from './upstream-error.js';
 import { fromObject, type HeaderList } from './headers.js';
 import type { ResponseBody } from './body.js';
@@ -38,6 +38,17 @@ export interface UpstreamResponse {
 
 export { UpstreamError, type FailureKind } from './upstream-error.js';
 
+/** Who gets an exchange's outcome: the response head (its body follows), or the failure before it (an UpstreamError). */
+export interface UpstreamSink {
+  onResponse(r: UpstreamResponse): void;
+  onError(e: unknown): void;
+}
+
+/** An exchange in progress. */
+export interface UpstreamCall {
+  abort(): void;
+}
+
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
 
 export interface UpstreamOptions {
@@ -62,6 +73,14 @@ export class UpstreamPool {
     return r.protocol === 'h2c' ? this.h2(r) : this.h1(r);
   }
 
+  /** The same as request(), the outcome told to `sink`: no promise for HTTP/1.1 backends. */
+  send(r: UpstreamRequest, sink: UpstreamSink): UpstreamCall {
+    if (r.protocol !== 'h2c') return this.h1pool.send(h1Request(r), sink);
+    const x = this.h2(r);
+    x.response.then((up) => sink.onResponse(up), (e: unknown) => sink.onError(e));
+    return x;
+  }
+
   /** Connections currently open to backends (idle and busy), for metrics. */
   connectionCount(): number {
     return this.sessions.size + this.h1pool.connections;
@@ -75,7 +94,7 @@ export class UpstreamPool {
   }
 
   private h1(r: UpstreamRequest): { response: Promise<UpstreamResponse>; abort: () => void } {
-    return this.h1pool.request({ address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body, conn: r.conn });
+    return this.h1pool.request(h1Request(r));
   }
 
   private session(e: Endpoint): http2.ClientHttp2Session {
@@ -136,6 +155,10 @@ export class UpstreamPool {
     });
     return { response, abort: () => { aborted = true; stream?.close(http2.constants.NGHTTP2_CANCEL); } };
   }
+}
+
+function h1Request(r: UpstreamRequest): H1Request {
+  return { address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body, conn: r.conn };
 }
 
 function classify(e: NodeJS.ErrnoException, beforeConnect: boolean, reused: boolean, aborted: boolean): UpstreamError {
