@@ -100,13 +100,15 @@ if (PHASE === 'memory') {
   tb.update(first.model);
   if (tb.table.size !== SERVICES) throw new Error(`unexpected ${tb.table.size} entries`);
   const rssLoaded = process.memoryUsage().rss;
+  const t0 = performance.now();
   if (process.env.KW_BENCH_TRIM !== 'no') releaseFreedMemory(); // as `kernway agent` does after its first sync: compact the heap, trim malloc
+  const releaseMs = +(performance.now() - t0).toFixed(1);
   // Idle for a while, as the agent is between changes: V8's memory reducer gives back what the load used.
   await new Promise((r) => setTimeout(r, 10_000));
   global.gc?.();
   const mu = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', releaseMs, newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
   src.close();
   process.exit(0);
 }

@@ -37,11 +37,11 @@ if (values.phase === 'memory') {
   const accepted = last!.config.routes.length;
   if (accepted !== ROUTES) throw new Error(`expected ${ROUTES} routes, got ${accepted}: ${JSON.stringify([...last!.sourceProblems, ...last!.config.problems].slice(0, 3))}`);
   const rssLoaded = process.memoryUsage().rss;
-  if (process.env.KW_BENCH_COMPACT !== 'no') compactHeap(); // as the waypoint does after its first configuration
+  const compactMs = process.env.KW_BENCH_COMPACT !== 'no' ? +compactHeap().toFixed(1) : 0; // as the waypoint does after its first configuration
   // Idle for a while, as the waypoint is between changes: V8's memory reducer gives back what the load used.
   await new Promise((r) => setTimeout(r, 10_000));
   const mu = process.memoryUsage();
-  console.log(JSON.stringify({ bench: 'waypoint-config-memory', routes: ROUTES, layout: values.layout, rssJustLoadedMiB: mib(rssLoaded), rssIdleMiB: mib(mu.rss), heapUsedMiB: mib(mu.heapUsed), heapTotalMiB: mib(mu.heapTotal), compactHeap: process.env.KW_BENCH_COMPACT !== 'no', execArgv: process.execArgv.join(' '), tableListeners: Object.keys(table).length, note: 'source, model, waypoint config and routing table; no proxy traffic' }));
+  console.log(JSON.stringify({ bench: 'waypoint-config-memory', routes: ROUTES, layout: values.layout, rssJustLoadedMiB: mib(rssLoaded), rssIdleMiB: mib(mu.rss), heapUsedMiB: mib(mu.heapUsed), heapTotalMiB: mib(mu.heapTotal), compactHeap: process.env.KW_BENCH_COMPACT !== 'no', compactMs, execArgv: process.execArgv.join(' '), tableListeners: Object.keys(table).length, note: 'source, model, waypoint config and routing table; no proxy traffic' }));
   src.close();
   process.exit(0);
 }

@@ -10,11 +10,13 @@
  *   endpoint: address (4 bytes for IPv4, 16 for IPv6, none for FQDN), flags (ready 1,
  *             serving 2, terminating 4), node (u16 little-endian: 0 none, n = nodes[n-1]);
  *   backend:  address (4 / 16 bytes), port (u16 LE), node (u16 LE, as above).
- * FQDN names are kept as strings beside. Node names are listed once per slice or entry.
+ * FQDN names are kept as strings beside. Node names are listed once per slice or entry,
+ * and equal lists are one (`internStrings`).
  *
  * Iterating yields plain `Endpoint` / `Backend` objects made on demand (garbage once used),
  * so readers that walk them keep working; hot readers use the accessors by index.
  */
+import { internStrings } from './strings.js';
 import type { AddressType, Endpoint, EndpointList, IPFamily } from './types.js';
 
 const READY = 1, SERVING = 2, TERMINATING = 4;
@@ -101,7 +103,7 @@ export class PackedEndpoints implements EndpointList {
     }
     this.data = packed(data);
     this.names = this.family ? NO_NAMES : Object.freeze(endpoints.map((e) => e.address));
-    this.nodes = nodes.length === 0 ? NO_NAMES : Object.freeze(nodes.slice());
+    this.nodes = internStrings(nodes);
     Object.freeze(this);
   }
 
@@ -163,7 +165,7 @@ export class PackedBackends implements Iterable<Backend> {
       data[p + 3] = n >> 8;
     }
     this.data = packed(data);
-    this.nodes = nodes.length === 0 ? NO_NAMES : Object.freeze(nodes.slice());
+    this.nodes = internStrings(nodes);
     Object.freeze(this);
   }
 

@@ -47,3 +47,17 @@ export function internList<T extends object>(items: T[]): T[] {
   return v;
 }
 const NO_ITEMS: readonly object[] = Object.freeze([]);
+
+const stringLists = new Map<string, readonly string[]>();
+const NO_STRINGS: readonly string[] = Object.freeze([]);
+
+/** One shared, frozen copy of a short list of strings (the node names of a slice repeat across slices). */
+export function internStrings(items: readonly string[]): readonly string[] {
+  if (items.length === 0) return NO_STRINGS;
+  const key = items.join('\n');
+  const hit = stringLists.get(key);
+  if (hit !== undefined) return hit;
+  const v = Object.freeze(items.map(intern));
+  if (stringLists.size < MAX_LISTS) stringLists.set(key, v);
+  return v;
+}

@@ -261,10 +261,11 @@ export class Waypoint extends EventEmitter {
     await this.reconcileListeners(table);
     for (const p of u.sourceProblems) log.warn({ code: p.code, file: p.file, object: p.object, field: p.field }, p.message);
     log.info({ generation: this.generation, ...table.stats, problems: this.problems.length }, 'waypoint: configuration applied');
-    // The first configuration's burst (file text, parse trees, the source's first state) is garbage now: give its pages back.
-    if (this.generation === 1) compactHeap();
     u.settle?.();
     this.emit(CONFIG_APPLIED, this.generation);
+    // The first configuration's burst (file text, parse trees, the source's first state) is garbage now: give its
+    // pages back, once ready (a last-resort GC holds the process for 0.1-2 s; readiness does not wait for it).
+    if (this.generation === 1) setImmediate(() => { if (!this.stopping) compactHeap(); });
   }
 
   /** Open the Gateway listener sockets the table needs, close those it no longer has. */
