@@ -29,7 +29,7 @@ export const KW_PDST_VAL = struct('kw_pdst_val', 8, { tbl: [0, 4], flags: [4, 2]
 export const KW_POL_KEY = struct('kw_pol_key', 16, { tbl: [0, 4], src: [4, 4], cls: [8, 4], port: [12, 2], proto: [14, 1], pad: [15, 1] });
 export const KW_CIDR_KEY = struct('kw_cidr_key', 20, { prefixlen: [0, 4], addr: [4, KW_ADDR] });
 /** The hand-off's SYN guard (bpf/include/waypoint_syn.h): a waypoint pod's mesh address -> SYNs dropped; written by waypoint-sync.ts. */
-export const KW_WP_MKEY = struct('kw_wp_mkey', 20, { addr: [0, KW_ADDR], port: [16, 2], pad: [18, 2] });
+export const KW_WP_GKEY = struct('kw_wp_gkey', 20, { addr: [0, KW_ADDR], port: [16, 2], pad: [18, 2] });
 
 /** What the codecs below encode of each policy map, checked against BTF at load. */
 export const POLICY_LAYOUTS: Readonly<Record<PolicyMapName, MapLayout>> = {
@@ -40,7 +40,7 @@ export const POLICY_LAYOUTS: Readonly<Record<PolicyMapName, MapLayout>> = {
   kw_pdst: { key: scalar(4), value: KW_PDST_VAL },
   kw_pol: { key: KW_POL_KEY, value: scalar(4) },
   kw_cidr: { key: KW_CIDR_KEY, value: scalar(4) },
-  kw_wp_mesh: { key: KW_WP_MKEY, value: scalar(8) },
+  kw_wp_mesh: { key: KW_WP_GKEY, value: scalar(8) },
   kw_netns: { key: scalar(8), value: KW_CGRP_VAL },
 };
 

@@ -22,6 +22,7 @@ import { ADDR_SIZE, datapathAddr, readAddr, writeAddr } from './addr.js';
 import { IPPROTO_TCP } from './codec.js';
 import { scalar, struct, type MapLayout } from './layout.js';
 import type { MapLike } from './lb-maps.js';
+import { KW_WP_GKEY } from './policy-codec.js';
 
 /** Maps of the hand-off; kw_wp_sk and kw_wp_stats are shared with the sockmap object. */
 export const WP_MAP_NAMES = ['kw_wp_svc', 'kw_wp_guard', 'kw_wp_exempt', 'kw_wp_sk', 'kw_wp_stats'] as const;
@@ -33,7 +34,8 @@ export const WP_SHARED_MAPS = ['kw_wp_sk', 'kw_wp_stats'] as const;
 export const WP_MAX_PODS = 16;
 
 export const KW_WP_VAL = struct('kw_wp_val', 8 + WP_MAX_PODS * ADDR_SIZE, { count: [0, 4], port: [4, 2], pad: [6, 2], pods: [8, WP_MAX_PODS * ADDR_SIZE] });
-export const KW_WP_GKEY = struct('kw_wp_gkey', 20, { addr: [0, 16], port: [16, 2], pad: [18, 2] });
+/** Key of kw_wp_guard and of the policy datapath's kw_wp_mesh (bpf/include/waypoint_key.h). */
+export { KW_WP_GKEY } from './policy-codec.js';
 
 export const WP_LAYOUTS: Readonly<Record<string, MapLayout>> = {
   kw_wp_svc: { key: scalar(4), value: KW_WP_VAL },

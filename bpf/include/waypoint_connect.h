@@ -9,6 +9,7 @@
 
 #include "kw_common.h"
 #include "waypoint.h"
+#include "waypoint_key.h"
 
 #ifndef KW_WP_MAX_PODS
 #define KW_WP_MAX_PODS 16 /* ready pods of one waypoint the kernel picks from (power of two) */
@@ -31,12 +32,6 @@ struct kw_wp_val {
 	struct kw_addr pods[KW_WP_MAX_PODS];   /* pods[0..count-1] (IPv4 as ::ffff:a.b.c.d) */
 };
 
-/* Key of kw_wp_guard: a waypoint pod's mesh port. 20 bytes. */
-struct kw_wp_gkey {
-	struct kw_addr addr; /* network order */
-	__be16 port;         /* network order */
-	__u16 pad;           /* zero */
-};
 
 /* Bound frontends: svc_id (kw_svc_val.svc_id) -> the waypoint's pods. */
 struct {

@@ -16,6 +16,7 @@
 
 #include "kw_common.h"
 #include "identity.h"
+#include "waypoint_key.h"
 
 #ifndef KW_WP_MAX_MESH
 #define KW_WP_MAX_MESH 4096 /* waypoint pod mesh addresses */
@@ -24,26 +25,19 @@
 /* The mesh port every waypoint listens on (the Gateway listener {mesh, 15019, kernway.io/mesh}). */
 #define KW_WP_MESH_PORT 15019
 
-/* Key of kw_wp_mesh: a waypoint pod's mesh address (struct kw_wp_gkey's layout). 20 bytes. */
-struct kw_wp_mkey {
-	struct kw_addr addr; /* network order, IPv4 as ::ffff:a.b.c.d */
-	__be16 port;         /* network order */
-	__u16 pad;           /* zero */
-};
-
 /* Waypoint pods' mesh addresses -> SYNs dropped there (from addresses that are no known pod). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, KW_WP_MAX_MESH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct kw_wp_mkey);
+	__type(key, struct kw_wp_gkey);
 	__type(value, __u64);
 } kw_wp_mesh SEC(".maps");
 
 /* A SYN to `dst`:`dport` from `src_id`: 1 when it must be dropped. */
 static __always_inline int kw_wp_syn_denied(const struct kw_addr *dst, __be16 dport, __u32 src_id)
 {
-	struct kw_wp_mkey k = {};
+	struct kw_wp_gkey k = {};
 	__u64 *drops;
 
 	if (dport != bpf_htons(KW_WP_MESH_PORT) || src_id != KW_ID_WORLD)
