@@ -43,6 +43,16 @@ const NODE = 'bench-node';
 const VIP = '10.96.0.30';
 const PORT = 8080;
 
+/** nginx answering 200 on PORT, its files in d. */
+function writeNginxConf(d: string): void {
+  writeFileSync(join(d, 'nginx.conf'), [
+    'worker_processes 1;', `pid ${d}/nginx.pid;`, `error_log ${d}/error.log;`, 'events { worker_connections 4096; }',
+    'http {', '  access_log off;', `  client_body_temp_path ${d}/body;`, `  proxy_temp_path ${d}/proxy;`, `  fastcgi_temp_path ${d}/fcgi;`,
+    `  uwsgi_temp_path ${d}/uwsgi;`, `  scgi_temp_path ${d}/scgi;`,
+    `  server { listen ${PORT}; location / { return 200 "ok\\n"; } }`, '}',
+  ].join('\n'));
+}
+
 export async function tcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; kernelOnly?: boolean; objects?: string[] }): Promise<Record<string, unknown>> {
   const lab = await Lab.create({ tag: 'benchtcpm' });
   const undo = lab.destroyOnSignals();
@@ -54,12 +64,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
   try {
     const server = await lab.addPod('server');
     const client = await lab.addPod('client');
-    writeFileSync(join(dir, 'nginx.conf'), [
-      'worker_processes 1;', `pid ${dir}/nginx.pid;`, `error_log ${dir}/error.log;`, 'events { worker_connections 4096; }',
-      'http {', '  access_log off;', `  client_body_temp_path ${dir}/body;`, `  proxy_temp_path ${dir}/proxy;`, `  fastcgi_temp_path ${dir}/fcgi;`,
-      `  uwsgi_temp_path ${dir}/uwsgi;`, `  scgi_temp_path ${dir}/scgi;`,
-      `  server { listen ${PORT}; location / { return 200 "ok\\n"; } }`, '}',
-    ].join('\n'));
+    writeNginxConf(dir);
     const nginx = lab.spawn(server, 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;']);
     const connrate = await buildConnrate(dir);
     if (nginx.exitCode !== null) throw new Error('nginx exited');
@@ -162,12 +167,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     };
   } finally {
     conns?.close();
-    sm?.close();
-    lb?.close();
-    try { uninstall(bpffs); } catch { /* the lab removes it */ }
-    await lab.destroy();
-    undo();
-    rmSync(dir, { recursive: true, force: true });
+    await teardown(lab, undo, dir, bpffs, [sm, lb]);
   }
 }
 
@@ -201,12 +201,7 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
       const client = await lab.addPod(`client${i}`);
       const d = join(dir, `nginx${i}`);
       mkdirSync(d);
-      writeFileSync(join(d, 'nginx.conf'), [
-        'worker_processes 1;', `pid ${d}/nginx.pid;`, `error_log ${d}/error.log;`, 'events { worker_connections 4096; }',
-        'http {', '  access_log off;', `  client_body_temp_path ${d}/body;`, `  proxy_temp_path ${d}/proxy;`, `  fastcgi_temp_path ${d}/fcgi;`,
-        `  uwsgi_temp_path ${d}/uwsgi;`, `  scgi_temp_path ${d}/scgi;`,
-        `  server { listen ${PORT}; location / { return 200 "ok\\n"; } }`, '}',
-      ].join('\n'));
+      writeNginxConf(d);
       const nginx = lab.spawn(server, 'nginx', ['-c', join(d, 'nginx.conf'), '-p', d, '-g', 'daemon off;']);
       if (nginx.exitCode !== null) throw new Error('nginx exited');
       const vip = `10.96.0.${50 + i}`;
@@ -268,13 +263,17 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     };
   } finally {
     try { detach(); } catch { /* the lab removes it */ }
-    sm?.close();
-    lb?.close();
-    try { uninstall(bpffs); } catch { /* the lab removes it */ }
-    await lab.destroy();
-    undo();
-    rmSync(dir, { recursive: true, force: true });
+    await teardown(lab, undo, dir, bpffs, [sm, lb]);
   }
+}
+
+/** Closes the balancer and the accelerator, removes the pins, the lab and the folder. */
+async function teardown(lab: Lab, undo: () => void, dir: string, bpffs: string, open: Array<{ close(): void } | undefined>): Promise<void> {
+  for (const o of open) o?.close();
+  try { uninstall(bpffs); } catch { /* the lab removes it */ }
+  await lab.destroy();
+  undo();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 const range = (xs: number[]): [number, number] => [+Math.min(...xs).toFixed(2), +Math.max(...xs).toFixed(2)];
