@@ -15,7 +15,7 @@
  */
 import http2, { constants } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { HeaderList } from './headers.js';
+import { fromObject, type HeaderList } from './headers.js';
 
 const { NGHTTP2_NO_ERROR } = constants;
 
@@ -124,7 +124,7 @@ export class H2Response {
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
-    const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
+    const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
     const head: HeaderList = [':status', String(status)];
     let length = false, trailer = false, grpc = false;
     for (let i = 0; i < list.length; i += 2) {
@@ -214,16 +214,6 @@ export class H2Response {
   destroy(): void {
     if (!this.stream.destroyed) this.stream.destroy();
   }
-}
-
-function objectToList(o: Record<string, string | string[] | number>): HeaderList {
-  const out: HeaderList = [];
-  for (const k of Object.keys(o)) {
-    const v = o[k]!;
-    if (Array.isArray(v)) for (const x of v) out.push(k, x);
-    else out.push(k, String(v));
-  }
-  return out;
 }
 
 /** The HTTP/2 server callers' connections are handed to (after accept()'s preface check). */
