@@ -132,10 +132,18 @@ describe('deploy/ on the lab cluster', () => {
         spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] },
       },
     ]);
-    // Another implementation's entry, which kernway must keep.
-    const route = await cluster.api.get<Record<string, any>>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web'); // eslint-disable-line @typescript-eslint/no-explicit-any
+    // Another implementation's entry, which kernway must keep. The elected agent may write the route's status
+    // between our read and our write (409 Conflict): read again and retry, as any controller does.
     const foreign = { parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: 'shop', name: 'theirs' }, controllerName: 'example.com/other', conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'theirs', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }] };
-    await cluster.api.put('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web/status', { ...route, status: { parents: [foreign] } });
+    for (let attempt = 1; ; attempt++) {
+      const route = await cluster.api.get<Record<string, unknown>>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web');
+      try {
+        await cluster.api.put('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web/status', { ...route, status: { parents: [foreign] } });
+        break;
+      } catch (e) {
+        if ((e as { status?: number }).status !== 409 || attempt >= 10) throw e;
+      }
+    }
 
     // The DaemonSet's elected agent writes the route's status: kernway's entry beside the foreign one.
     await waitFor('the route status written by the elected DaemonSet agent', async () => {
