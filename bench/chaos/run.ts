@@ -453,7 +453,11 @@ async function setup(opts: ChaosOptions, dir: string, say: (l: string) => void):
     const waypointDir = join(dir, 'waypoint-manifests');
     mkdirSync(agentDir);
     mkdirSync(waypointDir);
-    writeFileSync(join(agentDir, 'pods.json'), JSON.stringify(podManifests([client, server, wpa, wpb], 'chaos-node')));
+    // The namespace opts in to same-node acceleration (docs/sockmap.md, rule 7), so that the
+    // streams and one-shot connections exercise the accelerator across every fault.
+    const pods = podManifests([client, server, wpa, wpb], 'chaos-node') as { items: Array<{ kind: string; metadata: Record<string, unknown> }> };
+    for (const it of pods.items) if (it.kind === 'Namespace') it.metadata.annotations = { 'kernway.io/sockmap': 'on' };
+    writeFileSync(join(agentDir, 'pods.json'), JSON.stringify(pods));
     writeFileSync(join(waypointDir, 'waypoint.json'), JSON.stringify(waypointManifests(server, TARGET_NAMESPACE, ECHO_VIP, 'echo')));
     const agent = new ChaosAgent(lab, env, agentDir, `kw_svc=${opts.svcCapacity},kw_svc_stats=${opts.svcCapacity}`);
     const waypoints = [new ChaosWaypoint(lab, env, wpa, waypointDir, TARGET_NAMESPACE), new ChaosWaypoint(lab, env, wpb, waypointDir, TARGET_NAMESPACE)];
