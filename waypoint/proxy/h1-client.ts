@@ -50,6 +50,8 @@ export interface H1Request {
   /** Without hop-by-hop headers; includes Host. Content-Length is used as is when the body is a stream. */
   headers: HeaderList;
   body: Readable | Buffer | undefined;
+  /** 'address:port', when the caller has it made already (the pool's key). */
+  key?: string | undefined;
   /** A BackendTrafficPolicy's connection settings (connect and idle timeouts, duration, requests per connection, keep-alive). */
   conn?: ConnOptions | undefined;
 }
@@ -139,7 +141,7 @@ export class H1Pool {
    * before it. No promise and no closure per request on a pooled connection.
    */
   send(r: H1Request, sink: H1Sink): H1Call {
-    const key = `${r.address}:${r.port}`;
+    const key = r.key ?? `${r.address}:${r.port}`;
     const pooled = this.take(key);
     const x = new Exchange(this, r, sink, pooled !== undefined);
     if (pooled) {

@@ -158,7 +158,7 @@ export class UpstreamPool {
 }
 
 function h1Request(r: UpstreamRequest): H1Request {
-  return { address: r.endpoint.address, port: r.endpoint.port, method: r.method, path: r.path, headers: r.headers, body: r.body, conn: r.conn };
+  return { address: r.endpoint.address, port: r.endpoint.port, key: r.endpoint.key, method: r.method, path: r.path, headers: r.headers, body: r.body, conn: r.conn };
 }
 
 function classify(e: NodeJS.ErrnoException, beforeConnect: boolean, reused: boolean, aborted: boolean): UpstreamError {
