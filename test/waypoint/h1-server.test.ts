@@ -212,6 +212,47 @@ describe('the same bytes through node:http and the waypoint\'s own server', () =
   });
 });
 
+describe('a caller that half-closes after its requests (shutdown(SHUT_WR), as nginx and plain TCP allow)', () => {
+  /** Writes `data`, half-closes, and reads to EOF; what came back, and whether our EOF came. */
+  function halfClose(data: string): Promise<{ caller: string; ended: boolean }> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: GW.kernway, port: PORT, allowHalfOpen: true });
+      let got = '';
+      const timer = setTimeout(() => { s.destroy(); resolve({ caller: got, ended: false }); }, 5_000);
+      s.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+      s.on('end', () => { clearTimeout(timer); s.destroy(); resolve({ caller: got, ended: true }); });
+      s.on('error', (e) => { clearTimeout(timer); reject(e); });
+      s.end(data);
+    });
+  }
+
+  it('one request then FIN: the whole response, Connection: close, then the waypoint\'s FIN', async () => {
+    const before = backend.log.length;
+    const r = await halfClose('GET /web/half HTTP/1.1\r\nHost: a\r\n\r\n');
+    expect(r.ended).toBe(true);
+    expect(r.caller).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(r.caller).toMatch(/\r\nconnection: close\r\n/i);
+    expect(r.caller.endsWith('GET /web/half\n')).toBe(true);
+    expect(backend.log.slice(before)).toContain('GET /web/half HTTP/1.1');
+  });
+
+  it('three pipelined requests then FIN: three responses in order, only the last says close', async () => {
+    const req = (p: string): string => `GET /web/${p} HTTP/1.1\r\nHost: a\r\n\r\n`;
+    const r = await halfClose(req('p1') + req('p2') + req('p3'));
+    expect(r.ended).toBe(true);
+    const bodies = [...r.caller.matchAll(/GET \/web\/(p[0-9])\n/g)].map((m) => m[1]);
+    expect(bodies).toEqual(['p1', 'p2', 'p3']);
+    expect(r.caller.match(/\r\nconnection: close\r\n/gi)?.length).toBe(1);
+    expect(r.caller.lastIndexOf('onnection: close')).toBeGreaterThan(r.caller.indexOf('GET /web/p2\n'));
+  });
+
+  it('FIN with nothing sent: the waypoint closes its side too', async () => {
+    const r = await halfClose('');
+    expect(r.ended).toBe(true);
+    expect(r.caller).toBe('');
+  });
+});
+
 describe('fuzzing (seeded, short; bench/waypoint/fuzz.ts runs for minutes)', () => {
   it('the request parser: never crashes; every input llhttp refuses gets a 4xx or a closed connection', async () => {
     const rand = mulberry32(1234);

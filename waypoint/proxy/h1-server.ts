@@ -208,7 +208,7 @@ export class FastResponse {
       if (this.req.httpVersion === '1.1') this.chunked = true;
       else this.keepAlive = false;
     }
-    if (this.conn.stopping) this.keepAlive = false;
+    if (this.conn.lastResponse) this.keepAlive = false;
     if (this.keepAlive) h += this.conn.keepAliveHeader;
     else h += 'Connection: close\r\n';
     if (this.chunked) h += 'Transfer-Encoding: chunked\r\n';
@@ -336,6 +336,8 @@ export class H1Conn {
   private paused = false;
   private done = false;
   stopping = false;
+  /** The caller half-closed: no more requests will come. */
+  private peerEnded = false;
   readonly keepAliveHeader: string;
 
   constructor(readonly socket: Socket, private readonly server: H1Server) {
@@ -399,9 +401,17 @@ export class H1Conn {
   }
 
   private onEnd(): void {
-    // The caller is done sending: finish what is in progress, then close.
-    this.stopping = true;
-    if (!this.active && this.pending.length === 0) this.socket.end();
+    // The caller is done sending (a half-close, as `shutdown(SHUT_WR)` or `curl`'s upload
+    // end): answer every complete request already received, in order, then close, as nginx
+    // and plain TCP to the backend would. The socket is half-open (allowHalfOpen), so the
+    // answers can still be written.
+    this.peerEnded = true;
+    if (!this.active && this.pending.length === 0) { this.done = true; this.socket.end(); }
+  }
+
+  /** Whether the response being written is the last this connection will carry. */
+  get lastResponse(): boolean {
+    return this.stopping || (this.peerEnded && this.pending.length === 0);
   }
 
   private onClose(): void {
@@ -449,6 +459,7 @@ export class H1Conn {
     }
     const next = this.pending.shift();
     if (next) { process.nextTick(() => { if (!this.done || next.upgrade) this.dispatch(next); }); return; }
+    if (this.peerEnded) { this.done = true; this.socket.end(); return; }
     this.idleSince = performance.now();
     if (this.paused) this.resume();
   }
@@ -532,6 +543,8 @@ export class H1Server {
   /** A new caller connection (after the PROXY header and the HTTP/2 preface check). */
   connection(socket: Socket): void {
     if (this.stopping) { socket.destroy(); return; }
+    // Half-open: a caller's FIN after its request must not end our side before the answer.
+    socket.allowHalfOpen = true;
     const c = new H1Conn(socket, this);
     this.conns.add(c);
   }
