@@ -56,3 +56,21 @@ export function forbiddenAddress(ip: ParsedIP): string | undefined {
   if (s.startsWith('::ffff:')) return 'an IPv4-mapped IPv6 address (::ffff:0:0/96); write the IPv4 address';
   return undefined;
 }
+
+/**
+ * An IPv6 address's eight 16-bit groups as text, RFC 5952: lowercase hex without leading
+ * zeros, the first longest run of two or more zero groups compressed to '::' (the form
+ * WHATWG URL and parseIP give).
+ */
+export function ipv6Text(g: readonly number[]): string {
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (xs: readonly number[]): string => xs.map((x) => x.toString(16)).join(':');
+  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}

@@ -16,6 +16,7 @@
  * Iterating yields plain `Endpoint` / `Backend` objects made on demand (garbage once used),
  * so readers that walk them keep working; hot readers use the accessors by index.
  */
+import { ipv6Text } from './ip.js';
 import { internStrings } from './strings.js';
 import type { AddressType, Endpoint, EndpointList, IPFamily } from './types.js';
 
@@ -49,17 +50,7 @@ function readIP(b: string, off: number, family: IPFamily): string {
   if (family === 'IPv4') return `${b.charCodeAt(off)}.${b.charCodeAt(off + 1)}.${b.charCodeAt(off + 2)}.${b.charCodeAt(off + 3)}`;
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push((b.charCodeAt(off + 2 * i) << 8) | b.charCodeAt(off + 2 * i + 1));
-  // The first longest run of two or more zero groups is compressed.
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+  return ipv6Text(g);
 }
 
 /** The bytes as a string of one-byte characters (latin1: char code = byte). */

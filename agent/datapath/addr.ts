@@ -4,6 +4,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidArgumentError } from '../../common/errors.js';
+import { ipv6Text } from '../../k8s/ip.js';
 
 export const ADDR_SIZE = 16;
 
@@ -99,19 +100,7 @@ export function readAddr(b: Buffer, offset = 0): string {
   if (isMappedV4(b, offset)) return `${b[offset + 12]}.${b[offset + 13]}.${b[offset + 14]}.${b[offset + 15]}`;
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(offset + 2 * i));
-  // Longest run (>= 2) of zero groups becomes '::' (RFC 5952 4.2).
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (best < 0) return hex(g);
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+  return ipv6Text(g);
 }
 
 /**
