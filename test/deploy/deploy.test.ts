@@ -107,6 +107,8 @@ describe('deploy/ on the lab cluster', () => {
       ['update', 'httproutes.gateway.networking.k8s.io/x'], ['update', 'gateways.gateway.networking.k8s.io/x'],
       ['update', 'leases.coordination.k8s.io/other', '-n', 'kernway-system'], ['create', 'leases.coordination.k8s.io', '-n', 'default'],
       ['create', 'clusterroles.rbac.authorization.k8s.io'], ['update', 'nodes/x'],
+      // AuthorizationPolicy has no status subresource: nothing to write there.
+      ['update', 'authorizationpolicies.kernway.io/x', '--subresource=status'],
     ] as const) expect(await canI(verb, what, ...rest), `${verb} ${what} ${rest.join(' ')}`).toBe(false);
 
     // Real requests with the agent's ServiceAccount token.
