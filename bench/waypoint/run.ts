@@ -250,7 +250,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
     if (wpNode) {
       const u = `http://${WAYPOINT_NODE.address}:${WAYPOINT.port}/echo`;
       const pid = wpNode.pid;
-      targets.push({ proxy: 'waypoint-node-http', h1: u, h2: u, pids: () => [pid] });
+      targets.push({ proxy: 'waypoint-node-http', h1: u, h2: o.h1Only ? undefined : u, pids: () => [pid] });
     }
     if (o.baselines) {
       let port = 18191;
