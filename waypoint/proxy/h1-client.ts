@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
 import type { HeaderList } from './headers.js';
-import { HTTPParser, strictParser, type ParseError, type ParserInstance } from './llhttp.js';
+import { consumeSocket, HTTPParser, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import type { ConnOptions } from '../resilience/compile.js';
 import { UpstreamError as H1Error } from './upstream-error.js';
 
@@ -80,6 +80,9 @@ class Conn {
   requests = 0;
   readonly born = Date.now();
   readonly parser: ParserInstance;
+  /** The socket's native stream, while the parser reads it (undefined: 'data' events). */
+  private handle: StreamHandle | undefined;
+  paused = false;
 
   constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool, readonly opts: ConnOptions | undefined, maxHeaderBytes: number) {
     const p = strictParser(HTTPParser.RESPONSE, maxHeaderBytes);
@@ -90,10 +93,35 @@ class Conn {
     p[HTTPParser.kOnBody] = (b: Buffer): void => { this.exchange?.onBody(b); };
     p[HTTPParser.kOnMessageComplete] = (): void => { this.exchange?.onMessageComplete(); };
     this.parser = p;
-    socket.on('data', (d: Buffer) => { if (this.exchange) this.exchange.onData(d); else this.drop(); });
     socket.on('error', (e: NodeJS.ErrnoException) => { if (this.exchange) this.exchange.onClose(e); else this.drop(); });
     socket.on('end', () => { if (this.exchange) this.exchange.onEnd(); else this.drop(); });
-    socket.on('close', () => { pool.closedConn(this); if (this.exchange) this.exchange.onClose(undefined); p.close(); });
+    socket.on('close', () => {
+      pool.closedConn(this);
+      if (this.exchange) this.exchange.onClose(undefined);
+      const h = this.handle;
+      this.handle = undefined;
+      releaseParser(p, h);
+    });
+    // The parser reads the socket itself: no Buffer and no 'data' event per read.
+    this.handle = consumeSocket(p, socket, []);
+    if (this.handle) p[HTTPParser.kOnExecute] = (ret: number | ParseError): void => { if (this.exchange) this.exchange.executed(ret, undefined); else this.drop(); };
+    else socket.on('data', (d: Buffer) => { if (this.exchange) this.exchange.onData(d); else this.drop(); });
+  }
+
+  /** Reading stops (the response body's reader is behind) or goes on. */
+  pause(): void {
+    this.paused = true;
+    const h = this.handle;
+    if (!h) { this.socket.pause(); return; }
+    if (h.reading) { h.reading = false; h.readStop(); }
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const h = this.handle;
+    if (!h) { this.socket.resume(); return; }
+    if (!h.reading && !this.socket.destroyed) { h.reading = true; h.readStart(); }
   }
 
   /** Leave the pool (idle timeout, or the backend closed or spoke). */
@@ -209,7 +237,7 @@ export class H1Pool {
       this.sweep = setInterval(() => this.closeExpired(), every);
       this.sweep.unref();
     }
-    if (c.socket.isPaused()) c.socket.resume();
+    c.resume();
     list.push(c);
   }
 
@@ -275,7 +303,7 @@ class Exchange implements H1Response, H1Call {
     this.conn = conn;
     this.socket = conn.socket;
     conn.exchange = this;
-    if (this.socket.isPaused()) this.socket.resume();
+    conn.resume();
     this.write();
   }
 
@@ -287,7 +315,7 @@ class Exchange implements H1Response, H1Call {
 
   /** The body wants more after the socket was paused for it. */
   resumeBody(): void {
-    if (this.socket.isPaused() && !this.finished) this.socket.resume();
+    if (!this.finished) this.conn.resume();
   }
 
   private write(): void {
@@ -344,9 +372,17 @@ class Exchange implements H1Response, H1Call {
 
   onData(d: Buffer): void {
     if (this.finished) return;
+    this.executed(this.conn.parser.execute(d), d);
+  }
+
+  /**
+   * After the parser went through a read's bytes (`d`: undefined when it read them itself;
+   * llhttp then parsed them all or stopped at an error).
+   */
+  executed(ret: number | ParseError, d: Buffer | undefined): void {
+    if (this.finished) return;
     this.gotBytes = true;
-    const ret = this.conn.parser.execute(d);
-    if (this.complete) { this.settle(typeof ret === 'number' && ret === d.length && !this.extra); return; }
+    if (this.complete) { this.settle(typeof ret === 'number' && (d === undefined || ret === d.length) && !this.extra); return; }
     if (typeof ret !== 'number') this.parseError(ret);
   }
 
@@ -410,7 +446,7 @@ class Exchange implements H1Response, H1Call {
 
   onBody(b: Buffer): void {
     if (this.finished || this.complete || !this.response) return;
-    if (!this.body.push(b)) this.socket.pause();
+    if (!this.body.push(b)) this.conn.pause();
   }
 
   onMessageComplete(): void {

@@ -16,7 +16,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import type { HeaderList } from './headers.js';
-import { HTTPParser, METHODS, strictParser, type ParserInstance } from './llhttp.js';
+import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 
 
 /** What a malformed request or a time limit gets: status (0: close without answer) and metric kind. */
@@ -335,6 +335,8 @@ export class H1Conn {
   idleSince: number;
   private paused = false;
   private done = false;
+  /** The socket's native stream, while the parser reads it (undefined: 'data' events). */
+  private handle: StreamHandle | undefined;
   stopping = false;
   /** The caller half-closed: no more requests will come. */
   private peerEnded = false;
@@ -370,19 +372,31 @@ export class H1Conn {
       if (req) req.endBody();
     };
     this.parser = p;
-    socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('drain', () => this.active?.res.drained());
     socket.on('end', () => this.onEnd());
     socket.on('error', () => { /* 'close' follows */ });
     socket.on('close', () => this.onClose());
+    // The parser reads the socket itself (no Buffer, no 'data' event per read); what the
+    // socket had buffered already (the first bytes, read to tell HTTP/1 from HTTP/2) first.
+    const pending: Buffer[] = [];
+    this.handle = consumeSocket(p, socket, pending);
+    if (this.handle) {
+      p[HTTPParser.kOnExecute] = (ret: number | ParseError): void => this.executed(ret, undefined);
+      for (const d of pending) this.onData(d);
+    } else socket.on('data', (d: Buffer) => this.onData(d));
   }
 
   private onData(d: Buffer): void {
     if (this.done) return;
-    const ret = this.parser.execute(d);
+    this.executed(this.parser.execute(d), d);
+  }
+
+  /** After the parser went through a read's bytes (`d`: undefined when it read them itself). */
+  private executed(ret: number | ParseError, d: Buffer | undefined): void {
+    if (this.done) return;
     if (typeof ret !== 'number') { this.clientError(ret.code, ret.reason ?? ret.message); return; }
     const req = this.upgrading;
-    if (req && !this.done) { this.upgrading = undefined; this.onUpgradeHead(req, d.subarray(ret)); }
+    if (req) { this.upgrading = undefined; this.onUpgradeHead(req, (d ?? this.parser.getCurrentBuffer()).subarray(ret)); }
   }
 
   private onUpgradeHead(req: FastRequest, rest: Buffer): void {
@@ -421,7 +435,13 @@ export class H1Conn {
     this.active = undefined;
     this.pending.length = 0;
     if (a) { a.dropBody(); a.res.emitClose(); }
-    this.parser.close?.();
+    this.releaseParser();
+  }
+
+  private releaseParser(): void {
+    const h = this.handle;
+    this.handle = undefined;
+    releaseParser(this.parser, h);
   }
 
   private dispatch(req: FastRequest): void {
@@ -471,14 +491,19 @@ export class H1Conn {
 
   private pause(): void {
     this.paused = true;
-    this.socket.pause();
+    const h = this.handle;
+    if (!h) { this.socket.pause(); return; }
+    if (h.reading) { h.reading = false; h.readStop(); }
   }
 
   private resume(): void {
     this.paused = false;
-    this.socket.resume();
+    const h = this.handle;
+    if (!h) { this.socket.resume(); return; }
+    if (!h.reading && !this.socket.destroyed) { h.reading = true; h.readStart(); }
   }
 
+  /** The socket leaves this server (a WebSocket upgrade): its bytes flow as a stream again. */
   private detach(): void {
     this.done = true;
     this.server.conns.delete(this);
@@ -487,7 +512,12 @@ export class H1Conn {
     this.socket.removeAllListeners('end');
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
-    this.parser.close?.();
+    const consumed = this.handle !== undefined;
+    this.releaseParser();
+    if (consumed) {
+      // As node:http hands an upgraded socket over: neither flowing nor paused, read by whoever pipes it.
+      (this.socket as unknown as { readableFlowing: boolean | null }).readableFlowing = null;
+    }
   }
 
   /** A malformed request, or one too large or too slow: answered (when nothing is in progress) and closed. */

@@ -18,6 +18,14 @@ export interface ParserInstance {
   finish(): ParseError | undefined;
   /** Frees the native parser (once, when its connection closes). */
   close(): void;
+  /**
+   * Read a socket's bytes in native code, straight into the parser (no Buffer, no 'data'
+   * event per read): each read's outcome goes to the kOnExecute callback.
+   */
+  consume(handle: object): void;
+  unconsume(): void;
+  /** While consuming: a copy of the bytes of the read being parsed. */
+  getCurrentBuffer(): Buffer;
   [key: number]: unknown;
 }
 
@@ -39,6 +47,37 @@ const common = require('_http_common') as { HTTPParser: ParserClass; methods: st
 export const HTTPParser = common.HTTPParser;
 /** Method names by llhttp's method number. */
 export const METHODS: readonly string[] = common.methods;
+
+/** The native stream under a net.Socket, as the parser consumes it. */
+export interface StreamHandle {
+  isStreamBase?: boolean;
+  reading?: boolean;
+  _consumed?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/**
+ * Let `p` read `socket` itself (as node:http's server does): true when it does. The socket
+ * then emits no 'data'; 'end', 'error' and 'close' come as before. Bytes the socket has
+ * buffered already are returned in `pending`, to be given to execute() first.
+ */
+export function consumeSocket(p: ParserInstance, socket: { _handle?: unknown; read(): unknown }, pending: Buffer[]): StreamHandle | undefined {
+  const h = socket._handle as StreamHandle | null | undefined;
+  if (!h?.isStreamBase || h._consumed) return undefined;
+  let b: unknown;
+  while ((b = socket.read()) !== null) pending.push(b as Buffer);
+  h._consumed = true;
+  p.consume(h);
+  if (!h.reading) { h.reading = true; h.readStart(); }
+  return h;
+}
+
+/** Stop consuming (the socket is handed over, or has closed); the parser is freed on the next turn, outside its own callbacks. */
+export function releaseParser(p: ParserInstance, h: StreamHandle | undefined): void {
+  if (h) { h._consumed = false; p.unconsume(); }
+  setImmediate(() => p.close());
+}
 
 /** A strict parser of the given kind (HTTPParser.REQUEST or RESPONSE). */
 export function strictParser(kind: number, maxHeaderBytes: number): ParserInstance {
