@@ -19,11 +19,12 @@
  *              bytes per Pod as the API server sends them against the slim form kept;
  *   snapshots  per phase, the agent's own time per model snapshot ('reconciled' lines'
  *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
- * --skip-baseline leaves out the manifest directory (baseline) runs.
+ * --skip-baseline leaves out the manifest directory (baseline) runs; --heap-snapshot DIR writes
+ * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot).
  * `uptime`'s load is printed with every line: the machine is shared.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -47,6 +48,8 @@ const { values } = parseArgs({
     'skip-baseline': { type: 'boolean', default: false },
     /** NODE_OPTIONS for the agent process (V8 heap flags, e.g. --max-semi-space-size=1). */
     'agent-node-options': { type: 'string', default: '' },
+    /** A folder: each agent writes a V8 heap snapshot there after the memory measurement (its own Node.js signal, SIGUSR2). */
+    'heap-snapshot': { type: 'string' },
   },
 });
 const SERVICES = Number(values.services);
@@ -131,16 +134,43 @@ function snapshotStats(from: number, phase: string): void {
     maxMs: +xs[xs.length - 1]!.toFixed(1), sumMs: Math.round(xs.reduce((a, b) => a + b, 0)) });
 }
 
-function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
+/** RSS, peak RSS (VmHWM), and RSS split into anonymous memory (heaps, malloc) and file pages (the node binary, libraries). */
+function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number; fileMiB: number } {
   const st = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
-  return { rssMiB: +(kb('VmRSS') / 1024).toFixed(1), peakMiB: +(kb('VmHWM') / 1024).toFixed(1) };
+  const sm = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const smKb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(sm)?.[1] ?? NaN);
+  const mib = (x: number): number => +(x / 1024).toFixed(1);
+  return { rssMiB: mib(kb('VmRSS')), peakMiB: mib(kb('VmHWM')), anonMiB: mib(smKb('Anonymous')), fileMiB: mib(smKb('Rss') - smKb('Anonymous')) };
 }
 
 async function heapOf(port: number): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const v = (re: RegExp): number => +(Number(re.exec(text)?.[1] ?? NaN) / 1048576).toFixed(1);
   return { heapUsedMiB: v(/^nodejs_heap_size_used_bytes (\S+)$/m), heapTotalMiB: v(/^nodejs_heap_size_total_bytes (\S+)$/m), externalMiB: v(/^nodejs_external_memory_bytes (\S+)$/m) };
+}
+
+const SNAPSHOTS = values['heap-snapshot'];
+const nodeOptions = [values['agent-node-options'], ...(SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOTS}`] : [])].join(' ').trim();
+
+/** With --heap-snapshot: the agent writes a heap snapshot (Node.js's signal handler); waits until the file is complete. */
+async function heapSnapshot(child: ChildProcess, label: string): Promise<void> {
+  if (!SNAPSHOTS) return;
+  mkdirSync(SNAPSHOTS, { recursive: true });
+  const before = new Set(readdirSync(SNAPSHOTS));
+  child.kill('SIGUSR2');
+  const t = performance.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const f = readdirSync(SNAPSHOTS).find((x) => x.endsWith('.heapsnapshot') && !before.has(x));
+    // Node writes the file in one go then the JSON ends with a closing bracket.
+    if (f && readFileSync(join(SNAPSHOTS, f), 'utf8').trimEnd().endsWith('}')) {
+      renameSync(join(SNAPSHOTS, f), join(SNAPSHOTS, `${label}.heapsnapshot`));
+      out('heap-snapshot', { file: join(SNAPSHOTS, `${label}.heapsnapshot`) });
+      return;
+    }
+    if (performance.now() - t > 120_000) throw new Error('no heap snapshot within 120 s');
+  }
 }
 
 async function main(): Promise<void> {
@@ -183,7 +213,7 @@ async function main(): Promise<void> {
     const startAgent = async (source: string[]): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
       const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'cli', 'main.js'), 'agent', ...source, '--node-name', NODE,
         '--cgroup', lab.cgroupPath, '--bpffs', bpffs, '--admin-socket', join(dir, 'admin.sock'), '--metrics-address', '127.0.0.1:0', '--service-cidr', '10.96.0.0/16'],
-      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, NODE_OPTIONS: values['agent-node-options'] } });
+      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } });
       agent = child;
       const r: { child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number } = { child, metricsPort: 0 };
       await new Promise<void>((resolve, reject) => {
@@ -221,6 +251,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 10_000));
     const heap = metricsPort ? await heapOf(metricsPort).catch(() => ({})) : {};
     out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(kube.child.pid!), ...heap });
+    await heapSnapshot(kube.child, 'kube-api');
 
     // Change → map entry: REST PUT acknowledged → new backend in the kernel.
     const fromLatency = snapshots.length;
@@ -325,6 +356,7 @@ async function main(): Promise<void> {
       out('sync', { source: 'manifest directory (baseline)', services: SERVICES, toRunningMs: Math.round(performance.now() - t) });
       await new Promise((r) => setTimeout(r, 10_000));
       out('memory', { source: 'manifest directory (baseline)', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(sa.child.pid!), ...(await heapOf(sa.metricsPort).catch(() => ({}))) });
+      await heapSnapshot(sa.child, 'manifest-dir');
       {
         const maps = openPinnedMaps(bpffs);
         const lat: number[] = [];

@@ -1,22 +1,171 @@
 /**
  * Where the Kubernetes API is and how to authenticate, by kubectl's conventions, through
- * client-node's KubeConfig: `--kubeconfig PATH`, else the KUBECONFIG variable (a list of
- * files, merged), else ~/.kube/config, else the in-cluster configuration of a pod (its
+ * client-node's configuration code: `--kubeconfig PATH`, else the KUBECONFIG variable (a list
+ * of files, merged), else ~/.kube/config, else the in-cluster configuration of a pod (its
  * ServiceAccount token, CA and KUBERNETES_SERVICE_HOST/PORT). Nothing found is an error
  * (client-node would fall back to http://localhost:8080; kubectl does too, kernway does not).
+ *
+ * Memory: client-node's package entry (and its `config.js`, which imports them) loads its
+ * generated API clients and undici, ~75 MiB of RSS in a process that uses none of them (the
+ * agent's requests are its own, below). So the configuration is read with client-node's own
+ * parts that do not: `config_types` (kubeconfig entries, as KubeConfig reads them),
+ * `exec_auth` (exec credential plugins, cached until they expire) and `file_auth` (token
+ * files, re-read every minute: the in-cluster token). What those do not cover (an
+ * `auth-provider` other than a token file or exec — azure, gcp, oidc — or a cluster's
+ * `proxy-url`) is handed to client-node's full KubeConfig, loaded only then.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { dirname, isAbsolute, join } from 'node:path';
+import { newClusters, newContexts, newUsers, type Cluster, type Context, type User } from '@kubernetes/client-node/dist/config_types.js';
+import { ExecAuth } from '@kubernetes/client-node/dist/exec_auth.js';
+import { FileAuth } from '@kubernetes/client-node/dist/file_auth.js';
+import { parse as parseYaml } from 'yaml';
 import { KernwayError, errorMessage } from '../common/errors.js';
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /** How the configuration was found, for logs and status. */
 export type KubeConfigOrigin = 'flag' | 'KUBECONFIG' | 'home' | 'in-cluster';
+
+/** What the full client-node KubeConfig offers that is used here (loaded only when needed). */
+interface FullKubeConfig {
+  loadFromOptions(o: { clusters: Cluster[]; contexts: Context[]; users: User[]; currentContext: string }): void;
+  applyToHTTPSOptions(opts: https.RequestOptions): Promise<void>;
+}
+
+/**
+ * A kubeconfig as client-node's KubeConfig reads it (same entries, same path resolution, same
+ * in-cluster defaults) and applies it to a request (CA, client certificate, token, token
+ * file, exec plugin, basic auth, impersonation, TLS server name, insecure-skip-tls-verify).
+ */
+export class KubeConfig {
+  clusters: Cluster[] = [];
+  contexts: Context[] = [];
+  users: User[] = [];
+  currentContext = '';
+  private readonly execAuth = new ExecAuth();
+  private readonly fileAuth = new FileAuth();
+  /** One agent per credentials (keep-alive connections are reused; a new client certificate gets a new agent). */
+  private agent: { key: string; agent: http.Agent } | undefined;
+  private full: Promise<FullKubeConfig> | undefined;
+
+  loadFromFile(file: string): void {
+    const obj = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
+    this.clusters = newClusters(obj.clusters);
+    this.contexts = newContexts(obj.contexts);
+    this.users = newUsers(obj.users);
+    this.currentContext = typeof obj['current-context'] === 'string' ? obj['current-context'] : '';
+    // Relative certificate paths are relative to the file (as client-node and kubectl).
+    const abs = (f: string): string => (isAbsolute(f) ? f : join(dirname(file), f));
+    for (const c of this.clusters) if (c.caFile) c.caFile = abs(c.caFile);
+    for (const u of this.users) {
+      if (u.certFile) u.certFile = abs(u.certFile);
+      if (u.keyFile) u.keyFile = abs(u.keyFile);
+    }
+  }
+
+  /** Adds another file's entries (a duplicate name is an error, as client-node); its current context only if this has none. */
+  mergeConfig(other: KubeConfig): void {
+    if (!this.currentContext) this.currentContext = other.currentContext;
+    const add = <T extends { name: string }>(into: T[], from: T[], what: string): void => {
+      for (const x of from) {
+        if (into.some((y) => y.name === x.name)) throw new Error(`Duplicate ${what}: ${x.name}`);
+        into.push(x);
+      }
+    };
+    add(this.clusters, other.clusters, 'cluster');
+    add(this.users, other.users, 'user');
+    add(this.contexts, other.contexts, 'context');
+  }
+
+  /** A pod's configuration: its ServiceAccount's token file and CA, KUBERNETES_SERVICE_HOST/PORT. */
+  loadFromCluster(env: NodeJS.ProcessEnv = process.env, saDir = SA_DIR): void {
+    const host = env.KUBERNETES_SERVICE_HOST ?? '';
+    const port = env.KUBERNETES_SERVICE_PORT ?? '';
+    const scheme = port === '80' || port === '8080' || port === '8001' ? 'http' : 'https';
+    this.clusters = [{ name: 'inCluster', caFile: join(saDir, 'ca.crt'), server: `${scheme}://${isIPv6(host) ? `[${host}]` : host}:${port}`, skipTLSVerify: false }];
+    this.users = [{ name: 'inClusterUser', authProvider: { name: 'tokenFile', config: { tokenFile: join(saDir, 'token') } } }];
+    const nsFile = join(saDir, 'namespace');
+    const namespace = existsSync(nsFile) ? readFileSync(nsFile, 'utf8') : undefined;
+    this.contexts = [{ cluster: 'inCluster', name: 'inClusterContext', user: 'inClusterUser', ...(namespace !== undefined ? { namespace } : {}) }];
+    this.currentContext = 'inClusterContext';
+  }
+
+  getCurrentContext(): string {
+    return this.currentContext;
+  }
+
+  private currentContextObject(): Context | undefined {
+    return this.contexts.find((c) => c.name === this.currentContext);
+  }
+
+  getCurrentCluster(): Cluster | undefined {
+    const ctx = this.currentContextObject();
+    return ctx && this.clusters.find((c) => c.name === ctx.cluster);
+  }
+
+  getCurrentUser(): User | undefined {
+    const ctx = this.currentContextObject();
+    return ctx && this.users.find((u) => u.name === ctx.user);
+  }
+
+  /** Sets the request's TLS options, credentials and agent (as client-node's KubeConfig.applyToHTTPSOptions). */
+  async applyToHTTPSOptions(opts: https.RequestOptions): Promise<void> {
+    const cluster = this.getCurrentCluster();
+    const user = this.getCurrentUser();
+    const plain = !user?.authProvider || this.fileAuth.isAuthProvider(user) || this.execAuth.isAuthProvider(user);
+    if (cluster?.proxyUrl || !plain) {
+      await (this.full ??= this.loadFull()).then((kc) => kc.applyToHTTPSOptions(opts));
+      return;
+    }
+    opts.headers ??= {};
+    const headers = opts.headers as Record<string, string>;
+    if (user) {
+      // Files are read on every request, as client-node does: a rotated CA or certificate is picked up.
+      if (cluster?.skipTLSVerify) opts.rejectUnauthorized = false;
+      if (cluster?.tlsServerName) opts.servername = cluster.tlsServerName;
+      const ca = cluster && fileOrData(cluster.caFile, cluster.caData);
+      if (ca) opts.ca = ca;
+      const cert = fileOrData(user.certFile, user.certData);
+      if (cert) opts.cert = cert;
+      const key = fileOrData(user.keyFile, user.keyData);
+      if (key) opts.key = key;
+      if (user.impersonateUser != null) headers['Impersonate-User'] = user.impersonateUser;
+      if (this.execAuth.isAuthProvider(user)) await this.execAuth.applyAuthentication(user, opts);
+      else if (this.fileAuth.isAuthProvider(user)) await this.fileAuth.applyAuthentication(user, opts);
+      if (user.token) headers.Authorization = `Bearer ${user.token}`;
+      if (user.username) opts.auth = `${user.username}:${user.password}`;
+    }
+    const http1 = cluster?.server.startsWith('http:');
+    if (http1 && !cluster?.skipTLSVerify) throw new Error('HTTP protocol is not allowed when skipTLSVerify is not set or false');
+    const agentKey = `${cluster?.name}\0${user?.name}\0${String(opts.cert ?? '')}\0${String(opts.key ?? '')}`;
+    if (this.agent?.key !== agentKey) {
+      this.agent?.agent.destroy();
+      const agentOptions: https.AgentOptions = { ca: opts.ca, cert: opts.cert, key: opts.key, servername: opts.servername };
+      if (opts.rejectUnauthorized !== undefined) agentOptions.rejectUnauthorized = opts.rejectUnauthorized;
+      this.agent = { key: agentKey, agent: http1 ? new http.Agent(agentOptions) : new https.Agent(agentOptions) };
+    }
+    opts.agent = this.agent.agent;
+  }
+
+  /** client-node's whole KubeConfig with the same entries (azure, gcp and oidc auth providers, proxies). */
+  private async loadFull(): Promise<FullKubeConfig> {
+    const { KubeConfig: Full } = await import('@kubernetes/client-node');
+    const kc = new Full() as unknown as FullKubeConfig;
+    kc.loadFromOptions({ clusters: this.clusters, contexts: this.contexts, users: this.users, currentContext: this.currentContext });
+    return kc;
+  }
+}
+
+function fileOrData(file: string | undefined, data: string | undefined): Buffer | undefined {
+  if (file) return readFileSync(file);
+  if (data) return Buffer.from(data, 'base64');
+  return undefined;
+}
 
 export interface LoadedKubeConfig {
   config: KubeConfig;
@@ -38,16 +187,17 @@ export function loadKubeConfig(path?: string, env: NodeJS.ProcessEnv = process.e
       if (files.length === 0) throw new Error(`KUBECONFIG=${env.KUBECONFIG}: none of its files exists`);
       // As kubectl: missing files are skipped, the first file's current-context wins.
       files.forEach((f, i) => {
+        if (i === 0) { kc.loadFromFile(f); return; }
         const one = new KubeConfig();
         one.loadFromFile(f);
-        if (i === 0) kc.loadFromFile(f); else kc.mergeConfig(one, kc.getCurrentContext() !== '');
+        kc.mergeConfig(one);
       });
       origin = 'KUBECONFIG';
     } else if (existsSync(join(env.HOME ?? homedir(), '.kube', 'config'))) {
       kc.loadFromFile(join(env.HOME ?? homedir(), '.kube', 'config'));
       origin = 'home';
     } else if (env.KUBERNETES_SERVICE_HOST && existsSync(join(SA_DIR, 'token'))) {
-      kc.loadFromCluster();
+      kc.loadFromCluster(env);
       origin = 'in-cluster';
     } else {
       throw new Error('no --kubeconfig, no KUBECONFIG, no ~/.kube/config, and not in a pod (no KUBERNETES_SERVICE_HOST and ServiceAccount token)');
@@ -85,8 +235,8 @@ function httpError(method: string, path: string, status: number, body: string): 
 }
 
 /**
- * Requests to the API server with the configuration's credentials (client-node applies
- * the CA, client certificate, token or exec plugin to every request: tokens are re-read).
+ * Requests to the API server with the configuration's credentials (the CA, client
+ * certificate, token or exec plugin applied to every request: tokens are re-read).
  */
 export class KubeClient {
   constructor(readonly loaded: LoadedKubeConfig) {}

@@ -4,11 +4,15 @@
  * without a server) is KW_KUBE_CONFIG naming what was tried. And the agent's options: one
  * source, --standalone DIR or the API.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadKubeConfig } from '../../sources/kube-config.js';
+import { projectRoot } from '../../common/version.js';
+import { KubeConfig, loadKubeConfig } from '../../sources/kube-config.js';
 import { validateAgentOptions } from '../../agent/options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kernway-kubeconfig-'));
@@ -49,6 +53,106 @@ describe('loadKubeConfig', () => {
     expect(() => loadKubeConfig(join(dir, 'nope'))).toThrow(expect.objectContaining({ code: 'KW_KUBE_CONFIG', message: expect.stringContaining(`${join(dir, 'nope')} does not exist`) }));
     const f = kubeconfig('noserver', undefined);
     expect(() => loadKubeConfig(f)).toThrow(expect.objectContaining({ code: 'KW_KUBE_CONFIG' }));
+  });
+});
+
+/** A kubeconfig file of one cluster and one user (YAML, as kubectl writes them). */
+function kubeconfigYaml(name: string, cluster: string, user: string): string {
+  const f = join(dir, name);
+  writeFileSync(f, `apiVersion: v1
+kind: Config
+current-context: ctx
+clusters:
+- name: c
+  cluster:
+${cluster.replace(/^/gm, '    ')}
+users:
+- name: u
+  user:
+${user.replace(/^/gm, '    ')}
+contexts:
+- name: ctx
+  context: {cluster: c, user: u, namespace: team}
+`);
+  return f;
+}
+
+async function applied(kc: KubeConfig): Promise<https.RequestOptions & { headers: Record<string, string> }> {
+  const opts: https.RequestOptions = { headers: { Accept: 'application/json' } };
+  await kc.applyToHTTPSOptions(opts);
+  return opts as https.RequestOptions & { headers: Record<string, string> };
+}
+
+describe('KubeConfig: credentials applied to a request', () => {
+  it('CA, client certificate and key (files relative to the kubeconfig, or inline data), token, TLS server name', async () => {
+    const sub = join(dir, 'certs');
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, 'ca.crt'), 'CA-PEM');
+    writeFileSync(join(sub, 'client.key'), 'KEY-PEM');
+    const f = kubeconfigYaml('certs.yaml', 'server: https://10.0.0.9:6443\ncertificate-authority: certs/ca.crt\ntls-server-name: api.internal',
+      `client-certificate-data: ${Buffer.from('CERT-PEM').toString('base64')}\nclient-key: certs/client.key\ntoken: tok-1\nas: alice`);
+    const { config } = loadKubeConfig(f);
+    const o = await applied(config);
+    expect(String(o.ca)).toBe('CA-PEM');
+    expect(String(o.cert)).toBe('CERT-PEM');
+    expect(String(o.key)).toBe('KEY-PEM');
+    expect(o.servername).toBe('api.internal');
+    expect(o.headers).toMatchObject({ Accept: 'application/json', Authorization: 'Bearer tok-1', 'Impersonate-User': 'alice' });
+    expect(o.rejectUnauthorized).toBeUndefined();
+    // One agent per credentials: keep-alive connections are reused across requests.
+    expect((await applied(config)).agent).toBe(o.agent);
+    expect(config.getCurrentContext()).toBe('ctx');
+  });
+
+  it('an exec credential plugin (client.authentication.k8s.io), run once while its token has not expired', async () => {
+    const plugin = join(dir, 'plugin.sh');
+    const count = join(dir, 'plugin.count');
+    writeFileSync(plugin, `#!/bin/sh\necho run >> ${count}\necho '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"from-exec-'"$KW_TEST_ARG"'"}}'\n`);
+    chmodSync(plugin, 0o755);
+    const f = kubeconfigYaml('exec.yaml', 'server: https://10.0.0.9:6443\ninsecure-skip-tls-verify: true',
+      `exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: ${plugin}\n  env: [{name: KW_TEST_ARG, value: x1}]\n  interactiveMode: Never`);
+    const { config } = loadKubeConfig(f);
+    expect((await applied(config)).headers.Authorization).toBe('Bearer from-exec-x1');
+    const o = await applied(config);
+    expect(o.headers.Authorization).toBe('Bearer from-exec-x1');
+    expect(o.rejectUnauthorized).toBe(false);
+    expect(execFileSync('wc', ['-l', count], { encoding: 'utf8' }).trim().split(' ')[0]).toBe('1');
+  });
+
+  it("in a pod: the ServiceAccount's token file, CA and namespace; an IPv6 service host in brackets", async () => {
+    const sa = join(dir, 'sa');
+    mkdirSync(sa, { recursive: true });
+    writeFileSync(join(sa, 'token'), 'sa-token');
+    writeFileSync(join(sa, 'ca.crt'), 'SA-CA');
+    writeFileSync(join(sa, 'namespace'), 'kernway-system');
+    const kc = new KubeConfig();
+    kc.loadFromCluster({ KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' }, sa);
+    expect(kc.getCurrentCluster()?.server).toBe('https://[fd00::1]:443');
+    const o = await applied(kc);
+    expect(o.headers.Authorization).toBe('Bearer sa-token');
+    expect(String(o.ca)).toBe('SA-CA');
+    expect(kc.contexts[0]?.namespace).toBe('kernway-system');
+  });
+
+  it("an auth provider client-node's light parts do not cover (gcp) goes through client-node's full KubeConfig", async () => {
+    const f = kubeconfigYaml('gcp.yaml', 'server: https://10.0.0.9:6443',
+      'auth-provider:\n  name: gcp\n  config: {access-token: gcp-token, expiry: "2999-01-01T00:00:00Z"}');
+    const o = await applied(loadKubeConfig(f).config);
+    expect(o.headers.Authorization).toBe('Bearer gcp-token');
+  });
+
+  it("reading the configuration and the API does not load client-node's generated API clients or undici (~75 MiB)", () => {
+    const mod = (p: string): string => JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', p)).href);
+    const script = `
+      import { registerHooks } from 'node:module';
+      const seen = [];
+      registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); seen.push(r.url); return r; } });
+      await import(${mod('sources/kube-source.js')});
+      await import(${mod('agent/feed/token-review.js')});
+      console.log(JSON.stringify(seen));`;
+    const seen = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as string[];
+    expect(seen.some((u) => u.includes('/@kubernetes/client-node/dist/config_types.js'))).toBe(true);
+    expect(seen.filter((u) => u.includes('/client-node/dist/gen/') || u.includes('/node_modules/undici/') || u.endsWith('/client-node/dist/index.js'))).toEqual([]);
   });
 });
 
