@@ -3,7 +3,8 @@ import { InvalidArgumentError, KernwayError, errorMessage } from '../common/erro
 import { createLogger } from '../common/log.js';
 import { hostname } from 'node:os';
 import type { Logger } from '../common/log.js';
-import { AgentFeedSource, ManifestDirSource, type ConfigSource } from '../waypoint/config/source.js';
+import { AgentFeedSource, ManifestDirSource, feedObjects, manifestObjects, type ConfigSource } from '../waypoint/config/source.js';
+import type { Source } from '../sources/source.js';
 import { WAYPOINT_USAGE, parseWaypointArgs, withLogger, type WaypointCliOptions } from '../waypoint/options.js';
 import { Waypoint } from '../waypoint/waypoint.js';
 import type { Command } from './command.js';
@@ -55,6 +56,27 @@ ${GENERATE_USAGE}`,
       throw e;
     }
     const log = createLogger('kernway-waypoint');
+    // --workers N: a primary (config, admin port) and N data-path workers (waypoint/workers.ts).
+    if (opts.workers > 1 || process.env.KERNWAY_WAYPOINT_WORKER !== undefined) {
+      const workers = await import('../waypoint/workers.js');
+      if (workers.isWaypointWorker()) {
+        const code = await workers.runWorker(log);
+        // The IPC channel is the last handle: let go of it and exit once the rest is written.
+        if (process.connected) process.disconnect();
+        setTimeout(() => process.exit(code), 2000).unref();
+        return code;
+      }
+      let primary: import('../waypoint/workers.js').WaypointPrimary;
+      try {
+        primary = await workers.WaypointPrimary.start({ workers: opts.workers, waypoint: opts.waypoint, log, source: objectSource(opts, log) });
+      } catch (e) {
+        const code = e instanceof KernwayError ? e.code : (e as { code?: string }).code ?? 'KW_INTERNAL';
+        console.error(`kernway waypoint: ${errorMessage(e)} [${code}]`);
+        return 1;
+      }
+      log.info({ namespace: opts.waypoint.namespace, meshPort: primary.meshPort, admin: primary.adminPort, workers: primary.workerPids, manifests: opts.manifests, agent: opts.agent?.address.text }, 'waypoint: serving');
+      return untilSignal(log, primary);
+    }
     let waypoint: Waypoint;
     try {
       waypoint = await Waypoint.start(withLogger(opts, log), configSource(opts, log));
@@ -64,23 +86,28 @@ ${GENERATE_USAGE}`,
       return 1;
     }
     log.info({ namespace: opts.waypoint.namespace, meshPort: waypoint.meshPort, admin: waypoint.adminPort, manifests: opts.manifests, agent: opts.agent?.address.text }, 'waypoint: serving');
-    return new Promise<number>((resolve) => {
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals): void => {
-        signals++;
-        if (signals === 1) {
-          log.info({ signal: sig }, 'waypoint: draining (send again to force)');
-          waypoint.stop().then(() => resolve(0), (e: unknown) => { log.error({ err: errorMessage(e) }, 'waypoint: drain failed'); resolve(1); });
-        } else {
-          log.warn({ signal: sig }, 'waypoint: forced shutdown');
-          process.exit(1);
-        }
-      };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
-    });
+    return untilSignal(log, waypoint);
   },
 };
+
+/** Serve until SIGTERM (or SIGINT): drain; a second one forces. */
+function untilSignal(log: Logger, running: { stop(): Promise<void> }): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals === 1) {
+        log.info({ signal: sig }, 'waypoint: draining (send again to force)');
+        running.stop().then(() => resolve(0), (e: unknown) => { log.error({ err: errorMessage(e) }, 'waypoint: drain failed'); resolve(1); });
+      } else {
+        log.warn({ signal: sig }, 'waypoint: forced shutdown');
+        process.exit(1);
+      }
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
 
 /** --manifests DIR or --agent ADDRESS: both are a ConfigSource. */
 export function configSource(opts: WaypointCliOptions, log: Logger): ConfigSource {
@@ -91,4 +118,15 @@ export function configSource(opts: WaypointCliOptions, log: Logger): ConfigSourc
     });
   }
   return new ManifestDirSource(opts.manifests!, { log });
+}
+
+/** The same, as objects (the --workers primary hands them to its workers, which build the model). */
+function objectSource(opts: WaypointCliOptions, log: Logger): Source {
+  if (opts.agent) {
+    return feedObjects({
+      address: opts.agent.address, namespace: opts.waypoint.namespace, name: process.env.POD_NAME ?? hostname(),
+      tokenFile: opts.agent.tokenFile, log,
+    });
+  }
+  return manifestObjects(opts.manifests!, { log });
 }

@@ -1,18 +1,22 @@
 /**
  * The admin server (--metrics-address): /metrics (Prometheus), /healthz (the process
  * answers), /readyz (a configuration is in force and every listener is bound),
- * /debug/routes (route and Gateway status as JSON, for `kernway routes`).
+ * /debug/routes (route and Gateway status as JSON, for `kernway routes`); with --workers,
+ * served by the primary for all workers (waypoint/workers.ts), and /debug/workers (each
+ * worker's pid, configuration and requests served).
  */
 import { KernwayError } from '../common/errors.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { StatusReport } from './status.js';
-import type { WaypointMetrics } from './observe/metrics.js';
 
 export interface AdminTarget {
-  readonly metrics: WaypointMetrics;
+  /** The Prometheus text: one process's registry, or the workers' added up by the primary. */
+  readonly metrics: { readonly registry: { readonly contentType: string; metrics(): Promise<string> } };
   readiness(): { ready: boolean; reason: string };
-  status(): StatusReport;
+  status(): StatusReport | Promise<StatusReport>;
+  /** With --workers: each worker's state (/debug/workers). */
+  workers?(): unknown | Promise<unknown>;
 }
 
 export class AdminServer {
@@ -38,8 +42,22 @@ export class AdminServer {
           const r = target.readiness();
           return send(r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
         }
-        case '/debug/routes': return send(200, 'application/json', JSON.stringify(target.status(), null, 2));
-        default: return send(404, 'text/plain', 'not found (try /metrics, /healthz, /readyz, /debug/routes)\n');
+        case '/debug/routes':
+          Promise.resolve().then(() => target.status()).then(
+            (s) => send(200, 'application/json', JSON.stringify(s, null, 2)),
+            (e: Error) => send(503, 'text/plain', `${e.message}\n`),
+          );
+          return;
+        case '/debug/workers': {
+          const workers = target.workers?.bind(target);
+          if (!workers) return send(404, 'text/plain', 'not found: this waypoint is one process (no --workers)\n');
+          Promise.resolve().then(workers).then(
+            (w) => send(200, 'application/json', JSON.stringify(w, null, 2)),
+            (e: Error) => send(503, 'text/plain', `${e.message}\n`),
+          );
+          return;
+        }
+        default: return send(404, 'text/plain', `not found (try /metrics, /healthz, /readyz, /debug/routes${target.workers ? ', /debug/workers' : ''})\n`);
       }
     });
     server.headersTimeout = 10_000;

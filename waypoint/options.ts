@@ -13,6 +13,7 @@ import { joinNegativeValues, refuseRepeated } from '../common/args.js';
 import type { AccessLogDestination } from './observe/access-log.js';
 import { DEFAULT_LIMITS, type WaypointOptions } from './waypoint.js';
 import { TOKEN_FILE, parseFeedAddress, type FeedAddress } from '../sources/feed/protocol.js';
+import { usableCpus } from './workers-cpus.js';
 
 export const DEFAULT_TOKEN_FILE = TOKEN_FILE;
 
@@ -21,7 +22,7 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
                  [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
                  [--max-header-bytes N] [--http1-server kernway|node] [--metrics-names kernway|istio]
-                 [--otlp-endpoint URL] [--trace-sampling RATIO]
+                 [--otlp-endpoint URL] [--trace-sampling RATIO] [--workers N|auto]
 
   --namespace NS              the namespace this waypoint serves (its Gateways and Services)
   --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
@@ -47,13 +48,18 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
   --idle-timeout DURATION     idle keep-alive connections are closed after (default 60s)
   --max-header-bytes N        largest request head accepted (default 16384)
   --http1-server kernway|node which server parses HTTP/1.x callers: the waypoint's own
-                              (default) or node:http (kept for one release)`;
+                              (default) or node:http (kept for one release)
+  --workers N|auto            data-path processes sharing the listening ports (SO_REUSEPORT; default 1:
+                              one process); auto: the CPUs this process may use (affinity and the
+                              cgroup's cpu.max, rounded up); metrics add up on the one admin port`;
 
 export interface WaypointCliOptions {
   /** Exactly one of manifests and agent. */
   manifests?: string;
   agent?: { address: FeedAddress; tokenFile: string };
   waypoint: Omit<WaypointOptions, 'log'>;
+  /** --workers: data-path processes (1: the waypoint is one process; more: a primary and N workers, waypoint/workers.ts). */
+  workers: number;
 }
 
 export { parseHostPort };
@@ -97,6 +103,18 @@ function otlp(endpoint: string | undefined, sampling: string | undefined): { end
   return { endpoint, sampleRatio: ratio };
 }
 
+/** The most --workers accepted: more processes than this is a typo, not a machine. */
+export const MAX_WORKERS = 256;
+
+/** --workers N|auto (default 1); auto: the CPUs this process may use (waypoint/workers-cpus.ts). */
+function workerCount(v: string | undefined): number {
+  if (v === undefined) return 1;
+  if (v === 'auto') return usableCpus();
+  const n = /^[0-9]{1,4}$/.test(v) ? Number(v) : Number.NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS)) throw new InvalidArgumentError('--workers', `a number of processes from 1 to ${MAX_WORKERS}, or auto (the CPUs this process may use)`, v);
+  return n;
+}
+
 /** Parse argv (strict); throws InvalidArgumentError naming the option. */
 export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   let values;
@@ -108,7 +126,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
       'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
       'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' }, 'metrics-names': { type: 'string' },
-      'otlp-endpoint': { type: 'string' }, 'trace-sampling': { type: 'string' },
+      'otlp-endpoint': { type: 'string' }, 'trace-sampling': { type: 'string' }, workers: { type: 'string' },
     } as const;
     ({ values, tokens } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, tokens: true, options }));
     refuseRepeated(tokens);
@@ -139,8 +157,10 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   const tracing = otlp(values['otlp-endpoint'], values['trace-sampling']);
   const metricsNames = values['metrics-names'] ?? 'kernway';
   if (metricsNames !== 'kernway' && metricsNames !== 'istio') throw new InvalidArgumentError('--metrics-names', 'kernway or istio', metricsNames);
+  const workers = workerCount(values.workers);
   return Object.freeze({
     ...(values.manifests !== undefined ? { manifests: values.manifests } : {}),
+    workers,
     ...(agent ? { agent } : {}),
     waypoint: Object.freeze({
       namespace: ns,

@@ -73,6 +73,12 @@ export interface WaypointOptions {
   metricsNames?: MetricsNames;
   /** A span per request over OTLP (--otlp-endpoint, --trace-sampling); undefined: off. */
   tracing?: TracingOptions;
+  /**
+   * This process is data-path worker N of a primary (--workers, waypoint/workers.ts): its
+   * listeners bind with SO_REUSEPORT beside the other workers', and its access log shares
+   * the destination with theirs. Undefined: the waypoint is one process.
+   */
+  worker?: number;
 }
 
 export const DEFAULT_LIMITS: WaypointLimits = {
@@ -126,7 +132,7 @@ export class Waypoint extends EventEmitter {
     });
     this.metrics.ejectedEndpoints = () => this.resilience.ejectedCounts(performance.now());
     this.metrics.pendingRequests = () => this.resilience.pendingCounts();
-    this.accessLog = new AccessLog(opts.accessLog);
+    this.accessLog = new AccessLog(opts.accessLog, { sharedDestination: opts.worker !== undefined });
     this.metrics.onConfigAge(() => this.configAgeSeconds());
     this.tableInForce = buildRoutingTable(emptyWaypointConfig(), { namespace: opts.namespace, listenAddress: opts.listenAddress });
     this.tracer = opts.tracing && otlp ? new otlp.RequestTracer({ resource: { 'k8s.namespace.name': opts.namespace }, ...opts.tracing }) : undefined;
@@ -297,7 +303,9 @@ export class Waypoint extends EventEmitter {
         accept(socket, kind, key, this.acceptHandlers);
       });
       server.once('error', (e: NodeJS.ErrnoException) => resolve({ server, address, port, error: `${e.code ?? 'error'}: ${e.message}` }));
-      server.listen({ host: address, port, exclusive: true }, () => {
+      // exclusive: a worker of node:cluster binds its own socket (never the primary's);
+      // reusePort: beside the other workers' (--workers), the kernel spreads connections.
+      server.listen({ host: address, port, exclusive: true, ...(this.opts.worker !== undefined ? { reusePort: true } : {}) }, () => {
         server.removeAllListeners('error');
         server.on('error', (e) => this.opts.log.error({ err: e.message, address, port }, 'waypoint: listener error'));
         resolve({ server, address, port: (server.address() as net.AddressInfo).port, error: undefined });

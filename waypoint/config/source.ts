@@ -57,8 +57,18 @@ export class ModelConfigSource implements ConfigSource {
 /** The node agent's feed (`--agent ADDRESS`): the namespace's slice of the agent's model, over gRPC. */
 export class AgentFeedSource extends ModelConfigSource {
   constructor(opts: FeedSourceOptions) {
-    super(new LazyFeedSource(opts));
+    super(feedObjects(opts));
   }
+}
+
+/** The agent's feed as a Source of objects (the --workers primary relays them: waypoint/workers.ts). */
+export function feedObjects(opts: FeedSourceOptions): Source {
+  return new LazyFeedSource(opts);
+}
+
+/** A directory of manifests, watched, as a Source of objects. */
+export function manifestObjects(path: string, opts: { log?: Logger; debounceMs?: number } = {}): Source {
+  return new ManifestSource(path, { debounceMs: opts.debounceMs ?? 50, log: opts.log });
 }
 
 /**
@@ -95,7 +105,7 @@ class LazyFeedSource implements Source {
 /** A directory of manifests, watched. A file that does not parse or validate keeps its last good content. */
 export class ManifestDirSource extends ModelConfigSource {
   constructor(path: string, opts: { log?: Logger; debounceMs?: number } = {}) {
-    super(new ManifestSource(path, { debounceMs: opts.debounceMs ?? 50, log: opts.log }));
+    super(manifestObjects(path, opts));
   }
 }
 

@@ -8,6 +8,11 @@
  * flight is waited for and the rest written, so no line is lost on SIGTERM. The line is
  * assembled here rather than by pino's generic serializer: its fields are fixed, and this
  * is on every request's path. Destination: stdout (default), stderr, a file, or off.
+ *
+ * Several processes writing to one destination (`--workers`, waypoint/workers.ts): a file
+ * is opened for appending, so each write lands whole at its end; on a pipe (stdout in a
+ * container) only writes of at most PIPE_BUF (4096 bytes) are atomic, so a worker hands
+ * its lines over in whole-line pieces of at most that (`sharedDestination`).
  */
 import { writeSync } from 'node:fs';
 import pino from 'pino';
@@ -43,6 +48,8 @@ export interface AccessRecord {
 type Destination = ReturnType<typeof pino.destination>;
 
 const BUFFER_BYTES = 64 * 1024;
+/** Linux's PIPE_BUF: a write to a pipe of at most this many bytes is never interleaved with another process's. */
+const PIPE_BUF = 4096;
 const FLUSH_EVERY_MS = 1000;
 /** At shutdown, how long a write in flight may take before the rest is written anyway. */
 const CLOSE_WAIT_MS = 5000;
@@ -59,10 +66,15 @@ export class AccessLog {
   private written: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
-  constructor(where: AccessLogDestination) {
+  /** Other processes write to the same destination: hand lines over in whole-line writes of at most PIPE_BUF. */
+  private readonly shared: boolean;
+
+  constructor(where: AccessLogDestination, opts: { sharedDestination?: boolean } = {}) {
+    this.shared = opts.sharedDestination === true && typeof where !== 'object';
     if (where === 'off') return;
     // minLength 0: what is handed over is written at once (asynchronously); the batching is here.
-    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: 0, maxWrite: 2 * BUFFER_BYTES, mkdir: true });
+    // maxWrite: sonic-boom joins handed-over strings into writes of at most this (a longer one alone).
+    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: 0, maxWrite: this.shared ? PIPE_BUF : 2 * BUFFER_BYTES, mkdir: true });
     // A write that fails later (disk full, file removed with its folder) is not worth a crash.
     dest.on('error', (e: Error) => { if (!this.failed) { this.failed = true; process.emitWarning(`access log: ${e.message}; lines are dropped`); } });
     dest.on('write', (n: number) => {
@@ -96,11 +108,35 @@ export class AccessLog {
   /** The buffered lines to the destination, as one string (written asynchronously). */
   private handOver(): void {
     if (this.lines.length === 0 || !this.dest) return;
+    if (this.shared) return this.handOverPieces();
     const batch = this.lines.length === 1 ? this.lines[0]! : this.lines.join('');
     this.lines = [];
     this.buffered = 0;
     this.inFlight += Buffer.byteLength(batch);
     try { this.dest.write(batch); } catch { /* destroyed at shutdown: nothing more is written */ }
+  }
+
+  /** handOver() in whole-line pieces of at most PIPE_BUF bytes (a longer line alone). */
+  private handOverPieces(): void {
+    const lines = this.lines;
+    this.lines = [];
+    this.buffered = 0;
+    let piece = '';
+    let bytes = 0;
+    const put = (): void => {
+      if (piece === '') return;
+      this.inFlight += bytes;
+      try { this.dest!.write(piece); } catch { /* destroyed at shutdown */ }
+      piece = '';
+      bytes = 0;
+    };
+    for (const line of lines) {
+      const n = Buffer.byteLength(line);
+      if (bytes + n > PIPE_BUF) put();
+      piece += line;
+      bytes += n;
+    }
+    put();
   }
 
   /**

@@ -2,6 +2,12 @@
  * The waypoint's Prometheus metrics (prom-client, one registry per waypoint). Labels are
  * bounded by the configuration: routes, Services and workloads known to it (anything
  * else is 'unknown'), status codes.
+ *
+ * With --workers (waypoint/workers.ts) each worker has its registry and the primary adds
+ * them up with prom-client's AggregatorRegistry.aggregate: each metric's `aggregator`
+ * says how (default sum: counters, histograms, connections, requests in progress,
+ * process CPU and memory; 'max' for the configuration gauges: the newest generation, the
+ * oldest configuration).
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -165,9 +171,9 @@ export class WaypointMetrics {
     this.retries = new Counter({ name: 'kernway_waypoint_retries_total', help: 'Requests sent again to a backend', labelNames: ['destination_service'], registers: [r] });
     this.mirrored = new Counter({ name: 'kernway_waypoint_mirrored_requests_total', help: 'Mirrored requests, by result (sent, failed, dropped)', labelNames: ['destination_service', 'result'], registers: [r] });
     this.configReloads = new Counter({ name: 'kernway_waypoint_config_reloads_total', help: 'Configuration changes applied', labelNames: ['result'], registers: [r] });
-    this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r] });
-    this.configApplied = new Gauge({ name: 'kernway_waypoint_config_applied_timestamp_seconds', help: 'When the configuration in force was applied (Unix time, seconds)', registers: [r] });
-    this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r] });
+    this.configGeneration = new Gauge({ name: 'kernway_waypoint_config_generation', help: 'Generation of the configuration in force', registers: [r], aggregator: 'max' });
+    this.configApplied = new Gauge({ name: 'kernway_waypoint_config_applied_timestamp_seconds', help: 'When the configuration in force was applied (Unix time, seconds)', registers: [r], aggregator: 'max' });
+    this.configProblems = new Gauge({ name: 'kernway_waypoint_config_problems', help: 'Problems found in the manifests (see kernway routes)', registers: [r], aggregator: 'max' });
     this.connections = new Gauge({ name: 'kernway_waypoint_downstream_connections', help: 'Open connections from callers, by kind (gateway, mesh)', labelNames: ['kind'], registers: [r] });
     this.overflow = new Counter({ name: 'kernway_waypoint_overflow_total', help: 'Requests answered 503 at once by a circuit breaker (response flag UO), or retries not sent, by the limit reached', labelNames: ['destination_service', 'limit'], registers: [r] });
     this.outlierEjections = new Counter({ name: 'kernway_waypoint_outlier_ejections_total', help: 'Endpoints ejected by passive health checks (outlier detection)', labelNames: ['destination_service'], registers: [r] });
@@ -249,9 +255,17 @@ export class WaypointMetrics {
   /** kernway_waypoint_config_age_seconds, read from `age` at scrape time. */
   onConfigAge(age: () => number): void {
     new Gauge({
-      name: 'kernway_waypoint_config_age_seconds', registers: [this.registry], collect() { this.set(age()); },
+      name: 'kernway_waypoint_config_age_seconds', registers: [this.registry], aggregator: 'max', collect() { this.set(age()); },
       help: 'How old the configuration in force may be: 0 while its source says it is current (watched directory, connected agent feed), seconds since the agent was lost otherwise, seconds since start while there is no configuration',
     });
+  }
+
+  /** Requests recorded so far (the sum of the request counter's series; --workers shows it per worker). */
+  requestsServed(): number {
+    let n = 0;
+    if (this.names === 'istio') for (const c of this.istio.values()) n += c.n;
+    else for (const c of this.cells.values()) n += c.count;
+    return n;
   }
 
   /** Record one finished request. */
