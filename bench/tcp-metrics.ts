@@ -236,7 +236,8 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     for (let i = 0; i < opts.rounds; i++) {
       const on = i % 2;
       for (const pod of [pairs[on]!.client, pairs[on]!.server]) {
-        const c = await ConnMetrics.load({ cgroupPath: pod.cgroupPath, bpffsDir: bpffs, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
+        // The close hook is machine-wide: attached once (with the client's), it serves both pods.
+        const c = await ConnMetrics.load({ cgroupPath: pod.cgroupPath, bpffsDir: bpffs, closeHook: attached.length === 0, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
         attached.push(c);
       }
       tcp.sync(attached[0]!.counts(), true);

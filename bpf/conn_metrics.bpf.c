@@ -23,6 +23,7 @@
  */
 #include "kw_common.h"
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "revnat.h"
 #include "sockmap.h"
 
@@ -47,23 +48,23 @@
 #define KW_ECONNRESET 104
 #define KW_EPIPE      32
 
-/* Per followed socket (socket-local storage, freed with the socket). 40 bytes. */
-struct kw_cm_sock {
-	__u64 start_ns;       /* bpf_ktime_get_ns() at establishment */
-	struct kw_addr orig;  /* the address the client dialled (ClusterIP), or the peer's */
-	__be16 oport;         /* its port, network order */
-	__u8 role;            /* KW_CM_ROLE_* */
-	__u8 pad[5];          /* zero */
-};
-
 /* Key of kw_cm_counts: what decides a connection's labels (agent/metrics/tcp.ts). 56 bytes. */
 struct kw_cm_okey {
 	struct kw_addr local;  /* this socket's address (IPv4 as ::ffff:a.b.c.d) */
 	struct kw_addr remote; /* the peer's (a backend, for a balanced client) */
 	struct kw_addr orig;   /* what the client dialled (ClusterIP); the server's own address for role server */
 	__be16 oport;          /* its port (the server's own port for role server), network order */
-	__u8 role;             /* KW_CM_ROLE_* */
+	__u8 role;             /* KW_CM_ROLE_*; 0 in kw_cm_sock once the close was counted */
 	__u8 pad[5];           /* zero */
+};
+
+/*
+ * Per followed socket (socket-local storage, freed with the socket): the key its counts
+ * go under, computed once at establishment, and when it was established. 64 bytes.
+ */
+struct kw_cm_sock {
+	struct kw_cm_okey key;
+	__u64 start_ns;        /* bpf_ktime_get_ns() at establishment */
 };
 
 /*
@@ -105,12 +106,13 @@ struct {
 	__type(value, struct kw_cm_counts);
 } kw_cm_unkeyed SEC(".maps");
 
+/* Followed sockets (renamed from kw_cm_sk when the record became the whole key: a pinned map keeps its layout). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct kw_cm_sock);
-} kw_cm_sk SEC(".maps");
+} kw_cm_sock SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -119,9 +121,16 @@ struct {
 	__type(value, __u64);
 } kw_cm_stats SEC(".maps");
 
-/* sk_err, read with CO-RE (the struct sock of sockmap.h does not name it). */
+/* What the close reads of the kernel's struct sock and struct tcp_sock (CO-RE: offsets from the running kernel's BTF). */
 struct sock___kwcm {
 	int sk_err;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock___kwcm {
+	__u64 bytes_acked;    /* bytes the peer acknowledged */
+	__u64 bytes_received; /* bytes received in order */
+	__u32 srtt_us;        /* smoothed RTT, microseconds << 3 */
+	__u32 total_retrans;  /* segments retransmitted */
 } __attribute__((preserve_access_index));
 
 static __always_inline void kw_cm_count(__u32 idx)
@@ -144,28 +153,21 @@ static __always_inline int kw_cm_loopback(const struct kw_addr *a)
  * unkeyed counters when the map is full. The caller adds with atomic adds: a program in
  * process context (close()) and one in softirq may run on the same CPU.
  */
-static __always_inline struct kw_cm_counts *kw_cm_counters(const struct kw_addr *local, const struct kw_addr *remote,
-							   const struct kw_cm_sock *st)
+static __always_inline struct kw_cm_counts *kw_cm_counters(const struct kw_cm_okey *key)
 {
-	struct kw_cm_okey key = {};
 	struct kw_cm_counts *v;
-	__u32 idx = st->role == KW_CM_ROLE_CLIENT ? 0 : 1;
+	__u32 idx = key->role == KW_CM_ROLE_CLIENT ? 0 : 1;
 
-	key.local = *local;
-	key.remote = *remote;
-	key.orig = st->orig;
-	key.oport = st->oport;
-	key.role = st->role;
-	v = bpf_map_lookup_elem(&kw_cm_counts, &key);
+	v = bpf_map_lookup_elem(&kw_cm_counts, key);
 	if (v)
 		return v;
 	/* Zero for every CPU; fails when another CPU inserted it meanwhile, or when the map is full. */
 	{
 		struct kw_cm_counts zero = {};
 
-		bpf_map_update_elem(&kw_cm_counts, &key, &zero, BPF_NOEXIST);
+		bpf_map_update_elem(&kw_cm_counts, key, &zero, BPF_NOEXIST);
 	}
-	v = bpf_map_lookup_elem(&kw_cm_counts, &key);
+	v = bpf_map_lookup_elem(&kw_cm_counts, key);
 	if (v)
 		return v;
 	return bpf_map_lookup_elem(&kw_cm_unkeyed, &idx);
@@ -186,6 +188,11 @@ static __always_inline __u32 kw_cm_duration_bucket(__u64 ns)
 	return ns <= 10000000000ULL ? 4 : ns <= 60000000000ULL ? 5 : ns <= 600000000000ULL ? 6 : ns <= 3600000000000ULL ? 7 : KW_CM_DUR_BUCKETS;
 }
 
+/*
+ * sock_ops, ACTIVE/PASSIVE_ESTABLISHED: the socket's key, computed once (the balancer's
+ * reverse translation for a client), kept in its storage with the time, and counted as
+ * opened. No callback is asked for: the close is seen by kw_cm_close.
+ */
 static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 role)
 {
 	struct kw_cm_counts *c;
@@ -199,90 +206,36 @@ static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 r
 	kw_sm_addrs(skops, family, &k);
 	if (kw_cm_loopback(&k.remote))
 		return; /* inside a pod's own network namespace: not traffic between workloads */
-	st = bpf_sk_storage_get(&kw_cm_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	st = bpf_sk_storage_get(&kw_cm_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		kw_cm_count(KW_CM_STAT_NOSTORE);
 		return;
 	}
 	st->start_ns = bpf_ktime_get_ns();
-	st->role = role;
-	st->orig = k.remote;
-	st->oport = kw_sm_remote_port(skops->remote_port);
+	st->key.local = k.local;
+	st->key.remote = k.remote;
+	__builtin_memset(st->key.pad, 0, sizeof(st->key.pad));
 	if (role == KW_CM_ROLE_CLIENT) {
 		/* The balancer's reverse translation: {cookie, backend} -> what was dialled. */
-		struct kw_revnat_key rk = { .cookie = bpf_get_socket_cookie(skops), .addr = k.remote, .port = st->oport };
+		__be16 rport = kw_sm_remote_port(skops->remote_port);
+		struct kw_revnat_key rk = { .cookie = bpf_get_socket_cookie(skops), .addr = k.remote, .port = rport };
 		struct kw_revnat_val *rv = bpf_map_lookup_elem(&kw_revnat, &rk);
 
 		if (rv) {
-			st->orig = rv->addr;
-			st->oport = rv->port;
+			st->key.orig = rv->addr;
+			st->key.oport = rv->port;
+		} else {
+			st->key.orig = k.remote;
+			st->key.oport = rport;
 		}
 	} else {
-		st->orig = k.local;
-		st->oport = bpf_htons((__u16)skops->local_port);
+		st->key.orig = k.local;
+		st->key.oport = bpf_htons((__u16)skops->local_port);
 	}
-	/* Keep the callbacks other programs asked for. */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-	c = kw_cm_counters(&k.local, &k.remote, st);
+	st->key.role = role; /* last: kw_cm_close counts only a complete record */
+	c = kw_cm_counters(&st->key);
 	if (c)
 		__sync_fetch_and_add(&c->opened, 1);
-}
-
-static __always_inline void kw_cm_closed(struct bpf_sock_ops *skops)
-{
-	struct bpf_sock *sk = skops->sk;
-	struct kw_cm_counts *c;
-	struct kw_cm_sock *st;
-	struct kw_sm_sock *sm;
-	struct kw_sm_io *io;
-	struct tcp_sock *tp;
-	struct kw_sm_key k = {};
-	__u32 old = skops->args[0], b;
-	__u64 redir_in = 0, redir_out = 0, srtt, dur;
-	int err = 0;
-
-	if (!sk)
-		return;
-	st = bpf_sk_storage_get(&kw_cm_sk, sk, 0, 0);
-	if (!st || st->role == 0)
-		return;
-	/* Bytes the sockmap carried (both zero for a socket it never accelerated). */
-	io = bpf_sk_storage_get(&kw_sm_io, sk, 0, 0);
-	if (io)
-		redir_out = io->redirected;
-	sm = bpf_sk_storage_get(&kw_sm_sk, sk, 0, 0);
-	if (sm) {
-		struct kw_sm_rx *rx = bpf_map_lookup_elem(&kw_sm_rx, &sm->self);
-
-		if (rx)
-			redir_in = rx->consumed;
-	}
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp)
-		err = BPF_CORE_READ((struct sock___kwcm *)tp, sk_err);
-	kw_sm_addrs(skops, skops->family, &k);
-	c = kw_cm_counters(&k.local, &k.remote, st);
-	st->role = 0; /* counted once per connection */
-	if (!c)
-		return;
-	srtt = skops->srtt_us >> 3; /* the kernel keeps it scaled by 8 */
-	dur = bpf_ktime_get_ns() - st->start_ns;
-	__sync_fetch_and_add(&c->closed, 1);
-	__sync_fetch_and_add(&c->sent, skops->bytes_acked + redir_out);
-	__sync_fetch_and_add(&c->received, skops->bytes_received + redir_in);
-	__sync_fetch_and_add(&c->retrans, skops->total_retrans);
-	/* A normal close reaches TCP_CLOSE from FIN_WAIT*, CLOSING or LAST_ACK; an abort or a
-	 * received RST from ESTABLISHED or CLOSE_WAIT, or leaves ECONNRESET/EPIPE behind. */
-	if (old == KW_TCP_ESTABLISHED || old == KW_TCP_CLOSE_WAIT || err == KW_ECONNRESET || err == KW_EPIPE)
-		__sync_fetch_and_add(&c->resets, 1);
-	__sync_fetch_and_add(&c->rtt_sum_us, srtt);
-	__sync_fetch_and_add(&c->duration_sum_ns, dur);
-	b = kw_cm_rtt_bucket(srtt);
-	if (b < KW_CM_RTT_BUCKETS)
-		__sync_fetch_and_add(&c->rtt[b], 1);
-	b = kw_cm_duration_bucket(dur);
-	if (b < KW_CM_DUR_BUCKETS)
-		__sync_fetch_and_add(&c->duration[b], 1);
 }
 
 SEC("sockops")
@@ -295,14 +248,77 @@ int kw_cm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		kw_cm_established(skops, KW_CM_ROLE_SERVER);
 		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] == KW_TCP_CLOSE)
-			kw_cm_closed(skops);
-		break;
 	default:
 		break;
 	}
 	return 1;
+}
+
+/*
+ * The close: tracepoint sock:inet_sock_set_state as a BTF program (tp_btf), which, unlike
+ * a raw tracepoint, may read socket storage (ours and the accelerator's). It fires for
+ * every state change of every TCP socket on the machine: anything but a change to
+ * TCP_CLOSE returns at once, and a socket that kw_cm_sockops did not follow has no
+ * record (one failed lookup). It fires where the state callback of sock_ops did
+ * (tcp_set_state, before an abort's tcp_disconnect zeroes the counters), without the
+ * per-socket callbacks of every other state change, which ran every sock_ops program of
+ * the cgroup each time.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(kw_cm_close, struct sock *sk, int oldstate, int newstate)
+{
+	struct kw_cm_counts *c;
+	struct kw_cm_sock *st;
+	struct kw_sm_sock *sm;
+	struct kw_sm_io *io;
+	struct tcp_sock___kwcm *tp;
+	__u64 redir_in = 0, redir_out = 0, srtt, dur;
+	__u32 b;
+	int err;
+
+	if (newstate != KW_TCP_CLOSE)
+		return 0;
+	st = bpf_sk_storage_get(&kw_cm_sock, sk, 0, 0);
+	if (!st || st->key.role == 0)
+		return 0;
+	tp = (struct tcp_sock___kwcm *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	c = kw_cm_counters(&st->key);
+	st->key.role = 0; /* counted once per connection */
+	if (!c)
+		return 0;
+	/* Bytes the sockmap carried (both zero for a socket it never accelerated). */
+	io = bpf_sk_storage_get(&kw_sm_io, sk, 0, 0);
+	if (io)
+		redir_out = io->redirected;
+	sm = bpf_sk_storage_get(&kw_sm_sk, sk, 0, 0);
+	if (sm) {
+		struct kw_sm_rx *rx = bpf_map_lookup_elem(&kw_sm_rx, &sm->self);
+
+		if (rx)
+			redir_in = rx->consumed;
+	}
+	err = ((struct sock___kwcm *)sk)->sk_err;
+	srtt = tp->srtt_us >> 3; /* the kernel keeps it scaled by 8 */
+	dur = bpf_ktime_get_ns() - st->start_ns;
+	__sync_fetch_and_add(&c->closed, 1);
+	__sync_fetch_and_add(&c->sent, tp->bytes_acked + redir_out);
+	__sync_fetch_and_add(&c->received, tp->bytes_received + redir_in);
+	__sync_fetch_and_add(&c->retrans, tp->total_retrans);
+	/* A normal close reaches TCP_CLOSE from FIN_WAIT*, CLOSING or LAST_ACK; an abort or a
+	 * received RST from ESTABLISHED or CLOSE_WAIT, or leaves ECONNRESET/EPIPE behind. */
+	if (oldstate == KW_TCP_ESTABLISHED || oldstate == KW_TCP_CLOSE_WAIT || err == KW_ECONNRESET || err == KW_EPIPE)
+		__sync_fetch_and_add(&c->resets, 1);
+	__sync_fetch_and_add(&c->rtt_sum_us, srtt);
+	__sync_fetch_and_add(&c->duration_sum_ns, dur);
+	b = kw_cm_rtt_bucket(srtt);
+	if (b < KW_CM_RTT_BUCKETS)
+		__sync_fetch_and_add(&c->rtt[b], 1);
+	b = kw_cm_duration_bucket(dur);
+	if (b < KW_CM_DUR_BUCKETS)
+		__sync_fetch_and_add(&c->duration[b], 1);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

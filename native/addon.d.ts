@@ -84,7 +84,7 @@ export interface RawAddon {
 
   cgroupAttach(progFd: number, cgroupPath: string, attachType: string): number;
   skMsgAttach(progFd: number, mapFd: number, mode: 'auto' | 'link' | 'prog-attach'): RawSkMsgAttach;
-  /** Raw tracepoint program on a tracepoint ('sock_recv_length') -> bpf_link fd. */
+  /** Raw tracepoint program on a tracepoint ('sock_recv_length'; '' for a tp_btf program) -> bpf_link fd. */
   rawTracepointAttach(progFd: number, tracepoint: string): number;
   progAttach(progFd: number, targetFd: number, attachType: string): void;
   progDetach(progFd: number, targetFd: number, attachType: string): void;

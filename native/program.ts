@@ -141,17 +141,20 @@ export class BpfProgram {
   }
 
   /**
-   * Attaches a raw tracepoint program (SEC("raw_tp/<tracepoint>")) to its tracepoint, as
+   * Attaches a raw tracepoint program (SEC("raw_tp/<tracepoint>"), or the BTF kind that
+   * may use socket storage, SEC("tp_btf/<tracepoint>")) to its tracepoint, as
    * a bpf_link. It runs for every hit on the machine, whatever cgroup: the program must
    * select what it acts on itself.
    */
   attachRawTracepoint(): BpfLink {
     const m = /^raw_tp(?:oint)?\/([A-Za-z0-9_]+)$/.exec(this.section);
-    if (this.type !== 'raw_tracepoint' || !m) {
-      throw new InvalidArgumentError('program', `a raw tracepoint program from SEC("raw_tp/<tracepoint>") ('${this.name}' is ${this.type} from SEC("${this.section}"))`, this.name);
+    const btf = /^tp_btf\/([A-Za-z0-9_]+)$/.exec(this.section);
+    if (!(this.type === 'raw_tracepoint' && m) && !(this.type === 'tracing' && btf)) {
+      throw new InvalidArgumentError('program', `a raw tracepoint program from SEC("raw_tp/<tracepoint>") or SEC("tp_btf/<tracepoint>") ('${this.name}' is ${this.type} from SEC("${this.section}"))`, this.name);
     }
-    const tp = m[1]!;
-    const fd = this.call(() => addon().rawTracepointAttach(this.fd, tp));
+    const tp = (m ?? btf)![1]!;
+    // A BTF program (tp_btf) was given its tracepoint at load: the kernel wants no name then.
+    const fd = this.call(() => addon().rawTracepointAttach(this.fd, m ? tp : ''));
     return new BpfLink({ kind: 'link', fd }, `raw tracepoint ${tp}`, this.name);
   }
 

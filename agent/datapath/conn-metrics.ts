@@ -6,7 +6,9 @@
  * retransmissions and resets at TCP_CLOSE. Nothing crosses to the agent per connection:
  * agent/metrics/tcp.ts reads the counters when /metrics is scraped (counts()).
  *
- * Pins (the layout of sock-lb.ts): maps/kw_cm_{counts,unkeyed,sk,stats}, links/cg-<ino>/kw_cm_sockops.
+ * Pins (the layout of sock-lb.ts): maps/kw_cm_{counts,unkeyed,sock,stats},
+ * links/cg-<ino>/kw_cm_sockops and links/cg-<ino>/kw_cm_close (the close hook, a BTF
+ * tracepoint program on sock:inet_sock_set_state).
  * The program reads the balancer's kw_revnat (what the client dialled) and the
  * accelerator's kw_sm_io/kw_sm_sk/kw_sm_rx (redirected bytes) through their pins: it
  * never writes them, and never replaces them (a pinned map of another layout makes
@@ -16,7 +18,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
 import { existsSync, rmSync } from 'node:fs';
-import { BpfLink, type BpfMap } from '../../native/index.js';
+import { BpfLink, type BpfMap, type BpfProgram } from '../../native/index.js';
 import { CM_COUNTS_AT, CM_COUNTS_SIZE, CM_DURATION_BUCKETS, CM_OKEY_SIZE, CM_RTT_BUCKETS } from './conn-counts.js';
 import { scalar, struct, type MapLayout } from './layout.js';
 import { checkSubsystem, type LoadedSubsystem, type SubsystemSpec } from './loader.js';
@@ -25,7 +27,9 @@ import { SOCKMAP_MAP_NAMES } from './sockmap.js';
 
 
 export const CM_PROGRAM = 'kw_cm_sockops';
-export const CM_MAP_NAMES = ['kw_cm_counts', 'kw_cm_unkeyed', 'kw_cm_sk', 'kw_cm_stats'] as const;
+/** The close hook (tp_btf sock:inet_sock_set_state, machine-wide; pinned beside the sock_ops link). */
+export const CM_CLOSE_PROGRAM = 'kw_cm_close';
+export const CM_MAP_NAMES = ['kw_cm_counts', 'kw_cm_unkeyed', 'kw_cm_sock', 'kw_cm_stats'] as const;
 /** The other subsystems' maps the program reads (its object declares them: they are reused by pin). */
 const SHARED_MAPS = ['kw_revnat', ...SOCKMAP_MAP_NAMES] as const;
 
@@ -58,6 +62,12 @@ export interface ConnMetricsOptions {
   bpffsDir: string;
   objectPath?: string;
   log?: Logger;
+  /**
+   * false: the sock_ops program only, for a second cgroup of a node whose first already
+   * has the close hook with the same maps (the paired benchmark). The hook is
+   * machine-wide; a second one would only run twice. Default true.
+   */
+  closeHook?: boolean;
 }
 
 export function defaultConnMetricsObjectPath(): string {
@@ -82,7 +92,7 @@ export class ConnMetrics {
     this.countsAtLoad = this.counts();
   }
 
-  static spec(opts: Pick<ConnMetricsOptions, 'cgroupPath' | 'bpffsDir' | 'objectPath' | 'log'>): SubsystemSpec {
+  static spec(opts: Pick<ConnMetricsOptions, 'cgroupPath' | 'bpffsDir' | 'objectPath' | 'log' | 'closeHook'>): SubsystemSpec {
     const layout = pinLayout(opts.bpffsDir, opts.cgroupPath);
     return {
       what: 'the connection metrics',
@@ -94,10 +104,16 @@ export class ConnMetrics {
       // The shared maps keep the capacity they were pinned with (--map-capacity); socket storage has none.
       sized: SHARED_MAPS.filter((n) => n !== 'kw_sm_sk' && n !== 'kw_sm_io'),
       // Socket storage cannot be copied; the other subsystems' maps are never ours to replace.
-      keep: ['kw_cm_sk', ...SHARED_MAPS],
+      keep: ['kw_cm_sock', ...SHARED_MAPS],
       linksDir: layout.cgroupLinks!,
-      // cgroup links run every program attached: this one runs after the accelerator's.
-      links: [{ program: CM_PROGRAM, attach: (p) => p.attachCgroup(opts.cgroupPath, 'sock_ops') }],
+      links: [
+        // The close hook first: every socket followed has its close seen. (A raw tracepoint
+        // link cannot be updated: the new one replaces the pin, both run for a moment, and
+        // a connection is counted closed once whichever runs.)
+        ...(opts.closeHook === false ? [] : [{ program: CM_CLOSE_PROGRAM, attach: (p: BpfProgram) => p.attachRawTracepoint(), swap: 'replace' as const }]),
+        // cgroup links run every program attached: this one runs after the accelerator's.
+        { program: CM_PROGRAM, attach: (p: BpfProgram) => p.attachCgroup(opts.cgroupPath, 'sock_ops') },
+      ],
       ...(opts.log ? { log: opts.log } : {}),
     };
   }
@@ -144,15 +160,21 @@ export class ConnMetrics {
 }
 
 /**
- * Detaches the connection metrics program from the cgroup and removes its link pin
- * (the maps stay pinned). For benchmarks comparing with and without; the agent itself
- * leaves it attached, and `kernway uninstall` removes everything.
+ * Detaches the connection metrics programs of the cgroup (sock_ops and the close hook)
+ * and removes their link pins (the maps stay pinned). For benchmarks comparing with and
+ * without; the agent itself leaves them attached, and `kernway uninstall` removes
+ * everything. True when the sock_ops program was attached.
  */
 export function detachConnMetrics(bpffsDir: string, cgroupPath: string): boolean {
-  const pin = join(pinLayout(bpffsDir, cgroupPath).cgroupLinks!, CM_PROGRAM);
-  if (!existsSync(pin)) return false;
-  const link = BpfLink.openPinned(pin);
-  try { link.detach(); } finally { link.close(); }
-  rmSync(pin, { force: true });
-  return true;
+  const dir = pinLayout(bpffsDir, cgroupPath).cgroupLinks!;
+  let had = false;
+  for (const name of [CM_PROGRAM, CM_CLOSE_PROGRAM]) {
+    const pin = join(dir, name);
+    if (!existsSync(pin)) continue;
+    const link = BpfLink.openPinned(pin);
+    try { link.detach(); } finally { link.close(); }
+    rmSync(pin, { force: true });
+    if (name === CM_PROGRAM) had = true;
+  }
+  return had;
 }

@@ -75,12 +75,13 @@ Napi::Value CgroupAttach(const Napi::CallbackInfo& info) {
 }
 
 // rawTracepointAttach(progFd, tracepoint) -> link fd: a raw tracepoint program on a
-// kernel tracepoint ("sock_recv_length"), machine-wide.
+// kernel tracepoint ("sock_recv_length"), machine-wide; "" for a tp_btf program.
 Napi::Value RawTracepointAttach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int prog = ArgInt(info, 0, "progFd");
   std::string tp = ArgString(info, 1, "tracepoint");
-  int fd = bpf_raw_tracepoint_open(tp.c_str(), prog);
+  // "" for a BTF program (tp_btf): its tracepoint was given at load.
+  int fd = bpf_raw_tracepoint_open(tp.empty() ? nullptr : tp.c_str(), prog);
   if (fd < 0) ThrowErrno(env, "link.attach_raw_tracepoint", errno, tp);
   return Napi::Number::New(env, fd);
 }
