@@ -31,6 +31,7 @@ import { ServiceSync } from '../agent/datapath/service-sync.js';
 import { loadSockLb, uninstall } from '../agent/datapath/sock-lb.js';
 import { Sockmap } from '../agent/datapath/sockmap.js';
 import { ConnMetrics, detachConnMetrics } from '../agent/datapath/conn-metrics.js';
+import { checkSubsystem } from '../agent/datapath/loader.js';
 import { TcpMetrics, modelResolver } from '../agent/metrics/tcp.js';
 import { serviceHost, workloadOf } from '../model/workload.js';
 import { serviceObject, sliceObject } from '../agent/demo/manifests.js';
@@ -172,31 +173,42 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
 }
 
 /**
- * --paired: two client/server pairs run at the same time, each through its own ClusterIP;
- * in each round the program is attached to one pair's pod cgroups only (alternating), so
- * the pair with and the pair without share every moment of the machine's load. The ratio
- * of their rates in a round is the cost, with drift and the other users' load hitting
- * both alike; alternating the pairs cancels what differs between them. (The balancer and
- * the accelerator are attached to the lab's cgroup, for both pairs.)
+ * --paired: one client/server pair per configuration (without the program, and each
+ * object of --objects, default the build's), all running at the same time, each through
+ * its own ClusterIP; the configurations rotate over the pairs from round to round, so
+ * every configuration shares every moment of the machine's load with "without", and
+ * what differs between the pairs cancels over the rotation. Per round and configuration:
+ * the connection rate and the CPU time of the pair's two pods per connection (their
+ * cgroups' usage_usec: client, server and the kernel's work done on their behalf, BPF
+ * programs included), each over "without" in the same round; the medians over rounds
+ * (with the interquartile range and the extremes) are the result. (The balancer and
+ * the accelerator are attached to the lab's cgroup, for every pair.) The close hook is
+ * machine-wide: it runs for the sockets of every pair, those of "without" included (one
+ * early return per state change, one failed storage lookup per close), so the paired
+ * ratios leave that part out; the sequential mode (without --paired) includes it.
+ * An object built before the close hook (bpf/conn_metrics.bpf.c with kw_cm_sk and the
+ * state callbacks) is loaded as it was, to compare before and after in one run.
  */
-export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; objectPath?: string }): Promise<Record<string, unknown>> {
+export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: number; threads: number; objects?: string[] }): Promise<Record<string, unknown>> {
   const lab = await Lab.create({ tag: 'benchtcpmp' });
   const undo = lab.destroyOnSignals();
   const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-tcpm-'));
   const bpffs = join(lab.bpffsDir, 'agent');
-  let attached: ConnMetrics[] = [];
+  const programs: Array<string | undefined> = opts.objects?.length ? opts.objects : [undefined];
+  const configs = programs.length + 1; // 0: without
+  let attached: Array<{ close(): void }> = [];
   let lb: Awaited<ReturnType<typeof loadSockLb>> | undefined;
   let sm: Sockmap | undefined;
+  const pairs: Array<{ client: Awaited<ReturnType<Lab['addPod']>>; server: Awaited<ReturnType<Lab['addPod']>>; vip: string }> = [];
   const detach = (): void => {
     for (const c of attached) c.close();
     attached = [];
     for (const p of pairs) for (const pod of [p.client, p.server]) detachConnMetrics(bpffs, pod.cgroupPath);
   };
-  const pairs: Array<{ client: Awaited<ReturnType<Lab['addPod']>>; server: Awaited<ReturnType<Lab['addPod']>>; vip: string }> = [];
   try {
     const connrate = await buildConnrate(dir);
     const objects: unknown[] = [];
-    for (const i of [0, 1]) {
+    for (let i = 0; i < configs; i++) {
       const server = await lab.addPod(`server${i}`);
       const client = await lab.addPod(`client${i}`);
       const d = join(dir, `nginx${i}`);
@@ -220,7 +232,7 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
     const tcp = new TcpMetrics(new Registry());
     tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
-    const runBoth = async (): Promise<number[]> => Promise.all(pairs.map(async (p) => {
+    const runAll = async (): Promise<number[]> => Promise.all(pairs.map(async (p) => {
       const r = await lab.exec(p.client, connrate, [p.vip, '80', String(opts.seconds), String(opts.threads)], { timeoutMs: (opts.seconds + 30) * 1000 });
       if (r.code !== 0) throw new Error(`connrate failed: ${r.stderr || r.stdout}`);
       const st = parseConnrate(r.stdout + r.stderr);
@@ -229,43 +241,98 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     }));
     const cpuOf = (p: (typeof pairs)[number]): number => [p.client, p.server].reduce((a, pod) =>
       a + Number(/^usage_usec (\d+)$/m.exec(readFileSync(join(pod.cgroupPath, 'cpu.stat'), 'utf8'))![1]), 0);
-    await runBoth(); // warm-up
-    const ratios: number[] = [];
-    const cpuRatios: number[] = [];
+    /** Attaches configuration cfg (> 0) to a pair's pods: the close hook once, with the client's. */
+    const attach = async (cfg: number, p: (typeof pairs)[number]): Promise<void> => {
+      const objectPath = programs[cfg - 1];
+      for (const pod of [p.client, p.server]) {
+        if (objectPath && !readFileSync(objectPath).includes('tp_btf/inet_sock_set_state')) attached.push(await loadBeforeCloseHook(objectPath, pod.cgroupPath, bpffs));
+        else attached.push(await ConnMetrics.load({ cgroupPath: pod.cgroupPath, bpffsDir: bpffs, closeHook: pod === p.client, ...(objectPath ? { objectPath } : {}) }));
+      }
+    };
+    await runAll(); // warm-up
+    const rates: number[][] = Array.from({ length: configs }, () => []);
+    const cpus: number[][] = Array.from({ length: configs }, () => []);
     const loads: number[] = [];
     for (let i = 0; i < opts.rounds; i++) {
-      const on = i % 2;
-      for (const pod of [pairs[on]!.client, pairs[on]!.server]) {
-        // The close hook is machine-wide: attached once (with the client's), it serves both pods.
-        const c = await ConnMetrics.load({ cgroupPath: pod.cgroupPath, bpffsDir: bpffs, closeHook: attached.length === 0, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
-        attached.push(c);
-      }
-      tcp.sync(attached[0]!.counts(), true);
+      const cfgOf = pairs.map((_, k) => (k + i) % configs); // pair k runs configuration cfgOf[k]
+      for (let k = 0; k < configs; k++) if (cfgOf[k]! > 0) await attach(cfgOf[k]!, pairs[k]!);
+      const scrapeFrom = attached.find((c): c is ConnMetrics => c instanceof ConnMetrics);
+      if (scrapeFrom) tcp.sync(scrapeFrom.counts(), true);
       loads.push(+loadavg()[0]!.toFixed(2));
       const cpu0 = pairs.map(cpuOf);
-      const rates = await runBoth();
-      const cpu = pairs.map((p, k) => (cpuOf(p) - cpu0[k]!) / Math.max(1, rates[k]! * opts.seconds));
-      tcp.sync(attached[0]!.counts()); // a scrape (the pods' programs share the maps)
+      const r = await runAll();
+      const cpu = pairs.map((p, k) => (cpuOf(p) - cpu0[k]!) / Math.max(1, r[k]! * opts.seconds));
+      if (scrapeFrom) tcp.sync(scrapeFrom.counts()); // a scrape (the pods' programs share the maps)
       detach();
-      ratios.push(ratio(rates[on]!, rates[1 - on]!));
-      cpuRatios.push(ratio(cpu[on]!, cpu[1 - on]!));
+      for (let k = 0; k < configs; k++) {
+        rates[cfgOf[k]!]!.push(r[k]!);
+        cpus[cfgOf[k]!]!.push(cpu[k]!);
+      }
     }
-    const byPair = [0, 1].map((k) => ratios.filter((_, i) => i % 2 === k));
+    const perObject = programs.map((o, j) => {
+      const c = j + 1;
+      const rr = rates[c]!.map((x, i) => ratio(x, rates[0]![i]!));
+      const cr = cpus[c]!.map((x, i) => ratio(x, cpus[0]![i]!));
+      // By the pair the configuration ran on (what differs between the pairs, not the program).
+      const byPair = Array.from({ length: configs }, (_, k) => {
+        const xs = cr.filter((_, i) => (c - (i % configs) + configs) % configs === k); // rounds where pair k ran it
+        return xs.length ? median2(xs) : null;
+      });
+      return {
+        object: o ?? 'default',
+        // Rate of the pair with the program over the pair without, in the same round.
+        perRoundRatios: rr, medianRatio: median2(rr), ratioIqr: iqr(rr), ratioRange: range(rr),
+        geometricMeanRatio: +Math.exp(rr.reduce((a, x) => a + Math.log(x), 0) / rr.length).toFixed(3),
+        // CPU time of the pair's pods per connection, with over without (the kernel's work for them included).
+        perRoundCpuRatios: cr, medianCpuRatio: median2(cr), cpuRatioIqr: iqr(cr), cpuRatioRange: range(cr),
+        cpuRatioByPair: byPair,
+        cpuUsPerConn: +median2(cpus[c]!).toFixed(2),
+        // What the program adds per connection, in CPU microseconds (median of the rounds' differences).
+        addedCpuUsPerConn: +median2(cpus[c]!.map((x, i) => x - cpus[0]![i]!)).toFixed(2),
+      };
+    });
     return {
-      paired: true, seconds: opts.seconds, rounds: opts.rounds, threads: opts.threads,
-      // Rate of the pair with the program over the pair without, in the same round.
-      perRoundRatios: ratios, medianRatio: median(ratios), ratioRange: range(ratios),
-      geometricMeanRatio: +Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length).toFixed(3),
-      // The same with the program on pair 0 and on pair 1 (what differs between the pairs, not the program).
-      medianRatioPair0: median(byPair[0]!), medianRatioPair1: median(byPair[1]!),
-      // CPU time of the pair's pods per connection, with over without (the kernel's work for them included).
-      perRoundCpuRatios: cpuRatios, medianCpuRatio: median(cpuRatios), cpuRatioRange: range(cpuRatios),
-      labelSets: tcp.labelSets, loadavg1: loads,
+      paired: true, seconds: opts.seconds, rounds: opts.rounds, threads: opts.threads, pairs: configs,
+      medianRateWithout: Math.round(median2(rates[0]!)), cpuUsPerConnWithout: +median2(cpus[0]!).toFixed(2),
+      ...(perObject.length === 1 ? perObject[0] : { objects: perObject }),
+      labelSets: tcp.labelSets, loadavg1: loads, loadavg1Range: range(loads),
     };
   } finally {
     try { detach(); } catch { /* the lab removes it */ }
     await teardown(lab, undo, dir, bpffs, [sm, lb]);
   }
+}
+
+/**
+ * Loads an object built before the close hook (maps kw_cm_{counts,unkeyed,sk,stats}, the
+ * sock_ops program alone, closes seen through state callbacks) on a cgroup, as that
+ * version's agent did: the "before" of a before/after comparison.
+ */
+async function loadBeforeCloseHook(objectPath: string, cgroupPath: string, bpffsDir: string): Promise<{ close(): void }> {
+  const spec = ConnMetrics.spec({ cgroupPath, bpffsDir, objectPath, closeHook: false });
+  const rename = (n: string): string => (n === 'kw_cm_sock' ? 'kw_cm_sk' : n);
+  const sub = await checkSubsystem({ ...spec, maps: spec.maps.map(rename), keep: (spec.keep ?? []).map(rename) }).load();
+  try {
+    sub.attach();
+  } catch (e) {
+    sub.close();
+    throw e;
+  }
+  return sub;
+}
+
+/** The median (the mean of the two middle values for an even count). */
+function median2(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return +(s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2).toFixed(3);
+}
+
+/** The first and third quartiles (nearest rank). */
+function iqr(xs: number[]): [number, number] {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+  return [+at(0.25).toFixed(3), +at(0.75).toFixed(3)];
 }
 
 /** Closes the balancer and the accelerator, removes the pins, the lab and the folder. */
@@ -285,7 +352,7 @@ if (invokedDirectly(import.meta.url)) {
   } });
   if (values.paired) {
     const r = await pairedTcpMetricsBench({ seconds: Number(values.seconds ?? 2), rounds: Number(values.rounds ?? 10), threads: Number(values.threads ?? 2),
-      ...(values.objects ? { objectPath: values.objects } : {}) });
+      ...(values.objects ? { objects: values.objects.split(',') } : {}) });
     console.log(JSON.stringify(r));
     process.exit(0);
   }

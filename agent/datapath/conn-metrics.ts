@@ -17,8 +17,8 @@
 import { join } from 'node:path';
 import type { Logger } from '../../common/log.js';
 import { projectRoot } from '../../common/version.js';
-import { existsSync, rmSync } from 'node:fs';
-import { BpfLink, type BpfMap, type BpfProgram } from '../../native/index.js';
+import type { BpfMap, BpfProgram } from '../../native/index.js';
+import { detachPin } from './pins.js';
 import { CM_COUNTS_AT, CM_COUNTS_SIZE, CM_DURATION_BUCKETS, CM_OKEY_SIZE, CM_RTT_BUCKETS } from './conn-counts.js';
 import { scalar, struct, type MapLayout } from './layout.js';
 import { checkSubsystem, type LoadedSubsystem, type SubsystemSpec } from './loader.js';
@@ -168,13 +168,7 @@ export class ConnMetrics {
 export function detachConnMetrics(bpffsDir: string, cgroupPath: string): boolean {
   const dir = pinLayout(bpffsDir, cgroupPath).cgroupLinks!;
   let had = false;
-  for (const name of [CM_PROGRAM, CM_CLOSE_PROGRAM]) {
-    const pin = join(dir, name);
-    if (!existsSync(pin)) continue;
-    const link = BpfLink.openPinned(pin);
-    try { link.detach(); } finally { link.close(); }
-    rmSync(pin, { force: true });
-    if (name === CM_PROGRAM) had = true;
-  }
+  // (A tracepoint link cannot be detached: it goes with its pin, its last reference.)
+  for (const name of [CM_PROGRAM, CM_CLOSE_PROGRAM]) if (detachPin(join(dir, name)) && name === CM_PROGRAM) had = true;
   return had;
 }

@@ -5,7 +5,7 @@
  * kernway_tcp_* series say who talked to whom, through which Service, how many
  * connections (exactly) and how many bytes each way (within the protocol's framing).
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -198,6 +198,19 @@ describe('across an agent restart', () => {
       expect(one(text, 'kernway_tcp_connections_opened_total', labels)).toBe(4);
       expect(one(text, 'kernway_tcp_connections_closed_total', labels)).toBe(4);
     }
+  });
+});
+
+describe('kernway uninstall', () => {
+  it('detaches both programs: the sock_ops one of the cgroup and the machine-wide close hook', async () => {
+    await agent!.drain(); // the programs stay attached, the maps pinned
+    agent = undefined;
+    const r = uninstall(bpffs);
+    const mine = (name: string): string[] => r.detached.filter((d) => d.endsWith(`/${name}`));
+    expect(mine('kw_cm_sockops')).toHaveLength(1);
+    expect(mine('kw_cm_close')).toHaveLength(1);
+    expect(r.unpinned).toEqual(expect.arrayContaining(['kw_cm_counts', 'kw_cm_sock']));
+    expect(existsSync(join(bpffs, 'links'))).toBe(false);
   });
 });
 
