@@ -12,7 +12,9 @@
  * --policy adds a waypoint whose echo Service has a BackendTrafficPolicy attached (every
  * engine part on the request path, limits never reached): CPU per request with and without.
  * --before-dist DIR adds the waypoint built from another checkout's dist/ (e.g. before a
- * change), to compare the path without a policy against it. --h1-only skips h2load.
+ * change), to compare the path without a policy against it. --h1-only skips h2load,
+ * --h2-only skips wrk (for the proxies h2load measures).
+ * --net 127.94 moves every address to 127.94.0.x (default 127.93: two runs at once need two).
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
@@ -44,20 +46,35 @@ export interface LoadOptions {
   beforeDist?: string | undefined;
   /** wrk only (no h2load). */
   h1Only?: boolean;
+  /** h2load only (no wrk). */
+  h2Only?: boolean;
 }
 
 type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
 interface Run { round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number }
 
-const ADDR = '127.93.0.1';
-const BACKEND = { address: '127.93.0.10', port: 18181 };
+/** Loopback addresses of the run: `--net A.B` uses A.B.0.x (two runs at once on one machine need two nets). */
+let NET = '127.93';
+let ADDR = `${NET}.0.1`;
+const BACKEND = { address: `${NET}.0.10`, port: 18181 };
 const NGINX = { h1: 18180, h2: 18182 };
 const WAYPOINT = { port: 18183, admin: 18190 };
 /** The same waypoint with `--http1-server node` (the previous HTTP/1.1 path), for comparison. */
-const WAYPOINT_NODE = { address: '127.93.0.2', admin: 18189 };
+const WAYPOINT_NODE = { address: `${NET}.0.2`, admin: 18189 };
 /** The waypoint with a BackendTrafficPolicy attached, and the one of another build. */
-const WAYPOINT_POLICY = { address: '127.93.0.3', admin: 18188 };
-const WAYPOINT_BEFORE = { address: '127.93.0.4', admin: 18187 };
+const WAYPOINT_POLICY = { address: `${NET}.0.3`, admin: 18188 };
+const WAYPOINT_BEFORE = { address: `${NET}.0.4`, admin: 18187 };
+
+/** Moves every address of the run to `net`.0.x (`net`: two octets, inside 127/8). */
+export function useNet(net: string): void {
+  if (!/^127\.(25[0-5]|2[0-4]\d|1?\d?\d)$/.test(net)) throw new Error(`--net: two octets inside 127/8 expected, like 127.93, got ${JSON.stringify(net)}`);
+  NET = net;
+  ADDR = `${NET}.0.1`;
+  BACKEND.address = `${NET}.0.10`;
+  WAYPOINT_NODE.address = `${NET}.0.2`;
+  WAYPOINT_POLICY.address = `${NET}.0.3`;
+  WAYPOINT_BEFORE.address = `${NET}.0.4`;
+}
 
 /** A BackendTrafficPolicy on the echo Service that exercises every per-request part and never refuses. */
 export const BENCH_POLICY = `
@@ -175,9 +192,11 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string): P
     const requests = sample.rps! * o.seconds;
     runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN });
   };
-  await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
-  await timed('wrk', 'throughput', () => wrk(o, dir, t.h1, o.connections, o.seconds));
-  await timed('wrk', 'latency', () => wrk(o, dir, t.h1, 1, o.seconds));
+  if (!o.h2Only || t.h2 === undefined) {
+    await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
+    await timed('wrk', 'throughput', () => wrk(o, dir, t.h1, o.connections, o.seconds));
+    await timed('wrk', 'latency', () => wrk(o, dir, t.h1, 1, o.seconds));
+  }
   const h2 = t.h2;
   if (h2 === undefined) return runs;
   await h2load(o, dir, h2, o.h2Connections, o.h2Streams, o.warmupSeconds);
@@ -333,15 +352,16 @@ async function cli(): Promise<void> {
       seconds: { type: 'string' }, connections: { type: 'string' }, 'proxy-cpu': { type: 'string' }, 'load-cpu': { type: 'string' },
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
       rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' }, 'node-path': { type: 'boolean' },
-      policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' },
+      policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' }, 'h2-only': { type: 'boolean' }, net: { type: 'string' },
     },
   });
+  if (values.net !== undefined) useNet(values.net);
   const nodeFlags = (values['node-flags'] ?? WAYPOINT_NODE_FLAGS.join(' ')).split(' ').filter((x) => x !== '');
   const o: LoadOptions = {
     seconds: Number(values.seconds ?? 10), connections: Number(values.connections ?? 64), h2Connections: 16, h2Streams: 8,
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
     rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false, nodePath: values['node-path'] ?? false,
-    policy: values.policy ?? false, beforeDist: values['before-dist'], h1Only: values['h1-only'] ?? false,
+    policy: values.policy ?? false, beforeDist: values['before-dist'], h1Only: values['h1-only'] ?? false, h2Only: values['h2-only'] ?? false,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });

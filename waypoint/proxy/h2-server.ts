@@ -34,7 +34,31 @@ function ignore(): void { /* a stream error is reported by 'close' (its rstCode)
 function onStreamClose(this: StreamWithResponse): void { this[RESPONSE].closedNow(); }
 function onStreamDrain(this: StreamWithResponse): void { this[RESPONSE].drained(); }
 function onWantTrailers(this: StreamWithResponse): void { this[RESPONSE].sendTrailers(); }
-function flushHeadOf(r: H2Response): void { r.flushHead(); }
+
+/**
+ * Heads held for a body chunk that may follow in the same turn: one setImmediate per turn
+ * of the event loop for all of them (not a timer object per response).
+ */
+let heldHeads: H2Response[] = [];
+function flushHeldHeads(): void {
+  const list = heldHeads;
+  heldHeads = [];
+  for (let i = 0; i < list.length; i++) list[i]!.flushHead();
+}
+function holdHead(r: H2Response): void {
+  if (heldHeads.push(r) === 1) setImmediate(flushHeldHeads);
+}
+
+/** Lower-case names of the header names backends send most, as they send them (no new string per response). */
+const LOWER = new Map<string, string>();
+for (const n of ['Server', 'Date', 'Content-Type', 'Content-Length', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'Cache-Control', 'ETag',
+  'Last-Modified', 'Vary', 'Location', 'Set-Cookie', 'Content-Encoding', 'Accept-Ranges', 'Expires', 'Trailer', 'X-Request-Id', 'Grpc-Status', 'Grpc-Message']) {
+  LOWER.set(n, n.toLowerCase());
+  LOWER.set(n.toLowerCase(), n.toLowerCase());
+}
+function lower(name: string): string {
+  return LOWER.get(name) ?? name.toLowerCase();
+}
 
 export interface H2ServerOptions {
   /** SETTINGS_MAX_HEADER_LIST_SIZE: larger request heads are refused by nghttp2. */
@@ -128,7 +152,7 @@ export class H2Response {
     const head: HeaderList = [':status', String(status)];
     let length = false, trailer = false, grpc = false;
     for (let i = 0; i < list.length; i += 2) {
-      const name = list[i]!.toLowerCase();
+      const name = lower(list[i]!);
       const value = list[i + 1]!;
       if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
       if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
@@ -143,7 +167,7 @@ export class H2Response {
     this.mayHaveTrailers = !length || trailer || grpc;
     this.head = head;
     this.headersSent = true;
-    if (!this.flushScheduled) { this.flushScheduled = true; setImmediate(flushHeadOf, this); }
+    if (!this.flushScheduled) { this.flushScheduled = true; holdHead(this); }
     return this;
   }
 
@@ -164,7 +188,8 @@ export class H2Response {
       this.stream.destroy();
       return;
     }
-    if (this.waitingForTrailers) this.stream.once('wantTrailers', onWantTrailers);
+    // 'wantTrailers' comes once: a plain listener (once() would wrap it in a closure).
+    if (this.waitingForTrailers) this.stream.on('wantTrailers', onWantTrailers);
   }
 
   sendTrailers(): void {
