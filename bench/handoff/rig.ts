@@ -65,6 +65,8 @@ export interface RigOptions {
   tag: string;
   /** The waypoint on a host off this node (a lab remote host: its own netns, not in the cgroup), reached by pod-IP TCP. */
   remoteWaypoint?: boolean;
+  /** More `kernway waypoint` options (e.g. --workers 2). */
+  waypointArgs?: string[];
 }
 
 export class HandoffRig {
@@ -81,6 +83,7 @@ export class HandoffRig {
   waypoint: ChildProcess | undefined;
   waypointOut = '';
   private readonly procs: ChildProcess[] = [];
+  private waypointArgs: string[] = [];
 
   static async start(o: RigOptions): Promise<HandoffRig> {
     const r = new HandoffRig();
@@ -94,6 +97,7 @@ export class HandoffRig {
   }
 
   private async init(o: RigOptions): Promise<void> {
+    this.waypointArgs = o.waypointArgs ?? [];
     this.lab = await Lab.create({ tag: o.tag });
     this.client = await this.lab.addPod('client');
     this.wp = await this.lab.addPod('wp', { remote: o.remoteWaypoint === true });
@@ -224,7 +228,7 @@ export class HandoffRig {
 
   async startWaypoint(): Promise<void> {
     this.waypointOut = '';
-    const c = this.lab.spawn(this.wp, process.execPath, [KERNWAY_MAIN, 'waypoint', '--namespace', 'shop', '--manifests', this.dir, '--mesh-address', '::', '--metrics-address', '127.0.0.1:15020'],
+    const c = this.lab.spawn(this.wp, process.execPath, [KERNWAY_MAIN, 'waypoint', '--namespace', 'shop', '--manifests', this.dir, '--mesh-address', '::', '--metrics-address', '127.0.0.1:15020', ...this.waypointArgs],
       { env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
     c.stdout?.setEncoding('utf8').on('data', (d: string) => { this.waypointOut += d; });
     c.stderr?.setEncoding('utf8').on('data', (d: string) => { this.waypointOut += d; });
