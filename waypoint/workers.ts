@@ -35,9 +35,9 @@ import type { Problem, SourcedObject } from '../k8s/types.js';
 import { decodeResource, encodeObject, resourceKey } from '../sources/feed/protocol.js';
 import type { Source, SourceBatch } from '../sources/source.js';
 import { AdminServer } from './admin.js';
-import { ModelConfigSource } from './config/source.js';
 import type { StatusReport } from './status.js';
-import { Waypoint, type WaypointOptions } from './waypoint.js';
+// The primary never proxies: the data path (waypoint.ts and all it imports) is loaded by the workers only.
+import type { Waypoint, WaypointOptions } from './waypoint.js';
 
 /** Problem code of a worker that exited (logged by the primary, which restarts it). */
 export const WORKER_EXIT = 'KW_WAYPOINT_WORKER_EXIT' as const;
@@ -547,7 +547,11 @@ export function runWorker(log: Logger): Promise<number> {
       switch (m.t) {
         case 'init': {
           const wlog = log.child({ worker: m.index });
-          Waypoint.start({ ...m.options, log: wlog }, new ModelConfigSource(relay)).then((w) => {
+          const start = async (): Promise<Waypoint> => {
+            const [{ Waypoint: W }, { ModelConfigSource }] = await Promise.all([import('./waypoint.js'), import('./config/source.js')]);
+            return W.start({ ...m.options, log: wlog }, new ModelConfigSource(relay));
+          };
+          start().then((w) => {
             waypoint = w;
             send({ t: 'started', meshPort: w.meshPort });
             report();
