@@ -3,7 +3,8 @@
  * reaches the file within about a second without anything else written after it (the
  * flush timer, not the 64 KiB threshold), a full buffer is written at once, and close()
  * (what SIGTERM's drain ends with) writes every line written before it, also while the
- * timer's asynchronous write is in flight.
+ * timer's asynchronous write is in flight. Lines of any length and script arrive whole and
+ * in order through the batch buffer, also to a pipe shared by workers (PIPE_BUF pieces).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -88,4 +89,25 @@ it('close() right after the first lines, before the file is even open, loses non
   for (let i = 0; i < 50; i++) log.write(record(`/early/${i}`));
   await log.close();
   expect(lines(file).map((l) => l.path)).toEqual(Array.from({ length: 50 }, (_, i) => `/early/${i}`));
+});
+
+it('lines of any length and script, through the batch buffer, arrive whole and in order (a file, and a shared pipe in pieces of at most PIPE_BUF)', async () => {
+  const paths = Array.from({ length: 400 }, (_, i) => (i % 97 === 5 ? `/long/${'é'.repeat(3000)}/${i}` : i % 7 === 0 ? `/ünïcödé/日本/${i}` : `/p/${i}`));
+  const file = join(dir, 'mixed', 'access.log');
+  const log = new AccessLog({ file });
+  for (const p of paths) log.write(record(p));
+  await log.close();
+  expect(lines(file).map((l) => l.path)).toEqual(paths);
+
+  // A worker's stdout shared with other processes (a pipe): the same lines, none cut.
+  const { spawnSync } = await import('node:child_process');
+  const mod = join(process.cwd(), 'dist', 'waypoint', 'observe', 'access-log.js');
+  const script = `import { AccessLog } from ${JSON.stringify(mod)};
+const log = new AccessLog('stdout', { sharedDestination: true });
+const rec = (path) => ({ method: 'GET', path, protocol: 'HTTP/1.1', status: 200, durationMs: 1, route: 'r', rule: '0', destination: 'd', upstream: undefined, source: 's', sourceAddress: 'a', parent: 'p', bytesIn: 0, bytesOut: 0, traceId: 't', spanId: 's', requestId: 'q', userAgent: undefined, reason: undefined, attempts: 1 });
+for (const p of ${JSON.stringify(paths)}) log.write(rec(p));
+await log.close();`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout.split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { path: string }).path)).toEqual(paths);
 });

@@ -1,9 +1,10 @@
 /**
  * Access logs: one JSON line per request in pino's format (level, time, name, msg
  * "request", then the fields), written asynchronously in batches through pino's
- * destination (sonic-boom), so that logging does not slow the proxy down: lines are
- * buffered here up to 64 KiB (a list of lines joined once per batch: sonic-boom's own
- * buffer measures its whole accumulated string on every write) and flushed at least once
+ * destination (sonic-boom, in its buffer mode), so that logging does not slow the proxy
+ * down: each line is copied at once into a 64 KiB batch buffer (no string lives on until
+ * the batch is written; sonic-boom's string mode measured its whole accumulated string on
+ * every write and converted each written batch to a Buffer again) and flushed at least once
  * a second (as nginx's `access_log ... buffer=64k flush=1s`); at shutdown the write in
  * flight is waited for and the rest written, so no line is lost on SIGTERM. The line is
  * assembled here rather than by pino's generic serializer: its fields are fixed, and this
@@ -58,13 +59,17 @@ export class AccessLog {
   private readonly dest: Destination | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
   private failed = false;
-  /** Lines not yet handed to the destination, and their length (characters: bytes for ASCII). */
-  private lines: string[] = [];
+  /** Lines not yet handed to the destination: the batch buffer and the bytes used in it. */
+  private batch: Buffer | undefined;
   private buffered = 0;
+  /** A batch buffer written already, kept for the next batch (undefined while in flight). */
+  private spare: Buffer | undefined;
   /** Bytes handed to the destination and not yet written (its 'write' events count them down). */
   private inFlight = 0;
   private written: (() => void) | undefined;
   private closing: Promise<void> | undefined;
+  /** Every batch handed over is written: the last one's buffer may take the next lines. */
+  private reusable = false;
 
   /** Other processes write to the same destination: hand lines over in whole-line writes of at most PIPE_BUF. */
   private readonly shared: boolean;
@@ -74,12 +79,12 @@ export class AccessLog {
     if (where === 'off') return;
     // minLength 0: what is handed over is written at once (asynchronously); the batching is here.
     // maxWrite: sonic-boom joins handed-over strings into writes of at most this (a longer one alone).
-    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: 0, maxWrite: this.shared ? PIPE_BUF : 2 * BUFFER_BYTES, mkdir: true });
+    const dest = pino.destination({ dest: where === 'stdout' ? 1 : where === 'stderr' ? 2 : where.file, sync: false, minLength: 0, maxWrite: this.shared ? PIPE_BUF : 2 * BUFFER_BYTES, mkdir: true, contentMode: 'buffer' });
     // A write that fails later (disk full, file removed with its folder) is not worth a crash.
     dest.on('error', (e: Error) => { if (!this.failed) { this.failed = true; process.emitWarning(`access log: ${e.message}; lines are dropped`); } });
     dest.on('write', (n: number) => {
       this.inFlight -= n;
-      if (this.inFlight <= 0) { this.inFlight = 0; this.written?.(); }
+      if (this.inFlight <= 0) { this.inFlight = 0; this.reusable = true; this.written?.(); }
     });
     this.dest = dest;
     this.timer = setInterval(() => this.handOver(), FLUSH_EVERY_MS);
@@ -100,43 +105,57 @@ export class AccessLog {
     if (r.reason !== undefined) line += `,"reason":"${r.reason}"`;
     if (r.responseFlags !== undefined) line += `,"responseFlags":"${r.responseFlags}"`;
     line += `,"attempts":${r.attempts}}\n`;
-    this.lines.push(line);
-    this.buffered += line.length;
-    if (this.buffered >= BUFFER_BYTES) this.handOver();
+    this.append(line);
   }
 
-  /** The buffered lines to the destination, as one string (written asynchronously). */
-  private handOver(): void {
-    if (this.lines.length === 0 || !this.dest) return;
-    if (this.shared) return this.handOverPieces();
-    const batch = this.lines.length === 1 ? this.lines[0]! : this.lines.join('');
-    this.lines = [];
-    this.buffered = 0;
-    this.inFlight += Buffer.byteLength(batch);
-    try { this.dest.write(batch); } catch { /* destroyed at shutdown: nothing more is written */ }
-  }
-
-  /** handOver() in whole-line pieces of at most PIPE_BUF bytes (a longer line alone). */
-  private handOverPieces(): void {
-    const lines = this.lines;
-    this.lines = [];
-    this.buffered = 0;
-    let piece = '';
-    let bytes = 0;
-    const put = (): void => {
-      if (piece === '') return;
-      this.inFlight += bytes;
-      try { this.dest!.write(piece); } catch { /* destroyed at shutdown */ }
-      piece = '';
-      bytes = 0;
-    };
-    for (const line of lines) {
-      const n = Buffer.byteLength(line);
-      if (bytes + n > PIPE_BUF) put();
-      piece += line;
-      bytes += n;
+  /** A line into the batch (UTF-8: at most 3 bytes per UTF-16 unit); a full batch is handed over. */
+  private append(line: string): void {
+    const most = line.length * 3;
+    if (this.batch !== undefined && this.buffered + most > this.batch.length) this.handOver();
+    if (most > BUFFER_BYTES) { this.send(Buffer.from(line)); return; }
+    let b = this.batch;
+    if (b === undefined) {
+      b = this.reusable && this.spare !== undefined ? this.spare : Buffer.allocUnsafeSlow(BUFFER_BYTES);
+      this.spare = undefined;
+      this.batch = b;
     }
-    put();
+    this.buffered += b.write(line, this.buffered);
+    if (this.buffered + 512 > b.length) this.handOver();
+  }
+
+  /** The batch to the destination (written asynchronously). */
+  private handOver(): void {
+    const b = this.batch;
+    if (b === undefined || this.buffered === 0 || !this.dest) return;
+    const n = this.buffered;
+    this.batch = undefined;
+    this.buffered = 0;
+    // The buffer is written from as it is: it is taken again only after every byte handed over is written.
+    this.spare = b;
+    if (this.shared) this.handOverPieces(b, n);
+    else this.send(b.subarray(0, n));
+  }
+
+  private send(b: Buffer): void {
+    this.reusable = false;
+    this.inFlight += b.length;
+    try { this.dest!.write(b as unknown as string); } catch { /* destroyed at shutdown: nothing more is written */ }
+  }
+
+  /** The batch's first `n` bytes in whole-line pieces of at most PIPE_BUF bytes (a longer line alone). */
+  private handOverPieces(b: Buffer, n: number): void {
+    let start = 0;
+    while (start < n) {
+      let nl = b.indexOf(10, start);
+      let end = nl < 0 || nl >= n ? n : nl + 1; // at least one line
+      for (;;) {
+        nl = b.indexOf(10, end);
+        if (nl < 0 || nl >= n || nl + 1 - start > PIPE_BUF) break;
+        end = nl + 1;
+      }
+      this.send(b.subarray(start, end));
+      start = end;
+    }
   }
 
   /**
@@ -169,15 +188,14 @@ export class AccessLog {
     const dest = this.dest;
     if (!dest) return;
     const fd = (dest as unknown as { fd: number }).fd;
-    if (this.inFlight === 0 && fd >= 0 && this.lines.length > 0) {
-      let batch = Buffer.from(this.lines.join(''));
-      this.lines = [];
+    if (this.inFlight === 0 && fd >= 0 && this.batch !== undefined && this.buffered > 0) {
+      let batch = this.batch.subarray(0, this.buffered);
+      this.batch = undefined;
       this.buffered = 0;
       try {
         while (batch.length > 0) batch = batch.subarray(writeSync(fd, batch));
       } catch {
-        this.inFlight += batch.length;
-        dest.write(batch.toString());
+        this.send(Buffer.from(batch));
       }
       return;
     }

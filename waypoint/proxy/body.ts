@@ -18,6 +18,14 @@ export interface ResponseBody {
   readonly readableEnded: boolean;
 }
 
+/** A LiteBody's consumer with methods instead of listeners (no closure per response). */
+export interface BodySink {
+  bodyData(chunk: Buffer): void;
+  bodyEnd(): void;
+  bodyError(e: Error): void;
+  bodyClose(): void;
+}
+
 /** Queued bytes above which push() asks the producer to wait. */
 const HIGH_WATER = 64 * 1024;
 
@@ -41,6 +49,7 @@ export class LiteBody implements ResponseBody {
   private onEnd: (() => void) | undefined;
   private onError: ((e: Error) => void) | undefined;
   private onClose: (() => void) | undefined;
+  private sink: BodySink | undefined;
 
   /** `producer.resumeBody()`: the consumer wants more after push() returned false. */
   constructor(private readonly producer: { resumeBody(): void }) {}
@@ -68,6 +77,22 @@ export class LiteBody implements ResponseBody {
     return this;
   }
 
+  /**
+   * The consumer, as one object: it gets the chunks as they are parsed (synchronously when
+   * nothing is queued), then the end; chunks queued before it came follow on the next tick.
+   */
+  attach(sink: BodySink): void {
+    if (this.closed) {
+      const e = this.error;
+      process.nextTick(() => { if (e) sink.bodyError(e); sink.bodyClose(); });
+      return;
+    }
+    this.sink = sink;
+    if (this.paused) return;
+    this.flowing = true;
+    if (this.queue.length > 0 || this.ended) this.schedule();
+  }
+
   once(event: 'end' | 'close' | 'error', fn: (() => void) | ((e: Error) => void)): this {
     return this.on(event, fn);
   }
@@ -89,11 +114,17 @@ export class LiteBody implements ResponseBody {
     if (this.closed) return false;
     if (b === null) {
       this.ended = true;
-      if (this.queued === 0 && this.flowing && !this.paused) this.schedule();
+      if (this.queued === 0 && this.flowing && !this.paused) {
+        if (this.sink !== undefined && !this.scheduled && !this.endEmitted) this.emitEnd();
+        else this.schedule();
+      }
       return false;
     }
     if (b.length === 0) return true;
-    if (this.flowing && !this.paused && this.queued === 0 && !this.scheduled && this.onData) { this.onData(b); return true; }
+    if (this.flowing && !this.paused && this.queued === 0 && !this.scheduled) {
+      if (this.sink !== undefined) { this.sink.bodyData(b); return true; }
+      if (this.onData) { this.onData(b); return true; }
+    }
     this.queue.push(b);
     this.queued += b.length;
     if (this.queued < HIGH_WATER) return true;
@@ -107,6 +138,12 @@ export class LiteBody implements ResponseBody {
     this.error = e;
     this.queue = [];
     this.queued = 0;
+    const sink = this.sink;
+    if (sink !== undefined) {
+      if (e) sink.bodyError(e);
+      sink.bodyClose();
+      return this;
+    }
     if (e) this.onError?.(e);
     this.onClose?.();
     return this;
@@ -125,15 +162,24 @@ export class LiteBody implements ResponseBody {
     while (this.queue.length > 0 && !this.paused && this.flowing) {
       const c = this.queue.shift()!;
       this.queued -= c.length;
-      this.onData?.(c);
+      if (this.sink !== undefined) this.sink.bodyData(c);
+      else this.onData?.(c);
       if (this.closed) return;
     }
     if (this.waiting && this.queued < HIGH_WATER) { this.waiting = false; this.producer.resumeBody(); }
-    if (this.queue.length === 0 && this.ended && !this.endEmitted && this.flowing && !this.paused) {
-      this.endEmitted = true;
-      this.onEnd?.();
-      if (!this.closed) { this.closed = true; this.onClose?.(); }
+    if (this.queue.length === 0 && this.ended && !this.endEmitted && this.flowing && !this.paused) this.emitEnd();
+  }
+
+  private emitEnd(): void {
+    this.endEmitted = true;
+    const sink = this.sink;
+    if (sink !== undefined) {
+      sink.bodyEnd();
+      if (!this.closed) { this.closed = true; sink.bodyClose(); }
+      return;
     }
+    this.onEnd?.();
+    if (!this.closed) { this.closed = true; this.onClose?.(); }
   }
 }
 

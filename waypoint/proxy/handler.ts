@@ -28,6 +28,7 @@ import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
 import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
+import { LiteBody, type BodySink } from './body.js';
 import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamResponse, type UpstreamSink } from './upstream.js';
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
 import type { OutlierState, OverflowLimit, Resilience, TryOutcome } from '../resilience/state.js';
@@ -557,58 +558,31 @@ export class RequestHandler {
     applyModifier(headers, backend.responseHeaders);
     if (corsHeaders) for (let i = 0; i < corsHeaders.length; i += 2) setHeader(headers, corsHeaders[i]!, corsHeaders[i + 1]!);
     ex.reason = undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const end = (): void => { if (timer) clearTimeout(timer); done(); };
+    const r = new Relay(this, ex, res, up, headers, done);
     if (remainingMs !== undefined) {
       // The backend request timeout covers the whole response; a response cut short is reset.
-      timer = setTimeout(() => { ex.reason = 'backend_timeout'; up.abort(); res.destroy(); end(); }, remainingMs);
-      timer.unref();
+      r.timer = setTimeout(() => { ex.reason = 'backend_timeout'; up.abort(); res.destroy(); r.end(); }, remainingMs);
+      r.timer.unref();
     }
     // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
     // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
     const trailersOnly = h2 && headers.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'grpc-status');
-    let headSent = false;
-    const sendHead = (): boolean => {
-      if (headSent) return true;
-      headSent = true;
-      try {
-        res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
-        return true;
-      } catch (e) {
-        ex.reason = 'bad_upstream_headers';
-        up.abort();
-        this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
-        if (!res.headersSent) this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend');
-        end();
-        return false;
-      }
-    };
-    if (!trailersOnly && !sendHead()) return;
+    if (!trailersOnly && !r.sendHead()) return;
     const body = up.body;
-    body.on('data', (chunk: Buffer) => {
-      if (!headSent && !sendHead()) return;
-      ex.bytesOut += chunk.length;
-      if (!(res as ServerResponse).write(chunk)) { body.pause(); (res as ServerResponse).once('drain', () => body.resume()); }
-    });
-    body.once('end', () => {
-      const t = up.trailers();
-      if (!headSent && t.length === 0) {
-        // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
-        res.writeHead(up.status, headers as unknown as http.OutgoingHttpHeaders);
-        res.end();
-        end();
-        return;
-      }
-      if (!sendHead()) return;
-      if (t.length > 0) {
-        try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
-      }
-      res.end();
-      end();
-    });
-    body.once('error', () => { ex.reason = 'upstream_reset'; res.destroy(); end(); });
-    body.once('close', () => { if (!body.readableEnded) { ex.reason ??= 'upstream_reset'; res.destroy(); end(); } });
-    ex.onClose = (): void => { if (!res.writableFinished) { up.abort(); end(); } };
+    ex.onClose = (): void => { if (!res.writableFinished) { up.abort(); r.end(); } };
+    if (body instanceof LiteBody) { body.attach(r); return; }
+    body.on('data', (chunk: Buffer) => r.bodyData(chunk));
+    body.once('end', () => r.bodyEnd());
+    body.once('error', () => r.bodyError());
+    body.once('close', () => r.bodyClose());
+  }
+
+  /** A response head from the backend that cannot be sent on: 502 when nothing is sent yet. */
+  badHead(ex: Exchange, res: DownRes, up: UpstreamResponse, e: unknown): void {
+    ex.reason = 'bad_upstream_headers';
+    up.abort();
+    this.d.log.warn({ err: (e as Error).message, upstream: ex.upstream }, 'waypoint: backend response headers cannot be sent on');
+    if (!res.headersSent) this.local(ex, res, 502, 'bad_upstream_headers', 'invalid response from backend');
   }
 
   private mirror(t: ServiceTarget, method: string, url: string, headers: HeaderList, body: Buffer | undefined): void {
@@ -772,6 +746,81 @@ export class RequestHandler {
       record(e.code === 'ECONNREFUSED' ? 503 : 502);
     });
     up.end();
+  }
+}
+
+/**
+ * A backend's response on its way to the caller: head (when the first byte or the end
+ * comes), body chunks, trailers, the end. One object per response, its methods the body's
+ * listeners (a LiteBody calls them directly; other bodies through small listeners).
+ */
+class Relay implements BodySink {
+  headSent = false;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly h: RequestHandler, private readonly ex: Exchange, private readonly res: DownRes,
+    private readonly up: UpstreamResponse, private readonly headers: HeaderList, private readonly done: () => void,
+  ) {}
+
+  end(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.done();
+  }
+
+  sendHead(): boolean {
+    if (this.headSent) return true;
+    this.headSent = true;
+    try {
+      this.res.writeHead(this.up.status, this.headers as unknown as http.OutgoingHttpHeaders);
+      return true;
+    } catch (e) {
+      this.h.badHead(this.ex, this.res, this.up, e);
+      this.end();
+      return false;
+    }
+  }
+
+  bodyData(chunk: Buffer): void {
+    if (!this.headSent && !this.sendHead()) return;
+    this.ex.bytesOut += chunk.length;
+    const res = this.res as ServerResponse;
+    if (!res.write(chunk)) {
+      const body = this.up.body;
+      body.pause();
+      res.once('drain', () => body.resume());
+    }
+  }
+
+  bodyEnd(): void {
+    const { res, up } = this;
+    const t = up.trailers();
+    if (!this.headSent && t.length === 0) {
+      // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
+      res.writeHead(up.status, this.headers as unknown as http.OutgoingHttpHeaders);
+      res.end();
+      this.end();
+      return;
+    }
+    if (!this.sendHead()) return;
+    if (t.length > 0) {
+      try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
+    }
+    res.end();
+    this.end();
+  }
+
+  bodyError(): void {
+    this.ex.reason = 'upstream_reset';
+    this.res.destroy();
+    this.end();
+  }
+
+  bodyClose(): void {
+    if (this.up.body.readableEnded) return;
+    this.ex.reason ??= 'upstream_reset';
+    this.res.destroy();
+    this.end();
   }
 }
 
