@@ -9,7 +9,8 @@
  *   populate   how long creating the objects took (POSTs, 32 at a time);
  *   sync       `kernway agent --kubeconfig` as a process: start → every kind listed
  *              (the source's own figure) and → 'agent running' (maps written);
- *   memory     the agent's RSS and peak RSS (VmHWM) and V8 heap, 10 s after running;
+ *   memory     the agent's RSS (anonymous / file pages) and peak RSS (VmHWM) 10 s after
+ *              running, then V8's heap from a /metrics scrape and the RSS after that scrape;
  *   latency    an EndpointSlice's endpoint replaced by a REST PUT (write acknowledged) →
  *              the new backend in the kernel's maps (polled from the pins), p50/p99;
  *              then the same from `kubectl apply` spawned (includes kubectl's own start);
@@ -144,6 +145,17 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
   return { rssMiB: mib(kb('VmRSS')), peakMiB: mib(kb('VmHWM')), anonMiB: mib(smKb('Anonymous')), fileMiB: mib(smKb('Rss') - smKb('Anonymous')) };
 }
 
+/**
+ * RSS idle (no /metrics scrape yet), then V8's heap figures from a scrape of /metrics, then
+ * RSS after that scrape (rendering 10,000 Services' counters leaves garbage; Prometheus
+ * scrapes every 15-60 s, so both are a steady state's bounds).
+ */
+async function memoryOf(pid: number, port: number): Promise<Record<string, number>> {
+  const idle = rssOf(pid);
+  const heap = port ? await heapOf(port).catch(() => ({})) : {};
+  return { ...idle, ...heap, afterScrapeRssMiB: rssOf(pid).rssMiB };
+}
+
 async function heapOf(port: number): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const v = (re: RegExp): number => +(Number(re.exec(text)?.[1] ?? NaN) / 1048576).toFixed(1);
@@ -249,8 +261,7 @@ async function main(): Promise<void> {
     if (backendsInKernel(maps, VIP(SERVICES - 1)).length !== ENDPOINTS) throw new Error('the last Service is not in the maps');
 
     await new Promise((r) => setTimeout(r, 10_000));
-    const heap = metricsPort ? await heapOf(metricsPort).catch(() => ({})) : {};
-    out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(kube.child.pid!), ...heap });
+    out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, ...(await memoryOf(kube.child.pid!, metricsPort)) });
     await heapSnapshot(kube.child, 'kube-api');
 
     // Change → map entry: REST PUT acknowledged → new backend in the kernel.
@@ -316,12 +327,12 @@ async function main(): Promise<void> {
         agentCpuS: +(cpuOf(kube.child.pid!) - cpu0).toFixed(1), agentCpuMsPerPod: +((cpuOf(kube.child.pid!) - cpu0) * 1000 / PODS).toFixed(2) });
       snapshotStats(fromSnapshot, 'pods');
       await new Promise((r) => setTimeout(r, 10_000));
-      const heap2 = metricsPort ? await heapOf(metricsPort).catch(() => ({})) : {};
+      const mem2 = await memoryOf(kube.child.pid!, metricsPort);
       // What the API server sends per Pod (a list page, JSON) against what the agent keeps.
       const page = await cluster.api.request<string>('GET', '/api/v1/namespaces/bench/pods?limit=500');
       const bytes = typeof page === 'string' ? page.length : JSON.stringify(page).length;
       const one = (typeof page === 'string' ? JSON.parse(page) : page) as { items: Array<Record<string, unknown>> };
-      out('pods', { pods: PODS, ...rssOf(kube.child.pid!), ...heap2, apiBytesPerPod: Math.round(bytes / one.items.length) });
+      out('pods', { pods: PODS, ...mem2, apiBytesPerPod: Math.round(bytes / one.items.length) });
     }
     for (const m of Object.values(maps)) m.close?.();
 
@@ -331,7 +342,7 @@ async function main(): Promise<void> {
       mkdirSync(empty);
       const base = await startAgent(['--standalone', empty]);
       await new Promise((r) => setTimeout(r, 10_000));
-      out('memory', { source: 'empty manifest directory (fixed cost)', ...rssOf(base.child.pid!), ...(await heapOf(base.metricsPort).catch(() => ({}))) });
+      out('memory', { source: 'empty manifest directory (fixed cost)', ...(await memoryOf(base.child.pid!, base.metricsPort)) });
       await stopAgent(base.child);
 
       // The same objects from a manifest directory (100 files): RSS and change latency of the standalone source, the baseline.
@@ -355,7 +366,7 @@ async function main(): Promise<void> {
       const sa = await startAgent(['--standalone', manifests]);
       out('sync', { source: 'manifest directory (baseline)', services: SERVICES, toRunningMs: Math.round(performance.now() - t) });
       await new Promise((r) => setTimeout(r, 10_000));
-      out('memory', { source: 'manifest directory (baseline)', services: SERVICES, endpointsEach: ENDPOINTS, ...rssOf(sa.child.pid!), ...(await heapOf(sa.metricsPort).catch(() => ({}))) });
+      out('memory', { source: 'manifest directory (baseline)', services: SERVICES, endpointsEach: ENDPOINTS, ...(await memoryOf(sa.child.pid!, sa.metricsPort)) });
       await heapSnapshot(sa.child, 'manifest-dir');
       {
         const maps = openPinnedMaps(bpffs);

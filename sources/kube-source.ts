@@ -81,7 +81,20 @@ export interface KubeSourceStatus {
   kinds: KubeKindStatus[];
 }
 
-interface Item { rv: string; stub: K8sObject | undefined; problems: Problem[] | undefined }
+/**
+ * What a reflector keeps per object: its resourceVersion (to skip what a relist or a watch
+ * repeats), its slim form as delivered (`src`: the stub and where it came from) or its
+ * problems, and what the consumer was last given under its key (`sent`). A numeric
+ * resourceVersion (etcd's) is kept as a number: compared for equality only, as the API
+ * conventions allow, and free of a string per object.
+ */
+interface Item { rv: string | number; src: SourcedObject | undefined; problems: Problem[] | undefined; sent: SourcedObject | undefined }
+
+/** resourceVersion as kept: a number when it is a plain decimal one (within double precision), else the string. */
+function rvOf(o: K8sObject): string | number {
+  const s = String(o.metadata?.resourceVersion ?? '');
+  return /^[1-9]\d{0,14}$/.test(s) ? Number(s) : s;
+}
 
 interface WatchEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'; object: Record<string, unknown> }
 
@@ -107,8 +120,6 @@ export class KubeSource implements Source {
   private readonly log: Logger | undefined;
   private readonly ctl = new AbortController();
   private readonly reflectors: Reflector[];
-  private readonly delivered = new Map<string, K8sObject>();
-  private readonly dirty = new Set<string>();
   private onBatch: ((b: SourceBatch) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private synced = false;
@@ -177,14 +188,13 @@ export class KubeSource implements Source {
     }
   }
 
-  /** Something changed in a reflector (objects under these keys, or its problems). */
-  changed(keys?: Iterable<string>): void {
-    if (keys) for (const k of keys) this.dirty.add(k);
+  /** Something changed in a reflector (its objects, marked dirty there, or its problems). */
+  changed(): void {
     if (!this.synced) {
       if (!this.reflectors.every((r) => r.synced)) return;
       this.synced = true;
-      this.flush();
-      this.log?.info({ ms: Math.round(performance.now() - this.startedAt), objects: this.delivered.size,
+      const objects = this.flush();
+      this.log?.info({ ms: Math.round(performance.now() - this.startedAt), objects,
         kinds: Object.fromEntries(this.reflectors.map((r) => [r.info.kind, r.items.size])) }, 'Kubernetes API synced: every kind listed once');
       this.resolveSynced?.();
       return;
@@ -209,30 +219,22 @@ export class KubeSource implements Source {
     return out;
   }
 
-  private flush(): void {
+  /** Delivers what changed since the last batch; returns how many objects were upserted. */
+  private flush(): number {
     this.timer = undefined;
-    if (!this.onBatch || this.ctl.signal.aborted) return;
-    const upserted: K8sObject[] = [];
-    const deleted: K8sObject[] = [];
-    for (const key of this.dirty) {
-      const kind = key.slice(0, key.indexOf(' '));
-      const r = this.reflectors.find((x) => x.info.kind === kind)!;
-      const now = r.current(key.slice(kind.length + 1));
-      const before = this.delivered.get(key);
-      if (now === before) continue;
-      if (before) deleted.push(before);
-      if (now) { upserted.push(now); this.delivered.set(key, now); } else this.delivered.delete(key);
-    }
-    this.dirty.clear();
+    if (!this.onBatch || this.ctl.signal.aborted) return 0;
+    const upserted: SourcedObject[] = [];
+    const deleted: SourcedObject[] = [];
+    for (const r of this.reflectors) r.drain(upserted, deleted);
     const problems = this.problems();
     const digest = JSON.stringify(problems);
-    if (upserted.length === 0 && deleted.length === 0 && digest === this.lastProblems && this.lastProblems !== '') return;
+    if (upserted.length === 0 && deleted.length === 0 && digest === this.lastProblems && this.lastProblems !== '') return 0;
     this.lastProblems = digest;
-    const src = (object: K8sObject): SourcedObject => ({ object, file: this.client.server, index: 0 });
     const t0 = performance.now();
-    this.onBatch({ upserted: upserted.map(src), deleted: deleted.map(src), problems, synced: true });
+    this.onBatch({ upserted, deleted, problems, synced: true });
     this.lastBatchEnd = performance.now();
     this.lastBatchMs = this.lastBatchEnd - t0;
+    return upserted.length;
   }
 }
 
@@ -241,6 +243,10 @@ class Reflector {
   readonly items = new Map<string, Item>();
   /** Keys of the items with problems (so a batch does not walk every item to collect them). */
   private readonly troubled = new Set<string>();
+  /** Keys changed since the last batch. */
+  private readonly dirty = new Set<string>();
+  /** What the consumer was given under keys whose items went away since the last batch. */
+  private readonly gone = new Map<string, SourcedObject>();
   synced = false;
   private apiVersion: string | undefined;
   private path: string | undefined;
@@ -265,8 +271,40 @@ class Reflector {
     return st;
   }
 
-  current(key: string): K8sObject | undefined {
-    return this.items.get(key)?.stub;
+  /** Adds the dirty keys' differences from what the consumer has to a batch, which it will then have. */
+  drain(upserted: SourcedObject[], deleted: SourcedObject[]): void {
+    for (const key of this.dirty) {
+      const it = this.items.get(key);
+      const before = it ? it.sent : this.gone.get(key);
+      const now = it?.src;
+      if (it) it.sent = now;
+      if (now === before) continue;
+      if (before) deleted.push(before);
+      if (now) upserted.push(now);
+    }
+    this.dirty.clear();
+    this.gone.clear();
+  }
+
+  /** An item in place of the key's current one (if any), remembering what the consumer has under the key. */
+  private put(key: string, it: Item): void {
+    const old = this.items.get(key);
+    if (old !== undefined) it.sent = old.sent;
+    else if (this.gone.has(key)) { it.sent = this.gone.get(key); this.gone.delete(key); }
+    this.items.set(key, it);
+    if (it.problems) this.troubled.add(key); else this.troubled.delete(key);
+    this.dirty.add(key);
+  }
+
+  /** Removes the key's item; whether there was one. */
+  private drop(key: string): boolean {
+    const old = this.items.get(key);
+    if (old === undefined) return false;
+    this.items.delete(key);
+    this.troubled.delete(key);
+    if (old.sent) this.gone.set(key, old.sent);
+    this.dirty.add(key);
+    return true;
   }
 
   problems(out: Problem[]): void {
@@ -350,11 +388,10 @@ class Reflector {
     const what = `${this.info.kind} (${this.info.group === '' ? 'core' : this.info.group} ${versions.join(', ')})`;
     this.problem = { code: 'KW_KUBE_KIND_MISSING', file: this.src.client.server, object: this.info.kind,
       message: `the API server does not serve ${what}: its CRD is not installed; kernway reads it once it appears` };
-    const gone = [...this.items.keys()];
-    this.items.clear();
-    this.troubled.clear();
+    const had = this.items.size;
+    for (const k of [...this.items.keys()]) this.drop(k);
     this.synced = true;
-    if (!was || gone.length > 0) this.src.changed(gone.map((k) => `${this.info.kind} ${k}`));
+    if (!was || had > 0) this.src.changed();
   }
 
   /** Lists every page into a fresh view, then marks what differs from the current one. */
@@ -371,19 +408,15 @@ class Reflector {
       for (const raw of page.items ?? []) {
         const o = raw as unknown as K8sObject;
         const key = keyOf(o);
-        const rvo = String(o.metadata?.resourceVersion ?? '');
         const old = this.items.get(key);
-        fresh.set(key, old && old.rv === rvo ? old : this.item(o));
+        fresh.set(key, old && old.rv === rvOf(o) ? old : this.item(o));
       }
       cont = page.metadata?.continue ?? '';
       rv = page.metadata?.resourceVersion ?? rv;
     } while (cont);
-    const changed: string[] = [];
-    for (const [k, it] of fresh) if (this.items.get(k) !== it) changed.push(k);
-    for (const k of this.items.keys()) if (!fresh.has(k)) changed.push(k);
-    this.items.clear();
-    this.troubled.clear();
-    for (const [k, it] of fresh) { this.items.set(k, it); if (it.problems) this.troubled.add(k); }
+    let changed = 0;
+    for (const k of [...this.items.keys()]) if (!fresh.has(k)) { this.drop(k); changed++; }
+    for (const [k, it] of fresh) if (this.items.get(k) !== it) { this.put(k, it); changed++; }
     this.rv = rv;
     if (this.lists++ > 0) this.relists++;
     this.failures = 0;
@@ -391,8 +424,8 @@ class Reflector {
     const hadProblem = this.problem !== undefined;
     this.problem = undefined;
     this.synced = true;
-    if (changed.length > 0 || hadProblem || this.relists === 0) this.src.changed(changed.map((k) => `${this.info.kind} ${k}`));
-    this.src.logger()?.debug({ kind: this.info.kind, objects: fresh.size, changed: changed.length, rv }, 'listed');
+    if (changed > 0 || hadProblem || this.relists === 0) this.src.changed();
+    this.src.logger()?.debug({ kind: this.info.kind, objects: fresh.size, changed, rv }, 'listed');
   }
 
   /** One watch from this.rv until the server ends it; throws Expired on 410. */
@@ -450,20 +483,17 @@ class Reflector {
     if (ev.type === 'BOOKMARK') return;
     const key = keyOf(o);
     if (ev.type === 'DELETED') {
-      this.troubled.delete(key);
-      if (this.items.delete(key)) this.src.changed([`${this.info.kind} ${key}`]);
+      if (this.drop(key)) this.src.changed();
       return;
     }
-    if (this.items.get(key)?.rv === rv) return;
-    const it = this.item(o);
-    this.items.set(key, it);
-    if (it.problems) this.troubled.add(key); else this.troubled.delete(key);
-    this.src.changed([`${this.info.kind} ${key}`]);
+    if (this.items.get(key)?.rv === rvOf(o)) return;
+    this.put(key, this.item(o));
+    this.src.changed();
   }
 
   /** The raw object checked and slimmed: only its stub (or problems) is kept. */
   private item(raw: K8sObject): Item {
-    const rv = String(raw.metadata?.resourceVersion ?? '');
+    const rv = rvOf(raw);
     const o = this.info.kind === 'Pod' ? slimPod(raw, this.src.opts.nodeName)
       : this.info.kind === 'EndpointSlice' ? sliceV1(raw)
       : withKind(raw, this.apiVersion!, this.info.kind);
@@ -474,9 +504,9 @@ class Reflector {
     if (extra.length > 0) problems = problems.concat(extra);
     if (problems.length > 0) {
       const file = objectPath(this.path!, o);
-      return { rv, stub: undefined, problems: problems.map((p) => ({ ...p, file })) };
+      return { rv, src: undefined, problems: problems.map((p) => ({ ...p, file })), sent: undefined };
     }
-    return { rv, stub: slimObject(src), problems: undefined };
+    return { rv, src: { object: slimObject(src), file: this.src.client.server, index: 0 }, problems: undefined, sent: undefined };
   }
 }
 
