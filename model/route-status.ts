@@ -20,7 +20,7 @@ import {
 } from '../k8s/gateway-api-types.js';
 import { GATEWAY_CONTROLLER, KERNWAY_CONTROLLERS, MESH_CONTROLLER, type ClusterStatus, type RouteStatusOut } from '../k8s/gateway-status.js';
 import type { Model } from './types.js';
-import { USE_WAYPOINT_LABEL, WAYPOINT_CLASS, waypointBindings } from './waypoint-binding.js';
+import { USE_WAYPOINT_LABEL, WAYPOINT_CLASS, waypointBindings, type WaypointBindings } from './waypoint-binding.js';
 import { waypointConfigOf, type WaypointConfig } from './waypoint-config.js';
 
 // ------------------------------------------------------------------ types
@@ -147,6 +147,30 @@ export function routeRefFailures(cfg: WaypointConfig, r: HTTPRoute): RefFailure[
 
 // ------------------------------------------------------------------ status of one namespace
 
+/**
+ * What each namespace's status reads of the whole model, computed once per configuration:
+ * clusterStatusOf asks for every namespace with Gateway API objects, and the bindings are a
+ * pass over every Service and waypoint pod (10,000 Services: that pass per namespace made a
+ * status round of the elected agent cost tens of ms per namespace on every model change).
+ */
+interface Shared { bindings: WaypointBindings; servicesByNamespace: Map<string, Service[]> }
+const shared = new WeakMap<WaypointConfig, Shared>();
+
+function sharedOf(cfg: WaypointConfig): Shared {
+  let s = shared.get(cfg);
+  if (!s) {
+    const servicesByNamespace = new Map<string, Service[]>();
+    for (const svc of cfg.model.services.values()) {
+      let l = servicesByNamespace.get(svc.namespace);
+      if (!l) servicesByNamespace.set(svc.namespace, (l = []));
+      l.push(svc);
+    }
+    s = { bindings: waypointBindings(cfg.model), servicesByNamespace };
+    shared.set(cfg, s);
+  }
+  return s;
+}
+
 export function routeStatusOf(cfg: WaypointConfig, opts: RouteStatusOptions): NamespaceRouteStatus {
   const controller = opts.controllerName ?? CONTROLLER_NAME;
   const ns = opts.namespace;
@@ -205,14 +229,14 @@ export function routeStatusOf(cfg: WaypointConfig, opts: RouteStatusOptions): Na
 
   // ---- Services (mesh parents) of the namespace
   const meshParents = new Map<string, MeshParent>();
-  const bindings = waypointBindings(cfg.model);
+  const { bindings, servicesByNamespace } = sharedOf(cfg);
   const boundHere = (key: string): ReturnType<typeof bindings.services.get> => {
     const b = bindings.services.get(key);
     return b && b.waypoint.startsWith(`${ns}/`) ? b : undefined;
   };
   const strictMesh = [...bindings.services.keys()].some((k) => boundHere(k) !== undefined);
-  for (const svc of cfg.model.services.values()) {
-    if (svc.namespace !== ns || svc.clusterIPs.length === 0) continue;
+  for (const svc of servicesByNamespace.get(ns) ?? []) {
+    if (svc.clusterIPs.length === 0) continue;
     const bound = strictMesh ? boundHere(svc.key) : undefined;
     const ports = svc.ports.filter((sp) => sp.protocol === 'TCP' && (!strictMesh || bound?.httpPorts.has(sp.port) === true));
     meshParents.set(svc.key, { service: svc, ports });
