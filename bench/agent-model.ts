@@ -12,7 +12,7 @@
  *      table (watcher event, debounce, re-read of that file only, model, table): p50/p99;
  *   4. the RSS of a process that loaded the directory as the agent does (model, table).
  */
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -85,6 +85,38 @@ function percentile(xs: number[], p: number): number {
   return +s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!.toFixed(2);
 }
 
+/** /proc/self/smaps_rollup in MiB: resident anonymous memory (heap, malloc) vs. file pages (the node binary, mostly; shared with other node processes). */
+function residency(): Record<string, number> {
+  let text = '';
+  try { text = readFileSync('/proc/self/smaps_rollup', 'utf8'); } catch { return {}; }
+  const mib = (n: number): number => +(n / 1024).toFixed(1);
+  const field = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return { rssAnonMiB: mib(field('Anonymous')), rssFileMiB: mib(field('Rss') - field('Anonymous') - field('Shmem')), pssMiB: mib(field('Pss')), pssFileMiB: mib(field('Pss_File')) };
+}
+
+/** Resident KiB per mapped file (and anonymous), largest first: where the file pages are. */
+function smapsByMapping(): string {
+  const by = new Map<string, { rss: number; anon: number }>();
+  let cur = '';
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) { cur = `${line.split(' ')[1]} ${head[1] || '[anon]'}`; continue; }
+    const m = /^(Rss|Anonymous):\s+(\d+)/.exec(line);
+    if (!m) continue;
+    const e = by.get(cur) ?? { rss: 0, anon: 0 };
+    if (m[1] === 'Rss') e.rss += Number(m[2]); else e.anon += Number(m[2]);
+    by.set(cur, e);
+  }
+  return [...by].sort((a, b) => b[1].rss - a[1].rss).slice(0, 15).map(([k, v]) => `${String(v.rss).padStart(8)} KiB rss ${String(v.anon).padStart(8)} anon  ${k}`).join('\n');
+}
+
+/** V8's spaces: committed (what RSS can hold) vs. used, MiB. */
+function heapSpaces(): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (const s of getHeapSpaceStatistics()) o[s.space_name] = `${(s.physical_space_size / 2 ** 20).toFixed(1)}/${(s.space_used_size / 2 ** 20).toFixed(1)}`;
+  return o;
+}
+
 /** RSS of an empty Node.js process (this runtime's baseline), MiB. */
 function emptyNodeRss(): number {
   const rss = execFileSync(process.execPath, ['-e', 'setTimeout(() => console.log(process.memoryUsage().rss), 200)'], { encoding: 'utf8' });
@@ -108,7 +140,9 @@ if (PHASE === 'memory') {
   global.gc?.();
   const mu = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', releaseMs, newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', releaseMs, newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), ...residency(), spacesCommittedUsedMiB: heapSpaces(), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  if (process.env.KW_BENCH_SMAPS) console.error(smapsByMapping());
+  if (process.env.KW_BENCH_SNAPSHOT) console.error((await import('node:v8')).writeHeapSnapshot(process.env.KW_BENCH_SNAPSHOT));
   src.close();
   process.exit(0);
 }

@@ -6,7 +6,7 @@
  * the waypoint cannot serve (a regular expression it cannot compile, an ExtensionRef
  * filter) is not a file problem: the rule is dropped and the route's status says why.
  */
-import { RE2JS } from 're2js';
+import { re2 } from './re2.js';
 import { Checker, checkMeta, isDnsSubdomain, isRecord } from './check.js';
 import { parseLabelSelector } from './selector.js';
 import type { ParseResult, SourcedObject } from './types.js';
@@ -421,7 +421,7 @@ function checkRegex(v: string, field: string, notes: RuleNotes): void {
 export function regexProblem(v: string): string | undefined {
   if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(v)) return `regular expression ${JSON.stringify(v)} uses a backreference or lookaround, which kernway (like RE2) does not support`;
   try {
-    RE2JS.compile(v);
+    re2().compile(v);
   } catch (e) {
     return `invalid regular expression ${JSON.stringify(v)} (RE2 syntax): ${(e as Error).message}`;
   }

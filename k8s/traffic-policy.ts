@@ -5,7 +5,7 @@
  * Every problem names the file, the object and the field; an unknown field is an error,
  * with a hint for Envoy Gateway's fields kernway does not have.
  */
-import { RE2JS } from 're2js';
+import { re2 } from './re2.js';
 import { describe } from '../common/errors.js';
 import { Checker, isRecord } from './check.js';
 import { parseCidr } from './cidr.js';
@@ -265,7 +265,7 @@ function rateLimit(c: TrafficChecker, v: unknown): RateLimit | undefined {
           if (invert) c.fail(`${hf}.invert`, 'cannot be true with type Distinct');
         } else if (value === undefined) c.fail(`${hf}.value`, `is required with type ${type}`);
         else if (type === 'RegularExpression') {
-          try { RE2JS.compile(value); } catch (e) { c.fail(`${hf}.value`, `is not a regular expression kernway can run (RE2 syntax): ${(e as Error).message}`); }
+          try { re2().compile(value); } catch (e) { c.fail(`${hf}.value`, `is not a regular expression kernway can run (RE2 syntax): ${(e as Error).message}`); }
         }
         headers.push({ name: name.toLowerCase(), type, value, invert });
       });
