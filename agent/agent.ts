@@ -343,6 +343,7 @@ export class Agent {
       this.cluster.start();
     }
     this.apply(this.source.current()!);
+    this.source.applied(); // the first sync's batch (every object) is not kept
     // The first sync's garbage (file text, parse trees) was freed: give malloc's pages back.
     releaseFreedMemory();
     this.updateReadiness();

@@ -82,6 +82,19 @@ export class StandaloneSource extends EventEmitter {
     return this.last;
   }
 
+  /**
+   * The consumer has applied the latest snapshot: its batch and change sets are not kept
+   * (the first sync's are every object and every Service: ≈ 0.6 MiB at 10,000 Services,
+   * held until the next change otherwise). `current()` still gives the model and the
+   * problems; its change sets are empty from now on.
+   */
+  applied(): void {
+    const s = this.last;
+    if (!s || (s.upserted.length === 0 && s.deleted.length === 0 && s.changedServices.size === 0)) return;
+    const change = Object.fromEntries(Object.entries(s.change).map(([k, v]) => [k, v instanceof Set ? new Set() : v])) as unknown as ModelChange;
+    this.last = { ...s, change, changedServices: change.services, upserted: [], deleted: [] };
+  }
+
   close(): void {
     this.source.close();
     this.removeAllListeners(MODEL);

@@ -127,9 +127,9 @@ function emptyNodeRss(): number {
 if (PHASE === 'memory') {
   if (process.env.KW_BENCH_HEAP !== 'v8-default') keepYoungGenerationSmall(); // as `kernway agent` does
   const src = new StandaloneSource(values.dir!, {});
-  const first = await src.start();
   const tb = new ServiceTableBuilder({ nodeName: 'node-0' });
-  tb.update(first.model);
+  tb.update((await src.start()).model);
+  src.applied(); // as `kernway agent` does after its first sync
   if (tb.table.size !== SERVICES) throw new Error(`unexpected ${tb.table.size} entries`);
   const rssLoaded = process.memoryUsage().rss;
   const t0 = performance.now();

@@ -57,17 +57,17 @@ export function serviceKey(vip: string, port: number, proto: Protocol): string {
   return own(`${hostPort(vip, port)}/${proto}`); // a flat copy: keys live long, a concatenation keeps its pieces
 }
 
-interface Memo { nodeName: string; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
-const memo = new WeakMap<Service, Memo>();
+/** What the table was built from for one Service: the same Service and slice list give the same entries. */
+interface Built { svc: Service; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
 const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
 const NO_ENTRIES: ServiceEntry[] = Object.freeze([]) as unknown as ServiceEntry[];
 
-/** The whole table, from scratch (memoised per Service: cheap when little changed). */
+/** The whole table, from scratch. */
 export function buildServiceTable(model: Model, opts: ServiceTableOptions): ServiceTable {
   checkOptions(opts);
   const table: ServiceTable = new Map();
   for (const svc of model.services.values()) {
-    for (const e of entriesOf(svc, model.slicesByService.get(svc.key) ?? NO_SLICES, opts.nodeName)) if (!table.has(e.key)) table.set(e.key, e);
+    for (const e of serviceEntries(svc, model.slicesByService.get(svc.key) ?? NO_SLICES, opts.nodeName)) if (!table.has(e.key)) table.set(e.key, e);
   }
   return table;
 }
@@ -79,7 +79,8 @@ export function buildServiceTable(model: Model, opts: ServiceTableOptions): Serv
  */
 export class ServiceTableBuilder {
   readonly table: ServiceTable = new Map();
-  private readonly bySvc = new Map<string, ServiceEntry[]>();
+  /** Per Service key, its entries and what they were built from (one map: no second memo keyed by the Service). */
+  private readonly bySvc = new Map<string, Built>();
   private readonly nodeName: string;
 
   constructor(opts: ServiceTableOptions) {
@@ -97,8 +98,13 @@ export class ServiceTableBuilder {
     const keys = services ?? new Set([...this.bySvc.keys(), ...model.services.keys()]);
     for (const svcKey of keys) {
       const svc = model.services.get(svcKey);
-      const prev = this.bySvc.get(svcKey) ?? NO_ENTRIES;
-      const next = svc ? entriesOf(svc, model.slicesByService.get(svcKey) ?? NO_SLICES, this.nodeName, prev) : NO_ENTRIES;
+      const built = this.bySvc.get(svcKey);
+      const prev = built?.entries ?? NO_ENTRIES;
+      const slices = svc ? model.slicesByService.get(svcKey) ?? NO_SLICES : NO_SLICES;
+      if (svc && built && built.svc === svc && sameList(built.slices, slices)) continue;
+      const next = svc ? entriesOf(svc, slices, this.nodeName, prev) : NO_ENTRIES;
+      if (next.length > 0) this.bySvc.set(svcKey, { svc: svc!, slices, entries: next });
+      else this.bySvc.delete(svcKey);
       if (prev === next) continue;
       for (const e of prev) {
         if (this.table.get(e.key) === e && !next.some((n) => n.key === e.key)) { this.table.delete(e.key); changed.add(e.key); }
@@ -106,8 +112,6 @@ export class ServiceTableBuilder {
       for (const e of next) {
         if (this.table.get(e.key) !== e) { this.table.set(e.key, e); changed.add(e.key); }
       }
-      if (next.length > 0) this.bySvc.set(svcKey, next);
-      else this.bySvc.delete(svcKey);
     }
     return changed;
   }
@@ -121,19 +125,15 @@ function checkOptions(opts: ServiceTableOptions): void {
  * The entries of a Service, memoised on the identity of the Service, its slices and the
  * node name. When recomputed, an entry equal to one in `prev` is that same object.
  */
-function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[] = NO_ENTRIES): ServiceEntry[] {
-  let m = memo.get(svc);
-  if (!m || m.nodeName !== nodeName || !sameList(m.slices, slices)) {
-    const entries = serviceEntries(svc, slices, nodeName);
-    for (let i = 0; i < entries.length; i++) {
-      const old = prev.find((p) => p.key === entries[i]!.key);
-      if (old && sameEntry(old, entries[i]!)) entries[i] = old;
-    }
-    // Kept for long: a copy of exactly its length (an array grown by push keeps room for 16 more).
-    m = { nodeName, slices, entries: entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries.slice() };
-    memo.set(svc, m);
+/** The entries of `svc` now, reusing those of `prev` that did not change (the same object: nothing to write). */
+function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[]): ServiceEntry[] {
+  const entries = serviceEntries(svc, slices, nodeName);
+  for (let i = 0; i < entries.length; i++) {
+    const old = prev.find((p) => p.key === entries[i]!.key);
+    if (old && sameEntry(old, entries[i]!)) entries[i] = old;
   }
-  return m.entries;
+  // Kept for long: a copy of exactly its length (an array grown by push keeps room for 16 more).
+  return entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries.slice();
 }
 
 function sameEntry(a: ServiceEntry, b: ServiceEntry): boolean {

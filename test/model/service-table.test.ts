@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildModel } from '../../model/model.js';
-import { buildServiceTable, type ServiceTable } from '../../model/service-table.js';
+import { buildServiceTable, ServiceTableBuilder, type ServiceTable } from '../../model/service-table.js';
 import { service, slice, src } from './fixtures.js';
 import type { SourcedObject } from '../../k8s/types.js';
 
@@ -219,14 +219,19 @@ describe('service table: incremental rebuild', () => {
     const aSlice = src(slice('a-1', 'a', ['10.0.0.1']));
     const b = src(service('b', { ip: '10.96.0.2' }));
     const bSlice1 = src(slice('b-1', 'b', ['10.0.0.2']));
-    const t1 = buildServiceTable(buildModel([a, aSlice, b, bSlice1]), { nodeName: 'n' });
+    const tb = new ServiceTableBuilder({ nodeName: 'n' });
+    tb.update(buildModel([a, aSlice, b, bSlice1]));
+    const t1 = new Map(tb.table);
     // b's slice changes (a new raw object, as a re-read file gives); a's objects are the same.
+    // A model built anew from them: the builder sees the same Service and slices for a.
     const bSlice2 = src(slice('b-1', 'b', ['10.0.0.3']));
-    const t2 = buildServiceTable(buildModel([a, aSlice, b, bSlice2]), { nodeName: 'n' });
+    const changed = tb.update(buildModel([a, aSlice, b, bSlice2]));
+    const t2 = tb.table;
+    expect([...changed]).toEqual(['10.96.0.2:80/TCP']);
     expect(t2.get('10.96.0.1:80/TCP')).toBe(t1.get('10.96.0.1:80/TCP'));
     expect(t2.get('10.96.0.2:80/TCP')).not.toBe(t1.get('10.96.0.2:80/TCP'));
     expect([...t2.get('10.96.0.2:80/TCP')!.backends]).toEqual([{ ip: '10.0.0.3', port: 8080 }]);
-    // A different node name recomputes.
+    // Another node name: computed anew, equal.
     const t3 = buildServiceTable(buildModel([a, aSlice, b, bSlice2]), { nodeName: 'other' });
     expect(t3.get('10.96.0.1:80/TCP')).not.toBe(t2.get('10.96.0.1:80/TCP'));
     expect(t3.get('10.96.0.1:80/TCP')).toEqual(t2.get('10.96.0.1:80/TCP'));
