@@ -60,6 +60,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
   const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-tcpm-'));
   const bpffs = join(lab.bpffsDir, 'agent');
   let conns: ConnMetrics | undefined;
+  let before: { close(): void } | undefined; // an object built before the close hook
   let lb: Awaited<ReturnType<typeof loadSockLb>> | undefined;
   let sm: Sockmap | undefined;
   try {
@@ -96,14 +97,19 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     let attached: number | undefined;
     const set = async (cfg: number): Promise<void> => {
       if (attached === cfg) return;
-      if (conns) {
-        conns.close();
-        conns = undefined;
+      if (conns || before) {
+        conns?.close();
+        before?.close();
+        conns = before = undefined;
         detachConnMetrics(bpffs, lab.cgroupPath);
       }
       attached = cfg;
       if (cfg === 0) return;
       const objectPath = programs[cfg - 1];
+      if (objectPath && isBeforeCloseHook(objectPath)) {
+        before = await loadBeforeCloseHook(objectPath, lab.cgroupPath, bpffs); // not scraped: the kernel's side only
+        return;
+      }
       conns = await ConnMetrics.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, ...(objectPath ? { objectPath } : {}) });
       tcp.sync(conns.countsAtLoad, true);
     };
@@ -168,6 +174,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     };
   } finally {
     conns?.close();
+    before?.close();
     await teardown(lab, undo, dir, bpffs, [sm, lb]);
   }
 }
@@ -245,7 +252,7 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     const attach = async (cfg: number, p: (typeof pairs)[number]): Promise<void> => {
       const objectPath = programs[cfg - 1];
       for (const pod of [p.client, p.server]) {
-        if (objectPath && !readFileSync(objectPath).includes('tp_btf/inet_sock_set_state')) attached.push(await loadBeforeCloseHook(objectPath, pod.cgroupPath, bpffs));
+        if (objectPath && isBeforeCloseHook(objectPath)) attached.push(await loadBeforeCloseHook(objectPath, pod.cgroupPath, bpffs));
         else attached.push(await ConnMetrics.load({ cgroupPath: pod.cgroupPath, bpffsDir: bpffs, closeHook: pod === p.client, ...(objectPath ? { objectPath } : {}) }));
       }
     };
@@ -320,6 +327,9 @@ async function loadBeforeCloseHook(objectPath: string, cgroupPath: string, bpffs
   }
   return sub;
 }
+
+/** An object built before the close hook: it has no tp_btf program. */
+const isBeforeCloseHook = (objectPath: string): boolean => !readFileSync(objectPath).includes('tp_btf/inet_sock_set_state');
 
 /** The median (the mean of the two middle values for an even count). */
 function median2(xs: number[]): number {
