@@ -1,7 +1,7 @@
 /*
  * connrate: new-connection rate, for `kernway bench`.
  *
- *   connrate HOST PORT SECONDS THREADS
+ *   connrate HOST PORT SECONDS THREADS [COUNTFILE]
  *
  * Each of THREADS threads loops until SECONDS have passed:
  *   socket() -> connect() (blocking) -> write "GET / HTTP/1.0\r\n\r\n"
@@ -15,6 +15,10 @@
  * (successful cycles per second) and cycle-time percentiles in microseconds (computed
  * from every cycle, nearest rank).
  *
+ * COUNTFILE: a file kept holding the number of successful cycles so far (a 64-bit
+ * counter in shared memory, updated after every cycle), so that a benchmark can read the
+ * count while the run goes on (bench/tcp-metrics.ts --slice-ms).
+ *
  * Built by the benchmark with the machine's cc (cc -O2 -pthread); no dependencies.
  */
 #define _GNU_SOURCE
@@ -27,11 +31,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_THREADS 64
+
+static volatile uint64_t *live_count; /* COUNTFILE, mapped; NULL without one */
 
 static const char REQUEST[] = "GET / HTTP/1.0\r\nHost: target\r\n\r\n";
 
@@ -112,6 +120,8 @@ static void *run(void *arg)
 		if (rc == 0) {
 			if (push(w, (uint32_t)((t1 - t0) / 1000)) != 0)
 				break;
+			if (live_count)
+				__atomic_fetch_add(live_count, 1, __ATOMIC_RELAXED);
 		} else if (rc == 1) {
 			w->err_connect++;
 		} else if (rc == 2) {
@@ -143,8 +153,8 @@ static uint32_t pct(const uint32_t *s, size_t n, double p)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s HOST PORT SECONDS THREADS\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s HOST PORT SECONDS THREADS [COUNTFILE]\n", argv[0]);
 		return 2;
 	}
 	struct sockaddr_in addr = { .sin_family = AF_INET };
@@ -160,6 +170,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	addr.sin_port = htons((uint16_t)port);
+	if (argc == 6) {
+		int cfd = open(argv[5], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		void *m;
+		if (cfd < 0 || ftruncate(cfd, sizeof(uint64_t)) != 0 ||
+		    (m = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0)) == MAP_FAILED) {
+			perror("connrate: COUNTFILE");
+			return 1;
+		}
+		close(cfd);
+		live_count = m;
+		*live_count = 0;
+	}
 
 	static struct worker ws[MAX_THREADS];
 	uint64_t start = now_ns();

@@ -30,7 +30,8 @@ import type { SourcedObject } from '../k8s/types.js';
 import { ServiceSync } from '../agent/datapath/service-sync.js';
 import { loadSockLb, uninstall } from '../agent/datapath/sock-lb.js';
 import { Sockmap } from '../agent/datapath/sockmap.js';
-import { ConnMetrics, detachConnMetrics } from '../agent/datapath/conn-metrics.js';
+import { CM_PROGRAM, ConnMetrics, detachConnMetrics } from '../agent/datapath/conn-metrics.js';
+import type { BpfLink, BpfMap, BpfProgram } from '../native/index.js';
 import { checkSubsystem } from '../agent/datapath/loader.js';
 import { TcpMetrics, modelResolver } from '../agent/metrics/tcp.js';
 import { serviceHost, workloadOf } from '../model/workload.js';
@@ -179,6 +180,50 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
   }
 }
 
+/** A lab pod. */
+type Pod = Awaited<ReturnType<Lab['addPod']>>;
+/** One client/server pair: an nginx pod behind its own ClusterIP, and a client pod. */
+interface Pair { client: Pod; server: Pod; vip: string }
+
+/**
+ * n client/server pairs in the lab, each nginx behind its own ClusterIP, with the
+ * balancer and the accelerator attached to the lab's cgroup (every pod opted in to
+ * the sockmap), and the metrics' resolver over them.
+ */
+async function startPairs(lab: Lab, n: number, dir: string, bpffs: string): Promise<{ pairs: Pair[]; lb: Awaited<ReturnType<typeof loadSockLb>>; sm: Sockmap; tcp: TcpMetrics }> {
+  const pairs: Pair[] = [];
+  const objects: unknown[] = [];
+  for (let i = 0; i < n; i++) {
+    const server = await lab.addPod(`server${i}`);
+    const client = await lab.addPod(`client${i}`);
+    const d = join(dir, `nginx${i}`);
+    mkdirSync(d);
+    writeNginxConf(d);
+    const nginx = lab.spawn(server, 'nginx', ['-c', join(d, 'nginx.conf'), '-p', d, '-g', 'daemon off;']);
+    if (nginx.exitCode !== null) throw new Error('nginx exited');
+    const vip = `10.96.0.${50 + i}`;
+    pairs.push({ client, server, vip });
+    objects.push(
+      serviceObject({ name: `web${i}`, namespace: 'bench', clusterIPs: [vip], ports: [{ port: 80, targetPort: PORT }] }),
+      sliceObject({ name: `web${i}-1`, namespace: 'bench', service: `web${i}`, ports: [{ port: PORT }], endpoints: [{ ip: server.ipv4, nodeName: NODE }] }),
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: `server${i}`, namespace: 'bench', labels: { app: `server${i}` } }, spec: { nodeName: NODE }, status: { phase: 'Running', podIP: server.ipv4 } },
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: `client${i}`, namespace: 'bench', labels: { app: `client${i}` } }, spec: { nodeName: NODE }, status: { phase: 'Running', podIP: client.ipv4 } },
+    );
+  }
+  const lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
+  const sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
+  sm.setLocalPods(pairs.flatMap((p) => [{ ip: p.server.ipv4, target: true }, { ip: p.client.ipv4, target: true }]));
+  const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'bench.yaml', index })));
+  new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
+  const tcp = new TcpMetrics(new Registry());
+  tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
+  return { pairs, lb, sm, tcp };
+}
+
+/** CPU time of a pair's two pods so far (their cgroups' usage_usec). */
+const pairCpuUs = (p: Pair): number => [p.client, p.server].reduce((a, pod) =>
+  a + Number(/^usage_usec (\d+)$/m.exec(readFileSync(join(pod.cgroupPath, 'cpu.stat'), 'utf8'))![1]), 0);
+
 /**
  * --paired: one client/server pair per configuration (without the program, and each
  * object of --objects, default the build's), all running at the same time, each through
@@ -206,7 +251,7 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
   let attached: Array<{ close(): void }> = [];
   let lb: Awaited<ReturnType<typeof loadSockLb>> | undefined;
   let sm: Sockmap | undefined;
-  const pairs: Array<{ client: Awaited<ReturnType<Lab['addPod']>>; server: Awaited<ReturnType<Lab['addPod']>>; vip: string }> = [];
+  const pairs: Pair[] = [];
   const detach = (): void => {
     for (const c of attached) c.close();
     attached = [];
@@ -214,31 +259,11 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
   };
   try {
     const connrate = await buildConnrate(dir);
-    const objects: unknown[] = [];
-    for (let i = 0; i < configs; i++) {
-      const server = await lab.addPod(`server${i}`);
-      const client = await lab.addPod(`client${i}`);
-      const d = join(dir, `nginx${i}`);
-      mkdirSync(d);
-      writeNginxConf(d);
-      const nginx = lab.spawn(server, 'nginx', ['-c', join(d, 'nginx.conf'), '-p', d, '-g', 'daemon off;']);
-      if (nginx.exitCode !== null) throw new Error('nginx exited');
-      const vip = `10.96.0.${50 + i}`;
-      pairs.push({ client, server, vip });
-      objects.push(
-        serviceObject({ name: `web${i}`, namespace: 'bench', clusterIPs: [vip], ports: [{ port: 80, targetPort: PORT }] }),
-        sliceObject({ name: `web${i}-1`, namespace: 'bench', service: `web${i}`, ports: [{ port: PORT }], endpoints: [{ ip: server.ipv4, nodeName: NODE }] }),
-        { apiVersion: 'v1', kind: 'Pod', metadata: { name: `server${i}`, namespace: 'bench', labels: { app: `server${i}` } }, spec: { nodeName: NODE }, status: { phase: 'Running', podIP: server.ipv4 } },
-        { apiVersion: 'v1', kind: 'Pod', metadata: { name: `client${i}`, namespace: 'bench', labels: { app: `client${i}` } }, spec: { nodeName: NODE }, status: { phase: 'Running', podIP: client.ipv4 } },
-      );
-    }
-    lb = await loadSockLb({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
-    sm = await Sockmap.load({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs });
-    sm.setLocalPods(pairs.flatMap((p) => [{ ip: p.server.ipv4, target: true }, { ip: p.client.ipv4, target: true }]));
-    const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'bench.yaml', index })));
-    new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
-    const tcp = new TcpMetrics(new Registry());
-    tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
+    const rig = await startPairs(lab, configs, dir, bpffs);
+    lb = rig.lb;
+    sm = rig.sm;
+    pairs.push(...rig.pairs);
+    const tcp = rig.tcp;
     const runAll = async (): Promise<number[]> => Promise.all(pairs.map(async (p) => {
       const r = await lab.exec(p.client, connrate, [p.vip, '80', String(opts.seconds), String(opts.threads)], { timeoutMs: (opts.seconds + 30) * 1000 });
       if (r.code !== 0) throw new Error(`connrate failed: ${r.stderr || r.stdout}`);
@@ -246,10 +271,9 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
       if (st.errors! > 0) throw new Error(`connrate: ${st.errors} errors`);
       return st.rate!;
     }));
-    const cpuOf = (p: (typeof pairs)[number]): number => [p.client, p.server].reduce((a, pod) =>
-      a + Number(/^usage_usec (\d+)$/m.exec(readFileSync(join(pod.cgroupPath, 'cpu.stat'), 'utf8'))![1]), 0);
+    const cpuOf = pairCpuUs;
     /** Attaches configuration cfg (> 0) to a pair's pods: the close hook once, with the client's. */
-    const attach = async (cfg: number, p: (typeof pairs)[number]): Promise<void> => {
+    const attach = async (cfg: number, p: Pair): Promise<void> => {
       const objectPath = programs[cfg - 1];
       for (const pod of [p.client, p.server]) {
         if (objectPath && isBeforeCloseHook(objectPath)) attached.push(await loadBeforeCloseHook(objectPath, pod.cgroupPath, bpffs));
@@ -292,6 +316,8 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
         geometricMeanRatio: +Math.exp(rr.reduce((a, x) => a + Math.log(x), 0) / rr.length).toFixed(3),
         // CPU time of the pair's pods per connection, with over without (the kernel's work for them included).
         perRoundCpuRatios: cr, medianCpuRatio: median2(cr), cpuRatioIqr: iqr(cr), cpuRatioRange: range(cr),
+        // The mean of the middle half of the rounds' ratios: steadier than the median when most rounds agree.
+        cpuRatioIqm: iqm(cr),
         cpuRatioByPair: byPair,
         cpuUsPerConn: +median2(cpus[c]!).toFixed(2),
         // What the program adds per connection, in CPU microseconds (median of the rounds' differences).
@@ -308,6 +334,152 @@ export async function pairedTcpMetricsBench(opts: { seconds: number; rounds: num
     try { detach(); } catch { /* the lab removes it */ }
     await teardown(lab, undo, dir, bpffs, [sm, lb]);
   }
+}
+
+/**
+ * --paired --slice-ms N: the pairs (one per configuration, as --paired) run connrate
+ * without a break for --seconds, and the configurations move to the next pair every
+ * N ms: the sock_ops program is detached from one pair's pods and attached to the next
+ * pair's (a link each, the programs loaded once; the close hook of an object that has
+ * one stays attached throughout, machine-wide). At each turn the pairs' CPU time
+ * (their cgroups) and connection counts (connrate's COUNTFILE) are read: each slice
+ * gives every configuration its CPU per connection and its rate next to "without" at
+ * the same moments, and the turns cancel what differs between the pairs within a
+ * second, not a round. The result: the pooled ratios (a configuration's CPU over its
+ * connections across all slices, over the same for "without"; its connections over
+ * "without"'s), and the spread of the same ratios over blocks of slices (--block).
+ */
+export async function slicedTcpMetricsBench(opts: { seconds: number; sliceMs: number; block: number; threads: number; objects?: string[] }): Promise<Record<string, unknown>> {
+  const lab = await Lab.create({ tag: 'benchtcpms' });
+  const undo = lab.destroyOnSignals();
+  const dir = mkdtempSync(join(tmpdir(), 'kernway-bench-tcpm-'));
+  const bpffs = join(lab.bpffsDir, 'agent');
+  const programs: Array<string | undefined> = opts.objects?.length ? opts.objects : [undefined];
+  const configs = programs.length + 1; // 0: without
+  const loaded: Array<{ close(): void }> = [];
+  let links: BpfLink[] = [];
+  let rig: Awaited<ReturnType<typeof startPairs>> | undefined;
+  const unlink = (): void => {
+    for (const l of links) { l.detach(); l.close(); }
+    links = [];
+  };
+  try {
+    const connrate = await buildConnrate(dir);
+    rig = await startPairs(lab, configs, dir, bpffs);
+    const pairs = rig.pairs;
+    // Each object's sock_ops program, loaded once (its close hook, if it has one, attached now).
+    const sockops: BpfProgram[] = [];
+    const timed: Array<BpfMap | undefined> = []; // kw_cm_time of a -DKW_CM_SELF_TIME build
+    for (const objectPath of programs) {
+      const before = objectPath !== undefined && isBeforeCloseHook(objectPath);
+      const spec = ConnMetrics.spec({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, closeHook: !before, ...(objectPath ? { objectPath } : {}) });
+      const rename = (n: string): string => (before && n === 'kw_cm_sock' ? 'kw_cm_sk' : n);
+      const sub = await checkSubsystem({ ...spec, maps: spec.maps.map(rename), keep: (spec.keep ?? []).map(rename), links: (spec.links ?? []).filter((l) => l.program !== CM_PROGRAM) }).load();
+      loaded.push(sub);
+      sub.attach();
+      sockops.push(sub.program(CM_PROGRAM));
+      timed.push(sub.objects[0]!.maps().includes('kw_cm_time') ? sub.map('kw_cm_time') : undefined);
+    }
+    const counts = pairs.map((_, k) => join(dir, `count${k}`));
+    const readCount = (k: number): number => { try { return Number(readFileSync(counts[k]!).readBigUInt64LE(0)); } catch { return 0; } };
+    const slices = Math.max(configs, Math.floor((opts.seconds * 1000) / opts.sliceMs));
+    const runs = pairs.map((p, k) => lab.exec(p.client, connrate, [p.vip, '80', String(opts.seconds + 2), String(opts.threads), counts[k]!], { timeoutMs: (opts.seconds + 40) * 1000 }));
+    // Per configuration and slice: CPU µs and connections of the pair that ran it.
+    const cpu: number[][] = Array.from({ length: configs }, () => []);
+    const conns: number[][] = Array.from({ length: configs }, () => []);
+    const loads: number[] = [];
+    await new Promise((r) => setTimeout(r, 1000)); // connrate started on every pair (and a warm-up)
+    let cpu0 = pairs.map(pairCpuUs);
+    let n0 = pairs.map((_, k) => readCount(k));
+    for (let i = 0; i < slices; i++) {
+      const cfgOf = pairs.map((_, k) => (k + i) % configs); // pair k runs configuration cfgOf[k]
+      unlink();
+      for (let k = 0; k < configs; k++) {
+        const c = cfgOf[k]!;
+        if (c === 0) continue;
+        for (const pod of [pairs[k]!.client, pairs[k]!.server]) links.push(sockops[c - 1]!.attachCgroup(pod.cgroupPath, 'sock_ops'));
+      }
+      // The turn's own work lands in the slice before: the counters are read after it.
+      const c1 = pairs.map(pairCpuUs);
+      const n1 = pairs.map((_, k) => readCount(k));
+      if (i > 0) {
+        const prev = pairs.map((_, k) => (k + i - 1) % configs);
+        for (let k = 0; k < configs; k++) {
+          cpu[prev[k]!]!.push(c1[k]! - cpu0[k]!);
+          conns[prev[k]!]!.push(n1[k]! - n0[k]!);
+        }
+      }
+      cpu0 = c1;
+      n0 = n1;
+      if (i % 8 === 0) loads.push(+loadavg()[0]!.toFixed(2));
+      await new Promise((r) => setTimeout(r, opts.sliceMs)); // the slice
+    }
+    unlink();
+    for (const r of await Promise.all(runs)) if (r.code !== 0) throw new Error(`connrate failed: ${r.stderr || r.stdout}`);
+    const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0);
+    const n = cpu[0]!.length;
+    const blocks = Math.floor(n / opts.block);
+    const perObject = programs.map((o, j) => {
+      const c = j + 1;
+      const perBlock = (f: (from: number, to: number) => number): number[] => Array.from({ length: blocks }, (_, b) => f(b * opts.block, (b + 1) * opts.block));
+      const cpuRatio = (from: number, to: number): number => ratio(sum(cpu[c]!.slice(from, to)) / sum(conns[c]!.slice(from, to)), sum(cpu[0]!.slice(from, to)) / sum(conns[0]!.slice(from, to)));
+      const rateRatio = (from: number, to: number): number => ratio(sum(conns[c]!.slice(from, to)), sum(conns[0]!.slice(from, to)));
+      const cb = perBlock(cpuRatio);
+      const rb = perBlock(rateRatio);
+      return {
+        object: o ?? 'default',
+        // Its connections over "without"'s, in the same slices (the same time each).
+        rateRatio: rateRatio(0, n), rateRatioBlocks: { median: median2(rb), iqr: iqr(rb), range: range(rb) },
+        // Its pair's CPU per connection over "without"'s, pooled over the slices.
+        cpuRatio: cpuRatio(0, n), cpuRatioBlocks: { median: median2(cb), iqr: iqr(cb), range: range(cb), iqm: iqm(cb) },
+        cpuUsPerConn: +(sum(cpu[c]!) / sum(conns[c]!)).toFixed(2),
+        addedCpuUsPerConn: +(sum(cpu[c]!) / sum(conns[c]!) - sum(cpu[0]!) / sum(conns[0]!)).toFixed(2),
+        ...(timed[j] ? { selfTime: selfTime(timed[j]!, sum(conns[c]!), conns.reduce((a, x) => a + sum(x), 0)) } : {}),
+      };
+    });
+    return {
+      sliced: true, seconds: opts.seconds, sliceMs: opts.sliceMs, slices: n, block: opts.block, blocks, threads: opts.threads, pairs: configs,
+      rateWithout: Math.round(sum(conns[0]!) / ((n * opts.sliceMs) / 1000)), cpuUsPerConnWithout: +(sum(cpu[0]!) / sum(conns[0]!)).toFixed(2),
+      ...(perObject.length === 1 ? perObject[0] : { objects: perObject }),
+      loadavg1: loads, loadavg1Range: range(loads),
+    };
+  } finally {
+    try { unlink(); } catch { /* the lab removes it */ }
+    for (const l of loaded) l.close();
+    for (const p of rig?.pairs ?? []) for (const pod of [p.client, p.server]) try { detachConnMetrics(bpffs, pod.cgroupPath); } catch { /* the lab removes it */ }
+    try { detachConnMetrics(bpffs, lab.cgroupPath); } catch { /* the lab removes it */ }
+    await teardown(lab, undo, dir, bpffs, [rig?.sm, rig?.lb]);
+  }
+}
+
+/**
+ * What a -DKW_CM_SELF_TIME build's kw_cm_time says (bpf/conn_metrics.bpf.c): per kind of
+ * run, the runs and the mean nanoseconds (the clock reads subtracted), and per
+ * connection: what the followed connections cost (sock_ops at establishment and every
+ * other op, the counted close) and what every TCP connection of the machine costs (the
+ * close hook's early returns). Over `followed` connections of the configuration and
+ * `all` of the run.
+ */
+function selfTime(m: BpfMap, followed: number, all: number): Record<string, unknown> {
+  const slots = ['otherOp', 'active', 'passive', 'notClose', 'unfollowed', 'close', 'empty'];
+  const got = slots.map((_, i) => {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(i);
+    const v = m.lookup(k) ?? Buffer.alloc(0);
+    let ns = 0n, runs = 0n;
+    for (let o = 0; o + 16 <= v.length; o += 16) { ns += v.readBigUInt64LE(o); runs += v.readBigUInt64LE(o + 8); }
+    return { ns: Number(ns), runs: Number(runs) };
+  });
+  const clock = got[6]!.runs ? got[6]!.ns / got[6]!.runs : 0;
+  const net = (i: number): number => Math.max(0, got[i]!.ns - got[i]!.runs * clock);
+  const per = Object.fromEntries(slots.slice(0, 6).map((n, i) => [n, { runs: got[i]!.runs, meanNs: got[i]!.runs ? +(net(i) / got[i]!.runs).toFixed(1) : 0 }]));
+  return {
+    clockReadNs: +clock.toFixed(1), per,
+    // The followed connections: both sockets' sock_ops runs and closes.
+    followedNsPerConn: +((net(0) + net(1) + net(2) + net(5)) / Math.max(1, followed)).toFixed(1),
+    // Every connection of the run (followed or not): the close hook's other runs.
+    everyNsPerConn: +((net(3) + net(4)) / Math.max(1, all)).toFixed(1),
+  };
 }
 
 /**
@@ -338,6 +510,14 @@ function median2(xs: number[]): number {
   return +(s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2).toFixed(3);
 }
 
+/** The interquartile mean: the mean of the values between the first and third quartiles (a quarter dropped at each end). */
+function iqm(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = Math.floor(s.length / 4);
+  const mid = s.slice(q, s.length - q);
+  return +(mid.reduce((a, x) => a + x, 0) / mid.length).toFixed(3);
+}
+
 /** The first and third quartiles (nearest rank). */
 function iqr(xs: number[]): [number, number] {
   const s = [...xs].sort((a, b) => a - b);
@@ -359,7 +539,14 @@ const range = (xs: number[]): [number, number] => [+Math.min(...xs).toFixed(2), 
 if (invokedDirectly(import.meta.url)) {
   const { values } = parseArgs({ options: {
     seconds: { type: 'string' }, rounds: { type: 'string' }, threads: { type: 'string' }, 'kernel-only': { type: 'boolean' }, objects: { type: 'string' }, paired: { type: 'boolean' },
+    'slice-ms': { type: 'string' }, block: { type: 'string' },
   } });
+  if (values.paired && values['slice-ms']) {
+    const r = await slicedTcpMetricsBench({ seconds: Number(values.seconds ?? 30), sliceMs: Number(values['slice-ms']), block: Number(values.block ?? 8), threads: Number(values.threads ?? 2),
+      ...(values.objects ? { objects: values.objects.split(',') } : {}) });
+    console.log(JSON.stringify(r));
+    process.exit(0);
+  }
   if (values.paired) {
     const r = await pairedTcpMetricsBench({ seconds: Number(values.seconds ?? 2), rounds: Number(values.rounds ?? 10), threads: Number(values.threads ?? 2),
       ...(values.objects ? { objects: values.objects.split(',') } : {}) });

@@ -121,6 +121,50 @@ struct {
 	__type(value, __u64);
 } kw_cm_stats SEC(".maps");
 
+/*
+ * Benchmarks only (never in the build the agent loads): -DKW_CM_SELF_TIME times each run
+ * of the programs with bpf_ktime_get_ns(), per kind of run, into kw_cm_time (per CPU:
+ * nanoseconds and runs), so that bench/tcp-metrics.ts can say what they cost per
+ * connection whatever the machine's load. Slot KW_CM_T_EMPTY times nothing (the two
+ * clock reads), to be subtracted from every run.
+ */
+#define KW_CM_T_OTHER_OP   0 /* sock_ops, any op but the two below */
+#define KW_CM_T_ACTIVE     1 /* sock_ops, ACTIVE_ESTABLISHED */
+#define KW_CM_T_PASSIVE    2 /* sock_ops, PASSIVE_ESTABLISHED */
+#define KW_CM_T_NOT_CLOSE  3 /* close hook: a change to another state */
+#define KW_CM_T_UNFOLLOWED 4 /* close hook: TCP_CLOSE of a socket without a record */
+#define KW_CM_T_CLOSE      5 /* close hook: a connection counted */
+#define KW_CM_T_EMPTY      6 /* the clock reads alone */
+#define KW_CM_T_COUNT      7
+#ifdef KW_CM_SELF_TIME
+struct kw_cm_took {
+	__u64 ns;
+	__u64 runs;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KW_CM_T_COUNT);
+	__type(key, __u32);
+	__type(value, struct kw_cm_took);
+} kw_cm_time SEC(".maps");
+
+static __always_inline void kw_cm_took(__u32 slot, __u64 t0)
+{
+	__u64 t1 = bpf_ktime_get_ns();
+	struct kw_cm_took *t = bpf_map_lookup_elem(&kw_cm_time, &slot);
+
+	if (t) {
+		t->ns += t1 - t0;
+		t->runs += 1;
+	}
+}
+#define KW_CM_T0() __u64 kw_cm_t0 = bpf_ktime_get_ns()
+#define KW_CM_TOOK(slot) kw_cm_took((slot), kw_cm_t0)
+#else
+#define KW_CM_T0() do { } while (0)
+#define KW_CM_TOOK(slot) do { } while (0)
+#endif
+
 /* What the close reads of the kernel's struct sock and struct tcp_sock (CO-RE: offsets from the running kernel's BTF). */
 struct sock___kwcm {
 	int sk_err;
@@ -241,14 +285,25 @@ static __always_inline void kw_cm_established(struct bpf_sock_ops *skops, __u8 r
 SEC("sockops")
 int kw_cm_sockops(struct bpf_sock_ops *skops)
 {
+	KW_CM_T0();
+
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		kw_cm_established(skops, KW_CM_ROLE_CLIENT);
+		KW_CM_TOOK(KW_CM_T_ACTIVE);
+#ifdef KW_CM_SELF_TIME
+		{
+			KW_CM_T0();
+			KW_CM_TOOK(KW_CM_T_EMPTY);
+		}
+#endif
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		kw_cm_established(skops, KW_CM_ROLE_SERVER);
+		KW_CM_TOOK(KW_CM_T_PASSIVE);
 		break;
 	default:
+		KW_CM_TOOK(KW_CM_T_OTHER_OP);
 		break;
 	}
 	return 1;
@@ -276,11 +331,17 @@ int BPF_PROG(kw_cm_close, struct sock *sk, int oldstate, int newstate)
 	__u32 b;
 	int err;
 
-	if (newstate != KW_TCP_CLOSE)
+	KW_CM_T0();
+
+	if (newstate != KW_TCP_CLOSE) {
+		KW_CM_TOOK(KW_CM_T_NOT_CLOSE);
 		return 0;
+	}
 	st = bpf_sk_storage_get(&kw_cm_sock, sk, 0, 0);
-	if (!st || st->key.role == 0)
+	if (!st || st->key.role == 0) {
+		KW_CM_TOOK(KW_CM_T_UNFOLLOWED);
 		return 0;
+	}
 	tp = (struct tcp_sock___kwcm *)bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return 0;
@@ -318,6 +379,7 @@ int BPF_PROG(kw_cm_close, struct sock *sk, int oldstate, int newstate)
 	b = kw_cm_duration_bucket(dur);
 	if (b < KW_CM_DUR_BUCKETS)
 		__sync_fetch_and_add(&c->duration[b], 1);
+	KW_CM_TOOK(KW_CM_T_CLOSE);
 	return 0;
 }
 
