@@ -31,8 +31,7 @@ import { ServiceSync } from '../agent/datapath/service-sync.js';
 import { loadSockLb, uninstall } from '../agent/datapath/sock-lb.js';
 import { Sockmap } from '../agent/datapath/sockmap.js';
 import { CM_PROGRAM, ConnMetrics, detachConnMetrics } from '../agent/datapath/conn-metrics.js';
-import type { BpfLink, BpfMap, BpfProgram } from '../native/index.js';
-import { checkSubsystem } from '../agent/datapath/loader.js';
+import { checkSubsystem, type LoadedSubsystem } from '../agent/datapath/loader.js';
 import { TcpMetrics, modelResolver } from '../agent/metrics/tcp.js';
 import { serviceHost, workloadOf } from '../model/workload.js';
 import { serviceObject, sliceObject } from '../agent/demo/manifests.js';
@@ -179,6 +178,11 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     await teardown(lab, undo, dir, bpffs, [sm, lb]);
   }
 }
+
+// The addon's types, as the loader hands them out (only agent/datapath imports the addon).
+type BpfProgram = ReturnType<LoadedSubsystem['program']>;
+type BpfMap = ReturnType<LoadedSubsystem['map']>;
+type BpfLink = ReturnType<BpfProgram['attachCgroup']>;
 
 /** A lab pod. */
 type Pod = Awaited<ReturnType<Lab['addPod']>>;
@@ -373,8 +377,8 @@ export async function slicedTcpMetricsBench(opts: { seconds: number; sliceMs: nu
     for (const objectPath of programs) {
       const before = objectPath !== undefined && isBeforeCloseHook(objectPath);
       const spec = ConnMetrics.spec({ cgroupPath: lab.cgroupPath, bpffsDir: bpffs, closeHook: !before, ...(objectPath ? { objectPath } : {}) });
-      const rename = (n: string): string => (before && n === 'kw_cm_sock' ? 'kw_cm_sk' : n);
-      const sub = await checkSubsystem({ ...spec, maps: spec.maps.map(rename), keep: (spec.keep ?? []).map(rename), links: (spec.links ?? []).filter((l) => l.program !== CM_PROGRAM) }).load();
+      const rename = (n: string): string => (before && n === 'kw_cm_conns' ? 'kw_cm_sk' : n);
+      const sub = await checkSubsystem({ ...spec, maps: spec.maps.map(rename), keep: before ? [...(spec.keep ?? []), 'kw_cm_sk'] : spec.keep, links: (spec.links ?? []).filter((l) => l.program !== CM_PROGRAM) }).load();
       loaded.push(sub);
       sub.attach();
       sockops.push(sub.program(CM_PROGRAM));
@@ -489,8 +493,8 @@ function selfTime(m: BpfMap, followed: number, all: number): Record<string, unkn
  */
 async function loadBeforeCloseHook(objectPath: string, cgroupPath: string, bpffsDir: string): Promise<{ close(): void }> {
   const spec = ConnMetrics.spec({ cgroupPath, bpffsDir, objectPath, closeHook: false });
-  const rename = (n: string): string => (n === 'kw_cm_sock' ? 'kw_cm_sk' : n);
-  const sub = await checkSubsystem({ ...spec, maps: spec.maps.map(rename), keep: (spec.keep ?? []).map(rename) }).load();
+  const rename = (n: string): string => (n === 'kw_cm_conns' ? 'kw_cm_sk' : n);
+  const sub = await checkSubsystem({ ...spec, maps: spec.maps.map(rename), keep: [...(spec.keep ?? []), 'kw_cm_sk'] }).load();
   try {
     sub.attach();
   } catch (e) {

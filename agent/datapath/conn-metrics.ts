@@ -6,7 +6,7 @@
  * retransmissions and resets at TCP_CLOSE. Nothing crosses to the agent per connection:
  * agent/metrics/tcp.ts reads the counters when /metrics is scraped (counts()).
  *
- * Pins (the layout of sock-lb.ts): maps/kw_cm_{counts,unkeyed,sock,stats},
+ * Pins (the layout of sock-lb.ts): maps/kw_cm_{counts,unkeyed,conns,stats},
  * links/cg-<ino>/kw_cm_sockops and links/cg-<ino>/kw_cm_close (the close hook, a BTF
  * tracepoint program on sock:inet_sock_set_state).
  * The program reads the balancer's kw_revnat (what the client dialled) and the
@@ -29,7 +29,7 @@ import { SOCKMAP_MAP_NAMES } from './sockmap.js';
 export const CM_PROGRAM = 'kw_cm_sockops';
 /** The close hook (tp_btf sock:inet_sock_set_state, machine-wide; pinned beside the sock_ops link). */
 export const CM_CLOSE_PROGRAM = 'kw_cm_close';
-export const CM_MAP_NAMES = ['kw_cm_counts', 'kw_cm_unkeyed', 'kw_cm_sock', 'kw_cm_stats'] as const;
+export const CM_MAP_NAMES = ['kw_cm_counts', 'kw_cm_unkeyed', 'kw_cm_conns', 'kw_cm_stats'] as const;
 /** The other subsystems' maps the program reads (its object declares them: they are reused by pin). */
 const SHARED_MAPS = ['kw_revnat', ...SOCKMAP_MAP_NAMES] as const;
 
@@ -76,7 +76,7 @@ export function defaultConnMetricsObjectPath(): string {
 
 /** The kernel side's own counters. */
 export interface ConnMetricsStats {
-  /** Connections not followed: the kernel had no socket storage for them (counted nowhere else). */
+  /** Sockets not followed: kw_cm_conns was full (counted nowhere else). */
   notFollowed: number;
 }
 
@@ -104,7 +104,7 @@ export class ConnMetrics {
       // The shared maps keep the capacity they were pinned with (--map-capacity); socket storage has none.
       sized: SHARED_MAPS.filter((n) => n !== 'kw_sm_sk' && n !== 'kw_sm_io'),
       // Socket storage cannot be copied; the other subsystems' maps are never ours to replace.
-      keep: ['kw_cm_sock', ...SHARED_MAPS],
+      keep: [...SHARED_MAPS],
       linksDir: layout.cgroupLinks!,
       links: [
         // The close hook first: every socket followed has its close seen. (A raw tracepoint

@@ -215,6 +215,6 @@ export function uninstall(bpffsDir: string, cgroupPath?: string): UninstallResul
 export const OWN_LINKS: ReadonlySet<string> = new Set([...SOCK_LB_PROGRAMS.map(([p]) => p), 'kw_sm_msg', 'kw_sm_sockops', 'kw_sm_recv_prog', 'kw_cm_sockops', 'kw_cm_close']);
 export const OWN_MAPS: ReadonlySet<string> = new Set([
   ...LB_MAP_NAMES, ...WP_MAP_NAMES, 'kw_sm_hash', 'kw_sm_sk', 'kw_sm_io', 'kw_sm_rx', 'kw_sm_ck', 'kw_sm_listen', 'kw_sm_pods', 'kw_sm_cfg', 'kw_sm_handover', 'kw_sm_stats',
-  'kw_cm_counts', 'kw_cm_unkeyed', 'kw_cm_sock', 'kw_cm_stats',
-  'kw_cm_sk', 'kw_cm_events', 'kw_cm_opened', // (earlier versions: the per-socket record before it held the key; the last two before kw_cm_counts)
+  'kw_cm_counts', 'kw_cm_unkeyed', 'kw_cm_conns', 'kw_cm_stats',
+  'kw_cm_sk', 'kw_cm_events', 'kw_cm_opened', // (earlier versions: the per-socket record in socket storage; the last two before kw_cm_counts)
 ]);

@@ -111,7 +111,7 @@ export interface TcpMetricsOptions {
   maxLabelSets?: number;
   /** The kernel's counters now (read at each scrape). */
   counts?: () => ConnCounts | undefined;
-  /** The kernel side's own counters: connections it could not follow (no socket storage). */
+  /** The kernel side's own counters: sockets it could not follow (kw_cm_conns full). */
   kernelStats?: () => { notFollowed: number } | undefined;
   /** The clock for forgetting idle keys (tests). */
   now?: () => number;
@@ -173,7 +173,7 @@ export class TcpMetrics {
       'Connections folded into the overflow series: their label set was beyond the cap, or their key found the kernel\'s counters full.',
       'counter', () => [{ labels: {}, value: this.folded }]) as never);
     const kernel = opts.kernelStats;
-    registry.registerMetric(new CellMetric('kernway_tcp_metrics_records_lost_total', 'Connections the kernel could not follow (no socket storage for them): counted in no kernway_tcp_* series.',
+    registry.registerMetric(new CellMetric('kernway_tcp_metrics_records_lost_total', 'Connection ends (sockets) the kernel could not follow (its table of open connections, kw_cm_conns, was full): counted in no kernway_tcp_* series.',
       'counter', () => [{ labels: {}, value: kernel?.()?.notFollowed ?? 0 }]) as never);
   }
 

@@ -20,6 +20,7 @@ import { DURATION_BUCKETS, OPENED_IDLE_MS, RTT_BUCKETS, TcpMetrics, type ConnCou
 import { CM_COUNTS_AT, CM_COUNTS_LEN, CM_COUNTS_SIZE, CM_OKEY_AT, CM_OKEY_SIZE } from '../../agent/datapath/conn-counts.js';
 import { encodeAddr } from '../../agent/datapath/addr.js';
 import { Server, runClient, startClient } from '../sockmap/harness.js';
+import { BpfMap } from '../../native/index.js';
 
 const NODE = 'node-a';
 const VIP = '10.96.0.20';
@@ -97,6 +98,12 @@ afterAll(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
+/** Entries of the kernel's table of followed sockets (kw_cm_conns, by socket cookie). */
+function followedSockets(): number {
+  const m = BpfMap.openPinned(join(bpffs, 'maps', 'kw_cm_conns'));
+  try { return m.batchLookup().keys.length; } finally { m.close(); }
+}
+
 const SRC = { reporter: 'source', source_workload: 'shopper', source_workload_namespace: 'shop', destination_service: HOST, destination_workload: 'web', destination_workload_namespace: 'shop' };
 const DST = { ...SRC, reporter: 'destination' };
 
@@ -171,12 +178,15 @@ describe('L4 metrics from the kernel', () => {
       expect(one(open, 'kernway_tcp_connections_opened_total', l) - o0[k]!).toBe(6);
       expect(one(open, 'kernway_tcp_connections_closed_total', l) - c0[k]!).toBe(0);
     });
+    // The kernel's table of open connections holds both ends of each (and nothing of the closed ones before).
+    expect(followedSockets()).toBe(12);
     expect((await job).ok).toBe(6);
     const text = await closedBoth(c0[0]! + 6);
     [SRC, DST].forEach((l, k) => {
       expect(one(text, 'kernway_tcp_connections_closed_total', l) - c0[k]!).toBe(6);
       expect(one(text, 'kernway_tcp_connections_opened_total', l) - o0[k]!).toBe(6);
     });
+    expect(followedSockets()).toBe(0); // each entry deleted at its socket's close: nothing left behind
   });
 });
 
@@ -209,7 +219,7 @@ describe('kernway uninstall', () => {
     const mine = (name: string): string[] => r.detached.filter((d) => d.endsWith(`/${name}`));
     expect(mine('kw_cm_sockops')).toHaveLength(1);
     expect(mine('kw_cm_close')).toHaveLength(1);
-    expect(r.unpinned).toEqual(expect.arrayContaining(['kw_cm_counts', 'kw_cm_sock']));
+    expect(r.unpinned).toEqual(expect.arrayContaining(['kw_cm_counts', 'kw_cm_conns']));
     expect(existsSync(join(bpffs, 'links'))).toBe(false);
   });
 });
