@@ -19,8 +19,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import http from 'node:http';
 import { projectRoot } from '../common/version.js';
+import { TICKS_PER_SECOND, processTicks, ticksBetween } from './cpu.js';
 import { parseWrk, WRK_SCRIPT } from './tools.js';
-import { gatewayManifests } from './waypoint/manifests.js';
+import { backendManifests, gatewayManifests } from './waypoint/manifests.js';
 import { WAYPOINT_NODE_FLAGS, startNginx, waitPort, type Proc } from './waypoint/procs.js';
 
 const ADDR = '127.94.0.1';
@@ -29,27 +30,7 @@ const PORT = 18283;
 const ADMIN = 18290;
 
 function manifests(): string {
-  return `${gatewayManifests('bench', 'bench', PORT)}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: bench}
-spec: {clusterIP: 10.96.94.1, ports: [{name: http, port: 80, targetPort: ${BACKEND.port}}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, namespace: bench, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: ${BACKEND.port}, protocol: TCP}]
-endpoints: [{addresses: [${BACKEND.address}]}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: echo, namespace: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules: [{backendRefs: [{name: echo, port: 80}]}]
-`;
+  return `${gatewayManifests('bench', 'bench', PORT)}${backendManifests({ name: 'echo', namespace: 'bench', gateway: 'bench', clusterIP: '10.96.94.1', endpoint: BACKEND.address, targetPort: BACKEND.port })}`;
 }
 
 /** Requests served per worker (/debug/workers; one process: its request counter). */
@@ -78,17 +59,6 @@ function tree(pid: number): number[] {
   let kids: number[] = [];
   try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').map(Number); } catch { /* gone */ }
   return [pid, ...kids];
-}
-
-function cpuSeconds(pids: readonly number[]): number {
-  let t = 0;
-  for (const pid of pids) {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      t += (Number(f[11]) + Number(f[12])) / 100;
-    } catch { /* gone */ }
-  }
-  return t;
 }
 
 function rssMiB(pids: readonly number[]): number {
@@ -180,17 +150,17 @@ async function main(): Promise<void> {
           await wrk(o, scratch, 2);
           const pids = tree(wp.child.pid!);
           const before = await perWorker();
-          const c0 = cpuSeconds(pids);
+          const c0 = processTicks(pids);
           const t0 = performance.now();
           const s = await wrk(o, scratch, seconds);
           const wall = (performance.now() - t0) / 1000;
-          const c1 = cpuSeconds(pids);
+          const cpu = ticksBetween(c0, processTicks(pids)) / TICKS_PER_SECOND;
           const after = await perWorker();
           const split = after.map((n, i) => n - (before[i] ?? 0));
           const requests = s.rps! * seconds;
           const run: Run = {
-            round, workers, rps: s.rps!, p50: s.p50 ?? Number.NaN, p99: s.p99 ?? Number.NaN, cpuUsPerRequest: ((c1 - c0) * 1e6) / requests,
-            cpuCores: (c1 - c0) / wall, rssMiB: rssMiB(pids), split, load1: loadavg()[0]!,
+            round, workers, rps: s.rps!, p50: s.p50 ?? Number.NaN, p99: s.p99 ?? Number.NaN, cpuUsPerRequest: (cpu * 1e6) / requests,
+            cpuCores: cpu / wall, rssMiB: rssMiB(pids), split, load1: loadavg()[0]!,
           };
           runs.push(run);
           console.log(JSON.stringify(run));

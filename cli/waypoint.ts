@@ -57,7 +57,8 @@ ${GENERATE_USAGE}`,
     }
     const log = createLogger('kernway-waypoint');
     // --workers N: a primary (config, admin port) and N data-path workers (waypoint/workers.ts).
-    if (opts.workers > 1 || process.env.KERNWAY_WAYPOINT_WORKER !== undefined) {
+    // (NODE_UNIQUE_ID: set by node:cluster in the processes it forks.)
+    if (opts.workers > 1 || (process.env.KERNWAY_WAYPOINT_WORKER !== undefined && process.env.NODE_UNIQUE_ID !== undefined)) {
       const workers = await import('../waypoint/workers.js');
       if (workers.isWaypointWorker()) {
         const code = await workers.runWorker(log);

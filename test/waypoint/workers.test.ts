@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayManifests } from '../../bench/waypoint/manifests.js';
+import { backendManifests, gatewayManifests } from '../../bench/waypoint/manifests.js';
 import { parseWaypointArgs } from '../../waypoint/options.js';
 import { cgroupCpuQuota, usableCpus } from '../../waypoint/workers-cpus.js';
 import { KERNWAY_MAIN } from '../fixtures/cli.js';
@@ -68,49 +68,10 @@ describe('--workers N|auto', () => {
 });
 
 function manifests(extra = ''): string {
-  return `${gatewayManifests('gw', 'ns', PORT)}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: ns}
-spec: {clusterIP: 10.96.7.1, ports: [{name: http, port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: ns, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [${a.pods.web![0]}]}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: web, namespace: ns}
-spec:
-  parentRefs: [{name: gw}]
-  rules: [{backendRefs: [{name: web, port: 80}]}]
-${extra}`;
+  return `${gatewayManifests('gw', 'ns', PORT)}${backendManifests({ name: 'web', namespace: 'ns', gateway: 'gw', clusterIP: '10.96.7.1', endpoint: a.pods.web![0]!, targetPort: 8080 })}${extra}`;
 }
 
-const NEXT = `---
-apiVersion: v1
-kind: Service
-metadata: {name: next, namespace: ns}
-spec: {clusterIP: 10.96.7.2, ports: [{name: http, port: 80, targetPort: 8080}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: next-1, namespace: ns, labels: {kubernetes.io/service-name: next}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [${a.pods.next![0]}]}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: next, namespace: ns}
-spec:
-  parentRefs: [{name: gw}]
-  rules: [{matches: [{path: {type: PathPrefix, value: /next}}], backendRefs: [{name: next, port: 80}]}]
-`;
+const NEXT = backendManifests({ name: 'next', namespace: 'ns', gateway: 'gw', clusterIP: '10.96.7.2', endpoint: a.pods.next![0]!, targetPort: 8080, pathPrefix: '/next' });
 
 interface WorkersReport { primary: number; configuration: number; workers: { index: number; pid?: number; running: boolean; ready: boolean; appliedConfiguration: number; restarts: number; requests?: number }[] }
 
