@@ -109,10 +109,18 @@ export const MAX_WORKERS = 256;
 /** --workers N|auto (default 1); auto: the CPUs this process may use (waypoint/workers-cpus.ts). */
 function workerCount(v: string | undefined): number {
   if (v === undefined) return 1;
-  if (v === 'auto') return usableCpus();
+  // (On a Node.js without reusePort, auto is 1: the waypoint as one process.)
+  if (v === 'auto') return hasReusePort() ? usableCpus() : 1;
   const n = /^[0-9]{1,4}$/.test(v) ? Number(v) : Number.NaN;
   if (!(n >= 1 && n <= MAX_WORKERS)) throw new InvalidArgumentError('--workers', `a number of processes from 1 to ${MAX_WORKERS}, or auto (the CPUs this process may use)`, v);
+  if (n > 1 && !hasReusePort()) throw new InvalidArgumentError('--workers', `1 on Node.js ${process.versions.node} (more need listen()'s reusePort: Node.js 22.12 or newer)`, v);
   return n;
+}
+
+/** listen({ reusePort }) exists (Node.js 22.12+, 23.1+); older versions ignore it and the second worker's bind fails. */
+export function hasReusePort(version = process.versions.node): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 }
 
 /** Parse argv (strict); throws InvalidArgumentError naming the option. */

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendManifests, gatewayManifests } from '../../bench/waypoint/manifests.js';
-import { parseWaypointArgs } from '../../waypoint/options.js';
+import { hasReusePort, parseWaypointArgs } from '../../waypoint/options.js';
 import { cgroupCpuQuota, usableCpus } from '../../waypoint/workers-cpus.js';
 import { KERNWAY_MAIN } from '../fixtures/cli.js';
 import { EchoServer } from './fixtures/echo.js';
@@ -37,6 +37,15 @@ describe('--workers N|auto', () => {
       expect(err, bad).toMatchObject({ code: 'KW_INVALID_ARGUMENT' });
       expect((err as Error).message, bad).toMatch(/^--workers: expected a number of processes from 1 to 256, or auto/);
     }
+  });
+
+  it('more than 1 needs listen()\'s reusePort (Node.js 22.12+)', () => {
+    expect(hasReusePort('20.20.2')).toBe(false);
+    expect(hasReusePort('22.11.0')).toBe(false);
+    expect(hasReusePort('22.12.0')).toBe(true);
+    expect(hasReusePort('23.0.0')).toBe(false);
+    expect(hasReusePort('23.1.0')).toBe(true);
+    expect(hasReusePort('24.0.0')).toBe(true);
   });
 
   describe('auto: the CPUs this process may use', () => {
