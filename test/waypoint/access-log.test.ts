@@ -92,7 +92,7 @@ it('close() right after the first lines, before the file is even open, loses non
 });
 
 it('lines of any length and script, through the batch buffer, arrive whole and in order (a file, and a shared pipe in pieces of at most PIPE_BUF)', async () => {
-  const paths = Array.from({ length: 400 }, (_, i) => (i % 97 === 5 ? `/long/${'é'.repeat(3000)}/${i}` : i % 7 === 0 ? `/ünïcödé/日本/${i}` : `/p/${i}`));
+  const paths = Array.from({ length: 400 }, (_, i) => (i % 97 === 5 ? `/long/${'é'.repeat(3000)}/${i}` : i === 200 ? `/longer/${'x'.repeat(12_000)}` : i % 11 === 0 ? `/quote"back\\slash\ttab\u0001/${i}` : i % 7 === 0 ? `/ünïcödé/日本/${i}` : `/p/${i}`));
   const file = join(dir, 'mixed', 'access.log');
   const log = new AccessLog({ file });
   for (const p of paths) log.write(record(p));

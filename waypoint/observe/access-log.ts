@@ -97,30 +97,100 @@ export class AccessLog {
 
   write(r: AccessRecord): void {
     if (!this.dest) return;
-    const s = JSON.stringify;
-    let line = `{"level":30,"time":${Date.now()},"name":"kernway-waypoint-access","msg":"request","method":${s(r.method)},"path":${s(r.path)},"protocol":"${r.protocol}","status":${r.status},"durationMs":${r.durationMs},"route":${s(r.route)},"rule":${s(r.rule)},"destination":${s(r.destination)}`;
-    if (r.upstream !== undefined) line += `,"upstream":"${r.upstream}"`;
-    line += `,"source":${s(r.source)},"sourceAddress":"${r.sourceAddress}","parent":${s(r.parent)},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"traceId":"${r.traceId}","spanId":"${r.spanId}","requestId":${s(r.requestId)}`;
-    if (r.userAgent !== undefined) line += `,"userAgent":${s(r.userAgent)}`;
-    if (r.reason !== undefined) line += `,"reason":"${r.reason}"`;
-    if (r.responseFlags !== undefined) line += `,"responseFlags":"${r.responseFlags}"`;
-    line += `,"attempts":${r.attempts}}\n`;
-    this.append(line);
+    const ua = r.userAgent;
+    // Written straight into the batch buffer (no string per line): at worst 6 bytes per
+    // character (\u00XX), and the keys and numbers.
+    const chars = r.method.length + r.path.length + r.protocol.length + r.route.length + r.rule.length + r.destination.length + (r.upstream?.length ?? 0)
+      + r.source.length + r.sourceAddress.length + r.parent.length + r.traceId.length + r.spanId.length + r.requestId.length + (ua?.length ?? 0)
+      + (r.reason?.length ?? 0) + (r.responseFlags?.length ?? 0);
+    const most = chars * 6 + LINE_OVERHEAD;
+    if (most > BUFFER_BYTES) { this.append(lineOf(r)); return; }
+    const b = this.room(most);
+    let o = this.buffered;
+    o = ascii(b, o, '{"level":30,"time":');
+    o = ascii(b, o, String(Date.now()));
+    o = ascii(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
+    o = json(b, o, r.method);
+    o = ascii(b, o, ',"path":');
+    o = json(b, o, r.path);
+    o = ascii(b, o, ',"protocol":"');
+    o = raw(b, o, r.protocol);
+    o = ascii(b, o, '","status":');
+    o = ascii(b, o, String(r.status));
+    o = ascii(b, o, ',"durationMs":');
+    o = ascii(b, o, String(r.durationMs));
+    o = ascii(b, o, ',"route":');
+    o = json(b, o, r.route);
+    o = ascii(b, o, ',"rule":');
+    o = json(b, o, r.rule);
+    o = ascii(b, o, ',"destination":');
+    o = json(b, o, r.destination);
+    if (r.upstream !== undefined) {
+      o = ascii(b, o, ',"upstream":"');
+      o = raw(b, o, r.upstream);
+      b[o++] = 34;
+    }
+    o = ascii(b, o, ',"source":');
+    o = json(b, o, r.source);
+    o = ascii(b, o, ',"sourceAddress":"');
+    o = raw(b, o, r.sourceAddress);
+    o = ascii(b, o, '","parent":');
+    o = json(b, o, r.parent);
+    o = ascii(b, o, ',"bytesIn":');
+    o = ascii(b, o, String(r.bytesIn));
+    o = ascii(b, o, ',"bytesOut":');
+    o = ascii(b, o, String(r.bytesOut));
+    o = ascii(b, o, ',"traceId":"');
+    o = raw(b, o, r.traceId);
+    o = ascii(b, o, '","spanId":"');
+    o = raw(b, o, r.spanId);
+    o = ascii(b, o, '","requestId":');
+    o = json(b, o, r.requestId);
+    if (ua !== undefined) {
+      o = ascii(b, o, ',"userAgent":');
+      o = json(b, o, ua);
+    }
+    if (r.reason !== undefined) {
+      o = ascii(b, o, ',"reason":"');
+      o = raw(b, o, r.reason);
+      b[o++] = 34;
+    }
+    if (r.responseFlags !== undefined) {
+      o = ascii(b, o, ',"responseFlags":"');
+      o = raw(b, o, r.responseFlags);
+      b[o++] = 34;
+    }
+    o = ascii(b, o, ',"attempts":');
+    o = ascii(b, o, String(r.attempts));
+    b[o++] = 125; // }
+    b[o++] = 10;
+    this.buffered = o;
+    if (o + LINE_OVERHEAD > b.length) this.handOver();
   }
 
-  /** A line into the batch (UTF-8: at most 3 bytes per UTF-16 unit); a full batch is handed over. */
-  private append(line: string): void {
-    const most = line.length * 3;
+  /** The batch buffer, with room for `most` more bytes (a full batch is handed over first). */
+  private room(most: number): Buffer {
     if (this.batch !== undefined && this.buffered + most > this.batch.length) this.handOver();
-    if (most > BUFFER_BYTES) { this.send(Buffer.from(line)); return; }
     let b = this.batch;
     if (b === undefined) {
       b = this.reusable && this.spare !== undefined ? this.spare : Buffer.allocUnsafeSlow(BUFFER_BYTES);
       this.spare = undefined;
       this.batch = b;
     }
+    return b;
+  }
+
+  /** A line into the batch (UTF-8: at most 3 bytes per UTF-16 unit); a full batch is handed over. */
+  private append(line: string): void {
+    const most = line.length * 3;
+    if (most > BUFFER_BYTES) {
+      this.handOver(); // the lines before it go first
+      this.send(Buffer.from(line));
+      return;
+    }
+    const b = this.room(most);
     this.buffered += b.write(line, this.buffered);
-    if (this.buffered + 512 > b.length) this.handOver();
+    if (this.buffered + LINE_OVERHEAD > b.length) this.handOver();
   }
 
   /** The batch to the destination (written asynchronously). */
@@ -202,4 +272,48 @@ export class AccessLog {
     this.handOver();
     try { dest.flushSync(); } catch { /* not open yet: written when it is */ }
   }
+}
+
+/** Bytes of a line besides its strings' characters (keys, punctuation, numbers), with room to spare. */
+const LINE_OVERHEAD = 1024;
+
+/** An ASCII string (keys, numbers) into `b` at `o`; the offset after it. */
+function ascii(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
+  return o + s.length;
+}
+
+/** A value written as it is (addresses, ids, flags): byte by byte when ASCII, else as UTF-8. */
+function raw(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return o + b.write(s, o);
+    b[o + i] = c;
+  }
+  return o + s.length;
+}
+
+/** A JSON string: printable ASCII byte by byte; anything else through JSON.stringify, as UTF-8. */
+function json(b: Buffer, o: number, s: string): number {
+  b[o] = 34;
+  let p = o + 1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 || c > 126 || c === 34 || c === 92) return o + b.write(JSON.stringify(s), o);
+    b[p++] = c;
+  }
+  b[p] = 34;
+  return p + 1;
+}
+
+/** The line as one string (for a line too long for the batch buffer). */
+function lineOf(r: AccessRecord): string {
+  const s = JSON.stringify;
+  let line = `{"level":30,"time":${Date.now()},"name":"kernway-waypoint-access","msg":"request","method":${s(r.method)},"path":${s(r.path)},"protocol":"${r.protocol}","status":${r.status},"durationMs":${r.durationMs},"route":${s(r.route)},"rule":${s(r.rule)},"destination":${s(r.destination)}`;
+  if (r.upstream !== undefined) line += `,"upstream":"${r.upstream}"`;
+  line += `,"source":${s(r.source)},"sourceAddress":"${r.sourceAddress}","parent":${s(r.parent)},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"traceId":"${r.traceId}","spanId":"${r.spanId}","requestId":${s(r.requestId)}`;
+  if (r.userAgent !== undefined) line += `,"userAgent":${s(r.userAgent)}`;
+  if (r.reason !== undefined) line += `,"reason":"${r.reason}"`;
+  if (r.responseFlags !== undefined) line += `,"responseFlags":"${r.responseFlags}"`;
+  return `${line},"attempts":${r.attempts}}\n`;
 }

@@ -320,6 +320,7 @@ class Exchange implements H1Response, H1Call {
 
   private write(): void {
     const r = this.req;
+    if (r.body === undefined) { this.socket.write(headBytes(r.method, r.path, r.headers)); return; }
     let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
     let hasLength = false;
     const h = r.headers;
@@ -466,4 +467,34 @@ class Exchange implements H1Response, H1Call {
       else s.destroy();
     } else s.destroy();
   }
+}
+
+/**
+ * A request head without a body as bytes (latin1, as Node writes header strings), written
+ * straight into one buffer from the allocation pool: no string is built per header.
+ */
+function headBytes(method: string, path: string, h: HeaderList): Buffer {
+  let n = method.length + path.length + 14; // ' ' (1), ' HTTP/1.1\r\n' (11), the final '\r\n' (2)
+  for (let i = 0; i < h.length; i++) n += h[i]!.length + 2;
+  const b = Buffer.allocUnsafe(n);
+  let o = put(b, 0, method);
+  b[o++] = 32;
+  o = put(b, o, path);
+  o = put(b, o, ' HTTP/1.1\r\n');
+  for (let i = 0; i < h.length; i += 2) {
+    o = put(b, o, h[i]!);
+    b[o++] = 58; // ':'
+    b[o++] = 32;
+    o = put(b, o, h[i + 1]!);
+    b[o++] = 13;
+    b[o++] = 10;
+  }
+  b[o++] = 13;
+  b[o] = 10;
+  return b;
+}
+
+function put(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
+  return o + s.length;
 }

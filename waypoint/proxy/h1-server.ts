@@ -161,7 +161,11 @@ export class FastResponse {
   headersSent = false;
   writableEnded = false;
   writableFinished = false;
-  private head: string | undefined;
+  /** The head to write, until it is (headLen 0): status line, the handler's headers, then Date, Connection, Transfer-Encoding. */
+  private headLine = '';
+  private headList: HeaderList | undefined;
+  private headExtra = '';
+  private headLen = 0;
   private chunked = false;
   private noBody = false;
   private trailer = '';
@@ -188,33 +192,64 @@ export class FastResponse {
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
-    let h = statusLine(status);
+    const line = statusLine(status);
+    let n = line.length;
     let hasLength = false, hasDate = false;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
       const value = list[i + 1]!;
       if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
       if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
-      const n = name.length;
-      if (n === 14 && name.toLowerCase() === 'content-length') hasLength = true;
-      else if (n === 4 && name.toLowerCase() === 'date') hasDate = true;
-      else if ((n === 10 && name.toLowerCase() === 'connection') || (n === 17 && name.toLowerCase() === 'transfer-encoding')) continue;
-      h += `${name}: ${value}\r\n`;
+      const k = name.length;
+      if (k === 14 && name.toLowerCase() === 'content-length') hasLength = true;
+      else if (k === 4 && name.toLowerCase() === 'date') hasDate = true;
+      else if (dropped(name)) continue;
+      n += k + value.length + 4;
     }
     this.statusCode = status;
     this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
-    if (!hasDate) h += `Date: ${dateHeader()}\r\n`;
+    let extra = hasDate ? '' : `Date: ${dateHeader()}\r\n`;
     if (!this.noBody && !hasLength) {
       if (this.req.httpVersion === '1.1') this.chunked = true;
       else this.keepAlive = false;
     }
     if (this.conn.lastResponse) this.keepAlive = false;
-    if (this.keepAlive) h += this.conn.keepAliveHeader;
-    else h += 'Connection: close\r\n';
-    if (this.chunked) h += 'Transfer-Encoding: chunked\r\n';
-    this.head = `${h}\r\n`;
+    extra += this.keepAlive ? this.conn.keepAliveHeader : 'Connection: close\r\n';
+    extra += this.chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : '\r\n';
+    this.headLine = line;
+    this.headList = list;
+    this.headExtra = extra;
+    this.headLen = n + extra.length;
     this.headersSent = true;
     return this;
+  }
+
+  /** The head into `b` at `o` (latin1, as Node writes header strings); the offset after it. */
+  private putHead(b: Buffer, o: number): number {
+    o = put(b, o, this.headLine);
+    const list = this.headList!;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!;
+      if (dropped(name)) continue;
+      o = put(b, o, name);
+      b[o++] = 58; // ':'
+      b[o++] = 32;
+      o = put(b, o, list[i + 1]!);
+      b[o++] = 13;
+      b[o++] = 10;
+    }
+    o = put(b, o, this.headExtra);
+    this.headLen = 0;
+    this.headList = undefined;
+    return o;
+  }
+
+  /** The head not written yet, with `more` bytes of room after it (a chunk-size line), as one buffer; undefined when written already. */
+  private takeHead(more = ''): Buffer | undefined {
+    if (this.headLen === 0) return undefined;
+    const b = Buffer.allocUnsafe(this.headLen + more.length);
+    put(b, this.putHead(b, 0), more);
+    return b;
   }
 
   write(chunk: Buffer | string): boolean {
@@ -223,25 +258,24 @@ export class FastResponse {
     const s = this.conn.socket;
     const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
     if (this.noBody || len === 0) {
-      if (this.head !== undefined) { const hd = this.head; this.head = undefined; return s.write(hd, 'latin1'); }
-      return true;
+      const hd = this.takeHead();
+      return hd !== undefined ? s.write(hd) : true;
     }
-    if (this.head !== undefined && len <= ONE_WRITE_LIMIT) {
+    if (this.headLen !== 0 && len <= ONE_WRITE_LIMIT) {
       // Head and first chunk in one buffer, one write.
-      const hd = this.chunked ? `${this.head}${len.toString(16)}\r\n` : this.head;
-      this.head = undefined;
+      const size = this.chunked ? `${len.toString(16)}\r\n` : '';
       const tail = this.chunked ? 2 : 0;
-      const out = Buffer.allocUnsafe(hd.length + len + tail);
-      out.write(hd, 0, 'latin1');
-      if (typeof chunk === 'string') out.write(chunk, hd.length); else chunk.copy(out, hd.length);
-      if (tail) { out[out.length - 2] = 13; out[out.length - 1] = 10; }
+      const out = Buffer.allocUnsafe(this.headLen + size.length + len + tail);
+      let o = put(out, this.putHead(out, 0), size);
+      if (typeof chunk === 'string') o += out.write(chunk, o); else o += chunk.copy(out, o);
+      if (tail) { out[o] = 13; out[o + 1] = 10; }
       return s.write(out);
     }
     s.cork();
-    if (this.head !== undefined) {
-      s.write(this.chunked ? `${this.head}${len.toString(16)}\r\n` : this.head, 'latin1');
-      this.head = undefined;
-    } else if (this.chunked) s.write(`${len.toString(16)}\r\n`, 'latin1');
+    const size = this.chunked ? `${len.toString(16)}\r\n` : '';
+    const hd = this.takeHead(size);
+    if (hd !== undefined) s.write(hd);
+    else if (this.chunked) s.write(size, 'latin1');
     let ok = s.write(chunk);
     if (this.chunked) ok = s.write('\r\n', 'latin1');
     s.uncork();
@@ -274,9 +308,9 @@ export class FastResponse {
       if (tail !== '') s.write(tail, 'latin1');
       s.uncork();
     } else {
-      const hd = this.head ?? '';
-      this.head = undefined;
-      if (hd !== '' || tail !== '') s.write(hd + tail, 'latin1');
+      const hd = this.takeHead(tail);
+      if (hd !== undefined) s.write(hd);
+      else if (tail !== '') s.write(tail, 'latin1');
     }
     this.writableEnded = true;
     this.writableFinished = true;
@@ -302,6 +336,18 @@ export class FastResponse {
     this.onClose = undefined;
     f?.();
   }
+}
+
+/** Headers the server sets itself: a handler's are not written. */
+function dropped(name: string): boolean {
+  const k = name.length;
+  return (k === 10 && name.toLowerCase() === 'connection') || (k === 17 && name.toLowerCase() === 'transfer-encoding');
+}
+
+/** A latin1 string into `b` at `o`; the offset after it. */
+function put(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
+  return o + s.length;
 }
 
 function objectToList(o: Record<string, string | string[] | number>): HeaderList {
