@@ -4,6 +4,12 @@
  * balancer and the accelerator attached in both configurations (as the agent has them).
  *
  *   node dist/bench/tcp-metrics.js [--seconds 3] [--rounds 4] [--threads 4] [--kernel-only] [--objects a.o,b.o]
+ *   node dist/bench/tcp-metrics.js --paired [--seconds 2 --rounds 10 | --slice-ms 250 --seconds 30 --block 8] [--objects a.o,b.o]
+ *
+ * (--paired: the pairs at once, see pairedTcpMetricsBench; with --slice-ms the
+ * configurations turn over the pairs every slice, slicedTcpMetricsBench: the method
+ * docs/metrics.md reports. An object built with -DKW_CM_SELF_TIME adds the programs'
+ * own time per connection.)
  *
  * Needs root (a lab), nginx and cc. In a lab: an nginx pod behind a ClusterIP and a
  * client pod on the same node running bench/connrate.c (connect + HTTP/1.0 request +
