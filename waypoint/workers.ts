@@ -345,7 +345,8 @@ export class WaypointPrimary {
     const seq = ++this.seq;
     this.sentAt.set(seq, Date.now());
     const fed = this.slots.filter((s) => s.worker && s.fed);
-    if (b.settle) this.settles.set(seq, { settle: b.settle, waiting: new Set(fed), refusal: undefined });
+    // Every running worker answers for it: those fed now by applying it, those not yet fed by applying the state that includes it.
+    if (b.settle) this.settles.set(seq, { settle: b.settle, waiting: new Set(this.slots.filter((s) => s.worker)), refusal: undefined });
     const m: ToWorker = { t: 'batch', seq, snapshot: false, upserted, deleted, problems: this.problems(), stale: this.stale() };
     for (const s of fed) this.send(s, m);
     this.settleDone();

@@ -7,14 +7,15 @@
  * access log line written.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendManifests, gatewayManifests } from '../../bench/waypoint/manifests.js';
 import { hasReusePort, parseWaypointArgs } from '../../waypoint/options.js';
 import { cgroupCpuQuota, usableCpus } from '../../waypoint/workers-cpus.js';
-import { KERNWAY_MAIN } from '../fixtures/cli.js';
+import { KERNWAY_MAIN, runKernway } from '../fixtures/cli.js';
 import { EchoServer } from './fixtures/echo.js';
 import { request, rigAddresses } from './fixtures/rig.js';
 
@@ -240,6 +241,25 @@ describe('kernway waypoint --workers 2 (a real process)', () => {
     // The dead worker's counters stay in the sum (as of the last scrape, which was just before the kill).
     expect(sumOf(text, 'kernway_waypoint_requests_total')).toBe(400);
     expect(sumOf(text, 'kernway_waypoint_request_duration_seconds_count')).toBe(400);
+  }, 60_000);
+
+  it('a port the workers cannot bind: exit 1 naming it (KW_WAYPOINT_LISTEN), no process left', async () => {
+    const held = net.createServer();
+    await new Promise<void>((r) => held.listen({ host: a.gateway, port: 0, exclusive: true }, r));
+    const port = (held.address() as net.AddressInfo).port;
+    const m = join(dir, 'busy');
+    mkdirSync(m);
+    writeFileSync(join(m, 'all.yaml'), manifests());
+    try {
+      const r = await runKernway(['waypoint', '--namespace', 'ns', '--manifests', m, '--workers', '2', '--listen-address', a.gateway, '--mesh-port', String(port), '--metrics-address', 'off', '--access-log', 'off'], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`worker [01]: mesh port ${a.gateway.replace(/\./g, '\\.')}:${port}: EADDRINUSE.*\\[KW_WAYPOINT_LISTEN\\]`));
+      // The workers carry the same arguments: none is left.
+      const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(m); } catch { return false; } });
+      expect(left).toEqual([]);
+    } finally {
+      held.close();
+    }
   }, 60_000);
 
   it('SIGTERM drains every worker; every request has its access log line', async () => {
