@@ -51,7 +51,11 @@ export interface LoadOptions {
 }
 
 type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
-interface Run { round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number }
+interface Run {
+  round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number;
+  /** A waypoint's garbage collection during the run (its /metrics): share of its CPU time, and young-generation collections per 100 requests. */
+  gc?: { cpuShare: number; minorPer100: number };
+}
 
 /** Loopback addresses of the run: `--net A.B` uses A.B.0.x (two runs at once on one machine need two nets). */
 let NET = '127.93';
@@ -179,18 +183,43 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-interface Target { proxy: ProxyName; h1: string; h2: string | undefined; pids: () => number[] }
+interface Target { proxy: ProxyName; h1: string; h2: string | undefined; pids: () => number[]; metrics?: string }
+
+/** GC pause seconds (all kinds) and young-generation (minor) collections so far, from a waypoint's /metrics (prom-client's nodejs_gc_duration_seconds). */
+export function gcTotals(text: string): { seconds: number; minor: number } {
+  let seconds = 0, minor = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes('nodejs_gc_duration_seconds_')) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.includes('_sum{')) seconds += value;
+    else if (line.includes('_count{') && line.includes('kind="minor"')) minor += value;
+  }
+  return { seconds, minor };
+}
+
+async function gcNow(url: string | undefined): Promise<{ seconds: number; minor: number } | undefined> {
+  if (url === undefined) return undefined;
+  try {
+    const r = await fetch(url);
+    return r.ok ? gcTotals(await r.text()) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** One proxy, one round: throughput and latency with wrk and h2load, with the proxy's CPU per request. */
 async function measure(t: Target, round: number, o: LoadOptions, dir: string): Promise<Run[]> {
   const runs: Run[] = [];
   const timed = async (tool: Run['tool'], kind: Run['kind'], f: () => Promise<Sample>): Promise<void> => {
     const pids = t.pids();
+    const g0 = await gcNow(t.metrics);
     const c0 = cpuSeconds(pids);
     const sample = await f();
     const c1 = cpuSeconds(pids);
+    const g1 = await gcNow(t.metrics);
     const requests = sample.rps! * o.seconds;
-    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN });
+    const gc = g0 && g1 && requests > 0 && c1 > c0 ? { cpuShare: (g1.seconds - g0.seconds) / (c1 - c0), minorPer100: (100 * (g1.minor - g0.minor)) / requests } : undefined;
+    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN, gc });
   };
   if (!o.h2Only || t.h2 === undefined) {
     await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
@@ -205,7 +234,7 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string): P
   return runs;
 }
 
-export interface Summary { proxy: ProxyName; tool: string; kind: string; rps: number; p50: number; p99: number; cpuUsPerRequest: number; errors: number }
+export interface Summary { proxy: ProxyName; tool: string; kind: string; rps: number; p50: number; p99: number; cpuUsPerRequest: number; errors: number; gcCpuShare: number; minorGcPer100: number }
 export interface LoadResult {
   runs: Run[]; summary: Summary[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number; cpuPerRequest: number }[];
   /** CPU per request ratios per round (throughput runs): waypoint-policy ÷ waypoint, waypoint ÷ waypoint-before. */
@@ -251,7 +280,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       ], { address: at.address, port: WAYPOINT.port }, join(dir, `${proxy}.log`), o.nodeFlags);
       procs.push(p);
       const u = `http://${at.address}:${WAYPOINT.port}/echo`;
-      extra.push({ proxy, h1: u, h2: o.h1Only ? undefined : u, pids: () => [p.pid] });
+      extra.push({ proxy, h1: u, h2: o.h1Only ? undefined : u, pids: () => [p.pid], metrics: `http://${at.address}:${at.admin}/metrics` });
     };
     if (o.policy) {
       const pdir = join(dir, 'manifests-policy');
@@ -262,14 +291,14 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
     if (o.beforeDist !== undefined) await another('waypoint-before', join(o.beforeDist, 'cli', 'main.js'), mdir, WAYPOINT_BEFORE);
     const targets: Target[] = [
       { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
-      { proxy: 'waypoint', h1: url, h2: o.h1Only ? undefined : url, pids: () => [wp.pid] },
+      { proxy: 'waypoint', h1: url, h2: o.h1Only ? undefined : url, pids: () => [wp.pid], metrics: `http://${ADDR}:${WAYPOINT.admin}/metrics` },
       ...extra,
     ];
     if (o.h1Only) targets[0]!.h2 = undefined;
     if (wpNode) {
       const u = `http://${WAYPOINT_NODE.address}:${WAYPOINT.port}/echo`;
       const pid = wpNode.pid;
-      targets.push({ proxy: 'waypoint-node-http', h1: u, h2: o.h1Only ? undefined : u, pids: () => [pid] });
+      targets.push({ proxy: 'waypoint-node-http', h1: u, h2: o.h1Only ? undefined : u, pids: () => [pid], metrics: `http://${WAYPOINT_NODE.address}:${WAYPOINT_NODE.admin}/metrics` });
     }
     if (o.baselines) {
       let port = 18191;
@@ -292,6 +321,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       summary.push({
         proxy, tool, kind, rps: med(rs.map((r) => r.sample.rps!)), p50: med(rs.map((r) => r.sample.p50!)), p99: med(rs.map((r) => r.sample.p99!)),
         cpuUsPerRequest: med(rs.map((r) => r.cpuUsPerRequest)), errors: rs.reduce((n, r) => n + (r.sample.errors ?? 0), 0),
+        gcCpuShare: med(rs.map((r) => r.gc?.cpuShare ?? Number.NaN)), minorGcPer100: med(rs.map((r) => r.gc?.minorPer100 ?? Number.NaN)),
       });
     }
     const ratiosOf = (a: ProxyName, b: ProxyName): LoadResult['ratios'] => (['wrk', 'h2load'] as const).flatMap((tool) => (['throughput', 'latency'] as const).flatMap((kind) => {
@@ -325,8 +355,9 @@ export function report(load: LoadResult | undefined, memory: MemoryResult | unde
     `wrk: -t1 -c${o.connections} (throughput) and -c1 (latency); h2load (h2c): -c${o.h2Connections} -m${o.h2Streams} (throughput) and -c1 -m1 (latency); ${o.seconds}s each after ${o.warmupSeconds}s of warm-up; ${o.rounds} rounds alternating the order, medians.`,
     'CPU/request: user+system CPU time of the proxy process(es) divided by the requests served — less sensitive to other load on the machine than req/s.', ''];
   if (load) {
-    lines.push('| tool | run | proxy | req/s | p50 (us) | p99 (us) | CPU/request (us) | errors |', '|---|---|---|---:|---:|---:|---:|---:|');
-    for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${r.errors} |`);
+    lines.push('GC: the waypoints\' garbage collection during the run (their /metrics): pause time as a share of their CPU time, and young-generation collections per 100 requests (each one pauses the request it lands on).', '');
+    lines.push('| tool | run | proxy | req/s | p50 (us) | p99 (us) | CPU/request (us) | GC share of CPU | young GCs / 100 requests | errors |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${Number.isFinite(r.gcCpuShare) ? `${fmt(100 * r.gcCpuShare, 0)} %` : '–'} | ${Number.isFinite(r.minorGcPer100) ? fmt(r.minorGcPer100) : '–'} | ${r.errors} |`);
     lines.push('', '| tool | run | req/s waypoint/nginx (target >= 0.5) | p50 ratio | p99 ratio (target <= 2) | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
     for (const r of load.ratios) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
     const p = load.policy;
