@@ -181,6 +181,18 @@ export class ManifestDirectory extends EventEmitter {
     this.markDirty(this.dir, null);
   }
 
+  /**
+   * Resolves once no change is waiting or being processed: after watch(), once its first
+   * rescan is done. A consumer that compacts its heap after its first sync waits for it,
+   * so the rescan's garbage (a stat per file) is not left in the compacted heap.
+   */
+  async idle(): Promise<void> {
+    while (!this.closed && (this.timer || this.running || this.dirty.size > 0)) {
+      if (this.running) await this.running;
+      else await new Promise((r) => setTimeout(r, Math.max(1, this.debounceMs)));
+    }
+  }
+
   /** Stop watching. Pending changes are dropped; no more events. */
   close(): void {
     this.closed = true;

@@ -42,6 +42,9 @@ export class ManifestSource implements Source {
         : { upserted: known(s.objects), deleted: [], problems: s.problems, synced: true });
     });
     this.dir.watch();
+    // Resolved after the watch's first rescan (a stat per file, in case something changed
+    // since the load): its garbage is then made before the agent compacts its heap.
+    await this.dir.idle();
   }
 
   close(): void {
