@@ -157,6 +157,7 @@ export class ManifestDirectory extends EventEmitter {
   async load(): Promise<ManifestSnapshot> {
     this.checkRoot();
     await this.scanTree(this.dir, false);
+    await this.yaml.release(); // the worker thread, if large files needed one, is not kept idle
     return this.snapshot();
   }
 
@@ -349,6 +350,7 @@ export class ManifestDirectory extends EventEmitter {
     } catch (e) {
       this.log?.error({ err: (e as Error).message }, 'manifest directory: failed to process changes');
     }
+    await this.yaml.release();
     if (this.dirProblemsChanged) { this.dirProblemsChanged = false; changed = true; }
     if (this.closed || !changed) return;
     const snap = this.snapshot();

@@ -109,6 +109,23 @@ export class YamlWorker {
     this.kill();
   }
 
+  /**
+   * Stops the worker if no parse is pending; the next large text starts one again. An idle
+   * worker is a whole V8 isolate with its own copy of `yaml`: the agent that read one 1.7 MB
+   * file of 10,000 Services kept ≈ 17 MiB more RSS for good (docs/agent-model.md).
+   */
+  async release(): Promise<void> {
+    const w = this.worker;
+    if (!w || this.pending.size > 0) return;
+    this.worker = undefined;
+    await w.terminate();
+  }
+
+  /** Whether a worker thread is running (for tests). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
   private start(): Worker {
     if (this.worker) return this.worker;
     const yamlPath = createRequire(import.meta.url).resolve('yaml');
@@ -132,8 +149,9 @@ export class YamlWorker {
       if (this.pending.size === 0) w.unref();
       if (m.docs) p.resolve(m.docs); else p.reject(new Error(m.fail ?? 'the YAML worker failed'));
     });
-    w.on('error', (e) => { this.failAll(e); this.worker = undefined; });
-    w.on('exit', () => { this.failAll(new Error('the YAML worker exited')); if (this.worker === w) this.worker = undefined; });
+    // A worker already replaced (released, killed) fails nothing: the pending parses are its successor's.
+    w.on('error', (e) => { if (this.worker !== w) return; this.failAll(e); this.worker = undefined; });
+    w.on('exit', () => { if (this.worker !== w) return; this.failAll(new Error('the YAML worker exited')); this.worker = undefined; });
     this.worker = w;
     return w;
   }

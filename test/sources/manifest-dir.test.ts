@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManifestDirectory, SNAPSHOT, type Located, type ManifestSnapshot } from '../../sources/manifest-dir.js';
 import { next, tempDir, write, writeAtomic } from './helpers.js';
 import { validateObject } from '../../k8s/kinds.js';
+import { IN_THREAD_MAX_CHARS, type YamlWorker } from '../../sources/yaml-docs.js';
 
 const pod = (name: string, extra = '') => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n${extra}`;
 const names = (s: ManifestSnapshot) => s.objects.map((o) => o.object.metadata.name);
@@ -159,6 +160,25 @@ describe('watch', () => {
     unlinkSync(join(dir, 'a.yaml'));
     s = await p;
     expect(s.changes?.removed).toEqual([aObj]);
+  });
+
+  it('a large file is parsed in the worker thread, which is stopped once the load or the change is done (started again on demand)', async () => {
+    const many = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => pod(`${prefix}-${i}`, '  labels:\n    filler: "' + 'x'.repeat(60) + '"\n')).join('---\n');
+    const big = many('p', 1100);
+    expect(big.length).toBeGreaterThan(IN_THREAD_MAX_CHARS); // the worker's path
+    write(join(dir, 'big.yaml'), big);
+    const m = await started();
+    const worker = (m as unknown as { yaml: YamlWorker }).yaml;
+    expect(worker.running).toBe(false);
+    expect((await m.load()).objects).toHaveLength(1100);
+    expect(worker.running).toBe(false);
+
+    const p = next<ManifestSnapshot>(m, SNAPSHOT, (s) => s.objects.length === 1101);
+    writeAtomic(join(dir, 'big.yaml'), many('q', 1101));
+    const s = await p;
+    expect(s.problems).toEqual([]);
+    expect(s.objects.map((o) => o.object.metadata.name)).toContain('q-1100');
+    expect(worker.running).toBe(false);
   });
 
   it('sees renames: editor-style saves (temp file renamed over) and moves', async () => {
