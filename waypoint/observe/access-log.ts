@@ -17,6 +17,7 @@
  */
 import { writeSync } from 'node:fs';
 import pino from 'pino';
+import { putLatin1 } from '../proxy/headers.js';
 
 export type AccessLogDestination = 'stdout' | 'stderr' | 'off' | { file: string };
 
@@ -107,61 +108,61 @@ export class AccessLog {
     if (most > BUFFER_BYTES) { this.append(lineOf(r)); return; }
     const b = this.room(most);
     let o = this.buffered;
-    o = ascii(b, o, '{"level":30,"time":');
-    o = ascii(b, o, String(Date.now()));
-    o = ascii(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
+    o = putLatin1(b, o, '{"level":30,"time":');
+    o = putLatin1(b, o, String(Date.now()));
+    o = putLatin1(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
     o = json(b, o, r.method);
-    o = ascii(b, o, ',"path":');
+    o = putLatin1(b, o, ',"path":');
     o = json(b, o, r.path);
-    o = ascii(b, o, ',"protocol":"');
+    o = putLatin1(b, o, ',"protocol":"');
     o = raw(b, o, r.protocol);
-    o = ascii(b, o, '","status":');
-    o = ascii(b, o, String(r.status));
-    o = ascii(b, o, ',"durationMs":');
-    o = ascii(b, o, String(r.durationMs));
-    o = ascii(b, o, ',"route":');
+    o = putLatin1(b, o, '","status":');
+    o = putLatin1(b, o, String(r.status));
+    o = putLatin1(b, o, ',"durationMs":');
+    o = putLatin1(b, o, String(r.durationMs));
+    o = putLatin1(b, o, ',"route":');
     o = json(b, o, r.route);
-    o = ascii(b, o, ',"rule":');
+    o = putLatin1(b, o, ',"rule":');
     o = json(b, o, r.rule);
-    o = ascii(b, o, ',"destination":');
+    o = putLatin1(b, o, ',"destination":');
     o = json(b, o, r.destination);
     if (r.upstream !== undefined) {
-      o = ascii(b, o, ',"upstream":"');
+      o = putLatin1(b, o, ',"upstream":"');
       o = raw(b, o, r.upstream);
       b[o++] = 34;
     }
-    o = ascii(b, o, ',"source":');
+    o = putLatin1(b, o, ',"source":');
     o = json(b, o, r.source);
-    o = ascii(b, o, ',"sourceAddress":"');
+    o = putLatin1(b, o, ',"sourceAddress":"');
     o = raw(b, o, r.sourceAddress);
-    o = ascii(b, o, '","parent":');
+    o = putLatin1(b, o, '","parent":');
     o = json(b, o, r.parent);
-    o = ascii(b, o, ',"bytesIn":');
-    o = ascii(b, o, String(r.bytesIn));
-    o = ascii(b, o, ',"bytesOut":');
-    o = ascii(b, o, String(r.bytesOut));
-    o = ascii(b, o, ',"traceId":"');
+    o = putLatin1(b, o, ',"bytesIn":');
+    o = putLatin1(b, o, String(r.bytesIn));
+    o = putLatin1(b, o, ',"bytesOut":');
+    o = putLatin1(b, o, String(r.bytesOut));
+    o = putLatin1(b, o, ',"traceId":"');
     o = raw(b, o, r.traceId);
-    o = ascii(b, o, '","spanId":"');
+    o = putLatin1(b, o, '","spanId":"');
     o = raw(b, o, r.spanId);
-    o = ascii(b, o, '","requestId":');
+    o = putLatin1(b, o, '","requestId":');
     o = json(b, o, r.requestId);
     if (ua !== undefined) {
-      o = ascii(b, o, ',"userAgent":');
+      o = putLatin1(b, o, ',"userAgent":');
       o = json(b, o, ua);
     }
     if (r.reason !== undefined) {
-      o = ascii(b, o, ',"reason":"');
+      o = putLatin1(b, o, ',"reason":"');
       o = raw(b, o, r.reason);
       b[o++] = 34;
     }
     if (r.responseFlags !== undefined) {
-      o = ascii(b, o, ',"responseFlags":"');
+      o = putLatin1(b, o, ',"responseFlags":"');
       o = raw(b, o, r.responseFlags);
       b[o++] = 34;
     }
-    o = ascii(b, o, ',"attempts":');
-    o = ascii(b, o, String(r.attempts));
+    o = putLatin1(b, o, ',"attempts":');
+    o = putLatin1(b, o, String(r.attempts));
     b[o++] = 125; // }
     b[o++] = 10;
     this.buffered = o;
@@ -277,11 +278,6 @@ export class AccessLog {
 /** Bytes of a line besides its strings' characters (keys, punctuation, numbers), with room to spare. */
 const LINE_OVERHEAD = 1024;
 
-/** An ASCII string (keys, numbers) into `b` at `o`; the offset after it. */
-function ascii(b: Buffer, o: number, s: string): number {
-  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
-  return o + s.length;
-}
 
 /** A value written as it is (addresses, ids, flags): byte by byte when ASCII, else as UTF-8. */
 function raw(b: Buffer, o: number, s: string): number {

@@ -15,7 +15,7 @@ import net, { type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
-import type { HeaderList } from './headers.js';
+import { putLatin1, type HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import type { ConnOptions } from '../resilience/compile.js';
 import { UpstreamError as H1Error } from './upstream-error.js';
@@ -477,15 +477,15 @@ function headBytes(method: string, path: string, h: HeaderList): Buffer {
   let n = method.length + path.length + 14; // ' ' (1), ' HTTP/1.1\r\n' (11), the final '\r\n' (2)
   for (let i = 0; i < h.length; i++) n += h[i]!.length + 2;
   const b = Buffer.allocUnsafe(n);
-  let o = put(b, 0, method);
+  let o = putLatin1(b, 0, method);
   b[o++] = 32;
-  o = put(b, o, path);
-  o = put(b, o, ' HTTP/1.1\r\n');
+  o = putLatin1(b, o, path);
+  o = putLatin1(b, o, ' HTTP/1.1\r\n');
   for (let i = 0; i < h.length; i += 2) {
-    o = put(b, o, h[i]!);
+    o = putLatin1(b, o, h[i]!);
     b[o++] = 58; // ':'
     b[o++] = 32;
-    o = put(b, o, h[i + 1]!);
+    o = putLatin1(b, o, h[i + 1]!);
     b[o++] = 13;
     b[o++] = 10;
   }
@@ -494,7 +494,3 @@ function headBytes(method: string, path: string, h: HeaderList): Buffer {
   return b;
 }
 
-function put(b: Buffer, o: number, s: string): number {
-  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
-  return o + s.length;
-}

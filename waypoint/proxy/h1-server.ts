@@ -15,7 +15,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import type { HeaderList } from './headers.js';
+import { putLatin1, type HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 
 
@@ -226,19 +226,19 @@ export class FastResponse {
 
   /** The head into `b` at `o` (latin1, as Node writes header strings); the offset after it. */
   private putHead(b: Buffer, o: number): number {
-    o = put(b, o, this.headLine);
+    o = putLatin1(b, o, this.headLine);
     const list = this.headList!;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
       if (dropped(name)) continue;
-      o = put(b, o, name);
+      o = putLatin1(b, o, name);
       b[o++] = 58; // ':'
       b[o++] = 32;
-      o = put(b, o, list[i + 1]!);
+      o = putLatin1(b, o, list[i + 1]!);
       b[o++] = 13;
       b[o++] = 10;
     }
-    o = put(b, o, this.headExtra);
+    o = putLatin1(b, o, this.headExtra);
     this.headLen = 0;
     this.headList = undefined;
     return o;
@@ -248,7 +248,7 @@ export class FastResponse {
   private takeHead(more = ''): Buffer | undefined {
     if (this.headLen === 0) return undefined;
     const b = Buffer.allocUnsafe(this.headLen + more.length);
-    put(b, this.putHead(b, 0), more);
+    putLatin1(b, this.putHead(b, 0), more);
     return b;
   }
 
@@ -266,7 +266,7 @@ export class FastResponse {
       const size = this.chunked ? `${len.toString(16)}\r\n` : '';
       const tail = this.chunked ? 2 : 0;
       const out = Buffer.allocUnsafe(this.headLen + size.length + len + tail);
-      let o = put(out, this.putHead(out, 0), size);
+      let o = putLatin1(out, this.putHead(out, 0), size);
       if (typeof chunk === 'string') o += out.write(chunk, o); else o += chunk.copy(out, o);
       if (tail) { out[o] = 13; out[o + 1] = 10; }
       return s.write(out);
@@ -344,11 +344,6 @@ function dropped(name: string): boolean {
   return (k === 10 && name.toLowerCase() === 'connection') || (k === 17 && name.toLowerCase() === 'transfer-encoding');
 }
 
-/** A latin1 string into `b` at `o`; the offset after it. */
-function put(b: Buffer, o: number, s: string): number {
-  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
-  return o + s.length;
-}
 
 function objectToList(o: Record<string, string | string[] | number>): HeaderList {
   const out: HeaderList = [];

@@ -133,3 +133,12 @@ export function fromObject(o: Record<string, string | string[] | number | undefi
   }
   return out;
 }
+
+/**
+ * A latin1 string (a header, a request or status line; as Node writes header strings)
+ * into `b` at `o`, byte by byte: no string is built to write it. The offset after it.
+ */
+export function putLatin1(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
+  return o + s.length;
+}
