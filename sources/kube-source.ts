@@ -22,6 +22,7 @@
  * delivered at all), so the kernel is reconciled entry by entry and never flushed.
  */
 import { errorMessage } from '../common/errors.js';
+import { compactHeap } from '../common/heap.js';
 import type { Logger } from '../common/log.js';
 import { KINDS, slimObject, validateObject, type KindInfo } from '../k8s/kinds.js';
 import type { K8sObject, Problem, SourcedObject } from '../k8s/types.js';
@@ -203,6 +204,9 @@ export class KubeSource implements Source {
     if (!this.synced) {
       if (!this.reflectors.every((r) => r.synced)) return;
       this.synced = true;
+      // The lists' garbage (parsed pages) is collected before the consumer builds its model
+      // from the first batch, so that the build's own garbage does not come on top of it.
+      compactHeap();
       const objects = this.flush();
       this.log?.info({ ms: Math.round(performance.now() - this.startedAt), objects,
         kinds: Object.fromEntries(this.reflectors.map((r) => [r.info.kind, r.items.size])) }, 'Kubernetes API synced: every kind listed once');
