@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { projectRoot } from '../../common/version.js';
 import { parseH2load, parseWrk, WRK_SCRIPT, type Sample } from '../tools.js';
 import { BASELINE_PROGRAMS, startBaseline } from './baselines.js';
-import { gatewayManifests } from './manifests.js';
+import { backendManifests, gatewayManifests } from './manifests.js';
 import { measureMemory, type MemoryResult } from './memory.js';
 import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
 
@@ -121,29 +121,8 @@ function nginxProxyBlock(dir: string): string {
 }
 
 export function waypointBenchManifests(): string {
-  return `${gatewayManifests('bench', 'bench', WAYPOINT.port)}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: bench}
-spec: {clusterIP: 10.96.93.1, ports: [{name: http, port: 80, targetPort: ${BACKEND.port}}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, namespace: bench, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: ${BACKEND.port}, protocol: TCP}]
-endpoints: [{addresses: [${BACKEND.address}]}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: echo, namespace: bench}
-spec:
-  parentRefs: [{name: bench}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: echo, port: 80}]
-`;
+  return gatewayManifests('bench', 'bench', WAYPOINT.port)
+    + backendManifests({ name: 'echo', namespace: 'bench', gateway: 'bench', clusterIP: '10.96.93.1', endpoint: BACKEND.address, targetPort: BACKEND.port, pathPrefix: '/' });
 }
 
 async function wrk(o: LoadOptions, dir: string, url: string, connections: number, seconds: number): Promise<Sample> {
