@@ -156,15 +156,25 @@ export class Agent {
   /** The load balancer's metrics, read from the kernel at scrape time. */
   private registerMetrics(): void {
     const m = this.metrics;
+    // Both per-Service counters come from one read of the kernel's counters per scrape (one
+    // lookup per frontend; with 10,000 Services, 20,000 syscalls if each metric read its own).
+    let scrapeCounters: ServiceCounters[] | undefined;
+    const counters = (): ServiceCounters[] => {
+      if (!scrapeCounters) {
+        scrapeCounters = this.counters();
+        setImmediate(() => { scrapeCounters = undefined; });
+      }
+      return scrapeCounters;
+    };
     m.counterAtScrape({
       name: 'kernway_lb_connections_balanced_total', labelNames: ['service'],
       help: 'Connections (and unconnected UDP datagrams) sent to a backend by the socket load balancer, per Service (ns/name).',
-      read: () => this.counters().map((c) => ({ labels: { service: c.service }, value: c.balanced })),
+      read: () => counters().map((c) => ({ labels: { service: c.service }, value: c.balanced })),
     });
     m.counterAtScrape({
       name: 'kernway_lb_connections_refused_total', labelNames: ['service'],
       help: 'connect()/sendmsg() to a Service refused (ECONNREFUSED) because it had no usable endpoint, per Service (ns/name).',
-      read: () => this.counters().map((c) => ({ labels: { service: c.service }, value: c.refused })),
+      read: () => counters().map((c) => ({ labels: { service: c.service }, value: c.refused })),
     });
     m.gaugeAtScrape({
       name: 'kernway_bpf_map_entries', labelNames: ['map'],

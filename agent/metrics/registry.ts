@@ -80,44 +80,45 @@ export class AgentMetrics {
   }
 
   /** A gauge whose samples are read at each scrape (replacing the previous ones). */
-  gaugeAtScrape<L extends string>(m: ScrapeMetric<L>): Gauge<L> {
+  gaugeAtScrape<L extends string>(m: ScrapeMetric<L>): void {
     check(m);
-    const self = this;
-    return new Gauge<L>({
-      name: m.name, help: m.help, labelNames: (m.labelNames ?? []) as L[], registers: [this.registry],
-      async collect() {
-        const samples = await self.read(m);
-        this.reset();
-        if (samples) for (const s of samples) setSample(this, s);
-      },
-    });
+    this.addScraped(new ScrapedMetric(m, 'gauge', this));
   }
 
   /**
    * A counter whose totals are read at each scrape (from a kernel counter that only goes
    * up; a restart of the counter source shows as a reset, as Prometheus expects).
    */
-  counterAtScrape<L extends string>(m: ScrapeMetric<L>): Counter<L> {
+  counterAtScrape<L extends string>(m: ScrapeMetric<L>): void {
     check(m);
     if (!m.name.endsWith('_total')) throw new KernwayError('KW_INVALID_ARGUMENT', `counter ${m.name}: a counter's name ends in _total`);
-    const self = this;
-    return new Counter<L>({
-      name: m.name, help: m.help, labelNames: (m.labelNames ?? []) as L[], registers: [this.registry],
-      async collect() {
-        const samples = await self.read(m);
-        this.reset();
-        // A known label set with nothing counted yet still shows 0 (rate() needs the series from the start).
-        if (samples) for (const s of samples) if (s.value >= 0) (s.labels ? this.inc(s.labels, s.value) : this.inc(s.value));
-      },
-    });
+    this.addScraped(new ScrapedMetric(m, 'counter', this));
   }
 
-  /** The exposition text (what /metrics serves). */
+  /**
+   * The exposition text (what /metrics serves): the metrics read at scrape time are read
+   * first (a reader's failure is counted in this scrape's kernway_metrics_collect_errors_total),
+   * then prom-client's registry, then those read here, rendered without prom-client.
+   */
   async text(): Promise<string> {
-    return this.registry.metrics();
+    if (this.registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) throw new KernwayError('KW_INVALID_ARGUMENT', 'metrics: only the Prometheus text format is served');
+    const values = await Promise.all(this.scraped.map((m) => m.values()));
+    let out = await this.registry.metrics();
+    for (let i = 0; i < this.scraped.length; i++) out += this.scraped[i]!.render(values[i]!);
+    return out;
   }
 
-  private async read<L extends string>(m: ScrapeMetric<L>): Promise<Iterable<Sample<L>> | undefined> {
+  private readonly scraped: Array<ScrapedMetric<string>> = [];
+
+  private addScraped(m: ScrapedMetric<string>): void {
+    if (this.registry.getSingleMetric(m.name) || this.scraped.some((x) => x.name === m.name)) {
+      throw new KernwayError('KW_INVALID_ARGUMENT', `metric ${m.name}: already registered`);
+    }
+    this.scraped.push(m);
+  }
+
+  /** @internal A metric's samples, read now; undefined when its reader failed (counted and logged). */
+  async read<T>(m: { name: string; read: () => T | Promise<T> }): Promise<T | undefined> {
     try {
       return await m.read();
     } catch (e) {
@@ -128,12 +129,83 @@ export class AgentMetrics {
   }
 }
 
-function setSample<L extends string>(g: Gauge<L>, s: Sample<L>): void {
-  if (s.labels) g.set(s.labels, s.value);
-  else g.set(s.value);
+/**
+ * A metric read at scrape time and rendered by AgentMetrics.text() itself, in prom-client's
+ * text format. prom-client's own Counter/Gauge would hash every label set into a map on
+ * each scrape and keep it between scrapes, and its renderer allocates several objects per
+ * sample: with 10,000 Services (20,000 samples of kernway_lb_connections_*), most of a
+ * scrape's CPU and garbage.
+ */
+class ScrapedMetric<L extends string> {
+  readonly name: string;
+  private readonly head: string;
+  private readonly labelNames: readonly string[];
+  constructor(private readonly m: ScrapeMetric<L>, readonly type: 'counter' | 'gauge', private readonly owner: AgentMetrics) {
+    this.name = m.name;
+    this.head = `\n# HELP ${m.name} ${escapeText(m.help)}\n# TYPE ${m.name} ${type}\n`;
+    this.labelNames = m.labelNames ?? [];
+  }
+
+  /** The samples to show now; undefined when the reader failed (counted and logged by the owner). */
+  values(): Promise<Array<Sample<L>> | undefined> {
+    // A synchronous reader stays synchronous: its failure is counted before this scrape renders the count.
+    return this.owner.read({ name: this.name, read: () => {
+      const r = this.m.read();
+      return r instanceof Promise ? r.then((x) => this.samples(x)) : this.samples(r);
+    } });
+  }
+
+  /** A label not in labelNames fails the read (as prom-client's inc/set would refuse it). */
+  private samples(read: Iterable<Sample<L>>): Array<Sample<L>> {
+    const values: Array<Sample<L>> = [];
+    for (const s of read) {
+      // A counter's known label set with nothing counted yet still shows 0 (rate() needs the series from the start).
+      if (this.type === 'counter' && !(s.value >= 0)) continue;
+      if (s.labels) for (const k in s.labels) if (!this.labelNames.includes(k)) throw new KernwayError('KW_INVALID_ARGUMENT', `metric ${this.name}: label ${k} is not one of its labelNames`);
+      values.push(s);
+    }
+    return values;
+  }
+
+  /** Text as prom-client writes it: a blank line, HELP, TYPE, one line per sample. */
+  render(values: Array<Sample<L>> | undefined): string {
+    if (!values) return '';
+    let out = this.head;
+    for (let i = 0; i < values.length; i++) {
+      const s = values[i]!;
+      out += this.name;
+      if (s.labels) {
+        let first = true;
+        for (const k in s.labels) {
+          const v = (s.labels as Record<string, string | number | undefined>)[k];
+          if (v === undefined) continue;
+          out += `${first ? '{' : ','}${k}="${typeof v === 'string' ? escapeLabel(v) : v}"`;
+          first = false;
+        }
+        if (!first) out += '}';
+      }
+      out += ` ${valueText(s.value)}\n`;
+    }
+    return out;
+  }
+}
+
+function escapeText(s: string): string {
+  return s.includes('\\') || s.includes('\n') ? s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n') : s;
+}
+
+function escapeLabel(s: string): string {
+  return s.includes('\\') || s.includes('\n') || s.includes('"') ? escapeText(s).replace(/"/g, '\\"') : s;
+}
+
+function valueText(v: number): string {
+  if (Number.isNaN(v)) return 'Nan';
+  if (!Number.isFinite(v)) return v < 0 ? '-Inf' : '+Inf';
+  return `${v}`;
 }
 
 function check(m: ScrapeMetric<string>): void {
   if (!METRIC_NAME.test(m.name)) throw new KernwayError('KW_INVALID_ARGUMENT', `metric name ${JSON.stringify(m.name)}: letters, digits, _ and : only`);
   if (typeof m.read !== 'function') throw new KernwayError('KW_INVALID_ARGUMENT', `metric ${m.name}: read must be a function`);
+  for (const l of m.labelNames ?? []) if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(l) || l.startsWith('__')) throw new KernwayError('KW_INVALID_ARGUMENT', `metric ${m.name}: label name ${JSON.stringify(l)} is not a Prometheus label name`);
 }

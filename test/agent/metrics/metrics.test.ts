@@ -64,6 +64,29 @@ describe('AgentMetrics', () => {
     expect(await m.text()).toMatch(/^kernway_metrics_collect_errors_total\{metric="kernway_broken_entries"\} 2$/m);
   });
 
+  it('a reader giving a label its metric does not declare fails that metric alone (as prom-client would refuse it)', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    m.counterAtScrape({ name: 'kw_test_odd_total', help: 'h', labelNames: ['service'], read: () => [{ labels: { service: 'a', pod: 'b' } as never, value: 1 }] });
+    m.gaugeAtScrape({ name: 'kw_test_fine', help: 'h', labelNames: ['map'], read: async () => [{ labels: { map: 'kw_svc' }, value: 2 }] });
+    const text = await m.text();
+    expect(text).not.toMatch(/^kw_test_odd_total\{/m);
+    expect(text).toMatch(/^kw_test_fine\{map="kw_svc"\} 2$/m);
+    expect(await m.text()).toMatch(/^kernway_metrics_collect_errors_total\{metric="kw_test_odd_total"\} 2$/m);
+  });
+
+  it('renders read-at-scrape metrics exactly as prom-client does (escapes, special values)', async () => {
+    const { Gauge, Registry } = await import('prom-client');
+    const odd = ['a"b', 'c\\d', 'e\nf', 'plain'];
+    const values = [1.5, Infinity, -Infinity, NaN];
+    const m = new AgentMetrics({ defaultMetrics: false });
+    m.gaugeAtScrape({ name: 'kw_test_odd', help: 'help with \\ and \n inside', labelNames: ['v', 'w'], read: () => odd.map((v, i) => ({ labels: { v, w: i }, value: values[i]! })) });
+    const ref = new Registry();
+    const g = new Gauge({ name: 'kw_test_odd', help: 'help with \\ and \n inside', labelNames: ['v', 'w'], registers: [ref] });
+    odd.forEach((v, i) => g.set({ v, w: i }, values[i]!));
+    const ours = (await m.text()).split('\n\n').find((b) => b.includes('kw_test_odd'));
+    expect(ours?.trim()).toBe((await ref.metrics()).trim());
+  });
+
   it('shows a known label set at 0 before anything is counted', async () => {
     const m = new AgentMetrics({ defaultMetrics: false });
     m.counterAtScrape({ name: 'kw_test_refused_total', help: 'h', labelNames: ['service'],
