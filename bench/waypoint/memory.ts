@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/version.js';
 import { gatewayManifests } from './manifests.js';
-import { rssBytes, startNginx, startWaypoint, type Proc } from './procs.js';
+import { SMALL_YOUNG_GENERATION, rssBytes, startNginx, startWaypoint, type Proc } from './procs.js';
 
 export interface MemoryPoint { routes: number; layout: 'one file' | 'file per route'; nodeFlags: string[]; rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number }
 export interface MemoryResult { routes: number; points: MemoryPoint[] }
@@ -109,7 +109,7 @@ export async function measureMemory(dir: string, o: { routes: number; cpu: numbe
   server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
     const points: MemoryPoint[] = [];
     // The flags the waypoint runs with, Node's defaults, and V8's memory-over-speed mode.
-    const variants: string[][] = [o.nodeFlags, [], ['--optimize-for-size']].filter((f, i, all) => all.findIndex((g) => g.join(' ') === f.join(' ')) === i);
+    const variants: string[][] = [o.nodeFlags, [], [...SMALL_YOUNG_GENERATION], ['--optimize-for-size']].filter((f, i, all) => all.findIndex((g) => g.join(' ') === f.join(' ')) === i);
     for (const flags of variants) {
       points.push(await point(dir, 0, o.cpu, 'one file', flags));
       points.push(await point(dir, o.routes, o.cpu, 'one file', flags));
