@@ -5,7 +5,6 @@
  * does not read.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -23,7 +22,7 @@ import { AgentFeedSource } from '../../waypoint/config/source.js';
 import { DEFAULT_LIMITS, Waypoint } from '../../waypoint/waypoint.js';
 import { EchoServer } from '../waypoint/fixtures/echo.js';
 import { objectsFrom } from '../waypoint/helpers.js';
-import { GATEWAY_CLASS, nsObjects, until } from './helpers.js';
+import { GATEWAY_CLASS, get, nsObjects, until } from './helpers.js';
 
 const log = createLogger('feed-test', process.env.KERNWAY_LOG_LEVEL ?? 'silent');
 let dir: string;
@@ -42,15 +41,6 @@ async function startWaypoint(ns: string, socket = join(dir, 'feed.sock')): Promi
   }, new AgentFeedSource({ address: parseFeedAddress('--agent', `unix://${socket}`), namespace: ns, name: `wp-${ns}`, log, backoff: { initialMs: 50, maxMs: 200 } }));
   waypoints.push(w);
   return w;
-}
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => resolve({ status: res.statusCode!, body }));
-    }).on('error', reject);
-  });
 }
 
 beforeAll(async () => {

@@ -1,4 +1,5 @@
 /** Objects for the feed tests: a Gateway, a route and an echo Service per namespace, as sourced objects. */
+import http from 'node:http';
 import type { SourcedObject } from '../../k8s/types.js';
 import { objectsFrom } from '../waypoint/helpers.js';
 
@@ -61,4 +62,14 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 10_000,
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A GET on 127.0.0.1 without keep-alive: status and body. */
+export function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => resolve({ status: res.statusCode!, body }));
+    }).on('error', reject);
+  });
 }

@@ -7,7 +7,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +16,7 @@ import type { HTTPRoute } from '../../k8s/gateway-api-types.js';
 import { parseObject, stubOf } from '../../k8s/kinds.js';
 import type { SourcedObject } from '../../k8s/types.js';
 import { parseFeedAddress } from '../../sources/feed/protocol.js';
-import { GATEWAY_CLASS, nsObjects, until } from '../feed/helpers.js';
+import { GATEWAY_CLASS, get, nsObjects, until } from '../feed/helpers.js';
 import { KERNWAY_MAIN, freePort } from '../fixtures/cli.js';
 import { EchoServer } from './fixtures/echo.js';
 
@@ -30,15 +29,6 @@ let stderr = '';
 let admin: number;
 let gw: number;
 const objects = (path = '/'): SourcedObject[] => nsObjects('team-a', { echoIp: '127.0.0.1', echoPort: echo.port, vip: '10.96.51.1', gatewayPort: gw, path });
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => resolve({ status: res.statusCode!, body }));
-    }).on('error', reject);
-  });
-}
 
 interface WorkersReport { configuration: number; workers: { pid?: number; appliedConfiguration: number; requests?: number }[] }
 const workers = async (): Promise<WorkersReport> => JSON.parse((await get(admin, '/debug/workers')).body) as WorkersReport;
