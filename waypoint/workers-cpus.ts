@@ -8,11 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { posix } from 'node:path';
+import { mountsOfType } from '../common/mounts.js';
 
 export interface CpuSources {
   /** CPUs of the affinity mask (default: os.availableParallelism(), which reads sched_getaffinity). */
   affinity?: number;
-  /** Where cgroup2 (or the v1 hierarchies) is mounted (default /sys/fs/cgroup). */
+  /** Where cgroup2 and the v1 hierarchies are mounted (default: cgroup2 where /proc/mounts says, e.g. /sys/fs/cgroup/unified on a hybrid host; v1 under /sys/fs/cgroup). */
   cgroupRoot?: string;
   /** The text of /proc/self/cgroup (default: read). */
   selfCgroup?: string;
@@ -55,13 +56,14 @@ function quotaOf(root: string, path: string, v2: boolean): number | undefined {
 /** The CPU quota of this process's cgroups, in CPUs (fractional); undefined when there is none or it cannot be read. */
 export function cgroupCpuQuota(src: CpuSources = {}): number | undefined {
   const root = src.cgroupRoot ?? '/sys/fs/cgroup';
+  const root2 = src.cgroupRoot ?? mountsOfType('cgroup2')[0] ?? root;
   const text = src.selfCgroup ?? read('/proc/self/cgroup') ?? '';
   let min: number | undefined;
   for (const line of text.split('\n')) {
     const m = /^(\d+):([^:]*):(.*)$/.exec(line.trim());
     if (!m) continue;
     let q: number | undefined;
-    if (m[1] === '0' && m[2] === '') q = quotaOf(root, m[3]!, true);
+    if (m[1] === '0' && m[2] === '') q = quotaOf(root2, m[3]!, true);
     else if (m[2]!.split(',').includes('cpu')) q = quotaOf(posix.join(root, m[2]!), m[3]!, false);
     if (q !== undefined && (min === undefined || q < min)) min = q;
   }
