@@ -32,13 +32,13 @@ import { releaseFreedMemory } from './datapath/memory.js';
 import { WAYPOINT_POD_LABEL, waypointBindings, waypointNameOf } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
-import { TcpMetrics, modelResolver, type TcpResolver } from './metrics/tcp.js';
+import { ModelResolver, TcpMetrics } from './metrics/tcp.js';
 import { PodSubset, serviceHost, workloadOf } from '../model/workload.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import type { KubeSource, KubeSourceStatus } from '../sources/kube-source.js';
-import { ClusterController } from './cluster/controller.js';
+import { ClusterController, mayAffectStatus } from './cluster/controller.js';
 import type { LeaseStatus } from './cluster/lease.js';
 import { WaypointController } from './cluster/waypoints.js';
 import type { ClusterStatus } from '../k8s/gateway-status.js';
@@ -73,7 +73,10 @@ export interface AgentStatus {
   /** The feed to the waypoints (absent without --feed-address). */
   feed?: FeedStatus;
   /** The status-writer Lease: who holds it, since when, whether this agent leads (absent with --standalone). */
-  leader?: LeaseStatus;
+  leader?: LeaseStatus & {
+    /** Model changes that asked the status writer for a round, and those that could not change any status (EndpointSlices, Pods) and asked for none. */
+    changes?: { rounds: number; skipped: number };
+  };
 }
 
 /** Per-Service counters read from the kernel, summed over the Service's frontends. */
@@ -93,6 +96,8 @@ export class Agent {
   private conns: ConnMetrics | undefined;
   /** L4 metrics from the kernel's connection records (--tcp-metrics). */
   readonly tcp: TcpMetrics | undefined;
+  /** Their labels from the model (incremental, built when first asked). */
+  private tcpResolver: { model: Model; resolver: ModelResolver } | undefined;
   private sync: ServiceSync | undefined;
   private wpSync: WaypointSync | undefined;
   private wpNetns: { key: string; cookies: Map<string, bigint> } = { key: '', cookies: new Map() };
@@ -377,13 +382,15 @@ export class Agent {
     const localMoved = this.nodePods.update(s.model.pods, podKeys);
     const wpMoved = this.waypointPods.update(s.model.pods, podKeys);
     if (localMoved || podKeys === undefined || s.change.namespaces.size > 0 || this.sockmapStale) this.syncSockmap(s);
-    this.cluster?.update(s.model);
+    this.cluster?.update(s.model, mayAffectStatus(s));
     this.policy?.onSnapshot(s);
-    // Built at its first use (a connection to label), not per snapshot: over 10,000 Services x 10
-    // endpoints it is ~0.5 s of CPU, and a snapshot that changes no pod or Service keeps the last one.
+    // The TCP metrics' resolver is built at its first use (a connection to label: over 10,000
+    // Services x 10 endpoints it is ~0.5 s of CPU), then follows each change's pods and Services.
     if (this.tcp && (podKeys === undefined || s.change.pods.size > 0 || s.changedServices.size > 0)) {
-      const model = s.model;
-      this.tcp.setResolver(lazyResolver(() => modelResolver(model, workloadOf, serviceHost)));
+      if (this.tcpResolver?.model !== s.model) this.tcpResolver = { model: s.model, resolver: new ModelResolver(s.model, workloadOf, serviceHost) };
+      // What grew so far is labelled as the resolver has it (before this change), then it takes the change.
+      this.tcp.setResolver(this.tcpResolver.resolver);
+      this.tcpResolver.resolver.update(podKeys === undefined ? undefined : { pods: s.change.pods, services: s.changedServices });
     }
     const t0 = performance.now();
     try {
@@ -608,7 +615,7 @@ export class Agent {
     if (this.sockmap) st.sockmap = this.sockmap.status();
     if (this.wpSync && this.wpSync.frontends.length > 0) st.waypoints = { frontends: this.wpSync.frontends, stats: this.wpSync.stats() };
     if (this.kube) st.api = this.kube.status();
-    if (this.cluster) st.leader = this.cluster.elector.status();
+    if (this.cluster) st.leader = { ...this.cluster.elector.status(), changes: { ...this.cluster.changes } };
     if (this.feed) st.feed = this.feed.status();
     return st;
   }
@@ -638,16 +645,3 @@ export class Agent {
   }
 }
 
-/**
- * A resolver made when first asked (the model is live: it is built from the model as it is
- * then). The agent replaces it with every snapshot that changes pods or Services, and most
- * snapshots come and go with no connection to label.
- */
-function lazyResolver(build: () => TcpResolver): TcpResolver {
-  let r: TcpResolver | undefined;
-  return {
-    workload: (ip) => (r ??= build()).workload(ip),
-    service: (ip, port) => (r ??= build()).service(ip, port),
-    serviceOfEndpoint: (ip, port) => (r ??= build()).serviceOfEndpoint(ip, port),
-  };
-}

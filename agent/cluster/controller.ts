@@ -8,12 +8,34 @@
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
 import type { ClusterStatus } from '../../k8s/gateway-status.js';
+import type { SourcedObject } from '../../k8s/types.js';
 import type { Model } from '../../model/types.js';
 import type { KubeRequests } from './api.js';
 import { LeaderElector, type ElectorOptions } from './lease.js';
 import { StatusWriter } from './status-writer.js';
 
 export const LEASE_NAMESPACE = 'kernway-system';
+
+/** The label the pods of a waypoint Gateway carry (agent/cluster/waypoint-manifests.ts). */
+const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+/**
+ * Whether a batch of the source can change what the leader writes. The status (model/
+ * route-status.ts clusterStatusOf) reads Services, Namespaces, GatewayClasses, Gateways,
+ * HTTPRoutes, ReferenceGrants and kernway's policies, never EndpointSlices nor Pods; the
+ * waypoint controller reads Gateways and GatewayClasses, and the readiness of the waypoints'
+ * Deployments, which their pods' changes announce. So a batch of EndpointSlices and of Pods
+ * other than waypoints' cannot change anything written (the 30 s resync runs anyway).
+ */
+export function mayAffectStatus(batch: { upserted: readonly SourcedObject[]; deleted: readonly SourcedObject[] }): boolean {
+  const affects = (s: SourcedObject): boolean => {
+    const kind = s.object.kind;
+    if (kind === 'EndpointSlice') return false;
+    if (kind === 'Pod') return (s.object.metadata.labels as Record<string, string> | undefined)?.[GATEWAY_NAME_LABEL] !== undefined;
+    return true;
+  };
+  return batch.upserted.some(affects) || batch.deleted.some(affects);
+}
 export const LEASE_NAME = 'kernway-agent';
 
 export interface ClusterControllerOptions {
@@ -38,6 +60,8 @@ export class ClusterController {
   private resync: NodeJS.Timeout | undefined;
   /** Status rounds run while leading (tests and `kernway status`). */
   rounds = 0;
+  /** Model changes that asked for a round, and those that could not change any status (mayAffectStatus) and asked for none. */
+  readonly changes = { rounds: 0, skipped: 0 };
 
   constructor(api: KubeRequests, private readonly opts: ClusterControllerOptions) {
     this.writer = new StatusWriter(api, opts.log);
@@ -61,9 +85,14 @@ export class ClusterController {
     this.resync.unref();
   }
 
-  /** The model changed (or first synced): the leader writes what differs. */
-  update(model: Model): void {
+  /**
+   * The model changed (or first synced): the leader writes what differs. affectsStatus false
+   * (mayAffectStatus of the change's batch): nothing written can differ, no round runs.
+   */
+  update(model: Model, affectsStatus = true): void {
     this.model = model;
+    if (!affectsStatus) { this.changes.skipped++; return; }
+    this.changes.rounds++;
     this.kick();
   }
 

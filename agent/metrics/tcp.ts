@@ -288,31 +288,166 @@ export class TcpMetrics {
   }
 }
 
+/** What the resolver reads of a model (model/types.ts Model fits). */
+export interface ResolverModel {
+  pods: ReadonlyMap<string, { podIPs: readonly string[]; hostNetwork: boolean; phase?: string | undefined; name: string; namespace: string; labels: Readonly<Record<string, string>> }>;
+  services: ReadonlyMap<string, { name: string; namespace: string; key: string; clusterIPs: readonly string[]; ports: ReadonlyArray<{ port: number; protocol: string }> }>;
+  slicesByService: ReadonlyMap<string, ReadonlyArray<{ endpoints: Iterable<{ address: string }>; ports: ReadonlyArray<{ port: number | undefined; protocol: string }> }>>;
+}
+
+type Workload = { name: string; namespace: string };
+
+/**
+ * Keys (an address, or 'address|port') claimed by owners (a pod's or a Service's key), each
+ * with a value; the value of a key is its smallest owner's (so the result does not depend on
+ * the order in which owners came and went). One claim is kept as is, several as an array.
+ */
+class Claims<V> {
+  private readonly m = new Map<string, { owner: string; value: V } | Array<{ owner: string; value: V }>>();
+
+  get(key: string): V | undefined {
+    const c = this.m.get(key);
+    if (c === undefined) return undefined;
+    if (!Array.isArray(c)) return c.value;
+    let best = c[0]!;
+    for (const x of c) if (x.owner < best.owner) best = x;
+    return best.value;
+  }
+
+  add(key: string, owner: string, value: V): void {
+    const c = this.m.get(key);
+    if (c === undefined) { this.m.set(key, { owner, value }); return; }
+    if (!Array.isArray(c)) {
+      if (c.owner === owner) { c.value = value; return; }
+      this.m.set(key, [c, { owner, value }]);
+      return;
+    }
+    const same = c.find((x) => x.owner === owner);
+    if (same) same.value = value;
+    else c.push({ owner, value });
+  }
+
+  remove(key: string, owner: string): void {
+    const c = this.m.get(key);
+    if (c === undefined) return;
+    if (!Array.isArray(c)) { if (c.owner === owner) this.m.delete(key); return; }
+    const rest = c.filter((x) => x.owner !== owner);
+    this.m.set(key, rest.length === 1 ? rest[0]! : rest);
+  }
+
+  get size(): number {
+    return this.m.size;
+  }
+
+  clear(): void {
+    this.m.clear();
+  }
+}
+
+/**
+ * Istio's labels from the model: a pod address's workload, a ClusterIP:port's and a backend
+ * address:port's Service host. Built from the whole model when first asked (most agents
+ * never label a connection between two changes), then kept up to date from each change's
+ * keys (update): a Pod change costs its own addresses, a Service or EndpointSlice change its
+ * own Service's, never a walk of the model. An address claimed twice (two pods, or a backend
+ * of two Services) resolves to the smallest key's ('namespace/name'), as a rebuild would.
+ */
+export class ModelResolver implements TcpResolver {
+  private built = false;
+  private readonly byIp = new Claims<Workload>();
+  private readonly vips = new Claims<string>();
+  private readonly eps = new Claims<string>();
+  /** What each pod and Service claimed (to take it back when it changes). */
+  private readonly podIps = new Map<string, readonly string[]>();
+  private readonly svcKeys = new Map<string, { vips: string[]; eps: string[] }>();
+
+  constructor(
+    private readonly model: ResolverModel,
+    private readonly workloadOf: (pod: { name: string; namespace: string; labels: Readonly<Record<string, string>> }) => Workload,
+    private readonly serviceHost: (namespace: string, name: string) => string,
+  ) {}
+
+  workload(ip: string): Workload | undefined {
+    this.build();
+    return this.byIp.get(ip);
+  }
+
+  service(ip: string, port: number): string | undefined {
+    this.build();
+    return this.vips.get(`${ip}|${port}`);
+  }
+
+  serviceOfEndpoint(ip: string, port: number): string | undefined {
+    this.build();
+    return this.eps.get(`${ip}|${port}`);
+  }
+
+  /** Whether the indexes are built (the first question builds them). */
+  get isBuilt(): boolean {
+    return this.built;
+  }
+
+  /**
+   * The model changed: the pods and Services named (ModelChange.pods and .services, with
+   * removed ones) are read again; undefined: everything (dropped, rebuilt when next asked).
+   */
+  update(change: { pods: ReadonlySet<string>; services: ReadonlySet<string> } | undefined): void {
+    if (!this.built) return;
+    if (change === undefined) {
+      this.built = false;
+      for (const c of [this.byIp, this.vips, this.eps, this.podIps, this.svcKeys]) c.clear();
+      return;
+    }
+    for (const k of change.pods) this.pod(k);
+    for (const k of change.services) this.svc(k);
+  }
+
+  private build(): void {
+    if (this.built) return;
+    this.built = true;
+    for (const k of this.model.pods.keys()) this.pod(k);
+    for (const k of this.model.services.keys()) this.svc(k);
+  }
+
+  private pod(key: string): void {
+    for (const ip of this.podIps.get(key) ?? []) this.byIp.remove(ip, key);
+    this.podIps.delete(key);
+    const p = this.model.pods.get(key);
+    if (!p || p.hostNetwork || p.phase === 'Succeeded' || p.phase === 'Failed' || p.podIPs.length === 0) return;
+    const w = this.workloadOf(p);
+    for (const ip of p.podIPs) this.byIp.add(ip, key, w);
+    this.podIps.set(key, p.podIPs);
+  }
+
+  private svc(key: string): void {
+    const had = this.svcKeys.get(key);
+    if (had) {
+      for (const k of had.vips) this.vips.remove(k, key);
+      for (const k of had.eps) this.eps.remove(k, key);
+      this.svcKeys.delete(key);
+    }
+    const s = this.model.services.get(key);
+    if (!s) return;
+    const host = this.serviceHost(s.namespace, s.name);
+    const vips: string[] = [];
+    const eps: string[] = [];
+    for (const ip of s.clusterIPs) for (const p of s.ports) if (p.protocol === 'TCP') vips.push(`${ip}|${p.port}`);
+    for (const sl of this.model.slicesByService.get(key) ?? []) {
+      for (const e of sl.endpoints) for (const p of sl.ports) if (p.port !== undefined && p.protocol === 'TCP') eps.push(`${e.address}|${p.port}`);
+    }
+    for (const k of vips) this.vips.add(k, key, host);
+    for (const k of eps) this.eps.add(k, key, host);
+    if (vips.length > 0 || eps.length > 0) this.svcKeys.set(key, { vips, eps });
+  }
+}
+
+/** A resolver of the whole model as it is now (built at once). */
 export function modelResolver(
-  model: { pods: ReadonlyMap<string, { podIPs: readonly string[]; hostNetwork: boolean; phase?: string | undefined; name: string; namespace: string; labels: Readonly<Record<string, string>> }>;
-    services: ReadonlyMap<string, { name: string; namespace: string; key: string; clusterIPs: readonly string[]; ports: ReadonlyArray<{ port: number; protocol: string }> }>;
-    slicesByService: ReadonlyMap<string, ReadonlyArray<{ endpoints: Iterable<{ address: string }>; ports: ReadonlyArray<{ port: number | undefined; protocol: string }> }>> },
-  workloadOf: (pod: { name: string; namespace: string; labels: Readonly<Record<string, string>> }) => { name: string; namespace: string },
+  model: ResolverModel,
+  workloadOf: (pod: { name: string; namespace: string; labels: Readonly<Record<string, string>> }) => Workload,
   serviceHost: (namespace: string, name: string) => string,
 ): TcpResolver {
-  const byIp = new Map<string, { name: string; namespace: string }>();
-  for (const p of model.pods.values()) {
-    if (p.hostNetwork || p.phase === 'Succeeded' || p.phase === 'Failed') continue;
-    const w = workloadOf(p);
-    for (const ip of p.podIPs) byIp.set(ip, w);
-  }
-  const vips = new Map<string, string>();
-  const eps = new Map<string, string>();
-  for (const s of model.services.values()) {
-    const host = serviceHost(s.namespace, s.name);
-    for (const ip of s.clusterIPs) for (const p of s.ports) if (p.protocol === 'TCP') vips.set(`${ip}|${p.port}`, host);
-    for (const sl of model.slicesByService.get(s.key) ?? []) {
-      for (const e of sl.endpoints) for (const p of sl.ports) if (p.port !== undefined && p.protocol === 'TCP' && !eps.has(`${e.address}|${p.port}`)) eps.set(`${e.address}|${p.port}`, host);
-    }
-  }
-  return {
-    workload: (ip) => byIp.get(ip),
-    service: (ip, port) => vips.get(`${ip}|${port}`),
-    serviceOfEndpoint: (ip, port) => eps.get(`${ip}|${port}`),
-  };
+  const r = new ModelResolver(model, workloadOf, serviceHost);
+  r.workload('');
+  return r;
 }

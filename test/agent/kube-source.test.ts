@@ -20,6 +20,7 @@ import { Agent } from '../../agent/agent.js';
 import { validateAgentOptions } from '../../agent/options.js';
 import { uninstallAgent } from '../../agent/uninstall.js';
 import { renderStatus } from '../../cli/status.js';
+import { clusterStatusOf } from '../../model/route-status.js';
 import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
 
 const NODE = 'node-a';
@@ -69,7 +70,7 @@ beforeAll(async () => {
   await Promise.all(pods.map((p) => startEcho(lab, p, p.name, 8080, 5353)));
   client = new Client(lab, c);
   root = mkdtempSync(join(tmpdir(), 'kernway-kube-agent-'));
-  await kubectl(['apply', '-f', '-'], [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }]);
+  await kubectl(['apply', '-f', '-'], [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kernway-system' } }]);
   await kubectl(['apply', '-f', '-'], [
     service('web', '10.96.0.50'), slice('web-1', 'web', pods),
     // Handed to another proxy: not kernway's.
@@ -94,6 +95,8 @@ describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
       adminSocket: join(root, 'admin.sock'), metricsAddress: '127.0.0.1:0',
       kubeTuning: { watchTimeoutSeconds: 4, missingRetryMs: 300, backoff: { initialMs: 100, maxMs: 1000 } },
     }), createLogger('test-agent', 'silent'));
+    // As `kernway agent --kubeconfig` does: a candidate for the status writer's Lease (alone: it leads).
+    agent.enableClusterDuties(clusterStatusOf);
     await agent.start();
     expect(agent.ready).toBe(true);
     // The cluster's own kubernetes Service, web, and not 'other'.
@@ -145,6 +148,38 @@ describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
     });
     expect(report.totals.entries).toBeGreaterThan(0);
     expect(agent.status().generation).toBeGreaterThan(before);
+  });
+
+  it('the elected agent writes route status on Gateway API changes, and runs no status round for EndpointSlice-only changes', async () => {
+    await until('this agent leads', () => agent.status().leader?.leading, 30_000);
+    const ROUTE = '/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web';
+    type Route = { metadata: { resourceVersion: string }; status?: { parents?: Array<{ controllerName: string; conditions: Array<{ type: string; status: string; reason: string }> }> } };
+    const ours = (r: Route) => r.status?.parents?.find((p) => p.controllerName === 'kernway.io/gateway-controller');
+    const route = (backend: string) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: 'shop' },
+      spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: backend, port: 80 }] }] } });
+    await kubectl(['apply', '-f', '-'], [
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'kernway' }, spec: { controllerName: 'kernway.io/gateway-controller' } },
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'shop' }, spec: { gatewayClassName: 'kernway', listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }] } },
+      route('web'),
+    ]);
+    await until('the route status written', async () => ours(await cluster.api.get<Route>(ROUTE))?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'True'));
+
+    // EndpointSlice-only changes (web's b2 back, then gone again): in the maps, and no status round asked for.
+    const before = agent.status().leader!.changes!;
+    const rv = (await cluster.api.get<Route>(ROUTE)).metadata.resourceVersion;
+    await kubectl(['apply', '-f', '-'], [slice('web-1', 'web', pods)]);
+    await until('b2 back in the maps', () => backendsOf(WEB)?.length === 3);
+    await kubectl(['apply', '-f', '-'], [slice('web-1', 'web', [pods[0]!, pods[2]!])]);
+    await until('b2 gone again', () => backendsOf(WEB)?.length === 2);
+    const after = agent.status().leader!.changes!;
+    expect(after.rounds).toBe(before.rounds);
+    expect(after.skipped).toBeGreaterThanOrEqual(before.skipped + 2);
+    expect((await cluster.api.get<Route>(ROUTE)).metadata.resourceVersion).toBe(rv);
+
+    // An HTTPRoute change: a round, and its status written (a backend that does not exist).
+    await kubectl(['apply', '-f', '-'], [route('nowhere')]);
+    await until('ResolvedRefs False written', async () => ours(await cluster.api.get<Route>(ROUTE))?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'False' && c.reason === 'BackendNotFound'));
+    expect(agent.status().leader!.changes!.rounds).toBeGreaterThan(after.rounds);
   });
 
   it('watches that expire (410 Gone) relist without flushing the maps', async () => {
