@@ -151,9 +151,35 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
  * scrapes every 15-60 s, so both are a steady state's bounds).
  */
 async function memoryOf(pid: number, port: number): Promise<Record<string, number>> {
-  const idle = rssOf(pid);
+  const idle = { ...rssOf(pid), ...anonByMapping(pid) };
   const heap = port ? await heapOf(port).catch(() => ({})) : {};
   return { ...idle, ...heap, afterScrapeRssMiB: rssOf(pid).rssMiB };
+}
+
+/**
+ * Anonymous memory by where it lives: brkMiB is malloc's main heap ([heap]), arenaMiB the
+ * 64 MiB-aligned regions of malloc's other arenas (threads), otherAnonMiB the rest (V8's
+ * pages, large mmapped allocations, thread stacks).
+ */
+function anonByMapping(pid: number): { brkMiB: number; arenaMiB: number; otherAnonMiB: number } {
+  const text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  let brk = 0;
+  let arena = 0;
+  let other = 0;
+  let cur: { start: number; end: number; name: string } | undefined;
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) { cur = { start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), name: m[3]! }; continue; }
+    const a = /^Anonymous:\s+(\d+) kB/.exec(line);
+    if (!a || !cur) continue;
+    const kb = Number(a[1]);
+    const ARENA = 64 * 1024 * 1024;
+    if (cur.name === '[heap]') brk += kb;
+    else if (cur.name === '' && cur.start % ARENA === 0 && cur.end - cur.start <= ARENA) arena += kb;
+    else other += kb;
+  }
+  const mib = (x: number): number => +(x / 1024).toFixed(1);
+  return { brkMiB: mib(brk), arenaMiB: mib(arena), otherAnonMiB: mib(other) };
 }
 
 async function heapOf(port: number): Promise<Record<string, number>> {
