@@ -29,6 +29,7 @@ import type { SourcedObject } from '../k8s/types.js';
 import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/standalone.js';
 import { keepYoungGenerationSmall } from '../common/heap.js';
 import { releaseFreedMemory } from '../agent/datapath/memory.js';
+import { smapsMiB } from './smaps.js';
 
 const { values } = parseArgs({
   options: {
@@ -145,7 +146,7 @@ if (PHASE === 'memory') {
   const mu = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
   out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', releaseMs, newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), ...residency(), spacesCommittedUsedMiB: heapSpaces(), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
-  if (process.env.KW_BENCH_SMAPS) console.error(smapsByMapping());
+  if (process.env.KW_BENCH_SMAPS) console.error(process.env.KW_BENCH_SMAPS === 'mappings' ? smapsByMapping() : JSON.stringify(smapsMiB('self')));
   if (process.env.KW_BENCH_SNAPSHOT) console.error((await import('node:v8')).writeHeapSnapshot(process.env.KW_BENCH_SNAPSHOT));
   src.close();
   process.exit(0);
