@@ -122,22 +122,42 @@ const cache = new WeakMap<object, KnownObject | Problem[] | null>();
  * and namespace, and the parse's result in a private field (not enumerable, not in JSON),
  * so a stub needs no entry in the WeakMap: 20,000 stubs held one of 1 MiB (its table
  * sized for twice its entries at 16 bytes each), more than the stubs themselves.
+ *
+ * A stub is one object (64 bytes): the slim value is held without its `{ kind, value }`
+ * wrapper (the kind is the stub's own), and `metadata` is made on each read from the name
+ * and namespace held in the stub. A metadata object and a wrapper per stub were 80 bytes
+ * more each: 1.5 MiB for the agent bench's 20,000 stubs.
  */
 class Stub implements K8sObject {
   [k: string]: unknown;
-  readonly #parsed: KnownObject | Problem[] | null;
+  /** The slim value (of the stub's kind), the parse's problems, or null (not a kind kernway reads). */
+  readonly #parsed: KnownObject['value'] | Problem[] | null;
+  readonly #name: string;
+  readonly #namespace: string | undefined;
   apiVersion: string;
   kind: string;
-  metadata: K8sObject['metadata'];
-  constructor(apiVersion: string, kind: string, metadata: K8sObject['metadata'], parsed: KnownObject | Problem[] | null) {
+  constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null) {
     this.apiVersion = apiVersion;
     this.kind = kind;
-    this.metadata = metadata;
-    this.#parsed = parsed;
+    this.#name = name;
+    this.#namespace = namespace;
+    this.#parsed = parsed === null || Array.isArray(parsed) ? parsed : parsed.value;
+  }
+
+  /** `{ name, namespace }` (namespace only when set): a new object on each read, as small as the raw object's. */
+  get metadata(): K8sObject['metadata'] {
+    return this.#namespace === undefined ? { name: this.#name } : { name: this.#name, namespace: this.#namespace };
+  }
+
+  /** Kept out of JSON as the private field is; `metadata` is written as a raw object's would be. */
+  toJSON(): { apiVersion: string; kind: string; metadata: K8sObject['metadata'] } {
+    return { apiVersion: this.apiVersion, kind: this.kind, metadata: this.metadata };
   }
 
   static parsedOf(o: unknown): KnownObject | Problem[] | null | undefined {
-    return typeof o === 'object' && o !== null && #parsed in o ? (o as Stub).#parsed : undefined;
+    if (typeof o !== 'object' || o === null || !(#parsed in o)) return undefined;
+    const p = (o as Stub).#parsed;
+    return p === null || Array.isArray(p) ? p : ({ kind: (o as Stub).kind, value: p } as KnownObject);
   }
 }
 
@@ -173,16 +193,12 @@ export function validateObject(src: SourcedObject): Problem[] {
 export function slimObject(src: SourcedObject): K8sObject {
   const o = src.object;
   const parsed = parseObject(src);
-  const metadata = stubMetadata(o.metadata.name, o.metadata.namespace);
-  return new Stub(intern(o.apiVersion), intern(o.kind), metadata, parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null));
-}
-
-/**
- * A stub's metadata, made in one literal: a property added afterwards (the namespace) goes
- * to a separate property array, 40 bytes more per stub (0.76 MiB for 20,000).
- */
-function stubMetadata(name: string, namespace: string | undefined): K8sObject['metadata'] {
-  return namespace === undefined ? { name: own(name) } : { name: own(name), namespace: intern(namespace) };
+  const v = parsed.object?.value as { name?: unknown; namespace?: unknown } | undefined;
+  const ns = o.metadata.namespace;
+  // The slim value's copies when they are the same text (no second string per stub).
+  const name = v?.name === o.metadata.name ? v.name as string : own(o.metadata.name);
+  const namespace = ns === undefined ? undefined : v?.namespace === ns ? v.namespace as string : intern(ns);
+  return new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null));
 }
 
 /**
@@ -192,8 +208,7 @@ function stubMetadata(name: string, namespace: string | undefined): K8sObject['m
  */
 export function stubOf(kind: KnownKind, name: string, namespace: string | undefined, value: KnownObject['value']): K8sObject {
   const info = KINDS.find((k) => k.kind === kind)!;
-  const metadata = stubMetadata(name, namespace);
-  return new Stub(info.group === '' ? info.versions[0]! : `${info.group}/${info.versions[0]!}`, kind, metadata, { kind, value } as KnownObject);
+  return new Stub(info.group === '' ? info.versions[0]! : `${info.group}/${info.versions[0]!}`, kind, own(name), namespace === undefined ? undefined : intern(namespace), { kind, value } as KnownObject);
 }
 
 /** The registry's entry of a kind, by name. */

@@ -57,8 +57,18 @@ export function serviceKey(vip: string, port: number, proto: Protocol): string {
   return own(`${hostPort(vip, port)}/${proto}`); // a flat copy: keys live long, a concatenation keeps its pieces
 }
 
-/** What the table was built from for one Service: the same Service and slice list give the same entries. */
-interface Built { svc: Service; slices: readonly EndpointSlice[]; entries: ServiceEntry[] }
+/**
+ * What the table was built from for one Service: the same Service and slice list give the
+ * same entries. A Service of one entry (one port, one cluster IP: most of them) holds that
+ * entry itself, not a list of one (56 bytes per Service less); read through `entriesOfBuilt`.
+ */
+interface Built { svc: Service; slices: readonly EndpointSlice[]; entries: ServiceEntry | readonly ServiceEntry[] }
+function entriesOfBuilt(b: Built): readonly ServiceEntry[] {
+  return isEntryList(b.entries) ? b.entries : [b.entries];
+}
+function isEntryList(e: Built['entries']): e is readonly ServiceEntry[] {
+  return Array.isArray(e);
+}
 const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
 const NO_ENTRIES: ServiceEntry[] = Object.freeze([]) as unknown as ServiceEntry[];
 
@@ -99,11 +109,11 @@ export class ServiceTableBuilder {
     for (const svcKey of keys) {
       const svc = model.services.get(svcKey);
       const built = this.bySvc.get(svcKey);
-      const prev = built?.entries ?? NO_ENTRIES;
+      const prev = built ? entriesOfBuilt(built) : NO_ENTRIES;
       const slices = svc ? model.slicesByService.get(svcKey) ?? NO_SLICES : NO_SLICES;
       if (svc && built && built.svc === svc && sameList(built.slices, slices)) continue;
       const next = svc ? entriesOf(svc, slices, this.nodeName, prev) : NO_ENTRIES;
-      if (next.length > 0) this.bySvc.set(svcKey, { svc: svc!, slices, entries: next });
+      if (next.length > 0) this.bySvc.set(svcKey, { svc: svc!, slices, entries: next.length === 1 ? next[0]! : next });
       else this.bySvc.delete(svcKey);
       if (prev === next) continue;
       for (const e of prev) {
@@ -126,14 +136,14 @@ function checkOptions(opts: ServiceTableOptions): void {
  * node name. When recomputed, an entry equal to one in `prev` is that same object.
  */
 /** The entries of `svc` now, reusing those of `prev` that did not change (the same object: nothing to write). */
-function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[]): ServiceEntry[] {
+function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[]): readonly ServiceEntry[] {
   const entries = serviceEntries(svc, slices, nodeName);
   for (let i = 0; i < entries.length; i++) {
     const old = prev.find((p) => p.key === entries[i]!.key);
     if (old && sameEntry(old, entries[i]!)) entries[i] = old;
   }
   // Kept for long: a copy of exactly its length (an array grown by push keeps room for 16 more).
-  return entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? (prev as ServiceEntry[]) : entries.slice();
+  return entries.length === prev.length && entries.every((e, i) => e === prev[i]) ? prev : entries.slice();
 }
 
 function sameEntry(a: ServiceEntry, b: ServiceEntry): boolean {

@@ -1,6 +1,6 @@
 /** Checking and normalising single objects: defaults, and errors that name file, object and field. */
 import { describe, expect, it } from 'vitest';
-import { parseObject, validateObject } from '../../k8s/kinds.js';
+import { parseObject, slimObject, stubOf, validateObject } from '../../k8s/kinds.js';
 import type { EndpointSlice, Problem, SourcedObject } from '../../k8s/types.js';
 import { service, slice, src } from '../model/fixtures.js';
 
@@ -191,5 +191,38 @@ describe('memoisation', () => {
     const s = src(service('web'));
     expect(parseObject(s).object?.value).toBe(parseObject({ ...s }).object?.value);
     expect(parseObject(src(service('web'))).object?.value).not.toBe(parseObject(s).object?.value);
+  });
+});
+
+describe('stubs (what a source keeps: slimObject, stubOf)', () => {
+  it('stand for the parsed object: same slim value, name, namespace, and JSON as a raw object of that identity', () => {
+    const raw = src(service('web-frontend-service', { ns: 'team-a' }));
+    const value = parseObject(raw).object!.value;
+    const stub = slimObject(raw);
+    expect(stub.metadata).toEqual({ name: 'web-frontend-service', namespace: 'team-a' });
+    expect(stub.metadata.name).toBe((value as { name: string }).name); // one string, not a copy per layer
+    expect(JSON.parse(JSON.stringify(stub))).toEqual({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web-frontend-service', namespace: 'team-a' } });
+    const again = { object: stub, file: 'other.yaml', index: 7 };
+    expect(parseObject(again).object).toEqual({ kind: 'Service', value });
+    expect(parseObject(again).object!.value).toBe(value);
+    expect(validateObject(again)).toEqual([]);
+  });
+
+  it('keep the problems of an invalid object, and nothing for a kind not read; no namespace when the raw had none', () => {
+    const bad = src(service('web', { ports: [{ port: 0 }] }));
+    const stub = slimObject(bad);
+    expect(validateObject({ object: stub, file: 'x', index: 0 }).map((p) => p.field)).toEqual(validateObject(bad).map((p) => p.field));
+    expect(parseObject({ object: stub, file: 'x', index: 0 }).object).toBeUndefined();
+    const cm = slimObject(src({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }));
+    expect(cm.metadata).toEqual({ name: 'c' });
+    expect(parseObject({ object: cm, file: 'x', index: 0 })).toEqual({ object: undefined, problems: [] });
+  });
+
+  it('stubOf maps to the value it was given', () => {
+    const value = parseObject(src(service('api', { ns: 'b' }))).object!.value;
+    const stub = stubOf('Service', 'api', 'b', value);
+    expect(stub.apiVersion).toBe('v1');
+    expect(stub.metadata).toEqual({ name: 'api', namespace: 'b' });
+    expect(parseObject({ object: stub, file: 'f', index: 0 }).object!.value).toBe(value);
   });
 });
