@@ -10,6 +10,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -263,6 +264,51 @@ it('a caller that resets its stream mid-response: the backend exchange is droppe
   } finally {
     s.close();
   }
+});
+
+/** HTTP/2 frames as they arrive on a raw connection: type, flags, stream, payload length. */
+interface RawFrame { type: number; flags: number; stream: number; length: number }
+
+/** One GET over a raw h2c connection (no client library between the test and the frames): the frames of stream 1, up to its END_STREAM. */
+function rawGet(path: string): Promise<RawFrame[]> {
+  const str = (s: string): Buffer => Buffer.concat([Buffer.from([s.length]), Buffer.from(s, 'latin1')]);
+  // HPACK: :method GET, :scheme http (static table), :path and :authority as literals with an indexed name.
+  const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x04]), str(path), Buffer.from([0x01]), str('test.example')]);
+  const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(stream, 5);
+    return Buffer.concat([h, payload]);
+  };
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: GW, port: 8080 });
+    const frames: RawFrame[] = [];
+    let buf = Buffer.alloc(0);
+    sock.on('error', reject);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 9) {
+        const length = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + length) break;
+        const f = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff, length };
+        buf = buf.subarray(9 + length);
+        if (f.type === 4 && (f.flags & 1) === 0) sock.write(frame(4, 1, 0, Buffer.alloc(0))); // SETTINGS ack
+        if (f.stream !== 1) continue;
+        frames.push(f);
+        if ((f.flags & 1) !== 0 || f.type === 3) { sock.destroy(); resolve(frames); return; }
+      }
+    });
+    sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x5, 1, block)]));
+  });
+}
+
+it('a small answer with its body is HEADERS and one DATA frame that ends the stream (no empty DATA frame after it)', async () => {
+  const frames = await rawGet('/web/small');
+  // HEADERS (END_HEADERS, not END_STREAM), then DATA carrying the body and END_STREAM.
+  expect(frames.map((f) => ({ type: f.type, endStream: (f.flags & 1) !== 0 }))).toEqual([{ type: 1, endStream: false }, { type: 0, endStream: true }]);
+  expect(frames[1]!.length).toBe(JSON.stringify({ path: '/web/small', method: 'GET', length: 0 }).length);
 });
 
 async function poll(what: string, f: () => boolean, ms = 5000): Promise<void> {

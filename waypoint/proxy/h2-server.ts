@@ -12,6 +12,13 @@
  * a Trailer header, or gRPC); otherwise the last DATA frame ends the stream. A head not
  * followed by a body chunk in the same turn of the event loop is sent on its own
  * (streaming responses get their head at once).
+ *
+ * The first body chunk is held with the head, until the end or the same flush: a response
+ * whose body arrives with its end (the common small answer) then goes out as HEADERS and
+ * one DATA frame carrying END_STREAM, in one write. Written at once, the chunk's DATA
+ * frame left before the end was known: the backend parser's callbacks each drain the
+ * nextTick queue, so Node's end-of-stream check after a write ran before end(), and the
+ * END_STREAM followed in an empty DATA frame of its own, one loop turn and one write later.
  */
 import http2, { constants } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -110,6 +117,8 @@ export class H2Response {
   private onDrain: (() => void) | undefined;
   private closed = false;
   private flushScheduled = false;
+  /** The first body chunk, held with the head (see the file's comment). */
+  private heldChunk: Buffer | string | undefined;
 
   constructor(private readonly stream: http2.ServerHttp2Stream, method: string) {
     this.noBody = method === 'HEAD';
@@ -173,7 +182,13 @@ export class H2Response {
 
   /** A head not followed by a chunk in the same turn goes out alone. */
   flushHead(): void {
-    if (this.head !== undefined && !this.closed) this.respond(false);
+    if (this.head === undefined || this.closed) return;
+    this.respond(false);
+    const c = this.heldChunk;
+    if (c !== undefined) {
+      this.heldChunk = undefined;
+      if (!this.stream.destroyed && !this.stream.write(c)) this.stream.once('drain', onStreamDrain);
+    }
   }
 
   private respond(end: boolean): void {
@@ -199,8 +214,15 @@ export class H2Response {
   write(chunk: Buffer | string): boolean {
     if (this.writableEnded || this.closed) return false;
     if (!this.headersSent) this.writeHead(this.statusCode);
-    if (this.head !== undefined) this.respond(false);
-    if (this.noBody) return true;
+    if (this.noBody) { if (this.head !== undefined) this.respond(false); return true; }
+    if (this.head !== undefined) {
+      // The first chunk waits with the head: end() may follow in this turn.
+      if (this.heldChunk === undefined) { this.heldChunk = chunk; return true; }
+      this.respond(false);
+      const c = this.heldChunk;
+      this.heldChunk = undefined;
+      this.stream.write(c);
+    }
     return this.stream.write(chunk);
   }
 
@@ -228,11 +250,19 @@ export class H2Response {
       const n = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
       this.writeHead(this.statusCode, this.statusCode === 204 || this.statusCode === 304 ? [] : ['content-length', String(n)]);
     }
-    const hasChunk = chunk !== undefined && !this.noBody && chunk.length > 0;
-    if (this.head !== undefined) this.respond(!hasChunk);
+    let last = chunk !== undefined && !this.noBody && chunk.length > 0 ? chunk : undefined;
+    const held = this.heldChunk;
+    this.heldChunk = undefined;
+    if (held !== undefined && !this.noBody) {
+      if (last === undefined) last = held;
+      else if (this.head === undefined) this.stream.write(held);
+      else last = Buffer.concat([typeof held === 'string' ? Buffer.from(held) : held, typeof last === 'string' ? Buffer.from(last) : last]);
+    }
+    if (this.head !== undefined) this.respond(last === undefined);
     if (this.stream.destroyed) return;
     if (this.noBody) { if (!this.stream.writableEnded) this.stream.end(); return; }
-    if (hasChunk) this.stream.end(chunk);
+    // end(chunk): Node's check after this write sees the stream ending, so the chunk's DATA frame carries END_STREAM.
+    if (last !== undefined) this.stream.end(last);
     else if (!this.stream.writableEnded) this.stream.end();
   }
 
