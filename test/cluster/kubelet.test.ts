@@ -3,10 +3,12 @@
  * needs, against a real API server: one lab node, no kube-proxy (as when kernway is the
  * service proxy). Liveness restarts with back-off, SIGKILL after the grace period, the
  * image → entrypoint map (kernway's image runs this checkout's CLI), the cgroup namespace
- * rooted at the node's cgroup, and in-cluster configuration with client-node.
+ * rooted at the node's cgroup, and in-cluster configuration as the agent reads it
+ * (sources/kube-config.ts: the ServiceAccount's token file and CA, KUBERNETES_SERVICE_HOST/PORT).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot, version } from '../../common/version.js';
 import { Cluster, CP_IP, API_PORT } from '../../lab/cluster/index.js';
@@ -260,7 +262,7 @@ describe('lab kubelet', () => {
     await cluster.kubectl(['delete', 'pod', 'cgview', '--grace-period=0', '--wait=false']);
   }, 60_000);
 
-  it('gives a hostNetwork pod in-cluster configuration that client-node loads (the API server direct, as a DaemonSet that is the service proxy sets it)', async () => {
+  it('gives a hostNetwork pod in-cluster configuration that the agent loads (the API server direct, as a DaemonSet that is the service proxy sets it)', async () => {
     await apply(cluster, {
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'incluster', namespace: 'default', labels: { app: 'incluster' } },
       spec: {
@@ -279,15 +281,19 @@ describe('lab kubelet', () => {
     });
     const [pod] = await waitReady(cluster, 'app=incluster', 1);
     expect(pod!.status.podIP).toBe(cluster.node('node-1').ip);
+    // What `kernway agent` does without --kubeconfig (sources/kube-config.ts, the agent's own
+    // client): no KUBECONFIG, no ~/.kube/config, so the pod's in-cluster configuration.
+    const module = pathToFileURL(join(projectRoot(), 'dist', 'sources', 'kube-config.js')).href;
     const script = `
-      import { KubeConfig, CoreV1Api } from '@kubernetes/client-node';
-      const kc = new KubeConfig(); kc.loadFromCluster();
-      const v = await kc.makeApiClient(CoreV1Api).getAPIResources();
-      console.log(JSON.stringify({ server: kc.getCurrentCluster().server, user: kc.getCurrentUser().name, groupVersion: v.groupVersion,
+      import { KubeClient, loadKubeConfig } from ${JSON.stringify(module)};
+      const loaded = loadKubeConfig();
+      const v = await new KubeClient(loaded).get('/api/v1');
+      console.log(JSON.stringify({ origin: loaded.origin, server: loaded.server, user: loaded.config.getCurrentUser().name, groupVersion: v.groupVersion,
         env: [process.env.NODE_NAME, process.env.HOST_IP, process.env.POD_IP] }));`;
     const res = await podExec(cluster, 'incluster', [NODE, '--input-type=module', '-e', script], 'default', 30_000);
     expect(res.stderr).toBe('');
-    const out = JSON.parse(res.stdout) as { server: string; user: string; groupVersion: string; env: string[] };
+    const out = JSON.parse(res.stdout) as { origin: string; server: string; user: string; groupVersion: string; env: string[] };
+    expect(out.origin).toBe('in-cluster');
     expect(out.server).toBe(`https://${CP_IP}:${API_PORT}`);
     expect(out.user).toBe('inClusterUser');
     expect(out.groupVersion).toBe('v1');

@@ -5,14 +5,16 @@
  * source, --standalone DIR or the API.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import type https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../common/version.js';
-import { KubeConfig, loadKubeConfig } from '../../sources/kube-config.js';
+import { KubeClient, KubeConfig, loadKubeConfig } from '../../sources/kube-config.js';
+import { makePki, writeKubeconfig } from '../../lab/cluster/pki.js';
 import { validateAgentOptions } from '../../agent/options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kernway-kubeconfig-'));
@@ -153,6 +155,45 @@ describe('KubeConfig: credentials applied to a request', () => {
     const seen = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as string[];
     expect(seen.some((u) => u.includes('/@kubernetes/client-node/dist/config_types.js'))).toBe(true);
     expect(seen.filter((u) => u.includes('/client-node/dist/gen/') || u.includes('/node_modules/undici/') || u.endsWith('/client-node/dist/index.js'))).toEqual([]);
+  });
+});
+
+describe('KubeClient: connections', () => {
+  it('a client certificate the server checks; requests reuse a kept-alive connection, concurrent ones open their own', async () => {
+    const pki = join(dir, 'pki');
+    mkdirSync(pki, { recursive: true });
+    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
+    const read = (f: string): Buffer => readFileSync(join(pki, f));
+    const sockets = new Set<unknown>();
+    const clients: string[] = [];
+    const held: Array<() => void> = [];
+    const server = createHttpsServer({ key: read('apiserver.key'), cert: read('apiserver.crt'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      sockets.add(req.socket);
+      clients.push(String((req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN));
+      res.setHeader('Content-Type', 'application/json');
+      // A watch: held open until the test lets it end.
+      if (req.url?.includes('watch=1')) { res.write(''); held.push(() => res.end()); return; }
+      res.end(JSON.stringify({ kind: 'APIResourceList', groupVersion: 'v1' }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const f = join(dir, 'pki.kubeconfig');
+      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${(server.address() as { port: number }).port}`, f);
+      const client = new KubeClient(loadKubeConfig(f));
+      for (let i = 0; i < 5; i++) expect(await client.get<{ groupVersion: string }>('/api/v1')).toMatchObject({ groupVersion: 'v1' });
+      expect(sockets.size).toBe(1);
+      // Two watches at once hold a connection each; a request after them takes another.
+      const watches = await Promise.all([client.open('/api/v1/services?watch=1'), client.open('/api/v1/pods?watch=1')]);
+      expect(await client.get<{ groupVersion: string }>('/api/v1')).toMatchObject({ groupVersion: 'v1' });
+      expect(sockets.size).toBe(3);
+      expect(new Set(clients)).toEqual(new Set(['system:node:n1']));
+      for (const end of held) end();
+      for (const w of watches) w.resume();
+      await Promise.all(watches.map((w) => new Promise((r) => w.on('end', r))));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 
