@@ -8,6 +8,7 @@
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
 import type { ClusterStatus } from '../../k8s/gateway-status.js';
+import { parseObject } from '../../k8s/kinds.js';
 import type { SourcedObject } from '../../k8s/types.js';
 import type { Model } from '../../model/types.js';
 import type { KubeRequests } from './api.js';
@@ -31,7 +32,8 @@ export function mayAffectStatus(batch: { upserted: readonly SourcedObject[]; del
   const affects = (s: SourcedObject): boolean => {
     const kind = s.object.kind;
     if (kind === 'EndpointSlice') return false;
-    if (kind === 'Pod') return (s.object.metadata.labels as Record<string, string> | undefined)?.[GATEWAY_NAME_LABEL] !== undefined;
+    // The sources deliver stubs (k8s/kinds.ts slimObject): a Pod's labels are in its parsed form.
+    if (kind === 'Pod') { const p = parseObject(s).object; return p?.kind !== 'Pod' || p.value.labels[GATEWAY_NAME_LABEL] !== undefined; }
     return true;
   };
   return batch.upserted.some(affects) || batch.deleted.some(affects);

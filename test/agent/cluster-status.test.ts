@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { mergeRouteParents, withTransitionTimes } from '../../agent/cluster/status-writer.js';
 import { covers } from '../../agent/cluster/waypoints.js';
 import { microTime } from '../../agent/cluster/lease.js';
+import { mayAffectStatus } from '../../agent/cluster/controller.js';
+import { slimObject } from '../../k8s/kinds.js';
+import type { K8sObject, SourcedObject } from '../../k8s/types.js';
 
 const ref = { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: 'shop', name: 'edge', sectionName: undefined, port: undefined };
 const accepted = (status: 'True' | 'False') => ({ type: 'Accepted', status, reason: status === 'True' ? 'Accepted' : 'NoMatchingParent', message: '', observedGeneration: 2 });
@@ -45,5 +48,30 @@ describe('waypoint drift check (covers)', () => {
 describe('Lease MicroTime', () => {
   it('has microseconds, as the API server expects', () => {
     expect(microTime(Date.parse('2026-12-05T06:00:00.123Z'))).toBe('2026-12-05T06:00:00.123000Z');
+  });
+});
+
+describe('which changes can affect what the elected agent writes (mayAffectStatus)', () => {
+  // As the sources deliver them: stubs (slimObject), the object's JSON dropped.
+  const stub = (o: Record<string, unknown>): SourcedObject => {
+    const src = { object: o as unknown as K8sObject, file: 'f', index: 0 };
+    return { ...src, object: slimObject(src) };
+  };
+  const pod = (name: string, labels: Record<string, string>) => stub({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels },
+    spec: { nodeName: 'n1' }, status: { phase: 'Running', podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }] } });
+  const slice = stub({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'web-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } },
+    addressType: 'IPv4', ports: [{ port: 8080 }], endpoints: [{ addresses: ['10.1.0.5'] }] });
+  const service = stub({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: '10.96.0.5', ports: [{ port: 80 }] } });
+  const route = stub({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'shop' }, spec: { parentRefs: [{ name: 'edge' }] } });
+
+  it('EndpointSlices and pods other than waypoints\' cannot; Services, routes and waypoint pods can (added or deleted)', () => {
+    expect(mayAffectStatus({ upserted: [slice, pod('app-1', { app: 'web' })], deleted: [slice] })).toBe(false);
+    expect(mayAffectStatus({ upserted: [], deleted: [] })).toBe(false);
+    expect(mayAffectStatus({ upserted: [slice, service], deleted: [] })).toBe(true);
+    expect(mayAffectStatus({ upserted: [route], deleted: [] })).toBe(true);
+    expect(mayAffectStatus({ upserted: [], deleted: [route] })).toBe(true);
+    const waypoint = pod('waypoint-abc', { 'gateway.networking.k8s.io/gateway-name': 'waypoint' });
+    expect(mayAffectStatus({ upserted: [waypoint], deleted: [] })).toBe(true);
+    expect(mayAffectStatus({ upserted: [slice], deleted: [waypoint] })).toBe(true);
   });
 });
