@@ -23,23 +23,21 @@ interface Snapshot {
 
 interface Row { count: number; bytes: number }
 
-/** Self size by 'type name' and by 'type <- retainer' (first retainer by a non-weak edge). */
-export function summarise(file: string): { byName: Map<string, Row>; byRetainer: Map<string, Row>; total: number } {
+/** A snapshot's arrays and the offsets of the fields used (nodes and edges are flat arrays of N and E numbers each). */
+function load(file: string) {
   const s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
   const nf = s.snapshot.meta.node_fields;
   const ef = s.snapshot.meta.edge_fields;
-  const N = nf.length;
-  const E = ef.length;
-  const types = s.snapshot.meta.node_types[0];
-  const etypes = s.snapshot.meta.edge_types[0];
-  const iType = nf.indexOf('type');
-  const iName = nf.indexOf('name');
-  const iSize = nf.indexOf('self_size');
-  const iEdges = nf.indexOf('edge_count');
-  const eType = ef.indexOf('type');
-  const eTo = ef.indexOf('to_node');
-  const weak = etypes.indexOf('weak');
-  const count = s.nodes.length / N;
+  return {
+    s, N: nf.length, E: ef.length, types: s.snapshot.meta.node_types[0], count: s.nodes.length / nf.length,
+    iType: nf.indexOf('type'), iName: nf.indexOf('name'), iSize: nf.indexOf('self_size'), iEdges: nf.indexOf('edge_count'),
+    eType: ef.indexOf('type'), eTo: ef.indexOf('to_node'), weak: s.snapshot.meta.edge_types[0].indexOf('weak'),
+  };
+}
+
+/** Self size by 'type name' and by 'type <- retainer' (first retainer by a non-weak edge). */
+export function summarise(file: string): { byName: Map<string, Row>; byRetainer: Map<string, Row>; total: number } {
+  const { s, N, E, types, count, iType, iName, iSize, iEdges, eType, eTo, weak } = load(file);
   const retainer = new Int32Array(count).fill(-1);
   let e = 0;
   for (let n = 0; n < count; n++) {
@@ -85,21 +83,7 @@ export function summarise(file: string): { byName: Map<string, Row>; byRetainer:
 
 /** For each name: the bytes reachable from the snapshot's root only through objects of that constructor name. */
 export function retained(file: string, names: readonly string[]): Map<string, { objects: number; bytes: number }> {
-  const s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
-  const nf = s.snapshot.meta.node_fields;
-  const ef = s.snapshot.meta.edge_fields;
-  const N = nf.length;
-  const E = ef.length;
-  const types = s.snapshot.meta.node_types[0];
-  const etypes = s.snapshot.meta.edge_types[0];
-  const iType = nf.indexOf('type');
-  const iName = nf.indexOf('name');
-  const iSize = nf.indexOf('self_size');
-  const iEdges = nf.indexOf('edge_count');
-  const eType = ef.indexOf('type');
-  const eTo = ef.indexOf('to_node');
-  const weak = etypes.indexOf('weak');
-  const count = s.nodes.length / N;
+  const { s, N, E, types, count, iType, iName, iSize, iEdges, eType, eTo, weak } = load(file);
   const first = new Int32Array(count + 1);
   for (let n = 0, e = 0; n < count; n++) { first[n] = e; e += s.nodes[n * N + iEdges]! * E; }
   first[count] = s.edges.length;

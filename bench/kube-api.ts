@@ -9,7 +9,7 @@
  *   populate   how long creating the objects took (POSTs, 32 at a time);
  *   sync       `kernway agent --kubeconfig` as a process: start → every kind listed
  *              (the source's own figure) and → 'agent running' (maps written);
- *   memory     the agent's RSS (anonymous / file pages) and peak RSS (VmHWM) 10 s after
+ *   memory     the agent's RSS (anonymous / file pages, and itemised by bench/smaps.ts) and peak RSS (VmHWM) 10 s after
  *              running, then V8's heap from a /metrics scrape and the RSS after that scrape;
  *   latency    an EndpointSlice's endpoint replaced by a REST PUT (write acknowledged) →
  *              the new backend in the kernel's maps (polled from the pins), p50/p99;
@@ -37,6 +37,7 @@ import { openPinnedMaps } from '../agent/datapath/sock-lb.js';
 import { decodeBackend, decodeSvcVal, decodeU32, encodeSlotKey, encodeSvcKey, encodeU32 } from '../agent/datapath/codec.js';
 import type { LbMaps } from '../agent/datapath/lb-maps.js';
 import { uninstallAgent } from '../agent/uninstall.js';
+import { smapsMiB } from './smaps.js';
 import { percentile } from './stats.js';
 
 const { values } = parseArgs({
@@ -150,36 +151,12 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
  * RSS after that scrape (rendering 10,000 Services' counters leaves garbage; Prometheus
  * scrapes every 15-60 s, so both are a steady state's bounds).
  */
-async function memoryOf(pid: number, port: number): Promise<Record<string, number>> {
-  const idle = { ...rssOf(pid), ...anonByMapping(pid) };
+async function memoryOf(pid: number, port: number): Promise<Record<string, unknown>> {
+  const idle = rssOf(pid);
+  // Itemised (bench/smaps.ts) before the scrape, as the idle figures.
+  const smaps = smapsMiB(pid);
   const heap = port ? await heapOf(port).catch(() => ({})) : {};
-  return { ...idle, ...heap, afterScrapeRssMiB: rssOf(pid).rssMiB };
-}
-
-/**
- * Anonymous memory by where it lives: brkMiB is malloc's main heap ([heap]), arenaMiB the
- * 64 MiB-aligned regions of malloc's other arenas (threads), otherAnonMiB the rest (V8's
- * pages, large mmapped allocations, thread stacks).
- */
-function anonByMapping(pid: number): { brkMiB: number; arenaMiB: number; otherAnonMiB: number } {
-  const text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
-  let brk = 0;
-  let arena = 0;
-  let other = 0;
-  let cur: { start: number; end: number; name: string } | undefined;
-  for (const line of text.split('\n')) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (m) { cur = { start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), name: m[3]! }; continue; }
-    const a = /^Anonymous:\s+(\d+) kB/.exec(line);
-    if (!a || !cur) continue;
-    const kb = Number(a[1]);
-    const ARENA = 64 * 1024 * 1024;
-    if (cur.name === '[heap]') brk += kb;
-    else if (cur.name === '' && cur.start % ARENA === 0 && cur.end - cur.start <= ARENA) arena += kb;
-    else other += kb;
-  }
-  const mib = (x: number): number => +(x / 1024).toFixed(1);
-  return { brkMiB: mib(brk), arenaMiB: mib(arena), otherAnonMiB: mib(other) };
+  return { ...idle, ...heap, afterScrapeRssMiB: rssOf(pid).rssMiB, smaps };
 }
 
 async function heapOf(port: number): Promise<Record<string, number>> {

@@ -9,18 +9,7 @@ import { ModelBuilder } from '../../model/model.js';
 import type { K8sObject, SourcedObject } from '../../k8s/types.js';
 import { ModelResolver, modelResolver, type ResolverModel, type TcpResolver } from '../../agent/metrics/tcp.js';
 import { serviceHost, workloadOf } from '../../model/workload.js';
-
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../bench/waypoint/fuzz-inputs.js';
 
 const NS = ['a', 'b'];
 const podIp = (i: number): string => `10.1.0.${i}`;
@@ -39,7 +28,7 @@ function scan(model: ResolverModel): TcpResolver {
 
 describe('TCP metrics resolver, incremental', () => {
   it('equals a rebuild and a plain scan after every change of a random sequence', () => {
-    const rand = rng(14);
+    const rand = mulberry32(14);
     const int = (n: number): number => Math.floor(rand() * n);
     const live = new Map<string, SourcedObject>();
     const builder = new ModelBuilder();
