@@ -20,12 +20,14 @@ export interface TraceContext {
 }
 
 // Random ids come from a pool refilled in bulk: one crypto call per 512 ids.
-let pool = Buffer.alloc(0);
+// The pool is kept as hex text: an id is a slice of it (no native call per id).
+let pool = '';
 let offset = 0;
 function hex(bytes: number): string {
-  if (offset + bytes > pool.length) { pool = randomBytes(4096); offset = 0; }
-  const s = pool.toString('hex', offset, offset + bytes);
-  offset += bytes;
+  const n = 2 * bytes;
+  if (offset + n > pool.length) { pool = randomBytes(4096).toString('hex'); offset = 0; }
+  const s = pool.slice(offset, offset + n);
+  offset += n;
   return s;
 }
 

@@ -12,6 +12,21 @@ export { hostMatches, intersectHostnames } from '../../model/route-status.js';
  */
 export function requestHost(authority: string | undefined): string | undefined {
   if (authority === undefined || authority === '') return undefined;
+  // Most requests repeat a few Host values: each parsed once (no regex, slice or
+  // toLowerCase per request). Bounded: cleared when it grows past HOST_CACHE_MAX.
+  const known = hostCache.get(authority);
+  if (known !== undefined) return known === '' ? undefined : known;
+  const h = parseHost(authority);
+  if (hostCache.size >= HOST_CACHE_MAX) hostCache.clear();
+  hostCache.set(authority, h ?? '');
+  return h;
+}
+
+const HOST_CACHE_MAX = 1024;
+/** Host header value → requestHost() ('' for malformed). */
+const hostCache = new Map<string, string>();
+
+function parseHost(authority: string): string | undefined {
   let h = authority;
   if (h.startsWith('[')) {
     const end = h.indexOf(']');
