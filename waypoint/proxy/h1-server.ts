@@ -374,6 +374,21 @@ function objectToList(o: Record<string, string | string[] | number>): HeaderList
   return out;
 }
 
+/**
+ * Whether a request head announces a body as llhttp frames requests (RFC 9112 §6.3): any
+ * Transfer-Encoding, or a Content-Length other than 0 (llhttp refused a malformed or
+ * repeated one before the head completed).
+ */
+function hasBody(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const n = name.length;
+    if (n === 17 && name.toLowerCase() === 'transfer-encoding') return true;
+    if (n === 14 && name.toLowerCase() === 'content-length' && !/^\s*0*\s*$/.test(raw[i + 1]!)) return true;
+  }
+  return false;
+}
+
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 /** A first body chunk up to this size is copied behind the head: one buffer, one write. */
 const ONE_WRITE_LIMIT = 16 * 1024;
@@ -416,8 +431,16 @@ export class H1Conn {
       if (!headers) { headers = this.rawHeaders; this.rawHeaders = []; }
       if (!url) { url = this.url; this.url = ''; }
       const req = new FastRequest(this, METHODS[method] ?? 'GET', url, headers, vMajor, vMinor, keepAlive, upgrade);
-      this.parsing = req;
-      if (upgrade) { this.upgrading = req; return 0; } // handled after execute(): the bytes that follow are not HTTP
+      if (upgrade) { this.parsing = req; p[HTTPParser.kOnMessageComplete] = onComplete; this.upgrading = req; return 0; } // handled after execute(): the bytes that follow are not HTTP
+      if (hasBody(headers)) {
+        this.parsing = req;
+        p[HTTPParser.kOnMessageComplete] = onComplete;
+      } else {
+        // No Content-Length (or 0) and no Transfer-Encoding: llhttp ends the message right
+        // after its head. It is complete now, and message complete is not called into JS.
+        req.complete = true;
+        p[HTTPParser.kOnMessageComplete] = undefined;
+      }
       if (this.active || this.pending.length > 0) this.pending.push(req);
       else this.dispatch(req);
       return 0;
@@ -426,11 +449,12 @@ export class H1Conn {
       const req = this.parsing;
       if (req && !req.pushBody(b)) this.pause();
     };
-    p[HTTPParser.kOnMessageComplete] = (): void => {
+    const onComplete = (): void => {
       const req = this.parsing;
       this.parsing = undefined;
       if (req) req.endBody();
     };
+    p[HTTPParser.kOnMessageComplete] = onComplete;
     this.parser = p;
     socket.on('drain', () => this.active?.res.drained());
     socket.on('end', () => this.onEnd());
