@@ -250,10 +250,12 @@ export class RequestHandler {
     return this.proceed(pr);
   }
 
-  /** A BackendTrafficPolicy's faults and rate limits first. */
-  private async admitted(pr: Prepared, traffic: CompiledTraffic): Promise<void> {
-    if (await this.admit(pr.ex, pr.res, traffic, pr.header, pr.conn.peerAddress)) return;
-    return this.proceed(pr);
+  /** A BackendTrafficPolicy's faults and rate limits first (a promise only when a fault delay applies). */
+  private admitted(pr: Prepared, traffic: CompiledTraffic): Promise<void> | void {
+    const a = this.admit(pr.ex, pr.res, traffic, pr.header, pr.conn.peerAddress);
+    if (a === true) return;
+    if (a === false) return this.proceed(pr);
+    return a.then((answered) => (answered ? undefined : this.proceed(pr)));
   }
 
   /** The request as the backend gets it, its body (streamed, or buffered when it has to be sent more than once), then the exchange. */
@@ -421,11 +423,12 @@ export class RequestHandler {
       if (isRetry) cs.retries++;
       const lbDone = this.d.balancer.begin(svc, ep);
       const done = cs === undefined ? lbDone : once(() => { lbDone(); if (slot) cs.release(); if (isRetry) cs.retries--; });
-      const exch = this.d.upstream.request({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body, conn: traffic?.conn });
-      abortCurrent = exch.abort;
+      const attemptTry = new TimedTry();
+      attemptTry.call = this.d.upstream.send({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body, conn: traffic?.conn }, attemptTry);
+      abortCurrent = attemptTry.abort;
       const attemptTimeout = minTimeout(tryTimeoutMs, deadline);
       const attemptEnd = attemptTimeout === undefined ? undefined : performance.now() + attemptTimeout;
-      const outcome = await raceTimeout(exch.response, attemptTimeout, exch.abort);
+      const outcome = await attemptTry.outcome(attemptTimeout);
       if (clientGone) { done(); ex.reason = 'client_closed'; return; }
       if (outcome.kind === 'timeout') {
         done();
@@ -500,15 +503,20 @@ export class RequestHandler {
    * A BackendTrafficPolicy's work before forwarding: fault injection (delay, then abort)
    * and local rate limits. True when the request has been answered here.
    */
-  private async admit(ex: Exchange, res: DownRes, traffic: CompiledTraffic, header: (name: string) => string | undefined, address: string): Promise<boolean> {
+  private admit(ex: Exchange, res: DownRes, traffic: CompiledTraffic, header: (name: string) => string | undefined, address: string): Promise<boolean> | boolean {
+    const fault = traffic.fault;
+    if (fault?.delay !== undefined && hit(fault.delay.percentage)) {
+      ex.flags = 'DI';
+      this.d.metrics.faults.inc({ destination_service: ex.destination, kind: 'delay' });
+      return new Promise<void>((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref()).then(() => ex.done || this.admitAfterDelay(ex, res, traffic, header, address));
+    }
+    return this.admitAfterDelay(ex, res, traffic, header, address);
+  }
+
+  /** admit() after the fault delay (if any): fault abort, then local rate limits. */
+  private admitAfterDelay(ex: Exchange, res: DownRes, traffic: CompiledTraffic, header: (name: string) => string | undefined, address: string): boolean {
     const fault = traffic.fault;
     if (fault !== undefined) {
-      if (fault.delay !== undefined && hit(fault.delay.percentage)) {
-        ex.flags = 'DI';
-        this.d.metrics.faults.inc({ destination_service: ex.destination, kind: 'delay' });
-        await new Promise((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
-        if (ex.done) return true;
-      }
       if (fault.abort !== undefined && hit(fault.abort.percentage)) {
         ex.flags = ex.flags === undefined ? 'FI' : `${ex.flags},FI`;
         this.d.metrics.faults.inc({ destination_service: ex.destination, kind: 'abort' });
@@ -910,6 +918,58 @@ function minTimeout(backendMs: number | undefined, deadline: number | undefined)
 }
 
 type Outcome<T> = { kind: 'value'; value: T } | { kind: 'error'; error: unknown } | { kind: 'timeout' };
+
+/**
+ * One try of the resilience loop: the upstream's sink, and the one promise its outcome
+ * settles (the response head, the failure, or the try's timeout, which aborts the call).
+ * A response that comes after the timeout is aborted. raceTimeout() over the pool's
+ * promise made two promises and their closures per try.
+ */
+class TimedTry implements UpstreamSink {
+  call: UpstreamCall | undefined;
+  private settled = false;
+  private early: Outcome<UpstreamResponse> | undefined;
+  private resolve: ((o: Outcome<UpstreamResponse>) => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  readonly abort = (): void => { this.call?.abort(); };
+
+  onResponse(r: UpstreamResponse): void {
+    if (this.settled) { r.abort(); return; }
+    this.settle({ kind: 'value', value: r });
+  }
+
+  onError(error: unknown): void {
+    if (!this.settled) this.settle({ kind: 'error', error });
+  }
+
+  /** The outcome, or a timeout after `ms` (undefined: none). */
+  outcome(ms: number | undefined): Promise<Outcome<UpstreamResponse>> {
+    if (this.early !== undefined) return Promise.resolve(this.early);
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+      if (ms !== undefined) this.timer = setTimeout(expireTry, ms, this);
+    });
+  }
+
+  expire(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.call?.abort();
+    this.resolve?.({ kind: 'timeout' });
+  }
+
+  private settle(o: Outcome<UpstreamResponse>): void {
+    this.settled = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.resolve !== undefined) this.resolve(o);
+    else this.early = o;
+  }
+}
+
+function expireTry(t: TimedTry): void {
+  t.expire();
+}
 
 function raceTimeout<T>(p: Promise<T>, ms: number | undefined, onTimeout: () => void): Promise<Outcome<T>> {
   return new Promise((resolve) => {
