@@ -575,11 +575,13 @@ function sliceV1(o: K8sObject): K8sObject {
 }
 
 /**
- * What kernway needs of a Pod: identity (namespace, name, uid, labels, service account,
- * node, addresses, phase, hostNetwork). Annotations: this node's pods keep them, others
- * only kernway.io ones.
+ * What kernway needs of a Pod: identity (namespace, name, labels, service account, node,
+ * addresses, phase, hostNetwork). This node's pods keep their uid (their cgroup and network
+ * namespace are found by it; the feed knows a waypoint's Unix socket peer by it) and their
+ * annotations; others have no uid (a 36-character string each: ~0.5 MiB per 10,000 Pods)
+ * and only kernway.io annotations.
  */
-function slimPod(o: K8sObject, nodeName: string): K8sObject {
+export function slimPod(o: K8sObject, nodeName: string): K8sObject {
   const raw = o as K8sObject & { spec?: Record<string, unknown>; status?: Record<string, unknown> };
   const spec = raw.spec ?? {};
   const status = raw.status ?? {};
@@ -590,7 +592,7 @@ function slimPod(o: K8sObject, nodeName: string): K8sObject {
     annotations = keep.length > 0 ? Object.fromEntries(keep) : undefined;
   }
   const metadata: Record<string, unknown> = { name: md.name, namespace: md.namespace };
-  if (md.uid !== undefined) metadata.uid = md.uid;
+  if (md.uid !== undefined && spec.nodeName === nodeName) metadata.uid = md.uid;
   if (md.labels !== undefined) metadata.labels = md.labels;
   if (annotations !== undefined) metadata.annotations = annotations;
   const slimSpec: Record<string, unknown> = {};
