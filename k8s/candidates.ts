@@ -19,6 +19,11 @@ export class Candidates<T> {
     return this.many.get(key) ?? [];
   }
 
+  /** How many keys have candidates. */
+  get size(): number {
+    return this.one.size + this.many.size;
+  }
+
   /** Whether `key` has more than one candidate. */
   contested(key: string): boolean {
     return this.many.has(key);

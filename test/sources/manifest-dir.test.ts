@@ -238,6 +238,27 @@ describe('watch', () => {
     expect(s.changes?.removed.map((o) => o.file)).toEqual([join(dir, 'a.yaml')]);
   });
 
+  it('keeps nothing of 1,000 objects once their files are gone (claims by scope and name, duplicates included)', async () => {
+    const svc = (ns: string, i: number) => `apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-${i}\n  namespace: ${ns}\nspec:\n  clusterIP: 10.96.${i >> 8}.${(i & 255) + 1}\n  ports: [{port: 80}]\n`;
+    const m = await started();
+    let p = next<ManifestSnapshot>(m, SNAPSHOT, (s) => s.objects.length === 1001 && s.problems.length === 1);
+    for (let f = 0; f < 10; f++) {
+      const docs: string[] = [];
+      for (let i = f * 100; i < (f + 1) * 100; i++) docs.push(svc(i % 2 === 0 ? 'team-a' : 'team-b', i));
+      write(join(dir, `svc-${f}.yaml`), docs.join('---\n'));
+    }
+    write(join(dir, 'zz-dup.yaml'), svc('team-a', 0) + '---\n' + pod('p'));
+    let s = await p;
+    expect(s.problems.map((x) => [x.code, x.object])).toEqual([['KW_MANIFEST_DUPLICATE', 'Service team-a/svc-0']]);
+    expect(m.claimCounts()).toEqual({ scopes: 3, identities: 1001, duplicated: 1 });
+    p = next<ManifestSnapshot>(m, SNAPSHOT, (x) => x.objects.length === 0);
+    for (let f = 0; f < 10; f++) unlinkSync(join(dir, `svc-${f}.yaml`));
+    unlinkSync(join(dir, 'zz-dup.yaml'));
+    s = await p;
+    expect(s.problems).toEqual([]);
+    expect(m.claimCounts()).toEqual({ scopes: 0, identities: 0, duplicated: 0 });
+  });
+
   it('follows a ConfigMap volume update (..data symlink swap)', async () => {
     // The kubelet's layout: ..<timestamp>/ holds the files, ..data -> it, name.yaml -> ..data/name.yaml.
     mkdirSync(join(dir, '..v1'));
