@@ -188,7 +188,8 @@ export function validateObject(src: SourcedObject): Problem[] {
  * What a source keeps of an object once parsed: a stub (apiVersion, kind, name, namespace)
  * that `parseObject()` maps to the same slim object, so the raw content (spec, status,
  * endpoints) can be freed. An object with problems, or of a kind not read, keeps nothing
- * more than its stub either; only its identity matters to the source.
+ * more than its stub either; only its identity matters to the source. The raw object is
+ * forgotten by the parse cache: parsing it again parses it anew (parse the stub instead).
  */
 export function slimObject(src: SourcedObject): K8sObject {
   const o = src.object;
@@ -198,7 +199,12 @@ export function slimObject(src: SourcedObject): K8sObject {
   // The slim value's copies when they are the same text (no second string per stub).
   const name = v?.name === o.metadata.name ? v.name as string : own(o.metadata.name);
   const namespace = ns === undefined ? undefined : v?.namespace === ns ? v.namespace as string : intern(ns);
-  return new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null));
+  const stub = new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null));
+  // The stub carries the parse from now on; the raw object is about to be dropped. Deleting
+  // its cache entry now lets the WeakMap's table shrink (entries of dead keys cleared by the
+  // GC leave it at its peak size: 0.25 MiB after 20,000 objects).
+  cache.delete(o);
+  return stub;
 }
 
 /**
