@@ -54,7 +54,7 @@ function icuSymbol(binary: string): { vaddr: number; size: number; fileOff: numb
   if (icuCache.has(binary)) return icuCache.get(binary);
   let r: { vaddr: number; size: number; fileOff: number } | undefined;
   try {
-    const sym = /^([0-9a-f]+) ([0-9a-f]+) R icudt\d+_dat$/m.exec(execFileSync('nm', ['-S', '-D', binary], { encoding: 'utf8' }));
+    const sym = /^([0-9a-f]+) ([0-9a-f]+) R icudt\d+_dat$/m.exec(execFileSync('nm', ['-S', '-D', binary], { encoding: 'utf8', maxBuffer: 1 << 28 }));
     const seg = execFileSync('readelf', ['-lW', binary], { encoding: 'utf8' });
     if (sym) {
       const vaddr = parseInt(sym[1]!, 16), size = parseInt(sym[2]!, 16);
