@@ -12,10 +12,8 @@
  *   a Service with no usable endpoint has an entry with no backend, so connect() can be
  *   refused at once.
  *
- * Per-Service results are memoised on the identity of the Service and its slices (model
- * objects are shared between snapshots when their file did not change): a rebuild after a
- * one-file change recomputes only the Services concerned, and unchanged entries are the
- * same objects as before (`prev.get(k) === next.get(k)` means "no change").
+ * ServiceTableBuilder recomputes only the Services a model change names, and an entry equal
+ * to the one before is that same object (`prev.get(k) === next.get(k)` means "no change").
  */
 import { KernwayError } from '../common/errors.js';
 import { familyOf, hostPort } from '../k8s/ip.js';
@@ -58,15 +56,17 @@ export function serviceKey(vip: string, port: number, proto: Protocol): string {
 }
 
 /**
- * What the table was built from for one Service: the same Service and slice list give the
- * same entries. A Service of one entry (one port, one cluster IP: most of them) holds that
- * entry itself, not a list of one (56 bytes per Service less); read through `entriesOfBuilt`.
+ * The entries of one Service in the table. A Service of one entry (one port, one cluster
+ * IP: most of them) is that entry itself, not a list of one (56 bytes per Service less).
+ * Nothing else is kept per Service: a Service named in an update is recomputed, and an
+ * entry equal to the one before is that same object (a record of what each Service was
+ * built from, to skip the recomputation, was 48 bytes per Service).
  */
-interface Built { svc: Service; slices: readonly EndpointSlice[]; entries: ServiceEntry | readonly ServiceEntry[] }
+type Built = ServiceEntry | readonly ServiceEntry[];
 function entriesOfBuilt(b: Built): readonly ServiceEntry[] {
-  return isEntryList(b.entries) ? b.entries : [b.entries];
+  return isEntryList(b) ? b : [b];
 }
-function isEntryList(e: Built['entries']): e is readonly ServiceEntry[] {
+function isEntryList(e: Built): e is readonly ServiceEntry[] {
   return Array.isArray(e);
 }
 const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
@@ -89,7 +89,7 @@ export function buildServiceTable(model: Model, opts: ServiceTableOptions): Serv
  */
 export class ServiceTableBuilder {
   readonly table: ServiceTable = new Map();
-  /** Per Service key, its entries and what they were built from (one map: no second memo keyed by the Service). */
+  /** Per Service key, its entries. */
   private readonly bySvc = new Map<string, Built>();
   private readonly nodeName: string;
 
@@ -110,12 +110,10 @@ export class ServiceTableBuilder {
       const svc = model.services.get(svcKey);
       const built = this.bySvc.get(svcKey);
       const prev = built ? entriesOfBuilt(built) : NO_ENTRIES;
-      const slices = svc ? model.slicesByService.get(svcKey) ?? NO_SLICES : NO_SLICES;
-      if (svc && built && built.svc === svc && sameList(built.slices, slices)) continue;
-      const next = svc ? entriesOf(svc, slices, this.nodeName, prev) : NO_ENTRIES;
-      if (next.length > 0) this.bySvc.set(svcKey, { svc: svc!, slices, entries: next.length === 1 ? next[0]! : next });
-      else this.bySvc.delete(svcKey);
+      const next = svc ? entriesOf(svc, model.slicesByService.get(svcKey) ?? NO_SLICES, this.nodeName, prev) : NO_ENTRIES;
       if (prev === next) continue;
+      if (next.length > 0) this.bySvc.set(svcKey, next.length === 1 ? next[0]! : next);
+      else this.bySvc.delete(svcKey);
       for (const e of prev) {
         if (this.table.get(e.key) === e && !next.some((n) => n.key === e.key)) { this.table.delete(e.key); changed.add(e.key); }
       }
@@ -131,10 +129,6 @@ function checkOptions(opts: ServiceTableOptions): void {
   if (typeof opts?.nodeName !== 'string' || opts.nodeName === '') throw new KernwayError('KW_INVALID_ARGUMENT', 'service table: nodeName must be a non-empty string');
 }
 
-/**
- * The entries of a Service, memoised on the identity of the Service, its slices and the
- * node name. When recomputed, an entry equal to one in `prev` is that same object.
- */
 /** The entries of `svc` now, reusing those of `prev` that did not change (the same object: nothing to write). */
 function entriesOf(svc: Service, slices: readonly EndpointSlice[], nodeName: string, prev: readonly ServiceEntry[]): readonly ServiceEntry[] {
   const entries = serviceEntries(svc, slices, nodeName);
@@ -206,11 +200,4 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
   const grown = ready.length > 0 ? ready : terminating;
   if (grown.length > 1) grown.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
   return { backends: new PackedBackends(family, grown), terminatingFallback };
-}
-
-function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -237,6 +237,28 @@ describe('service table: incremental rebuild', () => {
     expect(t3.get('10.96.0.1:80/TCP')).toEqual(t2.get('10.96.0.1:80/TCP'));
   });
 
+  it('a Service named in an update but unchanged, or changed in a way its entries do not show, keeps its entry objects; one entry or several', () => {
+    const a = src(service('a', { ip: '10.96.0.1' }));
+    const aSlice = src(slice('a-1', 'a', ['10.0.0.1']));
+    const two = src(service('two', { ip: '10.96.0.2', ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }] }));
+    const twoSlice = src(slice('two-1', 'two', ['10.0.0.2'], [{ name: 'http', port: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }]));
+    const tb = new ServiceTableBuilder({ nodeName: 'n' });
+    expect(tb.update(buildModel([a, aSlice, two, twoSlice])).size).toBe(3);
+    const t1 = new Map(tb.table);
+    expect(tb.update(buildModel([a, aSlice, two, twoSlice]), ['default/a', 'default/two']).size).toBe(0);
+    // a: a new raw object (a re-read file), another lb algorithm set to its default: a new Service object, equal entries.
+    const a2 = src(service('a', { ip: '10.96.0.1', algorithm: 'random' }));
+    // two: the UDP port's endpoint changes, the TCP one's does not.
+    const twoSlice2 = src(slice('two-1', 'two', ['10.0.0.2'], [{ name: 'http', port: 8080 }, { name: 'dns', port: 5353, protocol: 'UDP' }]));
+    const changed = tb.update(buildModel([a2, aSlice, two, twoSlice2]), ['default/a', 'default/two']);
+    expect([...changed]).toEqual(['10.96.0.2:53/UDP']);
+    for (const k of ['10.96.0.1:80/TCP', '10.96.0.2:80/TCP']) expect(tb.table.get(k)).toBe(t1.get(k));
+    expect([...tb.table.get('10.96.0.2:53/UDP')!.backends]).toEqual([{ ip: '10.0.0.2', port: 5353 }]);
+    // Removed: its entries leave the table.
+    expect([...tb.update(buildModel([aSlice, two, twoSlice2]), ['default/a'])]).toEqual(['10.96.0.1:80/TCP']);
+    expect([...tb.table.keys()].sort()).toEqual(['10.96.0.2:53/UDP', '10.96.0.2:80/TCP']);
+  });
+
   it('a slice removed from a Service is seen', () => {
     const a = src(service('a'));
     const s1 = src(slice('a-1', 'a', ['10.0.0.1']));
