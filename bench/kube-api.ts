@@ -21,7 +21,8 @@
  *   snapshots  per phase, the agent's own time per model snapshot ('reconciled' lines'
  *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
  * --skip-baseline leaves out the manifest directory (baseline) runs; --heap-snapshot DIR writes
- * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot).
+ * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
+ * after the pods line (kube-api-pods.heapsnapshot).
  * `uptime`'s load is printed with every line: the machine is shared.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -336,6 +337,7 @@ async function main(): Promise<void> {
       const bytes = typeof page === 'string' ? page.length : JSON.stringify(page).length;
       const one = (typeof page === 'string' ? JSON.parse(page) : page) as { items: Array<Record<string, unknown>> };
       out('pods', { pods: PODS, ...mem2, apiBytesPerPod: Math.round(bytes / one.items.length) });
+      await heapSnapshot(kube.child, 'kube-api-pods');
     }
     for (const m of Object.values(maps)) m.close?.();
 
