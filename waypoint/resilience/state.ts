@@ -136,17 +136,25 @@ const MAX_BUCKETS_PER_RULE = 100_000;
  */
 export class RateLimiter {
   private readonly buckets = new Map<string, Map<string, Bucket>>();
+  private readonly byRule = new WeakMap<object, Map<string, Bucket>>();
 
   /** 0 when allowed; otherwise the seconds until a token (retry-after). */
   check(rl: CompiledRateLimit, header: (name: string) => string | undefined, address: string, now: number): number {
-    let hits: { bucket: Bucket; rate: number; cap: number }[] | undefined;
+    // The buckets taken from if the request is allowed: the first one alone, the others in a list (no array per request for one rule).
+    let hit: Bucket | undefined;
+    let hits: Bucket[] | undefined;
     let wait = 0;
     for (const rule of rl.rules) {
       const key = clientKey(rule, header, address);
       if (key === undefined) continue;
-      const scope = `${rl.scope} ${rule.index}`;
-      let m = this.buckets.get(scope);
-      if (!m) this.buckets.set(scope, (m = new Map()));
+      // The rule's buckets, found by its scope (kept across route table rebuilds), memoised per compiled rule.
+      let m = this.byRule.get(rule);
+      if (m === undefined) {
+        const scope = `${rl.scope} ${rule.index}`;
+        m = this.buckets.get(scope);
+        if (!m) this.buckets.set(scope, (m = new Map()));
+        this.byRule.set(rule, m);
+      }
       let b = m.get(key);
       const rate = rule.requests / rule.unitMs;
       if (!b) {
@@ -157,10 +165,12 @@ export class RateLimiter {
         b.at = now;
       }
       if (b.tokens < 1) wait = Math.max(wait, rate > 0 ? (1 - b.tokens) / rate : Number.POSITIVE_INFINITY);
-      else (hits ??= []).push({ bucket: b, rate, cap: rule.requests });
+      else if (hit === undefined) hit = b;
+      else (hits ??= []).push(b);
     }
     if (wait > 0) return Number.isFinite(wait) ? Math.max(1, Math.ceil(wait / 1000)) : 3600;
-    if (hits) for (const h of hits) h.bucket.tokens -= 1;
+    if (hit !== undefined) hit.tokens -= 1;
+    if (hits) for (const b of hits) b.tokens -= 1;
     return 0;
   }
 }
