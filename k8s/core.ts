@@ -195,7 +195,7 @@ export function parseEndpointSlice(src: SourcedObject): Parsed {
   });
 
   return result(c, 'EndpointSlice', Object.freeze({
-    namespace, name, key: own(`${namespace}/${name}`), serviceName: serviceName ?? '', serviceKey: own(`${namespace}/${serviceName ?? ''}`),
+    namespace, name, key: own(`${namespace}/${name}`), serviceKey: own(`${namespace}/${serviceName ?? ''}`),
     addressType, endpoints: new PackedEndpoints(addressType, endpoints), ports: internList(ports),
     origin: { file: src.file, index: src.index },
   }));

@@ -121,9 +121,10 @@ export interface EndpointSlice {
   name: string;
   /** 'ns/name' */
   key: string;
-  /** From the label kubernetes.io/service-name. */
-  serviceName: string;
-  /** 'ns/serviceName': the key of the Service in Model.services. */
+  /**
+   * 'ns/<label kubernetes.io/service-name>': the key of the Service in Model.services. (The
+   * Service's name alone is not kept: nothing reads it, and it was a string per slice.)
+   */
   serviceKey: string;
   addressType: AddressType;
   endpoints: EndpointList;

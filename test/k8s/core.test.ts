@@ -105,9 +105,10 @@ describe('EndpointSlice', () => {
     const p = parseObject(src(slice('web-1', 'web', [{ ip: '10.0.0.1' }, { ip: '10.0.0.2', ready: false, terminating: true }])));
     expect(p.problems).toEqual([]);
     expect(p.object?.value).toMatchObject({
-      key: 'default/web-1', serviceName: 'web', addressType: 'IPv4',
+      key: 'default/web-1', serviceKey: 'default/web', addressType: 'IPv4',
       ports: [{ name: '', port: 8080, protocol: 'TCP' }],
     });
+    expect(p.object?.value).not.toHaveProperty('serviceName'); // the Service's key alone (a string per slice less)
     expect([...(p.object?.value as EndpointSlice).endpoints]).toEqual([
       { address: '10.0.0.1', ready: true, serving: true, terminating: false, nodeName: undefined },
       { address: '10.0.0.2', ready: false, serving: true, terminating: true, nodeName: undefined },
