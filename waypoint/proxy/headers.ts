@@ -43,9 +43,12 @@ export function forwardable(raw: readonly string[], keep?: ReadonlySet<string>):
   return out;
 }
 
-/** 1 at the lengths of hop-by-hop names (and of what forwardableRequest takes out): other names need no toLowerCase to be kept. */
+/** 1 at the lengths of hop-by-hop names: other names need no toLowerCase to be kept. */
 const HOP_LENGTH = new Uint8Array(32);
-for (const n of [...HOP_BY_HOP, 'host', 'x-forwarded-proto', 'traceparent', 'x-forwarded-for', 'x-request-id']) HOP_LENGTH[n.length] = 1;
+for (const n of HOP_BY_HOP) HOP_LENGTH[n.length] = 1;
+/** The same, with the names forwardableRequest takes out or reads. */
+const REQUEST_LENGTH = new Uint8Array(32);
+for (const n of [...HOP_BY_HOP, 'host', 'x-forwarded-proto', 'traceparent', 'x-forwarded-for', 'x-request-id']) REQUEST_LENGTH[n.length] = 1;
 
 /**
  * forwardable() for a request on its way to a backend, in one pass: also takes out what
@@ -66,7 +69,7 @@ export function forwardableRequest(raw: readonly string[], keep: ReadonlySet<str
   let requestId: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (named === undefined && HOP_LENGTH[name.length] !== 1 && name.charCodeAt(0) !== 58) { into.push(name, raw[i + 1]!); continue; }
+    if (named === undefined && REQUEST_LENGTH[name.length] !== 1 && name.charCodeAt(0) !== 58) { into.push(name, raw[i + 1]!); continue; }
     const lower = name.toLowerCase();
     switch (lower) {
       case 'host': case 'x-forwarded-proto': case 'traceparent': continue;
