@@ -8,7 +8,8 @@
  * Prints one JSON line per measurement:
  *   populate   how long creating the objects took (POSTs, 32 at a time);
  *   sync       `kernway agent --kubeconfig` as a process: start → every kind listed
- *              (the source's own figure) and → 'agent running' (maps written);
+ *              (the source's own figure) and → 'agent running' (maps written), and the
+ *              agent's CPU seconds until then;
  *   memory     the agent's RSS (anonymous / file pages, and itemised by bench/smaps.ts) and peak RSS (VmHWM) 10 s after
  *              running, then V8's heap from a /metrics scrape and the RSS after that scrape;
  *   latency    an EndpointSlice's endpoint replaced by a REST PUT (write acknowledged) →
@@ -260,7 +261,8 @@ async function main(): Promise<void> {
     const synced = kube.synced;
     const metricsPort = kube.metricsPort;
     const running = performance.now() - t;
-    out('sync', { services: SERVICES, listedMs: synced?.ms, objects: synced?.objects, toRunningMs: Math.round(running) });
+    // The agent's CPU from its start to running (its process's whole life so far).
+    out('sync', { services: SERVICES, listedMs: synced?.ms, objects: synced?.objects, toRunningMs: Math.round(running), agentCpuS: cpuOf(kube.child.pid!) });
     const maps = openPinnedMaps(bpffs);
     if (backendsInKernel(maps, VIP(SERVICES - 1)).length !== ENDPOINTS) throw new Error('the last Service is not in the maps');
 
