@@ -128,7 +128,7 @@ export class AccessLog {
     const b = this.room(most);
     let o = this.buffered;
     o = putLatin1(b, o, '{"level":30,"time":');
-    o = putLatin1(b, o, String(Date.now()));
+    o = putLatin1(b, o, nowText());
     o = putLatin1(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
     o = json(b, o, r.method);
     o = putLatin1(b, o, ',"path":');
@@ -138,7 +138,7 @@ export class AccessLog {
     o = putLatin1(b, o, '","status":');
     o = putLatin1(b, o, String(r.status));
     o = putLatin1(b, o, ',"durationMs":');
-    o = putLatin1(b, o, String(r.durationMs));
+    o = putMs(b, o, r.durationMs);
     o = putLatin1(b, o, ',"route":');
     o = json(b, o, r.route);
     o = putLatin1(b, o, ',"rule":');
@@ -306,6 +306,39 @@ export class AccessLog {
     this.handOver();
     try { dest.flushSync(); } catch { /* not open yet: written when it is */ }
   }
+}
+
+let nowMs = 0;
+let nowString = '0';
+/** Date.now() as text, converted once per millisecond (a number this large is a double: String() of it is not cheap). */
+function nowText(): string {
+  const t = Date.now();
+  if (t !== nowMs) { nowMs = t; nowString = String(t); }
+  return nowString;
+}
+
+/**
+ * A duration in milliseconds with at most 3 decimals (as the handler rounds it), written
+ * as String() writes it ("12", "0.5", "1.234") from its integer microseconds: no
+ * double-to-string conversion per line. Anything else (negative, huge, finer) goes
+ * through String().
+ */
+function putMs(b: Buffer, o: number, ms: number): number {
+  const us = Math.round(ms * 1000);
+  if (!(us >= 0 && us < 1e12) || us / 1000 !== ms) return putLatin1(b, o, String(ms));
+  const whole = Math.floor(us / 1000);
+  let frac = us - whole * 1000;
+  o = putLatin1(b, o, String(whole));
+  if (frac === 0) return o;
+  b[o++] = 46; // '.'
+  let digits = 3;
+  while (frac % 10 === 0) { frac /= 10; digits--; }
+  for (let d = digits - 1, p = 10 ** d; d >= 0; d--, p /= 10) {
+    const q = Math.floor(frac / p);
+    b[o++] = 48 + q;
+    frac -= q * p;
+  }
+  return o;
 }
 
 /** Bytes of a line besides its strings' characters (keys, punctuation, numbers), with room to spare. */
