@@ -192,6 +192,37 @@ export function validateObject(src: SourcedObject): Problem[] {
  * forgotten by the parse cache: parsing it again parses it anew (parse the stub instead).
  */
 export function slimObject(src: SourcedObject): K8sObject {
+  return slimInto(src, undefined);
+}
+
+/**
+ * A stub that is its own sourced object: `object` is the stub itself, with the file and
+ * index of `src`. What the manifest directory keeps per object: one object of 80 bytes
+ * instead of a stub and a `{ object, file, index }` record (48 bytes; 0.6 MiB less for the
+ * agent bench's 20,000 objects). Its JSON is the stub's.
+ */
+export function slimSourced(src: SourcedObject): SourcedObject {
+  return slimInto(src, src) as LocatedStub;
+}
+
+/**
+ * A stub with its file and index (see slimSourced). `object` is a getter on the prototype,
+ * so the stub's own properties are the same as a plain stub's but `file` and `index`.
+ */
+class LocatedStub extends Stub implements SourcedObject {
+  readonly file: string;
+  readonly index: number;
+  constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number) {
+    super(apiVersion, kind, name, namespace, parsed);
+    this.file = file;
+    this.index = index;
+  }
+
+  /** The stub itself (its JSON is a plain stub's: `file` and `index` say where it was read, they are not content). */
+  get object(): K8sObject { return this; }
+}
+
+function slimInto(src: SourcedObject, at: SourcedObject | undefined): K8sObject {
   const o = src.object;
   const parsed = parseObject(src);
   const v = parsed.object?.value as { name?: unknown; namespace?: unknown } | undefined;
@@ -199,7 +230,10 @@ export function slimObject(src: SourcedObject): K8sObject {
   // The slim value's copies when they are the same text (no second string per stub).
   const name = v?.name === o.metadata.name ? v.name as string : own(o.metadata.name);
   const namespace = ns === undefined ? undefined : v?.namespace === ns ? v.namespace as string : intern(ns);
-  const stub = new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null));
+  const result = parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null);
+  const stub = at === undefined
+    ? new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, result)
+    : new LocatedStub(intern(o.apiVersion), intern(o.kind), name, namespace, result, at.file, at.index);
   // The stub carries the parse from now on; the raw object is about to be dropped. Deleting
   // its cache entry now lets the WeakMap's table shrink (entries of dead keys cleared by the
   // GC leave it at its peak size: 0.25 MiB after 20,000 objects).

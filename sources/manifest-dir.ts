@@ -68,6 +68,12 @@ export interface ManifestDirectoryOptions {
    * already digested an object (in `validate`) keep a stub instead, to save memory.
    */
   slim?: (o: Located) => K8sObject;
+  /**
+   * Like `slim`, returning what to keep as the whole located object (file and index
+   * unchanged): a stub that is its own Located (k8s/kinds.ts `slimSourced`) is one object
+   * per document instead of two. Used instead of `slim` when given.
+   */
+  slimLocated?: (o: Located) => Located;
   /** Size and time bounds (default DEFAULT_LIMITS of manifest-parse.ts). */
   limits?: Partial<ManifestLimits>;
 }
@@ -126,6 +132,7 @@ export class ManifestDirectory extends EventEmitter {
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
   private readonly slim: ((o: Located) => K8sObject) | undefined;
+  private readonly slimLocated: ((o: Located) => Located) | undefined;
   private readonly limits: Readonly<ManifestLimits>;
   /** Parses large files off the event loop; stopped by close() (a parse in flight is abandoned). */
   private readonly yaml = new YamlWorker();
@@ -166,6 +173,7 @@ export class ManifestDirectory extends EventEmitter {
     this.debounceMs = debounceMs;
     this.log = opts.log;
     this.slim = opts.slim;
+    this.slimLocated = opts.slimLocated;
     this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...opts.limits });
   }
 
@@ -562,7 +570,8 @@ export class ManifestDirectory extends EventEmitter {
     }
     if (problems.length === 0) {
       const slim = this.slim;
-      if (slim) located = located.map((l) => ({ object: slim(l), file: l.file, index: l.index }));
+      if (this.slimLocated) located = located.map(this.slimLocated);
+      else if (slim) located = located.map((l) => ({ object: slim(l), file: l.file, index: l.index }));
       this.setGood(st, located);
       st.problems = NO_PROBLEMS;
     } else {

@@ -4,7 +4,7 @@
  * stubs, and delivered as batches of what changed.
  */
 import type { Logger } from '../common/log.js';
-import { isKnownKind, slimObject, validateObject } from '../k8s/kinds.js';
+import { isKnownKind, slimSourced, validateObject } from '../k8s/kinds.js';
 import type { SourcedObject } from '../k8s/types.js';
 import { ManifestDirectory, SNAPSHOT, type ManifestSnapshot, type ObjectValidator } from './manifest-dir.js';
 import type { Source, SourceBatch } from './source.js';
@@ -28,7 +28,7 @@ export class ManifestSource implements Source {
     const validate: ObjectValidator = extra
       ? (o) => { const p = validateObject(o); const q = extra(o); return p.length === 0 ? q : q.length === 0 ? p : [...p, ...q]; }
       : validateObject;
-    this.dir = new ManifestDirectory(path, { validate, slim: slimObject, debounceMs: opts.debounceMs ?? 20, ...(opts.log ? { log: opts.log } : {}) });
+    this.dir = new ManifestDirectory(path, { validate, slimLocated: slimSourced, debounceMs: opts.debounceMs ?? 20, ...(opts.log ? { log: opts.log } : {}) });
   }
 
   async start(onBatch: (batch: SourceBatch) => void): Promise<void> {

@@ -1,6 +1,6 @@
 /** Checking and normalising single objects: defaults, and errors that name file, object and field. */
 import { describe, expect, it } from 'vitest';
-import { parseObject, slimObject, stubOf, validateObject } from '../../k8s/kinds.js';
+import { parseObject, slimObject, slimSourced, stubOf, validateObject } from '../../k8s/kinds.js';
 import type { EndpointSlice, Problem, SourcedObject } from '../../k8s/types.js';
 import { service, slice, src } from '../model/fixtures.js';
 
@@ -217,6 +217,19 @@ describe('stubs (what a source keeps: slimObject, stubOf)', () => {
     const cm = slimObject(src({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }));
     expect(cm.metadata).toEqual({ name: 'c' });
     expect(parseObject({ object: cm, file: 'x', index: 0 })).toEqual({ object: undefined, problems: [] });
+  });
+
+  it('slimSourced: a stub that is its own sourced object (file, index, object: itself), with a plain stub\'s parse and JSON', () => {
+    const raw = { ...src(service('web', { ns: 'team-a' })), file: 'a/svc.yaml', index: 3 };
+    const value = parseObject(raw).object!.value;
+    const loc = slimSourced(raw);
+    expect(loc.object).toBe(loc);
+    expect([loc.file, loc.index]).toEqual(['a/svc.yaml', 3]);
+    expect(parseObject(loc).object!.value).toBe(value);
+    expect(loc.object.metadata).toEqual({ name: 'web', namespace: 'team-a' });
+    expect(JSON.parse(JSON.stringify(loc.object))).toEqual({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'team-a' } });
+    const bad = slimSourced({ ...src(service('web', { ports: [{ port: 0 }] })), file: 'b.yaml', index: 0 });
+    expect(validateObject(bad).map((p) => p.field)).toEqual(['spec.ports[0].port']);
   });
 
   it('stubOf maps to the value it was given', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManifestDirectory, SNAPSHOT, type Located, type ManifestSnapshot } from '../../sources/manifest-dir.js';
 import { next, tempDir, write, writeAtomic } from './helpers.js';
-import { validateObject } from '../../k8s/kinds.js';
+import { slimSourced, validateObject } from '../../k8s/kinds.js';
 import { IN_THREAD_MAX_CHARS, type YamlWorker } from '../../sources/yaml-docs.js';
 
 const pod = (name: string, extra = '') => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n${extra}`;
@@ -118,6 +118,20 @@ describe('load', () => {
     await expect(new ManifestDirectory(join(dir, 'nope')).load()).rejects.toMatchObject({ code: 'KW_MANIFEST_DIR', message: expect.stringMatching(/does not exist/) });
     write(join(dir, 'f.yaml'), '');
     await expect(new ManifestDirectory(join(dir, 'f.yaml')).load()).rejects.toMatchObject({ code: 'KW_MANIFEST_DIR', message: expect.stringMatching(/not a directory/) });
+  });
+
+  it('slimLocated: keeps what it returns as the located object itself (one object per document), removed as delivered', async () => {
+    write(join(dir, 'p.yaml'), pod('a') + '---\n' + pod('b'));
+    md = new ManifestDirectory(dir, { validate: validateObject, slimLocated: slimSourced, debounceMs: 5 });
+    const s = await md.load();
+    expect(s.objects.map((o) => [(o.object as unknown) === o, o.file, o.index, o.object.metadata.name])).toEqual([[true, join(dir, 'p.yaml'), 0, 'a'], [true, join(dir, 'p.yaml'), 1, 'b']]);
+    expect(JSON.parse(JSON.stringify(s.objects[0]!.object))).toEqual({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a' } });
+    md.watch();
+    const p = next<ManifestSnapshot>(md, SNAPSHOT, has('b'));
+    writeFileSync(join(dir, 'p.yaml'), pod('b'));
+    const after = await p;
+    expect(after.changes!.removed).toContain(s.objects[0]); // the object as delivered before (the Source contract)
+    expect(after.objects[0]!.object).toBe(after.objects[0]);
   });
 
   it('keeps only what slim returns', async () => {
