@@ -13,7 +13,7 @@ import type { SourcedObject } from '../../k8s/types.js';
 import type { Model } from '../../model/types.js';
 import type { KubeRequests } from './api.js';
 import { LeaderElector, type ElectorOptions } from './lease.js';
-import { StatusWriter } from './status-writer.js';
+import { StatusWriter, statusPathOf } from './status-writer.js';
 
 export const LEASE_NAMESPACE = 'kernway-system';
 
@@ -37,6 +37,20 @@ export function mayAffectStatus(batch: { upserted: readonly SourcedObject[]; del
     return true;
   };
   return batch.upserted.some(affects) || batch.deleted.some(affects);
+}
+
+/**
+ * The objects of a batch whose status the leader writes (their API paths): they changed on
+ * the server, maybe their status by another writer, so the next round reads them again.
+ */
+export function statusPathsOf(batch: { upserted: readonly SourcedObject[] }): string[] {
+  const paths: string[] = [];
+  for (const s of batch.upserted) {
+    const o = s.object;
+    const p = statusPathOf(o.kind, o.metadata.namespace, o.metadata.name);
+    if (p !== undefined) paths.push(p);
+  }
+  return paths;
 }
 export const LEASE_NAME = 'kernway-agent';
 
@@ -90,9 +104,13 @@ export class ClusterController {
   /**
    * The model changed (or first synced): the leader writes what differs. affectsStatus false
    * (mayAffectStatus of the change's batch): nothing written can differ, no round runs.
+   * changedOnServer (statusPathsOf of the batch): objects the next round reads again, whose
+   * status someone else may have changed since kernway wrote it.
    */
-  update(model: Model, affectsStatus = true): void {
+  update(model: Model, affectsStatus = true, changedOnServer: readonly string[] = []): void {
     this.model = model;
+    // Objects changed on the server since they were written are read again (statusPathsOf).
+    if (changedOnServer.length > 0) this.writer.forget(changedOnServer);
     if (!affectsStatus) { this.changes.skipped++; return; }
     this.changes.rounds++;
     this.kick();

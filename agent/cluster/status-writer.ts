@@ -78,6 +78,23 @@ function canon(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** The kinds whose status the writer owns entries of, and their API paths. */
+const STATUS_LISTS = {
+  GatewayClass: `${GW}/gatewayclasses`, Gateway: `${GW}/gateways`, HTTPRoute: `${GW}/httproutes`, BackendTrafficPolicy: `${KW}/backendtrafficpolicies`,
+} as const;
+
+/** The API path of an object whose status the writer writes, or undefined for another kind. */
+export function statusPathOf(kind: string, namespace: string | undefined, name: string): string | undefined {
+  const list = (STATUS_LISTS as Readonly<Record<string, string | undefined>>)[kind];
+  return list === undefined ? undefined : objectPath(list, namespace, name);
+}
+
+function objectPath(list: string, namespace: string | undefined, name: string): string {
+  if (namespace === undefined) return `${list}/${name}`;
+  const i = list.lastIndexOf('/');
+  return `${list.slice(0, i)}/namespaces/${namespace}${list.slice(i)}/${name}`;
+}
+
 export interface WriteReport { written: number; unchanged: number; skipped: number; gone: number; failed: number; conflicts: number }
 
 export class StatusWriter {
@@ -93,13 +110,23 @@ export class StatusWriter {
     this.lastWritten.clear();
   }
 
+  /**
+   * Forget what was written to these objects (statusPathOf): they changed on the server since,
+   * maybe their status by another writer, so the next round reads them again and puts back
+   * kernway's entries if they were removed. Our own writes come back here too; re-reading
+   * them costs one GET and finds them unchanged.
+   */
+  forget(paths: Iterable<string>): void {
+    for (const p of paths) this.lastWritten.delete(p);
+  }
+
   async write(desired: ClusterStatus): Promise<WriteReport> {
     const report: WriteReport = { written: 0, unchanged: 0, skipped: 0, gone: 0, failed: 0, conflicts: 0 };
     const jobs: Array<[string, unknown, (o: Obj, now: string) => Json]> = [
-      ...desired.gatewayClasses.map((c): [string, unknown, (o: Obj, now: string) => Json] => [`${GW}/gatewayclasses/${c.name}`, c, (o, now) => this.classStatus(o, c, now)]),
-      ...desired.gateways.map((g): [string, unknown, (o: Obj, now: string) => Json] => [`${GW}/namespaces/${g.namespace}/gateways/${g.name}`, g, (o, now) => this.gatewayStatus(o, g, now)]),
-      ...desired.routes.map((r): [string, unknown, (o: Obj, now: string) => Json] => [`${GW}/namespaces/${r.namespace}/httproutes/${r.name}`, r, (o, now) => ({ ...(o.status ?? {}), parents: mergeRouteParents(o.status?.parents, r.parents, now) })]),
-      ...(desired.trafficPolicies ?? []).map((p): [string, unknown, (o: Obj, now: string) => Json] => [`${KW}/namespaces/${p.namespace}/backendtrafficpolicies/${p.name}`, p, (o, now) => ({ ...(o.status ?? {}), ancestors: mergePolicyAncestors(o.status?.ancestors, p.ancestors, now) })]),
+      ...desired.gatewayClasses.map((c): [string, unknown, (o: Obj, now: string) => Json] => [objectPath(STATUS_LISTS.GatewayClass, undefined, c.name), c, (o, now) => this.classStatus(o, c, now)]),
+      ...desired.gateways.map((g): [string, unknown, (o: Obj, now: string) => Json] => [objectPath(STATUS_LISTS.Gateway, g.namespace, g.name), g, (o, now) => this.gatewayStatus(o, g, now)]),
+      ...desired.routes.map((r): [string, unknown, (o: Obj, now: string) => Json] => [objectPath(STATUS_LISTS.HTTPRoute, r.namespace, r.name), r, (o, now) => ({ ...(o.status ?? {}), parents: mergeRouteParents(o.status?.parents, r.parents, now) })]),
+      ...(desired.trafficPolicies ?? []).map((p): [string, unknown, (o: Obj, now: string) => Json] => [objectPath(STATUS_LISTS.BackendTrafficPolicy, p.namespace, p.name), p, (o, now) => ({ ...(o.status ?? {}), ancestors: mergePolicyAncestors(o.status?.ancestors, p.ancestors, now) })]),
     ];
     for (const [path, want, merge] of jobs) {
       const key = canon(want);

@@ -180,6 +180,18 @@ describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
     await kubectl(['apply', '-f', '-'], [route('nowhere')]);
     await until('ResolvedRefs False written', async () => ours(await cluster.api.get<Route>(ROUTE))?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'False' && c.reason === 'BackendNotFound'));
     expect(agent.status().leader!.changes!.rounds).toBeGreaterThan(after.rounds);
+
+    // Another writer replaces the route's parents with its own entry only (a JSON merge patch
+    // replaces the list): the route changed on the server, so the leader reads it again and puts
+    // kernway's entry back beside the other's, though what kernway wants to write is unchanged.
+    const foreign = { parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: 'shop', name: 'theirs' }, controllerName: 'example.com/other',
+      conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'theirs', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }] };
+    await cluster.api.request('PATCH', `${ROUTE}/status`, { status: { parents: [foreign] } }, 'application/merge-patch+json');
+    const back = await until('kernway\'s entry back beside the other writer\'s', async () => {
+      const r = await cluster.api.get<Route>(ROUTE);
+      return r.status?.parents?.length === 2 && ours(r)?.conditions.some((c) => c.reason === 'BackendNotFound') ? r : undefined;
+    });
+    expect(back.status!.parents!.map((p) => p.controllerName).sort()).toEqual(['example.com/other', 'kernway.io/gateway-controller']);
   });
 
   it('watches that expire (410 Gone) relist without flushing the maps', async () => {
