@@ -42,7 +42,23 @@ async function help(): Promise<void> {
   console.log(lines.join('\n'));
 }
 
+/** The oldest Node.js major kernway runs on (package.json `engines`). */
+export const MIN_NODE_MAJOR = 24;
+
+/**
+ * Refuses a Node.js older than `engines` says, at the door: an older one starts but fails
+ * later and quietly (Node.js 20's http2 resets every stream the waypoint answers).
+ */
+export function checkNodeVersion(version: string = process.versions.node): void {
+  const major = Number(/^v?(\d+)\./.exec(version)?.[1]);
+  if (!(major >= MIN_NODE_MAJOR)) {
+    throw new KernwayError('KW_UNSUPPORTED_NODE', `Node.js ${version} is not supported: kernway needs Node.js ${MIN_NODE_MAJOR} or newer `
+      + `(package.json engines). The set-up installs one into .node/ (make build); run kernway with .node/bin/node, or through make`);
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  checkNodeVersion();
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     await help();
