@@ -38,7 +38,7 @@ import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
 import type { KubeSource, KubeSourceStatus } from '../sources/kube-source.js';
-import { ClusterController, mayAffectStatus, statusPathsOf } from './cluster/controller.js';
+import { ClusterController } from './cluster/controller.js';
 import type { LeaseStatus } from './cluster/lease.js';
 import { WaypointController } from './cluster/waypoints.js';
 import type { ClusterStatus } from '../k8s/gateway-status.js';
@@ -382,7 +382,7 @@ export class Agent {
     const localMoved = this.nodePods.update(s.model.pods, podKeys);
     const wpMoved = this.waypointPods.update(s.model.pods, podKeys);
     if (localMoved || podKeys === undefined || s.change.namespaces.size > 0 || this.sockmapStale) this.syncSockmap(s);
-    this.cluster?.update(s.model, mayAffectStatus(s), this.cluster ? statusPathsOf(s) : undefined);
+    this.cluster?.update(s.model, s);
     this.policy?.onSnapshot(s);
     // The TCP metrics' resolver is built at its first use (a connection to label: over 10,000
     // Services x 10 endpoints it is ~0.5 s of CPU), then follows each change's pods and Services.

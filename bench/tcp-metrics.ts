@@ -38,7 +38,7 @@ import { loadSockLb, uninstall } from '../agent/datapath/sock-lb.js';
 import { Sockmap } from '../agent/datapath/sockmap.js';
 import { CM_PROGRAM, ConnMetrics, detachConnMetrics } from '../agent/datapath/conn-metrics.js';
 import { checkSubsystem, type LoadedSubsystem } from '../agent/datapath/loader.js';
-import { TcpMetrics, modelResolver } from '../agent/metrics/tcp.js';
+import { ModelResolver, TcpMetrics } from '../agent/metrics/tcp.js';
 import { serviceHost, workloadOf } from '../model/workload.js';
 import { serviceObject, sliceObject } from '../agent/demo/manifests.js';
 import { buildConnrate } from './run.js';
@@ -89,7 +89,7 @@ export async function tcpMetricsBench(opts: { seconds: number; rounds: number; t
     const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'bench.yaml', index })));
     new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
     const tcp = new TcpMetrics(new Registry());
-    tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
+    tcp.setResolver(new ModelResolver(model, workloadOf, serviceHost));
 
     const run = async (): Promise<number> => {
       const r = await lab.exec(client, connrate, [VIP, '80', String(opts.seconds), String(opts.threads)], { timeoutMs: (opts.seconds + 30) * 1000 });
@@ -226,7 +226,7 @@ async function startPairs(lab: Lab, n: number, dir: string, bpffs: string): Prom
   const model = buildModel(objects.map((o, index) => ({ object: o as SourcedObject['object'], file: 'bench.yaml', index })));
   new ServiceSync(lb.maps).reconcile(buildServiceTable(model, { nodeName: NODE }));
   const tcp = new TcpMetrics(new Registry());
-  tcp.setResolver(modelResolver(model, workloadOf, serviceHost));
+  tcp.setResolver(new ModelResolver(model, workloadOf, serviceHost));
   return { pairs, lb, sm, tcp };
 }
 

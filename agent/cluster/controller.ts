@@ -46,8 +46,7 @@ export function mayAffectStatus(batch: { upserted: readonly SourcedObject[]; del
 export function statusPathsOf(batch: { upserted: readonly SourcedObject[] }): string[] {
   const paths: string[] = [];
   for (const s of batch.upserted) {
-    const o = s.object;
-    const p = statusPathOf(o.kind, o.metadata.namespace, o.metadata.name);
+    const p = statusPathOf(s.object);
     if (p !== undefined) paths.push(p);
   }
   return paths;
@@ -102,16 +101,18 @@ export class ClusterController {
   }
 
   /**
-   * The model changed (or first synced): the leader writes what differs. affectsStatus false
-   * (mayAffectStatus of the change's batch): nothing written can differ, no round runs.
-   * changedOnServer (statusPathsOf of the batch): objects the next round reads again, whose
-   * status someone else may have changed since kernway wrote it.
+   * The model changed (or first synced): the leader writes what differs. With the source's
+   * batch the change came from: the objects in it whose status kernway writes changed on the
+   * server, maybe by another writer, so they are read again (statusPathsOf); and a batch that
+   * cannot change any status (mayAffectStatus) runs no round. Without one, a round runs.
    */
-  update(model: Model, affectsStatus = true, changedOnServer: readonly string[] = []): void {
+  update(model: Model, batch?: { upserted: readonly SourcedObject[]; deleted: readonly SourcedObject[] }): void {
     this.model = model;
-    // Objects changed on the server since they were written are read again (statusPathsOf).
-    if (changedOnServer.length > 0) this.writer.forget(changedOnServer);
-    if (!affectsStatus) { this.changes.skipped++; return; }
+    if (batch) {
+      const changed = statusPathsOf(batch);
+      if (changed.length > 0) this.writer.forget(changed);
+      if (!mayAffectStatus(batch)) { this.changes.skipped++; return; }
+    }
     this.changes.rounds++;
     this.kick();
   }

@@ -84,9 +84,11 @@ const STATUS_LISTS = {
 } as const;
 
 /** The API path of an object whose status the writer writes, or undefined for another kind. */
-export function statusPathOf(kind: string, namespace: string | undefined, name: string): string | undefined {
-  const list = (STATUS_LISTS as Readonly<Record<string, string | undefined>>)[kind];
-  return list === undefined ? undefined : objectPath(list, namespace, name);
+export function statusPathOf(o: { kind: string; metadata: { name: string; namespace?: string | undefined } }): string | undefined {
+  const list = (STATUS_LISTS as Readonly<Record<string, string | undefined>>)[o.kind];
+  if (list === undefined) return undefined;
+  const m = o.metadata; // a stub's metadata is made on each read (k8s/kinds.ts)
+  return objectPath(list, m.namespace, m.name);
 }
 
 function objectPath(list: string, namespace: string | undefined, name: string): string {

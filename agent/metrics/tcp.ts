@@ -440,14 +440,3 @@ export class ModelResolver implements TcpResolver {
     if (vips.length > 0 || eps.length > 0) this.svcKeys.set(key, { vips, eps });
   }
 }
-
-/** A resolver of the whole model as it is now (built at once). */
-export function modelResolver(
-  model: ResolverModel,
-  workloadOf: (pod: { name: string; namespace: string; labels: Readonly<Record<string, string>> }) => Workload,
-  serviceHost: (namespace: string, name: string) => string,
-): TcpResolver {
-  const r = new ModelResolver(model, workloadOf, serviceHost);
-  r.workload('');
-  return r;
-}

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { mergeRouteParents, withTransitionTimes } from '../../agent/cluster/status-writer.js';
 import { covers } from '../../agent/cluster/waypoints.js';
 import { microTime } from '../../agent/cluster/lease.js';
-import { mayAffectStatus } from '../../agent/cluster/controller.js';
+import { mayAffectStatus, statusPathsOf } from '../../agent/cluster/controller.js';
 import { slimObject } from '../../k8s/kinds.js';
 import type { K8sObject, SourcedObject } from '../../k8s/types.js';
 
@@ -73,5 +73,16 @@ describe('which changes can affect what the elected agent writes (mayAffectStatu
     const waypoint = pod('waypoint-abc', { 'gateway.networking.k8s.io/gateway-name': 'waypoint' });
     expect(mayAffectStatus({ upserted: [waypoint], deleted: [] })).toBe(true);
     expect(mayAffectStatus({ upserted: [slice], deleted: [waypoint] })).toBe(true);
+  });
+
+  it('the objects of a batch the status writer reads again: those whose status it writes, by their API path', () => {
+    const gateway = stub({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'shop' }, spec: { gatewayClassName: 'kernway', listeners: [] } });
+    const gatewayClass = stub({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'kernway' }, spec: { controllerName: 'kernway.io/gateway-controller' } });
+    expect(statusPathsOf({ upserted: [slice, service, route, pod('app-1', {}), gateway, gatewayClass] })).toEqual([
+      '/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/r',
+      '/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/edge',
+      '/apis/gateway.networking.k8s.io/v1/gatewayclasses/kernway',
+    ]);
+    expect(statusPathsOf({ upserted: [slice, service] })).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { ModelBuilder } from '../../model/model.js';
 import type { K8sObject, SourcedObject } from '../../k8s/types.js';
-import { ModelResolver, modelResolver, type ResolverModel, type TcpResolver } from '../../agent/metrics/tcp.js';
+import { ModelResolver, type ResolverModel, type TcpResolver } from '../../agent/metrics/tcp.js';
 import { serviceHost, workloadOf } from '../../model/workload.js';
 import { mulberry32 } from '../../bench/waypoint/fuzz-inputs.js';
 
@@ -82,7 +82,7 @@ describe('TCP metrics resolver, incremental', () => {
       if (step === 20) incremental.workload('');
       if (step < 20) continue;
       expect(incremental.isBuilt).toBe(true);
-      const rebuilt = modelResolver(model, workloadOf, serviceHost);
+      const rebuilt = new ModelResolver(model, workloadOf, serviceHost);
       const plain = scan(model);
       for (let i = 0; i < 10; i++) {
         expect(incremental.workload(podIp(i)), `step ${step} workload ${podIp(i)}`).toEqual(rebuilt.workload(podIp(i)));
