@@ -54,7 +54,10 @@ describe('keepYoungGenerationSmall', () => {
   it('keeps the young generation at its initial size while long-lived objects are built', () => {
     const small = newSpaceAfterBuild(true);
     const grown = newSpaceAfterBuild(false);
-    expect(small).toBeLessThanOrEqual(4);
+    // Measured over 80 runs with the machine loaded: 1-3.75 MiB, twice 5.5 (V8 still resizes
+    // by a few pages when a scavenge lands during concurrent marking); unchecked, it is 64.
+    expect(small).toBeLessThanOrEqual(16);
+    expect(grown).toBeGreaterThanOrEqual(32);
     expect(grown).toBeGreaterThan(small * 4);
   });
 });
