@@ -31,7 +31,8 @@ import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader
 import { LiteBody, type BodySink } from './body.js';
 import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamResponse, type UpstreamSink } from './upstream.js';
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
-import type { OutlierState, OverflowLimit, Resilience, TryOutcome } from '../resilience/state.js';
+import type { CircuitState, OutlierState, OverflowLimit, Resilience, TryOutcome, Waiter } from '../resilience/state.js';
+import { Deadlines, type Timed } from '../resilience/deadlines.js';
 
 type DownReq = IncomingMessage | FastRequest | H2Request;
 /** FastResponse and H2Response have the members of ServerResponse the handler uses; they are handled as one. */
@@ -82,12 +83,12 @@ interface Exchange {
   reason: string | undefined;
   attempts: number;
   done: boolean;
-  /** Called when the caller's response closes (one 'close' listener per request). */
-  onClose: (() => void) | undefined;
+  /** Told when the caller's response closes (one 'close' listener per request). */
+  onClose: Closer | undefined;
   /** Envoy response flags for the access log (UO, UH, DI, FI, RL, URX). */
   flags: string | undefined;
-  /** Gives back what the request holds of a circuit breaker, when it ends. */
-  release: (() => void) | undefined;
+  /** The circuit breaker whose request count this request holds until it ends. */
+  circuit: CircuitState | undefined;
   /** The backend picked (its metric cell is found by it). */
   backend: CompiledBackend | undefined;
 }
@@ -112,6 +113,11 @@ interface Prepared {
   authz: AuthzRequest;
 }
 
+/** What goes on with a request when its caller's response closes (aborting the backend exchange when it was not finished). */
+interface Closer {
+  closed(): void;
+}
+
 /** The request as the backend gets it. */
 interface Outgoing {
   method: string;
@@ -130,6 +136,8 @@ interface Routed {
 
 export class RequestHandler {
   private readonly plans = new WeakMap<CompiledBackend, RetryPlan | null>();
+  /** Timeouts of tries and responses under a policy: timestamps in lists, one timer per list. */
+  readonly deadlines = new Deadlines();
   constructor(private readonly d: HandlerDeps) {}
 
   /** For the request's helpers in this module (Direct). */
@@ -152,7 +160,7 @@ export class RequestHandler {
     }
   };
 
-  private failed(res: DownRes, e: unknown): void {
+  failed(res: DownRes, e: unknown): void {
     this.d.log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'waypoint: request handler failed');
     try {
       if (!res.headersSent) { (res as ServerResponse).writeHead(500, { 'content-type': 'text/plain' }); res.end('internal error\n'); }
@@ -167,10 +175,10 @@ export class RequestHandler {
       start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
       trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
-      flags: undefined, release: undefined, backend: undefined,
+      flags: undefined, circuit: undefined, backend: undefined,
     };
     this.d.metrics.active++;
-    res.once('close', () => { ex.onClose?.(); this.finish(ex, req, res); });
+    res.once('close', () => { ex.onClose?.closed(); this.finish(ex, req, res); });
     if (!conn) return this.local(ex, res, 500, 'no_connection_info', 'internal error');
     const table = this.d.table();
 
@@ -323,7 +331,7 @@ export class RequestHandler {
       new Direct(this, pr, out, mirrors).send();
       return;
     }
-    return this.resilient(pr, out, mirrors, plan);
+    new Guarded(this, pr, out, mirrors, plan).start();
   }
 
   /** The parent and rule of a request, or a status when there is none. */
@@ -353,128 +361,6 @@ export class RequestHandler {
     return { rule: direct.rule, port: dst.port, parent: direct.parent };
   }
 
-  /** The exchange with the backend under a BackendTrafficPolicy, a retry plan or timeouts. */
-  private async resilient(pr: Prepared, out: Outgoing, mirrors: readonly CompiledMirror[], plan: RetryPlan | undefined): Promise<void> {
-    const { ex, res, rule, backend, svc, corsHeaders, h2, table, authz } = pr;
-    const replayable = out.body === undefined || Buffer.isBuffer(out.body);
-    const traffic = backend.traffic;
-    const maxAttempts = 1 + (plan && replayable ? plan.retries : 0);
-    const requestTimeoutMs = rule.requestTimeoutMs ?? traffic?.requestTimeoutMs;
-    const deadline = requestTimeoutMs ? ex.start + requestTimeoutMs : undefined;
-    const tryTimeoutMs = rule.backendRequestTimeoutMs ?? plan?.perTryTimeoutMs;
-    const tried = new Set<string>();
-    let clientGone = false;
-    let abortCurrent: (() => void) | undefined;
-    ex.onClose = (): void => { if (!res.writableFinished) { clientGone = true; abortCurrent?.(); } };
-    let freeRetries = 1; // one extra try for a pooled connection the backend had just closed
-
-    // BackendTrafficPolicy: the circuit breaker's counters (kept whenever a policy applies: the retry budget needs them too).
-    const cs = traffic !== undefined ? this.d.resilience.circuit(svc.key) : undefined;
-    const limits = traffic?.circuit;
-    if (cs !== undefined) {
-      if (limits !== undefined && cs.requests >= limits.maxParallelRequests) return this.overflow(ex, res, 'maxParallelRequests');
-      cs.requests++;
-      ex.release = (): void => { cs.requests--; };
-    }
-    const od = traffic?.outlier !== undefined ? this.d.resilience.outlier(svc.key) : undefined;
-    /** Whether another try may go: the plan's, the circuit breaker's maxParallelRetries and the retry budget. */
-    const mayRetry = (attempt: number): boolean => {
-      if (attempt >= maxAttempts || (deadline !== undefined && performance.now() >= deadline)) return false;
-      if (cs === undefined) return true;
-      const maxRetries = limits?.maxParallelRetries ?? 1024;
-      const budget = plan?.budget;
-      const limit: OverflowLimit | undefined = cs.retries >= maxRetries ? 'maxParallelRetries'
-        : budget !== undefined && cs.retries >= Math.max(budget.minRetryConcurrency, (budget.percent / 100) * cs.requests) ? 'retryBudget' : undefined;
-      if (limit === undefined) return true;
-      this.d.metrics.overflow.inc({ destination_service: ex.destination, limit });
-      return false;
-    };
-
-    for (let attempt = 1; ; attempt++) {
-      // A connection from the circuit breaker (at once, after a wait in the pending queue, or 503 overflow).
-      let slot = false;
-      if (cs !== undefined && limits !== undefined) {
-        const a = cs.acquire(limits);
-        if (a === 'overflow') return this.overflow(ex, res, 'maxPendingRequests');
-        if (a !== undefined) {
-          abortCurrent = a.cancel;
-          const waited = await raceTimeout(a.wait, deadline === undefined ? undefined : Math.max(0, deadline - performance.now()), a.cancel);
-          if (clientGone) { a.cancel(); ex.reason = 'client_closed'; return; }
-          if (waited.kind !== 'value' || !waited.value) return this.local(ex, res, 504, 'request_timeout', 'upstream request timeout (waiting for a connection)');
-        }
-        slot = true;
-      }
-      const ejected = od?.ejected(performance.now());
-      const ep = this.d.balancer.pickEndpoint(svc, tried, ejected);
-      if (!ep) {
-        if (slot) cs!.release();
-        ex.flags = 'UH';
-        return this.local(ex, res, 503, 'no_endpoints', ejected !== undefined ? `no healthy upstream for ${svc.key}` : `no endpoint for ${svc.key}`);
-      }
-      tried.add(endpointKey(ep));
-      ex.upstream = endpointKey(ep);
-      if (!table.authz.empty) {
-        const decision = this.authorize(table, svc, ep, authz);
-        if (!decision.allowed) { if (slot) cs!.release(); return this.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy'); }
-      }
-      if (attempt === 1 && mirrors.length > 0) this.sendMirrors(ex, mirrors, out);
-      ex.attempts++;
-      const isRetry = attempt > 1 && cs !== undefined;
-      if (isRetry) cs.retries++;
-      const lbDone = this.d.balancer.begin(svc, ep);
-      const done = cs === undefined ? lbDone : once(() => { lbDone(); if (slot) cs.release(); if (isRetry) cs.retries--; });
-      const attemptTry = new TimedTry();
-      attemptTry.call = this.d.upstream.send({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body, conn: traffic?.conn }, attemptTry);
-      abortCurrent = attemptTry.abort;
-      const attemptTimeout = minTimeout(tryTimeoutMs, deadline);
-      const attemptEnd = attemptTimeout === undefined ? undefined : performance.now() + attemptTimeout;
-      const outcome = await attemptTry.outcome(attemptTimeout);
-      if (clientGone) { done(); ex.reason = 'client_closed'; return; }
-      if (outcome.kind === 'timeout') {
-        done();
-        this.eject(od, traffic, svc, ex, { local: 'timeout' });
-        this.d.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: 'timeout' });
-        const requestExpired = deadline !== undefined && performance.now() >= deadline;
-        if (!requestExpired && plan?.timeout) {
-          if (mayRetry(attempt)) { await this.backoff(plan, attempt, deadline); continue; }
-          ex.flags = 'URX';
-        }
-        return this.local(ex, res, 504, requestExpired ? 'request_timeout' : 'backend_timeout', 'upstream request timeout');
-      }
-      if (outcome.kind === 'error') {
-        done();
-        const e = outcome.error instanceof UpstreamError ? outcome.error : new UpstreamError('reset', String(outcome.error), undefined, false);
-        this.d.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: e.kind });
-        if (replayable && e.retryable && e.kind === 'reset' && freeRetries > 0) { freeRetries--; attempt--; continue; }
-        this.eject(od, traffic, svc, ex, e.kind === 'protocol' ? { status: 502 } : { local: e.kind === 'connect' ? 'connect' : 'reset' });
-        const retriable = replayable && ((e.kind === 'connect' && (plan?.connectFailure ?? false)) || (e.kind === 'reset' && (plan?.reset ?? false)));
-        const anotherEndpoint = replayable && e.kind === 'connect' && attempt === 1 && !plan && tried.size < svc.endpoints.length && (deadline === undefined || performance.now() < deadline);
-        if (anotherEndpoint || (retriable && mayRetry(attempt))) {
-          this.d.metrics.retries.inc({ destination_service: ex.destination });
-          if (plan) await this.backoff(plan, attempt, deadline);
-          continue;
-        }
-        if (retriable && plan!.retries > 0) ex.flags = 'URX';
-        const status = e.kind === 'connect' ? 503 : 502;
-        return this.local(ex, res, status, `upstream_${e.kind}`, `upstream ${e.kind === 'connect' ? 'connect error' : 'error'}: ${e.message}`);
-      }
-      const up = outcome.value;
-      if (od !== undefined) this.eject(od, traffic, svc, ex, { status: up.status });
-      if (plan && replayable && plan.codes.has(up.status)) {
-        if (mayRetry(attempt)) {
-          up.abort();
-          done();
-          this.d.metrics.retries.inc({ destination_service: ex.destination });
-          await this.backoff(plan, attempt, deadline);
-          continue;
-        }
-        if (plan.retries > 0) ex.flags = 'URX';
-      }
-      this.respond(ex, res, rule, backend, up, corsHeaders, h2, done, attemptEnd === undefined ? undefined : Math.max(0, attemptEnd - performance.now()));
-      return;
-    }
-  }
-
   /** The retry plan of a backend of a rule (memoised: it depends on them alone). */
   private planOf(rule: CompiledRule, backend: CompiledBackend): RetryPlan | undefined {
     if (rule.retry === undefined && backend.traffic?.retry === undefined) return undefined;
@@ -484,7 +370,7 @@ export class RequestHandler {
   }
 
   /** Outlier detection: a try's outcome for its endpoint; counts an ejection. */
-  private eject(od: OutlierState | undefined, traffic: CompiledTraffic | undefined, svc: ServiceTarget, ex: Exchange, o: TryOutcome): void {
+  eject(od: OutlierState | undefined, traffic: CompiledTraffic | undefined, svc: ServiceTarget, ex: Exchange, o: TryOutcome): void {
     if (od === undefined || ex.upstream === undefined) return;
     if (od.report(ex.upstream, o, traffic!.outlier!, svc.endpoints.length, performance.now())) {
       this.d.metrics.outlierEjections.inc({ destination_service: ex.destination });
@@ -493,7 +379,7 @@ export class RequestHandler {
   }
 
   /** 503 at once: a circuit breaker limit is reached (response flag UO). */
-  private overflow(ex: Exchange, res: DownRes, limit: OverflowLimit): void {
+  overflow(ex: Exchange, res: DownRes, limit: OverflowLimit): void {
     ex.flags = 'UO';
     this.d.metrics.overflow.inc({ destination_service: ex.destination, limit });
     this.local(ex, res, 503, 'overflow', `upstream overflow: circuit breaker ${limit} reached`, ['x-envoy-overloaded', 'true', 'x-kernway-overflow', limit]);
@@ -548,41 +434,29 @@ export class RequestHandler {
     return d;
   }
 
-  private async backoff(plan: RetryPlan, attempt: number, deadline: number | undefined): Promise<void> {
-    if (plan.baseBackoffMs <= 0) return;
-    let ms = Math.min(plan.maxBackoffMs, plan.baseBackoffMs * 2 ** (attempt - 1));
-    ms = ms / 2 + Math.random() * (ms / 2);
-    if (deadline !== undefined) ms = Math.max(0, Math.min(ms, deadline - performance.now()));
-    await new Promise((r) => setTimeout(r, ms).unref());
-  }
-
   /** Send the backend's response on: status, filtered headers, body, trailers. */
   respond(
     ex: Exchange, res: DownRes, rule: CompiledRule, backend: CompiledBackend, up: UpstreamResponse,
-    corsHeaders: HeaderList | undefined, h2: boolean, done: () => void, remainingMs: number | undefined,
-  ): void {
+    corsHeaders: HeaderList | undefined, h2: boolean, done: () => void,
+  ): Relay {
     const headers = forwardable(up.headers);
     applyModifier(headers, rule.responseHeaders);
     applyModifier(headers, backend.responseHeaders);
     if (corsHeaders) for (let i = 0; i < corsHeaders.length; i += 2) setHeader(headers, corsHeaders[i]!, corsHeaders[i + 1]!);
     ex.reason = undefined;
     const r = new Relay(this, ex, res, up, headers, done);
-    if (remainingMs !== undefined) {
-      // The backend request timeout covers the whole response; a response cut short is reset.
-      r.timer = setTimeout(() => { ex.reason = 'backend_timeout'; up.abort(); res.destroy(); r.end(); }, remainingMs);
-      r.timer.unref();
-    }
     // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
     // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
     const trailersOnly = h2 && headers.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'grpc-status');
-    if (!trailersOnly && !r.sendHead()) return;
+    if (!trailersOnly && !r.sendHead()) return r;
     const body = up.body;
-    ex.onClose = (): void => { if (!res.writableFinished) { up.abort(); r.end(); } };
-    if (body instanceof LiteBody) { body.attach(r); return; }
+    ex.onClose = r;
+    if (body instanceof LiteBody) { body.attach(r); return r; }
     body.on('data', (chunk: Buffer) => r.bodyData(chunk));
     body.once('end', () => r.bodyEnd());
     body.once('error', () => r.bodyError());
     body.once('close', () => r.bodyClose());
+    return r;
   }
 
   /** A response head from the backend that cannot be sent on: 502 when nothing is sent yet. */
@@ -625,7 +499,7 @@ export class RequestHandler {
   private finish(ex: Exchange, _req: DownReq, res: DownRes): void {
     if (ex.done) return;
     ex.done = true;
-    ex.release?.();
+    if (ex.circuit !== undefined) ex.circuit.requests--;
     this.d.metrics.active--;
     const status = res.writableFinished ? res.statusCode : ex.reason === 'client_closed' || !res.headersSent ? 499 : res.statusCode;
     const seconds = (performance.now() - ex.start) / 1000;
@@ -762,9 +636,8 @@ export class RequestHandler {
  * comes), body chunks, trailers, the end. One object per response, its methods the body's
  * listeners (a LiteBody calls them directly; other bodies through small listeners).
  */
-class Relay implements BodySink {
+class Relay implements BodySink, Closer {
   headSent = false;
-  timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly h: RequestHandler, private readonly ex: Exchange, private readonly res: DownRes,
@@ -772,8 +645,19 @@ class Relay implements BodySink {
   ) {}
 
   end(): void {
-    if (this.timer) clearTimeout(this.timer);
     this.done();
+  }
+
+  /** The backend request timeout (which covers the whole response) ran out before the response ended: it is reset. */
+  timeout(): void {
+    this.ex.reason = 'backend_timeout';
+    this.up.abort();
+    this.res.destroy();
+    this.end();
+  }
+
+  closed(): void {
+    if (!this.res.writableFinished) { this.up.abort(); this.end(); }
   }
 
   sendHead(): boolean {
@@ -838,7 +722,7 @@ class Relay implements BodySink {
  * as the resilience loop handles them without a plan: one free retry when a pooled
  * connection turned out closed, another endpoint after a connect error, else 503/502.
  */
-class Direct implements UpstreamSink {
+class Direct implements UpstreamSink, Closer {
   private attempt = 0;
   private freeRetries = 1;
   private tried: Set<string> | undefined;
@@ -852,7 +736,7 @@ class Direct implements UpstreamSink {
     const { h, pr, out } = this;
     const { ex, res, svc, table } = pr;
     const d = h.deps;
-    if (this.attempt === 0) ex.onClose = (): void => { if (!res.writableFinished) { this.gone = true; this.call?.abort(); } };
+    if (this.attempt === 0) ex.onClose = this;
     const ep = d.balancer.pickEndpoint(svc, this.tried);
     if (!ep) { ex.flags = 'UH'; h.local(ex, res, 503, 'no_endpoints', `no endpoint for ${svc.key}`); return; }
     const key = endpointKey(ep);
@@ -869,7 +753,11 @@ class Direct implements UpstreamSink {
   onResponse(up: UpstreamResponse): void {
     const { ex, res, rule, backend, corsHeaders, h2 } = this.pr;
     if (this.gone) { this.done!(); up.abort(); ex.reason = 'client_closed'; return; }
-    this.h.respond(ex, res, rule, backend, up, corsHeaders, h2, this.done!, undefined);
+    this.h.respond(ex, res, rule, backend, up, corsHeaders, h2, this.done!);
+  }
+
+  closed(): void {
+    if (!this.pr.res.writableFinished) { this.gone = true; this.call?.abort(); }
   }
 
   onError(err: unknown): void {
@@ -891,6 +779,321 @@ class Direct implements UpstreamSink {
   }
 }
 
+/**
+ * A request forwarded under a BackendTrafficPolicy, a retry plan or timeouts: the tries,
+ * each one's outcome (its sink), retries with backoff, the circuit breaker, outlier
+ * detection, the try's timeout. A state machine with no promise: when the first try
+ * answers in time (the common case) nothing waits but the upstream, and timeouts are
+ * deadlines in the handler's lists (the object itself is the entry), not a timer per try.
+ * Waiting (a pending queue, a backoff) is the uncommon case and uses a timer or the queue.
+ */
+class Guarded implements UpstreamSink, Timed, Closer, Waiter {
+  dlAt = 0;
+  dlPrev: Timed | undefined = undefined;
+  dlNext: Timed | undefined = undefined;
+  dlList: Timed['dlList'] = undefined;
+
+  private readonly replayable: boolean;
+  private readonly traffic: CompiledTraffic | undefined;
+  private readonly maxAttempts: number;
+  private readonly requestTimeoutMs: number | undefined;
+  private readonly deadline: number | undefined;
+  private readonly tryTimeoutMs: number | undefined;
+  private readonly cs: CircuitState | undefined;
+  private readonly od: OutlierState | undefined;
+  /** The current try's number (1-based; a free retry keeps it). */
+  private attempt = 0;
+  private freeRetries = 1;
+  /** Endpoints of the tries so far (made at the first failure). */
+  private tried: Set<string> | undefined;
+  private call: UpstreamCall | undefined;
+  /** Bumped per try: a callback of an earlier try changes nothing. */
+  private gen = 0;
+  /** No try in flight (its outcome is known, or none was sent). */
+  private settled = true;
+  /** In the circuit breaker's pending queue. */
+  private waiting = false;
+  private gone = false;
+  /** The current try holds a circuit breaker connection, counts as a retry, holds the balancer's count (until tryDone). */
+  private slot = false;
+  private isRetry = false;
+  private lbDone: (() => void) | undefined;
+  /** The current try's end (ms, performance.now()) and the duration it came from; undefined: no timeout. */
+  private tryEnd: number | undefined;
+  private tryDuration = 0;
+  /** The response on its way to the caller; the try's deadline (still in its list) then covers it. */
+  private relay: Relay | undefined;
+
+  constructor(
+    private readonly h: RequestHandler, private readonly pr: Prepared, private readonly out: Outgoing,
+    private readonly mirrors: readonly CompiledMirror[], private readonly plan: RetryPlan | undefined,
+  ) {
+    const { rule, backend, ex, svc } = pr;
+    this.replayable = out.body === undefined || Buffer.isBuffer(out.body);
+    this.traffic = backend.traffic;
+    this.maxAttempts = 1 + (plan && this.replayable ? plan.retries : 0);
+    this.requestTimeoutMs = rule.requestTimeoutMs ?? this.traffic?.requestTimeoutMs;
+    this.deadline = this.requestTimeoutMs ? ex.start + this.requestTimeoutMs : undefined;
+    this.tryTimeoutMs = rule.backendRequestTimeoutMs ?? plan?.perTryTimeoutMs;
+    // The circuit breaker's counters are kept whenever a policy applies (the retry budget needs them too).
+    const d = h.deps;
+    this.cs = this.traffic !== undefined ? d.resilience.circuit(svc.key) : undefined;
+    this.od = this.traffic?.outlier !== undefined ? d.resilience.outlier(svc.key) : undefined;
+  }
+
+  start(): void {
+    const { ex, res } = this.pr;
+    ex.onClose = this;
+    const cs = this.cs;
+    if (cs !== undefined) {
+      const limits = this.traffic!.circuit;
+      if (limits !== undefined && cs.requests >= limits.maxParallelRequests) { this.h.overflow(ex, res, 'maxParallelRequests'); return; }
+      cs.requests++;
+      ex.circuit = cs;
+    }
+    this.next();
+  }
+
+  /** The next try: a connection from the circuit breaker (at once, after a wait in the pending queue, or 503 overflow), then send. */
+  private next(): void {
+    this.attempt++;
+    this.slot = false;
+    const limits = this.traffic?.circuit;
+    if (this.cs !== undefined && limits !== undefined) {
+      const a = this.cs.acquire(limits, this);
+      if (a === 'overflow') { this.h.overflow(this.pr.ex, this.pr.res, 'maxPendingRequests'); return; }
+      if (a === 'queued') {
+        this.waiting = true;
+        if (this.deadline !== undefined) this.h.deadlines.add(this, this.deadline, this.requestTimeoutMs!);
+        return;
+      }
+      this.slot = true;
+    }
+    this.send();
+  }
+
+  /** The circuit breaker gave this waiter a connection (from another request's release: continued on the next tick). */
+  granted(): void {
+    this.waiting = false;
+    this.h.deadlines.remove(this);
+    process.nextTick(continueGranted, this);
+  }
+
+  /** @internal */
+  afterGrant(): void {
+    this.slot = true;
+    if (this.gone) { this.cs!.release(); this.slot = false; this.pr.ex.reason = 'client_closed'; return; }
+    this.guard(this.send);
+  }
+
+  private send(): void {
+    const { h, pr, out } = this;
+    const { ex, res, svc, table } = pr;
+    const d = h.deps;
+    const now = performance.now();
+    const ejected = this.od?.ejected(now);
+    const ep = d.balancer.pickEndpoint(svc, this.tried, ejected);
+    if (!ep) {
+      if (this.slot) { this.cs!.release(); this.slot = false; }
+      ex.flags = 'UH';
+      h.local(ex, res, 503, 'no_endpoints', ejected !== undefined ? `no healthy upstream for ${svc.key}` : `no endpoint for ${svc.key}`);
+      return;
+    }
+    ex.upstream = endpointKey(ep);
+    if (!table.authz.empty && !h.authorize(table, svc, ep, pr.authz).allowed) {
+      if (this.slot) { this.cs!.release(); this.slot = false; }
+      h.local(ex, res, 403, 'denied', 'access denied by AuthorizationPolicy');
+      return;
+    }
+    if (this.attempt === 1 && this.mirrors.length > 0) h.sendMirrors(ex, this.mirrors, out);
+    ex.attempts++;
+    this.isRetry = this.attempt > 1 && this.cs !== undefined;
+    if (this.isRetry) this.cs!.retries++;
+    this.lbDone = d.balancer.begin(svc, ep);
+    // The try's timeout: the per-try one, or what is left of the request's, whichever ends first.
+    const tryMs = this.tryTimeoutMs ? this.tryTimeoutMs : undefined;
+    if (tryMs !== undefined && (this.deadline === undefined || now + tryMs < this.deadline)) { this.tryEnd = now + tryMs; this.tryDuration = tryMs; }
+    else if (this.deadline !== undefined) { this.tryEnd = this.deadline; this.tryDuration = this.requestTimeoutMs!; }
+    else this.tryEnd = undefined;
+    this.settled = false;
+    const gen = ++this.gen;
+    const call = d.upstream.send({ endpoint: ep, protocol: out.protocol, method: out.method, path: out.url, headers: out.headers, body: out.body, conn: this.traffic?.conn }, this);
+    // (The outcome may have come already, and another try may have started from it.)
+    if (gen !== this.gen) return;
+    this.call = call;
+    if (!this.settled && this.tryEnd !== undefined) this.h.deadlines.add(this, this.tryEnd, this.tryDuration);
+  }
+
+  /** The current try is over: what it holds of the balancer and the circuit breaker goes back. */
+  private readonly tryDone = (): void => {
+    if (this.dlList !== undefined) this.h.deadlines.remove(this);
+    const f = this.lbDone;
+    if (f === undefined) return;
+    this.lbDone = undefined;
+    f();
+    if (this.slot) { this.slot = false; this.cs!.release(); }
+    if (this.isRetry) { this.isRetry = false; this.cs!.retries--; }
+  };
+
+  /** Whether another try may go: the plan's, the circuit breaker's maxParallelRetries and the retry budget. */
+  private mayRetry(): boolean {
+    if (this.attempt >= this.maxAttempts || (this.deadline !== undefined && performance.now() >= this.deadline)) return false;
+    const cs = this.cs;
+    if (cs === undefined) return true;
+    const maxRetries = this.traffic!.circuit?.maxParallelRetries ?? 1024;
+    const budget = this.plan?.budget;
+    const limit: OverflowLimit | undefined = cs.retries >= maxRetries ? 'maxParallelRetries'
+      : budget !== undefined && cs.retries >= Math.max(budget.minRetryConcurrency, (budget.percent / 100) * cs.requests) ? 'retryBudget' : undefined;
+    if (limit === undefined) return true;
+    this.h.deps.metrics.overflow.inc({ destination_service: this.pr.ex.destination, limit });
+    return false;
+  }
+
+  /** Another try, after the plan's backoff (none: at once). */
+  private retry(): void {
+    const plan = this.plan;
+    if (plan === undefined || plan.baseBackoffMs <= 0) { this.next(); return; }
+    let ms = Math.min(plan.maxBackoffMs, plan.baseBackoffMs * 2 ** (this.attempt - 1));
+    ms = ms / 2 + Math.random() * (ms / 2);
+    if (this.deadline !== undefined) ms = Math.max(0, Math.min(ms, this.deadline - performance.now()));
+    setTimeout(continueBackoff, ms, this).unref();
+  }
+
+  /** @internal */
+  afterBackoff(): void {
+    if (this.gone) { this.pr.ex.reason = 'client_closed'; return; }
+    this.guard(this.next);
+  }
+
+  private triedNow(): Set<string> {
+    const t = (this.tried ??= new Set());
+    t.add(this.pr.ex.upstream!);
+    return t;
+  }
+
+  onResponse(up: UpstreamResponse): void {
+    if (this.settled) { up.abort(); return; }
+    this.settled = true;
+    // The deadline stays: it covers the response until it ends (tryDone, from the relay).
+    this.guard(this.responded, up);
+  }
+
+  private responded(up: UpstreamResponse): void {
+    const { h, pr, plan } = this;
+    const { ex, res } = pr;
+    if (this.od !== undefined) h.eject(this.od, this.traffic, pr.svc, ex, { status: up.status });
+    if (plan && this.replayable && plan.codes.has(up.status)) {
+      if (this.mayRetry()) {
+        up.abort();
+        this.tryDone();
+        this.triedNow();
+        h.deps.metrics.retries.inc({ destination_service: ex.destination });
+        this.retry();
+        return;
+      }
+      if (plan.retries > 0) ex.flags = 'URX';
+    }
+    this.relay = h.respond(ex, res, pr.rule, pr.backend, up, pr.corsHeaders, pr.h2, this.tryDone);
+  }
+
+  onError(err: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.dlList !== undefined) this.h.deadlines.remove(this);
+    this.guard(this.failed, err);
+  }
+
+  private failed(err: unknown): void {
+    const { h, pr, plan, replayable } = this;
+    const { ex, res, svc } = pr;
+    this.tryDone();
+    const e = err instanceof UpstreamError ? err : new UpstreamError('reset', String(err), undefined, false);
+    h.deps.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: e.kind });
+    const tried = this.triedNow();
+    if (replayable && e.retryable && e.kind === 'reset' && this.freeRetries > 0) { this.freeRetries--; this.attempt--; this.next(); return; }
+    h.eject(this.od, this.traffic, svc, ex, e.kind === 'protocol' ? { status: 502 } : { local: e.kind === 'connect' ? 'connect' : 'reset' });
+    const retriable = replayable && ((e.kind === 'connect' && (plan?.connectFailure ?? false)) || (e.kind === 'reset' && (plan?.reset ?? false)));
+    const anotherEndpoint = replayable && e.kind === 'connect' && this.attempt === 1 && !plan && tried.size < svc.endpoints.length
+      && (this.deadline === undefined || performance.now() < this.deadline);
+    if (anotherEndpoint || (retriable && this.mayRetry())) {
+      h.deps.metrics.retries.inc({ destination_service: ex.destination });
+      this.retry();
+      return;
+    }
+    if (retriable && plan!.retries > 0) ex.flags = 'URX';
+    const status = e.kind === 'connect' ? 503 : 502;
+    h.local(ex, res, status, `upstream_${e.kind}`, `upstream ${e.kind === 'connect' ? 'connect error' : 'error'}: ${e.message}`);
+  }
+
+  /** A deadline ran out: the wait for a connection, the try, or the response it is relaying. */
+  expire(): void {
+    const { h, pr } = this;
+    const { ex, res } = pr;
+    if (this.relay !== undefined) { this.relay.timeout(); return; }
+    if (this.waiting) {
+      this.waiting = false;
+      this.cs!.cancel(this);
+      h.local(ex, res, 504, 'request_timeout', 'upstream request timeout (waiting for a connection)');
+      return;
+    }
+    if (this.settled) return;
+    this.settled = true;
+    this.call?.abort();
+    this.guard(this.timedOut);
+  }
+
+  private timedOut(): void {
+    const { h, pr, plan } = this;
+    const { ex, res, svc } = pr;
+    this.tryDone();
+    h.eject(this.od, this.traffic, svc, ex, { local: 'timeout' });
+    h.deps.metrics.upstreamErrors.inc({ destination_service: ex.destination, kind: 'timeout' });
+    const requestExpired = this.deadline !== undefined && performance.now() >= this.deadline;
+    if (!requestExpired && plan?.timeout) {
+      if (this.mayRetry()) { this.triedNow(); this.retry(); return; }
+      ex.flags = 'URX';
+    }
+    h.local(ex, res, 504, requestExpired ? 'request_timeout' : 'backend_timeout', 'upstream request timeout');
+  }
+
+  /** The caller's response closed before it finished: the wait or the try in flight ends here. */
+  closed(): void {
+    const { ex, res } = this.pr;
+    if (res.writableFinished) return;
+    this.gone = true;
+    if (this.waiting) {
+      this.waiting = false;
+      this.h.deadlines.remove(this);
+      this.cs!.cancel(this);
+      ex.reason = 'client_closed';
+      return;
+    }
+    if (this.settled) return;
+    this.settled = true;
+    this.h.deadlines.remove(this);
+    this.call?.abort();
+    this.tryDone();
+    ex.reason = 'client_closed';
+  }
+
+  /** Runs a step; a throw answers 500 (what the async loop's rejection did). */
+  private guard<A>(step: (a: A) => void, a?: A): void {
+    try {
+      step.call(this, a as A);
+    } catch (e) {
+      this.h.failed(this.pr.res, e);
+    }
+  }
+}
+
+function continueGranted(g: Guarded): void {
+  g.afterGrant();
+}
+
+function continueBackoff(g: Guarded): void {
+  g.afterBackoff();
+}
+
 /** A header's value by lower-case name: the first one for the waypoint's own server (as its Host, Content-Length checks ensure), Node's joined value otherwise. */
 function headerOf(req: DownReq): (name: string) => string | undefined {
   if (req instanceof FastRequest) return (name) => req.header(name);
@@ -909,90 +1112,7 @@ function readAll(s: Readable): Promise<Buffer> {
   });
 }
 
-function minTimeout(backendMs: number | undefined, deadline: number | undefined): number | undefined {
-  const a = backendMs ? backendMs : undefined;
-  const b = deadline !== undefined ? Math.max(0, deadline - performance.now()) : undefined;
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return Math.min(a, b);
-}
-
-type Outcome<T> = { kind: 'value'; value: T } | { kind: 'error'; error: unknown } | { kind: 'timeout' };
-
-/**
- * One try of the resilience loop: the upstream's sink, and the one promise its outcome
- * settles (the response head, the failure, or the try's timeout, which aborts the call).
- * A response that comes after the timeout is aborted. raceTimeout() over the pool's
- * promise made two promises and their closures per try.
- */
-class TimedTry implements UpstreamSink {
-  call: UpstreamCall | undefined;
-  private settled = false;
-  private early: Outcome<UpstreamResponse> | undefined;
-  private resolve: ((o: Outcome<UpstreamResponse>) => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-
-  readonly abort = (): void => { this.call?.abort(); };
-
-  onResponse(r: UpstreamResponse): void {
-    if (this.settled) { r.abort(); return; }
-    this.settle({ kind: 'value', value: r });
-  }
-
-  onError(error: unknown): void {
-    if (!this.settled) this.settle({ kind: 'error', error });
-  }
-
-  /** The outcome, or a timeout after `ms` (undefined: none). */
-  outcome(ms: number | undefined): Promise<Outcome<UpstreamResponse>> {
-    if (this.early !== undefined) return Promise.resolve(this.early);
-    return new Promise((resolve) => {
-      this.resolve = resolve;
-      if (ms !== undefined) this.timer = setTimeout(expireTry, ms, this);
-    });
-  }
-
-  expire(): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.call?.abort();
-    this.resolve?.({ kind: 'timeout' });
-  }
-
-  private settle(o: Outcome<UpstreamResponse>): void {
-    this.settled = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    if (this.resolve !== undefined) this.resolve(o);
-    else this.early = o;
-  }
-}
-
-function expireTry(t: TimedTry): void {
-  t.expire();
-}
-
-function raceTimeout<T>(p: Promise<T>, ms: number | undefined, onTimeout: () => void): Promise<Outcome<T>> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const timer = ms === undefined ? undefined : setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      onTimeout();
-      resolve({ kind: 'timeout' });
-    }, ms);
-    p.then(
-      (value) => { if (settled) { (value as { abort?: () => void }).abort?.(); return; } settled = true; if (timer) clearTimeout(timer); resolve({ kind: 'value', value }); },
-      (error: unknown) => { if (settled) return; settled = true; if (timer) clearTimeout(timer); resolve({ kind: 'error', error }); },
-    );
-  });
-}
-
 /** True for `percent`% of calls. */
 function hit(percent: number): boolean {
   return percent >= 100 || (percent > 0 && Math.random() * 100 < percent);
-}
-
-function once(f: () => void): () => void {
-  let done = false;
-  return () => { if (!done) { done = true; f(); } };
 }

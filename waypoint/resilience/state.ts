@@ -10,7 +10,8 @@ import type { CircuitLimits, CompiledRateLimit, OutlierSettings } from './compil
 /** Which circuit breaker limit refused a request (the x-kernway-overflow header and the metric's label). */
 export type OverflowLimit = 'maxConnections' | 'maxPendingRequests' | 'maxParallelRequests' | 'maxParallelRetries' | 'retryBudget';
 
-interface Waiter { grant: (ok: boolean) => void }
+/** A request waiting in a circuit breaker's pending queue: granted a connection (called from release()). */
+export interface Waiter { granted(): void }
 
 /** Per backend Service target: requests and retries in flight, connections in use, requests waiting for one. */
 export class CircuitState {
@@ -24,25 +25,29 @@ export class CircuitState {
   }
 
   /**
-   * A connection for one try: granted at once (undefined) while fewer than
-   * maxConnections are in use; otherwise a wait in the pending queue (a promise and a
-   * cancel), or 'overflow' when maxPendingRequests are already waiting.
+   * A connection for one try: 'granted' at once while fewer than maxConnections are in
+   * use; otherwise 'queued' in the pending queue (`w.granted()` is called when it gets
+   * one), or 'overflow' when maxPendingRequests are already waiting.
    */
-  acquire(l: CircuitLimits): undefined | 'overflow' | { wait: Promise<boolean>; cancel: () => void } {
-    if (this.busy < l.maxConnections) { this.busy++; return undefined; }
+  acquire(l: CircuitLimits, w: Waiter): 'granted' | 'queued' | 'overflow' {
+    if (this.busy < l.maxConnections) { this.busy++; return 'granted'; }
     if (this.queue.length >= l.maxPendingRequests) return 'overflow';
-    let waiter!: Waiter;
-    let granted = false;
-    const wait = new Promise<boolean>((resolve) => { waiter = { grant: (ok) => { granted = ok; resolve(ok); } }; });
-    this.queue.push(waiter);
-    // Cancelled while waiting: leave the queue (the wait ends with false); cancelled once granted: give the connection back.
-    return { wait, cancel: () => { const i = this.queue.indexOf(waiter); if (i >= 0) { this.queue.splice(i, 1); waiter.grant(false); } else if (granted) { granted = false; this.release(); } } };
+    this.queue.push(w);
+    return 'queued';
+  }
+
+  /** A waiter leaves the queue without a connection (gone, or timed out); false when it is not in it. */
+  cancel(w: Waiter): boolean {
+    const i = this.queue.indexOf(w);
+    if (i < 0) return false;
+    this.queue.splice(i, 1);
+    return true;
   }
 
   /** A try's connection is free again: the oldest waiter gets it. */
   release(): void {
     const next = this.queue.shift();
-    if (next) next.grant(true);
+    if (next) next.granted();
     else this.busy--;
   }
 }
