@@ -338,6 +338,16 @@ describe('retries and timeouts', () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
   });
 
+  it('timeout.http.requestTimeout covers the response body: one that outlasts it is reset, logged as backend_timeout', async () => {
+    const t0 = performance.now();
+    await expect(get('/to/body?bodydelay=2s')).rejects.toThrow();
+    expect(performance.now() - t0).toBeLessThan(1500);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
+    await vi.waitFor(() => { expect(accessLog().find((l) => l.path === '/to/body')).toMatchObject({ status: 200, reason: 'backend_timeout' }); }, { timeout: 5000, interval: 20 });
+    // The next request on the route is answered as usual.
+    expect((await get('/to/after')).status).toBe(200);
+  });
+
   it('connectionIdleTimeout closes idle backend connections; tcpKeepalive sets keep-alive on them', async () => {
     const echo = rig.echoes.to![0]!;
     expect((await get('/to/a')).status).toBe(200);

@@ -650,9 +650,10 @@ class Relay implements BodySink, Closer {
 
   /** The backend request timeout (which covers the whole response) ran out before the response ended: it is reset. */
   timeout(): void {
-    this.ex.reason = 'backend_timeout';
+    // (Aborting ends the body with an error at once, which would log upstream_reset: the reason is set after.)
     this.up.abort();
     this.res.destroy();
+    this.ex.reason = 'backend_timeout';
     this.end();
   }
 

@@ -8,6 +8,8 @@
  */
 import { performance } from 'node:perf_hooks';
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Something that times out: its links in a deadline list, and what happens when time is up. */
 export interface Timed {
   /** Deadline (ms, performance.now()). */
@@ -60,7 +62,8 @@ class DeadlineList {
   arm(at: number): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(fire, Math.max(1, Math.ceil(at - performance.now())), this);
+    // (Clamped to what a timer holds: fired early, it finds nothing due and re-arms.)
+    this.timer = setTimeout(fire, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(at - performance.now()))), this);
     this.timer.unref();
   }
 
