@@ -19,6 +19,13 @@
  * frame left before the end was known: the backend parser's callbacks each drain the
  * nextTick queue, so Node's end-of-stream check after a write ran before end(), and the
  * END_STREAM followed in an empty DATA frame of its own, one loop turn and one write later.
+ * When every head held in a turn has gone out with its end, the end-of-turn immediate is
+ * cleared: no JS callback is made for it.
+ *
+ * Idle sessions: a session without an open stream for idleTimeoutMs gets a GOAWAY and is
+ * closed; a sweep finds them. Node's own session timer (`server.setTimeout`) is not used:
+ * it is refreshed, a native clock read and a move in the timer list, at several points of
+ * every stream, and it closed a session whose one long stream was silent for that long.
  */
 import http2, { constants } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -32,7 +39,9 @@ const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 /** Connection-specific header fields, never sent over HTTP/2 (RFC 9113 §8.2.2). */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
-const SESSION_SOCKET = Symbol('kernway.h2.socket');
+/** What the server keeps of a session: the caller's socket, its open streams and since when it has none. */
+interface SessionState { socket: Socket | undefined; open: number; idleSince: number }
+const SESSION_STATE = Symbol('kernway.h2.session');
 /** The response of a stream: the stream's listeners are shared functions that find it here (no closure per request). */
 const RESPONSE = Symbol('kernway.h2.response');
 type StreamWithResponse = http2.ServerHttp2Stream & { [RESPONSE]: H2Response };
@@ -47,13 +56,29 @@ function onWantTrailers(this: StreamWithResponse): void { this[RESPONSE].sendTra
  * of the event loop for all of them (not a timer object per response).
  */
 let heldHeads: H2Response[] = [];
+/** How many of heldHeads still hold their head; when none does, the immediate is cleared (no JS callback for the loop turn). */
+let stillHeld = 0;
+let flushImmediate: NodeJS.Immediate | undefined;
 function flushHeldHeads(): void {
   const list = heldHeads;
   heldHeads = [];
-  for (let i = 0; i < list.length; i++) list[i]!.flushHead();
+  stillHeld = 0;
+  flushImmediate = undefined;
+  for (let i = 0; i < list.length; i++) { list[i]!.held = false; list[i]!.flushHead(); }
 }
 function holdHead(r: H2Response): void {
-  if (heldHeads.push(r) === 1) setImmediate(flushHeldHeads);
+  r.held = true;
+  stillHeld++;
+  if (heldHeads.push(r) === 1) flushImmediate = setImmediate(flushHeldHeads);
+}
+/** A held head went out (or its stream closed) before the end of the turn. */
+function releaseHead(r: H2Response): void {
+  r.held = false;
+  if (--stillHeld === 0 && flushImmediate !== undefined) {
+    clearImmediate(flushImmediate);
+    flushImmediate = undefined;
+    heldHeads.length = 0;
+  }
 }
 
 /** Lower-case names of the header names backends send most, as they send them (no new string per response). */
@@ -70,7 +95,7 @@ function lower(name: string): string {
 export interface H2ServerOptions {
   /** SETTINGS_MAX_HEADER_LIST_SIZE: larger request heads are refused by nghttp2. */
   maxHeaderBytes: number;
-  /** Idle sessions are closed after this. */
+  /** Sessions without an open stream are closed (GOAWAY) after this long. */
   idleTimeoutMs: number;
   onRequest(req: H2Request, res: H2Response): void;
 }
@@ -119,8 +144,10 @@ export class H2Response {
   private flushScheduled = false;
   /** The first body chunk, held with the head (see the file's comment). */
   private heldChunk: Buffer | string | undefined;
+  /** In heldHeads, its head not sent yet. */
+  held = false;
 
-  constructor(private readonly stream: http2.ServerHttp2Stream, method: string) {
+  constructor(private readonly stream: http2.ServerHttp2Stream, method: string, private readonly session?: SessionState) {
     this.noBody = method === 'HEAD';
     (stream as StreamWithResponse)[RESPONSE] = this;
     stream.on('error', ignore);
@@ -131,6 +158,9 @@ export class H2Response {
   closedNow(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.held) releaseHead(this);
+    const s = this.session;
+    if (s !== undefined && --s.open === 0) s.idleSince = performance.now();
     this.writableFinished = this.writableEnded && this.stream.rstCode === NGHTTP2_NO_ERROR;
     const f = this.onClose;
     this.onClose = undefined;
@@ -195,6 +225,7 @@ export class H2Response {
     const head = this.head!;
     this.head = undefined;
     this.responded = true;
+    if (this.held) releaseHead(this);
     const endStream = end && this.trailers === undefined;
     this.waitingForTrailers = !endStream && !this.noBody && (this.mayHaveTrailers || this.trailers !== undefined);
     try {
@@ -274,7 +305,8 @@ export class H2Response {
 /** The HTTP/2 server callers' connections are handed to (after accept()'s preface check). */
 export class H2Server {
   private readonly server: http2.Http2Server;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
+  private readonly sweep: NodeJS.Timeout;
   /** The socket being handed to nghttp2, for the 'session' event that follows at once. */
   private handing: Socket | undefined;
 
@@ -284,10 +316,14 @@ export class H2Server {
       maxSessionMemory: 32,
       settings: { maxConcurrentStreams: 1000, maxHeaderListSize: opts.maxHeaderBytes, enablePush: false },
     });
-    this.server.setTimeout(opts.idleTimeoutMs);
+    // Idle sessions are found by a sweep, not by Node's session timer: that one is refreshed
+    // (a native clock read and a timer-list move) at several points of every stream.
+    this.sweep = setInterval(() => this.closeIdle(), Math.max(10, Math.min(1000, Math.floor(opts.idleTimeoutMs / 4))));
+    this.sweep.unref();
     this.server.on('session', (s: http2.ServerHttp2Session) => {
-      (s as unknown as Record<symbol, Socket | undefined>)[SESSION_SOCKET] = this.handing;
-      this.sessions.add(s);
+      const state: SessionState = { socket: this.handing, open: 0, idleSince: performance.now() };
+      (s as unknown as Record<symbol, SessionState>)[SESSION_STATE] = state;
+      this.sessions.set(s, state);
       s.once('close', () => this.sessions.delete(s));
       s.on('error', () => { /* the session ends; streams report their own errors */ });
     });
@@ -301,10 +337,12 @@ export class H2Server {
   }
 
   private readonly onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]): void => {
-    const socket = (stream.session as unknown as Record<symbol, Socket | undefined>)[SESSION_SOCKET];
+    const state = (stream.session as unknown as Record<symbol, SessionState | undefined>)[SESSION_STATE];
+    const socket = state?.socket;
     if (socket === undefined) { stream.close(constants.NGHTTP2_INTERNAL_ERROR); return; }
+    state!.open++;
     const req = new H2Request(stream, headers, rawHeaders, socket);
-    const res = new H2Response(stream, req.method);
+    const res = new H2Response(stream, req.method, state);
     // Expect: 100-continue (RFC 9110 §10.1.1): the body is read anyway, so say so at once.
     if (headers.expect === '100-continue' && !stream.endAfterHeaders) {
       try { stream.additionalHeaders({ ':status': 100 }); } catch { /* the stream is gone */ }
@@ -312,12 +350,21 @@ export class H2Server {
     this.opts.onRequest(req, res);
   };
 
+  /** Sessions without an open stream for idleTimeoutMs get a GOAWAY and are closed. */
+  private closeIdle(): void {
+    const now = performance.now();
+    for (const [s, state] of this.sessions) {
+      if (state.open === 0 && now - state.idleSince >= this.opts.idleTimeoutMs && !s.closed) s.close();
+    }
+  }
+
   /** At shutdown: a GOAWAY to every session; streams in flight finish. */
   closeSessions(): void {
-    for (const s of this.sessions) s.close();
+    for (const s of this.sessions.keys()) s.close();
   }
 
   close(): void {
+    clearInterval(this.sweep);
     this.server.close();
   }
 }
