@@ -15,6 +15,8 @@
  *      `--phase memory --dir DIR` runs it alone on a kept directory (KW_BENCH_KEEP=1 keeps it);
  *      KW_BENCH_SMAPS=1 prints the resident KiB per mapping, KW_BENCH_SNAPSHOT=FILE writes a
  *      heap snapshot after the measurement.
+ * Every phase runs without V8's TurboFan, as `kernway agent` does (common/heap.ts
+ * leaveOutTurbofan); KW_BENCH_TURBOFAN=1 keeps V8's default tiers, for comparison.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,13 +25,17 @@ import { parseArgs } from 'node:util';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { fileURLToPath } from 'node:url';
-import { buildModel } from '../model/model.js';
-import { buildServiceTable, ServiceTableBuilder } from '../model/service-table.js';
 import type { SourcedObject } from '../k8s/types.js';
-import { MODEL, StandaloneSource, type StandaloneSnapshot } from '../agent/standalone.js';
-import { keepYoungGenerationSmall } from '../common/heap.js';
-import { releaseFreedMemory } from '../agent/datapath/memory.js';
+import type { StandaloneSnapshot } from '../agent/standalone.js';
+import { keepYoungGenerationSmall, leaveOutTurbofan } from '../common/heap.js';
 import { smapsMiB } from './smaps.js';
+
+// As `kernway agent` does (cli/main.ts), before the agent's modules load; KW_BENCH_TURBOFAN=1 keeps V8's defaults.
+if (process.env.KW_BENCH_TURBOFAN !== '1') leaveOutTurbofan();
+const { buildModel } = await import('../model/model.js');
+const { buildServiceTable, ServiceTableBuilder } = await import('../model/service-table.js');
+const { MODEL, StandaloneSource } = await import('../agent/standalone.js');
+const { releaseFreedMemory } = await import('../agent/datapath/memory.js');
 
 const { values } = parseArgs({
   options: {
@@ -145,7 +151,7 @@ if (PHASE === 'memory') {
   global.gc?.();
   const mu = process.memoryUsage();
   const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', releaseMs, newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), ...residency(), spacesCommittedUsedMiB: heapSpaces(), execArgv: process.execArgv.join(' '), note: 'model + service table + manifest state, no datapath' });
+  out({ bench: 'standalone-memory', services: SERVICES, endpoints: ENDPOINTS, youngGeneration: process.env.KW_BENCH_HEAP === 'v8-default' ? 'v8 default' : 'kept small (common/heap.ts)', compactHeapAndMallocTrim: process.env.KW_BENCH_TRIM !== 'no', releaseMs, newSpaceMiB: +((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(1), emptyNodeRssMiB: emptyNodeRss(), heapTotalMiB: +(mu.heapTotal / 2 ** 20).toFixed(1), externalMiB: +(mu.external / 2 ** 20).toFixed(1), rssJustLoadedMiB: +(rssLoaded / 2 ** 20).toFixed(1), rssIdleMiB: +(mu.rss / 2 ** 20).toFixed(1), heapUsedMiB: +(mu.heapUsed / 2 ** 20).toFixed(1), ...residency(), spacesCommittedUsedMiB: heapSpaces(), execArgv: process.execArgv.join(' '), turbofan: process.env.KW_BENCH_TURBOFAN === '1', note: 'model + service table + manifest state, no datapath' });
   if (process.env.KW_BENCH_SMAPS) console.error(process.env.KW_BENCH_SMAPS === 'mappings' ? smapsByMapping() : JSON.stringify(smapsMiB('self')));
   if (process.env.KW_BENCH_SNAPSHOT) console.error((await import('node:v8')).writeHeapSnapshot(process.env.KW_BENCH_SNAPSHOT));
   src.close();

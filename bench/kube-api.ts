@@ -21,7 +21,8 @@
  *              bytes per Pod as the API server sends them against the slim form kept;
  *   snapshots  per phase, the agent's own time per model snapshot ('reconciled' lines'
  *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
- * --skip-baseline leaves out the manifest directory (baseline) runs; --heap-snapshot DIR writes
+ * --skip-baseline leaves out the manifest directory (baseline) runs; --baseline-only runs only them
+ * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
  * after the pods line (kube-api-pods.heapsnapshot).
  * `uptime`'s load is printed with every line: the machine is shared.
@@ -50,6 +51,8 @@ const { values } = parseArgs({
     'kubectl-changes': { type: 'string', default: '20' },
     pods: { type: 'string', default: '10000' },
     'skip-baseline': { type: 'boolean', default: false },
+    /** Only the baseline (no API server): the agent's fixed cost, then the manifest directory's agent with the same data. */
+    'baseline-only': { type: 'boolean', default: false },
     /** NODE_OPTIONS for the agent process (V8 heap flags, e.g. --max-semi-space-size=1). */
     'agent-node-options': { type: 'string', default: '' },
     /** A folder: each agent writes a V8 heap snapshot there after the memory measurement (its own Node.js signal, SIGUSR2). */
@@ -192,7 +195,8 @@ async function heapSnapshot(child: ChildProcess, label: string): Promise<void> {
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  const cluster = await Cluster.start({ tag: 'kbench', nodes: 1 });
+  const BASELINE_ONLY = values['baseline-only'];
+  const cluster = BASELINE_ONLY ? undefined : await Cluster.start({ tag: 'kbench', nodes: 1 });
   const lab = await Lab.create({ tag: 'kbench' });
   const dir = mkdtempSync(join(tmpdir(), 'kernway-kube-bench-'));
   const bpffs = join(lab.bpffsDir, 'agent');
@@ -212,19 +216,22 @@ async function main(): Promise<void> {
     }
     try { uninstallAgent(bpffs, lab.cgroupPath); } catch { /* the lab removes the folder anyway */ }
     await lab.destroy();
-    await cluster.stop();
+    await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 
   async function run(): Promise<void> {
-    out('cluster', { ms: Math.round(performance.now() - t0) });
-    await cluster.api.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } });
     let t = performance.now();
-    await pool(SERVICES, 32, async (i) => {
-      await cluster.api.post('/api/v1/namespaces/bench/services', service(i));
-      await cluster.api.post('/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices', slice(i, Array.from({ length: ENDPOINTS }, (_, e) => POD(i, e))));
-    });
-    out('populate', { services: SERVICES, endpointsEach: ENDPOINTS, objects: SERVICES * 2, seconds: +((performance.now() - t) / 1000).toFixed(1) });
+    if (cluster) {
+      out('cluster', { ms: Math.round(performance.now() - t0) });
+      await cluster.api.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } });
+      t = performance.now();
+      await pool(SERVICES, 32, async (i) => {
+        await cluster.api.post('/api/v1/namespaces/bench/services', service(i));
+        await cluster.api.post('/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices', slice(i, Array.from({ length: ENDPOINTS }, (_, e) => POD(i, e))));
+      });
+      out('populate', { services: SERVICES, endpointsEach: ENDPOINTS, objects: SERVICES * 2, seconds: +((performance.now() - t) / 1000).toFixed(1) });
+    }
 
     // The agent as a process, as on a node: first with an empty manifest directory (its fixed cost), then on the API.
     const startAgent = async (source: string[]): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
@@ -255,6 +262,7 @@ async function main(): Promise<void> {
     };
     if (!values['skip-baseline']) await baseline();
     else out('baseline', { skipped: true });
+    if (!cluster) return;
 
     t = performance.now();
     const kube = await startAgent(['--kubeconfig', cluster.kubeconfig]);

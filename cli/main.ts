@@ -20,7 +20,8 @@ const commands: Record<string, () => Promise<Command>> = {
   }),
   // One line per subcommand module; each module exports `command: Command`.
   probe: async () => (await import('./probe.js')).command,
-  agent: async () => (await import('./agent.js')).command,
+  // The agent's V8 tiers are set before its modules load (common/heap.ts leaveOutTurbofan).
+  agent: async () => { (await import('../common/heap.js')).leaveOutTurbofan(); return (await import('./agent.js')).command; },
   uninstall: async () => (await import('./uninstall.js')).command,
   services: async () => (await import('./services.js')).command,
   demo: async () => (await import('./demo.js')).command,

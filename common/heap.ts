@@ -37,6 +37,25 @@ export function keepYoungGenerationSmall(): void {
  * Jest's leak detector does), so the process still runs with default flags and its own
  * global has no `gc`.
  */
+/**
+ * V8's top tier, TurboFan, is ~5 MiB of the node binary's code: once it compiles anything
+ * (the ESM loader's and the parsers' hot functions already do while an agent imports its
+ * modules) those pages count in the process's RSS for good. Measured on the agent's model
+ * of 10,000 Services x 10 endpoints (docs/agent-model.md): file pages 49.6 -> 44.4 MiB.
+ * Maglev, the mid tier, stays: the agent's hot code (parse, model, plans) still gets
+ * optimised, at a cost in CPU measured in the same page.
+ *
+ * Set from inside the process, so the agent keeps default Node.js flags; it must run before
+ * the modules are imported (set after, it saves nothing: TurboFan has already run), so
+ * `kernway agent`'s loader in cli/main.ts calls it first. Idempotent.
+ */
+let tiersApplied = false;
+export function leaveOutTurbofan(): void {
+  if (tiersApplied) return;
+  setFlagsFromString('--no-turbofan');
+  tiersApplied = true;
+}
+
 let collect: ((o: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void) | undefined;
 
 /** Runs a compacting full GC that returns freed heap pages to the OS; returns its duration in ms. */

@@ -61,3 +61,36 @@ describe('keepYoungGenerationSmall', () => {
     expect(grown).toBeGreaterThan(small * 4);
   });
 });
+
+/**
+ * The highest tier a hot function reaches in a fresh process (V8's optimisation status bits,
+ * read through --allow-natives-syntax in this test's child only): 'turbofan', 'maglev' or
+ * 'none' when neither within the time bound.
+ */
+function tierOfHotFunction(leaveOut: boolean): string {
+  const script = `
+    const { leaveOutTurbofan } = await import(${JSON.stringify(HEAP_JS)});
+    if (${leaveOut}) leaveOutTurbofan();
+    function hot(n) { let t = 0; for (let i = 0; i < n; i++) t += i % 7; return t; }
+    const status = new Function('f', 'return %GetOptimizationStatus(f)');
+    let s = 0, tier = 'none';
+    const t0 = Date.now();
+    // Tiering is asynchronous (concurrent compile jobs): call until the top tier shows, bounded in time.
+    while (Date.now() - t0 < 5000) {
+      for (let i = 0; i < 2000; i++) s += hot(100);
+      const st = status(hot);
+      if (st & 64) { tier = 'turbofan'; break; }
+      if (st & 32) tier = 'maglev';
+      if (tier === 'maglev' && Date.now() - t0 > 1500) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    console.log(tier, s > 0);`;
+  return execFileSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8' }).split(' ')[0]!;
+}
+
+describe('leaveOutTurbofan', () => {
+  it('stops hot code at Maglev: V8 would otherwise optimise it with TurboFan', () => {
+    expect(tierOfHotFunction(false)).toBe('turbofan');
+    expect(tierOfHotFunction(true)).toBe('maglev');
+  });
+});
