@@ -64,7 +64,8 @@ function flushHeldHeads(): void {
   heldHeads = [];
   stillHeld = 0;
   flushImmediate = undefined;
-  for (let i = 0; i < list.length; i++) { list[i]!.held = false; list[i]!.flushHead(); }
+  for (let i = 0; i < list.length; i++) list[i]!.held = false;
+  for (let i = 0; i < list.length; i++) list[i]!.flushHead();
 }
 function holdHead(r: H2Response): void {
   r.held = true;
