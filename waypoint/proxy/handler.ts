@@ -271,11 +271,10 @@ export class RequestHandler {
     const { ex, req, conn, header, h2, rule, backend, svc } = pr;
     let path = pr.path;
     let outHost = pr.authority ?? pr.host ?? conn.localAddress;
-    for (const rw of [rule.rewrite, backend.rewrite]) {
-      if (!rw) continue;
-      path = modifyPath(path, rw.path, rule.prefix);
-      if (rw.hostname) outHost = rw.hostname;
-    }
+    // The rule's rewrite, then the backend's (no array per request).
+    const rw1 = rule.rewrite, rw2 = backend.rewrite;
+    if (rw1) { path = modifyPath(path, rw1.path, rule.prefix); if (rw1.hostname) outHost = rw1.hostname; }
+    if (rw2) { path = modifyPath(path, rw2.path, rule.prefix); if (rw2.hostname) outHost = rw2.hostname; }
     const grpc = (header('content-type') ?? '').startsWith('application/grpc');
     const headers: HeaderList = ['Host', outHost];
     const fwd = forwardableRequest(req.rawHeaders, h2 || grpc ? KEEP_TE : undefined, headers);
