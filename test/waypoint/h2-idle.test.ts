@@ -99,3 +99,25 @@ it('a stream open longer than the idle time keeps its session; the idle time cou
   await until('session closed after its stream ended', c.closed, 5000);
   expect(Date.now() - t0).toBeGreaterThanOrEqual(IDLE_MS - 50);
 });
+
+it('idleTimeoutMs 0: sessions are never closed for idleness', async () => {
+  const never = new H2Server({ maxHeaderBytes: 16384, idleTimeoutMs: 0, onRequest(_req: H2Request, res: H2Response) { res.end('ok\n'); } });
+  const l = net.createServer((s) => never.connection(s));
+  await new Promise<void>((resolve, reject) => { l.once('error', reject); l.listen({ host, port: 0 }, resolve); });
+  const session = http2.connect(`http://${host}:${(l.address() as net.AddressInfo).port}`);
+  let closed = false;
+  session.on('close', () => { closed = true; });
+  session.on('error', () => { /* reported by 'close' */ });
+  try {
+    expect(await get(session, '/a')).toBe('ok\n');
+    // Asserting an absence: well past what the sweep of any other setting would take.
+    await new Promise((r) => setTimeout(r, 2 * IDLE_MS));
+    expect(closed).toBe(false);
+    expect(await get(session, '/b')).toBe('ok\n');
+  } finally {
+    session.destroy();
+    never.closeSessions();
+    never.close();
+    await new Promise<void>((r) => l.close(() => r()));
+  }
+});

@@ -96,7 +96,7 @@ function lower(name: string): string {
 export interface H2ServerOptions {
   /** SETTINGS_MAX_HEADER_LIST_SIZE: larger request heads are refused by nghttp2. */
   maxHeaderBytes: number;
-  /** Sessions without an open stream are closed (GOAWAY) after this long. */
+  /** Sessions without an open stream are closed (GOAWAY) after this long; 0: never. */
   idleTimeoutMs: number;
   onRequest(req: H2Request, res: H2Response): void;
 }
@@ -307,7 +307,8 @@ export class H2Response {
 export class H2Server {
   private readonly server: http2.Http2Server;
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
-  private readonly sweep: NodeJS.Timeout;
+  /** The idle sweep (none when idleTimeoutMs is 0: sessions are never closed for idleness, as with Node's setTimeout(0)). */
+  private readonly sweep: NodeJS.Timeout | undefined;
   /** The socket being handed to nghttp2, for the 'session' event that follows at once. */
   private handing: Socket | undefined;
 
@@ -319,8 +320,10 @@ export class H2Server {
     });
     // Idle sessions are found by a sweep, not by Node's session timer: that one is refreshed
     // (a native clock read and a timer-list move) at several points of every stream.
-    this.sweep = setInterval(() => this.closeIdle(), Math.max(10, Math.min(1000, Math.floor(opts.idleTimeoutMs / 4))));
-    this.sweep.unref();
+    if (opts.idleTimeoutMs > 0) {
+      this.sweep = setInterval(() => this.closeIdle(), Math.max(10, Math.min(1000, Math.floor(opts.idleTimeoutMs / 4))));
+      this.sweep.unref();
+    }
     this.server.on('session', (s: http2.ServerHttp2Session) => {
       const state: SessionState = { socket: this.handing, open: 0, idleSince: performance.now() };
       (s as unknown as Record<symbol, SessionState>)[SESSION_STATE] = state;
