@@ -37,7 +37,7 @@ function manifests(a: RigAddresses): string {
     route('od', '/od', 'od') + route('odc', '/odc', 'odc') + route('odlr', '/odlr', 'odlr') + route('odr', '/odr', 'odr') +
     route('fi', '/fi', 'fi') + route('fg', '/fg', 'fg') + route('fd', '/fd', 'fd') +
     route('rl', '/rl', 'rl') + route('rl-free', '/free', 'rl') +
-    route('rt', '/rt', 'rt') + route('rtb', '/rtb', 'rtb') + route('to', '/to', 'to') +
+    route('rt', '/rt', 'rt') + route('rtb', '/rtb', 'rtb') + route('to', '/to', 'to') + route('pt', '/pt', 'pt') +
     policy('cbp', 'cbp', '  circuitBreaker: {maxParallelRequests: 3}') +
     policy('cbc', 'cbc', '  circuitBreaker: {maxConnections: 2, maxPendingRequests: 1, maxRequestsPerConnection: 2}') +
     policy('od', 'od', '  healthCheck: {passive: {consecutive5XxErrors: 2, interval: 10s, baseEjectionTime: 1s, maxEjectionPercent: 30}}') +
@@ -55,13 +55,14 @@ function manifests(a: RigAddresses): string {
         limit: {requests: 20, unit: Second}`, 'HTTPRoute') +
     policy('rt', 'rt', '  retry: {numRetries: 2, retryOn: {triggers: [retriable-status-codes], httpStatusCodes: [503]}, perRetry: {backOff: {baseInterval: 1ms}}}') +
     policy('rtb', 'rtb', '  retry: {numRetries: 2, retryOn: {triggers: [retriable-status-codes], httpStatusCodes: [503]}, budget: {percent: 0, minRetryConcurrency: 0}}') +
-    policy('to', 'to', '  timeout: {http: {requestTimeout: 200ms, connectionIdleTimeout: 150ms}}\n  tcpKeepalive: {idleTime: 7s}');
+    policy('to', 'to', '  timeout: {http: {requestTimeout: 200ms, connectionIdleTimeout: 150ms}}\n  tcpKeepalive: {idleTime: 7s}') +
+    policy('pt', 'pt', '  retry: {numRetries: 1, retryOn: {triggers: [gateway-error]}, perRetry: {timeout: 150ms, backOff: {baseInterval: 1ms}}}');
 }
 
 beforeAll(async () => {
   rig = await startRig({
     octet: OCTET,
-    backends: { cbp: 1, cbc: 1, plain: 1, od: 3, odc: 2, odlr: 3, odr: 2, fi: 1, fg: 1, fd: 1, rl: 1, rt: 2, rtb: 1, to: 1 },
+    backends: { cbp: 1, cbc: 1, plain: 1, od: 3, odc: 2, odlr: 3, odr: 2, fi: 1, fg: 1, fd: 1, rl: 1, rt: 2, rtb: 1, to: 1, pt: 2 },
     manifests,
   });
 }, 60_000);
@@ -346,6 +347,31 @@ describe('retries and timeouts', () => {
     await vi.waitFor(() => { expect(accessLog().find((l) => l.path === '/to/body')).toMatchObject({ status: 200, reason: 'backend_timeout' }); }, { timeout: 5000, interval: 20 });
     // The next request on the route is answered as usual.
     expect((await get('/to/after')).status).toBe(200);
+  });
+
+  it('perRetry.timeout: a try that outlasts it is abandoned and retried on the other endpoint; both too slow is 504 with flag URX', async () => {
+    const [slow, fast] = rig.echoes.pt!;
+    slow!.delayMs = 3000;
+    try {
+      for (let i = 0; i < 4; i++) {
+        const t0 = performance.now();
+        const r = await get(`/pt/ok${i}`);
+        expect(r.status).toBe(200);
+        expect(performance.now() - t0).toBeLessThan(1500);
+      }
+      // Round robin sent some first tries to the slow one: they timed out after 150 ms and went to the other.
+      await vi.waitFor(() => {
+        const retried = accessLog().filter((l) => String(l.path).startsWith('/pt/ok') && l.attempts === 2);
+        expect(retried.length).toBeGreaterThan(0);
+        for (const l of retried) expect(l).toMatchObject({ status: 200, upstream: `${fast!.opts.address}:8080` });
+      }, { timeout: 5000, interval: 20 });
+      fast!.delayMs = 3000;
+      const t0 = performance.now();
+      expect((await get('/pt/both')).status).toBe(504);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
+      expect(performance.now() - t0).toBeLessThan(1500);
+      await vi.waitFor(() => { expect(accessLog().find((l) => l.path === '/pt/both')).toMatchObject({ status: 504, attempts: 2, responseFlags: 'URX' }); }, { timeout: 5000, interval: 20 });
+    } finally { slow!.delayMs = 0; fast!.delayMs = 0; }
   });
 
   it('connectionIdleTimeout closes idle backend connections; tcpKeepalive sets keep-alive on them', async () => {
