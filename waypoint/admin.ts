@@ -6,9 +6,10 @@
  * worker's pid, configuration and requests served).
  */
 import { KernwayError } from '../common/errors.js';
-import http from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { StatusReport } from './status.js';
+const http = process.getBuiltinModule('node:http'); // not an ESM import: see proxy/handler.ts
 
 export interface AdminTarget {
   /** The Prometheus text: one process's registry, or the workers' added up by the primary. */
@@ -20,7 +21,7 @@ export interface AdminTarget {
 }
 
 export class AdminServer {
-  private constructor(private readonly server: http.Server, readonly port: number) {}
+  private constructor(private readonly server: Server, readonly port: number) {}
 
   static start(addr: { host: string; port: number }, target: AdminTarget): Promise<AdminServer> {
     const server = http.createServer((req, res) => {

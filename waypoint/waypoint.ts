@@ -10,7 +10,7 @@
  * finish (up to the drain timeout), close what is left.
  */
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import net, { type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import type { Problem } from '../k8s/types.js';
@@ -21,6 +21,7 @@ import type { RequestTracer, TracingOptions } from './observe/otlp.js';
 import type { ConfigSource, ConfigUpdate } from './config/source.js';
 import { emptyWaypointConfig } from '../model/waypoint-config.js';
 import { compactHeap } from '../common/heap.js';
+import { IdleCompactor, type IdleCompactionOptions } from './idle-memory.js';
 import { buildRoutingTable, type RoutingTable } from './routing/table.js';
 import { accept, connOf, type AcceptHandlers, type ConnInfo } from './proxy/accept.js';
 import { Balancer } from './proxy/balancer.js';
@@ -31,6 +32,7 @@ import { H2Server } from './proxy/h2-server.js';
 import { UpstreamPool } from './proxy/upstream.js';
 import { AdminServer } from './admin.js';
 import { statusReport, type StatusReport } from './status.js';
+const http = process.getBuiltinModule('node:http'); // not an ESM import: see proxy/handler.ts
 
 export interface WaypointLimits {
   /** Largest request head (request line and headers), bytes: larger gets 431. */
@@ -79,6 +81,8 @@ export interface WaypointOptions {
    * the destination with theirs. Undefined: the waypoint is one process.
    */
   worker?: number;
+  /** Give the young generation back when idle after load (waypoint/idle-memory.ts); false: never (default: on). */
+  idleCompaction?: Partial<IdleCompactionOptions> | false;
 }
 
 export const DEFAULT_LIMITS: WaypointLimits = {
@@ -107,7 +111,7 @@ export class Waypoint extends EventEmitter {
   private readonly upstream: UpstreamPool;
   private readonly accessLog: AccessLog;
   private readonly handler: RequestHandler;
-  private readonly h1: http.Server;
+  private readonly h1: Server;
   private readonly fast: H1Server | undefined;
   private readonly h2: H2Server;
   private readonly acceptHandlers: AcceptHandlers;
@@ -121,6 +125,7 @@ export class Waypoint extends EventEmitter {
   private applying: Promise<void> = Promise.resolve();
   private appliedAt: number | undefined;
   private readonly startedAt = Date.now();
+  private readonly idle: IdleCompactor | undefined;
 
   private constructor(private readonly opts: WaypointOptions, private readonly source: ConfigSource, otlp?: typeof import('./observe/otlp.js')) {
     super();
@@ -151,7 +156,7 @@ export class Waypoint extends EventEmitter {
     this.h1.emit('listening');
     this.h1.on('upgrade', this.handler.onUpgrade);
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
-    this.h1.on('connect', (_req: http.IncomingMessage, socket: Socket) => {
+    this.h1.on('connect', (_req: IncomingMessage, socket: Socket) => {
       socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     });
     this.h2 = new H2Server({ maxHeaderBytes: l.maxHeaderBytes, idleTimeoutMs: l.idleTimeoutMs, onRequest: this.handler.onRequest });
@@ -172,6 +177,16 @@ export class Waypoint extends EventEmitter {
       },
       firstBytesTimeoutMs: l.firstBytesTimeoutMs,
     };
+    if (opts.idleCompaction !== false) {
+      const m = this.metrics;
+      this.idle = new IdleCompactor({ answered: () => m.requestsServed(), inProgress: () => m.active }, {
+        ...opts.idleCompaction,
+        onCompacted: (c) => {
+          this.metrics.idleCompacted(c.ms);
+          log.debug({ ms: +c.ms.toFixed(1), youngBeforeMiB: +(c.youngBefore / 2 ** 20).toFixed(1), youngAfterMiB: +(c.youngAfter / 2 ** 20).toFixed(1) }, 'waypoint: idle after load, heap compacted');
+        },
+      });
+    }
   }
 
   /** Start: read the configuration, bind the mesh port and the Gateway listeners. */
@@ -183,6 +198,7 @@ export class Waypoint extends EventEmitter {
       if (w.mesh.error) throw Object.assign(new Error(`mesh port ${opts.meshAddress ?? opts.listenAddress}:${opts.meshPort}: ${w.mesh.error}`), { code: LISTEN_FAILED });
       await source.start((u) => { w.applying = w.applying.then(() => w.apply(u)); });
       await w.applying;
+      w.idle?.start();
     } catch (e) {
       await w.stop(0);
       throw e;
@@ -333,6 +349,7 @@ export class Waypoint extends EventEmitter {
   async stop(drainMs = this.opts.drainTimeoutMs): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.idle?.stop();
     this.source.close();
     for (const l of this.gatewaySockets.values()) l.server.close();
     this.mesh?.server.close();

@@ -1,17 +1,30 @@
 /**
  * The waypoint's memory with many HTTPRoutes: N routes (each with its own host name, three
  * rules, a header filter) over 100 Services, loaded from manifests; after every route has
- * served a request, the process's resident memory (VmRSS) and V8 heap are read. Compared
- * with the same waypoint with no route.
+ * served a request, the process's resident memory (VmRSS) and V8 heap are read. Then 3 s
+ * of wrk (16 connections, every route in turn): the peak RSS under load; then the waypoint
+ * is left idle until it has given back the young generation (waypoint/idle-memory.ts, up to
+ * 20 s): the idle RSS and the compaction's pause; then the RSS after one /metrics scrape. Compared with the same waypoint with no
+ * route.
  */
 import http from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/version.js';
 import { gatewayManifests } from './manifests.js';
-import { SMALL_YOUNG_GENERATION, rssBytes, startNginx, startWaypoint, type Proc } from './procs.js';
+import { SMALL_YOUNG_GENERATION, rssBytes, runTool, startNginx, startWaypoint, type Proc } from './procs.js';
 
-export interface MemoryPoint { routes: number; layout: 'one file' | 'file per route'; nodeFlags: string[]; rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number }
+export interface MemoryPoint {
+  routes: number; layout: 'one file' | 'file per route'; nodeFlags: string[];
+  /** After every route served a request. */
+  rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number;
+  /** V8's young generation (new space) after every route served a request. */
+  newSpaceBytes: number;
+  /** Peak RSS during 3 s of wrk (-c16, every route in turn), and the requests it made. */
+  rssUnderLoadBytes: number; loadRequests: number;
+  /** After the load, once the waypoint went idle and compacted (or 20 s passed: idleCompactions 0); then after one /metrics scrape. */
+  rssIdleBytes: number; rssAfterScrapeBytes: number; newSpaceIdleBytes: number; heapUsedIdleBytes: number; idleCompactions: number; idleCompactionMs: number;
+}
 export interface MemoryResult { routes: number; points: MemoryPoint[] }
 
 const ADDR = '127.93.0.1';
@@ -93,13 +106,45 @@ async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['l
         if (n > 0 && i % 3 === 0 && (await get(`app-${i}.bench.example`, '/health', agent)).status === 200) ok++;
       }
     }));
-    const metrics = await get(ADDR, '/metrics', agent, ADMIN);
-    const heap = /^kernway_waypoint_nodejs_heap_size_used_bytes ([\d.e+]+)$/m.exec(metrics.body);
-    return { routes: n, layout, nodeFlags, rssBytes: rssBytes(wp.pid), heapUsedBytes: heap ? Number(heap[1]) : Number.NaN, readyMs, requestsOk: ok };
+    const rss = rssBytes(wp.pid);
+    const served = metricValues((await get(ADDR, '/metrics', agent, ADMIN)).body);
+    agent.destroy();
+    // Load: wrk over every route in turn, the RSS sampled while it runs.
+    const lua = join(dir, 'routes.lua');
+    writeFileSync(lua, `local i = 0\nrequest = function()\n  i = (i + 1) % ${Math.max(n, 1)}\n  return wrk.format("GET", "/api/v1/items/" .. i, { Host = ${n === 0 ? '"none.example"' : '"app-" .. i .. ".bench.example"'} })\nend\n`);
+    let peak = 0;
+    const sampler = setInterval(() => { try { peak = Math.max(peak, rssBytes(wp.pid)); } catch { /* gone */ } }, 100);
+    const wrk = await runTool(cpu === 0 ? 1 : 0, 'wrk', ['-t1', '-c16', '-d3s', '-s', lua, `http://${ADDR}:${PORT}/`], 30_000).finally(() => clearInterval(sampler));
+    const loadRequests = Number(/(\d+) requests in/.exec(wrk.out)?.[1] ?? Number.NaN);
+    // Idle: wait for the waypoint's idle compaction (it looks every 5 s: at most 10 s after the last request), seen
+    // as RSS dropping by a sixth, read from /proc (a /metrics scrape of 1,000 routes itself adds tens of MiB).
+    const loaded = rssBytes(wp.pid);
+    for (let t = Date.now(); rssBytes(wp.pid) > loaded * 5 / 6 && Date.now() - t < 20_000;) await new Promise((r) => setTimeout(r, 250));
+    const rssIdle = rssBytes(wp.pid);
+    const idle = metricValues((await get(ADDR, '/metrics', agent, ADMIN)).body);
+    const rssScraped = rssBytes(wp.pid);
+    return {
+      routes: n, layout, nodeFlags, rssBytes: rss, heapUsedBytes: served.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN, readyMs, requestsOk: ok,
+      newSpaceBytes: served.get('kernway_waypoint_nodejs_heap_space_size_total_bytes{space="new"}') ?? Number.NaN,
+      rssUnderLoadBytes: peak, loadRequests,
+      rssIdleBytes: rssIdle, rssAfterScrapeBytes: rssScraped, newSpaceIdleBytes: idle.get('kernway_waypoint_nodejs_heap_space_size_total_bytes{space="new"}') ?? Number.NaN,
+      heapUsedIdleBytes: idle.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN,
+      idleCompactions: idle.get('kernway_waypoint_idle_compactions_total') ?? 0, idleCompactionMs: (idle.get('kernway_waypoint_idle_compaction_seconds_total') ?? 0) * 1000,
+    };
   } finally {
     agent.destroy();
     await wp.stop();
   }
+}
+
+/** `name{labels} value` lines of a Prometheus text page, by `name{labels}`. */
+function metricValues(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_:]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
 }
 
 export async function measureMemory(dir: string, o: { routes: number; cpu: number; loadCpu: number; nodeFlags: string[] }): Promise<MemoryResult> {

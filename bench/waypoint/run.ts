@@ -349,9 +349,10 @@ export function report(load: LoadResult | undefined, memory: MemoryResult | unde
   }
   if (memory) {
     lines.push('', `## Memory with ${memory.routes} HTTPRoutes (target < 100 MiB)`, '',
-      'RSS after every route served a request; the manifests in one file, or one file per route.', '',
-      '| routes | layout | node flags | RSS (MiB) | heap used (MiB) | ready after (ms) | requests answered 200 |', '|---:|---|---|---:|---:|---:|---:|');
-    for (const m of memory.points) lines.push(`| ${m.routes} | ${m.layout} | ${m.nodeFlags.join(' ') || '(defaults)'} | ${fmt(m.rssBytes / 1048576, 1)} | ${fmt(m.heapUsedBytes / 1048576, 1)} | ${fmt(m.readyMs, 0)} | ${m.requestsOk} |`);
+      'RSS after every route served a request (new space: V8\'s young generation), peak RSS during 3 s of wrk -c16 over every route, RSS once idle after it (the waypoint\'s idle compaction: count and pause), and after one /metrics scrape; the manifests in one file, or one file per route.', '',
+      '| routes | layout | node flags | RSS served (MiB) | heap used | new space | RSS under load | RSS idle after load | new space idle | compactions (pause ms) | RSS after a scrape | ready after (ms) | requests answered 200 |', '|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|');
+    const mb = (b: number): string => fmt(b / 1048576, 1);
+    for (const m of memory.points) lines.push(`| ${m.routes} | ${m.layout} | ${m.nodeFlags.join(' ') || '(defaults)'} | ${mb(m.rssBytes)} | ${mb(m.heapUsedBytes)} | ${mb(m.newSpaceBytes)} | ${mb(m.rssUnderLoadBytes)} | ${mb(m.rssIdleBytes)} | ${mb(m.newSpaceIdleBytes)} | ${m.idleCompactions} (${fmt(m.idleCompactionMs, 0)}) | ${mb(m.rssAfterScrapeBytes)} | ${fmt(m.readyMs, 0)} | ${m.requestsOk} |`);
   }
   return lines.join('\n') + '\n';
 }

@@ -137,6 +137,9 @@ export class WaypointMetrics {
   readonly outlierEjections: Counter<'destination_service'>;
   readonly faults: Counter<'destination_service' | 'kind'>;
   readonly rateLimited: Counter<'destination_service' | 'policy'>;
+  /** Heap compactions run because the waypoint went idle after load (waypoint/idle-memory.ts), and their pauses. */
+  private readonly idleCompactions: Counter;
+  private readonly idleCompactionSeconds: Counter;
   /** Endpoints ejected now, by destination Service (set by the resilience engine, read at scrape time). */
   ejectedEndpoints: () => Map<string, number> = () => new Map();
   /** Requests waiting for a backend connection (circuit breaker maxConnections), by destination Service. */
@@ -179,6 +182,8 @@ export class WaypointMetrics {
     this.outlierEjections = new Counter({ name: 'kernway_waypoint_outlier_ejections_total', help: 'Endpoints ejected by passive health checks (outlier detection)', labelNames: ['destination_service'], registers: [r] });
     this.faults = new Counter({ name: 'kernway_waypoint_faults_injected_total', help: 'Faults injected by a BackendTrafficPolicy, by kind (delay, abort)', labelNames: ['destination_service', 'kind'], registers: [r] });
     this.rateLimited = new Counter({ name: 'kernway_waypoint_rate_limited_total', help: 'Requests refused (429, response flag RL) by a local rate limit', labelNames: ['destination_service', 'policy'], registers: [r] });
+    this.idleCompactions = new Counter({ name: 'kernway_waypoint_idle_compactions_total', help: 'Heap compactions run when the waypoint went idle after load (the young generation given back)', registers: [r] });
+    this.idleCompactionSeconds = new Counter({ name: 'kernway_waypoint_idle_compaction_seconds_total', help: 'Time the process was paused by those compactions', registers: [r] });
     const self = this;
     new Gauge({
       name: 'kernway_waypoint_outlier_ejected_endpoints', help: 'Endpoints ejected now by outlier detection', labelNames: ['destination_service'], registers: [r],
@@ -193,6 +198,12 @@ export class WaypointMetrics {
     if (upstream) {
       new Gauge({ name: 'kernway_waypoint_upstream_connections', help: 'Open connections to backends (pooled HTTP/1.1 and h2c sessions)', registers: [r], collect() { this.set(upstream()); } });
     }
+  }
+
+  /** An idle compaction ran for `ms`. */
+  idleCompacted(ms: number): void {
+    this.idleCompactions.inc();
+    this.idleCompactionSeconds.inc(ms / 1000);
   }
 
   private registerKernway(cells: () => RouteCell[]): void {

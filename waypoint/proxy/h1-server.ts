@@ -11,12 +11,12 @@
  * the handler uses of Node's objects (FastRequest, FastResponse). The node:http server
  * stays available behind `--http1-server node` for one release.
  */
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { putLatin1, type HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
+const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: see handler.ts
 
 
 /** What a malformed request or a time limit gets: status (0: close without answer) and metric kind. */

@@ -6,7 +6,7 @@
  * own servers' request/response pairs, node:http's behind --http1-server node), and for
  * WebSocket upgrades.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -33,6 +33,8 @@ import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamRespo
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
 import type { CircuitState, OutlierState, OverflowLimit, Resilience, TryOutcome, Waiter } from '../resilience/state.js';
 import { Deadlines, type Timed } from '../resilience/deadlines.js';
+// node:http as its CommonJS module: an ESM import of it reads its lazy `WebSocket` getters, which load undici (~2 MiB of RSS).
+const http = process.getBuiltinModule('node:http');
 
 type DownReq = IncomingMessage | FastRequest | H2Request;
 /** FastResponse and H2Response have the members of ServerResponse the handler uses; they are handled as one. */
@@ -487,7 +489,7 @@ export class RequestHandler {
     if (body !== '') h.push('content-type', 'text/plain; charset=utf-8');
     if (status !== 204 && status !== 304) h.push('content-length', String(Buffer.byteLength(body)));
     try {
-      res.writeHead(status, h as unknown as http.OutgoingHttpHeaders);
+      res.writeHead(status, h as unknown as OutgoingHttpHeaders);
       res.end(body);
     } catch {
       res.destroy();
@@ -590,7 +592,7 @@ export class RequestHandler {
     const start = performance.now();
     const source = id?.workload ?? 'unknown';
     const destination = `${svc.namespace}/${svc.name}`;
-    const up = http.request({ host: ep.address, port: ep.port, method: req.method, path: target.query ? `${path}?${target.query}` : path, headers: headers as unknown as http.OutgoingHttpHeaders, agent: false, setHost: false });
+    const up = http.request({ host: ep.address, port: ep.port, method: req.method, path: target.query ? `${path}?${target.query}` : path, headers: headers as unknown as OutgoingHttpHeaders, agent: false, setHost: false });
     const record = (code: number): void => {
       done();
       this.d.metrics.observe({ route: rule.route, destination, code, source, upstream: endpointKey(ep) }, (performance.now() - start) / 1000, 0, 0);
@@ -664,7 +666,7 @@ class Relay implements BodySink, Closer {
     if (this.headSent) return true;
     this.headSent = true;
     try {
-      this.res.writeHead(this.up.status, this.headers as unknown as http.OutgoingHttpHeaders);
+      this.res.writeHead(this.up.status, this.headers as unknown as OutgoingHttpHeaders);
       return true;
     } catch (e) {
       this.h.badHead(this.ex, this.res, this.up, e);
@@ -689,14 +691,14 @@ class Relay implements BodySink, Closer {
     const t = up.trailers();
     if (!this.headSent && t.length === 0) {
       // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
-      res.writeHead(up.status, this.headers as unknown as http.OutgoingHttpHeaders);
+      res.writeHead(up.status, this.headers as unknown as OutgoingHttpHeaders);
       res.end();
       this.end();
       return;
     }
     if (!this.sendHead()) return;
     if (t.length > 0) {
-      try { res.addTrailers(toObject(forwardable(t)) as unknown as http.OutgoingHttpHeaders); } catch { /* not representable downstream */ }
+      try { res.addTrailers(toObject(forwardable(t)) as unknown as OutgoingHttpHeaders); } catch { /* not representable downstream */ }
     }
     res.end();
     this.end();
