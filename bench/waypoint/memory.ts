@@ -120,6 +120,13 @@ async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['l
     // as RSS dropping by a sixth, read from /proc (a /metrics scrape of 1,000 routes itself adds tens of MiB).
     const loaded = rssBytes(wp.pid);
     for (let t = Date.now(); rssBytes(wp.pid) > loaded * 5 / 6 && Date.now() - t < 20_000;) await new Promise((r) => setTimeout(r, 250));
+    // V8 unmaps the freed pages from background threads: read once RSS stays within 0.5 MiB for a second (at most 5 s).
+    for (let t = Date.now(), prev = 0; Date.now() - t < 5000;) {
+      const now = rssBytes(wp.pid);
+      if (Math.abs(now - prev) < 512 * 1024) break;
+      prev = now;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
     const rssIdle = rssBytes(wp.pid);
     const idle = metricValues((await get(ADDR, '/metrics', agent, ADMIN)).body);
     const rssScraped = rssBytes(wp.pid);
