@@ -78,8 +78,9 @@ ${httpBlock}
 /**
  * Node.js flags the waypoint runs with: none, as the generated waypoint Deployment runs it
  * (no NODE_OPTIONS). `--node-flags=--max-semi-space-size=2` measures the memory-saving
- * setting docs/waypoint.md (Memory) describes: 22–27 MiB less after load, 20 % (HTTP/1.1) and
- * 10 % (h2c) more CPU per request and young-generation pauses in the one-connection p99.
+ * setting docs/waypoint.md (Memory) describes: 6–30 MiB less under load, 20 % (HTTP/1.1) and
+ * 10 % (h2c) more CPU per request and young-generation pauses in the one-connection p99 (idle
+ * after load, the waypoint gives its young generation back by itself: waypoint/idle-memory.ts).
  */
 export const WAYPOINT_NODE_FLAGS: readonly string[] = [];
 /** The smaller young generation the memory phase also measures. */
