@@ -36,7 +36,7 @@ import { ModelResolver, TcpMetrics } from './metrics/tcp.js';
 import { PodSubset, serviceHost, workloadOf } from '../model/workload.js';
 import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
-import { DIR_GONE, type ObjectValidator } from '../sources/manifest-dir.js';
+import type { ObjectValidator } from '../sources/manifest-dir.js';
 import type { KubeSource, KubeSourceStatus } from '../sources/kube-source.js';
 import { ClusterController } from './cluster/controller.js';
 import type { LeaseStatus } from './cluster/lease.js';
@@ -233,7 +233,7 @@ export class Agent {
 
   /** The --standalone directory itself is gone (its last content stays in force). */
   private get manifestDirGone(): boolean {
-    return this.problems.some((p) => p.code === DIR_GONE);
+    return this.problems.some((p) => p.code === 'KW_MANIFEST_DIR_GONE'); // sources/manifest-dir.ts DIR_GONE, not imported on the API path
   }
 
   get healthy(): boolean {

@@ -9,7 +9,6 @@ import type { Logger } from '../common/log.js';
 import type { Problem, SourcedObject } from '../k8s/types.js';
 import { ModelBuilder } from '../model/model.js';
 import type { Model, ModelChange } from '../model/types.js';
-import { ManifestSource } from '../sources/manifest-source.js';
 import type { ObjectValidator } from '../sources/manifest-dir.js';
 import type { Source, SourceBatch } from '../sources/source.js';
 
@@ -47,7 +46,9 @@ export interface StandaloneOptions {
 }
 
 export class StandaloneSource extends EventEmitter {
-  private readonly source: Source;
+  private source: Source | undefined;
+  /** A manifest directory to read: its source is made by start() (imported only then). */
+  private readonly dir: { path: string; opts: StandaloneOptions } | undefined;
   private readonly builder = new ModelBuilder();
   private readonly log: Logger | undefined;
   private reported = new Map<string, Problem>();
@@ -59,14 +60,21 @@ export class StandaloneSource extends EventEmitter {
   constructor(from: string | Source, opts: StandaloneOptions = {}) {
     super();
     this.log = opts.log;
-    this.source = typeof from === 'string'
-      ? new ManifestSource(from, { log: opts.log, debounceMs: opts.debounceMs ?? 20, ...(opts.validate ? { validate: opts.validate } : {}) })
-      : from;
+    if (typeof from === 'string') this.dir = { path: from, opts };
+    else this.source = from;
   }
 
   /** Load everything the source has, report its problems, follow its changes. Returns the first snapshot. */
   async start(): Promise<StandaloneSnapshot> {
-    await this.source.start((b) => {
+    if (this.dir && !this.source) {
+      // The manifest directory's source (with the YAML parser and the file watcher) is imported only
+      // when a directory is read: on the Kubernetes API the agent never loads it (~1 MiB of RSS,
+      // docs/agent-model.md).
+      const { ManifestSource } = await import('../sources/manifest-source.js');
+      const { opts } = this.dir;
+      this.source = new ManifestSource(this.dir.path, { log: opts.log, debounceMs: opts.debounceMs ?? 20, ...(opts.validate ? { validate: opts.validate } : {}) });
+    }
+    await this.source!.start((b) => {
       if (this.generation === 0) { this.accept(b); return; }
       try {
         this.emit(MODEL, this.accept(b));
@@ -96,7 +104,7 @@ export class StandaloneSource extends EventEmitter {
   }
 
   close(): void {
-    this.source.close();
+    this.source?.close();
     this.removeAllListeners(MODEL);
     this.removeAllListeners(BATCH);
   }

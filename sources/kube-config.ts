@@ -25,7 +25,8 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { newClusters, newContexts, newUsers, type Cluster, type Context, type User } from '@kubernetes/client-node/dist/config_types.js';
 import { ExecAuth } from '@kubernetes/client-node/dist/exec_auth.js';
 import { FileAuth } from '@kubernetes/client-node/dist/file_auth.js';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type { parse as ParseYaml } from 'yaml';
 import { KernwayError, errorMessage } from '../common/errors.js';
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -56,6 +57,8 @@ export class KubeConfig {
   private full: Promise<FullKubeConfig> | undefined;
 
   loadFromFile(file: string): void {
+    // The YAML parser is loaded only for a kubeconfig file: in a pod (in-cluster) the agent never needs it.
+    const { parse: parseYaml } = createRequire(import.meta.url)('yaml') as { parse: typeof ParseYaml };
     const obj = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
     this.clusters = newClusters(obj.clusters);
     this.contexts = newContexts(obj.contexts);
