@@ -1,6 +1,7 @@
 /** `kernway waypoint`: the namespace's L7 proxy. SIGTERM drains, a second SIGTERM forces. */
 import { InvalidArgumentError, KernwayError, errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
+import { optimizeHotCodeSooner } from '../common/heap.js';
 import { hostname } from 'node:os';
 import type { Logger } from '../common/log.js';
 import { AgentFeedSource, ManifestDirSource, feedObjects, manifestObjects, type ConfigSource } from '../waypoint/config/source.js';
@@ -56,6 +57,8 @@ ${GENERATE_USAGE}`,
       throw e;
     }
     const log = createLogger('kernway-waypoint');
+    // Before any request: the warm-up phase of the request path stalled scavenges (common/heap.ts).
+    optimizeHotCodeSooner();
     // --workers N: a primary (config, admin port) and N data-path workers (waypoint/workers.ts).
     // (NODE_UNIQUE_ID: set by node:cluster in the processes it forks.)
     if (opts.workers > 1 || (process.env.KERNWAY_WAYPOINT_WORKER !== undefined && process.env.NODE_UNIQUE_ID !== undefined)) {

@@ -24,6 +24,32 @@ export function keepYoungGenerationSmall(): void {
 }
 
 /**
+ * V8 optimizes a function with TurboFan after about 3,000 calls (`--invocation-count-for-turbofan`,
+ * scaled by its size). Until the waypoint's forwarding path is optimized so, 25-50 % of each
+ * young generation survives its scavenge although nothing holds those requests' objects (a heap
+ * snapshot taken then finds none; a full GC frees them): V8 keeps them across scavenges while
+ * the code runs in its lower tiers, grows the young generation to its 2 x 64 MiB for the
+ * survivors, and each scavenge then copies 10-28 MB, pausing the process 15-150 ms under load.
+ * Measured (docs/waypoint-bench.md, "Stalls"): that phase lasts the first 12,000-15,000
+ * requests, longer when the machine is loaded (TurboFan compiles on a background thread) and
+ * again after a deoptimization; afterwards the same scavenges keep less than 0.1 MB. Waypoints
+ * with no route answering locally (no backend) never enter it.
+ *
+ * From 500 calls, TurboFan takes the path within the first few thousand requests, before the
+ * young generation has grown: one such scavenge in three runs copied more than 1 MB.
+ */
+export const TURBOFAN_AFTER_CALLS = 500;
+
+let tieringApplied = false;
+
+/** Hot functions are optimized with TurboFan after TURBOFAN_AFTER_CALLS calls instead of V8's 3,000 (idempotent). */
+export function optimizeHotCodeSooner(): void {
+  if (tieringApplied) return;
+  setFlagsFromString(`--invocation-count-for-turbofan=${TURBOFAN_AFTER_CALLS}`);
+  tieringApplied = true;
+}
+
+/**
  * After a burst (a first sync that read, parsed and dropped the whole state), V8 keeps the
  * old generation as the burst left it: pages of dead objects and half-empty pages, which
  * its memory reducer gives back only after minutes of idleness, if ever (measured: the
