@@ -56,7 +56,11 @@ export const WRK_SCRIPT = `done = function(summary, latency, requests)
 end
 `;
 
-/** wrk with --latency and WRK_SCRIPT: requests/s, p50/p90/p99/p99.9 (usec), errors. */
+/**
+ * wrk with --latency and WRK_SCRIPT: requests/s, p50/p90/p99/p99.9 and max (usec), errors.
+ * wrk's percentiles are corrected for coordinated omission (a stall adds synthetic samples);
+ * its max is the slowest real request.
+ */
 export function parseWrk(out: string): Sample {
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   if (!rps) throw new ToolError('wrk', 'no Requests/sec in the output', out);
@@ -69,7 +73,9 @@ export function parseWrk(out: string): Sample {
   const get = (p: string): number => fromScript.get(p) ?? fromLatency(p);
   const s = /kw-summary requests=(\d+) non2xx=(\d+) connect=(\d+) read=(\d+) write=(\d+) timeout=(\d+)/.exec(out);
   const errors = s ? Number(s[2]) + Number(s[3]) + Number(s[4]) + Number(s[5]) + Number(s[6]) : 0;
-  const sample = { rps: Number(rps[1]), p50: get('50'), p90: get('90'), p99: get('99'), p999: get('99.9'), requests: s ? Number(s[1]) : Number.NaN, errors };
+  // The slowest request as measured: a stall counts once here, where wrk's corrected percentiles count it many times.
+  const max = /^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s/m.exec(out);
+  const sample = { rps: Number(rps[1]), p50: get('50'), p90: get('90'), p99: get('99'), p999: get('99.9'), max: max ? wrkDuration(max[1]!, max[2]!) : Number.NaN, requests: s ? Number(s[1]) : Number.NaN, errors };
   if (!Number.isFinite(sample.p50)) throw new ToolError('wrk', 'no latency percentiles in the output (was --latency given?)', out);
   return sample;
 }
@@ -91,7 +97,7 @@ export function parseH2load(out: string, log: string): Sample {
   if (times.length === 0) throw new ToolError('h2load', 'the request log has no successful request', out);
   const s = sortedCopy(times);
   return {
-    rps: Number(fin[3]), p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), p999: percentile(s, 99.9),
+    rps: Number(fin[3]), p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), p999: percentile(s, 99.9), max: s[s.length - 1]!,
     requests: Number(req[4]), errors: Number(req[5]) + Number(req[6]) + Number(req[7]),
   };
 }

@@ -51,6 +51,9 @@ const latency = (unit: string): Metric[] => [
   { key: 'p999', label: 'p99.9', unit, better: 'lower' },
 ];
 
+/** The slowest request of a sample: where a stall of one process shows once (docs/waypoint-bench.md, "Stalls"). */
+const MAX: Metric = { key: 'max', label: 'max', unit: 'us', better: 'lower' };
+
 export const WORKLOADS: readonly Workload[] = Object.freeze([
   {
     name: 'tcp-rr', title: 'TCP request/response (sockperf ping-pong, 64 B, round trip)', tool: 'sockperf', port: 'sockperf', l7: false,
@@ -66,13 +69,13 @@ export const WORKLOADS: readonly Workload[] = Object.freeze([
   },
   {
     name: 'http1', title: 'HTTP/1.1 keep-alive (wrk)', tool: 'wrk', port: 'http', l7: true,
-    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us'), ...CPU_METRICS], headline: 'p50', durationFactor: 1,
+    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us'), MAX, ...CPU_METRICS], headline: 'p50', durationFactor: 1,
     transactions: (s) => s.requests!,
     run: runWrk,
   },
   {
     name: 'h2c', title: 'HTTP/2 cleartext (h2load)', tool: 'h2load', port: 'h2c', l7: true,
-    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us'), ...CPU_METRICS], headline: 'p50', durationFactor: 1,
+    metrics: [{ key: 'rps', label: 'requests/s', unit: '1/s', better: 'higher' }, ...latency('us'), MAX, ...CPU_METRICS], headline: 'p50', durationFactor: 1,
     transactions: (s) => s.requests!,
     run: runH2load,
   },

@@ -62,7 +62,7 @@ describe('tool output parsers', () => {
   });
 
   it('wrk: requests/s, the Lua script percentiles (p99.9 included) and errors', () => {
-    expect(parseWrk(WRK)).toEqual({ rps: 54146.51, p50: 52, p90: 71, p99: 1705, p999: 3544, requests: 54435, errors: 3 });
+    expect(parseWrk(WRK)).toEqual({ rps: 54146.51, p50: 52, p90: 71, p99: 1705, p999: 3544, max: 4200, requests: 54435, errors: 3 });
   });
 
   it('wrk: falls back to --latency lines (ms converted) when the script output is missing', () => {
@@ -74,7 +74,7 @@ describe('tool output parsers', () => {
 
   it('h2load: summary for rate and errors, the per-request log for percentiles', () => {
     const log = Array.from({ length: 1000 }, (_, i) => `1795306221604930\t200\t${i + 1}`).join('\n') + '\n1795306221604930\t503\t999999\n';
-    expect(parseH2load(H2LOAD, log)).toEqual({ rps: 2000, p50: 500, p90: 900, p99: 990, p999: 999, requests: 2000, errors: 2 });
+    expect(parseH2load(H2LOAD, log)).toEqual({ rps: 2000, p50: 500, p90: 900, p99: 990, p999: 999, max: 1000, requests: 2000, errors: 2 });
   });
 
   it('h2load: a log without successful requests is an error', () => {
