@@ -53,7 +53,7 @@ export class IdleCompactor {
   private readonly opts: IdleCompactionOptions;
   private timer: NodeJS.Timeout | undefined;
   private last = Number.NaN;
-  /** answered() when it last compacted (or started): once per burst of requests, not again for scrapes alone. */
+  /** answered() when it last compacted: once per burst of requests, not again for scrapes alone. */
   private compactedAt = Number.NaN;
   /** Compactions run so far. */
   count = 0;
@@ -64,7 +64,8 @@ export class IdleCompactor {
 
   start(): void {
     if (this.timer) return;
-    this.last = this.compactedAt = this.traffic.answered();
+    this.last = this.traffic.answered();
+    this.compactedAt = Number.NaN; // the start (reading and compiling the configuration) counts as a burst
     this.timer = setInterval(() => this.check(), this.opts.intervalMs).unref();
   }
 

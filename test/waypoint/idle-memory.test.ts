@@ -13,12 +13,20 @@ import { cartRoutesManifests, meshRequest, type Rig, startRig } from './fixtures
 const IDLE_JS = pathToFileURL(join(projectRoot(), 'dist', 'waypoint', 'idle-memory.js')).href;
 
 /** In a fresh process: grow the young generation with surviving objects, drop them, then check busy and idle. */
-function compactorInAFreshProcess(): { grownMiB: number; busy: boolean; idle: boolean; afterwards: boolean; regrownMiB: number; scrapeOnly: boolean; busyAgain: boolean; idleAgain: boolean; youngBeforeMiB: number; youngAfterMiB: number; count: number } {
+function compactorInAFreshProcess(): { grownMiB: number; atStart: boolean; busy: boolean; idle: boolean; afterwards: boolean; regrownMiB: number; scrapeOnly: boolean; busyAgain: boolean; idleAgain: boolean; youngBeforeMiB: number; youngAfterMiB: number; count: number } {
   const script = `
     const { IdleCompactor, youngGenerationBytes } = await import(${JSON.stringify(IDLE_JS)});
     let keep = [];
     for (let i = 0; i < 400000; i++) keep.push({ ip: '10.0.' + (i >> 8) + '.' + (i & 255), port: i & 65535, tags: [i] });
     const grown = youngGenerationBytes();
+    keep = undefined;
+    // Started after a burst with no request yet (a waypoint that just read its configuration): one look compacts.
+    const fresh = new IdleCompactor({ answered: () => 0, inProgress: () => 0 }, { intervalMs: 3_600_000 });
+    fresh.start();
+    const atStart = fresh.check() && !fresh.check();
+    fresh.stop();
+    keep = [];
+    for (let i = 0; i < 400000; i++) keep.push({ ip: '10.0.' + (i >> 8) + '.' + (i & 255), port: i & 65535, tags: [i] });
     keep = undefined;
     let seen;
     let answered = 0;
@@ -38,7 +46,7 @@ function compactorInAFreshProcess(): { grownMiB: number; busy: boolean; idle: bo
     const idleAgain = c.check();
     c.stop();
     const mib = (n) => n / 2 ** 20;
-    console.log(JSON.stringify({ grownMiB: mib(grown), busy, idle, afterwards, regrownMiB: mib(regrown), scrapeOnly, busyAgain, idleAgain, youngBeforeMiB: mib(seen?.youngBefore ?? NaN), youngAfterMiB: mib(seen?.youngAfter ?? NaN), count: c.count }));`;
+    console.log(JSON.stringify({ grownMiB: mib(grown), atStart, busy, idle, afterwards, regrownMiB: mib(regrown), scrapeOnly, busyAgain, idleAgain, youngBeforeMiB: mib(seen?.youngBefore ?? NaN), youngAfterMiB: mib(seen?.youngAfter ?? NaN), count: c.count }));`;
   return JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as ReturnType<typeof compactorInAFreshProcess>;
 }
 
@@ -46,6 +54,7 @@ describe('IdleCompactor', () => {
   it('does nothing while requests are answered; once none was, gives the grown young generation back, once per burst', () => {
     const r = compactorInAFreshProcess();
     expect(r.grownMiB).toBeGreaterThanOrEqual(8); // V8 grew it (Node 24: 32-64 MiB)
+    expect(r.atStart).toBe(true);
     expect(r.busy).toBe(false);
     expect(r.idle).toBe(true);
     expect(r.youngAfterMiB).toBeLessThan(r.youngBeforeMiB / 4);
