@@ -23,6 +23,7 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
                  [--max-header-bytes N] [--http1-server kernway|node] [--metrics-names kernway|istio]
                  [--otlp-endpoint URL] [--trace-sampling RATIO] [--workers N|auto]
+                 [--idle-compaction on|off]
 
   --namespace NS              the namespace this waypoint serves (its Gateways and Services)
   --manifests DIR             Kubernetes YAML (Gateway, HTTPRoute, Service, EndpointSlice, Pod,
@@ -51,7 +52,10 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
                               (default) or node:http (kept for one release)
   --workers N|auto            data-path processes sharing the listening ports (SO_REUSEPORT; default 1:
                               one process); auto: the CPUs this process may use (affinity and the
-                              cgroup's cpu.max, rounded up); metrics add up on the one admin port`;
+                              cgroup's cpu.max, rounded up); metrics add up on the one admin port
+  --idle-compaction on|off    idle after requests (none for 5s), give the young generation back with a
+                              compacting GC (default on: 80-500 ms pause once per burst, a request
+                              arriving then waits); off: keep it (more RSS, no pause)`;
 
 export interface WaypointCliOptions {
   /** Exactly one of manifests and agent. */
@@ -135,6 +139,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
       'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' }, 'metrics-names': { type: 'string' },
       'otlp-endpoint': { type: 'string' }, 'trace-sampling': { type: 'string' }, workers: { type: 'string' },
+      'idle-compaction': { type: 'string' },
     } as const;
     ({ values, tokens } = parseArgs({ args: joinNegativeValues(argv, options), strict: true, allowPositionals: false, tokens: true, options }));
     refuseRepeated(tokens);
@@ -166,6 +171,8 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   const metricsNames = values['metrics-names'] ?? 'kernway';
   if (metricsNames !== 'kernway' && metricsNames !== 'istio') throw new InvalidArgumentError('--metrics-names', 'kernway or istio', metricsNames);
   const workers = workerCount(values.workers);
+  const idleCompaction = values['idle-compaction'] ?? 'on';
+  if (idleCompaction !== 'on' && idleCompaction !== 'off') throw new InvalidArgumentError('--idle-compaction', 'on or off', idleCompaction);
   return Object.freeze({
     ...(values.manifests !== undefined ? { manifests: values.manifests } : {}),
     workers,
@@ -189,6 +196,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       http1Server,
       metricsNames,
       ...(tracing ? { tracing } : {}),
+      ...(idleCompaction === 'off' ? { idleCompaction: false as const } : {}),
     }),
   });
 }

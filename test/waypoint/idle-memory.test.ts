@@ -118,3 +118,29 @@ describe("the waypoint's fixed cost", () => {
     expect(loaded.filter((m) => m.includes('undici'))).toEqual([]);
   });
 });
+
+describe('--idle-compaction', () => {
+  const base = ['--namespace', 'shop', '--manifests', '/nonexistent'];
+  it('is on unless turned off, and refuses other values naming the option', async () => {
+    const { parseWaypointArgs } = await import('../../waypoint/options.js');
+    expect(parseWaypointArgs(base).waypoint.idleCompaction).toBeUndefined();
+    expect(parseWaypointArgs([...base, '--idle-compaction', 'on']).waypoint.idleCompaction).toBeUndefined();
+    expect(parseWaypointArgs([...base, '--idle-compaction', 'off']).waypoint.idleCompaction).toBe(false);
+    expect(() => parseWaypointArgs([...base, '--idle-compaction', 'no'])).toThrow(/--idle-compaction: expected on or off/);
+  });
+});
+
+describe('a waypoint with --idle-compaction off', () => {
+  let rig: Rig;
+  beforeAll(async () => {
+    rig = await startRig({ octet: 87, namespace: 'shop', backends: { cart: 1 }, manifests: (a) => cartRoutesManifests(a), waypoint: { idleCompaction: false } });
+  }, 30_000);
+  afterAll(async () => { await rig?.close(); });
+
+  it('never compacts, idle after requests', async () => {
+    for (let i = 0; i < 5; i++) expect((await meshRequest(rig, rig.a.caller(0), `/items/${i}`)).status).toBe(200);
+    const m = await rig.waypoint.metrics.registry.getSingleMetricAsString('kernway_waypoint_idle_compactions_total');
+    expect(m).toMatch(/^kernway_waypoint_idle_compactions_total 0$/m);
+    expect((rig.waypoint as unknown as { idle: unknown }).idle).toBeUndefined();
+  });
+});
