@@ -1,0 +1,172 @@
+/**
+ * waypoint/proxy/upstream.ts, h2c backends: each request's outcome is told to its sink
+ * once (the response with its body and trailers, or an UpstreamError of the right kind), and
+ * a closed stream lets go of the request (nothing of it stays reachable from the stream
+ * V8 may keep a while longer). Real HTTP/2 servers on loopback.
+ */
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compactHeap } from '../../common/heap.js';
+import { endpoint } from '../../waypoint/routing/backends.js';
+import { UpstreamError, UpstreamPool, type UpstreamRequest, type UpstreamResponse } from '../../waypoint/proxy/upstream.js';
+
+let server: http2.Http2Server;
+let port = 0;
+const streams: http2.ServerHttp2Stream[] = [];
+
+beforeAll(async () => {
+  server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    streams.push(stream);
+    stream.on('error', () => { /* the reset ones */ });
+    const path = headers[':path'] ?? '';
+    if (path === '/reset') { stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR); return; }
+    if (path === '/hang') return; // never answers
+    stream.respond({ ':status': 201, 'x-seen-authority': String(headers[':authority']), 'x-seen-te': String(headers.te ?? '') }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(`body of ${path}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  for (const s of streams) if (!s.closed) s.close();
+  await new Promise<void>((r) => server.close(() => r()));
+});
+
+function request(path: string, p = port): UpstreamRequest {
+  return { endpoint: endpoint('127.0.0.1', p, undefined), protocol: 'h2c', method: 'GET', path, headers: ['Host', 'shop.example', 'TE', 'trailers', 'x-a', '1'], body: undefined };
+}
+
+interface Outcome { responses: UpstreamResponse[]; errors: unknown[] }
+
+/** Sends through the sink API; resolves once an outcome came (and a turn more, to see that no second one follows). */
+function send(pool: UpstreamPool, r: UpstreamRequest, abortAfterSend = false): Promise<Outcome & { call: { abort(): void } }> {
+  const o: Outcome = { responses: [], errors: [] };
+  return new Promise((resolve) => {
+    const told = (): void => { setTimeout(() => resolve({ ...o, call }), 20); };
+    const call = pool.send(r, { onResponse: (up) => { o.responses.push(up); told(); }, onError: (e) => { o.errors.push(e); told(); } });
+    if (abortAfterSend) call.abort();
+  });
+}
+
+function readBody(up: UpstreamResponse): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const b = up.body as unknown as NodeJS.ReadableStream;
+    b.on('data', (c: Buffer) => chunks.push(c));
+    b.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    b.on('error', reject);
+  });
+}
+
+/** The symbols a stream carries that name a kernway exchange. */
+function exchangeOf(stream: object): unknown {
+  const sym = Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kernway.h2.exchange');
+  return sym === undefined ? undefined : (stream as Record<symbol, unknown>)[sym];
+}
+
+describe('h2c backends through UpstreamPool.send', () => {
+  it('tells the response once, with its head (no pseudo-headers), body and trailers; the closed stream lets go of the exchange', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const o = await send(pool, request('/items/1'));
+      expect(o.errors).toEqual([]);
+      expect(o.responses).toHaveLength(1);
+      const up = o.responses[0]!;
+      expect(up.status).toBe(201);
+      expect(up.headers.filter((_, i) => i % 2 === 0).some((n) => n.startsWith(':'))).toBe(false);
+      expect(up.headers).toEqual(expect.arrayContaining(['x-seen-authority', 'shop.example', 'x-seen-te', 'trailers']));
+      expect(await readBody(up)).toBe('body of /items/1');
+      const stream = up.body as unknown as http2.ClientHttp2Stream;
+      await new Promise<void>((r) => { if (stream.closed) r(); else stream.once('close', () => r()); });
+      expect(up.trailers()).toEqual(['grpc-status', '0']);
+      expect(exchangeOf(stream)).toBeUndefined();
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('a closed stream does not keep its request alive (V8 may keep closed streams a while)', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const refs = await (async () => {
+        const r = request('/items/3');
+        let resolveUp!: (u: UpstreamResponse) => void;
+        const got = new Promise<UpstreamResponse>((res) => { resolveUp = res; });
+        const sink = { onResponse: (u: UpstreamResponse): void => resolveUp(u), onError: (e: unknown): void => { throw e; } };
+        pool.send(r, sink);
+        const up = await got;
+        expect(await readBody(up)).toBe('body of /items/3');
+        const stream = up.body as unknown as http2.ClientHttp2Stream;
+        await new Promise<void>((res) => { if (stream.closed) res(); else stream.once('close', () => res()); });
+        return { stream, request: new WeakRef(r) };
+      })();
+      await new Promise((res) => setTimeout(res, 10)); // WeakRefs made in a job hold until it ends
+      compactHeap();
+      expect(refs.stream.closed).toBe(true); // the stream itself is still held here
+      expect(refs.request.deref()).toBeUndefined();
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('a stream reset before its response is a reset error, told once', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const o = await send(pool, request('/reset'));
+      expect(o.responses).toEqual([]);
+      expect(o.errors).toHaveLength(1);
+      expect(o.errors[0]).toBeInstanceOf(UpstreamError);
+      expect((o.errors[0] as UpstreamError).kind).toBe('reset');
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('aborted before its response: one reset error, and the backend sees the stream cancelled', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const before = streams.length;
+      const o = await send(pool, request('/hang'), true);
+      expect(o.responses).toEqual([]);
+      expect(o.errors).toHaveLength(1);
+      expect((o.errors[0] as UpstreamError).kind).toBe('reset');
+      expect((o.errors[0] as UpstreamError).retryable).toBe(false);
+      // If the request reached the backend at all, its stream there ends.
+      for (const s of streams.slice(before)) await new Promise<void>((r) => { if (s.closed) r(); else s.once('close', () => r()); });
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('a backend that refuses the connection is a connect error (retryable elsewhere)', async () => {
+    // A port that was free a moment ago: nothing listens on it.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closedPort = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const o = await send(pool, request('/x', closedPort));
+      expect(o.responses).toEqual([]);
+      expect(o.errors).toHaveLength(1);
+      expect((o.errors[0] as UpstreamError).kind).toBe('connect');
+      expect((o.errors[0] as UpstreamError).retryable).toBe(true);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('request() (the promise form, for mirrors) gives the same response', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const up = await pool.request(request('/items/2')).response;
+      expect(up.status).toBe(201);
+      expect(await readBody(up)).toBe('body of /items/2');
+    } finally {
+      pool.close();
+    }
+  });
+});
