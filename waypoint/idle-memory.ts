@@ -1,7 +1,7 @@
 /**
  * Gives memory back when the waypoint goes idle after load.
  *
- * Under request load V8 grows the young generation (Node.js 24: up to 2 x 16 MiB of
+ * Under request load V8 grows the young generation (Node.js 24: up to 2 x 64 MiB of
  * semi-spaces, and more while scavenges keep objects alive) and keeps it, empty, for as long
  * as the process lives: with 1,000 HTTPRoutes the waypoint held ~60 MiB above its heap after
  * a burst (docs/waypoint-bench.md, Memory). Keeping the young generation small for good
