@@ -4,7 +4,8 @@
  * Services, and the problems found in the manifests. From a running waypoint (its admin
  * address), or computed from a manifest directory.
  */
-import http from 'node:http';
+// (node:http as its CommonJS module: see agent/admin/server.ts.)
+const http = process.getBuiltinModule('node:http');
 import { InvalidArgumentError, errorMessage } from '../common/errors.js';
 import { ManifestDirectory } from '../sources/manifest-dir.js';
 import { buildWaypointConfig } from '../model/waypoint-config.js';

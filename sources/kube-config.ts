@@ -15,7 +15,7 @@
  * `proxy-url`) is handed to client-node's full KubeConfig, loaded only then.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import http from 'node:http';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -28,6 +28,9 @@ import { FileAuth } from '@kubernetes/client-node/dist/file_auth.js';
 import { createRequire } from 'node:module';
 import type { parse as ParseYaml } from 'yaml';
 import { KernwayError, errorMessage } from '../common/errors.js';
+
+// (node:http as its CommonJS module: see agent/admin/server.ts.)
+const http = process.getBuiltinModule('node:http');
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -53,7 +56,7 @@ export class KubeConfig {
   private readonly execAuth = new ExecAuth();
   private readonly fileAuth = new FileAuth();
   /** One agent per credentials (keep-alive connections are reused; a new client certificate gets a new agent). */
-  private agent: { key: string; agent: http.Agent } | undefined;
+  private agent: { key: string; agent: HttpAgent } | undefined;
   private full: Promise<FullKubeConfig> | undefined;
 
   loadFromFile(file: string): void {
@@ -275,7 +278,7 @@ export class KubeClient {
   }
 
   /** Opens a GET whose answer is 200; other statuses reject with KubeHttpError. */
-  async open(path: string, signal?: AbortSignal): Promise<http.IncomingMessage> {
+  async open(path: string, signal?: AbortSignal): Promise<IncomingMessage> {
     const opts = await this.options(signal);
     const url = new URL(this.server + path);
     const mod = url.protocol === 'http:' ? http : https;

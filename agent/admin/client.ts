@@ -9,7 +9,8 @@
  *   KW_ADMIN_BAD_RESPONSE the answer is not JSON, or (with `shape`) JSON of the wrong shape
  *   <the agent's code>    the agent answered with an error (its code and message)
  */
-import { request } from 'node:http';
+// (node:http as its CommonJS module: see agent/admin/server.ts.)
+const { request } = process.getBuiltinModule('node:http');
 import { KernwayError, codeOf, errorMessage } from '../../common/errors.js';
 import type { AdminErrorBody, AdminMethod } from './server.js';
 

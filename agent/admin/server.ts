@@ -14,7 +14,9 @@
  * (KW_ADMIN_SOCKET_PATH); a socket another process is listening on is refused
  * (KW_ADMIN_SOCKET_IN_USE); a stale socket (nobody listening) is removed.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+// node:http as its CommonJS module: an ESM import of it reads its lazy `WebSocket` getters, which load undici and node:http2 (~13 MiB of RSS in an empty process).
+const { createServer } = process.getBuiltinModule('node:http');
 import { connect } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';

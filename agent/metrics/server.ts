@@ -10,7 +10,9 @@
  *   const { port } = await http.listen();
  *   http.setReady(true);
  */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
+// (node:http as its CommonJS module: see agent/admin/server.ts.)
+const { createServer } = process.getBuiltinModule('node:http');
 import type { AddressInfo } from 'node:net';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
