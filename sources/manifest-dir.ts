@@ -64,16 +64,12 @@ export interface ManifestDirectoryOptions {
   debounceMs?: number;
   log?: Logger;
   /**
-   * What to keep of an accepted object (default: all of it). Lets a consumer that has
-   * already digested an object (in `validate`) keep a stub instead, to save memory.
+   * What to keep of an accepted object, as the whole located object with its file and index
+   * unchanged (default: all of it). Lets a consumer that has already digested an object (in
+   * `validate`) keep a stub instead, to save memory; a stub that is its own Located
+   * (k8s/kinds.ts `slimSourced`) is one object per document instead of two.
    */
-  slim?: (o: Located) => K8sObject;
-  /**
-   * Like `slim`, returning what to keep as the whole located object (file and index
-   * unchanged): a stub that is its own Located (k8s/kinds.ts `slimSourced`) is one object
-   * per document instead of two. Used instead of `slim` when given.
-   */
-  slimLocated?: (o: Located) => Located;
+  slim?: (o: Located) => Located;
   /** Size and time bounds (default DEFAULT_LIMITS of manifest-parse.ts). */
   limits?: Partial<ManifestLimits>;
 }
@@ -131,8 +127,7 @@ export class ManifestDirectory extends EventEmitter {
   private readonly validate: ObjectValidator | undefined;
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
-  private readonly slim: ((o: Located) => K8sObject) | undefined;
-  private readonly slimLocated: ((o: Located) => Located) | undefined;
+  private readonly slim: ((o: Located) => Located) | undefined;
   private readonly limits: Readonly<ManifestLimits>;
   /** Parses large files off the event loop; stopped by close() (a parse in flight is abandoned). */
   private readonly yaml = new YamlWorker();
@@ -173,7 +168,6 @@ export class ManifestDirectory extends EventEmitter {
     this.debounceMs = debounceMs;
     this.log = opts.log;
     this.slim = opts.slim;
-    this.slimLocated = opts.slimLocated;
     this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...opts.limits });
   }
 
@@ -569,9 +563,7 @@ export class ManifestDirectory extends EventEmitter {
       }
     }
     if (problems.length === 0) {
-      const slim = this.slim;
-      if (this.slimLocated) located = located.map(this.slimLocated);
-      else if (slim) located = located.map((l) => ({ object: slim(l), file: l.file, index: l.index }));
+      if (this.slim) located = located.map(this.slim);
       this.setGood(st, located);
       st.problems = NO_PROBLEMS;
     } else {

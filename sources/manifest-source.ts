@@ -28,7 +28,7 @@ export class ManifestSource implements Source {
     const validate: ObjectValidator = extra
       ? (o) => { const p = validateObject(o); const q = extra(o); return p.length === 0 ? q : q.length === 0 ? p : [...p, ...q]; }
       : validateObject;
-    this.dir = new ManifestDirectory(path, { validate, slimLocated: slimSourced, debounceMs: opts.debounceMs ?? 20, ...(opts.log ? { log: opts.log } : {}) });
+    this.dir = new ManifestDirectory(path, { validate, slim: slimSourced, debounceMs: opts.debounceMs ?? 20, ...(opts.log ? { log: opts.log } : {}) });
   }
 
   async start(onBatch: (batch: SourceBatch) => void): Promise<void> {

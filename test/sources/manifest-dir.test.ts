@@ -120,9 +120,9 @@ describe('load', () => {
     await expect(new ManifestDirectory(join(dir, 'f.yaml')).load()).rejects.toMatchObject({ code: 'KW_MANIFEST_DIR', message: expect.stringMatching(/not a directory/) });
   });
 
-  it('slimLocated: keeps what it returns as the located object itself (one object per document), removed as delivered', async () => {
+  it('slim: keeps what it returns as the located object itself (one object per document), removed as delivered', async () => {
     write(join(dir, 'p.yaml'), pod('a') + '---\n' + pod('b'));
-    md = new ManifestDirectory(dir, { validate: validateObject, slimLocated: slimSourced, debounceMs: 5 });
+    md = new ManifestDirectory(dir, { validate: validateObject, slim: slimSourced, debounceMs: 5 });
     const s = await md.load();
     expect(s.objects.map((o) => [(o.object as unknown) === o, o.file, o.index, o.object.metadata.name])).toEqual([[true, join(dir, 'p.yaml'), 0, 'a'], [true, join(dir, 'p.yaml'), 1, 'b']]);
     expect(JSON.parse(JSON.stringify(s.objects[0]!.object))).toEqual({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a' } });
@@ -136,7 +136,7 @@ describe('load', () => {
 
   it('keeps only what slim returns', async () => {
     write(join(dir, 'p.yaml'), pod('a', 'spec: {nodeName: n1}\n'));
-    md = new ManifestDirectory(dir, { slim: (o) => ({ apiVersion: o.object.apiVersion, kind: o.object.kind, metadata: { name: o.object.metadata.name } }) });
+    md = new ManifestDirectory(dir, { slim: (o) => ({ object: { apiVersion: o.object.apiVersion, kind: o.object.kind, metadata: { name: o.object.metadata.name } }, file: o.file, index: o.index }) });
     const s = await md.load();
     expect(s.objects[0]!.object).toEqual({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a' } });
   });

@@ -137,7 +137,7 @@ describe('a waypoint with --idle-compaction off', () => {
   }, 30_000);
   afterAll(async () => { await rig?.close(); });
 
-  it('never compacts, idle after requests', async () => {
+  it('has no compactor: nothing compacts after its requests', async () => {
     for (let i = 0; i < 5; i++) expect((await meshRequest(rig, rig.a.caller(0), `/items/${i}`)).status).toBe(200);
     const m = await rig.waypoint.metrics.registry.getSingleMetricAsString('kernway_waypoint_idle_compactions_total');
     expect(m).toMatch(/^kernway_waypoint_idle_compactions_total 0$/m);
