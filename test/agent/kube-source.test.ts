@@ -164,6 +164,28 @@ describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
     ]);
     await until('the route status written', async () => ours(await cluster.api.get<Route>(ROUTE))?.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'True'));
 
+    // The leader's writes come back through the watches (the route's, the Gateway's and the
+    // class's status: each a change that asks for a round). Wait until the agent has each of
+    // them at the server's resourceVersion, delivered, with no round in flight, so that what
+    // follows counts only the slices' changes.
+    type Internals = { kube: { timer?: unknown; reflectors: Array<{ info: { kind: string }; items: Map<string, { rv: string | number }> }> };
+      cluster: { round?: unknown } };
+    const inside = agent as unknown as Internals;
+    const written = [
+      { kind: 'GatewayClass', key: 'kernway', path: '/apis/gateway.networking.k8s.io/v1/gatewayclasses/kernway' },
+      { kind: 'Gateway', key: 'shop/edge', path: '/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/edge' },
+      { kind: 'HTTPRoute', key: 'shop/web', path: ROUTE },
+    ];
+    await until('the status writes seen back', async () => {
+      if (inside.cluster.round !== undefined || inside.kube.timer !== undefined) return false;
+      for (const w of written) {
+        const server = (await cluster.api.get<Route>(w.path)).metadata.resourceVersion;
+        const seen = inside.kube.reflectors.find((r) => r.info.kind === w.kind)?.items.get(w.key)?.rv;
+        if (String(seen) !== server) return false;
+      }
+      return inside.cluster.round === undefined && inside.kube.timer === undefined;
+    });
+
     // EndpointSlice-only changes (web's b2 back, then gone again): in the maps, and no status round asked for.
     const before = agent.status().leader!.changes!;
     const rv = (await cluster.api.get<Route>(ROUTE)).metadata.resourceVersion;
