@@ -22,7 +22,7 @@ import { datapathAddr } from './addr.js';
 import { SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, encodeU32 } from './codec.js';
 import { checkLayout, type LbMaps, type MapLike } from './lb-maps.js';
 import {
-  Batch, NO_SET, SerialIds, SmallIds, backendNameOf, frontendId, planServices, protoOf,
+  Batch, NO_IDS, NO_SET, SerialIds, SmallIds, backendNameOf, frontendId, idCount, packIds, planServices, protoOf, unpackIds,
   type EntryCounts, type LiveFrontend, type ReconcileResult, type ServicePlan,
 } from './service-plan.js';
 
@@ -35,13 +35,11 @@ export class ServiceSync {
   private readonly log: Logger | undefined;
   readonly maglevM: number;
   private live = new Map<string, LiveFrontend>();
-  /** Service table key -> frontend id, for entries applied since the last full reconcile. */
-  private idByKey = new Map<string, string>();
   /** A full reconcile happened since adoption: incremental ones may follow. */
   private synced = false;
   private readonly svcIds: SmallIds;
   private readonly setIds = new SerialIds(() => new Set([...this.live.values()].map((f) => f.setId)));
-  private readonly backendIds = new SerialIds(() => new Set([...this.live.values()].flatMap((f) => f.ids)));
+  private readonly backendIds = new SerialIds(() => new Set([...this.live.values()].flatMap((f) => unpackIds(f.ids))));
   private statsZero: Buffer | undefined;
   private counts: EntryCounts = { slots: 0, backends: 0, maglev: 0 };
 
@@ -63,7 +61,7 @@ export class ServiceSync {
   /** The svc ids of live frontends, with the Service they belong to when known. */
   frontends(): Array<{ svcId: number; service: string | undefined; portName: string | undefined; vip: string; port: number; proto: number; backends: number }> {
     return [...this.live.values()].map((f) => ({
-      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: f.ids.length,
+      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: idCount(f.ids),
     }));
   }
 
@@ -109,7 +107,6 @@ export class ServiceSync {
    */
   adopt(): void {
     this.live.clear();
-    this.idByKey.clear();
     this.synced = false;
     this.svcIds.reset();
     this.setIds.reset();
@@ -143,9 +140,10 @@ export class ServiceSync {
       const val = decodeSvcVal(svc.values[i]!);
       const f: LiveFrontend = {
         vip: key.vip, port: key.port, proto: key.proto, svcId: val.svcId, setId: val.setId, flags: val.flags,
-        affinityTimeout: val.affinityTimeout, ids: [], slotCount: val.count, hasMaglev: false, dirty: false, entry: undefined, adoptedNames: [],
+        affinityTimeout: val.affinityTimeout, ids: NO_IDS, slotCount: val.count, hasMaglev: false, dirty: false, entry: undefined, adoptedNames: [],
       };
       const names = f.adoptedNames!;
+      const ids: number[] = [];
       this.svcIds.mark(val.svcId);
       if (val.setId !== NO_SET) { this.setIds.mark(val.setId); liveSets.add(val.setId); }
       const set = sets.get(val.setId);
@@ -155,13 +153,14 @@ export class ServiceSync {
         const b = id === undefined ? undefined : mine?.get(id);
         if (id === undefined || b === undefined) { f.dirty = true; continue; }
         if (names.includes(b.name)) f.dirty = true; // the same backend twice: rewrite
-        f.ids.push(id);
+        ids.push(id);
         names.push(b.name);
       }
       if (set && set.size !== val.count) f.dirty = true;
       f.hasMaglev = maglevSets.has(val.setId);
       if ((val.flags & SVC_F_MAGLEV) !== 0 && val.count > 0 && !f.hasMaglev) f.dirty = true;
-      for (const id of f.ids) { liveBackends.add(id); this.backendIds.mark(id); }
+      f.ids = packIds(ids);
+      for (const id of ids) { liveBackends.add(id); this.backendIds.mark(id); }
       this.live.set(frontendId(f.vip, f.port, f.proto), f);
     }
 
@@ -226,7 +225,6 @@ export class ServiceSync {
 
     for (const id of plan.freedSvcIds) this.svcIds.free(id);
     this.live = plan.next.commit();
-    this.idByKey = plan.idByKey.commit();
     this.synced = true;
     this.counts = plan.counts;
     return plan.result;
@@ -234,7 +232,7 @@ export class ServiceSync {
 
   /** The writes and deletions that make the maps hold `table` (service-plan.ts); takes ids, touches no map. */
   plan(table: ServiceTable, changed?: Iterable<string>): ServicePlan {
-    return planServices({ live: this.live, idByKey: this.idByKey, synced: this.synced, counts: this.counts }, table, changed, {
+    return planServices({ live: this.live, synced: this.synced, counts: this.counts }, table, changed, {
       ids: { svc: this.svcIds, set: this.setIds, backend: this.backendIds }, maglevM: this.maglevM, statsValueSize: this.zeroStats().length,
     });
   }

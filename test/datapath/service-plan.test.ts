@@ -24,13 +24,13 @@ function table(svcs: Svc[]): ServiceTable {
 
 /** A planner with fresh ids, and the state it plans from, committed after each plan as the applier would. */
 function planner() {
-  let state: ServiceState = { live: new Map(), idByKey: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
+  let state: ServiceState = { live: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
   const svc = new SmallIds(16);
   const ids = { svc, set: new SerialIds(() => new Set()), backend: new SerialIds(() => new Set()) };
   return (t: ServiceTable, changed?: Iterable<string>): ServicePlan => {
     const plan = planServices(state, t, changed, { ids, maglevM: 7, statsValueSize: 16 });
     for (const id of plan.freedSvcIds) svc.free(id);
-    state = { live: plan.next.commit(), idByKey: plan.idByKey.commit(), synced: true, counts: plan.counts };
+    state = { live: plan.next.commit(), synced: true, counts: plan.counts };
     return plan;
   };
 }
@@ -111,7 +111,7 @@ describe('service reconcile planning', () => {
   });
 
   it('refuses a new Service when no service id is free, before anything is written', () => {
-    const state: ServiceState = { live: new Map(), idByKey: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
+    const state: ServiceState = { live: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
     const ids = { svc: new SmallIds(1), set: new SerialIds(() => new Set()), backend: new SerialIds(() => new Set()) };
     const t = table([{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] }, { name: 'b', vip: '10.96.0.2', backends: ['10.0.0.2'] }]);
     expect(() => planServices(state, t, undefined, { ids, maglevM: 7, statsValueSize: 16 })).toThrow(/KW_MAP_FULL|no free service id/);
