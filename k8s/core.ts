@@ -5,7 +5,7 @@
 import { Checker, checkMeta, type NameRule } from './check.js';
 import { forbiddenAddress, parseIP } from './ip.js';
 import { PackedEndpoints } from './packed.js';
-import { intern, internList, own } from './strings.js';
+import { intern, internList, originOf, own } from './strings.js';
 import {
   DEFAULT_AFFINITY_TIMEOUT_SECONDS, LB_ALGORITHM_ANNOTATION, MAX_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
   type AddressType, type Endpoint, type EndpointSlice, type EndpointSlicePort, type LbAlgorithm, type Namespace, type Pod,
@@ -128,7 +128,7 @@ export function parseService(src: SourcedObject): Parsed {
 
   return result(c, 'Service', Object.freeze({
     namespace, name, key: own(`${namespace}/${name}`), type, clusterIPs: type === 'ExternalName' ? NO_IPS : clusterIPs.slice(), headless,
-    ports: internList(ports), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: { file: src.file, index: src.index },
+    ports: internList(ports), affinity, internalTrafficPolicy, algorithm, labels, annotations, origin: originOf(src),
   }));
 }
 
@@ -197,7 +197,7 @@ export function parseEndpointSlice(src: SourcedObject): Parsed {
   return result(c, 'EndpointSlice', Object.freeze({
     namespace, name, key: own(`${namespace}/${name}`), serviceKey: own(`${namespace}/${serviceName ?? ''}`),
     addressType, endpoints: new PackedEndpoints(addressType, endpoints), ports: internList(ports),
-    origin: { file: src.file, index: src.index },
+    origin: originOf(src),
   }));
 }
 
@@ -258,7 +258,7 @@ export function parsePod(src: SourcedObject): Parsed {
 
   const pod: Pod = {
     namespace, name, key: own(`${namespace}/${name}`), labels, annotations, serviceAccountName: intern(serviceAccountName), hostNetwork, podIPs: podIPs.slice(),
-    origin: { file: src.file, index: src.index },
+    origin: originOf(src),
   };
   if (typeof o.metadata.uid === 'string') pod.uid = o.metadata.uid;
   if (nodeName) pod.nodeName = intern(nodeName);
@@ -273,5 +273,5 @@ export function parseNamespace(src: SourcedObject): Parsed {
   const c = new Checker(src, '');
   const { labels } = checkMeta(c, false, 'dnsLabel');
   const annotations = c.stringMap(o.metadata.annotations, 'metadata.annotations');
-  return result(c, 'Namespace', Object.freeze({ name: intern(o.metadata.name), labels, annotations, origin: { file: src.file, index: src.index } }));
+  return result(c, 'Namespace', Object.freeze({ name: intern(o.metadata.name), labels, annotations, origin: originOf(src) }));
 }

@@ -222,7 +222,25 @@ class LocatedStub extends Stub implements SourcedObject {
   get object(): K8sObject { return this; }
 }
 
-function slimInto(src: SourcedObject, at: SourcedObject | undefined): K8sObject {
+/**
+ * A located stub with the object's resourceVersion (k8s/kinds.ts `slimVersioned`): what the
+ * Kubernetes API source keeps per object, one object of 88 bytes instead of a stub and an
+ * `{ object, file, index, rv }` entry (120 bytes; 0.6 MiB for 20,000 objects).
+ */
+class VersionedStub extends LocatedStub {
+  readonly rv: string | number;
+  constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number, rv: string | number) {
+    super(apiVersion, kind, name, namespace, parsed, file, index);
+    this.rv = rv;
+  }
+}
+
+/** A stub that is its own sourced object (as slimSourced), read from `at`, with a resourceVersion. */
+export function slimVersioned(src: SourcedObject, at: { file: string; index: number }, rv: string | number): SourcedObject & { rv: string | number } {
+  return slimInto(src, at, rv) as VersionedStub;
+}
+
+function slimInto(src: SourcedObject, at: { file: string; index: number } | undefined, rv?: string | number): K8sObject {
   const o = src.object;
   const parsed = parseObject(src);
   const v = parsed.object?.value as { name?: unknown; namespace?: unknown } | undefined;
@@ -233,7 +251,8 @@ function slimInto(src: SourcedObject, at: SourcedObject | undefined): K8sObject 
   const result = parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null);
   const stub = at === undefined
     ? new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, result)
-    : new LocatedStub(intern(o.apiVersion), intern(o.kind), name, namespace, result, at.file, at.index);
+    : rv === undefined ? new LocatedStub(intern(o.apiVersion), intern(o.kind), name, namespace, result, at.file, at.index)
+    : new VersionedStub(intern(o.apiVersion), intern(o.kind), name, namespace, result, at.file, at.index, rv);
   // The stub carries the parse from now on; the raw object is about to be dropped. Deleting
   // its cache entry now lets the WeakMap's table shrink (entries of dead keys cleared by the
   // GC leave it at its peak size: 0.25 MiB after 20,000 objects).

@@ -61,3 +61,15 @@ export function internStrings(items: readonly string[]): readonly string[] {
   if (stringLists.size < MAX_LISTS) stringLists.set(key, v);
   return v;
 }
+
+let lastOrigin: Readonly<{ file: string; index: number }> | undefined;
+/**
+ * An object's origin `{ file, index }`, frozen, and the same object as the previous call's
+ * when it is the same place: objects listed from the Kubernetes API share their list's
+ * path (20,000 origins of 40 bytes were 0.76 MiB with 10,000 Services).
+ */
+export function originOf(src: { file: string; index: number }): { file: string; index: number } {
+  const last = lastOrigin;
+  if (last !== undefined && last.file === src.file && last.index === src.index) return last;
+  return (lastOrigin = Object.freeze({ file: src.file, index: src.index }));
+}

@@ -24,7 +24,7 @@
 import { errorMessage } from '../common/errors.js';
 import { compactHeap } from '../common/heap.js';
 import type { Logger } from '../common/log.js';
-import { KINDS, parseObject, slimObject, validateObject, type KindInfo } from '../k8s/kinds.js';
+import { KINDS, parseObject, slimVersioned, validateObject, type KindInfo } from '../k8s/kinds.js';
 import type { K8sObject, Problem, SourcedObject } from '../k8s/types.js';
 import { KubeClient, KubeHttpError, loadKubeConfig, type KubeConfigOrigin } from './kube-config.js';
 import type { ObjectValidator } from './manifest-dir.js';
@@ -528,7 +528,7 @@ class Reflector {
       const file = objectPath(this.path!, o);
       return { rv, problems: problems.map((p) => ({ ...p, file })) };
     }
-    return { object: slimObject(src), file: this.src.client.server, index: 0, rv };
+    return slimVersioned(src, { file: this.src.client.server, index: 0 }, rv);
   }
 }
 
