@@ -48,10 +48,40 @@ export interface ModelChange extends Readonly<Record<KeyedKind, ReadonlySet<stri
   services: ReadonlySet<string>;
 }
 
+type Stored = EndpointSlice | readonly EndpointSlice[];
+const listOf = (v: Stored): readonly EndpointSlice[] => (Array.isArray(v) ? v as readonly EndpointSlice[] : [v as EndpointSlice]);
+
+/**
+ * `Model.slicesByService`: a Map whose lists of one (nearly every Service has one slice) are
+ * kept as the slice itself, and handed out as a new list of one on each read. 10,000 lists
+ * of one were 0.53 MiB. Every read (get, iteration, forEach) gives lists, as a plain Map would.
+ */
+export class SliceLists extends Map<string, readonly EndpointSlice[]> {
+  override get(key: string): readonly EndpointSlice[] | undefined {
+    const v = super.get(key) as Stored | undefined;
+    return v === undefined ? undefined : listOf(v);
+  }
+  override set(key: string, list: readonly EndpointSlice[]): this {
+    return super.set(key, (list.length === 1 ? list[0]! : list) as unknown as readonly EndpointSlice[]);
+  }
+  override *entries(): MapIterator<[string, readonly EndpointSlice[]]> {
+    for (const [k, v] of super.entries()) yield [k, listOf(v as Stored)];
+  }
+  override *values(): MapIterator<readonly EndpointSlice[]> {
+    for (const v of super.values()) yield listOf(v as Stored);
+  }
+  override [Symbol.iterator](): MapIterator<[string, readonly EndpointSlice[]]> {
+    return this.entries();
+  }
+  override forEach(cb: (value: readonly EndpointSlice[], key: string, map: Map<string, readonly EndpointSlice[]>) => void, thisArg?: unknown): void {
+    for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this);
+  }
+}
+
 /** An empty Model (nothing read yet). */
 export function emptyModel(): Model {
   return {
-    services: new Map(), slicesByService: new Map(), pods: new Map(), namespaces: new Map(), policies: new Map(), trafficPolicies: new Map(),
+    services: new Map(), slicesByService: new SliceLists(), pods: new Map(), namespaces: new Map(), policies: new Map(), trafficPolicies: new Map(),
     gatewayClasses: new Map(), gateways: new Map(), routes: new Map(), grants: new Map(), problems: [],
   };
 }

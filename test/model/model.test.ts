@@ -150,3 +150,26 @@ describe('ModelBuilder (incremental)', () => {
     }
   });
 });
+
+describe('Model.slicesByService', () => {
+  it('reads as lists (get, iteration, forEach) whether a Service has one slice or several, after removals too', () => {
+    const b = new ModelBuilder();
+    const a1 = src(slice('a-1', 'a', ['10.0.0.1']), 'a1.yaml');
+    const a2 = src(slice('a-2', 'a', ['10.0.0.2']), 'a2.yaml');
+    const c1 = src(slice('c-1', 'c', ['10.0.0.3']), 'c1.yaml');
+    b.apply({ added: [src(service('a'), 'a.yaml'), src(service('c', { ip: '10.96.0.20' }), 'c.yaml'), a1, a2, c1], removed: [] });
+    const m = b.model.slicesByService;
+    expect(m.get('default/a')?.map((s) => s.name)).toEqual(['a-1', 'a-2']);
+    expect(m.get('default/c')?.map((s) => s.name)).toEqual(['c-1']);
+    expect(m.get('default/none')).toBeUndefined();
+    const viaEntries = Object.fromEntries([...m].map(([k, l]) => [k, l.map((s) => s.name)]));
+    expect(viaEntries).toEqual({ 'default/a': ['a-1', 'a-2'], 'default/c': ['c-1'] });
+    expect([...m.values()].map((l) => l.length).sort()).toEqual([1, 2]);
+    const viaForEach: string[] = [];
+    m.forEach((l, k) => viaForEach.push(`${k}=${l.length}`));
+    expect(viaForEach.sort()).toEqual(['default/a=2', 'default/c=1']);
+    b.apply({ added: [], removed: [a2] });
+    expect(m.get('default/a')?.map((s) => s.name)).toEqual(['a-1']);
+    expect(Array.isArray(m.get('default/a'))).toBe(true);
+  });
+});
