@@ -44,12 +44,21 @@ interface SessionState { socket: Socket | undefined; open: number; idleSince: nu
 const SESSION_STATE = Symbol('kernway.h2.session');
 /** The response of a stream: the stream's listeners are shared functions that find it here (no closure per request). */
 const RESPONSE = Symbol('kernway.h2.response');
-type StreamWithResponse = http2.ServerHttp2Stream & { [RESPONSE]: H2Response };
+type StreamWithResponse = http2.ServerHttp2Stream & { [RESPONSE]: H2Response | undefined };
 
 function ignore(): void { /* a stream error is reported by 'close' (its rstCode) */ }
-function onStreamClose(this: StreamWithResponse): void { this[RESPONSE].closedNow(); }
-function onStreamDrain(this: StreamWithResponse): void { this[RESPONSE].drained(); }
-function onWantTrailers(this: StreamWithResponse): void { this[RESPONSE].sendTrailers(); }
+/**
+ * The stream lets go of its response when it closes: Node's closed streams outlive
+ * scavenges, and what hangs on them (the response, the handler's close callback and through
+ * it the request's whole record) would go with them (docs/waypoint-bench.md).
+ */
+function onStreamClose(this: StreamWithResponse): void {
+  const r = this[RESPONSE];
+  this[RESPONSE] = undefined;
+  r?.closedNow();
+}
+function onStreamDrain(this: StreamWithResponse): void { this[RESPONSE]?.drained(); }
+function onWantTrailers(this: StreamWithResponse): void { this[RESPONSE]?.sendTrailers(); }
 
 /**
  * Heads held for a body chunk that may follow in the same turn: one setImmediate per turn

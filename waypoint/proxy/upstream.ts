@@ -9,7 +9,7 @@ import type { Endpoint, BackendProtocol } from '../routing/backends.js';
 import { H1Pool, type H1Request } from './h1-client.js';
 import { UpstreamError } from './upstream-error.js';
 import { fromObject, type HeaderList } from './headers.js';
-import type { ResponseBody } from './body.js';
+import { LiteBody, type ResponseBody } from './body.js';
 import type { ConnOptions } from '../resilience/compile.js';
 
 export interface UpstreamRequest {
@@ -158,19 +158,23 @@ function h2Headers(r: UpstreamRequest): http2.OutgoingHttpHeaders {
 /**
  * One request to an h2c backend: the call, its outcome told to the sink once, and the
  * response itself. The stream's listeners are shared functions that find it through the
- * stream (no closure or promise per request), and the stream lets go of it when it closes, so a
- * closed stream that V8 keeps a while longer does not keep the request with it. (It did not
- * change how much of each scavenge survives on the h2c-to-h2c path: the closed streams
- * themselves are what is kept, docs/waypoint-bench.md.)
+ * stream (no closure or promise per request), and the stream lets go of it when it closes.
+ * The response body is a LiteBody the exchange feeds from the stream, not the stream itself:
+ * the consumer's listeners (the handler's relay, and through it the caller's response, the
+ * request's record and headers) then hang on the LiteBody, never on Node's stream. Closed
+ * streams outlive scavenges (Node's, whatever is hung on them: see docs/waypoint-bench.md),
+ * and with the consumer's closures on them every request's whole graph went with them.
  */
 class H2Exchange implements UpstreamCall, UpstreamResponse {
   stream: http2.ClientHttp2Stream | undefined;
   status = 0;
   headers: HeaderList = [];
-  body!: ResponseBody;
+  body!: LiteBody;
   private trailerList: HeaderList = [];
   private settled = false;
   private aborted = false;
+  /** The stream's readable side ended (every DATA frame is in the body). */
+  private ended = false;
 
   constructor(private readonly sink: UpstreamSink, private readonly session: http2.ClientHttp2Session) {}
 
@@ -192,13 +196,35 @@ class H2Exchange implements UpstreamCall, UpstreamResponse {
     if (this.settled) return;
     this.settled = true;
     this.status = Number(h[':status'] ?? 502);
-    this.headers = fromObject(h as Record<string, string | string[]>).filter((_, i, a) => !(i % 2 === 0 ? a[i]! : a[i - 1]!).startsWith(':'));
-    this.body = this.stream!;
+    this.headers = responseHeaders(h);
+    this.body = new LiteBody(this);
+    const st = this.stream!;
+    st.on('data', onStreamData);
+    st.once('end', onStreamEnd);
     this.sink.onResponse(this);
   }
 
+  /** A body chunk from the stream; the stream waits while the body's consumer does. */
+  gotData(c: Buffer): void {
+    if (!this.body.push(c)) this.stream?.pause();
+  }
+
+  gotEnd(): void {
+    this.ended = true;
+    this.body.push(null);
+  }
+
+  /** The body's consumer wants more (after push() said false). */
+  resumeBody(): void {
+    this.stream?.resume();
+  }
+
   failed(e: unknown): void {
-    if (this.settled) return;
+    if (this.settled) {
+      // After the response: the body fails (its consumer hears the error, then the close).
+      if (this.body !== undefined && !this.ended) this.body.destroy(e as Error);
+      return;
+    }
     this.settled = true;
     if (e instanceof UpstreamError) { this.sink.onError(e); return; }
     // Before the session connected (its pending streams are cancelled with the connect error as
@@ -210,9 +236,13 @@ class H2Exchange implements UpstreamCall, UpstreamResponse {
     this.sink.onError(classify(err, beforeConnect, false, this.aborted));
   }
 
-  /** The stream closed: before its response (RST_STREAM, GOAWAY) nothing was answered. */
+  /** The stream closed: before its response (RST_STREAM, GOAWAY) nothing was answered; during its body, the body is cut short. */
   closed(): void {
     const st = this.stream!;
+    if (this.settled) {
+      if (this.body !== undefined && !this.ended) this.body.destroy();
+      return;
+    }
     this.failed(new UpstreamError(st.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'connect' : 'reset',
       `stream closed before a response (code ${st.rstCode})`, 'ERR_HTTP2_STREAM_CLOSED', st.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM));
   }
@@ -222,11 +252,25 @@ const EXCHANGE = Symbol('kernway.h2.exchange');
 type StreamWithExchange = http2.ClientHttp2Stream & { [EXCHANGE]: H2Exchange | undefined };
 function onStreamTrailers(this: StreamWithExchange, t: http2.IncomingHttpHeaders): void { this[EXCHANGE]?.gotTrailers(t); }
 function onStreamResponse(this: StreamWithExchange, h: http2.IncomingHttpHeaders): void { this[EXCHANGE]?.gotResponse(h); }
+function onStreamData(this: StreamWithExchange, c: Buffer): void { this[EXCHANGE]?.gotData(c); }
+function onStreamEnd(this: StreamWithExchange): void { this[EXCHANGE]?.gotEnd(); }
 function onStreamError(this: StreamWithExchange, e: NodeJS.ErrnoException): void { this[EXCHANGE]?.failed(e); }
 function onStreamClose(this: StreamWithExchange): void {
   const x = this[EXCHANGE];
   this[EXCHANGE] = undefined;
   x?.closed();
+}
+/** A response head's fields without the pseudo-headers, as a list. */
+function responseHeaders(h: http2.IncomingHttpHeaders): HeaderList {
+  const out: HeaderList = [];
+  for (const k in h) {
+    if (k.charCodeAt(0) === 58 /* ':' */) continue;
+    const v = h[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (let i = 0; i < v.length; i++) out.push(k, v[i]!);
+    else out.push(k, String(v));
+  }
+  return out;
 }
 function failNow(x: H2Exchange, e: UpstreamError): void { x.failed(e); }
 
