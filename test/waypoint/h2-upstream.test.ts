@@ -12,6 +12,8 @@ import { endpoint } from '../../waypoint/routing/backends.js';
 import { UpstreamError, UpstreamPool, type UpstreamRequest, type UpstreamResponse } from '../../waypoint/proxy/upstream.js';
 
 let server: http2.Http2Server;
+/** Larger than the body's queue limit (64 KiB) and the stream's flow-control window. */
+const BIG = 300 * 1024;
 let port = 0;
 const streams: http2.ServerHttp2Stream[] = [];
 
@@ -23,6 +25,18 @@ beforeAll(async () => {
     const path = headers[':path'] ?? '';
     if (path === '/reset') { stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR); return; }
     if (path === '/hang') return; // never answers
+    if (path === '/half') {
+      // A head and part of the body, then a reset.
+      stream.respond({ ':status': 200 });
+      stream.write('half');
+      setTimeout(() => stream.destroy(new Error('cut')), 20); // RST_STREAM INTERNAL_ERROR
+      return;
+    }
+    if (path === '/big') {
+      stream.respond({ ':status': 200, 'content-length': String(BIG) });
+      stream.end(Buffer.alloc(BIG, 120));
+      return;
+    }
     stream.respond({ ':status': 201, 'x-seen-authority': String(headers[':authority']), 'x-seen-te': String(headers.te ?? '') }, { waitForTrailers: true });
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
     stream.end(`body of ${path}`);
@@ -61,6 +75,17 @@ function readBody(up: UpstreamResponse): Promise<string> {
   });
 }
 
+/** The Node stream behind a response (the body is a LiteBody the exchange feeds from it). */
+function streamOf(up: UpstreamResponse): http2.ClientHttp2Stream {
+  const st = (up as unknown as { stream?: http2.ClientHttp2Stream }).stream;
+  expect(st?.constructor.name).toBe('ClientHttp2Stream');
+  return st!;
+}
+
+function closedStream(stream: http2.ClientHttp2Stream): Promise<void> {
+  return new Promise<void>((r) => { if (stream.closed) r(); else stream.once('close', () => r()); });
+}
+
 /** The symbols a stream carries that name a kernway exchange. */
 function exchangeOf(stream: object): unknown {
   const sym = Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kernway.h2.exchange');
@@ -78,11 +103,77 @@ describe('h2c backends through UpstreamPool.send', () => {
       expect(up.status).toBe(201);
       expect(up.headers.filter((_, i) => i % 2 === 0).some((n) => n.startsWith(':'))).toBe(false);
       expect(up.headers).toEqual(expect.arrayContaining(['x-seen-authority', 'shop.example', 'x-seen-te', 'trailers']));
+      const stream = streamOf(up);
       expect(await readBody(up)).toBe('body of /items/1');
-      const stream = up.body as unknown as http2.ClientHttp2Stream;
-      await new Promise<void>((r) => { if (stream.closed) r(); else stream.once('close', () => r()); });
+      await closedStream(stream);
       expect(up.trailers()).toEqual(['grpc-status', '0']);
       expect(exchangeOf(stream)).toBeUndefined();
+    } finally {
+      pool.close();
+    }
+  });
+
+  it("the body's consumer listens on the body, not on Node's stream: a closed stream keeps none of its listeners", async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const refs = await (async () => {
+        const o = await send(pool, request('/items/4'));
+        const up = o.responses[0]!;
+        const stream = streamOf(up);
+        // The consumer: a record its listeners close over, as the handler's relay does.
+        const consumer = { chunks: [] as Buffer[], ended: false };
+        const onData = (c: Buffer): void => { consumer.chunks.push(c); };
+        up.body.on('data', onData);
+        await new Promise<void>((r) => up.body.once('end', () => { consumer.ended = true; r(); }));
+        expect(Buffer.concat(consumer.chunks).toString()).toBe('body of /items/4');
+        expect(stream.listeners('data')).not.toContain(onData);
+        await closedStream(stream);
+        return { stream, consumer: new WeakRef(consumer) };
+      })();
+      await new Promise((res) => setTimeout(res, 10)); // WeakRefs made in a job hold until it ends
+      compactHeap();
+      expect(refs.stream.closed).toBe(true); // the stream itself is still held here
+      expect(refs.consumer.deref()).toBeUndefined();
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('a body cut short by a reset after the response head: the consumer hears the close without an end', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const o = await send(pool, request('/half'));
+      const up = o.responses[0]!;
+      expect(up.status).toBe(200);
+      const events: string[] = [];
+      up.body.on('data', (c: Buffer) => events.push(`data:${c.toString()}`));
+      up.body.on('end', () => events.push('end'));
+      up.body.on('error', () => events.push('error'));
+      await new Promise<void>((r) => up.body.once('close', () => { events.push('close'); r(); }));
+      expect(events).toContain('data:half');
+      expect(events).toContain('error');
+      expect(events).not.toContain('end');
+      expect(events[events.length - 1]).toBe('close');
+      expect(up.body.readableEnded).toBe(false);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('a slow consumer pauses the stream and gets every byte (back-pressure through the body)', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const o = await send(pool, request('/big'));
+      const up = o.responses[0]!;
+      up.body.pause();
+      await new Promise((r) => setTimeout(r, 50)); // the body queues, then the stream is paused
+      const stream = streamOf(up);
+      expect(stream.isPaused()).toBe(true);
+      let n = 0;
+      up.body.on('data', (c: Buffer) => { n += c.length; });
+      up.body.resume();
+      await new Promise<void>((r) => up.body.once('end', () => r()));
+      expect(n).toBe(BIG);
     } finally {
       pool.close();
     }
@@ -98,9 +189,9 @@ describe('h2c backends through UpstreamPool.send', () => {
         const sink = { onResponse: (u: UpstreamResponse): void => resolveUp(u), onError: (e: unknown): void => { throw e; } };
         pool.send(r, sink);
         const up = await got;
+        const stream = streamOf(up);
         expect(await readBody(up)).toBe('body of /items/3');
-        const stream = up.body as unknown as http2.ClientHttp2Stream;
-        await new Promise<void>((res) => { if (stream.closed) res(); else stream.once('close', () => res()); });
+        await closedStream(stream);
         return { stream, request: new WeakRef(r) };
       })();
       await new Promise((res) => setTimeout(res, 10)); // WeakRefs made in a job hold until it ends
