@@ -1,10 +1,11 @@
 /**
  * A response body from a backend as the proxy consumes it: the few members of a Readable
  * it uses ('data', 'end', 'error', 'close', pause, resume, readableEnded, destroy).
- * HTTP/2 streams are used as they are; the HTTP/1.1 client hands out a LiteBody, which
- * is a queue and four listener slots instead of a stream (no ReadableState, no
- * EventEmitter arrays, no wrapper per `once`): made and dropped on every request, it
- * used to be a large share of the garbage.
+ * Both backend clients hand out a LiteBody, which is a queue and four listener slots
+ * instead of a stream (no ReadableState, no EventEmitter arrays, no wrapper per `once`):
+ * made and dropped on every request, streams used to be a large share of the garbage.
+ * The h2c client feeds it from Node's stream, so that the consumer's listeners hang on
+ * the LiteBody and not on a stream that outlives scavenges (upstream.ts, H2Exchange).
  */
 export interface ResponseBody {
   on(event: 'data', fn: (chunk: Buffer) => void): unknown;
