@@ -9,11 +9,15 @@ import { KernwayError } from '../common/errors.js';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { StatusReport } from './status.js';
+import { writeMetricsText, type TextChunks } from '../common/metrics-text.js';
 const http = process.getBuiltinModule('node:http'); // not an ESM import: see proxy/handler.ts
 
 export interface AdminTarget {
-  /** The Prometheus text: one process's registry, or the workers' added up by the primary. */
-  readonly metrics: { readonly registry: { readonly contentType: string; metrics(): Promise<string> } };
+  /**
+   * The Prometheus text: one process's registry, or the workers' added up by the primary,
+   * written in chunks (common/metrics-text.ts: no string of the whole text).
+   */
+  readonly metrics: { readonly registry: { readonly contentType: string }; render(w: TextChunks): AsyncIterable<unknown> };
   readiness(): { ready: boolean; reason: string };
   status(): StatusReport | Promise<StatusReport>;
   /** With --workers: each worker's state (/debug/workers). */
@@ -33,10 +37,7 @@ export class AdminServer {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
       switch (path) {
         case '/metrics':
-          target.metrics.registry.metrics().then(
-            (m) => send(200, target.metrics.registry.contentType, m),
-            (e: Error) => send(500, 'text/plain', `${e.message}\n`),
-          );
+          void writeMetricsText(res, target.metrics.registry.contentType, req.method === 'HEAD', (w) => target.metrics.render(w));
           return;
         case '/healthz': return send(200, 'text/plain', 'ok\n');
         case '/readyz': {

@@ -35,6 +35,8 @@ import type { Problem, SourcedObject } from '../k8s/types.js';
 import { decodeResource, encodeObject, resourceKey } from '../sources/feed/protocol.js';
 import type { Source, SourceBatch } from '../sources/source.js';
 import { AdminServer } from './admin.js';
+import { RequestCells, type CellsExport } from './observe/metrics.js';
+import { registryText, type TextChunks } from '../common/metrics-text.js';
 import type { StatusReport } from './status.js';
 // The primary never proxies: the data path (waypoint.ts and all it imports) is loaded by the workers only.
 import type { Waypoint, WaypointOptions } from './waypoint.js';
@@ -50,6 +52,8 @@ const ASK_MS = 5000;
 
 type WorkerOptions = Omit<WaypointOptions, 'log'>;
 type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+/** A worker's answer to 'metrics' (WaypointMetrics.forPrimary). */
+interface WorkerMetrics { json: MetricsJson; cells: CellsExport }
 
 /** One object on the way to the workers: the feed's wire form, the JSON as text. */
 interface RelayedObject { key: string; json: string; file: string; index: number }
@@ -83,7 +87,7 @@ interface Slot {
   generation: number;
   restarts: number;
   quickExits: number;
-  lastMetrics: MetricsJson | undefined;
+  lastMetrics: WorkerMetrics | undefined;
   timer: NodeJS.Timeout | undefined;
   exited: Promise<void>;
   onExit: () => void;
@@ -141,6 +145,8 @@ export class WaypointPrimary {
   private stopped: Promise<void> | undefined;
   /** The counters and histograms of workers that died (as of the last scrape before). */
   private retired: MetricsJson | undefined;
+  /** Their request cells, added up. */
+  private readonly retiredCells = new RequestCells();
   private retiring: Promise<void> = Promise.resolve();
   private asks = 0;
   private readonly answers = new Map<number, { slot: Slot; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -274,7 +280,8 @@ export class WaypointPrimary {
     this.settleDone();
     if (this.stopping) return;
     if (slot.lastMetrics) {
-      const dead = countersOf(slot.lastMetrics);
+      const dead = countersOf(slot.lastMetrics.json);
+      this.retiredCells.add(slot.lastMetrics.cells);
       slot.lastMetrics = undefined;
       this.retiring = this.retiring.then(async () => {
         this.retired = this.retired ? countersOf(await AggregatorRegistry.aggregate([this.retired, dead]).getMetricsAsJSON()) : dead;
@@ -402,21 +409,30 @@ export class WaypointPrimary {
     return this.slots.filter((s) => s.worker && s.started);
   }
 
-  /** /metrics: the primary's registry and every worker's, added up (see the top of this file). */
+  /**
+   * /metrics: the primary's registry and every worker's, added up (see the top of this
+   * file): the ordinary metrics by prom-client's AggregatorRegistry, the request cells
+   * cell by cell into one RequestCells, whose families write their own text.
+   */
   readonly metrics = {
-    registry: {
-      contentType: this.registry.contentType,
-      metrics: async (): Promise<string> => {
-        await this.retiring;
-        const own = await this.registry.getMetricsAsJSON();
-        const workers = await Promise.all(this.live().map((s) => this.ask(s, 'metrics').then(
-          (v) => { s.lastMetrics = v as MetricsJson; return s.lastMetrics; },
-          () => s.lastMetrics ?? [],
-        )));
-        return AggregatorRegistry.aggregate([own, ...(this.retired ? [this.retired] : []), ...workers]).metrics();
-      },
-    },
+    registry: { contentType: this.registry.contentType },
+    render: (w: TextChunks): AsyncIterable<unknown> => this.renderMetrics(w),
   };
+
+  private async *renderMetrics(w: TextChunks): AsyncGenerator<unknown> {
+    await this.retiring;
+    const own = await this.registry.getMetricsAsJSON();
+    const workers = await Promise.all(this.live().map((s) => this.ask(s, 'metrics').then(
+      (v) => { s.lastMetrics = v as WorkerMetrics; return s.lastMetrics; },
+      () => s.lastMetrics,
+    )));
+    const cells = new RequestCells();
+    cells.add(this.retiredCells.export());
+    for (const m of workers) if (m) cells.add(m.cells);
+    const ordinary = AggregatorRegistry.aggregate([own, ...(this.retired ? [this.retired] : []), ...workers.map((m) => m?.json ?? [])]);
+    yield* registryText(ordinary, w);
+    for (const f of cells.families(this.options.metricsNames ?? 'kernway')) yield* f.writeText(w);
+  }
 
   /** /debug/routes: a worker's report (they all build theirs from the same objects), with each worker's state. */
   async status(): Promise<StatusReport> {
@@ -573,7 +589,7 @@ export function runWorker(log: Logger): Promise<number> {
           const answer = (value: unknown): void => send({ t: 'answer', id: m.id, value });
           const fail = (e: unknown): void => send({ t: 'answer', id: m.id, error: errorMessage(e) });
           if (!w) { fail(new Error('not started')); return; }
-          if (m.what === 'metrics') w.metrics.registry.getMetricsAsJSON().then(answer, fail);
+          if (m.what === 'metrics') w.metrics.forPrimary().then(answer, fail);
           else if (m.what === 'status') answer(w.status());
           else answer({ pid: process.pid, requests: w.metrics.requestsServed(), active: w.metrics.active });
           return;

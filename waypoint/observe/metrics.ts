@@ -9,7 +9,8 @@
  * process CPU and memory; 'max' for the configuration gauges: the newest generation, the
  * oldest configuration).
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { escapeLabelValue, metricsTextOf, registryText, type TextChunks } from '../../common/metrics-text.js';
 
 interface CellValue { metricName?: string; labels: Record<string, string | number>; value: number }
 
@@ -54,7 +55,9 @@ class IstioCell {
   reqBytesSum = 0;
   readonly resBytes = new Float64Array(ISTIO_BYTES_BUCKETS.length);
   resBytesSum = 0;
-  constructor(readonly labels: Record<string, string>) {}
+  /** The labels as exposition text (`reporter="waypoint",...`), made at the first scrape. */
+  labelText: string | undefined;
+  constructor(readonly key: string, readonly labels: Record<string, string>) {}
 }
 
 function bucketOf(bounds: readonly number[], v: number): number {
@@ -73,6 +76,30 @@ function histogramValues(name: string, labels: Record<string, string>, bounds: r
   return out;
 }
 
+/** `,le="b"} ` for each bound, then `,le="+Inf"} `: the tail of a bucket line's labels. */
+function leTexts(bounds: readonly number[]): string[] {
+  return [...bounds.map((b) => `,le="${b}"} `), ',le="+Inf"} '];
+}
+
+/** A histogram's lines for one label set (`labels` already text), as prom-client writes them; counts beyond the last bound are only in +Inf (the count). */
+function writeHistogram(w: TextChunks, name: string, labels: string, le: readonly string[], counts: Float64Array, sum: number, count: number): void {
+  let acc = 0;
+  const bounds = le.length - 1;
+  for (let i = 0; i < bounds; i++) {
+    acc += counts[i]!;
+    w.text(name); w.text('_bucket{'); w.text(labels); w.text(le[i]!); w.value(acc); w.text('\n');
+  }
+  w.text(name); w.text('_bucket{'); w.text(labels); w.text(le[bounds]!); w.value(count); w.text('\n');
+  w.text(name); w.text('_sum{'); w.text(labels); w.text('} '); w.value(sum); w.text('\n');
+  w.text(name); w.text('_count{'); w.text(labels); w.text('} '); w.value(count); w.text('\n');
+}
+
+function labelsText(labels: Record<string, string>): string {
+  let out = '';
+  for (const k in labels) out += `${out === '' ? '' : ','}${k}="${escapeLabelValue(labels[k]!)}"`;
+  return out;
+}
+
 function splitWorkload(w: string): { namespace: string; name: string } {
   const i = w.indexOf('/');
   return i < 0 ? { namespace: 'unknown', name: w } : { namespace: w.slice(0, i), name: w.slice(i + 1) };
@@ -86,8 +113,15 @@ function addressOf(endpoint: string): string {
 }
 
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const DURATION_LE = leTexts(DURATION_BUCKETS);
+const ISTIO_DURATION_LE = leTexts(ISTIO_DURATION_MS_BUCKETS);
+const ISTIO_BYTES_LE = leTexts(ISTIO_BYTES_BUCKETS);
 
-interface RequestCount { code: string; source: string; n: number }
+interface RequestCount {
+  code: string; source: string; n: number;
+  /** `,response_code="…",source_workload="…"} `, made at the first scrape. */
+  labelText?: string;
+}
 
 /** Plain numbers for one route and destination: what a request adds to, rendered at scrape time. */
 class RouteCell {
@@ -98,23 +132,201 @@ class RouteCell {
   responseBytes = 0;
   /** Requests by status code, then calling workload (no key string is built per request). */
   readonly requests = new Map<number, Map<string, RequestCount>>();
+  /** `route="…",destination_service="…"`, made at the first scrape. */
+  labelText: string | undefined;
   constructor(readonly route: string, readonly destination: string) {}
 
   *counts(): Iterable<RequestCount> {
     for (const bySource of this.requests.values()) yield* bySource.values();
   }
+
+  text(): string {
+    return (this.labelText ??= `route="${escapeLabelValue(this.route)}",destination_service="${escapeLabelValue(this.destination)}"`);
+  }
 }
 
 /**
- * A metric for prom-client's registry whose values are the cells' numbers, read when
- * /metrics is scraped (the request path only adds to plain numbers; no label hashing,
- * no prom-client call per request). Same names, labels and text as prom-client's own.
+ * A worker's cells as plain arrays (--workers: sent to the primary, which adds them up).
+ * kernway: [route, destination, duration buckets, sum, count, request bytes, response bytes, [[code, source, n]...]];
+ * istio: [key, labels, n, duration buckets, sum, request bytes buckets, sum, response bytes buckets, sum].
  */
-class CellMetric {
+export interface CellsExport {
+  kernway: Array<[string, string, number[], number, number, number, number, Array<[number, string, number]>]>;
+  istio: Array<[string, Record<string, string>, number, number[], number, number[], number, number[], number]>;
+}
+
+function addInto(to: Float64Array, from: readonly number[]): void {
+  for (let i = 0; i < to.length && i < from.length; i++) to[i]! += from[i]!;
+}
+
+/**
+ * The request metrics' numbers: one RouteCell per route and destination (kernway names)
+ * or one IstioCell per Istio label set. The request path adds to them; /metrics writes
+ * their text directly (RequestFamily); with --workers the primary adds the workers' up.
+ */
+export class RequestCells {
+  readonly cells = new Map<string, RouteCell>();
+  readonly istio = new Map<string, IstioCell>();
+
+  routeCell(route: string, destination: string): RouteCell {
+    const key = `${route}\u0000${destination}`;
+    let c = this.cells.get(key);
+    if (!c) {
+      if (this.cells.size > 50_000) this.cells.clear();
+      c = new RouteCell(route, destination);
+      this.cells.set(key, c);
+    }
+    return c;
+  }
+
+  /** The cell of an Istio label set (`labels` is used when it is new). */
+  istioCell(key: string, labels: Record<string, string>): IstioCell {
+    let c = this.istio.get(key);
+    if (!c) {
+      if (this.istio.size > 50_000) this.istio.clear();
+      c = new IstioCell(key, labels);
+      this.istio.set(key, c);
+    }
+    return c;
+  }
+
+  export(): CellsExport {
+    const kernway: CellsExport['kernway'] = [];
+    for (const c of this.cells.values()) {
+      const counts: Array<[number, string, number]> = [];
+      for (const [code, bySource] of c.requests) for (const q of bySource.values()) counts.push([code, q.source, q.n]);
+      kernway.push([c.route, c.destination, Array.from(c.buckets), c.sum, c.count, c.requestBytes, c.responseBytes, counts]);
+    }
+    const istio: CellsExport['istio'] = [];
+    for (const c of this.istio.values()) {
+      istio.push([c.key, c.labels, c.n, Array.from(c.duration), c.durationSum, Array.from(c.reqBytes), c.reqBytesSum, Array.from(c.resBytes), c.resBytesSum]);
+    }
+    return { kernway, istio };
+  }
+
+  /** Add another process's cells to these (same route and destination, or same Istio labels: one series). */
+  add(e: CellsExport): void {
+    for (const [route, destination, buckets, sum, count, reqBytes, resBytes, counts] of e.kernway) {
+      const c = this.routeCell(route, destination);
+      addInto(c.buckets, buckets);
+      c.sum += sum;
+      c.count += count;
+      c.requestBytes += reqBytes;
+      c.responseBytes += resBytes;
+      for (const [code, source, n] of counts) {
+        let bySource = c.requests.get(code);
+        if (bySource === undefined) c.requests.set(code, (bySource = new Map()));
+        const q = bySource.get(source);
+        if (q) q.n += n;
+        else bySource.set(source, { code: String(code), source, n });
+      }
+    }
+    for (const [key, labels, n, duration, durationSum, reqBytes, reqBytesSum, resBytes, resBytesSum] of e.istio) {
+      const c = this.istioCell(key, labels);
+      c.n += n;
+      addInto(c.duration, duration);
+      c.durationSum += durationSum;
+      addInto(c.reqBytes, reqBytes);
+      c.reqBytesSum += reqBytesSum;
+      addInto(c.resBytes, resBytes);
+      c.resBytesSum += resBytesSum;
+    }
+  }
+
+  /** The families these cells show, in the order they are registered (kernway's four, or Istio's four). */
+  families(names: MetricsNames): RequestFamily[] {
+    const routes = (): Iterable<RouteCell> => this.cells.values();
+    const istio = (): Iterable<IstioCell> => this.istio.values();
+    if (names === 'istio') {
+      return [
+        new RequestFamily('istio_requests_total', 'Requests handled (Istio standard metric, reported by the kernway waypoint)', 'counter',
+          () => [...istio()].map((c) => ({ labels: c.labels, value: c.n })),
+          function* (w) { for (const c of istio()) { w.text('istio_requests_total{'); w.text(istioText(c)); w.text('} '); w.value(c.n); w.text('\n'); yield; } }),
+        istioHistogram('istio_request_duration_milliseconds', 'Request duration in milliseconds (Istio standard metric)', istio, ISTIO_DURATION_MS_BUCKETS, ISTIO_DURATION_LE,
+          (c) => [c.duration, c.durationSum]),
+        istioHistogram('istio_request_bytes', 'Request body sizes in bytes (Istio standard metric)', istio, ISTIO_BYTES_BUCKETS, ISTIO_BYTES_LE, (c) => [c.reqBytes, c.reqBytesSum]),
+        istioHistogram('istio_response_bytes', 'Response body sizes in bytes (Istio standard metric)', istio, ISTIO_BYTES_BUCKETS, ISTIO_BYTES_LE, (c) => [c.resBytes, c.resBytesSum]),
+      ];
+    }
+    const DUR = 'kernway_waypoint_request_duration_seconds';
+    return [
+      new RequestFamily('kernway_waypoint_requests_total', 'HTTP requests handled, by route, destination Service, response code and calling workload', 'counter',
+        () => [...routes()].flatMap((c) => [...c.counts()].map((q) => ({ labels: { route: c.route, destination_service: c.destination, response_code: q.code, source_workload: q.source }, value: q.n }))),
+        function* (w) {
+          for (const c of routes()) {
+            const labels = c.text();
+            for (const q of c.counts()) {
+              w.text('kernway_waypoint_requests_total{'); w.text(labels);
+              w.text(q.labelText ??= `,response_code="${escapeLabelValue(q.code)}",source_workload="${escapeLabelValue(q.source)}"} `);
+              w.value(q.n); w.text('\n');
+            }
+            yield;
+          }
+        }),
+      new RequestFamily(DUR, 'Time from the request\'s arrival to the end of the response', 'histogram',
+        () => [...routes()].flatMap((c) => {
+          const labels = { route: c.route, destination_service: c.destination };
+          const out: CellValue[] = [];
+          let acc = 0;
+          for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+            acc += c.buckets[i]!;
+            out.push({ metricName: `${DUR}_bucket`, labels: { ...labels, le: DURATION_BUCKETS[i]! }, value: acc });
+          }
+          out.push({ metricName: `${DUR}_bucket`, labels: { ...labels, le: '+Inf' }, value: c.count });
+          out.push({ metricName: `${DUR}_sum`, labels, value: c.sum });
+          out.push({ metricName: `${DUR}_count`, labels, value: c.count });
+          return out;
+        }),
+        function* (w) {
+          for (const c of routes()) { writeHistogram(w, DUR, c.text(), DURATION_LE, c.buckets, c.sum, c.count); yield; }
+        }),
+      bytesFamily('kernway_waypoint_request_body_bytes_total', 'Request body bytes received from callers', routes, (c) => c.requestBytes),
+      bytesFamily('kernway_waypoint_response_body_bytes_total', 'Response body bytes sent to callers', routes, (c) => c.responseBytes),
+    ];
+  }
+}
+
+function istioText(c: IstioCell): string {
+  return (c.labelText ??= labelsText(c.labels));
+}
+
+function istioHistogram(name: string, help: string, cells: () => Iterable<IstioCell>, bounds: readonly number[], le: readonly string[],
+  of: (c: IstioCell) => [Float64Array, number]): RequestFamily {
+  return new RequestFamily(name, help, 'histogram',
+    () => [...cells()].flatMap((c) => { const [counts, sum] = of(c); return histogramValues(name, c.labels, bounds, counts, sum, c.n); }),
+    function* (w) { for (const c of cells()) { const [counts, sum] = of(c); writeHistogram(w, name, istioText(c), le, counts, sum, c.n); yield; } });
+}
+
+function bytesFamily(name: string, help: string, cells: () => Iterable<RouteCell>, of: (c: RouteCell) => number): RequestFamily {
+  return new RequestFamily(name, help, 'counter',
+    () => [...cells()].filter((c) => of(c) > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: of(c) })),
+    function* (w) {
+      for (const c of cells()) {
+        const v = of(c);
+        if (v > 0) { w.text(name); w.text('{'); w.text(c.text()); w.text('} '); w.value(v); w.text('\n'); }
+        yield;
+      }
+    });
+}
+
+/**
+ * One family of request metrics in prom-client's registry, its values the cells' numbers
+ * read when /metrics is scraped (the request path only adds to plain numbers; no label
+ * hashing, no prom-client call per request). /metrics has it write its own text
+ * (writeText: straight into chunks, no object per series); get() gives prom-client the
+ * same values as objects (registry.metrics(), getSingleMetricAsString), which is what the
+ * text is checked against (test/waypoint/metrics-text.test.ts).
+ */
+export class RequestFamily {
   readonly aggregator = 'sum' as const;
-  constructor(readonly name: string, readonly help: string, readonly type: 'counter' | 'histogram', private readonly values: () => CellValue[]) {}
+  constructor(readonly name: string, readonly help: string, readonly type: 'counter' | 'histogram', private readonly values: () => CellValue[],
+    private readonly lines: (w: TextChunks) => Iterable<unknown>) {}
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: CellValue[] }> {
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() });
+  }
+  *writeText(w: TextChunks): Iterable<unknown> {
+    w.family(this.name, this.help, this.type);
+    yield* this.lines(w);
   }
   reset(): void { /* cells are kept: counters never go back */ }
 }
@@ -146,12 +358,12 @@ export class WaypointMetrics {
   pendingRequests: () => Map<string, number> = () => new Map();
   /** Requests in progress (a plain number, read at scrape time). */
   active = 0;
-  private readonly cells = new Map<string, RouteCell>();
+  /** The request metrics' numbers (what the request path adds to). */
+  readonly requestCells = new RequestCells();
   /** Cells by compiled backend (RequestLabels.via): one lookup by object per request. */
   private cellByBackend = new WeakMap<object, RouteCell>();
 
   readonly names: MetricsNames;
-  private readonly istio = new Map<string, IstioCell>();
   private readonly workloadAt: ((ip: string) => string | undefined) | undefined;
 
   constructor(opts: {
@@ -165,9 +377,7 @@ export class WaypointMetrics {
     this.names = opts.names ?? 'kernway';
     this.workloadAt = opts.workloadAt;
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: r, prefix: 'kernway_waypoint_' });
-    const cells = (): RouteCell[] => [...this.cells.values()];
-    if (this.names === 'istio') this.registerIstio();
-    else this.registerKernway(cells);
+    for (const f of this.requestCells.families(this.names)) r.registerMetric(f as never);
     this.denied = new Counter({ name: 'kernway_waypoint_authz_denied_total', help: 'Requests refused (403) by an AuthorizationPolicy', labelNames: ['policy', 'destination_service'], registers: [r] });
     this.upstreamErrors = new Counter({ name: 'kernway_waypoint_upstream_errors_total', help: 'Failed exchanges with backends, by kind (connect, reset, protocol, timeout)', labelNames: ['destination_service', 'kind'], registers: [r] });
     this.downstreamErrors = new Counter({ name: 'kernway_waypoint_downstream_errors_total', help: 'Connections or requests refused before routing (bad_request, header_too_large, header_timeout, proxy_protocol...)', labelNames: ['kind'], registers: [r] });
@@ -200,46 +410,34 @@ export class WaypointMetrics {
     }
   }
 
+  /**
+   * The exposition text of /metrics, written into `w` (common/metrics-text.ts): the
+   * registry's families in order, prom-client rendering the ordinary ones and the request
+   * families writing their own lines. The same text as `registry.metrics()`.
+   */
+  render(w: TextChunks): AsyncIterable<unknown> {
+    return registryText(this.registry, w);
+  }
+
+  /** The text of render() as one string (tests; /metrics streams it instead). */
+  text(): Promise<string> {
+    return metricsTextOf((w) => this.render(w));
+  }
+
+  /**
+   * What a worker sends the primary (--workers): the ordinary metrics as prom-client's
+   * JSON (added up with AggregatorRegistry), the request cells as plain arrays (added up
+   * cell by cell; prom-client's JSON would be an object per series).
+   */
+  async forPrimary(): Promise<{ json: MetricObjectWithValues<MetricValue<string>>[]; cells: CellsExport }> {
+    const ordinary = this.registry.getMetricsAsArray().filter((m) => !(m instanceof RequestFamily));
+    return { json: await Promise.all(ordinary.map((m) => (m as unknown as Metric).get())), cells: this.requestCells.export() };
+  }
+
   /** An idle compaction ran for `ms`. */
   idleCompacted(ms: number): void {
     this.idleCompactions.inc();
     this.idleCompactionSeconds.inc(ms / 1000);
-  }
-
-  private registerKernway(cells: () => RouteCell[]): void {
-    const r = this.registry;
-    r.registerMetric(new CellMetric('kernway_waypoint_requests_total', 'HTTP requests handled, by route, destination Service, response code and calling workload', 'counter',
-      () => cells().flatMap((c) => [...c.counts()].map((q) => ({ labels: { route: c.route, destination_service: c.destination, response_code: q.code, source_workload: q.source }, value: q.n })))) as never);
-    r.registerMetric(new CellMetric('kernway_waypoint_request_duration_seconds', 'Time from the request\'s arrival to the end of the response', 'histogram', () => cells().flatMap((c) => {
-      const labels = { route: c.route, destination_service: c.destination };
-      const out: CellValue[] = [];
-      let acc = 0;
-      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
-        acc += c.buckets[i]!;
-        out.push({ metricName: 'kernway_waypoint_request_duration_seconds_bucket', labels: { ...labels, le: DURATION_BUCKETS[i]! }, value: acc });
-      }
-      out.push({ metricName: 'kernway_waypoint_request_duration_seconds_bucket', labels: { ...labels, le: '+Inf' }, value: c.count });
-      out.push({ metricName: 'kernway_waypoint_request_duration_seconds_sum', labels, value: c.sum });
-      out.push({ metricName: 'kernway_waypoint_request_duration_seconds_count', labels, value: c.count });
-      return out;
-    })) as never);
-    r.registerMetric(new CellMetric('kernway_waypoint_request_body_bytes_total', 'Request body bytes received from callers', 'counter',
-      () => cells().filter((c) => c.requestBytes > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: c.requestBytes }))) as never);
-    r.registerMetric(new CellMetric('kernway_waypoint_response_body_bytes_total', 'Response body bytes sent to callers', 'counter',
-      () => cells().filter((c) => c.responseBytes > 0).map((c) => ({ labels: { route: c.route, destination_service: c.destination }, value: c.responseBytes }))) as never);
-  }
-
-  private registerIstio(): void {
-    const r = this.registry;
-    const all = (): IstioCell[] => [...this.istio.values()];
-    r.registerMetric(new CellMetric('istio_requests_total', 'Requests handled (Istio standard metric, reported by the kernway waypoint)', 'counter',
-      () => all().map((c) => ({ labels: c.labels, value: c.n }))) as never);
-    r.registerMetric(new CellMetric('istio_request_duration_milliseconds', 'Request duration in milliseconds (Istio standard metric)', 'histogram',
-      () => all().flatMap((c) => histogramValues('istio_request_duration_milliseconds', c.labels, ISTIO_DURATION_MS_BUCKETS, c.duration, c.durationSum, c.n))) as never);
-    r.registerMetric(new CellMetric('istio_request_bytes', 'Request body sizes in bytes (Istio standard metric)', 'histogram',
-      () => all().flatMap((c) => histogramValues('istio_request_bytes', c.labels, ISTIO_BYTES_BUCKETS, c.reqBytes, c.reqBytesSum, c.n))) as never);
-    r.registerMetric(new CellMetric('istio_response_bytes', 'Response body sizes in bytes (Istio standard metric)', 'histogram',
-      () => all().flatMap((c) => histogramValues('istio_response_bytes', c.labels, ISTIO_BYTES_BUCKETS, c.resBytes, c.resBytesSum, c.n))) as never);
   }
 
   /** Istio's labels of a request (reporter "waypoint", as Istio's ambient waypoints report). */
@@ -274,8 +472,8 @@ export class WaypointMetrics {
   /** Requests recorded so far (the sum of the request counter's series; --workers shows it per worker). */
   requestsServed(): number {
     let n = 0;
-    if (this.names === 'istio') for (const c of this.istio.values()) n += c.n;
-    else for (const c of this.cells.values()) n += c.count;
+    if (this.names === 'istio') for (const c of this.requestCells.istio.values()) n += c.n;
+    else for (const c of this.requestCells.cells.values()) n += c.count;
     return n;
   }
 
@@ -284,13 +482,8 @@ export class WaypointMetrics {
     if (this.names === 'istio') return this.observeIstio(l, seconds, requestBodyBytes, responseBodyBytes);
     let c = l.via !== undefined ? this.cellByBackend.get(l.via) : undefined;
     if (c === undefined || c.route !== l.route || c.destination !== l.destination) {
-      const key = `${l.route}\u0000${l.destination}`;
-      c = this.cells.get(key);
-      if (!c) {
-        if (this.cells.size > 50_000) { this.cells.clear(); this.cellByBackend = new WeakMap(); }
-        c = new RouteCell(l.route, l.destination);
-        this.cells.set(key, c);
-      }
+      if (this.requestCells.cells.size > 50_000) this.cellByBackend = new WeakMap();
+      c = this.requestCells.routeCell(l.route, l.destination);
       if (l.via !== undefined) this.cellByBackend.set(l.via, c);
     }
     let i = 0;
@@ -310,12 +503,7 @@ export class WaypointMetrics {
   private observeIstio(l: RequestLabels, seconds: number, reqBytes: number, resBytes: number): void {
     const dst = l.upstream !== undefined ? this.workloadAt?.(addressOf(l.upstream)) ?? '' : '';
     const key = `${l.source}\u0000${l.destination}\u0000${dst}\u0000${l.code}${l.flags === undefined ? '' : `\u0000${l.flags}`}`;
-    let c = this.istio.get(key);
-    if (!c) {
-      if (this.istio.size > 50_000) this.istio.clear();
-      c = new IstioCell(this.istioLabels(l));
-      this.istio.set(key, c);
-    }
+    const c = this.requestCells.istio.get(key) ?? this.requestCells.istioCell(key, this.istioLabels(l));
     const ms = seconds * 1000;
     c.n++;
     const d = bucketOf(ISTIO_DURATION_MS_BUCKETS, ms);
