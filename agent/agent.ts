@@ -174,12 +174,12 @@ export class Agent {
     m.counterAtScrape({
       name: 'kernway_lb_connections_balanced_total', labelNames: ['service'],
       help: 'Connections (and unconnected UDP datagrams) sent to a backend by the socket load balancer, per Service (ns/name).',
-      read: () => counters().map((c) => ({ labels: { service: c.service }, value: c.balanced })),
+      read: () => perService(counters(), 'balanced'),
     });
     m.counterAtScrape({
       name: 'kernway_lb_connections_refused_total', labelNames: ['service'],
       help: 'connect()/sendmsg() to a Service refused (ECONNREFUSED) because it had no usable endpoint, per Service (ns/name).',
-      read: () => counters().map((c) => ({ labels: { service: c.service }, value: c.refused })),
+      read: () => perService(counters(), 'refused'),
     });
     m.gaugeAtScrape({
       name: 'kernway_bpf_map_entries', labelNames: ['map'],
@@ -645,3 +645,12 @@ export class Agent {
   }
 }
 
+/** One sample per Service, one object given again and again (the metrics writer keeps nothing of it). */
+function* perService(counters: readonly ServiceCounters[], which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
+  const s = { labels: { service: '' }, value: 0 };
+  for (const c of counters) {
+    s.labels.service = c.service;
+    s.value = c[which];
+    yield s;
+  }
+}

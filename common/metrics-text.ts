@@ -85,15 +85,26 @@ export class TextChunks {
    * `# HELP` and `# TYPE` (name and help escaped as prom-client does).
    */
   family(name: string, help: string, type: string): void {
-    if (this.families++ > 0) this.text('\n');
+    this.startFamily();
     this.text(`# HELP ${escapeHelp(name)} ${escapeHelp(help)}\n# TYPE ${escapeHelp(name)} ${type}\n`);
   }
 
   /** A family prom-client rendered (getSingleMetricAsString: no final newline). */
   rendered(family: string): void {
-    if (this.families++ > 0) this.text('\n');
+    this.startFamily();
     this.text(family);
     this.text('\n');
+  }
+
+  /** The blank line before every family but the first (prom-client joins them with one). */
+  startFamily(): void {
+    if (this.families++ > 0) this.text('\n');
+  }
+
+  /** Chunks written elsewhere (a family rendered aside, kept only if it completed), after what is written so far. */
+  append(chunks: readonly Buffer[]): void {
+    this.flush();
+    for (const c of chunks) { this.bytes += c.length; this.out(c); }
   }
 
   /** True when a chunk is full enough to be handed on at the next pause. */

@@ -16,6 +16,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { KernwayError, errorMessage } from '../../common/errors.js';
+import { TextChunks, escapeHelp, metricsTextOf, registryText } from '../../common/metrics-text.js';
 import type { Logger } from '../../common/log.js';
 
 export interface Sample<L extends string = string> { labels?: LabelValues<L>; value: number }
@@ -26,7 +27,10 @@ export interface ScrapeMetric<L extends string = string> {
   help: string;
   /** Bounded label sets only (a map, a service, a reason: never an address or a connection). */
   labelNames?: readonly L[];
-  /** Called at each scrape. */
+  /**
+   * Called at each scrape. The samples are written as they come (nothing of them is
+   * kept): a reader may yield one object again and again with new labels and value.
+   */
   read: () => Iterable<Sample<L>> | Promise<Iterable<Sample<L>>>;
 }
 
@@ -96,16 +100,25 @@ export class AgentMetrics {
   }
 
   /**
-   * The exposition text (what /metrics serves): the metrics read at scrape time are read
-   * first (a reader's failure is counted in this scrape's kernway_metrics_collect_errors_total),
-   * then prom-client's registry, then those read here, rendered without prom-client.
+   * The exposition text (what /metrics serves), written into `w` in chunks
+   * (common/metrics-text.ts: no string of the whole text, no object per sample): first the
+   * metrics read at scrape time, each written aside and kept only if its reader completes
+   * (a reader's failure is counted in this scrape's kernway_metrics_collect_errors_total),
+   * then prom-client's registry.
    */
-  async text(): Promise<string> {
+  async *render(w: TextChunks): AsyncGenerator<unknown> {
     if (this.registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) throw new KernwayError('KW_INVALID_ARGUMENT', 'metrics: only the Prometheus text format is served');
-    const values = await Promise.all(this.scraped.map((m) => m.values()));
-    let out = await this.registry.metrics();
-    for (let i = 0; i < this.scraped.length; i++) out += this.scraped[i]!.render(values[i]!);
-    return out;
+    for (const m of this.scraped) {
+      const chunks = await m.write();
+      if (chunks) { w.startFamily(); w.append(chunks); }
+      yield;
+    }
+    yield* registryText(this.registry, w);
+  }
+
+  /** The text of render() as one string (tests, `kernway` commands; /metrics streams it). */
+  text(): Promise<string> {
+    return metricsTextOf((w) => this.render(w));
   }
 
   private readonly scraped: Array<ScrapedMetric<string>> = [];
@@ -130,11 +143,11 @@ export class AgentMetrics {
 }
 
 /**
- * A metric read at scrape time and rendered by AgentMetrics.text() itself, in prom-client's
- * text format. prom-client's own Counter/Gauge would hash every label set into a map on
- * each scrape and keep it between scrapes, and its renderer allocates several objects per
- * sample: with 10,000 Services (20,000 samples of kernway_lb_connections_*), most of a
- * scrape's CPU and garbage.
+ * A metric read at scrape time and written by AgentMetrics.render() itself, in prom-client's
+ * text format, straight into chunks as the reader gives its samples. prom-client's own
+ * Counter/Gauge would hash every label set into a map on each scrape and keep it between
+ * scrapes, and its renderer allocates several objects per sample: with 10,000 Services
+ * (20,000 samples of kernway_lb_connections_*), most of a scrape's CPU and garbage.
  */
 class ScrapedMetric<L extends string> {
   readonly name: string;
@@ -142,66 +155,50 @@ class ScrapedMetric<L extends string> {
   private readonly labelNames: readonly string[];
   constructor(private readonly m: ScrapeMetric<L>, readonly type: 'counter' | 'gauge', private readonly owner: AgentMetrics) {
     this.name = m.name;
-    this.head = `\n# HELP ${m.name} ${escapeText(m.help)}\n# TYPE ${m.name} ${type}\n`;
+    this.head = `# HELP ${m.name} ${escapeHelp(m.help)}\n# TYPE ${m.name} ${type}\n`;
     this.labelNames = m.labelNames ?? [];
   }
 
-  /** The samples to show now; undefined when the reader failed (counted and logged by the owner). */
-  values(): Promise<Array<Sample<L>> | undefined> {
+  /** The family's text in chunks; undefined when the reader failed (counted and logged by the owner). */
+  write(): Promise<Buffer[] | undefined> {
+    const chunks: Buffer[] = [];
+    const w = new TextChunks((c) => chunks.push(c));
+    w.text(this.head);
     // A synchronous reader stays synchronous: its failure is counted before this scrape renders the count.
     return this.owner.read({ name: this.name, read: () => {
       const r = this.m.read();
-      return r instanceof Promise ? r.then((x) => this.samples(x)) : this.samples(r);
+      const done = (x: Iterable<Sample<L>>): Buffer[] => { this.lines(w, x); w.flush(); return chunks; };
+      return r instanceof Promise ? r.then(done) : done(r);
     } });
   }
 
   /** A label not in labelNames fails the read (as prom-client's inc/set would refuse it). */
-  private samples(read: Iterable<Sample<L>>): Array<Sample<L>> {
-    const values: Array<Sample<L>> = [];
+  private lines(w: TextChunks, read: Iterable<Sample<L>>): void {
     for (const s of read) {
       // A counter's known label set with nothing counted yet still shows 0 (rate() needs the series from the start).
       if (this.type === 'counter' && !(s.value >= 0)) continue;
-      if (s.labels) for (const k in s.labels) if (!this.labelNames.includes(k)) throw new KernwayError('KW_INVALID_ARGUMENT', `metric ${this.name}: label ${k} is not one of its labelNames`);
-      values.push(s);
-    }
-    return values;
-  }
-
-  /** Text as prom-client writes it: a blank line, HELP, TYPE, one line per sample. */
-  render(values: Array<Sample<L>> | undefined): string {
-    if (!values) return '';
-    let out = this.head;
-    for (let i = 0; i < values.length; i++) {
-      const s = values[i]!;
-      out += this.name;
+      w.text(this.name);
       if (s.labels) {
         let first = true;
         for (const k in s.labels) {
           const v = (s.labels as Record<string, string | number | undefined>)[k];
+          if (!this.labelNames.includes(k)) throw new KernwayError('KW_INVALID_ARGUMENT', `metric ${this.name}: label ${k} is not one of its labelNames`);
           if (v === undefined) continue;
-          out += `${first ? '{' : ','}${k}="${typeof v === 'string' ? escapeLabel(v) : v}"`;
+          w.text(first ? '{' : ',');
+          w.text(k);
+          w.text('="');
+          if (typeof v === 'string') w.label(v);
+          else w.text(`${v}`);
+          w.text('"');
           first = false;
         }
-        if (!first) out += '}';
+        if (!first) w.text('}');
       }
-      out += ` ${valueText(s.value)}\n`;
+      w.text(' ');
+      w.value(s.value);
+      w.text('\n');
     }
-    return out;
   }
-}
-
-function escapeText(s: string): string {
-  return s.includes('\\') || s.includes('\n') ? s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n') : s;
-}
-
-function escapeLabel(s: string): string {
-  return s.includes('\\') || s.includes('\n') || s.includes('"') ? escapeText(s).replace(/"/g, '\\"') : s;
-}
-
-function valueText(v: number): string {
-  if (Number.isNaN(v)) return 'Nan';
-  if (!Number.isFinite(v)) return v < 0 ? '-Inf' : '+Inf';
-  return `${v}`;
 }
 
 function check(m: ScrapeMetric<string>): void {

@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { AgentMetrics } from './registry.js';
+import { writeMetricsText } from '../../common/metrics-text.js';
 
 export interface MetricsServerOptions {
   host: string;
@@ -94,10 +95,9 @@ export class MetricsServer {
     if (method !== 'GET' && method !== 'HEAD') return text(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
     try {
       switch (path) {
-        case '/metrics': {
-          const body = await this.opts.metrics.text();
-          return text(res, 200, body, { 'content-type': this.opts.metrics.registry.contentType });
-        }
+        case '/metrics':
+          // In chunks, as they are written (common/metrics-text.ts); a failure is a 500 or a cut-off body.
+          return await writeMetricsText(res, this.opts.metrics.registry.contentType, method === 'HEAD', (w) => this.opts.metrics.render(w));
         case '/healthz': {
           const h = this.opts.health?.() ?? true;
           return h === true ? text(res, 200, 'ok\n') : text(res, 503, `unhealthy: ${h}\n`);
