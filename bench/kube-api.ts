@@ -155,13 +155,25 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
  * RSS idle (no /metrics scrape yet), then V8's heap figures from a scrape of /metrics, then
  * RSS after that scrape (rendering 10,000 Services' counters leaves garbage; Prometheus
  * scrapes every 15-60 s, so both are a steady state's bounds).
+ * Then two more scrapes: the RSS after three in a row, and the CPU time per scrape.
  */
 async function memoryOf(pid: number, port: number): Promise<Record<string, unknown>> {
   const idle = rssOf(pid);
   // Itemised (bench/smaps.ts) before the scrape, as the idle figures.
   const smaps = smapsMiB(pid);
+  const cpu0 = cpuMsOf(pid);
   const heap = port ? await heapOf(port).catch(() => ({})) : {};
-  return { ...idle, ...heap, afterScrapeRssMiB: rssOf(pid).rssMiB, smaps };
+  const afterScrapeRssMiB = rssOf(pid).rssMiB;
+  // Two more scrapes in a row: what Prometheus does every 15-60 s must not grow the RSS further.
+  if (port) for (let i = 0; i < 2; i++) await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
+  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssOf(pid).rssMiB, scrapeCpuMs: port ? Math.round((cpuMsOf(pid) - cpu0) / 3) : undefined, smaps };
+}
+
+/** A process's CPU time so far (user + system, ms), from /proc/PID/stat. */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 async function heapOf(port: number): Promise<Record<string, number>> {

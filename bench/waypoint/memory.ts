@@ -8,7 +8,7 @@
  * route.
  */
 import http from 'node:http';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/version.js';
 import { gatewayManifests } from './manifests.js';
@@ -16,6 +16,8 @@ import { SMALL_YOUNG_GENERATION, rssBytes, runTool, startNginx, startWaypoint, t
 
 export interface MemoryPoint {
   routes: number; layout: 'one file' | 'file per route'; nodeFlags: string[];
+  /** The waypoint measured: this checkout's, or the one of --before-dist (then only the waypoint's own flags, both builds in turn). */
+  build: 'this' | 'before';
   /** After every route served a request. */
   rssBytes: number; heapUsedBytes: number; readyMs: number; requestsOk: number;
   /** V8's young generation (new space) after every route served a request. */
@@ -24,6 +26,8 @@ export interface MemoryPoint {
   rssUnderLoadBytes: number; loadRequests: number;
   /** After the load, once the waypoint went idle and compacted (or 20 s passed: idleCompactions 0); then after one /metrics scrape. */
   rssIdleBytes: number; rssAfterScrapeBytes: number; newSpaceIdleBytes: number; heapUsedIdleBytes: number; idleCompactions: number; idleCompactionMs: number;
+  /** After two more scrapes (three in a row); the waypoint's CPU time per scrape (user + system, the mean of the three); the text's size. */
+  rssAfter3ScrapesBytes: number; scrapeCpuMs: number; scrapeBytes: number;
 }
 export interface MemoryResult { routes: number; points: MemoryPoint[] }
 
@@ -83,14 +87,15 @@ function get(host: string, path: string, agent: http.Agent, port = PORT): Promis
   });
 }
 
-async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['layout'], nodeFlags: string[]): Promise<MemoryPoint> {
+async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['layout'], nodeFlags: string[], beforeDist?: string): Promise<MemoryPoint> {
   const mdir = join(dir, `manifests-${n}-${layout.replace(/ /g, '-')}-${nodeFlags.length}`);
   mkdirSync(mdir, { recursive: true });
+  const build = beforeDist === undefined ? 'this' : 'before';
   const docs = manyRoutes(n).split('\n---\n');
   if (layout === 'one file') writeFileSync(join(mdir, 'routes.yaml'), docs.join('\n---\n'));
   else docs.forEach((d, i) => writeFileSync(join(mdir, `${String(i).padStart(5, '0')}.yaml`), `${d}\n`));
   const t0 = Date.now();
-  const wp = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), cpu, [
+  const wp = await startWaypoint(join(beforeDist ?? join(projectRoot(), 'dist'), 'cli', 'main.js'), cpu, [
     '--namespace', 'bench', '--manifests', mdir, '--listen-address', ADDR, '--mesh-port', '0',
     '--metrics-address', `${ADDR}:${ADMIN}`, '--access-log', 'off',
   ], { address: ADDR, port: PORT }, join(dir, `waypoint-memory-${n}.log`), nodeFlags);
@@ -128,20 +133,34 @@ async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['l
       await new Promise((r) => setTimeout(r, 1000));
     }
     const rssIdle = rssBytes(wp.pid);
-    const idle = metricValues((await get(ADDR, '/metrics', agent, ADMIN)).body);
+    const cpu0 = cpuMs(wp.pid);
+    const page = (await get(ADDR, '/metrics', agent, ADMIN)).body;
+    const idle = metricValues(page);
     const rssScraped = rssBytes(wp.pid);
+    for (let i = 0; i < 2; i++) await get(ADDR, '/metrics', agent, ADMIN);
+    const scrapeCpuMs = (cpuMs(wp.pid) - cpu0) / 3;
+    const rssScraped3 = rssBytes(wp.pid);
     return {
-      routes: n, layout, nodeFlags, rssBytes: rss, heapUsedBytes: served.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN, readyMs, requestsOk: ok,
+      routes: n, layout, nodeFlags, build, rssBytes: rss, heapUsedBytes: served.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN, readyMs, requestsOk: ok,
       newSpaceBytes: served.get('kernway_waypoint_nodejs_heap_space_size_total_bytes{space="new"}') ?? Number.NaN,
       rssUnderLoadBytes: peak, loadRequests,
       rssIdleBytes: rssIdle, rssAfterScrapeBytes: rssScraped, newSpaceIdleBytes: idle.get('kernway_waypoint_nodejs_heap_space_size_total_bytes{space="new"}') ?? Number.NaN,
       heapUsedIdleBytes: idle.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN,
       idleCompactions: idle.get('kernway_waypoint_idle_compactions_total') ?? 0, idleCompactionMs: (idle.get('kernway_waypoint_idle_compaction_seconds_total') ?? 0) * 1000,
+      rssAfter3ScrapesBytes: rssScraped3, scrapeCpuMs, scrapeBytes: Buffer.byteLength(page),
     };
   } finally {
     agent.destroy();
     await wp.stop();
   }
+}
+
+/** A process's CPU time so far (user + system), from /proc. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 (utime, stime) in clock ticks (100 per second on Linux).
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 /** `name{labels} value` lines of a Prometheus text page, by `name{labels}`. */
@@ -154,12 +173,19 @@ function metricValues(text: string): Map<string, number> {
   return out;
 }
 
-export async function measureMemory(dir: string, o: { routes: number; cpu: number; loadCpu: number; nodeFlags: string[] }): Promise<MemoryResult> {
+export async function measureMemory(dir: string, o: { routes: number; cpu: number; loadCpu: number; nodeFlags: string[]; beforeDist?: string | undefined }): Promise<MemoryResult> {
   const procs: Proc[] = [];
   try {
     procs.push(await startNginx('memory-backend', dir, o.loadCpu, `  access_log off;
   server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
     const points: MemoryPoint[] = [];
+    if (o.beforeDist !== undefined) {
+      // A/B: this build and the one before, in turn, with the waypoint's own flags.
+      for (const layout of ['one file', 'file per route'] as const) {
+        for (const before of [o.beforeDist, undefined]) points.push(await point(dir, o.routes, o.cpu, layout, o.nodeFlags, before));
+      }
+      return { routes: o.routes, points };
+    }
     // The flags the waypoint runs with, Node's defaults, and V8's memory-over-speed mode.
     const variants: string[][] = [o.nodeFlags, [], [...SMALL_YOUNG_GENERATION], ['--optimize-for-size']].filter((f, i, all) => all.findIndex((g) => g.join(' ') === f.join(' ')) === i);
     for (const flags of variants) {

@@ -12,7 +12,8 @@
  * --policy adds a waypoint whose echo Service has a BackendTrafficPolicy attached (every
  * engine part on the request path, limits never reached): CPU per request with and without.
  * --before-dist DIR adds the waypoint built from another checkout's dist/ (e.g. before a
- * change), to compare the path without a policy against it. --h1-only skips h2load,
+ * change), to compare the path without a policy against it; the memory phase then measures
+ * both builds in turn (1,000 routes, both layouts, the waypoint's own flags only). --h1-only skips h2load,
  * --h2-only skips wrk (for the proxies h2load measures).
  * --net 127.94 moves every address to 127.94.0.x (default 127.93: two runs at once need two).
  *
@@ -349,10 +350,10 @@ export function report(load: LoadResult | undefined, memory: MemoryResult | unde
   }
   if (memory) {
     lines.push('', `## Memory with ${memory.routes} HTTPRoutes (target < 100 MiB)`, '',
-      'RSS after every route served a request (new space: V8\'s young generation), peak RSS during 3 s of wrk -c16 over every route, RSS once idle after it (the waypoint\'s idle compaction: count and pause), and after one /metrics scrape; the manifests in one file, or one file per route.', '',
-      '| routes | layout | node flags | RSS served (MiB) | heap used | new space | RSS under load | RSS idle after load | new space idle | compactions (pause ms) | RSS after a scrape | ready after (ms) | requests answered 200 |', '|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|');
+      'RSS after every route served a request (new space: V8\'s young generation), peak RSS during 3 s of wrk -c16 over every route, RSS once idle after it (the waypoint\'s idle compaction: count and pause), and after one /metrics scrape and three in a row (with the CPU time the waypoint spent per scrape and the size of the text); the manifests in one file, or one file per route.', '',
+      '| routes | layout | node flags | RSS served (MiB) | heap used | new space | RSS under load | RSS idle after load | new space idle | compactions (pause ms) | RSS after a scrape | after 3 scrapes | CPU per scrape (ms) | text (MB) | ready after (ms) | requests answered 200 |', '|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|');
     const mb = (b: number): string => fmt(b / 1048576, 1);
-    for (const m of memory.points) lines.push(`| ${m.routes} | ${m.layout} | ${m.nodeFlags.join(' ') || '(defaults)'} | ${mb(m.rssBytes)} | ${mb(m.heapUsedBytes)} | ${mb(m.newSpaceBytes)} | ${mb(m.rssUnderLoadBytes)} | ${mb(m.rssIdleBytes)} | ${mb(m.newSpaceIdleBytes)} | ${m.idleCompactions} (${fmt(m.idleCompactionMs, 0)}) | ${mb(m.rssAfterScrapeBytes)} | ${fmt(m.readyMs, 0)} | ${m.requestsOk} |`);
+    for (const m of memory.points) lines.push(`| ${m.routes} | ${m.layout} | ${m.nodeFlags.join(' ') || '(defaults)'}${m.build === 'before' ? ' (--before-dist)' : ''} | ${mb(m.rssBytes)} | ${mb(m.heapUsedBytes)} | ${mb(m.newSpaceBytes)} | ${mb(m.rssUnderLoadBytes)} | ${mb(m.rssIdleBytes)} | ${mb(m.newSpaceIdleBytes)} | ${m.idleCompactions} (${fmt(m.idleCompactionMs, 0)}) | ${mb(m.rssAfterScrapeBytes)} | ${mb(m.rssAfter3ScrapesBytes)} | ${fmt(m.scrapeCpuMs, 0)} | ${fmt(m.scrapeBytes / 1e6, 2)} | ${fmt(m.readyMs, 0)} | ${m.requestsOk} |`);
   }
   return lines.join('\n') + '\n';
 }
@@ -379,7 +380,7 @@ async function cli(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'kw-bench-waypoint-'));
   try {
     const load = values['skip-load'] ? undefined : await runLoad(o, scratch);
-    const memory = values['skip-memory'] ? undefined : await measureMemory(scratch, { routes: Number(values.routes ?? 1000), cpu: o.proxyCpu, loadCpu: o.loadCpu, nodeFlags });
+    const memory = values['skip-memory'] ? undefined : await measureMemory(scratch, { routes: Number(values.routes ?? 1000), cpu: o.proxyCpu, loadCpu: o.loadCpu, nodeFlags, beforeDist: o.beforeDist });
     writeFileSync(join(out, 'results.json'), JSON.stringify({ options: o, load, memory, node: process.version, at: new Date().toISOString() }, null, 2));
     const md = report(load, memory, o);
     writeFileSync(join(out, 'report.md'), md);
