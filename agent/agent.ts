@@ -576,8 +576,9 @@ export class Agent {
   counters(): ServiceCounters[] {
     if (!this.lb || !this.sync) return [];
     const by = new Map<string, ServiceCounters>();
+    const key = Buffer.alloc(4); // one key for every lookup (a scrape reads 10,000 of them)
     for (const f of this.sync.frontends()) {
-      const raw = this.lb.maps.kw_svc_stats.lookup(encodeU32(f.svcId));
+      const raw = this.lb.maps.kw_svc_stats.lookup(encodeU32(f.svcId, key));
       if (!raw) continue;
       const st = decodeSvcStatsPerCpu(raw);
       const name = f.service ?? `${f.vip}:${f.port}`;

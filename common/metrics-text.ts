@@ -40,8 +40,15 @@ export function valueText(v: number): string {
   return `${v}`;
 }
 
+/**
+ * Spare write buffers: a TextChunks writes into one of CHUNK_BYTES and hands on a copy of
+ * what it holds (sized to it), so a scrape's garbage is its text, not a 64 KiB buffer per
+ * family or chunk; release() gives the buffer back.
+ */
+const spare: Buffer[] = [];
+
 export class TextChunks {
-  private buf: Buffer = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  private buf: Buffer | undefined;
   private off = 0;
   private families = 0;
   /** Bytes handed on so far. */
@@ -56,7 +63,7 @@ export class TextChunks {
       this.flush();
       if (s.length * 3 > CHUNK_BYTES) { const b = Buffer.from(s, 'utf8'); this.bytes += b.length; this.out(b); return; }
     }
-    this.off += this.buf.write(s, this.off, 'utf8');
+    this.off += (this.buf ??= spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES)).write(s, this.off, 'utf8');
   }
 
   /** A label value, escaped. */
@@ -68,7 +75,7 @@ export class TextChunks {
   value(v: number): void {
     if (Number.isInteger(v) && v >= 0 && v < 1e15) {
       if (this.off + 16 > CHUNK_BYTES) this.flush();
-      const b = this.buf;
+      const b = (this.buf ??= spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES));
       if (v < 10) { b[this.off++] = 48 + v; return; }
       let digits = 1;
       for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
@@ -112,14 +119,21 @@ export class TextChunks {
     return this.off > CHUNK_BYTES - 4096;
   }
 
-  /** Hands on what is written so far (a new buffer is taken for what follows). */
+  /** Hands on (a copy of) what is written so far; the buffer is written again. */
   flush(): void {
-    if (this.off === 0) return;
-    const b = this.buf.subarray(0, this.off);
-    this.buf = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    if (this.off === 0 || !this.buf) return;
+    const b = Buffer.allocUnsafe(this.off);
+    this.buf.copy(b, 0, 0, this.off);
     this.bytes += this.off;
     this.off = 0;
     this.out(b);
+  }
+
+  /** Flush, and give the write buffer back for the next writer. */
+  release(): void {
+    this.flush();
+    if (this.buf && spare.length < 4) spare.push(this.buf);
+    this.buf = undefined;
   }
 }
 
@@ -160,7 +174,7 @@ export async function writeMetricsText(res: ServerResponse, contentType: string,
       if (w.full) w.flush();
       if (blocked) { blocked = false; await drained(); if (res.destroyed) return; }
     }
-    w.flush();
+    w.release();
     begin();
     res.end();
   } catch (e) {
@@ -179,7 +193,7 @@ export async function metricsTextOf(render: MetricsRenderer): Promise<string> {
   const chunks: Buffer[] = [];
   const w = new TextChunks((c) => chunks.push(c));
   for await (const _ of render(w) as AsyncIterable<unknown>) { /* drain */ }
-  w.flush();
+  w.release();
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -167,8 +167,8 @@ class ScrapedMetric<L extends string> {
     // A synchronous reader stays synchronous: its failure is counted before this scrape renders the count.
     return this.owner.read({ name: this.name, read: () => {
       const r = this.m.read();
-      const done = (x: Iterable<Sample<L>>): Buffer[] => { this.lines(w, x); w.flush(); return chunks; };
-      return r instanceof Promise ? r.then(done) : done(r);
+      const done = (x: Iterable<Sample<L>>): Buffer[] => { this.lines(w, x); w.release(); return chunks; };
+      return r instanceof Promise ? r.then(done, (e: unknown) => { w.release(); throw e; }) : done(r);
     } });
   }
 
