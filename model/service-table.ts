@@ -17,7 +17,7 @@
  */
 import { KernwayError } from '../common/errors.js';
 import { familyOf, hostPort } from '../k8s/ip.js';
-import { PackedBackends, type Backend } from '../k8s/packed.js';
+import { PackedBackends, PackedEndpoints, type Backend } from '../k8s/packed.js';
 import { own } from '../k8s/strings.js';
 import type { EndpointSlice, IPFamily, LbAlgorithm, Protocol, Service, ServicePort } from '../k8s/types.js';
 import type { Model } from './types.js';
@@ -169,6 +169,8 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
   const terminating: Backend[] = [];
   let seen: Set<string> | undefined; // only when two slices could hold the same endpoint
   let matched = 0;
+  // The one slice matched, while every endpoint of it is taken as ready (the backends can then be a view of it).
+  let whole: { slice: EndpointSlice; port: number } | undefined;
   for (const slice of slices) {
     if (slice.addressType !== family) continue;
     // kube-proxy matches slice ports to Service ports by name and protocol; the slice's number
@@ -195,6 +197,14 @@ function selectBackends(svc: Service, sp: ServicePort, family: IPFamily, slices:
       const b: Backend = epNode === undefined ? { ip: address, port } : { ip: address, port, nodeName: epNode };
       (epReady ? ready : terminating).push(b);
     }
+    whole = matched === 1 && terminating.length === 0 && ready.length === eps.length ? { slice, port } : undefined;
+  }
+  const eps = whole?.slice.endpoints;
+  if (whole !== undefined && eps instanceof PackedEndpoints && eps.isIP && ready.length > 0 && ready.length < 256 && eps.length === ready.length) {
+    // ready[i] is endpoint i: the same order as the sort below, as endpoint rows.
+    const order = ready.map((_, i) => i);
+    if (order.length > 1) order.sort((a, b) => (ready[a]!.ip < ready[b]!.ip ? -1 : ready[a]!.ip > ready[b]!.ip ? 1 : 0));
+    return { backends: eps.backends(whole.port, order), terminatingFallback: false };
   }
   const terminatingFallback = ready.length === 0 && terminating.length > 0;
   const grown = ready.length > 0 ? ready : terminating;

@@ -66,4 +66,26 @@ describe('PackedBackends', () => {
     const v6 = [{ ip: 'fd00::1', port: 80 }, { ip: '2001:db8::8:800:200c:417a', port: 443, nodeName: 'n' }];
     expect([...new PackedBackends('IPv6', v6)]).toEqual(v6);
   });
+
+  it('a view of a slice\'s endpoints (in an order, on one port) reads and compares as the same backends packed', () => {
+    const ep = (address: string, nodeName?: string): Endpoint => ({ address, ready: true, serving: true, terminating: false, nodeName });
+    const eps = new PackedEndpoints('IPv4', [ep('10.0.0.9', 'node-b'), ep('10.0.0.10'), ep('10.0.0.2', 'node-a')]);
+    const view = eps.backends(8080, [1, 2, 0]);
+    const want = [{ ip: '10.0.0.10', port: 8080 }, { ip: '10.0.0.2', port: 8080, nodeName: 'node-a' }, { ip: '10.0.0.9', port: 8080, nodeName: 'node-b' }];
+    expect([...view]).toEqual(want);
+    expect(view.length).toBe(3);
+    expect(view.ip(2)).toBe('10.0.0.9');
+    expect(view.nodeName(0)).toBeUndefined();
+    const packed = new PackedBackends('IPv4', want);
+    expect(view.equals(packed)).toBe(true);
+    expect(packed.equals(view)).toBe(true);
+    expect(view.equals(eps.backends(8080, [1, 2, 0]))).toBe(true);
+    expect(view.equals(eps.backends(8081, [1, 2, 0]))).toBe(false);
+    expect(view.equals(eps.backends(8080, [2, 1, 0]))).toBe(false);
+    expect(packed.equals(new PackedBackends('IPv4', [want[0]!, want[1]!, { ...want[2]!, nodeName: 'node-c' }]))).toBe(false);
+    expect([...eps.backends(80, [0, 1, 2])].map((b) => b.ip)).toEqual(['10.0.0.9', '10.0.0.10', '10.0.0.2']);
+    const v6 = new PackedEndpoints('IPv6', [ep('fd00::2'), ep('fd00::1', 'n')]);
+    expect([...v6.backends(443, [1, 0])]).toEqual([{ ip: 'fd00::1', port: 443, nodeName: 'n' }, { ip: 'fd00::2', port: 443 }]);
+    expect(() => new PackedEndpoints('FQDN', [ep('a.example')]).backends(80, [0])).toThrow(RangeError);
+  });
 });
