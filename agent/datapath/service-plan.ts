@@ -25,11 +25,12 @@ export interface LiveFrontend {
   flags: number;
   affinityTimeout: number;
   /**
-   * Backend ids of the live set in slot order (each backend of this frontend once), packed
-   * two UTF-16 code units per id (`packIds`; read with `idCount`/`idAt`/`unpackIds`): a
-   * string of 10 ids is 56 bytes, an array of them 128 (1.2 MiB for 10,000 frontends).
+   * Backend ids of the live set in slot order (each backend of this frontend once); read them
+   * with `idCount`/`idAt`/`idList`. A number n: the `slotCount` ids n, n+1, ... (a set written
+   * with new backends only: 8 bytes); otherwise a string of two UTF-16 code units per id (10 ids:
+   * 56 bytes; an array of them was 128, 1.2 MiB for 10,000 frontends).
    */
-  ids: string;
+  ids: number | string;
   /** Slot keys the set has in the map: its count (the map may miss some when adopted broken). */
   slotCount: number;
   hasMaglev: boolean;
@@ -41,10 +42,16 @@ export interface LiveFrontend {
   adoptedNames: string[] | undefined;
 }
 
-/** Backend ids packed as `LiveFrontend.ids` holds them. */
-export function packIds(ids: readonly number[]): string {
-  const units = new Array<number>(ids.length * 2);
-  for (let i = 0; i < ids.length; i++) { const id = ids[i]!; units[2 * i] = id >>> 16; units[2 * i + 1] = id & 0xffff; }
+/** Backend ids packed as `LiveFrontend.ids` holds them, for a set of `slotCount` slots. */
+export function packIds(ids: readonly number[], slotCount: number): number | string {
+  const n = ids.length;
+  if (n > 0 && n === slotCount && ids[n - 1] === ids[0]! + n - 1) {
+    let run = true;
+    for (let i = 1; i < n && run; i++) run = ids[i] === ids[0]! + i;
+    if (run) return ids[0]!;
+  }
+  const units = new Array<number>(n * 2);
+  for (let i = 0; i < n; i++) { const id = ids[i]!; units[2 * i] = id >>> 16; units[2 * i + 1] = id & 0xffff; }
   let out = '';
   // fromCharCode with a bounded number of arguments; one call (a flat string) in the common case.
   for (let i = 0; i < units.length; i += 8192) out += String.fromCharCode.apply(null, units.slice(i, i + 8192));
@@ -53,24 +60,37 @@ export function packIds(ids: readonly number[]): string {
 
 export const NO_IDS = '';
 
-export function idCount(ids: string): number {
-  return ids.length >> 1;
+export function idCount(f: Pick<LiveFrontend, 'ids' | 'slotCount'>): number {
+  return typeof f.ids === 'number' ? f.slotCount : f.ids.length >> 1;
 }
 
-export function idAt(ids: string, i: number): number {
-  return ids.charCodeAt(2 * i) * 0x10000 + ids.charCodeAt(2 * i + 1);
+export function idAt(f: Pick<LiveFrontend, 'ids'>, i: number): number {
+  const ids = f.ids;
+  return typeof ids === 'number' ? ids + i : ids.charCodeAt(2 * i) * 0x10000 + ids.charCodeAt(2 * i + 1);
 }
 
-export function unpackIds(ids: string): number[] {
-  const out = new Array<number>(ids.length >> 1);
-  for (let i = 0; i < out.length; i++) out[i] = idAt(ids, i);
+export function idList(f: Pick<LiveFrontend, 'ids' | 'slotCount'>): number[] {
+  const out = new Array<number>(idCount(f));
+  for (let i = 0; i < out.length; i++) out[i] = idAt(f, i);
   return out;
 }
 
+/**
+ * A frontend's id, the key of the mirror: the text of the service table's key for it
+ * (`10.96.0.1:80/TCP`, model/service-table.ts serviceKey), so that the mirror keys a frontend
+ * written from a table entry by the entry's own key string (`entryFrontendId`), not a string of
+ * its own (0.3 MiB for 10,000 frontends).
+ */
 export function frontendId(vip: string, port: number, proto: number): string {
   // join makes one flat string; a template of 13 characters or more is a tree of V8 cons
-  // strings, kept as such by the maps it keys (~0.5 MiB for 10,000 frontends: docs/agent-model.md).
-  return [vip, port, proto].join('|');
+  // strings, kept as such by the maps it keys (docs/agent-model.md).
+  return [hostPort(vip, port), proto === IPPROTO_TCP ? 'TCP' : proto === IPPROTO_UDP ? 'UDP' : String(proto)].join('/');
+}
+
+/** The frontend id of a table entry whose address in the datapath's form is `vip`: the entry's key when it is that text. */
+export function entryFrontendId(e: ServiceEntry, vip: string, proto: number): string {
+  const id = frontendId(vip, e.port, proto);
+  return id === e.key ? e.key : id;
 }
 
 /** Backend names ('ip:port') parallel to f.ids. */
@@ -281,7 +301,7 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
     const proto = protoOf(e);
     if (proto === undefined) { result.skipped.push(e.key); continue; }
     const vip = datapathAddr(e.vip);
-    const id = frontendId(vip, e.port, proto);
+    const id = entryFrontendId(e, vip, proto);
     const old = state.live.get(id);
     // The service table hands over the same entry object when nothing changed.
     if (old && old.entry === e && !old.dirty) { next.set(id, old); result.unchanged++; continue; }
@@ -306,7 +326,7 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
     } else {
       // 1. the backends this frontend does not have yet, and the new set.
       const reuse = new Map<string, number>();
-      if (old && !old.dirty) for (let i = 0; i < oldNames.length; i++) reuse.set(oldNames[i]!, idAt(old.ids, i));
+      if (old && !old.dirty) for (let i = 0; i < oldNames.length; i++) reuse.set(oldNames[i]!, idAt(old, i));
       const bids: number[] = new Array<number>(names.length);
       for (let i = 0; i < names.length; i++) {
         let bid = reuse.get(names[i]!);
@@ -337,10 +357,10 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
       // 3. (later) the old set and the backends that left (all of them when the old set was broken).
       if (old) {
         delSet(old);
-        if (old.dirty) { for (let i = 0; i < idCount(old.ids); i++) delBackend(idAt(old.ids, i)); } else { for (const bid of reuse.values()) delBackend(bid); }
+        if (old.dirty) { for (let i = 0; i < idCount(old); i++) delBackend(idAt(old, i)); } else { for (const bid of reuse.values()) delBackend(bid); }
       }
       f.setId = setId;
-      f.ids = packIds(bids);
+      f.ids = packIds(bids, bids.length);
       f.slotCount = bids.length;
       f.hasMaglev = wantMaglev;
       f.dirty = false;
@@ -350,7 +370,7 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
     // 2. the switch.
     const k = svcPut.add();
     encodeSvcKey({ vip, port: e.port, proto }, svcPut.keyBuf, k * 20);
-    encodeSvcVal({ count: idCount(f.ids), setId: f.setId, svcId: f.svcId, flags, affinityTimeout: timeout }, svcPut.valueBuf, k * 20);
+    encodeSvcVal({ count: idCount(f), setId: f.setId, svcId: f.svcId, flags, affinityTimeout: timeout }, svcPut.valueBuf, k * 20);
     next.set(id, f);
     if (old) result.changed++; else result.created++;
   }
@@ -371,7 +391,7 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
   for (const [, old] of gone) {
     svcDel.push(encodeSvcKey({ vip: old.vip, port: old.port, proto: old.proto }));
     delSet(old);
-    for (let i = 0; i < idCount(old.ids); i++) delBackend(idAt(old.ids, i));
+    for (let i = 0; i < idCount(old); i++) delBackend(idAt(old, i));
     freedSvcIds.push(old.svcId);
     result.removed++;
   }

@@ -22,7 +22,7 @@ import { datapathAddr } from './addr.js';
 import { SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, encodeU32 } from './codec.js';
 import { checkLayout, type LbMaps, type MapLike } from './lb-maps.js';
 import {
-  Batch, NO_IDS, NO_SET, SerialIds, SmallIds, backendNameOf, frontendId, idCount, packIds, planServices, protoOf, unpackIds,
+  Batch, NO_IDS, NO_SET, SerialIds, SmallIds, backendNameOf, frontendId, idCount, idList, packIds, planServices, protoOf,
   type EntryCounts, type LiveFrontend, type ReconcileResult, type ServicePlan,
 } from './service-plan.js';
 
@@ -39,7 +39,7 @@ export class ServiceSync {
   private synced = false;
   private readonly svcIds: SmallIds;
   private readonly setIds = new SerialIds(() => new Set([...this.live.values()].map((f) => f.setId)));
-  private readonly backendIds = new SerialIds(() => new Set([...this.live.values()].flatMap((f) => unpackIds(f.ids))));
+  private readonly backendIds = new SerialIds(() => new Set([...this.live.values()].flatMap((f) => idList(f))));
   private statsZero: Buffer | undefined;
   private counts: EntryCounts = { slots: 0, backends: 0, maglev: 0 };
 
@@ -61,7 +61,7 @@ export class ServiceSync {
   /** The svc ids of live frontends, with the Service they belong to when known. */
   frontends(): Array<{ svcId: number; service: string | undefined; portName: string | undefined; vip: string; port: number; proto: number; backends: number }> {
     return [...this.live.values()].map((f) => ({
-      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: idCount(f.ids),
+      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: idCount(f),
     }));
   }
 
@@ -159,7 +159,7 @@ export class ServiceSync {
       if (set && set.size !== val.count) f.dirty = true;
       f.hasMaglev = maglevSets.has(val.setId);
       if ((val.flags & SVC_F_MAGLEV) !== 0 && val.count > 0 && !f.hasMaglev) f.dirty = true;
-      f.ids = packIds(ids);
+      f.ids = packIds(ids, f.slotCount);
       for (const id of ids) { liveBackends.add(id); this.backendIds.mark(id); }
       this.live.set(frontendId(f.vip, f.port, f.proto), f);
     }

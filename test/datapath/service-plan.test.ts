@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildModel } from '../../model/model.js';
 import { buildServiceTable, type ServiceTable } from '../../model/service-table.js';
 import type { SourcedObject } from '../../k8s/types.js';
-import { planServices, SerialIds, SmallIds, type ServicePlan, type ServiceState } from '../../agent/datapath/service-plan.js';
+import { idCount, idList, packIds, planServices, SerialIds, SmallIds, type ServicePlan, type ServiceState } from '../../agent/datapath/service-plan.js';
 import { decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, SVC_F_MAGLEV } from '../../agent/datapath/codec.js';
 import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
 
@@ -116,5 +116,32 @@ describe('service reconcile planning', () => {
     const t = table([{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] }, { name: 'b', vip: '10.96.0.2', backends: ['10.0.0.2'] }]);
     expect(() => planServices(state, t, undefined, { ids, maglevM: 7, statsValueSize: 16 })).toThrow(/KW_MAP_FULL|no free service id/);
     expect(state.live.size).toBe(0);
+  });
+});
+
+describe('the mirror\'s packed parts', () => {
+  it('backend ids: a run of new ids is its first id, any other list a string; both read back exactly', () => {
+    const run = packIds([7, 8, 9], 3);
+    expect(run).toBe(7);
+    expect(idList({ ids: run, slotCount: 3 })).toEqual([7, 8, 9]);
+    // not a run, or fewer ids than slots (a set adopted broken): the list itself
+    for (const [ids, slots] of [[[7, 9, 8], 3], [[7, 8], 3], [[0xfffffffe, 1, 0x10000, 0xffff], 4], [[], 0]] as Array<[number[], number]>) {
+      const p = packIds(ids, slots);
+      expect(typeof p).toBe('string');
+      expect(idCount({ ids: p, slotCount: slots })).toBe(ids.length);
+      expect(idList({ ids: p, slotCount: slots })).toEqual(ids);
+    }
+  });
+
+  it('service ids: the lowest free one first, freed ids reused, a clear error when all are taken', () => {
+    const ids = new SmallIds(10);
+    ids.mark(0); ids.mark(2);
+    expect([ids.take(), ids.take(), ids.take()]).toEqual([1, 3, 4]);
+    ids.free(2);
+    expect(ids.take()).toBe(2);
+    for (let i = 0; i < 5; i++) ids.take();
+    expect(() => ids.take()).toThrow(/no free service id: all 10/);
+    ids.reset();
+    expect(ids.take()).toBe(0);
   });
 });
