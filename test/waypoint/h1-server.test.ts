@@ -59,11 +59,26 @@ class RecordingBackend {
           if (buf.length < total) return;
           buf = buf.slice(total);
           const [method, target] = head.split(' ');
+          if (target!.startsWith('/web/large')) { this.sendLarge(s); continue; }
           s.write(answer(method!, target!));
           if (target!.startsWith('/web/until-close')) { s.end(); return; }
         }
       });
     });
+  }
+
+  /** Chunks of the large response the kernel has taken (each written when the one before it was). */
+  largeTaken = 0;
+
+  /** LARGE_CHUNKS chunks of 1 MiB, byte i of the body being i % 251, one at a time as the socket takes them. */
+  private sendLarge(s: net.Socket): void {
+    this.largeTaken = 0;
+    s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${LARGE_CHUNKS * MIB}\r\n\r\n`);
+    const next = (i: number): void => {
+      if (i === LARGE_CHUNKS || s.destroyed) return;
+      s.write(largeChunk(i), () => { this.largeTaken++; next(i + 1); });
+    };
+    next(0);
   }
 
   listen(): Promise<void> {
@@ -77,6 +92,16 @@ class RecordingBackend {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
+}
+
+const MIB = 1024 * 1024;
+const LARGE_CHUNKS = 64;
+/** Chunk i of the large response: body byte n is n % 251 (1 MiB is not a multiple of 251, so chunks differ). */
+function largeChunk(i: number): Buffer {
+  const b = Buffer.allocUnsafe(MIB);
+  const first = (i * MIB) % 251;
+  for (let k = 0; k < MIB; k++) b[k] = (first + k) % 251;
+  return b;
 }
 
 function answer(method: string, target: string): string {
@@ -210,6 +235,56 @@ describe('the same bytes through node:http and the waypoint\'s own server', () =
       expect(r.backend).toBe('');
     }
   });
+});
+
+describe('a large response to a caller that stops reading (backpressure)', () => {
+  it('the backend is held back while the caller reads nothing; then every byte arrives in order and the connection carries the next request', async () => {
+    for (const server of ['kernway', 'node'] as const) {
+      const s = net.connect({ host: GW[server], port: PORT });
+      await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+      s.pause();
+      s.write('GET /web/large HTTP/1.1\r\nHost: h\r\n\r\n');
+      // Wait until the backend's progress stops: the kernel buffers on the way are full.
+      let last = -1, still = 0;
+      for (let polls = 0; still < 8 && polls < 400; polls++) {
+        await new Promise((r) => setTimeout(r, 50));
+        if (backend.largeTaken === last && last > 0) still++; else { still = 0; last = backend.largeTaken; }
+      }
+      expect(still, `${server}: the backend's writes never stalled`).toBe(8);
+      // Held back: most of the body is still at the backend (without backpressure the
+      // waypoint would have read all of it into memory).
+      expect(backend.largeTaken, server).toBeLessThan(LARGE_CHUNKS / 2);
+      const total = LARGE_CHUNKS * MIB;
+      const body = await new Promise<{ length: number; bad: number }>((resolve, reject) => {
+        let head = '';
+        let n = 0, bad = -1;
+        const onData = (d: Buffer): void => {
+          let from = 0;
+          if (head === '' || !head.endsWith('\r\n\r\n')) {
+            const all = head + d.toString('latin1');
+            const end = all.indexOf('\r\n\r\n');
+            if (end < 0) { head = all; return; }
+            from = d.length - (all.length - end - 4);
+            head = all.slice(0, end + 4);
+          }
+          for (let k = from; k < d.length; k++, n++) if (bad < 0 && d[k] !== n % 251) bad = n;
+          if (n >= total) { s.off('data', onData); resolve({ length: n, bad }); }
+        };
+        s.on('data', onData);
+        s.once('error', reject);
+        s.resume();
+      });
+      expect(body, server).toEqual({ length: total, bad: -1 });
+      const next = await new Promise<string>((resolve, reject) => {
+        let got = '';
+        s.on('data', (d: Buffer) => { got += d.toString('latin1'); if (got.endsWith('GET /web/after\n')) resolve(got); });
+        s.once('error', reject);
+        s.write('GET /web/after HTTP/1.1\r\nHost: h\r\n\r\n');
+      });
+      expect(next).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      s.destroy();
+    }
+  }, 60_000);
 });
 
 describe('a caller that half-closes after its requests (shutdown(SHUT_WR), as nginx and plain TCP allow)', () => {

@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
 import { putLatin1, type HeaderList } from './headers.js';
+import { SocketWriter } from './h1-write.js';
 import { consumeSocket, HTTPParser, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import type { ConnOptions } from '../resilience/compile.js';
 import { UpstreamError as H1Error } from './upstream-error.js';
@@ -64,6 +65,8 @@ export interface H1PoolOptions {
   maxHeaderBytes?: number;
 }
 
+function noop(): void { /* nothing waits */ }
+
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT']);
 
 /**
@@ -83,8 +86,11 @@ class Conn {
   /** The socket's native stream, while the parser reads it (undefined: 'data' events). */
   private handle: StreamHandle | undefined;
   paused = false;
+  /** Request heads are written past Node's Writable (h1-write.ts); nothing waits for their drain. */
+  readonly out: SocketWriter;
 
   constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool, readonly opts: ConnOptions | undefined, maxHeaderBytes: number) {
+    this.out = new SocketWriter(socket, noop);
     const p = strictParser(HTTPParser.RESPONSE, maxHeaderBytes);
     // Message begin matters only after a response has ended (bytes of another message
     // follow it: the connection is not reused), so it is installed then and taken away
@@ -324,7 +330,7 @@ class Exchange implements H1Response, H1Call {
 
   private write(): void {
     const r = this.req;
-    if (r.body === undefined) { this.socket.write(headBytes(r.method, r.path, r.headers)); return; }
+    if (r.body === undefined) { this.conn.out.write(headBytes(r.method, r.path, r.headers)); return; }
     let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
     let hasLength = false;
     const h = r.headers;

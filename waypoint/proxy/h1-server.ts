@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { putLatin1, type HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
+import { SocketWriter } from './h1-write.js';
 const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: see handler.ts
 
 
@@ -278,8 +279,9 @@ export class FastResponse {
     const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
     if (this.noBody || len === 0) {
       const hd = this.takeHead();
-      return hd !== undefined ? s.write(hd) : true;
+      return hd !== undefined ? this.conn.out.write(hd) : true;
     }
+    if (this.headLen === 0 && !this.chunked && typeof chunk !== 'string') return this.conn.out.write(chunk);
     if (this.headLen !== 0 && len <= ONE_WRITE_LIMIT) {
       // Head and first chunk in one buffer, one write.
       const size = this.chunked ? `${len.toString(16)}\r\n` : '';
@@ -288,7 +290,7 @@ export class FastResponse {
       let o = putLatin1(out, this.putHead(out, 0), size);
       if (typeof chunk === 'string') o += out.write(chunk, o); else o += chunk.copy(out, o);
       if (tail) { out[o] = 13; out[o + 1] = 10; }
-      return s.write(out);
+      return this.conn.out.write(out);
     }
     s.cork();
     const size = this.chunked ? `${len.toString(16)}\r\n` : '';
@@ -328,7 +330,7 @@ export class FastResponse {
       s.uncork();
     } else {
       const hd = this.takeHead(tail);
-      if (hd !== undefined) s.write(hd);
+      if (hd !== undefined) this.conn.out.write(hd);
       else if (tail !== '') s.write(tail, 'latin1');
     }
     this.writableEnded = true;
@@ -416,9 +418,13 @@ export class H1Conn {
   /** The caller half-closed: no more requests will come. */
   private peerEnded = false;
   readonly keepAliveHeader: string;
+  /** Whole-buffer writes past Node's Writable (h1-write.ts). */
+  readonly out: SocketWriter;
 
   constructor(readonly socket: Socket, private readonly server: H1Server) {
     this.keepAliveHeader = server.keepAliveHeader;
+    const drained = (): void => this.active?.res.drained();
+    this.out = new SocketWriter(socket, drained);
     this.idleSince = performance.now();
     const p = strictParser(HTTPParser.REQUEST, server.opts.maxHeaderBytes);
     p[HTTPParser.kOnMessageBegin] = (): void => { this.headStart = performance.now(); this.idleSince = 0; };
@@ -456,7 +462,7 @@ export class H1Conn {
     };
     p[HTTPParser.kOnMessageComplete] = onComplete;
     this.parser = p;
-    socket.on('drain', () => this.active?.res.drained());
+    socket.on('drain', drained);
     socket.on('end', () => this.onEnd());
     socket.on('error', () => { /* 'close' follows */ });
     socket.on('close', () => this.onClose());
