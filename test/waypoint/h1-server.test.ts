@@ -287,6 +287,55 @@ describe('a large response to a caller that stops reading (backpressure)', () =>
   }, 60_000);
 });
 
+describe('the head timeout (--header-timeout 1s here) counts from the first byte of each head', () => {
+  /** Writes `data` on a new connection and reads until the waypoint closes it (at most 10 s); what came back, and how the wait ended. */
+  function untilClose(data: string, then?: { after: string; send: string }): Promise<{ caller: string; closed: boolean }> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: GW.kernway, port: PORT });
+      let got = '';
+      let sent = false;
+      const timer = setTimeout(() => { s.destroy(); resolve({ caller: got, closed: false }); }, 10_000);
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (then && !sent && got.includes(then.after)) { sent = true; s.write(then.send); }
+      });
+      s.on('close', () => { clearTimeout(timer); resolve({ caller: got, closed: true }); });
+      s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      s.write(data);
+    });
+  }
+
+  it('a head begun in the same read as the end of a request (after a GET, after a body) that never completes: 408 after the answer', async () => {
+    for (const first of ['GET /web/t1 HTTP/1.1\r\nHost: h\r\n\r\n', 'POST /web/t2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc']) {
+      const r = await untilClose(`${first}GET /web/never HTTP/1.1\r\nHo`);
+      expect(r.closed).toBe(true);
+      expect(r.caller).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n(GET|POST) \/web\/t[12]\nHTTP\/1\.1 408 Request Timeout\r\n/);
+    }
+  });
+
+  it('a head sent in pieces after an answered request on a kept-alive connection: 408', async () => {
+    const r = await untilClose('GET /web/t3 HTTP/1.1\r\nHost: h\r\n\r\n', { after: 'GET /web/t3\n', send: 'GET /web/never HTTP/1.1\r\n' });
+    expect(r.closed).toBe(true);
+    expect(r.caller).toMatch(/GET \/web\/t3\nHTTP\/1\.1 408 Request Timeout\r\n/);
+  });
+
+  it('a kept-alive connection quiet between requests for longer than the head timeout is not refused', async () => {
+    const s = net.connect({ host: GW.kernway, port: PORT });
+    let got = '';
+    s.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    const waitFor = async (text: string): Promise<void> => { for (let i = 0; i < 200 && !got.includes(text); i++) await new Promise((r) => setTimeout(r, 25)); };
+    s.write('GET /web/q1 HTTP/1.1\r\nHost: h\r\n\r\n');
+    await waitFor('GET /web/q1\n');
+    // Longer than the head timeout plus a sweep period: a head wrongly marked as begun would be refused by now.
+    await new Promise((r) => setTimeout(r, 1_600));
+    s.write('GET /web/q2 HTTP/1.1\r\nHost: h\r\n\r\n');
+    await waitFor('GET /web/q2\n');
+    s.destroy();
+    expect(got).not.toContain('408');
+    expect(got).toContain('GET /web/q2\n');
+  });
+});
+
 describe('a caller that half-closes after its requests (shutdown(SHUT_WR), as nginx and plain TCP allow)', () => {
   /** Writes `data`, half-closes, and reads to EOF; what came back, and whether our EOF came. */
   function halfClose(data: string): Promise<{ caller: string; ended: boolean }> {

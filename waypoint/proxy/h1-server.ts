@@ -412,6 +412,9 @@ export class H1Conn {
   idleSince: number;
   private paused = false;
   private done = false;
+  /** A message ended (head without body, or body) in the read being parsed. */
+  private boundary = false;
+  private readonly onBegin: () => void;
   /** The socket's native stream, while the parser reads it (undefined: 'data' events). */
   private handle: StreamHandle | undefined;
   stopping = false;
@@ -427,13 +430,19 @@ export class H1Conn {
     this.out = new SocketWriter(socket, drained);
     this.idleSince = performance.now();
     const p = strictParser(HTTPParser.REQUEST, server.opts.maxHeaderBytes);
-    p[HTTPParser.kOnMessageBegin] = (): void => { this.headStart = performance.now(); this.idleSince = 0; };
+    // When a head began (for the head timeout) without a call from native code per request:
+    // a read that carries only head bytes marks it (executed()); llhttp's message begin is
+    // listened to only from a message boundary to the end of that read, for a next head
+    // that begins in the same read (pipelining).
+    this.onBegin = (): void => { this.headStart = performance.now(); this.idleSince = 0; };
     p[HTTPParser.kOnHeaders] = (headers: string[], url: string): void => {
       for (const h of headers) this.rawHeaders.push(h);
       this.url += url;
     };
     p[HTTPParser.kOnHeadersComplete] = (vMajor: number, vMinor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: unknown, _msg: unknown, upgrade: boolean, keepAlive: boolean): number => {
       this.headStart = 0;
+      this.boundary = true;
+      p[HTTPParser.kOnMessageBegin] = this.onBegin;
       if (!headers) { headers = this.rawHeaders; this.rawHeaders = []; }
       if (!url) { url = this.url; this.url = ''; }
       const req = new FastRequest(this, METHODS[method] ?? 'GET', url, headers, vMajor, vMinor, keepAlive, upgrade);
@@ -458,6 +467,8 @@ export class H1Conn {
     const onComplete = (): void => {
       const req = this.parsing;
       this.parsing = undefined;
+      this.boundary = true;
+      p[HTTPParser.kOnMessageBegin] = this.onBegin;
       if (req) req.endBody();
     };
     p[HTTPParser.kOnMessageComplete] = onComplete;
@@ -485,6 +496,15 @@ export class H1Conn {
   private executed(ret: number | ParseError, d: Buffer | undefined): void {
     if (this.done) return;
     if (typeof ret !== 'number') { this.clientError(ret.code, ret.reason ?? ret.message); return; }
+    if (this.boundary) {
+      // A message ended in this read: a next head begun after it was marked by onBegin.
+      this.boundary = false;
+      this.parser[HTTPParser.kOnMessageBegin] = undefined;
+    } else if (this.headStart === 0 && this.parsing === undefined && ret > 0) {
+      // No message ended and none is in its body: these bytes began a head.
+      this.headStart = performance.now();
+      this.idleSince = 0;
+    }
     const req = this.upgrading;
     if (req) { this.upgrading = undefined; this.onUpgradeHead(req, (d ?? this.parser.getCurrentBuffer()).subarray(ret)); }
   }
