@@ -576,9 +576,13 @@ export class Agent {
   counters(): ServiceCounters[] {
     if (!this.lb || !this.sync) return [];
     const by = new Map<string, ServiceCounters>();
-    const key = Buffer.alloc(4); // one key for every lookup (a scrape reads 10,000 of them)
+    // One key and one value buffer for every lookup (a scrape reads 10,000 of them).
+    const stats = this.lb.maps.kw_svc_stats;
+    const key = Buffer.alloc(4);
+    const value = stats.lookupInto && stats.valueBytes ? Buffer.alloc(stats.valueBytes) : undefined;
     for (const f of this.sync.frontends()) {
-      const raw = this.lb.maps.kw_svc_stats.lookup(encodeU32(f.svcId, key));
+      encodeU32(f.svcId, key);
+      const raw = value ? (stats.lookupInto!(key, value) ? value : undefined) : stats.lookup(key);
       if (!raw) continue;
       const st = decodeSvcStatsPerCpu(raw);
       const name = f.service ?? `${f.vip}:${f.port}`;

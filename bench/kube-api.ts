@@ -164,9 +164,16 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   const cpu0 = cpuMsOf(pid);
   const heap = port ? await heapOf(port).catch(() => ({})) : {};
   const afterScrapeRssMiB = rssOf(pid).rssMiB;
-  // Two more scrapes in a row: what Prometheus does every 15-60 s must not grow the RSS further.
-  if (port) for (let i = 0; i < 2; i++) await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
-  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssOf(pid).rssMiB, scrapeCpuMs: port ? Math.round((cpuMsOf(pid) - cpu0) / 3) : undefined, smaps };
+  // More scrapes in a row (3, or KW_BENCH_SCRAPES): what Prometheus does every 15-60 s must not grow the RSS further.
+  const scrapes = Math.max(1, Number(process.env.KW_BENCH_SCRAPES ?? 3));
+  const rssPerScrapeMiB = [afterScrapeRssMiB];
+  if (port) {
+    for (let i = 1; i < scrapes; i++) {
+      await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
+      rssPerScrapeMiB.push(rssOf(pid).rssMiB);
+    }
+  }
+  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs: port ? Math.round((cpuMsOf(pid) - cpu0) / scrapes) : undefined, smaps };
 }
 
 /** A process's CPU time so far (user + system, ms), from /proc/PID/stat. */

@@ -59,6 +59,7 @@ export interface RawAddon {
   /** The key and value types the map was created with (kernel BTF); {} without BTF. */
   mapBtf(fd: number): RawMapBtf;
   mapLookup(fd: number, key: Buffer, keySize: number, valueBytes: number): Buffer | undefined;
+  mapLookupInto(fd: number, key: Buffer, keySize: number, out: Buffer, valueBytes: number): boolean;
   mapUpdate(fd: number, key: Buffer, keySize: number, value: Buffer, valueBytes: number, flags: number): void;
   mapDelete(fd: number, key: Buffer, keySize: number): boolean;
   mapNextKey(fd: number, key: Buffer | null, keySize: number): Buffer | undefined;

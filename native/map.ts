@@ -98,6 +98,16 @@ export class BpfMap {
     return this.call(() => addon().mapLookup(this.fd, key, this.keySize, this.valueBytes));
   }
 
+  /**
+   * The value under `key` written into `out` (valueBytes long), for reading many entries
+   * without a Buffer per lookup; false (and `out` untouched) when absent.
+   */
+  lookupInto(key: Buffer, out: Buffer): boolean {
+    this.checkKey('key', key);
+    checkBuffer(`map '${this.name}' out`, out, this.valueBytes);
+    return this.call(() => addon().mapLookupInto(this.fd, key, this.keySize, out, this.valueBytes));
+  }
+
   update(key: Buffer, value: Buffer, flags: number = UpdateFlags.ANY): void {
     this.checkKey('key', key);
     checkBuffer(`map '${this.name}' value`, value, this.valueBytes);

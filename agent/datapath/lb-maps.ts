@@ -11,6 +11,10 @@ export interface MapLike {
   readonly name: string;
   info(): { maxEntries: number; keySize: number; valueSize: number; type?: string };
   lookup(key: Buffer): Buffer | undefined;
+  /** The value written into `out` (no Buffer per lookup); false when absent. Optional: fakes may leave it out. */
+  lookupInto?(key: Buffer, out: Buffer): boolean;
+  /** A value's bytes as lookup() returns it (per-CPU maps: every CPU's); with lookupInto. */
+  readonly valueBytes?: number;
   update(key: Buffer, value: Buffer, flags?: number): void;
   delete(key: Buffer): boolean;
   batchUpdate(keys: Buffer[] | Buffer, values: Buffer[] | Buffer, flags?: number): number;

@@ -114,6 +114,15 @@ describe('BpfMap', () => {
     expect(v.length).toBe(pc.valueBytes);
     expect(v.length % 8).toBe(0);
     expect(sumPerCpu(v) - before).toBe(5n);
+    // lookupInto: the same bytes into a buffer given (no Buffer per lookup); false and untouched when absent.
+    const into = Buffer.alloc(pc.valueBytes, 0xee);
+    expect(pc.lookupInto(u32(0), into)).toBe(true);
+    expect(into.equals(v)).toBe(true);
+    const h = obj.map('kw_t_hash');
+    const miss = Buffer.alloc(h.valueBytes, 0xee);
+    expect(h.lookupInto(u32(424242), miss)).toBe(false);
+    expect(miss.every((b) => b === 0xee)).toBe(true);
+    expect(catchError(() => pc.lookupInto(u32(0), Buffer.alloc(pc.valueBytes - 8)))).toBeInstanceOf(InvalidArgumentError);
     // Writing a per-CPU value takes one slot per CPU.
     pc.update(u32(0), Buffer.alloc(pc.valueBytes));
     expect(sumPerCpu(pc.lookup(u32(0))!)).toBe(0n);
