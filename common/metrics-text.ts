@@ -41,11 +41,28 @@ export function valueText(v: number): string {
 }
 
 /**
- * Spare write buffers: a TextChunks writes into one of CHUNK_BYTES and hands on a copy of
- * what it holds (sized to it), so a scrape's garbage is its text, not a 64 KiB buffer per
- * family or chunk; release() gives the buffer back.
+ * Write buffers of CHUNK_BYTES, reused: a chunk handed on is a view of one, and comes
+ * back here (recycle) once the socket has taken it (res.write's callback), so a scrape
+ * allocates no buffer per chunk and leaves no 64 KiB blocks for the GC to find. At most
+ * POOLED are kept (1 MiB); a slow reader's extra chunks are left to the GC.
  */
-const spare: Buffer[] = [];
+const POOLED = 16;
+const pool: ArrayBuffer[] = [];
+const ours = new WeakSet<ArrayBuffer>();
+
+function takeBuffer(): Buffer {
+  const ab = pool.pop();
+  if (ab) return Buffer.from(ab, 0, CHUNK_BYTES);
+  const b = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  ours.add(b.buffer as ArrayBuffer);
+  return b;
+}
+
+/** A chunk TextChunks handed on is no longer needed (written to the socket, or dropped): its buffer is written again. */
+export function recycle(chunk: Buffer): void {
+  const ab = chunk.buffer as ArrayBuffer;
+  if (ours.has(ab) && pool.length < POOLED && !pool.includes(ab)) pool.push(ab);
+}
 
 export class TextChunks {
   private buf: Buffer | undefined;
@@ -63,7 +80,7 @@ export class TextChunks {
       this.flush();
       if (s.length * 3 > CHUNK_BYTES) { const b = Buffer.from(s, 'utf8'); this.bytes += b.length; this.out(b); return; }
     }
-    this.off += (this.buf ??= spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES)).write(s, this.off, 'utf8');
+    this.off += (this.buf ??= takeBuffer()).write(s, this.off, 'utf8');
   }
 
   /** A label value, escaped. */
@@ -75,7 +92,7 @@ export class TextChunks {
   value(v: number): void {
     if (Number.isInteger(v) && v >= 0 && v < 1e15) {
       if (this.off + 16 > CHUNK_BYTES) this.flush();
-      const b = (this.buf ??= spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES));
+      const b = (this.buf ??= takeBuffer());
       if (v < 10) { b[this.off++] = 48 + v; return; }
       let digits = 1;
       for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
@@ -119,23 +136,22 @@ export class TextChunks {
     return this.off > CHUNK_BYTES - 4096;
   }
 
-  /** Hands on (a copy of) what is written so far; the buffer is written again. */
+  /** Hands on what is written so far (a view of the buffer: recycle() it once used); the next write takes another buffer. */
   flush(): void {
     if (this.off === 0 || !this.buf) return;
-    const b = Buffer.allocUnsafe(this.off);
-    this.buf.copy(b, 0, 0, this.off);
+    const b = this.buf.subarray(0, this.off);
+    this.buf = undefined;
     this.bytes += this.off;
     this.off = 0;
     this.out(b);
   }
 
-  /** Flush, and give the write buffer back for the next writer. */
+  /** Flush, and give an unused write buffer back. */
   release(): void {
     this.flush();
-    if (this.buf && spare.length < 4) spare.push(this.buf);
+    if (this.buf) recycle(this.buf);
     this.buf = undefined;
-  }
-}
+  }}
 
 /**
  * What writes itself into TextChunks: a family with many series. The renderer yields
@@ -160,7 +176,8 @@ export async function writeMetricsText(res: ServerResponse, contentType: string,
   };
   const w = new TextChunks((chunk) => {
     begin();
-    if (!head && !res.write(chunk)) blocked = true;
+    if (head) recycle(chunk);
+    else if (!res.write(chunk, () => recycle(chunk))) blocked = true;
   });
   const drained = (): Promise<void> => new Promise((resolve) => {
     const done = (): void => { res.off('drain', done); res.off('close', done); resolve(); };
@@ -194,7 +211,9 @@ export async function metricsTextOf(render: MetricsRenderer): Promise<string> {
   const w = new TextChunks((c) => chunks.push(c));
   for await (const _ of render(w) as AsyncIterable<unknown>) { /* drain */ }
   w.release();
-  return Buffer.concat(chunks).toString('utf8');
+  const text = Buffer.concat(chunks).toString('utf8');
+  for (const c of chunks) recycle(c);
+  return text;
 }
 
 /** A metric that writes its own text (RequestFamily in the waypoint). */

@@ -16,7 +16,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { KernwayError, errorMessage } from '../../common/errors.js';
-import { TextChunks, escapeHelp, metricsTextOf, registryText } from '../../common/metrics-text.js';
+import { TextChunks, escapeHelp, metricsTextOf, recycle, registryText } from '../../common/metrics-text.js';
 import type { Logger } from '../../common/log.js';
 
 export interface Sample<L extends string = string> { labels?: LabelValues<L>; value: number }
@@ -167,7 +167,11 @@ class ScrapedMetric<L extends string> {
     // A synchronous reader stays synchronous: its failure is counted before this scrape renders the count.
     return this.owner.read({ name: this.name, read: () => {
       const r = this.m.read();
-      const done = (x: Iterable<Sample<L>>): Buffer[] => { this.lines(w, x); w.release(); return chunks; };
+      const done = (x: Iterable<Sample<L>>): Buffer[] => {
+        try { this.lines(w, x); } catch (e) { w.release(); for (const c of chunks) recycle(c); throw e; }
+        w.release();
+        return chunks;
+      };
       return r instanceof Promise ? r.then(done, (e: unknown) => { w.release(); throw e; }) : done(r);
     } });
   }
