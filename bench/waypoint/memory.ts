@@ -121,10 +121,11 @@ async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['l
     const sampler = setInterval(() => { try { peak = Math.max(peak, rssBytes(wp.pid)); } catch { /* gone */ } }, 100);
     const wrk = await runTool(cpu === 0 ? 1 : 0, 'wrk', ['-t1', '-c16', '-d3s', '-s', lua, `http://${ADDR}:${PORT}/`], 30_000).finally(() => clearInterval(sampler));
     const loadRequests = Number(/(\d+) requests in/.exec(wrk.out)?.[1] ?? Number.NaN);
-    // Idle: wait for the waypoint's idle compaction (it looks every 5 s: at most 10 s after the last request), seen
-    // as RSS dropping by a sixth, read from /proc (a /metrics scrape of 1,000 routes itself adds tens of MiB).
-    const loaded = rssBytes(wp.pid);
-    for (let t = Date.now(); rssBytes(wp.pid) > loaded * 5 / 6 && Date.now() - t < 20_000;) await new Promise((r) => setTimeout(r, 250));
+    // Idle: the waypoint's idle compaction looks every 5 s and runs at the first look that finds a whole interval
+    // without requests: at most 10 s after the last one. RSS is read from /proc, not through a /metrics scrape
+    // (a scrape grows the young generation), so the bench waits those 10 s (and 1 more) rather than polling: RSS
+    // dropping by itself (V8's memory reducer) ended an earlier poll before the compaction had run.
+    await new Promise((r) => setTimeout(r, 11_000));
     // V8 unmaps the freed pages from background threads: read once RSS stays within 0.5 MiB for a second (at most 5 s).
     for (let t = Date.now(), prev = 0; Date.now() - t < 5000;) {
       const now = rssBytes(wp.pid);
