@@ -15,7 +15,7 @@ import net, { type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
-import { putLatin1, type HeaderList } from './headers.js';
+import type { HeaderList } from './headers.js';
 import { SocketWriter } from './h1-write.js';
 import { consumeSocket, HTTPParser, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import type { ConnOptions } from '../resilience/compile.js';
@@ -330,7 +330,7 @@ class Exchange implements H1Response, H1Call {
 
   private write(): void {
     const r = this.req;
-    if (r.body === undefined) { this.conn.out.write(headBytes(r.method, r.path, r.headers)); return; }
+    if (r.body === undefined) { this.conn.out.writeLatin1(headText(r.method, r.path, r.headers)); return; }
     let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
     let hasLength = false;
     const h = r.headers;
@@ -480,27 +480,12 @@ class Exchange implements H1Response, H1Call {
 }
 
 /**
- * A request head without a body as bytes (latin1, as Node writes header strings), written
- * straight into one buffer from the allocation pool: no string is built per header.
+ * A request head without a body, as text written latin1 (as Node writes header strings):
+ * the native stream copies it in one piece, where a copy character by character in
+ * JavaScript cost more than the rest of the head's work.
  */
-function headBytes(method: string, path: string, h: HeaderList): Buffer {
-  let n = method.length + path.length + 14; // ' ' (1), ' HTTP/1.1\r\n' (11), the final '\r\n' (2)
-  for (let i = 0; i < h.length; i++) n += h[i]!.length + 2;
-  const b = Buffer.allocUnsafe(n);
-  let o = putLatin1(b, 0, method);
-  b[o++] = 32;
-  o = putLatin1(b, o, path);
-  o = putLatin1(b, o, ' HTTP/1.1\r\n');
-  for (let i = 0; i < h.length; i += 2) {
-    o = putLatin1(b, o, h[i]!);
-    b[o++] = 58; // ':'
-    b[o++] = 32;
-    o = putLatin1(b, o, h[i + 1]!);
-    b[o++] = 13;
-    b[o++] = 10;
-  }
-  b[o++] = 13;
-  b[o] = 10;
-  return b;
+function headText(method: string, path: string, h: HeaderList): string {
+  let s = `${method} ${path} HTTP/1.1\r\n`;
+  for (let i = 0; i < h.length; i += 2) s += `${h[i]}: ${h[i + 1]}\r\n`;
+  return `${s}\r\n`;
 }
-

@@ -14,7 +14,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import { putLatin1, type HeaderList } from './headers.js';
+import type { HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import { SocketWriter } from './h1-write.js';
 const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: see handler.ts
@@ -181,11 +181,11 @@ export class FastResponse {
   headersSent = false;
   writableEnded = false;
   writableFinished = false;
-  /** The head to write, until it is (headLen 0): status line, the handler's headers, then Date, Connection, Transfer-Encoding. */
-  private headLine = '';
-  private headList: HeaderList | undefined;
-  private headExtra = '';
-  private headLen = 0;
+  /**
+   * The head to write, until it is ('' once written): status line, the handler's headers,
+   * then Date, Connection, Transfer-Encoding; text written latin1, as Node writes header strings.
+   */
+  private head = '';
   private chunked = false;
   private noBody = false;
   private trailer = '';
@@ -212,8 +212,7 @@ export class FastResponse {
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
-    const line = statusLine(status);
-    let n = line.length;
+    let head = statusLine(status);
     let hasLength = false, hasDate = false;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
@@ -224,7 +223,7 @@ export class FastResponse {
       if (k === 14 && name.toLowerCase() === 'content-length') hasLength = true;
       else if (k === 4 && name.toLowerCase() === 'date') hasDate = true;
       else if (dropped(name)) continue;
-      n += k + value.length + 4;
+      head += `${name}: ${value}\r\n`;
     }
     this.statusCode = status;
     this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
@@ -236,40 +235,17 @@ export class FastResponse {
     if (this.conn.lastResponse) this.keepAlive = false;
     extra += this.keepAlive ? this.conn.keepAliveHeader : 'Connection: close\r\n';
     extra += this.chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : '\r\n';
-    this.headLine = line;
-    this.headList = list;
-    this.headExtra = extra;
-    this.headLen = n + extra.length;
+    this.head = head + extra;
     this.headersSent = true;
     return this;
   }
 
-  /** The head into `b` at `o` (latin1, as Node writes header strings); the offset after it. */
-  private putHead(b: Buffer, o: number): number {
-    o = putLatin1(b, o, this.headLine);
-    const list = this.headList!;
-    for (let i = 0; i < list.length; i += 2) {
-      const name = list[i]!;
-      if (dropped(name)) continue;
-      o = putLatin1(b, o, name);
-      b[o++] = 58; // ':'
-      b[o++] = 32;
-      o = putLatin1(b, o, list[i + 1]!);
-      b[o++] = 13;
-      b[o++] = 10;
-    }
-    o = putLatin1(b, o, this.headExtra);
-    this.headLen = 0;
-    this.headList = undefined;
-    return o;
-  }
-
-  /** The head not written yet, with `more` bytes of room after it (a chunk-size line), as one buffer; undefined when written already. */
-  private takeHead(more = ''): Buffer | undefined {
-    if (this.headLen === 0) return undefined;
-    const b = Buffer.allocUnsafe(this.headLen + more.length);
-    putLatin1(b, this.putHead(b, 0), more);
-    return b;
+  /** The head not written yet, with `more` after it (a chunk-size line); undefined when written already. */
+  private takeHead(more = ''): string | undefined {
+    const h = this.head;
+    if (h === '') return undefined;
+    this.head = '';
+    return more === '' ? h : h + more;
   }
 
   write(chunk: Buffer | string): boolean {
@@ -279,15 +255,15 @@ export class FastResponse {
     const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
     if (this.noBody || len === 0) {
       const hd = this.takeHead();
-      return hd !== undefined ? this.conn.out.write(hd) : true;
+      return hd !== undefined ? this.conn.out.writeLatin1(hd) : true;
     }
-    if (this.headLen === 0 && !this.chunked && typeof chunk !== 'string') return this.conn.out.write(chunk);
-    if (this.headLen !== 0 && len <= ONE_WRITE_LIMIT) {
+    if (this.head === '' && !this.chunked && typeof chunk !== 'string') return this.conn.out.write(chunk);
+    if (this.head !== '' && len <= ONE_WRITE_LIMIT) {
       // Head and first chunk in one buffer, one write.
-      const size = this.chunked ? `${len.toString(16)}\r\n` : '';
+      const hd = this.takeHead(this.chunked ? `${len.toString(16)}\r\n` : '')!;
       const tail = this.chunked ? 2 : 0;
-      const out = Buffer.allocUnsafe(this.headLen + size.length + len + tail);
-      let o = putLatin1(out, this.putHead(out, 0), size);
+      const out = Buffer.allocUnsafe(hd.length + len + tail);
+      let o = out.write(hd, 0, 'latin1');
       if (typeof chunk === 'string') o += out.write(chunk, o); else o += chunk.copy(out, o);
       if (tail) { out[o] = 13; out[o + 1] = 10; }
       return this.conn.out.write(out);
@@ -295,7 +271,7 @@ export class FastResponse {
     s.cork();
     const size = this.chunked ? `${len.toString(16)}\r\n` : '';
     const hd = this.takeHead(size);
-    if (hd !== undefined) s.write(hd);
+    if (hd !== undefined) s.write(hd, 'latin1');
     else if (this.chunked) s.write(size, 'latin1');
     let ok = s.write(chunk);
     if (this.chunked) ok = s.write('\r\n', 'latin1');
@@ -330,8 +306,8 @@ export class FastResponse {
       s.uncork();
     } else {
       const hd = this.takeHead(tail);
-      if (hd !== undefined) this.conn.out.write(hd);
-      else if (tail !== '') s.write(tail, 'latin1');
+      if (hd !== undefined) this.conn.out.writeLatin1(hd);
+      else if (tail !== '') this.conn.out.writeLatin1(tail);
     }
     this.writableEnded = true;
     this.writableFinished = true;

@@ -26,7 +26,7 @@ interface RawSocket {
   writableLength: number;
   writableCorked: number;
   writableEnded: boolean;
-  _writeGeneric(writev: false, data: Buffer, encoding: string, cb: (e?: Error | null) => void): void;
+  _writeGeneric(writev: false, data: Buffer | string, encoding: string, cb: (e?: Error | null) => void): void;
 }
 
 /** Whether `socket` is a net.Socket whose direct path exists (a test's plain Duplex is written through Writable). */
@@ -55,12 +55,24 @@ export class SocketWriter {
 
   /** Write `b` whole; false: the kernel holds it back (wait for onDrain or 'drain' before the next). */
   write(b: Buffer): boolean {
+    return this.put(b, 'buffer');
+  }
+
+  /**
+   * Write a head's text as latin1 bytes (one byte per character, as Node writes header
+   * strings): the native stream copies it, no Buffer is made for it here.
+   */
+  writeLatin1(text: string): boolean {
+    return this.put(text, 'latin1');
+  }
+
+  private put(data: Buffer | string, encoding: 'buffer' | 'latin1'): boolean {
     const s = this.socket as unknown as RawSocket;
     if (!this.direct || s.writableLength !== 0 || s.writableCorked !== 0 || s.writableEnded || s.connecting || s.destroyed || !s._handle) {
-      return this.socket.write(b);
+      return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
     }
     this.queued++;
-    s._writeGeneric(false, b, 'buffer', this.done);
+    s._writeGeneric(false, data, encoding, this.done);
     if (this.queued === 0) return true;
     this.owed = true;
     return false;
