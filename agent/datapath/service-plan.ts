@@ -15,11 +15,11 @@ import {
 } from './codec.js';
 import { maglevTable } from './maglev.js';
 
-/** A frontend as the maps hold it, plus the Service entry it was written from. */
+/**
+ * A frontend as the maps hold it, plus the Service entry it was written from (its address is
+ * the entry's: `addressOf`). One per Service port: each field is 80 KiB at 10,000.
+ */
 export interface LiveFrontend {
-  vip: string;
-  port: number;
-  proto: number;
   svcId: number;
   setId: number;
   flags: number;
@@ -38,8 +38,18 @@ export interface LiveFrontend {
   dirty: boolean;
   /** The service table entry last applied (the same object next time: nothing to do). */
   entry: ServiceEntry | undefined;
-  /** Backend names parallel to `ids`, when adopted from the maps (otherwise derived from `entry`). */
-  adoptedNames: string[] | undefined;
+  /** What adoption read from the maps, until the frontend is written from an entry (then undefined). */
+  adopted: AdoptedFrontend | undefined;
+}
+
+/** A frontend read from the maps: its address and its backends' names parallel to `ids`. */
+export interface AdoptedFrontend { vip: string; port: number; proto: number; names: string[] }
+
+/** A frontend's address as the maps key it (from adoption, or from its entry). */
+export function addressOf(f: LiveFrontend): { vip: string; port: number; proto: number } {
+  if (f.adopted) return f.adopted;
+  const e = f.entry!;
+  return { vip: datapathAddr(e.vip), port: e.port, proto: protoOf(e)! };
 }
 
 /** Backend ids packed as `LiveFrontend.ids` holds them, for a set of `slotCount` slots. */
@@ -95,7 +105,7 @@ export function entryFrontendId(e: ServiceEntry, vip: string, proto: number): st
 
 /** Backend names ('ip:port') parallel to f.ids. */
 export function namesOf(f: LiveFrontend): readonly string[] {
-  if (f.adoptedNames) return f.adoptedNames;
+  if (f.adopted) return f.adopted.names;
   return f.entry ? f.entry.backends.map((b) => backendNameOf(datapathAddr(b.ip), b.port)) : [];
 }
 
@@ -311,10 +321,10 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
     const ips = e.backends.map((b) => datapathAddr(b.ip));
     const names = e.backends.map((b, i) => backendNameOf(ips[i]!, b.port));
     const f: LiveFrontend = old
-      ? { ...old, entry: e, adoptedNames: undefined }
+      ? { ...old, entry: e, adopted: undefined }
       : {
-        vip, port: e.port, proto, svcId: ids.svc.take(), setId: NO_SET, flags, affinityTimeout: timeout,
-        ids: NO_IDS, slotCount: 0, hasMaglev: false, dirty: false, entry: e, adoptedNames: undefined,
+        svcId: ids.svc.take(), setId: NO_SET, flags, affinityTimeout: timeout,
+        ids: NO_IDS, slotCount: 0, hasMaglev: false, dirty: false, entry: e, adopted: undefined,
       };
     // Counters of a new svc id start at zero (batch values are zero-filled).
     if (!old) { const i = statsPut.add(); encodeU32(f.svcId, statsPut.keyBuf, i * 4); }
@@ -389,7 +399,7 @@ export function planServices(state: ServiceState, table: ServiceTable, changed: 
     for (const [id, old] of state.live) if (!next.has(id)) gone.push([id, old]);
   }
   for (const [, old] of gone) {
-    svcDel.push(encodeSvcKey({ vip: old.vip, port: old.port, proto: old.proto }));
+    svcDel.push(encodeSvcKey(addressOf(old)));
     delSet(old);
     for (let i = 0; i < idCount(old); i++) delBackend(idAt(old, i));
     freedSvcIds.push(old.svcId);

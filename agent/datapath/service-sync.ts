@@ -22,7 +22,7 @@ import { datapathAddr } from './addr.js';
 import { SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, encodeU32 } from './codec.js';
 import { checkLayout, type LbMaps, type MapLike } from './lb-maps.js';
 import {
-  Batch, NO_IDS, NO_SET, SerialIds, SmallIds, backendNameOf, frontendId, idCount, idList, packIds, planServices, protoOf,
+  Batch, NO_IDS, NO_SET, addressOf, SerialIds, SmallIds, backendNameOf, frontendId, idCount, idList, packIds, planServices, protoOf,
   type EntryCounts, type LiveFrontend, type ReconcileResult, type ServicePlan,
 } from './service-plan.js';
 
@@ -60,9 +60,10 @@ export class ServiceSync {
 
   /** The svc ids of live frontends, with the Service they belong to when known. */
   frontends(): Array<{ svcId: number; service: string | undefined; portName: string | undefined; vip: string; port: number; proto: number; backends: number }> {
-    return [...this.live.values()].map((f) => ({
-      svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip: f.vip, port: f.port, proto: f.proto, backends: idCount(f),
-    }));
+    return [...this.live.values()].map((f) => {
+      const { vip, port, proto } = addressOf(f);
+      return { svcId: f.svcId, service: f.entry?.service, portName: f.entry?.portName, vip, port, proto, backends: idCount(f) };
+    });
   }
 
   /** Entries in use per map (those the agent writes: counted from what it wrote) and capacity. */
@@ -139,10 +140,10 @@ export class ServiceSync {
       const key = decodeSvcKey(svc.keys[i]!);
       const val = decodeSvcVal(svc.values[i]!);
       const f: LiveFrontend = {
-        vip: key.vip, port: key.port, proto: key.proto, svcId: val.svcId, setId: val.setId, flags: val.flags,
-        affinityTimeout: val.affinityTimeout, ids: NO_IDS, slotCount: val.count, hasMaglev: false, dirty: false, entry: undefined, adoptedNames: [],
+        svcId: val.svcId, setId: val.setId, flags: val.flags, affinityTimeout: val.affinityTimeout, ids: NO_IDS, slotCount: val.count,
+        hasMaglev: false, dirty: false, entry: undefined, adopted: { vip: key.vip, port: key.port, proto: key.proto, names: [] },
       };
-      const names = f.adoptedNames!;
+      const names = f.adopted!.names;
       const ids: number[] = [];
       this.svcIds.mark(val.svcId);
       if (val.setId !== NO_SET) { this.setIds.mark(val.setId); liveSets.add(val.setId); }
@@ -161,7 +162,7 @@ export class ServiceSync {
       if ((val.flags & SVC_F_MAGLEV) !== 0 && val.count > 0 && !f.hasMaglev) f.dirty = true;
       f.ids = packIds(ids, f.slotCount);
       for (const id of ids) { liveBackends.add(id); this.backendIds.mark(id); }
-      this.live.set(frontendId(f.vip, f.port, f.proto), f);
+      this.live.set(frontendId(key.vip, key.port, key.proto), f);
     }
 
     // Leftovers of an interrupted update: nothing live points at them.
