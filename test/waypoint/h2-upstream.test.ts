@@ -9,7 +9,8 @@ import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compactHeap } from '../../common/heap.js';
 import { endpoint } from '../../waypoint/routing/backends.js';
-import { UpstreamError, UpstreamPool, type UpstreamRequest, type UpstreamResponse } from '../../waypoint/proxy/upstream.js';
+import { AsyncLocalStorage, AsyncResource, executionAsyncId } from 'node:async_hooks';
+import { UpstreamError, UpstreamPool, leanAsyncResourceBind, type UpstreamRequest, type UpstreamResponse } from '../../waypoint/proxy/upstream.js';
 
 let server: http2.Http2Server;
 /** Larger than the body's queue limit (64 KiB) and the stream's flow-control window. */
@@ -259,5 +260,24 @@ describe('h2c backends through UpstreamPool.send', () => {
     } finally {
       pool.close();
     }
+  });
+});
+
+describe("AsyncResource.prototype.bind in the waypoint's process (Node's http2 request() binds through it)", () => {
+  it('runs the function in the resource\'s async scope and context, with this, arguments and length as Node\'s; no deprecated asyncResource accessor', () => {
+    leanAsyncResourceBind();
+    const als = new AsyncLocalStorage<string>();
+    const r = als.run('the store', () => new AsyncResource('Test'));
+    function f(this: unknown, a: number, b: number): unknown { return { self: this, sum: a + b, id: executionAsyncId(), store: als.getStore() }; }
+    const bound = r.bind(f);
+    expect(bound.length).toBe(2);
+    expect(Object.getOwnPropertyNames(bound)).not.toContain('asyncResource');
+    const holder = { m: bound };
+    expect(holder.m(1, 2)).toEqual({ self: holder, sum: 3, id: r.asyncId(), store: 'the store' });
+    const withThis = r.bind(f, 'fixed');
+    expect(withThis(2, 3)).toEqual({ self: 'fixed', sum: 5, id: r.asyncId(), store: 'the store' });
+    expect(() => r.bind(42 as unknown as () => void)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    // The static form goes through it too.
+    expect(Object.getOwnPropertyNames(AsyncResource.bind(() => 1))).not.toContain('asyncResource');
   });
 });
