@@ -274,7 +274,7 @@ describe("AsyncResource.prototype.bind in the waypoint's process (Node's http2 r
     expect(Object.getOwnPropertyNames(bound)).not.toContain('asyncResource');
     const holder = { m: bound };
     expect(holder.m(1, 2)).toEqual({ self: holder, sum: 3, id: r.asyncId(), store: 'the store' });
-    const withThis = r.bind(f, 'fixed');
+    const withThis = (r as unknown as { bind(fn: typeof f, thisArg: unknown): typeof f }).bind(f, 'fixed');
     expect(withThis(2, 3)).toEqual({ self: 'fixed', sum: 5, id: r.asyncId(), store: 'the store' });
     expect(() => r.bind(42 as unknown as () => void)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     // The static form goes through it too.

@@ -294,13 +294,15 @@ export function leanAsyncResourceBind(): void {
   const proto = AsyncResource.prototype as unknown as { bind: (fn: (...a: unknown[]) => unknown, thisArg?: unknown) => (...a: unknown[]) => unknown };
   proto.bind = function bind(this: AsyncResource, fn: (...a: unknown[]) => unknown, thisArg?: unknown): (...a: unknown[]) => unknown {
     if (typeof fn !== 'function') throw Object.assign(new TypeError('The "fn" argument must be of type function'), { code: 'ERR_INVALID_ARG_TYPE' });
-    const resource = this;
-    const bound = thisArg === undefined
-      ? function (this: unknown, ...args: unknown[]): unknown { return resource.runInAsyncScope(fn, this, ...args); }
-      : resource.runInAsyncScope.bind(resource, fn, thisArg) as (...a: unknown[]) => unknown;
+    const bound = thisArg === undefined ? boundToCaller(this, fn) : this.runInAsyncScope.bind(this, fn, thisArg) as (...a: unknown[]) => unknown;
     Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, value: fn.length, writable: false });
     return bound;
   };
+}
+
+/** `fn` run in `resource`'s async scope with the caller's `this` (Node's bind without thisArg). */
+function boundToCaller(resource: AsyncResource, fn: (...a: unknown[]) => unknown): (...a: unknown[]) => unknown {
+  return function (this: unknown, ...args: unknown[]): unknown { return resource.runInAsyncScope(fn, this, ...args); };
 }
 
 function h1Request(r: UpstreamRequest): H1Request {
