@@ -193,7 +193,8 @@ describe('kernway waypoint --agent with a real agent', () => {
     const denied0 = (await status()).feed!.denied;
     const sneaky = await startWaypoint('team-b', { cgroup: join(podCgroupRoot, `pod${podUid}`, 'waypoint'), gatewayListen: '127.0.0.3' });
     await until(async () => (await status()).feed!.denied > denied0, 15_000, 'refusal');
-    expect(sneaky.stderr()).toMatch(/PERMISSION_DENIED/);
+    // The agent counts the refusal before the waypoint has read it and logged it.
+    await until(() => /PERMISSION_DENIED/.test(sneaky.stderr()), 15_000, 'the refusal in the waypoint\'s log');
     expect(sneaky.stderr()).toMatch(/pod team-a\/waypoint-a; it may not read namespace team-b/);
     expect((await readyz(sneaky)).status).toBe(503);
     expect((await status()).feed!.waypoints.some((w) => w.namespace === 'team-b')).toBe(false);
