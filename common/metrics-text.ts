@@ -125,11 +125,6 @@ export class TextChunks {
     if (this.families++ > 0) this.text('\n');
   }
 
-  /** Chunks written elsewhere (a family rendered aside, kept only if it completed), after what is written so far. */
-  append(chunks: readonly Buffer[]): void {
-    this.flush();
-    for (const c of chunks) { this.bytes += c.length; this.out(c); }
-  }
 
   /** True when a chunk is full enough to be handed on at the next pause. */
   get full(): boolean {
@@ -141,9 +136,45 @@ export class TextChunks {
     if (this.off === 0 || !this.buf) return;
     const b = this.buf.subarray(0, this.off);
     this.buf = undefined;
-    this.bytes += this.off;
     this.off = 0;
+    if (this.held) { this.held.push(b); return; }
+    this.bytes += b.length;
     this.out(b);
+  }
+
+  /** While a tentative family is written: its full chunks, kept until commit() or dropped by rollback(). */
+  private held: Buffer[] | undefined;
+  private markOff = 0;
+  private markFamilies = 0;
+
+  /**
+   * Start a family that may be dropped (a reader that can fail half-way): what follows is
+   * held back until commit(), and rollback() takes it all back.
+   */
+  tentative(): void {
+    if (this.held) throw new Error('TextChunks: tentative() inside another');
+    this.held = [];
+    this.markOff = this.off;
+    this.markFamilies = this.families;
+  }
+
+  commit(): void {
+    const held = this.held;
+    this.held = undefined;
+    for (const c of held ?? []) { this.bytes += c.length; this.out(c); }
+  }
+
+  rollback(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (!held) return;
+    this.families = this.markFamilies;
+    if (held.length === 0) { this.off = this.markOff; return; }
+    // The first held chunk starts with what was written before the mark: that part goes on.
+    const first = held[0]!;
+    for (let i = 1; i < held.length; i++) recycle(held[i]!);
+    this.off = 0;
+    if (this.markOff > 0) { this.bytes += this.markOff; this.out(first.subarray(0, this.markOff)); } else recycle(first);
   }
 
   /** Flush, and give an unused write buffer back. */

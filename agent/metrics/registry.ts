@@ -16,7 +16,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { KernwayError, errorMessage } from '../../common/errors.js';
-import { TextChunks, escapeHelp, metricsTextOf, recycle, registryText } from '../../common/metrics-text.js';
+import { escapeHelp, metricsTextOf, registryText, type TextChunks } from '../../common/metrics-text.js';
 import type { Logger } from '../../common/log.js';
 
 export interface Sample<L extends string = string> { labels?: LabelValues<L>; value: number }
@@ -86,7 +86,7 @@ export class AgentMetrics {
   /** A gauge whose samples are read at each scrape (replacing the previous ones). */
   gaugeAtScrape<L extends string>(m: ScrapeMetric<L>): void {
     check(m);
-    this.addScraped(new ScrapedMetric(m, 'gauge', this));
+    this.addScraped(new ScrapedMetric(m, 'gauge'));
   }
 
   /**
@@ -96,7 +96,7 @@ export class AgentMetrics {
   counterAtScrape<L extends string>(m: ScrapeMetric<L>): void {
     check(m);
     if (!m.name.endsWith('_total')) throw new KernwayError('KW_INVALID_ARGUMENT', `counter ${m.name}: a counter's name ends in _total`);
-    this.addScraped(new ScrapedMetric(m, 'counter', this));
+    this.addScraped(new ScrapedMetric(m, 'counter'));
   }
 
   /**
@@ -109,8 +109,17 @@ export class AgentMetrics {
   async *render(w: TextChunks): AsyncGenerator<unknown> {
     if (this.registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) throw new KernwayError('KW_INVALID_ARGUMENT', 'metrics: only the Prometheus text format is served');
     for (const m of this.scraped) {
-      const chunks = await m.write();
-      if (chunks) { w.startFamily(); w.append(chunks); }
+      const samples = await this.read(m);
+      if (samples) {
+        w.tentative();
+        try {
+          m.write(w, samples);
+          w.commit();
+        } catch (e) {
+          w.rollback();
+          this.failed(m.name, e);
+        }
+      }
       yield;
     }
     yield* registryText(this.registry, w);
@@ -135,10 +144,14 @@ export class AgentMetrics {
     try {
       return await m.read();
     } catch (e) {
-      this.collectErrors.inc({ metric: m.name });
-      this.log?.warn({ metric: m.name, err: errorMessage(e) }, 'metrics: reading a metric at scrape time failed; left out of this scrape');
+      this.failed(m.name, e);
       return undefined;
     }
+  }
+
+  private failed(metric: string, e: unknown): void {
+    this.collectErrors.inc({ metric });
+    this.log?.warn({ metric, err: errorMessage(e) }, 'metrics: reading a metric at scrape time failed; left out of this scrape');
   }
 }
 
@@ -153,27 +166,22 @@ class ScrapedMetric<L extends string> {
   readonly name: string;
   private readonly head: string;
   private readonly labelNames: readonly string[];
-  constructor(private readonly m: ScrapeMetric<L>, readonly type: 'counter' | 'gauge', private readonly owner: AgentMetrics) {
+  constructor(private readonly m: ScrapeMetric<L>, readonly type: 'counter' | 'gauge') {
     this.name = m.name;
     this.head = `# HELP ${m.name} ${escapeHelp(m.help)}\n# TYPE ${m.name} ${type}\n`;
     this.labelNames = m.labelNames ?? [];
   }
 
-  /** The family's text in chunks; undefined when the reader failed (counted and logged by the owner). */
-  write(): Promise<Buffer[] | undefined> {
-    const chunks: Buffer[] = [];
-    const w = new TextChunks((c) => chunks.push(c));
+  /** Called at each scrape (through AgentMetrics.read, which counts a failure). */
+  read(): Iterable<Sample<L>> | Promise<Iterable<Sample<L>>> {
+    return this.m.read();
+  }
+
+  /** The family, as the samples come (a failure half-way throws: the caller takes the family back). */
+  write(w: TextChunks, samples: Iterable<Sample<L>>): void {
+    w.startFamily();
     w.text(this.head);
-    // A synchronous reader stays synchronous: its failure is counted before this scrape renders the count.
-    return this.owner.read({ name: this.name, read: () => {
-      const r = this.m.read();
-      const done = (x: Iterable<Sample<L>>): Buffer[] => {
-        try { this.lines(w, x); } catch (e) { w.release(); for (const c of chunks) recycle(c); throw e; }
-        w.release();
-        return chunks;
-      };
-      return r instanceof Promise ? r.then(done, (e: unknown) => { w.release(); throw e; }) : done(r);
-    } });
+    this.lines(w, samples);
   }
 
   /** A label not in labelNames fails the read (as prom-client's inc/set would refuse it). */

@@ -65,6 +65,20 @@ describe('the agent\'s /metrics text', () => {
     expect(text).toMatch(/^kernway_metrics_collect_errors_total\{metric="kw_test_half"\} 1$/m);
   });
 
+  it('a small family that fails after a few samples is taken back within the chunk; the families around it stay whole', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    m.gaugeAtScrape({ name: 'kw_test_before', help: 'h', read: () => [{ value: 1 }] });
+    m.gaugeAtScrape({ name: 'kw_test_short', help: 'h', labelNames: ['service'], read: function* () {
+      yield { labels: { service: 'a' }, value: 1 };
+      yield { labels: { service: 'b' }, value: 2 };
+      throw new Error('gone');
+    } });
+    m.gaugeAtScrape({ name: 'kw_test_after', help: 'h', read: () => [{ value: 3 }] });
+    const text = await m.text();
+    expect(text.startsWith('# HELP kw_test_before h\n# TYPE kw_test_before gauge\nkw_test_before 1\n\n# HELP kw_test_after h\n# TYPE kw_test_after gauge\nkw_test_after 3\n\n')).toBe(true);
+    expect(text).not.toMatch(/^(# [A-Z]+ )?kw_test_short/m);
+  });
+
   it('is served chunked over HTTP; scrapes in a row give the same text; HEAD has no body', async () => {
     const m = agent();
     const s = new MetricsServer({ host: '127.0.0.1', port: 0, metrics: m });
