@@ -91,7 +91,9 @@ export async function startWaypoint(mainJs: string, cpu: number, args: string[],
   if (!existsSync(mainJs)) throw new Error(`${mainJs} not found: build first (make build, or npx tsc -p tsconfig.json)`);
   const { openSync, closeSync } = await import('node:fs');
   const fd = openSync(log, 'a');
-  const child = spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeFlags, mainJs, 'waypoint', ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn' } });
+  const child = spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeFlags, mainJs, 'waypoint', ...args], { stdio: ['ignore', fd, fd],
+    // MALLOC_ARENA_MAX=2 as the waypoint's Deployment sets it (agent/cluster/waypoint-manifests.ts).
+    env: { ...process.env, KERNWAY_LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' } });
   closeSync(fd);
   try {
     await waitPort(ready.address, ready.port, `kernway waypoint (log: ${log})`);

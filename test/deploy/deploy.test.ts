@@ -341,7 +341,7 @@ describe('deploy/ on the lab cluster', () => {
     expect(wp.status.hostIP).toBe(cluster.node(wp.spec.nodeName!).ip);
     const pid = pidOf(wp);
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['waypoint', `--namespace=${ns}`, `--agent=${wp.status.hostIP}:15012`, '--token-file=/var/run/secrets/kernway/token']));
-    expect(environOf(pid).HOST_IP).toBe(wp.status.hostIP);
+    expect(environOf(pid)).toMatchObject({ HOST_IP: wp.status.hostIP, MALLOC_ARENA_MAX: '2' });
     const wsvc = await cluster.api.get<{ spec: { clusterIP: string } }>(`/api/v1/namespaces/${ns}/services/waypoint`);
     await waitFor('Gateway waypoint Programmed by the DaemonSet\'s elected agent, with its Service\'s address', async () => {
       const g = await cluster.api.get<{ status?: { conditions?: Array<{ type: string; status: string }>; addresses?: Array<{ value: string }> } }>(`/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/gateways/waypoint`);
