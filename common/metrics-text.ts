@@ -78,7 +78,7 @@ export class TextChunks {
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     if (this.off + s.length * 3 > CHUNK_BYTES) {
       this.flush();
-      if (s.length * 3 > CHUNK_BYTES) { const b = Buffer.from(s, 'utf8'); this.bytes += b.length; this.out(b); return; }
+      if (s.length * 3 > CHUNK_BYTES) { this.handOn(Buffer.from(s, 'utf8')); return; }
     }
     this.off += (this.buf ??= takeBuffer()).write(s, this.off, 'utf8');
   }
@@ -137,6 +137,11 @@ export class TextChunks {
     const b = this.buf.subarray(0, this.off);
     this.buf = undefined;
     this.off = 0;
+    this.handOn(b);
+  }
+
+  /** A chunk goes on, or is held while a tentative family is written. */
+  private handOn(b: Buffer): void {
     if (this.held) { this.held.push(b); return; }
     this.bytes += b.length;
     this.out(b);
@@ -182,7 +187,8 @@ export class TextChunks {
     this.flush();
     if (this.buf) recycle(this.buf);
     this.buf = undefined;
-  }}
+  }
+}
 
 /**
  * What writes itself into TextChunks: a family with many series. The renderer yields
