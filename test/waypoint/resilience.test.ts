@@ -273,26 +273,31 @@ describe('fault injection', () => {
 describe('local rate limit', () => {
   it('per distinct client: each gets 20/s within ±10%, 429 with retry-after, flagged RL and counted; other clients and other routes are not limited', async () => {
     // Three connections per client, as fast as they go, for `ms`.
-    const run = async (user: string, ms: number): Promise<{ ok: number; limited: number; elapsed: number; last429: Reply | undefined }> => {
+    const run = async (user: string, ms: number): Promise<{ ok: number; limited: number; elapsed: number; lastLimitedSent: number; last429: Reply | undefined }> => {
       let ok = 0, limited = 0;
       let last429: Reply | undefined;
+      let lastLimitedSent = 0;
       const t0 = performance.now();
       let n = 0;
       await Promise.all([0, 1, 2].map(async () => {
         while (performance.now() - t0 < ms && n++ < 20_000) {
+          const sent = performance.now() - t0;
           const r = await get('/rl/x', { 'x-user': user });
           if (r.status === 200) ok++;
-          else { expect(r.status).toBe(429); limited++; last429 = r; }
+          else { expect(r.status).toBe(429); limited++; last429 = r; lastLimitedSent = Math.max(lastLimitedSent, sent); }
         }
       }));
-      return { ok, limited, elapsed: performance.now() - t0, last429 };
+      return { ok, limited, elapsed: performance.now() - t0, lastLimitedSent, last429 };
     };
     // Two clients at once, 2.5 s each: each should get its own 20 (the bucket) + 20/s.
     const [alice, bob] = await Promise.all([run('alice', 2500), run('bob', 2500)]);
     for (const c of [alice, bob]) {
-      const expected = 20 + (20 * c.elapsed) / 1000;
       expect(c.limited).toBeGreaterThan(0);
-      expect(Math.abs(c.ok - expected) / expected).toBeLessThan(0.1);
+      // At most the bucket and 20/s over the whole run (the waypoint's window is inside the
+      // client's); at least the bucket and 20/s up to the last refusal (the bucket was empty
+      // then): on a loaded machine the client may stop asking faster than 20/s before the end.
+      expect(c.ok).toBeLessThanOrEqual(1.1 * (20 + (20 * c.elapsed) / 1000));
+      expect(c.ok).toBeGreaterThanOrEqual(0.9 * (20 + (20 * c.lastLimitedSent) / 1000));
       expect(c.last429!.headers['retry-after']).toBe('1');
     }
     // A request without x-user is outside the Distinct rule: never limited. Another route to the same Service neither.
