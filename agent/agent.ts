@@ -24,7 +24,7 @@ import { readKernelServices, type KernelService } from './datapath/inspect.js';
 import { ServiceSync, type MapUsage, type ReconcileResult } from './datapath/service-sync.js';
 import { checkKernel, checkSockLb, loadSockLb, type SockLb } from './datapath/sock-lb.js';
 import { PolicyDatapath } from './datapath/policy.js';
-import { decodeSvcStatsPerCpu, encodeU32 } from './datapath/codec.js';
+import { ServiceCounterTable } from './datapath/service-counters.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
@@ -162,14 +162,20 @@ export class Agent {
   private registerMetrics(): void {
     const m = this.metrics;
     // Both per-Service counters come from one read of the kernel's counters per scrape (one
-    // lookup per frontend; with 10,000 Services, 20,000 syscalls if each metric read its own).
-    let scrapeCounters: ServiceCounters[] | undefined;
-    const counters = (): ServiceCounters[] => {
-      if (!scrapeCounters) {
-        scrapeCounters = this.counters();
-        setImmediate(() => { scrapeCounters = undefined; });
+    // lookup per frontend; with 10,000 Services, 20,000 syscalls if each metric read its own),
+    // into one table every scrape reuses (agent/datapath/service-counters.ts). A family's
+    // samples are written synchronously after its read (registry.ts), so a second scrape's
+    // read cannot change the table under a family being written.
+    const table = new ServiceCounterTable();
+    let fresh = false;
+    const counters = (): ServiceCounterTable => {
+      if (!fresh) {
+        if (this.lb && this.sync) table.read(this.sync, this.lb.maps.kw_svc_stats);
+        else table.clear();
+        fresh = true;
+        setImmediate(() => { fresh = false; });
       }
-      return scrapeCounters;
+      return table;
     };
     m.counterAtScrape({
       name: 'kernway_lb_connections_balanced_total', labelNames: ['service'],
@@ -575,23 +581,11 @@ export class Agent {
   /** Kernel counters per Service (summed over its frontends), read now. */
   counters(): ServiceCounters[] {
     if (!this.lb || !this.sync) return [];
-    const by = new Map<string, ServiceCounters>();
-    // One key and one value buffer for every lookup (a scrape reads 10,000 of them).
-    const stats = this.lb.maps.kw_svc_stats;
-    const key = Buffer.alloc(4);
-    const value = stats.lookupInto && stats.valueBytes ? Buffer.alloc(stats.valueBytes) : undefined;
-    for (const f of this.sync.frontends()) {
-      encodeU32(f.svcId, key);
-      const raw = value ? (stats.lookupInto!(key, value) ? value : undefined) : stats.lookup(key);
-      if (!raw) continue;
-      const st = decodeSvcStatsPerCpu(raw);
-      const name = f.service ?? `${f.vip}:${f.port}`;
-      let c = by.get(name);
-      if (!c) by.set(name, (c = { service: name, balanced: 0, refused: 0 }));
-      c.balanced += Number(st.balanced);
-      c.refused += Number(st.refused);
-    }
-    return [...by.values()];
+    const t = new ServiceCounterTable();
+    t.read(this.sync, this.lb.maps.kw_svc_stats);
+    const out: ServiceCounters[] = [];
+    for (let i = 0; i < t.size; i++) out.push({ service: t.service(i), balanced: t.balanced(i), refused: t.refused(i) });
+    return out;
   }
 
   /** Entries in use and capacity of each map. */
@@ -651,11 +645,11 @@ export class Agent {
 }
 
 /** One sample per Service, one object given again and again (the metrics writer keeps nothing of it). */
-function* perService(counters: readonly ServiceCounters[], which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
+function* perService(t: ServiceCounterTable, which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
   const s = { labels: { service: '' }, value: 0 };
-  for (const c of counters) {
-    s.labels.service = c.service;
-    s.value = c[which];
+  for (let i = 0; i < t.size; i++) {
+    s.labels.service = t.service(i);
+    s.value = which === 'balanced' ? t.balanced(i) : t.refused(i);
     yield s;
   }
 }

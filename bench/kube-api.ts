@@ -173,7 +173,11 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
       rssPerScrapeMiB.push(rssOf(pid).rssMiB);
     }
   }
-  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs: port ? Math.round((cpuMsOf(pid) - cpu0) / scrapes) : undefined, smaps };
+  const scrapeCpuMs = port ? Math.round((cpuMsOf(pid) - cpu0) / scrapes) : undefined;
+  // Where the scrapes' RSS went (bench/smaps.ts items that grew or shrank by 0.1 MiB or more).
+  const after = smapsMiB(pid);
+  const smapsGrowthMiB = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, +(v - (smaps[k] ?? 0)).toFixed(1)]).filter(([, d]) => Math.abs(d as number) >= 0.1));
+  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs, smaps, smapsGrowthMiB };
 }
 
 /** A process's CPU time so far (user + system, ms), from /proc/PID/stat. */

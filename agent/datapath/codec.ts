@@ -133,6 +133,18 @@ export function decodeSvcStatsPerCpu(b: Buffer): SvcStats {
   return { balanced, refused };
 }
 
+/**
+ * One field of a per-CPU kw_svc_stats value summed over the CPUs, as a number (no BigInt:
+ * a scrape sums 10,000 of them; exact below 2^53, as Number() of the BigInt sum).
+ */
+export function sumSvcStatPerCpu(b: Buffer, field: keyof SvcStats): number {
+  const size = KW_SVC_STATS.size;
+  const at = KW_SVC_STATS.at[field];
+  let sum = 0;
+  for (let o = 0; o + size <= b.length; o += size) sum += b.readUInt32LE(o + at) + b.readUInt32LE(o + at + 4) * 0x1_0000_0000;
+  return sum;
+}
+
 // ---- struct kw_maglev_table { u32 backend[M]; } -------------------------------------
 export function encodeMaglevTable(table: Uint32Array): Buffer {
   const out = Buffer.alloc(table.length * 4);

@@ -66,6 +66,23 @@ export class ServiceSync {
     });
   }
 
+  /**
+   * Calls `fn` for every live frontend with its svc id and the name its counters are summed
+   * under: its Service (ns/name), or `vip:port` for one adopted without a Service. Allocates
+   * nothing per frontend that has a Service (a /metrics scrape walks all of them; frontends()
+   * builds an object each).
+   */
+  forEachCounted(fn: (svcId: number, name: string) => void): void {
+    this.live.forEach((f) => {
+      const service = f.entry?.service;
+      if (service !== undefined) fn(f.svcId, service);
+      else {
+        const { vip, port } = addressOf(f);
+        fn(f.svcId, `${vip}:${port}`);
+      }
+    });
+  }
+
   /** Entries in use per map (those the agent writes: counted from what it wrote) and capacity. */
   usage(): MapUsage[] {
     const cap = (m: MapLike): number => m.info().maxEntries;

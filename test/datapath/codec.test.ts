@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalAddr, encodeAddr, readAddr } from '../../agent/datapath/addr.js';
 import {
-  decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcStatsPerCpu, decodeSvcVal, decodeMaglevTable,
+  decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcStatsPerCpu, decodeSvcVal, sumSvcStatPerCpu, decodeMaglevTable,
   encodeBackend, encodeMaglevTable, encodeSlotKey, encodeSvcKey, encodeSvcVal, IPPROTO_TCP, IPPROTO_UDP,
 } from '../../agent/datapath/codec.js';
 
@@ -55,6 +55,17 @@ describe('struct codecs (layout of bpf/include/lb.h)', () => {
     const b = Buffer.alloc(32);
     b.writeBigUInt64LE(5n, 0); b.writeBigUInt64LE(1n, 8); b.writeBigUInt64LE(7n, 16); b.writeBigUInt64LE(2n, 24);
     expect(decodeSvcStatsPerCpu(b)).toEqual({ balanced: 12n, refused: 3n });
+    expect(sumSvcStatPerCpu(b, 'balanced')).toBe(12);
+    expect(sumSvcStatPerCpu(b, 'refused')).toBe(3);
+  });
+  it('kw_svc_stats summed as numbers: both halves of each u64, as Number() of the BigInt sum', () => {
+    const b = Buffer.alloc(48);
+    const v = [2n ** 40n + 3n, 0xffffffffn, 2n ** 52n, 1n, 0x1_0000_0001n, 0n];
+    v.forEach((x, i) => b.writeBigUInt64LE(x, i * 8));
+    const st = decodeSvcStatsPerCpu(b);
+    expect(sumSvcStatPerCpu(b, 'balanced')).toBe(Number(st.balanced));
+    expect(sumSvcStatPerCpu(b, 'refused')).toBe(Number(st.refused));
+    expect(sumSvcStatPerCpu(Buffer.alloc(0), 'balanced')).toBe(0);
   });
   it('kw_maglev_table round-trips', () => {
     const t = Uint32Array.from([1, 2, 0xffffffff, 4]);

@@ -9,10 +9,11 @@ import { buildModel } from '../../model/model.js';
 import { buildServiceTable, ServiceTableBuilder, type ServiceTable } from '../../model/service-table.js';
 import type { SourcedObject } from '../../k8s/types.js';
 import { ServiceSync } from '../../agent/datapath/service-sync.js';
+import { ServiceCounterTable } from '../../agent/datapath/service-counters.js';
 import { defaultObjectPath } from '../../agent/datapath/sock-lb.js';
 import { LB_MAP_NAMES, type LbMaps } from '../../agent/datapath/lb-maps.js';
 import { readKernelServices } from '../../agent/datapath/inspect.js';
-import { decodeMaglevTable, decodeSvcKey, decodeSvcVal, decodeU32, encodeBackend, encodeSlotKey, encodeU32, IPPROTO_TCP } from '../../agent/datapath/codec.js';
+import { decodeMaglevTable, decodeSvcKey, decodeSvcStatsPerCpu, decodeSvcVal, decodeU32, encodeBackend, encodeSlotKey, encodeU32, IPPROTO_TCP } from '../../agent/datapath/codec.js';
 import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
 
 const objects: BpfObject[] = [];
@@ -173,5 +174,84 @@ describe('ServiceSync', () => {
     // And it recovers once the table fits again.
     const r = sync.reconcile(table([{ name: 'c', vip: '10.96.0.3', backends: ['10.0.0.3'] }]));
     expect(r).toMatchObject({ created: 1, removed: 1 });
+  });
+});
+
+describe('ServiceCounterTable', () => {
+  /** The counters as the agent summed them before the table: frontends(), BigInt sums, a Map by Service. */
+  function expected(sync: ServiceSync, m: LbMaps): Array<{ service: string; balanced: number; refused: number }> {
+    const by = new Map<string, { service: string; balanced: number; refused: number }>();
+    for (const f of sync.frontends()) {
+      const raw = m.kw_svc_stats.lookup(encodeU32(f.svcId));
+      if (!raw) continue;
+      const st = decodeSvcStatsPerCpu(raw);
+      const name = f.service ?? `${f.vip}:${f.port}`;
+      let c = by.get(name);
+      if (!c) by.set(name, (c = { service: name, balanced: 0, refused: 0 }));
+      c.balanced += Number(st.balanced);
+      c.refused += Number(st.refused);
+    }
+    return [...by.values()];
+  }
+  const rows = (t: ServiceCounterTable) => Array.from({ length: t.size }, (_, i) => ({ service: t.service(i), balanced: t.balanced(i), refused: t.refused(i) }));
+  /** Writes counters into every CPU's slot of each live frontend's stats entry (large ones: both u64 halves count). */
+  function bump(sync: ServiceSync, m: LbMaps, round: number): void {
+    for (const f of sync.frontends()) {
+      const v = Buffer.alloc(m.kw_svc_stats.valueBytes!);
+      for (let o = 0; o + 16 <= v.length; o += 16) {
+        v.writeBigUInt64LE(BigInt(f.svcId * 1000 + round) + (o === 0 ? 2n ** 33n : 0n), o);
+        v.writeBigUInt64LE(BigInt(f.svcId + round + o), o + 8);
+      }
+      m.kw_svc_stats.update(encodeU32(f.svcId), v);
+    }
+  }
+
+  it('sums every frontend of a Service as the Map of BigInt sums did, in the same order, across reads and removals', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    const svcs: Svc[] = Array.from({ length: 200 }, (_, i) => ({ name: `s${i}`, vip: `10.96.${1 + (i >> 7)}.${(i & 127) + 1}`, backends: ['10.0.0.1'] }));
+    sync.reconcile(table(svcs));
+    const counted = new ServiceCounterTable();
+    bump(sync, m, 1);
+    counted.read(sync, m.kw_svc_stats);
+    expect(counted.size).toBe(200);
+    expect(rows(counted)).toEqual(expected(sync, m));
+    bump(sync, m, 2);
+    counted.read(sync, m.kw_svc_stats);
+    expect(rows(counted)).toEqual(expected(sync, m));
+    // Most Services gone: the table keeps only what is live (and compacts its slots).
+    sync.reconcile(table(svcs.slice(190)));
+    bump(sync, m, 3);
+    counted.read(sync, m.kw_svc_stats);
+    expect(counted.size).toBe(10);
+    expect(rows(counted)).toEqual(expected(sync, m));
+    counted.read(sync, m.kw_svc_stats);
+    expect(rows(counted)).toEqual(expected(sync, m));
+    // Adopted by a new agent: frontends without a Service count under vip:port.
+    const adopted = new ServiceSync(m);
+    counted.read(adopted, m.kw_svc_stats);
+    expect(rows(counted)).toEqual(expected(adopted, m));
+    expect(counted.service(0)).toMatch(/^10\.96\.\d+\.\d+:80$/);
+    counted.clear();
+    expect(counted.size).toBe(0);
+  });
+
+  it('sums the ports of one Service into one row', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    const objs = [
+      serviceObject({ name: 'multi', clusterIPs: ['10.96.2.1'], ports: [{ port: 80, targetPort: 8080, name: 'http' }, { port: 443, targetPort: 8443, name: 'https' }] }),
+      sliceObject({ name: 'multi-1', service: 'multi', ports: [{ port: 8080, name: 'http' }, { port: 8443, name: 'https' }], endpoints: [{ ip: '10.0.0.9' }] }),
+    ];
+    const mm = buildModel(objs.map((o, index) => ({ object: o as SourcedObject['object'], file: 'multi.yaml', index })));
+    expect(mm.problems).toEqual([]);
+    sync.reconcile(buildServiceTable(mm, { nodeName: 'n' }));
+    expect(sync.size).toBe(2);
+    bump(sync, m, 5);
+    const counted = new ServiceCounterTable();
+    counted.read(sync, m.kw_svc_stats);
+    expect(counted.size).toBe(1);
+    expect(rows(counted)).toEqual(expected(sync, m));
+    expect(counted.balanced(0)).toBeGreaterThan(2 ** 33);
   });
 });
