@@ -28,7 +28,7 @@ import { ServiceCounterTable } from './datapath/service-counters.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
-import { releaseFreedMemory } from './datapath/memory.js';
+import { releaseFreedMalloc, releaseFreedMemory } from './datapath/memory.js';
 import { WAYPOINT_POD_LABEL, waypointBindings, waypointNameOf } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
@@ -273,7 +273,7 @@ export class Agent {
     try {
       // /healthz and /readyz answer from the start ("not ready: starting").
       this.http = new MetricsServer({ host: o.metrics.host, port: o.metrics.port, metrics: this.metrics, log: this.log,
-        health: () => (this.healthy ? true : this.state) });
+        health: () => (this.healthy ? true : this.state), afterScrape: () => { releaseFreedMalloc(); } });
       this.http.setReady(false, 'starting: reading the manifests and loading the programs');
       await this.http.listen();
       // The kind registry checks every object; the address rules (--service-cidr) are this agent's own.

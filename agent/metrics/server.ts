@@ -27,6 +27,12 @@ export interface MetricsServerOptions {
   log?: Logger;
   /** Liveness check for /healthz: a string (the reason) means unhealthy. Default: always healthy. */
   health?: () => true | string;
+  /**
+   * Called once the /metrics responses under way are all done (on a later turn of the event
+   * loop; several scrapes in a row call it once). The agent gives malloc's freed pages back
+   * there (agent/datapath/memory.ts): a scrape's buffers and V8's compile zones are malloc'd.
+   */
+  afterScrape?: () => void;
 }
 
 export class MetricsServer {
@@ -34,6 +40,8 @@ export class MetricsServer {
   private server: Server | undefined;
   private ready = false;
   private notReadyReason = 'starting';
+  /** /metrics responses not yet done (afterScrape runs when the last one is). */
+  private scrapes = 0;
 
   constructor(opts: MetricsServerOptions) {
     if (typeof opts.host !== 'string' || opts.host === '') throw new KernwayError('KW_INVALID_ARGUMENT', '--metrics-address: expected HOST:PORT, the host is empty');
@@ -96,6 +104,7 @@ export class MetricsServer {
     try {
       switch (path) {
         case '/metrics':
+          if (this.opts.afterScrape) this.countScrape(res);
           // In chunks, as they are written (common/metrics-text.ts); a failure is a 500 or a cut-off body.
           return await writeMetricsText(res, this.opts.metrics.registry.contentType, method === 'HEAD', (w) => this.opts.metrics.render(w));
         case '/healthz': {
@@ -111,6 +120,21 @@ export class MetricsServer {
       this.opts.log?.error({ err: errorMessage(e), path }, 'metrics request failed');
       return text(res, 500, `error: ${errorMessage(e)}\n`);
     }
+  }
+
+  private countScrape(res: ServerResponse): void {
+    this.scrapes++;
+    res.once('close', () => {
+      if (--this.scrapes > 0) return;
+      setImmediate(() => {
+        if (this.scrapes > 0) return;
+        try {
+          this.opts.afterScrape!();
+        } catch (e) {
+          this.opts.log?.warn({ err: errorMessage(e) }, 'metrics: after-scrape hook failed');
+        }
+      });
+    });
   }
 }
 

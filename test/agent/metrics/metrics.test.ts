@@ -150,6 +150,40 @@ describe('MetricsServer', () => {
     }
   });
 
+  it('calls afterScrape once the /metrics responses under way are done, not for probes', async () => {
+    const m = new AgentMetrics({ defaultMetrics: false });
+    let calls = 0;
+    let inFlight = -1;
+    const s = new MetricsServer({ host: '127.0.0.1', port: 0, metrics: m, afterScrape: () => { calls++; inFlight = (s as unknown as { scrapes: number }).scrapes; } });
+    servers.push(s);
+    const base = `http://127.0.0.1:${(await s.listen()).port}`;
+    const waitFor = async (n: number): Promise<void> => {
+      for (let i = 0; i < 500 && calls < n; i++) await new Promise((r) => setImmediate(r));
+      expect(calls).toBeGreaterThanOrEqual(n);
+    };
+    expect((await get(`${base}/metrics`)).status).toBe(200);
+    await waitFor(1);
+    expect(inFlight).toBe(0);
+    await get(`${base}/healthz`);
+    await get(`${base}/readyz`);
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(calls).toBe(1);
+    // Two at once: called when no response is under way (once, or twice if the first ended before the second began).
+    const both = await Promise.all([get(`${base}/metrics`), get(`${base}/metrics`)]);
+    expect(both.map((r) => r.status)).toEqual([200, 200]);
+    await waitFor(2);
+    expect(calls).toBeLessThanOrEqual(3);
+    expect(inFlight).toBe(0);
+    const before = calls;
+    // A hook that throws is logged, not a failed scrape.
+    const bad = new MetricsServer({ host: '127.0.0.1', port: 0, metrics: m, afterScrape: () => { calls++; throw new Error('boom'); } });
+    servers.push(bad);
+    const badBase = `http://127.0.0.1:${(await bad.listen()).port}`;
+    expect((await get(`${badBase}/metrics`)).status).toBe(200);
+    await waitFor(before + 1);
+    expect((await get(`${badBase}/metrics`)).status).toBe(200);
+  });
+
   it('refuses a bad port at the door', () => {
     expect(() => new MetricsServer({ host: '127.0.0.1', port: 70000, metrics: new AgentMetrics({ defaultMetrics: false }) })).toThrow(/--metrics-address/);
   });
