@@ -160,8 +160,16 @@ export class H2Response {
   constructor(private readonly stream: http2.ServerHttp2Stream, method: string, private readonly session?: SessionState) {
     this.noBody = method === 'HEAD';
     (stream as StreamWithResponse)[RESPONSE] = this;
-    stream.on('error', ignore);
-    stream.on('close', onStreamClose);
+  }
+
+  /**
+   * The stream's 'error' and 'close' listeners, added once the request has been dispatched
+   * (after the backend write): each on() emits Node's 'newListener' on the stream, work the
+   * request need not wait for. Both events come on a later tick, never during the dispatch.
+   */
+  listen(): void {
+    this.stream.on('error', ignore);
+    this.stream.on('close', onStreamClose);
   }
 
   /** The stream closed (ended, or reset by either side). */
@@ -360,7 +368,11 @@ export class H2Server {
     if (headers.expect === '100-continue' && !stream.endAfterHeaders) {
       try { stream.additionalHeaders({ ':status': 100 }); } catch { /* the stream is gone */ }
     }
-    this.opts.onRequest(req, res);
+    try {
+      this.opts.onRequest(req, res);
+    } finally {
+      res.listen();
+    }
   };
 
   /** Sessions without an open stream for idleTimeoutMs get a GOAWAY and are closed. */
