@@ -163,6 +163,10 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   const smaps = smapsMiB(pid);
   const cpu0 = cpuMsOf(pid);
   const heap = port ? await heapOf(port).catch(() => ({})) : {};
+  // RSS a moment after each scrape, as between two of Prometheus's (the agent gives malloc's
+  // freed pages back once a scrape's response is done: agent/metrics/server.ts afterScrape).
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
+  await settle();
   const afterScrapeRssMiB = rssOf(pid).rssMiB;
   // More scrapes in a row (3, or KW_BENCH_SCRAPES): what Prometheus does every 15-60 s must not grow the RSS further.
   const scrapes = Math.max(1, Number(process.env.KW_BENCH_SCRAPES ?? 3));
@@ -170,6 +174,7 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   if (port) {
     for (let i = 1; i < scrapes; i++) {
       await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
+      await settle();
       rssPerScrapeMiB.push(rssOf(pid).rssMiB);
     }
   }
