@@ -126,16 +126,23 @@ it('every line is byte for byte what the previous writer wrote, for tricky value
   const file = join(dir, 'bytes.log');
   const log = new AccessLog({ file });
   const recs = Array.from({ length: 3000 }, (_, i) => record(i));
+  const t0 = Date.now();
   for (const r of recs) log.write(r);
   for (const r of recs.slice(0, 500)) log.write(r); // the same values again, from the caches
+  const t1 = Date.now();
   await log.close();
   const got = readFileSync(file);
+  let last = t0;
   const all = [...recs, ...recs.slice(0, 500)];
   let o = 0;
   for (let i = 0; i < all.length; i++) {
     // Raw fields (addresses, ids) are written as they are, a newline too: lines are cut by the reference's length.
     const time = /^\{"level":30,"time":(\d+),/.exec(got.subarray(o, o + 40).toString('latin1'))?.[1];
     expect(time, `line ${i}'s time`).toBeDefined();
+    // The time's digits (written over the previous millisecond's): when the line was written, never going back.
+    expect(Number(time), `line ${i}'s time`).toBeGreaterThanOrEqual(last);
+    expect(Number(time), `line ${i}'s time`).toBeLessThanOrEqual(t1);
+    last = Number(time);
     const want = previousLine(all[i]!, time!);
     const line = got.subarray(o, o + want.length);
     if (!line.equals(want)) expect(line.toString('utf8'), `line ${i}`).toBe(want.toString('utf8'));
