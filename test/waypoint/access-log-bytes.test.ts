@@ -1,10 +1,11 @@
 /**
- * The access-log line is users' contract (issue 16): the writer that copies fragments
- * rendered once per value (access-log.ts) writes every line byte for byte as the writer
- * before it did, field by field, for tricky values: quotes, backslashes, control
- * characters, DEL, non-ASCII and lone surrogates, empty and missing fields, numbers at
- * their edges, values too long to be kept, more distinct values than a field's cache
- * holds, and the same values again (from the cache).
+ * The access-log line is users' contract (issue 16): the writer (access-log.ts) writes
+ * every line byte for byte as the reference copy below does, field by field, for tricky
+ * values: quotes, backslashes, control characters, DEL, non-ASCII and lone surrogates,
+ * empty and missing fields, numbers at their edges, long values, many distinct values, and
+ * the same values again. Written for a faster writer (fragments rendered once per value)
+ * that was reverted in the same session because it cost more CPU per request in the bench
+ * (docs/waypoint-bench.md); any rewrite of the writer must pass it.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -127,38 +127,61 @@ export class AccessLog {
     if (most > BUFFER_BYTES) { this.append(lineOf(r)); return; }
     const b = this.room(most);
     let o = this.buffered;
-    // The values that repeat (the route's names, the upstream, the caller's address and
-    // agent) are copied from their bytes rendered once with the key before them (`Fragments`);
-    // the time and what comes before the method once per millisecond; only what differs per
-    // request (path, ids, numbers) is written character by character.
-    o = copy(b, o, headBytes());
-    o = copy(b, o, METHOD.of(r.method));
+    o = putLatin1(b, o, '{"level":30,"time":');
+    o = putLatin1(b, o, nowText());
+    o = putLatin1(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
+    o = json(b, o, r.method);
+    o = putLatin1(b, o, ',"path":');
     o = json(b, o, r.path);
-    o = copy(b, o, PROTOCOL.of(r.protocol));
-    o = putUint(b, o, r.status);
-    o = copy(b, o, DURATION_KEY);
+    o = putLatin1(b, o, ',"protocol":"');
+    o = raw(b, o, r.protocol);
+    o = putLatin1(b, o, '","status":');
+    o = putLatin1(b, o, String(r.status));
+    o = putLatin1(b, o, ',"durationMs":');
     o = putMs(b, o, r.durationMs);
-    o = copy(b, o, ROUTE.of(r.route));
-    o = copy(b, o, RULE.of(r.rule));
-    o = copy(b, o, DESTINATION.of(r.destination));
-    if (r.upstream !== undefined) o = copy(b, o, UPSTREAM.of(r.upstream));
-    o = copy(b, o, SOURCE.of(r.source));
-    o = copy(b, o, SOURCE_ADDRESS.of(r.sourceAddress));
-    o = copy(b, o, PARENT.of(r.parent));
-    o = putUint(b, o, r.bytesIn);
-    o = copy(b, o, BYTES_OUT_KEY);
-    o = putUint(b, o, r.bytesOut);
-    o = copy(b, o, TRACE_KEY);
+    o = putLatin1(b, o, ',"route":');
+    o = json(b, o, r.route);
+    o = putLatin1(b, o, ',"rule":');
+    o = json(b, o, r.rule);
+    o = putLatin1(b, o, ',"destination":');
+    o = json(b, o, r.destination);
+    if (r.upstream !== undefined) {
+      o = putLatin1(b, o, ',"upstream":"');
+      o = raw(b, o, r.upstream);
+      b[o++] = 34;
+    }
+    o = putLatin1(b, o, ',"source":');
+    o = json(b, o, r.source);
+    o = putLatin1(b, o, ',"sourceAddress":"');
+    o = raw(b, o, r.sourceAddress);
+    o = putLatin1(b, o, '","parent":');
+    o = json(b, o, r.parent);
+    o = putLatin1(b, o, ',"bytesIn":');
+    o = putLatin1(b, o, String(r.bytesIn));
+    o = putLatin1(b, o, ',"bytesOut":');
+    o = putLatin1(b, o, String(r.bytesOut));
+    o = putLatin1(b, o, ',"traceId":"');
     o = raw(b, o, r.traceId);
-    o = copy(b, o, SPAN_KEY);
+    o = putLatin1(b, o, '","spanId":"');
     o = raw(b, o, r.spanId);
-    o = copy(b, o, REQUEST_KEY);
+    o = putLatin1(b, o, '","requestId":');
     o = json(b, o, r.requestId);
-    if (ua !== undefined) o = copy(b, o, USER_AGENT.of(ua));
-    if (r.reason !== undefined) o = copy(b, o, REASON.of(r.reason));
-    if (r.responseFlags !== undefined) o = copy(b, o, FLAGS.of(r.responseFlags));
-    o = copy(b, o, ATTEMPTS_KEY);
-    o = putUint(b, o, r.attempts);
+    if (ua !== undefined) {
+      o = putLatin1(b, o, ',"userAgent":');
+      o = json(b, o, ua);
+    }
+    if (r.reason !== undefined) {
+      o = putLatin1(b, o, ',"reason":"');
+      o = raw(b, o, r.reason);
+      b[o++] = 34;
+    }
+    if (r.responseFlags !== undefined) {
+      o = putLatin1(b, o, ',"responseFlags":"');
+      o = raw(b, o, r.responseFlags);
+      b[o++] = 34;
+    }
+    o = putLatin1(b, o, ',"attempts":');
+    o = putLatin1(b, o, String(r.attempts));
     b[o++] = 125; // }
     b[o++] = 10;
     this.buffered = o;
@@ -285,117 +308,13 @@ export class AccessLog {
   }
 }
 
-/**
- * A line's bytes up to the method's value, for the millisecond `headMs`: when Date.now()
- * moves on, its digits are written over the previous ones (the whole head again only when
- * their count changes).
- */
-let headMs = -1;
-let head: Uint8Array = new Uint8Array(0);
-/** The times whose digits fit where the head's are: [headFloor, headCeil). */
-let headFloor = 0;
-let headCeil = 0;
-let headDigits = 0;
-const HEAD_TIME_AT = '{"level":30,"time":'.length;
-function headBytes(): Uint8Array {
+let nowMs = 0;
+let nowString = '0';
+/** Date.now() as text, converted once per millisecond (a number this large is a double: String() of it is not cheap). */
+function nowText(): string {
   const t = Date.now();
-  if (t !== headMs) {
-    headMs = t;
-    if (t >= headFloor && t < headCeil && Number.isInteger(t)) {
-      let n = t;
-      for (let i = HEAD_TIME_AT + headDigits - 1; i >= HEAD_TIME_AT; i--) {
-        const q = Math.floor(n / 10);
-        head[i] = 48 + (n - q * 10);
-        n = q;
-      }
-    } else {
-      const text = String(t);
-      head = bytes(`{"level":30,"time":${text},"name":"kernway-waypoint-access","msg":"request","method":`);
-      headFloor = /^[1-9]\d*$/.test(text) ? 10 ** (text.length - 1) : 0;
-      headCeil = headFloor === 0 ? 0 : 10 ** text.length;
-      headDigits = text.length;
-    }
-  }
-  return head;
-}
-
-/**
- * A field's key and value as the line has them, rendered once per value: `prefix`, the
- * value (as a JSON string, or written as it is), `suffix`. The values seen are kept up to
- * a bound (route names, upstreams and addresses are few; a caller's method or user agent
- * can be anything: past the bound the cache starts over).
- */
-class Fragments {
-  private readonly seen = new Map<string, Uint8Array>();
-  constructor(private readonly prefix: string, private readonly quoted: boolean, private readonly suffix: string) {}
-
-  /** The bytes for `value`; a value too long to be kept is rendered into the scratch buffer, for one copy at once. */
-  of(value: string): Uint8Array {
-    let f = this.seen.get(value);
-    if (f !== undefined) return f;
-    const b = (scratch ??= Buffer.allocUnsafeSlow(BUFFER_BYTES));
-    let o = putLatin1(b, 0, this.prefix);
-    o = this.quoted ? json(b, o, value) : raw(b, o, value);
-    o = putLatin1(b, o, this.suffix);
-    if (value.length > FRAGMENT_CHARS) return new Uint8Array(b.buffer, b.byteOffset, o);
-    if (this.seen.size >= FRAGMENTS_KEPT) this.seen.clear();
-    f = new Uint8Array(b.subarray(0, o)); // a copy of its own
-    this.seen.set(value, f);
-    return f;
-  }
-}
-
-/** Where fragments are rendered (a line's strings fit: a longer line is written as one string). */
-let scratch: Buffer | undefined;
-/** Values kept per field before its cache starts over, and the longest value kept. */
-const FRAGMENTS_KEPT = 256;
-const FRAGMENT_CHARS = 256;
-const METHOD = new Fragments('', true, ',"path":');
-const PROTOCOL = new Fragments(',"protocol":"', false, '","status":');
-const ROUTE = new Fragments(',"route":', true, '');
-const RULE = new Fragments(',"rule":', true, '');
-const DESTINATION = new Fragments(',"destination":', true, '');
-const UPSTREAM = new Fragments(',"upstream":"', false, '"');
-const SOURCE = new Fragments(',"source":', true, ',"sourceAddress":"');
-const SOURCE_ADDRESS = new Fragments('', false, '","parent":');
-const PARENT = new Fragments('', true, ',"bytesIn":');
-const USER_AGENT = new Fragments(',"userAgent":', true, '');
-const REASON = new Fragments(',"reason":"', false, '"');
-const FLAGS = new Fragments(',"responseFlags":"', false, '"');
-const DURATION_KEY = bytes(',"durationMs":');
-const BYTES_OUT_KEY = bytes(',"bytesOut":');
-const TRACE_KEY = bytes(',"traceId":"');
-const SPAN_KEY = bytes('","spanId":"');
-const REQUEST_KEY = bytes('","requestId":');
-const ATTEMPTS_KEY = bytes(',"attempts":');
-
-/**
- * Bytes rendered before into the line. Every fragment is a plain Uint8Array (never a
- * Buffer, whose `length` read through a second class is a call per read).
- */
-function copy(b: Buffer, o: number, f: Uint8Array): number {
-  b.set(f, o);
-  return o + f.length;
-}
-
-/** Latin-1 text as a plain Uint8Array. */
-function bytes(s: string): Uint8Array {
-  const f = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) f[i] = s.charCodeAt(i);
-  return f;
-}
-
-/** A number as String() writes it, digit by digit for a non-negative integer (no number-to-string conversion). */
-function putUint(b: Buffer, o: number, n: number): number {
-  if (!(n >= 0 && n <= 0x1fffffffffffff && Math.floor(n) === n)) return putLatin1(b, o, String(n));
-  let end = o + 1;
-  for (let p = 10; p <= n; p *= 10) end++;
-  for (let i = end - 1; i >= o; i--) {
-    const q = Math.floor(n / 10);
-    b[i] = 48 + (n - q * 10);
-    n = q;
-  }
-  return end;
+  if (t !== nowMs) { nowMs = t; nowString = String(t); }
+  return nowString;
 }
 
 /**
@@ -409,7 +328,7 @@ function putMs(b: Buffer, o: number, ms: number): number {
   if (!(us >= 0 && us < 1e12) || us / 1000 !== ms) return putLatin1(b, o, String(ms));
   const whole = Math.floor(us / 1000);
   let frac = us - whole * 1000;
-  o = putUint(b, o, whole);
+  o = putLatin1(b, o, String(whole));
   if (frac === 0) return o;
   b[o++] = 46; // '.'
   let digits = 3;
@@ -426,32 +345,27 @@ function putMs(b: Buffer, o: number, ms: number): number {
 const LINE_OVERHEAD = 1024;
 
 
-/**
- * A value written as it is (addresses, ids, flags): its UTF-8 bytes (ASCII as it is) by one
- * native copy. Reading a string character by character cost about 45 instructions per
- * character for the ids, which are slices of a pool of random hex (indirect strings).
- */
+/** A value written as it is (addresses, ids, flags): byte by byte when ASCII, else as UTF-8. */
 function raw(b: Buffer, o: number, s: string): number {
-  return o + b.write(s, o);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return o + b.write(s, o);
+    b[o + i] = c;
+  }
+  return o + s.length;
 }
 
-/**
- * A JSON string: the value's UTF-8 bytes by one native copy between quotes, checked
- * afterwards in the buffer (reading bytes is cheap, characters are not); a value with a
- * byte outside printable ASCII or a quote or backslash is written again over it as
- * JSON.stringify writes it. A character outside printable ASCII always gives such a byte
- * (controls and DEL themselves, anything else UTF-8 bytes of 0x80 and up), so the same
- * values are escaped as when characters were checked one by one.
- */
+/** A JSON string: printable ASCII byte by byte; anything else through JSON.stringify, as UTF-8. */
 function json(b: Buffer, o: number, s: string): number {
   b[o] = 34;
-  const end = o + 1 + b.write(s, o + 1);
-  for (let i = o + 1; i < end; i++) {
-    const c = b[i]!;
+  let p = o + 1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
     if (c < 32 || c > 126 || c === 34 || c === 92) return o + b.write(JSON.stringify(s), o);
+    b[p++] = c;
   }
-  b[end] = 34;
-  return end + 1;
+  b[p] = 34;
+  return p + 1;
 }
 
 /** The line as one string (for a line too long for the batch buffer). */
