@@ -267,3 +267,48 @@ describe('service table: incremental rebuild', () => {
     expect(backends(buildServiceTable(buildModel([a, s2]), { nodeName: 'n' }))['10.96.0.1:80/TCP']).toEqual(['10.0.0.2:8080']);
   });
 });
+
+describe('service table: a Service\'s entries found without a map per Service', () => {
+  const keysOf = (tb: ServiceTableBuilder): string[] => [...tb.table.keys()].sort();
+  it('a Service that changes cluster IP, ports or is removed leaves no entry behind, also after its entries were kept', () => {
+    const tb = new ServiceTableBuilder({ nodeName: 'n' });
+    const p = (port: number) => ({ name: `p${port}`, port, targetPort: port });
+    const slc = src(slice('a-1', 'a', ['10.0.0.1'], [{ name: 'p80', port: 80 }, { name: 'p81', port: 81 }, { name: 'p82', port: 82 }]));
+    const v1 = src(service('a', { ip: '10.96.0.1', ports: [p(80), p(81)] }));
+    tb.update(buildModel([v1, slc]));
+    const e80 = tb.table.get('10.96.0.1:80/TCP');
+    // v2: one port more; the two entries that did not change stay the same objects.
+    const v2 = src(service('a', { ip: '10.96.0.1', ports: [p(80), p(81), p(82)] }));
+    expect([...tb.update(buildModel([v2, slc]), ['default/a'])]).toEqual(['10.96.0.1:82/TCP']);
+    expect(tb.table.get('10.96.0.1:80/TCP')).toBe(e80);
+    // v3: two ports fewer.
+    const v3 = src(service('a', { ip: '10.96.0.1', ports: [p(80)] }));
+    expect([...tb.update(buildModel([v3, slc]), ['default/a'])].sort()).toEqual(['10.96.0.1:81/TCP', '10.96.0.1:82/TCP']);
+    expect(keysOf(tb)).toEqual(['10.96.0.1:80/TCP']);
+    // v4: another cluster IP: none of its keys holds an entry of it any more.
+    const v4 = src(service('a', { ip: '10.96.0.9', ports: [p(80)] }));
+    expect([...tb.update(buildModel([v4, slc]), ['default/a'])].sort()).toEqual(['10.96.0.1:80/TCP', '10.96.0.9:80/TCP']);
+    expect(keysOf(tb)).toEqual(['10.96.0.9:80/TCP']);
+    // Removed.
+    expect([...tb.update(buildModel([slc]), ['default/a'])]).toEqual(['10.96.0.9:80/TCP']);
+    expect(tb.table.size).toBe(0);
+  });
+
+  it('a cluster IP passed from one Service to another in one update is the new owner\'s, whichever is recomputed first', () => {
+    for (const order of [['default/a', 'default/b'], ['default/b', 'default/a']]) {
+      const a = src(service('a', { ip: '10.96.0.1' }), 'a.yaml');
+      const b = src(service('b', { ip: '10.96.0.1' }), 'b.yaml');
+      const aSlice = src(slice('a-1', 'a', ['10.0.0.1']));
+      const bSlice = src(slice('b-1', 'b', ['10.0.0.2']));
+      const tb = new ServiceTableBuilder({ nodeName: 'n' });
+      tb.update(buildModel([a, b, aSlice, bSlice]));
+      expect(tb.table.get('10.96.0.1:80/TCP')?.service).toBe('default/a');
+      expect([...tb.update(buildModel([b, aSlice, bSlice]), order)]).toEqual(['10.96.0.1:80/TCP']);
+      expect(tb.table.get('10.96.0.1:80/TCP')?.service).toBe('default/b');
+      expect([...tb.table.get('10.96.0.1:80/TCP')!.backends]).toEqual([{ ip: '10.0.0.2', port: 8080 }]);
+      expect(tb.table.size).toBe(1);
+      // A whole update afterwards finds nothing to do.
+      expect(tb.update(buildModel([b, aSlice, bSlice])).size).toBe(0);
+    }
+  });
+});
