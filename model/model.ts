@@ -15,7 +15,7 @@
  * proportional to the change, and `ModelChange.services` names the Services whose Service
  * object or slices changed, so the service table can be updated for those alone.
  */
-import { Candidates } from '../k8s/candidates.js';
+import { Candidates, FoldedCandidates } from '../k8s/candidates.js';
 import { parseObject, type KnownObject } from '../k8s/kinds.js';
 import { SERVICE_NAME_LABEL, type EndpointSlice, type Origin, type Problem, type Service, type SourcedObject } from '../k8s/types.js';
 import {
@@ -71,7 +71,8 @@ function keyed(o: KnownObject): Keyed {
 
 export class ModelBuilder {
   // Candidates per identity, in origin order; the first is the one used.
-  private readonly svcCands = new Candidates<Service>(byOrigin);
+  /** A Service's sole candidate in use is `services`' own entry (FoldedCandidates: no second map of every key). */
+  private readonly svcCands: FoldedCandidates<Service>;
   private readonly sliceCands = new Candidates<EndpointSlice>(byOrigin);
   private readonly keyedCands = new Map<KeyedKind, Candidates<Keyed>>(KEYED_KINDS.map((k) => [k, new Candidates<Keyed>(byOrigin)]));
   /** Kind name in problems ('Pod', 'HTTPRoute'...) by Model map. */
@@ -95,6 +96,7 @@ export class ModelBuilder {
     this.model = emptyModel();
     this.services = this.model.services as Map<string, Service>;
     this.slicesByService = this.model.slicesByService as Map<string, readonly EndpointSlice[]>;
+    this.svcCands = new FoldedCandidates<Service>(byOrigin, this.services);
   }
 
   private map(kind: KeyedKind): Map<string, unknown> {
@@ -134,7 +136,7 @@ export class ModelBuilder {
       switch (m.kind) {
         case 'Service': {
           const key = m.value.key;
-          if (!prevSvc.has(key)) prevSvc.set(key, this.svcCands.first(key));
+          if (!prevSvc.has(key)) { prevSvc.set(key, this.svcCands.first(key)); this.svcCands.open(key); }
           if (add) this.svcCands.add(key, m.value);
           else this.svcCands.remove(key, m.value);
           break;
@@ -172,6 +174,7 @@ export class ModelBuilder {
     }
     const usageChanged: string[] = [];
     for (const key of recheck) {
+      this.svcCands.open(key); // its candidate is held apart while `services` changes under it
       const w = this.svcCands.first(key);
       const problems: Problem[] = [];
       let used = w;
@@ -197,6 +200,7 @@ export class ModelBuilder {
       changed.add(key);
       usageChanged.push(key);
     }
+    this.svcCands.settle(); // `services` is up to date for every key touched
 
     // EndpointSlices: winners, grouped by their Service (copy-on-write lists, sorted by name).
     for (const [key, prev] of prevSlice) {

@@ -173,3 +173,41 @@ describe('Model.slicesByService', () => {
     expect(Array.isArray(m.get('default/a'))).toBe(true);
   });
 });
+
+describe('ModelBuilder: Services\' candidates kept by the model\'s own map', () => {
+  it('a cluster IP conflict is resolved the same way, in use and out of use, back and forth', () => {
+    const a = src(service('a', { ip: '10.96.0.1' }), 'a.yaml');
+    const b = src(service('b', { ip: '10.96.0.1' }), 'b.yaml');
+    const b2 = src(service('b', { ip: '10.96.0.2' }), 'b.yaml');
+    const dupA = src(service('a', { ip: '10.96.0.3' }), 'z.yaml');
+    const mb = new ModelBuilder();
+    const conflicts = (): string[] => mb.model.problems.filter((p) => p.code === 'KW_CLUSTER_IP_CONFLICT').map((p) => p.object ?? '');
+    mb.reset([b]);
+    expect([...mb.model.services.keys()]).toEqual(['default/b']);
+    // a comes first by origin: it owns the cluster IP, b goes out of use.
+    let ch = mb.apply({ added: [a], removed: [] });
+    expect([...ch.services].sort()).toEqual(['default/a', 'default/b']);
+    expect([...mb.model.services.keys()]).toEqual(['default/a']);
+    expect(conflicts()).toEqual(['Service default/b']);
+    // A duplicate of a, later by origin: reported, a stays.
+    mb.apply({ added: [dupA], removed: [] });
+    expect(mb.model.services.get('default/a')?.clusterIPs).toEqual(['10.96.0.1']);
+    expect(mb.model.problems.filter((p) => p.code === 'KW_DUPLICATE_OBJECT').map((p) => p.file)).toEqual(['z.yaml']);
+    // b moves to another cluster IP: in use again.
+    ch = mb.apply({ added: [b2], removed: [b] });
+    expect([...ch.services]).toEqual(['default/b']);
+    expect([...mb.model.services.keys()].sort()).toEqual(['default/a', 'default/b']);
+    expect(conflicts()).toEqual([]);
+    // a removed: its duplicate takes over.
+    ch = mb.apply({ added: [], removed: [a] });
+    expect(mb.model.services.get('default/a')?.clusterIPs).toEqual(['10.96.0.3']);
+    expect(mb.model.problems).toEqual([]);
+    // Back: b's old address and a's first object; a owns 10.96.0.1 again.
+    mb.apply({ added: [a, b], removed: [b2] });
+    expect(mb.model.services.get('default/a')?.clusterIPs).toEqual(['10.96.0.1']);
+    expect([...mb.model.services.keys()]).toEqual(['default/a']);
+    expect(conflicts()).toEqual(['Service default/b']);
+    // Every step agrees with a build from scratch.
+    expect(plain(mb.model)).toEqual(plain(buildModel([dupA, a, b])));
+  });
+});
