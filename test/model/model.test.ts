@@ -199,7 +199,7 @@ describe('ModelBuilder: Services\' candidates kept by the model\'s own map', () 
     expect([...mb.model.services.keys()].sort()).toEqual(['default/a', 'default/b']);
     expect(conflicts()).toEqual([]);
     // a removed: its duplicate takes over.
-    ch = mb.apply({ added: [], removed: [a] });
+    mb.apply({ added: [], removed: [a] });
     expect(mb.model.services.get('default/a')?.clusterIPs).toEqual(['10.96.0.3']);
     expect(mb.model.problems).toEqual([]);
     // Back: b's old address and a's first object; a owns 10.96.0.1 again.
