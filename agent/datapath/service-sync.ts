@@ -22,7 +22,7 @@ import { datapathAddr } from './addr.js';
 import { SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, encodeU32 } from './codec.js';
 import { checkLayout, type LbMaps, type MapLike } from './lb-maps.js';
 import {
-  Batch, NO_IDS, NO_SET, addressOf, SerialIds, SmallIds, backendNameOf, frontendId, idCount, idList, packIds, planServices, protoOf,
+  Batch, Mirror, NO_IDS, NO_SET, addressOf, SerialIds, SmallIds, backendNameOf, frontendId, idCount, idList, packIds, planServices, protoOf,
   type EntryCounts, type LiveFrontend, type ReconcileResult, type ServicePlan,
 } from './service-plan.js';
 
@@ -34,7 +34,8 @@ export class ServiceSync {
   private readonly maps: LbMaps;
   private readonly log: Logger | undefined;
   readonly maglevM: number;
-  private live = new Map<string, LiveFrontend>();
+  /** What the maps hold, by frontend id (compact: service-plan.ts `Mirror`). */
+  private live = new Mirror();
   /** A full reconcile happened since adoption: incremental ones may follow. */
   private synced = false;
   private readonly svcIds: SmallIds;
@@ -73,12 +74,12 @@ export class ServiceSync {
    * builds an object each).
    */
   forEachCounted(fn: (svcId: number, name: string) => void): void {
-    this.live.forEach((f) => {
-      const service = f.entry?.service;
-      if (service !== undefined) fn(f.svcId, service);
+    this.live.forEachEntry((svcId, entry, id) => {
+      const service = entry?.service;
+      if (service !== undefined) fn(svcId, service);
       else {
-        const { vip, port } = addressOf(f);
-        fn(f.svcId, `${vip}:${port}`);
+        const { vip, port } = addressOf(this.live.get(id)!);
+        fn(svcId, `${vip}:${port}`);
       }
     });
   }
@@ -242,7 +243,9 @@ export class ServiceSync {
     }
 
     for (const id of plan.freedSvcIds) this.svcIds.free(id);
-    this.live = plan.next.commit();
+    const live = plan.next.commit();
+    // A whole reconcile plans over a new plain Map: kept as a Mirror.
+    this.live = live instanceof Mirror ? live : Mirror.of(live);
     this.synced = true;
     this.counts = plan.counts;
     return plan.result;

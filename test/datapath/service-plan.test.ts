@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildModel } from '../../model/model.js';
 import { buildServiceTable, type ServiceTable } from '../../model/service-table.js';
 import type { SourcedObject } from '../../k8s/types.js';
-import { idCount, idList, packIds, planServices, SerialIds, SmallIds, type ServicePlan, type ServiceState } from '../../agent/datapath/service-plan.js';
+import { idCount, idList, Mirror, packIds, planServices, SerialIds, SmallIds, type LiveFrontend, type ServicePlan, type ServiceState } from '../../agent/datapath/service-plan.js';
 import { decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, SVC_F_MAGLEV } from '../../agent/datapath/codec.js';
 import { serviceObject, sliceObject } from '../../agent/demo/manifests.js';
 
@@ -143,5 +143,69 @@ describe('the mirror\'s packed parts', () => {
     expect(() => ids.take()).toThrow(/no free service id: all 10/);
     ids.reset();
     expect(ids.take()).toBe(0);
+  });
+});
+
+describe('Mirror (the compact mirror of the maps)', () => {
+  it('gives back every record as it was set, runs and id texts, adopted and dirty; slots of deleted frontends are reused', () => {
+    const m = new Mirror();
+    const entry = table([{ name: 'a', vip: '10.96.0.1', backends: ['10.0.0.1'] }]).get('10.96.0.1:80/TCP')!;
+    const recs: Array<[string, LiveFrontend]> = [];
+    for (let i = 0; i < 200; i++) {
+      const f: LiveFrontend = {
+        svcId: i, setId: 1000 + i, flags: i % 4, affinityTimeout: i % 3 === 0 ? 10800 : 0, ids: i % 2 === 0 ? 5 + i * 10 : packIds([7, 3 + i, 0xfffffffe], 3),
+        slotCount: i % 2 === 0 ? 10 : 3, hasMaglev: i % 5 === 0, dirty: i % 7 === 0, entry: i % 3 === 1 ? undefined : entry,
+        adopted: i % 3 === 1 ? { vip: '10.96.0.9', port: i, proto: 6, names: [`10.0.0.${i % 250}:80`] } : undefined,
+      };
+      m.set(`k${i}`, f);
+      recs.push([`k${i}`, f]);
+    }
+    expect(m.size).toBe(200);
+    for (const [k, f] of recs) expect(m.get(k)).toEqual(f);
+    expect([...m]).toEqual(recs);
+    expect(idList(m.get('k1')!)).toEqual([7, 4, 0xfffffffe]);
+    for (let i = 0; i < 200; i += 2) m.delete(`k${i}`);
+    expect(m.size).toBe(100);
+    expect(m.get('k0')).toBeUndefined();
+    // Rewritten in place, then new frontends in the freed slots.
+    m.set('k1', { ...recs[1]![1], ids: 42, slotCount: 2, adopted: undefined, entry });
+    expect(m.get('k1')).toEqual({ ...recs[1]![1], ids: 42, slotCount: 2, adopted: undefined, entry });
+    for (let i = 0; i < 100; i++) m.set(`n${i}`, recs[i]![1]);
+    expect(m.size).toBe(200);
+    for (let i = 0; i < 100; i++) expect(m.get(`n${i}`)).toEqual(recs[i]![1]);
+    const seen: string[] = [];
+    m.forEachEntry((svcId, e, id) => { seen.push(id); expect(svcId).toBe(m.get(id)!.svcId); expect(e).toBe(m.get(id)!.entry); });
+    expect(seen.length).toBe(200);
+    m.clear();
+    expect(m.size).toBe(0);
+  });
+
+  it('plans over a Mirror as over a Map, change after change', () => {
+    const ids = () => ({ svc: new SmallIds(64), set: new SerialIds(() => new Set()), backend: new SerialIds(() => new Set()) });
+    const a = ids(), b = ids();
+    let overMap: ServiceState = { live: new Map(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
+    let overMirror: ServiceState = { live: new Mirror(), synced: false, counts: { slots: 0, backends: 0, maglev: 0 } };
+    const svcs = Array.from({ length: 20 }, (_, i) => ({ name: `s${i}`, vip: `10.96.0.${i + 1}`, backends: [`10.0.0.${i + 1}`, `10.0.1.${i + 1}`] }));
+    let prev: ServiceTable = new Map();
+    for (let step = 0; step < 6; step++) {
+      if (step > 0) {
+        svcs[step]!.backends = [`10.0.2.${step}`, ...svcs[step]!.backends.slice(1)];
+        if (step % 2 === 0) svcs.pop();
+      }
+      const t = table(svcs);
+      const changed = step === 0 ? undefined : [...new Set([...t.keys(), ...prev.keys()])].filter((k) => t.get(k)?.backends.length !== prev.get(k)?.backends.length || !t.get(k)?.backends.equals(prev.get(k)!.backends));
+      const p1 = planServices(overMap, t, changed, { ids: a, maglevM: 7, statsValueSize: 16 });
+      const p2 = planServices(overMirror, t, changed, { ids: b, maglevM: 7, statsValueSize: 16 });
+      expect(p2.result).toEqual(p1.result);
+      for (const k of ['backendPut', 'slotPut', 'statsPut', 'svcPut', 'slotDel', 'maglevDel', 'backendDel'] as const) expect(p2[k].keys()).toEqual(p1[k].keys());
+      expect(p2.svcDel).toEqual(p1.svcDel);
+      for (const id of p1.freedSvcIds) a.svc.free(id);
+      for (const id of p2.freedSvcIds) b.svc.free(id);
+      overMap = { live: p1.next.commit(), synced: true, counts: p1.counts };
+      const live = p2.next.commit();
+      overMirror = { live: live instanceof Mirror ? live : Mirror.of(live), synced: true, counts: p2.counts };
+      expect([...overMirror.live].map(([k, f]) => [k, f.setId, idList(f)])).toEqual([...overMap.live].map(([k, f]) => [k, f.setId, idList(f)]));
+      prev = t;
+    }
   });
 });
