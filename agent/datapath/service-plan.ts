@@ -237,8 +237,9 @@ export class Mirror implements FrontendMap<string, LiveFrontend> {
   private readonly adoptedAt = new Map<number, AdoptedFrontend>();
 
   /** A mirror holding `from`'s frontends. */
-  static of(from: Iterable<[string, LiveFrontend]>): Mirror {
+  static of(from: Iterable<[string, LiveFrontend]> & { readonly size?: number }): Mirror {
     const m = new Mirror();
+    if (from.size !== undefined) m.grow(from.size); // exactly: a mirror made after a whole reconcile holds them all
     for (const [id, f] of from) m.set(id, f);
     return m;
   }
