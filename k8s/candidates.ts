@@ -61,8 +61,8 @@ export class Candidates<T> {
 }
 
 /**
- * Candidates whose sole candidate is not stored when `inUse` (a map the owner keeps anyway:
- * the model's Services) holds it for its key: nearly every key has one candidate and it is
+ * Candidates whose sole candidate is not stored when `inUse` (a map the owner keeps anyway,
+ * such as the model's Services, or a lookup that finds a candidate in use, or not) gives it for its key: nearly every key has one candidate and it is
  * the one in use, so a second map of every key (0.44 MiB at 10,000) is left out. Before
  * changing a key's candidates the owner calls `open(key)` (its candidate is then held
  * here until `settle()`), and calls `settle()` once `inUse` is up to date for the keys opened.
@@ -71,7 +71,7 @@ export class Candidates<T> {
 export class FoldedCandidates<T> extends Candidates<T> {
   private readonly opened = new Set<string>();
 
-  constructor(compare: (a: T, b: T) => number, private readonly inUse: ReadonlyMap<string, T>) {
+  constructor(compare: (a: T, b: T) => number, private readonly inUse: { get(key: string): T | undefined }) {
     super(compare);
   }
 

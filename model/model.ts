@@ -19,7 +19,7 @@ import { Candidates, FoldedCandidates } from '../k8s/candidates.js';
 import { parseObject, type KnownObject } from '../k8s/kinds.js';
 import { SERVICE_NAME_LABEL, type EndpointSlice, type Origin, type Problem, type Service, type SourcedObject } from '../k8s/types.js';
 import {
-  CLUSTER_IP_CONFLICT, DUPLICATE_OBJECT, SERVICE_NOT_FOUND, SERVICE_NO_CLUSTER_IP, emptyModel,
+  CLUSTER_IP_CONFLICT, DUPLICATE_OBJECT, SERVICE_NOT_FOUND, SERVICE_NO_CLUSTER_IP, emptyModel, type SliceLists,
   type KeyedKind, type Model, type ModelChange,
 } from './types.js';
 
@@ -73,7 +73,8 @@ export class ModelBuilder {
   // Candidates per identity, in origin order; the first is the one used.
   /** A Service's sole candidate in use is `services`' own entry (FoldedCandidates: no second map of every key). */
   private readonly svcCands: FoldedCandidates<Service>;
-  private readonly sliceCands = new Candidates<EndpointSlice>(byOrigin);
+  /** An EndpointSlice's sole candidate in force, when its Service is found by the slice's name, is `slicesByService`' own (below). */
+  private readonly sliceCands: FoldedCandidates<EndpointSlice>;
   private readonly keyedCands = new Map<KeyedKind, Candidates<Keyed>>(KEYED_KINDS.map((k) => [k, new Candidates<Keyed>(byOrigin)]));
   /** Kind name in problems ('Pod', 'HTTPRoute'...) by Model map. */
   private readonly kindName = new Map<KeyedKind, string>(Object.entries(KEYED).map(([k, m]) => [m!, k]));
@@ -97,6 +98,7 @@ export class ModelBuilder {
     this.services = this.model.services as Map<string, Service>;
     this.slicesByService = this.model.slicesByService as Map<string, readonly EndpointSlice[]>;
     this.svcCands = new FoldedCandidates<Service>(byOrigin, this.services);
+    this.sliceCands = new FoldedCandidates<EndpointSlice>(byOrigin, { get: (key) => this.sliceInForce(key) });
   }
 
   private map(kind: KeyedKind): Map<string, unknown> {
@@ -143,7 +145,7 @@ export class ModelBuilder {
         }
         case 'EndpointSlice': {
           const key = m.value.key;
-          if (!prevSlice.has(key)) prevSlice.set(key, this.sliceCands.first(key));
+          if (!prevSlice.has(key)) { prevSlice.set(key, this.sliceCands.first(key)); this.sliceCands.open(key); }
           if (add) this.sliceCands.add(key, m.value);
           else this.sliceCands.remove(key, m.value);
           break;
@@ -223,6 +225,7 @@ export class ModelBuilder {
         this.checkSlice(next);
       }
     }
+    this.sliceCands.settle(); // `slicesByService` is up to date for every key touched
     // Slices of Services that came into or went out of use.
     for (const svcKey of usageChanged) for (const s of this.slicesByService.get(svcKey) ?? []) this.checkSlice(s);
 
@@ -244,6 +247,18 @@ export class ModelBuilder {
 
     this.model.problems = this.collectProblems();
     return { model: this.model, services: changed, ...keyedChanges };
+  }
+
+  /**
+   * The EndpointSlice of `key` in force, when its Service is the one its name says, as the
+   * EndpointSlice controller names them (`<service>-<suffix>`) or the Service's own name; else
+   * undefined (its candidate is then held by `sliceCands` itself).
+   */
+  private sliceInForce(key: string): EndpointSlice | undefined {
+    const slices = this.slicesByService as SliceLists;
+    const dash = key.lastIndexOf('-');
+    const byPrefix = dash > key.indexOf('/') ? slices.find(key.slice(0, dash), key) : undefined;
+    return byPrefix ?? slices.find(key, key);
   }
 
   private checkSlice(s: EndpointSlice): void {

@@ -73,6 +73,13 @@ export class SliceLists extends Map<string, readonly EndpointSlice[]> {
   override [Symbol.iterator](): MapIterator<[string, readonly EndpointSlice[]]> {
     return this.entries();
   }
+  /** The slice of key `sliceKey` among `serviceKey`'s (no list made). */
+  find(serviceKey: string, sliceKey: string): EndpointSlice | undefined {
+    const v = super.get(serviceKey) as Stored | undefined;
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) return (v as EndpointSlice).key === sliceKey ? v as EndpointSlice : undefined;
+    return (v as readonly EndpointSlice[]).find((s) => s.key === sliceKey);
+  }
   override forEach(cb: (value: readonly EndpointSlice[], key: string, map: Map<string, readonly EndpointSlice[]>) => void, thisArg?: unknown): void {
     for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this);
   }

@@ -211,3 +211,36 @@ describe('ModelBuilder: Services\' candidates kept by the model\'s own map', () 
     expect(plain(mb.model)).toEqual(plain(buildModel([dupA, a, b])));
   });
 });
+
+describe('ModelBuilder: EndpointSlices\' candidates kept by slicesByService when the name says the Service', () => {
+  const held = (mb: ModelBuilder): number => (mb as unknown as { sliceCands: { one: Map<string, unknown> } }).sliceCands.one.size;
+  it('holds only slices whose name does not say their Service; duplicates and relabelled slices resolve as from scratch', () => {
+    const svcA = src(service('a', { ip: '10.96.0.1' }), 'a.yaml');
+    const svcB = src(service('b', { ip: '10.96.0.2' }), 'b.yaml');
+    const named = src(slice('a-x1y2z', 'a', ['10.0.0.1']), 'a.yaml'); // as the EndpointSlice controller names them
+    const same = src(slice('b', 'b', ['10.0.0.2']), 'b.yaml'); // the Service's own name
+    const other = src(slice('zzz', 'a', ['10.0.0.3']), 'c.yaml'); // says nothing
+    const mb = new ModelBuilder();
+    mb.reset([svcA, svcB, named, same, other]);
+    expect(held(mb)).toBe(1);
+    expect(mb.model.slicesByService.get('default/a')!.map((s) => s.name)).toEqual(['a-x1y2z', 'zzz']);
+    // A duplicate of a-x1y2z labelled for b, later by origin: reported, the first stays in force.
+    const dup = src(slice('a-x1y2z', 'b', ['10.0.0.9']), 'd.yaml');
+    mb.apply({ added: [dup], removed: [] });
+    expect(mb.model.problems.map((p) => [p.code, p.file])).toEqual([['KW_DUPLICATE_OBJECT', 'd.yaml']]);
+    expect(mb.model.slicesByService.get('default/b')!.map((s) => s.name)).toEqual(['b']);
+    // The first removed: the duplicate comes into force under b.
+    mb.apply({ added: [], removed: [named] });
+    expect(mb.model.slicesByService.get('default/b')!.map((s) => s.name).sort()).toEqual(['a-x1y2z', 'b']);
+    expect(mb.model.problems).toEqual([]);
+    expect(held(mb)).toBe(2); // a-x1y2z in force under b: its name does not say so
+    // Relabelled back to a (a changed object: the old one removed, the new one added).
+    const back = src(slice('a-x1y2z', 'a', ['10.0.0.4']), 'a.yaml');
+    mb.apply({ added: [back], removed: [dup] });
+    expect(held(mb)).toBe(1);
+    expect(plain(mb.model)).toEqual(plain(buildModel([svcA, svcB, same, other, back])));
+    mb.apply({ added: [], removed: [back, same, other] });
+    expect(held(mb)).toBe(0);
+    expect(mb.model.slicesByService.size).toBe(0);
+  });
+});
