@@ -20,7 +20,6 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import { putLatin1 } from '../proxy/headers.js';
 
 export type AccessLogDestination = 'stdout' | 'stderr' | 'off' | { file: string };
 
@@ -48,6 +47,33 @@ export interface AccessRecord {
   attempts: number;
   /** Envoy's response flags, comma-separated (UO, UH, DI, FI, RL, URX), when any. */
   responseFlags?: string | undefined;
+}
+
+/**
+ * What a line is written from: the handler's own record of a request (its Exchange), read
+ * field by field: route, rule, destination, upstream, source and parent as the handler set
+ * them, the caller's address from its connection, the ids from its trace context.
+ */
+export interface AccessEntry {
+  method: string;
+  path: string;
+  protocol: string;
+  route: string;
+  rule: string;
+  destination: string;
+  upstream: string | undefined;
+  source: string;
+  parent: string;
+  bytesIn: number;
+  bytesOut: number;
+  trace: { traceId: string; spanId: string } | undefined;
+  requestId: string;
+  userAgent: string | undefined;
+  reason: string | undefined;
+  attempts: number;
+  /** Envoy's response flags, comma-separated, when any. */
+  flags: string | undefined;
+  conn: { peerAddress: string } | undefined;
 }
 
 type Destination = ReturnType<typeof pino.destination>;
@@ -79,6 +105,18 @@ export class AccessLog {
 
   /** Other processes write to the same destination: hand lines over in whole-line writes of at most PIPE_BUF. */
   private readonly shared: boolean;
+  /** The last route's fields, and their text in the line. */
+  private lastRoute: string | undefined;
+  private lastRule: string | undefined;
+  private lastDestination: string | undefined;
+  private lastRouteText = '';
+  private lastProtocol: string | undefined;
+  private lastStatus = -1;
+  private lastStatusText = '';
+  private lastSource: string | undefined;
+  private lastAddress: string | undefined;
+  private lastParent: string | undefined;
+  private lastSourceText = '';
 
   constructor(where: AccessLogDestination, opts: { sharedDestination?: boolean } = {}) {
     this.shared = opts.sharedDestination === true && typeof where !== 'object';
@@ -115,77 +153,70 @@ export class AccessLog {
     return this.dest !== undefined || this.fd !== undefined;
   }
 
+  /** A line from a record (tests, and anything that has no Exchange): the same bytes as request(). */
   write(r: AccessRecord): void {
     if (!this.enabled) return;
-    const ua = r.userAgent;
-    // Written straight into the batch buffer (no string per line): at worst 6 bytes per
-    // character (\u00XX), and the keys and numbers.
-    const chars = r.method.length + r.path.length + r.protocol.length + r.route.length + r.rule.length + r.destination.length + (r.upstream?.length ?? 0)
-      + r.source.length + r.sourceAddress.length + r.parent.length + r.traceId.length + r.spanId.length + r.requestId.length + (ua?.length ?? 0)
-      + (r.reason?.length ?? 0) + (r.responseFlags?.length ?? 0);
-    const most = chars * 6 + LINE_OVERHEAD;
-    if (most > BUFFER_BYTES) { this.append(lineOf(r)); return; }
-    const b = this.room(most);
-    let o = this.buffered;
-    o = putLatin1(b, o, '{"level":30,"time":');
-    o = putLatin1(b, o, nowText());
-    o = putLatin1(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
-    o = json(b, o, r.method);
-    o = putLatin1(b, o, ',"path":');
-    o = json(b, o, r.path);
-    o = putLatin1(b, o, ',"protocol":"');
-    o = raw(b, o, r.protocol);
-    o = putLatin1(b, o, '","status":');
-    o = putLatin1(b, o, String(r.status));
-    o = putLatin1(b, o, ',"durationMs":');
-    o = putMs(b, o, r.durationMs);
-    o = putLatin1(b, o, ',"route":');
-    o = json(b, o, r.route);
-    o = putLatin1(b, o, ',"rule":');
-    o = json(b, o, r.rule);
-    o = putLatin1(b, o, ',"destination":');
-    o = json(b, o, r.destination);
-    if (r.upstream !== undefined) {
-      o = putLatin1(b, o, ',"upstream":"');
-      o = raw(b, o, r.upstream);
-      b[o++] = 34;
+    this.request({
+      method: r.method, path: r.path, protocol: r.protocol, route: r.route, rule: r.rule, destination: r.destination, upstream: r.upstream,
+      source: r.source, parent: r.parent, bytesIn: r.bytesIn, bytesOut: r.bytesOut, trace: { traceId: r.traceId, spanId: r.spanId },
+      requestId: r.requestId, userAgent: r.userAgent, reason: r.reason, attempts: r.attempts, flags: r.responseFlags, conn: { peerAddress: r.sourceAddress },
+    }, r.status, r.durationMs);
+  }
+
+  /**
+   * The line of a finished request, read from the handler's own record of it (no record
+   * object per request). The line is one string, copied into the batch buffer as UTF-8 by
+   * one native write: the constant text before the method once per millisecond, the
+   * fields that repeat from line to line (protocol and status, route, rule and destination,
+   * source, its address and the parent) kept as text for the last values seen, and every
+   * string value JSON-escaped only when it holds a
+   * character that needs it (one regular-expression test each). A JavaScript loop over each
+   * character cost ~20 k instructions per line (the ids are slices of a pool, whose
+   * characters are not plain loads).
+   */
+  request(e: AccessEntry, status: number, durationMs: number): void {
+    if (!this.enabled) return;
+    const t = e.trace;
+    let line = `${linePrefix()}${e.method === 'GET' ? '"GET"' : json(e.method)},"path":${json(e.path)}${this.statusText(e.protocol, status)}${msText(durationMs)}${this.routeText(e.route, e.rule, e.destination)}`;
+    if (e.upstream !== undefined) line += `,"upstream":"${e.upstream}"`;
+    line += `${this.sourceText(e.source, e.conn?.peerAddress ?? '', e.parent)}${e.bytesIn},"bytesOut":${e.bytesOut},"traceId":"${t?.traceId ?? ''}","spanId":"${t?.spanId ?? ''}","requestId":${json(e.requestId)}`;
+    const ua = e.userAgent;
+    if (ua !== undefined) line += `,"userAgent":${json(ua)}`;
+    if (e.reason !== undefined) line += `,"reason":"${e.reason}"`;
+    if (e.flags !== undefined) line += `,"responseFlags":"${e.flags}"`;
+    this.append(`${line},"attempts":${e.attempts}}\n`);
+  }
+
+  /** `,"protocol":…,"status":…,"durationMs":`, kept for the last pair seen. */
+  private statusText(protocol: string, status: number): string {
+    if (protocol !== this.lastProtocol || status !== this.lastStatus) {
+      this.lastProtocol = protocol;
+      this.lastStatus = status;
+      this.lastStatusText = `,"protocol":"${protocol}","status":${status},"durationMs":`;
     }
-    o = putLatin1(b, o, ',"source":');
-    o = json(b, o, r.source);
-    o = putLatin1(b, o, ',"sourceAddress":"');
-    o = raw(b, o, r.sourceAddress);
-    o = putLatin1(b, o, '","parent":');
-    o = json(b, o, r.parent);
-    o = putLatin1(b, o, ',"bytesIn":');
-    o = putLatin1(b, o, String(r.bytesIn));
-    o = putLatin1(b, o, ',"bytesOut":');
-    o = putLatin1(b, o, String(r.bytesOut));
-    o = putLatin1(b, o, ',"traceId":"');
-    o = raw(b, o, r.traceId);
-    o = putLatin1(b, o, '","spanId":"');
-    o = raw(b, o, r.spanId);
-    o = putLatin1(b, o, '","requestId":');
-    o = json(b, o, r.requestId);
-    if (ua !== undefined) {
-      o = putLatin1(b, o, ',"userAgent":');
-      o = json(b, o, ua);
+    return this.lastStatusText;
+  }
+
+  /** `,"source":…,"sourceAddress":…,"parent":…,"bytesIn":`, kept for the last caller seen. */
+  private sourceText(source: string, address: string, parent: string): string {
+    if (source !== this.lastSource || address !== this.lastAddress || parent !== this.lastParent) {
+      this.lastSource = source;
+      this.lastAddress = address;
+      this.lastParent = parent;
+      this.lastSourceText = `,"source":${json(source)},"sourceAddress":"${address}","parent":${json(parent)},"bytesIn":`;
     }
-    if (r.reason !== undefined) {
-      o = putLatin1(b, o, ',"reason":"');
-      o = raw(b, o, r.reason);
-      b[o++] = 34;
+    return this.lastSourceText;
+  }
+
+  /** `,"route":…,"rule":…,"destination":…`, kept for the last route seen (they repeat from request to request). */
+  private routeText(route: string, rule: string, destination: string): string {
+    if (route !== this.lastRoute || rule !== this.lastRule || destination !== this.lastDestination) {
+      this.lastRoute = route;
+      this.lastRule = rule;
+      this.lastDestination = destination;
+      this.lastRouteText = `,"route":${json(route)},"rule":${json(rule)},"destination":${json(destination)}`;
     }
-    if (r.responseFlags !== undefined) {
-      o = putLatin1(b, o, ',"responseFlags":"');
-      o = raw(b, o, r.responseFlags);
-      b[o++] = 34;
-    }
-    o = putLatin1(b, o, ',"attempts":');
-    o = putLatin1(b, o, String(r.attempts));
-    b[o++] = 125; // }
-    b[o++] = 10;
-    this.buffered = o;
-    if (o + LINE_OVERHEAD > b.length) this.handOver();
+    return this.lastRouteText;
   }
 
   /** The batch buffer, with room for `most` more bytes (a full batch is handed over first). */
@@ -208,8 +239,8 @@ export class AccessLog {
       this.send(Buffer.from(line));
       return;
     }
-    const b = this.room(most);
-    this.buffered += b.write(line, this.buffered);
+    const b = this.room(most) as Buffer & { utf8Write(s: string, offset: number): number };
+    this.buffered += b.utf8Write(line, this.buffered);
     if (this.buffered + LINE_OVERHEAD > b.length) this.handOver();
   }
 
@@ -308,74 +339,41 @@ export class AccessLog {
   }
 }
 
-let nowMs = 0;
-let nowString = '0';
-/** Date.now() as text, converted once per millisecond (a number this large is a double: String() of it is not cheap). */
-function nowText(): string {
+let prefixMs = -1;
+let prefixText = '';
+/**
+ * The line up to the method's value, with Date.now() in it: made once per millisecond (a
+ * number this large is a double, and String() of it is not cheap).
+ */
+function linePrefix(): string {
   const t = Date.now();
-  if (t !== nowMs) { nowMs = t; nowString = String(t); }
-  return nowString;
+  if (t !== prefixMs) { prefixMs = t; prefixText = `{"level":30,"time":${t},"name":"kernway-waypoint-access","msg":"request","method":`; }
+  return prefixText;
 }
 
+/** The decimals of a duration's thousandths as String() writes them: '' for 0, '.5' for 500, '.05' for 50, '.123'. */
+const DECIMALS: readonly string[] = Array.from({ length: 1000 }, (_, f) => (f === 0 ? '' : `.${String(f).padStart(3, '0').replace(/0+$/, '')}`));
+
 /**
- * A duration in milliseconds with at most 3 decimals (as the handler rounds it), written
- * as String() writes it ("12", "0.5", "1.234") from its integer microseconds: no
+ * A duration in milliseconds with at most 3 decimals (as the handler rounds it), as
+ * String() writes it ("12", "0.5", "1.234"), from its integer microseconds: no
  * double-to-string conversion per line. Anything else (negative, huge, finer) goes
  * through String().
  */
-function putMs(b: Buffer, o: number, ms: number): number {
+function msText(ms: number): string {
   const us = Math.round(ms * 1000);
-  if (!(us >= 0 && us < 1e12) || us / 1000 !== ms) return putLatin1(b, o, String(ms));
+  if (!(us >= 0 && us < 1e12) || us / 1000 !== ms) return String(ms);
   const whole = Math.floor(us / 1000);
-  let frac = us - whole * 1000;
-  o = putLatin1(b, o, String(whole));
-  if (frac === 0) return o;
-  b[o++] = 46; // '.'
-  let digits = 3;
-  while (frac % 10 === 0) { frac /= 10; digits--; }
-  for (let d = digits - 1, p = 10 ** d; d >= 0; d--, p /= 10) {
-    const q = Math.floor(frac / p);
-    b[o++] = 48 + q;
-    frac -= q * p;
-  }
-  return o;
+  return `${whole}${DECIMALS[us - whole * 1000]!}`;
 }
 
 /** Bytes of a line besides its strings' characters (keys, punctuation, numbers), with room to spare. */
 const LINE_OVERHEAD = 1024;
 
+/** Printable ASCII but '"' and '\\': a string of only these is its own JSON text between quotes. */
+const JSON_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
-/** A value written as it is (addresses, ids, flags): byte by byte when ASCII, else as UTF-8. */
-function raw(b: Buffer, o: number, s: string): number {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 127) return o + b.write(s, o);
-    b[o + i] = c;
-  }
-  return o + s.length;
-}
-
-/** A JSON string: printable ASCII byte by byte; anything else through JSON.stringify, as UTF-8. */
-function json(b: Buffer, o: number, s: string): number {
-  b[o] = 34;
-  let p = o + 1;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 32 || c > 126 || c === 34 || c === 92) return o + b.write(JSON.stringify(s), o);
-    b[p++] = c;
-  }
-  b[p] = 34;
-  return p + 1;
-}
-
-/** The line as one string (for a line too long for the batch buffer). */
-function lineOf(r: AccessRecord): string {
-  const s = JSON.stringify;
-  let line = `{"level":30,"time":${Date.now()},"name":"kernway-waypoint-access","msg":"request","method":${s(r.method)},"path":${s(r.path)},"protocol":"${r.protocol}","status":${r.status},"durationMs":${r.durationMs},"route":${s(r.route)},"rule":${s(r.rule)},"destination":${s(r.destination)}`;
-  if (r.upstream !== undefined) line += `,"upstream":"${r.upstream}"`;
-  line += `,"source":${s(r.source)},"sourceAddress":"${r.sourceAddress}","parent":${s(r.parent)},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"traceId":"${r.traceId}","spanId":"${r.spanId}","requestId":${s(r.requestId)}`;
-  if (r.userAgent !== undefined) line += `,"userAgent":${s(r.userAgent)}`;
-  if (r.reason !== undefined) line += `,"reason":"${r.reason}"`;
-  if (r.responseFlags !== undefined) line += `,"responseFlags":"${r.responseFlags}"`;
-  return `${line},"attempts":${r.attempts}}\n`;
+/** A value as a JSON string (the line is written as UTF-8). */
+function json(s: string): string {
+  return JSON_PLAIN.test(s) ? `"${s}"` : JSON.stringify(s);
 }

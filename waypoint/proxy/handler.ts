@@ -509,15 +509,7 @@ export class RequestHandler {
         upstream: ex.upstream, source: ex.source, start: ex.start, durationMs: seconds * 1000, userAgent: ex.userAgent });
     }
     this.d.metrics.observe({ route: ex.route, destination: ex.destination, code: status, source: ex.source, upstream: ex.upstream, flags: ex.flags, via: ex.backend }, seconds, ex.bytesIn, ex.bytesOut);
-    if (this.d.accessLog.enabled) {
-      this.d.accessLog.write({
-        method: ex.method, path: ex.path, protocol: ex.protocol, status, durationMs: Math.round(seconds * 1e6) / 1000,
-        route: ex.route, rule: ex.rule, destination: ex.destination, upstream: ex.upstream, source: ex.source,
-        sourceAddress: ex.conn?.peerAddress ?? '', parent: ex.parent, bytesIn: ex.bytesIn, bytesOut: ex.bytesOut,
-        traceId: ex.trace?.traceId ?? '', spanId: ex.trace?.spanId ?? '', requestId: ex.requestId,
-        userAgent: ex.userAgent, reason: ex.reason, attempts: ex.attempts, responseFlags: ex.flags,
-      });
-    }
+    if (this.d.accessLog.enabled) this.d.accessLog.request(ex, status, Math.round(seconds * 1e6) / 1000);
   }
 
   // ---------------------------------------------------------------- WebSocket (HTTP/1.1 Upgrade)

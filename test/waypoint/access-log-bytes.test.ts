@@ -1,0 +1,148 @@
+/**
+ * The access-log line is users' contract (issue 16): the writer that builds each line as
+ * one string (access-log.ts: the text before the method once per millisecond, the route's
+ * fields once per route, values escaped only when they need it, durations from a table of
+ * decimals) writes every line byte for byte as the writer before it did (kept below as
+ * the reference, with the time given), field by field, for tricky values: quotes,
+ * backslashes, control characters, DEL, non-ASCII and lone surrogates, empty and missing
+ * fields, numbers at their edges, routes that change from line to line, and the same
+ * values again.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { AccessLog, type AccessRecord } from '../../waypoint/observe/access-log.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kw-access-log-bytes-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// ---- The previous writer (before the fragments), kept here as the reference, with the time given.
+function putLatin1(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) b[o + i] = s.charCodeAt(i);
+  return o + s.length;
+}
+function raw(b: Buffer, o: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return o + b.write(s, o);
+    b[o + i] = c;
+  }
+  return o + s.length;
+}
+function json(b: Buffer, o: number, s: string): number {
+  b[o] = 34;
+  let p = o + 1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 || c > 126 || c === 34 || c === 92) return o + b.write(JSON.stringify(s), o);
+    b[p++] = c;
+  }
+  b[p] = 34;
+  return p + 1;
+}
+function putMs(b: Buffer, o: number, ms: number): number {
+  const us = Math.round(ms * 1000);
+  if (!(us >= 0 && us < 1e12) || us / 1000 !== ms) return putLatin1(b, o, String(ms));
+  const whole = Math.floor(us / 1000);
+  let frac = us - whole * 1000;
+  o = putLatin1(b, o, String(whole));
+  if (frac === 0) return o;
+  b[o++] = 46;
+  let digits = 3;
+  while (frac % 10 === 0) { frac /= 10; digits--; }
+  for (let d = digits - 1, p = 10 ** d; d >= 0; d--, p /= 10) {
+    const q = Math.floor(frac / p);
+    b[o++] = 48 + q;
+    frac -= q * p;
+  }
+  return o;
+}
+function previousLine(r: AccessRecord, time: string): Buffer {
+  const b = Buffer.alloc(1 << 20);
+  let o = 0;
+  o = putLatin1(b, o, '{"level":30,"time":');
+  o = putLatin1(b, o, time);
+  o = putLatin1(b, o, ',"name":"kernway-waypoint-access","msg":"request","method":');
+  o = json(b, o, r.method);
+  o = putLatin1(b, o, ',"path":');
+  o = json(b, o, r.path);
+  o = putLatin1(b, o, ',"protocol":"');
+  o = raw(b, o, r.protocol);
+  o = putLatin1(b, o, '","status":');
+  o = putLatin1(b, o, String(r.status));
+  o = putLatin1(b, o, ',"durationMs":');
+  o = putMs(b, o, r.durationMs);
+  o = putLatin1(b, o, ',"route":');
+  o = json(b, o, r.route);
+  o = putLatin1(b, o, ',"rule":');
+  o = json(b, o, r.rule);
+  o = putLatin1(b, o, ',"destination":');
+  o = json(b, o, r.destination);
+  if (r.upstream !== undefined) { o = putLatin1(b, o, ',"upstream":"'); o = raw(b, o, r.upstream); b[o++] = 34; }
+  o = putLatin1(b, o, ',"source":');
+  o = json(b, o, r.source);
+  o = putLatin1(b, o, ',"sourceAddress":"');
+  o = raw(b, o, r.sourceAddress);
+  o = putLatin1(b, o, '","parent":');
+  o = json(b, o, r.parent);
+  o = putLatin1(b, o, ',"bytesIn":');
+  o = putLatin1(b, o, String(r.bytesIn));
+  o = putLatin1(b, o, ',"bytesOut":');
+  o = putLatin1(b, o, String(r.bytesOut));
+  o = putLatin1(b, o, ',"traceId":"');
+  o = raw(b, o, r.traceId);
+  o = putLatin1(b, o, '","spanId":"');
+  o = raw(b, o, r.spanId);
+  o = putLatin1(b, o, '","requestId":');
+  o = json(b, o, r.requestId);
+  if (r.userAgent !== undefined) { o = putLatin1(b, o, ',"userAgent":'); o = json(b, o, r.userAgent); }
+  if (r.reason !== undefined) { o = putLatin1(b, o, ',"reason":"'); o = raw(b, o, r.reason); b[o++] = 34; }
+  if (r.responseFlags !== undefined) { o = putLatin1(b, o, ',"responseFlags":"'); o = raw(b, o, r.responseFlags); b[o++] = 34; }
+  o = putLatin1(b, o, ',"attempts":');
+  o = putLatin1(b, o, String(r.attempts));
+  b[o++] = 125;
+  b[o++] = 10;
+  return Buffer.from(b.subarray(0, o));
+}
+
+const tricky = ['', 'plain', 'quote"in', 'back\\slash', 'tab\there', 'nl\nand\rcr', '\u0000\u001f', 'del\u007f', 'é', 'ünïcödé/日本', 'emoji 😀', 'lone \ud800 surrogate', 'lone \udc00 low', '</script>', 'x'.repeat(300), 'é'.repeat(300)];
+
+function record(i: number): AccessRecord {
+  const t = (k: number): string => tricky[(i * 7 + k * 3) % tricky.length]!;
+  const durations = [0, 0.001, 0.5, 1.234, 12, 12.5, 999.999, 1e6 + 0.25, -1, 0.0001, 1.23456, Number.NaN, 1e21];
+  const ints = [0, 1, 9, 10, 99, 100, 499, 1023, 65536, 2 ** 40, 2 ** 53 - 1, 1.5, -3];
+  return {
+    method: i % 5 === 0 ? t(0) : 'GET', path: `/${t(1)}/${i}`, protocol: i % 3 === 0 ? 'HTTP/2' : i % 17 === 0 ? t(2) : 'HTTP/1.1',
+    status: ints[i % ints.length]!, durationMs: durations[i % durations.length]!,
+    route: i % 4 === 0 ? t(3) : `ns/route-${i % 300}`, rule: String(i % 3), destination: i % 6 === 0 ? t(4) : 'ns/web',
+    upstream: i % 9 === 0 ? undefined : i % 4 === 1 ? t(5) : `10.0.${i % 290}.1:8080`, source: i % 8 === 0 ? t(6) : 'ns/caller',
+    sourceAddress: i % 10 === 0 ? t(7) : `10.1.0.${i % 300}`, parent: i % 11 === 0 ? t(8) : 'ns/gw/http',
+    bytesIn: ints[(i + 3) % ints.length]!, bytesOut: ints[(i + 5) % ints.length]!, traceId: i % 13 === 0 ? t(9) : 'a'.repeat(32),
+    spanId: 'b'.repeat(16), requestId: i % 7 === 0 ? t(10) : `r-${i}`, userAgent: i % 5 === 1 ? undefined : i % 3 === 0 ? t(11) : `agent/${i % 400}`,
+    reason: i % 6 === 2 ? t(12) : undefined, attempts: ints[(i + 1) % ints.length]!, responseFlags: i % 8 === 3 ? t(13) : undefined,
+  };
+}
+
+it('every line is byte for byte what the previous writer wrote, for tricky values', async () => {
+  const file = join(dir, 'bytes.log');
+  const log = new AccessLog({ file });
+  const recs = Array.from({ length: 3000 }, (_, i) => record(i));
+  for (const r of recs) log.write(r);
+  for (const r of recs.slice(0, 500)) log.write(r); // the same values again
+  await log.close();
+  const got = readFileSync(file);
+  const all = [...recs, ...recs.slice(0, 500)];
+  let o = 0;
+  for (let i = 0; i < all.length; i++) {
+    // Raw fields (addresses, ids) are written as they are, a newline too: lines are cut by the reference's length.
+    const time = /^\{"level":30,"time":(\d+),/.exec(got.subarray(o, o + 40).toString('latin1'))?.[1];
+    expect(time, `line ${i}'s time`).toBeDefined();
+    const want = previousLine(all[i]!, time!);
+    const line = got.subarray(o, o + want.length);
+    if (!line.equals(want)) expect(line.toString('utf8'), `line ${i}`).toBe(want.toString('utf8'));
+    expect(line.equals(want), `line ${i} bytes`).toBe(true);
+    o += want.length;
+  }
+  expect(o).toBe(got.length);
+});
