@@ -27,7 +27,7 @@ import type { H2Request, H2Response } from './h2-server.js';
 import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
-import { applyModifier, forwardable, forwardableRequest, getHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
+import { applyModifier, forwardable, forwardableRequest, getHeader, hasHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
 import { LiteBody, type BodySink } from './body.js';
 import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamResponse, type UpstreamSink } from './upstream.js';
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
@@ -448,7 +448,7 @@ export class RequestHandler {
     const r = new Relay(this, ex, res, up, headers, done);
     // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
     // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
-    const trailersOnly = h2 && headers.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'grpc-status');
+    const trailersOnly = h2 && hasHeader(headers, 'grpc-status');
     if (!trailersOnly && !r.sendHead()) return r;
     const body = up.body;
     ex.onClose = r;

@@ -93,7 +93,8 @@ export function getHeader(h: HeaderList, lower: string): string | undefined {
 }
 
 export function hasHeader(h: HeaderList, lower: string): boolean {
-  for (let i = 0; i < h.length; i += 2) if (h[i]!.toLowerCase() === lower) return true;
+  // Only names of the same length can match: no lower-case copy of the others.
+  for (let i = 0; i < h.length; i += 2) if (h[i]!.length === lower.length && h[i]!.toLowerCase() === lower) return true;
   return false;
 }
 
