@@ -208,20 +208,21 @@ export class H2Response {
     f?.();
   }
 
-  /** Checks the head now (a bad backend header throws here, as Node's writeHead does); sends it with the first chunk or the end. */
+  /**
+   * Checks the head now (a bad backend header throws here, as Node's writeHead does); sends it
+   * with the first chunk or the end. A list is taken over, not copied (the handler hands over
+   * one of its own and does not read it after): names are lower-cased and connection-specific
+   * fields dropped in place, and `:status` goes last (nghttp2 sends pseudo-headers first).
+   */
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
-    const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
-    // Sized once (pushes would grow it from two elements); trimmed to what is kept.
-    const head: HeaderList = new Array<string>(list.length + 2);
-    head[0] = ':status';
-    head[1] = String(status);
-    let n = 2;
+    const head: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
+    let n = 0;
     let length = false, trailer = false, grpc = false;
-    for (let i = 0; i < list.length; i += 2) {
-      const name = lower(list[i]!);
-      const value = list[i + 1]!;
+    for (let i = 0; i < head.length; i += 2) {
+      const name = lower(head[i]!);
+      const value = head[i + 1]!;
       if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
       if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
       if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.toLowerCase() !== 'trailers')) continue;
@@ -232,6 +233,7 @@ export class H2Response {
       head[n++] = value;
     }
     head.length = n;
+    head.push(':status', String(status));
     this.statusCode = status;
     if (status === 204 || status === 205 || status === 304) this.noBody = true;
     this.mayHaveTrailers = !length || trailer || grpc;
