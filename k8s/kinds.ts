@@ -117,36 +117,51 @@ const NOT_OURS: Parsed = Object.freeze({ object: undefined, problems: NO_PROBLEM
 /** Raw object → its slim object, or its problems, or null (not a known kind). Compact on purpose. */
 const cache = new WeakMap<object, KnownObject | Problem[] | null>();
 
+/** What a stub holds of its parse: the slim value, the problems, or null (not a kind kernway reads). */
+type Held = KnownObject['value'] | Problem[] | null;
+
+/** Where a slim value holds its name and namespace (the Gateway API kinds in `meta`). */
+function identityOf(value: object): { name?: unknown; namespace?: unknown } {
+  const meta = (value as { meta?: unknown }).meta;
+  return typeof meta === 'object' && meta !== null ? meta as { name?: unknown; namespace?: unknown } : value as { name?: unknown; namespace?: unknown };
+}
+
 /**
  * What a source keeps of a parsed object (`slimObject`, `stubOf`): apiVersion, kind, name
  * and namespace, and the parse's result in a private field (not enumerable, not in JSON),
  * so a stub needs no entry in the WeakMap: 20,000 stubs held one of 1 MiB (its table
  * sized for twice its entries at 16 bytes each), more than the stubs themselves.
  *
- * A stub is one object (64 bytes): the slim value is held without its `{ kind, value }`
- * wrapper (the kind is the stub's own), and `metadata` is made on each read from the name
- * and namespace held in the stub. A metadata object and a wrapper per stub were 80 bytes
- * more each: 1.5 MiB for the agent bench's 20,000 stubs.
+ * A stub is one object of two fields (40 bytes): the slim value is held without its
+ * `{ kind, value }` wrapper; `metadata` is made on each read from the name and namespace,
+ * read from the slim value when it holds the same ones (else kept in the stub); apiVersion
+ * and kind are getters of a class per kind of the registry (`typedStub`: 16 bytes per stub
+ * less; assigning one makes it the stub's own), own properties for other kinds. A metadata
+ * object and a wrapper per stub were 80 bytes more each: 1.5 MiB for the agent bench's
+ * 20,000 stubs; name, namespace, apiVersion and kind as fields 32 bytes more (0.6 MiB).
  */
 class Stub implements K8sObject {
   [k: string]: unknown;
-  /** The slim value (of the stub's kind), the parse's problems, or null (not a kind kernway reads). */
-  readonly #parsed: KnownObject['value'] | Problem[] | null;
-  readonly #name: string;
-  readonly #namespace: string | undefined;
-  apiVersion: string;
-  kind: string;
-  constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null) {
-    this.apiVersion = apiVersion;
-    this.kind = kind;
-    this.#name = name;
-    this.#namespace = namespace;
-    this.#parsed = parsed === null || Array.isArray(parsed) ? parsed : parsed.value;
+  readonly #parsed: Held;
+  /** Name and namespace when the slim value does not hold them: the name (no namespace), or [name, namespace]. */
+  readonly #id: string | readonly [string, string] | undefined;
+  declare apiVersion: string;
+  declare kind: string;
+  constructor(_apiVersion: string, _kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null) {
+    const value = parsed === null || Array.isArray(parsed) ? undefined : parsed.value;
+    this.#parsed = value ?? parsed as Problem[] | null;
+    const held = value === undefined ? undefined : identityOf(value);
+    this.#id = held !== undefined && held.name === name && held.namespace === namespace ? undefined : namespace === undefined ? name : [name, namespace];
   }
 
   /** `{ name, namespace }` (namespace only when set): a new object on each read, as small as the raw object's. */
   get metadata(): K8sObject['metadata'] {
-    return this.#namespace === undefined ? { name: this.#name } : { name: this.#name, namespace: this.#namespace };
+    const id = this.#id;
+    if (id === undefined) {
+      const held = identityOf(this.#parsed as object) as { name: string; namespace?: string };
+      return held.namespace === undefined ? { name: held.name } : { name: held.name, namespace: held.namespace };
+    }
+    return typeof id === 'string' ? { name: id } : { name: id[0], namespace: id[1] };
   }
 
   /** Kept out of JSON as the private field is; `metadata` is written as a raw object's would be. */
@@ -224,7 +239,7 @@ class LocatedStub extends Stub implements SourcedObject {
 
 /**
  * A located stub with the object's resourceVersion (k8s/kinds.ts `slimVersioned`): what the
- * Kubernetes API source keeps per object, one object of 88 bytes instead of a stub and an
+ * Kubernetes API source keeps per object, one object instead of a stub and an
  * `{ object, file, index, rv }` entry (120 bytes; 0.6 MiB for 20,000 objects).
  */
 class VersionedStub extends LocatedStub {
@@ -233,6 +248,42 @@ class VersionedStub extends LocatedStub {
     super(apiVersion, kind, name, namespace, parsed, file, index);
     this.rv = rv;
   }
+}
+
+type StubClass = new (apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number, rv: string | number) => Stub;
+
+/** Makes `apiVersion` or `kind` the stub's own property (a stub whose type is assigned). */
+function ownProperty(o: object, key: string, value: unknown): void {
+  Object.defineProperty(o, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/** Per stub class and registry type, its class with `apiVersion` and `kind` on the prototype; per stub class, the one with own properties. */
+const typedClasses = new Map<string, StubClass>();
+
+/** The class of stubs of `Base` for `apiVersion` and `kind` (a bounded number: the registry's types, and one for the others). */
+function typedStub(Base: StubClass, tag: string, apiVersion: string, kind: string): StubClass {
+  const known = BY_TYPE.has(`${apiVersion} ${kind}`);
+  const key = known ? `${tag} ${apiVersion} ${kind}` : tag;
+  let C = typedClasses.get(key);
+  if (C) return C;
+  if (known) {
+    C = class extends Base {};
+    const accessor = (name: string, value: string): PropertyDescriptor => ({
+      get: () => value, set(this: object, v: unknown) { ownProperty(this, name, v); }, enumerable: false, configurable: true,
+    });
+    Object.defineProperty(C.prototype, 'apiVersion', accessor('apiVersion', apiVersion));
+    Object.defineProperty(C.prototype, 'kind', accessor('kind', kind));
+  } else {
+    C = class extends Base {
+      constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number, rv: string | number) {
+        super(apiVersion, kind, name, namespace, parsed, file, index, rv);
+        this.apiVersion = apiVersion;
+        this.kind = kind;
+      }
+    };
+  }
+  typedClasses.set(key, C);
+  return C;
 }
 
 /** A stub that is its own sourced object (as slimSourced), read from `at`, with a resourceVersion. */
@@ -249,10 +300,11 @@ function slimInto(src: SourcedObject, at: { file: string; index: number } | unde
   const name = v?.name === o.metadata.name ? v.name as string : own(o.metadata.name);
   const namespace = ns === undefined ? undefined : v?.namespace === ns ? v.namespace as string : intern(ns);
   const result = parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null);
-  const stub = at === undefined
-    ? new Stub(intern(o.apiVersion), intern(o.kind), name, namespace, result)
-    : rv === undefined ? new LocatedStub(intern(o.apiVersion), intern(o.kind), name, namespace, result, at.file, at.index)
-    : new VersionedStub(intern(o.apiVersion), intern(o.kind), name, namespace, result, at.file, at.index, rv);
+  const apiVersion = intern(o.apiVersion), kind = intern(o.kind);
+  const C = at === undefined ? typedStub(Stub, 'Stub', apiVersion, kind)
+    : rv === undefined ? typedStub(LocatedStub as StubClass, 'LocatedStub', apiVersion, kind)
+    : typedStub(VersionedStub as StubClass, 'VersionedStub', apiVersion, kind);
+  const stub = new C(apiVersion, kind, name, namespace, result, at?.file ?? '', at?.index ?? 0, rv ?? 0);
   // The stub carries the parse from now on; the raw object is about to be dropped. Deleting
   // its cache entry now lets the WeakMap's table shrink (entries of dead keys cleared by the
   // GC leave it at its peak size: 0.25 MiB after 20,000 objects).
@@ -267,7 +319,9 @@ function slimInto(src: SourcedObject, at: { file: string; index: number } | unde
  */
 export function stubOf(kind: KnownKind, name: string, namespace: string | undefined, value: KnownObject['value']): K8sObject {
   const info = KINDS.find((k) => k.kind === kind)!;
-  return new Stub(info.group === '' ? info.versions[0]! : `${info.group}/${info.versions[0]!}`, kind, own(name), namespace === undefined ? undefined : intern(namespace), { kind, value } as KnownObject);
+  const apiVersion = info.group === '' ? info.versions[0]! : `${info.group}/${info.versions[0]!}`;
+  const C = typedStub(Stub, 'Stub', apiVersion, kind);
+  return new C(apiVersion, kind, own(name), namespace === undefined ? undefined : intern(namespace), { kind, value } as KnownObject, '', 0, 0);
 }
 
 /** The registry's entry of a kind, by name. */

@@ -1,6 +1,6 @@
 /** Checking and normalising single objects: defaults, and errors that name file, object and field. */
 import { describe, expect, it } from 'vitest';
-import { parseObject, slimObject, slimSourced, stubOf, validateObject } from '../../k8s/kinds.js';
+import { parseObject, slimObject, slimSourced, slimVersioned, stubOf, validateObject } from '../../k8s/kinds.js';
 import type { EndpointSlice, Problem, SourcedObject } from '../../k8s/types.js';
 import { service, slice, src } from '../model/fixtures.js';
 
@@ -238,5 +238,39 @@ describe('stubs (what a source keeps: slimObject, stubOf)', () => {
     expect(stub.apiVersion).toBe('v1');
     expect(stub.metadata).toEqual({ name: 'api', namespace: 'b' });
     expect(parseObject({ object: stub, file: 'f', index: 0 }).object!.value).toBe(value);
+  });
+});
+
+describe('stubs: type and identity held once', () => {
+  it('read apiVersion, kind, name and namespace as a raw object\'s, whether the slim value holds them or not, for every kind', () => {
+    const route = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'team-a' }, spec: { parentRefs: [{ name: 'gw' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } };
+    const cases: Array<SourcedObject['object']> = [
+      service('web', { ns: 'team-a' }),
+      slice('web-abc', 'web', ['10.0.0.1']),
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } },
+      route,
+      service('bad', { ports: [{ port: 0 }] }), // problems: the stub keeps its identity itself
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'x' } }, // a kind not read
+      { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } }, // not in the registry
+    ];
+    for (const raw of cases) {
+      const plain = JSON.parse(JSON.stringify(raw)) as { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };
+      const { name, namespace } = plain.metadata; // a stub keeps the identity, not labels
+      const want = { apiVersion: plain.apiVersion, kind: plain.kind, metadata: namespace === undefined ? { name } : { name, namespace } };
+      for (const stub of [slimObject(src(raw)), slimSourced({ ...src(raw), file: 'f.yaml', index: 2 }).object, slimVersioned(src(raw), { file: 'l', index: 0 }, '7').object]) {
+        expect([stub.apiVersion, stub.kind, stub.metadata]).toEqual([want.apiVersion, want.kind, want.metadata]);
+        expect(JSON.parse(JSON.stringify(stub))).toEqual(want);
+      }
+    }
+  });
+
+  it('a stub\'s apiVersion or kind assigned becomes its own, others of its kind unchanged', () => {
+    const a = slimObject(src(service('a')));
+    const b = slimObject(src(service('b')));
+    a.apiVersion = 'v2';
+    expect(a.apiVersion).toBe('v2');
+    expect(Object.keys(a)).toContain('apiVersion');
+    expect(b.apiVersion).toBe('v1');
+    expect(JSON.parse(JSON.stringify(a)).apiVersion).toBe('v2');
   });
 });
