@@ -267,20 +267,20 @@ function typedStub(Base: StubClass, tag: string, apiVersion: string, kind: strin
   let C = typedClasses.get(key);
   if (C) return C;
   if (known) {
-    C = class extends Base {};
+    C = { [tag]: class extends Base {} }[tag]!; // named as its base in heap snapshots
     const accessor = (name: string, value: string): PropertyDescriptor => ({
       get: () => value, set(this: object, v: unknown) { ownProperty(this, name, v); }, enumerable: false, configurable: true,
     });
     Object.defineProperty(C.prototype, 'apiVersion', accessor('apiVersion', apiVersion));
     Object.defineProperty(C.prototype, 'kind', accessor('kind', kind));
   } else {
-    C = class extends Base {
+    C = { [tag]: class extends Base {
       constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number, rv: string | number) {
         super(apiVersion, kind, name, namespace, parsed, file, index, rv);
         this.apiVersion = apiVersion;
         this.kind = kind;
       }
-    };
+    } }[tag]!;
   }
   typedClasses.set(key, C);
   return C;
