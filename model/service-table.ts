@@ -74,6 +74,16 @@ class BuiltEntry implements ServiceEntry {
   static setFrom(e: ServiceEntry, svc: Service): void { if (e instanceof BuiltEntry) e.#from = svc; }
 }
 
+/**
+ * Whether `e` is the only entry of its Service (one cluster IP, one port: most Services), so a
+ * consumer that sums per Service needs no map for it. False when not known (an entry made
+ * elsewhere).
+ */
+export function aloneInService(e: ServiceEntry): boolean {
+  const svc = BuiltEntry.from(e);
+  return svc !== undefined && svc.clusterIPs.length === 1 && svc.ports.length === 1;
+}
+
 const NO_SLICES: readonly EndpointSlice[] = Object.freeze([]);
 const NO_ENTRIES: ServiceEntry[] = Object.freeze([]) as unknown as ServiceEntry[];
 

@@ -17,7 +17,7 @@
  */
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { ServiceEntry, ServiceTable } from '../../model/service-table.js';
+import { aloneInService, type ServiceEntry, type ServiceTable } from '../../model/service-table.js';
 import { datapathAddr } from './addr.js';
 import { SVC_F_MAGLEV, decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, encodeU32 } from './codec.js';
 import { checkLayout, type LbMaps, type MapLike } from './lb-maps.js';
@@ -68,18 +68,19 @@ export class ServiceSync {
   }
 
   /**
-   * Calls `fn` for every live frontend with its svc id and the name its counters are summed
-   * under: its Service (ns/name), or `vip:port` for one adopted without a Service. Allocates
+   * Calls `fn` for every live frontend with its svc id, the name its counters are summed
+   * under (its Service, ns/name, or `vip:port` for one adopted without a Service), and whether
+   * it is surely its Service's only frontend (then no other frontend has that name). Allocates
    * nothing per frontend that has a Service (a /metrics scrape walks all of them; frontends()
    * builds an object each).
    */
-  forEachCounted(fn: (svcId: number, name: string) => void): void {
+  forEachCounted(fn: (svcId: number, name: string, alone: boolean) => void): void {
     this.live.forEachEntry((svcId, entry, id) => {
       const service = entry?.service;
-      if (service !== undefined) fn(svcId, service);
+      if (service !== undefined) fn(svcId, service, aloneInService(entry!));
       else {
         const { vip, port } = addressOf(this.live.get(id)!);
-        fn(svcId, `${vip}:${port}`);
+        fn(svcId, `${vip}:${port}`, false);
       }
     });
   }

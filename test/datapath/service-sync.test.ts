@@ -236,6 +236,32 @@ describe('ServiceCounterTable', () => {
     expect(counted.size).toBe(0);
   });
 
+  it('one row per Service while its ports come and go (rows of one-port Services are made without a map)', async () => {
+    const m = await maps();
+    const sync = new ServiceSync(m);
+    const tb = new ServiceTableBuilder({ nodeName: 'n' });
+    const ports = (n: number) => Array.from({ length: n }, (_, i) => ({ port: 80 + i, targetPort: 8080 + i, name: `p${i}` }));
+    const model = (n: number) => buildModel([
+      serviceObject({ name: 'grow', clusterIPs: ['10.96.3.1'], ports: ports(n) }),
+      sliceObject({ name: 'grow-1', service: 'grow', ports: ports(3).map((p) => ({ port: p.targetPort, name: p.name })), endpoints: [{ ip: '10.0.0.7' }] }),
+      serviceObject({ name: 'one', clusterIPs: ['10.96.3.2'], ports: ports(1) }),
+      sliceObject({ name: 'one-1', service: 'one', ports: [{ port: 8080, name: 'p0' }], endpoints: [{ ip: '10.0.0.8' }] }),
+    ].map((o, index) => ({ object: o as SourcedObject['object'], file: 'grow.yaml', index })));
+    const counted = new ServiceCounterTable();
+    let first = true;
+    for (const [round, n] of [1, 3, 2, 1, 3].entries()) {
+      const mm = model(n);
+      const changed = tb.update(mm, first ? undefined : ['default/grow']);
+      sync.reconcile(tb.table, first ? undefined : changed);
+      first = false;
+      expect(sync.size).toBe(n + 1);
+      bump(sync, m, round);
+      counted.read(sync, m.kw_svc_stats);
+      expect(counted.size).toBe(2);
+      expect(rows(counted)).toEqual(expected(sync, m));
+    }
+  });
+
   it('sums the ports of one Service into one row', async () => {
     const m = await maps();
     const sync = new ServiceSync(m);
