@@ -19,6 +19,7 @@ import { createLogger } from '../../common/log.js';
 import { ManifestDirSource } from '../../waypoint/config/source.js';
 import { parseWaypointArgs, withLogger } from '../../waypoint/options.js';
 import { Waypoint } from '../../waypoint/waypoint.js';
+import { H2Server } from '../../waypoint/proxy/h2-server.js';
 import { baseManifests, gatewayRoute, type RigAddresses } from './fixtures/rig.js';
 
 const base = `127.87.${10 + (process.pid % 200)}`;
@@ -63,6 +64,11 @@ beforeAll(async () => {
           res.end();
         };
         more();
+      } else if (path.startsWith('/web/fields')) {
+        // Mixed-case names, repeated fields, and connection-specific ones HTTP/2 must not carry.
+        res.writeHead(201, ['X-Multi', 'a', 'Content-Type', 'text/plain', 'x-multi', 'b', 'Set-Cookie', 'c=1', 'Keep-Alive', 'timeout=5',
+          'Upgrade', 'h2c', 'Set-Cookie', 'd=2', 'Content-Length', '2', 'Connection', 'keep-alive, upgrade', 'TE', 'gzip', 'X-Last', 'z']);
+        res.end('ok');
       } else if (path.startsWith('/web/no-content')) {
         res.writeHead(204, { 'x-kind': 'empty' });
         res.end();
@@ -192,6 +198,69 @@ it('a body larger than the flow-control windows arrives whole, on several stream
     }
   } finally {
     s.close();
+  }
+});
+
+it('a backend head reaches the caller with lower-case names, repeated fields in order, :status, and no connection-specific field', async () => {
+  const s = http2.connect(`http://${GW}:8080`);
+  try {
+    const r = await exchange(s, { ':path': '/web/fields' });
+    expect(r.status).toBe(201);
+    expect(r.body.toString()).toBe('ok');
+    const raw: string[] = [];
+    const st = s.request({ ':authority': 'test.example', ':path': '/web/fields' }, { endStream: true });
+    await new Promise<void>((resolve, reject) => {
+      st.on('response', (_h, _f, rawHeaders: string[]) => { raw.push(...rawHeaders); });
+      st.resume();
+      st.on('end', resolve);
+      st.on('error', reject);
+    });
+    const names = raw.filter((_, i) => i % 2 === 0);
+    expect(names[0]).toBe(':status');
+    expect(names.filter((n) => n.startsWith(':'))).toEqual([':status']);
+    for (const n of names) expect(n).toBe(n.toLowerCase());
+    for (const gone of ['keep-alive', 'upgrade', 'connection', 'te', 'transfer-encoding']) expect(names).not.toContain(gone);
+    const pairs = (name: string): string[] => raw.filter((_, i) => i % 2 === 1 && raw[i - 1] === name);
+    expect(pairs('x-multi')).toEqual(['a', 'b']);
+    expect(pairs('set-cookie')).toEqual(['c=1', 'd=2']);
+    expect(pairs('content-type')).toEqual(['text/plain']);
+    expect(pairs('x-last')).toEqual(['z']);
+  } finally {
+    s.close();
+  }
+});
+
+it('H2Response.writeHead takes a header list over: connection-specific fields dropped in place, the rest in order, :status sent', async () => {
+  let given: string[] = [];
+  const server = new H2Server({ maxHeaderBytes: 16384, idleTimeoutMs: 0, onRequest: (_req, res) => {
+    given = ['Keep-Alive', 'timeout=5', 'X-A', '1', 'Connection', 'close', 'x-a', '2', 'Transfer-Encoding', 'chunked', 'TE', 'gzip', 'Content-Type', 'text/plain', 'Upgrade', 'h2c', 'X-Last', 'z'];
+    res.writeHead(203, given);
+    res.end('ok');
+  } });
+  const plain = net.createServer((sock) => server.connection(sock));
+  await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+  const s = http2.connect(`http://127.0.0.1:${(plain.address() as net.AddressInfo).port}`);
+  try {
+    const raw = await new Promise<string[]>((resolve, reject) => {
+      const st = s.request({ ':path': '/' }, { endStream: true });
+      let h: string[] = [];
+      st.on('response', (_h, _f, rawHeaders: string[]) => { h = rawHeaders; });
+      st.resume();
+      st.on('end', () => resolve(h));
+      st.on('error', reject);
+    });
+    const names = raw.filter((_, i) => i % 2 === 0);
+    expect(raw.slice(0, 2)).toEqual([':status', '203']);
+    expect(names.filter((n) => n.startsWith(':'))).toEqual([':status']);
+    for (const gone of ['keep-alive', 'upgrade', 'connection', 'te', 'transfer-encoding']) expect(names).not.toContain(gone);
+    // Node adds date; everything else is what was given, lower-cased, in order.
+    expect(raw.slice(2).filter((_, i, a) => a[i - (i % 2)] !== 'date')).toEqual(['x-a', '1', 'x-a', '2', 'content-type', 'text/plain', 'x-last', 'z']);
+    // Taken over: the list itself is what went out (plus :status last).
+    expect(given.slice(0, 10)).toEqual(['x-a', '1', 'x-a', '2', 'content-type', 'text/plain', 'x-last', 'z', ':status', '203']);
+  } finally {
+    s.close();
+    server.close();
+    await new Promise<void>((r) => plain.close(() => r()));
   }
 });
 
