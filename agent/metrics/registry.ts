@@ -14,7 +14,7 @@
  * A reader that throws never fails the scrape: its metric is left out of that scrape and
  * kernway_metrics_collect_errors_total{metric} counts it (visible from the next scrape).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectProcessMetrics, type LabelValues } from './prom.js';
 import { KernwayError, errorMessage } from '../../common/errors.js';
 import { escapeHelp, metricsTextOf, registryText, type TextChunks } from '../../common/metrics-text.js';
 import type { Logger } from '../../common/log.js';
@@ -56,7 +56,7 @@ export class AgentMetrics {
 
   constructor(opts: AgentMetricsOptions = {}) {
     this.log = opts.log;
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics !== false) this.processMetrics();
     this.reconcileDuration = new Histogram({
       name: 'kernway_reconcile_duration_seconds',
       help: 'Time to bring the BPF maps in line with a new desired state (diff and map writes), by trigger (start, change).',
@@ -81,6 +81,21 @@ export class AgentMetrics {
       labelNames: ['metric'],
       registers: [this.registry],
     });
+  }
+
+  /**
+   * prom-client's Node.js process metrics (collectDefaultMetrics' series) with
+   * process_cpu_* read here from process.cpuUsage() (CPU since the process started): its
+   * own collector loads @opentelemetry/api (agent/metrics/prom.ts).
+   */
+  private processMetrics(): void {
+    collectProcessMetrics(this.registry);
+    const cpu = (help: string, name: string, of: (u: NodeJS.CpuUsage) => number): void => {
+      this.counterAtScrape({ name, help, read: () => [{ value: of(process.cpuUsage()) / 1e6 }] });
+    };
+    cpu('Total user CPU time spent in seconds.', 'process_cpu_user_seconds_total', (u) => u.user);
+    cpu('Total system CPU time spent in seconds.', 'process_cpu_system_seconds_total', (u) => u.system);
+    cpu('Total user and system CPU time spent in seconds.', 'process_cpu_seconds_total', (u) => u.user + u.system);
   }
 
   /** A gauge whose samples are read at each scrape (replacing the previous ones). */

@@ -3,6 +3,10 @@
  * node:http2. An ESM import of node:http reads its lazy `WebSocket` getters, which load
  * both (58.6 against 45.1 MiB of RSS in an empty Node.js 24 process); the agent takes
  * node:http with process.getBuiltinModule. gRPC (http2) loads only when the feed serves.
+ *
+ * Nor node:https, node:tls, node:zlib or @opentelemetry/api: prom-client's package entry
+ * loads them (its Pushgateway, the exemplars of process_cpu_*); the agent takes its
+ * registry and metric files one by one (agent/metrics/prom.ts): 3.3 MiB of RSS.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -19,5 +23,29 @@ describe("the agent's fixed cost", () => {
     expect(loaded).toContain('NativeModule http'); // the module graph was loaded
     expect(loaded.filter((m) => m.includes('undici'))).toEqual([]);
     expect(loaded).not.toContain('NativeModule http2');
+  });
+
+  it('nor node:https, node:tls, node:zlib, prom-client\'s entry or @opentelemetry/api, and it still serves the process metrics', () => {
+    const script = `
+      const { command } = await import(${JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', 'cli', 'agent.js')).href)});
+      const { AgentMetrics } = await import(${JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', 'agent', 'metrics', 'registry.js')).href)});
+      const text = await new AgentMetrics().text();
+      const { createRequire } = await import('node:module');
+      const cjs = Object.keys(createRequire(import.meta.url).cache).map((f) => f.slice(f.lastIndexOf('node_modules/') + 13));
+      console.log(JSON.stringify({ command: typeof command.run, text, cjs,
+        builtins: process.moduleLoadList.filter((m) => /^NativeModule (https|tls|zlib|crypto)$/.test(m)) }));`;
+    const r = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as
+      { command: string; text: string; cjs: string[]; builtins: string[] };
+    expect(r.command).toBe('function');
+    expect(r.cjs).toContain('prom-client/lib/registry.js'); // the module graph was loaded
+    expect(r.cjs.filter((f) => f.startsWith('@opentelemetry/') || f === 'prom-client/index.js' || f === 'prom-client/lib/pushgateway.js')).toEqual([]);
+    expect(r.builtins.filter((m) => m !== 'NativeModule crypto')).toEqual([]);
+    // The process metrics collectDefaultMetrics gives, process_cpu_* written by the agent itself.
+    for (const name of ['process_cpu_user_seconds_total', 'process_cpu_system_seconds_total', 'process_cpu_seconds_total',
+      'process_resident_memory_bytes', 'process_start_time_seconds', 'process_open_fds', 'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds', 'nodejs_version_info', 'nodejs_gc_duration_seconds']) {
+      expect(r.text, name).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
+    }
+    expect(Number(/^process_cpu_seconds_total (\S+)$/m.exec(r.text)?.[1])).toBeGreaterThan(0);
   });
 });
