@@ -1,12 +1,12 @@
 /**
- * The access-log line is users' contract (issue 16): the writer that builds each line as
- * one string (access-log.ts: the text before the method once per millisecond, the route's
- * fields once per route, values escaped only when they need it, durations from a table of
- * decimals) writes every line byte for byte as the writer before it did (kept below as
- * the reference, with the time given), field by field, for tricky values: quotes,
- * backslashes, control characters, DEL, non-ASCII and lone surrogates, empty and missing
- * fields, numbers at their edges, routes that change from line to line, and the same
- * values again.
+ * The access-log line is users' contract (issue 16): the writer that copies the fields
+ * that repeat from kept bytes (access-log.ts: the text before the method once per
+ * millisecond; protocol and status, route, rule and destination, source, address and
+ * parent for the last values seen) writes every line byte for byte as the writer before it
+ * did (kept below as the reference, with the time given), field by field, for tricky
+ * values: quotes, backslashes, control characters, DEL, non-ASCII and lone surrogates,
+ * empty and missing fields, numbers at their edges, lines too long for the batch buffer,
+ * and each kept field changing alone from one line to the next.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -142,6 +142,32 @@ it('every line is byte for byte what the previous writer wrote, for tricky value
     const line = got.subarray(o, o + want.length);
     if (!line.equals(want)) expect(line.toString('utf8'), `line ${i}`).toBe(want.toString('utf8'));
     expect(line.equals(want), `line ${i} bytes`).toBe(true);
+    o += want.length;
+  }
+  expect(o).toBe(got.length);
+});
+
+it('a field that changes alone from one line to the next is written anew (the kept fragments are per value, not per route)', async () => {
+  const file = join(dir, 'alone.log');
+  const log = new AccessLog({ file });
+  const base = record(1);
+  const changes: Partial<AccessRecord>[] = [
+    {}, { protocol: 'HTTP/2' }, { status: 503 }, { route: 'ns/other' }, { rule: '7' }, { destination: 'ns/db' },
+    { source: 'ns/else' }, { sourceAddress: '10.9.9.9' }, { parent: 'ns/gw/https' }, {}, { rule: '8' }, { status: 200 },
+    // Too long for the batch buffer (written as one string), then short again.
+    { path: `/${'q"é'.repeat(4000)}`, route: 'ns/long' }, { path: '/short' }, { durationMs: 12.5 },
+  ];
+  const recs: AccessRecord[] = [];
+  let r = base;
+  for (const c of changes) { r = { ...r, ...c }; recs.push(r); }
+  for (const x of recs) log.write(x);
+  await log.close();
+  const got = readFileSync(file);
+  let o = 0;
+  for (let i = 0; i < recs.length; i++) {
+    const time = /^\{"level":30,"time":(\d+),/.exec(got.subarray(o, o + 40).toString('latin1'))?.[1];
+    const want = previousLine(recs[i]!, time!);
+    expect(got.subarray(o, o + want.length).toString('utf8'), `line ${i}`).toBe(want.toString('utf8'));
     o += want.length;
   }
   expect(o).toBe(got.length);
