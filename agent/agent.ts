@@ -365,8 +365,9 @@ export class Agent {
     }
     this.apply(this.source.current()!);
     this.source.applied(); // the first sync's batch (every object) is not kept
-    // The first sync's garbage (file text, parse trees) was freed: give malloc's pages back.
-    releaseFreedMemory();
+    // The first sync's garbage (file text, parse trees) was freed: give malloc's pages back,
+    // and the start-up code's bytecode (common/heap.ts compactHeap flushCode).
+    releaseFreedMemory({ flushCode: true });
     this.updateReadiness();
     this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
   }

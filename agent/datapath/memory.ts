@@ -8,9 +8,13 @@
 import { mallocTrim } from '../../native/index.js';
 import { compactHeap } from '../../common/heap.js';
 
-/** Compacts the heap, then returns freed malloc memory to the kernel; whether malloc released any. */
-export function releaseFreedMemory(): boolean {
-  compactHeap();
+/**
+ * Compacts the heap, then returns freed malloc memory to the kernel; whether malloc released any.
+ * After the first sync, with `flushCode`, the same GC drops the bytecode of the functions that
+ * are not running (common/heap.ts): what only the start-up ran is compiled again if ever called.
+ */
+export function releaseFreedMemory(opts: { flushCode?: boolean } = {}): boolean {
+  compactHeap(opts);
   return mallocTrim();
 }
 
