@@ -20,8 +20,13 @@ const streams: http2.ServerHttp2Stream[] = [];
 
 beforeAll(async () => {
   server = http2.createServer();
-  server.on('stream', (stream, headers) => {
+  server.on('stream', (stream, headers, _flags, rawHeaders: string[]) => {
     streams.push(stream);
+    if (headers[':path'] === '/raw') {
+      stream.respond({ ':status': 200 });
+      stream.end(JSON.stringify(rawHeaders));
+      return;
+    }
     stream.on('error', () => { /* the reset ones */ });
     const path = headers[':path'] ?? '';
     if (path === '/reset') { stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR); return; }
@@ -94,6 +99,26 @@ function exchangeOf(stream: object): unknown {
 }
 
 describe('h2c backends through UpstreamPool.send', () => {
+  it('the request head: Host as :authority (the last one), repeated fields as separate fields in order, TE only as trailers', async () => {
+    const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
+    try {
+      const o = await send(pool, { ...request('/raw'), method: 'GET', headers: ['Host', 'a.example', 'X-Multi', '1', 'TE', 'gzip', 'x-multi', '2', 'Host', 'shop.example', 'Content-Type', 'text/plain'] });
+      expect(o.errors).toEqual([]);
+      const raw = JSON.parse(await readBody(o.responses[0]!)) as string[];
+      const pairs = (name: string): string[] => raw.filter((_, i) => i % 2 === 1 && raw[i - 1] === name);
+      expect(pairs(':method')).toEqual(['GET']);
+      expect(pairs(':path')).toEqual(['/raw']);
+      expect(pairs(':scheme')).toEqual(['http']);
+      expect(pairs(':authority')).toEqual(['shop.example']);
+      expect(pairs('x-multi')).toEqual(['1', '2']);
+      expect(pairs('content-type')).toEqual(['text/plain']);
+      expect(pairs('te')).toEqual([]);
+      expect(pairs('host')).toEqual([]);
+    } finally {
+      pool.close();
+    }
+  });
+
   it('tells the response once, with its head (no pseudo-headers), body and trailers; the closed stream lets go of the exchange', async () => {
     const pool = new UpstreamPool({ maxIdlePerEndpoint: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 5000 });
     try {

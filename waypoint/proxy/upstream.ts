@@ -125,7 +125,7 @@ export class UpstreamPool {
     const x = new H2Exchange(sink, session);
     let st: http2.ClientHttp2Stream;
     try {
-      st = session.request(h2Headers(r), { endStream: r.body === undefined });
+      st = session.request(h2Headers(r), r.body === undefined ? END_STREAM : OPEN_STREAM);
     } catch (e) {
       // (Told on the next tick, as every other outcome: the caller has its call first.)
       process.nextTick(failNow, x, new UpstreamError('connect', (e as Error).message, (e as NodeJS.ErrnoException).code, true));
@@ -133,28 +133,38 @@ export class UpstreamPool {
     }
     x.stream = st;
     (st as StreamWithExchange)[EXCHANGE] = x;
-    st.once('trailers', onStreamTrailers);
-    st.once('response', onStreamResponse);
+    // on(), not once(): each of these comes once per stream, and once() wraps the listener in a closure per request.
+    st.on('trailers', onStreamTrailers);
+    st.on('response', onStreamResponse);
     st.on('error', onStreamError);
-    st.once('close', onStreamClose);
+    st.on('close', onStreamClose);
     if (Buffer.isBuffer(r.body)) st.end(r.body);
     else if (r.body !== undefined) r.body.pipe(st);
     return x;
   }
 }
 
-/** The request head of an h2c backend request (Host as :authority; TE only as 'trailers'). */
-function h2Headers(r: UpstreamRequest): http2.OutgoingHttpHeaders {
-  const headers: http2.OutgoingHttpHeaders = { ':method': r.method, ':path': r.path, ':scheme': 'http' };
+/** request()'s options (Node copies them): no object per request. */
+const END_STREAM: http2.ClientSessionRequestOptions = Object.freeze({ endStream: true });
+const OPEN_STREAM: http2.ClientSessionRequestOptions = Object.freeze({ endStream: false });
+
+/**
+ * The request head of an h2c backend request (Host as :authority, the last one if several;
+ * TE only as 'trailers'), as a flat list: Node takes raw lists as they are, where a header
+ * object is copied into another one first. Repeated fields stay separate fields.
+ */
+function h2Headers(r: UpstreamRequest): string[] {
+  const out: string[] = [':method', r.method, ':path', r.path, ':scheme', 'http'];
+  let authority: string | undefined;
   for (let i = 0; i < r.headers.length; i += 2) {
     const name = r.headers[i]!.toLowerCase();
     const value = r.headers[i + 1]!;
-    if (name === 'host') { headers[':authority'] = value; continue; }
+    if (name === 'host') { authority = value; continue; }
     if (name === 'te' && value.toLowerCase() !== 'trailers') continue;
-    const prev = headers[name];
-    headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+    out.push(name, value);
   }
-  return headers;
+  if (authority !== undefined) out.push(':authority', authority);
+  return out;
 }
 
 /**
@@ -202,7 +212,7 @@ class H2Exchange implements UpstreamCall, UpstreamResponse {
     this.body = new LiteBody(this);
     const st = this.stream!;
     st.on('data', onStreamData);
-    st.once('end', onStreamEnd);
+    st.on('end', onStreamEnd);
     this.sink.onResponse(this);
   }
 
