@@ -38,9 +38,10 @@ import { registerPolicyMetrics } from './datapath/policy-metrics.js';
 import { addressProblems } from '../k8s/service-range.js';
 import type { ObjectValidator } from '../sources/manifest-dir.js';
 import type { KubeSource, KubeSourceStatus } from '../sources/kube-source.js';
-import { ClusterController } from './cluster/controller.js';
+// The elected agent's duties (Lease, status, waypoints) are imported with the Kubernetes API source: never on --standalone.
+import type { ClusterController } from './cluster/controller.js';
 import type { LeaseStatus } from './cluster/lease.js';
-import { WaypointController } from './cluster/waypoints.js';
+import type { WaypointController } from './cluster/waypoints.js';
 import type { ClusterStatus } from '../k8s/gateway-status.js';
 import type { Model } from '../model/types.js';
 import type { Problem } from '../k8s/types.js';
@@ -270,6 +271,7 @@ export class Agent {
     // Nothing pinned yet: a start that fails after attaching takes everything back off.
     const fresh = readdirSync(o.bpffs).length === 0;
     let touched = false;
+    let duties: { ClusterController: typeof ClusterController; WaypointController: typeof WaypointController } | undefined;
     try {
       // /healthz and /readyz answer from the start ("not ready: starting").
       this.http = new MetricsServer({ host: o.metrics.host, port: o.metrics.port, metrics: this.metrics, log: this.log,
@@ -280,6 +282,9 @@ export class Agent {
       const validate: ObjectValidator = (obj) => addressProblems(o.serviceCidr, obj);
       if (o.standalone === undefined) {
         const { KubeSource } = await import('../sources/kube-source.js');
+        if (this.computeStatus) {
+          duties = { ...await import('./cluster/controller.js'), ...await import('./cluster/waypoints.js') };
+        }
         this.kube = new KubeSource({ ...o.kubeTuning, kubeconfig: o.kubeconfig, nodeName: o.nodeName, log: this.log, validate });
         this.log.info({ source: this.kube.description }, 'reading the Kubernetes API; nothing is written to the kernel before every kind has synced once');
         this.http.setReady(false, `starting: syncing with ${this.kube.description}`);
@@ -354,13 +359,13 @@ export class Agent {
       throw e;
     }
     this.state = 'running';
-    if (this.kube && this.computeStatus) {
+    if (this.kube && this.computeStatus && duties) {
       const client = this.kube.client;
       const waypoints: WaypointController[] = [];
-      this.cluster = new ClusterController(client, {
+      this.cluster = new duties.ClusterController(client, {
         identity: o.nodeName, computeStatus: this.computeStatus, log: this.log, duties: [(m) => waypoints[0]!.reconcile(m)],
       });
-      waypoints.push(new WaypointController(client, this.cluster.writer, { log: this.log }));
+      waypoints.push(new duties.WaypointController(client, this.cluster.writer, { log: this.log }));
       this.cluster.start();
     }
     this.apply(this.source.current()!);

@@ -48,4 +48,16 @@ describe("the agent's fixed cost", () => {
     }
     expect(Number(/^process_cpu_seconds_total (\S+)$/m.exec(r.text)?.[1])).toBeGreaterThan(0);
   });
+
+  it("nor the elected agent's duties (Lease, status writer, waypoint controller): they load with the Kubernetes API source", () => {
+    const script = `
+      const { registerHooks } = await import('node:module');
+      const seen = [];
+      registerHooks({ load(url, ctx, next) { seen.push(url); return next(url, ctx); } });
+      await import(${JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', 'cli', 'agent.js')).href)});
+      console.log(JSON.stringify(seen.filter((u) => u.includes('/dist/')).map((u) => u.slice(u.indexOf('/dist/') + 6))));`;
+    const loaded = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as string[];
+    expect(loaded).toContain('agent/agent.js');
+    expect(loaded.filter((f) => f.startsWith('agent/cluster/') || f.startsWith('sources/kube-'))).toEqual([]);
+  });
 });
