@@ -172,3 +172,22 @@ it('a field that changes alone from one line to the next is written anew (the ke
   }
   expect(o).toBe(got.length);
 });
+
+it('each line carries the millisecond it was written in', async () => {
+  const file = join(dir, 'time.log');
+  const log = new AccessLog({ file });
+  const windows: [number, number][] = [];
+  for (let i = 0; i < 5; i++) {
+    const before = Date.now();
+    log.write(record(i + 1));
+    windows.push([before, Date.now()]);
+    await new Promise((r) => setTimeout(r, 3));
+  }
+  await log.close();
+  const times = [...readFileSync(file, 'latin1').matchAll(/^\{"level":30,"time":(\d+),"name"/gm)].map((m) => Number(m[1]));
+  expect(times).toHaveLength(5);
+  times.forEach((t, i) => {
+    expect(t, `line ${i}`).toBeGreaterThanOrEqual(windows[i]![0]);
+    expect(t, `line ${i}`).toBeLessThanOrEqual(windows[i]![1]);
+  });
+});

@@ -388,19 +388,28 @@ export class AccessLog {
   }
 }
 
+const EMPTY: Uint8Array = new Uint8Array(0);
+const PREFIX_HEAD = '{"level":30,"time":';
+const PREFIX_TAIL = ',"name":"kernway-waypoint-access","msg":"request","method":';
 let prefixMs = -1;
-let prefixBytes: Uint8Array = new Uint8Array(0);
+let prefixBytes: Uint8Array = EMPTY;
 /**
- * The line up to the method's value, with Date.now() in it: made once per millisecond (a
- * number this large is a double, and String() of it is not cheap).
+ * The line up to the method's value, with Date.now() in it: its digits rewritten in place
+ * once per millisecond (a number this large is a double, and String() of it is not cheap;
+ * no array is made per millisecond). Lines hold copies of it.
  */
 function linePrefix(): Uint8Array {
   const t = Date.now();
-  if (t !== prefixMs) { prefixMs = t; prefixBytes = utf8(`{"level":30,"time":${t},"name":"kernway-waypoint-access","msg":"request","method":`); }
+  if (t !== prefixMs) {
+    prefixMs = t;
+    const digits = String(t);
+    const at = PREFIX_HEAD.length;
+    if (prefixBytes.length !== at + digits.length + PREFIX_TAIL.length) prefixBytes = utf8(PREFIX_HEAD + digits + PREFIX_TAIL);
+    else for (let i = 0; i < digits.length; i++) prefixBytes[at + i] = digits.charCodeAt(i);
+  }
   return prefixBytes;
 }
 
-const EMPTY: Uint8Array = new Uint8Array(0);
 const GET = utf8('"GET"');
 
 /** Text as UTF-8 bytes in a plain Uint8Array (a Buffer's `length` is a getter call; a plain array's set() copies natively). */
