@@ -71,7 +71,7 @@ export interface AccessEntry {
   userAgent: string | undefined;
   reason: string | undefined;
   attempts: number;
-  /** Envoy's response flags, comma-separated, when any. */
+  /** Envoy's response flags, comma-separated (UO, UH, DI, FI, RL, URX), when any. */
   flags: string | undefined;
   conn: { peerAddress: string } | undefined;
 }

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../common/log.js';
-import type { AccessLog } from '../observe/access-log.js';
+import type { AccessEntry, AccessLog } from '../observe/access-log.js';
 import type { WaypointMetrics } from '../observe/metrics.js';
 import { continueTrace, requestId, type TraceContext } from '../observe/trace.js';
 import type { RequestTracer } from '../observe/otlp.js';
@@ -64,31 +64,17 @@ export interface HandlerDeps {
   tracer?: RequestTracer | undefined;
 }
 
-/** What is known about a request as it goes, for the access log and metrics. */
-interface Exchange {
+/**
+ * What is known about a request as it goes, for the access log (which reads its line from
+ * it: AccessEntry's fields) and metrics.
+ */
+interface Exchange extends AccessEntry {
   start: number;
   conn: ConnInfo;
-  method: string;
-  path: string;
-  protocol: string;
-  route: string;
-  rule: string;
-  destination: string;
-  upstream: string | undefined;
-  source: string;
-  parent: string;
-  bytesIn: number;
-  bytesOut: number;
   trace: TraceContext | undefined;
-  requestId: string;
-  userAgent: string | undefined;
-  reason: string | undefined;
-  attempts: number;
   done: boolean;
   /** Told when the caller's response closes (one 'close' listener per request). */
   onClose: Closer | undefined;
-  /** Envoy response flags for the access log (UO, UH, DI, FI, RL, URX). */
-  flags: string | undefined;
   /** The circuit breaker whose request count this request holds until it ends. */
   circuit: CircuitState | undefined;
   /** The backend picked (its metric cell is found by it). */
