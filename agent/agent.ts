@@ -28,7 +28,7 @@ import { ServiceCounterTable } from './datapath/service-counters.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
-import { releaseFreedMalloc, releaseFreedMemory, returnFreedMallocPromptly } from './datapath/memory.js';
+import { releaseFreedMalloc, releaseFreedMemory } from './datapath/memory.js';
 import { WAYPOINT_POD_LABEL, waypointBindings, waypointNameOf } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
@@ -258,7 +258,6 @@ export class Agent {
     const o = this.opts;
     await preflight(o);
     checkKernel();
-    returnFreedMallocPromptly(); // before the first sync's burst (agent/datapath/memory.ts)
     this.locks.push(OwnerLock.take(o.cgroup, '--cgroup', 'KW_CGROUP_IN_USE'));
     const created = !existsSync(o.bpffs);
     try {

@@ -99,8 +99,6 @@ export interface RawAddon {
   netnsCookie(netns: string): bigint;
   /** glibc malloc_trim(0): free()d memory back to the kernel; whether any was released. */
   mallocTrim(): boolean;
-  /** glibc mallopt(M_TRIM_THRESHOLD, bytes) (also stops its dynamic threshold); whether it was set. */
-  mallocTrimThreshold(bytes: number): boolean;
   linkDetach(fd: number): void;
   linkUpdate(fd: number, progFd: number): void;
   linkInfo(fd: number): RawLinkInfo;

@@ -12,7 +12,7 @@ export {
 } from './program.js';
 export { BpfLink, type LinkInfo, type LinkKind } from './link.js';
 export { BpfRingBuffer } from './ringbuf.js';
-export { keepMallocTrimThreshold, mallocTrim, netnsCookie, probe, type Probe } from './probe.js';
+export { mallocTrim, netnsCookie, probe, type Probe } from './probe.js';
 export { ensureBpffs, mountsOfType, cgroup2Mount } from '../common/mounts.js';
 export { addon } from './load.js';
 export type { RawBtfMember as BtfMember, RawBtfType as BtfType, RawMapBtf as MapBtf } from './addon.js';

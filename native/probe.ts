@@ -101,18 +101,3 @@ export function netnsCookie(path: string): bigint {
 export function mallocTrim(): boolean {
   return addon().mallocTrim();
 }
-
-/** The free top of malloc's arenas above which free() gives it back (default of MALLOC_TRIM_THRESHOLD). */
-export const MALLOC_TRIM_THRESHOLD = 128 * 1024;
-
-/**
- * Fixes glibc's trim threshold at `bytes` (mallopt M_TRIM_THRESHOLD), for a long-lived process.
- * glibc raises it, up to 64 MiB, whenever a large block that had its own mmap() is freed (a
- * file's text, a list's response), and malloc_trim(0) gives back the free top of the main arena
- * only: what V8's and libuv's threads left at the top of a thread arena stayed resident. Measured
- * on the agent with 10,000 Services (docs/agent-model.md, "Ninth session"): 0.4-10.5 MiB of
- * thread arenas from run to run before, 0.6-0.7 after. Whether it was set (false off glibc).
- */
-export function keepMallocTrimThreshold(bytes: number = MALLOC_TRIM_THRESHOLD): boolean {
-  return addon().mallocTrimThreshold(bytes);
-}

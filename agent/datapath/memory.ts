@@ -5,7 +5,7 @@
  * pages of the Buffers mapped; RSS counts both. A compacting GC (common/heap.ts) and then
  * malloc_trim(0) return them: measured 152 → 108 MiB idle on that model (docs/agent-model.md).
  */
-import { keepMallocTrimThreshold, mallocTrim } from '../../native/index.js';
+import { mallocTrim } from '../../native/index.js';
 import { compactHeap } from '../../common/heap.js';
 
 /**
@@ -25,13 +25,4 @@ export function releaseFreedMemory(opts: { flushCode?: boolean } = {}): boolean 
  */
 export function releaseFreedMalloc(): boolean {
   return mallocTrim();
-}
-
-/**
- * From now on, free() returns the free top of every malloc arena past 128 KiB, thread arenas
- * included (native/probe.ts keepMallocTrimThreshold): malloc_trim(0) alone does not reach them.
- * Called once when the agent starts, before its first sync.
- */
-export function returnFreedMallocPromptly(): boolean {
-  return keepMallocTrimThreshold();
 }

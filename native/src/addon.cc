@@ -26,27 +26,12 @@ Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// mallocTrimThreshold(bytes): mallopt(M_TRIM_THRESHOLD, bytes). glibc raises its trim
-// threshold (up to 64 MiB) each time a large mmap()ed block is freed, and malloc_trim()
-// gives back the free top of the main arena only: the free top of a thread arena (what V8's
-// and libuv's threads left) is returned only by free() once it reaches the threshold. A fixed
-// threshold (which also stops the dynamic one) returns it at the next large free. Whether set.
-Napi::Value MallocTrimThreshold(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsNumber()) ThrowType(info.Env(), "mallocTrimThreshold needs a size in bytes");
-#ifdef __GLIBC__
-  return Napi::Boolean::New(info.Env(), mallopt(M_TRIM_THRESHOLD, info[0].As<Napi::Number>().Int32Value()) == 1);
-#else
-  return Napi::Boolean::New(info.Env(), false);
-#endif
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallLibbpfPrint();
   libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
   env.SetInstanceData(new AddonData());
   exports.Set("setErrorClass", Napi::Function::New<SetErrorClass>(env, "setErrorClass"));
   exports.Set("mallocTrim", Napi::Function::New<MallocTrim>(env, "mallocTrim"));
-  exports.Set("mallocTrimThreshold", Napi::Function::New<MallocTrimThreshold>(env, "mallocTrimThreshold"));
   InitObject(env, exports);
   InitMaps(env, exports);
   InitLinks(env, exports);

@@ -3,8 +3,7 @@ import { release } from 'node:os';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { formatProbe } from '../../cli/probe.js';
 import { main } from '../../cli/main.js';
-import { keepMallocTrimThreshold, mountsOfType, probe, type Probe } from '../../native/index.js';
-import { addon } from '../../native/load.js';
+import { mountsOfType, probe, type Probe } from '../../native/index.js';
 
 /** Kernel version as [major, minor], from uname. */
 function kernelVersion(): [number, number] {
@@ -77,14 +76,5 @@ describe('kernway probe', () => {
     expect(text).toMatch(/^bpffs\s+NO\s+not mounted/m);
     expect(text).toMatch(/^cgroup2\s+NO\s+not mounted/m);
     expect(text).toContain('warning: not running as root');
-  });
-});
-
-describe('keepMallocTrimThreshold()', () => {
-  it("sets glibc's trim threshold (mallopt) and refuses a size that is not a number", () => {
-    expect(keepMallocTrimThreshold()).toBe(true);
-    expect(keepMallocTrimThreshold(256 * 1024)).toBe(true);
-    expect(() => (addon() as unknown as { mallocTrimThreshold(x: unknown): boolean }).mallocTrimThreshold('big')).toThrow(/size in bytes/);
-    keepMallocTrimThreshold();
   });
 });
