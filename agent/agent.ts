@@ -28,7 +28,7 @@ import { ServiceCounterTable } from './datapath/service-counters.js';
 import { Sockmap, registerSockmapMetrics, type SockmapStatus } from './datapath/sockmap.js';
 import { WaypointSync, planWaypoints, type WaypointFrontend, type WpStats } from './datapath/waypoint-sync.js';
 import { netnsCookiesOf } from './datapath/netns.js';
-import { releaseFreedMalloc, releaseFreedMemory } from './datapath/memory.js';
+import { ScrapeMemory, releaseFreedMemory } from './datapath/memory.js';
 import { WAYPOINT_POD_LABEL, waypointBindings, waypointNameOf } from '../model/waypoint-binding.js';
 import { PolicyRuntime } from './datapath/policy-runtime.js';
 import { ConnMetrics } from './datapath/conn-metrics.js';
@@ -135,6 +135,8 @@ export class Agent {
   private drained: Promise<void> | undefined;
   /** The owner locks on --cgroup and --bpffs (agent/datapath/lock.ts), held from start to drain. */
   private readonly locks: OwnerLock[] = [];
+  /** After a scrape: malloc trimmed, the heap compacted when the scrape grew it (datapath/memory.ts). */
+  private readonly scrapeMemory = new ScrapeMemory();
 
   constructor(opts: Readonly<AgentOptions>, log: Logger) {
     this.opts = opts;
@@ -275,7 +277,7 @@ export class Agent {
     try {
       // /healthz and /readyz answer from the start ("not ready: starting").
       this.http = new MetricsServer({ host: o.metrics.host, port: o.metrics.port, metrics: this.metrics, log: this.log,
-        health: () => (this.healthy ? true : this.state), afterScrape: () => { releaseFreedMalloc(); } });
+        health: () => (this.healthy ? true : this.state), afterScrape: () => { this.scrapeMemory.afterScrape(); } });
       this.http.setReady(false, 'starting: reading the manifests and loading the programs');
       await this.http.listen();
       // The kind registry checks every object; the address rules (--service-cidr) are this agent's own.
@@ -373,6 +375,7 @@ export class Agent {
     // The first sync's garbage (file text, parse trees) was freed: give malloc's pages back,
     // and the start-up code's bytecode (common/heap.ts compactHeap flushCode).
     releaseFreedMemory({ flushCode: true });
+    this.scrapeMemory.settled();
     this.updateReadiness();
     this.log.info({ nodeName: o.nodeName, frontends: this.sync.size }, 'agent running');
   }

@@ -6,6 +6,7 @@
  * malloc_trim(0) return them: measured 152 → 108 MiB idle on that model (docs/agent-model.md).
  */
 import { mallocTrim } from '../../native/index.js';
+import { getHeapStatistics } from 'node:v8';
 import { compactHeap } from '../../common/heap.js';
 
 /**
@@ -25,4 +26,35 @@ export function releaseFreedMemory(opts: { flushCode?: boolean } = {}): boolean 
  */
 export function releaseFreedMalloc(): boolean {
   return mallocTrim();
+}
+
+/**
+ * What a /metrics scrape leaves: malloc's freed pages (returned each time) and, with many
+ * Services, V8 heap pages its counters and text passed through: ~3 MiB of committed heap at
+ * 10,000 Services x 10 endpoints that stayed until the next major GC, which an idle agent does
+ * not run (docs/agent-model.md, "Ninth session (lead)"). So after a scrape the heap is compacted
+ * when V8's committed heap grew by more than `thresholdBytes` since the last compaction (the
+ * first sync's, or one of these); otherwise only malloc is trimmed. A small cluster's scrapes
+ * never reach the threshold; a large one pays one compaction per scrape (~20-40 ms at 10,000
+ * Services, beside the scrape's own ~120 ms; Prometheus scrapes every 15-60 s).
+ */
+export class ScrapeMemory {
+  private base: number | undefined;
+  constructor(private readonly thresholdBytes = 1 << 20) {}
+
+  /** The heap was just compacted (the first sync): later growth is measured from here. */
+  settled(): void {
+    this.base = getHeapStatistics().total_heap_size;
+  }
+
+  /** After the scrapes under way are done: what was released. Nothing is compacted before `settled()`. */
+  afterScrape(): 'compacted' | 'trimmed' {
+    if (this.base !== undefined && getHeapStatistics().total_heap_size > this.base + this.thresholdBytes) {
+      releaseFreedMemory();
+      this.settled();
+      return 'compacted';
+    }
+    releaseFreedMalloc();
+    return 'trimmed';
+  }
 }
