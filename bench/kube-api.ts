@@ -265,7 +265,8 @@ async function main(): Promise<void> {
     const startAgent = async (source: string[]): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
       const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'cli', 'main.js'), 'agent', ...source, '--node-name', NODE,
         '--cgroup', lab.cgroupPath, '--bpffs', bpffs, '--admin-socket', join(dir, 'admin.sock'), '--metrics-address', '127.0.0.1:0', '--service-cidr', '10.96.0.0/16'],
-      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions } });
+      // One malloc arena as deploy/daemonset.yaml runs it, unless the caller's environment says otherwise.
+      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1' } });
       agent = child;
       const r: { child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number } = { child, metricsPort: 0 };
       await new Promise<void>((resolve, reject) => {
