@@ -138,14 +138,14 @@ export class ModelBuilder {
       switch (m.kind) {
         case 'Service': {
           const key = m.value.key;
-          if (!prevSvc.has(key)) { prevSvc.set(key, this.svcCands.first(key)); this.svcCands.open(key); }
+          if (!prevSvc.has(key)) prevSvc.set(key, this.svcCands.first(key)); // add() and remove() open the key
           if (add) this.svcCands.add(key, m.value);
           else this.svcCands.remove(key, m.value);
           break;
         }
         case 'EndpointSlice': {
           const key = m.value.key;
-          if (!prevSlice.has(key)) { prevSlice.set(key, this.sliceCands.first(key)); this.sliceCands.open(key); }
+          if (!prevSlice.has(key)) prevSlice.set(key, this.sliceCands.first(key));
           if (add) this.sliceCands.add(key, m.value);
           else this.sliceCands.remove(key, m.value);
           break;

@@ -20,23 +20,16 @@ export function releaseFreedMemory(opts: { flushCode?: boolean } = {}): boolean 
 }
 
 /**
- * Returns freed malloc memory to the kernel, without the heap compaction (cheap: run after
- * each /metrics scrape, whose response buffers and V8 compile zones leave freed pages in
- * malloc's arenas, ~4-6 MiB of RSS otherwise kept). Whether malloc released any.
- */
-export function releaseFreedMalloc(): boolean {
-  return mallocTrim();
-}
-
-/**
  * What a /metrics scrape leaves: malloc's freed pages (returned each time) and, with many
  * Services, V8 heap pages its counters and text passed through: ~3 MiB of committed heap at
  * 10,000 Services x 10 endpoints that stayed until the next major GC, which an idle agent does
  * not run (docs/agent-model.md, "Ninth session (lead)"). So after a scrape the heap is compacted
  * when V8's committed heap grew by more than `thresholdBytes` since the last compaction (the
  * first sync's, or one of these); otherwise only malloc is trimmed. A small cluster's scrapes
- * never reach the threshold; a large one pays one compaction per scrape (~20-40 ms at 10,000
- * Services, beside the scrape's own ~120 ms; Prometheus scrapes every 15-60 s).
+ * never reach the threshold; a large one pays one compaction per scrape (measured ~30-80 ms more
+ * CPU per scrape at 10,000 Services, beside the scrape's own ~120 ms; Prometheus scrapes every
+ * 15-60 s). Malloc's freed pages (a scrape's buffers, V8's compile zones: ~4-6 MiB otherwise
+ * kept) are returned after every scrape.
  */
 export class ScrapeMemory {
   private base: number | undefined;
@@ -54,7 +47,7 @@ export class ScrapeMemory {
       this.settled();
       return 'compacted';
     }
-    releaseFreedMalloc();
+    mallocTrim();
     return 'trimmed';
   }
 }

@@ -88,10 +88,10 @@ export class ServiceCounterTable {
     this.balancedOf[row] += sumSvcStatPerCpu(raw, 'balanced');
     this.refusedOf[row] += sumSvcStatPerCpu(raw, 'refused');
   }
-
 }
-function grown<T extends Float64Array | Uint32Array>(a: T, n: number): T {
-  const b = new (a.constructor as new (n: number) => T)(Math.max(n, a.length * 2));
+
+function grown(a: Float64Array<ArrayBuffer>, n: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(Math.max(n, a.length * 2));
   b.set(a);
   return b;
 }

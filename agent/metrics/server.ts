@@ -29,8 +29,8 @@ export interface MetricsServerOptions {
   health?: () => true | string;
   /**
    * Called once the /metrics responses under way are all done (on a later turn of the event
-   * loop; several scrapes in a row call it once). The agent gives malloc's freed pages back
-   * there (agent/datapath/memory.ts): a scrape's buffers and V8's compile zones are malloc'd.
+   * loop; several scrapes in a row call it once). The agent gives memory back there
+   * (agent/datapath/memory.ts ScrapeMemory): malloc's freed pages, and the heap when the scrape grew it.
    */
   afterScrape?: () => void;
 }
