@@ -169,6 +169,21 @@ class Stub implements K8sObject {
     return { apiVersion: this.apiVersion, kind: this.kind, metadata: this.metadata };
   }
 
+  /** See stubKey. */
+  static keyOf(o: object): string | undefined {
+    if (!(#parsed in o)) return undefined;
+    const p = (o as Stub).#parsed;
+    if ((o as Stub).#id === undefined && p !== null && !Array.isArray(p)) {
+      // The slim value holds this stub's name and namespace: its key is 'namespace/name' (or the name) of them.
+      const v = p as { key?: unknown; name?: unknown; namespace?: unknown; meta?: { key?: unknown } };
+      if (typeof v.key === 'string') return v.key;
+      if (typeof v.meta?.key === 'string') return v.meta.key;
+      if (v.namespace === undefined && typeof v.name === 'string') return v.name;
+    }
+    const md = (o as Stub).metadata;
+    return md.namespace === undefined ? md.name : `${md.namespace}/${md.name}`;
+  }
+
   static parsedOf(o: unknown): KnownObject | Problem[] | null | undefined {
     if (typeof o !== 'object' || o === null || !(#parsed in o)) return undefined;
     const p = (o as Stub).#parsed;
@@ -322,6 +337,16 @@ export function stubOf(kind: KnownKind, name: string, namespace: string | undefi
   const apiVersion = info.group === '' ? info.versions[0]! : `${info.group}/${info.versions[0]!}`;
   const C = typedStub(Stub, 'Stub', apiVersion, kind);
   return new C(apiVersion, kind, own(name), namespace === undefined ? undefined : intern(namespace), { kind, value } as KnownObject, '', 0, 0);
+}
+
+/**
+ * A stub's key: 'namespace/name', or the name of a cluster-scoped object, as the slim value
+ * spells it when it holds one (Service, EndpointSlice, Pod and policy `key`, the Gateway API
+ * kinds' `meta.key`, a Namespace's or GatewayClass's name: no string made), else made from
+ * the stub's metadata. Undefined for an object that is not a stub.
+ */
+export function stubKey(o: object): string | undefined {
+  return Stub.keyOf(o);
 }
 
 /** The registry's entry of a kind, by name. */

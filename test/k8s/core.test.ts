@@ -1,6 +1,6 @@
 /** Checking and normalising single objects: defaults, and errors that name file, object and field. */
 import { describe, expect, it } from 'vitest';
-import { parseObject, slimObject, slimSourced, slimVersioned, stubOf, validateObject } from '../../k8s/kinds.js';
+import { KINDS, parseObject, slimObject, slimSourced, slimVersioned, stubKey, stubOf, validateObject } from '../../k8s/kinds.js';
 import type { EndpointSlice, Problem, SourcedObject } from '../../k8s/types.js';
 import { service, slice, src } from '../model/fixtures.js';
 
@@ -262,6 +262,36 @@ describe('stubs: type and identity held once', () => {
         expect(JSON.parse(JSON.stringify(stub))).toEqual(want);
       }
     }
+  });
+
+  it('give their key (namespace/name, or the name) from the slim value for every kind of the registry, from the stub for others', () => {
+    const gw = 'gateway.networking.k8s.io/v1';
+    const valid: Array<SourcedObject['object']> = [
+      service('web', { ns: 'team-a' }),
+      slice('web-abc', 'web', ['10.0.0.1']),
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p-1', namespace: 'team-a' }, spec: { nodeName: 'n1' }, status: { podIP: '10.1.0.5' } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } },
+      { apiVersion: 'kernway.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name: 'allow', namespace: 'team-a' }, spec: {} },
+      { apiVersion: 'kernway.io/v1alpha1', kind: 'BackendTrafficPolicy', metadata: { name: 'btp', namespace: 'team-a' }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }] } },
+      { apiVersion: gw, kind: 'GatewayClass', metadata: { name: 'kernway' }, spec: { controllerName: 'kernway.io/gateway-controller' } },
+      { apiVersion: gw, kind: 'Gateway', metadata: { name: 'gw', namespace: 'team-a' }, spec: { gatewayClassName: 'kernway', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } },
+      { apiVersion: gw, kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'team-a' }, spec: { parentRefs: [{ name: 'gw' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } },
+      { apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { name: 'g', namespace: 'team-a' },
+        spec: { from: [{ group: gw.split('/')[0], kind: 'HTTPRoute', namespace: 'team-b' }], to: [{ group: '', kind: 'Service' }] } },
+    ];
+    expect(new Set(valid.map((o) => o.kind))).toEqual(new Set(KINDS.map((k) => k.kind)));
+    const others: Array<SourcedObject['object']> = [
+      service('bad', { ports: [{ port: 0 }] }), // problems
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'x' } }, // a kind not read
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'n' } },
+    ];
+    for (const raw of [...valid, ...others]) {
+      const want = raw.metadata.namespace === undefined ? raw.metadata.name : `${raw.metadata.namespace}/${raw.metadata.name}`;
+      const r = src(raw);
+      if (valid.includes(raw)) expect(validateObject(r)).toEqual([]);
+      for (const stub of [slimObject(src(raw)), slimSourced(src(raw)), slimVersioned(src(raw), { file: 'l', index: 0 }, 7)]) expect(stubKey(stub)).toBe(want);
+    }
+    expect(stubKey({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'raw' } })).toBeUndefined();
   });
 
   it('a stub\'s apiVersion or kind assigned becomes its own, others of its kind unchanged', () => {
