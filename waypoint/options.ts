@@ -21,7 +21,8 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
                  [--listen-address IP] [--mesh-port PORT]
                  [--mesh-address IP] [--metrics-address HOST:PORT] [--access-log stdout|stderr|off|FILE]
                  [--drain-timeout DURATION] [--header-timeout DURATION] [--idle-timeout DURATION]
-                 [--max-header-bytes N] [--http1-server kernway|node] [--metrics-names kernway|istio]
+                 [--max-header-bytes N] [--http1-server kernway|node] [--http2-server kernway|node]
+                 [--metrics-names kernway|istio]
                  [--otlp-endpoint URL] [--trace-sampling RATIO] [--workers N|auto]
                  [--idle-compaction on|off]
 
@@ -50,6 +51,8 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
   --max-header-bytes N        largest request head accepted (default 16384)
   --http1-server kernway|node which server parses HTTP/1.x callers: the waypoint's own
                               (default) or node:http (kept for one release)
+  --http2-server kernway|node which server reads HTTP/2 (h2c, gRPC) callers: node (default,
+                              Node's http2 on nghttp2) or the waypoint's own on the raw socket
   --workers N|auto            data-path processes sharing the listening ports (SO_REUSEPORT; default 1:
                               one process); auto: the CPUs this process may use (affinity and the
                               cgroup's cpu.max, rounded up); metrics add up on the one admin port
@@ -137,7 +140,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       'listen-address': { type: 'string' }, 'mesh-port': { type: 'string' }, 'mesh-address': { type: 'string' },
       'metrics-address': { type: 'string' }, 'access-log': { type: 'string' },
       'drain-timeout': { type: 'string' }, 'header-timeout': { type: 'string' }, 'idle-timeout': { type: 'string' },
-      'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' }, 'metrics-names': { type: 'string' },
+      'max-header-bytes': { type: 'string' }, 'http1-server': { type: 'string' }, 'http2-server': { type: 'string' }, 'metrics-names': { type: 'string' },
       'otlp-endpoint': { type: 'string' }, 'trace-sampling': { type: 'string' }, workers: { type: 'string' },
       'idle-compaction': { type: 'string' },
     } as const;
@@ -167,6 +170,8 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
   const http1Server = values['http1-server'] ?? 'kernway';
   if (http1Server !== 'kernway' && http1Server !== 'node') throw new InvalidArgumentError('--http1-server', 'kernway or node', http1Server);
+  const http2Server = values['http2-server'] ?? 'node';
+  if (http2Server !== 'kernway' && http2Server !== 'node') throw new InvalidArgumentError('--http2-server', 'kernway or node', http2Server);
   const tracing = otlp(values['otlp-endpoint'], values['trace-sampling']);
   const metricsNames = values['metrics-names'] ?? 'kernway';
   if (metricsNames !== 'kernway' && metricsNames !== 'istio') throw new InvalidArgumentError('--metrics-names', 'kernway or istio', metricsNames);
@@ -194,6 +199,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
       upstream: { connectTimeoutMs: 5000, idleTimeoutMs: 60_000, maxIdlePerEndpoint: 256 },
       drainTimeoutMs: duration('--drain-timeout', values['drain-timeout'], 10_000),
       http1Server,
+      http2Server,
       metricsNames,
       ...(tracing ? { tracing } : {}),
       ...(idleCompaction === 'off' ? { idleCompaction: false as const } : {}),

@@ -29,6 +29,7 @@ import { Resilience } from './resilience/state.js';
 import { RequestHandler } from './proxy/handler.js';
 import { classifyClientError, H1Server, refusalBytes } from './proxy/h1-server.js';
 import { H2Server } from './proxy/h2-server.js';
+import { KwH2Server, type KwH2ServerOptions } from './proxy/h2-conn.js';
 import { UpstreamPool } from './proxy/upstream.js';
 import { AdminServer } from './admin.js';
 import { statusReport, type StatusReport } from './status.js';
@@ -71,6 +72,11 @@ export interface WaypointOptions {
    * raw sockets, waypoint/proxy/h1-server.ts) or 'node' (node:http; kept for one release).
    */
   http1Server?: 'kernway' | 'node';
+  /**
+   * Which server reads HTTP/2 callers: 'node' (default, Node's http2 on nghttp2,
+   * waypoint/proxy/h2-server.ts) or 'kernway' (the waypoint's own, waypoint/proxy/h2-conn.ts).
+   */
+  http2Server?: 'kernway' | 'node';
   /** Names of the request metrics: kernway's own (default) or Istio's standard ones (--metrics-names). */
   metricsNames?: MetricsNames;
   /** A span per request over OTLP (--otlp-endpoint, --trace-sampling); undefined: off. */
@@ -113,7 +119,7 @@ export class Waypoint extends EventEmitter {
   private readonly handler: RequestHandler;
   private readonly h1: Server;
   private readonly fast: H1Server | undefined;
-  private readonly h2: H2Server;
+  private readonly h2: H2Server | KwH2Server;
   private readonly acceptHandlers: AcceptHandlers;
   private readonly gatewaySockets = new Map<string, Listening>();
   private mesh: Listening | undefined;
@@ -159,7 +165,12 @@ export class Waypoint extends EventEmitter {
     this.h1.on('connect', (_req: IncomingMessage, socket: Socket) => {
       socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     });
-    this.h2 = new H2Server({ maxHeaderBytes: l.maxHeaderBytes, idleTimeoutMs: l.idleTimeoutMs, onRequest: this.handler.onRequest });
+    // The waypoint's own HTTP/2 server hands the handler a pair with the members of H2Request/H2Response it uses.
+    this.h2 = opts.http2Server === 'kernway'
+      ? new KwH2Server({ maxHeaderBytes: l.maxHeaderBytes, idleTimeoutMs: l.idleTimeoutMs, onRequest: this.handler.onRequest as unknown as KwH2ServerOptions['onRequest'],
+        onRefused: (kind, socket) => this.clientErrorSeen('H2_HEADER_LIST_TOO_LARGE', kind, socket, 'request head above --max-header-bytes'),
+      })
+      : new H2Server({ maxHeaderBytes: l.maxHeaderBytes, idleTimeoutMs: l.idleTimeoutMs, onRequest: this.handler.onRequest });
     if (opts.http1Server !== 'node') {
       this.fast = new H1Server({
         maxHeaderBytes: l.maxHeaderBytes, headersTimeoutMs: l.headersTimeoutMs, requestTimeoutMs: l.requestTimeoutMs, idleTimeoutMs: l.idleTimeoutMs,
