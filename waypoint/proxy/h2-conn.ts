@@ -114,6 +114,15 @@ function lower(name: string): string {
   return LOWER.get(name) ?? name.toLowerCase();
 }
 
+let dateSecond = 0;
+let dateValue = '';
+function dateHeader(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) { dateSecond = s; dateValue = new Date(now).toUTCString(); }
+  return dateValue;
+}
+
 function frameHeader(b: Buffer, o: number, length: number, type: number, flags: number, stream: number): void {
   b[o] = length >>> 16;
   b[o + 1] = (length >>> 8) & 255;
@@ -327,7 +336,7 @@ export class KwH2Response {
     if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
     const head: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
     let n = 0;
-    let length = false, trailer = false, grpc = false;
+    let length = false, trailer = false, grpc = false, date = false;
     for (let i = 0; i < head.length; i += 2) {
       const name = lower(head[i]!);
       const value = head[i + 1]!;
@@ -337,10 +346,13 @@ export class KwH2Response {
       if (name === 'content-length') length = true;
       else if (name === 'trailer') trailer = true;
       else if (name === 'content-type' && value.startsWith('application/grpc')) grpc = true;
+      else if (name === 'date') date = true;
       head[n++] = name;
       head[n++] = value;
     }
     head.length = n;
+    // Node's respond() adds a Date to every answer that has none: the same here.
+    if (!date) head.push('date', dateHeader());
     this.statusCode = status;
     if (status === 204 || status === 205 || status === 304) this.noBody = true;
     this.mayHaveTrailers = !length || trailer || grpc;
@@ -428,12 +440,11 @@ export class KwH2Response {
       const dataEnds = first > 0 && this.endQueued && this.trailers === undefined && this.queue.length === 1 && first === this.queued;
       const hlen = headerFramesLength(block.length, maxFrame);
       const b = Buffer.allocUnsafe(hlen + (first > 0 ? 9 + first : 0));
-      let o = writeHeaderFrames(b, 0, block, this.id, endNow || (this.noBody && this.endQueued && this.trailers === undefined) ? END_STREAM : 0, maxFrame);
+      const o = writeHeaderFrames(b, 0, block, this.id, endNow || (this.noBody && this.endQueued && this.trailers === undefined) ? END_STREAM : 0, maxFrame);
       if (first > 0) {
         const c = this.queue[0]!;
         frameHeader(b, o, first, DATA, dataEnds ? END_STREAM : 0, this.id);
         c.copy(b, o + 9, 0, first);
-        o += 9 + first;
         if (first === c.length) this.queue.shift(); else this.queue[0] = c.subarray(first);
         this.queued -= first;
         this.sendWindow -= first;
