@@ -35,7 +35,18 @@ function manifests(a: RigAddresses): string {
       filters: [{type: RequestMirror, requestMirror: {backendRef: {name: m2, port: 80}}}]
     - {name: lr, port: 80, weight: 1}
   - matches: [{path: {type: PathPrefix, value: /lr}}]
-    backendRefs: [{name: lr, port: 80}]`);
+    backendRefs: [{name: lr, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /header-ok}}]
+    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-set, value: "a\\tb"}], add: [{name: x-added, value: "caf\\xe9"}]}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /header-control}}]
+    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-bad, value: "a\\x01b"}]}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /header-del}}]
+    backendRefs:
+    - name: web
+      port: 80
+      filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-bad, value: "a\\x7fb"}]}}]`);
 }
 
 beforeAll(async () => {
@@ -74,6 +85,22 @@ describe('backendRef filters', () => {
     expect(seen('m2', '/mirror-backend')).toBe(5);
     expect(new Set(rig.echoes.m2!.flatMap((e) => e.received.filter((r) => r.path.startsWith('/mirror-backend')).map((r) => r.path)))).toEqual(
       new Set(rig.echoes.web!.flatMap((e) => e.received.filter((r) => r.path.startsWith('/mirror-backend')).map((r) => r.path))));
+  });
+});
+
+describe('response header modifiers', () => {
+  // Headers from the backend's strict parser are not checked again when the response head is
+  // written; what a modifier adds is, once: a value Node would not send still gets a 502.
+  it('values the configuration may hold but HTTP may not carry answer 502; others are sent', async () => {
+    const ok = await get('/header-ok');
+    expect(ok.status).toBe(200);
+    expect(ok.headers['x-set']).toBe('a\tb');
+    expect(Buffer.from(ok.headers['x-added'] as string, 'latin1').toString('latin1')).toBe('caf\u00e9');
+    for (const path of ['/header-control', '/header-del']) {
+      const r = await get(path);
+      expect(r.status).toBe(502);
+    }
+    expect((await get('/header-ok')).status).toBe(200);
   });
 });
 

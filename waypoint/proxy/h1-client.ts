@@ -27,6 +27,8 @@ export { UpstreamError as H1Error } from './upstream-error.js';
 export interface H1Response {
   status: number;
   headers: HeaderList;
+  /** Names and values passed llhttp's strict parser: each is one Node would send (true). */
+  readonly checked: boolean;
   body: ResponseBody;
   trailers(): HeaderList;
   abort(): void;
@@ -306,6 +308,11 @@ class Exchange implements H1Response, H1Call {
 
   trailers(): HeaderList {
     return this.trailerList;
+  }
+
+  /** The strict parser refused any name that is not a token and any value with a control character (CR, LF, NUL, DEL...). */
+  get checked(): boolean {
+    return true;
   }
 
   start(conn: Conn): void {

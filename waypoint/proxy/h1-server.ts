@@ -14,7 +14,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import type { HeaderList } from './headers.js';
+import { invalidValue, isToken, sameName, type HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import { SocketWriter } from './h1-write.js';
 const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: see handler.ts
@@ -96,7 +96,7 @@ export class FastRequest {
     let v: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const k = raw[i]!;
-      if (k.length !== n || (k !== lower && k.toLowerCase() !== lower)) continue;
+      if (k.length !== n || !sameName(k, lower)) continue;
       if (v === undefined) v = raw[i + 1];
       else if (SINGLE.has(lower)) return v;
       else v = `${v}${lower === 'cookie' ? '; ' : lower === 'set-cookie' ? ',' : ', '}${raw[i + 1]}`;
@@ -138,29 +138,6 @@ export class FastRequest {
 
 const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
   'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
-/** tchar (RFC 9110 §5.6.2): 1 for the characters of a header name. */
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
-
-/** A header name Node would send (checkIsHttpToken); a loop over a table, cheaper than a regex on every header of every response. */
-function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 127 || TCHAR[c] === 0) return false;
-  }
-  return true;
-}
-
-/** A field value Node would refuse to send (checkInvalidHeaderChar: not tab, 0x20-0x7e or 0x80-0xff). */
-function invalidValue(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 32 ? c !== 9 : c === 127 || c > 255) return true;
-  }
-  return false;
-}
-
 const statusLines: string[] = [];
 function statusLine(status: number): string {
   return (statusLines[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`);
@@ -209,7 +186,12 @@ export class FastResponse {
     this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
   }
 
-  writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
+  /**
+   * `checked`: every name and value in `headers` is known to be one Node would send (they
+   * come from the strict parser, or were checked when the configuration was loaded):
+   * they are not checked again.
+   */
+  writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>, checked = false): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
     let head = statusLine(status);
@@ -217,12 +199,18 @@ export class FastResponse {
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
       const value = list[i + 1]!;
-      if (!isToken(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-      if (invalidValue(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
-      const k = name.length;
-      if (k === 14 && name.toLowerCase() === 'content-length') hasLength = true;
-      else if (k === 4 && name.toLowerCase() === 'date') hasDate = true;
-      else if (dropped(name)) continue;
+      if (!checked) {
+        if (!isToken(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+        if (invalidValue(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
+      }
+      switch (name.length) {
+        case 14: if (sameName(name, 'content-length')) hasLength = true; break;
+        case 4: if (sameName(name, 'date')) hasDate = true; break;
+        // Headers the server sets itself: a handler's are not written.
+        case 10: if (sameName(name, 'connection')) continue; break;
+        case 17: if (sameName(name, 'transfer-encoding')) continue; break;
+        default:
+      }
       head += `${name}: ${value}\r\n`;
     }
     this.statusCode = status;
@@ -335,13 +323,6 @@ export class FastResponse {
   }
 }
 
-/** Headers the server sets itself: a handler's are not written. */
-function dropped(name: string): boolean {
-  const k = name.length;
-  return (k === 10 && name.toLowerCase() === 'connection') || (k === 17 && name.toLowerCase() === 'transfer-encoding');
-}
-
-
 function objectToList(o: Record<string, string | string[] | number>): HeaderList {
   const out: HeaderList = [];
   for (const k of Object.keys(o)) {
@@ -361,8 +342,8 @@ function hasBody(raw: readonly string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const n = name.length;
-    if (n === 17 && name.toLowerCase() === 'transfer-encoding') return true;
-    if (n === 14 && name.toLowerCase() === 'content-length' && !/^\s*0*\s*$/.test(raw[i + 1]!)) return true;
+    if (n === 17 && sameName(name, 'transfer-encoding')) return true;
+    if (n === 14 && sameName(name, 'content-length') && !/^\s*0*\s*$/.test(raw[i + 1]!)) return true;
   }
   return false;
 }

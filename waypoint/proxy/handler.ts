@@ -22,12 +22,12 @@ import { parseTarget } from '../routing/path.js';
 import { directRule, meshLookup, selectListener, type CompiledBackend, type CompiledMirror, type CompiledRule, type RoutingTable } from '../routing/table.js';
 import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evaluate.js';
 import { connOf, type ConnInfo } from './accept.js';
-import { FastRequest, type FastResponse } from './h1-server.js';
+import { FastRequest, FastResponse } from './h1-server.js';
 import type { H2Request, H2Response } from './h2-server.js';
 import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
-import { applyModifier, forwardable, forwardableRequest, getHeader, hasHeader, removeHeader, setHeader, toObject, type HeaderList } from './headers.js';
+import { applyModifier, forwardable, forwardableRequest, getHeader, hasHeader, modifierSendable, removeHeader, sameName, setHeader, toObject, type HeaderList } from './headers.js';
 import { LiteBody, type BodySink } from './body.js';
 import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamResponse, type UpstreamSink } from './upstream.js';
 import { retryPlan, type CompiledTraffic, type RetryPlan } from '../resilience/compile.js';
@@ -179,7 +179,7 @@ export class RequestHandler {
     if (h2) authority = (req.headers[':authority'] as string | undefined) ?? (req.headers.host as string | undefined);
     else {
       let hosts = 0;
-      for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
+      for (let i = 0; i < raw.length; i += 2) if (sameName(raw[i]!, 'host')) hosts++;
       if (hosts > 1) return this.local(ex, res, 400, 'bad_request', 'more than one Host header');
       authority = target.authority ?? header('host');
       if (authority === undefined && req.httpVersion === '1.1') return this.local(ex, res, 400, 'bad_request', 'missing Host header');
@@ -431,7 +431,9 @@ export class RequestHandler {
     applyModifier(headers, backend.responseHeaders);
     if (corsHeaders) for (let i = 0; i < corsHeaders.length; i += 2) setHeader(headers, corsHeaders[i]!, corsHeaders[i + 1]!);
     ex.reason = undefined;
-    const r = new Relay(this, ex, res, up, headers, done);
+    // Names and values from the strict parser and from modifiers checked once need no check when written.
+    const checked = up.checked === true && corsHeaders === undefined && modifierSendable(rule.responseHeaders) && modifierSendable(backend.responseHeaders);
+    const r = new Relay(this, ex, res, up, headers, done, checked);
     // gRPC "trailers-only" answers (grpc-status in the response head, no body) must reach an
     // HTTP/2 caller as one HEADERS frame that ends the stream: the head is sent with end().
     const trailersOnly = h2 && hasHeader(headers, 'grpc-status');
@@ -621,7 +623,15 @@ class Relay implements BodySink, Closer {
   constructor(
     private readonly h: RequestHandler, private readonly ex: Exchange, private readonly res: DownRes,
     private readonly up: UpstreamResponse, private readonly headers: HeaderList, private readonly done: () => void,
+    private readonly checked: boolean,
   ) {}
+
+  /** The head, to the caller's response: known-valid headers are not checked again by the waypoint's own HTTP/1.1 server. */
+  private writeHead(): void {
+    const res = this.res as unknown as FastResponse | DownRes;
+    if (res instanceof FastResponse) res.writeHead(this.up.status, this.headers, this.checked);
+    else res.writeHead(this.up.status, this.headers as unknown as OutgoingHttpHeaders);
+  }
 
   end(): void {
     this.done();
@@ -644,7 +654,7 @@ class Relay implements BodySink, Closer {
     if (this.headSent) return true;
     this.headSent = true;
     try {
-      this.res.writeHead(this.up.status, this.headers as unknown as OutgoingHttpHeaders);
+      this.writeHead();
       return true;
     } catch (e) {
       this.h.badHead(this.ex, this.res, this.up, e);
@@ -669,7 +679,7 @@ class Relay implements BodySink, Closer {
     const t = up.trailers();
     if (!this.headSent && t.length === 0) {
       // HTTP/2 with no body and no trailers: the head ends the stream (one HEADERS frame).
-      res.writeHead(up.status, this.headers as unknown as OutgoingHttpHeaders);
+      this.writeHead();
       res.end();
       this.end();
       return;

@@ -16,6 +16,111 @@ export function isHopByHop(lower: string): boolean {
   return HOP_BY_HOP.has(lower);
 }
 
+/** tchar (RFC 9110 §5.6.2): 1 for the characters of a header name. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+
+/** A header name Node would send (checkIsHttpToken); a loop over a table, cheaper than a regex on every header of every response. */
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** A field value Node would refuse to send (checkInvalidHeaderChar: not tab, 0x20-0x7e or 0x80-0xff). */
+export function invalidValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 ? c !== 9 : c === 127 || c > 255) return true;
+  }
+  return false;
+}
+
+/** Whether every name and value a modifier sets or adds is one isToken/invalidValue let through (checked once per modifier). */
+export function modifierSendable(m: HeaderModifier | undefined): boolean {
+  if (m === undefined) return true;
+  let ok = sendable.get(m);
+  if (ok === undefined) {
+    ok = true;
+    for (const { name, value } of [...m.set, ...m.add]) if (!isToken(name) || invalidValue(value)) ok = false;
+    sendable.set(m, ok);
+  }
+  return ok;
+}
+const sendable = new WeakMap<HeaderModifier, boolean>();
+
+/**
+ * Whether `name` is `lower` (a lower-case name) in any case, without making a lower-case
+ * copy of it (only ASCII letters fold, as toLowerCase folds the names a parser accepts).
+ */
+export function sameName(name: string, lower: string): boolean {
+  const n = lower.length;
+  if (name.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    const l = lower.charCodeAt(i);
+    // (c | 32) === l with l a lower-case letter: c is l or its upper case.
+    if (c !== l && ((c | 32) !== l || l < 97 || l > 122)) return false;
+  }
+  return true;
+}
+
+/** The hop-by-hop names by length: a name is looked up among those of its length only. */
+const HOP_BY_LENGTH: (string[] | undefined)[] = [];
+for (const n of HOP_BY_HOP) (HOP_BY_LENGTH[n.length] ??= []).push(n);
+
+/** The lower-case hop-by-hop name `name` is, in any case; undefined when it is none. */
+function hopName(name: string): string | undefined {
+  const list = HOP_BY_LENGTH[name.length];
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) if (sameName(name, list[i]!)) return list[i];
+  return undefined;
+}
+
+/**
+ * Names a Connection header lists (RFC 9110 §7.6.1: those headers are hop-by-hop too),
+ * lower case, added to `named` (made when the first comes); `close` and `keep-alive`
+ * (which name no header) and the names in `keep` are left out. The value is split by
+ * hand: the common values (`keep-alive`, `close`) make no string and no set.
+ */
+function connectionNames(value: string, keep: ReadonlySet<string> | undefined, named: Set<string> | undefined): Set<string> | undefined {
+  const len = value.length;
+  let i = 0;
+  while (i < len) {
+    let end = value.indexOf(',', i);
+    if (end < 0) end = len;
+    let s = i, e = end;
+    while (s < e && isOws(value.charCodeAt(s))) s++;
+    while (e > s && isOws(value.charCodeAt(e - 1))) e--;
+    if (e > s && !tokenIs(value, s, e, 'close') && !tokenIs(value, s, e, 'keep-alive')) {
+      const n = value.slice(s, e).toLowerCase();
+      if (n !== 'close' && n !== 'keep-alive' && !(keep?.has(n))) (named ??= new Set()).add(n);
+    }
+    i = end + 1;
+  }
+  return named;
+}
+
+/** Optional whitespace around list elements (String.prototype.trim's, for the characters a header value can hold). */
+function isOws(c: number): boolean {
+  if (c <= 255) return c === 32 || (c >= 9 && c <= 13) || c === 160;
+  return c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/** Whether value[s, e) is `lower` in any case. */
+function tokenIs(value: string, s: number, e: number, lower: string): boolean {
+  if (e - s !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const c = value.charCodeAt(s + i);
+    const l = lower.charCodeAt(i);
+    if (c !== l && ((c | 32) !== l || l < 97 || l > 122)) return false;
+  }
+  return true;
+}
+
 /**
  * Copy raw headers without hop-by-hop ones and those named in Connection. `keep` lists
  * hop-by-hop names to keep anyway (upgrade for WebSocket, te: trailers for gRPC).
@@ -23,32 +128,34 @@ export function isHopByHop(lower: string): boolean {
 export function forwardable(raw: readonly string[], keep?: ReadonlySet<string>): HeaderList {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
-      for (const t of raw[i + 1]!.split(',')) {
-        const n = t.trim().toLowerCase();
-        if (n !== '' && n !== 'close' && n !== 'keep-alive' && !(keep?.has(n))) (named ??= new Set()).add(n);
-      }
-    }
+    if (sameName(raw[i]!, 'connection')) named = connectionNames(raw[i + 1]!, keep, named);
   }
   const out: HeaderList = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.charCodeAt(0) === 58 /* ':' */) continue; // HTTP/2 pseudo-headers
-    if (named !== undefined || HOP_LENGTH[name.length] === 1) {
-      const lower = name.toLowerCase();
-      if ((HOP_BY_HOP.has(lower) && !(keep?.has(lower))) || named?.has(lower)) continue;
-    }
+    const hop = hopName(name);
+    if (hop !== undefined && !(keep?.has(hop))) continue;
+    if (named !== undefined && named.has(hop ?? name.toLowerCase())) continue;
     out.push(name, raw[i + 1]!);
   }
   return out;
 }
 
-/** 1 at the lengths of hop-by-hop names: other names need no toLowerCase to be kept. */
-const HOP_LENGTH = new Uint8Array(32);
-for (const n of HOP_BY_HOP) HOP_LENGTH[n.length] = 1;
-/** The same, with the names forwardableRequest takes out or reads. */
-const REQUEST_LENGTH = new Uint8Array(32);
-for (const n of [...HOP_BY_HOP, 'host', 'x-forwarded-proto', 'traceparent', 'x-forwarded-for', 'x-request-id']) REQUEST_LENGTH[n.length] = 1;
+/** Names forwardableRequest takes out or reads, besides the hop-by-hop ones. */
+const HOST = 1, XFP = 2, TRACEPARENT = 3, XFF = 4, REQUEST_ID = 5;
+const PROXY_SET: ([string, number][] | undefined)[] = [];
+for (const [n, k] of [['host', HOST], ['x-forwarded-proto', XFP], ['traceparent', TRACEPARENT], ['x-forwarded-for', XFF], ['x-request-id', REQUEST_ID]] as const) {
+  (PROXY_SET[n.length] ??= []).push([n, k]);
+}
+
+/** Which of the names forwardableRequest handles itself `name` is (0: none). */
+function proxySet(name: string): number {
+  const list = PROXY_SET[name.length];
+  if (list === undefined) return 0;
+  for (let i = 0; i < list.length; i++) if (sameName(name, list[i]![0])) return list[i]![1];
+  return 0;
+}
 
 /**
  * forwardable() for a request on its way to a backend, in one pass: also takes out what
@@ -58,27 +165,22 @@ for (const n of [...HOP_BY_HOP, 'host', 'x-forwarded-proto', 'traceparent', 'x-f
 export function forwardableRequest(raw: readonly string[], keep: ReadonlySet<string> | undefined, into: HeaderList): { xff: string | undefined; requestId: string | undefined } {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
-      for (const t of raw[i + 1]!.split(',')) {
-        const n = t.trim().toLowerCase();
-        if (n !== '' && n !== 'close' && n !== 'keep-alive' && !(keep?.has(n))) (named ??= new Set()).add(n);
-      }
-    }
+    if (sameName(raw[i]!, 'connection')) named = connectionNames(raw[i + 1]!, keep, named);
   }
   let xff: string | undefined;
   let requestId: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (named === undefined && REQUEST_LENGTH[name.length] !== 1 && name.charCodeAt(0) !== 58) { into.push(name, raw[i + 1]!); continue; }
-    const lower = name.toLowerCase();
-    switch (lower) {
-      case 'host': case 'x-forwarded-proto': case 'traceparent': continue;
-      case 'x-forwarded-for': xff = xff === undefined ? raw[i + 1] : `${xff}, ${raw[i + 1]}`; continue;
-      case 'x-request-id': requestId ??= raw[i + 1]; break;
+    if (name.charCodeAt(0) === 58 /* ':' */) continue; // HTTP/2 pseudo-headers
+    switch (proxySet(name)) {
+      case HOST: case XFP: case TRACEPARENT: continue;
+      case XFF: xff = xff === undefined ? raw[i + 1] : `${xff}, ${raw[i + 1]}`; continue;
+      case REQUEST_ID: requestId ??= raw[i + 1]; break;
       default:
     }
-    if (lower.charCodeAt(0) === 58 /* ':' */) continue;
-    if ((HOP_BY_HOP.has(lower) && !(keep?.has(lower))) || named?.has(lower)) continue;
+    const hop = hopName(name);
+    if (hop !== undefined && !(keep?.has(hop))) continue;
+    if (named !== undefined && named.has(hop ?? name.toLowerCase())) continue;
     into.push(name, raw[i + 1]!);
   }
   return { xff, requestId };
@@ -87,21 +189,20 @@ export function forwardableRequest(raw: readonly string[], keep: ReadonlySet<str
 export function getHeader(h: HeaderList, lower: string): string | undefined {
   let v: string | undefined;
   for (let i = 0; i < h.length; i += 2) {
-    if (h[i]!.toLowerCase() === lower) v = v === undefined ? h[i + 1] : `${v},${h[i + 1]}`;
+    if (sameName(h[i]!, lower)) v = v === undefined ? h[i + 1] : `${v},${h[i + 1]}`;
   }
   return v;
 }
 
 export function hasHeader(h: HeaderList, lower: string): boolean {
-  // Only names of the same length can match: no lower-case copy of the others.
-  for (let i = 0; i < h.length; i += 2) if (h[i]!.length === lower.length && h[i]!.toLowerCase() === lower) return true;
+  for (let i = 0; i < h.length; i += 2) if (sameName(h[i]!, lower)) return true;
   return false;
 }
 
 export function removeHeader(h: HeaderList, lower: string): void {
   let w = 0;
   for (let i = 0; i < h.length; i += 2) {
-    if (h[i]!.toLowerCase() === lower) continue;
+    if (sameName(h[i]!, lower)) continue;
     if (w !== i) { h[w] = h[i]!; h[w + 1] = h[i + 1]!; }
     w += 2;
   }

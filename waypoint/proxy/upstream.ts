@@ -30,6 +30,8 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   headers: HeaderList;
+  /** True when every header name and value is one an HTTP/1.1 response may carry (parsed by the strict HTTP/1.1 parser): not checked again when sent on. */
+  readonly checked?: boolean;
   body: ResponseBody;
   /** Trailers, once the body has ended. */
   trailers(): HeaderList;
