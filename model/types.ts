@@ -2,6 +2,7 @@
 import type { Gateway, GatewayClass, HTTPRoute, ReferenceGrant } from '../k8s/gateway-api-types.js';
 import type { AuthorizationPolicy } from '../k8s/policy-types.js';
 import type { BackendTrafficPolicy } from '../k8s/traffic-policy-types.js';
+import { KeyedTable } from '../k8s/keyed-table.js';
 import type { EndpointSlice, Namespace, Pod, Problem, Service } from '../k8s/types.js';
 
 /**
@@ -11,7 +12,10 @@ import type { EndpointSlice, Namespace, Pod, Problem, Service } from '../k8s/typ
  * builder's latest update. Of an object defined twice, the first by origin is in force.
  */
 export interface Model {
-  /** By 'ns/name': the Services in use (a Service that lost its cluster IP to another is not). */
+  /**
+   * By 'ns/name': the Services in use (a Service that lost its cluster IP to another is not).
+   * A ModelBuilder's is a KeyedTable (each Service under its own `key`; no insertion order).
+   */
   services: ReadonlyMap<string, Service>;
   /** By the 'ns/name' of the Service named in the slices' label; each list sorted by slice name. The
    *  Service may be missing (or unused): such slices are reported in `problems` and balance nothing. */
@@ -50,37 +54,52 @@ export interface ModelChange extends Readonly<Record<KeyedKind, ReadonlySet<stri
 
 type Stored = EndpointSlice | readonly EndpointSlice[];
 const listOf = (v: Stored): readonly EndpointSlice[] => (Array.isArray(v) ? v as readonly EndpointSlice[] : [v as EndpointSlice]);
+const serviceKeyOf = (v: Stored): string => (Array.isArray(v) ? (v as readonly EndpointSlice[])[0]! : v as EndpointSlice).serviceKey;
 
 /**
  * `Model.slicesByService`: a Map whose lists of one (nearly every Service has one slice) are
  * kept as the slice itself, and handed out as a new list of one on each read. 10,000 lists
  * of one were 0.53 MiB. Every read (get, iteration, forEach) gives lists, as a plain Map would.
+ * The lists are kept in a KeyedTable by their slices' `serviceKey` (k8s/keyed-table.ts: one
+ * word per slot, no key kept: 128 KiB at 10,000 Services where a Map takes 448); a list set
+ * must not be empty, and its slices' serviceKey is its key. Iterated in no particular order.
  */
-export class SliceLists extends Map<string, readonly EndpointSlice[]> {
-  override get(key: string): readonly EndpointSlice[] | undefined {
-    const v = super.get(key) as Stored | undefined;
+export class SliceLists implements Map<string, readonly EndpointSlice[]> {
+  readonly #table = new KeyedTable<Stored>(serviceKeyOf);
+  get size(): number { return this.#table.size; }
+  get [Symbol.toStringTag](): string { return 'SliceLists'; }
+  get(key: string): readonly EndpointSlice[] | undefined {
+    const v = this.#table.get(key);
     return v === undefined ? undefined : listOf(v);
   }
-  override set(key: string, list: readonly EndpointSlice[]): this {
-    return super.set(key, (list.length === 1 ? list[0]! : list) as unknown as readonly EndpointSlice[]);
+  has(key: string): boolean { return this.#table.has(key); }
+  set(key: string, list: readonly EndpointSlice[]): this {
+    if (list.length === 0) throw new Error(`SliceLists: an empty list set under ${JSON.stringify(key)} (delete the key instead)`);
+    this.#table.set(key, list.length === 1 ? list[0]! : list);
+    return this;
   }
-  override *entries(): MapIterator<[string, readonly EndpointSlice[]]> {
-    for (const [k, v] of super.entries()) yield [k, listOf(v as Stored)];
+  delete(key: string): boolean { return this.#table.delete(key); }
+  clear(): void { this.#table.clear(); }
+  *entries(): MapIterator<[string, readonly EndpointSlice[]]> {
+    for (const v of this.#table.values()) yield [serviceKeyOf(v), listOf(v)];
   }
-  override *values(): MapIterator<readonly EndpointSlice[]> {
-    for (const v of super.values()) yield listOf(v as Stored);
+  *keys(): MapIterator<string> {
+    for (const v of this.#table.values()) yield serviceKeyOf(v);
   }
-  override [Symbol.iterator](): MapIterator<[string, readonly EndpointSlice[]]> {
+  *values(): MapIterator<readonly EndpointSlice[]> {
+    for (const v of this.#table.values()) yield listOf(v);
+  }
+  [Symbol.iterator](): MapIterator<[string, readonly EndpointSlice[]]> {
     return this.entries();
   }
   /** The slice of key `sliceKey` among `serviceKey`'s (no list made). */
   find(serviceKey: string, sliceKey: string): EndpointSlice | undefined {
-    const v = super.get(serviceKey) as Stored | undefined;
+    const v = this.#table.get(serviceKey);
     if (v === undefined) return undefined;
     if (!Array.isArray(v)) return (v as EndpointSlice).key === sliceKey ? v as EndpointSlice : undefined;
     return (v as readonly EndpointSlice[]).find((s) => s.key === sliceKey);
   }
-  override forEach(cb: (value: readonly EndpointSlice[], key: string, map: Map<string, readonly EndpointSlice[]>) => void, thisArg?: unknown): void {
+  forEach(cb: (value: readonly EndpointSlice[], key: string, map: Map<string, readonly EndpointSlice[]>) => void, thisArg?: unknown): void {
     for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this);
   }
 }
@@ -88,7 +107,7 @@ export class SliceLists extends Map<string, readonly EndpointSlice[]> {
 /** An empty Model (nothing read yet). */
 export function emptyModel(): Model {
   return {
-    services: new Map(), slicesByService: new SliceLists(), pods: new Map(), namespaces: new Map(), policies: new Map(), trafficPolicies: new Map(),
+    services: new KeyedTable<Service>((s) => s.key), slicesByService: new SliceLists(), pods: new Map(), namespaces: new Map(), policies: new Map(), trafficPolicies: new Map(),
     gatewayClasses: new Map(), gateways: new Map(), routes: new Map(), grants: new Map(), problems: [],
   };
 }

@@ -180,6 +180,30 @@ describe('Mirror (the compact mirror of the maps)', () => {
     expect(m.size).toBe(0);
   });
 
+  it('answers as a plain Map of the same records through thousands of sets and deletes (ids found through their slots)', () => {
+    const m = new Mirror();
+    const o = new Map<string, LiveFrontend>();
+    let x = 11;
+    const rand = (n: number): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n; };
+    for (let step = 0; step < 20_000; step++) {
+      const id = `10.96.${rand(8)}.${rand(250)}:${80 + rand(2)}/TCP`;
+      if (rand(100) < (step > 14_000 ? 85 : 35)) {
+        m.delete(id); o.delete(id);
+      } else {
+        const f: LiveFrontend = { svcId: step, setId: rand(1000), flags: 0, affinityTimeout: 0, ids: rand(5000), slotCount: rand(4), hasMaglev: false, dirty: false, entry: undefined, adopted: undefined };
+        m.set(id, f); o.set(id, f);
+      }
+      expect(m.get(id)).toEqual(o.get(id));
+      if (step % 1000 === 0 || step === 19_999) {
+        expect(m.size).toBe(o.size);
+        expect(new Map([...m])).toEqual(o);
+        const ids: string[] = [];
+        m.forEachEntry((svcId, _e, id2) => { ids.push(id2); expect(svcId).toBe(o.get(id2)!.svcId); });
+        expect(ids.sort()).toEqual([...o.keys()].sort());
+      }
+    }
+  });
+
   it('plans over a Mirror as over a Map, change after change', () => {
     const ids = () => ({ svc: new SmallIds(64), set: new SerialIds(() => new Set()), backend: new SerialIds(() => new Set()) });
     const a = ids(), b = ids();

@@ -151,6 +151,66 @@ describe('ModelBuilder (incremental)', () => {
   });
 });
 
+describe('the model\'s and the service table\'s maps (KeyedTables) against plain Maps', () => {
+  it('hold what plain Maps fed the same changes hold, change after change, through growth and shrinkage', () => {
+    let x = 7; // xorshift32: every bit varies (an LCG's low bits cycle)
+    const rand = (n: number) => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n; };
+    const mb = new ModelBuilder();
+    const tb = new ServiceTableBuilder({ nodeName: 'n1' });
+    const services = new Map<string, unknown>();
+    const slices = new Map<string, unknown>();
+    const table = new Map<string, unknown>();
+    const live = new Map<string, SourcedObject>(); // by kind/name
+    let peak = 0;
+    const same = (step: number): void => {
+      for (const [m, o] of [[mb.model.services, services], [mb.model.slicesByService, slices], [tb.table, table]] as const) {
+        expect(m.size, `step ${step}`).toBe(o.size);
+        const got = [...(m as ReadonlyMap<string, unknown>)].map(([k, v]) => [k, JSON.stringify(v)]).sort();
+        expect(got, `step ${step}`).toEqual([...o].map(([k, v]) => [k, JSON.stringify(v)]).sort());
+      }
+    };
+    for (let step = 0; step < 1500; step++) {
+      // Up to ~600 Services: grow for 900 steps, then mostly remove.
+      const removing = step > 900 ? 0.97 : 0.2;
+      const added: SourcedObject[] = [];
+      const removed: SourcedObject[] = [];
+      for (let i = 0; i < 3; i++) {
+        const k = rand(600);
+        const isSlice = rand(2) === 0;
+        const id = `${isSlice ? 'slice' : 'svc'}/${k}`;
+        const old = live.get(id);
+        if (old && !removed.includes(old)) { removed.push(old); live.delete(id); }
+        if (rand(100) / 100 < removing) continue;
+        const o = isSlice
+          ? src(slice(`s${k}-${rand(2)}`, `s${k}`, [`10.0.${rand(3)}.${rand(200) + 1}`]), `f${k}.yaml`)
+          : src(service(`s${k}`, { ip: `10.96.${rand(3)}.${k % 250 + 1}` }), `f${k}.yaml`); // some cluster IPs shared: conflicts
+        if (isSlice && [...live.values(), ...added].some((x) => x.object.metadata.name === o.object.metadata.name)) continue;
+        added.push(o);
+        live.set(id, o);
+      }
+      const ch = mb.apply({ added, removed });
+      for (const k of ch.services) {
+        const svc = ch.model.services.get(k);
+        if (svc) services.set(k, svc); else services.delete(k);
+      }
+      // Slices change with their Service's key in `services` (ModelChange.services names both).
+      for (const k of ch.services) {
+        const l = ch.model.slicesByService.get(k);
+        if (l) slices.set(k, l); else slices.delete(k);
+      }
+      for (const k of tb.update(ch.model, ch.services)) {
+        const e = tb.table.get(k);
+        if (e) table.set(k, e); else table.delete(k);
+      }
+      peak = Math.max(peak, services.size);
+      if (step % 50 === 0 || step > 1400) same(step);
+    }
+    same(1500);
+    expect(peak).toBeGreaterThan(250); // grown well past a few slots
+    expect(services.size).toBeLessThan(peak / 2); // and shrunk
+  });
+});
+
 describe('Model.slicesByService', () => {
   it('reads as lists (get, iteration, forEach) whether a Service has one slice or several, after removals too', () => {
     const b = new ModelBuilder();
