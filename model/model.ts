@@ -78,8 +78,8 @@ export class ModelBuilder {
   private readonly keyedCands = new Map<KeyedKind, Candidates<Keyed>>(KEYED_KINDS.map((k) => [k, new Candidates<Keyed>(byOrigin)]));
   /** Kind name in problems ('Pod', 'HTTPRoute'...) by Model map. */
   private readonly kindName = new Map<KeyedKind, string>(Object.entries(KEYED).map(([k, m]) => [m!, k]));
-  /** Cluster IP -> the winning Services (by key) claiming it, in origin order; the first owns it. */
-  private readonly vipClaims = new Candidates<Service>(byOrigin);
+  /** Cluster IP -> the winning Services (by key) claiming it, in origin order; the first owns it. A sole claimant of its first IP is kept under it (no key kept). */
+  private readonly vipClaims = new Candidates<Service>(byOrigin, (s) => s.clusterIPs[0]!);
 
   // The model (live maps).
   private readonly services: Map<string, Service>;

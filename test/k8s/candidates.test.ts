@@ -62,3 +62,40 @@ describe('FoldedCandidates', () => {
     expect(folded.first('k7')?.name).toBe('k7');
   });
 });
+
+describe('Candidates with keyOf (a sole candidate under its own key kept in a KeyedTable)', () => {
+  it('gives the same answers as plain Candidates, change after change, for candidates of one key and of several', () => {
+    // Values claim keys as Services claim cluster IPs: the first of their keys is their own.
+    interface Claim { ips: string[]; rank: number }
+    const keyed = new Candidates<Claim>((a, b) => a.rank - b.rank, (v) => v.ips[0]!);
+    const plain = new Candidates<Claim>((a, b) => a.rank - b.rank);
+    let x = 3;
+    const rand = (n: number): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n; };
+    const live: Claim[] = [];
+    const ip = (): string => `10.96.${rand(2)}.${rand(200)}`;
+    for (let step = 0; step < 6000; step++) {
+      if (live.length > 0 && rand(100) < (step > 4000 ? 80 : 40)) {
+        const v = live.splice(rand(live.length), 1)[0]!;
+        for (const k of v.ips) expect(keyed.remove(k, v)).toBe(plain.remove(k, v));
+      } else {
+        const v: Claim = { ips: rand(4) === 0 ? [ip(), `fd00::${rand(300)}`] : [ip()], rank: rand(50) };
+        if (new Set(v.ips).size !== v.ips.length) continue;
+        live.push(v);
+        for (const k of v.ips) { keyed.add(k, v); plain.add(k, v); }
+      }
+      if (step % 500 === 0 || step > 5900) {
+        expect(keyed.size).toBe(plain.size);
+        for (const v of live) {
+          for (const k of v.ips) {
+            expect(keyed.first(k)).toBe(plain.first(k));
+            expect(keyed.all(k)).toEqual(plain.all(k));
+            expect(keyed.contested(k)).toBe(plain.contested(k));
+          }
+        }
+      }
+    }
+    for (const v of live.splice(0)) for (const k of v.ips) { keyed.remove(k, v); plain.remove(k, v); }
+    expect(keyed.size).toBe(0);
+    expect(keyed.first('10.96.0.1')).toBeUndefined();
+  });
+});
