@@ -253,9 +253,10 @@ class LocatedStub extends Stub implements SourcedObject {
 }
 
 /**
- * A located stub with the object's resourceVersion (k8s/kinds.ts `slimVersioned`): what the
- * Kubernetes API source keeps per object, one object instead of a stub and an
- * `{ object, file, index, rv }` entry (120 bytes; 0.6 MiB for 20,000 objects).
+ * A located stub with the object's resourceVersion (k8s/kinds.ts `slimVersioned`): one
+ * object instead of a stub and an `{ object, file, index, rv }` entry (120 bytes; 0.6 MiB for
+ * 20,000 objects). The Kubernetes API source's objects are PlacedStubs (below), which hold
+ * their place through their class; this is for the others.
  */
 class VersionedStub extends LocatedStub {
   readonly rv: string | number;
@@ -264,6 +265,26 @@ class VersionedStub extends LocatedStub {
     this.rv = rv;
   }
 }
+
+/**
+ * A versioned stub whose file and index are its class's (getters on the prototype), not
+ * fields: what the Kubernetes API source keeps per object, whose place is the same for all
+ * its objects (the API server). 48 bytes instead of 64: 0.3 MiB less at 20,000 objects.
+ */
+class PlacedStub extends Stub implements SourcedObject {
+  readonly rv: string | number;
+  declare readonly file: string;
+  declare readonly index: number;
+  constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, _file: string, _index: number, rv: string | number) {
+    super(apiVersion, kind, name, namespace, parsed);
+    this.rv = rv;
+  }
+
+  get object(): K8sObject { return this; }
+}
+
+/** Classes of PlacedStub at most (one per type and place; a source has one place): past it, stubs hold their place as fields. */
+const MAX_PLACED_CLASSES = 256;
 
 type StubClass = new (apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number, rv: string | number) => Stub;
 
@@ -275,10 +296,14 @@ function ownProperty(o: object, key: string, value: unknown): void {
 /** Per stub class and registry type, its class with `apiVersion` and `kind` on the prototype; per stub class, the one with own properties. */
 const typedClasses = new Map<string, StubClass>();
 
-/** The class of stubs of `Base` for `apiVersion` and `kind` (a bounded number: the registry's types, and one for the others). */
-function typedStub(Base: StubClass, tag: string, apiVersion: string, kind: string): StubClass {
+/**
+ * The class of stubs of `Base` for `apiVersion` and `kind` (a bounded number: the registry's
+ * types, and one for the others); with `at`, also for that place (PlacedStub: file and index
+ * on the prototype).
+ */
+function typedStub(Base: StubClass, tag: string, apiVersion: string, kind: string, at?: { file: string; index: number }): StubClass {
   const known = BY_TYPE.has(`${apiVersion} ${kind}`);
-  const key = known ? `${tag} ${apiVersion} ${kind}` : tag;
+  const key = known ? `${tag} ${apiVersion} ${kind}${at ? ` ${at.index} ${at.file}` : ''}` : tag;
   let C = typedClasses.get(key);
   if (C) return C;
   if (known) {
@@ -288,6 +313,11 @@ function typedStub(Base: StubClass, tag: string, apiVersion: string, kind: strin
     });
     Object.defineProperty(C.prototype, 'apiVersion', accessor('apiVersion', apiVersion));
     Object.defineProperty(C.prototype, 'kind', accessor('kind', kind));
+    if (at) {
+      const { file, index } = at;
+      Object.defineProperty(C.prototype, 'file', { get: () => file, enumerable: false, configurable: true });
+      Object.defineProperty(C.prototype, 'index', { get: () => index, enumerable: false, configurable: true });
+    }
   } else {
     C = { [tag]: class extends Base {
       constructor(apiVersion: string, kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null, file: string, index: number, rv: string | number) {
@@ -301,7 +331,11 @@ function typedStub(Base: StubClass, tag: string, apiVersion: string, kind: strin
   return C;
 }
 
-/** A stub that is its own sourced object (as slimSourced), read from `at`, with a resourceVersion. */
+/**
+ * A stub that is its own sourced object (as slimSourced), read from `at`, with a
+ * resourceVersion. Stubs of the registry's kinds read from the same place share it through
+ * their class (PlacedStub).
+ */
 export function slimVersioned(src: SourcedObject, at: { file: string; index: number }, rv: string | number): SourcedObject & { rv: string | number } {
   return slimInto(src, at, rv) as VersionedStub;
 }
@@ -316,8 +350,11 @@ function slimInto(src: SourcedObject, at: { file: string; index: number } | unde
   const namespace = ns === undefined ? undefined : v?.namespace === ns ? v.namespace as string : intern(ns);
   const result = parsed.object ?? (parsed.problems.length > 0 ? parsed.problems : null);
   const apiVersion = intern(o.apiVersion), kind = intern(o.kind);
+  const placed = rv !== undefined && at !== undefined && BY_TYPE.has(`${apiVersion} ${kind}`) &&
+    (typedClasses.size < MAX_PLACED_CLASSES || typedClasses.has(`PlacedStub ${apiVersion} ${kind} ${at.index} ${at.file}`));
   const C = at === undefined ? typedStub(Stub, 'Stub', apiVersion, kind)
     : rv === undefined ? typedStub(LocatedStub as StubClass, 'LocatedStub', apiVersion, kind)
+    : placed ? typedStub(PlacedStub as StubClass, 'PlacedStub', apiVersion, kind, at)
     : typedStub(VersionedStub as StubClass, 'VersionedStub', apiVersion, kind);
   const stub = new C(apiVersion, kind, name, namespace, result, at?.file ?? '', at?.index ?? 0, rv ?? 0);
   // The stub carries the parse from now on; the raw object is about to be dropped. Deleting

@@ -294,6 +294,26 @@ describe('stubs: type and identity held once', () => {
     expect(stubKey({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'raw' } })).toBeUndefined();
   });
 
+  it('slimVersioned: stubs read from one place hold it through their class (no file or index field), each its own resourceVersion', () => {
+    const at = { file: 'https://127.0.0.1:6443', index: 0 };
+    const a = slimVersioned(src(service('a')), at, 11);
+    const b = slimVersioned(src(service('b')), at, '12x');
+    const c = slimVersioned(src(slice('c-1', 'c', ['10.0.0.1'])), at, 13);
+    const elsewhere = slimVersioned(src(service('d')), { file: 'https://10.0.0.1:6443', index: 0 }, 14);
+    for (const [stub, rv] of [[a, 11], [b, '12x'], [c, 13]] as const) {
+      expect([stub.file, stub.index, stub.rv, stub.object]).toEqual([at.file, 0, rv, stub]);
+      expect(Object.keys(stub)).toEqual(['rv']);
+    }
+    expect(Object.getPrototypeOf(a)).toBe(Object.getPrototypeOf(b));
+    expect([elsewhere.file, elsewhere.index, elsewhere.rv]).toEqual(['https://10.0.0.1:6443', 0, 14]);
+    expect(parseObject(a).object?.value).toMatchObject({ key: 'default/a' });
+    expect(JSON.parse(JSON.stringify(a))).toEqual({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'default' } });
+    // A kind not read, or a place of many: the place as fields.
+    const other = slimVersioned(src({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'm', namespace: 'x' } }), at, 15);
+    expect([other.file, other.index, other.rv]).toEqual([at.file, 0, 15]);
+    expect(Object.keys(other)).toEqual(expect.arrayContaining(['file', 'index', 'rv']));
+  });
+
   it('a stub\'s apiVersion or kind assigned becomes its own, others of its kind unchanged', () => {
     const a = slimObject(src(service('a')));
     const b = slimObject(src(service('b')));
