@@ -146,6 +146,8 @@ function u32(v: number): Buffer {
   return b;
 }
 
+function ignore(): void { /* the body's consumer hears of a reset through its own listeners, if it has any */ }
+
 /** A token bucket: take() false when empty. */
 class Bucket {
   private tokens: number;
@@ -227,6 +229,8 @@ export class KwH2Request {
     if (this.body) return this.body;
     const res = this.res;
     const s = new Readable({ read: () => res.conn.bodyRead(res) });
+    // A reset stream destroys the body with an error: its consumer may not listen for one (yet, or any more).
+    s.on('error', ignore);
     this.body = s;
     const c = this.chunks;
     this.chunks = undefined;
