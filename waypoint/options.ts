@@ -51,8 +51,8 @@ export const WAYPOINT_USAGE = `kernway waypoint --namespace NS (--manifests DIR 
   --max-header-bytes N        largest request head accepted (default 16384)
   --http1-server kernway|node which server parses HTTP/1.x callers: the waypoint's own
                               (default) or node:http (kept for one release)
-  --http2-server kernway|node which server reads HTTP/2 (h2c, gRPC) callers: node (default,
-                              Node's http2 on nghttp2) or the waypoint's own on the raw socket
+  --http2-server kernway|node which server reads HTTP/2 (h2c, gRPC) callers: the waypoint's
+                              own (default) or Node's http2 on nghttp2 (kept for one release)
   --workers N|auto            data-path processes sharing the listening ports (SO_REUSEPORT; default 1:
                               one process); auto: the CPUs this process may use (affinity and the
                               cgroup's cpu.max, rounded up); metrics add up on the one admin port
@@ -170,7 +170,7 @@ export function parseWaypointArgs(argv: string[]): WaypointCliOptions {
   if (!(maxHeaderBytes >= 1024 && maxHeaderBytes <= 1024 * 1024)) throw new InvalidArgumentError('--max-header-bytes', 'a number from 1024 to 1048576', maxHeaderText);
   const http1Server = values['http1-server'] ?? 'kernway';
   if (http1Server !== 'kernway' && http1Server !== 'node') throw new InvalidArgumentError('--http1-server', 'kernway or node', http1Server);
-  const http2Server = values['http2-server'] ?? 'node';
+  const http2Server = values['http2-server'] ?? 'kernway';
   if (http2Server !== 'kernway' && http2Server !== 'node') throw new InvalidArgumentError('--http2-server', 'kernway or node', http2Server);
   const tracing = otlp(values['otlp-endpoint'], values['trace-sampling']);
   const metricsNames = values['metrics-names'] ?? 'kernway';

@@ -73,8 +73,9 @@ export interface WaypointOptions {
    */
   http1Server?: 'kernway' | 'node';
   /**
-   * Which server reads HTTP/2 callers: 'node' (default, Node's http2 on nghttp2,
-   * waypoint/proxy/h2-server.ts) or 'kernway' (the waypoint's own, waypoint/proxy/h2-conn.ts).
+   * Which server reads HTTP/2 callers: 'kernway' (default, the waypoint's own on raw
+   * sockets, waypoint/proxy/h2-conn.ts) or 'node' (Node's http2 on nghttp2,
+   * waypoint/proxy/h2-server.ts; kept for one release).
    */
   http2Server?: 'kernway' | 'node';
   /** Names of the request metrics: kernway's own (default) or Istio's standard ones (--metrics-names). */
@@ -166,7 +167,7 @@ export class Waypoint extends EventEmitter {
       socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     });
     // The waypoint's own HTTP/2 server hands the handler a pair with the members of H2Request/H2Response it uses.
-    this.h2 = opts.http2Server === 'kernway'
+    this.h2 = opts.http2Server !== 'node'
       ? new KwH2Server({ maxHeaderBytes: l.maxHeaderBytes, idleTimeoutMs: l.idleTimeoutMs, onRequest: this.handler.onRequest as unknown as KwH2ServerOptions['onRequest'],
         onRefused: (kind, socket) => this.clientErrorSeen('H2_HEADER_LIST_TOO_LARGE', kind, socket, 'request head above --max-header-bytes'),
       })

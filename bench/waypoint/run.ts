@@ -15,8 +15,8 @@
  * change), to compare the path without a policy against it; the memory phase then measures
  * both builds in turn (1,000 routes, both layouts, the waypoint's own flags only). --h1-only skips h2load,
  * --h2-only skips wrk (for the proxies h2load measures).
- * --h2-kernway adds the waypoint with `--http2-server kernway` (its own HTTP/2 server) beside the
- * default one, for a same-run comparison (with --h2-only: h2load only); its ratios to nginx are reported too.
+ * --h2-node adds the waypoint with `--http2-server node` (Node's http2 on nghttp2, the previous h2c
+ * path) beside the default one, for a same-run comparison (with --h2-only: h2load only); its ratios to nginx are reported too.
  * --net 127.94 moves every address to 127.94.0.x (default 127.93: two runs at once need two).
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
@@ -51,11 +51,11 @@ export interface LoadOptions {
   h1Only?: boolean;
   /** h2load only (no wrk). */
   h2Only?: boolean;
-  /** Also measure the waypoint with `--http2-server kernway`. */
-  h2Kernway?: boolean;
+  /** Also measure the waypoint with `--http2-server node`. */
+  h2Node?: boolean;
 }
 
-type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-h2-kernway' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
+type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-h2-node' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
 interface Run {
   round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number;
   /** A waypoint's garbage collection during the run (its /metrics): share of its CPU time, and young-generation collections per 100 requests. */
@@ -73,8 +73,8 @@ const WAYPOINT_NODE = { address: `${NET}.0.2`, admin: 18189 };
 /** The waypoint with a BackendTrafficPolicy attached, and the one of another build. */
 const WAYPOINT_POLICY = { address: `${NET}.0.3`, admin: 18188 };
 const WAYPOINT_BEFORE = { address: `${NET}.0.4`, admin: 18187 };
-/** The waypoint with `--http2-server kernway`. */
-const WAYPOINT_H2K = { address: `${NET}.0.5`, admin: 18186 };
+/** The waypoint with `--http2-server node`. */
+const WAYPOINT_H2N = { address: `${NET}.0.5`, admin: 18186 };
 
 /** Moves every address of the run to `net`.0.x (`net`: two octets, inside 127/8). */
 export function useNet(net: string): void {
@@ -225,8 +225,8 @@ export interface LoadResult {
   runs: Run[]; summary: Summary[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number; cpuPerRequest: number }[];
   /** CPU per request ratios per round (throughput runs): waypoint-policy ÷ waypoint, waypoint ÷ waypoint-before. */
   policy?: { withOverWithout: number[]; withoutOverBefore: number[] };
-  /** --h2-kernway: the waypoint with its own HTTP/2 server ÷ nginx. */
-  ratiosH2Kernway?: LoadResult['ratios'];
+  /** --h2-node: the waypoint with Node's HTTP/2 server ÷ nginx. */
+  ratiosH2Node?: LoadResult['ratios'];
 }
 
 function med(xs: number[]): number {
@@ -276,7 +276,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       writeFileSync(join(pdir, 'bench.yaml'), waypointBenchManifests() + BENCH_POLICY);
       await another('waypoint-policy', join(projectRoot(), 'dist', 'cli', 'main.js'), pdir, WAYPOINT_POLICY);
     }
-    if (o.h2Kernway) await another('waypoint-h2-kernway', join(projectRoot(), 'dist', 'cli', 'main.js'), mdir, WAYPOINT_H2K, ['--http2-server', 'kernway']);
+    if (o.h2Node) await another('waypoint-h2-node', join(projectRoot(), 'dist', 'cli', 'main.js'), mdir, WAYPOINT_H2N, ['--http2-server', 'node']);
     if (o.beforeDist !== undefined) await another('waypoint-before', join(o.beforeDist, 'cli', 'main.js'), mdir, WAYPOINT_BEFORE);
     const targets: Target[] = [
       { proxy: 'nginx', h1: `http://${ADDR}:${NGINX.h1}/echo`, h2: `http://${ADDR}:${NGINX.h2}/echo`, pids: () => [ng.pid, ...childrenOf(ng.pid)] },
@@ -328,7 +328,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       withOverWithout: perRound('waypoint-policy', 'waypoint'),
       withoutOverBefore: perRound('waypoint', 'waypoint-before'),
     };
-    return { runs, summary, ratios: ratiosOf('waypoint', 'nginx'), ...(o.h2Kernway ? { ratiosH2Kernway: ratiosOf('waypoint-h2-kernway', 'nginx') } : {}), policy };
+    return { runs, summary, ratios: ratiosOf('waypoint', 'nginx'), ...(o.h2Node ? { ratiosH2Node: ratiosOf('waypoint-h2-node', 'nginx') } : {}), policy };
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }
@@ -349,9 +349,9 @@ export function report(load: LoadResult | undefined, memory: MemoryResult | unde
     for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${Number.isFinite(r.gcCpuShare) ? `${fmt(100 * r.gcCpuShare, 0)} %` : '–'} | ${Number.isFinite(r.minorGcPer100) ? fmt(r.minorGcPer100) : '–'} | ${r.errors} |`);
     lines.push('', '| tool | run | req/s waypoint/nginx (target >= 0.5) | p50 ratio | p99 ratio (target <= 2) | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
     for (const r of load.ratios) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
-    if (load.ratiosH2Kernway) {
-      lines.push('', '| tool | run | req/s waypoint --http2-server kernway / nginx | p50 ratio | p99 ratio | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
-      for (const r of load.ratiosH2Kernway) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
+    if (load.ratiosH2Node) {
+      lines.push('', '| tool | run | req/s waypoint --http2-server node / nginx | p50 ratio | p99 ratio | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
+      for (const r of load.ratiosH2Node) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
     }
     const p = load.policy;
     if (p && (p.withOverWithout.length > 0 || p.withoutOverBefore.length > 0)) {
@@ -377,7 +377,7 @@ async function cli(): Promise<void> {
       seconds: { type: 'string' }, connections: { type: 'string' }, 'proxy-cpu': { type: 'string' }, 'load-cpu': { type: 'string' },
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
       rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' }, 'node-path': { type: 'boolean' },
-      policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' }, 'h2-only': { type: 'boolean' }, net: { type: 'string' }, 'h2-kernway': { type: 'boolean' },
+      policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' }, 'h2-only': { type: 'boolean' }, net: { type: 'string' }, 'h2-node': { type: 'boolean' },
     },
   });
   if (values.net !== undefined) useNet(values.net);
@@ -387,7 +387,7 @@ async function cli(): Promise<void> {
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
     rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false, nodePath: values['node-path'] ?? false,
     policy: values.policy ?? false, beforeDist: values['before-dist'], h1Only: values['h1-only'] ?? false, h2Only: values['h2-only'] ?? false,
-    h2Kernway: values['h2-kernway'] ?? false,
+    h2Node: values['h2-node'] ?? false,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });
