@@ -11,8 +11,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, it } from 'vitest';
-import { AccessLog, type AccessRecord } from '../../waypoint/observe/access-log.js';
+import { afterAll, expect, it, vi } from 'vitest';
+import { AccessLog, type AccessEntry, type AccessRecord } from '../../waypoint/observe/access-log.js';
+import { continueTrace, lastIdAt, lastIdBytes, requestId } from '../../waypoint/observe/trace.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kw-access-log-bytes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -190,4 +191,62 @@ it('each line carries the millisecond it was written in', async () => {
     expect(t, `line ${i}`).toBeGreaterThanOrEqual(windows[i]![0]);
     expect(t, `line ${i}`).toBeLessThanOrEqual(windows[i]![1]);
   });
+});
+
+/** Lines cut from a file by the reference writer's lengths, each checked byte for byte. */
+function expectLines(got: Buffer, recs: AccessRecord[]): void {
+  let o = 0;
+  for (let i = 0; i < recs.length; i++) {
+    const time = /^\{"level":30,"time":(\d+),/.exec(got.subarray(o, o + 40).toString('latin1'))?.[1];
+    expect(time, `line ${i}'s time`).toBeDefined();
+    const want = previousLine(recs[i]!, time!);
+    expect(got.subarray(o, o + want.length).toString('utf8'), `line ${i}`).toBe(want.toString('utf8'));
+    o += want.length;
+  }
+  expect(o).toBe(got.length);
+}
+
+it('ids the waypoint made are copied from their bytes, and read as strings otherwise: the same line either way', async () => {
+  const file = join(dir, 'ids.log');
+  const log = new AccessLog({ file });
+  const recs: AccessRecord[] = [];
+  // Enough ids to refill the pool several times (512 ids a pool), traces continued and new, request ids made and given.
+  for (let i = 0; i < 3000; i++) {
+    const r = record(i);
+    const trace = continueTrace(i % 3 === 0 ? `00-${'c'.repeat(31)}${i % 10}-${'d'.repeat(16)}-01` : undefined);
+    let requestIdHex: Uint8Array | undefined;
+    let requestIdAt = -1;
+    let rid = r.requestId;
+    if (i % 4 !== 0) { rid = requestId(); requestIdHex = lastIdBytes(); requestIdAt = lastIdAt(); }
+    const rec: AccessRecord = { ...r, traceId: trace.traceId, spanId: trace.spanId, requestId: rid };
+    recs.push(rec);
+    const e: AccessEntry = {
+      method: rec.method, path: rec.path, protocol: rec.protocol, route: rec.route, rule: rec.rule, destination: rec.destination, upstream: rec.upstream,
+      source: rec.source, parent: rec.parent, bytesIn: rec.bytesIn, bytesOut: rec.bytesOut, trace, requestId: rid, requestIdHex, requestIdAt,
+      userAgent: rec.userAgent, reason: rec.reason, attempts: rec.attempts, flags: rec.responseFlags, conn: { peerAddress: rec.sourceAddress },
+    };
+    log.request(e, rec.status, rec.durationMs);
+  }
+  await log.close();
+  expectLines(readFileSync(file), recs);
+});
+
+it('the time digits, moved on in place, are String(Date.now()) at every step (carries, jumps, a clock going back)', async () => {
+  const file = join(dir, 'clock.log');
+  const steps = [1_799_999_999_990, 1_799_999_999_991, 1_799_999_999_999, 1_800_000_000_000, 1_800_000_000_000, 1_800_000_000_009, 1_800_000_000_010,
+    1_800_000_999_999, 1_800_001_999_998, 1_800_002_000_000, 1_800_001_000_000, 1_799_999_999_999, 1_800_000_000_001, 9_999_999_999_999, 10_000_000_000_001,
+    10_000_000_000_002, 99_999_999_999];
+  let i = 0;
+  const now = vi.spyOn(Date, 'now').mockImplementation(() => steps[Math.min(i, steps.length - 1)]!);
+  try {
+    const log = new AccessLog({ file });
+    const recs: AccessRecord[] = [];
+    for (; i < steps.length; i++) { const r = record(1); recs.push(r); log.write(r); }
+    await log.close();
+    const got = readFileSync(file);
+    expect([...got.toString('latin1').matchAll(/^\{"level":30,"time":(\d+),"name"/gm)].map((m) => Number(m[1]))).toEqual(steps);
+    expectLines(got, recs);
+  } finally {
+    now.mockRestore();
+  }
 });

@@ -66,8 +66,12 @@ export interface AccessEntry {
   parent: string;
   bytesIn: number;
   bytesOut: number;
-  trace: { traceId: string; spanId: string } | undefined;
+  /** `hex`, `traceAt`, `spanAt`: the ids' text as bytes and where each starts (-1: not there): copied without reading the strings. */
+  trace: { traceId: string; spanId: string; hex?: Uint8Array; traceAt?: number; spanAt?: number } | undefined;
   requestId: string;
+  /** The request id's text as bytes, from `requestIdAt` (-1 or undefined: read the string). */
+  requestIdHex?: Uint8Array | undefined;
+  requestIdAt?: number;
   userAgent: string | undefined;
   reason: string | undefined;
   attempts: number;
@@ -193,29 +197,36 @@ export class AccessLog {
     b.set(head, o);
     o += head.length;
     if (e.method === 'GET') { b.set(GET, o); o += GET.length; } else o = json(b, o, e.method);
-    o = putLatin1(b, o, ',"path":');
+    o = putBytes(b, o, K_PATH);
     o = json(b, o, e.path);
     b.set(st, o);
     o = putMs(b, o + st.length, durationMs);
     b.set(rt, o);
     o += rt.length;
     if (e.upstream !== undefined) {
-      o = putLatin1(b, o, ',"upstream":"');
+      o = putBytes(b, o, K_UPSTREAM);
       o = raw(b, o, e.upstream);
       b[o++] = 34;
     }
     b.set(src, o);
-    o = putLatin1(b, o + src.length, String(e.bytesIn));
-    o = putLatin1(b, o, ',"bytesOut":');
-    o = putLatin1(b, o, String(e.bytesOut));
-    o = putLatin1(b, o, ',"traceId":"');
-    o = raw(b, o, traceId);
-    o = putLatin1(b, o, '","spanId":"');
-    o = raw(b, o, spanId);
-    o = putLatin1(b, o, '","requestId":');
-    o = json(b, o, e.requestId);
+    o = putUint(b, o + src.length, e.bytesIn);
+    o = putBytes(b, o, K_BYTES_OUT);
+    o = putUint(b, o, e.bytesOut);
+    o = putBytes(b, o, K_TRACE_ID);
+    const hx = t?.hex;
+    const traceAt = t?.traceAt ?? -1, spanAt = t?.spanAt ?? -1;
+    o = hx !== undefined && traceAt >= 0 ? copyBytes(b, o, hx, traceAt, traceId.length) : raw(b, o, traceId);
+    o = putBytes(b, o, K_SPAN_ID);
+    o = hx !== undefined && spanAt >= 0 ? copyBytes(b, o, hx, spanAt, spanId.length) : raw(b, o, spanId);
+    o = putBytes(b, o, K_REQUEST_ID);
+    const rh = e.requestIdHex, ra = e.requestIdAt ?? -1;
+    if (rh !== undefined && ra >= 0) {
+      b[o++] = 34;
+      o = copyBytes(b, o, rh, ra, e.requestId.length);
+      b[o++] = 34;
+    } else o = json(b, o, e.requestId);
     if (ua !== undefined) {
-      o = putLatin1(b, o, ',"userAgent":');
+      o = putBytes(b, o, K_USER_AGENT);
       o = json(b, o, ua);
     }
     if (e.reason !== undefined) {
@@ -228,8 +239,8 @@ export class AccessLog {
       o = raw(b, o, e.flags);
       b[o++] = 34;
     }
-    o = putLatin1(b, o, ',"attempts":');
-    o = putLatin1(b, o, String(e.attempts));
+    o = putBytes(b, o, K_ATTEMPTS);
+    o = putUint(b, o, e.attempts);
     b[o++] = 125; // }
     b[o++] = 10;
     this.buffered = o;
@@ -401,13 +412,32 @@ let prefixBytes: Uint8Array = EMPTY;
 function linePrefix(): Uint8Array {
   const t = Date.now();
   if (t !== prefixMs) {
-    prefixMs = t;
-    const digits = String(t);
     const at = PREFIX_HEAD.length;
-    if (prefixBytes.length !== at + digits.length + PREFIX_TAIL.length) prefixBytes = utf8(PREFIX_HEAD + digits + PREFIX_TAIL);
-    else for (let i = 0; i < digits.length; i++) prefixBytes[at + i] = digits.charCodeAt(i);
+    const d = t - prefixMs;
+    // Time moves on by a little: the difference is added to the digits in place.
+    if (!(prefixMs > 0 && d > 0 && d < 1e6 && addDigits(prefixBytes, at, prefixBytes.length - PREFIX_TAIL.length - 1, d))) {
+      const digits = String(t);
+      if (prefixBytes.length !== at + digits.length + PREFIX_TAIL.length) prefixBytes = utf8(PREFIX_HEAD + digits + PREFIX_TAIL);
+      else for (let i = 0; i < digits.length; i++) prefixBytes[at + i] = digits.charCodeAt(i);
+    }
+    prefixMs = t;
   }
   return prefixBytes;
+}
+
+/**
+ * Adds `d` (a positive integer) to the decimal digits b[first..last]; false when the sum
+ * needs more digits (the digits are then left part-written: the caller rewrites them).
+ */
+function addDigits(b: Uint8Array, first: number, last: number, d: number): boolean {
+  let carry = d;
+  for (let i = last; carry > 0; i--) {
+    if (i < first) return false;
+    const x = b[i]! - 48 + (carry % 10);
+    carry = Math.floor(carry / 10);
+    if (x >= 10) { b[i] = 38 + x; carry++; } else b[i] = 48 + x;
+  }
+  return true;
 }
 
 const GET = utf8('"GET"');
@@ -415,6 +445,41 @@ const GET = utf8('"GET"');
 /** Text as UTF-8 bytes in a plain Uint8Array (a Buffer's `length` is a getter call; a plain array's set() copies natively). */
 function utf8(s: string): Uint8Array {
   return new Uint8Array(Buffer.from(s, 'utf8'));
+}
+
+const K_PATH = utf8(',"path":');
+const K_UPSTREAM = utf8(',"upstream":"');
+const K_BYTES_OUT = utf8(',"bytesOut":');
+const K_TRACE_ID = utf8(',"traceId":"');
+const K_SPAN_ID = utf8('","spanId":"');
+const K_REQUEST_ID = utf8('","requestId":');
+const K_USER_AGENT = utf8(',"userAgent":');
+const K_ATTEMPTS = utf8(',"attempts":');
+
+/** Bytes of a key, one by one (a typed array's bytes are read at a few instructions each; short keys cost less so than a set() call). */
+function putBytes(b: Uint8Array, o: number, k: Uint8Array): number {
+  for (let i = 0; i < k.length; i++) b[o + i] = k[i]!;
+  return o + k.length;
+}
+
+/** `n` bytes of `src` from `at` (ids as bytes: hex text, nothing to escape). */
+function copyBytes(b: Uint8Array, o: number, src: Uint8Array, at: number, n: number): number {
+  for (let i = 0; i < n; i++) b[o + i] = src[at + i]!;
+  return o + n;
+}
+
+/** A count as String() writes it: digits without a string for integers up to 2^53; anything else through String(). */
+function putUint(b: Uint8Array, o: number, n: number): number {
+  if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) return putLatin1(b, o, String(n));
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits++;
+  let v = n;
+  for (let i = o + digits - 1; i >= o; i--) {
+    const q = Math.floor(v / 10);
+    b[i] = 48 + (v - q * 10);
+    v = q;
+  }
+  return o + digits;
 }
 
 /** ASCII text, byte by byte (keys and numbers). */

@@ -96,7 +96,7 @@ export class FastRequest {
     let v: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const k = raw[i]!;
-      if (k.length !== n || !sameName(k, lower)) continue;
+      if (k.length !== n || (k !== lower && k.toLowerCase() !== lower)) continue;
       if (v === undefined) v = raw[i + 1];
       else if (SINGLE.has(lower)) return v;
       else v = `${v}${lower === 'cookie' ? '; ' : lower === 'set-cookie' ? ',' : ', '}${raw[i + 1]}`;

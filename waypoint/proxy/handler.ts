@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from '../../common/log.js';
 import type { AccessEntry, AccessLog } from '../observe/access-log.js';
 import type { WaypointMetrics } from '../observe/metrics.js';
-import { continueTrace, requestId, type TraceContext } from '../observe/trace.js';
+import { continueTrace, lastIdAt, lastIdBytes, requestId, type TraceContext } from '../observe/trace.js';
 import type { RequestTracer } from '../observe/otlp.js';
 import type { Endpoint, ServiceTarget } from '../routing/backends.js';
 import { requestHost } from '../routing/hostnames.js';
@@ -162,7 +162,7 @@ export class RequestHandler {
     const ex: Exchange = {
       start: performance.now(), conn: conn!, method: req.method ?? 'GET', path: '', protocol: h2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       route: 'none', rule: '', destination: 'unknown', upstream: undefined, source: 'unknown', parent: '', bytesIn: 0, bytesOut: 0,
-      trace: undefined, requestId: '', userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
+      trace: undefined, requestId: '', requestIdHex: undefined, requestIdAt: -1, userAgent: undefined, reason: undefined, attempts: 0, done: false, onClose: undefined,
       flags: undefined, circuit: undefined, backend: undefined,
     };
     this.d.metrics.active++;
@@ -188,7 +188,9 @@ export class RequestHandler {
     if (authority !== undefined && authority !== '' && host === undefined) return this.local(ex, res, 400, 'bad_request', 'malformed Host header');
     const mreq: MatchRequest = { path: target.path, query: target.query, method: ex.method, header };
     ex.trace = continueTrace(header('traceparent'), this.d.tracer?.sampleNew);
-    ex.requestId = header('x-request-id') ?? requestId();
+    const rid = header('x-request-id');
+    if (rid !== undefined) ex.requestId = rid;
+    else { ex.requestId = requestId(); ex.requestIdHex = lastIdBytes(); ex.requestIdAt = lastIdAt(); }
     ex.userAgent = header('user-agent');
 
     const id = table.pods.get(conn.peerAddress)?.identity;
