@@ -21,13 +21,16 @@
  *              bytes per Pod as the API server sends them against the slim form kept;
  *   snapshots  per phase, the agent's own time per model snapshot ('reconciled' lines'
  *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
+ * --ab ROOT measures, at the end, the API agent of another build (a project root with its dist/, e.g. a copy of
+ * main's) and this one's in turns, --ab-runs times each, against the same API server: memory only, for A/B pairs
+ * free of the populate's minutes.
  * --skip-baseline leaves out the manifest directory (baseline) runs; --baseline-only runs only them
  * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
  * after the pods line (kube-api-pods.heapsnapshot).
  * `uptime`'s load is printed with every line: the machine is shared.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +60,10 @@ const { values } = parseArgs({
     'agent-node-options': { type: 'string', default: '' },
     /** A folder: each agent writes a V8 heap snapshot there after the memory measurement (its own Node.js signal, SIGUSR2). */
     'heap-snapshot': { type: 'string' },
+    /** Another build (a project root holding dist/cli/main.js): at the end, its API agent and this one's are measured in turns (memory only). */
+    ab: { type: 'string' },
+    /** How many turns of each with --ab. */
+    'ab-runs': { type: 'string', default: '2' },
   },
 });
 const SERVICES = Number(values.services);
@@ -185,6 +192,12 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs, smaps, smapsGrowthMiB };
 }
 
+/** The process's TCP connections to a port (the API server's): one with HTTP/2, a watch's each with HTTP/1.1. */
+function connectionsTo(pid: number, port: number): number {
+  const out = execFileSync('ss', ['-Htnp', 'state', 'established', `( dport = :${port} )`], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.includes(`pid=${pid},`)).length;
+}
+
 /** A process's CPU time so far (user + system, ms), from /proc/PID/stat. */
 function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -196,6 +209,19 @@ async function heapOf(port: number): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const v = (re: RegExp): number => +(Number(re.exec(text)?.[1] ?? NaN) / 1048576).toFixed(1);
   return { heapUsedMiB: v(/^nodejs_heap_size_used_bytes (\S+)$/m), heapTotalMiB: v(/^nodejs_heap_size_total_bytes (\S+)$/m), externalMiB: v(/^nodejs_external_memory_bytes (\S+)$/m) };
+}
+
+/**
+ * The agent's environment as deploy/daemonset.yaml gives it, not the caller's shell: PATH, HOME,
+ * NODE_NAME, one malloc arena (MALLOC_ARENA_MAX=1, unless the caller sets another value), the
+ * bench's NODE_OPTIONS, and the caller's KERNWAY_* and KW_* settings. Nothing else of the shell's:
+ * e.g. a NODE_EXTRA_CA_CERTS (this machine sets one) makes node:tls load that CA bundle at
+ * import, ~1 MiB of RSS the DaemonSet's agent does not have (docs/kubernetes-api.md).
+ */
+function agentEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_NAME: NODE, NODE_OPTIONS: nodeOptions, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1' };
+  for (const [k, v] of Object.entries(process.env)) if (/^(KERNWAY|KW)_/.test(k)) env[k] = v;
+  return env;
 }
 
 const SNAPSHOTS = values['heap-snapshot'];
@@ -262,11 +288,10 @@ async function main(): Promise<void> {
     }
 
     // The agent as a process, as on a node: first with an empty manifest directory (its fixed cost), then on the API.
-    const startAgent = async (source: string[]): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
-      const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'cli', 'main.js'), 'agent', ...source, '--node-name', NODE,
+    const startAgent = async (source: string[], root = projectRoot()): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
+      const child = spawn(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'agent', ...source, '--node-name', NODE,
         '--cgroup', lab.cgroupPath, '--bpffs', bpffs, '--admin-socket', join(dir, 'admin.sock'), '--metrics-address', '127.0.0.1:0', '--service-cidr', '10.96.0.0/16'],
-      // One malloc arena as deploy/daemonset.yaml runs it, unless the caller's environment says otherwise.
-      { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, NODE_OPTIONS: nodeOptions, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1' } });
+      { stdio: ['ignore', 'inherit', 'pipe'], env: agentEnv() });
       agent = child;
       const r: { child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number } = { child, metricsPort: 0 };
       await new Promise<void>((resolve, reject) => {
@@ -304,7 +329,7 @@ async function main(): Promise<void> {
     if (backendsInKernel(maps, VIP(SERVICES - 1)).length !== ENDPOINTS) throw new Error('the last Service is not in the maps');
 
     await new Promise((r) => setTimeout(r, 10_000));
-    out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, ...(await memoryOf(kube.child.pid!, metricsPort)) });
+    out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, apiConnections: connectionsTo(kube.child.pid!, cluster.apiPort), ...(await memoryOf(kube.child.pid!, metricsPort)) });
     await heapSnapshot(kube.child, 'kube-api');
 
     // Change → map entry: REST PUT acknowledged → new backend in the kernel.
@@ -379,6 +404,21 @@ async function main(): Promise<void> {
       await heapSnapshot(kube.child, 'kube-api-pods');
     }
     for (const m of Object.values(maps)) m.close?.();
+
+    // With --ab ROOT: the API agent of another build and of this one in turns, memory only (same API server, same objects).
+    if (values.ab) {
+      await stopAgent(kube.child);
+      for (let i = 0; i < Number(values['ab-runs']); i++) {
+        for (const [build, root] of [['other', values.ab], ['this', projectRoot()]] as const) {
+          const t1 = performance.now();
+          const a = await startAgent(['--kubeconfig', cluster.kubeconfig], root);
+          const sync = { listedMs: a.synced?.ms, toRunningMs: Math.round(performance.now() - t1), agentCpuS: cpuOf(a.child.pid!) };
+          await new Promise((r) => setTimeout(r, 10_000));
+          out('memory', { source: 'Kubernetes API', build, root, run: i + 1, ...sync, apiConnections: connectionsTo(a.child.pid!, cluster.apiPort), ...(await memoryOf(a.child.pid!, a.metricsPort)) });
+          await stopAgent(a.child);
+        }
+      }
+    }
 
     // The agent with an empty manifest directory (its fixed cost), then the same objects from a manifest directory (the baseline).
     async function baseline(): Promise<void> {
