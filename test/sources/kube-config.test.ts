@@ -158,6 +158,25 @@ describe('KubeConfig: credentials applied to a request', () => {
   });
 });
 
+describe('a kubeconfig file', () => {
+  it("is parsed with the yaml package, which is then let go (none of its modules stays in require's cache)", () => {
+    const f = join(dir, 'yaml-once.yaml');
+    writeFileSync(f, 'apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster: {server: "https://10.0.0.7:6443"}\n'
+      + 'contexts:\n- name: c\n  context: {cluster: k, user: u}\nusers:\n- name: u\n  user: {token: t}\n');
+    const script = `
+      import { createRequire } from 'node:module';
+      const { loadKubeConfig } = await import(${JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', 'sources', 'kube-config.js')).href)});
+      const req = createRequire(import.meta.url);
+      const before = Object.keys(req.cache).length;
+      const { server } = loadKubeConfig(${JSON.stringify(f)});
+      console.log(JSON.stringify({ server, yaml: Object.keys(req.cache).filter((k) => k.includes('/node_modules/yaml/')), kept: Object.keys(req.cache).length - before }));`;
+    const r = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as { server: string; yaml: string[]; kept: number };
+    expect(r.server).toBe('https://10.0.0.7:6443');
+    expect(r.yaml).toEqual([]);
+    expect(r.kept).toBe(0);
+  });
+});
+
 describe('KubeClient: connections', () => {
   it('a client certificate the server checks; requests reuse a kept-alive connection, concurrent ones open their own', async () => {
     const pki = join(dir, 'pki');
