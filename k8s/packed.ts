@@ -67,25 +67,26 @@ function nodeIndex(nodes: string[], name: string | undefined): number {
   return nodes.push(name);
 }
 
-/** The endpoints of one EndpointSlice, packed. */
+/**
+ * The endpoints of one EndpointSlice, packed. Three fields and the names (FQDN): the row size
+ * follows from the family and the count from the bytes (16 bytes per slice less than as
+ * fields: 0.15 MiB at 10,000).
+ */
 export class PackedEndpoints implements EndpointList {
-  readonly length: number;
   private readonly data: string;
   private readonly names: readonly string[];
   private readonly nodes: readonly string[];
   private readonly family: IPFamily | undefined;
-  private readonly stride: number;
 
   /** `endpoints`' addresses must be canonical and of `addressType` (as the slice parser gives them). */
   constructor(addressType: AddressType, endpoints: readonly Endpoint[]) {
     const alen = addrLen(addressType);
     this.family = addressType === 'FQDN' ? undefined : addressType;
-    this.stride = alen + 3;
-    this.length = endpoints.length;
-    const data = new Uint8Array(endpoints.length * this.stride);
+    const stride = alen + 3;
+    const data = new Uint8Array(endpoints.length * stride);
     const nodes: string[] = [];
     for (let i = 0; i < endpoints.length; i++) {
-      const e = endpoints[i]!, o = i * this.stride;
+      const e = endpoints[i]!, o = i * stride;
       if (this.family) writeIP(e.address, this.family, data, o);
       data[o + alen] = (e.ready ? READY : 0) | (e.serving ? SERVING : 0) | (e.terminating ? TERMINATING : 0);
       const n = nodeIndex(nodes, e.nodeName);
@@ -96,6 +97,15 @@ export class PackedEndpoints implements EndpointList {
     this.names = this.family ? NO_NAMES : Object.freeze(endpoints.map((e) => e.address));
     this.nodes = internStrings(nodes);
     Object.freeze(this);
+  }
+
+  /** Bytes per endpoint: the address, flags, node index (2). */
+  private get stride(): number {
+    return this.family === 'IPv4' ? 7 : this.family === 'IPv6' ? 19 : 3;
+  }
+
+  get length(): number {
+    return this.data.length / this.stride;
   }
 
   address(i: number): string {
@@ -116,7 +126,7 @@ export class PackedEndpoints implements EndpointList {
     return { address: this.address(i), ready: this.ready(i), serving: this.serving(i), terminating: this.terminating(i), nodeName: this.nodeName(i) };
   }
   *[Symbol.iterator](): Iterator<Endpoint> {
-    for (let i = 0; i < this.length; i++) yield this.at(i);
+    for (let i = 0, n = this.length; i < n; i++) yield this.at(i);
   }
   /** The wire and log form: the list of endpoints. */
   toJSON(): Endpoint[] {
@@ -134,7 +144,7 @@ export class PackedEndpoints implements EndpointList {
    */
   backends(port: number, order: readonly number[]): PackedBackends {
     if (this.family === undefined || order.length > 255) throw new RangeError('a view needs IP endpoints and fewer than 256 backends');
-    return new BackendsView(this.family, this.data, this.nodes, this.stride, port, order);
+    return new BackendsView(this.family, this.data, this.nodes, port, order);
   }
 }
 
@@ -146,29 +156,27 @@ export interface Backend {
   nodeName?: string;
 }
 
-/** The backends of one service-table entry, packed (all of the entry's family). */
+/**
+ * The backends of one service-table entry, packed (all of the entry's family). Three fields:
+ * the row size follows from the family and the count from the bytes.
+ */
 export class PackedBackends implements Iterable<Backend> {
-  readonly length: number;
   protected readonly data: string;
   protected readonly nodes: readonly string[];
   protected readonly family: IPFamily;
-  protected readonly stride: number;
 
-  constructor(family: IPFamily, backends: readonly Backend[], view?: { data: string; nodes: readonly string[]; stride: number; length: number }) {
+  constructor(family: IPFamily, backends: readonly Backend[], view?: { data: string; nodes: readonly string[] }) {
     this.family = family;
     if (view) {
       this.data = view.data;
       this.nodes = view.nodes;
-      this.stride = view.stride;
-      this.length = view.length;
       return;
     }
-    this.stride = addrLen(family) + 4;
-    this.length = backends.length;
-    const data = new Uint8Array(backends.length * this.stride);
+    const stride = addrLen(family) + 4;
+    const data = new Uint8Array(backends.length * stride);
     const nodes: string[] = [];
     for (let i = 0; i < backends.length; i++) {
-      const b = backends[i]!, o = i * this.stride, p = o + this.stride - 4;
+      const b = backends[i]!, o = i * stride, p = o + stride - 4;
       writeIP(b.ip, family, data, o);
       data[p] = b.port & 255;
       data[p + 1] = b.port >> 8;
@@ -179,6 +187,15 @@ export class PackedBackends implements Iterable<Backend> {
     this.data = packed(data);
     this.nodes = internStrings(nodes);
     Object.freeze(this);
+  }
+
+  /** Bytes per row of `data`: the address, the port (2), the node index (2). */
+  protected get stride(): number {
+    return addrLen(this.family) + 4;
+  }
+
+  get length(): number {
+    return this.data.length / this.stride;
   }
 
   /** The row of backend i in `data`. */
@@ -203,12 +220,13 @@ export class PackedBackends implements Iterable<Backend> {
     return nodeName === undefined ? { ip: this.ip(i), port: this.port(i) } : { ip: this.ip(i), port: this.port(i), nodeName };
   }
   map<T>(f: (b: Backend, i: number) => T): T[] {
-    const out = new Array<T>(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = f(this.at(i), i);
+    const n = this.length;
+    const out = new Array<T>(n);
+    for (let i = 0; i < n; i++) out[i] = f(this.at(i), i);
     return out;
   }
   *[Symbol.iterator](): Iterator<Backend> {
-    for (let i = 0; i < this.length; i++) yield this.at(i);
+    for (let i = 0, n = this.length; i < n; i++) yield this.at(i);
   }
   /** Same backends in the same order. */
   equals(o: PackedBackends): boolean {
@@ -219,13 +237,13 @@ export class PackedBackends implements Iterable<Backend> {
     } else {
       // A view and another list: address bytes and ports row by row.
       const alen = addrLen(this.family);
-      for (let i = 0; i < this.length; i++) {
+      for (let i = 0, n = this.length; i < n; i++) {
         if (this.port(i) !== o.port(i)) return false;
         const a = this.row(i) * this.stride, b = o.row(i) * o.stride;
         for (let k = 0; k < alen; k++) if (this.data.charCodeAt(a + k) !== o.data.charCodeAt(b + k)) return false;
       }
     }
-    for (let i = 0; i < this.length; i++) if (this.nodeName(i) !== o.nodeName(i)) return false;
+    for (let i = 0, n = this.length; i < n; i++) if (this.nodeName(i) !== o.nodeName(i)) return false;
     return true;
   }
   toJSON(): Backend[] {
@@ -242,18 +260,25 @@ export class PackedBackends implements Iterable<Backend> {
  */
 class BackendsView extends PackedBackends {
   private readonly onPort: number;
-  /** Endpoint row of each backend as one-byte characters; '' when it is the endpoints' own order. */
-  private readonly order: string;
-  constructor(family: IPFamily, data: string, nodes: readonly string[], stride: number, port: number, order: readonly number[]) {
-    super(family, [], { data, nodes, stride, length: order.length });
+  /** Endpoint row of each backend as one-byte characters; null when it is every endpoint in its own order. */
+  private readonly order: string | null;
+  constructor(family: IPFamily, data: string, nodes: readonly string[], port: number, order: readonly number[]) {
+    super(family, [], { data, nodes });
     this.onPort = port;
-    let same = true;
-    for (let i = 0; i < order.length; i++) if (order[i] !== i) { same = false; break; }
-    this.order = same ? '' : String.fromCharCode(...order);
+    let same = order.length * (addrLen(family) + 3) === data.length;
+    for (let i = 0; same && i < order.length; i++) if (order[i] !== i) same = false;
+    this.order = same ? null : String.fromCharCode(...order);
     Object.freeze(this);
   }
+  /** Endpoint rows: the address, flags, the node index (2). */
+  protected override get stride(): number {
+    return addrLen(this.family) + 3;
+  }
+  override get length(): number {
+    return this.order === null ? this.data.length / this.stride : this.order.length;
+  }
   protected override row(i: number): number {
-    return this.order === '' ? i : this.order.charCodeAt(i);
+    return this.order === null ? i : this.order.charCodeAt(i);
   }
   override port(): number {
     return this.onPort;

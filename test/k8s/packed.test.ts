@@ -89,3 +89,37 @@ describe('PackedBackends', () => {
     expect(() => new PackedEndpoints('FQDN', [ep('a.example')]).backends(80, [0])).toThrow(RangeError);
   });
 });
+
+describe('packed lists of three fields (row size from the family, count from the bytes)', () => {
+  it('endpoints, backends and views of every length, family and order read back as the plain lists they were made from', () => {
+    const r = rng(5);
+    for (let round = 0; round < 300; round++) {
+      const family = (['IPv4', 'IPv6', 'FQDN'] as const)[round % 3]!;
+      const n = Math.floor(r() * 12);
+      const eps: Endpoint[] = Array.from({ length: n }, (_, i) => ({
+        address: family === 'IPv4' ? `10.${round % 200}.${i}.${Math.floor(r() * 250)}` : family === 'IPv6' ? randomV6(r) : `host-${i}.example`,
+        ready: r() < 0.7, serving: r() < 0.8, terminating: r() < 0.2, nodeName: r() < 0.5 ? `node-${Math.floor(r() * 3)}` : undefined,
+      }));
+      const p = new PackedEndpoints(family, eps);
+      expect(p.length).toBe(n);
+      expect([...p]).toEqual(eps);
+      expect(Object.keys(p).sort()).toEqual(['data', 'family', 'names', 'nodes']);
+      if (family === 'FQDN') continue;
+      const bs = eps.map((e, i) => ({ ip: e.address, port: 1000 + i, ...(e.nodeName ? { nodeName: e.nodeName } : {}) }));
+      const packed = new PackedBackends(family, bs);
+      expect(packed.length).toBe(n);
+      expect([...packed]).toEqual(bs);
+      // A view in an order: every endpoint, some of them (a prefix, a subset), none.
+      const all = Array.from({ length: n }, (_, i) => i);
+      const orders = [all, [...all].reverse(), all.slice(0, Math.floor(n / 2)), all.filter(() => r() < 0.5)];
+      for (const order of orders) {
+        const view = p.backends(8080, order);
+        const want = order.map((i) => ({ ip: eps[i]!.address, port: 8080, ...(eps[i]!.nodeName ? { nodeName: eps[i]!.nodeName } : {}) }));
+        expect(view.length).toBe(order.length);
+        expect([...view]).toEqual(want);
+        expect(view.map((b) => b.ip)).toEqual(want.map((b) => b.ip));
+        expect(view.equals(new PackedBackends(family, want))).toBe(true);
+      }
+    }
+  });
+});
