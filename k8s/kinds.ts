@@ -120,6 +120,16 @@ const cache = new WeakMap<object, KnownObject | Problem[] | null>();
 /** What a stub holds of its parse: the slim value, the problems, or null (not a kind kernway reads). */
 type Held = KnownObject['value'] | Problem[] | null;
 
+/**
+ * What a stub holds when the slim value does not hold its name and namespace (objects with
+ * problems, kinds not read, a namespace defaulted by the parse): the parse's result and the
+ * identity, the name (no namespace) or [name, namespace]. Rare: an object of its own for
+ * them, so that every other stub has one field less.
+ */
+class WithId {
+  constructor(readonly held: Held, readonly id: string | readonly [string, string]) {}
+}
+
 /** Where a slim value holds its name and namespace (the Gateway API kinds in `meta`). */
 function identityOf(value: object): { name?: unknown; namespace?: unknown } {
   const meta = (value as { meta?: unknown }).meta;
@@ -132,9 +142,10 @@ function identityOf(value: object): { name?: unknown; namespace?: unknown } {
  * so a stub needs no entry in the WeakMap: 20,000 stubs held one of 1 MiB (its table
  * sized for twice its entries at 16 bytes each), more than the stubs themselves.
  *
- * A stub is one object of two fields (40 bytes): the slim value is held without its
+ * A stub is one object of one field (32 bytes): the slim value is held without its
  * `{ kind, value }` wrapper; `metadata` is made on each read from the name and namespace,
- * read from the slim value when it holds the same ones (else kept in the stub); apiVersion
+ * read from the slim value when it holds the same ones (else kept with the parse's result
+ * in a `WithId`, for the few stubs that need one: 8 bytes per stub less); apiVersion
  * and kind are getters of a class per kind of the registry (`typedStub`: 16 bytes per stub
  * less; assigning one makes it the stub's own), own properties for other kinds. A metadata
  * object and a wrapper per stub were 80 bytes more each: 1.5 MiB for the agent bench's
@@ -142,25 +153,26 @@ function identityOf(value: object): { name?: unknown; namespace?: unknown } {
  */
 class Stub implements K8sObject {
   [k: string]: unknown;
-  readonly #parsed: Held;
-  /** Name and namespace when the slim value does not hold them: the name (no namespace), or [name, namespace]. */
-  readonly #id: string | readonly [string, string] | undefined;
+  /** The parse's result; a WithId when the slim value does not hold this stub's name and namespace. */
+  readonly #parsed: Held | WithId;
   declare apiVersion: string;
   declare kind: string;
   constructor(_apiVersion: string, _kind: string, name: string, namespace: string | undefined, parsed: KnownObject | Problem[] | null) {
     const value = parsed === null || Array.isArray(parsed) ? undefined : parsed.value;
-    this.#parsed = value ?? parsed as Problem[] | null;
+    const result = value ?? parsed as Problem[] | null;
     const held = value === undefined ? undefined : identityOf(value);
-    this.#id = held !== undefined && held.name === name && held.namespace === namespace ? undefined : namespace === undefined ? name : [name, namespace];
+    this.#parsed = held !== undefined && held.name === name && held.namespace === namespace ? result
+      : new WithId(result, namespace === undefined ? name : [name, namespace]);
   }
 
   /** `{ name, namespace }` (namespace only when set): a new object on each read, as small as the raw object's. */
   get metadata(): K8sObject['metadata'] {
-    const id = this.#id;
-    if (id === undefined) {
-      const held = identityOf(this.#parsed as object) as { name: string; namespace?: string };
+    const p = this.#parsed;
+    if (!(p instanceof WithId)) {
+      const held = identityOf(p as object) as { name: string; namespace?: string };
       return held.namespace === undefined ? { name: held.name } : { name: held.name, namespace: held.namespace };
     }
+    const id = p.id;
     return typeof id === 'string' ? { name: id } : { name: id[0], namespace: id[1] };
   }
 
@@ -173,7 +185,7 @@ class Stub implements K8sObject {
   static keyOf(o: object): string | undefined {
     if (!(#parsed in o)) return undefined;
     const p = (o as Stub).#parsed;
-    if ((o as Stub).#id === undefined && p !== null && !Array.isArray(p)) {
+    if (p !== null && !Array.isArray(p) && !(p instanceof WithId)) {
       // The slim value holds this stub's name and namespace: its key is 'namespace/name' (or the name) of them.
       const v = p as { key?: unknown; name?: unknown; namespace?: unknown; meta?: { key?: unknown } };
       if (typeof v.key === 'string') return v.key;
@@ -186,7 +198,8 @@ class Stub implements K8sObject {
 
   static parsedOf(o: unknown): KnownObject | Problem[] | null | undefined {
     if (typeof o !== 'object' || o === null || !(#parsed in o)) return undefined;
-    const p = (o as Stub).#parsed;
+    const q = (o as Stub).#parsed;
+    const p = q instanceof WithId ? q.held : q;
     return p === null || Array.isArray(p) ? p : ({ kind: (o as Stub).kind, value: p } as KnownObject);
   }
 }
@@ -269,7 +282,8 @@ class VersionedStub extends LocatedStub {
 /**
  * A versioned stub whose file and index are its class's (getters on the prototype), not
  * fields: what the Kubernetes API source keeps per object, whose place is the same for all
- * its objects (the API server). 48 bytes instead of 64: 0.3 MiB less at 20,000 objects.
+ * its objects (the API server). 40 bytes (its parse and resourceVersion) where a VersionedStub
+ * takes 56: 0.3 MiB less at 20,000 objects.
  */
 class PlacedStub extends Stub implements SourcedObject {
   readonly rv: string | number;
