@@ -15,11 +15,12 @@
  * `proxy-url`) is handed to client-node's full KubeConfig, loaded only then.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
-import https from 'node:https';
-import { isIPv6 } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
+import type { Agent as HttpAgent } from 'node:http';
+import type { ClientHttp2Session } from 'node:http2';
+import type { AgentOptions, RequestOptions } from 'node:https';
+import { isIP, isIPv6 } from 'node:net';
+import type { Duplex, Readable } from 'node:stream';
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { newClusters, newContexts, newUsers, type Cluster, type Context, type User } from '@kubernetes/client-node/dist/config_types.js';
@@ -29,8 +30,11 @@ import { createRequire } from 'node:module';
 import type { parse as ParseYaml } from 'yaml';
 import { KernwayError, errorMessage } from '../common/errors.js';
 
-// (node:http as its CommonJS module: see agent/admin/server.ts.)
+// (node:http as its CommonJS module: see agent/admin/server.ts.) node:https and node:http2
+// are taken when first needed: an API server speaking HTTP/2 never needs node:https.
 const http = process.getBuiltinModule('node:http');
+const https = (): typeof import('node:https') => process.getBuiltinModule('node:https');
+const http2 = (): typeof import('node:http2') => process.getBuiltinModule('node:http2');
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -40,7 +44,7 @@ export type KubeConfigOrigin = 'flag' | 'KUBECONFIG' | 'home' | 'in-cluster';
 /** What the full client-node KubeConfig offers that is used here (loaded only when needed). */
 interface FullKubeConfig {
   loadFromOptions(o: { clusters: Cluster[]; contexts: Context[]; users: User[]; currentContext: string }): void;
-  applyToHTTPSOptions(opts: https.RequestOptions): Promise<void>;
+  applyToHTTPSOptions(opts: RequestOptions): Promise<void>;
 }
 
 /**
@@ -55,8 +59,8 @@ export class KubeConfig {
   currentContext = '';
   private readonly execAuth = new ExecAuth();
   private readonly fileAuth = new FileAuth();
-  /** One agent per credentials (keep-alive connections are reused; a new client certificate gets a new agent). */
-  private agent: { key: string; agent: HttpAgent } | undefined;
+  /** The connections of one set of credentials (reused; a new client certificate gets new ones). */
+  private conns: { key: string; conns: ApiConnections } | undefined;
   private full: Promise<FullKubeConfig> | undefined;
 
   loadFromFile(file: string): void {
@@ -120,13 +124,23 @@ export class KubeConfig {
   }
 
   /** Sets the request's TLS options, credentials and agent (as client-node's KubeConfig.applyToHTTPSOptions). */
-  async applyToHTTPSOptions(opts: https.RequestOptions): Promise<void> {
+  async applyToHTTPSOptions(opts: RequestOptions): Promise<void> {
+    const conns = await this.applyToRequest(opts);
+    if (conns) opts.agent = conns.http1Agent();
+  }
+
+  /**
+   * Sets the request's TLS options and credentials; returns the connections to use for the
+   * current cluster and credentials (HTTP/2 when the server offers it), or undefined when the
+   * options are to be used as they are (client-node's full KubeConfig set them and an agent).
+   */
+  async applyToRequest(opts: RequestOptions): Promise<ApiConnections | undefined> {
     const cluster = this.getCurrentCluster();
     const user = this.getCurrentUser();
     const plain = !user?.authProvider || this.fileAuth.isAuthProvider(user) || this.execAuth.isAuthProvider(user);
     if (cluster?.proxyUrl || !plain) {
       await (this.full ??= this.loadFull()).then((kc) => kc.applyToHTTPSOptions(opts));
-      return;
+      return undefined;
     }
     opts.headers ??= {};
     const headers = opts.headers as Record<string, string>;
@@ -148,16 +162,15 @@ export class KubeConfig {
     }
     const http1 = cluster?.server.startsWith('http:');
     if (http1 && !cluster?.skipTLSVerify) throw new Error('HTTP protocol is not allowed when skipTLSVerify is not set or false');
-    const agentKey = `${cluster?.name}\0${user?.name}\0${String(opts.ca ?? '')}\0${String(opts.cert ?? '')}\0${String(opts.key ?? '')}`;
-    if (this.agent?.key !== agentKey) {
-      this.agent?.agent.destroy();
-      // Keep-alive: list pages, discovery, Lease renewals and status writes reuse connections
-      // (a TLS handshake each otherwise: ~130 to list 20,000 objects in pages of 200).
-      const agentOptions: https.AgentOptions = { ca: opts.ca, cert: opts.cert, key: opts.key, servername: opts.servername, keepAlive: true };
-      if (opts.rejectUnauthorized !== undefined) agentOptions.rejectUnauthorized = opts.rejectUnauthorized;
-      this.agent = { key: agentKey, agent: http1 ? new http.Agent(agentOptions) : new SharedTlsAgent(agentOptions) };
+    if (!cluster?.server) throw new Error(`the context ${JSON.stringify(this.currentContext)} has no cluster with a server`);
+    const key = `${cluster.server}\0${user?.name}\0${String(opts.ca ?? '')}\0${String(opts.cert ?? '')}\0${String(opts.key ?? '')}\0${opts.servername ?? ''}\0${String(opts.rejectUnauthorized)}`;
+    if (this.conns?.key !== key) {
+      this.conns?.conns.close();
+      const tls: TlsOptions = { ca: opts.ca, cert: opts.cert, key: opts.key, servername: opts.servername };
+      if (opts.rejectUnauthorized !== undefined) tls.rejectUnauthorized = opts.rejectUnauthorized;
+      this.conns = { key, conns: new ApiConnections(new URL(cluster.server), tls, http1 === true) };
     }
-    opts.agent = this.agent.agent;
+    return this.conns.conns;
   }
 
   /** client-node's whole KubeConfig with the same entries (azure, gcp and oidc auth providers, proxies). */
@@ -188,19 +201,178 @@ function parseYamlOnce(text: string): unknown {
   }
 }
 
+/** The TLS options of one cluster and set of credentials. */
+type TlsOptions = Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'>;
+
+/** How often an HTTP/2 connection with no traffic is checked with a PING, and how long its answer may take (client-go's ReadIdleTimeout and PingTimeout). */
+export const H2_HEALTH = { idleMs: 30_000, pingTimeoutMs: 15_000 };
+
+/** An HTTP/2 stream's receive window (the connection's is four times as large). */
+const H2_WINDOW = 1 << 20;
+
+/**
+ * The connections to the API server of one cluster and set of credentials. HTTP/2 when the
+ * server offers it (ALPN h2, as kube-apiserver does; client-go does the same): one TLS
+ * connection, every list, watch and write a stream of it. Measured with ten watches
+ * (docs/kubernetes-api.md): each HTTP/1.1 connection a watch holds costs ~90 KB of malloc
+ * (OpenSSL's SSL object and record buffers, Node's TLSWrap and its buffers) and ~50 KB of heap
+ * (socket, parser, request and response objects); a stream costs a few KB. Else (a server
+ * without h2, or plain http) HTTP/1.1 with keep-alive connections, a watch holding one each.
+ *
+ * Every connection shares one TLS context (the CA, client certificate and key parsed once).
+ * A connection that fails, is closed or gets a GOAWAY is forgotten: the next request opens
+ * another. An HTTP/2 connection silent for H2_HEALTH.idleMs is sent a PING; no answer within
+ * H2_HEALTH.pingTimeoutMs ends it (a half-open TCP connection), and its streams with it.
+ */
+export class ApiConnections {
+  private context: SecureContext | undefined;
+  private h1: HttpAgent | undefined;
+  /** The HTTP/2 session, or the connection being made; undefined: none open. */
+  private h2: Promise<ClientHttp2Session | undefined> | undefined;
+  private session: ClientHttp2Session | undefined;
+  /** Streams open on each session (a session keeps the process alive only while one is). */
+  private readonly streams = new WeakMap<ClientHttp2Session, number>();
+  /** HTTP/1.1 only: plain http, or the server did not choose h2 (learned at the first connection). */
+  private http1Only: boolean;
+  private closed = false;
+  /** Connections made (TLS handshakes): tests and status. */
+  connections = 0;
+
+  constructor(private readonly origin: URL, private readonly tls: TlsOptions, plainHttp = false) {
+    this.http1Only = plainHttp;
+  }
+
+  /** The HTTP/1.1 agent (keep-alive; made on first use). */
+  http1Agent(): HttpAgent {
+    if (!this.h1) {
+      // Keep-alive: list pages, discovery, Lease renewals and status writes reuse connections
+      // (a TLS handshake each otherwise: ~130 to list 20,000 objects in pages of 200).
+      const o: AgentOptions = { ...this.tls, keepAlive: true };
+      this.h1 = this.origin.protocol === 'http:' ? new http.Agent(o) : new (sharedTlsAgent())(o, () => this.secureContext(), () => this.connections++);
+    }
+    return this.h1;
+  }
+
+  /**
+   * The HTTP/2 session to send a request on, or undefined when requests go over HTTP/1.1;
+   * rejects with Superseded once these connections were closed for new credentials.
+   */
+  async http2Session(): Promise<ClientHttp2Session | undefined> {
+    if (this.closed) throw new Superseded();
+    if (this.http1Only) return undefined;
+    const p = (this.h2 ??= this.connect());
+    try {
+      return await p;
+    } catch (e) {
+      if (this.h2 === p) this.h2 = undefined;
+      throw e;
+    }
+  }
+
+  /** A stream was opened on the session (it keeps the process alive until the stream closes). */
+  opened(session: ClientHttp2Session, onClose: (cb: () => void) => void): void {
+    const n = this.streams.get(session) ?? 0;
+    this.streams.set(session, n + 1);
+    if (n === 0) session.ref();
+    onClose(() => {
+      const left = (this.streams.get(session) ?? 1) - 1;
+      this.streams.set(session, left);
+      if (left === 0 && !session.destroyed) session.unref();
+    });
+  }
+
+  /** The session can take no new stream (GOAWAY, closed, destroyed): the next request opens another. */
+  forget(session: ClientHttp2Session): void {
+    if (this.session !== session) return;
+    this.session = undefined;
+    this.h2 = undefined;
+  }
+
+  /** Closes the connections (credentials changed): open streams finish on them. */
+  close(): void {
+    this.closed = true;
+    this.session?.close();
+    this.h1?.destroy();
+  }
+
+  private secureContext(): SecureContext {
+    return (this.context ??= createSecureContext(this.tls));
+  }
+
+  /** A TLS connection offering h2 and http/1.1; an HTTP/2 session on it if the server chose h2. */
+  private connect(): Promise<ClientHttp2Session | undefined> {
+    const host = this.origin.hostname.replace(/^\[|\]$/g, '');
+    const servername = this.tls.servername ?? (isIP(host) ? undefined : host);
+    return new Promise((resolve, reject) => {
+      this.connections++;
+      const socket = tlsConnect({ host, port: Number(this.origin.port || 443), ...(servername ? { servername } : {}), secureContext: this.secureContext(),
+        rejectUnauthorized: this.tls.rejectUnauthorized !== false, ALPNProtocols: ['h2', 'http/1.1'] });
+      const fail = (e: Error): void => { socket.destroy(); reject(e); };
+      socket.once('error', fail);
+      socket.setTimeout(30_000, () => fail(new Error(`connecting to ${this.origin.host}: no TLS handshake within 30 s`)));
+      socket.once('secureConnect', () => {
+        socket.removeListener('error', fail);
+        socket.setTimeout(0);
+        if (socket.alpnProtocol !== 'h2' || this.closed) {
+          // The server speaks HTTP/1.1 only: every request goes through the keep-alive agent from now on.
+          if (!this.closed) this.http1Only = true;
+          socket.destroy();
+          resolve(undefined);
+          return;
+        }
+        // Windows of 1 MiB per stream and 4 MiB for the connection: with HTTP/2's 64 KiB the
+        // API server waits for a WINDOW_UPDATE after each 64 KiB of a list page while the agent
+        // parses another (measured: every kind listed 3x slower than over HTTP/1.1, whose
+        // connections buffer in the kernel); with these, as fast or faster. Only what arrives
+        // before it is read is held (a first sync's pages), not an idle agent's memory.
+        const session = http2().connect(this.origin.origin, { createConnection: () => socket, settings: { enablePush: false, initialWindowSize: H2_WINDOW } });
+        session.once('connect', () => { if (!session.destroyed) session.setLocalWindowSize(4 * H2_WINDOW); });
+        this.session = session;
+        // Errors reach the streams (each request sees its own); the session only has to be forgotten.
+        session.on('error', () => this.forget(session));
+        session.on('goaway', () => this.forget(session));
+        session.on('close', () => this.forget(session));
+        session.setTimeout(H2_HEALTH.idleMs, () => this.check(session));
+        session.unref();
+        resolve(session);
+      });
+    });
+  }
+
+  /** No traffic for a while: a PING must be answered, else the connection is dead. */
+  private check(session: ClientHttp2Session): void {
+    if (session.destroyed || session.closed) return;
+    const dead = (why: string): void => { this.forget(session); session.destroy(new Error(`the API server's connection ${why}`)); };
+    const timer = setTimeout(() => dead(`did not answer a PING within ${H2_HEALTH.pingTimeoutMs} ms`), H2_HEALTH.pingTimeoutMs);
+    timer.unref();
+    const sent = session.ping((err) => { clearTimeout(timer); if (err && !session.destroyed) dead(`failed a PING (${errorMessage(err)})`); });
+    if (!sent) { clearTimeout(timer); dead('could not send a PING'); }
+  }
+}
+
+/** Connections closed because the credentials changed: the request is made again with the new ones. */
+class Superseded extends Error {}
+
+type SharedTlsAgentClass = new (o: AgentOptions, context: () => SecureContext, connected: () => void) => HttpAgent;
+let SharedTlsAgent: SharedTlsAgentClass | undefined;
+
 /**
  * An HTTPS agent whose connections share one TLS context (CA, client certificate and key),
- * made at its first connection, instead of one made from the options for each connection
- * (a watch per kind holds one each). A new certificate gets a new agent (agentKey).
+ * instead of one made from the options for each connection (with HTTP/1.1 a watch per kind
+ * holds one each). Defined on first use: node:https is loaded only for a server without h2.
  */
-class SharedTlsAgent extends https.Agent {
-  private context: SecureContext | undefined;
+function sharedTlsAgent(): SharedTlsAgentClass {
+  return (SharedTlsAgent ??= class extends https().Agent {
+    constructor(o: AgentOptions, private readonly context: () => SecureContext, private readonly connected: () => void) {
+      super(o);
+    }
 
-  override createConnection(options: ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
-    const secureContext = (this.context ??= createSecureContext(options));
-    const create = super.createConnection as unknown as (o: ConnectionOptions, cb?: (err: Error | null, socket: Duplex) => void) => Duplex;
-    return create.call(this, { ...options, secureContext }, callback);
-  }
+    override createConnection(options: ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
+      this.connected();
+      const create = super.createConnection as unknown as (o: ConnectionOptions, cb?: (err: Error | null, socket: Duplex) => void) => Duplex;
+      return create.call(this, { ...options, secureContext: this.context() }, callback);
+    }
+  });
 }
 
 function fileOrData(file: string | undefined, data: string | undefined): Buffer | undefined {
@@ -277,8 +449,19 @@ function httpError(method: string, path: string, status: number, body: string): 
 }
 
 /**
+ * A response body as it arrives (an HTTP/1.1 response or an HTTP/2 stream), and whether it
+ * arrived whole: an HTTP/2 stream whose connection was cut ends as if the server had ended it
+ * (with the RST_STREAM code CANCEL), so `complete` tells the two apart, as IncomingMessage's.
+ */
+export type KubeBody = Readable & { readonly complete: boolean };
+
+/** A request's answer: its status and its body. */
+interface Answer { status: number; body: KubeBody }
+
+/**
  * Requests to the API server with the configuration's credentials (the CA, client
- * certificate, token or exec plugin applied to every request: tokens are re-read).
+ * certificate, token or exec plugin applied to every request: tokens are re-read), over
+ * HTTP/2 when the server offers it (ApiConnections).
  */
 export class KubeClient {
   constructor(readonly loaded: LoadedKubeConfig) {}
@@ -287,31 +470,45 @@ export class KubeClient {
     return this.loaded.server;
   }
 
-  private async options(signal: AbortSignal | undefined): Promise<https.RequestOptions> {
-    const opts: https.RequestOptions = { headers: { Accept: 'application/json' } };
-    await this.loaded.config.applyToHTTPSOptions(opts);
-    if (signal) opts.signal = signal;
-    return opts;
+  /** Sends a request; resolves with the status and the body stream once the answer's head is in. */
+  private async send(method: string, path: string, body: Buffer | undefined, contentType: string, signal: AbortSignal | undefined): Promise<Answer> {
+    let opts: RequestOptions = {};
+    let conns: ApiConnections | undefined;
+    const url = new URL(this.server + path);
+    for (let attempt = 0; ; attempt++) {
+      opts = { headers: { Accept: 'application/json' } };
+      conns = await this.loaded.config.applyToRequest(opts);
+      const headers = opts.headers as Record<string, string>;
+      if (body) { headers['Content-Type'] = contentType; headers['Content-Length'] = String(body.length); }
+      let session: ClientHttp2Session | undefined;
+      try {
+        session = conns && await abortable(conns.http2Session(), signal);
+        if (!session) break;
+        return await sendH2(conns!, session, method, url, headers, opts.auth, body, signal);
+      } catch (e) {
+        // Credentials changed meanwhile, or the session ended (GOAWAY, closed) before it took
+        // the stream: once more, with the current credentials on a current connection.
+        if (attempt === 0 && (e instanceof Superseded || (session && (session.closed || session.destroyed)))) {
+          if (session) conns!.forget(session);
+          continue;
+        }
+        throw e;
+      }
+    }
+    const mod = url.protocol === 'http:' ? http : https();
+    return new Promise((resolve, reject) => {
+      const req = mod.request(url, { ...opts, method, ...(conns ? { agent: conns.http1Agent() } : {}), ...(signal ? { signal } : {}) },
+        (res) => resolve({ status: res.statusCode ?? 0, body: res }));
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 
-  /** Opens a GET whose answer is 200; other statuses reject with KubeHttpError. */
-  async open(path: string, signal?: AbortSignal): Promise<IncomingMessage> {
-    const opts = await this.options(signal);
-    const url = new URL(this.server + path);
-    const mod = url.protocol === 'http:' ? http : https;
-    return new Promise((resolve, reject) => {
-      const req = mod.request(url, { ...opts, method: 'GET' }, (res) => {
-        if (res.statusCode === 200) { resolve(res); return; }
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => { if (chunks.length < 64) chunks.push(c); });
-        res.on('end', () => {
-          reject(httpError('GET', path, res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
-        });
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
+  /** Opens a GET whose answer is 200 (its body as it arrives); other statuses reject with KubeHttpError. */
+  async open(path: string, signal?: AbortSignal): Promise<KubeBody> {
+    const a = await this.send('GET', path, undefined, '', signal);
+    if (a.status === 200) return a.body;
+    throw httpError('GET', path, a.status, await text(a.body, 64));
   }
 
   /**
@@ -319,39 +516,28 @@ export class KubeClient {
    * resolves with the parsed body, rejects with KubeHttpError (its status) on >= 400.
    */
   async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<T> {
-    const opts = await this.options(undefined);
-    const url = new URL(this.server + path);
-    const mod = url.protocol === 'http:' ? http : https;
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers = { ...(opts.headers as Record<string, string>), ...(data ? { 'Content-Type': contentType, 'Content-Length': String(data.length) } : {}) };
-    return new Promise<T>((resolve, reject) => {
-      const req = mod.request(url, { ...opts, method, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if ((res.statusCode ?? 0) >= 400) { reject(httpError(method, path, res.statusCode ?? 0, text)); return; }
-          try { resolve((text ? JSON.parse(text) : {}) as T); } catch (e) { reject(e); }
-        });
-        res.on('error', reject);
-      });
-      req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)));
-      req.on('error', reject);
-      req.end(data);
+    return this.timed(`${method} ${path}`, undefined, timeoutMs, async (signal) => {
+      const a = await this.send(method, path, data, contentType, signal);
+      const t = await text(a.body);
+      if (a.status >= 400) throw httpError(method, path, a.status, t);
+      return (t ? JSON.parse(t) : {}) as T;
     });
   }
 
   /** GET as JSON. */
   async get<T>(path: string, signal?: AbortSignal, timeoutMs = 60_000): Promise<T> {
+    return this.timed(`GET ${path}`, signal, timeoutMs, async (s) => JSON.parse(await text(await this.open(path, s))) as T);
+  }
+
+  /** Runs `fn` with a signal aborted by the caller's or after timeoutMs (then rejects with "no answer within"). */
+  private async timed<T>(what: string, signal: AbortSignal | undefined, timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const ctl = new AbortController();
     const abort = (): void => ctl.abort();
     signal?.addEventListener('abort', abort, { once: true });
-    const timer = setTimeout(() => ctl.abort(new Error(`GET ${path}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => ctl.abort(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
     try {
-      const res = await this.open(path, ctl.signal);
-      const chunks: Buffer[] = [];
-      for await (const c of res) chunks.push(c as Buffer);
-      return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+      return await fn(ctl.signal);
     } catch (e) {
       if (ctl.signal.aborted && ctl.signal.reason instanceof Error) throw ctl.signal.reason;
       throw e;
@@ -360,4 +546,42 @@ export class KubeClient {
       signal?.removeEventListener('abort', abort);
     }
   }
+}
+
+/** A request as a stream of the HTTP/2 session (header names in lower case, as HTTP/2 has them). */
+function sendH2(conns: ApiConnections, session: ClientHttp2Session, method: string, url: URL, headers: Record<string, string>,
+  auth: string | null | undefined, body: Buffer | undefined, signal: AbortSignal | undefined): Promise<Answer> {
+  const h: Record<string, string> = { ':method': method, ':path': url.pathname + url.search };
+  for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
+  if (auth) h.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
+  return new Promise((resolve, reject) => {
+    const stream = session.request(h, { endStream: body === undefined, ...(signal ? { signal } : {}) });
+    conns.opened(session, (cb) => stream.once('close', cb));
+    // Until the head is in, an error rejects; afterwards it reaches whoever reads the body.
+    stream.on('error', reject);
+    const answer = Object.assign(stream, { complete: false });
+    // The server's END_STREAM ends it with no RST_STREAM code; a cut connection with CANCEL.
+    stream.once('end', () => { answer.complete = !stream.rstCode; });
+    stream.once('response', (head) => resolve({ status: Number(head[':status']), body: answer }));
+    if (body) stream.end(body);
+  });
+}
+
+/** A body as text (at most `maxChunks` chunks of it: an error's); a body cut short rejects. */
+async function text(body: KubeBody, maxChunks = Infinity): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) if (chunks.length < maxChunks) chunks.push(c as Buffer);
+  if (!body.complete) throw new Error('the connection was cut before the answer was complete');
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A promise that rejects as soon as the signal aborts (what it waits for carries on, for others). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e as Error); });
+  });
 }

@@ -6,14 +6,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
 import type https from 'node:https';
+import { createServer as createTcpServer, connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../common/version.js';
-import { KubeClient, KubeConfig, loadKubeConfig } from '../../sources/kube-config.js';
+import { H2_HEALTH, KubeClient, KubeConfig, loadKubeConfig } from '../../sources/kube-config.js';
 import { makePki, writeKubeconfig } from '../../lab/cluster/pki.js';
 import { validateAgentOptions } from '../../agent/options.js';
 
@@ -212,6 +214,134 @@ describe('KubeClient: connections', () => {
     } finally {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+/**
+ * An API server speaking HTTP/2 and HTTP/1.1 as kube-apiserver does (ALPN h2, client
+ * certificates checked), reached through a TCP relay the test can freeze (a half-open
+ * connection: nothing passes, nothing is closed) or cut.
+ */
+async function h2Server(pki: string): Promise<{ server: Http2SecureServer; relayPort: number; connections: () => number; clients: string[];
+  held: Array<() => void>; freeze: () => void; cut: () => void; close: () => Promise<void> }> {
+  const read = (f: string): Buffer => readFileSync(join(pki, f));
+  let connections = 0;
+  const clients: string[] = [];
+  const held: Array<() => void> = [];
+  const server = createSecureServer({ key: read('apiserver.key'), cert: read('apiserver.crt'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true, allowHTTP1: true });
+  server.on('secureConnection', () => connections++);
+  server.on('stream', (stream: ServerHttp2Stream, headers) => {
+    clients.push(String(stream.session?.socket && (stream.session.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN));
+    const path = String(headers[':path']);
+    if (path.includes('watch=1')) {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"7"}}}\n');
+      held.push(() => stream.end());
+      return;
+    }
+    if (path.startsWith('/missing')) {
+      stream.respond({ ':status': 404, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ kind: 'Status', reason: 'NotFound', message: 'no such thing' }));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ method: headers[':method'], auth: headers.authorization ?? '', body: Buffer.concat(chunks).toString() }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const target = (server.address() as { port: number }).port;
+  const pairs: Array<[Socket, Socket]> = [];
+  let frozen = false;
+  const relay = createTcpServer((down) => {
+    const up = tcpConnect(target, '127.0.0.1');
+    pairs.push([down, up]);
+    down.on('data', (d) => { if (!frozen) up.write(d); });
+    up.on('data', (d) => { if (!frozen) down.write(d); });
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+    down.on('error', () => undefined);
+    up.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  return {
+    server, relayPort: (relay.address() as { port: number }).port, connections: () => connections, clients, held,
+    freeze: () => { frozen = true; },
+    cut: () => { frozen = false; for (const [a, b] of pairs.splice(0)) { a.destroy(); b.destroy(); } },
+    close: async () => {
+      for (const [a, b] of pairs.splice(0)) { a.destroy(); b.destroy(); }
+      await new Promise((r) => relay.close(r));
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () => {
+  it('lists, watches and writes are streams of one TLS connection with the client certificate', async () => {
+    const pki = join(dir, 'pki-h2');
+    mkdirSync(pki, { recursive: true });
+    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
+    const srv = await h2Server(pki);
+    try {
+      const f = join(dir, 'pki-h2.kubeconfig');
+      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, f);
+      const client = new KubeClient(loadKubeConfig(f));
+      // Ten watches at once (one per kind, as the source opens them), then requests beside them.
+      const watches = await Promise.all(Array.from({ length: 10 }, (_, i) => client.open(`/api/v1/kind${i}?watch=1`)));
+      for (let i = 0; i < 5; i++) expect(await client.get<{ method: string }>('/api/v1')).toMatchObject({ method: 'GET' });
+      expect(await client.request('PUT', '/apis/coordination.k8s.io/v1/leases/x', { spec: { holderIdentity: 'n1' } }))
+        .toMatchObject({ method: 'PUT', body: JSON.stringify({ spec: { holderIdentity: 'n1' } }) });
+      await expect(client.get('/missing')).rejects.toMatchObject({ status: 404, reason: 'NotFound' });
+      expect(srv.connections()).toBe(1);
+      expect(new Set(srv.clients)).toEqual(new Set(['system:node:n1']));
+      // A watch's events arrive as they come; a watch the server ends ends.
+      const first = await new Promise<string>((r) => { watches[0]!.setEncoding('utf8'); watches[0]!.once('data', r); });
+      expect(JSON.parse(first)).toMatchObject({ type: 'BOOKMARK' });
+      for (const end of srv.held.splice(0)) end();
+      for (const w of watches) w.resume();
+      await Promise.all(watches.map((w) => new Promise((r) => w.on('end', r))));
+      expect(watches.every((w) => w.complete)).toBe(true);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a cut connection fails its streams; the next request opens another; a frozen one is found dead by a PING and ended', async () => {
+    const pki = join(dir, 'pki-h2b');
+    mkdirSync(pki, { recursive: true });
+    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
+    const srv = await h2Server(pki);
+    const health = { ...H2_HEALTH };
+    try {
+      const f = join(dir, 'pki-h2b.kubeconfig');
+      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, f);
+      const client = new KubeClient(loadKubeConfig(f));
+      const watch = await client.open('/api/v1/pods?watch=1');
+      const failed = new Promise<unknown>((resolve) => { watch.on('error', resolve); watch.on('close', () => resolve(watch.errored ?? 'closed')); watch.resume(); });
+      srv.cut();
+      expect(await failed).toBeTruthy();
+      expect(watch.complete).toBe(false);
+      expect(await client.get('/api/v1')).toMatchObject({ method: 'GET' });
+      expect(srv.connections()).toBe(2);
+
+      // Frozen: no byte passes and nothing closes. A PING after idleMs goes unanswered for pingTimeoutMs: the connection ends.
+      H2_HEALTH.idleMs = 300;
+      H2_HEALTH.pingTimeoutMs = 300;
+      const client2 = new KubeClient(loadKubeConfig(f));
+      const w2 = await client2.open('/api/v1/pods?watch=1');
+      const failed2 = new Promise<unknown>((resolve) => { w2.on('error', resolve); w2.on('close', () => resolve(w2.errored ?? 'closed')); w2.resume(); });
+      srv.freeze();
+      expect(String(await failed2)).toMatch(/did not answer a PING within 300 ms/);
+      expect(w2.complete).toBe(false);
+      srv.cut(); // unfrozen
+      expect(await client2.get('/api/v1')).toMatchObject({ method: 'GET' });
+      expect(srv.connections()).toBe(4);
+    } finally {
+      Object.assign(H2_HEALTH, health);
+      await srv.close();
     }
   });
 });
