@@ -145,7 +145,7 @@ function statusLine(status: number): string {
 
 let dateSecond = 0;
 let dateValue = '';
-function dateHeader(): string {
+export function dateHeader(): string {
   const now = Date.now();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) { dateSecond = s; dateValue = new Date(now).toUTCString(); }

@@ -39,6 +39,8 @@ import { Readable } from 'node:stream';
 import { fromObject, type HeaderList } from './headers.js';
 import { DECODED_TOO_LARGE, encodedBound, encodeHead, HpackDecoder, HpackError } from './h2-hpack.js';
 import { SocketWriter } from './h1-write.js';
+import { dateHeader } from './h1-server.js';
+import { CONNECTION_SPECIFIC, holdHead, INVALID_VALUE, lower, releaseHead } from './h2-head.js';
 
 // Frame types and flags.
 const DATA = 0, HEADERS = 1, PRIORITY = 2, RST_STREAM = 3, SETTINGS = 4, PUSH_PROMISE = 5, PING = 6, GOAWAY = 7, WINDOW_UPDATE = 8, CONTINUATION = 9;
@@ -64,15 +66,11 @@ const RESET_BURST = 1000, RESET_RATE = 33;
 const CONTROL_BURST = 1000, CONTROL_RATE = 100;
 const EMPTY_BURST = 1000, EMPTY_RATE = 100;
 
-/** Field values Node's HTTP/1 layer refuses to send; HTTP/2 refuses the same (RFC 9113 §8.2.1). */
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** A field name as RFC 9113 allows it in a request: tchar without upper-case letters. */
 const LOWER_TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") LOWER_TCHAR[c.charCodeAt(0)] = 1;
 const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
-/** Connection-specific header fields, never sent over HTTP/2 (RFC 9113 §8.2.2). */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 const REQUEST_CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** Header names Node's http2 header object keeps one value of (its kSingleValueHeaders). */
 const SINGLE = new Set([':status', ':method', ':authority', ':scheme', ':path', ':protocol', 'access-control-allow-credentials', 'access-control-max-age',
@@ -101,26 +99,6 @@ function validRequestValue(v: string): boolean {
   if (c === 32 || c === 9) return false;
   for (let i = 0; i < n; i++) { c = v.charCodeAt(i); if (c === 0 || c === 10 || c === 13) return false; }
   return true;
-}
-
-/** Lower-case names of the header names backends send most, as they send them (no new string per response). */
-const LOWER = new Map<string, string>();
-for (const n of ['Server', 'Date', 'Content-Type', 'Content-Length', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'Cache-Control', 'ETag',
-  'Last-Modified', 'Vary', 'Location', 'Set-Cookie', 'Content-Encoding', 'Accept-Ranges', 'Expires', 'Trailer', 'X-Request-Id', 'Grpc-Status', 'Grpc-Message']) {
-  LOWER.set(n, n.toLowerCase());
-  LOWER.set(n.toLowerCase(), n.toLowerCase());
-}
-function lower(name: string): string {
-  return LOWER.get(name) ?? name.toLowerCase();
-}
-
-let dateSecond = 0;
-let dateValue = '';
-function dateHeader(): string {
-  const now = Date.now();
-  const s = Math.floor(now / 1000);
-  if (s !== dateSecond) { dateSecond = s; dateValue = new Date(now).toUTCString(); }
-  return dateValue;
 }
 
 function frameHeader(b: Buffer, o: number, length: number, type: number, flags: number, stream: number): void {
@@ -257,35 +235,6 @@ export class KwH2Request {
     this.bodyFailed = true;
     this.chunks = undefined;
     this.body?.destroy(new Error('stream reset'));
-  }
-}
-
-/**
- * Heads held for a body chunk that may follow in the same turn: one setImmediate per turn
- * of the event loop for all of them (as in h2-server.ts).
- */
-let heldHeads: KwH2Response[] = [];
-let stillHeld = 0;
-let flushImmediate: NodeJS.Immediate | undefined;
-function flushHeldHeads(): void {
-  const list = heldHeads;
-  heldHeads = [];
-  stillHeld = 0;
-  flushImmediate = undefined;
-  for (let i = 0; i < list.length; i++) list[i]!.held = false;
-  for (let i = 0; i < list.length; i++) list[i]!.flushHead();
-}
-function holdHead(r: KwH2Response): void {
-  r.held = true;
-  stillHeld++;
-  if (heldHeads.push(r) === 1) flushImmediate = setImmediate(flushHeldHeads);
-}
-function releaseHead(r: KwH2Response): void {
-  r.held = false;
-  if (--stillHeld === 0 && flushImmediate !== undefined) {
-    clearImmediate(flushImmediate);
-    flushImmediate = undefined;
-    heldHeads.length = 0;
   }
 }
 

@@ -30,14 +30,10 @@
 import http2, { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import { fromObject, type HeaderList } from './headers.js';
+import { CONNECTION_SPECIFIC, holdHead, INVALID_VALUE, lower, releaseHead, TOKEN } from './h2-head.js';
 
 const { NGHTTP2_NO_ERROR } = constants;
 
-/** Field values Node's HTTP/1 layer refuses to send; HTTP/2 refuses the same (RFC 9113 §8.2.1). */
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
-/** Connection-specific header fields, never sent over HTTP/2 (RFC 9113 §8.2.2). */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
 /** What the server keeps of a session: the caller's socket, its open streams and since when it has none. */
 interface SessionState { socket: Socket | undefined; open: number; idleSince: number }
@@ -60,53 +56,11 @@ function onStreamClose(this: StreamWithResponse): void {
 function onStreamDrain(this: StreamWithResponse): void { this[RESPONSE]?.drained(); }
 function onWantTrailers(this: StreamWithResponse): void { this[RESPONSE]?.sendTrailers(); }
 
-/**
- * Heads held for a body chunk that may follow in the same turn: one setImmediate per turn
- * of the event loop for all of them (not a timer object per response).
- */
-let heldHeads: H2Response[] = [];
-/** How many of heldHeads still hold their head; when none does, the immediate is cleared (no JS callback for the loop turn). */
-let stillHeld = 0;
-let flushImmediate: NodeJS.Immediate | undefined;
-function flushHeldHeads(): void {
-  const list = heldHeads;
-  heldHeads = [];
-  stillHeld = 0;
-  flushImmediate = undefined;
-  for (let i = 0; i < list.length; i++) list[i]!.held = false;
-  for (let i = 0; i < list.length; i++) list[i]!.flushHead();
-}
-function holdHead(r: H2Response): void {
-  r.held = true;
-  stillHeld++;
-  if (heldHeads.push(r) === 1) flushImmediate = setImmediate(flushHeldHeads);
-}
-/** A held head went out (or its stream closed) before the end of the turn. */
-function releaseHead(r: H2Response): void {
-  r.held = false;
-  if (--stillHeld === 0 && flushImmediate !== undefined) {
-    clearImmediate(flushImmediate);
-    flushImmediate = undefined;
-    heldHeads.length = 0;
-  }
-}
-
 /** respond()'s options, by endStream (1) and waitForTrailers (2): Node only reads them, so no object per response. */
 const RESPOND_OPTIONS: readonly http2.ServerStreamResponseOptions[] = [
   { endStream: false, waitForTrailers: false }, { endStream: true, waitForTrailers: false },
   { endStream: false, waitForTrailers: true }, { endStream: true, waitForTrailers: true },
 ].map((o) => Object.freeze(o));
-
-/** Lower-case names of the header names backends send most, as they send them (no new string per response). */
-const LOWER = new Map<string, string>();
-for (const n of ['Server', 'Date', 'Content-Type', 'Content-Length', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'Cache-Control', 'ETag',
-  'Last-Modified', 'Vary', 'Location', 'Set-Cookie', 'Content-Encoding', 'Accept-Ranges', 'Expires', 'Trailer', 'X-Request-Id', 'Grpc-Status', 'Grpc-Message']) {
-  LOWER.set(n, n.toLowerCase());
-  LOWER.set(n.toLowerCase(), n.toLowerCase());
-}
-function lower(name: string): string {
-  return LOWER.get(name) ?? name.toLowerCase();
-}
 
 export interface H2ServerOptions {
   /** SETTINGS_MAX_HEADER_LIST_SIZE: larger request heads are refused by nghttp2. */
