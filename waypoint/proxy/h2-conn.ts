@@ -40,7 +40,7 @@ import { fromObject, type HeaderList } from './headers.js';
 import { DECODED_TOO_LARGE, encodedBound, encodeHead, HpackDecoder, HpackError } from './h2-hpack.js';
 import { SocketWriter } from './h1-write.js';
 import { dateHeader } from './h1-server.js';
-import { CONNECTION_SPECIFIC, holdHead, INVALID_VALUE, lower, releaseHead } from './h2-head.js';
+import { checkHead, CONNECTION_SPECIFIC, HEAD_DATE, HEAD_GRPC, HEAD_LENGTH, HEAD_TRAILER, holdHead, INVALID_VALUE, releaseHead } from './h2-head.js';
 
 // Frame types and flags.
 const DATA = 0, HEADERS = 1, PRIORITY = 2, RST_STREAM = 3, SETTINGS = 4, PUSH_PROMISE = 5, PING = 6, GOAWAY = 7, WINDOW_UPDATE = 8, CONTINUATION = 9;
@@ -288,27 +288,12 @@ export class KwH2Response {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
     const head: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
-    let n = 0;
-    let length = false, trailer = false, grpc = false, date = false;
-    for (let i = 0; i < head.length; i += 2) {
-      const name = lower(head[i]!);
-      const value = head[i + 1]!;
-      if (!isToken(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-      if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
-      if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.toLowerCase() !== 'trailers')) continue;
-      if (name === 'content-length') length = true;
-      else if (name === 'trailer') trailer = true;
-      else if (name === 'content-type' && value.startsWith('application/grpc')) grpc = true;
-      else if (name === 'date') date = true;
-      head[n++] = name;
-      head[n++] = value;
-    }
-    head.length = n;
+    const found = checkHead(head);
     // Node's respond() adds a Date to every answer that has none: the same here.
-    if (!date) head.push('date', dateHeader());
+    if ((found & HEAD_DATE) === 0) head.push('date', dateHeader());
     this.statusCode = status;
     if (status === 204 || status === 205 || status === 304) this.noBody = true;
-    this.mayHaveTrailers = !length || trailer || grpc;
+    this.mayHaveTrailers = (found & HEAD_LENGTH) === 0 || (found & (HEAD_TRAILER | HEAD_GRPC)) !== 0;
     this.head = head;
     this.headersSent = true;
     if (!this.headScheduled) { this.headScheduled = true; holdHead(this); }

@@ -30,7 +30,7 @@
 import http2, { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import { fromObject, type HeaderList } from './headers.js';
-import { CONNECTION_SPECIFIC, holdHead, INVALID_VALUE, lower, releaseHead, TOKEN } from './h2-head.js';
+import { checkHead, CONNECTION_SPECIFIC, HEAD_GRPC, HEAD_LENGTH, HEAD_TRAILER, holdHead, INVALID_VALUE, releaseHead, TOKEN } from './h2-head.js';
 
 const { NGHTTP2_NO_ERROR } = constants;
 
@@ -172,25 +172,11 @@ export class H2Response {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
     const head: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
-    let n = 0;
-    let length = false, trailer = false, grpc = false;
-    for (let i = 0; i < head.length; i += 2) {
-      const name = lower(head[i]!);
-      const value = head[i + 1]!;
-      if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-      if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
-      if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.toLowerCase() !== 'trailers')) continue;
-      if (name === 'content-length') length = true;
-      else if (name === 'trailer') trailer = true;
-      else if (name === 'content-type' && value.startsWith('application/grpc')) grpc = true;
-      head[n++] = name;
-      head[n++] = value;
-    }
-    head.length = n;
+    const found = checkHead(head);
     head.push(':status', String(status));
     this.statusCode = status;
     if (status === 204 || status === 205 || status === 304) this.noBody = true;
-    this.mayHaveTrailers = !length || trailer || grpc;
+    this.mayHaveTrailers = (found & HEAD_LENGTH) === 0 || (found & (HEAD_TRAILER | HEAD_GRPC)) !== 0;
     this.head = head;
     this.headersSent = true;
     if (!this.flushScheduled) { this.flushScheduled = true; holdHead(this); }
