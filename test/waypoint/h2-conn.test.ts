@@ -312,7 +312,7 @@ describe('fuzzing (seeded, short; bench/waypoint/h2-fuzz.ts runs for minutes)', 
     } finally {
       process.off('uncaughtException', onError);
     }
-    expect(errors).toEqual([]);
+    expect(errors.map((e) => String((e as Error).stack ?? e))).toEqual([]);
     const o = await rawH2(host, kw.port, hello(req(1, getFields('/alive'))));
     expect(answered(o, 1)).toBe(true);
   }, 60_000);

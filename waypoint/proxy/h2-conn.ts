@@ -515,6 +515,8 @@ export class KwH2Conn {
     socket.on('drain', () => this.drained());
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('close', () => this.onClose());
+    // A reset or a failed write (the connection just ends: 'close' follows); accept() listens too, a test's plain server may not.
+    socket.on('error', () => { this.dead = true; });
     socket.on('end', () => { if (!this.dead) this.terminate(); });
     // Our SETTINGS: no push, at most 100 streams, the header list limit. Window and frame size stay the defaults.
     const s = Buffer.allocUnsafe(18);
