@@ -224,9 +224,18 @@ const HAS_MAGLEV = 1, DIRTY = 2, IDS_TEXT = 4;
  */
 export class Mirror implements FrontendMap<string, LiveFrontend> {
   /** Each frontend's id, by slot. */
-  private readonly idAt: Array<string | undefined> = [];
-  /** Slots by their frontend's id (k8s/keyed-table.ts: the id read from idAt, one word per slot: 128 KiB at 10,000 where a Map takes 448). */
-  private readonly slotOf = new KeyedTable<number>((s) => this.idAt[s]!);
+  /**
+   * A frontend's id where it is not its entry's key (no entry: adopted and not yet rewritten;
+   * or another text of the address), by slot. Nearly every frontend's id is its entry's key.
+   */
+  private readonly ownId = new Map<number, string>();
+  /** Slots by their frontend's id (k8s/keyed-table.ts: the id read from the slot's entry, one word per slot: 128 KiB at 10,000 where a Map takes 448). */
+  private readonly slotOf = new KeyedTable<number>((s) => this.idOf(s)!);
+
+  /** The id of the frontend at slot `s`, or undefined for a free slot. */
+  private idOf(s: number): string | undefined {
+    return this.ownId.size > 0 ? this.ownId.get(s) ?? this.entryAt[s]?.key : this.entryAt[s]?.key;
+  }
   private readonly freeSlots: number[] = [];
   private end = 0;
   private svcId = new Uint32Array(0);
@@ -258,18 +267,22 @@ export class Mirror implements FrontendMap<string, LiveFrontend> {
 
   set(id: string, f: LiveFrontend): this {
     let s = this.slotOf.get(id);
-    if (s === undefined) { s = this.take(); this.idAt[s] = id; this.slotOf.add(s); }
-    this.svcId[s] = f.svcId;
-    this.setId[s] = f.setId;
-    this.flags[s] = f.flags;
-    this.affinityTimeout[s] = f.affinityTimeout;
-    this.slotCount[s] = f.slotCount;
+    const fresh = s === undefined;
+    if (fresh) s = this.take();
+    // The slot's id stays `id` whatever its entry is now.
+    if (f.entry?.key === id) { this.entryAt[s!] = f.entry; this.ownId.delete(s!); } else { this.ownId.set(s!, id); this.entryAt[s!] = f.entry; }
+    if (fresh) this.slotOf.add(s!);
+    const at = s!;
+    this.svcId[at] = f.svcId;
+    this.setId[at] = f.setId;
+    this.flags[at] = f.flags;
+    this.affinityTimeout[at] = f.affinityTimeout;
+    this.slotCount[at] = f.slotCount;
     const text = typeof f.ids === 'string';
-    this.firstId[s] = text ? 0 : f.ids as number;
-    this.idsText[s] = text ? f.ids as string : undefined;
-    this.bits[s] = (f.hasMaglev ? HAS_MAGLEV : 0) | (f.dirty ? DIRTY : 0) | (text ? IDS_TEXT : 0);
-    this.entryAt[s] = f.entry;
-    if (f.adopted) this.adoptedAt.set(s, f.adopted); else this.adoptedAt.delete(s);
+    this.firstId[at] = text ? 0 : f.ids as number;
+    this.idsText[at] = text ? f.ids as string : undefined;
+    this.bits[at] = (f.hasMaglev ? HAS_MAGLEV : 0) | (f.dirty ? DIRTY : 0) | (text ? IDS_TEXT : 0);
+    if (f.adopted) this.adoptedAt.set(at, f.adopted); else this.adoptedAt.delete(at);
     return this;
   }
 
@@ -277,7 +290,7 @@ export class Mirror implements FrontendMap<string, LiveFrontend> {
     const s = this.slotOf.get(id);
     if (s === undefined) return false;
     this.slotOf.delete(id);
-    this.idAt[s] = undefined;
+    this.ownId.delete(s);
     this.entryAt[s] = undefined;
     this.idsText[s] = undefined;
     this.adoptedAt.delete(s);
@@ -287,7 +300,7 @@ export class Mirror implements FrontendMap<string, LiveFrontend> {
 
   clear(): void {
     this.slotOf.clear();
-    this.idAt.length = 0;
+    this.ownId.clear();
     this.freeSlots.length = 0;
     this.end = 0;
     this.entryAt.length = 0;
@@ -297,16 +310,16 @@ export class Mirror implements FrontendMap<string, LiveFrontend> {
 
   /** In slot order: the order frontends were set in, until a deleted one's slot is reused. */
   *entries(): IterableIterator<[string, LiveFrontend]> {
-    for (let s = 0; s < this.end; s++) { const id = this.idAt[s]; if (id !== undefined) yield [id, this.at(s)]; }
+    for (let s = 0; s < this.end; s++) { const id = this.idOf(s); if (id !== undefined) yield [id, this.at(s)]; }
   }
   [Symbol.iterator](): IterableIterator<[string, LiveFrontend]> { return this.entries(); }
   *values(): IterableIterator<LiveFrontend> {
-    for (let s = 0; s < this.end; s++) if (this.idAt[s] !== undefined) yield this.at(s);
+    for (let s = 0; s < this.end; s++) if (this.idOf(s) !== undefined) yield this.at(s);
   }
 
   /** Calls `fn` with each frontend's svc id and entry, making no record. */
   forEachEntry(fn: (svcId: number, entry: ServiceEntry | undefined, id: string) => void): void {
-    for (let s = 0; s < this.end; s++) { const id = this.idAt[s]; if (id !== undefined) fn(this.svcId[s]!, this.entryAt[s], id); }
+    for (let s = 0; s < this.end; s++) { const id = this.idOf(s); if (id !== undefined) fn(this.svcId[s]!, this.entryAt[s], id); }
   }
 
   private at(s: number): LiveFrontend {

@@ -1,7 +1,7 @@
 /** The load balancer's reconcile planner (agent/datapath/service-plan.ts): what to write and delete, without a kernel. */
 import { describe, expect, it } from 'vitest';
 import { buildModel } from '../../model/model.js';
-import { buildServiceTable, type ServiceTable } from '../../model/service-table.js';
+import { buildServiceTable, type ServiceEntry, type ServiceTable } from '../../model/service-table.js';
 import type { SourcedObject } from '../../k8s/types.js';
 import { idCount, idList, Mirror, packIds, planServices, SerialIds, SmallIds, type LiveFrontend, type ServicePlan, type ServiceState } from '../../agent/datapath/service-plan.js';
 import { decodeBackend, decodeSlotKey, decodeSvcKey, decodeSvcVal, decodeU32, SVC_F_MAGLEV } from '../../agent/datapath/codec.js';
@@ -180,7 +180,7 @@ describe('Mirror (the compact mirror of the maps)', () => {
     expect(m.size).toBe(0);
   });
 
-  it('answers as a plain Map of the same records through thousands of sets and deletes (ids found through their slots)', () => {
+  it('answers as a plain Map of the same records through thousands of sets and deletes (ids found through their slots, from their entries)', () => {
     const m = new Mirror();
     const o = new Map<string, LiveFrontend>();
     let x = 11;
@@ -190,7 +190,10 @@ describe('Mirror (the compact mirror of the maps)', () => {
       if (rand(100) < (step > 14_000 ? 85 : 35)) {
         m.delete(id); o.delete(id);
       } else {
-        const f: LiveFrontend = { svcId: step, setId: rand(1000), flags: 0, affinityTimeout: 0, ids: rand(5000), slotCount: rand(4), hasMaglev: false, dirty: false, entry: undefined, adopted: undefined };
+        // Its entry's key is its id (most frontends), or there is no entry (adopted), or another text.
+        const e = rand(3);
+        const entry = e === 0 ? { key: id } as ServiceEntry : e === 1 ? undefined : { key: `other ${id}` } as ServiceEntry;
+        const f: LiveFrontend = { svcId: step, setId: rand(1000), flags: 0, affinityTimeout: 0, ids: rand(5000), slotCount: rand(4), hasMaglev: false, dirty: false, entry, adopted: undefined };
         m.set(id, f); o.set(id, f);
       }
       expect(m.get(id)).toEqual(o.get(id));
