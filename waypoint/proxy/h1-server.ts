@@ -204,11 +204,11 @@ export class FastResponse {
         if (invalidValue(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
       }
       switch (name.length) {
-        case 14: if (sameName(name, 'content-length')) hasLength = true; break;
-        case 4: if (sameName(name, 'date')) hasDate = true; break;
+        case 14: if (name === 'Content-Length' || sameName(name, 'content-length')) hasLength = true; break;
+        case 4: if (name === 'Date' || sameName(name, 'date')) hasDate = true; break;
         // Headers the server sets itself: a handler's are not written.
-        case 10: if (sameName(name, 'connection')) continue; break;
-        case 17: if (sameName(name, 'transfer-encoding')) continue; break;
+        case 10: if (name === 'Connection' || sameName(name, 'connection')) continue; break;
+        case 17: if (name === 'Transfer-Encoding' || sameName(name, 'transfer-encoding')) continue; break;
         default:
       }
       head += `${name}: ${value}\r\n`;
@@ -342,8 +342,8 @@ function hasBody(raw: readonly string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const n = name.length;
-    if (n === 17 && sameName(name, 'transfer-encoding')) return true;
-    if (n === 14 && sameName(name, 'content-length') && !/^\s*0*\s*$/.test(raw[i + 1]!)) return true;
+    if (n === 17 && (name === 'Transfer-Encoding' || sameName(name, 'transfer-encoding'))) return true;
+    if (n === 14 && (name === 'Content-Length' || sameName(name, 'content-length')) && !/^\s*0*\s*$/.test(raw[i + 1]!)) return true;
   }
   return false;
 }

@@ -179,7 +179,7 @@ export class RequestHandler {
     if (h2) authority = (req.headers[':authority'] as string | undefined) ?? (req.headers.host as string | undefined);
     else {
       let hosts = 0;
-      for (let i = 0; i < raw.length; i += 2) if (sameName(raw[i]!, 'host')) hosts++;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i] === 'Host' || sameName(raw[i]!, 'host')) hosts++;
       if (hosts > 1) return this.local(ex, res, 400, 'bad_request', 'more than one Host header');
       authority = target.authority ?? header('host');
       if (authority === undefined && req.httpVersion === '1.1') return this.local(ex, res, 400, 'bad_request', 'missing Host header');

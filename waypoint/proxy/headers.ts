@@ -59,6 +59,8 @@ const sendable = new WeakMap<HeaderModifier, boolean>();
 export function sameName(name: string, lower: string): boolean {
   const n = lower.length;
   if (name.length !== n) return false;
+  // Equal strings compare natively; the loop (charCodeAt on a string of unknown kind costs tens of instructions) only for other cases.
+  if (name === lower) return true;
   for (let i = 0; i < n; i++) {
     const c = name.charCodeAt(i);
     const l = lower.charCodeAt(i);
@@ -68,16 +70,26 @@ export function sameName(name: string, lower: string): boolean {
   return true;
 }
 
-/** The hop-by-hop names by length: a name is looked up among those of its length only. */
+/** The hop-by-hop names by length, lower case and capitalized (`Keep-Alive`, the usual spelling, compares natively): a name is looked up among those of its length only. */
 const HOP_BY_LENGTH: (string[] | undefined)[] = [];
-for (const n of HOP_BY_HOP) (HOP_BY_LENGTH[n.length] ??= []).push(n);
+for (const n of HOP_BY_HOP) (HOP_BY_LENGTH[n.length] ??= []).push(n, capitalized(n));
+
+/** `keep-alive` -> `Keep-Alive`, `te` -> `Te`. */
+function capitalized(lower: string): string {
+  return lower.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => `${dash}${c.toUpperCase()}`);
+}
 
 /** The lower-case hop-by-hop name `name` is, in any case; undefined when it is none. */
 function hopName(name: string): string | undefined {
   const list = HOP_BY_LENGTH[name.length];
   if (list === undefined) return undefined;
-  for (let i = 0; i < list.length; i++) if (sameName(name, list[i]!)) return list[i];
+  for (let i = 0; i < list.length; i += 2) if (name === list[i + 1] || sameName(name, list[i]!)) return list[i];
   return undefined;
+}
+
+/** Whether `name` is Connection, in any case. */
+function isConnection(name: string): boolean {
+  return name.length === 10 && (name === 'Connection' || sameName(name, 'connection'));
 }
 
 /**
@@ -87,6 +99,7 @@ function hopName(name: string): string | undefined {
  * hand: the common values (`keep-alive`, `close`) make no string and no set.
  */
 function connectionNames(value: string, keep: ReadonlySet<string> | undefined, named: Set<string> | undefined): Set<string> | undefined {
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return named;
   const len = value.length;
   let i = 0;
   while (i < len) {
@@ -128,7 +141,7 @@ function tokenIs(value: string, s: number, e: number, lower: string): boolean {
 export function forwardable(raw: readonly string[], keep?: ReadonlySet<string>): HeaderList {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (sameName(raw[i]!, 'connection')) named = connectionNames(raw[i + 1]!, keep, named);
+    if (isConnection(raw[i]!)) named = connectionNames(raw[i + 1]!, keep, named);
   }
   const out: HeaderList = [];
   for (let i = 0; i < raw.length; i += 2) {
@@ -144,16 +157,19 @@ export function forwardable(raw: readonly string[], keep?: ReadonlySet<string>):
 
 /** Names forwardableRequest takes out or reads, besides the hop-by-hop ones. */
 const HOST = 1, XFP = 2, TRACEPARENT = 3, XFF = 4, REQUEST_ID = 5;
-const PROXY_SET: ([string, number][] | undefined)[] = [];
+const PROXY_SET: ([string, number, string][] | undefined)[] = [];
 for (const [n, k] of [['host', HOST], ['x-forwarded-proto', XFP], ['traceparent', TRACEPARENT], ['x-forwarded-for', XFF], ['x-request-id', REQUEST_ID]] as const) {
-  (PROXY_SET[n.length] ??= []).push([n, k]);
+  (PROXY_SET[n.length] ??= []).push([n, k, capitalized(n)]);
 }
 
 /** Which of the names forwardableRequest handles itself `name` is (0: none). */
 function proxySet(name: string): number {
   const list = PROXY_SET[name.length];
   if (list === undefined) return 0;
-  for (let i = 0; i < list.length; i++) if (sameName(name, list[i]![0])) return list[i]![1];
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i]!;
+    if (name === e[2] || sameName(name, e[0])) return e[1];
+  }
   return 0;
 }
 
@@ -165,7 +181,7 @@ function proxySet(name: string): number {
 export function forwardableRequest(raw: readonly string[], keep: ReadonlySet<string> | undefined, into: HeaderList): { xff: string | undefined; requestId: string | undefined } {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (sameName(raw[i]!, 'connection')) named = connectionNames(raw[i + 1]!, keep, named);
+    if (isConnection(raw[i]!)) named = connectionNames(raw[i + 1]!, keep, named);
   }
   let xff: string | undefined;
   let requestId: string | undefined;
