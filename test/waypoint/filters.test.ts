@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Cors, Redirect } from '../../k8s/gateway-api-types.js';
 import { corsResponseHeaders, originAllowed, preflightHeaders, redirectLocation } from '../../waypoint/proxy/filters.js';
-import { applyModifier, forwardable, getHeader } from '../../waypoint/proxy/headers.js';
+import { applyModifier, forwardable, forwardableRequest, getHeader } from '../../waypoint/proxy/headers.js';
 
 const ctx = { scheme: 'http' as const, host: 'a.example', port: 80, path: '/p/q', query: 'x=1', prefix: '/p', fallbackHost: '10.0.0.1' };
 const rd = (r: Partial<Redirect>): Redirect => ({ scheme: undefined, hostname: undefined, path: undefined, port: undefined, statusCode: 302, ...r });
@@ -65,5 +65,73 @@ describe('header lists', () => {
     expect(getHeader(h, 'x-set')).toBe('new');
     expect(getHeader(h, 'x-add')).toBe('a,b');
     expect(getHeader(h, 'x-rm')).toBeUndefined();
+  });
+});
+
+// ---- forwardable()/forwardableRequest() against the writers before them (lower-case copies,
+// Connection split with split/trim), kept here as the reference: same lists for mixed-case
+// names, Connection tokens in any case and spacing (NBSP and the Kelvin sign included), and keep sets.
+const HOP_REF = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+function namedRef(raw: readonly string[], keep: ReadonlySet<string> | undefined): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1]!.split(',')) {
+      const n = t.trim().toLowerCase();
+      if (n !== '' && n !== 'close' && n !== 'keep-alive' && !(keep?.has(n))) (named ??= new Set()).add(n);
+    }
+  }
+  return named;
+}
+function forwardableRef(raw: readonly string[], keep?: ReadonlySet<string>): string[] {
+  const named = namedRef(raw, keep);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (lower.startsWith(':') || (HOP_REF.has(lower) && !(keep?.has(lower))) || named?.has(lower)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+function forwardableRequestRef(raw: readonly string[], keep: ReadonlySet<string> | undefined): [string[], string | undefined, string | undefined] {
+  const named = namedRef(raw, keep);
+  const out: string[] = [];
+  let xff: string | undefined, requestId: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (lower === 'host' || lower === 'x-forwarded-proto' || lower === 'traceparent') continue;
+    if (lower === 'x-forwarded-for') { xff = xff === undefined ? raw[i + 1] : `${xff}, ${raw[i + 1]}`; continue; }
+    if (lower === 'x-request-id') requestId ??= raw[i + 1];
+    if (lower.startsWith(':') || (HOP_REF.has(lower) && !(keep?.has(lower))) || named?.has(lower)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return [out, xff, requestId];
+}
+
+describe('hop-by-hop filtering', () => {
+  it('gives the same lists as the reference for random heads', () => {
+    const names = ['Connection', 'connection', 'CONNECTION', 'Keep-Alive', 'keep-alive', 'TE', 'te', 'Te', 'Trailer', 'Upgrade', 'upgrade', 'Host', 'host', 'HOST',
+      'X-Forwarded-For', 'x-forwarded-for', 'x-forwarded-proto', 'X-Forwarded-Proto', 'Traceparent', 'traceparent', 'X-Request-Id', 'x-request-id',
+      'Proxy-Connection', 'Transfer-Encoding', 'transfer-encoding', 'proxy-authorization', 'Proxy-Authenticate', 'foo', 'Foo', 'X-Custom', 'x-custom',
+      ':authority', ':path', 'Content-Length', 'content-type', 'close', 'Server', 'Date'];
+    const tokens = ['close', 'Close', 'CLOSE', 'keep-alive', 'Keep-Alive', 'foo', 'Foo', 'upgrade', 'te', 'TE', 'x-custom', ' bar ', '', ' ', '\u00a0foo\u00a0', '\tfoo',
+      'cl\u212Ase', '\u212Aeep-alive', 'trailer', 'X-Request-Id', 'host', 'content-type'];
+    const keeps = [undefined, new Set(['te']), new Set(['upgrade'])];
+    let seed = 7;
+    const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+    for (let it = 0; it < 20_000; it++) {
+      const raw: string[] = [];
+      for (let j = rnd(9); j > 0; j--) {
+        const name = names[rnd(names.length)]!;
+        const parts: string[] = [];
+        for (let q = 1 + rnd(3); q > 0; q--) parts.push(tokens[rnd(tokens.length)]!);
+        raw.push(name, name.toLowerCase() === 'connection' ? parts.join(rnd(2) ? ',' : ', ') : `v${rnd(100)}`);
+      }
+      const keep = keeps[rnd(3)];
+      expect(forwardable(raw, keep), JSON.stringify([raw, keep && [...keep]])).toEqual(forwardableRef(raw, keep));
+      const into: string[] = [];
+      const r = forwardableRequest(raw, keep, into);
+      expect([into, r.xff, r.requestId], JSON.stringify([raw, keep && [...keep]])).toEqual(forwardableRequestRef(raw, keep));
+    }
   });
 });
