@@ -22,8 +22,8 @@
  *   snapshots  per phase, the agent's own time per model snapshot ('reconciled' lines'
  *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
  * --ab ROOT measures, at the end, the API agent of another build (a project root with its dist/, e.g. a copy of
- * main's) and this one's in turns, --ab-runs times each, against the same API server: memory only, for A/B pairs
- * free of the populate's minutes.
+ * main's) and this one's in turns, --ab-runs times each, against the same API server: memory and the REST PUT →
+ * map latency, for A/B pairs free of the populate's minutes.
  * --skip-baseline leaves out the manifest directory (baseline) runs; --baseline-only runs only them
  * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
@@ -332,12 +332,12 @@ async function main(): Promise<void> {
     out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, apiConnections: connectionsTo(kube.child.pid!, cluster.apiPort), ...(await memoryOf(kube.child.pid!, metricsPort)) });
     await heapSnapshot(kube.child, 'kube-api');
 
-    // Change → map entry: REST PUT acknowledged → new backend in the kernel.
-    const fromLatency = snapshots.length;
+    // Change → map entry: REST PUT acknowledged → new backend in the kernel (`series` picks the new addresses' /16).
+    const restLatency = async (maps: LbMaps, series: number): Promise<number[]> => {
     const rest: number[] = [];
     for (let c = 0; c < CHANGES; c++) {
       const i = (c * 7919) % SERVICES;
-      const fresh = ip(((10 << 24) | (2 << 16)) + c + 1);
+      const fresh = ip(((10 << 24) | (series << 16)) + c + 1);
       const cur = await cluster.api.get<{ metadata: { resourceVersion: string } }>(`/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices/svc-${i}-1`);
       const addrs = [fresh, ...Array.from({ length: ENDPOINTS - 1 }, (_, e) => POD(i, e + 1))];
       await cluster.api.put(`/apis/discovery.k8s.io/v1beta1/namespaces/bench/endpointslices/svc-${i}-1`, slice(i, addrs, cur.metadata.resourceVersion));
@@ -348,6 +348,10 @@ async function main(): Promise<void> {
       }
       rest.push(performance.now() - a);
     }
+    return rest;
+    };
+    const fromLatency = snapshots.length;
+    const rest = await restLatency(maps, 2);
     const q = (xs: number[], p: number): number => +percentile([...xs].sort((x, y) => x - y), p).toFixed(1);
     out('latency', { via: 'REST PUT acknowledged → map entry', changes: CHANGES, p50ms: q(rest, 50), p99ms: q(rest, 99), maxMs: q(rest, 100) });
     snapshotStats(fromLatency, 'one slice change');
@@ -415,6 +419,11 @@ async function main(): Promise<void> {
           const sync = { listedMs: a.synced?.ms, toRunningMs: Math.round(performance.now() - t1), agentCpuS: cpuOf(a.child.pid!) };
           await new Promise((r) => setTimeout(r, 10_000));
           out('memory', { source: 'Kubernetes API', build, root, run: i + 1, ...sync, apiConnections: connectionsTo(a.child.pid!, cluster.apiPort), ...(await memoryOf(a.child.pid!, a.metricsPort)) });
+          if (CHANGES > 0) {
+            const m = openPinnedMaps(bpffs);
+            const lat = await restLatency(m, 10 + 2 * i + (build === 'this' ? 1 : 0)).finally(() => { for (const x of Object.values(m)) x.close?.(); });
+            out('latency', { via: 'REST PUT acknowledged → map entry', build, run: i + 1, changes: CHANGES, p50ms: q(lat, 50), p99ms: q(lat, 99), maxMs: q(lat, 100) });
+          }
           await stopAgent(a.child);
         }
       }
