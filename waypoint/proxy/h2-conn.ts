@@ -987,9 +987,8 @@ export class KwH2Conn {
   }
 
   /** A connection error (RFC 9113 §5.4.1): GOAWAY with the code, then the close. */
-  connError(code: number, why: string): void {
+  connError(code: number, _why: string): void {
     if (this.dead) return;
-    if (process.env.KW_H2_DEBUG) console.error('h2 connError', code, why);
     const p = Buffer.allocUnsafe(8);
     p.writeUInt32BE(this.lastStreamId, 0);
     p.writeUInt32BE(code, 4);

@@ -1,5 +1,7 @@
 /**
- * HTTP/2 callers (h2c with prior knowledge, gRPC) on nghttp2's core API: the server's
+ * HTTP/2 callers (h2c with prior knowledge, gRPC) on nghttp2's core API, behind
+ * `--http2-server node` (kept for one release; the default is the waypoint's own server,
+ * h2-conn.ts): the server's
  * 'stream' event hands each request over as a stream, its header object and its raw
  * header list; the answer goes out through `respond()`, the stream's writes and
  * `sendTrailers()`. No Http2ServerRequest/Http2ServerResponse (Node's compatibility
