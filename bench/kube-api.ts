@@ -263,7 +263,8 @@ async function main(): Promise<void> {
   try {
     await Promise.race([run(), interrupted]);
   } finally {
-    if (agent && agent.exitCode === null) {
+    // (An agent killed by a signal has a signalCode and no exitCode: it has exited all the same.)
+    if (agent && agent.exitCode === null && agent.signalCode === null) {
       const exited = new Promise((r) => agent!.once('exit', r));
       agent.kill('SIGTERM');
       await exited;
@@ -309,7 +310,7 @@ async function main(): Promise<void> {
       return r;
     };
     const stopAgent = async (child: ChildProcess): Promise<void> => {
-      const exited = new Promise((r) => child.once('exit', r));
+      const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
       uninstallAgent(bpffs, lab.cgroupPath);
