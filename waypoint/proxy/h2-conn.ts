@@ -284,11 +284,12 @@ export class KwH2Response {
     return this;
   }
 
-  writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>): this {
+  /** `checked`: the head's names and values are known to be valid (see checkHead). */
+  writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>, checked = false): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     if (!Number.isInteger(status) || status < 200 || status > 599) throw Object.assign(new Error(`invalid status ${status} for HTTP/2`), { code: 'ERR_HTTP2_STATUS_INVALID' });
     const head: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : fromObject(headers);
-    const found = checkHead(head);
+    const found = checkHead(head, checked);
     // Node's respond() adds a Date to every answer that has none: the same here.
     if ((found & HEAD_DATE) === 0) head.push('date', dateHeader());
     this.statusCode = status;

@@ -31,16 +31,18 @@ export const HEAD_LENGTH = 1, HEAD_TRAILER = 2, HEAD_GRPC = 4, HEAD_DATE = 8;
  * A response head as the handler hands it over (the list is taken over, not copied): names
  * lower-cased and connection-specific fields (and `te` other than `trailers`) dropped in
  * place; a name or value HTTP cannot carry throws, as Node's writeHead does. Returns which
- * of Content-Length, Trailer, a gRPC Content-Type and Date it has (HEAD_* bits).
+ * of Content-Length, Trailer, a gRPC Content-Type and Date it has (HEAD_* bits). `checked`:
+ * the names and values are known to be valid (from the strict HTTP/1.1 parser, or modifier
+ * values checked when the route table was built) and are not tested again.
  */
-export function checkHead(head: string[]): number {
+export function checkHead(head: string[], checked = false): number {
   let n = 0;
   let found = 0;
   for (let i = 0; i < head.length; i += 2) {
     const name = lower(head[i]!);
     const value = head[i + 1]!;
-    if (!TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-    if (INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
+    if (!checked && !TOKEN.test(name)) throw Object.assign(new Error(`invalid header name ${JSON.stringify(name)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+    if (!checked && INVALID_VALUE.test(value)) throw Object.assign(new Error(`invalid value for header ${name}`), { code: 'ERR_INVALID_CHAR' });
     if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.toLowerCase() !== 'trailers')) continue;
     if (name === 'content-length') found |= HEAD_LENGTH;
     else if (name === 'trailer') found |= HEAD_TRAILER;

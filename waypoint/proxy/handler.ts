@@ -24,6 +24,7 @@ import type { AuthzRequest, Caller, Decision, Destination } from '../authz/evalu
 import { connOf, type ConnInfo } from './accept.js';
 import { FastRequest, FastResponse } from './h1-server.js';
 import type { H2Request, H2Response } from './h2-server.js';
+import { KwH2Response } from './h2-conn.js';
 import type { Balancer } from './balancer.js';
 import { endpointKey } from './balancer.js';
 import { corsResponseHeaders, isPreflight, modifyPath, originAllowed, preflightHeaders, redirectLocation } from './filters.js';
@@ -628,10 +629,11 @@ class Relay implements BodySink, Closer {
     private readonly checked: boolean,
   ) {}
 
-  /** The head, to the caller's response: known-valid headers are not checked again by the waypoint's own HTTP/1.1 server. */
+  /** The head, to the caller's response: known-valid headers are not checked again by the waypoint's own HTTP/1.1 and HTTP/2 servers. */
   private writeHead(): void {
-    const res = this.res as unknown as FastResponse | DownRes;
+    const res = this.res as unknown as FastResponse | KwH2Response | DownRes;
     if (res instanceof FastResponse) res.writeHead(this.up.status, this.headers, this.checked);
+    else if (res instanceof KwH2Response) res.writeHead(this.up.status, this.headers, this.checked);
     else res.writeHead(this.up.status, this.headers as unknown as OutgoingHttpHeaders);
   }
 
