@@ -414,13 +414,28 @@ export class Agent {
       const changed = this.table.update(s.model, whole ? undefined : s.changedServices);
       let result: ReconcileResult;
       let full: string | undefined;
+      let fit: ReturnType<ServiceSync['fit']> | undefined;
       try {
         result = this.sync.reconcile(this.table.table, whole ? undefined : changed);
       } catch (e) {
-        // More Service ports than kw_svc holds: keep what is there, add what fits, name the rest.
-        const fit = (e as { code?: string }).code === 'KW_MAP_FULL' ? this.sync.fit(this.table.table) : undefined;
-        if (!fit || fit.left.length === 0) throw e;
-        result = this.sync.reconcile(fit.table);
+        if ((e as { code?: string }).code !== 'KW_MAP_FULL') throw e;
+        // kw_svc is full: what goes away goes first (a reconcile writes new frontends before it
+        // removes old ones, and a full map has no room for both), then the whole table again.
+        const first = this.sync.reconcile(this.sync.present(this.table.table));
+        try {
+          result = this.sync.reconcile(this.table.table);
+        } catch (e2) {
+          // More Service ports than kw_svc holds: keep what is there, add what fits, name the rest.
+          fit = (e2 as { code?: string }).code === 'KW_MAP_FULL' ? this.sync.fit(this.table.table) : undefined;
+          if (!fit || fit.left.length === 0) throw e2;
+          result = this.sync.reconcile(fit.table);
+        }
+        result = { ...result, removed: result.removed + first.removed, writes: result.writes + first.writes, deletes: result.deletes + first.deletes };
+        if (fit === undefined) {
+          this.log.info({ generation: s.generation, removedFirst: first.removed }, 'kw_svc was full: the Service ports going away were removed before the new ones were added');
+        }
+      }
+      if (fit !== undefined) {
         const names = fit.left.slice(0, 5).map((x) => `${x.service}:${x.port}/${x.proto}`);
         full = `${fit.left.length} Service ports do not fit map kw_svc (${fit.table.size} installed): ${names.join(', ')}${fit.left.length > 5 ? ', ...' : ''}; raise its capacity (--map-capacity kw_svc=N; a pinned map keeps its size until \`kernway uninstall\`)`;
         this.problems.push({ code: 'KW_MAP_FULL', file: '', message: full });

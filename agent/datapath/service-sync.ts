@@ -103,19 +103,29 @@ export class ServiceSync {
    */
   fit(table: ServiceTable): { table: ServiceTable; left: ServiceEntry[] } {
     const limit = Math.min(this.maps.kw_svc.info().maxEntries, this.maps.kw_svc_stats.info().maxEntries);
-    const kept: ServiceTable = new Map();
-    const fresh: Array<[string, ServiceEntry]> = [];
-    for (const [k, e] of table) {
-      const proto = protoOf(e);
-      if (proto !== undefined && this.live.has(frontendId(datapathAddr(e.vip), e.port, proto))) kept.set(k, e);
-      else fresh.push([k, e]);
-    }
+    const kept = this.present(table);
     const left: ServiceEntry[] = [];
-    for (const [k, e] of fresh) {
+    for (const [k, e] of table) {
+      if (kept.has(k)) continue;
       if (kept.size < limit || protoOf(e) === undefined) kept.set(k, e);
       else left.push(e);
     }
     return { table: kept, left };
+  }
+
+  /**
+   * The part of `table` whose frontends the maps hold now. Reconciled alone it only changes
+   * and removes frontends: no new kw_svc entry, no new service id. A reconcile writes new
+   * frontends before it removes those going away (make before break), so a full kw_svc
+   * takes a change that swaps Services in two steps: this part first, then the whole.
+   */
+  present(table: ServiceTable): ServiceTable {
+    const kept: ServiceTable = new Map();
+    for (const [k, e] of table) {
+      const proto = protoOf(e);
+      if (proto !== undefined && this.live.has(frontendId(datapathAddr(e.vip), e.port, proto))) kept.set(k, e);
+    }
+    return kept;
   }
 
   // ---------------------------------------------------------------- adoption

@@ -96,5 +96,19 @@ describe('a full kw_svc', () => {
     await until('ready again', () => (a.ready ? true : undefined));
     expect(a.status().problems).toEqual([]);
     expect(a.services().map((s) => s.frontend).sort()).toEqual(['10.96.0.10:80/TCP', '10.96.1.1:80/TCP']);
+
+    // A swap on a full map: every installed fill Service goes and as many others come. New
+    // frontends are written before old ones go, so the agent removes first (whatever order
+    // the table iterates in), and nothing is left out.
+    const fill = (ks: number[]): void => writeManifest(dir, 'fill.yaml', ks.map((k) => svc(`fill-${k}`, `10.96.1.${k + 1}`, [`10.245.0.${k + 1}`])).flat());
+    fill([0, 1, 2]);
+    await until('full and ready', () => (a.ready && a.status().frontends === 4 ? true : undefined));
+    fill([3, 4, 5]);
+    await until('the swap applied', () => (a.services().some((s) => s.frontend === '10.96.1.6:80/TCP') ? true : undefined));
+    await until('ready after the swap', () => (a.ready ? true : undefined));
+    expect(a.status().problems).toEqual([]);
+    expect(a.services().map((s) => s.frontend).sort()).toEqual(['10.96.0.10:80/TCP', '10.96.1.4:80/TCP', '10.96.1.5:80/TCP', '10.96.1.6:80/TCP']);
+    r = await client.send<Counts>({ op: 'tcp', host: '10.96.0.10', port: 80, n: 20 });
+    expect(r.errors).toEqual({});
   });
 });
