@@ -100,7 +100,7 @@ describe('a full kw_svc', () => {
     // A swap on a full map: every installed fill Service goes and as many others come. New
     // frontends are written before old ones go, so the agent removes first (whatever order
     // the table iterates in), and nothing is left out.
-    const fill = (ks: number[]): void => writeManifest(dir, 'fill.yaml', ks.map((k) => svc(`fill-${k}`, `10.96.1.${k + 1}`, [`10.245.0.${k + 1}`])).flat());
+    const fill = (ks: number[]): void => { writeManifest(dir, 'fill.yaml', ks.map((k) => svc(`fill-${k}`, `10.96.1.${k + 1}`, [`10.245.0.${k + 1}`])).flat()); };
     fill([0, 1, 2]);
     await until('full and ready', () => (a.ready && a.status().frontends === 4 ? true : undefined));
     fill([3, 4, 5]);
