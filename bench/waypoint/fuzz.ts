@@ -12,15 +12,14 @@
  * any violation, with the inputs that caused it (base64) in the output.
  */
 import net from 'node:net';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { projectRoot } from '../../common/version.js';
 import { encodeProxyV2, parseProxyV2, SIGNATURE } from '../../waypoint/proxy/proxy-protocol.js';
 import { fuzzCases, mulberry32, proxyCases, verdict } from './fuzz-inputs.js';
-import { startNginx, startWaypoint, type Proc } from './procs.js';
-import { waypointBenchManifests } from './run.js';
+import { startFuzzTarget } from './fuzz-target.js';
+import type { Proc } from './procs.js';
 
 const ADDR = '127.93.0.1';
 const BACKEND = { address: '127.93.0.10', port: 18181 };
@@ -63,16 +62,10 @@ async function main(): Promise<void> {
   let sent = 0, refused = 0, closed = 0;
   let stopping = false;
   try {
-    procs.push(await startNginx('backend', dir, 1, `  access_log off;
-  server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
-    const mdir = join(dir, 'manifests');
-    mkdirSync(mdir);
-    writeFileSync(join(mdir, 'bench.yaml'), waypointBenchManifests());
-    const wp = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), 0, [
-      '--namespace', 'bench', '--manifests', mdir, '--listen-address', ADDR, '--mesh-port', String(MESH), '--metrics-address', 'off', '--access-log', 'off',
+    const wp = await startFuzzTarget(dir, { address: ADDR, port: PORT, backend: BACKEND }, [
+      '--mesh-port', String(MESH), '--metrics-address', 'off', '--access-log', 'off',
       '--header-timeout', '2s',
-    ], { address: ADDR, port: PORT }, join(dir, 'waypoint.log'));
-    procs.push(wp);
+    ], procs);
     let exited = false;
     wp.child?.once('exit', (code, signal) => { exited = true; if (!stopping) failures.push(`the waypoint exited (code ${code}, signal ${signal})`); });
     const valid = encodeProxyV2({ address: '127.93.0.5', port: 1000 }, { address: '10.96.93.1', port: 80 });

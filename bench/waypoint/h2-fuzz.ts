@@ -13,15 +13,14 @@
  * random and mutated blocks (in this process): it throws nothing but HpackError. Exit code
  * 1 on any violation, with the inputs that caused it (base64) in the output.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { projectRoot } from '../../common/version.js';
 import { HpackDecoder, HpackError, huffmanEncode } from '../../waypoint/proxy/h2-hpack.js';
 import { answered, block, F, frame, getFields, goawayCode, h2FuzzCases, hello, mulberry32, rawH2, T } from './h2-fuzz-inputs.js';
-import { startNginx, startWaypoint, type Proc } from './procs.js';
-import { waypointBenchManifests } from './run.js';
+import { startFuzzTarget } from './fuzz-target.js';
+import type { Proc } from './procs.js';
 
 const ADDR = '127.92.0.1';
 const BACKEND = { address: '127.92.0.10', port: 18181 };
@@ -60,16 +59,10 @@ async function main(): Promise<void> {
   let sent = 0, goaways = 0, closed = 0;
   let stopping = false;
   try {
-    procs.push(await startNginx('backend', dir, 1, `  access_log off;
-  server { listen ${BACKEND.address}:${BACKEND.port}; location / { return 200 "ok\\n"; } }`, BACKEND));
-    const mdir = join(dir, 'manifests');
-    mkdirSync(mdir);
-    writeFileSync(join(mdir, 'bench.yaml'), waypointBenchManifests());
-    const wp = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), 0, [
-      '--namespace', 'bench', '--manifests', mdir, '--listen-address', ADDR, '--mesh-port', '0', '--metrics-address', 'off', '--access-log', 'off',
+    const wp = await startFuzzTarget(dir, { address: ADDR, port: PORT, backend: BACKEND }, [
+      '--mesh-port', '0', '--metrics-address', 'off', '--access-log', 'off',
       '--http2-server', 'kernway',
-    ], { address: ADDR, port: PORT }, join(dir, 'waypoint.log'));
-    procs.push(wp);
+    ], procs);
     let exited = false;
     wp.child?.once('exit', (code, signal) => { exited = true; if (!stopping) failures.push(`the waypoint exited (code ${code}, signal ${signal})`); });
     const end = Date.now() + seconds * 1000;
