@@ -31,8 +31,15 @@ export interface MemoryPoint {
 }
 export interface MemoryResult { routes: number; points: MemoryPoint[] }
 
-const ADDR = '127.93.0.1';
+/** Loopback addresses: `--net` of bench/waypoint/run.ts moves them (memoryNet). */
+let ADDR = '127.93.0.1';
 const BACKEND = { address: '127.93.0.11', port: 18281 };
+
+/** Moves the memory phase's addresses to `net`.0.x (checked by run.ts's useNet). */
+export function memoryNet(net: string): void {
+  ADDR = `${net}.0.1`;
+  BACKEND.address = `${net}.0.11`;
+}
 const PORT = 18283;
 const ADMIN = 18290;
 const SERVICES = 100;

@@ -17,7 +17,11 @@
  * --h2-only skips wrk (for the proxies h2load measures).
  * --h2-node adds the waypoint with `--http2-server node` (Node's http2 on nghttp2, the previous h2c
  * path) beside the default one, for a same-run comparison (with --h2-only: h2load only); its ratios to nginx are reported too.
- * --net 127.94 moves every address to 127.94.0.x (default 127.93: two runs at once need two).
+ * --net 127.94 moves every address to 127.94.0.x (default 127.93: two runs at once need two), the memory phase's too.
+ * Every run is listed with what disturbed it (bench/waypoint/steal.ts): a probe on each CPU
+ * (steal-probe.c, built with cc) sees time the VM's host took, which this kernel does not
+ * report as steal; a disturbed run is flagged, never dropped. --no-steal-probe runs without it.
+ * --keep-scratch keeps the temp folder (the processes' logs, e.g. --node-flags '--trace-deopt').
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
@@ -30,8 +34,9 @@ import { projectRoot } from '../../common/version.js';
 import { parseH2load, parseWrk, WRK_SCRIPT, type Sample } from '../tools.js';
 import { BASELINE_PROGRAMS, startBaseline } from './baselines.js';
 import { backendManifests, gatewayManifests } from './manifests.js';
-import { measureMemory, type MemoryResult } from './memory.js';
+import { measureMemory, memoryNet, type MemoryResult } from './memory.js';
 import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
+import { buildStealProbe, closeWindow, openWindow, startStealProbe, type Disturbance, type Gap, type Speed, type StealProbe } from './steal.js';
 
 export interface LoadOptions {
   seconds: number; connections: number; h2Connections: number; h2Streams: number; proxyCpu: number; loadCpu: number; warmupSeconds: number;
@@ -53,13 +58,17 @@ export interface LoadOptions {
   h2Only?: boolean;
   /** Also measure the waypoint with `--http2-server node`. */
   h2Node?: boolean;
+  /** Run bench/waypoint/steal-probe.c on both CPUs (default: yes) to see time the VM's host took. */
+  stealProbe?: boolean;
 }
 
 type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-h2-node' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
 interface Run {
   round: number; proxy: ProxyName; tool: 'wrk' | 'h2load'; kind: 'throughput' | 'latency'; sample: Sample; cpuUsPerRequest: number;
-  /** A waypoint's garbage collection during the run (its /metrics): share of its CPU time, and young-generation collections per 100 requests. */
-  gc?: { cpuShare: number; minorPer100: number };
+  /** A waypoint's garbage collection during the run (its /metrics): share of its CPU time, young-generation collections per 100 requests, full (major) collections. */
+  gc?: { cpuShare: number; minorPer100: number; minor: number; major: number; pauseMs: number; newSpaceBytes: number };
+  /** What else happened in the window (bench/waypoint/steal.ts); reasons non-empty: a disturbed run, reported, not dropped. */
+  disturbance: Disturbance;
 }
 
 /** Loopback addresses of the run: `--net A.B` uses A.B.0.x (two runs at once on one machine need two nets). */
@@ -85,6 +94,8 @@ export function useNet(net: string): void {
   WAYPOINT_NODE.address = `${NET}.0.2`;
   WAYPOINT_POLICY.address = `${NET}.0.3`;
   WAYPOINT_BEFORE.address = `${NET}.0.4`;
+  WAYPOINT_H2N.address = `${NET}.0.5`;
+  memoryNet(NET);
 }
 
 /** A BackendTrafficPolicy on the echo Service that exercises every per-request part and never refuses. */
@@ -172,18 +183,20 @@ function childrenOf(pid: number): number[] {
 interface Target { proxy: ProxyName; h1: string; h2: string | undefined; pids: () => number[]; metrics?: string }
 
 /** GC pause seconds (all kinds) and young-generation (minor) collections so far, from a waypoint's /metrics (prom-client's nodejs_gc_duration_seconds). */
-export function gcTotals(text: string): { seconds: number; minor: number } {
-  let seconds = 0, minor = 0;
+export function gcTotals(text: string): { seconds: number; minor: number; major: number; newSpace: number } {
+  let seconds = 0, minor = 0, major = 0, newSpace = Number.NaN;
   for (const line of text.split('\n')) {
+    if (line.includes('nodejs_heap_space_size_total_bytes{space="new"}')) newSpace = Number(line.slice(line.lastIndexOf(' ') + 1));
     if (!line.includes('nodejs_gc_duration_seconds_')) continue;
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
     if (line.includes('_sum{')) seconds += value;
     else if (line.includes('_count{') && line.includes('kind="minor"')) minor += value;
+    else if (line.includes('_count{') && line.includes('kind="major"')) major += value;
   }
-  return { seconds, minor };
+  return { seconds, minor, major, newSpace };
 }
 
-async function gcNow(url: string | undefined): Promise<{ seconds: number; minor: number } | undefined> {
+async function gcNow(url: string | undefined): Promise<ReturnType<typeof gcTotals> | undefined> {
   if (url === undefined) return undefined;
   try {
     const r = await fetch(url);
@@ -194,18 +207,20 @@ async function gcNow(url: string | undefined): Promise<{ seconds: number; minor:
 }
 
 /** One proxy, one round: throughput and latency with wrk and h2load, with the proxy's CPU per request. */
-async function measure(t: Target, round: number, o: LoadOptions, dir: string): Promise<Run[]> {
+async function measure(t: Target, round: number, o: LoadOptions, dir: string, probes: ReadonlyMap<number, StealProbe>): Promise<Run[]> {
   const runs: Run[] = [];
   const timed = async (tool: Run['tool'], kind: Run['kind'], f: () => Promise<Sample>): Promise<void> => {
     const pids = t.pids();
     const g0 = await gcNow(t.metrics);
+    const w = openWindow(pids, [o.proxyCpu, o.loadCpu]);
     const c0 = cpuSeconds(pids);
     const sample = await f();
     const c1 = cpuSeconds(pids);
+    const disturbance = closeWindow(w, pids, [o.proxyCpu, o.loadCpu], probes);
     const g1 = await gcNow(t.metrics);
     const requests = sample.rps! * o.seconds;
-    const gc = g0 && g1 && requests > 0 && c1 > c0 ? { cpuShare: (g1.seconds - g0.seconds) / (c1 - c0), minorPer100: (100 * (g1.minor - g0.minor)) / requests } : undefined;
-    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN, gc });
+    const gc = g0 && g1 && requests > 0 && c1 > c0 ? { cpuShare: (g1.seconds - g0.seconds) / (c1 - c0), minorPer100: (100 * (g1.minor - g0.minor)) / requests, minor: g1.minor - g0.minor, major: g1.major - g0.major, pauseMs: (g1.seconds - g0.seconds) * 1000, newSpaceBytes: g1.newSpace } : undefined;
+    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN, gc, disturbance });
   };
   if (!o.h2Only || t.h2 === undefined) {
     await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
@@ -220,13 +235,21 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string): P
   return runs;
 }
 
-export interface Summary { proxy: ProxyName; tool: string; kind: string; rps: number; p50: number; p99: number; cpuUsPerRequest: number; errors: number; gcCpuShare: number; minorGcPer100: number }
+export interface Summary {
+  proxy: ProxyName; tool: string; kind: string; rps: number; p50: number; p99: number; cpuUsPerRequest: number; errors: number; gcCpuShare: number; minorGcPer100: number;
+  /** Runs the medians are over, and how many of them were disturbed (Run.disturbance). */
+  runs: number; disturbed: number;
+}
 export interface LoadResult {
   runs: Run[]; summary: Summary[]; ratios: { tool: string; kind: string; rps: number; p50: number; p99: number; cpuPerRequest: number }[];
   /** CPU per request ratios per round (throughput runs): waypoint-policy ÷ waypoint, waypoint ÷ waypoint-before. */
   policy?: { withOverWithout: number[]; withoutOverBefore: number[] };
   /** --h2-node: the waypoint with Node's HTTP/2 server ÷ nginx. */
   ratiosH2Node?: LoadResult['ratios'];
+  /** When some runs were disturbed: waypoint ÷ nginx over the others only (the ratios over all runs stay the result). */
+  ratiosUndisturbed?: LoadResult['ratios'];
+  /** The probes over the whole run, by CPU: late wake-ups (steal.ts's Gap: wall-clock µs, lateness µs) and the loop's speed each second. */
+  probes?: Record<number, { gaps: Gap[]; speeds: Speed[] }>;
 }
 
 function med(xs: number[]): number {
@@ -237,7 +260,12 @@ function med(xs: number[]): number {
 
 export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> {
   const procs: Proc[] = [];
+  const probes = new Map<number, StealProbe>();
   try {
+    if (o.stealProbe !== false) {
+      const bin = await buildStealProbe(dir);
+      for (const cpu of new Set([o.proxyCpu, o.loadCpu])) probes.set(cpu, await startStealProbe(bin, cpu));
+    }
     procs.push(await startNginx('backend', dir, o.loadCpu, backendBlock(), BACKEND));
     const ng = await startNginx('proxy', dir, o.proxyCpu, nginxProxyBlock(dir), { address: ADDR, port: NGINX.h1 });
     procs.push(ng);
@@ -301,24 +329,33 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
     const runs: Run[] = [];
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
-      for (const t of order) runs.push(...await measure(t, round, o, dir));
+      for (const t of order) runs.push(...await measure(t, round, o, dir, probes));
     }
-    const summary: Summary[] = [];
-    for (const proxy of targets.map((t) => t.proxy)) for (const tool of ['wrk', 'h2load'] as const) for (const kind of ['throughput', 'latency'] as const) {
-      const rs = runs.filter((r) => r.proxy === proxy && r.tool === tool && r.kind === kind);
-      if (rs.length === 0) continue;
-      summary.push({
-        proxy, tool, kind, rps: med(rs.map((r) => r.sample.rps!)), p50: med(rs.map((r) => r.sample.p50!)), p99: med(rs.map((r) => r.sample.p99!)),
-        cpuUsPerRequest: med(rs.map((r) => r.cpuUsPerRequest)), errors: rs.reduce((n, r) => n + (r.sample.errors ?? 0), 0),
-        gcCpuShare: med(rs.map((r) => r.gc?.cpuShare ?? Number.NaN)), minorGcPer100: med(rs.map((r) => r.gc?.minorPer100 ?? Number.NaN)),
-      });
-    }
-    const ratiosOf = (a: ProxyName, b: ProxyName): LoadResult['ratios'] => (['wrk', 'h2load'] as const).flatMap((tool) => (['throughput', 'latency'] as const).flatMap((kind) => {
-      const w = summary.find((r) => r.proxy === a && r.tool === tool && r.kind === kind);
-      const n = summary.find((r) => r.proxy === b && r.tool === tool && r.kind === kind);
+    const summarise = (of: Run[]): Summary[] => {
+      const summary: Summary[] = [];
+      for (const proxy of targets.map((t) => t.proxy)) for (const tool of ['wrk', 'h2load'] as const) for (const kind of ['throughput', 'latency'] as const) {
+        const rs = of.filter((r) => r.proxy === proxy && r.tool === tool && r.kind === kind);
+        if (rs.length === 0) continue;
+        summary.push({
+          proxy, tool, kind, rps: med(rs.map((r) => r.sample.rps!)), p50: med(rs.map((r) => r.sample.p50!)), p99: med(rs.map((r) => r.sample.p99!)),
+          cpuUsPerRequest: med(rs.map((r) => r.cpuUsPerRequest)), errors: rs.reduce((n, r) => n + (r.sample.errors ?? 0), 0),
+          gcCpuShare: med(rs.map((r) => r.gc?.cpuShare ?? Number.NaN)), minorGcPer100: med(rs.map((r) => r.gc?.minorPer100 ?? Number.NaN)),
+          runs: rs.length, disturbed: rs.filter((r) => r.disturbance.reasons.length > 0).length,
+        });
+      }
+      return summary;
+    };
+    const summary = summarise(runs);
+    const ratiosIn = (s: Summary[], a: ProxyName, b: ProxyName): LoadResult['ratios'] => (['wrk', 'h2load'] as const).flatMap((tool) => (['throughput', 'latency'] as const).flatMap((kind) => {
+      const w = s.find((r) => r.proxy === a && r.tool === tool && r.kind === kind);
+      const n = s.find((r) => r.proxy === b && r.tool === tool && r.kind === kind);
       if (!w || !n) return [];
       return [{ tool, kind, rps: w.rps / n.rps, p50: w.p50 / n.p50, p99: w.p99 / n.p99, cpuPerRequest: w.cpuUsPerRequest / n.cpuUsPerRequest }];
     }));
+    const ratiosOf = (a: ProxyName, b: ProxyName): LoadResult['ratios'] => ratiosIn(summary, a, b);
+    // The same ratios over the undisturbed runs only, beside (never instead of) the ratios over all runs.
+    const quiet = runs.filter((r) => r.disturbance.reasons.length === 0);
+    const ratiosUndisturbed = quiet.length < runs.length ? ratiosIn(summarise(quiet), 'waypoint', 'nginx') : undefined;
     // Per round, then the median: with and without a policy, and without a policy against the build before.
     const perRound = (a: ProxyName, b: ProxyName): number[] => runs.filter((r) => r.proxy === a && r.kind === 'throughput').map((r) => {
       const other = runs.find((x) => x.proxy === b && x.round === r.round && x.tool === r.tool && x.kind === r.kind);
@@ -328,14 +365,35 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       withOverWithout: perRound('waypoint-policy', 'waypoint'),
       withoutOverBefore: perRound('waypoint', 'waypoint-before'),
     };
-    return { runs, summary, ratios: ratiosOf('waypoint', 'nginx'), ...(o.h2Node ? { ratiosH2Node: ratiosOf('waypoint-h2-node', 'nginx') } : {}), policy };
+    return { runs, summary, ratios: ratiosOf('waypoint', 'nginx'), ...(o.h2Node ? { ratiosH2Node: ratiosOf('waypoint-h2-node', 'nginx') } : {}), policy, ...(ratiosUndisturbed ? { ratiosUndisturbed } : {}),
+      probes: Object.fromEntries([...probes].map(([cpu, p]) => [cpu, { gaps: p.gaps, speeds: p.speeds }])) };
   } finally {
     for (const p of procs.reverse()) await p.stop();
+    for (const p of probes.values()) p.stop();
   }
 }
 
 function fmt(x: number, digits = 2): string {
   return Number.isFinite(x) ? x.toFixed(digits) : 'n/a';
+}
+
+/**
+ * Every run, with what else happened in its window (bench/waypoint/steal.ts): the waypoint's
+ * stalls show here as a run whose CPU per request and p99 rise while its CPU lost time.
+ */
+export function runsTable(runs: readonly Run[]): string[] {
+  const lines = ['## Every run and what disturbed it', '',
+    'CPU/req: user + system time (/proc/PID/stat, sampled at the tick) per request, as the summary; exact: the same from every thread\'s scheduler run time (/proc/PID/task/*/schedstat); lost: time the probe (bench/waypoint/steal-probe.c, SCHED_FIFO, every 4 ms) found the guest not running on that CPU, gaps over 1 ms (the host took the vCPU: this kernel reports no steal, so the time is charged to the task that was running); CPU/req less lost: the proxy\'s CPU time less the time lost on its CPU, per request; CPU slowdown: the probe\'s fixed arithmetic loop on the proxy\'s CPU in the run (median) ÷ its fastest second in the whole bench (a host running the vCPU slower without taking it away); others: busy time on the proxy\'s CPU not the proxy\'s (the probe\'s own ~1 % included); wait: the proxy\'s run-queue wait (/proc/PID/schedstat); GC: young / full collections, their pauses, the young generation\'s size after the run.', '',
+    '| round | proxy | tool | run | req/s | p99 (us) | max (ms) | CPU/req (us) | exact (us) | user / sys | CPU/req less lost | CPU slowdown proxy / load | lost proxy CPU ms (gaps, longest) | lost load CPU ms | others ms | wait ms | invol. switches | TCP opens (connect / accept) | GC | disturbed |',
+    '|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|'];
+  for (const r of runs) {
+    const d = r.disturbance;
+    // The proxy was busy through most gaps on its CPU (a saturated run): their time is in its CPU time.
+    const cpu = d.proxy.user + d.proxy.sys;
+    const less = cpu > 0 ? r.cpuUsPerRequest * (1 - d.lostProxyCpuMs / 1000 / cpu) : Number.NaN;
+    lines.push(`| ${r.round} | ${r.proxy} | ${r.tool} | ${r.kind} | ${fmt(r.sample.rps!, 0)} | ${fmt(r.sample.p99!, 0)} | ${fmt((r.sample.max ?? Number.NaN) / 1000, 1)} | ${fmt(r.cpuUsPerRequest, 1)} | ${fmt(r.cpuUsPerRequest * (d.proxy.runMs / 1000 / cpu), 1)} | ${cpu > 0 ? `${fmt((100 * d.proxy.user) / cpu, 0)} / ${fmt((100 * d.proxy.sys) / cpu, 0)} %` : '–'} | ${fmt(less, 1)} | ${fmt(d.slowdownProxyCpu)} / ${fmt(d.slowdownLoadCpu)} | ${fmt(d.lostProxyCpuMs, 0)} (${d.lostProxyCpuCount}, ${fmt(d.lostProxyCpuMaxMs, 1)}) | ${fmt(d.lostLoadCpuMs, 0)} | ${fmt(d.othersOnProxyCpuMs, 0)} | ${fmt(d.proxy.waitMs, 0)} | ${d.proxy.involuntary} | ${d.tcpActiveOpens} / ${d.tcpPassiveOpens} | ${r.gc ? `${r.gc.minor} / ${r.gc.major}, ${fmt(r.gc.pauseMs, 0)} ms, ${fmt(r.gc.newSpaceBytes / 1048576, 0)} MiB` : '–'} | ${d.reasons.join('; ') || 'no'} |`);
+  }
+  return lines;
 }
 
 export function report(load: LoadResult | undefined, memory: MemoryResult | undefined, o: LoadOptions): string {
@@ -345,10 +403,15 @@ export function report(load: LoadResult | undefined, memory: MemoryResult | unde
     'CPU/request: user+system CPU time of the proxy process(es) divided by the requests served — less sensitive to other load on the machine than req/s.', ''];
   if (load) {
     lines.push('GC: the waypoints\' garbage collection during the run (their /metrics): pause time as a share of their CPU time, and young-generation collections per 100 requests (each one pauses the request it lands on).', '');
-    lines.push('| tool | run | proxy | req/s | p50 (us) | p99 (us) | CPU/request (us) | GC share of CPU | young GCs / 100 requests | errors |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
-    for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${Number.isFinite(r.gcCpuShare) ? `${fmt(100 * r.gcCpuShare, 0)} %` : '–'} | ${Number.isFinite(r.minorGcPer100) ? fmt(r.minorGcPer100) : '–'} | ${r.errors} |`);
+    lines.push('| tool | run | proxy | req/s | p50 (us) | p99 (us) | CPU/request (us) | GC share of CPU | young GCs / 100 requests | errors | disturbed runs |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of load.summary) lines.push(`| ${r.tool} | ${r.kind} | ${r.proxy} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 0)} | ${fmt(r.p99, 0)} | ${fmt(r.cpuUsPerRequest, 1)} | ${Number.isFinite(r.gcCpuShare) ? `${fmt(100 * r.gcCpuShare, 0)} %` : '–'} | ${Number.isFinite(r.minorGcPer100) ? fmt(r.minorGcPer100) : '–'} | ${r.errors} | ${r.disturbed} of ${r.runs} |`);
     lines.push('', '| tool | run | req/s waypoint/nginx (target >= 0.5) | p50 ratio | p99 ratio (target <= 2) | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
     for (const r of load.ratios) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
+    if (load.ratiosUndisturbed && load.ratiosUndisturbed.length > 0) {
+      lines.push('', '| tool | run | undisturbed runs only: req/s waypoint/nginx | p50 ratio | p99 ratio | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
+      for (const r of load.ratiosUndisturbed) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
+    }
+    lines.push('', ...runsTable(load.runs));
     if (load.ratiosH2Node) {
       lines.push('', '| tool | run | req/s waypoint --http2-server node / nginx | p50 ratio | p99 ratio | CPU/request ratio |', '|---|---|---:|---:|---:|---:|');
       for (const r of load.ratiosH2Node) lines.push(`| ${r.tool} | ${r.kind} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuPerRequest)} |`);
@@ -378,6 +441,7 @@ async function cli(): Promise<void> {
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
       rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' }, 'node-path': { type: 'boolean' },
       policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' }, 'h2-only': { type: 'boolean' }, net: { type: 'string' }, 'h2-node': { type: 'boolean' },
+      'no-steal-probe': { type: 'boolean' }, 'keep-scratch': { type: 'boolean' },
     },
   });
   if (values.net !== undefined) useNet(values.net);
@@ -387,7 +451,7 @@ async function cli(): Promise<void> {
     proxyCpu: Number(values['proxy-cpu'] ?? 0), loadCpu: Number(values['load-cpu'] ?? 1), warmupSeconds: 3,
     rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false, nodePath: values['node-path'] ?? false,
     policy: values.policy ?? false, beforeDist: values['before-dist'], h1Only: values['h1-only'] ?? false, h2Only: values['h2-only'] ?? false,
-    h2Node: values['h2-node'] ?? false,
+    h2Node: values['h2-node'] ?? false, stealProbe: !(values['no-steal-probe'] ?? false),
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });
@@ -401,7 +465,8 @@ async function cli(): Promise<void> {
     console.log(md);
     console.log(`results: ${join(out, 'results.json')}`);
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    if (values['keep-scratch']) console.log(`scratch (logs, configs) kept: ${scratch}`);
+    else rmSync(scratch, { recursive: true, force: true });
   }
 }
 

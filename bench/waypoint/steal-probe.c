@@ -1,0 +1,80 @@
+/*
+ * Detects time a CPU was taken away from the guest (a VM's vCPU descheduled by the host),
+ * which this kernel does not report as steal (/proc/stat's steal column stays 0 under PVM):
+ * the time is charged to whatever task was running, so a proxy's CPU per request rises.
+ *
+ *   steal-probe CPU PERIOD_US THRESHOLD_US
+ *
+ * Pinned to CPU at SCHED_FIFO (it preempts any normal task the moment its timer fires), it
+ * sleeps to absolute deadlines PERIOD_US apart on CLOCK_MONOTONIC. A wakeup later than
+ * THRESHOLD_US means the CPU did not run the guest (or ran it with interrupts off) for that
+ * long: it prints `<wall-clock µs since the epoch at wake-up> <lateness µs>` and flushes.
+ * At each wake-up it also times a fixed loop of arithmetic (no memory traffic, ~10 µs): a
+ * host that runs the vCPU slower (a busy sibling hyperthread, a lower clock) makes it
+ * longer without taking the CPU away. Once a second it prints `s <wall-clock µs> <median
+ * loop ns> <loops>`. Runs until killed. Built and started by bench/waypoint/steal.ts.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static long long ns(const struct timespec *t) { return (long long)t->tv_sec * 1000000000LL + t->tv_nsec; }
+
+#define LOOP 4000
+static volatile unsigned long long sink;
+
+/* The fixed work: a dependent chain of multiplies and adds the compiler cannot fold. */
+static long long timed_loop(void) {
+  struct timespec a, b;
+  unsigned long long x = sink | 1;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < LOOP; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  sink = x;
+  return ns(&b) - ns(&a);
+}
+
+static int cmp(const void *a, const void *b) { long long x = *(const long long *)a, y = *(const long long *)b; return x < y ? -1 : x > y; }
+
+int main(int argc, char **argv) {
+  if (argc != 4) { fprintf(stderr, "usage: steal-probe CPU PERIOD_US THRESHOLD_US\n"); return 2; }
+  int cpu = atoi(argv[1]);
+  long long period = atoll(argv[2]) * 1000LL, threshold = atoll(argv[3]) * 1000LL;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) { perror("steal-probe: sched_setaffinity"); return 1; }
+  struct sched_param sp = { .sched_priority = 50 };
+  if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) { perror("steal-probe: SCHED_FIFO"); return 1; }
+  printf("ready %d\n", cpu);
+  fflush(stdout);
+  struct timespec next, now, wall;
+  long long loops[1024];
+  int nloops = 0;
+  long long per_second = 1000000000LL / period > 1024 ? 1024 : 1000000000LL / period;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  for (;;) {
+    long long d = ns(&next) + period;
+    next.tv_sec = d / 1000000000LL;
+    next.tv_nsec = d % 1000000000LL;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) != 0) { }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long late = ns(&now) - ns(&next);
+    if (late > threshold) {
+      clock_gettime(CLOCK_REALTIME, &wall);
+      printf("%lld %lld\n", ns(&wall) / 1000, late / 1000);
+      fflush(stdout);
+    }
+    if (late > period) next = now; /* missed deadlines: start again from now */
+    loops[nloops++] = timed_loop();
+    if (nloops >= per_second) {
+      qsort(loops, nloops, sizeof loops[0], cmp);
+      clock_gettime(CLOCK_REALTIME, &wall);
+      printf("s %lld %lld %d\n", ns(&wall) / 1000, loops[nloops / 2], nloops);
+      fflush(stdout);
+      nloops = 0;
+    }
+  }
+}
