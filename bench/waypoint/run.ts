@@ -36,7 +36,7 @@ import { BASELINE_PROGRAMS, startBaseline } from './baselines.js';
 import { backendManifests, gatewayManifests } from './manifests.js';
 import { measureMemory, memoryNet, type MemoryResult } from './memory.js';
 import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
-import { buildStealProbe, closeWindow, openWindow, startStealProbe, type Disturbance, type Gap, type Speed, type StealProbe } from './steal.js';
+import { buildStealProbe, closeWindow, openWindow, startStealProbe, type Disturbance, type Gap, type Speed, processStartMs, type StealProbe } from './steal.js';
 
 export interface LoadOptions {
   seconds: number; connections: number; h2Connections: number; h2Streams: number; proxyCpu: number; loadCpu: number; warmupSeconds: number;
@@ -250,6 +250,8 @@ export interface LoadResult {
   ratiosUndisturbed?: LoadResult['ratios'];
   /** The probes over the whole run, by CPU: late wake-ups (steal.ts's Gap: wall-clock µs, lateness µs) and the loop's speed each second. */
   probes?: Record<number, { gaps: Gap[]; speeds: Speed[] }>;
+  /** When each proxy's (first) process started, wall-clock ms: to place its own logs (e.g. V8's --log-deopt, timed from its start) against the runs' windows. */
+  startedMs?: Partial<Record<ProxyName, number>>;
 }
 
 function med(xs: number[]): number {
@@ -326,6 +328,8 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
         port++;
       }
     }
+    const startedMs: Partial<Record<ProxyName, number>> = {};
+    for (const t of targets) { try { startedMs[t.proxy] = processStartMs(t.pids()[0]!); } catch { /* gone */ } }
     const runs: Run[] = [];
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
@@ -366,7 +370,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       withoutOverBefore: perRound('waypoint', 'waypoint-before'),
     };
     return { runs, summary, ratios: ratiosOf('waypoint', 'nginx'), ...(o.h2Node ? { ratiosH2Node: ratiosOf('waypoint-h2-node', 'nginx') } : {}), policy, ...(ratiosUndisturbed ? { ratiosUndisturbed } : {}),
-      probes: Object.fromEntries([...probes].map(([cpu, p]) => [cpu, { gaps: p.gaps, speeds: p.speeds }])) };
+      probes: Object.fromEntries([...probes].map(([cpu, p]) => [cpu, { gaps: p.gaps, speeds: p.speeds }])), startedMs };
   } finally {
     for (const p of procs.reverse()) await p.stop();
     for (const p of probes.values()) p.stop();
@@ -383,15 +387,16 @@ function fmt(x: number, digits = 2): string {
  */
 export function runsTable(runs: readonly Run[]): string[] {
   const lines = ['## Every run and what disturbed it', '',
-    'CPU/req: user + system time (/proc/PID/stat, sampled at the tick) per request, as the summary; exact: the same from every thread\'s scheduler run time (/proc/PID/task/*/schedstat); lost: time the probe (bench/waypoint/steal-probe.c, SCHED_FIFO, every 4 ms) found the guest not running on that CPU, gaps over 1 ms (the host took the vCPU: this kernel reports no steal, so the time is charged to the task that was running); CPU/req less lost: the proxy\'s CPU time less the time lost on its CPU, per request; CPU slowdown: the probe\'s fixed arithmetic loop on the proxy\'s CPU in the run (median) ÷ its fastest second in the whole bench (a host running the vCPU slower without taking it away); others: busy time on the proxy\'s CPU not the proxy\'s (the probe\'s own ~1 % included); wait: the proxy\'s run-queue wait (/proc/PID/schedstat); GC: young / full collections, their pauses, the young generation\'s size after the run.', '',
-    '| round | proxy | tool | run | req/s | p99 (us) | max (ms) | CPU/req (us) | exact (us) | user / sys | CPU/req less lost | CPU slowdown proxy / load | lost proxy CPU ms (gaps, longest) | lost load CPU ms | others ms | wait ms | invol. switches | TCP opens (connect / accept) | GC | disturbed |',
-    '|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|'];
+    'CPU/req: user + system time (/proc/PID/stat, sampled at the tick) per request, as the summary; exact: the same from every thread\'s scheduler run time (/proc/PID/task/*/schedstat); lost: time the probe (bench/waypoint/steal-probe.c, SCHED_FIFO, every 4 ms) found the guest not running on that CPU, gaps over 0.25 ms, summed; late wake-ups: the share of its wake-ups that came late, an estimate of the share of the time the CPU did not run the guest, short gaps included (the host took the vCPU: this kernel reports no steal, so the time is charged to the task that was running); CPU/req less lost: the proxy\'s CPU time less the time lost on its CPU (the larger of the two estimates), per request; CPU slowdown: the probe\'s fixed arithmetic loop on the proxy\'s CPU in the run (median) ÷ its fastest second in the whole bench (a host running the vCPU slower without taking it away); others: busy time on the proxy\'s CPU not the proxy\'s (the probe\'s own ~1 % included); wait: the proxy\'s run-queue wait (/proc/PID/schedstat); GC: young / full collections, their pauses, the young generation\'s size after the run.', '',
+    '| round | proxy | tool | run | req/s | p99 (us) | max (ms) | CPU/req (us) | exact (us) | user / sys | CPU/req less lost | CPU slowdown proxy / load | lost proxy CPU ms (gaps, longest) | late wake-ups proxy / load CPU | lost load CPU ms | others ms | wait ms | invol. switches | TCP opens (connect / accept) | GC | disturbed |',
+    '|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|'];
   for (const r of runs) {
     const d = r.disturbance;
     // The proxy was busy through most gaps on its CPU (a saturated run): their time is in its CPU time.
     const cpu = d.proxy.user + d.proxy.sys;
-    const less = cpu > 0 ? r.cpuUsPerRequest * (1 - d.lostProxyCpuMs / 1000 / cpu) : Number.NaN;
-    lines.push(`| ${r.round} | ${r.proxy} | ${r.tool} | ${r.kind} | ${fmt(r.sample.rps!, 0)} | ${fmt(r.sample.p99!, 0)} | ${fmt((r.sample.max ?? Number.NaN) / 1000, 1)} | ${fmt(r.cpuUsPerRequest, 1)} | ${fmt(r.cpuUsPerRequest * (d.proxy.runMs / 1000 / cpu), 1)} | ${cpu > 0 ? `${fmt((100 * d.proxy.user) / cpu, 0)} / ${fmt((100 * d.proxy.sys) / cpu, 0)} %` : '–'} | ${fmt(less, 1)} | ${fmt(d.slowdownProxyCpu)} / ${fmt(d.slowdownLoadCpu)} | ${fmt(d.lostProxyCpuMs, 0)} (${d.lostProxyCpuCount}, ${fmt(d.lostProxyCpuMaxMs, 1)}) | ${fmt(d.lostLoadCpuMs, 0)} | ${fmt(d.othersOnProxyCpuMs, 0)} | ${fmt(d.proxy.waitMs, 0)} | ${d.proxy.involuntary} | ${d.tcpActiveOpens} / ${d.tcpPassiveOpens} | ${r.gc ? `${r.gc.minor} / ${r.gc.major}, ${fmt(r.gc.pauseMs, 0)} ms, ${fmt(r.gc.newSpaceBytes / 1048576, 0)} MiB` : '–'} | ${d.reasons.join('; ') || 'no'} |`);
+    const lostMs = Math.max(d.lostProxyCpuMs, d.lateShareProxyCpu * d.windowMs);
+    const less = cpu > 0 ? r.cpuUsPerRequest * (1 - lostMs / 1000 / cpu) : Number.NaN;
+    lines.push(`| ${r.round} | ${r.proxy} | ${r.tool} | ${r.kind} | ${fmt(r.sample.rps!, 0)} | ${fmt(r.sample.p99!, 0)} | ${fmt((r.sample.max ?? Number.NaN) / 1000, 1)} | ${fmt(r.cpuUsPerRequest, 1)} | ${fmt(r.cpuUsPerRequest * (d.proxy.runMs / 1000 / cpu), 1)} | ${cpu > 0 ? `${fmt((100 * d.proxy.user) / cpu, 0)} / ${fmt((100 * d.proxy.sys) / cpu, 0)} %` : '–'} | ${fmt(less, 1)} | ${fmt(d.slowdownProxyCpu)} / ${fmt(d.slowdownLoadCpu)} | ${fmt(d.lostProxyCpuMs, 0)} (${d.lostProxyCpuCount}, ${fmt(d.lostProxyCpuMaxMs, 1)}) | ${fmt(100 * d.lateShareProxyCpu, 1)} / ${fmt(100 * d.lateShareLoadCpu, 1)} % | ${fmt(d.lostLoadCpuMs, 0)} | ${fmt(d.othersOnProxyCpuMs, 0)} | ${fmt(d.proxy.waitMs, 0)} | ${d.proxy.involuntary} | ${d.tcpActiveOpens} / ${d.tcpPassiveOpens} | ${r.gc ? `${r.gc.minor} / ${r.gc.major}, ${fmt(r.gc.pauseMs, 0)} ms, ${fmt(r.gc.newSpaceBytes / 1048576, 0)} MiB` : '–'} | ${d.reasons.join('; ') || 'no'} |`);
   }
   return lines;
 }
