@@ -8,8 +8,11 @@
  * 128 KiB. It is used where a big map's values already carry their key (the Kubernetes API
  * source's objects by 'namespace/name', the model's Services...).
  *
- * - Keys are strings hashed here (FNV-1a, then mixed), since V8's own string hash is not
- *   reachable from JavaScript; a lookup reads `keyOf` of the values it probes.
+ * - Keys are strings hashed here, since V8's own string hash is not reachable from
+ *   JavaScript; a lookup reads `keyOf` of the values it probes. The hash is keyed with a
+ *   random key per process (HalfSipHash-1-3, as the Linux kernel's hsiphash): keys are names
+ *   users choose (Services, EndpointSlices), and with a hash anyone can compute, names made
+ *   to share their low bits would turn every probe into a walk over all of them (HashDoS).
  * - At most 3/4 of the slots are used (values and deletion marks). When an add() finds
  *   them full, the values are laid out again in as many slots as they need (after many
  *   deletions: fewer). `reserve(n)` makes room for n values at once (a list knows its size).
@@ -19,21 +22,59 @@
  * - Iteration order is the slots' order, not the order of insertion.
  */
 
+import { randomBytes } from 'node:crypto';
+
 /** A deleted slot: probing goes on past it. */
 const GONE: unique symbol = Symbol('gone');
 type Slot<V> = V | typeof GONE | undefined;
 
 const MIN_SLOTS = 8;
 
-/** FNV-1a over the UTF-16 code units, then murmur3's final mix (linear probing needs good low bits). */
+/** This process's hash key: two random 32-bit words. */
+const SEED = randomBytes(8);
+const K0 = SEED.readUInt32LE(0);
+const K1 = SEED.readUInt32LE(4);
+
+/**
+ * The table's hash of a key: HalfSipHash-1-3 under this process's random key. The same string
+ * gives the same hash in one process and an unpredictable one in another. Unsigned 32 bits.
+ */
 export function hashKey(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
+  return hsiphash(s, K0, K1);
+}
+
+/**
+ * HalfSipHash-1-3 (the Linux kernel's 32-bit hsiphash) of the string's UTF-16LE bytes (two
+ * code units to a 32-bit word) under the key (k0, k1).
+ */
+export function hsiphash(s: string, k0: number, k1: number): number {
+  const n = s.length;
+  let v0 = k0 | 0;
+  let v1 = k1 | 0;
+  let v2 = 0x6c796765 ^ k0;
+  let v3 = 0x74656462 ^ k1;
+  let b = (n * 2) << 24;
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const m = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16);
+    v3 ^= m;
+    // one SipRound
+    v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;
+    v0 = (v0 + v3) | 0; v3 = (v3 << 7) | (v3 >>> 25); v3 ^= v0;
+    v2 = (v2 + v1) | 0; v1 = (v1 << 13) | (v1 >>> 19); v1 ^= v2; v2 = (v2 << 16) | (v2 >>> 16);
+    v0 ^= m;
+  }
+  if (i < n) b |= s.charCodeAt(i);
+  v3 ^= b;
+  for (let r = 0; r < 4; r++) {
+    if (r === 1) { v0 ^= b; v2 ^= 0xff; }
+    v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;
+    v0 = (v0 + v3) | 0; v3 = (v3 << 7) | (v3 >>> 25); v3 ^= v0;
+    v2 = (v2 + v1) | 0; v1 = (v1 << 13) | (v1 >>> 19); v1 ^= v2; v2 = (v2 << 16) | (v2 >>> 16);
+  }
+  return (v1 ^ v3) >>> 0;
 }
 
 /** The power of two of slots that holds `n` values at most 3/4 full. */
