@@ -242,3 +242,28 @@ it('the time digits, moved on in place, are String(Date.now()) at every step (ca
     now.mockRestore();
   }
 });
+
+it('the line\'s kept segments: every field of each changing alone, to a value of the same length, is written anew', async () => {
+  const file = join(dir, 'segments.log');
+  const log = new AccessLog({ file });
+  const base: AccessRecord = { ...record(2), method: 'GET', path: '/echo', protocol: 'HTTP/1.1', status: 200, route: 'ns/r1', rule: '0', destination: 'ns/web',
+    upstream: '10.0.0.1:8080', source: 'ns/caller', sourceAddress: '10.1.0.1', parent: 'ns/gw/http', bytesIn: 10, bytesOut: 11,
+    userAgent: 'agent/1', reason: undefined, responseFlags: undefined, attempts: 1 };
+  // Each change is kept for the lines after it; every one is followed by a repeat of the same values (the kept bytes used).
+  const changes: Partial<AccessRecord>[] = [
+    {}, { method: 'PUT' }, { method: 'GET' }, { path: '/echx' }, { path: '/ech"' }, { protocol: 'HTTP/1.0' }, { status: 201 },
+    { route: 'ns/r2' }, { rule: '1' }, { destination: 'ns/wex' }, { upstream: '10.0.0.2:8080' }, { upstream: undefined }, { upstream: '10.0.0.2:8080' },
+    { source: 'ns/callex' }, { sourceAddress: '10.1.0.2' }, { parent: 'ns/gw/htts' }, { bytesIn: 12 }, { bytesOut: 13 }, { bytesIn: 0 }, { bytesOut: 0 },
+    { userAgent: 'agent/2' }, { userAgent: undefined }, { userAgent: 'agent/2' }, { reason: 'no_route' }, { reason: 'no_rout2' }, { reason: undefined },
+    { responseFlags: 'UH' }, { responseFlags: 'UO' }, { responseFlags: undefined }, { attempts: 2 }, { attempts: 0 },
+    { traceId: 'c'.repeat(32), spanId: 'd'.repeat(16), requestId: 'r-x' }, { requestId: 'r-y' }, { durationMs: 3.5 },
+  ];
+  const recs: AccessRecord[] = [];
+  let r = base;
+  for (const c of changes) { r = { ...r, ...c }; recs.push(r, { ...r }); }
+  // Equal text in other string objects (as a parser makes them per request) is the same field.
+  recs.push({ ...r, path: ['/', 'echo'].join(''), userAgent: ['agent', '/2'].join('') });
+  for (const x of recs) log.write(x);
+  await log.close();
+  expectLines(readFileSync(file), recs);
+});

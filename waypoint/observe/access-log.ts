@@ -121,6 +121,32 @@ export class AccessLog {
   private lastAddress: string | undefined;
   private lastParent: string | undefined;
   private lastSourceBytes = EMPTY;
+  /**
+   * The line's three segments between its per-request values (time, duration, ids), as the
+   * bytes written for the fields after them; a field that differs from the kept one
+   * (compared with ===: the same text) writes its segment anew. `status` starts at NaN
+   * and `segA` undefined: nothing matches before a first line.
+   */
+  private segA: Uint8Array | undefined;
+  private method: string | undefined;
+  private path: string | undefined;
+  private protocol: string | undefined;
+  private status = Number.NaN;
+  private segB: Uint8Array | undefined;
+  private route: string | undefined;
+  private rule: string | undefined;
+  private destination: string | undefined;
+  private upstream: string | undefined;
+  private source: string | undefined;
+  private address: string | undefined;
+  private parent: string | undefined;
+  private bytesIn = Number.NaN;
+  private bytesOut = Number.NaN;
+  private segC: Uint8Array | undefined;
+  private ua: string | undefined;
+  private reason: string | undefined;
+  private flags: string | undefined;
+  private attempts = Number.NaN;
 
   constructor(where: AccessLogDestination, opts: { sharedDestination?: boolean } = {}) {
     this.shared = opts.sharedDestination === true && typeof where !== 'object';
@@ -184,35 +210,26 @@ export class AccessLog {
     const spanId = t?.spanId ?? '';
     const ua = e.userAgent;
     const head = linePrefix();
-    const st = this.statusBytes(e.protocol, status);
-    const rt = this.routeBytes(e.route, e.rule, e.destination);
-    const src = this.sourceBytes(e.source, e.conn?.peerAddress ?? '', e.parent);
+    const address = e.conn?.peerAddress ?? '';
+    // The three segments between the per-request values, as bytes when their fields are the previous line's.
+    const sa = this.method === e.method && this.path === e.path && this.protocol === e.protocol && this.status === status ? this.segA : undefined;
+    const sb = this.route === e.route && this.rule === e.rule && this.destination === e.destination && this.upstream === e.upstream && this.source === e.source
+      && this.address === address && this.parent === e.parent && this.bytesIn === e.bytesIn && this.bytesOut === e.bytesOut ? this.segB : undefined;
+    const sc = this.ua === ua && this.reason === e.reason && this.flags === e.flags && this.attempts === e.attempts ? this.segC : undefined;
     // At worst 6 bytes per character (\u00XX), the kept fragments, the keys and numbers.
-    const chars = e.method.length + e.path.length + (e.upstream?.length ?? 0) + traceId.length + spanId.length + e.requestId.length + (ua?.length ?? 0)
-      + (e.reason?.length ?? 0) + (e.flags?.length ?? 0);
-    const most = chars * 6 + head.length + st.length + rt.length + src.length + LINE_OVERHEAD;
+    let chars = traceId.length + spanId.length + e.requestId.length;
+    if (sa === undefined) chars += e.method.length + e.path.length + e.protocol.length;
+    if (sb === undefined) chars += (e.upstream?.length ?? 0) + e.route.length + e.rule.length + e.destination.length + e.source.length + address.length + e.parent.length;
+    if (sc === undefined) chars += (ua?.length ?? 0) + (e.reason?.length ?? 0) + (e.flags?.length ?? 0);
+    const most = chars * 6 + head.length + (sa?.length ?? 0) + (sb?.length ?? 0) + (sc?.length ?? 0) + LINE_OVERHEAD;
     if (most > BUFFER_BYTES) { this.append(lineText(e, status, durationMs)); return; }
     const b = this.room(most);
     let o = this.buffered;
     b.set(head, o);
     o += head.length;
-    if (e.method === 'GET') { b.set(GET, o); o += GET.length; } else o = json(b, o, e.method);
-    o = putBytes(b, o, K_PATH);
-    o = json(b, o, e.path);
-    b.set(st, o);
-    o = putMs(b, o + st.length, durationMs);
-    b.set(rt, o);
-    o += rt.length;
-    if (e.upstream !== undefined) {
-      o = putBytes(b, o, K_UPSTREAM);
-      o = raw(b, o, e.upstream);
-      b[o++] = 34;
-    }
-    b.set(src, o);
-    o = putUint(b, o + src.length, e.bytesIn);
-    o = putBytes(b, o, K_BYTES_OUT);
-    o = putUint(b, o, e.bytesOut);
-    o = putBytes(b, o, K_TRACE_ID);
+    if (sa !== undefined) { b.set(sa, o); o += sa.length; } else o = this.writeA(b, o, e, status);
+    o = putMs(b, o, durationMs);
+    if (sb !== undefined) { b.set(sb, o); o += sb.length; } else o = this.writeB(b, o, e, address);
     const hx = t?.hex;
     const traceAt = t?.traceAt ?? -1, spanAt = t?.spanAt ?? -1;
     o = hx !== undefined && traceAt >= 0 ? copyBytes(b, o, hx, traceAt, traceId.length) : raw(b, o, traceId);
@@ -225,6 +242,62 @@ export class AccessLog {
       o = copyBytes(b, o, rh, ra, e.requestId.length);
       b[o++] = 34;
     } else o = json(b, o, e.requestId);
+    if (sc !== undefined) { b.set(sc, o); o += sc.length; } else o = this.writeC(b, o, e);
+    this.buffered = o;
+    if (o + LINE_OVERHEAD > b.length) this.handOver();
+  }
+
+  /** The line's first segment, `"GET","path":…,"protocol":…,"status":…,"durationMs":`, written and kept with its fields. */
+  private writeA(b: Buffer, start: number, e: AccessEntry, status: number): number {
+    let o = start;
+    if (e.method === 'GET') { b.set(GET, o); o += GET.length; } else o = json(b, o, e.method);
+    o = putBytes(b, o, K_PATH);
+    o = json(b, o, e.path);
+    const st = this.statusBytes(e.protocol, status);
+    b.set(st, o);
+    o += st.length;
+    this.segA = kept(b, start, o);
+    this.method = e.method;
+    this.path = e.path;
+    this.protocol = e.protocol;
+    this.status = status;
+    return o;
+  }
+
+  /** The second, `,"route":…` to `,"traceId":"` (route, upstream, caller, byte counts), written and kept with its fields. */
+  private writeB(b: Buffer, start: number, e: AccessEntry, address: string): number {
+    let o = start;
+    const rt = this.routeBytes(e.route, e.rule, e.destination);
+    b.set(rt, o);
+    o += rt.length;
+    if (e.upstream !== undefined) {
+      o = putBytes(b, o, K_UPSTREAM);
+      o = raw(b, o, e.upstream);
+      b[o++] = 34;
+    }
+    const src = this.sourceBytes(e.source, address, e.parent);
+    b.set(src, o);
+    o = putUint(b, o + src.length, e.bytesIn);
+    o = putBytes(b, o, K_BYTES_OUT);
+    o = putUint(b, o, e.bytesOut);
+    o = putBytes(b, o, K_TRACE_ID);
+    this.segB = kept(b, start, o);
+    this.route = e.route;
+    this.rule = e.rule;
+    this.destination = e.destination;
+    this.upstream = e.upstream;
+    this.source = e.source;
+    this.address = address;
+    this.parent = e.parent;
+    this.bytesIn = e.bytesIn;
+    this.bytesOut = e.bytesOut;
+    return o;
+  }
+
+  /** The last, after the request id to the end of the line (user agent, reason, flags, attempts), written and kept with its fields. */
+  private writeC(b: Buffer, start: number, e: AccessEntry): number {
+    let o = start;
+    const ua = e.userAgent;
     if (ua !== undefined) {
       o = putBytes(b, o, K_USER_AGENT);
       o = json(b, o, ua);
@@ -243,8 +316,12 @@ export class AccessLog {
     o = putUint(b, o, e.attempts);
     b[o++] = 125; // }
     b[o++] = 10;
-    this.buffered = o;
-    if (o + LINE_OVERHEAD > b.length) this.handOver();
+    this.segC = kept(b, start, o);
+    this.ua = ua;
+    this.reason = e.reason;
+    this.flags = e.flags;
+    this.attempts = e.attempts;
+    return o;
   }
 
   /** `,"protocol":…,"status":…,"durationMs":` as bytes, kept for the last pair seen. */
@@ -455,6 +532,13 @@ const K_SPAN_ID = utf8('","spanId":"');
 const K_REQUEST_ID = utf8('","requestId":');
 const K_USER_AGENT = utf8(',"userAgent":');
 const K_ATTEMPTS = utf8(',"attempts":');
+
+/** A copy of b[start, end) (a plain Uint8Array: a line's segment kept for the next lines). */
+function kept(b: Uint8Array, start: number, end: number): Uint8Array {
+  const k = new Uint8Array(end - start);
+  k.set(b.subarray(start, end));
+  return k;
+}
 
 /** Bytes of a key, one by one (a typed array's bytes are read at a few instructions each; short keys cost less so than a set() call). */
 function putBytes(b: Uint8Array, o: number, k: Uint8Array): number {
