@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { LiteBody, type ResponseBody } from './body.js';
 import type { HeaderList } from './headers.js';
+import { HeadMemo } from './h1-head.js';
 import { SocketWriter } from './h1-write.js';
 import { consumeSocket, HTTPParser, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
 import type { ConnOptions } from '../resilience/compile.js';
@@ -143,6 +144,8 @@ class Conn {
 }
 
 export class H1Pool {
+  /** Request heads without a body, as bytes from the last one's where they are the same (h1-head.ts). */
+  readonly heads = new HeadMemo(true);
   private readonly idle = new Map<string, Conn[]>();
   private open = 0;
   private closed = false;
@@ -337,7 +340,7 @@ class Exchange implements H1Response, H1Call {
 
   private write(): void {
     const r = this.req;
-    if (r.body === undefined) { this.conn.out.writeLatin1(headText(r.method, r.path, r.headers)); return; }
+    if (r.body === undefined) { this.conn.out.write(this.pool.heads.head(r.method, r.path, r.headers)); return; }
     let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
     let hasLength = false;
     const h = r.headers;
@@ -484,15 +487,4 @@ class Exchange implements H1Response, H1Call {
       else s.destroy();
     } else s.destroy();
   }
-}
-
-/**
- * A request head without a body, as text written latin1 (as Node writes header strings):
- * the native stream copies it in one piece, where a copy character by character in
- * JavaScript cost more than the rest of the head's work.
- */
-function headText(method: string, path: string, h: HeaderList): string {
-  let s = `${method} ${path} HTTP/1.1\r\n`;
-  for (let i = 0; i < h.length; i += 2) s += `${h[i]}: ${h[i + 1]}\r\n`;
-  return `${s}\r\n`;
 }
