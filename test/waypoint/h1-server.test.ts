@@ -115,6 +115,8 @@ function answer(method: string, target: string): string {
     case 'not-modified': return 'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n';
     case 'informational': return `HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
     case 'until-close': return `HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${body}`;
+    // Response headers from the target (/web/vary/<value>/<name>): the same length from request to request.
+    case 'vary': return `HTTP/1.1 200 OK\r\n${target.split('/')[4] ?? 'X-V'}: ${target.split('/')[3]}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
     case 'cookies': return `HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Multi: 1\r\nX-Multi: 2\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
     default: return `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${method === 'HEAD' ? 42 : body.length}\r\n\r\n${method === 'HEAD' ? '' : body}`;
   }
@@ -198,6 +200,24 @@ describe('the same bytes through node:http and the waypoint\'s own server', () =
     expect(r.backend).toContain('X-A: 1\r\nx-a: 2\r\n');
     expect(r.backend).not.toMatch(/x-drop|keep-alive|^te:/im);
   });
+  it('one connection whose request and response headers change between requests (values of the same length, names, order, one more or less): each head is its own', async () => {
+    const tp = 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n';
+    const req = (path: string, host: string, id: string, more: string): string => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${tp}x-request-id: ${id}\r\nX-A: 1\r\n${more}\r\n`;
+    const parts = [
+      req('/web/vary/aaaa', 'example.com', 'r1', ''), req('/web/vary/aaaa', 'example.com', 'r1', ''), req('/web/vary/aaaa', 'example.com', 'r2', ''),
+      req('/web/vary/bbbb', 'example.com', 'r3', ''), req('/web/vary/bbbb', 'examplf.com', 'r4', ''), req('/web/vary/bbbb/X-W', 'examplf.com', 'r5', 'X-B: 2\r\n'),
+      req('/web/vary/bbbb/X-W', 'examplf.com', 'r6', 'X-C: 2\r\n'), req('/web/vary/cccc', 'examplf.com', 'r7', 'X-C: 2\r\nX-D: 3\r\n'), req('/web/vary/cccc', 'examplf.com', 'r8', ''),
+      `GET /web/vary/dddd HTTP/1.1\r\nHost: examplf.com\r\n${tp}\r\n`, `GET /web/vary/dddd HTTP/1.1\r\nHost: examplf.com\r\n${tp}\r\n`, `GET /web/vary/eeee HTTP/1.1\r\nHost: example.com\r\n${tp}\r\n`,
+    ];
+    const before = backend.log.length;
+    const r = await same(parts);
+    // What the normalized comparison leaves out: the ids the caller gave, each on its own request.
+    expect([...backend.log.slice(before).matchAll(/^x-request-id: (.*)\r$/gm)].map((m) => m[1]).filter((id) => id!.startsWith('r')))
+      .toEqual(['r1', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8', 'r1', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8']);
+    expect([...r.caller.matchAll(/^X-[VW]: (.*)\r$/gm)].map((m) => m[1])).toEqual(['aaaa', 'aaaa', 'aaaa', 'bbbb', 'bbbb', 'bbbb', 'bbbb', 'cccc', 'cccc', 'dddd', 'dddd', 'eeee']);
+    expect([...r.backend.matchAll(/^Host: (.*)\r$/gm)].map((m) => m[1])).toEqual(['example.com', 'example.com', 'example.com', 'example.com', ...Array(7).fill('examplf.com'), 'example.com']);
+  });
+
   it('request bodies: Content-Length, chunked, Expect: 100-continue', async () => {
     expect((await same(`POST /web/cl HTTP/1.1\r\nHost: h\r\n${TP}Content-Length: 5\r\n\r\nhello`)).backend).toMatch(/\r\n\r\nhello$/);
     expect((await same(`POST /web/te HTTP/1.1\r\nHost: h\r\n${TP}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`)).backend).toContain('abc');

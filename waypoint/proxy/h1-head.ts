@@ -12,7 +12,9 @@
  * Which headers are kept: when a head differs from the kept one at header k, the kept
  * bytes are replaced by the new head's, all its headers kept, and k is noted; when the
  * next head differs at the same k again, the headers from k on are taken to change from
- * head to head (ids), and only those before k are kept from then on: the kept bytes then
+ * head to head (ids), and only those before k are kept from then on (a value that changes
+ * now and then, as Date once a second, is followed by heads equal to the kept one: the
+ * note is dropped, and its header stays kept): the kept bytes then
  * stay as they are while heads differ only from k on, and the copied part is one view of
  * them.
  *
@@ -43,9 +45,10 @@ export class HeadMemo {
 
   /**
    * The line, each header `name: value\r\n`, then `extra` (text already in head form: ''
-   * or lines ending in CRLF; written anew each time) and the empty line.
+   * or lines ending in CRLF), the empty line and `after` (a chunk-size line, the last chunk),
+   * both written anew each time; then `room` bytes left for the caller to fill (a body).
    */
-  head(a: string, b: string, h: HeaderList, extra = ''): Buffer {
+  head(a: string, b: string, h: HeaderList, extra = '', after = '', room = 0): Buffer {
     const m = this.bytes;
     let k = 0;
     let off = 0;
@@ -58,8 +61,8 @@ export class HeadMemo {
       const n = 2 * this.valid;
       const hn = h.length < n ? h.length : n;
       while (k < hn && h[k] === list[k] && h[k + 1] === list[k + 1]) { off = ends[k >> 1]!; k += 2; }
-      if (k === n) keep = false; // every kept header is the same
-      else if (k === this.lastDiff) { this.valid = k >> 1; keep = false; } // a second time at k: from k on, headers change
+      if (k === n) { keep = false; this.lastDiff = -1; } // every kept header is the same
+      else if (k === this.lastDiff) { this.valid = k >> 1; keep = false; } // twice in a row at k: from k on, headers change
     }
     let rest = '';
     if (!lineHit) {
@@ -87,7 +90,8 @@ export class HeadMemo {
       for (let i = k; i < h.length; i += 2) rest += `${h[i]}: ${h[i + 1]}\r\n`;
     }
     rest += extra === '' ? '\r\n' : `${extra}\r\n`;
-    const out = Buffer.allocUnsafe(off + rest.length);
+    if (after !== '') rest += after;
+    const out = Buffer.allocUnsafe(off + rest.length + room);
     if (off > 0) {
       let v = this.view;
       if (v === undefined || this.viewEnd !== off) { v = this.view = m!.subarray(0, off); this.viewEnd = off; }

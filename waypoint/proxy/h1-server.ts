@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { invalidValue, isToken, sameName, type HeaderList } from './headers.js';
 import { consumeSocket, HTTPParser, METHODS, releaseParser, strictParser, type ParseError, type ParserInstance, type StreamHandle } from './llhttp.js';
+import { HeadMemo } from './h1-head.js';
 import { SocketWriter } from './h1-write.js';
 const { STATUS_CODES } = process.getBuiltinModule('node:http'); // not an ESM import: see handler.ts
 
@@ -136,6 +137,7 @@ export class FastRequest {
   }
 }
 
+const NO_HEADERS: HeaderList = [];
 const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization',
   'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
 const statusLines: string[] = [];
@@ -159,10 +161,15 @@ export class FastResponse {
   writableEnded = false;
   writableFinished = false;
   /**
-   * The head to write, until it is ('' once written): status line, the handler's headers,
-   * then Date, Connection, Transfer-Encoding; text written latin1, as Node writes header strings.
+   * The head to write, until it is (headPending): the status line, the handler's headers
+   * (read when the head is written: not copied), then `headExtra` (Date, Connection,
+   * Transfer-Encoding); made into bytes by the server's HeadMemo (h1-head.ts), latin1 as
+   * Node writes header strings, with the first body chunk behind it.
    */
-  private head = '';
+  private headPending = false;
+  private headLine = '';
+  private headList: HeaderList = NO_HEADERS;
+  private headExtra = '';
   private chunked = false;
   private noBody = false;
   private trailer = '';
@@ -194,8 +201,9 @@ export class FastResponse {
   writeHead(status: number, headers?: HeaderList | Record<string, string | string[] | number>, checked = false): this {
     if (this.headersSent) throw Object.assign(new Error('headers already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
     const list: HeaderList = headers === undefined ? [] : Array.isArray(headers) ? headers : objectToList(headers);
-    let head = statusLine(status);
     let hasLength = false, hasDate = false;
+    /** The list without Connection and Transfer-Encoding (made when one is there). */
+    let kept: HeaderList | undefined;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!;
       const value = list[i + 1]!;
@@ -207,11 +215,11 @@ export class FastResponse {
         case 14: if (name === 'Content-Length' || sameName(name, 'content-length')) hasLength = true; break;
         case 4: if (name === 'Date' || sameName(name, 'date')) hasDate = true; break;
         // Headers the server sets itself: a handler's are not written.
-        case 10: if (name === 'Connection' || sameName(name, 'connection')) continue; break;
-        case 17: if (name === 'Transfer-Encoding' || sameName(name, 'transfer-encoding')) continue; break;
+        case 10: if (name === 'Connection' || sameName(name, 'connection')) { kept ??= list.slice(0, i); continue; } break;
+        case 17: if (name === 'Transfer-Encoding' || sameName(name, 'transfer-encoding')) { kept ??= list.slice(0, i); continue; } break;
         default:
       }
-      head += `${name}: ${value}\r\n`;
+      if (kept !== undefined) kept.push(name, value);
     }
     this.statusCode = status;
     this.noBody = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
@@ -222,18 +230,25 @@ export class FastResponse {
     }
     if (this.conn.lastResponse) this.keepAlive = false;
     extra += this.keepAlive ? this.conn.keepAliveHeader : 'Connection: close\r\n';
-    extra += this.chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : '\r\n';
-    this.head = head + extra;
+    if (this.chunked) extra += 'Transfer-Encoding: chunked\r\n';
+    this.headLine = statusLine(status);
+    this.headList = kept ?? list;
+    this.headExtra = extra;
+    this.headPending = true;
     this.headersSent = true;
     return this;
   }
 
-  /** The head not written yet, with `more` after it (a chunk-size line); undefined when written already. */
-  private takeHead(more = ''): string | undefined {
-    const h = this.head;
-    if (h === '') return undefined;
-    this.head = '';
-    return more === '' ? h : h + more;
+  /**
+   * The head not written yet, with `after` behind it (a chunk-size line, the last chunk)
+   * and `room` bytes for the caller to fill; undefined when written already.
+   */
+  private takeHead(after: string, room: number): Buffer | undefined {
+    if (!this.headPending) return undefined;
+    this.headPending = false;
+    const b = this.conn.heads.head(this.headLine, '', this.headList, this.headExtra, after, room);
+    this.headList = NO_HEADERS;
+    return b;
   }
 
   write(chunk: Buffer | string): boolean {
@@ -242,24 +257,23 @@ export class FastResponse {
     const s = this.conn.socket;
     const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
     if (this.noBody || len === 0) {
-      const hd = this.takeHead();
-      return hd !== undefined ? this.conn.out.writeLatin1(hd) : true;
+      const hd = this.takeHead('', 0);
+      return hd !== undefined ? this.conn.out.write(hd) : true;
     }
-    if (this.head === '' && !this.chunked && typeof chunk !== 'string') return this.conn.out.write(chunk);
-    if (this.head !== '' && len <= ONE_WRITE_LIMIT) {
+    if (!this.headPending && !this.chunked && typeof chunk !== 'string') return this.conn.out.write(chunk);
+    if (this.headPending && len <= ONE_WRITE_LIMIT) {
       // Head and first chunk in one buffer, one write.
-      const hd = this.takeHead(this.chunked ? `${len.toString(16)}\r\n` : '')!;
       const tail = this.chunked ? 2 : 0;
-      const out = Buffer.allocUnsafe(hd.length + len + tail);
-      let o = out.write(hd, 0, 'latin1');
-      if (typeof chunk === 'string') o += out.write(chunk, o); else o += chunk.copy(out, o);
-      if (tail) { out[o] = 13; out[o + 1] = 10; }
+      const out = this.takeHead(this.chunked ? `${len.toString(16)}\r\n` : '', len + tail)!;
+      const o = out.length - len - tail;
+      if (typeof chunk === 'string') out.write(chunk, o); else out.set(chunk, o);
+      if (tail) { out[o + len] = 13; out[o + len + 1] = 10; }
       return this.conn.out.write(out);
     }
     s.cork();
     const size = this.chunked ? `${len.toString(16)}\r\n` : '';
-    const hd = this.takeHead(size);
-    if (hd !== undefined) s.write(hd, 'latin1');
+    const hd = this.takeHead(size, 0);
+    if (hd !== undefined) s.write(hd);
     else if (this.chunked) s.write(size, 'latin1');
     let ok = s.write(chunk);
     if (this.chunked) ok = s.write('\r\n', 'latin1');
@@ -293,8 +307,8 @@ export class FastResponse {
       if (tail !== '') s.write(tail, 'latin1');
       s.uncork();
     } else {
-      const hd = this.takeHead(tail);
-      if (hd !== undefined) this.conn.out.writeLatin1(hd);
+      const hd = this.takeHead(tail, 0);
+      if (hd !== undefined) this.conn.out.write(hd);
       else if (tail !== '') this.conn.out.writeLatin1(tail);
     }
     this.writableEnded = true;
@@ -378,11 +392,14 @@ export class H1Conn {
   /** The caller half-closed: no more requests will come. */
   private peerEnded = false;
   readonly keepAliveHeader: string;
+  /** Response heads as bytes, from the last one's where the same (the server's). */
+  readonly heads: HeadMemo;
   /** Whole-buffer writes past Node's Writable (h1-write.ts). */
   readonly out: SocketWriter;
 
   constructor(readonly socket: Socket, private readonly server: H1Server) {
     this.keepAliveHeader = server.keepAliveHeader;
+    this.heads = server.heads;
     const drained = (): void => this.active?.res.drained();
     this.out = new SocketWriter(socket, drained);
     this.idleSince = performance.now();
@@ -623,6 +640,8 @@ export class H1Conn {
 
 export class H1Server {
   readonly conns = new Set<H1Conn>();
+  /** The response heads of all its connections (h1-head.ts): one, kept for the last head written. */
+  readonly heads = new HeadMemo(false);
   readonly keepAliveHeader: string;
   private readonly sweep: NodeJS.Timeout;
   private stopping = false;
