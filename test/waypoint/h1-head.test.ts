@@ -71,10 +71,16 @@ it('random sequences of heads, each a small change from the last, are each their
     if (h.length === 0) h.push('Host', 'h');
     expect(memo.head(method, path, h).toString('latin1'), `head ${i}`).toBe(requestText(method, path, h));
     const status = rnd(3) === 0 ? 'HTTP/1.1 404 Not Found\r\n' : 'HTTP/1.1 200 OK\r\n';
-    const extra = rnd(2) === 0 ? 'Connection: close\r\n' : '';
+    const extra = ['Connection: close\r\n', 'Connection: clos2\r\n', ''][rnd(3)]!;
+    const after = ['', '5\r\n', '6\r\n', '0\r\n\r\n'][rnd(4)]!;
+    const room = rnd(3);
     let want = status;
     for (let j = 0; j < h.length; j += 2) want += `${h[j]}: ${h[j + 1]}\r\n`;
-    expect(resp.head(status, '', h, extra).toString('latin1'), `response head ${i}`).toBe(`${want}${extra}\r\n`);
+    want += `${extra}\r\n${after}`;
+    const got = resp.head(status, '', h, extra, after, room);
+    expect(got.length, `response head ${i}`).toBe(want.length + room);
+    expect(got.subarray(0, want.length).toString('latin1'), `response head ${i}`).toBe(want);
+    got.fill(0x21, want.length); // the caller fills its room (and only that: the head may be the kept one)
   }
 });
 
@@ -91,4 +97,53 @@ it('heads whose last headers change every time (ids), then an earlier header, th
   seq.push(['Host', 'b:1', 'x-forwarded-for', '10.0.0.2']); // fewer
   seq.push(h('b:1', 'id-6', 'tp-6'));
   for (const [i, list] of seq.entries()) expect(memo.head('GET', '/x', list).toString('latin1'), `head ${i}`).toBe(requestText('GET', '/x', list));
+});
+
+it('a head with only the headers kept after the changing ones were left out is written as itself, not as the kept bytes', () => {
+  const memo = new HeadMemo(false);
+  const line = 'HTTP/1.1 200 OK\r\n';
+  const text = (h: string[], extra: string): string => { let s = line; for (let i = 0; i < h.length; i += 2) s += `${h[i]}: ${h[i + 1]}\r\n`; return `${s}${extra}\r\n`; };
+  const seq: [string[], string][] = [
+    [['Server', 's', 'x-id', '1'], 'E: 1\r\n'], [['Server', 's', 'x-id', '2'], 'E: 1\r\n'], [['Server', 's', 'x-id', '3'], 'E: 1\r\n'], // x-id changes every time
+    [['Server', 's'], 'E: 1\r\n'], [['Server', 's'], 'E: 1\r\n'], [['Server', 's', 'x-id', '3'], 'E: 1\r\n'], [['Server', 's', 'x-id', '3'], 'E: 1\r\n'],
+  ];
+  for (const [i, [h, extra]] of seq.entries()) expect(memo.head(line, '', h, extra).toString('latin1'), `head ${i}`).toBe(text(h, extra));
+});
+
+it('a value that changes now and then (Date) stays kept: the heads between its changes are copies, written without a string', () => {
+  const memo = new HeadMemo(false);
+  const line = 'HTTP/1.1 200 OK\r\n';
+  const proto = Object.getPrototypeOf(Buffer.alloc(1)) as { latin1Write: (...a: unknown[]) => number };
+  const orig = proto.latin1Write;
+  let writes = 0;
+  proto.latin1Write = function (this: Buffer, ...a: unknown[]): number { writes++; return orig.apply(this, a); };
+  try {
+    for (let second = 0; second < 4; second++) {
+      const h = ['Server', 's', 'Date', `second ${second}`, 'Content-Length', '2'];
+      const before = writes;
+      for (let i = 0; i < 5; i++) expect(memo.head(line, '', h.map((x) => x.split('').join('')), 'C: k\r\n').toString('latin1')).toBe(`${line}Server: s\r\nDate: second ${second}\r\nContent-Length: 2\r\nC: k\r\n\r\n`);
+      expect(writes - before, `second ${second}`).toBe(1); // the head with the new Date; the four after it are copies
+    }
+  } finally {
+    proto.latin1Write = orig;
+  }
+});
+
+it('headers left out after changing twice in a row by chance (Dates around a second\'s turn, from responses made on either side of it) are kept again', () => {
+  const memo = new HeadMemo(false);
+  const line = 'HTTP/1.1 200 OK\r\n';
+  const proto = Object.getPrototypeOf(Buffer.alloc(1)) as { latin1Write: (...a: unknown[]) => number };
+  const orig = proto.latin1Write;
+  let writes = 0;
+  proto.latin1Write = function (this: Buffer, ...a: unknown[]): number { writes++; return orig.apply(this, a); };
+  try {
+    const head = (date: string): Buffer => memo.head(line, '', ['Server', 's', 'Date', date, 'Content-Length', '2'], 'C: k\r\n');
+    for (const d of ['second 1', 'second 2', 'second 1', 'second 2', 'second 1', 'second 2']) expect(head(d).toString('latin1')).toContain(`Date: ${d}\r\n`);
+    for (let i = 0; i < 100; i++) expect(head('second 2').toString('latin1')).toBe(`${line}Server: s\r\nDate: second 2\r\nContent-Length: 2\r\nC: k\r\n\r\n`);
+    const before = writes;
+    for (let i = 0; i < 20; i++) head('second 2');
+    expect(writes - before).toBe(0);
+  } finally {
+    proto.latin1Write = orig;
+  }
 });

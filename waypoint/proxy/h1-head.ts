@@ -14,7 +14,8 @@
  * next head differs at the same k again, the headers from k on are taken to change from
  * head to head (ids), and only those before k are kept from then on (a value that changes
  * now and then, as Date once a second, is followed by heads equal to the kept one: the
- * note is dropped, and its header stays kept): the kept bytes then
+ * note is dropped, and its header stays kept; headers left out are kept again after
+ * RETRY_AFTER heads, in case they changed twice in a row by chance): the kept bytes then
  * stay as they are while heads differ only from k on, and the copied part is one view of
  * them.
  *
@@ -23,6 +24,9 @@
  * against 0.9 k for a Buffer); equal strings compare natively.
  */
 import type { HeaderList } from './headers.js';
+
+/** Heads after which headers left out are kept again (and left out again if they still change). */
+const RETRY_AFTER = 64;
 
 export class HeadMemo {
   private line0 = '';
@@ -39,6 +43,19 @@ export class HeadMemo {
   /** bytes[0, viewEnd), the part copied while heads differ at the same place. */
   private view: Uint8Array | undefined;
   private viewEnd = -1;
+  /**
+   * Where the kept headers end in `bytes` when no other header follows them there (-1: one
+   * does), and the `extra` and `after` written behind them, up to `tailEnd`: a head with the
+   * same headers, extra and after is a copy of bytes[0, tailEnd) (a response with the
+   * previous one's head: no string is written).
+   */
+  private tailAt = -1;
+  /** Headers were left out (see above), and heads made since. */
+  private shrunk = false;
+  private shrunkHeads = 0;
+  private tailExtra = '';
+  private tailAfter = '';
+  private tailEnd = 0;
 
   /** `request`: lines `${a} ${b} HTTP/1.1` (method, target); else `a` is the status line (with its CRLF) and `b` ''. */
   constructor(private readonly request: boolean) {}
@@ -61,8 +78,13 @@ export class HeadMemo {
       const n = 2 * this.valid;
       const hn = h.length < n ? h.length : n;
       while (k < hn && h[k] === list[k] && h[k + 1] === list[k + 1]) { off = ends[k >> 1]!; k += 2; }
-      if (k === n) { keep = false; this.lastDiff = -1; } // every kept header is the same
-      else if (k === this.lastDiff) { this.valid = k >> 1; keep = false; } // twice in a row at k: from k on, headers change
+      if (k === n) {
+        // Every kept header is the same.
+        this.lastDiff = -1;
+        if (k === h.length && off === this.tailAt && extra === this.tailExtra && after === this.tailAfter) return this.copy(this.tailEnd, room);
+        // Headers left out are tried again now and then (a value that changed twice in a row by chance, as two Dates around a second's turn).
+        keep = this.shrunk && ++this.shrunkHeads >= RETRY_AFTER;
+      } else if (k === this.lastDiff) { this.valid = k >> 1; this.tailAt = -1; this.shrunk = true; keep = false; } // twice in a row at k: from k on, headers change
     }
     let rest = '';
     if (!lineHit) {
@@ -86,19 +108,29 @@ export class HeadMemo {
         ends[i >> 1] = at;
       }
       this.valid = h.length >> 1;
+      this.shrunk = false;
+      this.shrunkHeads = 0;
+      this.tailAt = at;
+      this.tailExtra = extra;
+      this.tailAfter = after;
+      this.tailEnd = at + extra.length + 2 + after.length;
     } else {
       for (let i = k; i < h.length; i += 2) rest += `${h[i]}: ${h[i + 1]}\r\n`;
     }
     rest += extra === '' ? '\r\n' : `${extra}\r\n`;
     if (after !== '') rest += after;
-    const out = Buffer.allocUnsafe(off + rest.length + room);
-    if (off > 0) {
-      let v = this.view;
-      if (v === undefined || this.viewEnd !== off) { v = this.view = m!.subarray(0, off); this.viewEnd = off; }
-      out.set(v, 0);
-    }
+    const out = off > 0 ? this.copy(off, rest.length + room) : Buffer.allocUnsafe(rest.length + room);
     (out as LatinBuffer).latin1Write(rest, off);
     if (keep) { this.bytes = out; this.view = undefined; this.viewEnd = -1; }
+    return out;
+  }
+
+  /** A buffer of `n + room` bytes whose first `n` are the kept bytes' first `n`. */
+  private copy(n: number, room: number): Buffer {
+    const out = Buffer.allocUnsafe(n + room);
+    let v = this.view;
+    if (v === undefined || this.viewEnd !== n) { v = this.view = this.bytes!.subarray(0, n); this.viewEnd = n; }
+    out.set(v, 0);
     return out;
   }
 }
