@@ -2,7 +2,8 @@
  * The waypoint's memory with many HTTPRoutes: N routes (each with its own host name, three
  * rules, a header filter) over 100 Services, loaded from manifests; after every route has
  * served a request, the process's resident memory (VmRSS) and V8 heap are read. Then 3 s
- * of wrk (16 connections, every route in turn): the peak RSS under load; then the waypoint
+ * of wrk (16 connections, every route in turn): the peak RSS under load; then 3 s of h2load
+ * over h2c (16 connections of 8 streams, one route): the peak RSS under it; then the waypoint
  * is left idle until it has given back the young generation (waypoint/idle-memory.ts, up to
  * 20 s): the idle RSS and the compaction's pause; then the RSS after one /metrics scrape. Compared with the same waypoint with no
  * route.
@@ -24,6 +25,8 @@ export interface MemoryPoint {
   newSpaceBytes: number;
   /** Peak RSS during 3 s of wrk (-c16, every route in turn), and the requests it made. */
   rssUnderLoadBytes: number; loadRequests: number;
+  /** Then peak RSS during 3 s of h2load over h2c (-c16 -m8, one route's host: the waypoint's HTTP/2 server and its per-connection state), and the requests that succeeded. */
+  rssUnderH2LoadBytes: number; h2LoadSucceeded: number;
   /** After the load, once the waypoint went idle and compacted (or 20 s passed: idleCompactions 0); then after one /metrics scrape. */
   rssIdleBytes: number; rssAfterScrapeBytes: number; newSpaceIdleBytes: number; heapUsedIdleBytes: number; idleCompactions: number; idleCompactionMs: number;
   /** After two more scrapes (three in a row); the waypoint's CPU time per scrape (user + system, the mean of the three); the text's size. */
@@ -128,6 +131,11 @@ async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['l
     const sampler = setInterval(() => { try { peak = Math.max(peak, rssBytes(wp.pid)); } catch { /* gone */ } }, 100);
     const wrk = await runTool(cpu === 0 ? 1 : 0, 'wrk', ['-t1', '-c16', '-d3s', '-s', lua, `http://${ADDR}:${PORT}/`], 30_000).finally(() => clearInterval(sampler));
     const loadRequests = Number(/(\d+) requests in/.exec(wrk.out)?.[1] ?? Number.NaN);
+    // h2c: the same, through the waypoint's HTTP/2 server (h2load sends one :authority: the first route's host).
+    let peakH2 = 0;
+    const sampler2 = setInterval(() => { try { peakH2 = Math.max(peakH2, rssBytes(wp.pid)); } catch { /* gone */ } }, 100);
+    const h2 = await runTool(cpu === 0 ? 1 : 0, 'h2load', ['-c16', '-m8', '-D3', '-H', `:authority: ${n === 0 ? 'none.example' : 'app-0.bench.example'}`, `http://${ADDR}:${PORT}/api/v1/items/0`], 30_000).finally(() => clearInterval(sampler2));
+    const h2LoadSucceeded = Number(/requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded/.exec(h2.out)?.[1] ?? Number.NaN);
     // Idle: the waypoint's idle compaction looks every 5 s and runs at the first look that finds a whole interval
     // without requests: at most 10 s after the last one. RSS is read from /proc, not through a /metrics scrape
     // (a scrape grows the young generation), so the bench waits those 10 s (and 1 more) rather than polling: RSS
@@ -151,7 +159,7 @@ async function point(dir: string, n: number, cpu: number, layout: MemoryPoint['l
     return {
       routes: n, layout, nodeFlags, build, rssBytes: rss, heapUsedBytes: served.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN, readyMs, requestsOk: ok,
       newSpaceBytes: served.get('kernway_waypoint_nodejs_heap_space_size_total_bytes{space="new"}') ?? Number.NaN,
-      rssUnderLoadBytes: peak, loadRequests,
+      rssUnderLoadBytes: peak, loadRequests, rssUnderH2LoadBytes: peakH2, h2LoadSucceeded,
       rssIdleBytes: rssIdle, rssAfterScrapeBytes: rssScraped, newSpaceIdleBytes: idle.get('kernway_waypoint_nodejs_heap_space_size_total_bytes{space="new"}') ?? Number.NaN,
       heapUsedIdleBytes: idle.get('kernway_waypoint_nodejs_heap_size_used_bytes') ?? Number.NaN,
       idleCompactions: idle.get('kernway_waypoint_idle_compactions_total') ?? 0, idleCompactionMs: (idle.get('kernway_waypoint_idle_compaction_seconds_total') ?? 0) * 1000,

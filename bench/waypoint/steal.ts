@@ -153,6 +153,8 @@ export interface Disturbance {
   lateShareProxyCpu: number; lateShareLoadCpu: number;
   /** Busy time on the proxy's CPU not spent by the proxy (other tasks, interrupts; ms), and the kernel's steal on both CPUs (ms). */
   othersOnProxyCpuMs: number; stealMs: number;
+  /** Idle time on the proxy's CPU (ms): a proxy that was the bottleneck leaves none; idle time in a throughput run means it waited for the load tool or the backend (their CPU lost time, or they were slow). */
+  idleProxyCpuMs: number;
   /** The probe's fixed loop on the proxy's / load tool's CPU during the window ÷ its fastest second in the run (1.2: the CPU ran 20 % slower). */
   slowdownProxyCpu: number; slowdownLoadCpu: number;
   /** TCP connections opened in the window (/proc/net/snmp, the whole network namespace: other work's too): by a connect, by an accept. A proxy that reconnects to its backend shows here. */
@@ -202,6 +204,7 @@ export function closeWindow(w: Window, pids: readonly number[], cpus: readonly [
   const ll = l ? lostIn(l.gaps, w.t0, t1) : none;
   const busy = (c1[0]!.busy - w.cpu0[0]!.busy) * 1000;
   const othersOnProxyCpuMs = Math.max(0, busy - (proxy.user + proxy.sys) * 1000);
+  const idleProxyCpuMs = (c1[0]!.idle - w.cpu0[0]!.idle) * 1000;
   const stealMs = (c1[0]!.steal - w.cpu0[0]!.steal + c1[1]!.steal - w.cpu0[1]!.steal) * 1000;
   const slowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1) : Number.NaN;
   const slowdownLoadCpu = l ? slowdownIn(l.speeds, w.t0, t1) : Number.NaN;
@@ -212,5 +215,5 @@ export function closeWindow(w: Window, pids: readonly number[], cpus: readonly [
   if (othersOnProxyCpuMs > DISTURBED_SHARE * windowMs) reasons.push(`other work on CPU ${cpus[0]} ${pct(othersOnProxyCpuMs)}`);
   if (ll.ms > DISTURBED_SHARE * windowMs || ll.lateShare > DISTURBED_SHARE) reasons.push(`CPU ${cpus[1]} (load tool, backend) not running the guest: ${pct(ll.ms)} of the time, ${(100 * ll.lateShare).toFixed(1)} % of wake-ups late`);
   if (stealMs > DISTURBED_SHARE * windowMs) reasons.push(`steal ${pct(stealMs)}`);
-  return { fromMs: w.t0, windowMs, proxy, lostProxyCpuMs: lp.ms, lostProxyCpuMaxMs: lp.maxMs, lostProxyCpuCount: lp.count, lostLoadCpuMs: ll.ms, lateShareProxyCpu: lp.lateShare, lateShareLoadCpu: ll.lateShare, othersOnProxyCpuMs, stealMs, slowdownProxyCpu, slowdownLoadCpu, tcpActiveOpens: tcp.active - w.tcp0.active, tcpPassiveOpens: tcp.passive - w.tcp0.passive, reasons };
+  return { fromMs: w.t0, windowMs, proxy, lostProxyCpuMs: lp.ms, lostProxyCpuMaxMs: lp.maxMs, lostProxyCpuCount: lp.count, lostLoadCpuMs: ll.ms, lateShareProxyCpu: lp.lateShare, lateShareLoadCpu: ll.lateShare, othersOnProxyCpuMs, stealMs, idleProxyCpuMs, slowdownProxyCpu, slowdownLoadCpu, tcpActiveOpens: tcp.active - w.tcp0.active, tcpPassiveOpens: tcp.passive - w.tcp0.passive, reasons };
 }
