@@ -9,16 +9,21 @@
  * sleeps to absolute deadlines PERIOD_US apart on CLOCK_MONOTONIC. A wakeup later than
  * THRESHOLD_US means the CPU did not run the guest (or ran it with interrupts off) for that
  * long: it prints `<wall-clock µs since the epoch at wake-up> <lateness µs>` and flushes.
- * At each wake-up it also times a fixed loop of arithmetic (no memory traffic, ~10 µs): a
+ * At each wake-up it also times a fixed loop of arithmetic (no memory traffic, ~5 µs): a
  * host that runs the vCPU slower (a busy sibling hyperthread, a lower clock) makes it
- * longer without taking the CPU away. Once a second it prints `s <wall-clock µs> <median
- * loop ns> <loops>`. Runs until killed. Built and started by bench/waypoint/steal.ts.
+ * longer without taking the CPU away; and at every fourth one, 32 dependent loads at random
+ * over 32 MiB (the caches and memory the host shares with its other guests) and 8 system
+ * calls (getppid: on this PVM guest every system call goes through the host). Once a second
+ * it prints `s <wall-clock µs> <median loop ns> <loops> <median loads ns> <median calls ns>`.
+ * Runs until killed. Built and started by bench/waypoint/steal.ts.
  */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static long long ns(const struct timespec *t) { return (long long)t->tv_sec * 1000000000LL + t->tv_nsec; }
 
@@ -36,6 +41,44 @@ static long long timed_loop(void) {
   return ns(&b) - ns(&a);
 }
 
+#define CHASE_BYTES (32u << 20)
+#define LINE 64
+#define LOADS 32
+#define CALLS 8
+static size_t *chase;
+static size_t at;
+
+/* A random cycle through every cache line of the buffer: each load's address is the one before's value. */
+static void chase_init(void) {
+  size_t n = CHASE_BYTES / LINE, stride = LINE / sizeof(size_t);
+  chase = malloc(CHASE_BYTES);
+  size_t *order = malloc(n * sizeof(size_t));
+  if (!chase || !order) { perror("steal-probe: malloc"); exit(1); }
+  for (size_t i = 0; i < n; i++) order[i] = i;
+  srand(42);
+  for (size_t i = n - 1; i > 0; i--) { size_t j = (size_t)rand() % (i + 1), t = order[i]; order[i] = order[j]; order[j] = t; }
+  for (size_t i = 0; i < n; i++) chase[order[i] * stride] = order[(i + 1) % n] * stride;
+  free(order);
+}
+
+static long long timed_loads(void) {
+  struct timespec a, b;
+  size_t p = at;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < LOADS; i++) p = chase[p];
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  at = p;
+  return ns(&b) - ns(&a);
+}
+
+static long long timed_calls(void) {
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < CALLS; i++) syscall(SYS_getppid);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  return ns(&b) - ns(&a);
+}
+
 static int cmp(const void *a, const void *b) { long long x = *(const long long *)a, y = *(const long long *)b; return x < y ? -1 : x > y; }
 
 int main(int argc, char **argv) {
@@ -48,11 +91,12 @@ int main(int argc, char **argv) {
   if (sched_setaffinity(0, sizeof set, &set) != 0) { perror("steal-probe: sched_setaffinity"); return 1; }
   struct sched_param sp = { .sched_priority = 50 };
   if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) { perror("steal-probe: SCHED_FIFO"); return 1; }
+  chase_init();
   printf("ready %d\n", cpu);
   fflush(stdout);
   struct timespec next, now, wall;
-  long long loops[1024];
-  int nloops = 0;
+  long long loops[1024], loads[1024], calls[1024];
+  int nloops = 0, nloads = 0;
   long long per_second = 1000000000LL / period > 1024 ? 1024 : 1000000000LL / period;
   clock_gettime(CLOCK_MONOTONIC, &next);
   for (;;) {
@@ -69,12 +113,15 @@ int main(int argc, char **argv) {
     }
     if (late > period) next = now; /* missed deadlines: start again from now */
     loops[nloops++] = timed_loop();
+    if (nloops % 4 == 0) { loads[nloads] = timed_loads(); calls[nloads++] = timed_calls(); }
     if (nloops >= per_second) {
       qsort(loops, nloops, sizeof loops[0], cmp);
+      qsort(loads, nloads, sizeof loads[0], cmp);
+      qsort(calls, nloads, sizeof calls[0], cmp);
       clock_gettime(CLOCK_REALTIME, &wall);
-      printf("s %lld %lld %d\n", ns(&wall) / 1000, loops[nloops / 2], nloops);
+      printf("s %lld %lld %d %lld %lld\n", ns(&wall) / 1000, loops[nloops / 2], nloops, nloads ? loads[nloads / 2] : -1, nloads ? calls[nloads / 2] : -1);
       fflush(stdout);
-      nloops = 0;
+      nloops = nloads = 0;
     }
   }
 }

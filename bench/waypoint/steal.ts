@@ -28,8 +28,13 @@ export const PROBE_THRESHOLD_US = 250;
 /** A late wake-up: when it woke (µs since the epoch) and how late (µs): the CPU ran no guest code (or ran with preemption off) for about that long before it. */
 export interface Gap { atUs: number; lateUs: number }
 
-/** Once a second: the median time (ns) of the probe's fixed loop (the CPU's speed as the guest sees it: higher is slower). */
-export interface Speed { atUs: number; loopNs: number }
+/**
+ * Once a second, medians (ns) of the probe's timed work: its arithmetic loop (the CPU's speed
+ * as the guest sees it), its random loads over 32 MiB (caches and memory shared with the host's
+ * other guests) and its system calls (each one through the host on this PVM guest); higher
+ * is slower.
+ */
+export interface Speed { atUs: number; loopNs: number; loadsNs: number; callsNs: number }
 
 export interface StealProbe { cpu: number; gaps: Gap[]; speeds: Speed[]; stop(): void }
 
@@ -57,8 +62,8 @@ export function startStealProbe(bin: string, cpu: number): Promise<StealProbe> {
           continue;
         }
         if (line.startsWith('s ')) {
-          const [, at, loop] = line.split(' ').map(Number);
-          if (Number.isFinite(at) && Number.isFinite(loop)) speeds.push({ atUs: at!, loopNs: loop! });
+          const [, at, loop, , loads, calls] = line.split(' ').map(Number);
+          if (Number.isFinite(at) && Number.isFinite(loop)) speeds.push({ atUs: at!, loopNs: loop!, loadsNs: loads ?? Number.NaN, callsNs: calls ?? Number.NaN });
           continue;
         }
         const [at, late] = line.split(' ').map(Number);
@@ -90,12 +95,12 @@ export function lostIn(gaps: readonly Gap[], fromMs: number, toMs: number, perio
   return { ms: us / 1000, maxMs: max / 1000, count, lateShare: toMs > fromMs ? late / (((toMs - fromMs) * 1000) / periodUs) : Number.NaN };
 }
 
-/** The probe's loop on a CPU in [fromMs, toMs] ÷ its fastest second so far (1: as fast as the CPU has been in this run; NaN: no sample). */
-export function slowdownIn(speeds: readonly Speed[], fromMs: number, toMs: number): number {
-  const inside = speeds.filter((s) => s.atUs >= fromMs * 1000 && s.atUs <= toMs * 1000).map((s) => s.loopNs).sort((a, b) => a - b);
-  if (inside.length === 0 || speeds.length === 0) return Number.NaN;
-  const fastest = Math.min(...speeds.map((s) => s.loopNs));
-  return inside[Math.floor(inside.length / 2)]! / fastest;
+/** One of the probe's timings on a CPU in [fromMs, toMs] (median) ÷ its fastest second so far (1: as fast as the CPU has been in this run; NaN: no sample). */
+export function slowdownIn(speeds: readonly Speed[], fromMs: number, toMs: number, what: 'loopNs' | 'loadsNs' | 'callsNs' = 'loopNs'): number {
+  const all = speeds.map((s) => s[what]).filter((x) => x > 0);
+  const inside = speeds.filter((s) => s.atUs >= fromMs * 1000 && s.atUs <= toMs * 1000 && s[what] > 0).map((s) => s[what]).sort((a, b) => a - b);
+  if (inside.length === 0 || all.length === 0) return Number.NaN;
+  return inside[Math.floor(inside.length / 2)]! / Math.min(...all);
 }
 
 /** One CPU's times from /proc/stat (seconds): busy (user, nice, system, irq, softirq), idle (with iowait), steal. */
@@ -153,10 +158,14 @@ export interface Disturbance {
   lateShareProxyCpu: number; lateShareLoadCpu: number;
   /** Busy time on the proxy's CPU not spent by the proxy (other tasks, interrupts; ms), and the kernel's steal on both CPUs (ms). */
   othersOnProxyCpuMs: number; stealMs: number;
+  /** The processes that used the most CPU in the window, on either CPU (the load tool and the backend among them), the proxy excluded. */
+  top: { name: string; ms: number }[];
   /** Idle time on the proxy's CPU (ms): a proxy that was the bottleneck leaves none; idle time in a throughput run means it waited for the load tool or the backend (their CPU lost time, or they were slow). */
   idleProxyCpuMs: number;
   /** The probe's fixed loop on the proxy's / load tool's CPU during the window ÷ its fastest second in the run (1.2: the CPU ran 20 % slower). */
   slowdownProxyCpu: number; slowdownLoadCpu: number;
+  /** The same for the probe's random loads and its system calls on the proxy's CPU. */
+  loadsSlowdownProxyCpu: number; callsSlowdownProxyCpu: number;
   /** TCP connections opened in the window (/proc/net/snmp, the whole network namespace: other work's too): by a connect, by an accept. A proxy that reconnects to its backend shows here. */
   tcpActiveOpens: number; tcpPassiveOpens: number;
   /** Why the window counts as disturbed (empty: not disturbed). */
@@ -167,6 +176,8 @@ export interface Disturbance {
 export const DISTURBED_SHARE = 0.03;
 /** ... or when the probe's loop ran this much slower there than in the CPU's fastest second of the run. */
 export const SLOW_CPU = 1.1;
+/** ... or its loads over 32 MiB or its system calls this much slower (both move more with the bench's own load than the loop). */
+export const SLOW_MEMORY = 1.25;
 
 /** When a process started (wall clock, ms since the epoch, to 10 ms): /proc/PID/stat's start time after boot, and /proc/stat's btime. */
 export function processStartMs(pid: number): number {
@@ -183,17 +194,45 @@ export function tcpOpens(snmp = readFileSync('/proc/net/snmp', 'utf8')): { activ
   return { active: values[names.indexOf('ActiveOpens')] ?? Number.NaN, passive: values[names.indexOf('PassiveOpens')] ?? Number.NaN };
 }
 
-export interface Window { t0: number; proxy0: ProcTimes; cpu0: CpuTimes[]; tcp0: { active: number; passive: number } }
+/** Every process's CPU time (user + system, ms) and name, by PID. */
+export function allProcesses(): Map<number, { name: string; ms: number }> {
+  const out = new Map<number, { name: string; ms: number }>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(d), { name, ms: (Number(f[11]) + Number(f[12])) * 10 });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** The processes that used the most CPU between two allProcesses() readings (on any CPU; a process born in between counts whole), the proxy's excluded. */
+export function topOthers(a: ReadonlyMap<number, { name: string; ms: number }>, b: ReadonlyMap<number, { name: string; ms: number }>, exclude: readonly number[], n = 3): { name: string; ms: number }[] {
+  const used: { name: string; ms: number }[] = [];
+  for (const [pid, p] of b) {
+    if (exclude.includes(pid)) continue;
+    const ms = p.ms - (a.get(pid)?.ms ?? 0);
+    if (ms > 0) used.push({ name: p.name, ms });
+  }
+  return used.sort((x, y) => y.ms - x.ms).slice(0, n);
+}
+
+export interface Window { t0: number; proxy0: ProcTimes; cpu0: CpuTimes[]; tcp0: { active: number; passive: number }; all0: Map<number, { name: string; ms: number }> }
 
 export function openWindow(pids: readonly number[], cpus: readonly number[]): Window {
+  const all0 = allProcesses();
   const stat = readFileSync('/proc/stat', 'utf8');
-  return { t0: Date.now(), proxy0: procTimes(pids), cpu0: cpus.map((c) => cpuTimes(c, stat)), tcp0: tcpOpens() };
+  return { t0: Date.now(), proxy0: procTimes(pids), cpu0: cpus.map((c) => cpuTimes(c, stat)), tcp0: tcpOpens(), all0 };
 }
 
 /** Closes a window: `cpus` as given to openWindow, [proxy CPU, load CPU]; `probes` by CPU. */
 export function closeWindow(w: Window, pids: readonly number[], cpus: readonly [number, number], probes: ReadonlyMap<number, StealProbe>): Disturbance {
   const t1 = Date.now();
   const tcp = tcpOpens();
+  const top = topOthers(w.all0, allProcesses(), pids);
   const stat = readFileSync('/proc/stat', 'utf8');
   const proxy = procDelta(w.proxy0, procTimes(pids));
   const c1 = cpus.map((c) => cpuTimes(c, stat));
@@ -208,12 +247,16 @@ export function closeWindow(w: Window, pids: readonly number[], cpus: readonly [
   const stealMs = (c1[0]!.steal - w.cpu0[0]!.steal + c1[1]!.steal - w.cpu0[1]!.steal) * 1000;
   const slowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1) : Number.NaN;
   const slowdownLoadCpu = l ? slowdownIn(l.speeds, w.t0, t1) : Number.NaN;
+  const loadsSlowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1, 'loadsNs') : Number.NaN;
+  const callsSlowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1, 'callsNs') : Number.NaN;
   const reasons: string[] = [];
   const pct = (ms: number): string => `${((100 * ms) / windowMs).toFixed(1)} %`;
   if (lp.ms > DISTURBED_SHARE * windowMs || lp.lateShare > DISTURBED_SHARE) reasons.push(`CPU ${cpus[0]} not running the guest: ${pct(lp.ms)} of the time in ${lp.count} gaps (longest ${lp.maxMs.toFixed(1)} ms), ${(100 * lp.lateShare).toFixed(1)} % of the probe's wake-ups late`);
   if (slowdownProxyCpu > SLOW_CPU) reasons.push(`CPU ${cpus[0]} ${((slowdownProxyCpu - 1) * 100).toFixed(0)} % slower than its fastest second`);
+  if (loadsSlowdownProxyCpu > SLOW_MEMORY) reasons.push(`memory loads on CPU ${cpus[0]} ${((loadsSlowdownProxyCpu - 1) * 100).toFixed(0)} % slower than in its fastest second`);
+  if (callsSlowdownProxyCpu > SLOW_MEMORY) reasons.push(`system calls on CPU ${cpus[0]} ${((callsSlowdownProxyCpu - 1) * 100).toFixed(0)} % slower than in its fastest second`);
   if (othersOnProxyCpuMs > DISTURBED_SHARE * windowMs) reasons.push(`other work on CPU ${cpus[0]} ${pct(othersOnProxyCpuMs)}`);
   if (ll.ms > DISTURBED_SHARE * windowMs || ll.lateShare > DISTURBED_SHARE) reasons.push(`CPU ${cpus[1]} (load tool, backend) not running the guest: ${pct(ll.ms)} of the time, ${(100 * ll.lateShare).toFixed(1)} % of wake-ups late`);
   if (stealMs > DISTURBED_SHARE * windowMs) reasons.push(`steal ${pct(stealMs)}`);
-  return { fromMs: w.t0, windowMs, proxy, lostProxyCpuMs: lp.ms, lostProxyCpuMaxMs: lp.maxMs, lostProxyCpuCount: lp.count, lostLoadCpuMs: ll.ms, lateShareProxyCpu: lp.lateShare, lateShareLoadCpu: ll.lateShare, othersOnProxyCpuMs, stealMs, idleProxyCpuMs, slowdownProxyCpu, slowdownLoadCpu, tcpActiveOpens: tcp.active - w.tcp0.active, tcpPassiveOpens: tcp.passive - w.tcp0.passive, reasons };
+  return { fromMs: w.t0, windowMs, proxy, lostProxyCpuMs: lp.ms, lostProxyCpuMaxMs: lp.maxMs, lostProxyCpuCount: lp.count, lostLoadCpuMs: ll.ms, lateShareProxyCpu: lp.lateShare, lateShareLoadCpu: ll.lateShare, othersOnProxyCpuMs, stealMs, top, idleProxyCpuMs, slowdownProxyCpu, slowdownLoadCpu, loadsSlowdownProxyCpu, callsSlowdownProxyCpu, tcpActiveOpens: tcp.active - w.tcp0.active, tcpPassiveOpens: tcp.passive - w.tcp0.passive, reasons };
 }

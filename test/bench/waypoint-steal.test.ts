@@ -5,11 +5,11 @@
  * CPU's slowdown from the probe's loop, and /proc/stat and /proc/net/snmp as read. The
  * probe itself is built with the machine's cc and run (root: SCHED_FIFO).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { buildStealProbe, cpuTimes, lostIn, procTimes, slowdownIn, startStealProbe, tcpOpens } from '../../bench/waypoint/steal.js';
+import { allProcesses, buildStealProbe, cpuTimes, lostIn, procTimes, slowdownIn, startStealProbe, tcpOpens, topOthers } from '../../bench/waypoint/steal.js';
 
 it('counts the part of each late wake-up inside the window, not what lies outside', () => {
   // Woke at 10.050 s, 30 ms late: the gap was 10.020-10.050. Window 10.000-10.040: 20 ms of it.
@@ -21,8 +21,12 @@ it('counts the part of each late wake-up inside the window, not what lies outsid
 });
 
 it("gives the CPU's slowdown in a window as the loop's median there over its fastest second", () => {
-  const speeds = [{ atUs: 1_000_000, loopNs: 4000 }, { atUs: 2_000_000, loopNs: 6000 }, { atUs: 3_000_000, loopNs: 5000 }, { atUs: 4_000_000, loopNs: 6000 }];
+  const speeds = [{ atUs: 1_000_000, loopNs: 4000, loadsNs: 20_000, callsNs: 10_000 }, { atUs: 2_000_000, loopNs: 6000, loadsNs: 30_000, callsNs: -1 },
+    { atUs: 3_000_000, loopNs: 5000, loadsNs: 40_000, callsNs: 12_000 }, { atUs: 4_000_000, loopNs: 6000, loadsNs: 40_000, callsNs: 15_000 }];
   expect(slowdownIn(speeds, 1500, 4500)).toBe(1.5);
+  expect(slowdownIn(speeds, 1500, 4500, 'loadsNs')).toBe(2);
+  // A second with no sample of a kind (-1) counts neither inside the window nor as the fastest.
+  expect(slowdownIn(speeds, 1500, 4500, 'callsNs')).toBe(1.5);
   expect(slowdownIn(speeds, 900, 1100)).toBe(1);
   expect(slowdownIn(speeds, 5000, 6000)).toBeNaN();
 });
@@ -50,6 +54,14 @@ it("reads this process's CPU and scheduler time from /proc, every thread's run t
   expect(procTimes([2 ** 22 + 1])).toEqual({ user: 0, sys: 0, runMs: 0, waitMs: 0, voluntary: 0, involuntary: 0 });
 });
 
+it('names the processes that used the most CPU in a window, the proxy left out, a process born in it counted whole', () => {
+  const a = new Map([[1, { name: 'tsc', ms: 1000 }], [2, { name: 'node', ms: 500 }], [3, { name: 'nginx', ms: 10 }]]);
+  const b = new Map([[1, { name: 'tsc', ms: 1900 }], [2, { name: 'node', ms: 2500 }], [3, { name: 'nginx', ms: 410 }], [4, { name: 'wrk', ms: 600 }]]);
+  expect(topOthers(a, b, [2])).toEqual([{ name: 'tsc', ms: 900 }, { name: 'wrk', ms: 600 }, { name: 'nginx', ms: 400 }]);
+  expect(topOthers(a, b, [2], 1)).toEqual([{ name: 'tsc', ms: 900 }]);
+  expect(allProcesses().get(process.pid)?.name).toBe(readFileSync('/proc/self/comm', 'utf8').trim());
+});
+
 it('builds and runs the probe: ready at SCHED_FIFO on the CPU, a speed sample each second', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kw-steal-probe-'));
   try {
@@ -59,6 +71,8 @@ it('builds and runs the probe: ready at SCHED_FIFO on the CPU, a speed sample ea
       while (probe.speeds.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(probe.speeds.length).toBeGreaterThan(0);
       expect(probe.speeds[0]!.loopNs).toBeGreaterThan(0);
+      expect(probe.speeds[0]!.loadsNs).toBeGreaterThan(0);
+      expect(probe.speeds[0]!.callsNs).toBeGreaterThan(0);
       expect(Math.abs(probe.speeds[0]!.atUs / 1000 - Date.now())).toBeLessThan(5000);
       for (const g of probe.gaps) expect(g.lateUs).toBeGreaterThan(250);
     } finally {
