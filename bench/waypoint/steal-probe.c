@@ -13,8 +13,10 @@
  * host that runs the vCPU slower (a busy sibling hyperthread, a lower clock) makes it
  * longer without taking the CPU away; and at every fourth one, 32 dependent loads at random
  * over 32 MiB (the caches and memory the host shares with its other guests) and 8 system
- * calls (getppid: on this PVM guest every system call goes through the host). Once a second
- * it prints `s <wall-clock µs> <median loop ns> <loops> <median loads ns> <median calls ns>`.
+ * calls (getppid: on this PVM guest every system call goes through the host), and the loop's
+ * multiplies in 8 independent chains (throughput-bound: slowed by a busy sibling hyperthread,
+ * which the dependent chain hardly feels). Once a second it prints `s <wall-clock µs> <median
+ * loop ns> <loops> <median loads ns> <median calls ns> <median wide loop ns>`.
  * Runs until killed. Built and started by bench/waypoint/steal.ts.
  */
 #define _GNU_SOURCE
@@ -79,6 +81,25 @@ static long long timed_calls(void) {
   return ns(&b) - ns(&a);
 }
 
+/*
+ * The same multiplies in 8 independent chains: bound by how many the core issues per cycle,
+ * not by their latency, so a sibling hyperthread busy on the host (another guest's work on
+ * the same core) slows it where it hardly slows the dependent chain above.
+ */
+static long long timed_wide(void) {
+  struct timespec a, b;
+  unsigned long long x0 = sink | 1, x1 = x0 + 2, x2 = x0 + 4, x3 = x0 + 6, x4 = x0 + 8, x5 = x0 + 10, x6 = x0 + 12, x7 = x0 + 14;
+  const unsigned long long m = 6364136223846793005ULL, c = 1442695040888963407ULL;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < LOOP / 2; i++) {
+    x0 = x0 * m + c; x1 = x1 * m + c; x2 = x2 * m + c; x3 = x3 * m + c;
+    x4 = x4 * m + c; x5 = x5 * m + c; x6 = x6 * m + c; x7 = x7 * m + c;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  sink = x0 ^ x1 ^ x2 ^ x3 ^ x4 ^ x5 ^ x6 ^ x7;
+  return ns(&b) - ns(&a);
+}
+
 static int cmp(const void *a, const void *b) { long long x = *(const long long *)a, y = *(const long long *)b; return x < y ? -1 : x > y; }
 
 int main(int argc, char **argv) {
@@ -95,7 +116,7 @@ int main(int argc, char **argv) {
   printf("ready %d\n", cpu);
   fflush(stdout);
   struct timespec next, now, wall;
-  long long loops[1024], loads[1024], calls[1024];
+  long long loops[1024], loads[1024], calls[1024], wides[1024];
   int nloops = 0, nloads = 0;
   long long per_second = 1000000000LL / period > 1024 ? 1024 : 1000000000LL / period;
   clock_gettime(CLOCK_MONOTONIC, &next);
@@ -113,13 +134,14 @@ int main(int argc, char **argv) {
     }
     if (late > period) next = now; /* missed deadlines: start again from now */
     loops[nloops++] = timed_loop();
-    if (nloops % 4 == 0) { loads[nloads] = timed_loads(); calls[nloads++] = timed_calls(); }
+    if (nloops % 4 == 0) { loads[nloads] = timed_loads(); calls[nloads] = timed_calls(); wides[nloads++] = timed_wide(); }
     if (nloops >= per_second) {
       qsort(loops, nloops, sizeof loops[0], cmp);
       qsort(loads, nloads, sizeof loads[0], cmp);
       qsort(calls, nloads, sizeof calls[0], cmp);
+      qsort(wides, nloads, sizeof wides[0], cmp);
       clock_gettime(CLOCK_REALTIME, &wall);
-      printf("s %lld %lld %d %lld %lld\n", ns(&wall) / 1000, loops[nloops / 2], nloops, nloads ? loads[nloads / 2] : -1, nloads ? calls[nloads / 2] : -1);
+      printf("s %lld %lld %d %lld %lld %lld\n", ns(&wall) / 1000, loops[nloops / 2], nloops, nloads ? loads[nloads / 2] : -1, nloads ? calls[nloads / 2] : -1, nloads ? wides[nloads / 2] : -1);
       fflush(stdout);
       nloops = nloads = 0;
     }

@@ -34,7 +34,7 @@ export interface Gap { atUs: number; lateUs: number }
  * other guests) and its system calls (each one through the host on this PVM guest); higher
  * is slower.
  */
-export interface Speed { atUs: number; loopNs: number; loadsNs: number; callsNs: number }
+export interface Speed { atUs: number; loopNs: number; loadsNs: number; callsNs: number; wideNs: number }
 
 export interface StealProbe { cpu: number; gaps: Gap[]; speeds: Speed[]; stop(): void }
 
@@ -62,8 +62,8 @@ export function startStealProbe(bin: string, cpu: number): Promise<StealProbe> {
           continue;
         }
         if (line.startsWith('s ')) {
-          const [, at, loop, , loads, calls] = line.split(' ').map(Number);
-          if (Number.isFinite(at) && Number.isFinite(loop)) speeds.push({ atUs: at!, loopNs: loop!, loadsNs: loads ?? Number.NaN, callsNs: calls ?? Number.NaN });
+          const [, at, loop, , loads, calls, wide] = line.split(' ').map(Number);
+          if (Number.isFinite(at) && Number.isFinite(loop)) speeds.push({ atUs: at!, loopNs: loop!, loadsNs: loads ?? Number.NaN, callsNs: calls ?? Number.NaN, wideNs: wide ?? Number.NaN });
           continue;
         }
         const [at, late] = line.split(' ').map(Number);
@@ -96,7 +96,7 @@ export function lostIn(gaps: readonly Gap[], fromMs: number, toMs: number, perio
 }
 
 /** One of the probe's timings on a CPU in [fromMs, toMs] (median) ÷ its fastest second so far (1: as fast as the CPU has been in this run; NaN: no sample). */
-export function slowdownIn(speeds: readonly Speed[], fromMs: number, toMs: number, what: 'loopNs' | 'loadsNs' | 'callsNs' = 'loopNs'): number {
+export function slowdownIn(speeds: readonly Speed[], fromMs: number, toMs: number, what: 'loopNs' | 'loadsNs' | 'callsNs' | 'wideNs' = 'loopNs'): number {
   const all = speeds.map((s) => s[what]).filter((x) => x > 0);
   const inside = speeds.filter((s) => s.atUs >= fromMs * 1000 && s.atUs <= toMs * 1000 && s[what] > 0).map((s) => s[what]).sort((a, b) => a - b);
   if (inside.length === 0 || all.length === 0) return Number.NaN;
@@ -164,8 +164,8 @@ export interface Disturbance {
   idleProxyCpuMs: number;
   /** The probe's fixed loop on the proxy's / load tool's CPU during the window ÷ its fastest second in the run (1.2: the CPU ran 20 % slower). */
   slowdownProxyCpu: number; slowdownLoadCpu: number;
-  /** The same for the probe's random loads and its system calls on the proxy's CPU. */
-  loadsSlowdownProxyCpu: number; callsSlowdownProxyCpu: number;
+  /** The same for the probe's random loads, its system calls and its wide (throughput-bound) loop on the proxy's CPU. */
+  loadsSlowdownProxyCpu: number; callsSlowdownProxyCpu: number; wideSlowdownProxyCpu: number;
   /** TCP connections opened in the window (/proc/net/snmp, the whole network namespace: other work's too): by a connect, by an accept. A proxy that reconnects to its backend shows here. */
   tcpActiveOpens: number; tcpPassiveOpens: number;
   /** Why the window counts as disturbed (empty: not disturbed). */
@@ -249,14 +249,16 @@ export function closeWindow(w: Window, pids: readonly number[], cpus: readonly [
   const slowdownLoadCpu = l ? slowdownIn(l.speeds, w.t0, t1) : Number.NaN;
   const loadsSlowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1, 'loadsNs') : Number.NaN;
   const callsSlowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1, 'callsNs') : Number.NaN;
+  const wideSlowdownProxyCpu = p ? slowdownIn(p.speeds, w.t0, t1, 'wideNs') : Number.NaN;
   const reasons: string[] = [];
   const pct = (ms: number): string => `${((100 * ms) / windowMs).toFixed(1)} %`;
   if (lp.ms > DISTURBED_SHARE * windowMs || lp.lateShare > DISTURBED_SHARE) reasons.push(`CPU ${cpus[0]} not running the guest: ${pct(lp.ms)} of the time in ${lp.count} gaps (longest ${lp.maxMs.toFixed(1)} ms), ${(100 * lp.lateShare).toFixed(1)} % of the probe's wake-ups late`);
   if (slowdownProxyCpu > SLOW_CPU) reasons.push(`CPU ${cpus[0]} ${((slowdownProxyCpu - 1) * 100).toFixed(0)} % slower than its fastest second`);
+  if (wideSlowdownProxyCpu > SLOW_CPU) reasons.push(`CPU ${cpus[0]}'s wide loop ${((wideSlowdownProxyCpu - 1) * 100).toFixed(0)} % slower than its fastest second (a busy sibling hyperthread?)`);
   if (loadsSlowdownProxyCpu > SLOW_MEMORY) reasons.push(`memory loads on CPU ${cpus[0]} ${((loadsSlowdownProxyCpu - 1) * 100).toFixed(0)} % slower than in its fastest second`);
   if (callsSlowdownProxyCpu > SLOW_MEMORY) reasons.push(`system calls on CPU ${cpus[0]} ${((callsSlowdownProxyCpu - 1) * 100).toFixed(0)} % slower than in its fastest second`);
   if (othersOnProxyCpuMs > DISTURBED_SHARE * windowMs) reasons.push(`other work on CPU ${cpus[0]} ${pct(othersOnProxyCpuMs)}`);
   if (ll.ms > DISTURBED_SHARE * windowMs || ll.lateShare > DISTURBED_SHARE) reasons.push(`CPU ${cpus[1]} (load tool, backend) not running the guest: ${pct(ll.ms)} of the time, ${(100 * ll.lateShare).toFixed(1)} % of wake-ups late`);
   if (stealMs > DISTURBED_SHARE * windowMs) reasons.push(`steal ${pct(stealMs)}`);
-  return { fromMs: w.t0, windowMs, proxy, lostProxyCpuMs: lp.ms, lostProxyCpuMaxMs: lp.maxMs, lostProxyCpuCount: lp.count, lostLoadCpuMs: ll.ms, lateShareProxyCpu: lp.lateShare, lateShareLoadCpu: ll.lateShare, othersOnProxyCpuMs, stealMs, top, idleProxyCpuMs, slowdownProxyCpu, slowdownLoadCpu, loadsSlowdownProxyCpu, callsSlowdownProxyCpu, tcpActiveOpens: tcp.active - w.tcp0.active, tcpPassiveOpens: tcp.passive - w.tcp0.passive, reasons };
+  return { fromMs: w.t0, windowMs, proxy, lostProxyCpuMs: lp.ms, lostProxyCpuMaxMs: lp.maxMs, lostProxyCpuCount: lp.count, lostLoadCpuMs: ll.ms, lateShareProxyCpu: lp.lateShare, lateShareLoadCpu: ll.lateShare, othersOnProxyCpuMs, stealMs, top, idleProxyCpuMs, slowdownProxyCpu, slowdownLoadCpu, loadsSlowdownProxyCpu, callsSlowdownProxyCpu, wideSlowdownProxyCpu, tcpActiveOpens: tcp.active - w.tcp0.active, tcpPassiveOpens: tcp.passive - w.tcp0.passive, reasons };
 }

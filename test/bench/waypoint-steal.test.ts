@@ -21,8 +21,8 @@ it('counts the part of each late wake-up inside the window, not what lies outsid
 });
 
 it("gives the CPU's slowdown in a window as the loop's median there over its fastest second", () => {
-  const speeds = [{ atUs: 1_000_000, loopNs: 4000, loadsNs: 20_000, callsNs: 10_000 }, { atUs: 2_000_000, loopNs: 6000, loadsNs: 30_000, callsNs: -1 },
-    { atUs: 3_000_000, loopNs: 5000, loadsNs: 40_000, callsNs: 12_000 }, { atUs: 4_000_000, loopNs: 6000, loadsNs: 40_000, callsNs: 15_000 }];
+  const speeds = [{ atUs: 1_000_000, loopNs: 4000, loadsNs: 20_000, callsNs: 10_000, wideNs: 1 }, { atUs: 2_000_000, loopNs: 6000, loadsNs: 30_000, callsNs: -1, wideNs: 1 },
+    { atUs: 3_000_000, loopNs: 5000, loadsNs: 40_000, callsNs: 12_000, wideNs: 1 }, { atUs: 4_000_000, loopNs: 6000, loadsNs: 40_000, callsNs: 15_000, wideNs: 1 }];
   expect(slowdownIn(speeds, 1500, 4500)).toBe(1.5);
   expect(slowdownIn(speeds, 1500, 4500, 'loadsNs')).toBe(2);
   // A second with no sample of a kind (-1) counts neither inside the window nor as the fastest.
@@ -73,6 +73,7 @@ it('builds and runs the probe: ready at SCHED_FIFO on the CPU, a speed sample ea
       expect(probe.speeds[0]!.loopNs).toBeGreaterThan(0);
       expect(probe.speeds[0]!.loadsNs).toBeGreaterThan(0);
       expect(probe.speeds[0]!.callsNs).toBeGreaterThan(0);
+      expect(probe.speeds[0]!.wideNs).toBeGreaterThan(0);
       expect(Math.abs(probe.speeds[0]!.atUs / 1000 - Date.now())).toBeLessThan(5000);
       for (const g of probe.gaps) expect(g.lateUs).toBeGreaterThan(250);
     } finally {
