@@ -23,7 +23,8 @@
  *              snapshotMs: sockmap, policy, Services, waypoints), p50/p99/max and the sum.
  * --ab ROOT measures, at the end, the API agent of another build (a project root with its dist/, e.g. a copy of
  * main's) and this one's in turns, --ab-runs times each, against the same API server: memory and the REST PUT →
- * map latency, for A/B pairs free of the populate's minutes.
+ * map latency, for A/B pairs free of the populate's minutes. --ab-node-options FLAGS runs the other agent with these
+ * NODE_OPTIONS instead (--ab with this project's own root: an A/B of node flags).
  * --skip-baseline leaves out the manifest directory (baseline) runs; --baseline-only runs only them
  * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
@@ -64,6 +65,8 @@ const { values } = parseArgs({
     ab: { type: 'string' },
     /** How many turns of each with --ab. */
     'ab-runs': { type: 'string', default: '2' },
+    /** With --ab: the other build's agent gets these NODE_OPTIONS instead of this one's (A/B of node flags: --ab this build's own root). */
+    'ab-node-options': { type: 'string' },
   },
 });
 const SERVICES = Number(values.services);
@@ -218,8 +221,8 @@ async function heapOf(port: number): Promise<Record<string, number>> {
  * e.g. a NODE_EXTRA_CA_CERTS (this machine sets one) makes node:tls load that CA bundle at
  * import, ~1 MiB of RSS the DaemonSet's agent does not have (docs/kubernetes-api.md).
  */
-function agentEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_NAME: NODE, NODE_OPTIONS: nodeOptions, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1' };
+function agentEnv(options = nodeOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_NAME: NODE, NODE_OPTIONS: options, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1' };
   for (const [k, v] of Object.entries(process.env)) if (/^(KERNWAY|KW)_/.test(k)) env[k] = v;
   return env;
 }
@@ -289,10 +292,10 @@ async function main(): Promise<void> {
     }
 
     // The agent as a process, as on a node: first with an empty manifest directory (its fixed cost), then on the API.
-    const startAgent = async (source: string[], root = projectRoot()): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
+    const startAgent = async (source: string[], root = projectRoot(), options = nodeOptions): Promise<{ child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number }> => {
       const child = spawn(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'agent', ...source, '--node-name', NODE,
         '--cgroup', lab.cgroupPath, '--bpffs', bpffs, '--admin-socket', join(dir, 'admin.sock'), '--metrics-address', '127.0.0.1:0', '--service-cidr', '10.96.0.0/16'],
-      { stdio: ['ignore', 'inherit', 'pipe'], env: agentEnv() });
+      { stdio: ['ignore', 'inherit', 'pipe'], env: agentEnv(options) });
       agent = child;
       const r: { child: ChildProcess; synced?: { ms: number; objects: number }; metricsPort: number } = { child, metricsPort: 0 };
       await new Promise<void>((resolve, reject) => {
@@ -416,10 +419,11 @@ async function main(): Promise<void> {
       for (let i = 0; i < Number(values['ab-runs']); i++) {
         for (const [build, root] of [['other', values.ab], ['this', projectRoot()]] as const) {
           const t1 = performance.now();
-          const a = await startAgent(['--kubeconfig', cluster.kubeconfig], root);
+          const options = build === 'other' && values['ab-node-options'] !== undefined ? values['ab-node-options'] : nodeOptions;
+          const a = await startAgent(['--kubeconfig', cluster.kubeconfig], root, options);
           const sync = { listedMs: a.synced?.ms, toRunningMs: Math.round(performance.now() - t1), agentCpuS: cpuOf(a.child.pid!) };
           await new Promise((r) => setTimeout(r, 10_000));
-          out('memory', { source: 'Kubernetes API', build, root, run: i + 1, ...sync, apiConnections: connectionsTo(a.child.pid!, cluster.apiPort), ...(await memoryOf(a.child.pid!, a.metricsPort)) });
+          out('memory', { source: 'Kubernetes API', build, root, nodeOptions: options, run: i + 1, ...sync, apiConnections: connectionsTo(a.child.pid!, cluster.apiPort), ...(await memoryOf(a.child.pid!, a.metricsPort)) });
           if (CHANGES > 0) {
             const m = openPinnedMaps(bpffs);
             const lat = await restLatency(m, 10 + 2 * i + (build === 'this' ? 1 : 0)).finally(() => { for (const x of Object.values(m)) x.close?.(); });

@@ -12,7 +12,7 @@ import type { Command } from './command.js';
 
 export type { Command } from './command.js';
 
-const commands: Record<string, () => Promise<Command>> = {
+const commands: Record<string, (argv: readonly string[]) => Promise<Command>> = {
   version: async () => ({
     summary: 'print the kernway version',
     usage: 'kernway version',
@@ -20,8 +20,12 @@ const commands: Record<string, () => Promise<Command>> = {
   }),
   // One line per subcommand module; each module exports `command: Command`.
   probe: async () => (await import('./probe.js')).command,
-  // The agent's V8 tiers are set before its modules load (common/heap.ts leaveOutTurbofan).
-  agent: async () => { (await import('../common/heap.js')).leaveOutTurbofan(); return (await import('./agent.js')).command; },
+  // The agent's V8 tiers are set before its modules load, the built-ins it uses loaded before that
+  // (common/heap.ts leaveOutTurbofan, cli/agent-builtins.ts).
+  agent: async (argv) => {
+    (await import('../common/heap.js')).leaveOutTurbofan((await import('./agent-builtins.js')).agentBuiltins(argv));
+    return (await import('./agent.js')).command;
+  },
   uninstall: async () => (await import('./uninstall.js')).command,
   services: async () => (await import('./services.js')).command,
   demo: async () => (await import('./demo.js')).command,
@@ -36,7 +40,7 @@ const commands: Record<string, () => Promise<Command>> = {
 async function help(): Promise<void> {
   const lines = ['usage: kernway <command> [options]', '', 'commands:'];
   for (const [name, load] of Object.entries(commands)) {
-    const c = await load();
+    const c = await load([]);
     lines.push(`  ${name.padEnd(12)} ${c.summary}`);
   }
   lines.push('', "Run 'kernway <command> --help' for a command's options.");
@@ -71,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`kernway: unknown command '${name}'. Run 'kernway --help' for the list.`);
     return 2;
   }
-  const cmd = await load();
+  const cmd = await load(rest);
   if (rest.includes('--help') || rest.includes('-h')) {
     console.log(`usage: ${cmd.usage}\n\n${cmd.summary}`);
     return 0;

@@ -61,3 +61,42 @@ describe("the agent's fixed cost", () => {
     expect(loaded.filter((f) => f.startsWith('agent/cluster/') || f.startsWith('sources/kube-'))).toEqual([]);
   });
 });
+
+describe("the built-ins the agent takes before its V8 flags change (cli/agent-builtins.ts)", () => {
+  const url = (f: string): string => JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', f)).href);
+  /** A child process that imports the agent's command, with TurboFan left out first (after `preload` built-ins): node's own counts. */
+  const run = (preload: string): { loaded: string[]; withoutCache: string[] } => {
+    const script = `
+      const { leaveOutTurbofan } = await import(${url('common/heap.js')});
+      leaveOutTurbofan(${preload});
+      await import(${url('cli/agent.js')});
+      await import(${url('sources/kube-config.js')});
+      const { createRequire } = await import('node:module');
+      const { internalBinding } = createRequire(import.meta.url)('internal/test/binding');
+      console.log(JSON.stringify({ loaded: process.moduleLoadList, withoutCache: [...internalBinding('builtins').getCacheUsage().compiledWithoutCache] }));`;
+    return JSON.parse(execFileSync(process.execPath, ['--no-warnings', '--expose-internals', '--input-type=module', '-e', script], { encoding: 'utf8' })) as
+      { loaded: string[]; withoutCache: string[] };
+  };
+
+  it('are modules its command (and on the API path, its source) loads anyway, each compiled from node\'s code cache', async () => {
+    const { agentBuiltins } = await import('../../cli/agent-builtins.js');
+    const standalone = agentBuiltins(['--standalone', '/srv/manifests']);
+    const api = agentBuiltins(['--kubeconfig', '/k']);
+    expect(agentBuiltins(['--standalone=/srv/manifests'])).toEqual(standalone);
+    expect(api.filter((m) => !standalone.includes(m))).toEqual(['node:tls', 'node:http2']);
+
+    // Without the preload: every one of them is loaded by the module graph (and node:http2 by the
+    // API source's connection, which takes it when it connects), compiled from source after the flag.
+    const after = run('[]');
+    const names = (l: readonly string[]): string[] => l.map((m) => m.slice('node:'.length));
+    for (const m of names(standalone)) expect(after.loaded, m).toContain(`NativeModule ${m}`);
+    expect(after.loaded).toContain('NativeModule tls');
+    expect(after.withoutCache).toContain('http');
+    expect(after.withoutCache).toContain('tls');
+
+    // With it: none of them is compiled without the cache.
+    const before = run(JSON.stringify(api));
+    expect(names(api).filter((m) => before.withoutCache.includes(m))).toEqual([]);
+    expect(before.loaded).toContain('NativeModule http2');
+  });
+});
