@@ -214,21 +214,27 @@ async function heapOf(port: number): Promise<Record<string, number>> {
   return { heapUsedMiB: v(/^nodejs_heap_size_used_bytes (\S+)$/m), heapTotalMiB: v(/^nodejs_heap_size_total_bytes (\S+)$/m), externalMiB: v(/^nodejs_external_memory_bytes (\S+)$/m) };
 }
 
+/** deploy/daemonset.yaml's value of one of the agent container's environment variables. */
+function daemonSetEnv(name: string): string | undefined {
+  const text = readFileSync(join(projectRoot(), 'deploy', 'daemonset.yaml'), 'utf8');
+  return new RegExp(`- name: ${name}\\n\\s+value: "?([^"\\n]*)"?`).exec(text)?.[1];
+}
+
 /**
  * The agent's environment as deploy/daemonset.yaml gives it, not the caller's shell: PATH, HOME,
- * NODE_NAME, one malloc arena (MALLOC_ARENA_MAX=1, unless the caller sets another value), the
- * bench's NODE_OPTIONS, and the caller's KERNWAY_* and KW_* settings. Nothing else of the shell's:
+ * NODE_NAME, one malloc arena (the DaemonSet's MALLOC_ARENA_MAX, unless the caller sets another value), the
+ * DaemonSet's NODE_OPTIONS and the bench's, and the caller's KERNWAY_* and KW_* settings. Nothing else of the shell's:
  * e.g. a NODE_EXTRA_CA_CERTS (this machine sets one) makes node:tls load that CA bundle at
  * import, ~1 MiB of RSS the DaemonSet's agent does not have (docs/kubernetes-api.md).
  */
 function agentEnv(options = nodeOptions): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_NAME: NODE, NODE_OPTIONS: options, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1' };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_NAME: NODE, NODE_OPTIONS: options, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? daemonSetEnv('MALLOC_ARENA_MAX') ?? '1' };
   for (const [k, v] of Object.entries(process.env)) if (/^(KERNWAY|KW)_/.test(k)) env[k] = v;
   return env;
 }
 
 const SNAPSHOTS = values['heap-snapshot'];
-const nodeOptions = [values['agent-node-options'], ...(SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOTS}`] : [])].join(' ').trim();
+const nodeOptions = [daemonSetEnv('NODE_OPTIONS') ?? '', values['agent-node-options'], ...(SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOTS}`] : [])].join(' ').trim();
 
 /** With --heap-snapshot: the agent writes a heap snapshot (Node.js's signal handler); waits until the file is complete. */
 async function heapSnapshot(child: ChildProcess, label: string): Promise<void> {

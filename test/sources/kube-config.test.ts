@@ -4,8 +4,8 @@
  * without a server) is KW_KUBE_CONFIG naming what was tried. And the agent's options: one
  * source, --standalone DIR or the API.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
 import type https from 'node:https';
@@ -342,6 +342,62 @@ describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () 
     } finally {
       Object.assign(H2_HEALTH, health);
       await srv.close();
+    }
+  });
+});
+
+describe("KubeClient under the DaemonSet's NODE_OPTIONS (deploy/daemonset.yaml: --use-openssl-ca)", () => {
+  it("trusts the kubeconfig's CA and no other; only a kubeconfig without a CA is checked against OpenSSL's system store", async () => {
+    const pki = join(dir, 'pki-openssl');
+    const other = join(dir, 'pki-openssl-other');
+    const store = join(dir, 'openssl-system-store');
+    for (const d of [pki, other, store]) mkdirSync(d, { recursive: true });
+    await Promise.all([pki, other].map((d) => makePki(d, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }])));
+    // The "system" store (OpenSSL's hashed directory, SSL_CERT_DIR) holds the other CA.
+    copyFileSync(join(other, 'ca.crt'), join(store, 'ca.crt'));
+    execFileSync('openssl', ['rehash', store]);
+    const srv = await h2Server(pki);
+    const otherSrv = await h2Server(other);
+    try {
+      const b64 = (d: string): string => readFileSync(join(d, 'ca.crt')).toString('base64');
+      // The client certificate of the server's own PKI (each server checks it), the CA as given.
+      const config = (name: string, server: string, port: number, ca: string | undefined): string => {
+        const f = join(dir, `openssl-${name}.kubeconfig`);
+        writeKubeconfig(server, 'agent', `https://127.0.0.1:${port}`, f);
+        const text = readFileSync(f, 'utf8').replace(/^ {4}certificate-authority-data: .*\n/m, ca === undefined ? '' : `    certificate-authority-data: ${ca}\n`);
+        writeFileSync(f, text);
+        return f;
+      };
+      const cases = {
+        own: config('own', pki, srv.relayPort, b64(pki)), // the server's CA: trusted
+        another: config('another', pki, srv.relayPort, b64(other)), // another CA (the system store's too): not this server's
+        storeServer: config('store-server', other, otherSrv.relayPort, b64(pki)), // a server of the system store's CA, the kubeconfig's CA another: refused
+        none: config('none', other, otherSrv.relayPort, undefined), // no CA: the system store's, which holds the server's
+      };
+      const script = `
+        const { KubeClient, loadKubeConfig } = await import(${JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', 'sources', 'kube-config.js')).href)});
+        const out = {};
+        for (const [k, f] of Object.entries(${JSON.stringify(cases)})) {
+          try { out[k] = (await new KubeClient(loadKubeConfig(f)).get('/api/v1', undefined, 10000)).method; } catch (e) { out[k] = String(e.code ?? '') + ' ' + String(e.message); }
+        }
+        console.log(JSON.stringify(out));
+        process.exit(0);`;
+      // The agent's environment in a pod: no SSL_CERT_FILE or NODE_EXTRA_CA_CERTS, the DaemonSet's NODE_OPTIONS.
+      const daemonSet = readFileSync(join(projectRoot(), 'deploy', 'daemonset.yaml'), 'utf8');
+      const nodeOptions = /- name: NODE_OPTIONS\n\s+value: "([^"]*)"/.exec(daemonSet)?.[1];
+      expect(nodeOptions).toContain('--use-openssl-ca');
+      const env = { PATH: process.env.PATH, HOME: process.env.HOME, SSL_CERT_DIR: store, NODE_OPTIONS: nodeOptions };
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env }, (err, out) => (err ? reject(err) : resolve(out)));
+      });
+      const r = JSON.parse(stdout) as Record<keyof typeof cases, string>;
+      expect(r.own).toBe('GET');
+      expect(r.another).toMatch(/certificate|CERT/i);
+      expect(r.storeServer).toMatch(/certificate|CERT/i);
+      expect(r.none).toBe('GET');
+    } finally {
+      await srv.close();
+      await otherSrv.close();
     }
   });
 });
