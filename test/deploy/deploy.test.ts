@@ -87,7 +87,7 @@ describe('deploy/ on the lab cluster', () => {
     });
     for (const p of pods) expect(containerLog(cluster, p.spec.nodeName!, p.metadata.name, 'agent', 'kernway-system')).toMatch(/in-cluster/);
     // The manifest's environment reaches the agent process (one malloc arena: docs/deploy.md).
-    for (const p of pods) expect(environOf(pidOf(p))).toMatchObject({ MALLOC_ARENA_MAX: '1', NODE_OPTIONS: '--use-openssl-ca --max-semi-space-size=1', NODE_NAME: p.spec.nodeName });
+    for (const p of pods) expect(environOf(pidOf(p))).toMatchObject({ MALLOC_ARENA_MAX: '1', NODE_OPTIONS: '--use-openssl-ca', NODE_NAME: p.spec.nodeName });
     const lease = await waitFor('an agent holding the Lease', () => cluster.api.find<{ spec: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/kernway-system/leases/kernway-agent'), 30_000, 200);
     expect(['node-1', 'node-2']).toContain(lease.spec.holderIdentity);
     const ds = await cluster.api.get<{ spec: { updateStrategy: unknown }; status: { desiredNumberScheduled: number } }>('/apis/apps/v1/namespaces/kernway-system/daemonsets/kernway-agent');
