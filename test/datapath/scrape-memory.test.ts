@@ -1,6 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { ScrapeMemory } from '../../agent/datapath/memory.js';
+import { metricsTextOf, pooledBuffers } from '../../common/metrics-text.js';
 
 /** ~20 MiB of objects that live long enough to be promoted to V8's old generation, then are dropped. */
 function growOldGeneration(): void {
@@ -36,5 +37,14 @@ describe('ScrapeMemory: what a /metrics scrape leaves in the agent', () => {
     m.settled();
     growOldGeneration();
     expect(m.afterScrape()).toBe('trimmed');
+  });
+
+  it("frees the /metrics text's pooled chunk buffers after each scrape, compacted or trimmed", async () => {
+    const m = new ScrapeMemory(256 << 20);
+    m.settled();
+    await metricsTextOf(function* (w) { for (let i = 0; i < 5_000; i++) { w.text(`kw_row{i="${i}"} `); w.value(i); w.text('\n'); yield; } });
+    expect(pooledBuffers()).toBeGreaterThan(0);
+    expect(m.afterScrape()).toBe('trimmed');
+    expect(pooledBuffers()).toBe(0);
   });
 });
