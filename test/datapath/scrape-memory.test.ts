@@ -1,6 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { ScrapeMemory } from '../../agent/datapath/memory.js';
+import { compactHeap } from '../../common/heap.js';
 import { metricsTextOf, pooledBuffers } from '../../common/metrics-text.js';
 
 /** ~20 MiB of objects that live long enough to be promoted to V8's old generation, then are dropped. */
@@ -19,6 +20,9 @@ describe('ScrapeMemory: what a /metrics scrape leaves in the agent', () => {
   });
 
   it('compacts when the committed heap grew past the threshold since the last compaction, and measures from there', () => {
+    // The previous case's dropped objects compacted away first: otherwise their free pages can
+    // hold this case's growth and the committed heap need not grow.
+    compactHeap();
     const m = new ScrapeMemory(4 << 20);
     m.settled();
     const before = getHeapStatistics().total_heap_size;
