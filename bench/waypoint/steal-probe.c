@@ -17,12 +17,15 @@
  * multiplies in 8 independent chains (throughput-bound: slowed by a busy sibling hyperthread,
  * which the dependent chain hardly feels). Once a second it prints `s <wall-clock µs> <median
  * loop ns> <loops> <median loads ns> <median calls ns> <median wide loop ns>`.
- * Runs until killed. Built and started by bench/waypoint/steal.ts.
+ * Runs until killed, or until the process that started it ends (a bench that crashed does
+ * not leave a SCHED_FIFO task behind). Built and started by bench/waypoint/steal.ts.
  */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +107,8 @@ static int cmp(const void *a, const void *b) { long long x = *(const long long *
 
 int main(int argc, char **argv) {
   if (argc != 4) { fprintf(stderr, "usage: steal-probe CPU PERIOD_US THRESHOLD_US\n"); return 2; }
+  /* Ends with its parent; and if the parent was already gone (adopted by init), at once. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1) return 1;
   int cpu = atoi(argv[1]);
   long long period = atoll(argv[2]) * 1000LL, threshold = atoll(argv[3]) * 1000LL;
   cpu_set_t set;

@@ -5,6 +5,7 @@
  * CPU's slowdown from the probe's loop, and /proc/stat and /proc/net/snmp as read. The
  * probe itself is built with the machine's cc and run (root: SCHED_FIFO).
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +81,27 @@ it('builds and runs the probe: ready at SCHED_FIFO on the CPU, a speed sample ea
       probe.stop();
     }
     await expect(startStealProbe(join(dir, 'steal-probe'), 4096)).rejects.toThrow(/CPU 4096/);
+    // A bench that dies leaves no SCHED_FIFO probe behind: the probe ends with its parent,
+    // even with its output going nowhere (no broken pipe to end it).
+    const parent = spawn('sh', ['-c', '"$0" 0 4000 250 > /dev/null & echo $!; exec sleep 30', join(dir, 'steal-probe')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const probePid = await new Promise<number>((resolve, reject) => {
+      parent.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+      parent.once('error', reject);
+    });
+    // Running, and not a zombie (its parent, the shell, has not reaped it yet when it ends).
+    const alive = (pid: number): boolean => {
+      try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z'; } catch { return false; }
+    };
+    try {
+      expect(alive(probePid)).toBe(true);
+      parent.kill('SIGKILL');
+      const deadline = Date.now() + 5000;
+      while (alive(probePid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(alive(probePid)).toBe(false);
+    } finally {
+      parent.kill('SIGKILL');
+      if (alive(probePid)) process.kill(probePid, 'SIGKILL');
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
