@@ -7,6 +7,19 @@
 import { expect, it } from 'vitest';
 import { HeadMemo } from '../../waypoint/proxy/h1-head.js';
 
+/** Runs `body` with Buffer's latin1Write counted (a head written from strings calls it once; a copy, never). */
+function withLatin1Writes(body: (writes: () => number) => void): void {
+  const proto = Object.getPrototypeOf(Buffer.alloc(1)) as { latin1Write: (...a: unknown[]) => number };
+  const orig = proto.latin1Write;
+  let n = 0;
+  proto.latin1Write = function (this: Buffer, ...a: unknown[]): number { n++; return orig.apply(this, a); };
+  try {
+    body(() => n);
+  } finally {
+    proto.latin1Write = orig;
+  }
+}
+
 function requestText(method: string, path: string, h: string[], extra = ''): string {
   let s = `${method} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < h.length; i += 2) s += `${h[i]}: ${h[i + 1]}\r\n`;
@@ -113,37 +126,25 @@ it('a head with only the headers kept after the changing ones were left out is w
 it('a value that changes now and then (Date) stays kept: the heads between its changes are copies, written without a string', () => {
   const memo = new HeadMemo(false);
   const line = 'HTTP/1.1 200 OK\r\n';
-  const proto = Object.getPrototypeOf(Buffer.alloc(1)) as { latin1Write: (...a: unknown[]) => number };
-  const orig = proto.latin1Write;
-  let writes = 0;
-  proto.latin1Write = function (this: Buffer, ...a: unknown[]): number { writes++; return orig.apply(this, a); };
-  try {
+  withLatin1Writes((writes) => {
     for (let second = 0; second < 4; second++) {
       const h = ['Server', 's', 'Date', `second ${second}`, 'Content-Length', '2'];
-      const before = writes;
+      const before = writes();
       for (let i = 0; i < 5; i++) expect(memo.head(line, '', h.map((x) => x.split('').join('')), 'C: k\r\n').toString('latin1')).toBe(`${line}Server: s\r\nDate: second ${second}\r\nContent-Length: 2\r\nC: k\r\n\r\n`);
-      expect(writes - before, `second ${second}`).toBe(1); // the head with the new Date; the four after it are copies
+      expect(writes() - before, `second ${second}`).toBe(1); // the head with the new Date; the four after it are copies
     }
-  } finally {
-    proto.latin1Write = orig;
-  }
+  });
 });
 
 it('headers left out after changing twice in a row by chance (Dates around a second\'s turn, from responses made on either side of it) are kept again', () => {
   const memo = new HeadMemo(false);
   const line = 'HTTP/1.1 200 OK\r\n';
-  const proto = Object.getPrototypeOf(Buffer.alloc(1)) as { latin1Write: (...a: unknown[]) => number };
-  const orig = proto.latin1Write;
-  let writes = 0;
-  proto.latin1Write = function (this: Buffer, ...a: unknown[]): number { writes++; return orig.apply(this, a); };
-  try {
+  withLatin1Writes((writes) => {
     const head = (date: string): Buffer => memo.head(line, '', ['Server', 's', 'Date', date, 'Content-Length', '2'], 'C: k\r\n');
     for (const d of ['second 1', 'second 2', 'second 1', 'second 2', 'second 1', 'second 2']) expect(head(d).toString('latin1')).toContain(`Date: ${d}\r\n`);
     for (let i = 0; i < 100; i++) expect(head('second 2').toString('latin1')).toBe(`${line}Server: s\r\nDate: second 2\r\nContent-Length: 2\r\nC: k\r\n\r\n`);
-    const before = writes;
+    const before = writes();
     for (let i = 0; i < 20; i++) head('second 2');
-    expect(writes - before).toBe(0);
-  } finally {
-    proto.latin1Write = orig;
-  }
+    expect(writes() - before).toBe(0);
+  });
 });
