@@ -159,18 +159,6 @@ async function h2load(o: LoadOptions, dir: string, url: string, connections: num
   return parseH2load(r.out, readFileSync(log, 'utf8'));
 }
 
-/** CPU time (user + system, seconds) of processes so far. */
-function cpuSeconds(pids: readonly number[]): number {
-  let t = 0;
-  for (const pid of pids) {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      t += (Number(f[11]) + Number(f[12])) / 100;
-    } catch { /* gone */ }
-  }
-  return t;
-}
-
 /** nginx's worker processes (children of the master). */
 function childrenOf(pid: number): number[] {
   try {
@@ -213,14 +201,14 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string, pr
     const pids = t.pids();
     const g0 = await gcNow(t.metrics);
     const w = openWindow(pids, [o.proxyCpu, o.loadCpu]);
-    const c0 = cpuSeconds(pids);
     const sample = await f();
-    const c1 = cpuSeconds(pids);
     const disturbance = closeWindow(w, pids, [o.proxyCpu, o.loadCpu], probes);
     const g1 = await gcNow(t.metrics);
     const requests = sample.rps! * o.seconds;
-    const gc = g0 && g1 && requests > 0 && c1 > c0 ? { cpuShare: (g1.seconds - g0.seconds) / (c1 - c0), minorPer100: (100 * (g1.minor - g0.minor)) / requests, minor: g1.minor - g0.minor, major: g1.major - g0.major, pauseMs: (g1.seconds - g0.seconds) * 1000, newSpaceBytes: g1.newSpace } : undefined;
-    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? ((c1 - c0) * 1e6) / requests : Number.NaN, gc, disturbance });
+    // The proxy's user + system time over the window (the window's own /proc reads around the tool's run).
+    const cpu = disturbance.proxy.user + disturbance.proxy.sys;
+    const gc = g0 && g1 && requests > 0 && cpu > 0 ? { cpuShare: (g1.seconds - g0.seconds) / cpu, minorPer100: (100 * (g1.minor - g0.minor)) / requests, minor: g1.minor - g0.minor, major: g1.major - g0.major, pauseMs: (g1.seconds - g0.seconds) * 1000, newSpaceBytes: g1.newSpace } : undefined;
+    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? (cpu * 1e6) / requests : Number.NaN, gc, disturbance });
   };
   if (!o.h2Only || t.h2 === undefined) {
     await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
