@@ -7,11 +7,11 @@
  * expire (410 Gone: the API server runs without a watch cache and compacts etcd every 2 s)
  * relist without a flush.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../common/log.js';
+import pino from 'pino';
 import { projectRoot } from '../../common/version.js';
 import { Lab, type Pod } from '../../lab/index.js';
 import { Cluster } from '../../lab/cluster/index.js';
@@ -32,12 +32,27 @@ let client: Client;
 let agent: Agent;
 let root: string;
 
+/** The agent's debug log (a file in `root`): a failed wait shows its tail. */
+let agentLog: string;
+
+/** What the agent says about the API and its objects, and the tail of its log: a failed wait's explanation. */
+function explain(): string {
+  let tail = '';
+  try { tail = readFileSync(agentLog, 'utf8').trim().split('\n').slice(-80).join('\n'); } catch { /* no log yet */ }
+  let state: string;
+  try {
+    const st = agent.status();
+    state = JSON.stringify({ api: st.api, lastReconcile: st.lastReconcile, problems: st.problems.map((p) => `${p.code} ${p.object ?? ''}: ${p.message}`), frontends: agent.services().map((s) => `${s.frontend} ${s.backends.length}`) });
+  } catch (e) { state = `status: ${String(e)}`; }
+  return `\nagent: ${state}\nagent log (last 80 lines):\n${tail}`;
+}
+
 async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${explain()}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -70,6 +85,7 @@ beforeAll(async () => {
   await Promise.all(pods.map((p) => startEcho(lab, p, p.name, 8080, 5353)));
   client = new Client(lab, c);
   root = mkdtempSync(join(tmpdir(), 'kernway-kube-agent-'));
+  agentLog = join(root, 'agent.log');
   await kubectl(['apply', '-f', '-'], [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kernway-system' } }]);
   await kubectl(['apply', '-f', '-'], [
     service('web', '10.96.0.50'), slice('web-1', 'web', pods),
@@ -94,7 +110,7 @@ describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
       kubeconfig: cluster.kubeconfig, nodeName: NODE, cgroup: lab.cgroupPath, bpffs: join(lab.bpffsDir, 'agent'),
       adminSocket: join(root, 'admin.sock'), metricsAddress: '127.0.0.1:0',
       kubeTuning: { watchTimeoutSeconds: 4, missingRetryMs: 300, backoff: { initialMs: 100, maxMs: 1000 } },
-    }), createLogger('test-agent', 'silent'));
+    }), pino({ name: 'test-agent', level: 'debug' }, pino.destination({ dest: agentLog, sync: true })));
     // As `kernway agent --kubeconfig` does: a candidate for the status writer's Lease (alone: it leads).
     agent.enableClusterDuties(clusterStatusOf);
     await agent.start();
