@@ -537,7 +537,10 @@ export class KubeClient {
     signal?.addEventListener('abort', abort, { once: true });
     const timer = setTimeout(() => ctl.abort(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
     try {
-      return await fn(ctl.signal);
+      // The deadline holds whatever `fn` waits for: an abort rejects here even if `fn` never settles.
+      return await Promise.race([fn(ctl.signal), new Promise<never>((_, reject) => {
+        ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason instanceof Error ? ctl.signal.reason : new Error(`${what}: aborted`)), { once: true });
+      })]);
     } catch (e) {
       if (ctl.signal.aborted && ctl.signal.reason instanceof Error) throw ctl.signal.reason;
       throw e;
@@ -563,6 +566,12 @@ function sendH2(conns: ApiConnections, session: ClientHttp2Session, method: stri
     // The server's END_STREAM ends it with no RST_STREAM code; a cut connection with CANCEL.
     stream.once('end', () => { answer.complete = !stream.rstCode; });
     stream.once('response', (head) => resolve({ status: Number(head[':status']), body: answer }));
+    // A stream waiting for its head when the connection is cut (the API server killed or
+    // restarted) or the session destroyed only closes: no 'error', no 'response', and an
+    // abort afterwards does nothing. Without this the request would wait forever (a
+    // reflector's list, a Lease renewal: the agent stopped following the API, and stopping
+    // it hung). After the head, a close is the body reader's to see.
+    stream.once('close', () => reject(new Error(`${method} ${url.pathname}: the connection to the API server was cut before the answer came`)));
     if (body) stream.end(body);
   });
 }

@@ -224,16 +224,18 @@ describe('KubeClient: connections', () => {
  * connection: nothing passes, nothing is closed) or cut.
  */
 async function h2Server(pki: string): Promise<{ server: Http2SecureServer; relayPort: number; connections: () => number; clients: string[];
-  held: Array<() => void>; freeze: () => void; cut: () => void; close: () => Promise<void> }> {
+  held: Array<() => void>; hanging: () => number; freeze: () => void; cut: () => void; close: () => Promise<void> }> {
   const read = (f: string): Buffer => readFileSync(join(pki, f));
   let connections = 0;
   const clients: string[] = [];
   const held: Array<() => void> = [];
+  let hanging = 0;
   const server = createSecureServer({ key: read('apiserver.key'), cert: read('apiserver.crt'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true, allowHTTP1: true });
   server.on('secureConnection', () => connections++);
   server.on('stream', (stream: ServerHttp2Stream, headers) => {
     clients.push(String(stream.session?.socket && (stream.session.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN));
     const path = String(headers[':path']);
+    if (path.startsWith('/hang')) { hanging++; stream.on('error', () => undefined); return; } // read, never answered
     if (path.includes('watch=1')) {
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"7"}}}\n');
@@ -268,7 +270,7 @@ async function h2Server(pki: string): Promise<{ server: Http2SecureServer; relay
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
   return {
-    server, relayPort: (relay.address() as { port: number }).port, connections: () => connections, clients, held,
+    server, relayPort: (relay.address() as { port: number }).port, connections: () => connections, clients, held, hanging: () => hanging,
     freeze: () => { frozen = true; },
     cut: () => { frozen = false; for (const [a, b] of pairs.splice(0)) { a.destroy(); b.destroy(); } },
     close: async () => {
@@ -341,6 +343,53 @@ describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () 
       expect(srv.connections()).toBe(4);
     } finally {
       Object.assign(H2_HEALTH, health);
+      await srv.close();
+    }
+  });
+});
+
+describe('KubeClient: requests waiting for an answer', () => {
+  it('fail as soon as the connection is cut (the API server killed), not at their deadline; one never answered fails at its deadline', async () => {
+    const pki = join(dir, 'pki-h2c');
+    mkdirSync(pki, { recursive: true });
+    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
+    const srv = await h2Server(pki);
+    try {
+      const f = join(dir, 'pki-h2c.kubeconfig');
+      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, f);
+      const client = new KubeClient(loadKubeConfig(f));
+      expect(await client.get('/api/v1')).toMatchObject({ method: 'GET' }); // the connection is up
+      // A list page, a Lease renewal and a watch, each sent and waiting for its head; deadlines
+      // far beyond the test's: only the cuts can end them. (An HTTP/2 stream waiting for its
+      // head when the connection goes only closes: these waited forever.)
+      const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'answered', (e: unknown) => String(e));
+      const waiting = [
+        outcome(client.get('/hang/pods?limit=200', undefined, 3_600_000)),
+        outcome(client.request('PUT', '/hang/leases/kernway-agent', { spec: {} }, 'application/json', 3_600_000)),
+        outcome(client.open('/hang/services?watch=1', new AbortController().signal)),
+      ];
+      const received = async (n: number): Promise<void> => {
+        for (let i = 0; srv.hanging() < n; i++) {
+          if (i > 1000) throw new Error(`the server received ${srv.hanging()} of ${n} requests`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      };
+      await received(3);
+      srv.cut();
+      // A request whose connection ended before the answer is sent once more on a new one
+      // (KubeClient.send: the session may have ended before it took the stream); cut again.
+      await received(6);
+      srv.cut();
+      const [list, lease, watch] = await Promise.all(waiting);
+      expect(list).toMatch(/GET \/hang\/pods: the connection to the API server was cut before the answer came/);
+      expect(lease).toMatch(/PUT \/hang\/leases\/kernway-agent: the connection to the API server was cut before the answer came/);
+      expect(watch).toMatch(/GET \/hang\/services: the connection to the API server was cut/);
+      // The next request opens a new connection.
+      expect(await client.get('/api/v1')).toMatchObject({ method: 'GET' });
+      // Never answered, never cut: its deadline.
+      await expect(client.request('PUT', '/hang/x', { spec: {} }, 'application/json', 300)).rejects.toThrow(/PUT \/hang\/x: no answer within 300 ms/);
+      await expect(client.get('/hang/y', undefined, 300)).rejects.toThrow(/GET \/hang\/y: no answer within 300 ms/);
+    } finally {
       await srv.close();
     }
   });
