@@ -668,12 +668,24 @@ export class Agent {
   }
 }
 
-/** One sample per Service, one object given again and again (the metrics writer keeps nothing of it). */
-function* perService(t: ServiceCounterTable, which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
+/**
+ * One sample per Service, one object given again and again (the metrics writer keeps nothing of
+ * it), and one iterator result too: a generator's `{ value, done }` per step is ~56 bytes of
+ * garbage each without V8's top tier (the agent), 20,000 per scrape of 10,000 Services.
+ */
+function perService(t: ServiceCounterTable, which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
   const s = { labels: { service: '' }, value: 0 };
-  for (let i = 0; i < t.size; i++) {
-    s.labels.service = t.service(i);
-    s.value = which === 'balanced' ? t.balanced(i) : t.refused(i);
-    yield s;
-  }
+  const step: IteratorResult<typeof s, undefined> = { done: false, value: s };
+  let i = 0;
+  const it: Iterator<typeof s, undefined> & Iterable<typeof s> = {
+    next: () => {
+      if (i >= t.size) return { done: true, value: undefined };
+      s.labels.service = t.service(i);
+      s.value = which === 'balanced' ? t.balanced(i) : t.refused(i);
+      i++;
+      return step;
+    },
+    [Symbol.iterator]: () => it,
+  };
+  return it;
 }

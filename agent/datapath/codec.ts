@@ -141,8 +141,17 @@ export function sumSvcStatPerCpu(b: Buffer, field: keyof SvcStats): number {
   const size = KW_SVC_STATS.size;
   const at = KW_SVC_STATS.at[field];
   let sum = 0;
-  for (let o = 0; o + size <= b.length; o += size) sum += b.readUInt32LE(o + at) + b.readUInt32LE(o + at + 4) * 0x1_0000_0000;
+  for (let o = 0; o + size <= b.length; o += size) sum += u32le(b, o + at) + u32le(b, o + at + 4) * 0x1_0000_0000;
   return sum;
+}
+
+/**
+ * b.readUInt32LE(o) without its argument checks: node checks the offset through a validator
+ * that allocates an array per call where V8's top tier is left out (the agent), ~80 bytes, and
+ * a scrape of 10,000 Services reads 40,000 of them per CPU. The caller keeps `o` in bounds.
+ */
+function u32le(b: Buffer, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16)) + b[o + 3]! * 0x100_0000;
 }
 
 // ---- struct kw_maglev_table { u32 backend[M]; } -------------------------------------
