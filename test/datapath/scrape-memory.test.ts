@@ -1,6 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { ScrapeMemory } from '../../agent/datapath/memory.js';
+import { ScrapeMemory, youngGenerationBytes } from '../../agent/datapath/memory.js';
 import { compactHeap } from '../../common/heap.js';
 import { metricsTextOf, pooledBuffers } from '../../common/metrics-text.js';
 
@@ -36,10 +36,34 @@ describe('ScrapeMemory: what a /metrics scrape leaves in the agent', () => {
     expect(m.afterScrape()).toBe('trimmed');
   });
 
-  it('only trims malloc while the heap stays within the threshold', () => {
+  it('only trims malloc while the heap stays within the threshold and the young generation at its size', () => {
+    compactHeap();
     const m = new ScrapeMemory(256 << 20);
     m.settled();
-    growOldGeneration();
+    const young = youngGenerationBytes();
+    // A few KiB: no scavenge grows anything.
+    const rows = Array.from({ length: 100 }, (_, i) => `scrape-row-${i}`);
+    expect(rows.length).toBe(100);
+    expect(youngGenerationBytes()).toBe(young);
+    expect(m.afterScrape()).toBe('trimmed');
+  });
+
+  it('compacts when the young generation grew since the last compaction, however little the old one did, and shrinks it back', () => {
+    compactHeap();
+    const m = new ScrapeMemory(256 << 20);
+    m.settled();
+    const young = youngGenerationBytes();
+    // Objects that survive a scavenge or two (kept in batches, then dropped), until V8 grows the young generation.
+    let keep: Array<{ i: number; s: string }> = [];
+    for (let i = 0; i < 5_000_000 && youngGenerationBytes() <= young; i++) {
+      keep.push({ i, s: `young-${i}` });
+      if (keep.length > 20_000) keep = [];
+    }
+    const grown = youngGenerationBytes();
+    expect(grown).toBeGreaterThan(young);
+    expect(getHeapStatistics().total_heap_size).toBeLessThan((m as unknown as { base: number }).base + (256 << 20));
+    expect(m.afterScrape()).toBe('compacted');
+    expect(youngGenerationBytes()).toBeLessThan(grown);
     expect(m.afterScrape()).toBe('trimmed');
   });
 
@@ -48,7 +72,8 @@ describe('ScrapeMemory: what a /metrics scrape leaves in the agent', () => {
     m.settled();
     await metricsTextOf(function* (w) { for (let i = 0; i < 5_000; i++) { w.text(`kw_row{i="${i}"} `); w.value(i); w.text('\n'); yield; } });
     expect(pooledBuffers()).toBeGreaterThan(0);
-    expect(m.afterScrape()).toBe('trimmed');
+    // (Compacted when the text's writing grew the young generation.)
+    expect(['compacted', 'trimmed']).toContain(m.afterScrape());
     expect(pooledBuffers()).toBe(0);
   });
 });
