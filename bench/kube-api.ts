@@ -29,12 +29,16 @@
  * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
  * after the pods line (kube-api-pods.heapsnapshot).
+ * --heap-spaces preloads bench/heap-spaces.ts in each agent and adds its V8 heap spaces (committed, resident MiB)
+ * idle and after each scrape to the memory lines (diagnostics: the preload costs some memory of its own);
+ * KW_BENCH_SMAPS=1 adds the itemised RSS growth after each scrape (smapsGrowthPerScrapeMiB), not only after the last.
  * `uptime`'s load is printed with every line: the machine is shared.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../common/version.js';
@@ -67,6 +71,8 @@ const { values } = parseArgs({
     'ab-runs': { type: 'string', default: '2' },
     /** With --ab: the other build's agent gets these NODE_OPTIONS instead of this one's (A/B of node flags: --ab this build's own root). */
     'ab-node-options': { type: 'string' },
+    /** Each agent with bench/heap-spaces.ts preloaded: its V8 heap spaces (committed, resident) idle and after each scrape (diagnostics: the preload costs memory). */
+    'heap-spaces': { type: 'boolean', default: false },
   },
 });
 const SERVICES = Number(values.services);
@@ -169,6 +175,8 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
  */
 async function memoryOf(pid: number, port: number): Promise<Record<string, unknown>> {
   const idle = rssOf(pid);
+  const heapSpaces: unknown[] = [];
+  await spacesOf(pid, heapSpaces);
   // Itemised (bench/smaps.ts) before the scrape, as the idle figures.
   const smaps = smapsMiB(pid);
   const cpu0 = cpuMsOf(pid);
@@ -178,6 +186,11 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
   await settle();
   const afterScrapeRssMiB = rssOf(pid).rssMiB;
+  // KW_BENCH_SMAPS=1: the itemised growth over the idle figures after each scrape, not only after the last.
+  const growth = (): Record<string, number> => Object.fromEntries(Object.entries(smapsMiB(pid)).map(([k, v]) => [k, +(v - (smaps[k] ?? 0)).toFixed(1)])
+    .filter(([, d]) => Math.abs(d as number) >= 0.1));
+  const smapsGrowthPerScrapeMiB = process.env.KW_BENCH_SMAPS ? [growth()] : undefined;
+  await spacesOf(pid, heapSpaces);
   // More scrapes in a row (3, or KW_BENCH_SCRAPES): what Prometheus does every 15-60 s must not grow the RSS further.
   const scrapes = Math.max(1, Number(process.env.KW_BENCH_SCRAPES ?? 3));
   const rssPerScrapeMiB = [afterScrapeRssMiB];
@@ -186,13 +199,28 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
       await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
       await settle();
       rssPerScrapeMiB.push(rssOf(pid).rssMiB);
+      smapsGrowthPerScrapeMiB?.push(growth());
+      await spacesOf(pid, heapSpaces);
     }
   }
   const scrapeCpuMs = port ? Math.round((cpuMsOf(pid) - cpu0) / scrapes) : undefined;
   // Where the scrapes' RSS went (bench/smaps.ts items that grew or shrank by 0.1 MiB or more).
   const after = smapsMiB(pid);
   const smapsGrowthMiB = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, +(v - (smaps[k] ?? 0)).toFixed(1)]).filter(([, d]) => Math.abs(d as number) >= 0.1));
-  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs, smaps, smapsGrowthMiB };
+  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs, smaps, smapsGrowthMiB,
+    ...(smapsGrowthPerScrapeMiB ? { smapsGrowthPerScrapeMiB } : {}), ...(HEAP_SPACES ? { heapSpaces } : {}) };
+}
+
+/** With --heap-spaces: the agent's V8 heap spaces now, from its preload (bench/heap-spaces.ts), appended to `into`. */
+async function spacesOf(pid: number, into: unknown[]): Promise<void> {
+  if (!HEAP_SPACES) return;
+  const file = join(HEAP_SPACES, `${pid}.jsonl`);
+  const lines = (): string[] => { try { return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean); } catch { return []; } };
+  const n = lines().length;
+  process.kill(pid, 'SIGURG');
+  for (let t = 0; t < 100 && lines().length === n; t++) await new Promise((r) => setTimeout(r, 20));
+  const l = lines();
+  if (l.length > n) into.push(JSON.parse(l[l.length - 1]!));
 }
 
 /** The process's TCP connections to a port (the API server's): one with HTTP/2, a watch's each with HTTP/1.1. */
@@ -234,7 +262,10 @@ function agentEnv(options = nodeOptions): NodeJS.ProcessEnv {
 }
 
 const SNAPSHOTS = values['heap-snapshot'];
-const nodeOptions = [daemonSetEnv('NODE_OPTIONS') ?? '', values['agent-node-options'], ...(SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOTS}`] : [])].join(' ').trim();
+/** With --heap-spaces: where the agents' preload writes (passed on as KW_BENCH_HEAP_SPACES, a KW_ setting agentEnv keeps). */
+const HEAP_SPACES = values['heap-spaces'] ? (process.env.KW_BENCH_HEAP_SPACES = mkdtempSync(join(tmpdir(), 'kernway-heap-spaces-'))) : undefined;
+const nodeOptions = [daemonSetEnv('NODE_OPTIONS') ?? '', values['agent-node-options'], ...(SNAPSHOTS ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOTS}`] : []),
+  ...(HEAP_SPACES ? [`--import=${pathToFileURL(join(projectRoot(), 'dist', 'bench', 'heap-spaces.js')).href}`] : [])].join(' ').trim();
 
 /** With --heap-snapshot: the agent writes a heap snapshot (Node.js's signal handler); waits until the file is complete. */
 async function heapSnapshot(child: ChildProcess, label: string): Promise<void> {
@@ -282,6 +313,7 @@ async function main(): Promise<void> {
     await lab.destroy();
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
+    if (HEAP_SPACES) rmSync(HEAP_SPACES, { recursive: true, force: true });
   }
 
   async function run(): Promise<void> {
