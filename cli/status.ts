@@ -60,7 +60,7 @@ export function renderStatus(st: StatusReport): string {
     ['maps adopted from pins', st.reusedMaps ? 'yes (restart)' : 'no (first start)'],
     ['last reconcile', rec ? `${rec.at} in ${rec.ms.toFixed(1)} ms${rec.error ? ` FAILED: ${rec.error}` : ''}` : 'none yet'],
     ...(st.api ? [['API server', `${st.api.server}: ${st.api.unreachableSince ? `unreachable since ${st.api.unreachableSince} (the maps keep the last state)`
-      : st.api.synced ? 'connected' : 'syncing'}`] as [string, string]] : []),
+      : st.api.synced ? 'connected' : 'syncing'}${st.api.protocol ? ` (${st.api.protocol})` : ''}`] as [string, string]] : []),
     ...(st.leader ? [['status writer', leaderLine(st.leader)] as [string, string]] : []),
   ], [{ header: 'AGENT', value: (r) => r[0] }, { header: '', value: (r) => r[1] }]));
   if (st.problems.length > 0) {

@@ -464,6 +464,12 @@ interface Answer { status: number; body: KubeBody }
  * HTTP/2 when the server offers it (ApiConnections).
  */
 export class KubeClient {
+  /**
+   * How the last request went (`kernway status`): 'HTTP/2' or 'HTTP/1.1', with JSON bodies
+   * (the only encoding asked for: no protobuf); undefined before the first request.
+   */
+  protocol: 'HTTP/2' | 'HTTP/1.1' | undefined;
+
   constructor(readonly loaded: LoadedKubeConfig) {}
 
   get server(): string {
@@ -484,6 +490,7 @@ export class KubeClient {
       try {
         session = conns && await abortable(conns.http2Session(), signal);
         if (!session) break;
+        this.protocol = 'HTTP/2';
         return await sendH2(conns!, session, method, url, headers, opts.auth, body, signal);
       } catch (e) {
         // Credentials changed meanwhile, or the session ended (GOAWAY, closed) before it took
@@ -496,6 +503,7 @@ export class KubeClient {
       }
     }
     const mod = url.protocol === 'http:' ? http : https();
+    this.protocol = 'HTTP/1.1';
     return new Promise((resolve, reject) => {
       const req = mod.request(url, { ...opts, method, ...(conns ? { agent: conns.http1Agent() } : {}), ...(signal ? { signal } : {}) },
         (res) => resolve({ status: res.statusCode ?? 0, body: res }));

@@ -87,6 +87,8 @@ export interface KubeKindStatus {
 export interface KubeSourceStatus {
   server: string;
   config: KubeConfigOrigin;
+  /** How the API is read: 'HTTP/2, JSON' or 'HTTP/1.1, JSON' (absent before the first request). */
+  protocol?: string;
   synced: boolean;
   /** Since when the API server cannot be reached (ISO time), absent while it can. */
   unreachableSince?: string;
@@ -184,6 +186,7 @@ export class KubeSource implements Source {
 
   status(): KubeSourceStatus {
     const st: KubeSourceStatus = { server: this.client.server, config: this.client.loaded.origin, synced: this.synced, kinds: this.reflectors.map((r) => r.status()) };
+    if (this.client.protocol) st.protocol = `${this.client.protocol}, JSON`;
     if (this.unreachableSince) st.unreachableSince = this.unreachableSince.toISOString();
     return st;
   }

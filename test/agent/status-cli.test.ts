@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KERNWAY_MAIN as MAIN, runKernway as kernway } from '../fixtures/cli.js';
 import { Lab } from '../../lab/index.js';
 import { serviceObject, sliceObject, writeManifest } from '../../agent/demo/manifests.js';
-import type { StatusReport } from '../../cli/status.js';
+import { renderStatus, type StatusReport } from '../../cli/status.js';
 
 let lab: Lab;
 let root: string;
@@ -90,6 +90,13 @@ describe('kernway status', () => {
     const table = await kernway(['status', '--admin-socket', socket]);
     expect(table.stdout).toContain('1 manifest problem(s)');
     expect(table.stdout).toContain('spec.ports[0].port');
+  });
+
+  it("shows how the API server is read (an API source's status: HTTP/2 or HTTP/1.1, JSON)", () => {
+    const api = { server: 'https://10.0.0.1:6443', config: 'in-cluster' as const, synced: true, kinds: [] };
+    const base = { state: 'running' as const, nodeName: 'n', cgroup: '/c', bpffs: '/b', generation: 1, frontends: 0, problems: [], reusedMaps: false };
+    expect(renderStatus({ ...base, api: { ...api, protocol: 'HTTP/2, JSON' } })).toMatch(/API server +https:\/\/10\.0\.0\.1:6443: connected \(HTTP\/2, JSON\)\n/);
+    expect(renderStatus({ ...base, api })).toMatch(/API server +https:\/\/10\.0\.0\.1:6443: connected\n/);
   });
 
   it('says which socket it tried when no agent listens', async () => {

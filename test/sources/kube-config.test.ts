@@ -201,7 +201,10 @@ describe('KubeClient: connections', () => {
       const f = join(dir, 'pki.kubeconfig');
       writeKubeconfig(pki, 'agent', `https://127.0.0.1:${(server.address() as { port: number }).port}`, f);
       const client = new KubeClient(loadKubeConfig(f));
+      expect(client.protocol).toBeUndefined();
       for (let i = 0; i < 5; i++) expect(await client.get<{ groupVersion: string }>('/api/v1')).toMatchObject({ groupVersion: 'v1' });
+      // A server without h2 (this one offers no ALPN): HTTP/1.1, as `kernway status` shows it.
+      expect(client.protocol).toBe('HTTP/1.1');
       expect(sockets.size).toBe(1);
       // Two watches at once hold a connection each; a request after them takes another.
       const watches = await Promise.all([client.open('/api/v1/services?watch=1'), client.open('/api/v1/pods?watch=1')]);
@@ -298,6 +301,7 @@ describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () 
         .toMatchObject({ method: 'PUT', body: JSON.stringify({ spec: { holderIdentity: 'n1' } }) });
       await expect(client.get('/missing')).rejects.toMatchObject({ status: 404, reason: 'NotFound' });
       expect(srv.connections()).toBe(1);
+      expect(client.protocol).toBe('HTTP/2');
       expect(new Set(srv.clients)).toEqual(new Set(['system:node:n1']));
       // A watch's events arrive as they come; a watch the server ends ends.
       const first = await new Promise<string>((r) => { watches[0]!.setEncoding('utf8'); watches[0]!.once('data', r); });
