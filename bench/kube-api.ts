@@ -31,7 +31,9 @@
  * after the pods line (kube-api-pods.heapsnapshot).
  * --heap-spaces preloads bench/heap-spaces.ts in each agent and adds its V8 heap spaces (committed, resident MiB)
  * idle and after each scrape to the memory lines (diagnostics: the preload costs some memory of its own);
- * KW_BENCH_SMAPS=1 adds the itemised RSS growth after each scrape (smapsGrowthPerScrapeMiB), not only after the last.
+ * KW_BENCH_SMAPS=1 adds the itemised RSS growth after each scrape (smapsGrowthPerScrapeMiB), not only after the last;
+ * KW_BENCH_SMAPS=mappings also the anonymous mappings whose RSS changed since the first scrape, by size and
+ * permissions (mapsDiff: V8's pages are mappings of 256 KiB, its code range one of ~510 MiB).
  * `uptime`'s load is printed with every line: the machine is shared.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -171,7 +173,8 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
  * RSS idle (no /metrics scrape yet), then V8's heap figures from a scrape of /metrics, then
  * RSS after that scrape (rendering 10,000 Services' counters leaves garbage; Prometheus
  * scrapes every 15-60 s, so both are a steady state's bounds).
- * Then two more scrapes: the RSS after three in a row, and the CPU time per scrape.
+ * Then two more scrapes: the RSS after three in a row, and the CPU time per scrape; then the
+ * RSS 10 s after the last one (nothing scraped meanwhile).
  */
 async function memoryOf(pid: number, port: number): Promise<Record<string, unknown>> {
   const idle = rssOf(pid);
@@ -190,6 +193,18 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   const growth = (): Record<string, number> => Object.fromEntries(Object.entries(smapsMiB(pid)).map(([k, v]) => [k, +(v - (smaps[k] ?? 0)).toFixed(1)])
     .filter(([, d]) => Math.abs(d as number) >= 0.1));
   const smapsGrowthPerScrapeMiB = process.env.KW_BENCH_SMAPS ? [growth()] : undefined;
+  const anonMaps = (): Map<string, number> => {
+    const m = new Map<string, number>(); let cur = '';
+    for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+      const h = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+\s*(.*)$/.exec(line);
+      if (h) { cur = h[4] ? '' : `${h[1]} ${((parseInt(h[2]!, 16) - parseInt(h[1]!, 16)) / 1024)}K ${h[3]}`; continue; }
+      const r = /^Rss:\s+(\d+)/.exec(line);
+      if (r && cur) m.set(cur, Number(r[1]));
+    }
+    return m;
+  };
+  const mapsIdle = process.env.KW_BENCH_SMAPS === 'mappings' ? anonMaps() : undefined;
+  const mapsDiff: string[][] = [];
   await spacesOf(pid, heapSpaces);
   // More scrapes in a row (3, or KW_BENCH_SCRAPES): what Prometheus does every 15-60 s must not grow the RSS further.
   const scrapes = Math.max(1, Number(process.env.KW_BENCH_SCRAPES ?? 3));
@@ -200,6 +215,15 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
       await settle();
       rssPerScrapeMiB.push(rssOf(pid).rssMiB);
       smapsGrowthPerScrapeMiB?.push(growth());
+      if (mapsIdle) {
+        const now = anonMaps(); const agg: Record<string, [number, number, number]> = {};
+        for (const k of new Set([...mapsIdle.keys(), ...now.keys()])) {
+          const x = (now.get(k) ?? 0) - (mapsIdle.get(k) ?? 0); if (x === 0) continue;
+          const cls = `${k.split(' ')[1]} ${k.split(' ')[2]}${now.has(k) ? (mapsIdle.has(k) ? '' : ' new') : ' gone'}`;
+          const a = (agg[cls] ??= [0, 0, 0]); a[0]++; if (x > 0) a[1] += x; else a[2] += x;
+        }
+        mapsDiff.push(Object.entries(agg).map(([k, [n, p, m]]) => `${k}: ${n} maps +${p}K ${m}K`));
+      }
       await spacesOf(pid, heapSpaces);
     }
   }
@@ -207,8 +231,11 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   // Where the scrapes' RSS went (bench/smaps.ts items that grew or shrank by 0.1 MiB or more).
   const after = smapsMiB(pid);
   const smapsGrowthMiB = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, +(v - (smaps[k] ?? 0)).toFixed(1)]).filter(([, d]) => Math.abs(d as number) >= 0.1));
-  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, scrapeCpuMs, smaps, smapsGrowthMiB,
-    ...(smapsGrowthPerScrapeMiB ? { smapsGrowthPerScrapeMiB } : {}), ...(HEAP_SPACES ? { heapSpaces } : {}) };
+  // And 10 s later, with no scrape meanwhile: whether what a scrape gave back stays given back (Lease renewals, timers).
+  await new Promise((r) => setTimeout(r, 10_000));
+  const rss10sAfterScrapesMiB = rssOf(pid).rssMiB;
+  return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, rss10sAfterScrapesMiB, scrapeCpuMs, smaps, smapsGrowthMiB,
+    ...(smapsGrowthPerScrapeMiB ? { smapsGrowthPerScrapeMiB } : {}), ...(HEAP_SPACES ? { heapSpaces } : {}), ...(mapsIdle ? { mapsDiff } : {}) };
 }
 
 /** With --heap-spaces: the agent's V8 heap spaces now, from its preload (bench/heap-spaces.ts), appended to `into`. */

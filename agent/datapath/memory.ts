@@ -6,7 +6,7 @@
  * malloc_trim(0) return them: measured 152 → 108 MiB idle on that model (docs/agent-model.md).
  */
 import { mallocTrim } from '../../native/index.js';
-import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { compactHeap } from '../../common/heap.js';
 import { releasePooledBuffers } from '../../common/metrics-text.js';
 
@@ -21,46 +21,48 @@ export function releaseFreedMemory(opts: { flushCode?: boolean } = {}): boolean 
 }
 
 /**
- * What a /metrics scrape leaves: malloc's freed pages (returned each time) and V8 heap pages
- * that stay committed until a memory-reducing GC, which an idle agent does not run
- * (docs/agent-model.md, "Ninth session (lead)"; docs/kubernetes-api.md, "Twelfth session"):
+ * What a /metrics scrape leaves, and what is given back after it. V8 heap pages stay resident
+ * until a memory-reducing GC, which an idle agent does not run (its memory reducer follows a
+ * full GC, and a scrape causes none): measured on the agent with 10,000 Services (bench/kube-api
+ * --heap-spaces; docs/kubernetes-api.md, "Twelfth session"), 1 s after a scrape, +1.5-2.8 MiB over
+ * the idle figure without a compaction, +0.4-0.8 with one:
  *
- * - the young generation's: V8 grows it from 1 to 2 MiB (as getHeapSpaceStatistics reports
- *   it; no further with `--semi-space-growth-factor=1`, common/heap.ts) once enough has
- *   survived its scavenges, and all of it is then resident (0.26 MiB before); only a
- *   memory-reducing GC shrinks it back (measured at 10,000 Services: +1.75 MiB of RSS after
- *   one scrape in three, those the old generation's threshold let through);
- * - the old generation's, when the committed heap grew by more than `thresholdBytes`.
+ * - the young generation: V8 grows it from 1 to 2 MiB (as getHeapSpaceStatistics reports it; no
+ *   further with `--semi-space-growth-factor=1`, common/heap.ts) once enough has survived its
+ *   scavenges, all of it then resident (0.26 MiB after a compaction); it uses its pages in turn;
+ * - the old generation's free ranges, which the idle compaction had given back to the kernel
+ *   and which promoted objects and recompiled code then write again (in no V8 figure: its
+ *   "physical" sizes count committed pages);
+ * - the scrape's own code, compiled again after the first sync's compaction flushed it
+ *   (`flushCode`): code and bytecode +0.6 MiB, which stays (the next scrape runs it).
  *
- * So after a scrape the heap is compacted (common/heap.ts compactHeap, which reduces memory)
- * when either grew since the last compaction (the first sync's, or one of these); otherwise
- * only malloc is trimmed. A scrape itself allocates little (common/metrics-text.ts,
- * agent/datapath/service-counters.ts: ~1.4 MiB at 10,000 Services), so a compaction follows the
- * scrapes after which the agent's other work (changes, Lease renewals) had grown the young
- * generation, or a large one; it costs ~40-90 ms of CPU at 10,000 Services, a few ms on a small
- * heap. Malloc's freed pages (V8's compile zones, a scrape's buffers) are returned after every scrape.
+ * No V8 figure tells the first two from noise (the committed heap moves by 0.25-0.5 MiB), and a
+ * threshold on the committed heap (the ninth session's, 1 MiB) let one scrape in three through.
+ * So once the first sync has settled, the heap is compacted after every scrape (common/heap.ts
+ * compactHeap, which reduces memory: the young generation shrunk, free ranges discarded), then
+ * malloc trimmed. A scrape itself allocates little (~1.4 MiB at 10,000 Services:
+ * common/metrics-text.ts, agent/datapath/service-counters.ts); the compaction costs ~40-90 ms of
+ * CPU at 10,000 Services and a few ms on a small heap, once per scrape (Prometheus scrapes every
+ * 15-60 s; scrapes at the same time share one).
  */
 export class ScrapeMemory {
-  private base: number | undefined;
-  private young = 0;
-  constructor(private readonly thresholdBytes = 1 << 20) {}
+  private ready = false;
 
-  /** The heap was just compacted (the first sync): later growth is measured from here. */
+  /** The first sync's compaction is done: compactions after scrapes may start. */
   settled(): void {
-    this.base = getHeapStatistics().total_heap_size;
-    this.young = youngGenerationBytes();
+    this.ready = true;
   }
 
   /**
    * After the scrapes under way are done: what was released. Nothing is compacted before
-   * `settled()`. The /metrics text's pooled chunk buffers are freed first (common/metrics-text.ts
-   * releasePooledBuffers: up to 1 MiB that malloc_trim then returns; the next scrape allocates its own).
+   * `settled()` (the first sync's own compaction comes then). The /metrics text's pooled chunk
+   * buffers are freed first (common/metrics-text.ts releasePooledBuffers: up to 1 MiB that
+   * malloc_trim then returns; the next scrape allocates its own).
    */
   afterScrape(): 'compacted' | 'trimmed' {
     releasePooledBuffers();
-    if (this.base !== undefined && (getHeapStatistics().total_heap_size > this.base + this.thresholdBytes || youngGenerationBytes() > this.young)) {
+    if (this.ready) {
       releaseFreedMemory();
-      this.settled();
       return 'compacted';
     }
     mallocTrim();
