@@ -29,6 +29,8 @@
  * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
  * after the pods line (kube-api-pods.heapsnapshot).
+ * --scrape-every MS scrapes /metrics every MS ms during the REST PUT → map changes (the agent compacts its heap after
+ * each scrape: what that does to a change that arrives meanwhile).
  * --heap-spaces preloads bench/heap-spaces.ts in each agent and adds its V8 heap spaces (committed, resident MiB)
  * idle and after each scrape to the memory lines (diagnostics: the preload costs some memory of its own);
  * KW_BENCH_SMAPS=1 adds the itemised RSS growth after each scrape (smapsGrowthPerScrapeMiB), not only after the last;
@@ -37,7 +39,7 @@
  * `uptime`'s load is printed with every line: the machine is shared.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -75,6 +77,8 @@ const { values } = parseArgs({
     'ab-node-options': { type: 'string' },
     /** Each agent with bench/heap-spaces.ts preloaded: its V8 heap spaces (committed, resident) idle and after each scrape (diagnostics: the preload costs memory). */
     'heap-spaces': { type: 'boolean', default: false },
+    /** During the REST PUT → map changes, /metrics scraped every MS ms (a scrape's compaction on the change path). */
+    'scrape-every': { type: 'string' },
   },
 });
 const SERVICES = Number(values.services);
@@ -178,6 +182,9 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB: number;
  */
 async function memoryOf(pid: number, port: number): Promise<Record<string, unknown>> {
   const idle = rssOf(pid);
+  // KW_BENCH_SMAPS=referenced: the node binary's pages the agent touches from now on (its accessed bits cleared here,
+  // counted 10 s after the last scrape): how much of its resident code and read-only data it still uses.
+  if (process.env.KW_BENCH_SMAPS === 'referenced') writeFileSync(`/proc/${pid}/clear_refs`, '1');
   const heapSpaces: unknown[] = [];
   await spacesOf(pid, heapSpaces);
   // Itemised (bench/smaps.ts) before the scrape, as the idle figures.
@@ -234,8 +241,23 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
   // And 10 s later, with no scrape meanwhile: whether what a scrape gave back stays given back (Lease renewals, timers).
   await new Promise((r) => setTimeout(r, 10_000));
   const rss10sAfterScrapesMiB = rssOf(pid).rssMiB;
+  const referenced = process.env.KW_BENCH_SMAPS === 'referenced' ? binaryReferenced(pid) : undefined;
   return { ...idle, ...heap, afterScrapeRssMiB, after3ScrapesRssMiB: rssPerScrapeMiB[2], rssPerScrapeMiB, rss10sAfterScrapesMiB, scrapeCpuMs, smaps, smapsGrowthMiB,
-    ...(smapsGrowthPerScrapeMiB ? { smapsGrowthPerScrapeMiB } : {}), ...(HEAP_SPACES ? { heapSpaces } : {}), ...(mapsIdle ? { mapsDiff } : {}) };
+    ...(smapsGrowthPerScrapeMiB ? { smapsGrowthPerScrapeMiB } : {}), ...(HEAP_SPACES ? { heapSpaces } : {}), ...(mapsIdle ? { mapsDiff } : {}), ...(referenced ? { referenced } : {}) };
+}
+
+/** The node binary's mappings: resident and referenced (accessed since clear_refs) MiB, text (r-x) and the rest. */
+function binaryReferenced(pid: number): Record<string, [number, number]> {
+  const exe = readlinkSync(`/proc/${pid}/exe`);
+  const o: Record<string, [number, number]> = {};
+  let cur: string | undefined;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const h = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (h) { cur = h[2] === exe ? (h[1]!.includes('x') ? 'text' : h[1]!.startsWith('rw') ? 'data' : 'rodata') : undefined; continue; }
+    const m = cur && /^(Rss|Referenced):\s+(\d+)/.exec(line);
+    if (m) { const e = (o[cur!] ??= [0, 0]); e[m[1] === 'Rss' ? 0 : 1] += +(Number(m[2]) / 1024).toFixed(2); }
+  }
+  return o;
 }
 
 /** With --heap-spaces: the agent's V8 heap spaces now, from its preload (bench/heap-spaces.ts), appended to `into`. */
@@ -402,7 +424,11 @@ async function main(): Promise<void> {
     await heapSnapshot(kube.child, 'kube-api');
 
     // Change → map entry: REST PUT acknowledged → new backend in the kernel (`series` picks the new addresses' /16).
-    const restLatency = async (maps: LbMaps, series: number): Promise<number[]> => {
+    // With --scrape-every MS, /metrics is scraped that often meanwhile (the agent compacts its heap after each scrape).
+    const scrapeEvery = Number(values['scrape-every'] ?? 0);
+    let scrapesDuring = 0;
+    const restLatency = async (maps: LbMaps, series: number, port: number): Promise<number[]> => {
+    const changes = async (): Promise<number[]> => {
     const rest: number[] = [];
     for (let c = 0; c < CHANGES; c++) {
       const i = (c * 7919) % SERVICES;
@@ -419,10 +445,27 @@ async function main(): Promise<void> {
     }
     return rest;
     };
+    let scraping = scrapeEvery > 0;
+    const scraper = (async () => {
+      while (scraping) {
+        await new Promise((r) => setTimeout(r, scrapeEvery));
+        if (!scraping) break;
+        await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
+        scrapesDuring++;
+      }
+    })();
+    try {
+      return await changes();
+    } finally {
+      scraping = false;
+      await scraper;
+    }
+    };
     const fromLatency = snapshots.length;
-    const rest = await restLatency(maps, 2);
+    const rest = await restLatency(maps, 2, metricsPort);
     const q = (xs: number[], p: number): number => +percentile([...xs].sort((x, y) => x - y), p).toFixed(1);
-    out('latency', { via: 'REST PUT acknowledged → map entry', changes: CHANGES, p50ms: q(rest, 50), p99ms: q(rest, 99), maxMs: q(rest, 100) });
+    out('latency', { via: 'REST PUT acknowledged → map entry', changes: CHANGES, p50ms: q(rest, 50), p99ms: q(rest, 99), maxMs: q(rest, 100),
+      ...(scrapeEvery ? { scrapeEveryMs: scrapeEvery, scrapesDuring } : {}) });
     snapshotStats(fromLatency, 'one slice change');
 
     const viaKubectl: number[] = [];
@@ -491,8 +534,10 @@ async function main(): Promise<void> {
           out('memory', { source: 'Kubernetes API', build, root, nodeOptions: options, run: i + 1, ...sync, apiConnections: connectionsTo(a.child.pid!, cluster.apiPort), ...(await memoryOf(a.child.pid!, a.metricsPort)) });
           if (CHANGES > 0) {
             const m = openPinnedMaps(bpffs);
-            const lat = await restLatency(m, 10 + 2 * i + (build === 'this' ? 1 : 0)).finally(() => { for (const x of Object.values(m)) x.close?.(); });
-            out('latency', { via: 'REST PUT acknowledged → map entry', build, run: i + 1, changes: CHANGES, p50ms: q(lat, 50), p99ms: q(lat, 99), maxMs: q(lat, 100) });
+            scrapesDuring = 0;
+            const lat = await restLatency(m, 10 + 2 * i + (build === 'this' ? 1 : 0), a.metricsPort).finally(() => { for (const x of Object.values(m)) x.close?.(); });
+            out('latency', { via: 'REST PUT acknowledged → map entry', build, run: i + 1, changes: CHANGES, p50ms: q(lat, 50), p99ms: q(lat, 99), maxMs: q(lat, 100),
+              ...(scrapeEvery ? { scrapeEveryMs: scrapeEvery, scrapesDuring } : {}) });
           }
           await stopAgent(a.child);
         }
