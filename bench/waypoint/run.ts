@@ -22,6 +22,11 @@
  * (steal-probe.c, built with cc) sees time the VM's host took, which this kernel does not
  * report as steal; a disturbed run is flagged, never dropped. --no-steal-probe runs without it.
  * --keep-scratch keeps the temp folder (the processes' logs, e.g. --node-flags '--trace-deopt').
+ * --kernel-events counts, per window, the proxy's system calls, IPIs sent, tasks woken, page faults and
+ * context switches (perf stat; bench/waypoint/kernel-events.ts); --profile records its CPU clock in every
+ * throughput window (perf record, the waypoints with --perf-basic-prof-only-functions for JS names) and
+ * splits it into kernel, node, JIT code by tier and libc. Both cost the proxies a little CPU: not for the
+ * runs whose ratios are the result, for telling a slow window from a fast one.
  *
  * Results: DIR/results.json and DIR/report.md (default .bench-out/waypoint-<time>/).
  * Not part of the test suite: it measures, it does not assert.
@@ -36,6 +41,7 @@ import { BASELINE_PROGRAMS, startBaseline } from './baselines.js';
 import { backendManifests, gatewayManifests } from './manifests.js';
 import { measureMemory, memoryNet, type MemoryResult } from './memory.js';
 import { WAYPOINT_NODE_FLAGS, runTool, startNginx, startWaypoint, waitPort, type Proc } from './procs.js';
+import { countKernelEvents, recordProfile, type KernelEvents, type ProfileSplit } from './kernel-events.js';
 import { buildStealProbe, closeWindow, openWindow, startStealProbe, type Disturbance, type Gap, type Speed, processStartMs, type StealProbe } from './steal.js';
 
 export interface LoadOptions {
@@ -60,6 +66,10 @@ export interface LoadOptions {
   h2Node?: boolean;
   /** Run bench/waypoint/steal-probe.c on both CPUs (default: yes) to see time the VM's host took. */
   stealProbe?: boolean;
+  /** Count the proxy's kernel events in every window (perf stat: bench/waypoint/kernel-events.ts). */
+  kernelEvents?: boolean;
+  /** Profile the proxy's CPU clock in every throughput window (perf record). */
+  profile?: boolean;
 }
 
 type ProxyName = 'waypoint' | 'waypoint-node-http' | 'waypoint-h2-node' | 'waypoint-policy' | 'waypoint-before' | 'nginx' | 'node-hello' | 'node-proxy-http-request' | 'node-proxy-raw-sockets';
@@ -69,6 +79,10 @@ interface Run {
   gc?: { cpuShare: number; minorPer100: number; minor: number; major: number; pauseMs: number; newSpaceBytes: number };
   /** What else happened in the window (bench/waypoint/steal.ts); reasons non-empty: a disturbed run, reported, not dropped. */
   disturbance: Disturbance;
+  /** --kernel-events: the proxy's kernel events over the window (counts). */
+  kernel?: KernelEvents;
+  /** --profile (throughput runs): where the proxy's CPU time went (seconds over the window) and the perf data file (in the scratch folder: --keep-scratch). */
+  profile?: ProfileSplit & { file: string };
 }
 
 /** Loopback addresses of the run: `--net A.B` uses A.B.0.x (two runs at once on one machine need two nets). */
@@ -200,15 +214,21 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string, pr
   const timed = async (tool: Run['tool'], kind: Run['kind'], f: () => Promise<Sample>): Promise<void> => {
     const pids = t.pids();
     const g0 = await gcNow(t.metrics);
+    const profileFile = join(dir, `profile-${t.proxy}-r${round}-${tool}-${kind}.data`);
     const w = openWindow(pids, [o.proxyCpu, o.loadCpu]);
+    const counting = o.kernelEvents ? countKernelEvents(pids) : undefined;
+    const recording = o.profile && kind === 'throughput' ? recordProfile(pids, profileFile) : undefined;
     const sample = await f();
     const disturbance = closeWindow(w, pids, [o.proxyCpu, o.loadCpu], probes);
+    const kernel = await counting?.stop();
+    const split = await recording?.stop();
     const g1 = await gcNow(t.metrics);
     const requests = sample.rps! * o.seconds;
     // The proxy's user + system time over the window (the window's own /proc reads around the tool's run).
     const cpu = disturbance.proxy.user + disturbance.proxy.sys;
     const gc = g0 && g1 && requests > 0 && cpu > 0 ? { cpuShare: (g1.seconds - g0.seconds) / cpu, minorPer100: (100 * (g1.minor - g0.minor)) / requests, minor: g1.minor - g0.minor, major: g1.major - g0.major, pauseMs: (g1.seconds - g0.seconds) * 1000, newSpaceBytes: g1.newSpace } : undefined;
-    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? (cpu * 1e6) / requests : Number.NaN, gc, disturbance });
+    runs.push({ round, proxy: t.proxy, tool, kind, sample, cpuUsPerRequest: requests > 0 ? (cpu * 1e6) / requests : Number.NaN, gc, disturbance,
+      ...(kernel ? { kernel } : {}), ...(split ? { profile: { ...split, file: profileFile } } : {}) });
   };
   if (!o.h2Only || t.h2 === undefined) {
     await wrk(o, dir, t.h1, o.connections, o.warmupSeconds);
@@ -250,6 +270,8 @@ function med(xs: number[]): number {
 
 export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> {
   const procs: Proc[] = [];
+  // --profile: V8 writes /tmp/perf-PID.map, which names the JIT's code (and its tier) in the profile.
+  const nodeFlags = o.profile ? [...o.nodeFlags, '--perf-basic-prof-only-functions'] : o.nodeFlags;
   const probes = new Map<number, StealProbe>();
   try {
     if (o.stealProbe !== false) {
@@ -266,7 +288,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
     const wp = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), o.proxyCpu, [
       '--namespace', 'bench', '--manifests', mdir, '--listen-address', ADDR, '--mesh-port', '0',
       '--metrics-address', `${ADDR}:${WAYPOINT.admin}`, '--access-log', join(dir, 'waypoint.access.log'),
-    ], { address: ADDR, port: WAYPOINT.port }, join(dir, 'waypoint.log'), o.nodeFlags);
+    ], { address: ADDR, port: WAYPOINT.port }, join(dir, 'waypoint.log'), nodeFlags);
     procs.push(wp);
     const url = `http://${ADDR}:${WAYPOINT.port}/echo`;
     let wpNode: Proc | undefined;
@@ -274,7 +296,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       wpNode = await startWaypoint(join(projectRoot(), 'dist', 'cli', 'main.js'), o.proxyCpu, [
         '--namespace', 'bench', '--manifests', mdir, '--listen-address', WAYPOINT_NODE.address, '--mesh-port', '0', '--http1-server', 'node',
         '--metrics-address', `${WAYPOINT_NODE.address}:${WAYPOINT_NODE.admin}`, '--access-log', join(dir, 'waypoint-node.access.log'),
-      ], { address: WAYPOINT_NODE.address, port: WAYPOINT.port }, join(dir, 'waypoint-node.log'), o.nodeFlags);
+      ], { address: WAYPOINT_NODE.address, port: WAYPOINT.port }, join(dir, 'waypoint-node.log'), nodeFlags);
       procs.push(wpNode);
     }
     const extra: Target[] = [];
@@ -283,7 +305,7 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
       const p = await startWaypoint(mainJs, o.proxyCpu, [
         '--namespace', 'bench', '--manifests', manifestsDir, '--listen-address', at.address, '--mesh-port', '0', ...args,
         '--metrics-address', `${at.address}:${at.admin}`, '--access-log', join(dir, `${proxy}.access.log`),
-      ], { address: at.address, port: WAYPOINT.port }, join(dir, `${proxy}.log`), o.nodeFlags);
+      ], { address: at.address, port: WAYPOINT.port }, join(dir, `${proxy}.log`), nodeFlags);
       procs.push(p);
       const u = `http://${at.address}:${WAYPOINT.port}/echo`;
       extra.push({ proxy, h1: u, h2: o.h1Only ? undefined : u, pids: () => [p.pid], metrics: `http://${at.address}:${at.admin}/metrics` });
@@ -375,16 +397,24 @@ function fmt(x: number, digits = 2): string {
  */
 export function runsTable(runs: readonly Run[]): string[] {
   const lines = ['## Every run and what disturbed it', '',
-    'CPU/req: user + system time (/proc/PID/stat, sampled at the tick) per request, as the summary, then split (the stalls of a slow host phase show as user time per request ×1.8–1.9 in nginx and the waypoint alike: docs/waypoint-bench.md); exact: the same from every thread\'s scheduler run time (/proc/PID/task/*/schedstat); lost: time the probe (bench/waypoint/steal-probe.c, SCHED_FIFO, every 4 ms) found the guest not running on that CPU, gaps over 0.25 ms, summed; late wake-ups: the share of its wake-ups that came late, an estimate of the share of the time the CPU did not run the guest, short gaps included (the host took the vCPU: this kernel reports no steal, so the time is charged to the task that was running); CPU/req less lost: the proxy\'s CPU time less the time lost on its CPU (the larger of the two estimates, times the proxy\'s share of the CPU\'s busy time), per request; CPU slowdown: the probe\'s fixed arithmetic loop on the proxy\'s CPU in the run (median) ÷ its fastest second in the whole bench (a host running the vCPU slower without taking it away); wide loop, loads, calls slowdown: the same for its multiplies in 8 independent chains (throughput-bound: a busy sibling hyperthread), its random loads over 32 MiB and its system calls (caches, memory and the hypervisor the host shares with other guests); others: busy time on the proxy\'s CPU not the proxy\'s (the probe\'s own ~0.6 % included); idle: the proxy\'s CPU idle (in a throughput run: the proxy waited for the load tool or the backend, whose CPU may have lost time); wait: the proxy\'s run-queue wait (/proc/PID/schedstat); GC: young / full collections, their pauses, the young generation\'s size after the run; top other processes: CPU time in the window on either CPU, the proxy excluded (wrk and the backend among them).', '',
-    '| round | proxy | tool | run | req/s | p99 (us) | max (ms) | CPU/req (us) | exact (us) | user / sys per req (us) | CPU/req less lost | CPU slowdown proxy / load | wide loop, loads, calls slowdown proxy CPU | lost proxy CPU ms (gaps, longest) | late wake-ups proxy / load CPU | lost load CPU ms | others ms | idle ms | wait ms | invol. switches | TCP opens (connect / accept) | GC | top other processes (ms) | disturbed |',
-    '|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|'];
+    'CPU/req: user + system time (/proc/PID/stat, sampled at the tick) per request, as the summary, then split (the stalls of a slow host phase show as user time per request ×1.8–1.9 in nginx and the waypoint alike: docs/waypoint-bench.md); exact: the same from every thread\'s scheduler run time (/proc/PID/task/*/schedstat); lost: time the probe (bench/waypoint/steal-probe.c, SCHED_FIFO, every 4 ms) found the guest not running on that CPU, gaps over 0.25 ms, summed; late wake-ups: the share of its wake-ups that came late, an estimate of the share of the time the CPU did not run the guest, short gaps included (the host took the vCPU: this kernel reports no steal, so the time is charged to the task that was running); CPU/req less lost: the proxy\'s CPU time less the time lost on its CPU (the larger of the two estimates, times the proxy\'s share of the CPU\'s busy time), per request; CPU slowdown: the probe\'s fixed arithmetic loop on the proxy\'s CPU in the run (median) ÷ its fastest second in the whole bench (a host running the vCPU slower without taking it away); wide loop, loads, calls slowdown: the same for its multiplies in 8 independent chains (throughput-bound: a busy sibling hyperthread), its random loads over 32 MiB and its system calls (caches, memory and the hypervisor the host shares with other guests); others: busy time on the proxy\'s CPU not the proxy\'s (the probe\'s own ~0.6 % included); idle: the proxy\'s CPU idle (in a throughput run: the proxy waited for the load tool or the backend, whose CPU may have lost time); wait: the proxy\'s run-queue wait (/proc/PID/schedstat); GC: young / full collections, their pauses, the young generation\'s size after the run; helper threads: the share of the proxy\'s exact CPU time not run by its main threads (a Node.js process\'s compiler and GC threads, libuv\'s pool); kernel events per request (--kernel-events, perf stat on the proxy\'s PIDs): system calls, IPIs sent (each a trip through the host on this VM), tasks woken, page faults; profile per request (--profile, perf record of the CPU clock, throughput runs): time in the kernel, in node\'s own code, in the JIT\'s code (of which TurboFan / Maglev), in libc and elsewhere (nginx\'s own binary, libstdc++, the vDSO); top other processes: CPU time in the window on either CPU, the proxy excluded (wrk and the backend among them).', '',
+    '| round | proxy | tool | run | req/s | p99 (us) | max (ms) | CPU/req (us) | exact (us) | user / sys per req (us) | CPU/req less lost | CPU slowdown proxy / load | wide loop, loads, calls slowdown proxy CPU | lost proxy CPU ms (gaps, longest) | late wake-ups proxy / load CPU | lost load CPU ms | others ms | idle ms | wait ms | invol. switches | TCP opens (connect / accept) | GC | helper threads | syscalls / IPIs / wake-ups / faults per req | profile per req (us): kernel / node / JS (TurboFan, Maglev) / libc / other | top other processes (ms) | disturbed |',
+    '|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|'];
   for (const r of runs) {
     const d = r.disturbance;
     // A gap is charged to whatever ran on the CPU: to the proxy in the share of the busy time that was its own.
     const cpu = d.proxy.user + d.proxy.sys;
     const lostMs = Math.max(d.lostProxyCpuMs, d.lateShareProxyCpu * d.windowMs) * ((cpu * 1000) / (cpu * 1000 + d.othersOnProxyCpuMs));
     const less = cpu > 0 ? r.cpuUsPerRequest * (1 - lostMs / 1000 / cpu) : Number.NaN;
-    lines.push(`| ${r.round} | ${r.proxy} | ${r.tool} | ${r.kind} | ${fmt(r.sample.rps!, 0)} | ${fmt(r.sample.p99!, 0)} | ${fmt((r.sample.max ?? Number.NaN) / 1000, 1)} | ${fmt(r.cpuUsPerRequest, 1)} | ${fmt(r.cpuUsPerRequest * (d.proxy.runMs / 1000 / cpu), 1)} | ${cpu > 0 ? `${fmt((r.cpuUsPerRequest * d.proxy.user) / cpu, 1)} / ${fmt((r.cpuUsPerRequest * d.proxy.sys) / cpu, 1)}` : '–'} | ${fmt(less, 1)} | ${fmt(d.slowdownProxyCpu)} / ${fmt(d.slowdownLoadCpu)} | ${fmt(d.wideSlowdownProxyCpu)}, ${fmt(d.loadsSlowdownProxyCpu)}, ${fmt(d.callsSlowdownProxyCpu)} | ${fmt(d.lostProxyCpuMs, 0)} (${d.lostProxyCpuCount}, ${fmt(d.lostProxyCpuMaxMs, 1)}) | ${fmt(100 * d.lateShareProxyCpu, 1)} / ${fmt(100 * d.lateShareLoadCpu, 1)} % | ${fmt(d.lostLoadCpuMs, 0)} | ${fmt(d.othersOnProxyCpuMs, 0)} | ${fmt(d.idleProxyCpuMs, 0)} | ${fmt(d.proxy.waitMs, 0)} | ${d.proxy.involuntary} | ${d.tcpActiveOpens} / ${d.tcpPassiveOpens} | ${r.gc ? `${r.gc.minor} / ${r.gc.major}, ${fmt(r.gc.pauseMs, 0)} ms, ${fmt(r.gc.newSpaceBytes / 1048576, 0)} MiB` : '–'} | ${d.top.map((t) => `${t.name} ${t.ms}`).join(', ')} | ${d.reasons.join('; ') || 'no'} |`);
+    // Requests in the window (the tool's own count when it gives one): the counts and the profile span all of it.
+    const n = Number.isFinite(r.sample.requests) ? r.sample.requests! : r.sample.rps! * (d.windowMs / 1000);
+    const k = r.kernel;
+    const events = k && n > 0 ? `${fmt(k.syscalls / n)} / ${fmt(k.ipis / n)} / ${fmt(k.wakeups / n)} / ${fmt(k.pageFaults / n, 3)}` : '–';
+    const us = (s: number): string => fmt((s * 1e6) / n, 1);
+    const pr = r.profile;
+    const profile = pr && n > 0 ? `${us(pr.kernel)} / ${us(pr.node)} / ${us(pr.jit)} (${us(pr.turbofan)}, ${us(pr.maglev)}) / ${us(pr.libc)} / ${us(pr.other)}` : '–';
+    const helpers = d.proxy.runMs > 0 ? `${fmt((100 * (d.proxy.runMs - d.proxy.mainRunMs)) / d.proxy.runMs, 1)} %` : '–';
+    lines.push(`| ${r.round} | ${r.proxy} | ${r.tool} | ${r.kind} | ${fmt(r.sample.rps!, 0)} | ${fmt(r.sample.p99!, 0)} | ${fmt((r.sample.max ?? Number.NaN) / 1000, 1)} | ${fmt(r.cpuUsPerRequest, 1)} | ${fmt(r.cpuUsPerRequest * (d.proxy.runMs / 1000 / cpu), 1)} | ${cpu > 0 ? `${fmt((r.cpuUsPerRequest * d.proxy.user) / cpu, 1)} / ${fmt((r.cpuUsPerRequest * d.proxy.sys) / cpu, 1)}` : '–'} | ${fmt(less, 1)} | ${fmt(d.slowdownProxyCpu)} / ${fmt(d.slowdownLoadCpu)} | ${fmt(d.wideSlowdownProxyCpu)}, ${fmt(d.loadsSlowdownProxyCpu)}, ${fmt(d.callsSlowdownProxyCpu)} | ${fmt(d.lostProxyCpuMs, 0)} (${d.lostProxyCpuCount}, ${fmt(d.lostProxyCpuMaxMs, 1)}) | ${fmt(100 * d.lateShareProxyCpu, 1)} / ${fmt(100 * d.lateShareLoadCpu, 1)} % | ${fmt(d.lostLoadCpuMs, 0)} | ${fmt(d.othersOnProxyCpuMs, 0)} | ${fmt(d.idleProxyCpuMs, 0)} | ${fmt(d.proxy.waitMs, 0)} | ${d.proxy.involuntary} | ${d.tcpActiveOpens} / ${d.tcpPassiveOpens} | ${r.gc ? `${r.gc.minor} / ${r.gc.major}, ${fmt(r.gc.pauseMs, 0)} ms, ${fmt(r.gc.newSpaceBytes / 1048576, 0)} MiB` : '–'} | ${helpers} | ${events} | ${profile} | ${d.top.map((t) => `${t.name} ${t.ms}`).join(', ')} | ${d.reasons.join('; ') || 'no'} |`);
   }
   return lines;
 }
@@ -434,7 +464,7 @@ async function cli(): Promise<void> {
       routes: { type: 'string' }, out: { type: 'string' }, 'skip-memory': { type: 'boolean' }, 'skip-load': { type: 'boolean' },
       rounds: { type: 'string' }, 'node-flags': { type: 'string' }, baselines: { type: 'boolean' }, 'node-path': { type: 'boolean' },
       policy: { type: 'boolean' }, 'before-dist': { type: 'string' }, 'h1-only': { type: 'boolean' }, 'h2-only': { type: 'boolean' }, net: { type: 'string' }, 'h2-node': { type: 'boolean' },
-      'no-steal-probe': { type: 'boolean' }, 'keep-scratch': { type: 'boolean' },
+      'no-steal-probe': { type: 'boolean' }, 'keep-scratch': { type: 'boolean' }, 'kernel-events': { type: 'boolean' }, profile: { type: 'boolean' },
     },
   });
   if (values.net !== undefined) useNet(values.net);
@@ -445,6 +475,7 @@ async function cli(): Promise<void> {
     rounds: Number(values.rounds ?? 3), nodeFlags, baselines: values.baselines ?? false, nodePath: values['node-path'] ?? false,
     policy: values.policy ?? false, beforeDist: values['before-dist'], h1Only: values['h1-only'] ?? false, h2Only: values['h2-only'] ?? false,
     h2Node: values['h2-node'] ?? false, stealProbe: !(values['no-steal-probe'] ?? false),
+    kernelEvents: values['kernel-events'] ?? false, profile: values.profile ?? false,
   };
   const out = values.out ?? join(projectRoot(), '.bench-out', `waypoint-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(out, { recursive: true });

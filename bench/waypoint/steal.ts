@@ -116,12 +116,14 @@ export function cpuTimes(cpu: number, stat = readFileSync('/proc/stat', 'utf8'))
 /**
  * A set of processes' counters (summed): CPU seconds (user, system: sampled at the 250 Hz
  * tick), scheduler run and wait (ms, every thread's /proc/PID/task/TID/schedstat: exact, and
- * V8's helper threads included), voluntary and involuntary context switches of the main thread.
+ * V8's helper threads included) and the main threads' run alone (each PID's own thread: a Node.js
+ * process's event loop; the rest is V8's compiler and GC threads and libuv's pool), voluntary and
+ * involuntary context switches of the main thread.
  */
-export interface ProcTimes { user: number; sys: number; runMs: number; waitMs: number; voluntary: number; involuntary: number }
+export interface ProcTimes { user: number; sys: number; runMs: number; mainRunMs: number; waitMs: number; voluntary: number; involuntary: number }
 
 export function procTimes(pids: readonly number[]): ProcTimes {
-  const t: ProcTimes = { user: 0, sys: 0, runMs: 0, waitMs: 0, voluntary: 0, involuntary: 0 };
+  const t: ProcTimes = { user: 0, sys: 0, runMs: 0, mainRunMs: 0, waitMs: 0, voluntary: 0, involuntary: 0 };
   for (const pid of pids) {
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -131,6 +133,7 @@ export function procTimes(pids: readonly number[]): ProcTimes {
         try {
           const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
           t.runMs += run! / 1e6;
+          if (tid === String(pid)) t.mainRunMs += run! / 1e6;
           t.waitMs += wait! / 1e6;
         } catch { /* thread gone */ }
       }
@@ -143,7 +146,7 @@ export function procTimes(pids: readonly number[]): ProcTimes {
 }
 
 export function procDelta(a: ProcTimes, b: ProcTimes): ProcTimes {
-  return { user: b.user - a.user, sys: b.sys - a.sys, runMs: b.runMs - a.runMs, waitMs: b.waitMs - a.waitMs, voluntary: b.voluntary - a.voluntary, involuntary: b.involuntary - a.involuntary };
+  return { user: b.user - a.user, sys: b.sys - a.sys, runMs: b.runMs - a.runMs, mainRunMs: b.mainRunMs - a.mainRunMs, waitMs: b.waitMs - a.waitMs, voluntary: b.voluntary - a.voluntary, involuntary: b.involuntary - a.involuntary };
 }
 
 /** What happened around a measurement, beside the proxy's own work. */

@@ -51,8 +51,11 @@ it("reads this process's CPU and scheduler time from /proc, every thread's run t
   while (Date.now() < end) { /* spin: run time to see */ }
   const t = procTimes([process.pid]);
   expect(t.runMs).toBeGreaterThan(50);
+  // The spin ran on this process's main thread: its run time alone holds it, and never exceeds all threads'.
+  expect(t.mainRunMs).toBeGreaterThan(50);
+  expect(t.mainRunMs).toBeLessThanOrEqual(t.runMs);
   expect(t.user + t.sys).toBeGreaterThan(0);
-  expect(procTimes([2 ** 22 + 1])).toEqual({ user: 0, sys: 0, runMs: 0, waitMs: 0, voluntary: 0, involuntary: 0 });
+  expect(procTimes([2 ** 22 + 1])).toEqual({ user: 0, sys: 0, runMs: 0, mainRunMs: 0, waitMs: 0, voluntary: 0, involuntary: 0 });
 });
 
 it('names the processes that used the most CPU in a window, the proxy left out, a process born in it counted whole', () => {
