@@ -9,9 +9,9 @@
  * more system calls, send more IPIs (each one a trip through the host on this PVM guest),
  * wake more tasks or take more page faults than the fast ones; the profile says whether the
  * extra time is in the kernel, in node's own code, in the JIT's code or spread over all.
- * Counting costs the counted processes ~0.1-0.3 us per event, more for the proxy that makes
- * more system calls per request: both are opt-in (`--kernel-events`, `--profile`), never on
- * in the runs whose ratios are the result.
+ * Counting costs the counted processes ~0.1 us per event (a loop of getppid: 0.95 -> 1.06 us per
+ * call while counted), ~0.5 us per request for either proxy: both are opt-in (`--kernel-events`,
+ * `--profile`), not for the runs whose ratios are the result.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
@@ -53,18 +53,38 @@ export function parsePerfStat(text: string): KernelEvents | undefined {
   return found > 0 ? out : undefined;
 }
 
-/** A perf process attached to the proxy's PIDs until stop(). */
+/** A perf process attached to the proxy's PIDs, counting, until stop(). */
 interface Attached { child: ChildProcess; err: string; exited: Promise<void> }
 
-function attach(args: string[]): Attached | undefined {
+/**
+ * Starts `perf <args>` with its events off and turns them on through its control descriptors
+ * (`--control fd:3,4`): resolves once perf has acknowledged, so the window that follows is counted
+ * whole; undefined when perf is missing, fails or does not answer within 10 s.
+ */
+async function attach(args: string[]): Promise<Attached | undefined> {
   let child: ChildProcess;
   try {
-    child = spawn('perf', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = spawn('perf', [args[0]!, '-D', '-1', '--control', 'fd:3,4', ...args.slice(1)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
   } catch {
     return undefined;
   }
   const a: Attached = { child, err: '', exited: new Promise((resolve) => { child.once('close', () => resolve()); child.once('error', () => resolve()); }) };
   child.stderr!.on('data', (d: Buffer) => { a.err += d.toString(); });
+  const ctl = child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', f: () => void): void };
+  const ack = child.stdio[4] as NodeJS.ReadableStream;
+  ctl.on('error', () => { /* perf gone: the ack below never comes */ });
+  const acked = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 10_000);
+    let got = '';
+    ack.on('data', (d: Buffer) => { got += d.toString(); if (got.includes('ack')) { clearTimeout(timer); resolve(true); } });
+    void a.exited.then(() => { clearTimeout(timer); resolve(false); });
+    ctl.write('enable\n');
+  });
+  if (!acked) {
+    child.kill('SIGKILL');
+    await a.exited;
+    return undefined;
+  }
   return a;
 }
 
@@ -76,9 +96,9 @@ async function detach(a: Attached): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Starts counting KERNEL_EVENTS for `pids`; stop() gives the counts (undefined: perf missing or refused). */
-export function countKernelEvents(pids: readonly number[]): { stop(): Promise<KernelEvents | undefined> } {
-  const a = attach(['stat', '-x,', '-e', Object.values(KERNEL_EVENTS).join(','), '-p', pids.join(',')]);
+/** Counts KERNEL_EVENTS for `pids` from when it resolves; stop() gives the counts (undefined: perf missing or refused). */
+export async function countKernelEvents(pids: readonly number[]): Promise<{ stop(): Promise<KernelEvents | undefined> }> {
+  const a = await attach(['stat', '-x,', '-e', Object.values(KERNEL_EVENTS).join(','), '-p', pids.join(',')]);
   return {
     async stop() {
       if (!a) return undefined;
@@ -122,9 +142,9 @@ export function parseProfile(report: string, hz = PROFILE_HZ): ProfileSplit {
   return s;
 }
 
-/** Starts a CPU-clock profile of `pids` into `file`; stop() gives its split (undefined: perf missing, refused or no samples). */
-export function recordProfile(pids: readonly number[], file: string): { stop(): Promise<ProfileSplit | undefined> } {
-  const a = attach(['record', '-q', '-e', 'cpu-clock', '-F', String(PROFILE_HZ), '-o', file, '-p', pids.join(',')]);
+/** Profiles the CPU clock of `pids` into `file` from when it resolves; stop() gives the split (undefined: perf missing, refused or no samples). */
+export async function recordProfile(pids: readonly number[], file: string): Promise<{ stop(): Promise<ProfileSplit | undefined> }> {
+  const a = await attach(['record', '-q', '-e', 'cpu-clock', '-F', String(PROFILE_HZ), '-o', file, '-p', pids.join(',')]);
   return {
     async stop() {
       if (!a) return undefined;

@@ -215,9 +215,10 @@ async function measure(t: Target, round: number, o: LoadOptions, dir: string, pr
     const pids = t.pids();
     const g0 = await gcNow(t.metrics);
     const profileFile = join(dir, `profile-${t.proxy}-r${round}-${tool}-${kind}.data`);
+    // perf attaches (and acknowledges) before the window opens: the counts span it whole.
+    const counting = o.kernelEvents ? await countKernelEvents(pids) : undefined;
+    const recording = o.profile && kind === 'throughput' ? await recordProfile(pids, profileFile) : undefined;
     const w = openWindow(pids, [o.proxyCpu, o.loadCpu]);
-    const counting = o.kernelEvents ? countKernelEvents(pids) : undefined;
-    const recording = o.profile && kind === 'throughput' ? recordProfile(pids, profileFile) : undefined;
     const sample = await f();
     const disturbance = closeWindow(w, pids, [o.proxyCpu, o.loadCpu], probes);
     const kernel = await counting?.stop();

@@ -59,20 +59,19 @@ it('counts the system calls of a process that makes them, and profiles where its
   const dir = mkdtempSync(join(tmpdir(), 'kw-kernel-events-'));
   try {
     const c = busyChild(1500);
-    // perf attaches while the child runs; its counts are of the part it saw.
-    await new Promise((r) => setTimeout(r, 200));
-    const counting = countKernelEvents([c.pid]);
-    const recording = recordProfile([c.pid], join(dir, 'p.data'));
-    await new Promise((r) => setTimeout(r, 800));
+    // Both resolve once perf counts (acknowledged through its control descriptor), while the child runs;
+    // perf ends with the process it counts, and stop() then reads what it wrote.
+    const counting = await countKernelEvents([c.pid]);
+    const recording = await recordProfile([c.pid], join(dir, 'p.data'));
+    await c.done;
     const e = await counting.stop();
     const s = await recording.stop();
-    await c.done;
     expect(e).toBeDefined();
-    // statSync in a loop: thousands of system calls in 0.8 s, each one counted.
+    // statSync in a loop: thousands of system calls a second, each one counted.
     expect(e!.syscalls).toBeGreaterThan(1000);
     expect(s).toBeDefined();
-    // ~0.8 s of CPU at 999 Hz, split between the kernel (stat) and the process's own code.
-    expect(s!.samples).toBeGreaterThan(100);
+    // The CPU clock sampled at 999 Hz, split between the kernel (stat) and the process's own code.
+    expect(s!.samples).toBeGreaterThan(20);
     expect(s!.kernel).toBeGreaterThan(0);
     expect(s!.kernel + s!.node + s!.jit + s!.libc + s!.other).toBeCloseTo(s!.samples / 999, 6);
   } finally {
