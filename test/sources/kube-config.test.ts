@@ -284,15 +284,21 @@ async function h2Server(pki: string): Promise<{ server: Http2SecureServer; relay
   };
 }
 
+/** A PKI in `dir/name`, an h2 server with its relay (h2Server), and a kubeconfig for the relay with the agent's client certificate. */
+async function h2Lab(name: string): Promise<{ srv: Awaited<ReturnType<typeof h2Server>>; kubeconfig: string }> {
+  const pki = join(dir, name);
+  mkdirSync(pki, { recursive: true });
+  await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
+  const srv = await h2Server(pki);
+  const kubeconfig = join(dir, `${name}.kubeconfig`);
+  writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, kubeconfig);
+  return { srv, kubeconfig };
+}
+
 describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () => {
   it('lists, watches and writes are streams of one TLS connection with the client certificate', async () => {
-    const pki = join(dir, 'pki-h2');
-    mkdirSync(pki, { recursive: true });
-    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
-    const srv = await h2Server(pki);
+    const { srv, kubeconfig: f } = await h2Lab('pki-h2');
     try {
-      const f = join(dir, 'pki-h2.kubeconfig');
-      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, f);
       const client = new KubeClient(loadKubeConfig(f));
       // Ten watches at once (one per kind, as the source opens them), then requests beside them.
       const watches = await Promise.all(Array.from({ length: 10 }, (_, i) => client.open(`/api/v1/kind${i}?watch=1`)));
@@ -316,14 +322,9 @@ describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () 
   });
 
   it('a cut connection fails its streams; the next request opens another; a frozen one is found dead by a PING and ended', async () => {
-    const pki = join(dir, 'pki-h2b');
-    mkdirSync(pki, { recursive: true });
-    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
-    const srv = await h2Server(pki);
+    const { srv, kubeconfig: f } = await h2Lab('pki-h2b');
     const health = { ...H2_HEALTH };
     try {
-      const f = join(dir, 'pki-h2b.kubeconfig');
-      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, f);
       const client = new KubeClient(loadKubeConfig(f));
       const watch = await client.open('/api/v1/pods?watch=1');
       const failed = new Promise<unknown>((resolve) => { watch.on('error', resolve); watch.on('close', () => resolve(watch.errored ?? 'closed')); watch.resume(); });
@@ -354,13 +355,8 @@ describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () 
 
 describe('KubeClient: requests waiting for an answer', () => {
   it('fail as soon as the connection is cut (the API server killed), not at their deadline; one never answered fails at its deadline', async () => {
-    const pki = join(dir, 'pki-h2c');
-    mkdirSync(pki, { recursive: true });
-    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }]);
-    const srv = await h2Server(pki);
+    const { srv, kubeconfig: f } = await h2Lab('pki-h2c');
     try {
-      const f = join(dir, 'pki-h2c.kubeconfig');
-      writeKubeconfig(pki, 'agent', `https://127.0.0.1:${srv.relayPort}`, f);
       const client = new KubeClient(loadKubeConfig(f));
       expect(await client.get('/api/v1')).toMatchObject({ method: 'GET' }); // the connection is up
       // A list page, a Lease renewal and a watch, each sent and waiting for its head; deadlines
