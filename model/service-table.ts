@@ -126,8 +126,9 @@ export class ServiceTableBuilder {
     const before = new Map<string, readonly ServiceEntry[]>();
     let lost: Set<string> | undefined;
     if (services === undefined) {
-      lost = new Set(model.services.keys());
-      for (const e of this.table.values()) lost.add(e.service);
+      const all = new Set(model.services.keys());
+      this.table.forEach((e) => { all.add(e.service); });
+      lost = all;
     } else {
       for (const svcKey of services) {
         if (before.has(svcKey) || lost?.has(svcKey)) continue;
@@ -138,12 +139,15 @@ export class ServiceTableBuilder {
       }
     }
     if (lost) {
+      // A new or removed Service (or new cluster IPs or ports): one pass over the table, with
+      // forEach (no iterator result per entry: k8s/keyed-table.ts).
       const found = new Map<string, ServiceEntry[]>();
-      for (const e of this.table.values()) {
-        if (!lost.has(e.service)) continue;
+      const wanted = lost;
+      this.table.forEach((e) => {
+        if (!wanted.has(e.service)) return;
         const list = found.get(e.service);
         if (list) list.push(e); else found.set(e.service, [e]);
-      }
+      });
       for (const svcKey of lost) before.set(svcKey, found.get(svcKey) ?? NO_ENTRIES);
     }
     for (const [svcKey, prev] of before) {

@@ -7,34 +7,8 @@
  * docs/kubernetes-api.md), most of it from those calls, and the young generation grew under it.
  * Measured here in a node without TurboFan, as the agent, with the profiler counting garbage too.
  */
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../../common/version.js';
-
-const dist = (f: string): string => JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', f)).href);
-
-/** Bytes allocated per call of `body` (a script's function of i), in a node without TurboFan. */
-function allocatedPerCall(setup: string, body: string, calls: number): Promise<number> {
-  const script = `
-    import { Session } from 'node:inspector/promises';
-    ${setup}
-    const run = (i) => { ${body} };
-    for (let i = 0; i < 2000; i++) run(i); // past the interpreter, as a running agent's code
-    const s = new Session(); s.connect();
-    await s.post('HeapProfiler.startSampling', { samplingInterval: 64, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-    for (let i = 0; i < ${calls}; i++) run(i);
-    const { profile } = await s.post('HeapProfiler.stopSampling');
-    let bytes = 0;
-    const walk = (n) => { bytes += n.selfSize; n.children.forEach(walk); };
-    walk(profile.head);
-    console.log(bytes / ${calls});
-    process.exit(0);`;
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--no-turbofan', '--input-type=module', '-e', script], { encoding: 'utf8' }, (err, out) => (err ? reject(err) : resolve(Number(out.trim()))));
-  });
-}
+import { allocatedPerCall, dist } from '../../fixtures/allocation.js';
 
 describe('a scrape of 10,000 Services allocates little without TurboFan', () => {
   it("a per-Service line written into the text's chunks: under 40 bytes (buf.write and ESCAPE.test: ~600)", async () => {
