@@ -93,7 +93,7 @@ class Conn {
   readonly out: SocketWriter;
 
   constructor(readonly socket: Socket, readonly key: string, private readonly pool: H1Pool, readonly opts: ConnOptions | undefined, maxHeaderBytes: number) {
-    this.out = new SocketWriter(socket, noop);
+    this.out = new SocketWriter(socket, noop, { batch: true });
     const p = strictParser(HTTPParser.RESPONSE, maxHeaderBytes);
     // Message begin matters only after a response has ended (bytes of another message
     // follow it: the connection is not reused), so it is installed then and taken away

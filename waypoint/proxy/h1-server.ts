@@ -401,7 +401,7 @@ export class H1Conn {
     this.keepAliveHeader = server.keepAliveHeader;
     this.heads = server.heads;
     const drained = (): void => this.active?.res.drained();
-    this.out = new SocketWriter(socket, drained);
+    this.out = new SocketWriter(socket, drained, { batch: true });
     this.idleSince = performance.now();
     const p = strictParser(HTTPParser.REQUEST, server.opts.maxHeaderBytes);
     // When a head began (for the head timeout) without a call from native code per request:
