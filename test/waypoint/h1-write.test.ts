@@ -23,16 +23,17 @@ async function pair(): Promise<{ a: net.Socket; received: Promise<Buffer>; close
   return { a, received, close: () => { a.destroy(); b.destroy(); server.close(); } };
 }
 
-it('holds the writes of a turn and issues them together after it, in order, on each socket', async () => {
+it("issues a turn's first write at once, holds the others and issues them together after it, in order, on each socket", async () => {
   const p = await pair(), q = await pair();
   try {
     const wp = new SocketWriter(p.a, () => {}, { batch: true });
     const wq = new SocketWriter(q.a, () => {}, { batch: true });
     expect(wp.write(Buffer.from('one '))).toBe(true);
+    expect(wp.heldWrites).toBe(0);
     expect(wq.writeLatin1('uno ')).toBe(true);
     expect(wp.writeLatin1('two ')).toBe(true);
     expect(wq.write(Buffer.from('dos '))).toBe(true);
-    expect(wp.heldWrites).toBe(2);
+    expect(wp.heldWrites).toBe(1);
     expect(wq.heldWrites).toBe(2);
     await new Promise((r) => setImmediate(r));
     expect(wp.heldWrites).toBe(0);
@@ -48,20 +49,28 @@ it('holds the writes of a turn and issues them together after it, in order, on e
 });
 
 it("issues what it holds before the socket's own write, end or destroy", async () => {
-  const p = await pair(), q = await pair(), r = await pair();
+  const p = await pair(), q = await pair(), r = await pair(), first = await pair();
   try {
     const wp = new SocketWriter(p.a, () => {}, { batch: true });
+    // The turn's first write (to another socket) goes at once; this one is held.
+    new SocketWriter(first.a, () => {}, { batch: true }).write(Buffer.from('first'));
     wp.write(Buffer.from('held '));
+    expect(wp.heldWrites).toBe(1);
     p.a.write('written ');
     p.a.end('ended');
     expect((await p.received).toString()).toBe('held written ended');
+    await new Promise((r) => setImmediate(r));
+    new SocketWriter(first.a, () => {}, { batch: true }).write(Buffer.from('first'));
     const wq = new SocketWriter(q.a, () => {}, { batch: true });
     wq.write(Buffer.from('held, then corked: '));
+    expect(wq.heldWrites).toBe(1);
     q.a.cork();
     q.a.write('later');
     q.a.uncork();
     q.a.end();
     expect((await q.received).toString()).toBe('held, then corked: later');
+    await new Promise((r) => setImmediate(r));
+    new SocketWriter(first.a, () => {}, { batch: true }).write(Buffer.from('first'));
     const wr = new SocketWriter(r.a, () => {}, { batch: true });
     wr.write(Buffer.from('before destroy'));
     expect(wr.heldWrites).toBe(1);
@@ -72,6 +81,7 @@ it("issues what it holds before the socket's own write, end or destroy", async (
     p.close();
     q.close();
     r.close();
+    first.close();
   }
 });
 
@@ -80,13 +90,15 @@ it('does not hold a write larger than BATCH_MAX_BYTES, and issues what it held b
   try {
     const w = new SocketWriter(p.a, () => {}, { batch: true });
     w.write(Buffer.from('small '));
+    w.write(Buffer.from('held '));
+    expect(w.heldWrites).toBe(1);
     const big = Buffer.alloc(BATCH_MAX_BYTES + 1, 0x62);
     w.write(big);
     expect(w.heldWrites).toBe(0);
     p.a.end();
     const got = await p.received;
-    expect(got.length).toBe(6 + big.length);
-    expect(got.subarray(0, 6).toString()).toBe('small ');
+    expect(got.length).toBe(11 + big.length);
+    expect(got.subarray(0, 11).toString()).toBe('small held ');
   } finally {
     p.close();
   }

@@ -17,15 +17,16 @@
  * called once every such write has completed (Writable's own 'drain' still comes for
  * writes that went through it).
  *
- * Batched (`batch: true`, the HTTP/1.1 paths): a direct write is held until the end of the
- * event loop's turn (setImmediate: after every socket the poll phase found readable has been
- * read) and the turn's writes are issued together. Each write that finds its reader asleep
+ * Batched (`batch: true`, the HTTP/1.1 paths): the first direct write of an event loop's turn
+ * is issued at once, the turn's others are held until its end (setImmediate: after every socket
+ * the poll phase found readable has been read) and issued together. Each write that finds its reader asleep
  * on another CPU wakes it, and on this project's benchmark VM a wake-up costs the writer
  * ~5 µs more than the write itself (a send(2) to a sleeping reader on the other vCPU: median
  * 7.0 µs, to one awake 1.9 µs); written one by one as the waypoint handled each request, the
  * backend and the load tool went back to sleep between two writes, up to 1.6 wake-ups per
- * request (docs/waypoint-bench.md, twelfth session). Issued together, the first wakes the
- * reader and the rest find it awake. Order on the socket is kept: anything else written to
+ * request (docs/waypoint-bench.md, twelfth session). Issued together, they find the reader
+ * awake or wake it once; a lone request (one connection) is not delayed: its write is the
+ * turn's first. Order on the socket is kept: anything else written to
  * it, its end(), cork() or destroy() first issues what is held (the socket's own methods are
  * wrapped for that), and a write while an earlier one is still queued (the kernel's buffer
  * full) is not held. A held write returns true; at most one turn's writes (each at most
@@ -107,10 +108,14 @@ export class SocketWriter {
       return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
     }
     if (this.batch && this.queued === 0 && data.length <= BATCH_MAX_BYTES) {
-      if (this.held.length === 0) {
-        holding.push(this);
-        if (!scheduled) { scheduled = true; setImmediate(flushTurn); }
+      // The turn's first write goes at once (it wakes its reader; a lone request waits for nothing), the rest are held.
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flushTurn);
+        this.flush();
+        return this.issue(data, encoding);
       }
+      if (this.held.length === 0) holding.push(this);
       this.held.push(data, encoding);
       return true;
     }
