@@ -385,6 +385,8 @@ export async function runLoad(o: LoadOptions, dir: string): Promise<LoadResult> 
   } finally {
     for (const p of procs.reverse()) await p.stop();
     for (const p of probes.values()) p.stop();
+    // --profile: the maps V8 wrote for perf (--perf-basic-prof-only-functions: /tmp/perf-PID.map), one per waypoint process.
+    if (o.profile) for (const p of procs) rmSync(`/tmp/perf-${p.pid}.map`, { force: true });
   }
 }
 
