@@ -50,30 +50,27 @@ it("issues a turn's first write at once, holds the others and issues them togeth
 
 it("issues what it holds before the socket's own write, end or destroy", async () => {
   const p = await pair(), q = await pair(), r = await pair(), first = await pair();
-  try {
-    const wp = new SocketWriter(p.a, () => {}, { batch: true });
-    // The turn's first write (to another socket) goes at once; this one is held.
+  /** A write held on `sock` in a new turn (the turn's first write, to another socket, goes at once). */
+  const held = async (sock: typeof p.a, text: string): Promise<SocketWriter> => {
+    await new Promise((res) => setImmediate(res));
     new SocketWriter(first.a, () => {}, { batch: true }).write(Buffer.from('first'));
-    wp.write(Buffer.from('held '));
-    expect(wp.heldWrites).toBe(1);
+    const w = new SocketWriter(sock, () => {}, { batch: true });
+    w.write(Buffer.from(text));
+    expect(w.heldWrites).toBe(1);
+    return w;
+  };
+  try {
+    await held(p.a, 'held ');
     p.a.write('written ');
     p.a.end('ended');
     expect((await p.received).toString()).toBe('held written ended');
-    await new Promise((r) => setImmediate(r));
-    new SocketWriter(first.a, () => {}, { batch: true }).write(Buffer.from('first'));
-    const wq = new SocketWriter(q.a, () => {}, { batch: true });
-    wq.write(Buffer.from('held, then corked: '));
-    expect(wq.heldWrites).toBe(1);
+    await held(q.a, 'held, then corked: ');
     q.a.cork();
     q.a.write('later');
     q.a.uncork();
     q.a.end();
     expect((await q.received).toString()).toBe('held, then corked: later');
-    await new Promise((r) => setImmediate(r));
-    new SocketWriter(first.a, () => {}, { batch: true }).write(Buffer.from('first'));
-    const wr = new SocketWriter(r.a, () => {}, { batch: true });
-    wr.write(Buffer.from('before destroy'));
-    expect(wr.heldWrites).toBe(1);
+    const wr = await held(r.a, 'before destroy');
     r.a.destroy();
     expect(wr.heldWrites).toBe(0);
     expect((await r.received).toString()).toBe('before destroy');
