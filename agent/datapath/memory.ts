@@ -6,7 +6,6 @@
  * malloc_trim(0) return them: measured 152 → 108 MiB idle on that model (docs/agent-model.md).
  */
 import { mallocTrim } from '../../native/index.js';
-import { getHeapSpaceStatistics } from 'node:v8';
 import { compactHeap } from '../../common/heap.js';
 import { releasePooledBuffers } from '../../common/metrics-text.js';
 
@@ -68,10 +67,4 @@ export class ScrapeMemory {
     mallocTrim();
     return 'trimmed';
   }
-}
-
-/** V8's young generation as committed now (both semi-spaces), bytes. */
-export function youngGenerationBytes(): number {
-  for (const s of getHeapSpaceStatistics()) if (s.space_name === 'new_space') return s.space_size;
-  return 0;
 }

@@ -13,7 +13,7 @@
  *
  * The Services come out in the order their first frontend is met (as the Map gave them).
  */
-import { sumSvcStatPerCpu } from './codec.js';
+import { encodeU32, sumSvcStatPerCpu } from './codec.js';
 import type { MapLike } from './lb-maps.js';
 import type { ServiceSync } from './service-sync.js';
 
@@ -73,9 +73,7 @@ export class ServiceCounterTable {
 
   private add(svcId: number, name: string, alone: boolean): void {
     const stats = this.stats!;
-    // The key as encodeU32 writes it, byte by byte: writeUInt32LE's checks allocate ~65 bytes a call without TurboFan.
-    const key = this.key;
-    key[0] = svcId & 0xff; key[1] = (svcId >>> 8) & 0xff; key[2] = (svcId >>> 16) & 0xff; key[3] = svcId >>> 24;
+    encodeU32(svcId, this.key);
     const raw = this.value ? (stats.lookupInto!(this.key, this.value) ? this.value : undefined) : stats.lookup(this.key);
     if (!raw) return;
     let row = alone ? undefined : (this.grouped ??= new Map()).get(name);

@@ -1,6 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { ScrapeMemory, youngGenerationBytes } from '../../agent/datapath/memory.js';
+import { ScrapeMemory } from '../../agent/datapath/memory.js';
+import { youngGenerationBytes } from '../../common/heap.js';
 import { compactHeap } from '../../common/heap.js';
 import { metricsTextOf, pooledBuffers } from '../../common/metrics-text.js';
 
