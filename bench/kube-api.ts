@@ -29,6 +29,10 @@
  * (no API server: seconds instead of minutes, for the whole agent's fixed cost and manifest path); --heap-snapshot DIR writes
  * each agent's V8 heap snapshot there after its memory line (kube-api / manifest-dir.heapsnapshot), and
  * after the pods line (kube-api-pods.heapsnapshot).
+ * --without-crds leaves out kernway's and the Gateway API's CRDs (installed by default, as a cluster running kernway has
+ * them; without, the agent looks for their kinds every 10 s). --prometheus-rounds N (default 4) then scrapes /metrics every
+ * --prometheus-interval S (default 15) seconds after the memory line, as Prometheus does, and prints the RSS just before
+ * each scrape (prometheus-paced: the between-scrapes figure).
  * --scrape-every MS scrapes /metrics every MS ms during the REST PUT → map changes (the agent compacts its heap after
  * each scrape: what that does to a change that arrives meanwhile).
  * --heap-spaces preloads bench/heap-spaces.ts in each agent and adds its V8 heap spaces (committed, resident MiB)
@@ -77,6 +81,11 @@ const { values } = parseArgs({
     'ab-node-options': { type: 'string' },
     /** Each agent with bench/heap-spaces.ts preloaded: its V8 heap spaces (committed, resident) idle and after each scrape (diagnostics: the preload costs memory). */
     'heap-spaces': { type: 'boolean', default: false },
+    /** Without kernway's and the Gateway API's CRDs (by default they are installed, as `kubectl apply -k deploy/` needs them): the agent looks for their kinds every 10 s. */
+    'without-crds': { type: 'boolean', default: false },
+    /** After the memory line: /metrics scraped every --prometheus-interval seconds this many times, as Prometheus does, the RSS taken just before each scrape. */
+    'prometheus-rounds': { type: 'string', default: '4' },
+    'prometheus-interval': { type: 'string', default: '15' },
     /** During the REST PUT → map changes, /metrics scraped every MS ms (a scrape's compaction on the change path). */
     'scrape-every': { type: 'string' },
   },
@@ -246,6 +255,38 @@ async function memoryOf(pid: number, port: number): Promise<Record<string, unkno
     ...(smapsGrowthPerScrapeMiB ? { smapsGrowthPerScrapeMiB } : {}), ...(HEAP_SPACES ? { heapSpaces } : {}), ...(mapsIdle ? { mapsDiff } : {}), ...(referenced ? { referenced } : {}) };
 }
 
+/**
+ * As under Prometheus (deploy/monitoring scrapes every 15 s): /metrics scraped every
+ * --prometheus-interval seconds, --prometheus-rounds times, the RSS taken just before each
+ * scrape, when the agent has been left alone longest since the last one: the figure a
+ * DaemonSet's memory graph shows between scrapes.
+ */
+async function prometheusPaced(pid: number, port: number): Promise<void> {
+  const rounds = Number(values['prometheus-rounds']);
+  const intervalS = Number(values['prometheus-interval']);
+  if (!port || !(rounds > 0)) return;
+  const before: number[] = [];
+  // KW_BENCH_SMAPS: what grew (bench/smaps.ts items, 0.1 MiB or more) from 1 s after a scrape to just before the next.
+  const growth: Array<Record<string, number>> = [];
+  let after: Record<string, number> | undefined;
+  for (let i = 0; i < rounds; i++) {
+    await new Promise((r) => setTimeout(r, intervalS * 1000 - (after ? 1000 : 0)));
+    before.push(rssOf(pid).rssMiB);
+    if (after) {
+      const now = smapsMiB(pid);
+      growth.push(Object.fromEntries(Object.entries(now).map(([k, v]) => [k, +(v - (after![k] ?? 0)).toFixed(1)]).filter(([, d]) => Math.abs(d as number) >= 0.1)));
+    }
+    await (await fetch(`http://127.0.0.1:${port}/metrics`)).arrayBuffer().catch(() => undefined);
+    if (process.env.KW_BENCH_SMAPS) {
+      await new Promise((r) => setTimeout(r, 1000));
+      after = smapsMiB(pid);
+    }
+  }
+  const sorted = [...before].sort((a, b) => a - b);
+  out('prometheus-paced', { intervalS, rounds, rssBeforeScrapeMiB: before, medianMiB: percentile(sorted, 50), maxMiB: sorted[sorted.length - 1],
+    ...(process.env.KW_BENCH_SMAPS ? { smapsGrowthBetweenScrapesMiB: growth } : {}) });
+}
+
 /** The node binary's mappings: resident and referenced (accessed since clear_refs) MiB, text (r-x) and the rest. */
 function binaryReferenced(pid: number): Record<string, [number, number]> {
   const exe = readlinkSync(`/proc/${pid}/exe`);
@@ -370,6 +411,15 @@ async function main(): Promise<void> {
     if (cluster) {
       out('cluster', { ms: Math.round(performance.now() - t0) });
       await cluster.api.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } });
+      // deploy/'s namespace: the agent's Lease lives there (without it the agent never leads, and never runs the elected agent's status rounds).
+      await cluster.api.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kernway-system' } });
+      if (!values['without-crds']) {
+        // As in a cluster running kernway: deploy/'s CRDs, and the Gateway API's its kustomization asks for first (docs/deploy.md).
+        // 1.20's kubectl does not know x-kubernetes-validations: --validate=false.
+        const crds = [join(projectRoot(), 'deploy', 'crds'), join(projectRoot(), '..', 'shared', 'crds', 'gateway-api-standard')];
+        for (const d of crds) for (const f of readdirSync(d).filter((x) => x.endsWith('.yaml'))) await cluster.kubectl(['apply', '--validate=false', '-f', join(d, f)]);
+      }
+      out('crds', { installed: !values['without-crds'] });
       t = performance.now();
       await pool(SERVICES, 32, async (i) => {
         await cluster.api.post('/api/v1/namespaces/bench/services', service(i));
@@ -422,6 +472,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 10_000));
     out('memory', { source: 'Kubernetes API', services: SERVICES, endpointsEach: ENDPOINTS, apiConnections: connectionsTo(kube.child.pid!, cluster.apiPort), ...(await memoryOf(kube.child.pid!, metricsPort)) });
     await heapSnapshot(kube.child, 'kube-api');
+    await prometheusPaced(kube.child.pid!, metricsPort);
 
     // Change → map entry: REST PUT acknowledged → new backend in the kernel (`series` picks the new addresses' /16).
     // With --scrape-every MS, /metrics is scraped that often meanwhile (the agent compacts its heap after each scrape).

@@ -60,7 +60,7 @@ export class KubeConfig {
   private readonly execAuth = new ExecAuth();
   private readonly fileAuth = new FileAuth();
   /** The connections of one set of credentials (reused; a new client certificate gets new ones). */
-  private conns: { key: string; conns: ApiConnections } | undefined;
+  private conns: { creds: Credentials; conns: ApiConnections } | undefined;
   private full: Promise<FullKubeConfig> | undefined;
 
   loadFromFile(file: string): void {
@@ -163,12 +163,14 @@ export class KubeConfig {
     const http1 = cluster?.server.startsWith('http:');
     if (http1 && !cluster?.skipTLSVerify) throw new Error('HTTP protocol is not allowed when skipTLSVerify is not set or false');
     if (!cluster?.server) throw new Error(`the context ${JSON.stringify(this.currentContext)} has no cluster with a server`);
-    const key = `${cluster.server}\0${user?.name}\0${String(opts.ca ?? '')}\0${String(opts.cert ?? '')}\0${String(opts.key ?? '')}\0${opts.servername ?? ''}\0${String(opts.rejectUnauthorized)}`;
-    if (this.conns?.key !== key) {
+    // Compared field by field, the files' bytes with Buffer.equals: every request (the Lease
+    // renewal every 2 s) passes here, and a key string of the PEM texts cost ~4 KB per request.
+    const creds: Credentials = { server: cluster.server, user: user?.name, ca: opts.ca, cert: opts.cert, key: opts.key, servername: opts.servername, rejectUnauthorized: opts.rejectUnauthorized };
+    if (!this.conns || !sameCredentials(this.conns.creds, creds)) {
       this.conns?.conns.close();
       const tls: TlsOptions = { ca: opts.ca, cert: opts.cert, key: opts.key, servername: opts.servername };
       if (opts.rejectUnauthorized !== undefined) tls.rejectUnauthorized = opts.rejectUnauthorized;
-      this.conns = { key, conns: new ApiConnections(new URL(cluster.server), tls, http1 === true) };
+      this.conns = { creds, conns: new ApiConnections(new URL(cluster.server), tls, http1 === true) };
     }
     return this.conns.conns;
   }
@@ -199,6 +201,30 @@ function parseYamlOnce(text: string): unknown {
   } finally {
     for (const k of Object.keys(req.cache)) if (!had.has(k) && k.startsWith(dir)) delete req.cache[k];
   }
+}
+
+/** What a set of connections was made for: the cluster, the user, the TLS material as read. */
+interface Credentials {
+  server: string;
+  user: string | undefined;
+  ca: RequestOptions['ca'];
+  cert: RequestOptions['cert'];
+  key: RequestOptions['key'];
+  servername: string | undefined;
+  rejectUnauthorized: boolean | undefined;
+}
+
+/** Whether two reads of the credentials are the same (TLS material compared by content). */
+function sameCredentials(a: Credentials, b: Credentials): boolean {
+  return a.server === b.server && a.user === b.user && a.servername === b.servername && a.rejectUnauthorized === b.rejectUnauthorized
+    && sameTls(a.ca, b.ca) && sameTls(a.cert, b.cert) && sameTls(a.key, b.key);
+}
+
+function sameTls(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  // Anything else (a string, an array of PEMs, one side missing): compared as text.
+  return a !== undefined && b !== undefined && String(a) === String(b);
 }
 
 /** The TLS options of one cluster and set of credentials. */
@@ -566,7 +592,17 @@ function sendH2(conns: ApiConnections, session: ClientHttp2Session, method: stri
   for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
   if (auth) h.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
   return new Promise((resolve, reject) => {
-    const stream = session.request(h, { endStream: body === undefined, ...(signal ? { signal } : {}) });
+    // The signal is not handed to http2: its abort listener binds an AsyncResource (with a
+    // deprecation wrapper) per request; the stream is destroyed here as http2 would.
+    const stream = session.request(h, { endStream: body === undefined });
+    if (signal) {
+      const onAbort = (): void => { stream.destroy(abortError(signal)); };
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        stream.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
+    }
     conns.opened(session, (cb) => stream.once('close', cb));
     // Until the head is in, an error rejects; afterwards it reaches whoever reads the body.
     stream.on('error', reject);
@@ -584,12 +620,29 @@ function sendH2(conns: ApiConnections, session: ClientHttp2Session, method: stri
   });
 }
 
-/** A body as text (at most `maxChunks` chunks of it: an error's); a body cut short rejects. */
-async function text(body: KubeBody, maxChunks = Infinity): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) if (chunks.length < maxChunks) chunks.push(c as Buffer);
-  if (!body.complete) throw new Error('the connection was cut before the answer was complete');
-  return Buffer.concat(chunks).toString('utf8');
+/** What an aborted request fails with (as http2's own abort: an AbortError, the signal's reason its cause). */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
+}
+
+/**
+ * A body as text (at most `maxChunks` chunks of it: an error's); a body cut short rejects.
+ * Read with its events, not an async iterator (whose listeners and wrappers cost ~5 KB per
+ * request: a Lease renewal every 2 s).
+ */
+function text(body: KubeBody, maxChunks = Infinity): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    body.on('data', (c: Buffer) => { if (chunks.length < maxChunks) chunks.push(c); });
+    body.once('error', reject);
+    const done = (): void => {
+      if (body.complete) resolve(Buffer.concat(chunks).toString('utf8'));
+      else reject(new Error('the connection was cut before the answer was complete'));
+    };
+    body.once('end', done);
+    // Closed without an end (a connection cut, a stream reset): incomplete.
+    body.once('close', done);
+  });
 }
 
 /** A promise that rejects as soon as the signal aborts (what it waits for carries on, for others). */

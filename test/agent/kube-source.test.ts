@@ -21,6 +21,8 @@ import { validateAgentOptions } from '../../agent/options.js';
 import { uninstallAgent } from '../../agent/uninstall.js';
 import { renderStatus } from '../../cli/status.js';
 import { clusterStatusOf } from '../../model/route-status.js';
+import { LeaderElector } from '../../agent/cluster/lease.js';
+import { KubeClient, loadKubeConfig } from '../../sources/kube-config.js';
 import { Client, startEcho, type Counts } from '../fixtures/lb-harness.js';
 
 const NODE = 'node-a';
@@ -243,6 +245,42 @@ describe('kernway agent --kubeconfig (lab cluster, real kernel)', () => {
     expect(backendsOf(WEB)).toEqual(ips([pods[0]!, pods[2]!]));
     expect(writes.every((d) => d === 0)).toBe(true);
   }, 90_000);
+
+  it('a leader renews its Lease with one PUT per round; a write by someone else makes it read the Lease again, and it keeps leading', async () => {
+    const api = new KubeClient(loadKubeConfig(cluster.kubeconfig));
+    const path = '/apis/coordination.k8s.io/v1/namespaces/default/leases/kw-renewals';
+    const elector = new LeaderElector(api, { namespace: 'default', name: 'kw-renewals', identity: 'me', leaseDurationMs: 5000, renewDeadlineMs: 4000, retryPeriodMs: 100 });
+    elector.start();
+    try {
+      await until('leading', () => elector.isLeader);
+      const renewTimes = new Set<string>();
+      const from = elector.requests;
+      const renewed = elector.renewals;
+      // Every renewal moves renewTime: 10 of them seen through the API server, one PUT each.
+      await until('10 renewals', async () => {
+        renewTimes.add((await api.get<{ spec: { renewTime: string } }>(path)).spec.renewTime);
+        return renewTimes.size >= 11;
+      });
+      await elector.stop();
+      const rounds = elector.renewals - renewed;
+      expect(rounds).toBeGreaterThanOrEqual(10);
+      expect(elector.requests - from).toBeLessThanOrEqual(rounds + 1); // one PUT per round (two with a GET each)
+      expect(elector.requests - from).toBeGreaterThanOrEqual(10);
+      // Someone else writes the Lease (an annotation): the next renewal's PUT is refused (409), read again, renewed.
+      elector.start();
+      await until('leading again', () => elector.isLeader);
+      const cur = await api.get<{ metadata: Record<string, unknown> }>(path);
+      await api.request('PUT', path, { ...cur, metadata: { ...cur.metadata, annotations: { 'example.com/touched': 'yes' } } });
+      const touched = elector.requests;
+      await until('renewed after the foreign write', async () => {
+        const l = await api.get<{ metadata: { annotations?: Record<string, string> }; spec: { holderIdentity: string; renewTime: string } }>(path);
+        return elector.requests >= touched + 3 && l.spec.holderIdentity === 'me' && l.metadata.annotations?.['example.com/touched'] === 'yes' && !renewTimes.has(l.spec.renewTime);
+      });
+      expect(elector.isLeader).toBe(true);
+    } finally {
+      await elector.stop();
+    }
+  }, 60_000);
 
   it('the API server killed for 30 s under traffic: no connection fails, nothing flushed, changes around it arrive', async () => {
     let stop = false;

@@ -227,18 +227,20 @@ describe('KubeClient: connections', () => {
  * connection: nothing passes, nothing is closed) or cut.
  */
 async function h2Server(pki: string): Promise<{ server: Http2SecureServer; relayPort: number; connections: () => number; clients: string[];
-  held: Array<() => void>; hanging: () => number; freeze: () => void; cut: () => void; close: () => Promise<void> }> {
+  held: Array<() => void>; hanging: () => number; ended: string[]; freeze: () => void; cut: () => void; close: () => Promise<void> }> {
   const read = (f: string): Buffer => readFileSync(join(pki, f));
   let connections = 0;
   const clients: string[] = [];
   const held: Array<() => void> = [];
   let hanging = 0;
+  /** Paths of never-answered streams the client ended (reset or closed them). */
+  const ended: string[] = [];
   const server = createSecureServer({ key: read('apiserver.key'), cert: read('apiserver.crt'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true, allowHTTP1: true });
   server.on('secureConnection', () => connections++);
   server.on('stream', (stream: ServerHttp2Stream, headers) => {
     clients.push(String(stream.session?.socket && (stream.session.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN));
     const path = String(headers[':path']);
-    if (path.startsWith('/hang')) { hanging++; stream.on('error', () => undefined); return; } // read, never answered
+    if (path.startsWith('/hang')) { hanging++; stream.on('error', () => undefined); stream.on('close', () => ended.push(path)); return; } // read, never answered
     if (path.includes('watch=1')) {
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.write('{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"7"}}}\n');
@@ -273,7 +275,7 @@ async function h2Server(pki: string): Promise<{ server: Http2SecureServer; relay
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
   return {
-    server, relayPort: (relay.address() as { port: number }).port, connections: () => connections, clients, held, hanging: () => hanging,
+    server, relayPort: (relay.address() as { port: number }).port, connections: () => connections, clients, held, hanging: () => hanging, ended,
     freeze: () => { frozen = true; },
     cut: () => { frozen = false; for (const [a, b] of pairs.splice(0)) { a.destroy(); b.destroy(); } },
     close: async () => {
@@ -389,6 +391,21 @@ describe('KubeClient: requests waiting for an answer', () => {
       // Never answered, never cut: its deadline.
       await expect(client.request('PUT', '/hang/x', { spec: {} }, 'application/json', 300)).rejects.toThrow(/PUT \/hang\/x: no answer within 300 ms/);
       await expect(client.get('/hang/y', undefined, 300)).rejects.toThrow(/GET \/hang\/y: no answer within 300 ms/);
+      // A watch its caller stops (the agent stopping): rejected at once.
+      const ctl = new AbortController();
+      const watching = client.open('/hang/z?watch=1', ctl.signal);
+      for (let i = 0; !srv.ended.includes('/hang/y') || srv.hanging() < 6; i++) {
+        if (i > 1000) throw new Error(`the server ended ${srv.ended.join(', ')} and received ${srv.hanging()} hung requests`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      ctl.abort();
+      await expect(watching).rejects.toThrow(/aborted/);
+      // And each stream given up is ended on the connection (reset), not left open on the server.
+      for (let i = 0; !srv.ended.includes('/hang/z?watch=1'); i++) {
+        if (i > 1000) throw new Error(`the server saw only ${srv.ended.join(', ')} ended`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(srv.ended).toEqual(expect.arrayContaining(['/hang/x', '/hang/y', '/hang/z?watch=1']));
     } finally {
       await srv.close();
     }
