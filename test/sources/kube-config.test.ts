@@ -356,6 +356,32 @@ describe('KubeClient over HTTP/2 (a server offering h2, as kube-apiserver)', () 
 });
 
 describe('KubeClient: requests waiting for an answer', () => {
+  it('a client certificate renewed on disk (as the kubelet rotates its own) is used from the next request, on a new connection; the same bytes keep the connection', async () => {
+    const pki = join(dir, 'pki-rotate');
+    mkdirSync(pki, { recursive: true });
+    await makePki(pki, ['127.0.0.1'], [{ name: 'agent', cn: 'system:node:n1', org: 'system:nodes' }, { name: 'renewed', cn: 'system:node:n1-renewed', org: 'system:nodes' }]);
+    const srv = await h2Server(pki);
+    try {
+      const live = (from: string): void => { copyFileSync(join(pki, `${from}.crt`), join(pki, 'live.crt')); copyFileSync(join(pki, `${from}.key`), join(pki, 'live.key')); };
+      live('agent');
+      const f = join(pki, 'files.kubeconfig');
+      writeFileSync(f, ['apiVersion: v1', 'kind: Config', 'clusters:', '- name: lab', '  cluster:', `    server: https://127.0.0.1:${srv.relayPort}`, '    certificate-authority: ca.crt',
+        'users:', '- name: agent', '  user:', '    client-certificate: live.crt', '    client-key: live.key',
+        'contexts:', '- name: lab', '  context: {cluster: lab, user: agent}', 'current-context: lab', ''].join('\n'));
+      const client = new KubeClient(loadKubeConfig(f));
+      await client.get('/api/v1');
+      live('agent'); // written again, same bytes
+      await client.get('/api/v1');
+      expect(srv.connections()).toBe(1);
+      live('renewed');
+      await client.get('/api/v1');
+      expect(srv.connections()).toBe(2);
+      expect(srv.clients).toEqual(['system:node:n1', 'system:node:n1', 'system:node:n1-renewed']);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('fail as soon as the connection is cut (the API server killed), not at their deadline; one never answered fails at its deadline', async () => {
     const { srv, kubeconfig: f } = await h2Lab('pki-h2c');
     try {
