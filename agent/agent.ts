@@ -166,29 +166,30 @@ export class Agent {
     const m = this.metrics;
     // Both per-Service counters come from one read of the kernel's counters per scrape (one
     // lookup per frontend; with 10,000 Services, 20,000 syscalls if each metric read its own),
-    // into one table every scrape reuses (agent/datapath/service-counters.ts). A family's
-    // samples are written synchronously after its read (registry.ts), so a second scrape's
-    // read cannot change the table under a family being written.
+    // into one table every scrape reuses (agent/datapath/service-counters.ts). Their families
+    // are written in parts (registry.ts inParts: a watch event or a reconcile runs between
+    // them), so the table is not read again while a family is being written from it: a
+    // scrape meanwhile writes the same values.
     const table = new ServiceCounterTable();
-    let fresh = false;
-    const counters = (): ServiceCounterTable => {
-      if (!fresh) {
+    const hold = { count: 0 };
+    let readFor = 0;
+    const counters = (scrape: number): ServiceCounterTable => {
+      if (readFor !== scrape && hold.count === 0) {
         if (this.lb && this.sync) table.read(this.sync, this.lb.maps.kw_svc_stats);
         else table.clear();
-        fresh = true;
-        setImmediate(() => { fresh = false; });
+        readFor = scrape;
       }
       return table;
     };
     m.counterAtScrape({
-      name: 'kernway_lb_connections_balanced_total', labelNames: ['service'],
+      name: 'kernway_lb_connections_balanced_total', labelNames: ['service'], inParts: true,
       help: 'Connections (and unconnected UDP datagrams) sent to a backend by the socket load balancer, per Service (ns/name).',
-      read: () => perService(counters(), 'balanced'),
+      read: (scrape) => perService(counters(scrape), 'balanced', hold),
     });
     m.counterAtScrape({
-      name: 'kernway_lb_connections_refused_total', labelNames: ['service'],
+      name: 'kernway_lb_connections_refused_total', labelNames: ['service'], inParts: true,
       help: 'connect()/sendmsg() to a Service refused (ECONNREFUSED) because it had no usable endpoint, per Service (ns/name).',
-      read: () => perService(counters(), 'refused'),
+      read: (scrape) => perService(counters(scrape), 'refused', hold),
     });
     m.gaugeAtScrape({
       name: 'kernway_bpf_map_entries', labelNames: ['map'],
@@ -224,6 +225,8 @@ export class Agent {
       read: () => [{ value: this.ready ? 1 : 0 }],
     });
     let reconciles = 0;
+    // A compaction after a scrape waits for a quiet moment (agent/datapath/memory.ts).
+    this.onReconcile(() => this.scrapeMemory.changed());
     this.onReconcile((ev) => {
       const trigger = reconciles++ === 0 ? 'start' : 'change';
       m.reconcileDuration.observe({ trigger }, ev.ms / 1000);
@@ -344,6 +347,7 @@ export class Agent {
       await this.feed?.close();
       await this.admin?.close();
       await this.http?.close();
+      this.scrapeMemory.stop();
       await this.policy?.close();
       this.conns?.close();
       this.sockmap?.close();
@@ -673,18 +677,27 @@ export class Agent {
  * it), and one iterator result too: a generator's `{ value, done }` per step is ~56 bytes of
  * garbage each without V8's top tier (the agent), 20,000 per scrape of 10,000 Services.
  */
-function perService(t: ServiceCounterTable, which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
+function perService(t: ServiceCounterTable, which: 'balanced' | 'refused', hold: { count: number }): Iterable<{ labels: { service: string }; value: number }> {
   const s = { labels: { service: '' }, value: 0 };
   const step: IteratorResult<typeof s, undefined> = { done: false, value: s };
+  const end: IteratorResult<typeof s, undefined> = { done: true, value: undefined };
   let i = 0;
+  // The table is held (not read again) from now until the samples are all written or given up.
+  let held = true;
+  hold.count++;
+  const release = (): IteratorResult<typeof s, undefined> => {
+    if (held) { held = false; hold.count--; }
+    return end;
+  };
   const it: Iterator<typeof s, undefined> & Iterable<typeof s> = {
     next: () => {
-      if (i >= t.size) return { done: true, value: undefined };
+      if (i >= t.size) return release();
       s.labels.service = t.service(i);
       s.value = which === 'balanced' ? t.balanced(i) : t.refused(i);
       i++;
       return step;
     },
+    return: release,
     [Symbol.iterator]: () => it,
   };
   return it;

@@ -234,6 +234,9 @@ export class TextChunks {
  */
 export type MetricsRenderer = (w: TextChunks) => Iterable<unknown> | AsyncIterable<unknown>;
 
+/** How long a scrape's render runs before letting the event loop take a turn. */
+export const SCRAPE_TURN_MS = 5;
+
 /**
  * Serve the text that `render` writes as the response body, in chunks (chunked transfer
  * encoding), waiting for 'drain' whenever the socket is full. A failure before the first
@@ -260,10 +263,19 @@ export async function writeMetricsText(res: ServerResponse, contentType: string,
   });
   try {
     const it = render(w);
+    // The render's steps run as microtasks: without a turn of the event loop now and then, a
+    // scrape of 10,000 Services' families would hold everything else (a watch event, a
+    // reconcile) for its whole ~100 ms.
+    let turn = performance.now();
     for await (const _ of it as AsyncIterable<unknown>) {
       if (res.destroyed) return;
       if (w.full) w.flush();
-      if (blocked) { blocked = false; await drained(); if (res.destroyed) return; }
+      if (blocked) { blocked = false; await drained(); if (res.destroyed) return; turn = performance.now(); }
+      else if (performance.now() - turn >= SCRAPE_TURN_MS) {
+        await new Promise((r) => setImmediate(r));
+        if (res.destroyed) return;
+        turn = performance.now();
+      }
     }
     w.release();
     begin();

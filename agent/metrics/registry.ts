@@ -31,8 +31,18 @@ export interface ScrapeMetric<L extends string = string> {
    * Called at each scrape. The samples are written as they come (nothing of them is
    * kept): a reader may yield one object again and again with new labels and value.
    */
-  read: () => Iterable<Sample<L>> | Promise<Iterable<Sample<L>>>;
+  read: (scrape: number) => Iterable<Sample<L>> | Promise<Iterable<Sample<L>>>;
+  /**
+   * The samples stay valid across event-loop turns (read from a table kept for the scrape,
+   * not from live structures): the family is written in parts of INPARTS_SAMPLES samples and
+   * other work (a watch event, a reconcile) runs between them, instead of waiting for a
+   * family of 10,000 Services (~25 ms) to be written whole.
+   */
+  inParts?: boolean;
 }
+
+/** Samples per part of a family written in parts (ScrapeMetric.inParts). */
+export const INPARTS_SAMPLES = 1000;
 
 export interface AgentMetricsOptions {
   /** Node.js process metrics (process_*, nodejs_*): default true. */
@@ -123,12 +133,14 @@ export class AgentMetrics {
    */
   async *render(w: TextChunks): AsyncGenerator<unknown> {
     if (this.registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) throw new KernwayError('KW_INVALID_ARGUMENT', 'metrics: only the Prometheus text format is served');
+    const scrape = ++this.scrapes;
     for (const m of this.scraped) {
-      const samples = await this.read(m);
+      const samples = await this.read(m, scrape);
       if (samples) {
         w.tentative();
         try {
-          m.write(w, samples);
+          if (m.inParts) for (const _ of m.writeInParts(w, samples)) yield;
+          else m.write(w, samples);
           w.commit();
         } catch (e) {
           w.rollback();
@@ -146,6 +158,8 @@ export class AgentMetrics {
   }
 
   private readonly scraped: Array<ScrapedMetric<string>> = [];
+  /** Renders started: each scrape's number, passed to the readers (one read of a shared table per scrape). */
+  private scrapes = 0;
 
   private addScraped(m: ScrapedMetric<string>): void {
     if (this.registry.getSingleMetric(m.name) || this.scraped.some((x) => x.name === m.name)) {
@@ -155,9 +169,9 @@ export class AgentMetrics {
   }
 
   /** @internal A metric's samples, read now; undefined when its reader failed (counted and logged). */
-  async read<T>(m: { name: string; read: () => T | Promise<T> }): Promise<T | undefined> {
+  async read<T>(m: { name: string; read: (scrape: number) => T | Promise<T> }, scrape = 0): Promise<T | undefined> {
     try {
-      return await m.read();
+      return await m.read(scrape);
     } catch (e) {
       this.failed(m.name, e);
       return undefined;
@@ -187,21 +201,48 @@ class ScrapedMetric<L extends string> {
     this.labelNames = m.labelNames ?? [];
   }
 
+  get inParts(): boolean {
+    return this.m.inParts === true;
+  }
+
   /** Called at each scrape (through AgentMetrics.read, which counts a failure). */
-  read(): Iterable<Sample<L>> | Promise<Iterable<Sample<L>>> {
-    return this.m.read();
+  read(scrape: number): Iterable<Sample<L>> | Promise<Iterable<Sample<L>>> {
+    return this.m.read(scrape);
   }
 
   /** The family, as the samples come (a failure half-way throws: the caller takes the family back). */
   write(w: TextChunks, samples: Iterable<Sample<L>>): void {
     w.startFamily();
     w.text(this.head);
-    this.lines(w, samples);
+    const it = samples[Symbol.iterator]();
+    try {
+      this.lines(w, it, Infinity);
+    } finally {
+      it.return?.();
+    }
   }
 
-  /** A label not in labelNames fails the read (as prom-client's inc/set would refuse it). */
-  private lines(w: TextChunks, read: Iterable<Sample<L>>): void {
-    for (const s of read) {
+  /** The same, a step per INPARTS_SAMPLES samples (the caller yields to the event loop between them). */
+  *writeInParts(w: TextChunks, samples: Iterable<Sample<L>>): Generator<void> {
+    w.startFamily();
+    w.text(this.head);
+    const it = samples[Symbol.iterator]();
+    try {
+      while (this.lines(w, it, INPARTS_SAMPLES)) yield;
+    } finally {
+      it.return?.();
+    }
+  }
+
+  /**
+   * Up to `max` samples of `read` (true: more may follow). A label not in labelNames fails
+   * the read (as prom-client's inc/set would refuse it).
+   */
+  private lines(w: TextChunks, read: Iterator<Sample<L>>, max: number): boolean {
+    for (let n = 0; n < max; n++) {
+      const r = read.next();
+      if (r.done) return false;
+      const s = r.value;
       // A counter's known label set with nothing counted yet still shows 0 (rate() needs the series from the start).
       if (this.type === 'counter' && !(s.value >= 0)) continue;
       w.text(this.name);
@@ -225,6 +266,7 @@ class ScrapedMetric<L extends string> {
       w.value(s.value);
       w.text('\n');
     }
+    return true;
   }
 }
 

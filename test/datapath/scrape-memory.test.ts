@@ -56,6 +56,48 @@ describe('ScrapeMemory: what a /metrics scrape leaves in the agent', () => {
     expect(youngGenerationBytes()).toBeLessThan(grown);
   });
 
+  it('a compaction due while changes come waits for a quiet moment, or its longest wait; scrapes meanwhile share it', async () => {
+    const until = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; !ok(); i++) {
+        if (i > 2000) throw new Error(`not ${what}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    // A change just before the scrape: deferred, then compacted once nothing came for quietMs.
+    const m = new ScrapeMemory({ quietMs: 100, maxDeferMs: 60_000 });
+    m.settled();
+    m.changed();
+    expect(m.afterScrape()).toBe('deferred');
+    expect(m.afterScrape()).toBe('deferred');
+    expect(m.compactions).toBe(0);
+    await until('compacted after the quiet moment', () => m.compactions === 1);
+    // Quiet since: at once.
+    await new Promise((r) => setTimeout(r, 120));
+    expect(m.afterScrape()).toBe('compacted');
+    expect(m.compactions).toBe(2);
+    // Changes that never stop: compacted maxDeferMs after the scrape all the same.
+    const busy = new ScrapeMemory({ quietMs: 100, maxDeferMs: 300 });
+    busy.settled();
+    const churn = setInterval(() => busy.changed(), 10);
+    try {
+      busy.changed();
+      const t0 = performance.now();
+      expect(busy.afterScrape()).toBe('deferred');
+      await until('compacted under churn', () => busy.compactions === 1);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
+    } finally {
+      clearInterval(churn);
+    }
+    // Stopped: a waiting compaction is dropped.
+    const stopped = new ScrapeMemory({ quietMs: 50 });
+    stopped.settled();
+    stopped.changed();
+    expect(stopped.afterScrape()).toBe('deferred');
+    stopped.stop();
+    await new Promise((r) => setTimeout(r, 120));
+    expect(stopped.compactions).toBe(0);
+  });
+
   it("frees the /metrics text's pooled chunk buffers after each scrape, compacted or trimmed", async () => {
     for (const settled of [false, true]) {
       const m = new ScrapeMemory();

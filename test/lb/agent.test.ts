@@ -108,6 +108,14 @@ describe('kernway agent --standalone', () => {
     expect(value(/^kernway_bpf_map_max_entries\{map="kw_svc"\} (\d+)$/m)).toBe(65536);
     expect(value(/^kernway_reconcile_duration_seconds_count\{trigger="start"\} (\d+)$/m)).toBe(1);
     expect(text).toMatch(/^# HELP kernway_lb_connections_refused_total /m);
+    // Each scrape reads the kernel's counters anew (one read shared by both families of a scrape; the family written in parts).
+    const before = value(/^kernway_lb_connections_balanced_total\{service="shop\/web"\} (\d+)$/m);
+    expect((await client.send<Counts>({ op: 'tcp', host: '10.96.0.10', port: 80, n: 10 })).errors).toEqual({});
+    const [a, b] = await Promise.all([1, 2].map(async () => (await fetch(`${base}/metrics`)).text()));
+    for (const t of [a!, b!]) expect(Number(/^kernway_lb_connections_balanced_total\{service="shop\/web"\} (\d+)$/m.exec(t)?.[1])).toBeGreaterThanOrEqual(before + 10);
+    expect((await client.send<Counts>({ op: 'tcp', host: '10.96.0.10', port: 80, n: 5 })).errors).toEqual({});
+    const after = await (await fetch(`${base}/metrics`)).text();
+    expect(Number(/^kernway_lb_connections_balanced_total\{service="shop\/web"\} (\d+)$/m.exec(after)?.[1])).toBeGreaterThanOrEqual(before + 15);
 
     const socket = agent.opts.adminSocket;
     expect(statSync(socket).mode & 0o777).toBe(0o600);

@@ -184,6 +184,53 @@ describe('MetricsServer', () => {
     expect((await get(`${badBase}/metrics`)).status).toBe(200);
   });
 
+  it('a family read from a table kept for the scrape (inParts) is written in parts, other work running between them; the same text; given up, its samples are let go', async () => {
+    const N = 20_000;
+    // The samples are read slowly (each 500th waits 1 ms), so the family takes >= 40 ms whatever the machine.
+    let turns = 0;
+    let running = true;
+    const tick = (): void => { turns++; if (running) setImmediate(tick); };
+    const seen: number[] = [];
+    let returned = 0;
+    const samples = (): Iterable<{ labels: { service: string }; value: number }> => ({
+      [Symbol.iterator]: () => {
+        let i = 0;
+        return {
+          next: () => {
+            if (i >= N) return { done: true, value: undefined };
+            if (i % 500 === 0) { seen.push(turns); const t = performance.now(); while (performance.now() - t < 1) { /* a slow read */ } }
+            const v = { labels: { service: `ns/svc-${i}` }, value: i };
+            i++;
+            return { done: false, value: v };
+          },
+          return: () => { returned++; return { done: true, value: undefined }; },
+        };
+      },
+    });
+    const parts = new AgentMetrics({ defaultMetrics: false });
+    parts.counterAtScrape({ name: 'kw_test_parts_total', help: 'h', labelNames: ['service'], inParts: true, read: samples });
+    const whole = new AgentMetrics({ defaultMetrics: false });
+    whole.counterAtScrape({ name: 'kw_test_parts_total', help: 'h', labelNames: ['service'], read: samples });
+    const { base } = await serve(parts);
+    setImmediate(tick);
+    const body = (await get(`${base}/metrics`)).body;
+    running = false;
+    // The event loop took turns while the family was being written (a watch event would have run), not only after it.
+    expect(seen[seen.length - 1]! - seen[0]!).toBeGreaterThan(3);
+    expect(body).toBe(await whole.text());
+    expect(body.match(/^kw_test_parts_total\{/gm)).toHaveLength(N);
+    // A client gone half-way: the render stops and its samples are returned (a held table released).
+    const before = returned;
+    const { s: _s, base: base2 } = await serve(parts);
+    const ctl = new AbortController();
+    const gone = fetch(`${base2}/metrics`, { signal: ctl.signal }).then((r) => r.text()).catch(() => 'aborted');
+    for (let i = 0; seen.length < 50 + 40 && i < 2000; i++) await new Promise((r) => setTimeout(r, 1));
+    ctl.abort();
+    expect(await gone).toBe('aborted');
+    for (let i = 0; returned === before && i < 2000; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(returned).toBe(before + 1);
+  });
+
   it('refuses a bad port at the door', () => {
     expect(() => new MetricsServer({ host: '127.0.0.1', port: 70000, metrics: new AgentMetrics({ defaultMetrics: false }) })).toThrow(/--metrics-address/);
   });
