@@ -16,7 +16,7 @@
  *      KW_BENCH_SMAPS=1 prints the resident KiB per mapping, KW_BENCH_SNAPSHOT=FILE writes a
  *      heap snapshot after the measurement.
  * Every phase runs without V8's TurboFan, as `kernway agent` does (common/heap.ts
- * leaveOutTurbofan); KW_BENCH_TURBOFAN=1 keeps V8's default tiers, for comparison.
+ * leaveOutTurbofanAndSparkplug); KW_BENCH_TURBOFAN=1 keeps V8's default tiers, for comparison.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,11 +27,11 @@ import { getHeapSpaceStatistics } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import type { SourcedObject } from '../k8s/types.js';
 import type { StandaloneSnapshot } from '../agent/standalone.js';
-import { keepYoungGenerationSmall, leaveOutTurbofan } from '../common/heap.js';
+import { keepYoungGenerationSmall, leaveOutTurbofanAndSparkplug } from '../common/heap.js';
 import { smapsMiB } from './smaps.js';
 
 // As `kernway agent` does (cli/main.ts), before the agent's modules load; KW_BENCH_TURBOFAN=1 keeps V8's defaults.
-if (process.env.KW_BENCH_TURBOFAN !== '1') leaveOutTurbofan();
+if (process.env.KW_BENCH_TURBOFAN !== '1') leaveOutTurbofanAndSparkplug();
 const { buildModel } = await import('../model/model.js');
 const { buildServiceTable, ServiceTableBuilder } = await import('../model/service-table.js');
 const { MODEL, StandaloneSource } = await import('../agent/standalone.js');

@@ -1,6 +1,6 @@
 /**
  * The Node.js built-in modules `kernway agent` loads, taken before its V8 flags change
- * (common/heap.ts `leaveOutTurbofan`): Node.js compiles a built-in from a code cache embedded
+ * (common/heap.ts `leaveOutTurbofanAndSparkplug`): Node.js compiles a built-in from a code cache embedded
  * in its binary, which V8 accepts only while its flags hash as they did when node was built.
  * Once the agent sets `--no-turbofan` every built-in loaded afterwards is compiled from its
  * source (node's own count: `compiledWithoutCache`), which touches more of the binary's pages

@@ -21,9 +21,9 @@ const commands: Record<string, (argv: readonly string[]) => Promise<Command>> = 
   // One line per subcommand module; each module exports `command: Command`.
   probe: async () => (await import('./probe.js')).command,
   // The agent's V8 tiers are set before its modules load, the built-ins it uses loaded before that
-  // (common/heap.ts leaveOutTurbofan, cli/agent-builtins.ts).
+  // (common/heap.ts leaveOutTurbofanAndSparkplug, cli/agent-builtins.ts).
   agent: async (argv) => {
-    (await import('../common/heap.js')).leaveOutTurbofan((await import('./agent-builtins.js')).agentBuiltins(argv));
+    (await import('../common/heap.js')).leaveOutTurbofanAndSparkplug((await import('./agent-builtins.js')).agentBuiltins(argv));
     return (await import('./agent.js')).command;
   },
   uninstall: async () => (await import('./uninstall.js')).command,

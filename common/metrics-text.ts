@@ -35,7 +35,7 @@ function needsEscape(s: string): boolean {
 /**
  * Buffer's own UTF-8 writer. buf.write(s, offset, 'utf8') checks its arguments through
  * node's stack-hiding validators, each call a rest-parameter array: ~80 bytes of garbage per
- * call where V8's top tier is left out (the agent: common/heap.ts leaveOutTurbofan), about
+ * call where V8's top tier is left out (the agent: common/heap.ts leaveOutTurbofanAndSparkplug), about
  * 14 MiB per scrape of 10,000 Services (docs/kubernetes-api.md). utf8Write writes what fits
  * and allocates nothing; `text` makes room first. (As waypoint/observe/access-log.ts.)
  */

@@ -40,7 +40,7 @@ export function releaseFreedMemory(opts: { flushCode?: boolean } = {}): boolean 
  * So once the first sync has settled, the heap is compacted after every scrape (common/heap.ts
  * compactHeap, which reduces memory: the young generation shrunk, free ranges discarded), then
  * malloc trimmed. A scrape itself allocates little (~1.4 MiB at 10,000 Services:
- * common/metrics-text.ts, agent/datapath/service-counters.ts); the compaction costs ~40-90 ms of
+ * common/metrics-text.ts, agent/datapath/service-counters.ts); the compaction costs ~100 ms of
  * CPU at 10,000 Services and a few ms on a small heap, once per scrape (Prometheus scrapes every
  * 15-60 s; scrapes at the same time share one).
  */

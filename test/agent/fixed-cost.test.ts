@@ -67,8 +67,8 @@ describe("the built-ins the agent takes before its V8 flags change (cli/agent-bu
   /** A child process that imports the agent's command, with TurboFan left out first (after `preload` built-ins): node's own counts. */
   const run = (preload: string): { loaded: string[]; withoutCache: string[] } => {
     const script = `
-      const { leaveOutTurbofan } = await import(${url('common/heap.js')});
-      leaveOutTurbofan(${preload});
+      const { leaveOutTurbofanAndSparkplug } = await import(${url('common/heap.js')});
+      leaveOutTurbofanAndSparkplug(${preload});
       await import(${url('cli/agent.js')});
       await import(${url('sources/kube-config.js')});
       const { createRequire } = await import('node:module');

@@ -136,8 +136,8 @@ describe('keepYoungGenerationSmall', () => {
  */
 function tierOfHotFunction(leaveOut: boolean): string {
   const script = `
-    const { leaveOutTurbofan } = await import(${JSON.stringify(HEAP_JS)});
-    if (${leaveOut}) leaveOutTurbofan();
+    const { leaveOutTurbofanAndSparkplug } = await import(${JSON.stringify(HEAP_JS)});
+    if (${leaveOut}) leaveOutTurbofanAndSparkplug();
     function hot(n) { let t = 0; for (let i = 0; i < n; i++) t += i % 7; return t; }
     const status = new Function('f', 'return %GetOptimizationStatus(f)');
     let s = 0, tier = 'none';
@@ -156,9 +156,32 @@ function tierOfHotFunction(leaveOut: boolean): string {
   return execFileSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8' }).split(' ')[0]!;
 }
 
-describe('leaveOutTurbofan', () => {
+/** The call at which a small function first runs as Sparkplug (baseline) code, or 'maglev@N' if it got to Maglev without, in a fresh process. */
+function firstTierOfWarmFunction(leaveOut: boolean): string {
+  const script = `
+    const { leaveOutTurbofanAndSparkplug } = await import(${JSON.stringify(HEAP_JS)});
+    if (${leaveOut}) leaveOutTurbofanAndSparkplug();
+    function warm(a, b) { return a + b; }
+    const status = new Function('f', 'return %GetOptimizationStatus(f)');
+    let s = 0, tier = 'none';
+    for (let i = 0; i < 200000 && tier === 'none'; i++) {
+      s += warm(i, 1);
+      const st = status(warm);
+      if (st & 32768) tier = 'baseline@' + i;
+      else if (st & 32) tier = 'maglev@' + i;
+    }
+    console.log(tier, s > 0);`;
+  return execFileSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8' }).split(' ')[0]!;
+}
+
+describe('leaveOutTurbofanAndSparkplug', () => {
   it('stops hot code at Maglev: V8 would otherwise optimise it with TurboFan', { timeout: 60_000 }, () => {
     expect(tierOfHotFunction(false)).toBe('turbofan');
     expect(tierOfHotFunction(true)).toBe('maglev');
+  });
+
+  it('compiles no Sparkplug (baseline) code: warm code goes from the interpreter to Maglev', () => {
+    expect(firstTierOfWarmFunction(false)).toMatch(/^baseline@/);
+    expect(firstTierOfWarmFunction(true)).toMatch(/^maglev@/);
   });
 });

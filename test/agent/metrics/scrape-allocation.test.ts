@@ -1,6 +1,6 @@
 /**
  * What a /metrics scrape of 10,000 Services allocates in the agent, which runs without V8's
- * top tier (common/heap.ts leaveOutTurbofan): there, node's Buffer methods that check their
+ * top tier (common/heap.ts leaveOutTurbofanAndSparkplug): there, node's Buffer methods that check their
  * arguments (buf.write, readUInt32LE, writeUInt32LE) and a RegExp test allocate on every call,
  * which TurboFan would have optimised away. The per-Service families' text and counter sums
  * allocated ~25 MiB per scrape so (V8's sampling heap profiler, agent on 10,000 Services:
