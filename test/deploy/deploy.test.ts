@@ -150,11 +150,19 @@ describe('deploy/ on the lab cluster', () => {
     }
 
     // The DaemonSet's elected agent writes the route's status: kernway's entry beside the foreign one.
+    let lastSeen: unknown;
     await waitFor('the route status written by the elected DaemonSet agent', async () => {
       const r = await cluster.api.get<{ status?: { parents?: Array<{ controllerName: string; conditions: Array<{ type: string; status: string }> }> } }>('/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web');
       const ps = r.status?.parents ?? [];
+      lastSeen = r.status;
       return ps.length === 2 && ps.some((p) => p.controllerName === 'example.com/other') && ps.some((p) => p.controllerName === 'kernway.io/gateway-controller' && p.conditions.some((c) => c.type === 'Accepted' && c.status === 'True')) || undefined;
-    }, 30_000, 200);
+    }, 30_000, 200).catch(async (e: unknown) => {
+      // What the agents knew: the Lease, the route's status as last read, the tail of each agent's log.
+      const lease = await cluster.api.find('/apis/coordination.k8s.io/v1/namespaces/kernway-system/leases/kernway-agent').catch((x: unknown) => String(x));
+      const agents = await podsWith(cluster, 'app.kubernetes.io/name=kernway-agent', 'kernway-system');
+      const logs = agents.map((p) => `--- ${p.metadata.name} on ${p.spec.nodeName} (restarts ${p.status.containerStatuses?.[0]?.restartCount}):\n${containerLog(cluster, p.spec.nodeName!, p.metadata.name, 'agent', 'kernway-system').split('\n').slice(-40).join('\n')}`);
+      throw new Error(`${(e as Error).message}\nLease: ${JSON.stringify(lease)}\nroute status: ${JSON.stringify(lastSeen)}\n${logs.join('\n')}`);
+    });
     expect((await cluster.kubectl(['get', 'httproute', 'web', '-n', 'shop', '-o', 'yaml'])).stdout).toMatch(/controllerName: kernway\.io\/gateway-controller/);
 
     // The DaemonSet goes (its leader releases the Lease); two candidates race for it.
