@@ -171,10 +171,9 @@ export class Agent {
     // them), so the table is not read again while a family is being written from it: a
     // scrape meanwhile writes the same values.
     const table = new ServiceCounterTable();
-    const hold = { count: 0 };
     let readFor = 0;
     const counters = (scrape: number): ServiceCounterTable => {
-      if (readFor !== scrape && hold.count === 0) {
+      if (readFor !== scrape && table.holds === 0) {
         if (this.lb && this.sync) table.read(this.sync, this.lb.maps.kw_svc_stats);
         else table.clear();
         readFor = scrape;
@@ -184,12 +183,12 @@ export class Agent {
     m.counterAtScrape({
       name: 'kernway_lb_connections_balanced_total', labelNames: ['service'], inParts: true,
       help: 'Connections (and unconnected UDP datagrams) sent to a backend by the socket load balancer, per Service (ns/name).',
-      read: (scrape) => perService(counters(scrape), 'balanced', hold),
+      read: (scrape) => perService(counters(scrape), 'balanced'),
     });
     m.counterAtScrape({
       name: 'kernway_lb_connections_refused_total', labelNames: ['service'], inParts: true,
       help: 'connect()/sendmsg() to a Service refused (ECONNREFUSED) because it had no usable endpoint, per Service (ns/name).',
-      read: (scrape) => perService(counters(scrape), 'refused', hold),
+      read: (scrape) => perService(counters(scrape), 'refused'),
     });
     m.gaugeAtScrape({
       name: 'kernway_bpf_map_entries', labelNames: ['map'],
@@ -677,16 +676,16 @@ export class Agent {
  * it), and one iterator result too: a generator's `{ value, done }` per step is ~56 bytes of
  * garbage each without V8's top tier (the agent), 20,000 per scrape of 10,000 Services.
  */
-function perService(t: ServiceCounterTable, which: 'balanced' | 'refused', hold: { count: number }): Iterable<{ labels: { service: string }; value: number }> {
+function perService(t: ServiceCounterTable, which: 'balanced' | 'refused'): Iterable<{ labels: { service: string }; value: number }> {
   const s = { labels: { service: '' }, value: 0 };
   const step: IteratorResult<typeof s, undefined> = { done: false, value: s };
   const end: IteratorResult<typeof s, undefined> = { done: true, value: undefined };
   let i = 0;
   // The table is held (not read again) from now until the samples are all written or given up.
   let held = true;
-  hold.count++;
+  t.holds++;
   const release = (): IteratorResult<typeof s, undefined> => {
-    if (held) { held = false; hold.count--; }
+    if (held) { held = false; t.holds--; }
     return end;
   };
   const it: Iterator<typeof s, undefined> & Iterable<typeof s> = {

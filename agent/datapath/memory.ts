@@ -98,7 +98,7 @@ export class ScrapeMemory {
       this.compact();
       return 'compacted';
     }
-    this.deferred = { since: now, timer: this.wait(now) };
+    this.deferred = { since: now, timer: this.wait(now, now) };
     return 'deferred';
   }
 
@@ -108,8 +108,9 @@ export class ScrapeMemory {
     this.deferred = undefined;
   }
 
-  private wait(now: number): NodeJS.Timeout {
-    const due = Math.min(this.lastChange + this.quietMs, this.deferred ? this.deferred.since + this.maxDeferMs : now + this.maxDeferMs);
+  /** A timer for when a compaction deferred since `since` may run: the quiet moment, or its longest wait. */
+  private wait(since: number, now: number): NodeJS.Timeout {
+    const due = Math.min(this.lastChange + this.quietMs, since + this.maxDeferMs);
     const t = setTimeout(() => {
       const d = this.deferred;
       if (!d) return;
@@ -118,7 +119,7 @@ export class ScrapeMemory {
         this.deferred = undefined;
         this.compact();
       } else {
-        d.timer = this.wait(at);
+        d.timer = this.wait(d.since, at);
       }
     }, Math.max(1, due - now));
     t.unref();

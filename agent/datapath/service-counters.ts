@@ -36,6 +36,9 @@ export class ServiceCounterTable {
   private readonly visit = (svcId: number, name: string, alone: boolean): void => this.add(svcId, name, alone);
   private stats: MapLike | undefined;
 
+  /** Families of /metrics being written from the table (agent.ts, in parts): it is not read again meanwhile. */
+  holds = 0;
+
   /** Services counted in the last read. */
   get size(): number {
     return this.count;

@@ -36,7 +36,7 @@ export interface ScrapeMetric<L extends string = string> {
    * The samples stay valid across event-loop turns (read from a table kept for the scrape,
    * not from live structures): the family is written in parts of INPARTS_SAMPLES samples and
    * other work (a watch event, a reconcile) runs between them, instead of waiting for a
-   * family of 10,000 Services (~25 ms) to be written whole.
+   * family of 10,000 Services to be written whole.
    */
   inParts?: boolean;
 }
@@ -139,8 +139,7 @@ export class AgentMetrics {
       if (samples) {
         w.tentative();
         try {
-          if (m.inParts) for (const _ of m.writeInParts(w, samples)) yield;
-          else m.write(w, samples);
+          for (const _ of m.write(w, samples)) yield;
           w.commit();
         } catch (e) {
           w.rollback();
@@ -169,7 +168,7 @@ export class AgentMetrics {
   }
 
   /** @internal A metric's samples, read now; undefined when its reader failed (counted and logged). */
-  async read<T>(m: { name: string; read: (scrape: number) => T | Promise<T> }, scrape = 0): Promise<T | undefined> {
+  async read<T>(m: { name: string; read: (scrape: number) => T | Promise<T> }, scrape: number): Promise<T | undefined> {
     try {
       return await m.read(scrape);
     } catch (e) {
@@ -201,34 +200,23 @@ class ScrapedMetric<L extends string> {
     this.labelNames = m.labelNames ?? [];
   }
 
-  get inParts(): boolean {
-    return this.m.inParts === true;
-  }
-
   /** Called at each scrape (through AgentMetrics.read, which counts a failure). */
   read(scrape: number): Iterable<Sample<L>> | Promise<Iterable<Sample<L>>> {
     return this.m.read(scrape);
   }
 
-  /** The family, as the samples come (a failure half-way throws: the caller takes the family back). */
-  write(w: TextChunks, samples: Iterable<Sample<L>>): void {
+  /**
+   * The family, as the samples come (a failure half-way throws: the caller takes the family
+   * back); in one step, or with `inParts` a step per INPARTS_SAMPLES samples (the caller
+   * yields to the event loop between them). Given up half-way, the samples are let go.
+   */
+  *write(w: TextChunks, samples: Iterable<Sample<L>>): Generator<void> {
     w.startFamily();
     w.text(this.head);
+    const part = this.m.inParts === true ? INPARTS_SAMPLES : Infinity;
     const it = samples[Symbol.iterator]();
     try {
-      this.lines(w, it, Infinity);
-    } finally {
-      it.return?.();
-    }
-  }
-
-  /** The same, a step per INPARTS_SAMPLES samples (the caller yields to the event loop between them). */
-  *writeInParts(w: TextChunks, samples: Iterable<Sample<L>>): Generator<void> {
-    w.startFamily();
-    w.text(this.head);
-    const it = samples[Symbol.iterator]();
-    try {
-      while (this.lines(w, it, INPARTS_SAMPLES)) yield;
+      while (this.lines(w, it, part)) yield;
     } finally {
       it.return?.();
     }
